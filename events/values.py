@@ -1,0 +1,96 @@
+"""Value types that events carry: container and image configuration, mounts, ports.
+
+I/O: none. These are plain frozen msgspec Structs. Anything that could hold a secret
+(environment values) is held as `EnvEntry(key, digest)`: the value itself lives in the
+engine's secret store, never in the log (DESIGN.md, "Secrets").
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class EnvEntry(msgspec.Struct, frozen=True):
+    """An environment variable as the log sees it: its key and a keyed hash of its value."""
+
+    key: str
+    digest: str  # hex HMAC-SHA256 of the value under the engine's secret key; "" if unset
+
+
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    name: str = "no"  # "no", "always", "on-failure", "unless-stopped"
+    maximum_retry_count: int = 0
+
+
+class MountSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A mount a container asked for: volume, bind or tmpfs."""
+
+    type: str  # "volume", "bind", "tmpfs"
+    target: str
+    source: str = ""  # volume name, host path; empty for tmpfs or anonymous volume
+    read_only: bool = False
+    propagation: str = ""
+    tmpfs_size: int = 0
+    options: tuple[str, ...] = ()
+
+
+class PortBinding(msgspec.Struct, frozen=True, kw_only=True):
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+    host_port: int = 0  # 0: pick a free port
+
+
+class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What a container is to run, after the image's defaults have been merged in."""
+
+    image: str  # the reference the user gave
+    image_id: str  # sha256:<hex> of the image config
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    env: tuple[EnvEntry, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    labels: dict[str, str] = {}
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    restart_policy: RestartPolicy = RestartPolicy()
+    auto_remove: bool = False
+    memory: int = 0
+    nano_cpus: int = 0
+    pids_limit: int = 0
+    read_only: bool = False
+    init: bool = False
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    network_mode: str = "none"
+    mounts: tuple[MountSpec, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+    publish_all: bool = False
+    exposed_ports: tuple[str, ...] = ()
+    stop_signal: str = "SIGTERM"
+    stop_timeout: int | None = None
+    log_driver: str = "json-file"
+    log_options: dict[str, str] = {}
+
+
+class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of an OCI image config that containers inherit."""
+
+    architecture: str = "amd64"
+    os: str = "linux"
+    created: str = ""
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # image env is public data, as in the image config blob
+    working_dir: str = ""
+    user: str = ""
+    labels: dict[str, str] = {}
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop_signal: str = ""

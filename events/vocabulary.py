@@ -1,0 +1,430 @@
+"""The event vocabulary: every fact shipslog records, as frozen msgspec Structs.
+
+I/O: none. Names are `<Noun><PastParticiple>` (STYLE.md). Each class is tagged with its
+own name (`tag=True`), so a union of them round-trips through msgspec. A class's
+`schema_version` rises when its payload changes incompatibly; `events/codec.py` holds the
+upcasters from older versions. Adding a field with a default does not need a new version.
+
+Streams: container events go to `container-<id>`, image events to `image-<id>` (layer
+events to `layer-<digest>`), volumes to `volume-<name>`, networks to `network-<id>`,
+operations to `op-<op_id>`, reconciliation to `reconcile`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from events.values import ContainerConfig, ImageConfig, MountSpec, PortBinding
+
+
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    schema_version: ClassVar[int] = 1
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+class OperationRequested(BaseEvent, frozen=True, kw_only=True):
+    """An intent: the engine accepted a command and will carry it out."""
+
+    op_id: str
+    kind: str  # "container.start", "image.pull", …
+    target: str  # the stream the operation acts on
+    args: dict[str, str] = {}
+
+
+class OperationStepDone(BaseEvent, frozen=True, kw_only=True):
+    op_id: str
+    step: str
+    detail: dict[str, str] = {}
+
+
+class OperationFailed(BaseEvent, frozen=True, kw_only=True):
+    op_id: str
+    step: str
+    error: str
+    needs_cleanup: bool = False
+
+
+class OperationCompleted(BaseEvent, frozen=True, kw_only=True):
+    op_id: str
+
+
+class OperationCompensated(BaseEvent, frozen=True, kw_only=True):
+    """A half-done operation was rolled back (by the supervisor or at recovery)."""
+
+    op_id: str
+    step: str
+    action: str
+
+
+# --- containers ----------------------------------------------------------------------------
+
+
+class ContainerCreateRequested(BaseEvent, frozen=True, kw_only=True):
+    """Reserves the name; the container exists (state "created") once ContainerCreated follows."""
+
+    container_id: str
+    name: str
+    config: ContainerConfig
+
+
+class NameClaimed(BaseEvent, frozen=True, kw_only=True):
+    """Stream `name-<name>`: the name now belongs to this container. Appended with the
+    create (or rename) in one transaction, with the name stream's expected version, so two
+    creators racing for one name cannot both win."""
+
+    name: str
+    container_id: str
+
+
+class NameReleased(BaseEvent, frozen=True, kw_only=True):
+    name: str
+    container_id: str
+
+
+class ContainerCreated(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    rootfs: str = ""  # where the supervisor prepared the container's root filesystem
+
+
+class ContainerStartRequested(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+
+
+class ContainerStarted(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    pid: int
+    monitor_pid: int = 0
+
+
+class ContainerStopRequested(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    signal: str = "SIGTERM"
+    timeout: int = 10
+
+
+class ContainerSignalled(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    signal: str
+
+
+class ContainerExited(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    exit_code: int
+    signal: str = ""
+    oom_killed: bool = False
+    finished_at: int = 0  # Unix ns as the monitor saw it; 0 when unknown
+
+
+class ContainerStartFailed(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    error: str
+    exit_code: int = 128
+
+
+class ContainerRestartedByPolicy(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    restart_count: int
+    delay_ms: int
+    reason: str
+
+
+class ContainerPaused(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+
+
+class ContainerUnpaused(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+
+
+class ContainerRenamed(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    old_name: str
+    new_name: str
+
+
+class ContainerRemoveRequested(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    force: bool = False
+    remove_volumes: bool = False
+
+
+class ContainerRemoved(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+
+
+class ContainerLost(BaseEvent, frozen=True, kw_only=True):
+    """The engine lost track of a running container (reboot, monitor gone): recorded, never hidden."""
+
+    container_id: str
+    reason: str
+    exit_code: int = 255
+
+
+# --- exec sessions -------------------------------------------------------------------------
+
+
+class ExecCreated(BaseEvent, frozen=True, kw_only=True):
+    exec_id: str
+    container_id: str
+    cmd: tuple[str, ...]
+    tty: bool = False
+    user: str = ""
+    working_dir: str = ""
+
+
+class ExecStarted(BaseEvent, frozen=True, kw_only=True):
+    exec_id: str
+    container_id: str
+    pid: int = 0
+
+
+class ExecExited(BaseEvent, frozen=True, kw_only=True):
+    exec_id: str
+    container_id: str
+    exit_code: int
+
+
+# --- images --------------------------------------------------------------------------------
+
+
+class ImagePullRequested(BaseEvent, frozen=True, kw_only=True):
+    reference: str
+    platform: str = ""
+
+
+class ImageManifestResolved(BaseEvent, frozen=True, kw_only=True):
+    reference: str
+    digest: str
+    media_type: str
+
+
+class LayerDownloaded(BaseEvent, frozen=True, kw_only=True):
+    digest: str
+    size: int
+    media_type: str = ""
+
+
+class LayerUnpacked(BaseEvent, frozen=True, kw_only=True):
+    digest: str  # compressed blob digest
+    diff_id: str  # digest of the uncompressed tar
+    size: int  # bytes on disk after unpack
+
+
+class ImagePulled(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    reference: str
+    digest: str
+    layers: tuple[str, ...]  # diff_ids, bottom first
+    config: ImageConfig
+    size: int = 0
+
+
+class ImageLoaded(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    config: ImageConfig
+    size: int = 0
+
+
+class ImageImported(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    config: ImageConfig
+    size: int = 0
+    source: str = ""
+
+
+class ImagePushed(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    reference: str
+    digest: str
+
+
+class ImageTagged(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    reference: str
+
+
+class ImageUntagged(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+    reference: str
+
+
+class ImageRemoved(BaseEvent, frozen=True, kw_only=True):
+    image_id: str
+
+
+# --- volumes -------------------------------------------------------------------------------
+
+
+class VolumeCreated(BaseEvent, frozen=True, kw_only=True):
+    name: str
+    driver: str = "local"
+    labels: dict[str, str] = {}
+    options: dict[str, str] = {}
+    anonymous: bool = False
+
+
+class VolumeMounted(BaseEvent, frozen=True, kw_only=True):
+    name: str
+    container_id: str
+    destination: str
+    read_only: bool = False
+
+
+class VolumeUnmounted(BaseEvent, frozen=True, kw_only=True):
+    name: str
+    container_id: str
+    destination: str
+
+
+class VolumeRemoved(BaseEvent, frozen=True, kw_only=True):
+    name: str
+
+
+# --- networks ------------------------------------------------------------------------------
+
+
+class NetworkCreated(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+    name: str
+    driver: str = "bridge"
+    subnet: str = ""
+    gateway: str = ""
+    ip_range: str = ""
+    internal: bool = False
+    labels: dict[str, str] = {}
+    options: dict[str, str] = {}
+    bridge: str = ""  # kernel link name
+
+
+class NetworkAddressAllocated(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+    container_id: str
+    address: str
+
+
+class NetworkAddressReleased(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+    container_id: str
+    address: str
+
+
+class NetworkConnected(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+    container_id: str
+    ip: str
+    mac: str
+    aliases: tuple[str, ...] = ()
+    endpoint_id: str = ""
+
+
+class NetworkDisconnected(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+    container_id: str
+
+
+class NetworkPortPublished(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    binding: PortBinding
+    container_ip: str = ""
+
+
+class NetworkPortUnpublished(BaseEvent, frozen=True, kw_only=True):
+    container_id: str
+    binding: PortBinding
+
+
+class NetworkRemoved(BaseEvent, frozen=True, kw_only=True):
+    network_id: str
+
+
+# --- reconciliation ------------------------------------------------------------------------
+
+
+class ReconcileDifferenceFound(BaseEvent, frozen=True, kw_only=True):
+    """The log and the kernel disagreed; says what was seen and what was done about it."""
+
+    subject: str  # a stream name, or a kernel object ("mount:/path", "link:veth…")
+    expected: str
+    observed: str
+    action: str  # "recorded", "removed", "repaired", "adopted"
+    reason: str = ""
+
+
+class DaemonStarted(BaseEvent, frozen=True, kw_only=True):
+    version: str
+    boot_id: str
+    clean_shutdown: bool  # the previous run wrote its clean-shutdown marker
+
+
+class DaemonStopped(BaseEvent, frozen=True, kw_only=True):
+    reason: str = ""
+
+
+Event = (
+    OperationRequested
+    | OperationStepDone
+    | OperationFailed
+    | OperationCompleted
+    | OperationCompensated
+    | ContainerCreateRequested
+    | NameClaimed
+    | NameReleased
+    | ContainerCreated
+    | ContainerStartRequested
+    | ContainerStarted
+    | ContainerStopRequested
+    | ContainerSignalled
+    | ContainerExited
+    | ContainerStartFailed
+    | ContainerRestartedByPolicy
+    | ContainerPaused
+    | ContainerUnpaused
+    | ContainerRenamed
+    | ContainerRemoveRequested
+    | ContainerRemoved
+    | ContainerLost
+    | ExecCreated
+    | ExecStarted
+    | ExecExited
+    | ImagePullRequested
+    | ImageManifestResolved
+    | LayerDownloaded
+    | LayerUnpacked
+    | ImagePulled
+    | ImageLoaded
+    | ImageImported
+    | ImagePushed
+    | ImageTagged
+    | ImageUntagged
+    | ImageRemoved
+    | VolumeCreated
+    | VolumeMounted
+    | VolumeUnmounted
+    | VolumeRemoved
+    | NetworkCreated
+    | NetworkAddressAllocated
+    | NetworkAddressReleased
+    | NetworkConnected
+    | NetworkDisconnected
+    | NetworkPortPublished
+    | NetworkPortUnpublished
+    | NetworkRemoved
+    | ReconcileDifferenceFound
+    | DaemonStarted
+    | DaemonStopped
+)
+
+EVENT_TYPES: dict[str, type[BaseEvent]] = {
+    cls.__name__: cls for cls in BaseEvent.__subclasses__()
+}
+
+# Unused imports are part of the vocabulary's public surface.
+__all__ = ["Event", "EVENT_TYPES", "BaseEvent", "MountSpec"] + list(EVENT_TYPES)
