@@ -10,19 +10,19 @@ from __future__ import annotations
 import msgspec
 
 
-class EnvEntry(msgspec.Struct, frozen=True):
+class EnvEntry(msgspec.Struct, frozen=True, omit_defaults=True):
     """An environment variable as the log sees it: its key and a keyed hash of its value."""
 
     key: str
     digest: str  # hex HMAC-SHA256 of the value under the engine's secret key; "" if unset
 
 
-class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str = "no"  # "no", "always", "on-failure", "unless-stopped"
     maximum_retry_count: int = 0
 
 
-class MountSpec(msgspec.Struct, frozen=True, kw_only=True):
+class MountSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A mount a container asked for: volume, bind or tmpfs."""
 
     type: str  # "volume", "bind", "tmpfs"
@@ -34,14 +34,14 @@ class MountSpec(msgspec.Struct, frozen=True, kw_only=True):
     options: tuple[str, ...] = ()
 
 
-class PortBinding(msgspec.Struct, frozen=True, kw_only=True):
+class PortBinding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     container_port: int
     protocol: str = "tcp"
     host_ip: str = ""
     host_port: int = 0  # 0: pick a free port
 
 
-class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a container is to run, after the image's defaults have been merged in."""
 
     image: str  # the reference the user gave
@@ -79,7 +79,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True):
     log_options: dict[str, str] = {}
 
 
-class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The parts of an OCI image config that containers inherit."""
 
     architecture: str = "amd64"
