@@ -1,0 +1,876 @@
+"""The event store: an append-only, hash-chained event log in SQLite, with inline projections.
+
+I/O: SQLite files (the only module in `events/` that imports sqlite3), and `/proc/locks` +
+`/proc/PID/comm` to name the process holding the write lock when a write times out.
+
+Guarantees (DESIGN.md, "The event log"):
+- `seq` is global and gap-free: it is assigned here as head+1 inside a `BEGIN IMMEDIATE`
+  transaction (CPython#124510: a deferred BEGIN that upgrades to a writer can fail with BUSY
+  without waiting), never by AUTOINCREMENT, which skips numbers after a rollback.
+- Optimistic concurrency per stream via `UNIQUE(stream, stream_version)` and `expected_version`.
+- A batch appended with a `command_id` is recorded at most once; a retry gets the original
+  envelopes back.
+- UPDATE and DELETE are refused by triggers; every event carries
+  `hash = sha256(prev_hash ‖ canonical bytes)` (events/hashing.py).
+- File databases run in WAL mode with `synchronous=FULL` (an acknowledged event survives power
+  loss, RELIABILITY F-06) and a finite busy timeout (F-13); files are created 0600 (S-08/S-01).
+- Inline projections are folded and written in the same transaction as the events
+  (read-your-writes); `rebuild()` rebuilds their tables from zero and swaps them in atomically.
+
+SQL lives in `_SqliteBackend` (events/_sql.py would be its own module if a PostgreSQL backend
+joins; the class is the seam). `events/writer.py` drives `append_group` from one thread to
+commit many callers' batches with one fsync.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from events.codec import actor_bytes, canonical_bytes, decode_actor, decode_event, encode_event
+from events.envelope import Actor, Envelope, Pending
+from events.hashing import GENESIS_HASH, VerifyResult, chain_hash, verify_chain
+
+__all__ = [
+    "ConcurrencyConflict",
+    "EventStore",
+    "InlineProjection",
+    "RowChange",
+    "StoreBusy",
+    "StoreError",
+]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+_CHUNK = 2000
+
+
+class StoreError(Exception):
+    """Anything the store refuses or cannot do; `.hint` says what to do about it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConcurrencyConflict(StoreError):
+    """A stream moved on since the caller decided: re-read and decide again."""
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream} is at version {actual}, expected {expected}",
+            "someone else changed this object at the same time; retry the command",
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreBusy(StoreError):
+    """The write lock stayed held past the busy timeout."""
+
+
+class RowChange(msgspec.Struct, frozen=True):
+    """One row of a projection table to upsert (`doc`) or delete (`doc is None`)."""
+
+    table: str
+    key: str
+    doc: bytes | None
+
+
+State = TypeVar("State")
+
+
+class InlineProjection(Protocol[State]):
+    """A pure fold the store keeps up to date inside each append transaction."""
+
+    name: str
+    tables: Sequence[str]
+
+    def initial(self) -> State: ...
+
+    def fold(self, state: State, envelopes: Sequence[Envelope]) -> tuple[State, list[RowChange]]:
+        ...
+
+
+_EVENT_COLUMNS = (
+    "seq, stream, stream_version, schema_version, type, recorded_at, actor, op_id, command_id, "
+    "payload, hash"
+)
+
+# The SQL twin of events.codec.canonical_bytes, so `verify` hashes rows without building a
+# Python object per event. tests/contracts/test_event_store.py keeps the two byte-identical.
+_CANONICAL_SQL = (
+    "CAST(seq || '|' || length(CAST(stream AS BLOB)) || ':' || stream || stream_version || '|'"
+    " || schema_version || '|' || recorded_at || '|' || length(actor) || ':' || actor"
+    " || length(CAST(op_id AS BLOB)) || ':' || op_id"
+    " || CASE WHEN command_id IS NULL THEN '~'"
+    " ELSE length(CAST(command_id AS BLOB)) || ':' || command_id END"
+    " || length(CAST(type AS BLOB)) || ':' || type || length(payload) || ':' || payload AS BLOB)"
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    actor BLOB NOT NULL,
+    op_id TEXT NOT NULL,
+    command_id TEXT,
+    payload BLOB NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (stream, stream_version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_command_id ON events(command_id)
+    WHERE command_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_type ON events(type);
+CREATE INDEX IF NOT EXISTS events_recorded_at ON events(recorded_at);
+CREATE INDEX IF NOT EXISTS events_op_id ON events(op_id);
+-- The extent of each batch appended with a command_id, so a retry returns all of it.
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS commands_no_update BEFORE UPDATE ON commands
+    BEGIN SELECT RAISE(ABORT, 'commands are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS commands_no_delete BEFORE DELETE ON commands
+    BEGIN SELECT RAISE(ABORT, 'commands are append-only: DELETE refused'); END;
+CREATE TABLE IF NOT EXISTS projection_meta (
+    name TEXT PRIMARY KEY, applied_seq INTEGER NOT NULL
+);
+"""
+
+Row = tuple[Any, ...]
+
+
+class _SqliteBackend:
+    """Every SQL statement the store runs. A PostgreSQL backend would implement the same."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str | None) -> None:
+        self.conn = conn
+        self.path = path  # None for :memory:
+
+    # --- connection and schema ---------------------------------------------------------
+
+    @classmethod
+    def connect(cls, path: str, *, readonly: bool, uri_name: str | None = None) -> _SqliteBackend:
+        if path == ":memory:":
+            conn = sqlite3.connect(
+                uri_name or ":memory:",
+                uri=uri_name is not None,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_S,
+            )
+            return cls(conn, None)
+        target = Path(path)
+        if readonly:
+            conn = sqlite3.connect(
+                f"{target.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_S,
+            )
+        else:
+            if not target.exists():
+                # SQLite gives -wal and -shm the database file's mode, so 0600 here covers
+                # all three (RELIABILITY S-01, S-08).
+                target.touch(mode=0o600)
+                target.chmod(0o600)
+            conn = sqlite3.connect(
+                str(target), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return cls(conn, str(target))
+
+    def create_schema(self) -> None:
+        self.begin()
+        try:
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- transactions --------------------------------------------------------------------
+
+    def begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreBusy(
+                    f"could not write the event log within {BUSY_TIMEOUT_S:g}s: "
+                    f"{_lock_holder(self.path)}",
+                    "wait for that process to finish, or stop it if it is stuck",
+                ) from exc
+            raise
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        self.conn.execute("SAVEPOINT batch")
+
+    def release(self) -> None:
+        self.conn.execute("RELEASE batch")
+
+    def rollback_to(self) -> None:
+        self.conn.execute("ROLLBACK TO batch")
+        self.conn.execute("RELEASE batch")
+
+    # --- events --------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def hash_at(self, seq: int) -> str:
+        if seq == 0:
+            return GENESIS_HASH
+        row = self.conn.execute("SELECT hash FROM events WHERE seq=?", (seq,)).fetchone()
+        return str(row[0]) if row else GENESIS_HASH
+
+    def stream_version(self, stream: str) -> int:
+        row = self.conn.execute(
+            "SELECT max(stream_version) FROM events WHERE stream=?", (stream,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def find_command(self, command_id: str) -> tuple[int, int] | None:
+        row = self.conn.execute(
+            "SELECT first_seq, last_seq FROM commands WHERE command_id=?", (command_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def insert_events(self, rows: Sequence[Row]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO events({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+        )
+
+    def insert_command(self, command_id: str, first_seq: int, last_seq: int) -> None:
+        self.conn.execute(
+            "INSERT INTO commands(command_id, first_seq, last_seq) VALUES (?,?,?)",
+            (command_id, first_seq, last_seq),
+        )
+
+    def select_events(self, where: str, params: Sequence[Any], limit: int) -> list[Row]:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?"
+        return self.conn.execute(sql, (*params, limit)).fetchall()
+
+    def cursor_events(self, after_seq: int, until_seq: int) -> sqlite3.Cursor:
+        cur = self.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (after_seq, until_seq),
+        )
+        cur.arraysize = _CHUNK
+        return cur
+
+    def last_seq_before(self, until_ns: int) -> int:
+        row = self.conn.execute(
+            "SELECT max(seq) FROM events WHERE recorded_at <= ?", (until_ns,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def canonical_rows(self, until_seq: int) -> sqlite3.Cursor:
+        cur = self.conn.execute(
+            f"SELECT seq, hash, {_CANONICAL_SQL} FROM events WHERE seq <= ? ORDER BY seq",
+            (until_seq,),
+        )
+        cur.arraysize = _CHUNK
+        return cur
+
+    # --- projections ---------------------------------------------------------------------
+
+    def applied_seq(self, name: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT applied_seq FROM projection_meta WHERE name=?", (name,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_applied_seq(self, name: str, seq: int) -> None:
+        self.conn.execute(
+            "INSERT INTO projection_meta(name, applied_seq) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET applied_seq=excluded.applied_seq",
+            (name, seq),
+        )
+
+    def create_table(self, name: str) -> None:
+        _check_table(name)
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (key TEXT PRIMARY KEY, doc BLOB)")
+
+    def drop_table(self, name: str) -> None:
+        _check_table(name)
+        self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def rename_table(self, old: str, new: str) -> None:
+        _check_table(old)
+        _check_table(new)
+        self.conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    def apply_changes(self, prefix: str, changes: Sequence[RowChange]) -> None:
+        upserts: dict[str, list[tuple[str, bytes]]] = {}
+        deletes: dict[str, list[tuple[str]]] = {}
+        for change in changes:
+            if change.doc is None:
+                deletes.setdefault(change.table, []).append((change.key,))
+            else:
+                upserts.setdefault(change.table, []).append((change.key, change.doc))
+        # Later changes win: deletes first would lose a re-insert, so apply in order per key.
+        if any(t in deletes for t in upserts):
+            for change in changes:
+                table = prefix + change.table
+                _check_table(table)
+                if change.doc is None:
+                    self.conn.execute(f"DELETE FROM {table} WHERE key=?", (change.key,))
+                else:
+                    self.conn.execute(
+                        f"INSERT OR REPLACE INTO {table}(key, doc) VALUES (?, ?)",
+                        (change.key, change.doc),
+                    )
+            return
+        for table, rows in upserts.items():
+            _check_table(prefix + table)
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO {prefix}{table}(key, doc) VALUES (?, ?)", rows
+            )
+        for table, keys in deletes.items():
+            _check_table(prefix + table)
+            self.conn.executemany(f"DELETE FROM {prefix}{table} WHERE key=?", keys)
+
+    def read_rows(self, table: str) -> list[tuple[str, bytes]]:
+        _check_table(table)
+        return self.conn.execute(f"SELECT key, doc FROM {table} ORDER BY key").fetchall()
+
+
+def _check_table(name: str) -> None:
+    # Table names come from projection code, not users, but they are spliced into SQL.
+    if not name.replace("_", "").isalnum() or not name.isascii():
+        raise StoreError(f"invalid projection table name {name!r}", "use [a-z0-9_] only")
+
+
+def _lock_holder(path: str | None) -> str:
+    """Name the process holding the SQLite write lock, from /proc/locks (Linux only).
+
+    In WAL mode the writer holds a POSIX write lock on byte 120 of the -shm file
+    (WAL_WRITE_LOCK); in rollback mode, the RESERVED byte of the database file.
+    """
+    fallback = "another writer holds the database"
+    if path is None:
+        return fallback
+    try:
+        inodes = {}
+        for suffix in ("-shm", ""):
+            candidate = Path(path + suffix)
+            if candidate.exists():
+                inodes[candidate.stat().st_ino] = suffix
+        holders: list[tuple[int, int]] = []  # (priority, pid)
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields:
+                continue  # a waiter, not a holder
+            if len(fields) < 8 or fields[1] not in ("POSIX", "OFDLCK") or fields[3] != "WRITE":
+                continue
+            inode = int(fields[5].rsplit(":", 1)[1])
+            if inode not in inodes:
+                continue
+            priority = 0 if (inodes[inode] == "-shm" and fields[6] == "120") else 1
+            holders.append((priority, int(fields[4])))
+        if not holders:
+            return fallback
+        pid = min(holders)[1]
+        comm = ""
+        if pid > 0:
+            comm_path = Path(f"/proc/{pid}/comm")
+            comm = comm_path.read_text().strip() if comm_path.exists() else ""
+        me = Path("/proc/self").resolve().name
+        who = f"pid {pid}" + (f" ({comm})" if comm else "")
+        if str(pid) == me:
+            who += ", another connection in this same process"
+        return f"another writer holds the database: {who}"
+    except (OSError, ValueError, IndexError):
+        return fallback
+
+
+class _Batch(msgspec.Struct):
+    pending: Sequence[Pending]
+    actor: Actor
+    op_id: str
+    command_id: str | None
+    now_ns: int
+
+
+_memory_counter = 0
+
+
+class EventStore(Generic[State]):
+    """The event log. Thread-safe; one writing connection per store."""
+
+    def __init__(
+        self,
+        writer: _SqliteBackend,
+        reader: _SqliteBackend,
+        *,
+        readonly: bool,
+        projection: InlineProjection[State] | None,
+    ) -> None:
+        self._w = writer
+        self._r = reader
+        self._wlock = threading.RLock()
+        # Same connection for :memory: (one database per connection): share the lock too.
+        self._rlock = self._wlock if reader is writer else threading.RLock()
+        self.readonly = readonly
+        self.projection = projection
+        self._state: State | None = projection.initial() if projection else None
+        self._applied = 0  # last seq folded into self._state
+        self.path = writer.path
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        projection: InlineProjection[State] | None = None,
+    ) -> EventStore[State]:
+        path = str(path)
+        try:
+            if path == ":memory:":
+                writer = _SqliteBackend.connect(path, readonly=False)
+                reader = writer
+            else:
+                if readonly and not Path(path).exists():
+                    raise StoreError(f"no event log at {path}", "check --root / SHIPSLOG_ROOT")
+                writer = _SqliteBackend.connect(path, readonly=readonly)
+                reader = _SqliteBackend.connect(path, readonly=True) if not readonly else writer
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open event log {path}: {exc}", "check the path and its "
+                             "permissions (the log is 0600, owned by root)") from exc
+        if not readonly:
+            writer.create_schema()
+        version = writer.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"event log {path} has store schema {version}, this build knows {SCHEMA_VERSION}",
+                "upgrade shipslog",
+            )
+        store = cls(writer, reader, readonly=readonly, projection=projection)
+        if projection is not None:
+            store._load_projection()
+        return store
+
+    def close(self) -> None:
+        with self._wlock, self._rlock:
+            if self._r is not self._w:
+                self._r.close()
+            self._w.close()
+
+    def __enter__(self) -> EventStore[State]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reader(self) -> EventStore[State]:
+        """A store on its own read-only connection, for another thread (follow, API reads).
+
+        For :memory: there is only one database per connection, so this returns self.
+        """
+        if self.path is None:
+            return self
+        return EventStore.open(self.path, readonly=True)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def head(self) -> int:
+        with self._rlock:
+            return self._r.head()[0]
+
+    def last_hash(self) -> str:
+        with self._rlock:
+            return self._r.head()[1]
+
+    def stream_version(self, stream: str) -> int:
+        with self._rlock:
+            return self._r.stream_version(stream)
+
+    @property
+    def state(self) -> State:
+        """The inline projection's committed state (read-your-writes for this process)."""
+        if self.projection is None:
+            raise StoreError("this store was opened without a projection")
+        return self._state  # type: ignore[return-value]
+
+    @property
+    def applied_seq(self) -> int:
+        return self._applied
+
+    def read(
+        self,
+        after_seq: int = 0,
+        *,
+        limit: int | None = None,
+        stream: str | None = None,
+        streams: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        op_id: str | None = None,
+        until_seq: int | None = None,
+    ) -> Iterator[Envelope]:
+        """Events after `after_seq` in seq order; time bounds are inclusive.
+
+        Pages by seq (keyset), so no read transaction stays open between pages: a slow
+        consumer never holds back WAL checkpoints (RELIABILITY F-13).
+        """
+        clauses = ["seq > ?"]
+        params: list[Any] = []
+        if stream is not None:
+            streams = [stream, *(streams or ())]
+        for column, values in (("stream", streams), ("type", types)):
+            if values is not None:
+                if not values:
+                    return
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        for clause, value in (
+            ("recorded_at >= ?", since_ns),
+            ("recorded_at <= ?", until_ns),
+            ("op_id = ?", op_id),
+            ("seq <= ?", until_seq),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " AND ".join(clauses)
+        remaining = limit
+        cursor = after_seq
+        while remaining is None or remaining > 0:
+            page = _CHUNK if remaining is None else min(_CHUNK, remaining)
+            with self._rlock:
+                rows = self._r.select_events(where, (cursor, *params), page)
+            for row in rows:
+                yield _envelope(row)
+            if len(rows) < page:
+                return
+            cursor = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def read_rows(self, table: str) -> Iterator[tuple[str, bytes]]:
+        """A projection table's rows `(key, doc)`, ordered by key (the CLI's `ps` from the DB)."""
+        with self._rlock:
+            rows = self._r.read_rows(f"proj_{table}")
+        yield from rows
+
+    def verify(self, *, until_seq: int | None = None) -> VerifyResult:
+        """Recompute the hash chain over stored bytes; name the first bad event."""
+        with self._rlock:
+            limit = self._r.head()[0] if until_seq is None else until_seq
+            return verify_chain(self._r.canonical_rows(limit))
+
+    def fold_to(
+        self,
+        projection: InlineProjection[Any],
+        *,
+        until_seq: int | None = None,
+        until_ns: int | None = None,
+    ) -> Any:
+        """Time travel: fold `projection` from zero up to a seq and/or a time (inclusive)."""
+        with self._rlock:
+            limit = self._r.head()[0] if until_seq is None else until_seq
+            if until_ns is not None:
+                limit = min(limit, self._r.last_seq_before(until_ns))
+        state = projection.initial()
+        for chunk in self._chunks(self._r, self._rlock, 0, limit):
+            state, _ = projection.fold(state, chunk)
+        return state
+
+    @staticmethod
+    def _chunks(
+        backend: _SqliteBackend, lock: threading.RLock, after: int, until: int
+    ) -> Iterator[list[Envelope]]:
+        while after < until:
+            with lock:
+                cur = backend.cursor_events(after, min(until, after + 50 * _CHUNK))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            for start in range(0, len(rows), _CHUNK):
+                yield [_envelope(row) for row in rows[start : start + _CHUNK]]
+            after = rows[-1][0]
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def append(
+        self,
+        pending: Sequence[Pending],
+        *,
+        actor: Actor,
+        op_id: str,
+        command_id: str | None = None,
+        now_ns: int,
+    ) -> list[Envelope]:
+        """Append one batch atomically; see the module docstring for the guarantees."""
+        batch = _Batch(pending, actor, op_id, command_id, now_ns)
+        result = self.append_group([batch])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    @staticmethod
+    def batch(
+        pending: Sequence[Pending],
+        *,
+        actor: Actor,
+        op_id: str,
+        command_id: str | None = None,
+        now_ns: int,
+    ) -> _Batch:
+        return _Batch(pending, actor, op_id, command_id, now_ns)
+
+    def append_group(self, batches: Sequence[_Batch]) -> list[list[Envelope] | Exception]:
+        """Commit several callers' batches in one transaction (one fsync).
+
+        Each batch runs inside its own SAVEPOINT: a conflict or a projection error fails that
+        batch only. Projection state is immutable; each batch folds onto the staged state,
+        which becomes the committed state only after COMMIT succeeds. If BEGIN or COMMIT
+        fails, every batch gets that error.
+        """
+        if self.readonly:
+            error = StoreError("this event log was opened read-only", "write through the daemon")
+            return [error for _ in batches]
+        results: list[list[Envelope] | Exception] = []
+        with self._wlock:
+            w = self._w
+            try:
+                w.begin()
+            except (StoreError, sqlite3.Error) as exc:
+                return [_wrap(exc) for _ in batches]
+            try:
+                head, last_hash = w.head()
+                staged, applied = self._catch_up(w, head)
+                for batch in batches:
+                    w.savepoint()
+                    try:
+                        envelopes, fresh = self._append_one(w, batch, head, last_hash)
+                        if fresh and self.projection is not None:
+                            staged, changes = self.projection.fold(staged, envelopes)
+                            w.apply_changes("proj_", changes)
+                    except Exception as exc:  # noqa: BLE001 - fails this caller only
+                        w.rollback_to()
+                        results.append(_wrap(exc))
+                        continue
+                    w.release()
+                    if fresh and envelopes:
+                        head, last_hash = envelopes[-1].seq, envelopes[-1].hash
+                        applied = head
+                    results.append(envelopes)
+                if self.projection is not None and applied != self._applied:
+                    w.set_applied_seq(self.projection.name, applied)
+                w.commit()
+            except BaseException as exc:
+                w.rollback()
+                if not isinstance(exc, Exception):
+                    raise
+                return [_wrap(exc) for _ in batches]
+            self._state = staged
+            self._applied = applied
+        return results
+
+    def _catch_up(self, w: _SqliteBackend, head: int) -> tuple[Any, int]:
+        """Fold events another process appended since our state (e.g. a CLI writing directly)."""
+        staged = self._state
+        if self.projection is None or head == self._applied:
+            return staged, head
+        for chunk in self._chunks(w, self._wlock, self._applied, head):
+            staged, changes = self.projection.fold(staged, chunk)
+            w.apply_changes("proj_", changes)
+        return staged, head
+
+    def _append_one(
+        self, w: _SqliteBackend, batch: _Batch, head: int, last_hash: str
+    ) -> tuple[list[Envelope], bool]:
+        if batch.command_id is not None:
+            extent = w.find_command(batch.command_id)
+            if extent is not None:
+                rows = w.select_events("seq > ? AND seq <= ?", (extent[0] - 1, extent[1]),
+                                       extent[1] - extent[0] + 1)
+                return [_envelope(row) for row in rows], False
+        if not batch.pending:
+            return [], False
+        actor = actor_bytes(batch.actor)
+        before: dict[str, int] = {}
+        versions: dict[str, int] = {}
+        rows: list[Row] = []
+        envelopes: list[Envelope] = []
+        seq, prev = head, last_hash
+        for item in batch.pending:
+            stream = item.stream
+            if stream not in before:
+                before[stream] = versions[stream] = w.stream_version(stream)
+            # expected_version is checked against the stream as it was before this batch: a
+            # decider returns all of a batch's events against the state it read.
+            expected = item.expected_version
+            if expected is not None and expected != before[stream]:
+                raise ConcurrencyConflict(stream, expected, before[stream])
+            versions[stream] += 1
+            seq += 1
+            event = item.event
+            type_name = type(event).__name__
+            schema_version = type(event).schema_version
+            payload = encode_event(event)
+            command_id = batch.command_id if not rows else None
+            canonical = canonical_bytes(
+                seq=seq,
+                stream=stream,
+                stream_version=versions[stream],
+                schema_version=schema_version,
+                recorded_at=batch.now_ns,
+                actor=actor,
+                op_id=batch.op_id,
+                command_id=command_id,
+                type_name=type_name,
+                payload=payload,
+            )
+            prev = chain_hash(prev, canonical)
+            rows.append((seq, stream, versions[stream], schema_version, type_name, batch.now_ns,
+                         actor, batch.op_id, command_id, payload, prev))
+            envelopes.append(Envelope(
+                seq=seq, stream=stream, stream_version=versions[stream],
+                schema_version=schema_version, recorded_at=batch.now_ns, actor=batch.actor,
+                op_id=batch.op_id, event=event, command_id=command_id, hash=prev,
+            ))
+        w.insert_events(rows)
+        if batch.command_id is not None:
+            w.insert_command(batch.command_id, head + 1, seq)
+        return envelopes, True
+
+    # --- projections -----------------------------------------------------------------------
+
+    def _load_projection(self) -> None:
+        """Fold the whole log into memory; rebuild the tables if they lag or lead the log."""
+        projection = self.projection
+        assert projection is not None
+        with self._rlock:
+            head = self._r.head()[0]
+            stored = self._r.applied_seq(projection.name)
+        state, final = self._fold_all(projection, head)
+        self._state, self._applied = state, head
+        if not self.readonly and stored != head:
+            self._swap_in(projection, state, head, final)
+
+    def _fold_all(
+        self, projection: InlineProjection[State], head: int
+    ) -> tuple[State, dict[tuple[str, str], bytes | None]]:
+        state = projection.initial()
+        final: dict[tuple[str, str], bytes | None] = {}
+        for chunk in self._chunks(self._r, self._rlock, 0, head):
+            state, changes = projection.fold(state, chunk)
+            for change in changes:
+                final[(change.table, change.key)] = change.doc
+        return state, final
+
+    def rebuild(self) -> None:
+        """Rebuild the projection's tables from zero into proj_new_*, then swap them in."""
+        if self.projection is None:
+            raise StoreError("this store was opened without a projection")
+        if self.readonly:
+            raise StoreError("cannot rebuild a read-only event log", "run it in the daemon")
+        with self._rlock:
+            head = self._r.head()[0]
+        state, final = self._fold_all(self.projection, head)
+        self._swap_in(self.projection, state, head, final)
+
+    def _swap_in(
+        self,
+        projection: InlineProjection[State],
+        state: State,
+        head: int,
+        final: dict[tuple[str, str], bytes | None],
+    ) -> None:
+        with self._wlock:
+            w = self._w
+            w.begin()
+            try:
+                now_head = w.head()[0]
+                for table in projection.tables:
+                    w.drop_table(f"proj_new_{table}")
+                    w.create_table(f"proj_new_{table}")
+                changes = [RowChange(t, k, d) for (t, k), d in final.items() if d is not None]
+                # Events appended by another process between the fold and this transaction.
+                for chunk in self._chunks(w, self._wlock, head, now_head):
+                    state, more = projection.fold(state, chunk)
+                    changes.extend(more)
+                w.apply_changes("proj_new_", changes)
+                for table in projection.tables:
+                    w.drop_table(f"proj_{table}")
+                    w.rename_table(f"proj_new_{table}", f"proj_{table}")
+                w.set_applied_seq(projection.name, now_head)
+                w.commit()
+            except BaseException:
+                w.rollback()
+                raise
+            self._state, self._applied = state, now_head
+
+
+def _wrap(exc: BaseException) -> Exception:
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(f"event log write failed: {exc}", "check disk space and permissions")
+        error.__cause__ = exc
+        return error
+    assert isinstance(exc, Exception)
+    return exc
+
+
+def _envelope(row: Row) -> Envelope:
+    seq, stream, stream_version, schema_version, type_name, recorded_at, actor, op_id, cmd, \
+        payload, hash_ = row
+    return Envelope(
+        seq=seq,
+        stream=stream,
+        stream_version=stream_version,
+        schema_version=schema_version,
+        recorded_at=recorded_at,
+        actor=decode_actor(actor),
+        op_id=op_id,
+        event=decode_event(type_name, schema_version, payload),
+        command_id=cmd,
+        hash=hash_,
+    )
