@@ -1,0 +1,297 @@
+"""Deciding container commands: create, start, stop, kill, restart, pause, unpause, rename,
+remove, exec — and what happens when a container exits (restart policies).
+
+I/O: none. Each `decide_*` takes the current `EngineState`, the command's inputs and the ids
+and time the shell made for it, and returns a `Decision` (events + plan) or raises an
+`engine.errors` exception with a hint. Names are claimed on their own stream (`name-<name>`)
+with the stream version the decision saw, so two concurrent creates of one name cannot both
+commit: the loser gets a ConcurrencyConflict, re-decides, and is told the name is in use.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.core.decision import Decision, Step
+from engine.core.lookup import find_container, find_image
+from engine.core.validate import check_line, check_name
+from engine.errors import Conflict, InvalidArgument, NotFound
+from events import vocabulary as v
+from events.envelope import Pending, stream_of
+from events.values import ContainerConfig
+from projections.state import ContainerView, EngineState
+
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+
+def _cstream(cid: str) -> str:
+    return stream_of("container", cid)
+
+
+def _op(op_id: str, kind: str, target: str, **args: str) -> Pending:
+    return Pending(
+        stream=stream_of("op", op_id),
+        event=v.OperationRequested(op_id=op_id, kind=kind, target=target, args=args),
+        expected_version=0,
+    )
+
+
+def _on(c: ContainerView, event: v.BaseEvent) -> Pending:
+    """An event on a container's stream, expecting the version the decision saw."""
+    return Pending(stream=_cstream(c.id), event=event, expected_version=c.stream_version)
+
+
+def _name_stream(state: EngineState, name: str) -> tuple[str, int]:
+    return stream_of("name", name), state.name_versions.get(name, 0)
+
+
+def claim_name(state: EngineState, name: str, container_id: str) -> Pending:
+    check_name(name)
+    holder = state.names.get(name)
+    if holder is not None:
+        raise Conflict(
+            f'Conflict. The container name "/{name}" is already in use by container '
+            f'"{holder}".',
+            hint="remove or rename that container, or pick another name",
+        )
+    stream, version = _name_stream(state, name)
+    return Pending(stream=stream, event=v.NameClaimed(name=name, container_id=container_id),
+                   expected_version=version)
+
+
+def release_name(state: EngineState, name: str, container_id: str) -> Pending:
+    stream, version = _name_stream(state, name)
+    return Pending(stream=stream, event=v.NameReleased(name=name, container_id=container_id),
+                   expected_version=version)
+
+
+class CreateContainer(msgspec.Struct, frozen=True, kw_only=True):
+    """`config` holds what the user asked for; image defaults are merged by the decision."""
+
+    name: str
+    config: ContainerConfig  # image_id may be empty: the decision resolves `config.image`
+
+
+def merge_image_defaults(state: EngineState, config: ContainerConfig) -> ContainerConfig:
+    image = find_image(state, config.image)
+    ic = image.config
+    entrypoint, cmd = config.entrypoint, config.cmd
+    if not entrypoint and not cmd:
+        entrypoint, cmd = ic.entrypoint, ic.cmd
+    elif not entrypoint and config.entrypoint == ():
+        entrypoint = ic.entrypoint
+    if not entrypoint and not cmd:
+        raise InvalidArgument(
+            "no command specified",
+            hint="give a command after the image name, or use an image with a CMD",
+        )
+    labels = {**ic.labels, **config.labels}
+    exposed = tuple(dict.fromkeys(ic.exposed_ports + config.exposed_ports))
+    return msgspec.structs.replace(
+        config,
+        image_id=image.id,
+        entrypoint=entrypoint,
+        cmd=cmd,
+        working_dir=config.working_dir or ic.working_dir,
+        user=config.user or ic.user,
+        labels=labels,
+        exposed_ports=exposed,
+        stop_signal=config.stop_signal if config.stop_signal != "SIGTERM" or not ic.stop_signal
+        else ic.stop_signal,
+    )
+
+
+def _validate_config(config: ContainerConfig) -> None:
+    check_line(config.hostname, "hostname")
+    check_line(config.user, "user")
+    check_line(config.working_dir, "working directory")
+    if config.working_dir and not config.working_dir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory '{config.working_dir}' is invalid, it needs to be an "
+            "absolute path", hint="use an absolute path such as /app")
+    if config.working_dir.startswith("/proc/") and "/fd" in config.working_dir:
+        # CVE-2024-21626: a cwd under /proc/self/fd leaks a host directory into the container.
+        raise InvalidArgument("working directory under /proc/*/fd is not allowed",
+                              hint="use a directory inside the container's filesystem")
+    rp = config.restart_policy
+    if rp.name not in RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy '{rp.name}'",
+                              hint="use one of: no, always, on-failure[:N], unless-stopped")
+    if rp.maximum_retry_count and rp.name != "on-failure":
+        raise InvalidArgument("maximum retry count cannot be used with restart policy "
+                              f"'{rp.name}'", hint="use --restart on-failure:N")
+    if rp.maximum_retry_count < 0:
+        raise InvalidArgument("maximum retry count cannot be negative", hint="use 0 or more")
+    if config.auto_remove and rp.name not in ("", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy",
+                              hint="drop --rm or --restart")
+    for name in ("memory", "nano_cpus", "pids_limit"):
+        if getattr(config, name) < 0 and not (name == "pids_limit" and config.pids_limit == -1):
+            raise InvalidArgument(f"invalid {name}: must not be negative", hint="use 0 for none")
+    if 0 < config.memory < 6 * 1024 * 1024:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB", hint="use -m 6m or more")
+    for e in config.env:
+        check_line(e.key, "environment variable name")
+        if not e.key or "=" in e.key:
+            raise InvalidArgument(f"invalid environment variable name {e.key!r}",
+                                  hint="use KEY=VALUE")
+
+
+def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
+                  container_id: str) -> Decision:
+    config = merge_image_defaults(state, cmd.config)
+    _validate_config(config)
+    cid = container_id
+    stream = _cstream(cid)
+    pending = (
+        _op(op_id, "container.create", stream),
+        Pending(stream=stream, event=v.ContainerCreateRequested(
+            container_id=cid, name=cmd.name, config=config), expected_version=0),
+        claim_name(state, cmd.name, cid),
+    )
+    plan = (Step(name="rootfs.prepare", args={"container_id": cid}),)
+    return Decision(op_id=op_id, pending=pending, plan=plan, target=cid)
+
+
+def decide_start(state: EngineState, ref: str, *, op_id: str) -> Decision:
+    c = find_container(state, ref)
+    if c.status in ("running", "restarting"):
+        return Decision(op_id=op_id, target=c.id, not_modified=True)
+    if c.status == "paused":
+        raise Conflict(f"cannot start a paused container {c.name}",
+                       hint=f"unpause it with: shipslog unpause {c.name}")
+    if c.status in ("creating", "removing"):
+        raise Conflict(f"container {c.name} is {c.status}",
+                       hint="wait for the operation in progress to finish")
+    if c.config.image_id not in state.images:
+        raise NotFound(f"the image of container {c.name} is gone ({c.config.image_id})",
+                       hint="remove the container and create it again")
+    return Decision(
+        op_id=op_id,
+        target=c.id,
+        pending=(_op(op_id, "container.start", _cstream(c.id)),
+                 _on(c, v.ContainerStartRequested(container_id=c.id))),
+        plan=(Step(name="container.start", args={"container_id": c.id}),),
+    )
+
+
+def decide_stop(state: EngineState, ref: str, *, op_id: str, timeout: int | None,
+                signal: str | None) -> Decision:
+    c = find_container(state, ref)
+    if c.status not in ("running", "paused", "restarting"):
+        return Decision(op_id=op_id, target=c.id, not_modified=True)
+    sig = signal or c.config.stop_signal or "SIGTERM"
+    t = timeout if timeout is not None else (
+        c.config.stop_timeout if c.config.stop_timeout is not None else 10)
+    return Decision(
+        op_id=op_id,
+        target=c.id,
+        pending=(_op(op_id, "container.stop", _cstream(c.id), signal=sig, timeout=str(t)),
+                 _on(c, v.ContainerStopRequested(container_id=c.id, signal=sig, timeout=t))),
+        plan=(Step(name="container.stop", args={"container_id": c.id, "signal": sig,
+                                                "timeout": str(t)}),),
+    )
+
+
+def decide_kill(state: EngineState, ref: str, *, op_id: str, signal: str) -> Decision:
+    c = find_container(state, ref)
+    if c.status not in ("running", "paused"):
+        raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running",
+                       hint=f"start it first: shipslog start {c.name}")
+    return Decision(
+        op_id=op_id,
+        target=c.id,
+        pending=(_op(op_id, "container.kill", _cstream(c.id), signal=signal),),
+        plan=(Step(name="container.kill", args={"container_id": c.id, "signal": signal}),),
+    )
+
+
+def decide_restart(state: EngineState, ref: str, *, op_id: str, timeout: int | None) -> Decision:
+    c = find_container(state, ref)
+    if c.status in ("creating", "removing"):
+        raise Conflict(f"container {c.name} is {c.status}", hint="wait for it to finish")
+    t = timeout if timeout is not None else (
+        c.config.stop_timeout if c.config.stop_timeout is not None else 10)
+    pending = [_op(op_id, "container.restart", _cstream(c.id), timeout=str(t))]
+    plan = []
+    if c.status in ("running", "paused", "restarting"):
+        sig = c.config.stop_signal or "SIGTERM"
+        pending.append(_on(c, v.ContainerStopRequested(container_id=c.id, signal=sig, timeout=t)))
+        plan.append(Step(name="container.stop", args={"container_id": c.id, "signal": sig,
+                                                      "timeout": str(t)}))
+        start_req = Pending(stream=_cstream(c.id),
+                            event=v.ContainerStartRequested(container_id=c.id),
+                            expected_version=c.stream_version + 1)
+    else:
+        start_req = _on(c, v.ContainerStartRequested(container_id=c.id))
+    pending.append(start_req)
+    plan.append(Step(name="container.start", args={"container_id": c.id}))
+    return Decision(op_id=op_id, target=c.id, pending=tuple(pending), plan=tuple(plan))
+
+
+def decide_pause(state: EngineState, ref: str, *, op_id: str, pause: bool) -> Decision:
+    c = find_container(state, ref)
+    if pause and c.status != "running":
+        raise Conflict(f"Container {c.id} is not running", hint="only running containers pause")
+    if not pause and c.status != "paused":
+        raise Conflict(f"Container {c.id} is not paused", hint="nothing to unpause")
+    kind = "container.pause" if pause else "container.unpause"
+    return Decision(op_id=op_id, target=c.id,
+                    pending=(_op(op_id, kind, _cstream(c.id)),),
+                    plan=(Step(name=kind, args={"container_id": c.id}),))
+
+
+def decide_rename(state: EngineState, ref: str, new_name: str, *, op_id: str) -> Decision:
+    c = find_container(state, ref)
+    new_name = new_name.lstrip("/")
+    if new_name == c.name:
+        raise Conflict("Renaming a container with the same name as its current name",
+                       hint="pick a different name")
+    if c.status in ("creating", "removing"):
+        raise Conflict(f"container {c.name} is {c.status}", hint="wait for it to finish")
+    claim = claim_name(state, new_name, c.id)
+    return Decision(op_id=op_id, target=c.id, pending=(
+        _on(c, v.ContainerRenamed(container_id=c.id, old_name=c.name, new_name=new_name)),
+        release_name(state, c.name, c.id),
+        claim,
+    ))
+
+
+def decide_remove(state: EngineState, ref: str, *, op_id: str, force: bool,
+                  remove_volumes: bool) -> Decision:
+    c = find_container(state, ref)
+    if c.status == "removing":
+        raise Conflict(f"removal of container {c.name} is already in progress",
+                       hint="wait for it to finish")
+    if c.status in ("running", "paused", "restarting") and not force:
+        raise Conflict(
+            f"You cannot remove a {c.status} container {c.id}. Stop the container before "
+            "attempting removal or force remove",
+            hint=f"stop it first (shipslog stop {c.name}) or use: shipslog rm -f {c.name}")
+    return Decision(
+        op_id=op_id,
+        target=c.id,
+        pending=(_op(op_id, "container.remove", _cstream(c.id), force=str(force).lower(),
+                     volumes=str(remove_volumes).lower()),
+                 _on(c, v.ContainerRemoveRequested(container_id=c.id, force=force,
+                                                   remove_volumes=remove_volumes))),
+        plan=(Step(name="container.remove", args={"container_id": c.id,
+                                                  "volumes": str(remove_volumes).lower()}),),
+    )
+
+
+def decide_exec_create(state: EngineState, ref: str, *, op_id: str, exec_id: str,
+                       cmd: tuple[str, ...], tty: bool, user: str, working_dir: str) -> Decision:
+    c = find_container(state, ref)
+    if c.status == "paused":
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec",
+                       hint=f"shipslog unpause {c.name}")
+    if c.status != "running":
+        raise Conflict(f"Container {c.id} is not running", hint=f"shipslog start {c.name}")
+    if not cmd:
+        raise InvalidArgument("No exec command specified", hint="give the command to run")
+    check_line(user, "user")
+    check_line(working_dir, "working directory")
+    return Decision(op_id=op_id, target=exec_id, pending=(_on(c, v.ExecCreated(
+        exec_id=exec_id, container_id=c.id, cmd=cmd, tty=tty, user=user,
+        working_dir=working_dir)),))

@@ -1,0 +1,104 @@
+"""Deciding image commands: tag, remove (rmi), and recording a load, import or pull.
+
+I/O: none. Unpacking and downloads happen in drivers before these facts are recorded; the
+decisions here check references and usage and say which events record the outcome.
+"""
+
+from __future__ import annotations
+
+from engine.core.decision import Decision, Step
+from engine.core.lookup import find_image, normalize_ref
+from engine.errors import Conflict, InvalidArgument
+from events import vocabulary as v
+from events.envelope import Pending, stream_of
+from events.values import ImageConfig
+from projections.state import EngineState, ImageView
+
+
+def _istream(image_id: str) -> str:
+    return stream_of("image", image_id)
+
+
+def _check_ref(ref: str) -> str:
+    if any(ch in ref for ch in "\x00\r\n") or not ref or len(ref) > 255:
+        raise InvalidArgument(f"invalid reference format: {ref[:80]!r}",
+                              hint="use NAME[:TAG], for example busybox:latest")
+    name = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+    if name != name.lower() or ".." in name or name.startswith(("-", "/", ".")):
+        raise InvalidArgument(
+            f"invalid reference format: repository name ({name}) must be lowercase",
+            hint="use lowercase letters, digits and separators . _ - /")
+    return normalize_ref(ref)
+
+
+def decide_tag(state: EngineState, source: str, target: str, *, op_id: str) -> Decision:
+    img = find_image(state, source)
+    ref = _check_ref(target)
+    if "@" in ref:
+        raise InvalidArgument("refusing to create a tag with a digest reference",
+                              hint="tag with NAME[:TAG]")
+    return Decision(op_id=op_id, target=img.id, pending=(
+        Pending(stream=_istream(img.id), event=v.ImageTagged(image_id=img.id, reference=ref)),))
+
+
+def _users(state: EngineState, image_id: str) -> list[tuple[str, str]]:
+    return [(c.id, c.status) for c in state.containers.values() if c.config.image_id == image_id]
+
+
+def decide_remove_image(state: EngineState, ref: str, *, op_id: str, force: bool) -> Decision:
+    """Docker's rmi: a tag that is one of several is only untagged; the last reference
+    removes the image, unless a container uses it (stopped ones only with `-f`)."""
+    img = find_image(state, ref)
+    by_tag = normalize_ref(ref) in img.repo_tags
+    users = _users(state, img.id)
+    if by_tag and len(img.repo_tags) > 1:
+        return _untag(img, normalize_ref(ref), op_id)
+    running = [cid for cid, status in users if status in ("running", "paused", "restarting")]
+    if running:
+        raise Conflict(
+            f"conflict: unable to remove repository reference \"{ref}\" (must force) - "
+            f"container {running[0][:12]} is using its referenced image {img.id[7:19]}",
+            hint="stop and remove the container first")
+    if users and not force:
+        raise Conflict(
+            f"conflict: unable to delete {img.id[7:19]} (must be forced) - image is being "
+            f"used by stopped container {users[0][0][:12]}",
+            hint="remove the container first, or use: shipslog rmi -f")
+    if not by_tag and len(img.repo_tags) > 1 and not force:
+        raise Conflict(
+            f"conflict: unable to delete {img.id[7:19]} (must be forced) - image is "
+            "referenced in multiple repositories", hint="use: shipslog rmi -f")
+    pending = [Pending(stream=stream_of("op", op_id), event=v.OperationRequested(
+        op_id=op_id, kind="image.remove", target=_istream(img.id)), expected_version=0)]
+    pending += [Pending(stream=_istream(img.id), event=v.ImageUntagged(
+        image_id=img.id, reference=t)) for t in img.repo_tags]
+    pending.append(Pending(stream=_istream(img.id), event=v.ImageRemoved(image_id=img.id)))
+    plan = (Step(name="image.gc", args={"image_id": img.id}),)
+    return Decision(op_id=op_id, target=img.id, pending=tuple(pending), plan=plan)
+
+
+def _untag(img: ImageView, ref: str, op_id: str) -> Decision:
+    return Decision(op_id=op_id, target=img.id, pending=(Pending(
+        stream=_istream(img.id), event=v.ImageUntagged(image_id=img.id, reference=ref)),))
+
+
+def decide_record_image(state: EngineState, *, op_id: str, image_id: str, how: str,
+                        repo_tags: tuple[str, ...], layers: tuple[str, ...],
+                        config: ImageConfig, size: int, source: str = "") -> Decision:
+    """After a load or import has stored and unpacked every layer, record the image."""
+    tags = tuple(_check_ref(t) for t in repo_tags)
+    event: v.BaseEvent
+    if how == "import":
+        event = v.ImageImported(image_id=image_id, repo_tags=tags, layers=layers, config=config,
+                                size=size, source=source)
+    else:
+        event = v.ImageLoaded(image_id=image_id, repo_tags=tags, layers=layers, config=config,
+                              size=size)
+    return Decision(op_id=op_id, target=image_id,
+                    pending=(Pending(stream=_istream(image_id), event=event),))
+
+
+def unused_layers(state: EngineState) -> list[str]:
+    """Layers no image refers to any more (candidates for garbage collection)."""
+    used = {d for img in state.images.values() for d in img.layers}
+    return [d for d in state.layers.keys() if d not in used]

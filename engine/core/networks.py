@@ -1,0 +1,114 @@
+"""Deciding network commands: create, remove, connect and disconnect.
+
+I/O: none. Subnets are picked from what the caller observed on the host (so we never take a
+range the host already routes, docker0's 172.17/16 included); addresses come from
+`engine.core.ipam` and are recorded before any link is made.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from engine.core.decision import Decision, Step
+from engine.core.ipam import next_free_address, pick_subnet
+from engine.core.lookup import find_container, find_network
+from engine.core.validate import check_name
+from engine.errors import Conflict, InvalidArgument
+from events import vocabulary as v
+from events.envelope import Pending, stream_of
+from projections.state import EngineState
+
+BUILTIN = ("bridge", "host", "none")
+
+
+def decide_network_create(state: EngineState, name: str, *, op_id: str, network_id: str,
+                          host_routes: list[str], driver: str = "bridge", subnet: str = "",
+                          gateway: str = "", ip_range: str = "", internal: bool = False,
+                          labels: dict[str, str] | None = None,
+                          options: dict[str, str] | None = None) -> Decision:
+    check_name(name, "network")
+    if name in state.network_names:
+        raise Conflict(f"network with name {name} already exists",
+                       hint="pick another name or remove the existing network")
+    if driver not in ("bridge",):
+        raise InvalidArgument(f"plugin \"{driver}\" not found",
+                              hint="shipslog supports the bridge driver for new networks")
+    used = [n.subnet for n in state.networks.values()]
+    if subnet:
+        try:
+            net = ipaddress.ip_network(subnet, strict=False)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid subnet {subnet!r}", hint="use CIDR: 10.5.0.0/24") \
+                from exc
+        for other in used:
+            if other and net.overlaps(ipaddress.ip_network(other)):
+                raise Conflict(f"Pool overlaps with other one on this address space ({other})",
+                               hint="pick a subnet no other network uses")
+        subnet = str(net)
+        gateway = gateway or str(next(net.hosts()))
+    else:
+        subnet, default_gw = pick_subnet(used, host_routes)
+        gateway = gateway or default_gw
+    bridge = "slg-" + network_id[:11]
+    return Decision(op_id=op_id, target=network_id, pending=(
+        Pending(stream=stream_of("network", network_id), expected_version=0,
+                event=v.NetworkCreated(network_id=network_id, name=name, driver=driver,
+                                       subnet=subnet, gateway=gateway, ip_range=ip_range,
+                                       internal=internal, labels=labels or {},
+                                       options=options or {}, bridge=bridge)),),
+        plan=(Step(name="network.create", args={"network_id": network_id}),))
+
+
+def decide_network_remove(state: EngineState, ref: str, *, op_id: str) -> Decision:
+    net = find_network(state, ref)
+    if net.name in BUILTIN:
+        raise Conflict(f"{net.name} is a pre-defined network and cannot be removed",
+                       hint="remove only networks you created")
+    if net.endpoints:
+        raise Conflict(
+            f"error while removing network: network {net.name} id {net.id} has active "
+            "endpoints", hint="disconnect or remove its containers first")
+    return Decision(op_id=op_id, target=net.id, pending=(
+        Pending(stream=stream_of("op", op_id), expected_version=0, event=v.OperationRequested(
+            op_id=op_id, kind="network.remove", target=stream_of("network", net.id))),
+        Pending(stream=stream_of("network", net.id), event=v.NetworkRemoved(network_id=net.id))),
+        plan=(Step(name="network.remove", args={"network_id": net.id}),))
+
+
+def decide_connect(state: EngineState, network_ref: str, container_ref: str, *, op_id: str,
+                   ip: str = "", aliases: tuple[str, ...] = ()) -> Decision:
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if c.id in net.endpoints:
+        raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}",
+                       hint="it is connected already")
+    if c.config.network_mode in ("host", "none") or c.config.network_mode.startswith(
+            "container:"):
+        raise Conflict(f"container cannot be connected to network {net.name}: it uses "
+                       f"network mode {c.config.network_mode}", hint="recreate it on a bridge")
+    address = next_free_address(net, requested=ip)
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("op", op_id), expected_version=0, event=v.OperationRequested(
+            op_id=op_id, kind="network.connect", target=stream_of("container", c.id),
+            args={"network_id": net.id, "aliases": ",".join(aliases)})),
+        Pending(stream=stream_of("network", net.id), expected_version=net.stream_version,
+                event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
+                                                address=address))),
+        plan=(Step(name="network.connect", args={"network_id": net.id, "container_id": c.id,
+                                                 "address": address,
+                                                 "aliases": ",".join(aliases)}),))
+
+
+def decide_disconnect(state: EngineState, network_ref: str, container_ref: str, *,
+                      op_id: str, force: bool = False) -> Decision:
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if c.id not in net.endpoints and not force:
+        raise Conflict(f"container {c.id} is not connected to network {net.name}",
+                       hint="nothing to disconnect")
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("op", op_id), expected_version=0, event=v.OperationRequested(
+            op_id=op_id, kind="network.disconnect", target=stream_of("container", c.id),
+            args={"network_id": net.id})),),
+        plan=(Step(name="network.disconnect", args={"network_id": net.id,
+                                                    "container_id": c.id}),))

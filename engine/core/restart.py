@@ -1,0 +1,44 @@
+"""Restart policies: what happens when a container's process exits.
+
+I/O: none. Docker's rules (moby `restartmanager`): `no` never restarts; `always` restarts
+unless the user stopped the container; `unless-stopped` likewise, and also stays down across
+a daemon restart once stopped; `on-failure[:N]` restarts on a non-zero exit, at most N times.
+Back-off starts at 100 ms and doubles up to 1 min; a container that ran for 10 s or more
+starts again from 100 ms.
+"""
+
+from __future__ import annotations
+
+from projections.state import ContainerView
+
+BACKOFF_START_MS = 100
+BACKOFF_MAX_MS = 60_000
+BACKOFF_RESET_AFTER_NS = 10 * 1_000_000_000
+
+
+def restart_delay_ms(c: ContainerView, *, now_ns: int) -> int | None:
+    """The delay before restarting `c` after its exit, or None when it stays down."""
+    policy = c.config.restart_policy
+    if c.manually_stopped or c.config.auto_remove:
+        return None
+    if policy.name == "no" or not policy.name:
+        return None
+    if policy.name == "on-failure":
+        if c.exit_code == 0:
+            return None
+        if policy.maximum_retry_count and c.restart_count >= policy.maximum_retry_count:
+            return None
+    ran_ns = now_ns - c.started_at if c.started_at else 0
+    if c.restart_delay_ms == 0 or ran_ns >= BACKOFF_RESET_AFTER_NS:
+        return BACKOFF_START_MS
+    return min(c.restart_delay_ms * 2, BACKOFF_MAX_MS)
+
+
+def restart_on_daemon_start(c: ContainerView) -> bool:
+    """Containers the daemon starts again when it comes up (after a reboot or crash)."""
+    policy = c.config.restart_policy.name
+    if policy == "always":
+        return not c.manually_stopped
+    if policy == "unless-stopped":
+        return not c.manually_stopped
+    return False

@@ -1,0 +1,48 @@
+"""Deciding volume commands: create and remove.
+
+I/O: none. Mounting and unmounting are recorded by the supervisor as it does them
+(`VolumeMounted`/`VolumeUnmounted`); here we only guard names and usage.
+"""
+
+from __future__ import annotations
+
+from engine.core.decision import Decision, Step
+from engine.core.lookup import find_volume
+from engine.core.validate import check_name
+from engine.errors import Conflict
+from events import vocabulary as v
+from events.envelope import Pending, stream_of
+from projections.state import EngineState
+
+
+def decide_volume_create(state: EngineState, name: str, *, op_id: str, driver: str = "local",
+                         labels: dict[str, str] | None = None,
+                         options: dict[str, str] | None = None,
+                         anonymous: bool = False) -> Decision:
+    check_name(name, "volume")
+    existing = state.volumes.get(name)
+    if existing is not None:
+        # Docker returns the existing volume when the driver matches.
+        if existing.driver != driver:
+            raise Conflict(f"volume {name} already exists with driver {existing.driver}",
+                           hint="pick another name or the same driver")
+        return Decision(op_id=op_id, target=name, not_modified=True)
+    return Decision(op_id=op_id, target=name, pending=(Pending(
+        stream=stream_of("volume", name), expected_version=None,
+        event=v.VolumeCreated(name=name, driver=driver, labels=labels or {},
+                              options=options or {}, anonymous=anonymous)),),
+        plan=(Step(name="volume.create", args={"name": name}),))
+
+
+def decide_volume_remove(state: EngineState, name: str, *, op_id: str,
+                         force: bool = False) -> Decision:
+    vol = find_volume(state, name)
+    if vol.users:
+        raise Conflict(
+            f"remove {name}: volume is in use - [{', '.join(vol.users)}]",
+            hint="remove the containers that use it first")
+    return Decision(op_id=op_id, target=name, pending=(
+        Pending(stream=stream_of("op", op_id), expected_version=0, event=v.OperationRequested(
+            op_id=op_id, kind="volume.remove", target=stream_of("volume", name))),
+        Pending(stream=stream_of("volume", name), event=v.VolumeRemoved(name=name))),
+        plan=(Step(name="volume.remove", args={"name": name}),))

@@ -1,0 +1,59 @@
+"""`EngineProjection`: the engine's one inline projection, as the event store drives it.
+
+I/O: none. The store calls `fold(state, envelopes)` inside the append transaction and writes
+the returned rows into `proj_<table>`; `decode_row` turns a materialised row back into its
+view for readers that only have the database (the CLI with `--root`, while the daemon is down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from events.envelope import Envelope
+from projections.fold import TABLES, fold_batch
+from projections.state import (
+    ContainerView,
+    EngineState,
+    ExecView,
+    ImageView,
+    NetworkView,
+    OperationView,
+    VolumeView,
+)
+
+ROW_TYPES: dict[str, type] = {
+    "containers": ContainerView,
+    "images": ImageView,
+    "volumes": VolumeView,
+    "networks": NetworkView,
+    "operations": OperationView,
+    "execs": ExecView,
+}
+_DECODERS = {table: msgspec.json.Decoder(t) for table, t in ROW_TYPES.items()}
+
+
+class RowChange(msgspec.Struct, frozen=True, array_like=True):
+    table: str
+    key: str
+    doc: bytes | None
+
+
+class EngineProjection:
+    """Containers, images, volumes, networks, exec sessions and pending operations."""
+
+    name = "engine"
+    tables: Sequence[str] = TABLES
+
+    def initial(self) -> EngineState:
+        return EngineState()
+
+    def fold(self, state: EngineState, envelopes: Sequence[Envelope]) -> tuple[
+            EngineState, list[RowChange]]:
+        new, rows = fold_batch(state, envelopes)
+        return new, [RowChange(t, k, d) for t, k, d in rows]
+
+
+def decode_row(table: str, doc: bytes) -> object:
+    return _DECODERS[table].decode(doc)
