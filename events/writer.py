@@ -1,0 +1,257 @@
+"""The daemon's single writer: one OS thread owns the writing connection and group-commits.
+
+I/O: SQLite writes (through `EventStore.append_group`) on a dedicated thread. This module is
+the one place in `events/` that imports trio: it is the bridge between trio tasks and the
+blocking store (DESIGN.md, "one writer in the daemon"; `events/follow.py` builds on the
+subscriptions it offers).
+
+Group commit: appends that arrive while a commit is in flight queue up; the thread drains
+them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync), each batch in its own SAVEPOINT so
+a conflict fails only its caller. After each COMMIT the committed envelopes are published to
+subscribers in seq order, then the callers are woken.
+
+A trio caller that is cancelled while its append is queued still gets its batch committed
+(the wait is shielded): the caller must always learn whether its events were recorded, and a
+commit takes milliseconds. Retrying with the same `command_id` is always safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from events.envelope import Actor, Envelope, Pending
+from events.store import EventStore, StoreError
+
+__all__ = ["StoreWriter", "Subscription", "WriterClosed", "open_store_writer"]
+
+MAX_GROUP = 1024  # batches per transaction: bounds the time the write lock is held
+
+
+class WriterClosed(StoreError):
+    """The writer has shut down; no more appends are accepted."""
+
+
+class Subscription:
+    """Live envelopes for one follower, delivered in seq order on the follower's trio thread.
+
+    The buffer is bounded: past `max_buffer` envelopes the subscription stops buffering and
+    sets `lagged`; the follower then reads what it missed from the database (it never loses
+    events) or gives up with `SlowConsumer` (RELIABILITY L-05).
+    """
+
+    def __init__(self, writer: StoreWriter, token: trio.lowlevel.TrioToken, max_buffer: int):
+        self._writer = writer
+        self._token = token
+        self.max_buffer = max_buffer
+        self.buffer: deque[Envelope] = deque()
+        self.lagged = False
+        self.closed = False
+        self._wakeup = trio.Event()
+
+    def _deliver(self, envelopes: Sequence[Envelope]) -> None:  # runs on the trio thread
+        if self.closed:
+            return
+        if len(self.buffer) + len(envelopes) > self.max_buffer:
+            self.lagged = True
+        else:
+            self.buffer.extend(envelopes)
+        self._wakeup.set()
+
+    def _close_soon(self) -> None:  # runs on the trio thread
+        self.closed = True
+        self._wakeup.set()
+
+    async def wait(self) -> None:
+        """Sleep until something was delivered, the buffer overflowed, or the writer closed."""
+        if self.buffer or self.lagged or self.closed:
+            return
+        self._wakeup = trio.Event()
+        await self._wakeup.wait()
+
+    def close(self) -> None:
+        self.closed = True
+        self._writer._unsubscribe(self)
+
+
+class _Request:
+    __slots__ = ("batch", "done", "result", "token", "future")
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+        self.result: list[Envelope] | Exception | None = None
+        self.done: trio.Event | None = None
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.future: Future[list[Envelope]] | None = None
+
+
+class StoreWriter:
+    """Owns `store`'s writing connection from one thread; see the module docstring."""
+
+    def __init__(self, store: EventStore[Any]) -> None:
+        self.store = store
+        self._cond = threading.Condition()
+        self._queue: deque[_Request] = deque()
+        self._closing = False
+        self._subscribers: set[Subscription] = set()
+        self._sub_lock = threading.Lock()
+        self._published = store.head()
+        self._thread = threading.Thread(target=self._run, name="shipslog-writer", daemon=True)
+        self.commits = 0  # transactions committed (for benchmarks and tests)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # --- appending -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        pending: Sequence[Pending],
+        *,
+        actor: Actor,
+        op_id: str,
+        command_id: str | None = None,
+        now_ns: int,
+    ) -> list[Envelope]:
+        request = _Request(
+            EventStore.batch(pending, actor=actor, op_id=op_id, command_id=command_id,
+                             now_ns=now_ns)
+        )
+        request.done = trio.Event()
+        request.token = trio.lowlevel.current_trio_token()
+        self._submit(request)
+        with trio.CancelScope(shield=True):
+            await request.done.wait()
+        result = request.result
+        if isinstance(result, Exception):
+            raise result
+        assert result is not None
+        return result
+
+    def append_sync(
+        self,
+        pending: Sequence[Pending],
+        *,
+        actor: Actor,
+        op_id: str,
+        command_id: str | None = None,
+        now_ns: int,
+    ) -> list[Envelope]:
+        """Blocking append for tools and threads (never call it from the writer thread)."""
+        request = _Request(
+            EventStore.batch(pending, actor=actor, op_id=op_id, command_id=command_id,
+                             now_ns=now_ns)
+        )
+        request.future = Future()
+        self._submit(request)
+        return request.future.result()
+
+    def _submit(self, request: _Request) -> None:
+        with self._cond:
+            if self._closing:
+                raise WriterClosed("the event writer is shut down", "the daemon is stopping")
+            self._queue.append(request)
+            self._cond.notify()
+
+    # --- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    break
+                group = [self._queue.popleft() for _ in range(min(MAX_GROUP, len(self._queue)))]
+            results = self.store.append_group([r.batch for r in group])
+            self.commits += 1
+            fresh: list[Envelope] = []
+            for result in results:
+                if isinstance(result, list):
+                    fresh.extend(e for e in result if e.seq > self._published)
+            if fresh:
+                self._published = fresh[-1].seq
+                self._publish(fresh)
+            for request, result in zip(group, results, strict=True):
+                self._complete(request, result)
+        with self._sub_lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            _call_soon(sub._token, sub._close_soon)
+
+    def _publish(self, envelopes: list[Envelope]) -> None:
+        with self._sub_lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            if not _call_soon(sub._token, sub._deliver, envelopes):
+                self._unsubscribe(sub)
+
+    @staticmethod
+    def _complete(request: _Request, result: list[Envelope] | Exception) -> None:
+        request.result = result
+        if request.future is not None:
+            if isinstance(result, Exception):
+                request.future.set_exception(result)
+            else:
+                request.future.set_result(result)
+            return
+        assert request.token is not None and request.done is not None
+        _call_soon(request.token, request.done.set)
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(self, *, max_buffer: int = 10_000) -> Subscription:
+        """Subscribe the calling trio task's run to envelopes committed from now on."""
+        sub = Subscription(self, trio.lowlevel.current_trio_token(), max_buffer)
+        with self._sub_lock:
+            self._subscribers.add(sub)
+        if not self._thread.is_alive() and self._closing:
+            sub.closed = True
+        return sub
+
+    @property
+    def published_seq(self) -> int:
+        """The last seq delivered to subscribers."""
+        return self._published
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._sub_lock:
+            self._subscribers.discard(sub)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def close_nowait(self) -> None:
+        """Refuse new appends; the thread commits what is queued, then exits."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+
+def _call_soon(token: trio.lowlevel.TrioToken, fn: Any, *args: Any) -> bool:
+    try:
+        token.run_sync_soon(fn, *args)
+    except trio.RunFinishedError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def open_store_writer(store: EventStore[Any]) -> AsyncIterator[StoreWriter]:
+    """Run a `StoreWriter` for the duration of the block; queued appends finish on exit."""
+    writer = StoreWriter(store)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.close_nowait()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(writer.join)
