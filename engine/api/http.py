@@ -1,0 +1,603 @@
+"""The HTTP/1.1 server under the Docker-compatible API: h11 over trio on a unix socket.
+
+I/O: binds and serves a unix socket (filesystem: unlink a stale socket, chmod, chgrp, rename);
+reads SO_PEERCRED and /proc for the caller's identity (`engine/api/peercred.py`).
+
+One connection is one trio task running request/response cycles with keep-alive. Handlers see a
+`Request` and return a `Response` (`engine/api/router.py`); nothing a handler or a malformed
+request does can reach the nursery: every failure becomes a Docker error body
+`{"message": ...}` with a status, and the server keeps serving (RELIABILITY I-04, I-05).
+
+Caps (`Limits`, RELIABILITY I-05; CVE-2022-23471 is a leak of exactly this kind):
+- request line + headers ≤ 64 KiB and ≤ 256 header fields, else 431;
+- a JSON body ≤ 16 MiB, else 413 (routes registered with `stream_body=True`, such as image load
+  and import, read their body as it arrives, uncapped);
+- a request head must arrive within `header_timeout` of its first byte (slow-loris), an idle
+  keep-alive connection is closed after `idle_timeout`, a body that stalls for `body_timeout`
+  gets 408;
+- at most `max_connections` connections; past that a client gets 503 and the socket is closed.
+
+The socket is created under a temporary name, given its mode and group, and renamed into
+place, so it is never reachable with the default umask's permissions (RELIABILITY S-01). It is
+always a filesystem path, never the abstract namespace (S-02, CVE-2020-15257).
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import trio
+
+from engine.api import peercred
+from engine.api.router import (
+    API_VERSION,
+    MULTIPLEXED_STREAM,
+    BodySource,
+    PayloadTooLarge,
+    Request,
+    Response,
+    Route,
+    Router,
+    error_response,
+    parse_query,
+    split_version,
+    text,
+)
+from engine.api.stream import HijackedStream
+from engine.errors import InvalidArgument, ShipslogError, Unavailable
+
+log = logging.getLogger("shipslog.api")
+
+SERVER_NAME = "shipslog/0.1.0 (linux)"
+RECEIVE_SIZE = 64 * 1024
+_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-server caps; the defaults are the documented ones (module docstring)."""
+
+    max_header_bytes: int = 64 * 1024
+    max_header_count: int = 256
+    max_body_bytes: int = 16 * 1024 * 1024
+    header_timeout: float = 30.0
+    idle_timeout: float = 120.0
+    body_timeout: float = 60.0
+    max_connections: int = 512
+    backlog: int = 128
+
+
+class RequestTimeout(ShipslogError):
+    status = 408
+
+
+class _ClientGone(Exception):
+    """The peer closed the connection; nothing more to send."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The application: routes plus the error boundary
+
+
+class App:
+    """Routes and the handler error boundary. `/_ping` is built in (HEAD and GET)."""
+
+    def __init__(
+        self, *routers: Router, limits: Limits | None = None, server_name: str = SERVER_NAME
+    ) -> None:
+        self.router = Router()
+        for router in routers:
+            self.router.include(router)
+        self.router.add("GET", "/_ping", _ping)
+        self.limits = limits or Limits()
+        self.server_name = server_name
+
+    def common_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("Api-Version", API_VERSION),
+            ("Docker-Experimental", "false"),
+            ("Ostype", "linux"),
+            ("Server", self.server_name),
+        ]
+
+    async def call(self, route: Route, req: Request) -> Response:
+        """Run a handler; any exception becomes an error response here (RELIABILITY I-05)."""
+        try:
+            return await route.handler(req)
+        except ShipslogError as exc:
+            return error_response(exc.status, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing may reach the nursery
+            leaf = _single_shipslog_error(exc)
+            if leaf is not None:
+                return error_response(leaf.status, leaf.message)
+            log.exception("handler %s %s failed", req.method, route.pattern)
+            return error_response(500, _one_line(exc))
+
+
+def _single_shipslog_error(exc: BaseException) -> ShipslogError | None:
+    # Handlers that open nurseries raise ExceptionGroups; one ShipslogError inside keeps its status.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, ShipslogError) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()
+    first = message[0] if message else ""
+    return f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
+
+
+async def _ping(req: Request) -> Response:
+    response = text("OK")
+    response.headers += [
+        ("Builder-Version", "1"),  # the classic builder; "2" would make the CLI try BuildKit
+        ("Cache-Control", "no-cache, no-store, must-revalidate"),
+        ("Pragma", "no-cache"),
+        ("Swarm", "inactive"),
+    ]
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# One connection
+
+
+def _status_line_reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class _Connection(BodySource):
+    def __init__(self, app: App, stream: trio.SocketStream, actor: Any) -> None:
+        self.app = app
+        self.limits = app.limits
+        self.stream = stream
+        self.actor = actor
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
+        )
+        self.client_gone = False
+
+    # -- low level ----------------------------------------------------------------------------
+
+    async def _receive(self, deadline: float) -> bytes:
+        with trio.move_on_at(deadline):
+            try:
+                return await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+        raise RequestTimeout("timed out reading the request")
+
+    async def _next_event(self, timeout: float) -> Any:
+        """The next h11 event; each wait for bytes may last `timeout` seconds."""
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self.conn.they_are_waiting_for_100_continue:
+                await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+            self.conn.receive_data(await self._receive(trio.current_time() + timeout))
+
+    async def _send(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.client_gone = True
+                raise _ClientGone() from exc
+
+    async def _read_head(self) -> Any:
+        """Wait `idle_timeout` for a request to begin, then `header_timeout` for all of it."""
+        event = self.conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        first = await self._receive(trio.current_time() + self.limits.idle_timeout)
+        self.conn.receive_data(first)
+        if not first:
+            return self.conn.next_event()
+        deadline = trio.current_time() + self.limits.header_timeout
+        while True:
+            self._check_head_size()
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            self.conn.receive_data(await self._receive(deadline))
+
+    def _check_head_size(self) -> None:
+        # h11 only enforces its cap on an *incomplete* head; a 100 KB head that arrives whole
+        # would pass. The head must end within the first max_header_bytes.
+        cap = self.limits.max_header_bytes
+        buffered = self.conn.trailing_data[0]
+        if len(buffered) > cap and buffered.find(b"\r\n\r\n", 0, cap) < 0:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+
+    # -- BodySource ---------------------------------------------------------------------------
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while self.conn.their_state is h11.SEND_BODY:
+            try:
+                event = await self._next_event(self.limits.body_timeout)
+            except h11.RemoteProtocolError as exc:
+                raise InvalidArgument(f"malformed request body: {exc}") from None
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+
+    async def read_body(self) -> bytes:
+        cap = self.limits.max_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > cap:
+                raise PayloadTooLarge(f"request body is larger than the {cap >> 20} MiB limit")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- request/response cycles --------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self._read_head()
+            except RequestTimeout:
+                if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                    return  # an idle keep-alive connection: just close it
+                await self._send_error(408, "timed out reading the request head")
+                return
+            except h11.RemoteProtocolError as exc:
+                await self._send_error(exc.error_status_hint, f"bad request: {exc}")
+                return
+            if not isinstance(event, h11.Request):
+                return  # ConnectionClosed, or the peer gave up mid-cycle
+            keep_going = await self._cycle(event)
+            if not keep_going or self.conn.our_state is not h11.DONE:
+                return
+            if self.conn.their_state is not h11.DONE:
+                return
+            self.conn.start_next_cycle()
+
+    async def _send_error(self, status: int, message: str) -> None:
+        """An error before or outside a handler; the connection closes afterwards."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response = error_response(status, message)
+        response.headers.append(("Connection", "close"))
+        try:
+            await self._send_plain("GET", response)
+        except (_ClientGone, h11.LocalProtocolError):
+            pass
+
+    async def _cycle(self, request: h11.Request) -> bool:
+        """Serve one request. Returns False when the connection must close afterwards."""
+        method = request.method.decode("ascii", "replace").upper()
+        if len(request.headers) > self.limits.max_header_count:
+            await self._send_error(431, "too many header fields")
+            return False
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            key = name.decode("latin-1").lower()
+            val = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {val}" if key in headers else val
+        target = request.target.decode("latin-1")
+        raw_path, _, raw_query = target.partition("?")
+        upgrade = "upgrade" in headers.get("connection", "").lower() and "upgrade" in headers
+
+        try:
+            version, path = split_version(raw_path)
+            route, params = self.app.router.match(method, path)
+        except ShipslogError as exc:
+            return await self._respond(method, error_response(exc.status, exc.message), upgrade)
+
+        body: bytes | None = None
+        if not route.stream_body:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.limits.max_body_bytes:
+                # Refuse before reading a byte of it (I-05): 100 MB bodies never reach memory.
+                cap = self.limits.max_body_bytes >> 20
+                message = f"request body is larger than the {cap} MiB limit"
+                return await self._respond(method, error_response(413, message), upgrade)
+            try:
+                body = await self.read_body()
+            except ShipslogError as exc:
+                return await self._respond(method, error_response(exc.status, exc.message), upgrade)
+
+        req = Request(
+            method=method,
+            path=path,
+            params=params,
+            query=parse_query(raw_query),
+            headers=headers,
+            api_version=version,
+            actor=self.actor,
+            streaming=route.stream_body,
+            _body=body,
+            _source=self if route.stream_body else None,
+        )
+        response = await self.app.call(route, req)
+        return await self._respond(method, response, upgrade)
+
+    async def _respond(self, method: str, response: Response, upgrade: bool) -> bool:
+        # A body the handler did not read stays on the wire: close rather than read it (I-05).
+        must_close = self.conn.their_state is h11.SEND_BODY
+        if must_close and response.hijack is None:
+            response.headers.append(("Connection", "close"))
+        try:
+            if response.hijack is not None:
+                await self._hijack(response, upgrade)
+                return False
+            if response.stream is not None:
+                await self._send_stream(method, response)
+            else:
+                await self._send_plain(method, response)
+        except _ClientGone:
+            return False
+        return not must_close and not self.client_gone
+
+    def _head(self, response: Response, extra: list[tuple[str, str]]) -> h11.Response:
+        return h11.Response(
+            status_code=response.status,
+            headers=self.app.common_headers() + response.headers + extra,
+            reason=_status_line_reason(response.status),
+        )
+
+    async def _send_plain(self, method: str, response: Response) -> None:
+        body = response.body
+        no_body = response.status in (204, 304) or response.status < 200
+        extra = [] if no_body else [("Content-Length", str(len(body)))]
+        await self._send(self._head(response, extra))
+        if body and not no_body and method != "HEAD":
+            await self._send(h11.Data(data=body))
+        await self._send(h11.EndOfMessage())
+
+    async def _send_stream(self, method: str, response: Response) -> None:
+        assert response.stream is not None
+        chunks = response.stream.__aiter__()
+        try:
+            await self._send(self._head(response, []))
+            if method == "HEAD":
+                await self._send(h11.EndOfMessage())
+                return
+            # Watch for the client going away only when its request is complete: an upload
+            # route may still be reading its body from the same connection.
+            watch = self.conn.their_state is h11.DONE
+            async with trio.open_nursery() as nursery:
+                if watch:
+                    nursery.start_soon(self._watch_for_close, nursery.cancel_scope)
+                try:
+                    async for chunk in chunks:
+                        if chunk:
+                            await self._send(h11.Data(data=chunk))
+                    await self._send(h11.EndOfMessage())
+                except _ClientGone:
+                    pass
+                except Exception:  # noqa: BLE001 - headers are out: truncate, do not crash
+                    log.exception("streaming response failed")
+                    self.client_gone = True  # unterminated chunked body tells the client
+                nursery.cancel_scope.cancel()
+        finally:
+            await _aclose(chunks)
+        if self.client_gone:
+            raise _ClientGone()
+
+    async def _watch_for_close(self, scope: trio.CancelScope) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.client_gone = True
+                scope.cancel()
+                return
+            self.conn.receive_data(data)  # a pipelined next request; h11 keeps it
+            if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
+                return
+
+    async def _hijack(self, response: Response, upgrade: bool) -> None:
+        """Docker's attach/exec hijack: 101 UPGRADED (or 200 for a client that did not ask),
+        then the raw connection, with bytes h11 already buffered put back in front."""
+        assert response.hijack is not None
+        if self.conn.their_state is h11.SEND_BODY:
+            await self._send_error(400, "a hijacked request must not stream a body")
+            return
+        lines = [b"HTTP/1.1 101 UPGRADED" if upgrade else b"HTTP/1.1 200 OK"]
+        if upgrade:
+            lines += [b"Connection: Upgrade", b"Upgrade: tcp"]
+        headers = self.app.common_headers() + response.headers
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", MULTIPLEXED_STREAM))
+        lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
+        prefix = self.conn.trailing_data[0]
+        try:
+            await self.stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        try:
+            await response.hijack(HijackedStream(self.stream, prefix))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # noqa: BLE001 - the stream is raw now: log and close
+            log.exception("hijacked connection handler failed")
+
+
+async def _aclose(iterator: Any) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    # Shielded so a cancelled stream still runs its cleanup (unsubscribe, close files).
+    with trio.CancelScope(shield=True), trio.move_on_after(5):
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001
+            log.exception("closing a response stream failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+
+
+async def _serve_connection(app: App, stream: trio.SocketStream) -> None:
+    try:
+        async with stream:
+            try:
+                actor = peercred.actor_from_socket(stream.socket)
+            except OSError:
+                log.warning("no peer credentials on a connection; closing it")
+                return
+            await _Connection(app, stream, actor).run()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:  # noqa: BLE001 - never let one connection take the server down (I-05)
+        log.exception("connection failed")
+
+
+async def _refuse_connection(app: App, stream: trio.SocketStream) -> None:
+    body = b'{"message":"too many connections to the daemon; try again later"}\n'
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Api-Version: {API_VERSION}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with trio.move_on_after(1):
+        try:
+            async with stream:
+                await stream.send_all(head + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+async def serve_listener(
+    listener: trio.SocketListener,
+    app: App,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept connections on `listener` and serve `app` until cancelled."""
+    active = 0
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        nonlocal active
+        try:
+            await _serve_connection(app, stream)
+        finally:
+            active -= 1
+
+    async with listener, trio.open_nursery() as nursery:
+        task_status.started()
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_ERRORS:
+                    raise
+                log.error("accept failed (%s); pausing", os.strerror(exc.errno or 0))
+                await trio.sleep(0.1)
+                continue
+            if active >= app.limits.max_connections:
+                nursery.start_soon(_refuse_connection, app, stream)
+                continue
+            active += 1
+            nursery.start_soon(serve_one, stream)
+
+
+async def _is_live(path: str) -> bool:
+    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with probe:
+        # A connect that hangs means a full backlog: a live server, too busy to answer.
+        with trio.move_on_after(1):
+            try:
+                await probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                return False
+        return True
+
+
+async def bind_unix(
+    path: str, *, mode: int = 0o660, group: str | None = "shipslog", backlog: int = 128
+) -> trio.socket.SocketType:
+    """A listening unix socket at `path` with `mode` and `group`, renamed into place."""
+    if not path or path.startswith(("\0", "@")):
+        raise InvalidArgument(f"refusing abstract unix socket {path!r}; use a filesystem path")
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise Unavailable(f"{path} exists and is not a socket; refusing to replace it")
+        if await _is_live(path):
+            raise Unavailable(
+                f"another server is already listening on {path}",
+                hint="is shipslogd already running? stop it first",
+            )
+        os.unlink(path)  # stale: left by a daemon that died
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    staging = os.path.join(directory, f".s{os.getpid()}")
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        await sock.bind(staging)
+        os.chmod(staging, mode)
+        gid = _group_id(group)
+        if gid is not None:
+            try:
+                os.chown(staging, -1, gid)
+            except PermissionError:
+                log.warning("cannot give %s to group %s; it stays owner-only", path, group)
+        os.rename(staging, path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        raise
+    return sock
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+async def serve_unix(
+    path: str,
+    app: App,
+    *,
+    mode: int = 0o660,
+    group: str | None = "shipslog",
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on the unix socket `path` until cancelled; the socket file is removed after.
+
+    `task_status.started(path)` fires once the socket accepts connections.
+    """
+    sock = await bind_unix(path, mode=mode, group=group, backlog=app.limits.backlog)
+    path = os.path.abspath(path)
+    inode = os.stat(path).st_ino
+    try:
+        listener = trio.SocketListener(sock)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_listener, listener, app)
+            task_status.started(path)
+    finally:
+        try:
+            if os.stat(path).st_ino == inode:  # do not remove a successor's socket
+                os.unlink(path)
+        except OSError:
+            pass

@@ -1,0 +1,59 @@
+"""Who is on the other end of the API socket: an `Actor` from SO_PEERCRED.
+
+I/O: one getsockopt on the connected unix socket, and small reads of `/proc/PID/loginuid` and
+`/proc/PID/cmdline` (procfs, never blocks on disk). The kernel fills SO_PEERCRED at connect()
+time, so the uid/gid/pid cannot be forged by the client (unix(7)); loginuid survives `su`/`sudo`
+and names the human behind a root shell (audit's auid).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Protocol
+
+from events.envelope import Actor
+
+_UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+_UNSET_LOGINUID = 0xFFFF_FFFF  # (uid_t)-1: no login session (daemons, containers)
+MAX_CMDLINE = 4096  # bytes of the caller's command line kept in the log
+
+
+class _HasGetsockopt(Protocol):
+    def getsockopt(self, level: int, optname: int, buflen: int) -> bytes: ...
+
+
+def peer_credentials(sock: _HasGetsockopt) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process that connected `sock`."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def read_loginuid(pid: int, proc: str = "/proc") -> int | None:
+    try:
+        with open(f"{proc}/{pid}/loginuid", "rb") as f:
+            value = int(f.read().strip() or b"-1")
+    except (OSError, ValueError):
+        return None
+    return None if value in (-1, _UNSET_LOGINUID) else value
+
+
+def read_cmdline(pid: int, proc: str = "/proc") -> tuple[str, ...] | None:
+    """The caller's argv, when readable (it may have exited, or hidepid may hide it)."""
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            raw = f.read(MAX_CMDLINE)
+    except OSError:
+        return None
+    if not raw:
+        return None  # kernel threads and zombies have an empty cmdline
+    return tuple(part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0"))
+
+
+def actor_from_socket(sock: _HasGetsockopt, *, via: str = "api") -> Actor:
+    pid, uid, gid = peer_credentials(sock)
+    # pid 0 means the peer is in a pid namespace we cannot see; its /proc entries are not ours.
+    loginuid = read_loginuid(pid) if pid > 0 else None
+    command = read_cmdline(pid) if pid > 0 else None
+    return Actor(uid=uid, gid=gid, pid=pid, loginuid=loginuid, command=command, via=via)

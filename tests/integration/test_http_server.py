@@ -1,0 +1,531 @@
+"""The API server framework end to end: a real server on a temporary unix socket, driven by the
+real client (in a worker thread), raw sockets, and the real `docker` CLI.
+
+I/O: unix sockets under pytest's tmp_path; runs /usr/local/bin/docker when present.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from engine.api import http
+from engine.api.client import ApiError, Client, DaemonUnreachable
+from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
+from engine.api.stream import STDOUT, FrameDecoder, HijackedStream
+from engine.errors import Conflict, Unavailable
+
+SAFETY = 20  # seconds: a hung test fails instead of hanging CI; never a timing assertion
+
+
+class Greeting(msgspec.Struct):
+    Name: str
+    Count: int = 1
+
+
+def make_router(state: dict) -> Router:
+    router = Router()
+
+    @router.route("POST", "/echo")
+    async def echo(req: Request) -> Response:
+        body = await req.json(Greeting)
+        return json_response(
+            {"Name": body.Name, "Count": body.Count, "Version": req.api_version}, status=201
+        )
+
+    @router.route("GET", "/query")
+    async def query(req: Request) -> Response:
+        return json_response(
+            {"force": req.bool("force"), "t": req.int("t", 10), "all": req.query.get("x", [])}
+        )
+
+    @router.route("POST", "/nothing")
+    async def nothing(req: Request) -> Response:
+        return empty(204)
+
+    @router.route("GET", "/boom")
+    async def boom(req: Request) -> Response:
+        raise RuntimeError("kaboom\nsecond line")
+
+    @router.route("GET", "/conflict")
+    async def conflict(req: Request) -> Response:
+        raise Conflict("name in use")
+
+    @router.route("GET", "/whoami")
+    async def whoami(req: Request) -> Response:
+        return json_response(req.actor)
+
+    @router.route("GET", "/images/{name:path}/json")
+    async def image(req: Request) -> Response:
+        return json_response({"name": req.params["name"]})
+
+    @router.route("GET", "/images/json")
+    async def images(req: Request) -> Response:
+        return json_response([])
+
+    @router.route("GET", "/containers/{id}/json")
+    async def container(req: Request) -> Response:
+        return json_response({"id": req.params["id"]})
+
+    @router.route("POST", "/upload", stream_body=True)
+    async def upload(req: Request) -> Response:
+        size = 0
+        async for chunk in req.stream_body():
+            size += len(chunk)
+        return json_response({"size": size})
+
+    @router.route("GET", "/stream")
+    async def stream(req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                yield b'{"n":1}\n'
+                # The test sets this only after it has read the first line: delivery is
+                # incremental, or the test never gets here.
+                await state["first_read"].wait()
+                yield b'{"n":2}\n'
+                await state["forever"].wait()
+            finally:
+                state["stream_closed"].set()
+
+        return streaming(chunks())
+
+    @router.route("GET", "/short-stream")
+    async def short_stream(req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(3):
+                yield b'{"n":%d}\n' % n
+
+        return streaming(chunks())
+
+    @router.route("POST", "/attach")
+    async def attach(req: Request) -> Response:
+        async def echo(conn: HijackedStream) -> None:
+            while data := await conn.receive_some():
+                await conn.send_frame(STDOUT, data.upper())
+            await conn.send_eof()
+
+        return hijack(echo, tty=False)
+
+    return router
+
+
+@pytest.fixture
+def state() -> dict:
+    return {"first_read": trio.Event(), "forever": trio.Event(), "stream_closed": trio.Event()}
+
+
+async def start_server(nursery: trio.Nursery, path: str, state: dict, **limits: object) -> str:
+    app = http.App(make_router(state), limits=http.Limits(**limits))  # type: ignore[arg-type]
+    return await nursery.start(http.serve_unix, path, app)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, tmp_path: Path, state: dict) -> str:
+    return await start_server(nursery, str(tmp_path / "api.sock"), state)
+
+
+def client(path: str) -> Client:
+    return Client(f"unix://{path}", timeout=SAFETY)
+
+
+async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    with trio.fail_after(SAFETY):
+        return await trio.to_thread.run_sync(fn, *args)
+
+
+def raw_exchange(path: str, data: bytes) -> bytes:
+    """Send raw bytes, read until the server closes."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(SAFETY)
+        sock.connect(path)
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        parts = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_json_round_trip_and_headers(server: str) -> None:
+    c = client(server)
+    assert await in_thread(c.post_json, "/echo", None, {"Name": "web"}) == {
+        "Name": "web",
+        "Count": 1,
+        "Version": "1.43",
+    }
+    resp = await in_thread(c.request, "GET", "/_ping")
+    assert resp.status == 200 and resp.body == b"OK"
+    assert resp.headers["api-version"] == "1.43"
+    assert resp.headers["ostype"] == "linux"
+    assert resp.headers["docker-experimental"] == "false"
+    assert resp.headers["cache-control"].startswith("no-cache")
+    assert "builder-version" in resp.headers and "server" in resp.headers
+
+
+async def test_head_ping_has_headers_and_no_body(server: str) -> None:
+    resp = await in_thread(client(server).request, "HEAD", "/_ping")
+    assert resp.status == 200 and resp.body == b""
+    assert resp.headers["api-version"] == "1.43"
+
+
+async def test_query_helpers(server: str) -> None:
+    c = client(server)
+    got = await in_thread(c.get_json, "/query", {"force": True, "t": 3, "x": "a"})
+    assert got == {"force": True, "t": 3, "all": ["a"]}
+    got = await in_thread(c.get_json, "/query", {"force": "false"})
+    assert got == {"force": False, "t": 10, "all": []}
+    with pytest.raises(ApiError) as err:
+        await in_thread(c.get_json, "/query", {"t": "ten"})
+    assert err.value.status == 400 and "'t'" in err.value.message
+
+
+async def test_204_gives_none(server: str) -> None:
+    assert await in_thread(client(server).post_json, "/nothing") is None
+
+
+async def test_unknown_route_is_404(server: str) -> None:
+    with pytest.raises(ApiError) as err:
+        await in_thread(client(server).get_json, "/no/such/thing")
+    assert err.value.status == 404 and err.value.message == "page not found"
+
+
+async def test_path_params_with_slashes_and_literal_priority(server: str) -> None:
+    c = client(server)
+    name = "localhost:5000/team/app:1.0"
+    assert await in_thread(c.get_json, f"/images/{name}/json") == {"name": name}
+    assert await in_thread(c.get_json, "/images/json") == []
+    assert await in_thread(c.get_json, "/containers/abc/json") == {"id": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"Name": "a"', "invalid JSON"),
+        (b'{"Name": "a"} trailing', "invalid JSON: unexpected content after JSON"),
+        (b"[" * 10000 + b"]" * 10000, "invalid JSON"),
+        (b'{"Name": 5}', "invalid JSON"),
+        (b'{"Name": "\xff"}', "invalid JSON"),
+        (b'{"Name": "a", "Count": 1e400}', "invalid JSON"),
+        (b"", "body required"),
+    ],
+)
+async def test_malformed_json_is_400_and_server_lives(
+    server: str, body: bytes, message: str
+) -> None:
+    c = client(server)
+    resp = await in_thread(
+        c.request, "POST", "/echo", None, body, {"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert resp.json()["message"].startswith(message)
+    assert (await in_thread(c.request, "GET", "/_ping")).status == 200
+
+
+async def test_wrong_content_type_is_400(server: str) -> None:
+    resp = await in_thread(
+        client(server).request, "POST", "/echo", None, b'{"Name":"a"}', {"Content-Type": "text/x"}
+    )
+    assert resp.status == 400 and "Content-Type" in resp.json()["message"]
+
+
+async def test_handler_exception_is_500_and_server_keeps_serving(server: str) -> None:
+    c = client(server)
+    resp = await in_thread(c.request, "GET", "/boom")
+    assert resp.status == 500
+    assert resp.json() == {"message": "internal error: RuntimeError: kaboom"}
+    with pytest.raises(ApiError) as err:
+        await in_thread(c.get_json, "/conflict")
+    assert (err.value.status, err.value.message) == (409, "name in use")
+    assert await in_thread(c.post_json, "/echo", None, {"Name": "x"}) is not None
+
+
+async def test_oversized_body_is_413(nursery: trio.Nursery, tmp_path: Path, state: dict) -> None:
+    path = await start_server(nursery, str(tmp_path / "s"), state, max_body_bytes=1024)
+    c = client(path)
+    big = b'{"Name": "' + b"a" * 4096 + b'"}'
+    resp = await in_thread(
+        c.request, "POST", "/echo", None, big, {"Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+    # Chunked bodies have no Content-Length: the cap applies while reading.
+    resp = await in_thread(c.upload, "POST", "/upload", io.BytesIO(big * 10))
+    assert resp.json() == {"size": len(big) * 10}  # streaming routes are uncapped
+    head = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunked = head + b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n"
+    assert b" 413 " in (await in_thread(raw_exchange, path, chunked)).split(b"\r\n")[0] + b" "
+
+
+async def test_default_body_cap_refuses_100_mb_without_reading_it(server: str) -> None:
+    head = (
+        b"POST /v1.43/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857600\r\n\r\n{"
+    )
+    reply = await in_thread(raw_exchange, server, head)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert b"16 MiB" in reply
+
+
+async def test_oversized_headers_are_431(server: str) -> None:
+    c = client(server)
+    resp = await in_thread(c.request, "GET", "/_ping", None, None, {"X-Big": "a" * 100_000})
+    assert resp.status == 431
+    many = {f"X-H{i}": "v" for i in range(300)}
+    resp = await in_thread(c.request, "GET", "/_ping", None, None, many)
+    assert resp.status == 431
+    assert (await in_thread(c.request, "GET", "/_ping")).status == 200
+
+
+async def test_garbage_request_line_is_400(server: str) -> None:
+    reply = await in_thread(raw_exchange, server, b"\x00\x01 nonsense\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(server: str) -> None:
+    req = b"GET /v1.43/_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    reply = await in_thread(raw_exchange, server, req + req + last)
+    assert reply.count(b"HTTP/1.1 200 ") == 3
+
+
+async def test_streaming_is_incremental_and_closed_when_client_leaves(
+    server: str, state: dict
+) -> None:
+    c = client(server)
+
+    def read_two_then_leave() -> list[bytes]:
+        got = []
+        with c.stream("GET", "/stream") as chunks:
+            for chunk in chunks:
+                got.append(chunk)
+                if len(got) == 1:
+                    trio.from_thread.run_sync(state["first_read"].set)
+                if len(got) == 2:
+                    break
+        return got
+
+    assert await in_thread(read_two_then_leave) == [b'{"n":1}\n', b'{"n":2}\n']
+    with trio.fail_after(SAFETY):
+        await state["stream_closed"].wait()  # the generator's finally ran: it was closed
+
+
+async def test_stream_json_decodes_lines(server: str) -> None:
+    c = client(server)
+
+    def read_all() -> list:
+        with c.stream_json("GET", "/short-stream") as objects:
+            return list(objects)
+
+    assert await in_thread(read_all) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_hijack_round_trip(server: str) -> None:
+    c = client(server)
+
+    def attach() -> list[tuple[int, bytes]]:
+        sock = c.hijack("POST", "/attach")
+        with sock:
+            sock.sendall(b"hello ")
+            sock.sendall(b"world")
+            sock.shutdown(socket.SHUT_WR)
+            decoder = FrameDecoder()
+            frames = []
+            while data := sock.recv(4096):
+                frames += decoder.feed(data)
+            assert decoder.pending == 0
+            return frames
+
+    frames = await in_thread(attach)
+    assert all(stream == STDOUT for stream, _ in frames)
+    assert b"".join(data for _, data in frames) == b"HELLO WORLD"
+
+
+async def test_hijack_without_upgrade_gets_200_then_raw_stream(server: str) -> None:
+    req = b"POST /v1.43/attach HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nabc"
+
+    def exchange() -> bytes:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(SAFETY)
+            sock.connect(server)
+            sock.sendall(req)  # "abc" arrives in the same packet: h11 buffered it
+            sock.shutdown(socket.SHUT_WR)
+            out = b""
+            while data := sock.recv(4096):
+                out += data
+            return out
+
+    reply = await in_thread(exchange)
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"application/vnd.docker.multiplexed-stream" in head
+    assert FrameDecoder().feed(rest) == [(STDOUT, b"ABC")]
+
+
+async def test_hijack_upgrade_reply_is_docker_shaped(server: str) -> None:
+    req = (
+        b"POST /v1.43/attach HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    reply = await in_thread(raw_exchange, server, req)
+    head = reply.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 101 upgraded")
+    assert b"upgrade: tcp" in head and b"connection: upgrade" in head
+
+
+async def test_version_negotiation(server: str) -> None:
+    for version, ok in [
+        ("1.24", True),
+        ("1.41", True),
+        ("1.43", True),
+        ("1.12", False),
+        ("1.44", False),
+    ]:
+        c = Client(f"unix://{server}", version=version, timeout=SAFETY)
+        if ok:
+            got = await in_thread(c.post_json, "/echo", None, {"Name": "v"})
+            assert got["Version"] == version
+        else:
+            with pytest.raises(ApiError) as err:
+                await in_thread(c.get_json, "/_ping")
+            assert err.value.status == 400
+            word = "old" if version == "1.12" else "new"
+            assert f"client version {version} is too {word}" in err.value.message
+    reply = await in_thread(raw_exchange, server, b"GET /images/json HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"[]\n")
+
+
+async def test_actor_is_the_calling_process(server: str) -> None:
+    actor = await in_thread(client(server).get_json, "/whoami")
+    assert actor["uid"] == os.getuid()
+    assert actor["gid"] == os.getgid()
+    assert actor["pid"] == os.getpid()
+    assert actor["via"] == "api"
+    with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+        argv = f.read().rstrip(b"\0").split(b"\0")
+    assert actor["command"] == [a.decode() for a in argv]
+
+
+async def test_idle_connection_is_closed(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    path = await start_server(
+        nursery, str(tmp_path / "s"), state, idle_timeout=0.2, header_timeout=0.2
+    )
+    # Silent client: closed with no answer. Slow-loris: half a head gets 408, then closed.
+    assert await in_thread(raw_exchange, path, b"") == b""
+    reply = await in_thread(raw_exchange, path, b"GET /_ping HTTP/1.1\r\nHost")
+    assert reply.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_connection_cap_refuses_with_503(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    path = await start_server(nursery, str(tmp_path / "s"), state, max_connections=2)
+    holders = []
+    for _ in range(2):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(path)
+        holders.append(sock)
+    try:
+        reply = await in_thread(raw_exchange, path, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503 ")
+        assert b"too many connections" in reply
+    finally:
+        for sock in holders:
+            sock.close()
+
+
+async def test_socket_mode_stale_socket_and_live_server(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    path = str(tmp_path / "api.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # a socket file nobody listens on, as a crashed daemon leaves it
+    await start_server(nursery, path, state)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    assert (await in_thread(client(path).request, "GET", "/_ping")).status == 200
+    with pytest.raises(Unavailable, match="already listening"):
+        await http.serve_unix(path, http.App())
+    regular = tmp_path / "file"
+    regular.write_text("not a socket")
+    with pytest.raises(Unavailable, match="not a socket"):
+        await http.serve_unix(str(regular), http.App())
+
+
+async def test_client_names_the_missing_socket(tmp_path: Path) -> None:
+    c = Client(f"unix://{tmp_path}/nope.sock")
+    with pytest.raises(DaemonUnreachable) as err:
+        await in_thread(c.get_json, "/_ping")
+    assert str(tmp_path / "nope.sock") in str(err.value)
+    assert "shipslogd" in err.value.hint
+
+
+# ---------------------------------------------------------------------------------------------
+# The real docker CLI against our framing and negotiation
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+@pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
+async def test_docker_cli_version(nursery: trio.Nursery, tmp_path: Path, state: dict) -> None:
+    from engine.api.models import ComponentVersion, SystemVersion
+
+    router = make_router(state)
+
+    @router.route("GET", "/version")
+    async def version(req: Request) -> Response:
+        return json_response(
+            SystemVersion(
+                Version="0.1.0",
+                ApiVersion="1.43",
+                MinAPIVersion="1.24",
+                Os="linux",
+                Arch="amd64",
+                KernelVersion=os.uname().release,
+                Components=[ComponentVersion(Name="Engine", Version="0.1.0")],
+            )
+        )
+
+    path = str(tmp_path / "d.sock")
+    await nursery.start(http.serve_unix, path, http.App(router))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path),
+    }
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [DOCKER, "-H", f"unix://{path}", "version", "--format", "{{json .Server}}"],
+            capture_stdout=True,
+            capture_stderr=True,
+            env=env,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    server = msgspec.json.decode(result.stdout)
+    assert server["ApiVersion"] == "1.43"
+    assert server["Version"] == "0.1.0"
+    assert server["Os"] == "linux"
