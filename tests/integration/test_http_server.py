@@ -142,8 +142,8 @@ async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
         return await trio.to_thread.run_sync(fn, *args)
 
 
-def raw_exchange(path: str, data: bytes) -> bytes:
-    """Send raw bytes, read until the server closes."""
+def raw_exchange(path: str, data: bytes, half_close: bool = False) -> bytes:
+    """Send raw bytes (then EOF if `half_close`), read until the server closes."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(SAFETY)
         sock.connect(path)
@@ -151,6 +151,8 @@ def raw_exchange(path: str, data: bytes) -> bytes:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         parts = []
         while True:
             try:
@@ -388,7 +390,7 @@ async def test_hijack_upgrade_reply_is_docker_shaped(server: str) -> None:
         b"POST /v1.43/attach HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
         b"Content-Length: 0\r\n\r\n"
     )
-    reply = await in_thread(raw_exchange, server, req)
+    reply = await in_thread(raw_exchange, server, req, True)
     head = reply.split(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 101 upgraded")
     assert b"upgrade: tcp" in head and b"connection: upgrade" in head
