@@ -1,0 +1,341 @@
+"""Container verbs that move a process's stdio: `run`, `create`, `start`, `attach`, `exec`,
+`logs`.
+
+I/O: the daemon's API (through `ctx.client`), the user's terminal and stdio.
+
+`run` follows Docker's order so that no output and no exit is ever missed: create → attach
+(hijacked before start) → wait (a request opened before start, `condition=removed` for `--rm`)
+→ start → copy stdio until the container closes its output → exit with its status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from engine.api.client import ApiError
+from engine.cli import attach as stdio
+from engine.cli import images, parse
+from engine.cli.context import Context
+from engine.cli.errors import CliError, ExitStatus, UsageError, start_exit_code
+from engine.cli.runopts import add_run_flags, build_create
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", add_help=False, help="Create and run a new container from an image")
+    add_run_flags(p, run=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("create", add_help=False, help="Create a new container")
+    add_run_flags(p, run=False)
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("start", help="Start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("attach", help="Attach to a running container's stdio")
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("exec", help="Execute a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("logs", help="Fetch the logs of a container")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("--since", default="")
+    p.add_argument("--until", default="")
+    p.add_argument("--details", action="store_true")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_logs)
+
+
+# ------------------------------------------------------------------- create and run
+
+def create_container(ctx: Context, name: str, body: dict[str, Any], *, pull_quietly: bool = False
+                     ) -> str:
+    """POST /containers/create; when the image is missing, pull it (as Docker does) and retry."""
+    params = {"name": name} if name else None
+    try:
+        answer = ctx.client.post_json("/containers/create", params, body)
+    except ApiError as exc:
+        if exc.status != 404 or "no such image" not in exc.message.lower():
+            raise
+        ref = body["Image"]
+        repo, tag = parse.split_image_ref(ref)
+        shown = ref if tag else f"{ref}:latest"
+        ctx.err(f"Unable to find image '{shown}' locally")
+        images.pull_image(ctx, ref, out=ctx.stderr, quiet=pull_quietly)
+        answer = ctx.client.post_json("/containers/create", params, body)
+    for warning in (answer or {}).get("Warnings") or []:
+        ctx.err(f"WARNING: {warning}")
+    return str(answer["Id"])
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    name, body = build_create(args, ctx.environ, "create")
+    ctx.out(create_container(ctx, name, body))
+    return 0
+
+
+def _start(ctx: Context, container_id: str) -> None:
+    try:
+        ctx.client.post_json(f"/containers/{container_id}/start")
+    except ApiError as exc:
+        # Docker exits 127/126 when the command is missing or not executable
+        code = start_exit_code(exc.message)
+        err = CliError(f"Error response from daemon: {exc.message}",
+                       "check the command and the image's PATH" if code != 125 else
+                       "see 'shipslog logs' and 'shipslog inspect' for the container",
+                       code)
+        raise err from None
+
+
+class _Waiter(threading.Thread):
+    """`POST /containers/{id}/wait` opened before start, answered when the container exits."""
+
+    def __init__(self, ctx: Context, container_id: str, condition: str) -> None:
+        super().__init__(daemon=True)
+        self.ctx = ctx
+        self.container_id = container_id
+        self.condition = condition
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.ctx.client.post_json(
+                f"/containers/{self.container_id}/wait", {"condition": self.condition})
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    def status(self) -> int:
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+        result = self.result or {}
+        message = (result.get("Error") or {}).get("Message")
+        if message:
+            raise CliError(f"Error waiting for container: {message}",
+                           "check 'shipslog ps -a' for the container's state")
+        return int(result.get("StatusCode", 0))
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    name, body = build_create(args, ctx.environ, "run")
+    container_id = create_container(ctx, name, body)
+    if args.detach:
+        _start(ctx, container_id)
+        ctx.out(container_id)
+        return 0
+    tty = bool(body["Tty"])
+    want_stdin = bool(body["AttachStdin"])
+    attach_params = {"stream": True, "stdin": want_stdin, "stdout": body["AttachStdout"],
+                     "stderr": body["AttachStderr"]}
+    sock = None
+    if want_stdin or body["AttachStdout"] or body["AttachStderr"]:
+        sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach", attach_params)
+    condition = "removed" if args.rm else "next-exit"
+    waiter = _Waiter(ctx, container_id, condition)
+    waiter.start()
+    try:
+        _start(ctx, container_id)
+    except CliError:
+        if sock is not None:
+            sock.close()
+        raise
+    if tty:
+        _resize(ctx, f"/containers/{container_id}/resize")
+    if sock is not None:
+        _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+    raise ExitStatus(waiter.status())
+
+
+def _resize(ctx: Context, path: str) -> None:
+    if ctx.stdin is None:
+        return
+    size = stdio.terminal_size(ctx.stdin_fd())
+    if size is None:
+        return
+    try:
+        ctx.client.post_json(path, {"h": size[0], "w": size[1]})
+    except ApiError:
+        pass  # a resize the daemon refuses is cosmetic; Docker ignores it too
+
+
+# ------------------------------------------------------------------- start and attach
+
+def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
+    if (args.attach or args.interactive) and len(args.containers) > 1:
+        raise UsageError("you cannot start and attach multiple containers at once", "start")
+    if args.attach or args.interactive:
+        return _start_attached(ctx, args.containers[0], args.interactive)
+    failed = 0
+    for ref in args.containers:
+        try:
+            _start(ctx, ref)
+            ctx.out(ref)
+        except CliError as exc:
+            ctx.err(f"shipslog: {exc.message}")
+            failed += 1
+    if failed:
+        raise CliError(f"failed to start {failed} of {len(args.containers)} containers",
+                       "see the errors above", 1)
+    return 0
+
+
+def _container_info(ctx: Context, ref: str) -> dict[str, Any]:
+    return dict(ctx.client.get_json(f"/containers/{ref}/json"))
+
+
+def _start_attached(ctx: Context, ref: str, interactive: bool) -> int:
+    info = _container_info(ctx, ref)
+    container_id = info["Id"]
+    tty = bool(info.get("Config", {}).get("Tty"))
+    want_stdin = interactive and bool(info.get("Config", {}).get("OpenStdin"))
+    sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach",
+                             {"stream": True, "stdin": want_stdin, "stdout": True,
+                              "stderr": True})
+    auto_remove = bool(info.get("HostConfig", {}).get("AutoRemove"))
+    waiter = _Waiter(ctx, container_id, "removed" if auto_remove else "next-exit")
+    waiter.start()
+    _start(ctx, container_id)
+    _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+    raise ExitStatus(waiter.status())
+
+
+def _copy(ctx: Context, sock: Any, *, tty: bool, want_stdin: bool) -> None:
+    stdin_is_tty = ctx.isatty(ctx.stdin) if ctx.stdin is not None else False
+    with stdio.raw_terminal(ctx.stdin_fd(), tty and want_stdin and stdin_is_tty):
+        system_error = stdio.pump(sock, tty=tty,
+                                  stdin_fd=ctx.stdin_fd() if want_stdin else None,
+                                  stdout=ctx.out_bytes(), stderr=ctx.err_bytes())
+    if system_error:
+        ctx.err(system_error.decode("utf-8", "replace").rstrip())
+
+
+def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
+    info = _container_info(ctx, args.container)
+    state = info.get("State", {})
+    if not state.get("Running"):
+        raise CliError("You cannot attach to a stopped container, start it first",
+                       f"run 'shipslog start -a {args.container}'")
+    container_id = info["Id"]
+    tty = bool(info.get("Config", {}).get("Tty"))
+    want_stdin = not args.no_stdin and bool(info.get("Config", {}).get("OpenStdin"))
+    sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach",
+                             {"stream": True, "stdin": want_stdin, "stdout": True,
+                              "stderr": True, "logs": False})
+    if tty:
+        _resize(ctx, f"/containers/{container_id}/resize")
+    _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+    answer = ctx.client.get_json(f"/containers/{container_id}/json")
+    raise ExitStatus(int(answer.get("State", {}).get("ExitCode", 0)))
+
+
+# ------------------------------------------------------------------- exec
+
+def build_exec(args: argparse.Namespace, environ: Any) -> dict[str, Any]:
+    """The body of `POST /containers/{id}/exec`."""
+    if not args.command:
+        raise UsageError("\"exec\" requires at least 2 arguments", "exec")
+    env: list[str] = []
+    for path in args.env_file:
+        env += parse.read_env_file(path, environ)
+    env += [parse.parse_env(e, environ) for e in args.env]
+    body: dict[str, Any] = {
+        "AttachStdin": args.interactive and not args.detach,
+        "AttachStdout": not args.detach,
+        "AttachStderr": not args.detach,
+        "Tty": args.tty,
+        "Cmd": list(args.command),
+    }
+    if env:
+        body["Env"] = env
+    if args.workdir:
+        body["WorkingDir"] = args.workdir
+    if args.user:
+        body["User"] = args.user
+    if args.privileged:
+        body["Privileged"] = True
+    return body
+
+
+def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
+    body = build_exec(args, ctx.environ)
+    created = ctx.client.post_json(f"/containers/{args.container}/exec", None, body)
+    exec_id = created["Id"]
+    start_body = {"Detach": args.detach, "Tty": args.tty}
+    try:
+        if args.detach:
+            ctx.client.post_json(f"/exec/{exec_id}/start", None, start_body)
+            return 0
+        sock = ctx.client.hijack("POST", f"/exec/{exec_id}/start", None, start_body)
+    except ApiError as exc:
+        code = start_exit_code(exc.message)
+        raise CliError(f"Error response from daemon: {exc.message}",
+                       "check the command and the container's PATH", code) from None
+    if args.tty:
+        _resize(ctx, f"/exec/{exec_id}/resize")
+    _copy(ctx, sock, tty=args.tty, want_stdin=bool(body["AttachStdin"]))
+    inspected = ctx.client.get_json(f"/exec/{exec_id}/json")
+    code = inspected.get("ExitCode")
+    raise ExitStatus(int(code) if code is not None else 0)
+
+
+# ------------------------------------------------------------------- logs
+
+def logs_params(args: argparse.Namespace, now: float) -> dict[str, Any]:
+    """Query parameters of `GET /containers/{id}/logs`."""
+    params: dict[str, Any] = {"stdout": True, "stderr": True}
+    if args.follow:
+        params["follow"] = True
+    if args.timestamps:
+        params["timestamps"] = True
+    if args.details:
+        params["details"] = True
+    if args.tail != "all":
+        if not args.tail.lstrip("-").isdigit():
+            raise UsageError(f"invalid value for --tail: {args.tail}", "logs")
+        params["tail"] = args.tail
+    for flag in ("since", "until"):
+        value = getattr(args, flag)
+        if value:
+            try:
+                params[flag] = parse.parse_timestamp(value, now)
+            except ValueError as exc:
+                raise UsageError(f"invalid value for --{flag}: {exc}", "logs") from None
+    return params
+
+
+def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
+    params = logs_params(args, ctx.clock())
+    info = ctx.read("logs", f"/containers/{args.container}/json")
+    tty = bool(info.get("Config", {}).get("Tty"))
+    demux = stdio.Demuxer(ctx.out_bytes(), ctx.err_bytes(), tty=tty)
+    with ctx.client.stream("GET", f"/containers/{info['Id']}/logs", params) as chunks:
+        demux.copy(chunks)
+    if demux.system_error:
+        raise CliError(demux.system_error.decode("utf-8", "replace").strip(),
+                       "check the container's log driver and log file")
+    return 0
+

@@ -1,0 +1,95 @@
+"""What every CLI command receives: the API client (made on first use), the streams it writes
+to, the environment, the clock, and the `--root` local reader; plus the argparse subclass that
+turns usage mistakes into one-line errors.
+
+I/O: none by itself; holds the process's streams and makes the API client lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO, NoReturn, TextIO
+
+from engine.cli.errors import UsageError
+from engine.cli.local import LocalReader
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 125, with a hint) instead of exiting with 2."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise UsageError(message, verb)
+
+
+@dataclass
+class Context:
+    make_client: Callable[[], Any]
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: IO[bytes] | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    local: LocalReader | None = None
+    debug: bool = False
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.make_client()
+        return self._client
+
+    def read(self, verb: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        """A read-only GET: from the daemon, or from the state root when --root is given."""
+        if self.local is not None:
+            return self.local.get_json(path, params, verb=verb)
+        return self.client.get_json(path, params)
+
+    def out(self, text: str = "", end: str = "\n") -> None:
+        self.stdout.write(text + end)
+
+    def err(self, text: str, end: str = "\n") -> None:
+        self.stderr.write(text + end)
+        self.stderr.flush()
+
+    def out_bytes(self) -> BinaryIO:
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        return buffer if buffer is not None else _TextBytes(self.stdout)
+
+    def err_bytes(self) -> BinaryIO:
+        self.stderr.flush()
+        buffer = getattr(self.stderr, "buffer", None)
+        return buffer if buffer is not None else _TextBytes(self.stderr)
+
+    def stdin_fd(self) -> int:
+        return (self.stdin or sys.stdin.buffer).fileno()
+
+    def isatty(self, stream: Any) -> bool:
+        try:
+            return bool(stream.isatty())
+        except (AttributeError, ValueError):
+            return False
+
+    def out_json(self, value: Any) -> None:
+        self.out(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+class _TextBytes:
+    """Bytes written to a text stream that has no binary buffer (a StringIO under test)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data.decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -1,0 +1,129 @@
+"""The `shipslog` command: global flags, verb dispatch, and the one place where every failure
+becomes two lines on stderr and an exit code.
+
+I/O: reads argv and the environment; everything else happens in the verb modules (the daemon's
+API, the terminal, files named on the command line).
+
+Global flags: `-H/--host` (or SHIPSLOG_HOST), `--root DIR` (read-only verbs straight from a
+state root), `--debug` (tracebacks), `--version`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from engine.cli import containers, images, manage, system
+from engine.cli.context import CliParser, Context
+from engine.cli.errors import INTERRUPTED, CliError, ExitStatus, UsageError, report, translate
+from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
+
+
+def build_parser() -> CliParser:
+    parser = CliParser(prog="shipslog", description="A container engine whose state is an "
+                       "append-only event log.")
+    parser.add_argument("-H", "--host", default=None,
+                        help="daemon socket to connect to (unix:///path)")
+    parser.add_argument("--root", default=None,
+                        help="read-only queries straight from this state root")
+    parser.add_argument("-D", "--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--version", action="store_true",
+                        help="print version information and quit")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
+    containers.register(sub)
+    manage.register(sub)
+    images.register(sub)
+    system.register(sub)
+    return parser
+
+
+def _make_client(host: str | None) -> Callable[[], Any]:
+    def make() -> Any:
+        from engine.api.client import Client
+
+        return Client(host)
+
+    return make
+
+
+def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
+        stdout: TextIO | None = None, stderr: TextIO | None = None,
+        make_client: Callable[[], Any] | None = None, clock: Callable[[], float] | None = None,
+        stdin: Any = None) -> int:
+    """Run one command line; returns the exit code. Never raises (except SystemExit for
+    `--help`, which argparse prints itself)."""
+    env = dict(os.environ if environ is None else environ)
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    debug = "--debug" in argv or "-D" in argv[:1]
+    try:
+        parser = build_parser()
+        args, extras = parser.parse_known_args(list(argv))
+        if extras:
+            flag = next((e for e in extras if e.startswith("-")), extras[0])
+            kind = "unknown flag" if flag.startswith("-") else "unexpected argument"
+            raise UsageError(f"{kind}: {flag}", args.verb or "")
+        debug = args.debug
+        if args.version:
+            from engine.cli.system import CLIENT_VERSION
+
+            out.write(f"shipslog version {CLIENT_VERSION}\n")
+            return 0
+        if not args.verb:
+            parser.print_help(err)
+            raise UsageError("no command given")
+        host = args.host or env.get("SHIPSLOG_HOST")
+        ctx = Context(
+            make_client=make_client or _make_client(host),
+            stdout=out, stderr=err, environ=env,
+            stdin=stdin if stdin is not None else getattr(sys.stdin, "buffer", None),
+            debug=debug,
+        )
+        if clock is not None:
+            ctx.clock = clock
+        root = args.root
+        if root is not None:
+            if args.verb not in READ_ONLY_VERBS:
+                raise refuse_root(args.verb)
+            ctx.local = LocalReader(root)
+        code = int(args.func(ctx, args) or 0)
+        out.flush()
+        return code
+    except ExitStatus as status:
+        _flush(out)
+        return status.code
+    except KeyboardInterrupt:
+        _flush(out)
+        return INTERRUPTED
+    except BaseException as exc:  # the CLI's one boundary: a line and a hint, never a traceback
+        if isinstance(exc, SystemExit):
+            raise
+        _flush(out)
+        if debug:
+            traceback.print_exception(exc, file=err)
+        cli_error: CliError = translate(exc)
+        report(cli_error, err)
+        return cli_error.exit_code
+
+
+def _flush(stream: TextIO) -> None:
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `shipslog` entry point."""
+    code = run(sys.argv[1:] if argv is None else argv)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
+
+
+

@@ -1,0 +1,274 @@
+"""Container verbs that query or change state without touching stdio: `ps`, `inspect`, `top`,
+`port`, `stop`, `kill`, `restart`, `rm`, `pause`, `unpause`, `rename`, `wait`.
+
+I/O: the daemon's API (through `ctx.client`, or `ctx.read` for queries `--root` may serve);
+writes the results to `ctx.stdout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from engine.api.client import ApiError
+from engine.cli import format as fmt
+from engine.cli import parse
+from engine.cli.context import Context
+from engine.cli.errors import CliError, UsageError, from_api
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ps", help="List containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=-1)
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format", default="")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("inspect", help="Return low-level information on objects")
+    p.add_argument("-f", "--format", default="")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("--type", choices=["container", "image"], default=None)
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("top", help="Display the running processes of a container")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_top)
+
+    p = sub.add_parser("port", help="List port mappings of a container")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    p.set_defaults(func=cmd_port)
+
+    for verb, helptext in (("stop", "Stop one or more running containers"),
+                           ("restart", "Restart one or more containers")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("-t", "--time", "--timeout", type=int, default=None, dest="time")
+        p.add_argument("-s", "--signal", default="")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func=cmd_stop if verb == "stop" else cmd_restart)
+
+    p = sub.add_parser("kill", help="Kill one or more running containers")
+    p.add_argument("-s", "--signal", default="")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("rm", help="Remove one or more containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("-l", "--link", action="store_true")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_rm)
+
+    for verb, helptext in (("pause", "Pause all processes within one or more containers"),
+                           ("unpause", "Unpause all processes within one or more containers"),
+                           ("wait", "Block until containers stop, then print their exit codes")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func={"pause": cmd_pause, "unpause": cmd_unpause, "wait": cmd_wait}[verb])
+
+    p = sub.add_parser("rename", help="Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name")
+    p.set_defaults(func=cmd_rename)
+
+
+# ------------------------------------------------------------------- ps
+
+def ps_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Query parameters of `GET /containers/json`."""
+    params: dict[str, Any] = {}
+    if args.all or args.last > 0 or args.latest:
+        params["all"] = True
+    if args.latest:
+        params["limit"] = 1
+    elif args.last > 0:
+        params["limit"] = args.last
+    if args.size:
+        params["size"] = True
+    if args.filter:
+        try:
+            params["filters"] = json.dumps(parse.parse_filters(args.filter),
+                                           separators=(",", ":"))
+        except ValueError as exc:
+            raise UsageError(str(exc), "ps") from None
+    return params
+
+
+def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
+    containers = ctx.read("ps", "/containers/json", ps_params(args)) or []
+    now = ctx.clock()
+    rows = [fmt.container_row(c, now=now, trunc=not args.no_trunc) for c in containers]
+    table = fmt.CONTAINER_TABLE
+    if args.size:
+        table += "\t{{.Size}}"
+    if args.quiet:
+        ctx.stdout.write("".join(f"{row['ID']}\n" for row in rows))
+        return 0
+    ctx.stdout.write(fmt.render_list(args.format, rows, table, fmt.CONTAINER_TITLES))
+    return 0
+
+
+# ------------------------------------------------------------------- inspect
+
+def _inspect_one(ctx: Context, name: str, kind: str | None, size: bool) -> Any:
+    kinds = [kind] if kind else ["container", "image"]
+    last: ApiError | None = None
+    for k in kinds:
+        path = f"/containers/{name}/json" if k == "container" else f"/images/{name}/json"
+        params = {"size": True} if size and k == "container" else None
+        try:
+            return ctx.read("inspect", path, params)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            last = exc
+    if kind is None or last is None:
+        raise CliError(f"No such object: {name}", "list them with 'shipslog ps -a' or "
+                       "'shipslog images'", 1)
+    raise CliError(f"No such {kind}: {name}", f"list them with "
+                   f"'shipslog {'ps -a' if kind == 'container' else 'images'}'", 1)
+
+
+def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    found: list[Any] = []
+    missing: list[CliError] = []
+    for name in args.names:
+        try:
+            found.append(_inspect_one(ctx, name, args.type, args.size))
+        except CliError as exc:
+            missing.append(exc)
+    if args.format:
+        ctx.stdout.write(fmt.render_each(args.format, found))
+    else:
+        ctx.stdout.write(fmt.json_array(found))
+    if missing:
+        for exc in missing[:-1]:
+            ctx.err(f"shipslog: {exc.message}")
+        raise missing[-1]
+    return 0
+
+
+# ------------------------------------------------------------------- top and port
+
+def cmd_top(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"ps_args": " ".join(args.ps_args)} if args.ps_args else None
+    answer = ctx.read("top", f"/containers/{args.container}/top", params)
+    lines = ["\t".join(answer.get("Titles") or [])]
+    lines += ["\t".join(str(c) for c in proc) for proc in answer.get("Processes") or []]
+    ctx.stdout.write(fmt.tabulate(lines, minwidth=20))
+    return 0
+
+
+def cmd_port(ctx: Context, args: argparse.Namespace) -> int:
+    info = ctx.read("port", f"/containers/{args.container}/json")
+    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    wanted = args.port
+    if wanted and "/" not in wanted:
+        wanted += "/tcp"
+    shown = 0
+    for key in sorted(ports, key=lambda k: (int(k.split("/")[0]), k)):
+        if wanted and key != wanted:
+            continue
+        for binding in ports[key] or []:
+            ip = binding.get("HostIp") or "0.0.0.0"
+            host = f"[{ip}]" if ":" in ip else ip
+            address = f"{host}:{binding.get('HostPort', '')}"
+            ctx.out(address if wanted else f"{key} -> {address}")
+            shown += 1
+    if wanted and not shown:
+        raise CliError(f"No public port '{wanted}' published for {args.container}",
+                       "publish it with -p when you run the container")
+    return 0
+
+
+# ------------------------------------------------------------------- lifecycle verbs
+
+def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
+             show: Callable[[str, Any], str | None] = lambda ref, _: ref) -> int:
+    """Run an action per container like Docker does: print each success, report each failure,
+    carry on, and exit 1 when any failed."""
+    failed = 0
+    for ref in refs:
+        try:
+            result = action(ref)
+        except ApiError as exc:
+            ctx.err(f"shipslog: {from_api(exc.status, exc.message).message}")
+            failed += 1
+            continue
+        line = show(ref, result)
+        if line is not None:
+            ctx.out(line)
+    if failed:
+        raise CliError(f"{failed} of {len(refs)} operations failed", "see the errors above", 1)
+    return 0
+
+
+def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    if args.time is not None:
+        params["t"] = args.time
+    if args.signal:
+        params["signal"] = args.signal
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/stop", params or None))
+
+
+def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    if args.time is not None:
+        params["t"] = args.time
+    if args.signal:
+        params["signal"] = args.signal
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/restart",
+                                                     params or None))
+
+
+def cmd_kill(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"signal": args.signal} if args.signal else None
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/kill", params))
+
+
+def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    if args.force:
+        params["force"] = True
+    if args.volumes:
+        params["v"] = True
+    if args.link:
+        params["link"] = True
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.delete(f"/containers/{ref}", params or None))
+
+
+def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/pause"))
+
+
+def cmd_unpause(ctx: Context, args: argparse.Namespace) -> int:
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/unpause"))
+
+
+def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
+    return for_each(ctx, args.containers,
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/wait"),
+                    lambda ref, answer: str((answer or {}).get("StatusCode", 0)))
+
+
+def cmd_rename(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.new_name.strip():
+        raise UsageError("Error: Neither old nor new names may be empty", "rename")
+    ctx.client.post_json(f"/containers/{args.container}/rename", {"name": args.new_name})
+    return 0
