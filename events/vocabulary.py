@@ -214,6 +214,12 @@ class LayerUnpacked(BaseEvent, frozen=True, kw_only=True):
     size: int  # bytes on disk after unpack
 
 
+class LayerRemoved(BaseEvent, frozen=True, kw_only=True):
+    """No image uses the layer any more; its directory was deleted."""
+
+    diff_id: str
+
+
 class ImagePulled(BaseEvent, frozen=True, kw_only=True):
     image_id: str
     reference: str
@@ -398,6 +404,7 @@ Event = (
     | ImageManifestResolved
     | LayerDownloaded
     | LayerUnpacked
+    | LayerRemoved
     | ImagePulled
     | ImageLoaded
     | ImageImported

@@ -20,8 +20,8 @@ from events import vocabulary as v
 from events.envelope import Envelope
 from projections.state import (
     ContainerView,
-    EngineState,
     Endpoint,
+    EngineState,
     ExecView,
     ImageView,
     NetworkView,
@@ -41,8 +41,8 @@ class _Tx:
     """A batch being folded: mutable views over one state's persistent maps."""
 
     __slots__ = (
-        "seq", "containers", "names", "name_versions", "images", "tags", "layers", "volumes", "networks",
-        "network_names", "execs", "operations", "touched",
+        "seq", "containers", "names", "name_versions", "images", "tags", "layers", "volumes",
+        "networks", "network_names", "execs", "operations", "touched",
     )
 
     def __init__(self, s: EngineState) -> None:
@@ -384,6 +384,12 @@ def _layer_unpacked(tx: _Tx, env: Envelope, ev: v.LayerUnpacked) -> None:
     tx.layers[ev.diff_id] = ev.size
 
 
+@on(v.LayerRemoved)
+def _layer_removed(tx: _Tx, env: Envelope, ev: v.LayerRemoved) -> None:
+    if ev.diff_id in tx.layers:
+        del tx.layers[ev.diff_id]
+
+
 # --- volumes -------------------------------------------------------------------------------
 
 
@@ -424,15 +430,14 @@ def _volume_removed(tx: _Tx, env: Envelope, ev: v.VolumeRemoved) -> None:
     tx.drop("volumes", ev.name)
 
 
-# --- networks ---
+# --- networks ------------------------------------------------------------------------------
+
 
 def _net(env: Envelope, net: NetworkView, **changes: Any) -> NetworkView:
     """Network events live on the network's stream: keep its version for optimistic IPAM."""
     if env.stream == "network-" + net.id:
         changes["stream_version"] = env.stream_version
     return replace(net, last_seq=env.seq, **changes)
-
----------------------------------------------------------------------------
 
 
 @on(v.NetworkCreated)

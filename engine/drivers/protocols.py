@@ -1,0 +1,93 @@
+"""The seams between the supervisor and the kernel: one Protocol per subsystem.
+
+I/O: none here. Each Protocol has a real implementation in `engine/drivers/` and a recording
+fake in `engine/testing/fakes.py`; the supervisor, the exit watcher and the reconciler only
+ever see these shapes, so their logic is tested fast and deterministically on the fakes and
+the same contract is checked against the real drivers on the real kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+
+class ExitRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """How a container's process ended, as its monitor recorded it."""
+
+    exit_code: int
+    signal: str = ""
+    oom_killed: bool = False
+    finished_at_ns: int = 0
+
+
+class RuntimeState(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: str  # "created", "running", "paused", "stopped"
+    pid: int = 0
+
+
+class Snapshots(Protocol):
+    def prepare(self, container_id: str, layer_paths: list[str]) -> str:
+        """Mount the container's rootfs (idempotent); return its path."""
+
+    def unmount(self, container_id: str) -> None: ...
+
+    def remove(self, container_id: str) -> None: ...
+
+    def mounted(self) -> set[str]:
+        """Ids of containers whose rootfs is mounted now (for reconciliation)."""
+
+
+class Layers(Protocol):
+    def path(self, diff_id: str) -> str: ...
+
+    def has(self, diff_id: str) -> bool: ...
+
+    def delete(self, diff_id: str) -> None: ...
+
+
+class Runtime(Protocol):
+    async def create(
+        self,
+        container_id: str,
+        spec: dict[str, Any],
+        *,
+        tty: bool,
+        open_stdin: bool,
+        log_path: str,
+        log_opts: dict[str, str],
+    ) -> int:
+        """Start the monitor and `runc create`; return the monitor's pid. Idempotent."""
+
+    async def start(self, container_id: str) -> int:
+        """Start the created container; return its pid."""
+
+    async def kill(self, container_id: str, signal: str) -> None: ...
+
+    async def wait_exit(self, container_id: str) -> ExitRecord:
+        """Wait until the container's process has exited; works for adopted containers too."""
+
+    def exit_record(self, container_id: str) -> ExitRecord | None:
+        """The recorded exit, if the monitor wrote one (read after a daemon restart)."""
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None: ...
+
+    async def pause(self, container_id: str) -> None: ...
+
+    async def resume(self, container_id: str) -> None: ...
+
+    async def state(self, container_id: str) -> RuntimeState | None: ...
+
+    async def list(self) -> list[RuntimeState]: ...
+
+
+class Secrets(Protocol):
+    def key(self) -> bytes: ...
+
+    def put(self, owner: str, env: list[str]) -> None: ...
+
+    def get(self, owner: str) -> list[str]: ...
+
+    def wipe(self, owner: str) -> None: ...

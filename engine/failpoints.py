@@ -1,0 +1,78 @@
+"""Failpoints: named places between a kernel operation and its event where tests inject faults.
+
+I/O: reads the environment once; `panic` sends SIGKILL to this process (the daemon dies the
+way a power cut or OOM kill would take it). Grammar, after containerd's: the variable
+`SHIPSLOG_FAILPOINTS` holds `name=action;name=action`, where action is `panic`, `error(msg)`,
+`delay(ms)` or `crash` (raises `SimulatedCrash`, a BaseException no handler catches: the
+in-process stand-in for `panic` in tests), optionally prefixed `N*` to fire only on the N-th
+hit (`2*panic`). Tests may also call `arm(name, action)` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from engine.errors import KernelError
+
+_SPEC = re.compile(r"(?:(\d+)\*)?(panic|error|delay|crash)(?:\((.*)\))?")
+_table: dict[str, tuple[int, str, str]] | None = None
+_hits: dict[str, int] = {}
+
+
+class SimulatedCrash(BaseException):
+    """The daemon 'dies' here: nothing after this point runs, no handler cleans up."""
+
+
+def _load() -> dict[str, tuple[int, str, str]]:
+    table: dict[str, tuple[int, str, str]] = {}
+    for item in os.environ.get("SHIPSLOG_FAILPOINTS", "").split(";"):
+        if "=" not in item:
+            continue
+        name, action = item.split("=", 1)
+        m = _SPEC.fullmatch(action.strip())
+        if m:
+            table[name.strip()] = (int(m.group(1) or 0), m.group(2), m.group(3) or "")
+    return table
+
+
+def hit(name: str) -> None:
+    """Called at a failpoint; does nothing unless the environment names it."""
+    global _table
+    if _table is None:
+        _table = _load()
+    if not _table or name not in _table:
+        return
+    nth, action, arg = _table[name]
+    _hits[name] = _hits.get(name, 0) + 1
+    if nth and _hits[name] != nth:
+        return
+    if action == "crash":
+        raise SimulatedCrash(name)
+    if action == "panic":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "error":
+        raise KernelError(f"failpoint {name}: {arg or 'injected error'}")
+    elif action == "delay":
+        time.sleep(int(arg or "0") / 1000)
+
+
+def arm(name: str, action: str) -> None:
+    """Switch a failpoint on from a test (same grammar as the environment variable)."""
+    global _table
+    if _table is None:
+        _table = _load()
+    m = _SPEC.fullmatch(action)
+    if m is None:
+        raise ValueError(f"bad failpoint action {action!r}")
+    _table[name] = (int(m.group(1) or 0), m.group(2), m.group(3) or "")
+    _hits.pop(name, None)
+
+
+def reset() -> None:
+    """Re-read the environment (tests change it between runs)."""
+    global _table
+    _table = None
+    _hits.clear()

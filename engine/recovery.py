@@ -1,0 +1,219 @@
+"""Recovery at daemon start: finish or undo half-done operations, then make the log and the
+kernel agree — recording every difference as an event, never fixing anything silently.
+
+I/O: through the driver Protocols and the journal.
+
+Order matters: pending operations first (each knows what it was doing), then containers the
+log believes are running (adopt them, or record how they ended: the monitor's exit file has
+the real code; without one the container is `ContainerLost` with 255, as Docker reports a
+container it lost track of), then kernel objects no event owns (orphans), then restart
+policies. After a reboot (`boot_changed`) nothing that was running can still be.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from engine.core.decision import Step
+from engine.core.restart import restart_on_daemon_start
+from engine.drivers.protocols import RuntimeState
+from engine.errors import ShipslogError
+from engine.supervisor import Supervisor
+from events import vocabulary as v
+from events.envelope import SYSTEM_ACTOR, Pending, stream_of
+from projections.state import OperationView
+
+log = logging.getLogger("shipslog.recovery")
+
+RUNNING = ("running", "paused", "restarting")
+
+
+def _op(op_id: str) -> str:
+    return stream_of("op", op_id)
+
+
+def _cid(target: str) -> str:
+    return target.removeprefix("container-")
+
+
+class Recovery:
+    def __init__(self, supervisor: Supervisor, *, boot_changed: bool) -> None:
+        self.sup = supervisor
+        self.journal = supervisor.journal
+        self.d = supervisor.d
+        self.boot_changed = boot_changed
+
+    async def _append(self, pending: list[Pending], op_id: str = "recovery") -> None:
+        await self.journal.append(pending, actor=SYSTEM_ACTOR, op_id=op_id)
+
+    async def run(self) -> list[str]:
+        """Returns the ids of containers to start again under their restart policy."""
+        for op in sorted(self.journal.state.operations.values(), key=lambda o: o.requested_seq):
+            try:
+                await self._resolve(op)
+            except (ShipslogError, OSError) as exc:
+                log.warning("recovery of operation %s (%s) failed: %s", op.op_id, op.kind, exc)
+        runtime = {r.id: r for r in await self.d.runtime.list()}
+        await self._containers(runtime)
+        await self._orphans(runtime)
+        return [c.id for c in self.journal.state.containers.values()
+                if c.status == "exited" and restart_on_daemon_start(c)
+                and c.has_been_started]
+
+    # -- pending operations ----------------------------------------------------------------
+
+    async def _resolve(self, op: OperationView) -> None:
+        cid = _cid(op.target)
+        c = self.journal.state.containers.get(cid)
+        if op.needs_cleanup:
+            await self._cleanup(op, cid)
+            return
+        if op.kind == "container.create" and c is not None and c.status == "creating":
+            await self.sup.run_step(op.op_id, _step("rootfs.prepare", cid), SYSTEM_ACTOR)
+        elif op.kind == "container.start" and c is not None:
+            await self._resolve_start(op, cid)
+        elif op.kind == "container.remove" and c is not None:
+            await self.sup.run_step(op.op_id, _step("container.remove", cid), SYSTEM_ACTOR)
+        elif op.kind in ("container.pause", "container.unpause") and c is not None:
+            await self._resolve_pause(op, cid)
+        elif op.kind == "image.remove":
+            await self.sup.run_step(op.op_id, _step("image.gc", ""), SYSTEM_ACTOR)
+        elif op.kind == "container.stop" and c is not None and c.status in RUNNING:
+            # The user asked for it to stop; the grace period went with the old daemon.
+            try:
+                await self.d.runtime.kill(cid, "SIGKILL")
+            except ShipslogError:
+                pass
+            # The exit is recorded by the container pass below, which completes this op.
+        else:
+            await self._append([Pending(stream=_op(op.op_id), event=v.OperationCompensated(
+                op_id=op.op_id, step="recovery",
+                action="abandoned: the daemon stopped before it finished"))], op.op_id)
+
+    async def _resolve_start(self, op: OperationView, cid: str) -> None:
+        rs = None if self.boot_changed else await self.d.runtime.state(cid)
+        if rs is not None and rs.status in ("running", "paused"):
+            self.sup._exited[cid] = trio.Event()
+            await self._append([
+                Pending(stream=stream_of("container", cid), event=v.ContainerStarted(
+                    container_id=cid, pid=rs.pid)),
+                Pending(stream=_op(op.op_id), event=v.OperationCompleted(op_id=op.op_id)),
+            ], op.op_id)
+            self.sup.watch(cid)
+            return
+        record = None if self.boot_changed else self.d.runtime.exit_record(cid)
+        if rs is not None and rs.status == "stopped" and record is not None:
+            # It started and ended while we were down: both facts go into the log.
+            await self._append([
+                Pending(stream=stream_of("container", cid), event=v.ContainerStarted(
+                    container_id=cid, pid=rs.pid)),
+                Pending(stream=_op(op.op_id), event=v.OperationCompleted(op_id=op.op_id)),
+            ], op.op_id)
+            await self.sup.record_exit(cid, record)
+            await self.d.runtime.delete(cid, force=True)
+            return
+        await self.d.runtime.delete(cid, force=True)
+        await self._append([
+            Pending(stream=stream_of("container", cid), event=v.ContainerStartFailed(
+                container_id=cid, error="the daemon stopped while the container was starting")),
+            Pending(stream=_op(op.op_id), event=v.OperationCompensated(
+                op_id=op.op_id, step="runtime", action="runtime state deleted")),
+        ], op.op_id)
+
+    async def _resolve_pause(self, op: OperationView, cid: str) -> None:
+        rs = await self.d.runtime.state(cid)
+        want = "paused" if op.kind == "container.pause" else "running"
+        if rs is not None and rs.status == want:
+            event: v.BaseEvent = (v.ContainerPaused(container_id=cid) if want == "paused"
+                                  else v.ContainerUnpaused(container_id=cid))
+            await self._append([
+                Pending(stream=stream_of("container", cid), event=event),
+                Pending(stream=_op(op.op_id), event=v.OperationCompleted(op_id=op.op_id)),
+            ], op.op_id)
+        else:
+            await self._append([Pending(stream=_op(op.op_id), event=v.OperationCompensated(
+                op_id=op.op_id, step="recovery", action=f"container was not {want}"))],
+                op.op_id)
+
+    async def _cleanup(self, op: OperationView, cid: str) -> None:
+        """Retry the cleanup a failed rollback left (RELIABILITY F-11)."""
+        c = self.journal.state.containers.get(cid)
+        if op.kind == "container.create" and c is not None:
+            await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
+            self.d.secrets.wipe(cid)
+            await self._append([
+                Pending(stream=stream_of("container", cid), event=v.ContainerRemoved(
+                    container_id=cid)),
+                Pending(stream=stream_of("name", c.name), event=v.NameReleased(
+                    name=c.name, container_id=cid)),
+                Pending(stream=_op(op.op_id), event=v.OperationCompensated(
+                    op_id=op.op_id, step="cleanup", action="rootfs removed")),
+            ], op.op_id)
+        elif op.kind == "container.remove" and c is not None:
+            await self.sup.run_step(op.op_id, _step("container.remove", cid), SYSTEM_ACTOR)
+        else:
+            if c is not None and c.status not in RUNNING:
+                await self.d.runtime.delete(cid, force=True)
+            await self._append([Pending(stream=_op(op.op_id), event=v.OperationCompensated(
+                op_id=op.op_id, step="cleanup", action="runtime state deleted"))], op.op_id)
+
+    # -- containers ------------------------------------------------------------------------
+
+    async def _containers(self, runtime: dict[str, RuntimeState]) -> None:
+        for c in list(self.journal.state.containers.values()):
+            if c.status not in RUNNING:
+                continue
+            rs = None if self.boot_changed else runtime.get(c.id)
+            if rs is not None and rs.status in ("running", "paused"):
+                if (rs.status == "paused") != (c.status == "paused"):
+                    event: v.BaseEvent = (v.ContainerPaused(container_id=c.id)
+                                          if rs.status == "paused"
+                                          else v.ContainerUnpaused(container_id=c.id))
+                    await self._append([
+                        Pending(stream=stream_of("container", c.id), event=event),
+                        _difference(c.id, c.status, rs.status, "recorded"),
+                    ])
+                self.sup._exited.setdefault(c.id, trio.Event())
+                self.sup.watch(c.id)
+                continue
+            record = None if self.boot_changed else self.d.runtime.exit_record(c.id)
+            if record is not None:
+                await self.sup.record_exit(c.id, record)
+            else:
+                reason = ("the host rebooted while the container was running"
+                          if self.boot_changed else
+                          "the container's process and its exit record are gone")
+                await self._append([Pending(stream=stream_of("container", c.id),
+                                            event=v.ContainerLost(container_id=c.id,
+                                                                  reason=reason))])
+            try:
+                await self.d.runtime.delete(c.id, force=True)
+            except ShipslogError as exc:
+                log.warning("deleting runtime state of %s failed: %s", c.id, exc)
+
+    async def _orphans(self, runtime: dict[str, RuntimeState]) -> None:
+        known = self.journal.state.containers
+        for rid, rs in runtime.items():
+            if rid not in known:
+                await self.d.runtime.delete(rid, force=True)
+                await self._append([_difference(
+                    f"runtime:{rid}", "no container", rs.status, "removed",
+                    "a runtime container that no event owns")])
+        for cid in await trio.to_thread.run_sync(self.d.snapshots.mounted):
+            if cid not in known:
+                await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
+                await self._append([_difference(
+                    f"rootfs:{cid}", "no container", "mounted", "removed",
+                    "a root filesystem that no event owns")])
+
+
+def _step(name: str, cid: str) -> Step:
+    return Step(name=name, args={"container_id": cid} if cid else {})
+
+
+def _difference(subject: str, expected: str, observed: str, action: str,
+                reason: str = "") -> Pending:
+    return Pending(stream="reconcile", event=v.ReconcileDifferenceFound(
+        subject=subject, expected=expected, observed=observed, action=action, reason=reason))

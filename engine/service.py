@@ -1,0 +1,192 @@
+"""The engine's command surface: what the API handlers call.
+
+I/O: through the journal (the log), the supervisor (the kernel) and the secret store.
+
+Every command has the same shape (DESIGN.md, "The write path"): decide on the current state
+(pure), append the decision's events in one transaction — re-deciding when another writer got
+there first (`ConcurrencyConflict`) — then let the supervisor carry out the plan. Commands on
+one container are serialised by a per-container lock, so a `rm` never overtakes a `start`
+that is still creating the runtime.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import trio
+
+from engine.core import containers as cc
+from engine.core import images as ci
+from engine.core.decision import Decision
+from engine.core.lookup import find_container
+from engine.core.names import generate_name
+from engine.errors import Conflict
+from engine.journal import ConcurrencyConflict, Journal
+from engine.supervisor import Supervisor
+from events.envelope import Actor
+from events.redact import redact_env
+from events.values import ContainerConfig
+from projections.state import ContainerView, EngineState
+
+MAX_ATTEMPTS = 8
+
+
+class Engine:
+    def __init__(self, journal: Journal, supervisor: Supervisor, secrets: Any) -> None:
+        self.journal = journal
+        self.supervisor = supervisor
+        self.secrets = secrets
+        self._locks: dict[str, trio.Lock] = {}
+        self._random = random.SystemRandom()
+
+    @property
+    def state(self) -> EngineState:
+        return self.journal.state
+
+    @asynccontextmanager
+    async def _locked(self, cid: str):  # type: ignore[no-untyped-def]
+        lock = self._locks.setdefault(cid, trio.Lock())
+        async with lock:
+            yield
+        if not lock.locked() and lock.statistics().tasks_waiting == 0:
+            self._locks.pop(cid, None)
+
+    async def decide_and_append(self, decide: Callable[[EngineState], Decision],
+                                actor: Actor) -> Decision:
+        """Decide on the latest state and append; on a lost race, decide again."""
+        for _ in range(MAX_ATTEMPTS):
+            decision = decide(self.journal.state)
+            if decision.not_modified or not decision.pending:
+                return decision
+            try:
+                await self.journal.append(decision.pending, actor=actor, op_id=decision.op_id)
+                return decision
+            except ConcurrencyConflict:
+                continue
+        raise Conflict("the object kept changing while the command was decided",
+                       hint="try the command again")
+
+    async def run(self, decide: Callable[[EngineState], Decision], actor: Actor,
+                  lock: str | None = None) -> Decision:
+        if lock is None:
+            decision = await self.decide_and_append(decide, actor)
+            await self.supervisor.execute(decision, actor)
+            return decision
+        async with self._locked(lock):
+            decision = await self.decide_and_append(decide, actor)
+            await self.supervisor.execute(decision, actor)
+            return decision
+
+    def _cid(self, ref: str) -> str:
+        return find_container(self.state, ref).id
+
+    # -- containers -----------------------------------------------------------------------
+
+    async def create_container(self, *, name: str, config: ContainerConfig, env: list[str],
+                               actor: Actor) -> tuple[str, list[str]]:
+        cid = self.journal.new_id()
+        op_id = self.journal.new_id()
+        if not name:
+            name = generate_name(self._random.choice, lambda n: n in self.state.names)
+        entries = redact_env(self.secrets.key(), env)
+        config = msgspec.structs.replace(config, env=entries)
+        # The values go to the 0600 secret store, never into the log (DESIGN.md "Secrets").
+        self.secrets.put(cid, env)
+        try:
+            decision = await self.run(
+                lambda s: cc.decide_create(s, cc.CreateContainer(name=name, config=config),
+                                           op_id=op_id, container_id=cid), actor, lock=cid)
+        except BaseException:
+            if cid not in self.state.containers:
+                self.secrets.wipe(cid)
+            raise
+        return cid, list(decision.warnings)
+
+    async def start(self, ref: str, actor: Actor) -> bool:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        d = await self.run(lambda s: cc.decide_start(s, cid, op_id=op_id), actor, lock=cid)
+        return not d.not_modified
+
+    async def stop(self, ref: str, actor: Actor, *, timeout: int | None = None,
+                   signal: str | None = None) -> bool:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        d = await self.run(lambda s: cc.decide_stop(s, cid, op_id=op_id, timeout=timeout,
+                                                    signal=signal), actor, lock=cid)
+        return not d.not_modified
+
+    async def kill(self, ref: str, actor: Actor, *, signal: str = "SIGKILL") -> None:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_kill(s, cid, op_id=op_id, signal=signal), actor,
+                       lock=cid)
+
+    async def restart(self, ref: str, actor: Actor, *, timeout: int | None = None) -> None:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_restart(s, cid, op_id=op_id, timeout=timeout),
+                       actor, lock=cid)
+
+    async def pause(self, ref: str, actor: Actor, *, pause: bool = True) -> None:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_pause(s, cid, op_id=op_id, pause=pause), actor,
+                       lock=cid)
+
+    async def rename(self, ref: str, new_name: str, actor: Actor) -> None:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_rename(s, cid, new_name, op_id=op_id), actor,
+                       lock=cid)
+
+    async def remove(self, ref: str, actor: Actor, *, force: bool = False,
+                     volumes: bool = False) -> None:
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_remove(s, cid, op_id=op_id, force=force,
+                                                  remove_volumes=volumes), actor, lock=cid)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> ContainerView:
+        """Docker's wait: `not-running` (default), `next-exit`, or `removed`.
+
+        Returns the container as it was when the condition was met (for `removed`, the last
+        view before removal) so the caller can report its exit code."""
+        c = find_container(self.state, ref)
+        cid, last = c.id, c
+        if condition == "not-running" and c.status in ("created", "exited", "dead"):
+            return c
+        start_finished = c.finished_at if condition == "next-exit" else -1
+
+        def done(s: EngineState) -> ContainerView | None:
+            nonlocal last
+            cur = s.containers.get(cid)
+            if cur is None:
+                return last
+            last = cur
+            if condition == "removed":
+                return None
+            if cur.status == "exited" and cur.finished_at != start_finished:
+                return cur
+            if condition == "not-running" and cur.status in ("created", "exited", "dead") \
+                    and cur.status != "creating":
+                return cur
+            return None
+
+        result: ContainerView = await self.journal.wait_for(done)
+        return result
+
+    # -- images ---------------------------------------------------------------------------
+
+    async def tag(self, source: str, target: str, actor: Actor) -> None:
+        op_id = self.journal.new_id()
+        await self.run(lambda s: ci.decide_tag(s, source, target, op_id=op_id), actor)
+
+    async def remove_image(self, ref: str, actor: Actor, *, force: bool = False) -> Decision:
+        op_id = self.journal.new_id()
+        return await self.run(lambda s: ci.decide_remove_image(s, ref, op_id=op_id,
+                                                               force=force), actor)

@@ -1,0 +1,426 @@
+"""The supervisor: carries out decided plans through the kernel drivers and records outcomes.
+
+I/O: through the driver Protocols only (`engine/drivers/protocols.py`), plus the journal.
+
+Every step follows one shape: the intent is already in the log (the decision appended it),
+the step does its kernel work (idempotent, keyed by the op id), hits a failpoint, and appends
+its outcome. A failure appends a failure event and compensates what the step had done, so
+the log explains every state; a failed compensation leaves the operation `needs_cleanup`
+(RELIABILITY F-11) for the reconciler to retry. Exits are watched for every running
+container; restart policies and `--rm` act on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from engine import failpoints
+from engine.core.decision import Decision, Step
+from engine.core.restart import restart_delay_ms
+from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots
+from engine.errors import KernelError, NotFound, ShipslogError
+from engine.journal import Journal
+from events import vocabulary as v
+from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
+from projections.state import ContainerView, ImageView
+
+log = logging.getLogger("shipslog.supervisor")
+
+
+class SpecMaker(Protocol):
+    def make(self, container: ContainerView, image: ImageView, env: list[str],
+             rootfs: str) -> dict[str, Any]: ...
+
+
+class Layers(Protocol):
+    def path(self, diff_id: str) -> str: ...
+
+    def delete(self, diff_id: str) -> None: ...
+
+
+class Files(Protocol):
+    """Per-container files that are not the rootfs: the state dir with its log."""
+
+    def log_path(self, container_id: str) -> str: ...
+
+    def remove_container_files(self, container_id: str) -> None: ...
+
+
+@dataclass
+class Drivers:
+    snapshots: Snapshots
+    runtime: Runtime
+    secrets: Secrets
+    layers: Layers
+    specs: SpecMaker
+    files: Files
+
+
+def _c(cid: str) -> str:
+    return stream_of("container", cid)
+
+
+def _opstream(op_id: str) -> str:
+    return stream_of("op", op_id)
+
+
+def exit_code_for_start_error(message: str) -> int:
+    """Docker's codes: 127 when the command is not found, 126 when it cannot be invoked."""
+    low = message.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return 127
+    if "permission denied" in low:
+        return 126
+    return 128
+
+
+class Supervisor:
+    def __init__(self, journal: Journal, drivers: Drivers, nursery: trio.Nursery) -> None:
+        self.journal = journal
+        self.d = drivers
+        self.nursery = nursery
+        self._watching: set[str] = set()
+        self._exited: dict[str, trio.Event] = {}
+        self._steps: dict[str, Callable[[str, dict[str, str], Actor], Awaitable[None]]] = {
+            "rootfs.prepare": self._rootfs_prepare,
+            "container.start": self._start,
+            "container.stop": self._stop,
+            "container.kill": self._kill,
+            "container.pause": self._pause,
+            "container.unpause": self._unpause,
+            "container.remove": self._remove,
+            "image.gc": self._image_gc,
+        }
+
+    # -- running plans --------------------------------------------------------------------
+
+    async def execute(self, decision: Decision, actor: Actor) -> None:
+        for step in decision.plan:
+            await self.run_step(decision.op_id, step, actor)
+
+    async def run_step(self, op_id: str, step: Step, actor: Actor) -> None:
+        handler = self._steps.get(step.name)
+        if handler is None:
+            raise KernelError(f"no handler for step {step.name}")
+        await handler(op_id, dict(step.args), actor)
+
+    async def _append(self, pending: list[Pending], op_id: str, actor: Actor = SYSTEM_ACTOR
+                      ) -> None:
+        await self.journal.append(pending, actor=actor, op_id=op_id)
+
+    def _container(self, cid: str) -> ContainerView:
+        c = self.journal.state.containers.get(cid)
+        if c is None:
+            raise NotFound(f"No such container: {cid}")
+        return c
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def _rootfs_prepare(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        cid = args["container_id"]
+        c = self._container(cid)
+        try:
+            rootfs = await self._prepare_rootfs(c)
+            failpoints.hit("create.after_rootfs")
+        except ShipslogError as exc:
+            await self._undo_create(op_id, c, "rootfs.prepare", str(exc), actor)
+            raise
+        except OSError as exc:
+            await self._undo_create(op_id, c, "rootfs.prepare", str(exc), actor)
+            raise KernelError(f"preparing the root filesystem failed: {exc}") from exc
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerCreated(container_id=cid, rootfs=rootfs)),
+            Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+        ], op_id, actor)
+
+    async def _prepare_rootfs(self, c: ContainerView) -> str:
+        image = self.journal.state.images.get(c.config.image_id)
+        if image is None:
+            raise NotFound(f"No such image: {c.config.image}")
+        paths = [self.d.layers.path(d) for d in image.layers]
+        return await trio.to_thread.run_sync(self.d.snapshots.prepare, c.id, paths)
+
+    async def _undo_create(self, op_id: str, c: ContainerView, step: str, error: str,
+                           actor: Actor) -> None:
+        cleanup_failed = False
+        try:
+            await trio.to_thread.run_sync(self.d.snapshots.remove, c.id)
+            self.d.secrets.wipe(c.id)
+        except (OSError, ShipslogError) as exc:
+            log.warning("cleanup after failed create of %s failed: %s", c.id, exc)
+            cleanup_failed = True
+        pending = [Pending(stream=_opstream(op_id), event=v.OperationFailed(
+            op_id=op_id, step=step, error=error, needs_cleanup=cleanup_failed))]
+        if not cleanup_failed:
+            pending += [
+                Pending(stream=_c(c.id), event=v.ContainerRemoved(container_id=c.id)),
+                Pending(stream=stream_of("name", c.name),
+                        event=v.NameReleased(name=c.name, container_id=c.id)),
+            ]
+        await self._append(pending, op_id, actor)
+
+    # -- start ----------------------------------------------------------------------------
+
+    async def _start(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        cid = args["container_id"]
+        c = self._container(cid)
+        rt = self.d.runtime
+        step = "rootfs.prepare"
+        try:
+            rootfs = await self._prepare_rootfs(c)
+            image = self.journal.state.images[c.config.image_id]
+            step = "runtime.create"
+            spec = self.d.specs.make(c, image, self.d.secrets.get(cid), rootfs)
+            await rt.delete(cid, force=True)  # a leftover from an earlier run of this container
+            monitor_pid = await rt.create(
+                cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
+                log_path=self.d.files.log_path(cid), log_opts=dict(c.config.log_options))
+            failpoints.hit("start.after_runtime_create")
+            step = "runtime.start"
+            pid = await rt.start(cid)
+            failpoints.hit("start.after_runtime_start")
+        except (ShipslogError, OSError) as exc:
+            await self._start_failed(op_id, cid, step, str(exc), actor)
+            if isinstance(exc, ShipslogError):
+                raise
+            raise KernelError(f"starting container {c.name} failed: {exc}") from exc
+        self._exited[cid] = trio.Event()
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerStarted(container_id=cid, pid=pid,
+                                                             monitor_pid=monitor_pid)),
+            Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+        ], op_id, actor)
+        self.watch(cid)
+
+    async def _start_failed(self, op_id: str, cid: str, step: str, error: str,
+                            actor: Actor) -> None:
+        cleanup_failed = False
+        try:
+            await self.d.runtime.delete(cid, force=True)
+        except (ShipslogError, OSError) as exc:
+            log.warning("cleanup after failed start of %s failed: %s", cid, exc)
+            cleanup_failed = True
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerStartFailed(
+                container_id=cid, error=error, exit_code=exit_code_for_start_error(error))),
+            Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step=step, error=error, needs_cleanup=cleanup_failed)),
+        ], op_id, actor)
+
+    # -- exits ----------------------------------------------------------------------------
+
+    def watch(self, cid: str) -> None:
+        """Watch a running container's exit (also for containers adopted at recovery)."""
+        if cid in self._watching:
+            return
+        self._watching.add(cid)
+        self._exited.setdefault(cid, trio.Event())
+        self.nursery.start_soon(self._watch, cid)
+
+    async def _watch(self, cid: str) -> None:
+        try:
+            record = await self.d.runtime.wait_exit(cid)
+        except (ShipslogError, OSError) as exc:
+            record = None
+            reason = f"lost track of the container's monitor: {exc}"
+        finally:
+            self._watching.discard(cid)
+        if record is None:
+            await self._append([Pending(stream=_c(cid), event=v.ContainerLost(
+                container_id=cid, reason=reason))], "exit-" + cid[:12])
+        else:
+            await self.record_exit(cid, record)
+        self._exited.pop(cid, trio.Event()).set()
+        await self._after_exit(cid)
+
+    async def record_exit(self, cid: str, record: ExitRecord) -> None:
+        state = self.journal.state
+        if cid not in state.containers:
+            return
+        pending = [Pending(stream=_c(cid), event=v.ContainerExited(
+            container_id=cid, exit_code=record.exit_code, signal=record.signal,
+            oom_killed=record.oom_killed, finished_at=record.finished_at_ns))]
+        for op in state.operations.values():  # a stop is complete when the process is gone
+            if op.target == _c(cid) and op.kind == "container.stop" and not op.needs_cleanup:
+                pending.append(Pending(stream=_opstream(op.op_id),
+                                       event=v.OperationCompleted(op_id=op.op_id)))
+        await self._append(pending, "exit-" + cid[:12])
+
+    async def _after_exit(self, cid: str) -> None:
+        state = self.journal.state
+        c = state.containers.get(cid)
+        if c is None or c.status != "exited":
+            return
+        busy = any(op.target == _c(cid) and op.kind in (
+            "container.stop", "container.kill", "container.remove", "container.restart")
+            for op in state.operations.values())
+        if c.config.auto_remove and not busy:
+            await self._auto_remove(c)
+            return
+        if busy:
+            return
+        delay = restart_delay_ms(c, now_ns=self.journal.clock())
+        if delay is None:
+            return
+        op_id = self.journal.new_id()
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerRestartedByPolicy(
+                container_id=cid, restart_count=c.restart_count + 1, delay_ms=delay,
+                reason=f"exited with code {c.exit_code}; restart policy "
+                       f"{c.config.restart_policy.name}")),
+            Pending(stream=_opstream(op_id), expected_version=0, event=v.OperationRequested(
+                op_id=op_id, kind="container.start", target=_c(cid),
+                args={"by": "restart-policy"})),
+        ], op_id)
+        self.nursery.start_soon(self._restart_later, op_id, cid, delay)
+
+    async def _restart_later(self, op_id: str, cid: str, delay_ms: int) -> None:
+        await trio.sleep(delay_ms / 1000)
+        c = self.journal.state.containers.get(cid)
+        if c is None or c.status != "restarting" or c.manually_stopped:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationCompensated(
+                op_id=op_id, step="restart", action="not restarted: container changed"))],
+                op_id)
+            return
+        try:
+            await self._start(op_id, {"container_id": cid}, SYSTEM_ACTOR)
+        except ShipslogError as exc:
+            log.warning("restart of %s failed: %s", cid, exc)
+
+    async def _auto_remove(self, c: ContainerView) -> None:
+        op_id = self.journal.new_id()
+        await self._append([
+            Pending(stream=_opstream(op_id), expected_version=0, event=v.OperationRequested(
+                op_id=op_id, kind="container.remove", target=_c(c.id), args={"by": "--rm"})),
+            Pending(stream=_c(c.id), event=v.ContainerRemoveRequested(container_id=c.id)),
+        ], op_id)
+        try:
+            await self._remove(op_id, {"container_id": c.id}, SYSTEM_ACTOR)
+        except ShipslogError as exc:
+            log.warning("auto-remove of %s failed: %s", c.id, exc)
+
+    async def wait_exited(self, cid: str, timeout: float) -> bool:
+        ev = self._exited.get(cid)
+        if ev is None:
+            return True
+        with trio.move_on_after(timeout):
+            await ev.wait()
+            return True
+        return False
+
+    # -- stop, kill, pause ----------------------------------------------------------------
+
+    async def _stop(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        cid = args["container_id"]
+        sig = args.get("signal", "SIGTERM")
+        timeout = int(args.get("timeout", "10"))
+        c = self._container(cid)
+        if c.status == "paused":
+            await self.d.runtime.resume(cid)  # a paused process cannot act on SIGTERM
+        if timeout != 0:
+            await self._signal(cid, sig)
+            failpoints.hit("stop.after_signal")
+        if timeout < 0:
+            await self.wait_exited(cid, math.inf)
+        elif timeout == 0 or not await self.wait_exited(cid, timeout):
+            await self._signal(cid, "SIGKILL")
+            await self.wait_exited(cid, 30)
+        if op_id in self.journal.state.operations:  # it exited before the stop was recorded
+            await self._append([Pending(stream=_opstream(op_id),
+                                        event=v.OperationCompleted(op_id=op_id))], op_id, actor)
+
+    async def _signal(self, cid: str, sig: str) -> None:
+        try:
+            await self.d.runtime.kill(cid, sig)
+        except NotFound:
+            pass  # already gone: the exit watcher records it
+
+    async def _kill(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        cid, sig = args["container_id"], args["signal"]
+        try:
+            await self.d.runtime.kill(cid, sig)
+        except ShipslogError as exc:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step="runtime.kill", error=str(exc)))], op_id, actor)
+            raise
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerSignalled(container_id=cid, signal=sig)),
+            Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+        ], op_id, actor)
+
+    async def _pause(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        await self._simple(op_id, args["container_id"], actor, self.d.runtime.pause,
+                           v.ContainerPaused(container_id=args["container_id"]), "runtime.pause")
+
+    async def _unpause(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        await self._simple(op_id, args["container_id"], actor, self.d.runtime.resume,
+                           v.ContainerUnpaused(container_id=args["container_id"]),
+                           "runtime.resume")
+
+    async def _simple(self, op_id: str, cid: str, actor: Actor,
+                      action: Callable[[str], Awaitable[None]], event: v.BaseEvent,
+                      step: str) -> None:
+        try:
+            await action(cid)
+        except ShipslogError as exc:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step=step, error=str(exc)))], op_id, actor)
+            raise
+        await self._append([
+            Pending(stream=_c(cid), event=event),
+            Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+        ], op_id, actor)
+
+    # -- remove ---------------------------------------------------------------------------
+
+    async def _remove(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        cid = args["container_id"]
+        c = self._container(cid)
+        rt = self.d.runtime
+        try:
+            state = await rt.state(cid)
+            if state is not None and state.status in ("running", "paused", "created"):
+                if state.status == "paused":
+                    await rt.resume(cid)
+                await self._signal(cid, "SIGKILL")
+                if cid in self._exited:
+                    await self.wait_exited(cid, 30)
+            await rt.delete(cid, force=True)
+            failpoints.hit("remove.after_runtime_delete")
+            await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
+            failpoints.hit("remove.after_rootfs")
+            self.d.secrets.wipe(cid)
+            await trio.to_thread.run_sync(self.d.files.remove_container_files, cid)
+        except (ShipslogError, OSError) as exc:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step="remove", error=str(exc), needs_cleanup=True))], op_id, actor)
+            if isinstance(exc, ShipslogError):
+                raise
+            raise KernelError(f"removing container {c.name} failed: {exc}") from exc
+        c = self.journal.state.containers.get(cid, c)
+        await self._append([
+            Pending(stream=_c(cid), event=v.ContainerRemoved(container_id=cid)),
+            Pending(stream=stream_of("name", c.name),
+                    event=v.NameReleased(name=c.name, container_id=cid)),
+            Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+        ], op_id, actor)
+
+    # -- images ---------------------------------------------------------------------------
+
+    async def _image_gc(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        from engine.core.images import unused_layers
+
+        pending: list[Pending] = []
+        for diff_id in unused_layers(self.journal.state):
+            await trio.to_thread.run_sync(self.d.layers.delete, diff_id)
+            pending.append(Pending(stream=stream_of("layer", diff_id),
+                                   event=v.LayerRemoved(diff_id=diff_id)))
+        pending.append(Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)))
+        await self._append(pending, op_id, actor)
+

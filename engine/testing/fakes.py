@@ -1,0 +1,223 @@
+"""Recording fakes of every driver Protocol, with fault injection.
+
+I/O: none — these stand where the kernel would, for fast deterministic tests of the
+supervisor, the exit watcher and recovery. Each fake records the calls it got (`calls`), keeps
+the state a kernel would keep (it survives a simulated daemon crash, as the real kernel
+does), and raises a queued fault when a test asks for one (`fail("runtime.create", exc)`).
+"""
+
+from __future__ import annotations
+
+import signal as signals
+from typing import Any
+
+import trio
+
+from engine.drivers.protocols import ExitRecord, RuntimeState
+from engine.errors import KernelError, NotFound
+
+
+class Faults:
+    """One-shot faults keyed by operation name, shared by all fakes of one 'machine'."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, list[Exception]] = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def fail(self, name: str, exc: Exception | None = None) -> None:
+        self.queued.setdefault(name, []).append(exc or KernelError(f"injected fault in {name}"))
+
+    def record(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        pending = self.queued.get(name)
+        if pending:
+            raise pending.pop(0)
+
+
+class FakeSnapshots:
+    def __init__(self, faults: Faults) -> None:
+        self.f = faults
+        self.mounts: dict[str, list[str]] = {}
+        self.dirs: set[str] = set()
+
+    def prepare(self, container_id: str, layer_paths: list[str]) -> str:
+        self.f.record("snapshots.prepare", container_id)
+        self.dirs.add(container_id)
+        self.mounts[container_id] = list(layer_paths)
+        return f"/fake/containers/{container_id}/rootfs"
+
+    def unmount(self, container_id: str) -> None:
+        self.f.record("snapshots.unmount", container_id)
+        self.mounts.pop(container_id, None)
+
+    def remove(self, container_id: str) -> None:
+        self.f.record("snapshots.remove", container_id)
+        self.mounts.pop(container_id, None)
+        self.dirs.discard(container_id)
+
+    def mounted(self) -> set[str]:
+        return set(self.mounts)
+
+
+class _Proc:
+    def __init__(self) -> None:
+        self.status = "created"
+        self.pid = 0
+        self.exited = trio.Event()
+        self.record: ExitRecord | None = None
+
+
+class FakeRuntime:
+    """Containers as a kernel would hold them: created → running → stopped, with exits."""
+
+    def __init__(self, faults: Faults, clock: Any = None) -> None:
+        self.f = faults
+        self.procs: dict[str, _Proc] = {}
+        self.exit_files: dict[str, ExitRecord] = {}
+        self._next_pid = 1000
+        self._clock = clock or (lambda: 0)
+
+    async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
+                     open_stdin: bool, log_path: str, log_opts: dict[str, str]) -> int:
+        self.f.record("runtime.create", container_id)
+        if container_id not in self.procs:
+            self.procs[container_id] = _Proc()
+            self.exit_files.pop(container_id, None)
+        self._next_pid += 1
+        return self._next_pid
+
+    async def start(self, container_id: str) -> int:
+        self.f.record("runtime.start", container_id)
+        p = self.procs.get(container_id)
+        if p is None:
+            raise NotFound(f"container {container_id} does not exist")
+        if p.status == "created":
+            self._next_pid += 1
+            p.status, p.pid = "running", self._next_pid
+        return p.pid
+
+    def exit(self, container_id: str, code: int, *, signal: str = "",
+             oom: bool = False) -> None:
+        """The container's process ends by itself (a test's doing)."""
+        p = self.procs.get(container_id)
+        if p is None or p.status not in ("running", "paused"):
+            return
+        p.status = "stopped"
+        p.record = ExitRecord(exit_code=code, signal=signal, oom_killed=oom,
+                              finished_at_ns=self._clock())
+        self.exit_files[container_id] = p.record
+        p.exited.set()
+
+    async def kill(self, container_id: str, signal: str) -> None:
+        self.f.record("runtime.kill", container_id, signal)
+        p = self.procs.get(container_id)
+        if p is None or p.status not in ("running", "paused", "created"):
+            raise NotFound(f"container {container_id} is not running")
+        if p.status == "created":
+            p.status = "stopped"
+            p.exited.set()
+            return
+        signum = int(getattr(signals.Signals, signal if signal.startswith("SIG")
+                             else "SIG" + signal, signals.SIGTERM))
+        self.exit(container_id, 128 + signum, signal=signal)
+
+    async def wait_exit(self, container_id: str) -> ExitRecord:
+        p = self.procs.get(container_id)
+        if p is None:
+            record = self.exit_files.get(container_id)
+            if record is None:
+                raise NotFound(f"container {container_id} has no monitor")
+            return record
+        await p.exited.wait()
+        assert p.record is not None or p.status == "stopped"
+        return p.record or ExitRecord(exit_code=137, signal="SIGKILL")
+
+    def exit_record(self, container_id: str) -> ExitRecord | None:
+        return self.exit_files.get(container_id)
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        self.f.record("runtime.delete", container_id)
+        p = self.procs.pop(container_id, None)
+        if p is not None and p.status in ("running", "paused"):
+            p.status = "stopped"
+            p.record = ExitRecord(exit_code=137, signal="SIGKILL")
+            self.exit_files[container_id] = p.record
+            p.exited.set()
+
+    async def pause(self, container_id: str) -> None:
+        self.f.record("runtime.pause", container_id)
+        p = self.procs.get(container_id)
+        if p is None or p.status != "running":
+            raise NotFound(f"container {container_id} is not running")
+        p.status = "paused"
+
+    async def resume(self, container_id: str) -> None:
+        self.f.record("runtime.resume", container_id)
+        p = self.procs.get(container_id)
+        if p is None or p.status != "paused":
+            raise NotFound(f"container {container_id} is not paused")
+        p.status = "running"
+
+    async def state(self, container_id: str) -> RuntimeState | None:
+        p = self.procs.get(container_id)
+        return None if p is None else RuntimeState(id=container_id, status=p.status, pid=p.pid)
+
+    async def list(self) -> list[RuntimeState]:
+        return [RuntimeState(id=k, status=p.status, pid=p.pid) for k, p in self.procs.items()]
+
+    def rebind(self) -> None:
+        """A new daemon (new trio run) watches the same processes: fresh events."""
+        for p in self.procs.values():
+            done = p.exited.is_set()
+            p.exited = trio.Event()
+            if done:
+                p.exited.set()
+
+
+class FakeSecrets:
+    def __init__(self) -> None:
+        self.values: dict[str, list[str]] = {}
+
+    def key(self) -> bytes:
+        return b"k" * 32
+
+    def put(self, owner: str, env: list[str]) -> None:
+        self.values[owner] = list(env)
+
+    def get(self, owner: str) -> list[str]:
+        return list(self.values.get(owner, []))
+
+    def wipe(self, owner: str) -> None:
+        self.values.pop(owner, None)
+
+
+class FakeLayers:
+    def __init__(self, faults: Faults) -> None:
+        self.f = faults
+        self.present: set[str] = set()
+
+    def path(self, diff_id: str) -> str:
+        return f"/fake/layers/{diff_id}"
+
+    def delete(self, diff_id: str) -> None:
+        self.f.record("layers.delete", diff_id)
+        self.present.discard(diff_id)
+
+
+class FakeSpecs:
+    def make(self, container: Any, image: Any, env: list[str], rootfs: str) -> dict[str, Any]:
+        return {"root": {"path": rootfs}, "process": {"env": env}}
+
+
+class FakeFiles:
+    def __init__(self, faults: Faults) -> None:
+        self.f = faults
+        self.dirs: set[str] = set()
+
+    def log_path(self, container_id: str) -> str:
+        self.dirs.add(container_id)
+        return f"/fake/containers/{container_id}/log"
+
+    def remove_container_files(self, container_id: str) -> None:
+        self.f.record("files.remove", container_id)
+        self.dirs.discard(container_id)
