@@ -12,8 +12,8 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, BinaryIO
 
 from engine.api.stream import STDERR, SYSTEMERR, FrameDecoder
 
@@ -48,15 +48,16 @@ class Demuxer:
 
 
 @contextlib.contextmanager
-def raw_terminal(fd: int, enabled: bool) -> Iterator[None]:
+def raw_terminal(stdin: IO[bytes] | None, enabled: bool) -> Iterator[None]:
     """Put the terminal in raw mode (so Ctrl-C, Ctrl-D and arrows reach the container) and
-    restore it however the block ends."""
-    if not enabled:
+    restore it however the block ends. Does nothing unless enabled and stdin is a terminal."""
+    if not enabled or stdin is None or not _isatty(stdin):
         yield
         return
     import termios
     import tty
 
+    fd = stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:
         tty.setraw(fd)
@@ -65,10 +66,20 @@ def raw_terminal(fd: int, enabled: bool) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _forward_stdin(stdin_fd: int, sock: socket.socket) -> None:
+def _reader(stdin: IO[bytes]) -> Callable[[], bytes]:
+    """Unbuffered reads from a real fd (so typed keys go out at once), else the stream's own."""
+    try:
+        fd = stdin.fileno()
+    except (OSError, AttributeError, ValueError):
+        return lambda: stdin.read(65536)
+    return lambda: os.read(fd, 65536)
+
+
+def _forward_stdin(stdin: IO[bytes], sock: socket.socket) -> None:
+    read = _reader(stdin)
     try:
         while True:
-            data = os.read(stdin_fd, 65536)
+            data = read()
             if not data:
                 break
             sock.sendall(data)
@@ -78,7 +89,7 @@ def _forward_stdin(stdin_fd: int, sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_WR)  # the container sees EOF on its stdin
 
 
-def pump(sock: socket.socket, *, tty: bool, stdin_fd: int | None,
+def pump(sock: socket.socket, *, tty: bool, stdin: IO[bytes] | None,
          stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> bytes:
     """Copy until the container closes its output. stdin (when given) is forwarded from a
     daemon thread, so a blocked read never holds the process open. Returns any system-error
@@ -86,8 +97,8 @@ def pump(sock: socket.socket, *, tty: bool, stdin_fd: int | None,
     out = stdout if stdout is not None else sys.stdout.buffer
     err = stderr if stderr is not None else sys.stderr.buffer
     demux = Demuxer(out, err, tty=tty)
-    if stdin_fd is not None:
-        threading.Thread(target=_forward_stdin, args=(stdin_fd, sock), daemon=True).start()
+    if stdin is not None:
+        threading.Thread(target=_forward_stdin, args=(stdin, sock), daemon=True).start()
     try:
         while True:
             data = sock.recv(65536)
@@ -100,10 +111,19 @@ def pump(sock: socket.socket, *, tty: bool, stdin_fd: int | None,
     return demux.system_error
 
 
-def terminal_size(fd: int) -> tuple[int, int] | None:
-    """(height, width) of the terminal on fd, or None when it is not one."""
+def _isatty(stream: IO[bytes]) -> bool:
     try:
-        size = os.get_terminal_size(fd)
+        return stream.isatty()
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
+def terminal_size(stream: IO[bytes] | None) -> tuple[int, int] | None:
+    """(height, width) of the terminal stream is, or None when it is not one."""
+    if stream is None or not _isatty(stream):
+        return None
+    try:
+        size = os.get_terminal_size(stream.fileno())
     except OSError:
         return None
     return size.lines, size.columns

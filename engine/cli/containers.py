@@ -171,9 +171,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _resize(ctx: Context, path: str) -> None:
-    if ctx.stdin is None:
-        return
-    size = stdio.terminal_size(ctx.stdin_fd())
+    size = stdio.terminal_size(ctx.stdin)
     if size is None:
         return
     try:
@@ -224,10 +222,8 @@ def _start_attached(ctx: Context, ref: str, interactive: bool) -> int:
 
 
 def _copy(ctx: Context, sock: Any, *, tty: bool, want_stdin: bool) -> None:
-    stdin_is_tty = ctx.isatty(ctx.stdin) if ctx.stdin is not None else False
-    with stdio.raw_terminal(ctx.stdin_fd(), tty and want_stdin and stdin_is_tty):
-        system_error = stdio.pump(sock, tty=tty,
-                                  stdin_fd=ctx.stdin_fd() if want_stdin else None,
+    with stdio.raw_terminal(ctx.stdin, tty and want_stdin):
+        system_error = stdio.pump(sock, tty=tty, stdin=ctx.stdin if want_stdin else None,
                                   stdout=ctx.out_bytes(), stderr=ctx.err_bytes())
     if system_error:
         ctx.err(system_error.decode("utf-8", "replace").rstrip())

@@ -68,9 +68,6 @@ class Context:
         buffer = getattr(self.stderr, "buffer", None)
         return buffer if buffer is not None else _TextBytes(self.stderr)
 
-    def stdin_fd(self) -> int:
-        return (self.stdin or sys.stdin.buffer).fileno()
-
     def isatty(self, stream: Any) -> bool:
         try:
             return bool(stream.isatty())
