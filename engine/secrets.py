@@ -86,7 +86,8 @@ class SecretStore:
 
     def owners(self) -> list[str]:
         return sorted(
-            p.name for p in self.root.iterdir()
+            p.name
+            for p in self.root.iterdir()
             if p.name != KEY_FILE and not p.name.endswith(".tmp")
         )
 
@@ -114,13 +115,14 @@ class SecretStore:
     def _write(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
         final = self.root / name
         tmp = self.root / f"{name}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             os.fchmod(fd, 0o600)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

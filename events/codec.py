@@ -12,7 +12,7 @@ what it is, and the per-type decoder rejects a payload stored under the wrong ty
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import msgspec
@@ -48,7 +48,7 @@ _ENCODER = msgspec.json.Encoder(order="deterministic")
 _ACTOR_DECODER = msgspec.json.Decoder(Actor)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decoder(type_name: str) -> msgspec.json.Decoder[Any]:
     cls = EVENT_TYPES.get(type_name)
     if cls is None:

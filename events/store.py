@@ -95,8 +95,9 @@ class InlineProjection(Protocol[State]):
 
     def initial(self) -> State: ...
 
-    def fold(self, state: State, envelopes: Sequence[Envelope]) -> tuple[State, list[RowChange]]:
-        ...
+    def fold(
+        self, state: State, envelopes: Sequence[Envelope]
+    ) -> tuple[State, list[RowChange]]: ...
 
 
 _EVENT_COLUMNS = (
@@ -159,23 +160,20 @@ Row = tuple[Any, ...]
 class _SqliteBackend:
     """Every SQL statement the store runs. A PostgreSQL backend would implement the same."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str | None, timeout: float) -> None:
         self.conn = conn
         self.path = path  # None for :memory:
+        self.timeout = timeout
 
     # --- connection and schema ---------------------------------------------------------
 
     @classmethod
-    def connect(cls, path: str, *, readonly: bool, uri_name: str | None = None) -> _SqliteBackend:
+    def connect(cls, path: str, *, readonly: bool, timeout: float) -> _SqliteBackend:
         if path == ":memory:":
             conn = sqlite3.connect(
-                uri_name or ":memory:",
-                uri=uri_name is not None,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_S,
+                ":memory:", isolation_level=None, check_same_thread=False, timeout=timeout
             )
-            return cls(conn, None)
+            return cls(conn, None, timeout)
         target = Path(path)
         if readonly:
             conn = sqlite3.connect(
@@ -183,7 +181,7 @@ class _SqliteBackend:
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=BUSY_TIMEOUT_S,
+                timeout=timeout,
             )
         else:
             if not target.exists():
@@ -192,11 +190,11 @@ class _SqliteBackend:
                 target.touch(mode=0o600)
                 target.chmod(0o600)
             conn = sqlite3.connect(
-                str(target), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+                str(target), isolation_level=None, check_same_thread=False, timeout=timeout
             )
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        return cls(conn, str(target))
+        return cls(conn, str(target), timeout)
 
     def create_schema(self) -> None:
         self.begin()
@@ -228,7 +226,7 @@ class _SqliteBackend:
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise StoreBusy(
-                    f"could not write the event log within {BUSY_TIMEOUT_S:g}s: "
+                    f"could not write the event log within {self.timeout:g}s: "
                     f"{_lock_holder(self.path)}",
                     "wait for that process to finish, or stop it if it is stuck",
                 ) from exc
@@ -466,20 +464,28 @@ class EventStore(Generic[State]):
         *,
         readonly: bool = False,
         projection: InlineProjection[State] | None = None,
+        busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> EventStore[State]:
         path = str(path)
+        timeout = busy_timeout
         try:
             if path == ":memory:":
-                writer = _SqliteBackend.connect(path, readonly=False)
+                writer = _SqliteBackend.connect(path, readonly=False, timeout=timeout)
                 reader = writer
             else:
                 if readonly and not Path(path).exists():
                     raise StoreError(f"no event log at {path}", "check --root / SHIPSLOG_ROOT")
-                writer = _SqliteBackend.connect(path, readonly=readonly)
-                reader = _SqliteBackend.connect(path, readonly=True) if not readonly else writer
+                writer = _SqliteBackend.connect(path, readonly=readonly, timeout=timeout)
+                reader = (
+                    writer
+                    if readonly
+                    else _SqliteBackend.connect(path, readonly=True, timeout=timeout)
+                )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open event log {path}: {exc}", "check the path and its "
-                             "permissions (the log is 0600, owned by root)") from exc
+            raise StoreError(
+                f"cannot open event log {path}: {exc}",
+                "check the path and its permissions (the log is 0600, owned by root)",
+            ) from exc
         if not readonly:
             writer.create_schema()
         version = writer.schema_version()
@@ -728,8 +734,9 @@ class EventStore(Generic[State]):
         if batch.command_id is not None:
             extent = w.find_command(batch.command_id)
             if extent is not None:
-                rows = w.select_events("seq > ? AND seq <= ?", (extent[0] - 1, extent[1]),
-                                       extent[1] - extent[0] + 1)
+                rows = w.select_events(
+                    "seq > ? AND seq <= ?", (extent[0] - 1, extent[1]), extent[1] - extent[0] + 1
+                )
                 return [_envelope(row) for row in rows], False
         if not batch.pending:
             return [], False
@@ -768,13 +775,35 @@ class EventStore(Generic[State]):
                 payload=payload,
             )
             prev = chain_hash(prev, canonical)
-            rows.append((seq, stream, versions[stream], schema_version, type_name, batch.now_ns,
-                         actor, batch.op_id, command_id, payload, prev))
-            envelopes.append(Envelope(
-                seq=seq, stream=stream, stream_version=versions[stream],
-                schema_version=schema_version, recorded_at=batch.now_ns, actor=batch.actor,
-                op_id=batch.op_id, event=event, command_id=command_id, hash=prev,
-            ))
+            rows.append(
+                (
+                    seq,
+                    stream,
+                    versions[stream],
+                    schema_version,
+                    type_name,
+                    batch.now_ns,
+                    actor,
+                    batch.op_id,
+                    command_id,
+                    payload,
+                    prev,
+                )
+            )
+            envelopes.append(
+                Envelope(
+                    seq=seq,
+                    stream=stream,
+                    stream_version=versions[stream],
+                    schema_version=schema_version,
+                    recorded_at=batch.now_ns,
+                    actor=batch.actor,
+                    op_id=batch.op_id,
+                    event=event,
+                    command_id=command_id,
+                    hash=prev,
+                )
+            )
         w.insert_events(rows)
         if batch.command_id is not None:
             w.insert_command(batch.command_id, head + 1, seq)
@@ -860,8 +889,19 @@ def _wrap(exc: BaseException) -> Exception:
 
 
 def _envelope(row: Row) -> Envelope:
-    seq, stream, stream_version, schema_version, type_name, recorded_at, actor, op_id, cmd, \
-        payload, hash_ = row
+    (
+        seq,
+        stream,
+        stream_version,
+        schema_version,
+        type_name,
+        recorded_at,
+        actor,
+        op_id,
+        cmd,
+        payload,
+        hash_,
+    ) = row
     return Envelope(
         seq=seq,
         stream=stream,

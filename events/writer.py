@@ -120,8 +120,9 @@ class StoreWriter:
         now_ns: int,
     ) -> list[Envelope]:
         request = _Request(
-            EventStore.batch(pending, actor=actor, op_id=op_id, command_id=command_id,
-                             now_ns=now_ns)
+            EventStore.batch(
+                pending, actor=actor, op_id=op_id, command_id=command_id, now_ns=now_ns
+            )
         )
         request.done = trio.Event()
         request.token = trio.lowlevel.current_trio_token()
@@ -145,8 +146,9 @@ class StoreWriter:
     ) -> list[Envelope]:
         """Blocking append for tools and threads (never call it from the writer thread)."""
         request = _Request(
-            EventStore.batch(pending, actor=actor, op_id=op_id, command_id=command_id,
-                             now_ns=now_ns)
+            EventStore.batch(
+                pending, actor=actor, op_id=op_id, command_id=command_id, now_ns=now_ns
+            )
         )
         request.future = Future()
         self._submit(request)

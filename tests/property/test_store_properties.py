@@ -1,4 +1,4 @@
-"""Properties: every event type round-trips through the codec; the chain verifies after any appends."""
+"""Properties: every event type round-trips the codec; the chain verifies after any appends."""
 
 from __future__ import annotations
 
@@ -50,9 +50,11 @@ def _struct(info: msgspec.inspect.StructType) -> st.SearchStrategy[Any]:
             fields[field.name] = strategy
         else:
             # Defaults exercise omit_defaults; other values exercise the field itself.
-            fields[field.name] = st.one_of(st.just(field.default), strategy) if (
-                field.default is not msgspec.NODEFAULT
-            ) else strategy
+            fields[field.name] = (
+                st.one_of(st.just(field.default), strategy)
+                if (field.default is not msgspec.NODEFAULT)
+                else strategy
+            )
     return st.fixed_dictionaries(fields).map(lambda kw: info.cls(**kw))
 
 
@@ -76,7 +78,8 @@ def test_codec_round_trips_every_event_type(name: str, data: st.DataObject) -> N
 
 _STREAMS = st.sampled_from(["container-a", "container-b", "image-x", "volume-v"])
 _BATCH = st.lists(
-    st.tuples(_STREAMS, ANY_EVENT, st.sampled_from([None, None, 0, 1, 2, 3])), min_size=0,
+    st.tuples(_STREAMS, ANY_EVENT, st.sampled_from([None, None, 0, 1, 2, 3])),
+    min_size=0,
     max_size=4,
 )
 
@@ -94,8 +97,9 @@ def test_chain_verifies_after_random_appends(batches: list[Any], tamper: int) ->
         except ConcurrencyConflict:
             assert store.head() == expected_seq  # nothing of a failed batch is recorded
             continue
-        assert [e.seq for e in envelopes] == list(range(expected_seq + 1, expected_seq + 1 +
-                                                        len(batch)))
+        assert [e.seq for e in envelopes] == list(
+            range(expected_seq + 1, expected_seq + 1 + len(batch))
+        )
         expected_seq += len(batch)
     assert store.head() == expected_seq
     result = store.verify()

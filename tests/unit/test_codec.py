@@ -74,8 +74,16 @@ def test_missing_upcaster_and_future_schema_are_errors(monkeypatch: pytest.Monke
 
 def _canon(**over: Any) -> bytes:
     fields: dict[str, Any] = dict(
-        seq=1, stream="s", stream_version=1, schema_version=1, recorded_at=5, actor=b"{}",
-        op_id="o", command_id=None, type_name="T", payload=b"{}",
+        seq=1,
+        stream="s",
+        stream_version=1,
+        schema_version=1,
+        recorded_at=5,
+        actor=b"{}",
+        op_id="o",
+        command_id=None,
+        type_name="T",
+        payload=b"{}",
     )
     fields.update(over)
     return canonical_bytes(**fields)
@@ -84,12 +92,20 @@ def _canon(**over: Any) -> bytes:
 def test_canonical_bytes_cover_every_field_unambiguously() -> None:
     base = _canon()
     variants = [
-        _canon(seq=2), _canon(stream="t"), _canon(stream_version=2), _canon(schema_version=2),
-        _canon(recorded_at=6), _canon(actor=b'{"a":1}'), _canon(op_id="p"),
-        _canon(command_id=""), _canon(command_id="c"), _canon(type_name="U"),
+        _canon(seq=2),
+        _canon(stream="t"),
+        _canon(stream_version=2),
+        _canon(schema_version=2),
+        _canon(recorded_at=6),
+        _canon(actor=b'{"a":1}'),
+        _canon(op_id="p"),
+        _canon(command_id=""),
+        _canon(command_id="c"),
+        _canon(type_name="U"),
         _canon(payload=b"[]"),
         # Shifting bytes between neighbouring fields must change the bytes.
-        _canon(stream="s1", stream_version=1), _canon(op_id="o~"),
+        _canon(stream="s1", stream_version=1),
+        _canon(op_id="o~"),
     ]
     assert len({base, *variants}) == len(variants) + 1
     assert _canon(stream="a", op_id="b") != _canon(stream="ab", op_id="")

@@ -1,0 +1,631 @@
+"""Contract suite for the event store, run against every backend.
+
+Backends: in-memory SQLite and file SQLite. A PostgreSQL backend joins by adding a param to
+`BACKENDS` whose factory opens a store on a fresh database; tests that need a second
+connection or a file copy ask `Backend.shared_file` / `Backend.copy`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import immutables
+import msgspec
+import pytest
+import trio
+
+from events.codec import canonical_bytes
+from events.envelope import Actor, Envelope, Pending
+from events.follow import SlowConsumer, follow, follow_polling
+from events.hashing import GENESIS_HASH
+from events.store import (
+    ConcurrencyConflict,
+    EventStore,
+    RowChange,
+    StoreBusy,
+    StoreError,
+)
+from events.vocabulary import (
+    ContainerStarted,
+    NetworkRemoved,
+    VolumeCreated,
+    VolumeRemoved,
+)
+from events.writer import open_store_writer
+
+ALICE = Actor(uid=1000, gid=1000, pid=4242, loginuid=1000, command=("shipslog", "volume"))
+DAEMON = Actor(uid=0, gid=0, pid=1, via="daemon")
+
+
+# --- a small inline projection: volumes and a per-stream event count ---------------------
+
+
+class VolumeProjection:
+    name = "volumes-test"
+    tables: Sequence[str] = ("volumes", "counts")
+
+    def initial(self) -> immutables.Map[str, Any]:
+        return immutables.Map()
+
+    def fold(
+        self, state: immutables.Map[str, Any], envelopes: Sequence[Envelope]
+    ) -> tuple[immutables.Map[str, Any], list[RowChange]]:
+        changes = []
+        with state.mutate() as m:
+            for env in envelopes:
+                count = m.get(env.stream, 0) + 1
+                m[env.stream] = count
+                changes.append(RowChange("counts", env.stream, str(count).encode()))
+                event = env.event
+                if isinstance(event, VolumeCreated):
+                    if event.name == "explode":
+                        raise ValueError("this projection refuses volumes named explode")
+                    m["v:" + event.name] = event.labels
+                    changes.append(RowChange("volumes", event.name, msgspec.json.encode(event)))
+                elif isinstance(event, VolumeRemoved):
+                    m.pop("v:" + event.name, None)
+                    changes.append(RowChange("volumes", event.name, None))
+            return m.finish(), changes
+
+
+# --- backends --------------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    open: Callable[..., EventStore[Any]]
+    path: Path | None  # file-backed stores only
+
+    def copy(self, store: EventStore[Any]) -> EventStore[Any]:
+        """A second store holding a byte copy of `store`'s database (to tamper with)."""
+        target = EventStore.open(":memory:" if self.path is None else self.path.with_name("c.db"))
+        store._w.conn.backup(target._w.conn)
+        return target
+
+
+BACKENDS = ["memory", "file"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    opened: list[EventStore[Any]] = []
+    path = None if request.param == "memory" else tmp_path / "events.db"
+
+    def open_store(**kwargs: Any) -> EventStore[Any]:
+        store = EventStore.open(":memory:" if path is None else path, **kwargs)
+        opened.append(store)
+        return store
+
+    yield Backend(request.param, open_store, path)
+    for store in opened:
+        try:
+            store.close()
+        except sqlite3.ProgrammingError:
+            pass
+
+
+def vol(name: str, expected: int | None = None, **kw: Any) -> Pending:
+    return Pending(
+        stream=f"volume-{name}", event=VolumeCreated(name=name, **kw), expected_version=expected
+    )
+
+
+def append(store: EventStore[Any], *pending: Pending, **kw: Any) -> list[Envelope]:
+    kw.setdefault("actor", ALICE)
+    kw.setdefault("op_id", "op-1")
+    kw.setdefault("now_ns", 1_000)
+    return store.append(list(pending), **kw)
+
+
+# --- appends ---------------------------------------------------------------------------------
+
+
+def test_seq_is_gap_free_even_after_failed_batches(backend: Backend) -> None:
+    store = backend.open()
+    assert store.head() == 0 and store.last_hash() == GENESIS_HASH
+    append(store, vol("a", 0), vol("b", 0))
+    with pytest.raises(ConcurrencyConflict):
+        append(store, vol("c", 0), vol("a", 0))
+    append(store, vol("c", 0))
+    assert [e.seq for e in store.read()] == [1, 2, 3]
+    assert store.stream_version("volume-c") == 1
+
+
+def test_envelope_fields_are_recorded(backend: Backend) -> None:
+    store = backend.open()
+    [env] = append(store, vol("a"), op_id="op-9", now_ns=123, command_id="cmd-1")
+    assert (env.seq, env.stream, env.stream_version, env.recorded_at) == (1, "volume-a", 1, 123)
+    assert (env.actor, env.op_id, env.command_id, env.schema_version) == (ALICE, "op-9", "cmd-1", 1)
+    assert env.type == "VolumeCreated" and len(env.hash) == 64
+    assert list(store.read()) == [env]
+    assert store.last_hash() == env.hash
+
+
+def test_expected_version_checks(backend: Backend) -> None:
+    store = backend.open()
+    append(store, vol("a", 0))
+    with pytest.raises(ConcurrencyConflict) as info:
+        append(store, vol("a", 0))
+    assert (info.value.stream, info.value.expected, info.value.actual) == ("volume-a", 0, 1)
+    assert info.value.hint
+    with pytest.raises(ConcurrencyConflict):
+        append(store, vol("a", 5))
+    # N = the stream's version before the batch, for every event of the batch on that stream.
+    envs = append(store, vol("a", 1), vol("a", 1), vol("a"))
+    assert [e.stream_version for e in envs] == [2, 3, 4]
+    assert store.stream_version("volume-a") == 4
+    assert store.stream_version("volume-none") == 0
+
+
+def test_command_id_makes_retries_idempotent(backend: Backend) -> None:
+    store = backend.open()
+    first = append(store, vol("a"), vol("b"), command_id="create-1")
+    append(store, vol("c"))
+    retry = append(store, vol("a"), vol("b"), command_id="create-1")
+    other = append(store, vol("zzz"), command_id="create-1")  # same id, different events
+    assert retry == first and other == first
+    assert store.head() == 3
+    assert [e.command_id for e in first] == ["create-1", None]
+
+
+def test_empty_batch_records_nothing(backend: Backend) -> None:
+    store = backend.open()
+    assert append(store) == []
+    assert store.head() == 0
+
+
+def test_update_and_delete_are_refused(backend: Backend) -> None:
+    store = backend.open()
+    append(store, vol("a"))
+    conn = store._w.conn
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET payload = x'00'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    assert store.verify().ok and store.head() == 1
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def test_reads_by_range_stream_type_time_and_op(backend: Backend) -> None:
+    store = backend.open()
+    append(store, vol("a"), op_id="op-a", now_ns=10)
+    append(store, vol("b"), op_id="op-b", now_ns=20)
+    append(
+        store, Pending(stream="volume-a", event=VolumeRemoved(name="a")), op_id="op-a", now_ns=30
+    )
+    append(store, Pending(stream="network-n", event=NetworkRemoved(network_id="n")), now_ns=40)
+
+    def seqs(*args: Any, **kw: Any) -> list[int]:
+        return [e.seq for e in store.read(*args, **kw)]
+
+    assert seqs() == [1, 2, 3, 4]
+    assert seqs(2) == [3, 4]
+    assert seqs(0, limit=2) == [1, 2]
+    assert seqs(1, limit=0) == []
+    assert seqs(stream="volume-a") == [1, 3]
+    assert seqs(streams=["volume-b", "network-n"]) == [2, 4]
+    assert seqs(streams=[]) == []
+    assert seqs(types=["VolumeRemoved", "NetworkRemoved"]) == [3, 4]
+    assert seqs(since_ns=20, until_ns=30) == [2, 3]
+    assert seqs(op_id="op-a") == [1, 3]
+    assert seqs(op_id="op-a", types=["VolumeCreated"]) == [1]
+    assert seqs(until_seq=2) == [1, 2]
+
+
+def test_reads_page_through_long_logs(backend: Backend) -> None:
+    store = backend.open()
+    for start in range(0, 4500, 500):
+        append(store, *[vol(f"v{i}") for i in range(start, start + 500)])
+    assert [e.seq for e in store.read()] == list(range(1, 4501))
+    assert [e.seq for e in store.read(100, limit=2100)] == list(range(101, 2201))
+    assert len(list(store.read(types=["VolumeCreated"], limit=4499))) == 4499
+
+
+# --- the hash chain --------------------------------------------------------------------------
+
+
+def test_sql_canonical_bytes_equal_python_canonical_bytes(backend: Backend) -> None:
+    store = backend.open()
+    append(store, vol("ü-ä"), op_id="öp-✓", command_id="çmd")
+    append(store, Pending(stream="container-é", event=ContainerStarted(container_id="é", pid=7)))
+    rows = store._r.canonical_rows(store.head()).fetchall()
+    for env, (seq, stored_hash, canonical) in zip(store.read(), rows, strict=True):
+        raw = store._r.conn.execute(
+            "SELECT actor, payload FROM events WHERE seq=?", (seq,)
+        ).fetchone()
+        assert canonical == canonical_bytes(
+            seq=env.seq,
+            stream=env.stream,
+            stream_version=env.stream_version,
+            schema_version=env.schema_version,
+            recorded_at=env.recorded_at,
+            actor=raw[0],
+            op_id=env.op_id,
+            command_id=env.command_id,
+            type_name=env.type,
+            payload=raw[1],
+        )
+        assert stored_hash == env.hash
+    assert store.verify().ok
+
+
+def _log_of(backend: Backend, n: int = 6) -> tuple[EventStore[Any], EventStore[Any]]:
+    store = backend.open()
+    for i in range(n):
+        append(store, vol(f"v{i}"), command_id=f"c{i}" if i % 2 else None)
+    copy = backend.copy(store)
+    copy._w.conn.execute("DROP TRIGGER events_no_update")
+    copy._w.conn.execute("DROP TRIGGER events_no_delete")
+    assert copy.verify().ok and copy.verify().checked == n
+    return store, copy
+
+
+def test_verify_detects_an_altered_payload(backend: Backend) -> None:
+    _, copy = _log_of(backend)
+    copy._w.conn.execute(
+        "UPDATE events SET payload = CAST(replace(CAST(payload AS TEXT), 'v3', 'v9') AS BLOB) "
+        "WHERE seq=4"
+    )
+    result = copy.verify()
+    assert (result.ok, result.first_bad_seq, result.checked) == (False, 4, 3)
+    assert "4" in result.reason
+    assert copy.verify(until_seq=3).ok
+
+
+def test_verify_detects_an_altered_envelope_field(backend: Backend) -> None:
+    _, copy = _log_of(backend)
+    copy._w.conn.execute("UPDATE events SET actor = CAST('{\"uid\":0}' AS BLOB) WHERE seq=2")
+    assert copy.verify().first_bad_seq == 2
+
+
+def test_verify_detects_a_reordered_pair(backend: Backend) -> None:
+    _, copy = _log_of(backend)
+    conn = copy._w.conn
+    conn.execute("UPDATE events SET seq = -1 WHERE seq = 3")
+    conn.execute("UPDATE events SET seq = 3 WHERE seq = 4")
+    conn.execute("UPDATE events SET seq = 4 WHERE seq = -1")
+    result = copy.verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+
+
+def test_verify_detects_a_deleted_row(backend: Backend) -> None:
+    _, copy = _log_of(backend)
+    copy._w.conn.execute("DELETE FROM events WHERE seq = 2")
+    result = copy.verify()
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert "missing" in result.reason
+
+
+def test_verify_detects_a_rehashed_alteration_at_the_next_event(backend: Backend) -> None:
+    # An attacker who recomputes the altered event's own hash still breaks the next link.
+    _, copy = _log_of(backend)
+    conn = copy._w.conn
+    conn.execute("UPDATE events SET op_id = 'forged' WHERE seq = 2")
+    seq, _, canonical = conn.execute(
+        "SELECT seq, hash, " + _canonical_sql() + " FROM events WHERE seq = 2"
+    ).fetchone()
+    from events.hashing import chain_hash
+
+    prev = conn.execute("SELECT hash FROM events WHERE seq = 1").fetchone()[0]
+    conn.execute("UPDATE events SET hash = ? WHERE seq = 2", (chain_hash(prev, canonical),))
+    assert copy.verify().first_bad_seq == 3
+
+
+def _canonical_sql() -> str:
+    from events import store as store_module
+
+    return store_module._CANONICAL_SQL
+
+
+# --- inline projections ----------------------------------------------------------------------
+
+
+def test_projection_read_your_writes(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    append(store, vol("a", labels={"k": "v"}), vol("b"))
+    assert store.state["v:a"] == {"k": "v"} and store.state["volume-a"] == 1
+    assert dict(store.read_rows("counts")) == {"volume-a": b"1", "volume-b": b"1"}
+    assert sorted(k for k, _ in store.read_rows("volumes")) == ["a", "b"]
+    append(store, Pending(stream="volume-a", event=VolumeRemoved(name="a")))
+    assert "v:a" not in store.state
+    assert [k for k, _ in store.read_rows("volumes")] == ["b"]
+    assert store.applied_seq == 3
+
+
+def test_failed_batch_leaves_projection_untouched(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    append(store, vol("a", 0))
+    before = store.state
+    with pytest.raises(ConcurrencyConflict):
+        append(store, vol("b"), vol("a", 0))
+    with pytest.raises(ValueError, match="explode"):
+        append(store, vol("c"), vol("explode"))
+    assert store.state is before and store.head() == 1
+    assert [k for k, _ in store.read_rows("volumes")] == ["a"]
+
+
+def test_group_commit_isolates_failing_batches(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    batches = [
+        EventStore.batch([vol("a", 0)], actor=ALICE, op_id="o1", now_ns=1),
+        EventStore.batch([vol("a", 0)], actor=ALICE, op_id="o2", now_ns=1),  # conflicts
+        EventStore.batch([vol("explode")], actor=ALICE, op_id="o3", now_ns=1),  # fold fails
+        EventStore.batch([vol("b", 0)], actor=ALICE, op_id="o4", now_ns=1, command_id="x"),
+        EventStore.batch([vol("zzz")], actor=ALICE, op_id="o5", now_ns=1, command_id="x"),
+    ]
+    results = store.append_group(batches)
+    assert isinstance(results[1], ConcurrencyConflict)
+    assert isinstance(results[2], ValueError)
+    assert [e.seq for e in results[0]] == [1]  # type: ignore[union-attr]
+    assert [e.seq for e in results[3]] == [2]  # type: ignore[union-attr]
+    assert results[4] == results[3]  # same command_id inside one group
+    assert store.head() == 2 and store.verify().ok
+    assert sorted(k for k, _ in store.read_rows("volumes")) == ["a", "b"]
+    assert sorted(k for k in store.state.keys() if k.startswith("v:")) == ["v:a", "v:b"]
+
+
+def _tables(store: EventStore[Any]) -> dict[str, list[tuple[str, bytes]]]:
+    return {t: list(store.read_rows(t)) for t in VolumeProjection.tables}
+
+
+def test_rebuild_equals_incremental(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    for i in range(30):
+        append(store, vol(f"v{i % 7}"))
+        if i % 3 == 0:
+            append(store, Pending(stream=f"volume-v{i % 7}", event=VolumeRemoved(name=f"v{i % 7}")))
+    incremental, state = _tables(store), store.state
+    store.rebuild()
+    assert _tables(store) == incremental
+    assert store.state == state
+    names = {r[0] for r in store._w.conn.execute("SELECT name FROM sqlite_master")}
+    assert not any(n.startswith("proj_new_") for n in names)
+    assert store.fold_to(VolumeProjection()) == state
+
+
+def test_time_travel(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    append(store, vol("a"), now_ns=100)
+    append(store, vol("b"), now_ns=200)
+    append(store, Pending(stream="volume-a", event=VolumeRemoved(name="a")), now_ns=300)
+    projection = VolumeProjection()
+    assert "v:a" in store.fold_to(projection, until_seq=1)
+    assert "v:b" not in store.fold_to(projection, until_seq=1)
+    at_250 = store.fold_to(projection, until_ns=250)
+    assert "v:a" in at_250 and "v:b" in at_250
+    assert "v:a" not in store.fold_to(projection, until_ns=10_000)
+    assert store.fold_to(projection, until_ns=50) == projection.initial()
+
+
+# --- file-only behaviour ---------------------------------------------------------------------
+
+
+def _file_only(backend: Backend) -> Path:
+    if backend.path is None:
+        pytest.skip("needs a database file")
+    return backend.path
+
+
+def test_files_are_private(backend: Backend) -> None:
+    path = _file_only(backend)
+    store = backend.open()
+    append(store, vol("a"))
+    for suffix in ("", "-wal", "-shm"):
+        assert stat.S_IMODE(Path(f"{path}{suffix}").stat().st_mode) == 0o600
+    mode = store._w.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert store._w.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_reopen_keeps_log_and_projection(backend: Backend) -> None:
+    path = _file_only(backend)
+    store = backend.open(projection=VolumeProjection())
+    append(store, vol("a"), vol("b"))
+    tables, state = _tables(store), store.state
+    store.close()
+    again = backend.open(projection=VolumeProjection())
+    assert again.state == state and _tables(again) == tables and again.verify().ok
+    # A log written without the projection: its tables lag and are rebuilt at open.
+    again.close()
+    plain = backend.open()
+    append(plain, vol("c"))
+    plain.close()
+    third = backend.open(projection=VolumeProjection())
+    assert sorted(k for k, _ in third.read_rows("volumes")) == ["a", "b", "c"]
+    assert third._r.applied_seq("volumes-test") == 3
+    assert path.exists()
+
+
+def test_foreign_writer_events_reach_the_projection(backend: Backend) -> None:
+    _file_only(backend)
+    daemon = backend.open(projection=VolumeProjection())
+    cli = backend.open()
+    append(daemon, vol("a"))
+    append(cli, vol("b"))  # another process writing straight to the file
+    append(daemon, vol("c"))
+    assert sorted(k for k in daemon.state.keys() if k.startswith("v:")) == ["v:a", "v:b", "v:c"]
+    assert sorted(k for k, _ in daemon.read_rows("volumes")) == ["a", "b", "c"]
+
+
+def test_readonly_open_cannot_write(backend: Backend) -> None:
+    path = _file_only(backend)
+    writer = backend.open()
+    append(writer, vol("a"))
+    reader = backend.open(readonly=True, projection=VolumeProjection())
+    assert reader.head() == 1 and reader.verify().ok and "v:a" in reader.state
+    with pytest.raises(StoreError, match="read-only"):
+        append(reader, vol("b"))
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._w.conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+    with pytest.raises(StoreError):
+        reader.rebuild()
+    with pytest.raises(StoreError, match="no event log"):
+        EventStore.open(path.with_name("absent.db"), readonly=True)
+    assert writer.head() == 1
+
+
+def test_busy_names_the_lock_holder(backend: Backend) -> None:
+    path = _file_only(backend)
+    store = backend.open(busy_timeout=0.05)
+    append(store, vol("a"))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusy) as info:
+            append(store, vol("b"))
+        from pathlib import Path as P
+
+        assert f"pid {P('/proc/self').resolve().name}" in info.value.message
+        assert info.value.hint
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert append(store, vol("b"))[0].seq == 2
+
+
+def test_copy_of_file_log_verifies(backend: Backend, tmp_path: Path) -> None:
+    path = _file_only(backend)
+    store = backend.open()
+    append(store, vol("a"), vol("b"))
+    store.close()
+    shutil.copy(path, tmp_path / "copy.db")
+    copy = EventStore.open(tmp_path / "copy.db", readonly=True)
+    assert copy.verify().checked == 2
+    copy.close()
+
+
+# --- the writer and follow -------------------------------------------------------------------
+
+
+async def test_group_commit_with_many_concurrent_appenders(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    results: dict[tuple[int, int], list[Envelope]] = {}
+    async with open_store_writer(store) as writer:
+
+        async def appender(i: int) -> None:
+            for j in range(25):
+                pending = [vol(f"{i}-{j}", 0), vol(f"{i}-{j}-b", 0)]
+                results[(i, j)] = await writer.append(
+                    pending, actor=ALICE, op_id=f"op-{i}-{j}", now_ns=j
+                )
+
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(appender, i)
+        conflict = [vol("0-0", 0)]
+        with pytest.raises(ConcurrencyConflict):
+            await writer.append(conflict, actor=ALICE, op_id="late", now_ns=1)
+        assert writer.append_sync is not None
+    assert len(results) == 1000
+    for (i, j), envs in results.items():
+        assert [e.event.name for e in envs] == [f"{i}-{j}", f"{i}-{j}-b"]  # type: ignore
+        assert envs[1].seq == envs[0].seq + 1 and envs[0].op_id == f"op-{i}-{j}"
+    assert sorted(e.seq for envs in results.values() for e in envs) == list(range(1, 2001))
+    assert store.head() == 2000 and store.verify().ok
+    assert len(list(store.read_rows("volumes"))) == 2000
+
+
+async def test_append_sync_from_a_thread(backend: Backend) -> None:
+    store = backend.open()
+    async with open_store_writer(store) as writer:
+        envs = await trio.to_thread.run_sync(
+            lambda: writer.append_sync([vol("a")], actor=DAEMON, op_id="t", now_ns=1)
+        )
+    assert envs[0].seq == 1 and store.head() == 1
+
+
+async def test_follow_sees_every_event_exactly_once(backend: Backend) -> None:
+    store = backend.open()
+    append(store, *[vol(f"h{i}") for i in range(2500)])  # history longer than one page
+    per_task, tasks = 60, 20
+    total = 2500 + per_task * tasks
+    async with open_store_writer(store) as writer:
+        seen: list[list[int]] = [[], [], []]
+
+        async def follower(idx: int, after: int, max_buffer: int, *, task_status: Any) -> None:
+            async with aclosing(
+                follow(store, writer, after_seq=after, max_buffer=max_buffer)
+            ) as events:
+                task_status.started()
+                async for env in events:
+                    seen[idx].append(env.seq)
+                    if env.seq == total:
+                        return
+
+        async def appender(i: int) -> None:
+            for j in range(per_task):
+                await writer.append([vol(f"{i}.{j}")], actor=ALICE, op_id="o", now_ns=j)
+                if j % 7 == 0:
+                    await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(follower, 0, 0, 10_000)
+            await nursery.start(follower, 1, 1200, 3)  # tiny buffer: catches up from the DB
+            for i in range(tasks):
+                nursery.start_soon(appender, i)
+            await nursery.start(follower, 2, 0, 10_000)  # joins mid-stream
+    assert seen[0] == list(range(1, total + 1))
+    assert seen[1] == list(range(1201, total + 1))
+    assert seen[2] == list(range(1, total + 1))
+
+
+async def test_follow_filter_and_slow_consumer(backend: Backend) -> None:
+    store = backend.open()
+    append(store, vol("a"))
+    async with open_store_writer(store) as writer:
+        only_removed = follow(
+            store, writer, after_seq=0, filter=lambda e: e.type == "VolumeRemoved"
+        )
+        slow = follow(store, writer, after_seq=0, max_buffer=5, on_lag="close")
+        async with aclosing(only_removed) as removed, aclosing(slow) as lagging:
+            assert (await lagging.__anext__()).seq == 1  # subscribed, history read
+            for i in range(10):
+                await writer.append([vol(f"x{i}")], actor=ALICE, op_id="o", now_ns=1)
+            await writer.append(
+                [Pending(stream="volume-a", event=VolumeRemoved(name="a"))],
+                actor=ALICE,
+                op_id="o",
+                now_ns=2,
+            )
+            assert (await removed.__anext__()).seq == 12
+            with pytest.raises(SlowConsumer) as info:
+                async for _ in lagging:
+                    pass
+            assert info.value.hint
+
+
+async def test_follow_ends_when_writer_closes(backend: Backend) -> None:
+    store = backend.open()
+    got = []
+    async with open_store_writer(store) as writer:
+        events = follow(store, writer, after_seq=0)
+        await writer.append([vol("a")], actor=ALICE, op_id="o", now_ns=1)
+    async with aclosing(events):
+        async for env in events:
+            got.append(env.seq)
+    assert got == [1]
+
+
+async def test_follow_polling_sees_another_writer(backend: Backend) -> None:
+    path = _file_only(backend)
+    store = backend.open()
+    append(store, vol("a"))
+    got: list[int] = []
+    async with aclosing(follow_polling(path, 0, interval=0.01)) as events:
+        async for env in events:
+            got.append(env.seq)
+            if env.seq == 1:
+                await trio.to_thread.run_sync(lambda: append(store, vol("b"), vol("c")))
+            if env.seq == 3:
+                break
+    assert got == [1, 2, 3]
