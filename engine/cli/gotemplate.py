@@ -191,6 +191,8 @@ def parse(src: str) -> list[Any]:
         else:
             out.append(_Action(_parse_pipe(_tokenize(body))))
     tail = src[pos:]
+    if "{{" in tail:
+        raise TemplateError("unclosed action")
     if pending_trim:
         tail = tail.lstrip()
     if tail:
