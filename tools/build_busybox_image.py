@@ -127,7 +127,8 @@ def applets(busybox: Path) -> list[str]:
     paths = set()
     for line in out.split():
         p = line.strip().strip("/")
-        if p and ".." not in p.split("/") and p != "bin/busybox":
+        # Root-level applets (linuxrc) belong to an initramfs, not a container image.
+        if p and "/" in p and ".." not in p.split("/") and p != "bin/busybox":
             paths.add(p)
     return sorted(paths)
 

@@ -105,7 +105,9 @@ class Reference:
     @property
     def familiar_name(self) -> str:
         """`busybox`, `user/app`, `quay.io/x/y`: the name as Docker shows it."""
-        if self.domain == DEFAULT_DOMAIN:
+        # Keep the domain when dropping it would make the first component read as a domain
+        # (docker.io/a.b/c must not become a.b/c, which names registry a.b).
+        if self.domain == DEFAULT_DOMAIN and is_short_name(self.path):
             if self.path.startswith(OFFICIAL_REPO_PREFIX) and self.path.count("/") == 1:
                 return self.path[len(OFFICIAL_REPO_PREFIX) :]
             return self.path
