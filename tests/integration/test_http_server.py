@@ -531,3 +531,100 @@ async def test_docker_cli_version(nursery: trio.Nursery, tmp_path: Path, state: 
     assert server["ApiVersion"] == "1.43"
     assert server["Version"] == "0.1.0"
     assert server["Os"] == "linux"
+
+
+@pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
+async def test_docker_cli_exec_hijack_and_events_stream(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    """`docker exec -i` drives create → hijacked start (stdin, CloseWrite, multiplexed stdout
+    and stderr) → inspect for the exit code; `docker events` reads a chunked JSON stream."""
+    from engine.api.models import (
+        ContainerInspect,
+        ContainerState,
+        EventActor,
+        EventMessage,
+        ExecConfig,
+        ExecInspect,
+    )
+
+    router = Router()
+    seen: list[str] = []
+
+    @router.route("GET", "/containers/{id}/json")
+    async def inspect(req: Request) -> Response:
+        seen.append(f"inspect {req.params['id']}")
+        running = ContainerState(Status="running", Running=True, Pid=42)
+        return json_response(
+            ContainerInspect(
+                Id="c" * 64, Created="2026-01-01T00:00:00Z", Name="/web", State=running
+            )
+        )
+
+    @router.route("POST", "/containers/{id}/exec")
+    async def exec_create(req: Request) -> Response:
+        config = await req.json(ExecConfig)
+        seen.append(f"create {req.params['id']} {config.Cmd}")
+        return json_response({"Id": "e" * 64}, status=201)
+
+    @router.route("POST", "/exec/{id}/start")
+    async def exec_start(req: Request) -> Response:
+        await req.json(dict)
+
+        async def shout(conn: HijackedStream) -> None:
+            while data := await conn.receive_some():
+                await conn.send_frame(STDOUT, data.upper())
+            await conn.send_frame(2, b"done\n")
+
+        return hijack(shout, tty=False)
+
+    @router.route("GET", "/exec/{id}/json")
+    async def exec_inspect(req: Request) -> Response:
+        return json_response(ExecInspect(ID=req.params["id"], ContainerID="c" * 64, ExitCode=3))
+
+    @router.route("GET", "/events")
+    async def events(req: Request) -> Response:
+        async def stream() -> AsyncIterator[bytes]:
+            for n, action in enumerate(["create", "start"]):
+                message = EventMessage(
+                    Type="container",
+                    Action=action,
+                    scope="local",
+                    time=n,
+                    timeNano=n * 10**9,
+                    Actor=EventActor(ID="c" * 64, Attributes={"name": "web"}),
+                )
+                yield msgspec.json.encode(message) + b"\n"
+
+        return streaming(stream())
+
+    path = str(tmp_path / "d.sock")
+    await nursery.start(http.serve_unix, path, http.App(router))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path),
+    }
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [DOCKER, "-H", f"unix://{path}", "exec", "-i", "web", "cat"],
+            stdin=b"hello\nworld\n",
+            capture_stdout=True,
+            capture_stderr=True,
+            env=env,
+            check=False,
+        )
+    assert seen == ["inspect web", "create web ['cat']"], result.stderr.decode()
+    assert result.stdout == b"HELLO\nWORLD\n"
+    assert result.stderr == b"done\n"
+    assert result.returncode == 3  # the exit code from exec inspect
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [DOCKER, "-H", f"unix://{path}", "events", "--format", "{{.Action}} {{.Actor.ID}}"],
+            capture_stdout=True,
+            capture_stderr=True,
+            env=env,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [f"create {'c' * 64}", f"start {'c' * 64}"]
