@@ -59,11 +59,12 @@ class ProgressRenderer:
         if self.quiet:
             return
         ident = message.get("id", "")
-        progressing = _has_progress(message)
         if not self.tty:
-            self._plain(message, ident, progressing)
+            self._plain(message, ident, _has_progress(message))
             return
-        if ident and progressing or ident and ident in self.lines:
+        # moby gives a line of its own to any message that carries a progress field, even {}
+        if ident and ("progressDetail" in message or "progress" in message or
+                      ident in self.lines):
             if ident not in self.lines:
                 self.lines[ident] = len(self.lines)
                 self.out.write("\n")
