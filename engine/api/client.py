@@ -231,7 +231,14 @@ class Client:
 
             def chunks() -> Iterator[bytes]:
                 while True:
-                    data = resp.read1(READ_SIZE)
+                    try:
+                        data = resp.read1(READ_SIZE)
+                    except (http.client.IncompleteRead, ConnectionResetError) as exc:
+                        # An unterminated chunked body: the daemon stopped or the handler died.
+                        raise DaemonUnreachable(
+                            f"the connection to the daemon at {self.host} was cut mid-stream",
+                            hint="the daemon may have stopped; check its log",
+                        ) from exc
                     if not data:
                         return
                     yield data
@@ -367,7 +374,7 @@ def _read_rest(sock: socket.socket, headers: Mapping[str, str]) -> bytes:
     length = headers.get("content-length")
     if length is not None and length.isdigit():
         return _recv_exactly(sock, int(length))
-    parts = []
+    parts: list[bytes] = []
     while True:
         data = sock.recv(READ_SIZE)
         if not data:

@@ -14,7 +14,8 @@ Caps (`Limits`, RELIABILITY I-05; CVE-2022-23471 is a leak of exactly this kind)
   and import, read their body as it arrives, uncapped);
 - a request head must arrive within `header_timeout` of its first byte (slow-loris), an idle
   keep-alive connection is closed after `idle_timeout`, a body that stalls for `body_timeout`
-  gets 408;
+  gets 408, a plain response the client does not read within `send_timeout` drops the
+  connection;
 - at most `max_connections` connections; past that a client gets 503 and the socket is closed.
 
 The socket is created under a temporary name, given its mode and group, and renamed into
@@ -73,6 +74,7 @@ class Limits:
     header_timeout: float = 30.0
     idle_timeout: float = 120.0
     body_timeout: float = 60.0
+    send_timeout: float = 60.0  # a whole non-streaming response; a client that never reads
     max_connections: int = 512
     backlog: int = 128
 
@@ -113,7 +115,10 @@ class App:
     async def call(self, route: Route, req: Request) -> Response:
         """Run a handler; any exception becomes an error response here (RELIABILITY I-05)."""
         try:
-            return await route.handler(req)
+            response = await route.handler(req)
+            if not isinstance(response, Response):
+                raise TypeError(f"handler returned {type(response).__name__}, not a Response")
+            return response
         except ShipslogError as exc:
             return error_response(exc.status, exc.message)
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing may reach the nursery
@@ -357,10 +362,15 @@ class _Connection(BodySource):
         body = response.body
         no_body = response.status in (204, 304) or response.status < 200
         extra = [] if no_body else [("Content-Length", str(len(body)))]
-        await self._send(self._head(response, extra))
-        if body and not no_body and method != "HEAD":
-            await self._send(h11.Data(data=body))
-        await self._send(h11.EndOfMessage())
+        with trio.move_on_after(self.limits.send_timeout):
+            await self._send(self._head(response, extra))
+            if body and not no_body and method != "HEAD":
+                await self._send(h11.Data(data=body))
+            await self._send(h11.EndOfMessage())
+            return
+        # A client that does not read its answer must not hold a connection slot forever.
+        self.client_gone = True
+        raise _ClientGone()
 
     async def _send_stream(self, method: str, response: Response) -> None:
         assert response.stream is not None

@@ -18,6 +18,7 @@ Docker's conventions kept here:
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ class Request:
             return default
         return value.strip().lower() not in _FALSE_WORDS
 
-    def int(self, name: str, default: int | None = None) -> int | None:
+    def int(self, name: str, default: builtins.int | None = None) -> builtins.int | None:
         value = self.arg(name)
         if value is None or value == "":
             return default
@@ -137,7 +138,12 @@ class Request:
             raise RuntimeError("a streaming route reads its body with stream_body()")
         return b""
 
-    async def json(self, type: type[T] = Any, *, required: bool = True) -> T:  # type: ignore[assignment]
+    async def json(
+        self,
+        type: type[T] = Any,  # type: ignore[assignment]
+        *,
+        required: builtins.bool = True,
+    ) -> T:
         """Decode the body into `type` with msgspec; 400 on anything malformed (I-04, I-06).
 
         `required=False` turns an empty body into `None` instead of 400 "body required".

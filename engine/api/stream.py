@@ -150,7 +150,7 @@ class HijackedStream:
         if self._eof:
             return b""
         try:
-            data = await self._stream.receive_some(max_bytes)
+            data = bytes(await self._stream.receive_some(max_bytes))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:

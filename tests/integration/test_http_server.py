@@ -106,6 +106,26 @@ def make_router(state: dict) -> Router:
 
         return streaming(chunks())
 
+    @router.route("GET", "/group")
+    async def group(req: Request) -> Response:
+        raise ExceptionGroup("from a nursery", [Conflict("container is paused")])
+
+    @router.route("GET", "/not-a-response")
+    async def not_a_response(req: Request) -> Response:
+        return {"oops": True}  # type: ignore[return-value]
+
+    @router.route("POST", "/ignores-body", stream_body=True)
+    async def ignores_body(req: Request) -> Response:
+        return json_response({"ignored": True})
+
+    @router.route("GET", "/broken-stream")
+    async def broken_stream(req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"n":1}\n'
+            raise RuntimeError("the log file vanished")
+
+        return streaming(chunks())
+
     @router.route("POST", "/attach")
     async def attach(req: Request) -> Response:
         async def echo(conn: HijackedStream) -> None:
@@ -259,6 +279,62 @@ async def test_handler_exception_is_500_and_server_keeps_serving(server: str) ->
         await in_thread(c.get_json, "/conflict")
     assert (err.value.status, err.value.message) == (409, "name in use")
     assert await in_thread(c.post_json, "/echo", None, {"Name": "x"}) is not None
+
+
+async def test_handler_errors_in_groups_and_wrong_return_types(server: str) -> None:
+    c = client(server)
+    resp = await in_thread(c.request, "GET", "/group")
+    assert (resp.status, resp.json()) == (409, {"message": "container is paused"})
+    resp = await in_thread(c.request, "GET", "/not-a-response")
+    assert resp.status == 500 and "not a Response" in resp.json()["message"]
+
+
+async def test_stream_failing_midway_is_cut_not_completed(server: str) -> None:
+    c = client(server)
+
+    def read_all() -> list[bytes]:
+        got = []
+        with c.stream("GET", "/broken-stream") as chunks:
+            for chunk in chunks:
+                got.append(chunk)
+        return got
+
+    with pytest.raises(DaemonUnreachable, match="cut mid-stream"):
+        await in_thread(read_all)
+    assert (await in_thread(c.request, "GET", "/_ping")).status == 200
+
+
+async def test_unread_body_closes_the_connection_never_parsed_as_a_request(server: str) -> None:
+    # The body looks like a second request; reading it as one would be request smuggling.
+    smuggled = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"POST /ignores-body HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+    reply = await in_thread(raw_exchange, server, head + smuggled)
+    assert reply.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in reply.lower() and b'{"ignored":true}' in reply
+
+
+async def test_expect_100_continue(server: str) -> None:
+    body = b'{"Name":"slow"}'
+
+    def exchange() -> bytes:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(SAFETY)
+            sock.connect(server)
+            sock.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            interim = sock.recv(12)
+            assert interim == b"HTTP/1.1 100", interim
+            sock.sendall(body)
+            out = b""
+            while data := sock.recv(4096):
+                out += data
+            return out
+
+    reply = await in_thread(exchange)
+    assert b"HTTP/1.1 201 " in reply and b'"Name":"slow"' in reply
 
 
 async def test_oversized_body_is_413(nursery: trio.Nursery, tmp_path: Path, state: dict) -> None:
