@@ -118,26 +118,103 @@ def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
         raise InvalidLayer(f"invalid archive: gzip: {e}") from None
 
 
+class ZstdFrameTracker:
+    """Walks zstd frame and block headers (RFC 8878 §3.1) as compressed bytes pass by.
+
+    python-zstandard's readers return EOF quietly when the input stops mid-frame; this tells
+    a complete stream from a truncated one without decompressing anything twice.
+    """
+
+    def __init__(self) -> None:
+        self._hdr = bytearray()  # bytes of the header being collected
+        self._need = 4  # bytes still wanted for it
+        self._state = "magic"
+        self._skip = 0  # payload bytes to pass over
+        self._checksum = False
+        self.frames = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.frames > 0 and self._state == "magic" and not self._hdr and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                take = min(self._skip, len(view))
+                self._skip -= take
+                view = view[take:]
+                continue
+            take = min(self._need - len(self._hdr), len(view))
+            self._hdr += view[:take]
+            view = view[take:]
+            if len(self._hdr) == self._need:
+                self._advance(bytes(self._hdr))
+
+    def _advance(self, h: bytes) -> None:
+        self._hdr.clear()
+        st = self._state
+        if st == "magic":
+            magic = int.from_bytes(h, "little")
+            if magic == 0xFD2FB528:
+                self._state, self._need = "fhd", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._state, self._need = "skipsize", 4
+            else:
+                raise InvalidLayer("invalid archive: zstd: bad frame magic")
+        elif st == "skipsize":
+            self._skip = int.from_bytes(h, "little")
+            self._state, self._need = "magic", 4
+            self.frames += 1
+        elif st == "fhd":
+            fhd = h[0]
+            fcs_flag, single = fhd >> 6, (fhd >> 5) & 1
+            self._checksum = bool((fhd >> 2) & 1)
+            rest = (0 if single else 1) + (0, 1, 2, 4)[fhd & 3]
+            rest += (1 if single else 0, 2, 4, 8)[fcs_flag]
+            self._state = "block"
+            self._need = 3
+            self._skip = rest
+        elif st == "block":
+            bh = int.from_bytes(h, "little")
+            last, btype, size = bh & 1, (bh >> 1) & 3, bh >> 3
+            if btype == 3:
+                raise InvalidLayer("invalid archive: zstd: reserved block type")
+            self._skip = 1 if btype == 1 else size
+            if last:
+                self.frames += 1
+                if self._checksum:
+                    self._skip += 4
+                self._state, self._need = "magic", 4
+
+
 class _Prefixed:
-    def __init__(self, first: bytes, src: _Counting) -> None:
+    def __init__(self, first: bytes, src: _Counting, tracker: ZstdFrameTracker) -> None:
         self.first = first
         self.src = src
+        self.tracker = tracker
 
     def read(self, n: int = -1) -> bytes:
         if self.first:
             b, self.first = self.first, b""
-            return b
-        return self.src.read(n if n > 0 else CHUNK)
+        else:
+            b = self.src.read(n if n > 0 else CHUNK)
+        self.tracker.feed(b)
+        return b
 
 
 def _unzstd(src: _Counting, first: bytes) -> Iterator[bytes]:
     d = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    tracker = ZstdFrameTracker()
+    source = _Prefixed(first, src, tracker)
     try:
-        with d.stream_reader(_Prefixed(first, src), read_size=CHUNK, read_across_frames=True) as r:
+        with d.stream_reader(source, read_size=CHUNK, read_across_frames=True) as r:
             while chunk := r.read(CHUNK):
                 yield chunk
     except zstandard.ZstdError as e:
         raise InvalidLayer(f"invalid archive: zstd: {e}") from None
+    if not tracker.complete:
+        raise InvalidLayer("invalid archive: zstd: truncated stream")
 
 
 def decompressed_chunks(f: BinaryIO) -> tuple[Iterator[bytes], _Counting, str]:
@@ -172,6 +249,7 @@ class TarStream:
         self._pos = 0
         self.hash = hashlib.sha256()
         self.total = 0
+        self.last_block = b""  # the last header-sized read: how tarfile's loop ended
 
     def _fill(self) -> bool:
         for chunk in self._chunks:
@@ -199,6 +277,8 @@ class TarStream:
             out = self._buf[self._off : self._off + n]
             self._off += n
             self._pos += n
+            if n == tarfile.BLOCKSIZE:
+                self.last_block = out
             return out
         parts = [self._buf[self._off :]]
         got = avail
@@ -209,7 +289,10 @@ class TarStream:
             self._off = take
             got += take
         self._pos += got
-        return b"".join(parts)
+        out = b"".join(parts)
+        if n == tarfile.BLOCKSIZE:
+            self.last_block = out
+        return out
 
     def tell(self) -> int:
         return self._pos
@@ -255,6 +338,22 @@ class TarStream:
         return "sha256:" + self.hash.hexdigest()
 
 
+def _check_end(stream: TarStream, end: int) -> None:
+    """Refuse a tar that stops mid-header or in garbage.
+
+    `tarfile` ends its loop silently on a short or invalid header past offset 0; Go's
+    archive/tar (what Docker uses) reports io.ErrUnexpectedEOF instead, and so do we. A stream
+    that ends exactly on a header boundary, or with a zero block, is complete.
+    """
+    rest = stream.total - end
+    if rest == 0:
+        return
+    if rest < tarfile.BLOCKSIZE:
+        raise InvalidLayer("invalid archive: unexpected end of data in a tar header")
+    if stream.last_block.count(0) != tarfile.BLOCKSIZE:
+        raise InvalidLayer("invalid archive: invalid tar header")
+
+
 def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Applier]:
     """Apply a (possibly compressed) layer tar to the directory `target_fd`. Returns the diff_id."""
     chunks, counter, _ = decompressed_chunks(f)
@@ -280,7 +379,9 @@ def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Ap
                 # tarfile skips to the next header itself (forward seek) if data was not read.
         except (ValueError, OverflowError, UnicodeError) as e:
             raise InvalidLayer(f"invalid archive: {e}") from None
+        end = tf.offset
         stream.drain()
+        _check_end(stream, end)
         applier.finish()
     finally:
         applier.close()
