@@ -6,6 +6,7 @@ I/O: unix sockets under pytest's tmp_path; runs /usr/local/bin/docker when prese
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -366,6 +367,24 @@ async def test_default_body_cap_refuses_100_mb_without_reading_it(server: str) -
     assert b"16 MiB" in reply
 
 
+async def test_client_gets_the_413_even_while_still_sending(server: str) -> None:
+    # 20 MB cannot fit the socket buffer: the daemon answers and closes mid-upload, and the
+    # client must still read that answer instead of failing with EPIPE.
+    c = client(server)
+    body = b"x" * (20 * 1024 * 1024)
+    resp = await in_thread(
+        c.request, "POST", "/echo", None, body, {"Content-Type": "application/json"}
+    )
+    assert resp.status == 413 and "16 MiB" in resp.json()["message"]
+
+
+async def test_slow_client_does_not_block_others(server: str) -> None:
+    with socket.socket(socket.AF_UNIX) as slow:
+        slow.connect(server)
+        slow.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Le")  # and then nothing
+        assert (await in_thread(client(server).request, "GET", "/_ping")).status == 200
+
+
 async def test_oversized_headers_are_431(server: str) -> None:
     c = client(server)
     resp = await in_thread(c.request, "GET", "/_ping", None, None, {"X-Big": "a" * 100_000})
@@ -503,6 +522,31 @@ async def test_actor_is_the_calling_process(server: str) -> None:
     with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
         argv = f.read().rstrip(b"\0").split(b"\0")
     assert actor["command"] == [a.decode() for a in argv]
+    with open(f"/proc/{os.getpid()}/loginuid") as f:
+        loginuid = int(f.read())
+    assert actor["loginuid"] == (None if loginuid == 0xFFFFFFFF else loginuid)
+
+
+async def test_socket_group(nursery: trio.Nursery, tmp_path: Path) -> None:
+    import grp
+
+    others = [g for g in grp.getgrall() if g.gr_gid != os.getgid()]
+    if os.getuid() != 0 or not others:
+        pytest.skip("needs root and a second group to prove the chgrp")
+    group = others[0]
+    path = str(tmp_path / "g.sock")
+    serve = functools.partial(http.serve_unix, path, http.App(), group=group.gr_name)
+    await nursery.start(serve)
+    assert os.stat(path).st_gid == group.gr_gid
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".s")]  # staging name gone
+
+
+async def test_delete_and_get_json(server: str) -> None:
+    c = client(server)
+    with pytest.raises(ApiError) as err:
+        await in_thread(c.delete, "/containers/abc")
+    assert err.value.status == 404
 
 
 async def test_idle_connection_is_closed(
