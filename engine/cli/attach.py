@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from engine.api.stream import STDERR, SYSTEMERR, FrameDecoder
 
@@ -109,6 +110,37 @@ def pump(sock: socket.socket, *, tty: bool, stdin: IO[bytes] | None,
         with contextlib.suppress(OSError):
             sock.close()
     return demux.system_error
+
+
+# the signals `docker run` forwards to the container (--sig-proxy); SIGCHLD, SIGPIPE, SIGURG
+# and the job-control signals stay with the CLI
+PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+@contextlib.contextmanager
+def proxy_signals(send: Callable[[str], None], enabled: bool = True) -> Iterator[None]:
+    """While the block runs, a signal the CLI receives is sent to the container instead of
+    ending the CLI (Ctrl-C stops the container, which then ends the run with its own status).
+    Only the main thread may install handlers; elsewhere this does nothing."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved: dict[int, Any] = {}
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(Exception):  # the container may already be gone
+            send(signal.Signals(signum).name)
+
+    for name in PROXIED_SIGNALS:
+        if name == "SIGWINCH":
+            continue  # a terminal resize is not a signal for a non-tty container
+        number = getattr(signal, name)
+        saved[number] = signal.signal(number, forward)
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 def _isatty(stream: IO[bytes]) -> bool:

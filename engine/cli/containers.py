@@ -149,6 +149,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     tty = bool(body["Tty"])
     want_stdin = bool(body["AttachStdin"])
+    if tty and want_stdin and not ctx.isatty(ctx.stdin):
+        # the same refusal as Docker's: raw mode needs a terminal to switch
+        raise CliError("the input device is not a TTY",
+                       "drop -t, or run from a terminal (use -i alone to pipe input)")
     attach_params = {"stream": True, "stdin": want_stdin, "stdout": body["AttachStdout"],
                      "stderr": body["AttachStderr"]}
     sock = None
@@ -166,7 +170,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if tty:
         _resize(ctx, f"/containers/{container_id}/resize")
     if sock is not None:
-        _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+        with stdio.proxy_signals(
+            lambda name: ctx.client.post_json(f"/containers/{container_id}/kill",
+                                              {"signal": name}),
+            enabled=not tty and args.sig_proxy == "true",
+        ):
+            _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
     raise ExitStatus(waiter.status())
 
 

@@ -24,6 +24,9 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        if message.startswith("argument COMMAND: invalid choice: "):
+            wrong = message.split(": ", 2)[2].split(" (choose from")[0]
+            raise UsageError(f"{wrong} is not a shipslog command")
         raise UsageError(message, verb)
 
 

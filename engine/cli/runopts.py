@@ -161,8 +161,8 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         "Privileged": args.privileged,
         "ReadonlyRootfs": args.read_only,
         "Init": True if args.init else None,
-        "CapAdd": args.cap_add,
-        "CapDrop": args.cap_drop,
+        "CapAdd": normalize_caps(args.cap_add),
+        "CapDrop": normalize_caps(args.cap_drop),
         "SecurityOpt": args.security_opt,
         "ExtraHosts": args.add_host,
         "Dns": args.dns,
@@ -197,6 +197,19 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         body["NetworkingConfig"] = {
             "EndpointsConfig": {args.network: {"Aliases": args.network_alias}}}
     return args.name, body
+
+
+def normalize_caps(caps: list[str]) -> list[str]:
+    """`net_admin` → `CAP_NET_ADMIN`, `all` → `ALL`, duplicates dropped (Docker's
+    NormalizeCapabilities, so the daemon sees one spelling)."""
+    out: list[str] = []
+    for cap in caps:
+        name = cap.strip().upper()
+        if name != "ALL" and not name.startswith("CAP_"):
+            name = "CAP_" + name
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def _ulimit(spec: str) -> dict[str, Any]:

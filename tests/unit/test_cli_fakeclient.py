@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ class FakeClient:
     answers: dict[tuple[str, str], Any] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     hijacked: list[socket.socket] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
 
     def _answer(self, method: str, path: str, params: Any = None, body: Any = None,
                 headers: Any = None) -> Any:
@@ -84,9 +86,14 @@ class FakeClient:
                ) -> socket.socket:
         output = self._answer(method, path, params, body)
         ours, theirs = socket.socketpair()
+        self.hijacked.append(theirs)
+        if callable(output):  # a scripted container that talks back, on its own thread
+            thread = threading.Thread(target=output, args=(theirs,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            return ours
         theirs.sendall(output)
         theirs.shutdown(socket.SHUT_WR)
-        self.hijacked.append(theirs)
         return ours
 
     def paths(self) -> list[tuple[str, str]]:
@@ -155,6 +162,15 @@ def test_fake_hijack_delivers_output_then_eof() -> None:
     while chunk := sock.recv(100):
         data += chunk
     assert data == frame(1, b"hi")
+
+
+def cat_container(peer: socket.socket) -> None:
+    """Echo stdin back as stdout frames until stdin's EOF, then close: `cat` in a container."""
+    received = b""
+    while chunk := peer.recv(65536):
+        received += chunk
+    peer.sendall(frame(1, received))
+    peer.shutdown(socket.SHUT_WR)
 
 
 def test_fake_sequence_answers_in_order() -> None:

@@ -4,10 +4,15 @@ Docker's CLI makes, stdio copied from the hijacked stream, and the exit codes th
 from __future__ import annotations
 
 import io
+import json
+import os
+import signal
+import termios
 
 from engine.api.client import ApiError
 from engine.api.stream import frame
-from tests.unit.test_cli_fakeclient import FakeClient, cli, seq
+from engine.cli.attach import proxy_signals
+from tests.unit.test_cli_fakeclient import FakeClient, cat_container, cli, seq
 
 CID = "a" * 64
 
@@ -18,7 +23,9 @@ def running_fake(output: bytes = b"", status: int = 0,
         ("POST", "/containers/create"): {"Id": CID, "Warnings": []},
         ("POST", f"/containers/{CID}/attach"): output,
         ("POST", f"/containers/{CID}/start"): None,
-        ("POST", f"/containers/{CID}/wait"): {"StatusCode": status},
+            ("POST", f"/containers/{CID}/wait"): {"StatusCode": status},
+        ("POST", f"/containers/{CID}/resize"): None,
+        ("POST", f"/containers/{CID}/kill"): None,
     }
     answers.update(extra or {})
     return FakeClient(answers)
@@ -77,7 +84,7 @@ def test_run_every_flag_lands_in_the_body() -> None:
         "Privileged": True,
         "ReadonlyRootfs": True,
         "Init": True,
-        "CapAdd": ["NET_ADMIN"],
+        "CapAdd": ["CAP_NET_ADMIN"],
         "CapDrop": ["ALL"],
         "SecurityOpt": ["no-new-privileges"],
         "PidsLimit": 100,
@@ -109,14 +116,49 @@ def test_run_rm_waits_for_removal_and_sends_autoremove() -> None:
     assert fake.call("POST", f"/containers/{CID}/wait").params == {"condition": "removed"}
 
 
-def test_run_interactive_tty_combined_flags() -> None:
-    fake = running_fake(b"raw tty bytes")
-    r = cli(fake, "run", "-it", "busybox", "sh", stdin=io.BytesIO(b""))
-    assert r.code == 0
-    assert r.out == "raw tty bytes"  # a TTY stream is not multiplexed
-    body = fake.calls[0].body
-    assert body["Tty"] and body["OpenStdin"] and body["AttachStdin"] and body["StdinOnce"]
-    assert fake.call("POST", f"/containers/{CID}/attach").params["stdin"] is True
+def test_run_interactive_tty_uses_raw_mode_and_restores_the_terminal() -> None:
+    master, slave = os.openpty()
+    stdin = os.fdopen(slave, "rb", buffering=0)
+    try:
+        before = termios.tcgetattr(slave)
+        fake = running_fake(b"raw tty bytes")
+        r = cli(fake, "run", "-it", "busybox", "sh", stdin=stdin)
+        assert r.code == 0, r.err
+        assert r.out == "raw tty bytes"  # a TTY stream is not multiplexed
+        assert termios.tcgetattr(slave) == before
+        body = fake.calls[0].body
+        assert body["Tty"] and body["OpenStdin"] and body["AttachStdin"] and body["StdinOnce"]
+        assert fake.call("POST", f"/containers/{CID}/attach").params["stdin"] is True
+        assert fake.call("POST", f"/containers/{CID}/resize").params.keys() == {"h", "w"}
+    finally:
+        stdin.close()
+        os.close(master)
+
+
+def test_run_it_without_a_terminal_is_refused_like_docker() -> None:
+    fake = running_fake()
+    r = cli(fake, "run", "-it", "busybox", stdin=io.BytesIO(b""))
+    assert r.code == 125
+    assert r.err.splitlines()[0] == "shipslog: the input device is not a TTY"
+    assert fake.paths() == [("POST", "/containers/create")]
+
+
+def test_run_interactive_forwards_piped_stdin() -> None:
+    fake = FakeClient({**running_fake().answers,
+                       ("POST", f"/containers/{CID}/attach"): cat_container})
+    r = cli(fake, "run", "-i", "busybox", "cat", stdin=io.BytesIO(b"typed input"))
+    assert r.code == 0, r.err
+    assert r.out == "typed input"  # cat only answers after the CLI closed its stdin side
+
+
+def test_signals_are_proxied_to_the_container_while_attached() -> None:
+    sent: list[str] = []
+    previous = signal.getsignal(signal.SIGUSR1)
+    with proxy_signals(sent.append):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGINT)
+    assert sent == ["SIGUSR1", "SIGINT"]
+    assert signal.getsignal(signal.SIGUSR1) is previous
 
 
 def test_run_dit_stops_parsing_at_the_image() -> None:
@@ -242,3 +284,47 @@ def test_exec_needs_a_command() -> None:
     r = cli(FakeClient(), "exec", "web")
     assert r.code == 125
     assert "requires at least 2 arguments" in r.err
+
+
+# `docker run -d --name web -p 8080:80 -p 127.0.0.1::53/udp -v /tmp:/data:ro -v vol1:/v
+#   --mount type=tmpfs,target=/scratch,tmpfs-size=1000000 -e A=1 -e B --restart on-failure:3
+#   --memory 64m --cpus 1.5 --tmpfs /run:size=64m,noexec --cap-add net_admin
+#   --security-opt no-new-privileges --read-only --init --entrypoint /bin/sh -w /work
+#   -u 1000:1000 -h myhost -l x=y --stop-signal INT --stop-timeout 5 --log-driver local
+#   busybox -c 'sleep 1'`, as the real docker CLI 28.2 sent it (captured for
+# tests/unit/test_translate.py), with the fields it sends at their zero values left out.
+DOCKER_RUN_ARGV = [
+    "run", "-d", "--name", "web", "-p", "8080:80", "-p", "127.0.0.1::53/udp", "-v",
+    "/tmp:/data:ro", "-v", "vol1:/v", "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1000000",
+    "-e", "A=1", "-e", "B", "--restart", "on-failure:3", "--memory", "64m", "--cpus", "1.5",
+    "--tmpfs", "/run:size=64m,noexec", "--cap-add", "net_admin", "--security-opt",
+    "no-new-privileges", "--read-only", "--init", "--entrypoint", "/bin/sh", "-w", "/work",
+    "-u", "1000:1000", "-h", "myhost", "-l", "x=y", "--stop-signal", "INT", "--stop-timeout",
+    "5", "--log-driver", "local", "busybox", "-c", "sleep 1"]
+DOCKER_RUN_BODY = {
+    "Hostname": "myhost", "User": "1000:1000", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "ExposedPorts": {"53/udp": {}, "80/tcp": {}}, "Tty": False,
+    "OpenStdin": False, "StdinOnce": False, "Env": ["A=1", "B"], "Cmd": ["-c", "sleep 1"],
+    "Image": "busybox", "WorkingDir": "/work", "Entrypoint": ["/bin/sh"], "Labels": {"x": "y"},
+    "StopSignal": "INT", "StopTimeout": 5,
+    "HostConfig": {
+        "Binds": ["/tmp:/data:ro", "vol1:/v"], "LogConfig": {"Type": "local", "Config": {}},
+        "PortBindings": {"53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+                         "80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+        "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        "CapAdd": ["CAP_NET_ADMIN"], "ReadonlyRootfs": True,
+        "SecurityOpt": ["no-new-privileges"], "Tmpfs": {"/run": "size=64m,noexec"},
+        "Memory": 67108864, "NanoCpus": 1500000000,
+        "Mounts": [{"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1000000}}],
+        "Init": True,
+    },
+}
+
+
+def test_run_body_means_what_the_real_docker_cli_sends() -> None:
+    fake = running_fake()
+    r = cli(fake, *DOCKER_RUN_ARGV)
+    assert r.code == 0, r.err
+    assert fake.calls[0].params == {"name": "web"}
+    # compare as JSON, so ordering inside dicts never matters and types must match exactly
+    assert json.loads(json.dumps(fake.calls[0].body, sort_keys=True)) == DOCKER_RUN_BODY

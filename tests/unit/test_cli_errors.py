@@ -1,0 +1,141 @@
+"""Every failure is two lines on stderr (`shipslog: …`, `hint: …`) and Docker's exit code;
+never a traceback unless --debug; Ctrl-C exits 130 quietly; `--root` plumbing."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import pytest
+
+from engine.api.client import ApiError, DaemonUnreachable
+from engine.cli.errors import (
+    CliError,
+    UsageError,
+    from_api,
+    report,
+    start_exit_code,
+    translate,
+)
+from engine.cli.main import run
+from engine.errors import Conflict
+from tests.unit.test_cli_fakeclient import FakeClient, cli
+
+
+def two_lines(err: str) -> tuple[str, str]:
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("shipslog: ")
+    assert lines[1].startswith("hint: ")
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ('exec: "x": executable file not found in $PATH', 127),
+    ("open /bin/x: no such file or directory", 127),
+    ("exec /bin/x: permission denied", 126),
+    ("container init failed", 125),
+])
+def test_start_error_exit_codes(message: str, code: int) -> None:
+    assert start_exit_code(message) == code
+
+
+def test_api_errors_become_docker_lines_with_hints() -> None:
+    err = from_api(404, "No such container: web")
+    assert err.message == "Error response from daemon: No such container: web"
+    assert err.hint == "list containers with 'shipslog ps -a'"
+    assert err.exit_code == 125
+    assert "unpause" in from_api(409, "Container web is paused").hint
+    assert from_api(500, "boom").hint.startswith("the daemon failed")
+
+
+def test_translate_known_exceptions() -> None:
+    assert translate(ApiError(409, "name in use")).exit_code == 125
+    unreachable = translate(DaemonUnreachable("cannot connect to the daemon at unix:///x.sock"))
+    assert "unix:///x.sock" in unreachable.message and "shipslogd" in unreachable.hint
+    conflict = translate(Conflict("already paused", "unpause it"))
+    assert (conflict.message, conflict.hint) == ("already paused", "unpause it")
+    missing = translate(FileNotFoundError(2, "No such file or directory", "/x/env"))
+    assert missing.message == "No such file or directory: /x/env"
+    weird = translate(RuntimeError("x"))
+    assert weird.message == "unexpected error: RuntimeError: x"
+    usage = UsageError("bad", "ps")
+    assert translate(usage) is usage
+
+
+def test_report_flattens_to_one_line_each() -> None:
+    stream = io.StringIO()
+    report(CliError("two\nlines  here", "do\tthis"), stream)
+    assert stream.getvalue() == "shipslog: two lines here\nhint: do this\n"
+
+
+def test_daemon_unreachable_exit_125_and_names_socket(tmp_path: pathlib.Path) -> None:
+    sock = tmp_path / "none.sock"
+    out, err = io.StringIO(), io.StringIO()
+    code = run(["-H", f"unix://{sock}", "ps"], environ={}, stdout=out, stderr=err)
+    assert code == 125
+    line, hint = two_lines(err.getvalue())
+    assert str(sock) in line
+    assert "shipslogd" in hint
+
+
+def test_host_from_environment(tmp_path: pathlib.Path) -> None:
+    sock = tmp_path / "env.sock"
+    err = io.StringIO()
+    code = run(["ps"], environ={"SHIPSLOG_HOST": f"unix://{sock}"}, stdout=io.StringIO(),
+               stderr=err)
+    assert code == 125 and str(sock) in err.getvalue()
+
+
+def test_usage_errors_exit_125_with_help_hint() -> None:
+    r = cli(FakeClient(), "ps", "--bogus")
+    assert r.code == 125
+    assert two_lines(r.err) == ("shipslog: unknown flag: --bogus",
+                                "hint: see 'shipslog ps --help'")
+    r = cli(FakeClient(), "nosuchverb")
+    assert r.code == 125
+    assert two_lines(r.err) == ("shipslog: 'nosuchverb' is not a shipslog command",
+                                "hint: see 'shipslog --help'")
+    r = cli(FakeClient(), "stop")
+    assert r.code == 125 and "required" in r.err
+
+
+def test_engine_error_has_no_traceback_unless_debug() -> None:
+    fake = FakeClient({("GET", "/containers/json"): RuntimeError("kaboom")})
+    r = cli(fake, "ps")
+    assert r.code == 125
+    assert "Traceback" not in r.err
+    two_lines(r.err)
+    r = cli(fake, "--debug", "ps")
+    assert "Traceback" in r.err and "kaboom" in r.err
+    assert r.err.rstrip().splitlines()[-1].startswith("hint: ")
+
+
+def test_ctrl_c_exits_130_quietly() -> None:
+    fake = FakeClient({("GET", "/containers/json"): KeyboardInterrupt()})
+    r = cli(fake, "ps")
+    assert (r.code, r.err) == (130, "")
+
+
+def test_bad_template_is_one_line() -> None:
+    fake = FakeClient({("GET", "/containers/json"): [{"Id": "x", "Names": ["/a"]}]})
+    r = cli(fake, "ps", "--format", "{{.Names")
+    assert r.code == 125
+    assert two_lines(r.err)[0] == "shipslog: template: unclosed action"
+
+
+def test_root_refuses_writes_and_reports_unsupported_reads(tmp_path: pathlib.Path) -> None:
+    r = cli(FakeClient(), "--root", str(tmp_path), "run", "busybox")
+    assert r.code == 125 and "needs the daemon" in two_lines(r.err)[0]
+    r = cli(FakeClient(), "--root", str(tmp_path), "ps")
+    assert "no event database" in two_lines(r.err)[0]
+    (tmp_path / "events.db").write_bytes(b"")
+    fake = FakeClient()
+    r = cli(fake, "--root", str(tmp_path), "ps")
+    assert two_lines(r.err)[0] == "shipslog: --root is not yet supported for 'ps'"
+    assert fake.calls == []  # the daemon was never asked
+
+
+def test_version_flag_and_module_entry() -> None:
+    r = cli(FakeClient(), "--version")
+    assert r.code == 0 and r.out.startswith("shipslog version ")
