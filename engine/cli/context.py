@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, NoReturn, TextIO
+from typing import IO, Any, BinaryIO, NoReturn, TextIO, cast
 
 from engine.cli.errors import UsageError
 from engine.cli.local import LocalReader
@@ -64,12 +64,12 @@ class Context:
     def out_bytes(self) -> BinaryIO:
         self.stdout.flush()
         buffer = getattr(self.stdout, "buffer", None)
-        return buffer if buffer is not None else _TextBytes(self.stdout)
+        return cast(BinaryIO, buffer if buffer is not None else _TextBytes(self.stdout))
 
     def err_bytes(self) -> BinaryIO:
         self.stderr.flush()
         buffer = getattr(self.stderr, "buffer", None)
-        return buffer if buffer is not None else _TextBytes(self.stderr)
+        return cast(BinaryIO, buffer if buffer is not None else _TextBytes(self.stderr))
 
     def isatty(self, stream: Any) -> bool:
         try:

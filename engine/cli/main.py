@@ -10,6 +10,7 @@ state root), `--debug` (tracebacks), `--version`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
@@ -37,7 +38,59 @@ def build_parser() -> CliParser:
     manage.register(sub)
     images.register(sub)
     system.register(sub)
+    # Docker's management commands: `container ls`, `image rm`, `system info`, …
+    for group, modules, names in (
+        ("container", (containers, manage), CONTAINER_GROUP),
+        ("image", (images, manage), IMAGE_GROUP),
+        ("system", (system,), SYSTEM_GROUP),
+    ):
+        group_parser = sub.add_parser(group, help=f"Manage {group}s" if group != "system"
+                                      else "Manage shipslog")
+        group_sub = group_parser.add_subparsers(dest="subverb", metavar="COMMAND",
+                                                parser_class=CliParser, required=True)
+        for module in modules:
+            module.register(_Renaming(group_sub, names))
     return parser
+
+
+CONTAINER_GROUP = {
+    "ps": ["ls", "ps", "list"], "run": ["run"], "create": ["create"], "start": ["start"],
+    "stop": ["stop"], "kill": ["kill"], "restart": ["restart"], "rm": ["rm", "remove"],
+    "pause": ["pause"], "unpause": ["unpause"], "rename": ["rename"], "wait": ["wait"],
+    "logs": ["logs"], "exec": ["exec"], "inspect": ["inspect"], "top": ["top"],
+    "port": ["port"], "attach": ["attach"],
+}
+IMAGE_GROUP = {
+    "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
+    "load": ["load"], "save": ["save"], "import": ["import"], "pull": ["pull"],
+    "push": ["push"], "inspect": ["inspect"],
+}
+SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
+
+
+def effective_verb(verb: str, subverb: str | None) -> str:
+    """`container ls` → `ps`, `image rm` → `rmi`: the top-level verb a sub-verb stands for."""
+    group = {"container": CONTAINER_GROUP, "image": IMAGE_GROUP, "system": SYSTEM_GROUP}.get(verb)
+    if group is None or subverb is None:
+        return verb
+    return next((base for base, names in group.items() if subverb in names), verb)
+
+
+class _Renaming:
+    """Registers a module's verbs under a management command with Docker's sub-verb names;
+    verbs the group does not offer go to a parser that is thrown away."""
+
+    def __init__(self, sub: Any, names: Mapping[str, list[str]]) -> None:
+        self.sub = sub
+        self.names = names
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name not in self.names:
+            return CliParser(add_help=False)
+        first, *aliases = self.names[name]
+        kwargs.pop("help", None)
+        parser: argparse.ArgumentParser = self.sub.add_parser(first, aliases=aliases, **kwargs)
+        return parser
 
 
 def _make_client(host: str | None) -> Callable[[], Any]:
@@ -86,8 +139,9 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
             ctx.clock = clock
         root = args.root
         if root is not None:
-            if args.verb not in READ_ONLY_VERBS:
-                raise refuse_root(args.verb)
+            verb = effective_verb(args.verb, getattr(args, "subverb", None))
+            if verb not in READ_ONLY_VERBS:
+                raise refuse_root(verb)
             ctx.local = LocalReader(root)
         code = int(args.func(ctx, args) or 0)
         out.flush()

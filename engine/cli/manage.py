@@ -151,8 +151,8 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
     else:
         ctx.stdout.write(fmt.json_array(found))
     if missing:
-        for exc in missing[:-1]:
-            ctx.err(f"shipslog: {exc.message}")
+        for earlier in missing[:-1]:
+            ctx.err(f"shipslog: {earlier.message}")
         raise missing[-1]
     return 0
 

@@ -136,6 +136,19 @@ def test_root_refuses_writes_and_reports_unsupported_reads(tmp_path: pathlib.Pat
     assert fake.calls == []  # the daemon was never asked
 
 
+def test_management_commands_alias_the_verbs(tmp_path: pathlib.Path) -> None:
+    fake = FakeClient({("GET", "/containers/json"): [], ("DELETE", "/images/x"): []})
+    assert cli(fake, "container", "ls", "-a").code == 0
+    assert fake.calls[-1].params == {"all": True}
+    assert cli(fake, "image", "rm", "x").code == 0
+    assert fake.calls[-1].path == "/images/x"
+    (tmp_path / "events.db").write_bytes(b"")
+    r = cli(fake, "--root", str(tmp_path), "container", "ls")
+    assert two_lines(r.err)[0] == "shipslog: --root is not yet supported for 'ps'"
+    r = cli(fake, "--root", str(tmp_path), "container", "rm", "x")
+    assert "'rm' changes state" in r.err
+
+
 def test_version_flag_and_module_entry() -> None:
     r = cli(FakeClient(), "--version")
     assert r.code == 0 and r.out.startswith("shipslog version ")
