@@ -552,12 +552,18 @@ async def test_delete_and_get_json(server: str) -> None:
 async def test_idle_connection_is_closed(
     nursery: trio.Nursery, tmp_path: Path, state: dict
 ) -> None:
-    path = await start_server(
-        nursery, str(tmp_path / "s"), state, idle_timeout=0.2, header_timeout=0.2
+    # Each server has one short timeout and one long one, so the outcome does not depend on
+    # how fast this test's thread runs.
+    idle = await start_server(
+        nursery, str(tmp_path / "idle"), state, idle_timeout=0.2, header_timeout=SAFETY
     )
-    # Silent client: closed with no answer. Slow-loris: half a head gets 408, then closed.
-    assert await in_thread(raw_exchange, path, b"") == b""
-    reply = await in_thread(raw_exchange, path, b"GET /_ping HTTP/1.1\r\nHost")
+    # Silent client: closed with no answer.
+    assert await in_thread(raw_exchange, idle, b"") == b""
+    loris = await start_server(
+        nursery, str(tmp_path / "loris"), state, idle_timeout=SAFETY, header_timeout=0.2
+    )
+    # Slow-loris: half a head, then nothing: 408, then closed.
+    reply = await in_thread(raw_exchange, loris, b"GET /_ping HTTP/1.1\r\nHost")
     assert reply.startswith(b"HTTP/1.1 408 ")
 
 
