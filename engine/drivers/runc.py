@@ -81,7 +81,7 @@ def parse_version(text: str) -> RuncVersion:
     return RuncVersion(version=version, commit=commit, numbers=numbers)
 
 
-def _classify(cmd: str, container_id: str, stderr: str) -> Exception:
+def classify_error(cmd: str, container_id: str, stderr: str) -> Exception:
     line = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
     low = stderr.lower()
     msg = f"runc {cmd} {container_id}: {line}"
@@ -111,7 +111,7 @@ class Runc:
             self.argv(*args), stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
         )
         if proc.returncode != 0:
-            raise _classify(cmd, container_id, proc.stderr.decode("utf-8", "replace"))
+            raise classify_error(cmd, container_id, proc.stderr.decode("utf-8", "replace"))
         out: bytes = proc.stdout
         return out
 
@@ -201,9 +201,9 @@ class Runc:
         # runc reports its own failures ("exec failed: …") on stderr with status 255 or 1;
         # a process exit code is passed through untouched.
         if proc.returncode != 0 and "exec failed" in err:
-            raise _classify("exec", container_id, err)
-        if proc.returncode != 0 and detach:
-            raise _classify("exec", container_id, err)
+            raise classify_error("exec", container_id, err)
+        if proc.returncode != 0 and detach and capture:
+            raise classify_error("exec", container_id, err)
         code: int = proc.returncode
         return code
 

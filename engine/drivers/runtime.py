@@ -1,0 +1,503 @@
+"""The container runtime driver the supervisor calls: runc + conmon behind one async class.
+
+I/O: writes bundles' config.json, spawns conmon/runc/ps, reads exit files, pidfds, the
+conmon attach socket and control fifo, and (for user resolution) the rootfs's
+/etc/passwd and /etc/group — opened in-root without following symlinks, size-capped
+(RELIABILITY I-13), so a hostile image cannot make us read a host file or a FIFO.
+
+Layout: `<exec-root>/runc` is runc's state root, `<exec-root>/containers/<id>/` holds
+conmon's pid files and exit/oom records, `<exec-root>/exits/<id>` is conmon's exit file.
+Logs live wherever the caller says (normally `<root>/containers/<id>/…log`).
+
+Every operation is idempotent: creating a container that exists returns its monitor,
+deleting a missing one succeeds, waiting on an exited one returns its record at once —
+which is what a daemon adopting containers after a restart needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import signal as signal_mod
+import stat
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from engine.drivers import cgroups, monitor
+from engine.drivers.monitor import ExitRecord, MonitorPaths
+from engine.drivers.runc import Runc, classify_error
+from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.runtime.spec import PASSWD_MAX_BYTES
+
+DELETE_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    id: str
+    status: str  # created, running, paused, stopped
+    pid: int
+    monitor_pid: int
+    bundle: str
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    pid: int = 0  # set for detached execs
+
+
+def read_rootfs_file(rootfs: str, relpath: str, *, limit: int = PASSWD_MAX_BYTES) -> bytes | None:
+    """Read `relpath` inside `rootfs` without ever leaving it: every component is opened
+    with O_NOFOLLOW relative to its parent, the last must be a regular file, and at most
+    `limit` bytes are read. None if absent or not a regular file (CVE-2024-9676 class)."""
+    parts = [p for p in relpath.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        raise InvalidArgument(f"bad in-root path {relpath!r}", "")
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(rootfs, flags_dir)
+    except OSError:
+        return None
+    try:
+        for name in parts[:-1]:
+            nfd = os.open(name, flags_dir, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        ffd = os.open(
+            parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+        )
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        if not stat.S_ISREG(os.fstat(ffd).st_mode):
+            return None
+        return os.read(ffd, limit)
+    finally:
+        os.close(ffd)
+
+
+def _signal_number(sig: int | str) -> int:
+    if isinstance(sig, int):
+        return sig
+    s = sig.upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(signal_mod.Signals[s])
+    except KeyError:
+        raise InvalidArgument(
+            f"invalid signal: {sig}", "use a name like SIGTERM or a number"
+        ) from None
+
+
+class Runtime:
+    """runc and conmon for every container under one exec root."""
+
+    def __init__(
+        self,
+        exec_root: str | os.PathLike[str],
+        *,
+        runc_binary: str = "/usr/sbin/runc",
+        conmon_binary: str = monitor.CONMON,
+    ) -> None:
+        self.exec_root = Path(exec_root)
+        self.runc_binary = shutil.which(runc_binary) or runc_binary
+        self.conmon_binary = conmon_binary
+        self.runc = Runc(str(self.exec_root / "runc"), self.runc_binary)
+        self._exec_seq = 0
+
+    def paths(self, container_id: str) -> MonitorPaths:
+        if not container_id or "/" in container_id or container_id in (".", ".."):
+            raise InvalidArgument(f"invalid container id {container_id!r}", "")
+        return MonitorPaths(
+            cdir=self.exec_root / "containers" / container_id,
+            exit_dir=self.exec_root / "exits",
+            container_id=container_id,
+        )
+
+    async def check(self) -> str:
+        """Refuse to run on a runc without the CVE-2024-21626 fix; return its version."""
+        return (await self.runc.version()).version
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        container_id: str,
+        bundle_dir: str | os.PathLike[str],
+        spec: Mapping[str, Any],
+        *,
+        tty: bool = False,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+        log_path: str = "",
+        log_opts: Mapping[str, str] | None = None,
+        name: str = "",
+    ) -> int:
+        """Write config.json, start conmon (which runs `runc create`); return monitor pid."""
+        paths = self.paths(container_id)
+        existing = await self.runc.state(container_id)
+        if existing is not None:
+            return monitor.read_monitor_pid(paths)
+        bundle = Path(bundle_dir).absolute()
+        bundle.mkdir(parents=True, exist_ok=True)
+        paths.cdir.mkdir(parents=True, exist_ok=True)
+        link = paths.cdir / "bundle"
+        link.unlink(missing_ok=True)
+        link.symlink_to(bundle)
+        tmp = bundle / "config.json.tmp"
+        tmp.write_text(json.dumps(spec))
+        os.replace(tmp, bundle / "config.json")
+        opts = dict(log_opts or {})
+        size_max = monitor.parse_size(opts["max-size"]) if opts.get("max-size") else 0
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        argv = monitor.conmon_argv(
+            paths,
+            bundle=str(bundle),
+            runc_binary=self.runc_binary,
+            runc_root=self.runc.root,
+            log_path=log_path,
+            log_size_max=size_max,
+            tty=tty,
+            open_stdin=open_stdin,
+            stdin_once=stdin_once,
+            name=name,
+            conmon=self.conmon_binary,
+        )
+        try:
+            monitor_pid, _ = await monitor.spawn(paths, argv)
+        except BaseException:
+            # Roll back a half-created container so a retry with the same id works (F-09).
+            with trio.CancelScope(shield=True):
+                await self.runc.delete(container_id, force=True)
+            raise
+        return monitor_pid
+
+    async def start(self, container_id: str) -> int:
+        st = await self.runc.state(container_id)
+        if st is None:
+            raise NotFound(f"no such container in the runtime: {container_id}", "")
+        if st.status == "created":
+            await self.runc.start(container_id)
+            st = await self.runc.state(container_id) or st
+        elif st.status == "stopped":
+            raise Conflict(f"container {container_id} has already run", "create it again")
+        return st.pid
+
+    async def kill(
+        self, container_id: str, signal: int | str = "SIGKILL", *, all: bool = False
+    ) -> None:
+        await self.runc.kill(container_id, _signal_number(signal), all=all)
+
+    async def pause(self, container_id: str) -> None:
+        await self.runc.pause(container_id)
+
+    async def resume(self, container_id: str) -> None:
+        await self.runc.resume(container_id)
+
+    def exit_record_nowait(self, container_id: str) -> ExitRecord | None:
+        paths = self.paths(container_id)
+        return monitor.read_exit_record(paths, oom_hint=self._oom_in_cgroup(container_id))
+
+    def _oom_in_cgroup(self, container_id: str) -> bool:
+        cg = self._cgroups_path(container_id)
+        return bool(cg) and cgroups.oom_kill_count(cg) > 0
+
+    def _cgroups_path(self, container_id: str) -> str:
+        try:
+            cfg = json.loads((self._bundle_of(container_id) / "config.json").read_text())
+            return str(cfg.get("linux", {}).get("cgroupsPath", ""))
+        except (OSError, ValueError):
+            return ""
+
+    def _bundle_of(self, container_id: str) -> Path:
+        link = self.paths(container_id).cdir / "bundle"
+        try:
+            return Path(os.readlink(link))
+        except OSError:
+            return Path("/nonexistent")
+
+    async def wait_exit(self, container_id: str) -> ExitRecord:
+        """Wait for the container to exit and return conmon's record of it. Works for
+        containers started by an earlier daemon: it waits on conmon's pidfd."""
+        paths = self.paths(container_id)
+        while True:
+            rec = self.exit_record_nowait(container_id)
+            if rec is not None:
+                return rec
+            fd = monitor.monitor_pidfd(paths)
+            if fd is not None:
+                await monitor.wait_pidfd(fd)
+                continue
+            rec = self.exit_record_nowait(container_id)
+            if rec is not None:
+                return rec
+            return await self._wait_unmonitored(container_id)
+
+    async def _wait_unmonitored(self, container_id: str) -> ExitRecord:
+        """The monitor died without an exit record (RELIABILITY F-10): watch the container's
+        own pid; its exit code is then unknowable, so report 255 "lost" as Docker does."""
+        st = await self.runc.state(container_id)
+        if st is not None and st.status in ("running", "paused", "created") and st.pid:
+            fd = monitor.open_pidfd(st.pid)
+            if fd is not None:
+                await monitor.wait_pidfd(fd)
+        return ExitRecord(
+            exit_code=255,
+            signal=0,
+            oom_killed=self._oom_in_cgroup(container_id),
+            finished_at_ns=time.time_ns(),
+            lost=True,
+            reason="the container monitor exited without recording an exit status",
+        )
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        """Remove the container from runc and its runtime files; the log stays."""
+        paths = self.paths(container_id)
+        cg = self._cgroups_path(container_id)
+        st = await self.runc.state(container_id)
+        if st is not None and st.status in ("running", "paused") and not force:
+            raise Conflict(f"container {container_id} is {st.status}", "stop it or use force")
+        if st is not None:
+            await self.runc.delete(container_id, force=force)
+        # conmon writes its exit files after the container dies; wait for it so that no
+        # file appears after we removed the directory.
+        fd = monitor.monitor_pidfd(paths)
+        if fd is not None:
+            with trio.move_on_after(DELETE_WAIT_S):
+                await monitor.wait_pidfd(fd)
+        shutil.rmtree(paths.cdir, ignore_errors=True)
+        (paths.exit_dir / container_id).unlink(missing_ok=True)
+        if cg:
+            cgroups.remove_empty(cg)
+
+    # -- queries -----------------------------------------------------------------------
+
+    async def state(self, container_id: str) -> RuntimeState | None:
+        st = await self.runc.state(container_id)
+        if st is None:
+            return None
+        return RuntimeState(
+            id=st.id,
+            status=st.status,
+            pid=st.pid,
+            monitor_pid=monitor.read_monitor_pid(self.paths(container_id)),
+            bundle=st.bundle,
+        )
+
+    async def list(self) -> list[RuntimeState]:
+        out = []
+        for st in await self.runc.list():
+            out.append(
+                RuntimeState(
+                    id=st.id,
+                    status=st.status,
+                    pid=st.pid,
+                    monitor_pid=monitor.read_monitor_pid(self.paths(st.id)),
+                    bundle=st.bundle,
+                )
+            )
+        return out
+
+    async def top(
+        self, container_id: str, ps_args: str = "-ef"
+    ) -> tuple[list[str], list[list[str]]]:
+        """Docker's `top`: titles and rows of `ps` for the container's processes."""
+        pids = await self.runc.ps(container_id)
+        if not pids:
+            return (["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], [])
+        fields = "user,pid,ppid,c,stime,tty,time,args"
+        proc = await trio.run_process(
+            ["ps", "-o", fields, "-p", ",".join(map(str, pids))],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        lines = proc.stdout.decode("utf-8", "replace").splitlines()
+        titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+        rows = [line.split(None, 7) for line in lines[1:] if line.strip()]
+        return titles, rows
+
+    # -- exec, attach, resize ------------------------------------------------------------
+
+    def _write_process(self, container_id: str, process: Mapping[str, Any]) -> Path:
+        paths = self.paths(container_id)
+        paths.cdir.mkdir(parents=True, exist_ok=True)
+        self._exec_seq += 1
+        f = paths.cdir / f"exec-{os.getpid()}-{self._exec_seq}.json"
+        f.write_text(json.dumps(process))
+        return f
+
+    async def exec(
+        self,
+        container_id: str,
+        process: Mapping[str, Any],
+        *,
+        tty: bool = False,
+        detach: bool = False,
+        stdin: bytes = b"",
+    ) -> ExecResult:
+        """Run `process` (an OCI process object) in the container.
+
+        Attached: waits and returns the exit code with the output (a tty merges stderr into
+        stdout, as a terminal does). Detached: returns once the process runs, with its pid.
+        """
+        proc_spec = dict(process)
+        proc_spec["terminal"] = tty
+        pfile = self._write_process(container_id, proc_spec)
+        try:
+            if detach:
+                return await self._exec_detached(container_id, pfile)
+            if tty:
+                return await self._exec_tty(container_id, pfile)
+            proc = await trio.run_process(
+                self.runc.argv("exec", "--process", str(pfile), container_id),
+                stdin=stdin,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            err = proc.stderr.decode("utf-8", "replace")
+            if proc.returncode != 0 and "exec failed" in err:
+                raise classify_error("exec", container_id, err)
+            return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+        finally:
+            pfile.unlink(missing_ok=True)
+
+    async def _exec_detached(self, container_id: str, pfile: Path) -> ExecResult:
+        pid_file = pfile.with_suffix(".pid")
+        # runc's stderr goes to an unlinked file, not a pipe: the detached process inherits
+        # it, and a pipe would stay open (and our read blocked) for the process's lifetime.
+        err_file = pfile.with_suffix(".err")
+        with open(err_file, "w+b") as err:
+            err_file.unlink()
+            try:
+                # A detached tty exec would need a holder for the pty master (a console
+                # socket); detached execs therefore run without a terminal.
+                code = await self.runc.exec(
+                    container_id,
+                    str(pfile),
+                    detach=True,
+                    pid_file=str(pid_file),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            except BaseException:
+                pid_file.unlink(missing_ok=True)
+                raise
+            if code != 0:
+                err.seek(0)
+                pid_file.unlink(missing_ok=True)
+                raise classify_error(
+                    "exec", container_id, err.read(65536).decode("utf-8", "replace")
+                )
+        try:
+            pid = int(pid_file.read_text().strip() or 0)
+        finally:
+            pid_file.unlink(missing_ok=True)
+        return ExecResult(0, b"", b"", pid=pid)
+
+    async def _exec_tty(self, container_id: str, pfile: Path) -> ExecResult:
+        # runc, attached and with terminal=true, relays between the container's pty and its
+        # own stdio when that is a terminal: give it the slave of a pty we hold.
+        master, slave = pty.openpty()
+        os.set_blocking(master, False)
+        out = bytearray()
+        stream = trio.lowlevel.FdStream(master)
+
+        async def pump() -> None:
+            try:
+                while chunk := await stream.receive_some(65536):
+                    out.extend(chunk)
+            except (trio.BrokenResourceError, OSError):
+                pass  # EIO: the last slave closed
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
+                try:
+                    proc = await trio.run_process(
+                        self.runc.argv("exec", "--tty", "--process", str(pfile), container_id),
+                        stdin=slave,
+                        stdout=slave,
+                        stderr=slave,
+                        check=False,
+                        start_new_session=True,
+                    )
+                finally:
+                    os.close(slave)
+        finally:
+            await stream.aclose()
+        return ExecResult(proc.returncode, bytes(out), b"")
+
+    async def attach(self, container_id: str) -> AttachSession:
+        """Connect to conmon's attach socket (SOCK_SEQPACKET at <bundle>/attach)."""
+        bundle = self._bundle_of(container_id)
+        dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
+        try:
+            # Through /proc/self/fd: bundle paths can exceed sun_path's 108 bytes.
+            await sock.connect(f"/proc/self/fd/{dfd}/attach")
+        except OSError as e:
+            sock.close()
+            raise Conflict(
+                f"cannot attach to {container_id}: {e.strerror}", "is it running?"
+            ) from e
+        finally:
+            os.close(dfd)
+        return AttachSession(sock)
+
+    async def resize(self, container_id: str, height: int, width: int) -> None:
+        self._ctl(container_id, f"1 {int(height)} {int(width)}\n")
+
+    async def reopen_log(self, container_id: str) -> None:
+        self._ctl(container_id, "2 0 0\n")
+
+    def _ctl(self, container_id: str, line: str) -> None:
+        ctl = self._bundle_of(container_id) / "ctl"
+        try:
+            fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise Conflict(f"container {container_id} has no running monitor", "") from e
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+class AttachSession:
+    """One attach connection: conmon prefixes every message with the stream it came from
+    (1 stdout, 2 stderr); what we send is the container's stdin."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+
+    async def receive(self) -> tuple[str, bytes] | None:
+        msg = await self._sock.recv(32768 + 1)
+        if not msg:
+            return None
+        stream = {1: "stdout", 2: "stderr"}.get(msg[0], "stdout")
+        return stream, msg[1:]
+
+    async def send(self, data: bytes) -> None:
+        await self._sock.send(data)
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,301 @@
+"""The runtime driver on the real kernel: runc + conmon running busybox containers.
+
+I/O: kernel. Each test gets its own exec root, state root and cgroup parent, and leaves
+no container, conmon, cgroup or file behind (the `runtime` fixture checks `runc list`).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from engine.drivers import cgroups
+from engine.drivers.runtime import Runtime
+from engine.runtime.logs import follow_logs, read_logs
+from engine.runtime.spec import build_spec
+from events.values import ContainerConfig
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(
+        not (shutil.which("runc") and shutil.which("conmon") and shutil.which("busybox")),
+        reason="needs runc, conmon and busybox-static",
+    ),
+]
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox root filesystem made of nothing but /bin/busybox and its applet links."""
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
+    for name in applets.decode().split():
+        if name != "busybox":
+            (root / "bin" / name).symlink_to("busybox")
+    for d in ("proc", "sys", "dev", "etc", "tmp", "sbin"):
+        (root / d).mkdir()
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"
+    )
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+class Harness:
+    def __init__(self, base: Path, rootfs: Path) -> None:
+        self.base = base
+        self.rootfs = rootfs
+        self.runtime = Runtime(base / "exec")
+        self.cgroup_parent = f"/slg-test-{secrets.token_hex(4)}"
+        self.ids: list[str] = []
+
+    def new_id(self) -> str:
+        cid = secrets.token_hex(32)
+        self.ids.append(cid)
+        return cid
+
+    def log_path(self, cid: str) -> Path:
+        return self.base / "state" / "containers" / cid / f"{cid}-json.log"
+
+    def spec(self, cid: str, **cfg: Any) -> dict[str, Any]:
+        config = ContainerConfig(image="busybox", image_id="sha256:" + "0" * 64, **cfg)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return build_spec(
+            config,
+            None,
+            env=[],
+            rootfs=str(self.rootfs),
+            hostname=cid[:12],
+            netns_path=None,
+            cgroups_path=f"{self.cgroup_parent}/{cid}",
+            host_rlimits={"RLIMIT_NOFILE": nofile},
+            passwd=(self.rootfs / "etc/passwd").read_bytes(),
+            group=(self.rootfs / "etc/group").read_bytes(),
+            kernel=tuple(int(x) for x in os.uname().release.split(".")[:2]),  # type: ignore[arg-type]
+        )
+
+    async def create(self, cmd: tuple[str, ...], **cfg: Any) -> str:
+        cid = self.new_id()
+        spec = self.spec(cid, cmd=cmd, **cfg)
+        await self.runtime.create(
+            cid,
+            self.base / "bundles" / cid,
+            spec,
+            tty=bool(cfg.get("tty")),
+            open_stdin=bool(cfg.get("open_stdin")),
+            log_path=str(self.log_path(cid)),
+        )
+        return cid
+
+    async def run(self, cmd: tuple[str, ...], **cfg: Any) -> tuple[str, Any]:
+        cid = await self.create(cmd, **cfg)
+        await self.runtime.start(cid)
+        rec = await self.runtime.wait_exit(cid)
+        return cid, rec
+
+    def logs(self, cid: str) -> list[tuple[str, bytes]]:
+        return [(s, b) for s, _, b in read_logs(self.log_path(cid))]
+
+
+@pytest.fixture
+async def h(tmp_path: Path, rootfs: Path) -> AsyncIterator[Harness]:
+    harness = Harness(tmp_path, rootfs)
+    try:
+        yield harness
+    finally:
+        rt = harness.runtime
+        for st in await rt.list():
+            await rt.delete(st.id, force=True)
+        for cid in harness.ids:
+            await rt.delete(cid, force=True)
+        left = await rt.list()
+        cgroups.remove_empty(harness.cgroup_parent)
+        leftover_cgroups = cgroups.controller_dirs(harness.cgroup_parent)
+        assert left == [], f"runc still knows {left}"
+        assert leftover_cgroups == [], f"cgroups left: {leftover_cgroups}"
+        for cid in harness.ids:
+            assert not (rt.exec_root / "containers" / cid).exists()
+            assert not (rt.exec_root / "exits" / cid).exists()
+
+
+async def test_echo_hello_is_logged_and_exit_zero(h: Harness) -> None:
+    cid, rec = await h.run(("echo", "hello"))
+    assert rec.exit_code == 0 and rec.signal == 0 and not rec.oom_killed
+    assert rec.finished_at_ns > 0
+    assert h.logs(cid) == [("stdout", b"hello\n")]
+    await h.runtime.delete(cid)
+    assert await h.runtime.state(cid) is None
+
+
+async def test_exit_code_and_stderr(h: Harness) -> None:
+    cid, rec = await h.run(("sh", "-c", "echo out; echo err >&2; exit 3"))
+    assert rec.exit_code == 3
+    assert sorted(h.logs(cid)) == [("stderr", b"err\n"), ("stdout", b"out\n")]
+
+
+async def test_sigkill_gives_137(h: Harness) -> None:
+    cid = await h.create(("sleep", "1000"))
+    pid = await h.runtime.start(cid)
+    assert pid > 0
+    st = await h.runtime.state(cid)
+    assert st is not None and st.status == "running" and st.monitor_pid > 0
+    await h.runtime.kill(cid, "SIGKILL")
+    rec = await h.runtime.wait_exit(cid)
+    assert (rec.exit_code, rec.signal, rec.oom_killed) == (137, 9, False)
+
+
+async def test_tty_container_logs_through_the_pty(h: Harness) -> None:
+    cid, rec = await h.run(("sh", "-c", "test -t 1 && echo is-a-tty"), tty=True)
+    assert rec.exit_code == 0
+    out = b"".join(b for _, b in h.logs(cid))
+    assert b"is-a-tty" in out
+
+
+async def test_memory_hog_is_oom_killed(h: Harness) -> None:
+    # tail /dev/zero buffers an endless "line" until the 8 MiB limit kills it.
+    cid, rec = await h.run(("tail", "/dev/zero"), memory=8 * 1024 * 1024)
+    assert rec.oom_killed
+    assert rec.exit_code == 137
+
+
+async def test_pids_limit_stops_fork_bomb(h: Harness) -> None:
+    # busybox sh gives up ("can't fork") with status 2 once the cgroup is full.
+    script = "i=0; while [ $i -lt 10 ]; do sleep 1000 & i=$((i+1)); done; echo spawned"
+    cid, rec = await h.run(("sh", "-c", script), pids_limit=5)
+    pids_max = Path("/sys/fs/cgroup/pids") / h.cgroup_parent.strip("/") / cid / "pids.max"
+    assert pids_max.read_text().strip() == "5"
+    assert rec.exit_code == 2
+    logs = h.logs(cid)
+    assert (b"spawned\n") not in [b for _, b in logs]
+    assert b"can't fork" in b"".join(b for s, b in logs if s == "stderr")
+
+
+async def test_follow_logs_until_exit(h: Harness) -> None:
+    cid = await h.create(("sh", "-c", "echo one; read x; echo two >&2"), open_stdin=True)
+    await h.runtime.start(cid)
+    stop = trio.Event()
+    seen: list[tuple[str, bytes]] = []
+
+    async def waiter() -> None:
+        await h.runtime.wait_exit(cid)
+        stop.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        async for stream, _, data in follow_logs(h.log_path(cid), stop=stop):
+            seen.append((stream, data))
+            if data == b"one\n":
+                session = await h.runtime.attach(cid)
+                await session.send(b"x\n")
+                session.close()
+    assert seen == [("stdout", b"one\n"), ("stderr", b"two\n")]
+
+
+async def test_exec_with_and_without_tty(h: Harness) -> None:
+    cid = await h.create(("sleep", "1000"))
+    await h.runtime.start(cid)
+    proc = {"args": ["sh", "-c", "echo via-exec; exit 7"], "cwd": "/", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}  # fmt: skip
+    res = await h.runtime.exec(cid, proc)
+    assert (res.exit_code, res.stdout) == (7, b"via-exec\n")
+    proc["args"] = ["sh", "-c", "test -t 0 && echo tty-yes"]
+    res = await h.runtime.exec(cid, proc, tty=True)
+    assert res.exit_code == 0 and b"tty-yes" in res.stdout
+    proc["args"] = ["sleep", "1000"]
+    res = await h.runtime.exec(cid, proc, detach=True)
+    assert res.pid > 0
+    titles, rows = await h.runtime.top(cid)
+    assert titles[1] == "PID"
+    assert any(int(r[1]) == res.pid for r in rows)
+    await h.runtime.kill(cid, "SIGKILL")
+    await h.runtime.wait_exit(cid)
+
+
+async def test_pause_and_resume(h: Harness) -> None:
+    cid = await h.create(("sleep", "1000"))
+    await h.runtime.start(cid)
+    await h.runtime.pause(cid)
+    st = await h.runtime.state(cid)
+    assert st is not None and st.status == "paused"
+    await h.runtime.resume(cid)
+    st = await h.runtime.state(cid)
+    assert st is not None and st.status == "running"
+    await h.runtime.delete(cid, force=True)
+    assert await h.runtime.state(cid) is None
+
+
+async def test_create_and_delete_are_idempotent(h: Harness) -> None:
+    cid = await h.create(("true",))
+    spec = h.spec(cid, cmd=("true",))
+    again = await h.runtime.create(cid, h.base / "bundles" / cid, spec)
+    assert again == (await h.runtime.state(cid)).monitor_pid  # type: ignore[union-attr]
+    await h.runtime.delete(cid, force=True)
+    await h.runtime.delete(cid, force=True)
+    await h.runtime.delete("0" * 64)
+
+
+async def test_runc_error_surfaces(h: Harness) -> None:
+    from engine.drivers.runc import RuncError
+
+    with pytest.raises(RuncError, match="no-such-binary"):
+        await h.run(("/no-such-binary",))
+
+
+async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path: Path) -> None:
+    """Daemon independence: a child Python process creates and starts a container, then is
+    SIGKILLed; conmon keeps the container and records its exit for us to read later."""
+    cid = h.new_id()
+    spec = h.spec(cid, cmd=("sh", "-c", "read x < /dev/stdin; exit 5"), open_stdin=True)
+    import json
+
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    script = textwrap.dedent(
+        f"""
+        import json, os, signal, trio
+        from engine.drivers.runtime import Runtime
+        async def main():
+            rt = Runtime({str(h.runtime.exec_root)!r})
+            spec = json.load(open({str(tmp_path / "spec.json")!r}))
+            await rt.create({cid!r}, {str(h.base / "bundles" / cid)!r}, spec, open_stdin=True,
+                            log_path={str(h.log_path(cid))!r})
+            await rt.start({cid!r})
+            print("started", flush=True)
+            await trio.sleep_forever()
+        trio.run(main)
+        """
+    )
+    child = await trio.lowlevel.open_process(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=str(Path.cwd())
+    )
+    assert child.stdout is not None
+    line = await child.stdout.receive_some(100)
+    assert line.startswith(b"started")
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    await child.stdout.aclose()
+    st = await h.runtime.state(cid)
+    assert st is not None and st.status == "running"
+    # A fresh Runtime (as after a daemon restart) adopts it and sees its exit.
+    adopted = Runtime(h.runtime.exec_root)
+    session = await adopted.attach(cid)
+    await session.send(b"go\n")
+    session.close()
+    rec = await adopted.wait_exit(cid)
+    assert rec.exit_code == 5
