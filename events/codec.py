@@ -27,6 +27,7 @@ __all__ = [
     "canonical_bytes",
     "decode_actor",
     "decode_event",
+    "decoders",
     "encode_event",
 ]
 
@@ -57,6 +58,12 @@ def _decoder(type_name: str) -> msgspec.json.Decoder[Any]:
             "the log was written by a newer shipslog; upgrade this binary to read it",
         )
     return msgspec.json.Decoder(cls)
+
+
+def decoders() -> dict[str, tuple[type[BaseEvent], Callable[[bytes], Any]]]:
+    """`{type name: (class, decode)}` for hot loops that check `schema_version` themselves
+    and fall back to `decode_event` for anything else (old versions, damaged payloads)."""
+    return {name: (cls, _decoder(name).decode) for name, cls in EVENT_TYPES.items()}
 
 
 def encode_event(event: BaseEvent | Event) -> bytes:

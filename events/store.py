@@ -32,7 +32,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from events.codec import actor_bytes, canonical_bytes, decode_actor, decode_event, encode_event
+from events.codec import (
+    actor_bytes,
+    canonical_bytes,
+    decode_actor,
+    decode_event,
+    decoders,
+    encode_event,
+)
 from events.envelope import Actor, Envelope, Pending
 from events.hashing import GENESIS_HASH, VerifyResult, chain_hash, verify_chain
 
@@ -194,6 +201,7 @@ class _SqliteBackend:
             )
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the indexes of a 1M-event log
         return cls(conn, str(target), timeout)
 
     def create_schema(self) -> None:
@@ -239,16 +247,6 @@ class _SqliteBackend:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
-    def savepoint(self) -> None:
-        self.conn.execute("SAVEPOINT batch")
-
-    def release(self) -> None:
-        self.conn.execute("RELEASE batch")
-
-    def rollback_to(self) -> None:
-        self.conn.execute("ROLLBACK TO batch")
-        self.conn.execute("RELEASE batch")
-
     # --- events --------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str]:
@@ -278,11 +276,11 @@ class _SqliteBackend:
             f"INSERT INTO events({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
         )
 
-    def insert_command(self, command_id: str, first_seq: int, last_seq: int) -> None:
-        self.conn.execute(
-            "INSERT INTO commands(command_id, first_seq, last_seq) VALUES (?,?,?)",
-            (command_id, first_seq, last_seq),
-        )
+    def insert_commands(self, commands: Sequence[tuple[str, int, int]]) -> None:
+        if commands:
+            self.conn.executemany(
+                "INSERT INTO commands(command_id, first_seq, last_seq) VALUES (?,?,?)", commands
+            )
 
     def select_events(self, where: str, params: Sequence[Any], limit: int) -> list[Row]:
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?"
@@ -422,6 +420,42 @@ def _lock_holder(path: str | None) -> str:
         return fallback
 
 
+class _Group:
+    """The staged view of one group commit: what its successful batches have appended so far.
+
+    `pending_*` hold the batch being prepared; `keep()` folds them into the group, `discard()`
+    drops them (the batch failed).
+    """
+
+    def __init__(self, head: int, last_hash: str) -> None:
+        self.head, self.last_hash = head, last_hash
+        self.versions: dict[str, int] = {}
+        self.rows: list[Row] = []
+        self.commands: list[tuple[str, int, int]] = []
+        self.by_command: dict[str, list[Envelope]] = {}
+        self.changes: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending_versions: dict[str, int] = {}
+        self.pending_rows: list[Row] = []
+        self.pending_commands: list[tuple[str, int, int]] = []
+        self.pending_by_command: tuple[str, list[Envelope]] | None = None
+        self.pending_head, self.pending_hash = self.head, self.last_hash
+
+    def keep(self) -> None:
+        self.versions.update(self.pending_versions)
+        self.rows.extend(self.pending_rows)
+        self.commands.extend(self.pending_commands)
+        if self.pending_by_command is not None:
+            self.by_command[self.pending_by_command[0]] = self.pending_by_command[1]
+        self.head, self.last_hash = self.pending_head, self.pending_hash
+        self._reset()
+
+    def discard(self) -> None:
+        self._reset()
+
+
 class _Batch(msgspec.Struct):
     pending: Sequence[Pending]
     actor: Actor
@@ -453,6 +487,10 @@ class EventStore(Generic[State]):
         self.projection = projection
         self._state: State | None = projection.initial() if projection else None
         self._applied = 0  # last seq folded into self._state
+        # Stream versions as of `_vcache_head`, kept by the writer; dropped when the head moves
+        # under us (another process appended).
+        self._vcache: dict[str, int] = {}
+        self._vcache_head = -1
         self.path = writer.path
 
     # --- opening ---------------------------------------------------------------------------
@@ -672,10 +710,13 @@ class EventStore(Generic[State]):
     def append_group(self, batches: Sequence[_Batch]) -> list[list[Envelope] | Exception]:
         """Commit several callers' batches in one transaction (one fsync).
 
-        Each batch runs inside its own SAVEPOINT: a conflict or a projection error fails that
-        batch only. Projection state is immutable; each batch folds onto the staged state,
-        which becomes the committed state only after COMMIT succeeds. If BEGIN or COMMIT
-        fails, every batch gets that error.
+        Every check that can fail one batch (expected versions, the projection's fold) runs
+        before anything is written, against the group's staged view (versions, head, hash,
+        projection state) that only successful batches advance; then all rows go in with one
+        `executemany`. So a conflict or a fold error fails its own caller only, with no
+        SAVEPOINT round trips. If BEGIN, an insert or COMMIT fails, every batch gets that error.
+        The projection state is immutable: the staged state becomes the committed state only
+        after COMMIT succeeds.
         """
         if self.readonly:
             error = StoreError("this event log was opened read-only", "write through the daemon")
@@ -689,25 +730,30 @@ class EventStore(Generic[State]):
                 return [_wrap(exc) for _ in batches]
             try:
                 head, last_hash = w.head()
+                if head != self._vcache_head:
+                    self._vcache.clear()  # another process wrote: cached versions are stale
                 staged, applied = self._catch_up(w, head)
+                group = _Group(head, last_hash)
+                projection = self.projection
                 for batch in batches:
-                    w.savepoint()
                     try:
-                        envelopes, fresh = self._append_one(w, batch, head, last_hash)
-                        if fresh and self.projection is not None:
-                            staged, changes = self.projection.fold(staged, envelopes)
-                            w.apply_changes("proj_", changes)
+                        envelopes, fresh = self._prepare(w, batch, group)
+                        if fresh and projection is not None:
+                            staged, changes = projection.fold(staged, envelopes)
+                            group.changes.extend(changes)
                     except Exception as exc:  # noqa: BLE001 - fails this caller only
-                        w.rollback_to()
+                        group.discard()
                         results.append(_wrap(exc))
                         continue
-                    w.release()
-                    if fresh and envelopes:
-                        head, last_hash = envelopes[-1].seq, envelopes[-1].hash
-                        applied = head
+                    group.keep()
                     results.append(envelopes)
-                if self.projection is not None and applied != self._applied:
-                    w.set_applied_seq(self.projection.name, applied)
+                if group.rows:
+                    w.insert_events(group.rows)
+                    w.insert_commands(group.commands)
+                    w.apply_changes("proj_", group.changes)
+                    applied = group.head
+                if projection is not None and applied != self._applied:
+                    w.set_applied_seq(projection.name, applied)
                 w.commit()
             except BaseException as exc:
                 w.rollback()
@@ -716,6 +762,10 @@ class EventStore(Generic[State]):
                 return [_wrap(exc) for _ in batches]
             self._state = staged
             self._applied = applied
+            if len(self._vcache) > 100_000:
+                self._vcache.clear()
+            self._vcache.update(group.versions)
+            self._vcache_head = group.head
         return results
 
     def _catch_up(self, w: _SqliteBackend, head: int) -> tuple[Any, int]:
@@ -728,48 +778,61 @@ class EventStore(Generic[State]):
             w.apply_changes("proj_", changes)
         return staged, head
 
-    def _append_one(
-        self, w: _SqliteBackend, batch: _Batch, head: int, last_hash: str
+    def _version(self, w: _SqliteBackend, group: _Group, stream: str) -> int:
+        version = group.versions.get(stream)
+        if version is None:
+            version = self._vcache.get(stream)
+            if version is None:
+                version = w.stream_version(stream)
+        return version
+
+    def _prepare(
+        self, w: _SqliteBackend, batch: _Batch, group: _Group
     ) -> tuple[list[Envelope], bool]:
+        """Check one batch against the group's staged view and stage its rows; write nothing."""
         if batch.command_id is not None:
+            done = group.by_command.get(batch.command_id)
+            if done is not None:
+                return done, False
             extent = w.find_command(batch.command_id)
             if extent is not None:
-                rows = w.select_events(
-                    "seq > ? AND seq <= ?", (extent[0] - 1, extent[1]), extent[1] - extent[0] + 1
-                )
+                count = extent[1] - extent[0] + 1
+                rows = w.select_events("seq > ? AND seq <= ?", (extent[0] - 1, extent[1]), count)
                 return [_envelope(row) for row in rows], False
         if not batch.pending:
             return [], False
         actor = actor_bytes(batch.actor)
         before: dict[str, int] = {}
-        versions: dict[str, int] = {}
-        rows: list[Row] = []
+        versions = group.pending_versions
+        seq, prev = group.head, group.last_hash
+        op_id, now_ns, batch_actor = batch.op_id, batch.now_ns, batch.actor
+        rows = group.pending_rows
         envelopes: list[Envelope] = []
-        seq, prev = head, last_hash
         for item in batch.pending:
             stream = item.stream
             if stream not in before:
-                before[stream] = versions[stream] = w.stream_version(stream)
+                before[stream] = versions[stream] = self._version(w, group, stream)
             # expected_version is checked against the stream as it was before this batch: a
             # decider returns all of a batch's events against the state it read.
             expected = item.expected_version
             if expected is not None and expected != before[stream]:
                 raise ConcurrencyConflict(stream, expected, before[stream])
-            versions[stream] += 1
+            version = versions[stream] = versions[stream] + 1
             seq += 1
             event = item.event
-            type_name = type(event).__name__
-            schema_version = type(event).schema_version
+            cls = type(event)
+            type_name = cls.__name__
+            schema_version = cls.schema_version
             payload = encode_event(event)
-            command_id = batch.command_id if not rows else None
+            command_id = batch.command_id if not envelopes else None
             canonical = canonical_bytes(
                 seq=seq,
                 stream=stream,
-                stream_version=versions[stream],
+                stream_version=version,
                 schema_version=schema_version,
-                recorded_at=batch.now_ns,
+                recorded_at=now_ns,
                 actor=actor,
-                op_id=batch.op_id,
+                op_id=op_id,
                 command_id=command_id,
                 type_name=type_name,
                 payload=payload,
@@ -779,12 +842,12 @@ class EventStore(Generic[State]):
                 (
                     seq,
                     stream,
-                    versions[stream],
+                    version,
                     schema_version,
                     type_name,
-                    batch.now_ns,
+                    now_ns,
                     actor,
-                    batch.op_id,
+                    op_id,
                     command_id,
                     payload,
                     prev,
@@ -794,19 +857,20 @@ class EventStore(Generic[State]):
                 Envelope(
                     seq=seq,
                     stream=stream,
-                    stream_version=versions[stream],
+                    stream_version=version,
                     schema_version=schema_version,
-                    recorded_at=batch.now_ns,
-                    actor=batch.actor,
-                    op_id=batch.op_id,
+                    recorded_at=now_ns,
+                    actor=batch_actor,
+                    op_id=op_id,
                     event=event,
                     command_id=command_id,
                     hash=prev,
                 )
             )
-        w.insert_events(rows)
         if batch.command_id is not None:
-            w.insert_command(batch.command_id, head + 1, seq)
+            group.pending_commands.append((batch.command_id, group.head + 1, seq))
+            group.pending_by_command = (batch.command_id, envelopes)
+        group.pending_head, group.pending_hash = seq, prev
         return envelopes, True
 
     # --- projections -----------------------------------------------------------------------
@@ -888,20 +952,21 @@ def _wrap(exc: BaseException) -> Exception:
     return exc
 
 
+_DECODERS = decoders()
+
+
 def _envelope(row: Row) -> Envelope:
-    (
-        seq,
-        stream,
-        stream_version,
-        schema_version,
-        type_name,
-        recorded_at,
-        actor,
-        op_id,
-        cmd,
-        payload,
-        hash_,
-    ) = row
+    """A stored row as an Envelope. The hot path of reads, rebuilds and time travel."""
+    seq, stream, stream_version, schema_version, type_name, recorded_at, actor, op_id, cmd = row[:9]
+    fast = _DECODERS.get(type_name)
+    event: Any = None
+    if fast is not None and fast[0].schema_version == schema_version:
+        try:
+            event = fast[1](row[9])
+        except msgspec.MsgspecError:
+            event = None
+    if event is None:  # upcast, or raise a CodecError that names the problem
+        event = decode_event(type_name, schema_version, row[9])
     return Envelope(
         seq=seq,
         stream=stream,
@@ -910,7 +975,7 @@ def _envelope(row: Row) -> Envelope:
         recorded_at=recorded_at,
         actor=decode_actor(actor),
         op_id=op_id,
-        event=decode_event(type_name, schema_version, payload),
+        event=event,
         command_id=cmd,
-        hash=hash_,
+        hash=row[10],
     )
