@@ -87,7 +87,10 @@ def classify_error(cmd: str, container_id: str, stderr: str) -> Exception:
     msg = f"runc {cmd} {container_id}: {line}"
     if "does not exist" in low or "not found" in low and "container" in low:
         return NotFound(msg, "the container is not known to the runtime")
-    if "not running" in low or "is paused" in low or "is not paused" in low:
+    if any(
+        k in low
+        for k in ("not running", "is paused", "not paused", "not stopped", "already running")
+    ) or ("cannot start" in low and "stopped" in low):
         return Conflict(msg, "the container is not in a state that allows this")
     if "already exists" in low:
         return Conflict(msg, "")
