@@ -637,8 +637,14 @@ class EventStore(Generic[State]):
 
     def read_rows(self, table: str) -> Iterator[tuple[str, bytes]]:
         """A projection table's rows `(key, doc)`, ordered by key (the CLI's `ps` from the DB)."""
-        with self._rlock:
-            rows = self._r.read_rows(f"proj_{table}")
+        try:
+            with self._rlock:
+                rows = self._r.read_rows(f"proj_{table}")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"projection table {table!r} is not built in this log: {exc}",
+                "start the daemon once (it builds projections), or run `shipslog system rebuild`",
+            ) from exc
         yield from rows
 
     def verify(self, *, until_seq: int | None = None) -> VerifyResult:

@@ -180,8 +180,20 @@ class StoreWriter:
             if fresh:
                 self._published = fresh[-1].seq
                 self._publish(fresh)
+            # One wakeup per trio run, not per caller: each run_sync_soon writes to its wakeup fd.
+            wake: dict[trio.lowlevel.TrioToken, list[trio.Event]] = {}
             for request, result in zip(group, results, strict=True):
-                self._complete(request, result)
+                request.result = result
+                if request.future is not None:
+                    if isinstance(result, Exception):
+                        request.future.set_exception(result)
+                    else:
+                        request.future.set_result(result)
+                else:
+                    assert request.token is not None and request.done is not None
+                    wake.setdefault(request.token, []).append(request.done)
+            for token, events in wake.items():
+                _call_soon(token, _set_all, events)
         with self._sub_lock:
             subscribers = list(self._subscribers)
         for sub in subscribers:
@@ -193,18 +205,6 @@ class StoreWriter:
         for sub in subscribers:
             if not _call_soon(sub._token, sub._deliver, envelopes):
                 self._unsubscribe(sub)
-
-    @staticmethod
-    def _complete(request: _Request, result: list[Envelope] | Exception) -> None:
-        request.result = result
-        if request.future is not None:
-            if isinstance(result, Exception):
-                request.future.set_exception(result)
-            else:
-                request.future.set_result(result)
-            return
-        assert request.token is not None and request.done is not None
-        _call_soon(request.token, request.done.set)
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -236,6 +236,11 @@ class StoreWriter:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+
+def _set_all(events: list[trio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def _call_soon(token: trio.lowlevel.TrioToken, fn: Any, *args: Any) -> bool:

@@ -656,3 +656,9 @@ def test_frozen_sample_log_loads_and_verifies(sample: Path, tmp_path: Path) -> N
 
 def test_sample_logs_exist() -> None:
     assert any(p.name == "events-v1.db" for p in SAMPLE_LOGS)
+
+
+def test_read_rows_of_an_unbuilt_table_is_a_clear_error(backend: Backend) -> None:
+    store = backend.open()
+    with pytest.raises(StoreError, match="not built"):
+        list(store.read_rows("containers"))
