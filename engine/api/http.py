@@ -16,7 +16,8 @@ Caps (`Limits`, RELIABILITY I-05; CVE-2022-23471 is a leak of exactly this kind)
   keep-alive connection is closed after `idle_timeout`, a body that stalls for `body_timeout`
   gets 408, a plain response the client does not read within `send_timeout` drops the
   connection;
-- at most `max_connections` connections; past that a client gets 503 and the socket is closed.
+- at most `max_connections` connections: past that the longest-idle keep-alive connection is
+  closed to make room, and only when none is idle does a client get 503.
 
 The socket is created under a temporary name, given its mode and group, and renamed into
 place, so it is never reachable with the default umask's permissions (RELIABILITY S-01). It is
@@ -164,8 +165,31 @@ def _status_line_reason(status: int) -> bytes:
         return b""
 
 
+class _Slots:
+    """Connection accounting: how many are open, and which are idle between requests.
+
+    At the cap, the longest-idle keep-alive connection is closed to make room, so a pile of
+    idle connections cannot lock other clients out (RELIABILITY I-05: 1,000 idle connections);
+    only when every connection is busy does a newcomer get 503.
+    """
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.idle: dict[object, trio.CancelScope] = {}  # insertion order = idle since
+
+    def evict_idle(self) -> bool:
+        if not self.idle:
+            return False
+        owner = next(iter(self.idle))
+        self.idle.pop(owner).cancel()
+        return True
+
+
 class _Connection(BodySource):
-    def __init__(self, app: App, stream: trio.SocketStream, actor: Any) -> None:
+    def __init__(
+        self, app: App, stream: trio.SocketStream, actor: Any, slots: _Slots | None = None
+    ) -> None:
+        self.slots = slots or _Slots()
         self.app = app
         self.limits = app.limits
         self.stream = stream
@@ -209,8 +233,14 @@ class _Connection(BodySource):
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        first = await self._receive(trio.current_time() + self.limits.idle_timeout)
-        self.conn.receive_data(first)
+        first = b""
+        with trio.CancelScope() as idle:
+            self.slots.idle[self] = idle
+            try:
+                first = await self._receive(trio.current_time() + self.limits.idle_timeout)
+            finally:
+                self.slots.idle.pop(self, None)
+        self.conn.receive_data(first)  # b"" when evicted: treated as the client closing
         if not first:
             return self.conn.next_event()
         deadline = trio.current_time() + self.limits.header_timeout
@@ -459,7 +489,7 @@ async def _aclose(iterator: Any) -> None:
 # Serving
 
 
-async def _serve_connection(app: App, stream: trio.SocketStream) -> None:
+async def _serve_connection(app: App, stream: trio.SocketStream, slots: _Slots) -> None:
     try:
         async with stream:
             try:
@@ -467,7 +497,7 @@ async def _serve_connection(app: App, stream: trio.SocketStream) -> None:
             except OSError:
                 log.warning("no peer credentials on a connection; closing it")
                 return
-            await _Connection(app, stream, actor).run()
+            await _Connection(app, stream, actor, slots).run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     except Exception:  # noqa: BLE001 - never let one connection take the server down (I-05)
@@ -495,14 +525,13 @@ async def serve_listener(
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on `listener` and serve `app` until cancelled."""
-    active = 0
+    slots = _Slots()
 
     async def serve_one(stream: trio.SocketStream) -> None:
-        nonlocal active
         try:
-            await _serve_connection(app, stream)
+            await _serve_connection(app, stream, slots)
         finally:
-            active -= 1
+            slots.active -= 1
 
     async with listener, trio.open_nursery() as nursery:
         task_status.started()
@@ -515,10 +544,10 @@ async def serve_listener(
                 log.error("accept failed (%s); pausing", os.strerror(exc.errno or 0))
                 await trio.sleep(0.1)
                 continue
-            if active >= app.limits.max_connections:
+            if slots.active >= app.limits.max_connections and not slots.evict_idle():
                 nursery.start_soon(_refuse_connection, app, stream)
                 continue
-            active += 1
+            slots.active += 1
             nursery.start_soon(serve_one, stream)
 
 

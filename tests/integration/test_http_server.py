@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from engine.api import http
 from engine.api.client import ApiError, Client, DaemonUnreachable
@@ -567,21 +568,41 @@ async def test_idle_connection_is_closed(
     assert reply.startswith(b"HTTP/1.1 408 ")
 
 
-async def test_connection_cap_refuses_with_503(
+async def test_connection_cap_evicts_idle_connections_first(
     nursery: trio.Nursery, tmp_path: Path, state: dict
 ) -> None:
     path = await start_server(nursery, str(tmp_path / "s"), state, max_connections=2)
-    holders = []
-    for _ in range(2):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(path)
-        holders.append(sock)
+    idle = [socket.socket(socket.AF_UNIX) for _ in range(2)]
     try:
+        for sock in idle:
+            sock.connect(path)
+        # Every server task is now parked waiting for a first byte: both connections are idle.
+        await trio.testing.wait_all_tasks_blocked()
+        request = b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reply = await in_thread(raw_exchange, path, request)
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        idle[0].settimeout(SAFETY)
+        assert await in_thread(idle[0].recv, 1) == b""  # the longest-idle one made room
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+async def test_connection_cap_refuses_with_503_when_all_are_busy(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    path = await start_server(nursery, str(tmp_path / "s"), state, max_connections=2)
+    busy = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    try:
+        for sock in busy:
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.1\r\n")  # a head in progress: not idle
+        await trio.testing.wait_all_tasks_blocked()
         reply = await in_thread(raw_exchange, path, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 503 ")
         assert b"too many connections" in reply
     finally:
-        for sock in holders:
+        for sock in busy:
             sock.close()
 
 
