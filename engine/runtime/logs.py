@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
@@ -169,32 +170,38 @@ async def follow_logs(
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     ifd = _inotify_dir(base.parent)
+    fh = None
     try:
-        for rec in read_logs(base, stdout=stdout, stderr=stderr, since_ns=since_ns, tail=tail):
+        # The history is read through the same open file, up to the end of its last complete
+        # record: a lazy re-read by path could see lines the follower then reads again.
+        fh = _open_or_none(base)
+        start = _complete_end(fh) if fh else 0
+        older = [f for f in log_files(base) if f != base]
+        head = b""
+        if fh is not None:
+            fh.seek(0)
+            head = fh.read(start)  # leaves the position at `start` for the follow loop
+        history = (rec for rec in _chain(older, head) if _wanted(rec, stdout, stderr, since_ns, 0))
+        if tail is not None and tail >= 0:
+            history = iter(collections.deque(history, maxlen=tail))
+        for rec in history:
             yield rec
-        try:
-            st = base.stat()
-            inode, offset = st.st_ino, st.st_size
-        except FileNotFoundError:
-            inode, offset = 0, 0
         pending = b""
         while True:
             stopping = stop.is_set()
-            try:
-                st = base.stat()
-            except FileNotFoundError:
-                st = None
-            if st is not None and st.st_ino != inode:
-                inode, offset, pending = st.st_ino, 0, b""  # rotated or replaced
-            if st is not None and st.st_size > offset:
-                with open(base, "rb") as fh:
-                    fh.seek(offset)
-                    data = fh.read()
-                offset += len(data)
+            if fh is None:
+                fh, pending = _open_or_none(base), b""
+            data = fh.read() if fh else b""
+            if not data and fh is not None and _replaced(fh, base):
+                # Rotated or capped by rename: the old file is drained, follow the new one.
+                fh.close()
+                fh = None
+                continue
+            if data:
                 pending += data
                 *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    rec = parse_line(line)
+                for raw in lines:
+                    rec = parse_line(raw)
                     if rec is not None and _wanted(rec, stdout, stderr, since_ns, 0):
                         yield rec
                 continue
@@ -211,4 +218,39 @@ async def follow_logs(
                 nursery.cancel_scope.cancel()
             _drain(ifd)
     finally:
+        if fh is not None:
+            fh.close()
         os.close(ifd)
+
+
+def _open_or_none(path: Path) -> BinaryIO | None:
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the follower
+    except FileNotFoundError:
+        return None
+
+
+def _chain(older: list[Path], head: bytes) -> Iterator[LogRecord]:
+    for f in older:
+        yield from _records_in(f)
+    for raw in head.split(b"\n")[:-1]:
+        rec = parse_line(raw)
+        if rec is not None:
+            yield rec
+
+
+def _complete_end(fh: BinaryIO) -> int:
+    """Offset just past the last complete record: `read_logs` skips a record still being
+    written, so the follower must start at its beginning, not at the file's end."""
+    size = os.fstat(fh.fileno()).st_size
+    back = min(size, 1 << 16)  # a conmon record is one writev of at most ~8 KiB + header
+    fh.seek(size - back)
+    tail = fh.read(back)
+    return size - back + tail.rfind(b"\n") + 1
+
+
+def _replaced(fh: BinaryIO, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False
