@@ -361,6 +361,15 @@ class _Connection(BodySource):
             _body=body,
             _source=self if route.stream_body else None,
         )
+        if route.cancel_on_disconnect and self.conn.their_state is h11.DONE:
+            result: Response | None = None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_for_close, nursery.cancel_scope)
+                result = await self.app.call(route, req)
+                nursery.cancel_scope.cancel()
+            if result is None or self.client_gone:
+                return False  # the client hung up; the handler was cancelled
+            return await self._respond(method, result, upgrade)
         response = await self.app.call(route, req)
         return await self._respond(method, response, upgrade)
 

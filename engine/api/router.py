@@ -242,6 +242,10 @@ class Route:
     handler: Handler
     stream_body: bool
     literal: bool
+    # Long polls (`/containers/{id}/wait`): cancel the handler when the client hangs up, as
+    # Docker's request context does. Off by default: most handlers should finish what they
+    # started even if nobody waits for the answer.
+    cancel_on_disconnect: bool = False
 
 
 def _compile(pattern: str) -> tuple[re.Pattern[str], bool]:
@@ -264,19 +268,46 @@ class Router:
         self.routes: list[Route] = []
 
     def route(
-        self, method: str, pattern: str, *, stream_body: bool = False
+        self,
+        method: str,
+        pattern: str,
+        *,
+        stream_body: bool = False,
+        cancel_on_disconnect: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.add(method, pattern, handler, stream_body=stream_body)
+            self.add(
+                method,
+                pattern,
+                handler,
+                stream_body=stream_body,
+                cancel_on_disconnect=cancel_on_disconnect,
+            )
             return handler
 
         return register
 
     def add(
-        self, method: str, pattern: str, handler: Handler, *, stream_body: bool = False
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        stream_body: bool = False,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         regex, literal = _compile(pattern)
-        self.routes.append(Route(method.upper(), pattern, regex, handler, stream_body, literal))
+        self.routes.append(
+            Route(
+                method.upper(),
+                pattern,
+                regex,
+                handler,
+                stream_body,
+                literal,
+                cancel_on_disconnect,
+            )
+        )
 
     def include(self, other: Router) -> None:
         self.routes.extend(other.routes)

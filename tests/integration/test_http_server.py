@@ -128,6 +128,15 @@ def make_router(state: dict) -> Router:
 
         return streaming(chunks())
 
+    @router.route("POST", "/wait", cancel_on_disconnect=True)
+    async def wait(req: Request) -> Response:
+        try:
+            state["waiting"].set()
+            await state["forever"].wait()
+        finally:
+            state["wait_cancelled"].set()
+        return empty()
+
     @router.route("POST", "/attach")
     async def attach(req: Request) -> Response:
         async def echo(conn: HijackedStream) -> None:
@@ -142,7 +151,8 @@ def make_router(state: dict) -> Router:
 
 @pytest.fixture
 def state() -> dict:
-    return {"first_read": trio.Event(), "forever": trio.Event(), "stream_closed": trio.Event()}
+    names = ("first_read", "forever", "stream_closed", "waiting", "wait_cancelled")
+    return {name: trio.Event() for name in names}
 
 
 async def start_server(nursery: trio.Nursery, path: str, state: dict, **limits: object) -> str:
@@ -427,6 +437,20 @@ async def test_streaming_is_incremental_and_closed_when_client_leaves(
     assert await in_thread(read_two_then_leave) == [b'{"n":1}\n', b'{"n":2}\n']
     with trio.fail_after(SAFETY):
         await state["stream_closed"].wait()  # the generator's finally ran: it was closed
+
+
+async def test_long_poll_is_cancelled_when_the_client_hangs_up(server: str, state: dict) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.connect(server)
+        sock.sendall(b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        with trio.fail_after(SAFETY):
+            await state["waiting"].wait()
+    finally:
+        sock.close()
+    with trio.fail_after(SAFETY):
+        await state["wait_cancelled"].wait()
+    assert not state["forever"].is_set()
 
 
 async def test_stream_json_decodes_lines(server: str) -> None:
