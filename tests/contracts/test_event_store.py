@@ -662,3 +662,17 @@ def test_read_rows_of_an_unbuilt_table_is_a_clear_error(backend: Backend) -> Non
     store = backend.open()
     with pytest.raises(StoreError, match="not built"):
         list(store.read_rows("containers"))
+
+
+def test_nul_bytes_and_empty_streams_are_refused(backend: Backend) -> None:
+    store = backend.open()
+    with pytest.raises(StoreError, match="NUL"):
+        append(store, Pending(stream="volume-a\x00b", event=VolumeRemoved(name="a")))
+    with pytest.raises(StoreError, match="NUL"):
+        append(store, vol("a"), op_id="op\x00")
+    with pytest.raises(StoreError, match="NUL"):
+        append(store, vol("a"), command_id="c\x00")
+    with pytest.raises(StoreError):
+        append(store, Pending(stream="", event=VolumeRemoved(name="a")))
+    assert append(store, vol("a"), op_id="")[0].seq == 1  # events outside any operation
+    assert store.head() == 1 and store.verify().ok
