@@ -439,6 +439,24 @@ class SystemVersion(_Out):
     BuildTime: str = ""
 
 
+class PluginsInfo(_Out):
+    Volume: list[str] = msgspec.field(default_factory=lambda: ["local"])
+    Network: list[str] = msgspec.field(default_factory=lambda: ["bridge", "host", "none"])
+    Authorization: list[str] | None = None
+    Log: list[str] = msgspec.field(default_factory=lambda: ["json-file", "local", "none"])
+
+
+class SwarmInfo(_Out):
+    """Always inactive: `docker info` prints "Swarm: inactive" from LocalNodeState."""
+
+    NodeID: str = ""
+    NodeAddr: str = ""
+    LocalNodeState: str = "inactive"
+    ControlAvailable: bool = False
+    Error: str = ""
+    RemoteManagers: list[dict[str, str]] | None = None
+
+
 class SystemInfo(_Out):
     """`GET /info` (the fields `docker info` prints that we can answer)."""
 
@@ -451,6 +469,7 @@ class SystemInfo(_Out):
     Driver: str = "overlay2"
     DriverStatus: list[list[str]] = []
     DockerRootDir: str = ""
+    Plugins: PluginsInfo = msgspec.field(default_factory=PluginsInfo)
     MemoryLimit: bool = True
     SwapLimit: bool = False
     CpuCfsPeriod: bool = True
@@ -479,6 +498,7 @@ class SystemInfo(_Out):
     ServerVersion: str = ""
     Runtimes: dict[str, dict[str, str]] = {}
     DefaultRuntime: str = "runc"
+    Swarm: SwarmInfo = msgspec.field(default_factory=SwarmInfo)
     LiveRestoreEnabled: bool = True  # containers outlive the daemon (DESIGN.md, monitors)
     Isolation: str = ""
     SecurityOptions: list[str] = []

@@ -799,3 +799,74 @@ async def test_docker_cli_exec_hijack_and_events_stream(
         )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == [f"create {'c' * 64}", f"start {'c' * 64}"]
+
+
+@pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
+async def test_docker_cli_reads_our_list_inspect_and_info_models(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    from engine.api import models as m
+
+    router = Router()
+    cid, iid = "c" * 64, "sha256:" + "1" * 64
+
+    @router.route("GET", "/containers/json")
+    async def ps(req: Request) -> Response:
+        port = m.Port(PrivatePort=80, PublicPort=8080, IP="0.0.0.0", Type="tcp")
+        summary = m.ContainerSummary(
+            Id=cid,
+            Names=["/web"],
+            Image="busybox",
+            ImageID=iid,
+            Command="sleep 1",
+            Created=1_700_000_000,
+            State="running",
+            Status="Up 2 minutes",
+            Ports=[port],
+        )
+        return json_response([summary])
+
+    @router.route("GET", "/images/json")
+    async def images(req: Request) -> Response:
+        image = m.ImageSummary(Id=iid, RepoTags=["busybox:latest"], Size=1_234_567)
+        return json_response([image])
+
+    @router.route("GET", "/containers/{id}/json")
+    async def inspect(req: Request) -> Response:
+        state = m.ContainerState(Status="exited", ExitCode=3)
+        return json_response(
+            m.ContainerInspect(Id=cid, Created="2026-01-01T00:00:00Z", Name="/web", State=state)
+        )
+
+    @router.route("GET", "/info")
+    async def info(req: Request) -> Response:
+        return json_response(m.SystemInfo(ID="x", Name="host", NCPU=4, ServerVersion="0.1.0"))
+
+    path = str(tmp_path / "d.sock")
+    await nursery.start(http.serve_unix, path, http.App(router))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    env["DOCKER_CONFIG"] = str(tmp_path)
+
+    async def docker(*args: str) -> str:
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [DOCKER, "-H", f"unix://{path}", *args],
+                capture_stdout=True,
+                capture_stderr=True,
+                env=env,
+                check=False,
+            )
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout.decode().strip()
+
+    ps_format = "{{.ID}} {{.Names}} {{.Status}} {{.Ports}}"
+    assert await docker("ps", "--format", ps_format) == (
+        "cccccccccccc web Up 2 minutes 0.0.0.0:8080->80/tcp"
+    )
+    assert await docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}") == (
+        "busybox:latest 111111111111"
+    )
+    state_format = "{{.State.Status}} {{.State.ExitCode}} {{.Name}}"
+    assert await docker("inspect", "--format", state_format, "web") == "exited 3 /web"
+    info_format = "{{.Swarm.LocalNodeState}} {{.NCPU}} {{.ServerVersion}}"
+    assert await docker("info", "--format", info_format) == "inactive 4 0.1.0"

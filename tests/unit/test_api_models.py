@@ -125,6 +125,8 @@ CHECKED = [
     (models.PlatformName, "SystemVersion.Platform"),
     (models.SystemVersion, "SystemVersion"),
     (models.SystemInfo, "SystemInfo"),
+    (models.PluginsInfo, "PluginsInfo"),
+    (models.SwarmInfo, "SwarmInfo"),
     (models.EventActor, "EventActor"),
     (models.EventMessage, "EventMessage"),
     (models.ExecInspect, "GET /exec/{id}/json 200"),
