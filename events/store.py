@@ -516,28 +516,38 @@ class EventStore(Generic[State]):
     ) -> EventStore[State]:
         path = str(path)
         timeout = busy_timeout
+        if path != ":memory:" and readonly and not Path(path).exists():
+            raise StoreError(f"no event log at {path}", "check --root / SHIPSLOG_ROOT")
+        opened: list[_SqliteBackend] = []
         try:
-            if path == ":memory:":
-                writer = _SqliteBackend.connect(path, readonly=False, timeout=timeout)
+            writer = _SqliteBackend.connect(path, readonly=readonly, timeout=timeout)
+            opened.append(writer)
+            if path == ":memory:" or readonly:
                 reader = writer
             else:
-                if readonly and not Path(path).exists():
-                    raise StoreError(f"no event log at {path}", "check --root / SHIPSLOG_ROOT")
-                writer = _SqliteBackend.connect(path, readonly=readonly, timeout=timeout)
-                reader = (
-                    writer
-                    if readonly
-                    else _SqliteBackend.connect(path, readonly=True, timeout=timeout)
-                )
-        except sqlite3.Error as exc:
+                reader = _SqliteBackend.connect(path, readonly=True, timeout=timeout)
+                opened.append(reader)
+            if not readonly:
+                writer.create_schema()
+            version = writer.schema_version()
+        except (sqlite3.Error, OSError) as exc:
+            for backend in opened:
+                backend.close()
+            if isinstance(exc, StoreError):
+                raise
+            # A damaged or foreign file must not crash startup with a traceback (F-15).
             raise StoreError(
                 f"cannot open event log {path}: {exc}",
-                "check the path and its permissions (the log is 0600, owned by root)",
+                "check the path and its permissions (the log is 0600, owned by root); if the "
+                "file is damaged, restore it from backup",
             ) from exc
-        if not readonly:
-            writer.create_schema()
-        version = writer.schema_version()
+        except StoreError:
+            for backend in opened:
+                backend.close()
+            raise
         if version > SCHEMA_VERSION:
+            for backend in opened:
+                backend.close()
             raise StoreError(
                 f"event log {path} has store schema {version}, this build knows {SCHEMA_VERSION}",
                 "upgrade shipslog",

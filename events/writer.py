@@ -171,7 +171,11 @@ class StoreWriter:
                 if not self._queue:
                     break
                 group = [self._queue.popleft() for _ in range(min(MAX_GROUP, len(self._queue)))]
-            results = self.store.append_group([r.batch for r in group])
+            try:
+                results = self.store.append_group([r.batch for r in group])
+            except BaseException as exc:  # noqa: BLE001 - a bug here must not strand callers
+                error = exc if isinstance(exc, Exception) else StoreError(f"writer failed: {exc}")
+                results = [error for _ in group]
             self.commits += 1
             fresh: list[Envelope] = []
             for result in results:

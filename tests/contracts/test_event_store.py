@@ -676,3 +676,39 @@ def test_nul_bytes_and_empty_streams_are_refused(backend: Backend) -> None:
         append(store, Pending(stream="", event=VolumeRemoved(name="a")))
     assert append(store, vol("a"), op_id="")[0].seq == 1  # events outside any operation
     assert store.head() == 1 and store.verify().ok
+
+
+def test_damaged_file_is_a_clear_error(backend: Backend, tmp_path: Path) -> None:
+    _file_only(backend)
+    bad = tmp_path / "damaged.db"
+    bad.write_bytes(b"this is not an SQLite database" * 200)
+    with pytest.raises(StoreError) as info:
+        EventStore.open(bad)
+    assert "cannot open" in info.value.message and info.value.hint
+    with pytest.raises(StoreError):
+        EventStore.open(bad, readonly=True)
+
+
+def test_many_writer_processes_share_the_file_without_locked_errors(backend: Backend) -> None:
+    # RELIABILITY F-13: BEGIN IMMEDIATE + busy timeout: every writer gets through, in turn.
+    import threading
+
+    _file_only(backend)
+    stores = [backend.open() for _ in range(24)]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            for j in range(15):
+                append(stores[i], vol(f"{i}-{j}", 0), op_id=f"w{i}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stores[0].head() == 24 * 15 and stores[0].verify().ok
+    assert sorted(e.seq for e in stores[0].read()) == list(range(1, 361))
