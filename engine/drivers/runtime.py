@@ -35,6 +35,7 @@ from engine.drivers import cgroups, monitor
 from engine.drivers.monitor import ExitRecord, MonitorPaths
 from engine.drivers.runc import Runc, classify_error
 from engine.errors import Conflict, InvalidArgument
+from engine.runtime import logs as logs_mod
 from engine.runtime.spec import PASSWD_MAX_BYTES
 
 DELETE_WAIT_S = 10.0
@@ -166,7 +167,10 @@ class Runtime:
         tmp.write_text(json.dumps(spec))
         os.replace(tmp, bundle / "config.json")
         opts = dict(log_opts or {})
-        size_max = monitor.parse_size(opts["max-size"]) if opts.get("max-size") else 0
+        size_max, max_file = log_limits(opts)
+        # conmon's own cap truncates in place: exactly Docker's max-file=1. With more files
+        # the daemon rotates (`run_log_rotation`), and conmon must not truncate behind it.
+        conmon_cap = size_max if max_file == 1 else 0
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         argv = monitor.conmon_argv(
@@ -175,7 +179,7 @@ class Runtime:
             runc_binary=self.runc_binary,
             runc_root=self.runc.root,
             log_path=log_path,
-            log_size_max=size_max,
+            log_size_max=conmon_cap,
             tty=tty,
             open_stdin=open_stdin,
             stdin_once=stdin_once,
@@ -289,6 +293,75 @@ class Runtime:
         (paths.exit_dir / container_id).unlink(missing_ok=True)
         if cg:
             cgroups.remove_empty(cg)
+
+    # -- log rotation ---------------------------------------------------------------------
+
+    async def rotate_log(self, container_id: str, log_path: str, max_file: int) -> None:
+        """Shift `log` → `log.1` → … → `log.<max_file-1>` and make conmon reopen `log`.
+        Lines written between the rename and the reopen land in `log.1`: nothing is lost."""
+        base = Path(log_path)
+        oldest = base.with_name(f"{base.name}.{max_file - 1}")
+        oldest.unlink(missing_ok=True)
+        for i in range(max_file - 2, 0, -1):
+            src = base.with_name(f"{base.name}.{i}")
+            if src.exists():
+                os.replace(src, base.with_name(f"{base.name}.{i + 1}"))
+        if base.exists():
+            os.replace(base, base.with_name(f"{base.name}.1"))
+        await self.reopen_log(container_id)
+
+    async def run_log_rotation(
+        self,
+        container_id: str,
+        log_path: str,
+        log_opts: Mapping[str, str],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Docker's json-file `max-size`/`max-file` while the daemon runs: wait on inotify
+        for the log to grow past max-size, then rotate. Returns when the monitor is gone.
+        (While the daemon is down the current file may outgrow max-size; it is rotated on
+        the next start of this service.)"""
+        size_max, max_file = log_limits(log_opts)
+        if not size_max or max_file == 1:
+            task_status.started()
+            return  # nothing to do, or conmon's own cap does it
+        base = Path(log_path)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        pidfd = monitor.monitor_pidfd(self.paths(container_id))
+        if pidfd is None:
+            task_status.started()
+            return
+        ifd = logs_mod.inotify_dir(base.parent)
+        try:
+            task_status.started()
+            monitor_gone = False
+            while not monitor_gone:
+                try:
+                    size = base.stat().st_size
+                except FileNotFoundError:
+                    size = 0
+                if size >= size_max:
+                    try:
+                        await self.rotate_log(container_id, log_path, max_file)
+                    except Conflict:
+                        return  # the monitor has exited: no more writes
+                    continue
+                async with trio.open_nursery() as nursery:
+
+                    async def on_exit(scope: trio.CancelScope = nursery.cancel_scope) -> None:
+                        nonlocal monitor_gone
+                        await trio.lowlevel.wait_readable(pidfd)
+                        monitor_gone = True
+                        scope.cancel()
+
+                    nursery.start_soon(on_exit)
+                    await trio.lowlevel.wait_readable(ifd)
+                    nursery.cancel_scope.cancel()
+                logs_mod.drain_inotify(ifd)
+        finally:
+            os.close(ifd)
+            os.close(pidfd)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -504,6 +577,17 @@ class AttachSession:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def log_limits(opts: Mapping[str, str]) -> tuple[int, int]:
+    """(max-size in bytes or 0, max-file) from Docker's json-file log options."""
+    size = monitor.parse_size(opts["max-size"]) if opts.get("max-size") else 0
+    raw = opts.get("max-file", "1") or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgument(f"invalid max-file {raw!r}", "use a positive integer")
+    if int(raw) > 1 and not size:
+        raise InvalidArgument("max-file needs max-size", "set max-size as well")
+    return size, int(raw)
 
 
 def _read_int(path: Path) -> int:

@@ -135,7 +135,7 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _inotify_dir(directory: Path) -> int:
+def inotify_dir(directory: Path) -> int:
     fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
         raise OSError(ctypes.get_errno(), "inotify_init1 failed")
@@ -147,7 +147,7 @@ def _inotify_dir(directory: Path) -> int:
     return fd
 
 
-def _drain(fd: int) -> None:
+def drain_inotify(fd: int) -> None:
     try:
         while os.read(fd, 65536):
             pass
@@ -169,7 +169,7 @@ async def follow_logs(
     left in the file is drained. Waits on inotify, never on a timer."""
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
-    ifd = _inotify_dir(base.parent)
+    ifd = inotify_dir(base.parent)
     fh = None
     try:
         # The history is read through the same open file, up to the end of its last complete
@@ -216,7 +216,7 @@ async def follow_logs(
                 nursery.start_soon(on_stop)
                 await trio.lowlevel.wait_readable(ifd)
                 nursery.cancel_scope.cancel()
-            _drain(ifd)
+            drain_inotify(ifd)
     finally:
         if fh is not None:
             fh.close()

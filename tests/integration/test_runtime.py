@@ -299,3 +299,99 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     session.close()
     rec = await adopted.wait_exit(cid)
     assert rec.exit_code == 5
+
+
+async def test_log_rotation_keeps_max_file_files(h: Harness) -> None:
+    cid = await h.create(
+        ("sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); done")
+    )
+    opts = {"max-size": "1k", "max-file": "3"}
+    log = str(h.log_path(cid))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(h.runtime.run_log_rotation, cid, log, opts)
+        await h.runtime.start(cid)
+        rec = await h.runtime.wait_exit(cid)
+    assert rec.exit_code == 0
+    base = h.log_path(cid)
+    assert not base.with_name(base.name + ".3").exists()
+    assert base.with_name(base.name + ".1").exists()
+    lines = [b for _, b in h.logs(cid)]
+    # What is kept is a gap-free suffix of what was written.
+    first = int(lines[0][4:-1])
+    assert lines == [b"line%d\n" % i for i in range(first, 400)]
+
+
+async def test_max_file_one_is_conmons_cap(h: Harness) -> None:
+    cid = h.new_id()
+    spec = h.spec(
+        cid, cmd=("sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); done")
+    )
+    log = h.log_path(cid)
+    await h.runtime.create(cid, h.base / "bundles" / cid, spec, log_path=str(log),
+                           log_opts={"max-size": "2k"})  # fmt: skip
+    await h.runtime.start(cid)
+    await h.runtime.wait_exit(cid)
+    assert log.stat().st_size <= 2048
+    lines = [b for _, b in h.logs(cid)]
+    assert lines[-1] == b"line399\n"
+
+
+async def test_monitor_killed_gives_a_lost_exit(h: Harness) -> None:
+    """RELIABILITY F-10: conmon (which this test started) is SIGKILLed; the exit of the
+    container is still noticed, reported as 255 with a reason."""
+    cid = await h.create(("sleep", "1000"))
+    await h.runtime.start(cid)
+    st = await h.runtime.state(cid)
+    assert st is not None and st.monitor_pid > 0
+    os.kill(st.monitor_pid, signal.SIGKILL)
+    async with trio.open_nursery() as nursery:
+        result: list[Any] = []
+
+        async def waiter() -> None:
+            result.append(await h.runtime.wait_exit(cid))
+
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        await h.runtime.kill(cid, "SIGKILL")
+    (rec,) = result
+    assert rec.lost and rec.exit_code == 255 and "monitor" in rec.reason
+
+
+async def test_resize_reaches_the_containers_tty(h: Harness) -> None:
+    cid = await h.create(("sh", "-c", "read x; stty size"), tty=True, open_stdin=True)
+    await h.runtime.start(cid)
+    await h.runtime.resize(cid, 40, 100)
+    session = await h.runtime.attach(cid)
+    await session.send(b"\n")
+    rec = await h.runtime.wait_exit(cid)
+    session.close()
+    assert rec.exit_code == 0
+    assert b"40 100" in b"".join(b for _, b in h.logs(cid))
+
+
+async def test_kill_of_an_exited_container_is_a_conflict(h: Harness) -> None:
+    from engine.errors import Conflict, NotFound
+
+    cid, _ = await h.run(("true",))
+    with pytest.raises(Conflict):
+        await h.runtime.kill(cid, "SIGTERM")
+    with pytest.raises(NotFound):
+        await h.runtime.kill("f" * 64, "SIGTERM")
+
+
+async def test_this_hosts_runc_passes_the_version_floor(h: Harness) -> None:
+    assert await h.runtime.check()
+
+
+def test_version_floor() -> None:
+    from engine.drivers.runc import parse_version
+    from engine.errors import Unavailable
+
+    assert parse_version("runc version 1.1.12\ncommit: v1.1.12-0\n").numbers == (1, 1, 12)
+    assert parse_version("runc version 1.2.0\n").numbers == (1, 2, 0)
+    debian = "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\n"
+    assert parse_version(debian).version == "1.1.5+ds1"
+    for old in ("runc version 1.1.11\n", "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1\n",
+                "runc version 1.0.0-rc93\n", "garbage"):  # fmt: skip
+        with pytest.raises(Unavailable):
+            parse_version(old)
