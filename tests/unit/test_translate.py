@@ -6,8 +6,13 @@ I/O: none. The two bodies below were captured from the real docker CLI 28.2 (`do
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.api.models import ContainerCreateBody
 from engine.api.translate import create_body_to_config, merge_image_defaults, parse_filters
@@ -350,3 +355,84 @@ def test_filters_both_forms() -> None:
 def test_bad_filters(raw: str, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         parse_filters(raw, allowed={"status", "label"})
+
+
+# -- robustness ---------------------------------------------------------------------------------
+
+_text = st.text(max_size=12) | st.sampled_from(["/", "/a", "a:/b", "/a:/b:ro", "80/tcp", "no", ""])
+_scalar = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _text
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+_host_keys = st.sampled_from(
+    [
+        "Binds",
+        "Mounts",
+        "Tmpfs",
+        "PortBindings",
+        "RestartPolicy",
+        "Memory",
+        "NanoCpus",
+        "CpuQuota",
+        "CpuPeriod",
+        "PidsLimit",
+        "CapAdd",
+        "SecurityOpt",
+        "LogConfig",
+        "NetworkMode",
+        "AutoRemove",
+        "MemorySwap",
+    ]
+)
+_top_keys = st.sampled_from(
+    [
+        "Cmd",
+        "Entrypoint",
+        "Env",
+        "WorkingDir",
+        "User",
+        "Hostname",
+        "ExposedPorts",
+        "Volumes",
+        "StopSignal",
+        "StopTimeout",
+        "Labels",
+    ]
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(_top_keys, _value, max_size=4), st.dictionaries(_host_keys, _value, max_size=4)
+)
+def test_any_body_is_either_translated_or_a_clear_400(top: dict, host: dict) -> None:
+    raw = msgspec.json.encode({"Image": "busybox", **top, "HostConfig": host})
+    try:
+        body = msgspec.json.decode(raw, type=ContainerCreateBody)
+    except msgspec.ValidationError:
+        return  # the server answers these with 400 "invalid JSON: ..." before translating
+    try:
+        fields, _, _ = create_body_to_config(body)
+    except InvalidArgument as exc:
+        assert exc.message and "\n" not in exc.message
+        return
+    ContainerConfig(
+        image_id="sha256:" + "0" * 64, **{k: v for k, v in fields.items() if v is not None}
+    )
+
+
+def test_translate_and_models_stay_pure() -> None:
+    forbidden = {"os", "subprocess", "socket", "sqlite3", "pyroute2", "trio"}
+    for module in ("engine/api/translate.py", "engine/api/models.py"):
+        tree = ast.parse((Path(__file__).parents[2] / module).read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (
+                node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+            )
+        }
+        assert not imported & forbidden, (module, imported & forbidden)
