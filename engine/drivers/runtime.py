@@ -36,6 +36,7 @@ from engine.drivers.monitor import ExitRecord, MonitorPaths
 from engine.drivers.runc import Runc, classify_error
 from engine.errors import Conflict, InvalidArgument
 from engine.runtime import logs as logs_mod
+from engine.runtime import seccomp
 from engine.runtime.spec import PASSWD_MAX_BYTES
 
 DELETE_WAIT_S = 10.0
@@ -88,6 +89,28 @@ def read_rootfs_file(rootfs: str, relpath: str, *, limit: int = PASSWD_MAX_BYTES
         return os.read(ffd, limit)
     finally:
         os.close(ffd)
+
+
+def host_spec_inputs(rootfs: str | None = None) -> dict[str, Any]:
+    """What `build_spec` needs to know about this host (and, given a rootfs, the image's
+    user database): pass as `build_spec(..., **host_spec_inputs(rootfs))`."""
+    import platform
+    import resource
+
+    release = os.uname().release.split("-")[0].split(".")
+    kernel = (int(release[0]), int(release[1]) if len(release) > 1 and release[1].isdigit() else 0)
+    out: dict[str, Any] = {
+        "host_rlimits": {
+            "RLIMIT_NOFILE": resource.getrlimit(resource.RLIMIT_NOFILE),
+            "RLIMIT_NPROC": resource.getrlimit(resource.RLIMIT_NPROC),
+        },
+        "kernel": kernel,
+        "goarch": seccomp.GOARCH_OF_MACHINE.get(platform.machine(), platform.machine()),
+    }
+    if rootfs is not None:
+        out["passwd"] = read_rootfs_file(rootfs, "etc/passwd")
+        out["group"] = read_rootfs_file(rootfs, "etc/group")
+    return out
 
 
 def _signal_number(sig: int | str) -> int:

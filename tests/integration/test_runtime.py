@@ -7,7 +7,6 @@ no container, conmon, cgroup or file behind (the `runtime` fixture checks `runc 
 from __future__ import annotations
 
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -22,7 +21,7 @@ import pytest
 import trio
 
 from engine.drivers import cgroups
-from engine.drivers.runtime import Runtime
+from engine.drivers.runtime import Runtime, host_spec_inputs, read_rootfs_file
 from engine.runtime.logs import follow_logs, read_logs
 from engine.runtime.spec import build_spec
 from events.values import ContainerConfig
@@ -76,7 +75,6 @@ class Harness:
 
     def spec(self, cid: str, **cfg: Any) -> dict[str, Any]:
         config = ContainerConfig(image="busybox", image_id="sha256:" + "0" * 64, **cfg)
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         return build_spec(
             config,
             None,
@@ -85,10 +83,7 @@ class Harness:
             hostname=cid[:12],
             netns_path=None,
             cgroups_path=f"{self.cgroup_parent}/{cid}",
-            host_rlimits={"RLIMIT_NOFILE": nofile},
-            passwd=(self.rootfs / "etc/passwd").read_bytes(),
-            group=(self.rootfs / "etc/group").read_bytes(),
-            kernel=tuple(int(x) for x in os.uname().release.split(".")[:2]),  # type: ignore[arg-type]
+            **host_spec_inputs(str(self.rootfs)),
         )
 
     async def create(self, cmd: tuple[str, ...], **cfg: Any) -> str:
@@ -269,7 +264,7 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     script = textwrap.dedent(
         f"""
         import json, os, signal, trio
-        from engine.drivers.runtime import Runtime
+        from engine.drivers.runtime import Runtime, host_spec_inputs, read_rootfs_file
         async def main():
             rt = Runtime({str(h.runtime.exec_root)!r})
             spec = json.load(open({str(tmp_path / "spec.json")!r}))
@@ -395,3 +390,39 @@ def test_version_floor() -> None:
                 "runc version 1.0.0-rc93\n", "garbage"):  # fmt: skip
         with pytest.raises(Unavailable):
             parse_version(old)
+
+
+async def test_init_runs_tini_as_pid_one(h: Harness) -> None:
+    cid, rec = await h.run(("sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"), init=True)
+    assert rec.exit_code == 0
+    assert h.logs(cid)[0][1].startswith(b"/sbin/docker-init -- sh")
+
+
+async def test_user_is_resolved_from_the_rootfs(h: Harness) -> None:
+    cid, rec = await h.run(("id",), user="nobody")
+    assert rec.exit_code == 0
+    out = h.logs(cid)[0][1]  # busybox-static prints numbers only: it has no NSS
+    assert out.startswith(b"uid=65534") and b"gid=65534" in out
+
+
+def test_rootfs_files_are_read_in_root_only(tmp_path: Path) -> None:
+    """RELIABILITY I-13: /etc/passwd as a symlink out of the rootfs, as a FIFO, as a huge
+    file, or behind a symlinked /etc, is never followed or read past the cap."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("host:x:0:0::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").symlink_to(secret)
+    assert read_rootfs_file(str(root), "etc/passwd") is None
+    (root / "etc" / "passwd").unlink()
+    os.mkfifo(root / "etc" / "passwd")
+    assert read_rootfs_file(str(root), "etc/passwd") is None  # and it did not block
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").write_bytes(b"x" * (3 << 20))
+    assert len(read_rootfs_file(str(root), "etc/passwd") or b"") == 1 << 20
+    shutil.rmtree(root / "etc")
+    (root / "etc").symlink_to(tmp_path)
+    (tmp_path / "group").write_text("root:x:0:\n")
+    assert read_rootfs_file(str(root), "etc/group") is None
+    with pytest.raises(Exception, match="bad in-root path"):
+        read_rootfs_file(str(root), "../etc/passwd")
