@@ -1,6 +1,7 @@
-"""What a route handler sees: `Router`, `Request`, `Response` and the response helpers.
+"""The application side of the API: `App` (routes plus the handler error boundary), `Router`,
+`Request`, `Response`, the response helpers, and the server's `Limits`.
 
-I/O: none of its own. A `Request` reads its body through a source the server
+I/O: none of its own (logs handler crashes). A `Request` reads its body through a source the server
 (`engine/api/http.py`) hands it; a `Response` is data the server writes.
 
 Handlers are `async def handler(req: Request) -> Response`, registered with
@@ -19,6 +20,7 @@ Docker's conventions kept here:
 from __future__ import annotations
 
 import builtins
+import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,9 @@ from events.envelope import Actor
 if TYPE_CHECKING:
     from engine.api.stream import HijackedStream
 
+log = logging.getLogger("shipslog.api")
+
+SERVER_NAME = "shipslog/0.1.0 (linux)"
 API_VERSION = "1.43"
 MIN_API_VERSION = "1.24"
 
@@ -329,3 +334,88 @@ class Router:
 
 def parse_query(raw: str) -> dict[str, list[str]]:
     return parse_qs(raw, keep_blank_values=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server caps
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-server caps; the defaults are the documented ones (`engine/api/http.py`)."""
+
+    max_header_bytes: int = 64 * 1024
+    max_header_count: int = 256
+    max_body_bytes: int = 16 * 1024 * 1024
+    header_timeout: float = 30.0
+    idle_timeout: float = 120.0
+    body_timeout: float = 60.0
+    send_timeout: float = 60.0  # a whole non-streaming response; a client that never reads
+    max_connections: int = 512
+    backlog: int = 128
+
+
+# ---------------------------------------------------------------------------------------------
+# The application: routes plus the error boundary
+
+
+class App:
+    """Routes and the handler error boundary. `/_ping` is built in (HEAD and GET)."""
+
+    def __init__(
+        self, *routers: Router, limits: Limits | None = None, server_name: str = SERVER_NAME
+    ) -> None:
+        self.router = Router()
+        for router in routers:
+            self.router.include(router)
+        self.router.add("GET", "/_ping", _ping)
+        self.limits = limits or Limits()
+        self.server_name = server_name
+
+    def common_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("Api-Version", API_VERSION),
+            ("Docker-Experimental", "false"),
+            ("Ostype", "linux"),
+            ("Server", self.server_name),
+        ]
+
+    async def call(self, route: Route, req: Request) -> Response:
+        """Run a handler; any exception becomes an error response here (RELIABILITY I-05)."""
+        try:
+            response = await route.handler(req)
+            if not isinstance(response, Response):
+                raise TypeError(f"handler returned {type(response).__name__}, not a Response")
+            return response
+        except ShipslogError as exc:
+            return error_response(exc.status, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing may reach the nursery
+            leaf = _single_shipslog_error(exc)
+            if leaf is not None:
+                return error_response(leaf.status, leaf.message)
+            log.exception("handler %s %s failed", req.method, route.pattern)
+            return error_response(500, _one_line(exc))
+
+
+def _single_shipslog_error(exc: BaseException) -> ShipslogError | None:
+    # Handlers that open nurseries raise ExceptionGroups; one ShipslogError inside keeps its status.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, ShipslogError) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()
+    first = message[0] if message else ""
+    return f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
+
+
+async def _ping(req: Request) -> Response:
+    response = text("OK")
+    response.headers += [
+        ("Builder-Version", "1"),  # the classic builder; "2" would make the CLI try BuildKit
+        ("Cache-Control", "no-cache, no-store, must-revalidate"),
+        ("Pragma", "no-cache"),
+        ("Swarm", "inactive"),
+    ]
+    return response
