@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import grp
+import itertools
 import logging
 import os
 import socket
@@ -70,6 +71,8 @@ __all__ = [
 log = logging.getLogger("shipslog.api")
 
 RECEIVE_SIZE = 64 * 1024
+MAX_SOCKET_PATH = 107  # sizeof(sun_path) - 1 for the terminating NUL
+_staging_ids = itertools.count()
 _ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -516,8 +519,13 @@ async def bind_unix(
             )
         os.unlink(path)  # stale: left by a daemon that died
     directory = os.path.dirname(path)
+    staging = os.path.join(directory, f".s{os.getpid()}-{next(_staging_ids)}")
+    if len(os.fsencode(max(path, staging, key=len))) > MAX_SOCKET_PATH:
+        raise InvalidArgument(
+            f"socket path {path!r} is too long: unix sockets allow {MAX_SOCKET_PATH} bytes "
+            "(sun_path, unix(7))"
+        )
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    staging = os.path.join(directory, f".s{os.getpid()}")
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         if os.path.lexists(staging):

@@ -24,7 +24,7 @@ from engine.api import http
 from engine.api.client import ApiError, Client, DaemonUnreachable
 from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
 from engine.api.stream import STDOUT, FrameDecoder, HijackedStream
-from engine.errors import Conflict, Unavailable
+from engine.errors import Conflict, InvalidArgument, Unavailable
 
 SAFETY = 20  # seconds: a hung test fails instead of hanging CI; never a timing assertion
 
@@ -646,6 +646,12 @@ async def test_socket_mode_stale_socket_and_live_server(
     regular.write_text("not a socket")
     with pytest.raises(Unavailable, match="not a socket"):
         await http.serve_unix(str(regular), http.App())
+
+
+async def test_socket_path_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    path = str(tmp_path / ("x" * 120))
+    with pytest.raises(InvalidArgument, match="too long"):
+        await http.serve_unix(path, http.App())
 
 
 async def test_client_names_the_missing_socket(tmp_path: Path) -> None:
