@@ -113,9 +113,14 @@ def decode_actor(blob: bytes) -> Actor:
     return _ACTOR_DECODER.decode(blob)
 
 
-def _field(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return b"%d:%b" % (len(raw), raw)
+# Field separator and "no command_id" marker (ASCII US and RS). No field may contain them: the
+# store refuses them (and NUL) in stream, op_id and command_id; JSON escapes every control
+# character, so actor bytes never hold one; ints are digits; type names are identifiers. The
+# payload comes last, so its bytes need no separator. Hence the encoding is unambiguous: no
+# choice of values can move bytes from one field into its neighbour and keep the same hash.
+SEPARATOR = "\x1f"
+NO_COMMAND = "\x1e"
+FORBIDDEN_IN_FIELDS = ("\x00", SEPARATOR, NO_COMMAND)
 
 
 def canonical_bytes(
@@ -131,22 +136,20 @@ def canonical_bytes(
     type_name: str,
     payload: bytes,
 ) -> bytes:
-    """The bytes an event's hash covers.
+    """The bytes an event's hash covers: envelope fields separated by 0x1F, then the payload.
 
-    Every field is length-prefixed (`<len>:<bytes>`), so no choice of values can shift bytes
-    from one field into its neighbour and keep the same hash. A missing command_id is `~`,
-    which no length prefix can start with. `actor` and `payload` are the stored bytes.
-    `events/store.py` builds the same bytes in SQL for `verify`; a test keeps the two equal.
+    `actor` and `payload` are the stored bytes. `events/store.py` builds the same bytes in
+    SQL for `verify`; a test keeps the two equal.
     """
-    return b"%d|%b%d|%d|%d|%b%b%b%b%b" % (
+    return b"%d\x1f%b\x1f%d\x1f%d\x1f%d\x1f%b\x1f%b\x1f%b\x1f%b\x1f%b" % (
         seq,
-        _field(stream),
+        stream.encode(),
         stream_version,
         schema_version,
         recorded_at,
-        _field(actor),
-        _field(op_id),
-        b"~" if command_id is None else _field(command_id),
-        _field(type_name),
-        _field(payload),
+        actor,
+        op_id.encode(),
+        b"\x1e" if command_id is None else command_id.encode(),
+        type_name.encode(),
+        payload,
     )

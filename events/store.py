@@ -33,6 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 
 from events.codec import (
+    FORBIDDEN_IN_FIELDS,
     actor_bytes,
     canonical_bytes,
     decode_actor,
@@ -115,14 +116,11 @@ _EVENT_COLUMNS = (
 # The SQL twin of events.codec.canonical_bytes, so `verify` hashes rows without building a
 # Python object per event. tests/contracts/test_event_store.py keeps the two byte-identical.
 _CANONICAL_SQL = (
-    # One printf instead of ~25 `||` operations: verify runs about 1.6x faster. printf stops
-    # at a NUL byte, so the store refuses NUL in stream, op_id and command_id (and JSON has none).
-    "CAST(printf('%d|%d:%s%d|%d|%d|%d:%s%d:%s%s%d:%s%d:', seq, length(CAST(stream AS BLOB)),"
-    " stream, stream_version, schema_version, recorded_at, length(actor), actor,"
-    " length(CAST(op_id AS BLOB)), op_id,"
-    " CASE WHEN command_id IS NULL THEN '~'"
-    " ELSE length(CAST(command_id AS BLOB)) || ':' || command_id END,"
-    " length(CAST(type AS BLOB)), type, length(payload)) || payload AS BLOB)"
+    # One printf, no per-field length(): verify runs ~2x faster than with `||` chains. printf
+    # stops at a NUL byte; the store refuses NUL in every text field (JSON has none).
+    "CAST(printf('%d\x1f%s\x1f%d\x1f%d\x1f%d\x1f%s\x1f%s\x1f%s\x1f%s\x1f', seq, stream,"
+    " stream_version, schema_version, recorded_at, actor, op_id,"
+    " ifnull(command_id, char(30)), type) || payload AS BLOB)"
 )
 
 _SCHEMA = """
@@ -374,9 +372,10 @@ class _SqliteBackend:
 
 
 def _check_text(what: str, value: str, *, allow_empty: bool = True) -> None:
-    if (not value and not allow_empty) or "\x00" in value:
+    # These fields are separated by 0x1F in the hashed bytes (events/codec.py).
+    if (not value and not allow_empty) or any(c in value for c in FORBIDDEN_IN_FIELDS):
         raise StoreError(
-            f"invalid {what} {value[:80]!r}: empty or contains a NUL byte",
+            f"invalid {what} {value[:80]!r}: empty, or contains a NUL, 0x1E or 0x1F byte",
             "this is a bug in the caller: envelope fields are engine-made",
         )
 

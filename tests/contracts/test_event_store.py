@@ -674,6 +674,9 @@ def test_nul_bytes_and_empty_streams_are_refused(backend: Backend) -> None:
         append(store, vol("a"), command_id="c\x00")
     with pytest.raises(StoreError):
         append(store, Pending(stream="", event=VolumeRemoved(name="a")))
+    for separator in ("\x1f", "\x1e"):  # the hashed bytes' field separators
+        with pytest.raises(StoreError):
+            append(store, vol("a"), op_id=f"op{separator}x")
     assert append(store, vol("a"), op_id="")[0].seq == 1  # events outside any operation
     assert store.head() == 1 and store.verify().ok
 

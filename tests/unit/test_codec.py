@@ -111,6 +111,14 @@ def test_canonical_bytes_cover_every_field_unambiguously() -> None:
     assert _canon(stream="a", op_id="b") != _canon(stream="ab", op_id="")
 
 
+def test_canonical_layout_is_pinned() -> None:
+    # Changing this layout breaks every recorded hash chain: it is part of the log format.
+    assert _canon(command_id=None) == b"1\x1fs\x1f1\x1f1\x1f5\x1f{}\x1fo\x1f\x1e\x1fT\x1f{}"
+    assert _canon(command_id="c", stream="é") == (
+        b"1\x1f\xc3\xa9\x1f1\x1f1\x1f5\x1f{}\x1fo\x1fc\x1fT\x1f{}"
+    )
+
+
 def test_verify_chain_names_first_bad() -> None:
     rows = []
     prev = GENESIS_HASH
