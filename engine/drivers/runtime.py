@@ -1,9 +1,8 @@
 """The container runtime driver the supervisor calls: runc + conmon behind one async class.
 
-I/O: writes bundles' config.json, spawns conmon/runc/ps, reads exit files, pidfds, the
-conmon attach socket and control fifo, and (for user resolution) the rootfs's
-/etc/passwd and /etc/group — opened in-root without following symlinks, size-capped
-(RELIABILITY I-13), so a hostile image cannot make us read a host file or a FIFO.
+I/O: writes bundles' config.json, spawns conmon/runc/ps, reads exit files and cgroup
+files, waits on pidfds and inotify. Exec and attach streams are in `execio.py`; reading
+the image's /etc/passwd safely and the host's limits are in `hostinfo.py` (re-exported).
 
 Layout: `<exec-root>/runc` is runc's state root, `<exec-root>/containers/<id>/` holds
 conmon's pid files and exit/oom records, `<exec-root>/exits/<id>` is conmon's exit file.
@@ -18,26 +17,36 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import shutil
 import signal as signal_mod
-import stat
-import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from engine.drivers import cgroups, monitor
+from engine.drivers import cgroups, execio, monitor
+from engine.drivers.execio import AttachSession, ExecProcess, ExecResult
+from engine.drivers.hostinfo import host_spec_inputs, read_rootfs_file
 from engine.drivers.monitor import ExitRecord, MonitorPaths
-from engine.drivers.runc import Runc, classify_error
+from engine.drivers.runc import Runc
 from engine.errors import Conflict, InvalidArgument
 from engine.runtime import logs as logs_mod
-from engine.runtime import seccomp
-from engine.runtime.spec import PASSWD_MAX_BYTES
+
+__all__ = [
+    "AttachSession",
+    "ExecProcess",
+    "ExecResult",
+    "ExitRecord",
+    "Runtime",
+    "RuntimeState",
+    "host_spec_inputs",
+    "log_limits",
+    "read_rootfs_file",
+]
 
 DELETE_WAIT_S = 10.0
 
@@ -49,68 +58,6 @@ class RuntimeState:
     pid: int
     monitor_pid: int
     bundle: str
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-    pid: int = 0  # set for detached execs
-
-
-def read_rootfs_file(rootfs: str, relpath: str, *, limit: int = PASSWD_MAX_BYTES) -> bytes | None:
-    """Read `relpath` inside `rootfs` without ever leaving it: every component is opened
-    with O_NOFOLLOW relative to its parent, the last must be a regular file, and at most
-    `limit` bytes are read. None if absent or not a regular file (CVE-2024-9676 class)."""
-    parts = [p for p in relpath.split("/") if p and p != "."]
-    if not parts or ".." in parts:
-        raise InvalidArgument(f"bad in-root path {relpath!r}", "")
-    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(rootfs, flags_dir)
-    except OSError:
-        return None
-    try:
-        for name in parts[:-1]:
-            nfd = os.open(name, flags_dir, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        ffd = os.open(
-            parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
-        )
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        if not stat.S_ISREG(os.fstat(ffd).st_mode):
-            return None
-        return os.read(ffd, limit)
-    finally:
-        os.close(ffd)
-
-
-def host_spec_inputs(rootfs: str | None = None) -> dict[str, Any]:
-    """What `build_spec` needs to know about this host (and, given a rootfs, the image's
-    user database): pass as `build_spec(..., **host_spec_inputs(rootfs))`."""
-    import platform
-    import resource
-
-    release = os.uname().release.split("-")[0].split(".")
-    kernel = (int(release[0]), int(release[1]) if len(release) > 1 and release[1].isdigit() else 0)
-    out: dict[str, Any] = {
-        "host_rlimits": {
-            "RLIMIT_NOFILE": resource.getrlimit(resource.RLIMIT_NOFILE),
-            "RLIMIT_NPROC": resource.getrlimit(resource.RLIMIT_NPROC),
-        },
-        "kernel": kernel,
-        "goarch": seccomp.GOARCH_OF_MACHINE.get(platform.machine(), platform.machine()),
-    }
-    if rootfs is not None:
-        out["passwd"] = read_rootfs_file(rootfs, "etc/passwd")
-        out["group"] = read_rootfs_file(rootfs, "etc/group")
-    return out
 
 
 def _signal_number(sig: int | str) -> int:
@@ -435,14 +382,6 @@ class Runtime:
 
     # -- exec, attach, resize ------------------------------------------------------------
 
-    def _write_process(self, container_id: str, process: Mapping[str, Any]) -> Path:
-        paths = self.paths(container_id)
-        paths.cdir.mkdir(parents=True, exist_ok=True)
-        self._exec_seq += 1
-        f = paths.cdir / f"exec-{os.getpid()}-{self._exec_seq}.json"
-        f.write_text(json.dumps(process))
-        return f
-
     async def exec(
         self,
         container_id: str,
@@ -456,150 +395,45 @@ class Runtime:
 
         Attached: waits and returns the exit code with the output (a tty merges stderr into
         stdout, as a terminal does). Detached: returns once the process runs, with its pid.
+        For interactive streams use `open_exec`.
         """
-        proc_spec = dict(process)
-        proc_spec["terminal"] = tty
-        pfile = self._write_process(container_id, proc_spec)
+        pfile = execio.write_process_file(
+            self.paths(container_id).cdir, {**process, "terminal": tty}
+        )
         try:
             if detach:
-                return await self._exec_detached(container_id, pfile)
+                return await execio.exec_detached(self.runc, container_id, pfile)
             if tty:
-                return await self._exec_tty(container_id, pfile)
-            proc = await trio.run_process(
-                self.runc.argv("exec", "--process", str(pfile), container_id),
-                stdin=stdin,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-            err = proc.stderr.decode("utf-8", "replace")
-            if proc.returncode != 0 and "exec failed" in err:
-                raise classify_error("exec", container_id, err)
-            return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+                return await execio.exec_tty_collect(self.runc, container_id, pfile)
+            return await execio.exec_collect(self.runc, container_id, pfile, stdin)
         finally:
             pfile.unlink(missing_ok=True)
 
-    async def _exec_detached(self, container_id: str, pfile: Path) -> ExecResult:
-        pid_file = pfile.with_suffix(".pid")
-        # runc's stderr goes to an unlinked file, not a pipe: the detached process inherits
-        # it, and a pipe would stay open (and our read blocked) for the process's lifetime.
-        err_file = pfile.with_suffix(".err")
-        with open(err_file, "w+b") as err:
-            err_file.unlink()
-            try:
-                # A detached tty exec would need a holder for the pty master (a console
-                # socket); detached execs therefore run without a terminal.
-                code = await self.runc.exec(
-                    container_id,
-                    str(pfile),
-                    detach=True,
-                    pid_file=str(pid_file),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-            except BaseException:
-                pid_file.unlink(missing_ok=True)
-                raise
-            if code != 0:
-                err.seek(0)
-                pid_file.unlink(missing_ok=True)
-                raise classify_error(
-                    "exec", container_id, err.read(65536).decode("utf-8", "replace")
-                )
+    @asynccontextmanager
+    async def open_exec(
+        self, container_id: str, process: Mapping[str, Any], *, tty: bool = False
+    ) -> AsyncIterator[execio.ExecProcess]:
+        """An attached exec with live streams (`docker exec -i[t]`)."""
+        pfile = execio.write_process_file(
+            self.paths(container_id).cdir, {**process, "terminal": tty}
+        )
         try:
-            pid = int(pid_file.read_text().strip() or 0)
+            async with execio.open_exec(self.runc, container_id, pfile, tty=tty) as ep:
+                yield ep
         finally:
-            pid_file.unlink(missing_ok=True)
-        return ExecResult(0, b"", b"", pid=pid)
+            pfile.unlink(missing_ok=True)
 
-    async def _exec_tty(self, container_id: str, pfile: Path) -> ExecResult:
-        # runc, attached and with terminal=true, relays between the container's pty and its
-        # own stdio when that is a terminal: give it the slave of a pty we hold.
-        master, slave = pty.openpty()
-        os.set_blocking(master, False)
-        out = bytearray()
-        stream = trio.lowlevel.FdStream(master)
-
-        async def pump() -> None:
-            try:
-                while chunk := await stream.receive_some(65536):
-                    out.extend(chunk)
-            except (trio.BrokenResourceError, OSError):
-                pass  # EIO: the last slave closed
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(pump)
-                try:
-                    proc = await trio.run_process(
-                        self.runc.argv("exec", "--tty", "--process", str(pfile), container_id),
-                        stdin=slave,
-                        stdout=slave,
-                        stderr=slave,
-                        check=False,
-                        start_new_session=True,
-                    )
-                finally:
-                    os.close(slave)
-        finally:
-            await stream.aclose()
-        return ExecResult(proc.returncode, bytes(out), b"")
-
-    async def attach(self, container_id: str) -> AttachSession:
-        """Connect to conmon's attach socket (SOCK_SEQPACKET at <bundle>/attach)."""
-        bundle = self._bundle_of(container_id)
-        dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
-        try:
-            # Through /proc/self/fd: bundle paths can exceed sun_path's 108 bytes.
-            await sock.connect(f"/proc/self/fd/{dfd}/attach")
-        except OSError as e:
-            sock.close()
-            raise Conflict(
-                f"cannot attach to {container_id}: {e.strerror}", "is it running?"
-            ) from e
-        finally:
-            os.close(dfd)
-        return AttachSession(sock)
+    async def attach(self, container_id: str) -> execio.AttachSession:
+        """Connect to the container's stdio through conmon's attach socket."""
+        return await execio.connect_attach(self._bundle_of(container_id), container_id)
 
     async def resize(self, container_id: str, height: int, width: int) -> None:
-        self._ctl(container_id, f"1 {int(height)} {int(width)}\n")
+        execio.write_ctl(
+            self._bundle_of(container_id), container_id, f"1 {int(height)} {int(width)}\n"
+        )
 
     async def reopen_log(self, container_id: str) -> None:
-        self._ctl(container_id, "2 0 0\n")
-
-    def _ctl(self, container_id: str, line: str) -> None:
-        ctl = self._bundle_of(container_id) / "ctl"
-        try:
-            fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            raise Conflict(f"container {container_id} has no running monitor", "") from e
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-
-
-class AttachSession:
-    """One attach connection: conmon prefixes every message with the stream it came from
-    (1 stdout, 2 stderr); what we send is the container's stdin."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self._sock = sock
-
-    async def receive(self) -> tuple[str, bytes] | None:
-        msg = await self._sock.recv(32768 + 1)
-        if not msg:
-            return None
-        stream = {1: "stdout", 2: "stderr"}.get(msg[0], "stdout")
-        return stream, msg[1:]
-
-    async def send(self, data: bytes) -> None:
-        await self._sock.send(data)
-
-    def close(self) -> None:
-        self._sock.close()
+        execio.write_ctl(self._bundle_of(container_id), container_id, "2 0 0\n")
 
 
 def log_limits(opts: Mapping[str, str]) -> tuple[int, int]:

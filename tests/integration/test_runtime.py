@@ -426,3 +426,29 @@ def test_rootfs_files_are_read_in_root_only(tmp_path: Path) -> None:
     assert read_rootfs_file(str(root), "etc/group") is None
     with pytest.raises(Exception, match="bad in-root path"):
         read_rootfs_file(str(root), "../etc/passwd")
+
+
+async def test_open_exec_streams_with_and_without_tty(h: Harness) -> None:
+    cid = await h.create(("sleep", "1000"))
+    await h.runtime.start(cid)
+    proc = {"args": ["cat"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+    async with h.runtime.open_exec(cid, proc) as ep:
+        assert ep.stdin is not None
+        await ep.stdin.send_all(b"ping\n")
+        assert await ep.stdout.receive_some(100) == b"ping\n"
+        await ep.stdin.aclose()
+        assert await ep.wait() == 0
+    proc["args"] = ["sh"]
+    out = bytearray()
+    async with h.runtime.open_exec(cid, proc, tty=True) as ep:
+        assert ep.stdin is not None
+        ep.resize(33, 77)
+        await ep.stdin.send_all(b"stty size; exit 4\n")
+        try:
+            while chunk := await ep.stdout.receive_some(4096):
+                out.extend(chunk)
+        except (trio.BrokenResourceError, OSError):
+            pass
+        assert await ep.wait() == 4
+    assert b"33 77" in out
+    await h.runtime.delete(cid, force=True)

@@ -1,0 +1,237 @@
+"""Processes and streams into running containers: exec (collected, streamed, detached),
+conmon's attach socket and control fifo.
+
+I/O: runs `runc exec`, allocates ptys, connects to unix sockets, writes fifos and process
+files under the container's runtime directory.
+
+A tty exec gives runc the slave side of a pty we hold: runc, attached and with
+`terminal: true`, relays between its own terminal and the container's pty (and resizes the
+latter on SIGWINCH), so the caller just reads and writes our master.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from engine.drivers.runc import Runc, classify_error
+from engine.errors import Conflict
+
+EXEC_STOP_GRACE_S = 10.0
+_seq = 0
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    pid: int = 0  # set for detached execs
+
+
+def write_process_file(cdir: Path, process: Mapping[str, Any]) -> Path:
+    global _seq
+    cdir.mkdir(parents=True, exist_ok=True)
+    _seq += 1
+    f = cdir / f"exec-{os.getpid()}-{_seq}.json"
+    f.write_text(json.dumps(process))
+    return f
+
+
+async def exec_collect(runc: Runc, container_id: str, pfile: Path, stdin: bytes) -> ExecResult:
+    proc = await trio.run_process(
+        runc.argv("exec", "--process", str(pfile), container_id),
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0 and "exec failed" in err:
+        raise classify_error("exec", container_id, err)
+    return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+async def exec_detached(runc: Runc, container_id: str, pfile: Path) -> ExecResult:
+    pid_file = pfile.with_suffix(".pid")
+    # runc's stderr goes to an unlinked file, not a pipe: the detached process inherits it,
+    # and a pipe would stay open (and our read blocked) for the process's whole life.
+    err_file = pfile.with_suffix(".err")
+    with open(err_file, "w+b") as err:
+        err_file.unlink()
+        try:
+            # A detached tty exec would need a holder for the pty master (a console socket);
+            # detached execs therefore run without a terminal.
+            code = await runc.exec(
+                container_id,
+                str(pfile),
+                detach=True,
+                pid_file=str(pid_file),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        except BaseException:
+            pid_file.unlink(missing_ok=True)
+            raise
+        if code != 0:
+            err.seek(0)
+            pid_file.unlink(missing_ok=True)
+            raise classify_error("exec", container_id, err.read(65536).decode("utf-8", "replace"))
+    try:
+        pid = int(pid_file.read_text().strip() or 0)
+    finally:
+        pid_file.unlink(missing_ok=True)
+    return ExecResult(0, b"", b"", pid=pid)
+
+
+class ExecProcess:
+    """A running attached exec. With a tty, `stdout` is the terminal (stderr merged, as on
+    any terminal) and `stdin` writes to it; without, three pipes."""
+
+    def __init__(
+        self,
+        proc: trio.Process,
+        *,
+        stdin: trio.abc.SendStream | None,
+        stdout: trio.abc.ReceiveStream,
+        stderr: trio.abc.ReceiveStream | None,
+        master: int = -1,
+    ) -> None:
+        self._proc = proc
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._master = master
+
+    async def wait(self) -> int:
+        code: int = await self._proc.wait()
+        return code
+
+    def resize(self, height: int, width: int) -> None:
+        if self._master < 0:
+            raise Conflict("this exec has no terminal", "resize needs an exec with tty")
+        fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        self._proc.send_signal(signal.SIGWINCH)  # runc copies the new size to the container
+
+    def signal(self, sig: int) -> None:
+        """runc forwards the signals it gets to the exec'd process."""
+        self._proc.send_signal(sig)
+
+
+@asynccontextmanager
+async def open_exec(
+    runc: Runc, container_id: str, pfile: Path, *, tty: bool
+) -> AsyncIterator[ExecProcess]:
+    """Start `runc exec` attached; on leaving, a still-running process gets SIGTERM (which
+    runc forwards), then SIGKILL to runc after a grace period."""
+    argv = runc.argv("exec", *(["--tty"] if tty else []), "--process", str(pfile), container_id)
+    if tty:
+        master, slave = pty.openpty()
+        os.set_blocking(master, False)
+        try:
+            proc = await trio.lowlevel.open_process(
+                argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        term = trio.lowlevel.FdStream(master)
+        ep = ExecProcess(proc, stdin=term, stdout=term, stderr=None, master=master)
+    else:
+        proc = await trio.lowlevel.open_process(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        ep = ExecProcess(proc, stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+    try:
+        yield ep
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(EXEC_STOP_GRACE_S):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            for s in {id(x): x for x in (ep.stdin, ep.stdout, ep.stderr) if x}.values():
+                await s.aclose()
+
+
+async def exec_tty_collect(runc: Runc, container_id: str, pfile: Path) -> ExecResult:
+    out = bytearray()
+    async with open_exec(runc, container_id, pfile, tty=True) as ep:
+        try:
+            while chunk := await ep.stdout.receive_some(65536):
+                out.extend(chunk)
+        except (trio.BrokenResourceError, OSError):
+            pass  # EIO once the last slave closed: the process and runc are done
+        code = await ep.wait()
+    return ExecResult(code, bytes(out), b"")
+
+
+class AttachSession:
+    """One attach connection: conmon prefixes every message with the stream it came from
+    (1 stdout, 2 stderr); what we send is the container's stdin."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+
+    async def receive(self) -> tuple[str, bytes] | None:
+        msg = await self._sock.recv(32768 + 1)
+        if not msg:
+            return None
+        stream = {1: "stdout", 2: "stderr"}.get(msg[0], "stdout")
+        return stream, msg[1:]
+
+    async def send(self, data: bytes) -> None:
+        await self._sock.send(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def connect_attach(bundle: Path, container_id: str) -> AttachSession:
+    """Connect to conmon's attach socket (SOCK_SEQPACKET at <bundle>/attach)."""
+    try:
+        dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Conflict(f"cannot attach to {container_id}: no bundle", "is it created?") from e
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
+    try:
+        # Through /proc/self/fd: bundle paths can exceed sun_path's 108 bytes.
+        await sock.connect(f"/proc/self/fd/{dfd}/attach")
+    except OSError as e:
+        sock.close()
+        raise Conflict(f"cannot attach to {container_id}: {e.strerror}", "is it running?") from e
+    finally:
+        os.close(dfd)
+    return AttachSession(sock)
+
+
+def write_ctl(bundle: Path, container_id: str, line: str) -> None:
+    """conmon's control fifo: `1 <h> <w>` resizes the tty, `2 0 0` reopens the log."""
+    try:
+        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise Conflict(f"container {container_id} has no running monitor", "") from e
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
