@@ -91,11 +91,15 @@ def translate(
     capabilities: Iterable[str],
     goarch: str = "amd64",
     kernel: tuple[int, int] = (5, 10),
+    native_only: bool = False,
 ) -> dict[str, Any]:
     """Return the OCI `linux.seccomp` object for `profile` on this arch/kernel/cap set.
 
-    Only the native architecture and its sub-architectures (from `archMap`) are listed, as
-    Docker does; a 32-bit syscall entry on x86_64 is thus filtered by the same rules.
+    Docker lists the native architecture and its sub-architectures (from `archMap`), so
+    32-bit binaries run under the same rules. `native_only` lists just the native one:
+    every non-native syscall ABI is then refused outright, which is stricter and makes
+    `runc create` ~30 ms faster here (libseccomp compiles one filter per architecture),
+    at the price of i386/x32 binaries in containers.
     """
     caps = frozenset(capabilities)
     native = _SECCOMP_ARCH_OF_GOARCH.get(goarch)
@@ -105,7 +109,7 @@ def translate(
     for entry in profile.get("archMap") or []:
         if entry["architecture"] == native:
             arches = [native, *entry.get("subArchitectures", [])]
-    if not arches:
+    if not arches or native_only:
         arches = [native]
 
     syscalls: list[dict[str, Any]] = []

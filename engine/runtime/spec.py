@@ -331,6 +331,7 @@ def build_spec(
     init_host_path: str = "/usr/bin/docker-init",
     goarch: str = "amd64",
     kernel: tuple[int, int] = (5, 10),
+    seccomp_native_only: bool = False,
 ) -> dict[str, Any]:
     """The OCI runtime spec for `config` (merged over `image`), as a JSON-ready dict.
 
@@ -406,7 +407,11 @@ def build_spec(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         linux["seccomp"] = seccomp.translate(
-            seccomp.load_default_profile(), capabilities=caps, goarch=goarch, kernel=kernel
+            seccomp.load_default_profile(),
+            capabilities=caps,
+            goarch=goarch,
+            kernel=kernel,
+            native_only=seccomp_native_only,
         )
 
     spec: dict[str, Any] = {

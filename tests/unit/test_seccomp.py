@@ -81,3 +81,8 @@ def test_argument_filters_are_kept() -> None:
     values = sorted(r["args"][0]["value"] for r in personality)
     assert values == [0, 8, 131072, 131080, 4294967295]
     assert all(r["args"][0]["op"] == "SCMP_CMP_EQ" for r in personality)
+
+
+def test_native_only_lists_one_architecture() -> None:
+    out = seccomp.translate(seccomp.load_default_profile(), capabilities=(), native_only=True)
+    assert out["architectures"] == ["SCMP_ARCH_X86_64"]
