@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -30,6 +30,8 @@ from events.envelope import Actor, Envelope, Pending
 from events.store import EventStore, StoreError
 
 __all__ = ["StoreWriter", "Subscription", "WriterClosed", "open_store_writer"]
+
+T = TypeVar("T")
 
 MAX_GROUP = 1024  # batches per transaction: bounds the time the write lock is held
 
@@ -81,11 +83,12 @@ class Subscription:
 
 
 class _Request:
-    __slots__ = ("batch", "done", "result", "token", "future")
+    __slots__ = ("batch", "call", "done", "result", "token", "future")
 
     def __init__(self, batch: Any) -> None:
         self.batch = batch
-        self.result: list[Envelope] | Exception | None = None
+        self.call: Callable[[], Any] | None = None
+        self.result: Any = None
         self.done: trio.Event | None = None
         self.token: trio.lowlevel.TrioToken | None = None
         self.future: Future[list[Envelope]] | None = None
@@ -154,6 +157,20 @@ class StoreWriter:
         self._submit(request)
         return request.future.result()
 
+    async def run_in_writer(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the writer thread between two group commits (e.g. `store.rebuild`),
+        so maintenance never races the writer for the connection or blocks the event loop."""
+        request = _Request(None)
+        request.call = fn
+        request.done = trio.Event()
+        request.token = trio.lowlevel.current_trio_token()
+        self._submit(request)
+        with trio.CancelScope(shield=True):
+            await request.done.wait()
+        if isinstance(request.result, BaseException):
+            raise request.result
+        return request.result  # type: ignore[return-value]
+
     def _submit(self, request: _Request) -> None:
         with self._cond:
             if self._closing:
@@ -170,7 +187,15 @@ class StoreWriter:
                     self._cond.wait()
                 if not self._queue:
                     break
-                group = [self._queue.popleft() for _ in range(min(MAX_GROUP, len(self._queue)))]
+                call = self._queue.popleft() if self._queue[0].call is not None else None
+                group = []
+                while call is None and self._queue and self._queue[0].call is None:
+                    group.append(self._queue.popleft())
+                    if len(group) == MAX_GROUP:
+                        break
+            if call is not None:
+                self._run_call(call)  # outside the lock: submitters never wait on it
+                continue
             try:
                 results = self.store.append_group([r.batch for r in group])
             except BaseException as exc:  # noqa: BLE001 - a bug here must not strand callers
@@ -202,6 +227,14 @@ class StoreWriter:
             subscribers = list(self._subscribers)
         for sub in subscribers:
             _call_soon(sub._token, sub._close_soon)
+
+    def _run_call(self, request: _Request) -> None:
+        assert request.call is not None and request.token is not None and request.done is not None
+        try:
+            request.result = request.call()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            request.result = exc
+        _call_soon(request.token, request.done.set)
 
     def _publish(self, envelopes: list[Envelope]) -> None:
         with self._sub_lock:

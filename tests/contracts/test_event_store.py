@@ -715,3 +715,23 @@ def test_many_writer_processes_share_the_file_without_locked_errors(backend: Bac
     assert errors == []
     assert stores[0].head() == 24 * 15 and stores[0].verify().ok
     assert sorted(e.seq for e in stores[0].read()) == list(range(1, 361))
+
+
+async def test_rebuild_through_the_writer_between_commits(backend: Backend) -> None:
+    store = backend.open(projection=VolumeProjection())
+    async with open_store_writer(store) as writer:
+
+        async def appender(i: int) -> None:
+            for j in range(20):
+                await writer.append([vol(f"{i}-{j}")], actor=ALICE, op_id="o", now_ns=j)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(appender, i)
+            for _ in range(3):
+                await writer.run_in_writer(store.rebuild)
+        assert await writer.run_in_writer(store.head) == 160
+        with pytest.raises(StoreError):
+            await writer.run_in_writer(lambda: store.read_rows("nope").__next__())
+    assert len(list(store.read_rows("volumes"))) == 160
+    assert store.state == store.fold_to(VolumeProjection())
