@@ -510,10 +510,15 @@ async def test_hijack_upgrade_reply_is_docker_shaped(server: str) -> None:
         b"POST /v1.43/attach HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
         b"Content-Length: 0\r\n\r\n"
     )
-    reply = await in_thread(raw_exchange, server, req, True)
-    head = reply.split(b"\r\n\r\n")[0].lower()
+    # Stdin typed ahead arrives in the same packet as the request: h11 buffers it, and the
+    # handler must still see it first.
+    reply = await in_thread(raw_exchange, server, req + b"typed ahead", True)
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    head = head.lower()
     assert head.startswith(b"http/1.1 101 upgraded")
     assert b"upgrade: tcp" in head and b"connection: upgrade" in head
+    assert b"application/vnd.docker.multiplexed-stream" in head
+    assert b"".join(data for _, data in FrameDecoder().feed(rest)) == b"TYPED AHEAD"
 
 
 async def test_version_negotiation(server: str) -> None:
