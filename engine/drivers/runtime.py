@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal as signal_mod
 import time
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 DELETE_WAIT_S = 10.0
+Titles = list[str]
+_CONTROL = re.compile(r"[\x00-\x1f]")
+Rows = list[list[str]]
 
 
 @dataclass(frozen=True)
@@ -361,24 +365,19 @@ class Runtime:
             )
         return out
 
-    async def top(
-        self, container_id: str, ps_args: str = "-ef"
-    ) -> tuple[list[str], list[list[str]]]:
-        """Docker's `top`: titles and rows of `ps` for the container's processes."""
-        pids = await self.runc.ps(container_id)
-        if not pids:
-            return (["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], [])
-        fields = "user,pid,ppid,c,stime,tty,time,args"
+    async def top(self, container_id: str, ps_args: str = "-ef") -> tuple[Titles, Rows]:
+        """Docker's `top`: run host `ps <ps_args>` and keep the container's processes (the
+        rows whose PID column is one of `runc ps`), as dockerd does."""
+        if _CONTROL.search(ps_args):
+            raise InvalidArgument("ps_args contains control characters", "")
+        pids = set(await self.runc.ps(container_id))
         proc = await trio.run_process(
-            ["ps", "-o", fields, "-p", ",".join(map(str, pids))],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
+            ["ps", *ps_args.split()], capture_stdout=True, capture_stderr=True, check=False
         )
-        lines = proc.stdout.decode("utf-8", "replace").splitlines()
-        titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-        rows = [line.split(None, 7) for line in lines[1:] if line.strip()]
-        return titles, rows
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise InvalidArgument(f"ps {ps_args}: {err}", "check the ps options")
+        return parse_ps(proc.stdout.decode("utf-8", "replace"), pids)
 
     # -- exec, attach, resize ------------------------------------------------------------
 
@@ -434,6 +433,24 @@ class Runtime:
 
     async def reopen_log(self, container_id: str) -> None:
         execio.write_ctl(self._bundle_of(container_id), container_id, "2 0 0\n")
+
+
+def parse_ps(output: str, pids: set[int]) -> tuple[Titles, Rows]:
+    """Split `ps` output into titles and the rows of `pids`; the last column (the command)
+    keeps its spaces."""
+    lines = output.splitlines()
+    if not lines:
+        return [], []
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise InvalidArgument("ps output has no PID column", "include pid in the ps options")
+    col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            rows.append(fields)
+    return titles, rows
 
 
 def log_limits(opts: Mapping[str, str]) -> tuple[int, int]:

@@ -181,7 +181,9 @@ async def follow_logs(
         if fh is not None:
             fh.seek(0)
             head = fh.read(start)  # leaves the position at `start` for the follow loop
-        history = (rec for rec in _chain(older, head) if _wanted(rec, stdout, stderr, since_ns, 0))
+        history: Iterator[LogRecord] = (
+            rec for rec in _chain(older, head) if _wanted(rec, stdout, stderr, since_ns, 0)
+        )
         if tail is not None and tail >= 0:
             history = iter(collections.deque(history, maxlen=tail))
         for rec in history:
@@ -201,9 +203,9 @@ async def follow_logs(
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    rec = parse_line(raw)
-                    if rec is not None and _wanted(rec, stdout, stderr, since_ns, 0):
-                        yield rec
+                    found = parse_line(raw)
+                    if found is not None and _wanted(found, stdout, stderr, since_ns, 0):
+                        yield found
                 continue
             if stopping:
                 return

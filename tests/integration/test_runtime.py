@@ -219,6 +219,9 @@ async def test_exec_with_and_without_tty(h: Harness) -> None:
     titles, rows = await h.runtime.top(cid)
     assert titles[1] == "PID"
     assert any(int(r[1]) == res.pid for r in rows)
+    titles, rows = await h.runtime.top(cid, "-o pid,args")
+    assert titles == ["PID", "COMMAND"]
+    assert sorted(r[1] for r in rows) == ["sleep 1000", "sleep 1000"]
     await h.runtime.kill(cid, "SIGKILL")
     await h.runtime.wait_exit(cid)
 
