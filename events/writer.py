@@ -6,9 +6,10 @@ blocking store (DESIGN.md, "one writer in the daemon"; `events/follow.py` builds
 subscriptions it offers).
 
 Group commit: appends that arrive while a commit is in flight queue up; the thread drains
-them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync), each batch in its own SAVEPOINT so
-a conflict fails only its caller. After each COMMIT the committed envelopes are published to
-subscribers in seq order, then the callers are woken.
+them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). Each batch is checked and folded
+on its own against the group's staged state (`EventStore.append_group`), so a conflict or a
+projection error fails only its caller. After each COMMIT the committed envelopes are
+published to subscribers in seq order, then the callers are woken (one wakeup per trio run).
 
 A trio caller that is cancelled while its append is queued still gets its batch committed
 (the wait is shielded): the caller must always learn whether its events were recorded, and a
