@@ -950,3 +950,49 @@ async def test_docker_sdk_for_python(nursery: trio.Nursery, tmp_path: Path, stat
     assert [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in seen] == [
         ("volume", "create", "v1")
     ]
+
+
+async def test_shutdown_is_prompt_despite_open_streams_and_hijacks(
+    tmp_path: Path, state: dict
+) -> None:
+    """RELIABILITY L-05 (moby TestDaemonShutsDownQuicklyDespiteEventsConnection): cancelling
+    the server ends a follower stream and a hijacked session, runs the stream's cleanup and
+    removes the socket."""
+    path = str(tmp_path / "s.sock")
+    c = client(path)
+    outcome: dict[str, object] = {}
+
+    def follow() -> None:
+        try:
+            with c.stream("GET", "/stream") as chunks:
+                for chunk in chunks:
+                    outcome.setdefault("first", chunk)
+                    trio.from_thread.run_sync(state["first_read"].set)
+        except DaemonUnreachable as exc:
+            outcome["follow_error"] = exc.message
+
+    server_done = trio.Event()
+    scopes: list[trio.CancelScope] = []
+
+    async def serve(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            scopes.append(scope)
+            await http.serve_unix(path, http.App(make_router(state)), task_status=task_status)
+        server_done.set()
+
+    async with trio.open_nursery() as outer:
+        await outer.start(serve)
+        attached = await in_thread(c.hijack, "POST", "/attach")
+        outer.start_soon(trio.to_thread.run_sync, follow)
+        with trio.fail_after(SAFETY):
+            await state["first_read"].wait()
+        scopes[0].cancel()
+        with trio.fail_after(SAFETY):
+            await server_done.wait()
+            await state["stream_closed"].wait()
+        attached.settimeout(SAFETY)
+        assert await in_thread(attached.recv, 100) == b""  # the hijacked session ended
+        attached.close()
+    assert not os.path.exists(path)
+    assert outcome["first"] == b'{"n":1}\n'
+    assert "cut mid-stream" in str(outcome.get("follow_error"))
