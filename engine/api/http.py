@@ -128,6 +128,7 @@ class _Connection(BodySource):
             h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
         )
         self.client_gone = False
+        self.target = ""  # the current request's target, for the debug access log
 
     # -- low level ----------------------------------------------------------------------------
 
@@ -256,7 +257,7 @@ class _Connection(BodySource):
             key = name.decode("latin-1").lower()
             val = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {val}" if key in headers else val
-        target = request.target.decode("latin-1")
+        target = self.target = request.target.decode("latin-1")
         raw_path, _, raw_query = target.partition("?")
         upgrade = "upgrade" in headers.get("connection", "").lower() and "upgrade" in headers
 
@@ -304,6 +305,15 @@ class _Connection(BodySource):
         return await self._respond(method, response, upgrade)
 
     async def _respond(self, method: str, response: Response, upgrade: bool) -> bool:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %d (uid=%s pid=%s)",
+                method,
+                self.target,
+                response.status,
+                getattr(self.actor, "uid", "?"),
+                getattr(self.actor, "pid", "?"),
+            )
         # A body the handler did not read stays on the wire: close rather than read it (I-05).
         must_close = self.conn.their_state is h11.SEND_BODY
         if must_close and response.hijack is None:
