@@ -359,11 +359,30 @@ class Limits:
 # The application: routes plus the error boundary
 
 
+Policy = Callable[["Request"], Awaitable[None]]
+
+
+class PolicyDenied(ShipslogError):
+    """A policy hook refused the request (or failed, which also refuses it)."""
+
+    status = 403
+
+
 class App:
-    """Routes and the handler error boundary. `/_ping` is built in (HEAD and GET)."""
+    """Routes and the handler error boundary. `/_ping` is built in (HEAD and GET).
+
+    `policy`, when given, runs before every handler with the same `Request` object, so it
+    sees exactly the bytes the handler will decode — read once, capped, never re-read
+    (RELIABILITY S-10; CVE-2024-41110 was a hook that saw an empty body the handler did not).
+    It denies by raising; an unexpected exception denies too (fail closed).
+    """
 
     def __init__(
-        self, *routers: Router, limits: Limits | None = None, server_name: str = SERVER_NAME
+        self,
+        *routers: Router,
+        limits: Limits | None = None,
+        server_name: str = SERVER_NAME,
+        policy: Policy | None = None,
     ) -> None:
         self.router = Router()
         for router in routers:
@@ -371,6 +390,7 @@ class App:
         self.router.add("GET", "/_ping", _ping)
         self.limits = limits or Limits()
         self.server_name = server_name
+        self.policy = policy
 
     def common_headers(self) -> list[tuple[str, str]]:
         return [
@@ -383,6 +403,8 @@ class App:
     async def call(self, route: Route, req: Request) -> Response:
         """Run a handler; any exception becomes an error response here (RELIABILITY I-05)."""
         try:
+            if self.policy is not None:
+                await self._check_policy(req)
             response = await route.handler(req)
             if not isinstance(response, Response):
                 raise TypeError(f"handler returned {type(response).__name__}, not a Response")
@@ -395,6 +417,17 @@ class App:
                 return error_response(leaf.status, leaf.message)
             log.exception("handler %s %s failed", req.method, route.pattern)
             return error_response(500, _one_line(exc))
+
+    async def _check_policy(self, req: Request) -> None:
+        assert self.policy is not None
+        try:
+            await self.policy(req)
+        except ShipslogError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken policy must deny, not allow
+            log.exception("policy hook failed on %s %s", req.method, req.path)
+            message = f"request denied: the policy hook failed ({_one_line(exc)})"
+            raise PolicyDenied(message) from None
 
 
 def _single_shipslog_error(exc: BaseException) -> ShipslogError | None:

@@ -996,3 +996,47 @@ async def test_shutdown_is_prompt_despite_open_streams_and_hijacks(
     assert not os.path.exists(path)
     assert outcome["first"] == b'{"n":1}\n'
     assert "cut mid-stream" in str(outcome.get("follow_error"))
+
+
+async def test_policy_hook_sees_the_same_bytes_and_fails_closed(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    """RELIABILITY S-10: the hook and the handler decode the same bytes once; a chunked body
+    is no way around it; a hook that crashes denies."""
+    from engine.api.router import PolicyDenied
+
+    seen: list[bytes] = []
+
+    async def policy(req: Request) -> None:
+        if req.path == "/boom" and req.bool("crash-policy"):
+            raise KeyError("policy bug")
+        if req.method == "POST" and req.path == "/echo":
+            seen.append(await req.body())
+            body = await req.json(Greeting)
+            if body.Name == "root":
+                raise PolicyDenied("Name root is not allowed by policy")
+
+    app = http.App(make_router(state), policy=policy)
+    path = await nursery.start(http.serve_unix, str(tmp_path / "p.sock"), app)
+    c = client(path)
+    json_type = {"Content-Type": "application/json"}
+    # Duplicate keys: last wins for the policy exactly as for the handler.
+    resp = await in_thread(
+        c.request, "POST", "/echo", None, b'{"Name":"x","Name":"root"}', json_type
+    )
+    assert (resp.status, resp.json()["message"]) == (403, "Name root is not allowed by policy")
+    # A chunked body reaches the policy whole.
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    chunked = head + b'5\r\n{"Nam\r\n10\r\ne":"root"}      \r\n0\r\n\r\n'
+    reply = await in_thread(raw_exchange, path, chunked)
+    assert reply.startswith(b"HTTP/1.1 403 ")
+    assert seen[-1] == b'{"Name":"root"}      '
+    # Undecodable for the policy means refused, with the same 400 the handler would give.
+    resp = await in_thread(c.request, "POST", "/echo", None, b'{"Name":', json_type)
+    assert resp.status == 400
+    # A crashing policy denies.
+    resp = await in_thread(c.request, "GET", "/boom", {"crash-policy": True})
+    assert resp.status == 403 and "policy hook failed" in resp.json()["message"]
+    # And allows what it allows.
+    assert await in_thread(c.post_json, "/echo", None, {"Name": "web"}) is not None
