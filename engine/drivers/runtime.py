@@ -273,15 +273,7 @@ class Runtime:
     async def rotate_log(self, container_id: str, log_path: str, max_file: int) -> None:
         """Shift `log` → `log.1` → … → `log.<max_file-1>` and make conmon reopen `log`.
         Lines written between the rename and the reopen land in `log.1`: nothing is lost."""
-        base = Path(log_path)
-        oldest = base.with_name(f"{base.name}.{max_file - 1}")
-        oldest.unlink(missing_ok=True)
-        for i in range(max_file - 2, 0, -1):
-            src = base.with_name(f"{base.name}.{i}")
-            if src.exists():
-                os.replace(src, base.with_name(f"{base.name}.{i + 1}"))
-        if base.exists():
-            os.replace(base, base.with_name(f"{base.name}.1"))
+        shift_log_files(Path(log_path), max_file)
         await self.reopen_log(container_id)
 
     async def run_log_rotation(
@@ -310,17 +302,22 @@ class Runtime:
         try:
             task_status.started()
             monitor_gone = False
-            while not monitor_gone:
+            while True:
                 try:
                     size = base.stat().st_size
                 except FileNotFoundError:
                     size = 0
                 if size >= size_max:
+                    if monitor_gone:
+                        shift_log_files(base, max_file)  # no writer left to reopen
+                        return
                     try:
                         await self.rotate_log(container_id, log_path, max_file)
                     except Conflict:
-                        return  # the monitor has exited: no more writes
+                        monitor_gone = True  # it exited meanwhile: its last lines are in log.1
                     continue
+                if monitor_gone:
+                    return
                 async with trio.open_nursery() as nursery:
 
                     async def on_exit(scope: trio.CancelScope = nursery.cancel_scope) -> None:
@@ -433,6 +430,17 @@ class Runtime:
 
     async def reopen_log(self, container_id: str) -> None:
         execio.write_ctl(self._bundle_of(container_id), container_id, "2 0 0\n")
+
+
+def shift_log_files(base: Path, max_file: int) -> None:
+    """`log.<n-2>` → `log.<n-1>` … `log` → `log.1`; the oldest beyond max_file is dropped."""
+    base.with_name(f"{base.name}.{max_file - 1}").unlink(missing_ok=True)
+    for i in range(max_file - 2, 0, -1):
+        src = base.with_name(f"{base.name}.{i}")
+        if src.exists():
+            os.replace(src, base.with_name(f"{base.name}.{i + 1}"))
+    if base.exists():
+        os.replace(base, base.with_name(f"{base.name}.1"))
 
 
 def parse_ps(output: str, pids: set[int]) -> tuple[Titles, Rows]:
