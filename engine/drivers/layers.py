@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import secrets
 import shutil
 import tarfile
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -232,6 +234,63 @@ def decompressed_chunks(f: BinaryIO) -> tuple[Iterator[bytes], _Counting, str]:
     return _plain(src, first), src, "tar"
 
 
+class Prefetcher:
+    """Decompresses and hashes in a helper thread while the caller makes syscalls.
+
+    zlib, zstd and hashlib release the GIL on large buffers, so on a two-core machine this
+    overlaps decompression with file creation. The queue is bounded (`depth` chunks of at most
+    CHUNK bytes), so a bomb cannot run ahead of the caps checked by the consumer, and `close()`
+    stops the thread whatever state it is in.
+    """
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[bytes], depth: int = 4) -> None:
+        self._chunks = chunks
+        self._q: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.hash = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="slg-unpack-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not chunk:
+                    continue
+                self.hash.update(chunk)
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._put(e)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 class TarStream:
     """A forward-only file object over the uncompressed tar, hashing every byte (diff_id).
 
@@ -240,14 +299,14 @@ class TarStream:
     another copy. Caps on total size and ratio are checked as data is produced (I-12).
     """
 
-    def __init__(self, chunks: Iterator[bytes], counter: _Counting, limits: LayerLimits) -> None:
-        self._chunks = chunks
+    def __init__(self, chunks: Prefetcher, counter: _Counting, limits: LayerLimits) -> None:
+        self._source = chunks
+        self._chunks = iter(chunks)
         self._counter = counter
         self._limits = limits
         self._buf = b""
         self._off = 0
         self._pos = 0
-        self.hash = hashlib.sha256()
         self.total = 0
         self.last_block = b""  # the last header-sized read: how tarfile's loop ended
 
@@ -265,7 +324,6 @@ class TarStream:
             raise LayerTooLarge(
                 f"invalid archive: compression ratio above {lim.max_ratio}:1 (decompression bomb?)"
             )
-        self.hash.update(chunk)
         self._buf, self._off = chunk, 0
         return True
 
@@ -335,7 +393,7 @@ class TarStream:
         self.skip(1 << 62)
 
     def diff_id(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
+        return "sha256:" + self._source.hash.hexdigest()
 
 
 def _check_end(stream: TarStream, end: int) -> None:
@@ -357,7 +415,8 @@ def _check_end(stream: TarStream, end: int) -> None:
 def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Applier]:
     """Apply a (possibly compressed) layer tar to the directory `target_fd`. Returns the diff_id."""
     chunks, counter, _ = decompressed_chunks(f)
-    stream = TarStream(chunks, counter, limits)
+    prefetch = Prefetcher(chunks)
+    stream = TarStream(prefetch, counter, limits)
     applier = Applier(target_fd, limits)
     try:
         try:
@@ -385,6 +444,7 @@ def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Ap
         applier.finish()
     finally:
         applier.close()
+        prefetch.close()
     return stream.diff_id(), applier
 
 
