@@ -4,7 +4,8 @@ I/O: `ensure()` creates the directories with their modes; everything else only j
 
     ROOT (/var/lib/shipslog, 0700)   events.db, blobs/, layers/, containers/ID/, volumes/,
                                      secrets/, engine.lock
-    EXEC_ROOT (/run/shipslog, 0700)  shipslog.sock, runc/, containers/ID/ (bundles), boot-id
+    EXEC_ROOT (/run/shipslog, 0700)  shipslog.sock, runc/, containers/ID/ (monitor files),
+                                     bundles/ID/ (OCI bundles), boot-id
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Paths:
         for d in (self.root, self.exec_root):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
-        for d in (self.containers_root, self.exec_root / "containers", self.root / "tmp"):
+        for d in (self.containers_root, self.exec_root / "bundles", self.root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -63,4 +64,4 @@ class Paths:
         return self.container_dir(container_id) / f"{container_id}-json.log"
 
     def bundle_dir(self, container_id: str) -> Path:
-        return self.exec_root / "containers" / check_id(container_id)
+        return self.exec_root / "bundles" / check_id(container_id)

@@ -22,6 +22,7 @@ import trio
 
 from engine import failpoints
 from engine.core.decision import Decision, Step
+from engine.core.images import unused_blobs, unused_layers
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots
 from engine.errors import KernelError, NotFound, ShipslogError
@@ -42,6 +43,8 @@ class Layers(Protocol):
     def path(self, diff_id: str) -> str: ...
 
     def delete(self, diff_id: str) -> None: ...
+
+    def delete_blob(self, digest: str) -> None: ...
 
 
 class Files(Protocol):
@@ -87,6 +90,9 @@ class Supervisor:
         self.nursery = nursery
         self._watching: set[str] = set()
         self._exited: dict[str, trio.Event] = {}
+        # Clients that attached before the container started (`docker run` does): they get
+        # their session between `runc create` and `runc start`, so no output is missed.
+        self._attach_waiters: dict[str, list[trio.MemorySendChannel[Any]]] = {}
         self._steps: dict[str, Callable[[str, dict[str, str], Actor], Awaitable[None]]] = {
             "rootfs.prepare": self._rootfs_prepare,
             "container.start": self._start,
@@ -182,6 +188,7 @@ class Supervisor:
                 cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
                 log_path=self.d.files.log_path(cid), log_opts=dict(c.config.log_options))
             failpoints.hit("start.after_runtime_create")
+            await self._hand_out_attach_sessions(cid)
             step = "runtime.start"
             pid = await rt.start(cid)
             failpoints.hit("start.after_runtime_start")
@@ -198,6 +205,29 @@ class Supervisor:
         ], op_id, actor)
         self.watch(cid)
 
+    async def _hand_out_attach_sessions(self, cid: str) -> None:
+        for waiter in self._attach_waiters.pop(cid, []):
+            try:
+                session = await self.d.runtime.attach(cid)
+            except ShipslogError as exc:
+                log.warning("attach to %s before start failed: %s", cid[:12], exc)
+                waiter.close()
+                continue
+            try:
+                waiter.send_nowait(session)
+            except (trio.BrokenResourceError, trio.WouldBlock):
+                session.close()  # the client went away meanwhile
+
+    async def attach_at_start(self, cid: str) -> Any:
+        """Wait for the container's next start and return an attach session to it."""
+        send, receive = trio.open_memory_channel[Any](1)
+        self._attach_waiters.setdefault(cid, []).append(send)
+        async with receive:
+            try:
+                return await receive.receive()
+            except trio.EndOfChannel:
+                raise KernelError(f"attaching to container {cid[:12]} failed") from None
+
     async def _start_failed(self, op_id: str, cid: str, step: str, error: str,
                             actor: Actor) -> None:
         cleanup_failed = False
@@ -212,6 +242,12 @@ class Supervisor:
             Pending(stream=_opstream(op_id), event=v.OperationFailed(
                 op_id=op_id, step=step, error=error, needs_cleanup=cleanup_failed)),
         ], op_id, actor)
+        for waiter in self._attach_waiters.pop(cid, []):
+            waiter.close()  # attached clients learn the start failed
+        c = self.journal.state.containers.get(cid)
+        if c is not None and c.config.auto_remove and not cleanup_failed:
+            # `run --rm` of a command that cannot start leaves nothing behind, as in Docker.
+            self.nursery.start_soon(self._auto_remove, c)
 
     # -- exits ----------------------------------------------------------------------------
 
@@ -227,15 +263,11 @@ class Supervisor:
         try:
             record = await self.d.runtime.wait_exit(cid)
         except (ShipslogError, OSError) as exc:
-            record = None
-            reason = f"lost track of the container's monitor: {exc}"
+            record = ExitRecord(exit_code=255, lost=True,
+                                reason=f"lost track of the container's monitor: {exc}")
         finally:
             self._watching.discard(cid)
-        if record is None:
-            await self._append([Pending(stream=_c(cid), event=v.ContainerLost(
-                container_id=cid, reason=reason))], "exit-" + cid[:12])
-        else:
-            await self.record_exit(cid, record)
+        await self.record_exit(cid, record)
         self._exited.pop(cid, trio.Event()).set()
         await self._after_exit(cid)
 
@@ -243,9 +275,15 @@ class Supervisor:
         state = self.journal.state
         if cid not in state.containers:
             return
-        pending = [Pending(stream=_c(cid), event=v.ContainerExited(
-            container_id=cid, exit_code=record.exit_code, signal=record.signal,
-            oom_killed=record.oom_killed, finished_at=record.finished_at_ns))]
+        event: v.BaseEvent
+        if record.lost:
+            event = v.ContainerLost(container_id=cid, exit_code=record.exit_code,
+                                    reason=record.reason or "the container's monitor died")
+        else:
+            event = v.ContainerExited(
+                container_id=cid, exit_code=record.exit_code, signal=record.signal,
+                oom_killed=record.oom_killed, finished_at=record.finished_at_ns)
+        pending = [Pending(stream=_c(cid), event=event)]
         for op in state.operations.values():  # a stop is complete when the process is gone
             if op.target == _c(cid) and op.kind == "container.stop" and not op.needs_cleanup:
                 pending.append(Pending(stream=_opstream(op.op_id),
@@ -414,13 +452,14 @@ class Supervisor:
     # -- images ---------------------------------------------------------------------------
 
     async def _image_gc(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
-        from engine.core.images import unused_layers
-
+        state = self.journal.state
         pending: list[Pending] = []
-        for diff_id in unused_layers(self.journal.state):
+        for diff_id in unused_layers(state):
             await trio.to_thread.run_sync(self.d.layers.delete, diff_id)
             pending.append(Pending(stream=stream_of("layer", diff_id),
                                    event=v.LayerRemoved(diff_id=diff_id)))
+        for digest in unused_blobs(state, args.get("blobs", "").split(",")):
+            await trio.to_thread.run_sync(self.d.layers.delete_blob, digest)
         pending.append(Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)))
         await self._append(pending, op_id, actor)
 

@@ -227,6 +227,7 @@ class ImagePulled(BaseEvent, frozen=True, kw_only=True):
     layers: tuple[str, ...]  # diff_ids, bottom first
     config: ImageConfig
     size: int = 0
+    layer_digests: tuple[str, ...] = ()  # blob digests in the content store, bottom first
 
 
 class ImageLoaded(BaseEvent, frozen=True, kw_only=True):
@@ -235,6 +236,7 @@ class ImageLoaded(BaseEvent, frozen=True, kw_only=True):
     layers: tuple[str, ...]
     config: ImageConfig
     size: int = 0
+    layer_digests: tuple[str, ...] = ()  # blob digests in the content store, bottom first
 
 
 class ImageImported(BaseEvent, frozen=True, kw_only=True):
@@ -243,6 +245,7 @@ class ImageImported(BaseEvent, frozen=True, kw_only=True):
     layers: tuple[str, ...]
     config: ImageConfig
     size: int = 0
+    layer_digests: tuple[str, ...] = ()  # blob digests in the content store, bottom first
     source: str = ""
 
 

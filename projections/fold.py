@@ -295,6 +295,7 @@ def _exec_started(tx: _Tx, env: Envelope, ev: v.ExecStarted) -> None:
     x = tx.execs.get(ev.exec_id)
     if x is not None:
         tx.put("execs", ev.exec_id, replace(x, running=True, pid=ev.pid))
+    tx.update_container(env, ev.container_id)
 
 
 @on(v.ExecExited)
@@ -302,6 +303,7 @@ def _exec_exited(tx: _Tx, env: Envelope, ev: v.ExecExited) -> None:
     x = tx.execs.get(ev.exec_id)
     if x is not None:
         tx.put("execs", ev.exec_id, replace(x, running=False, pid=0, exit_code=ev.exit_code))
+    tx.update_container(env, ev.container_id)
 
 
 # --- images --------------------------------------------------------------------------------
@@ -327,6 +329,7 @@ def _image_arrived(tx: _Tx, env: Envelope, ev: Any, source: str, tags: Iterable[
     if img is None:
         img = ImageView(
             id=ev.image_id, config=ev.config, layers=ev.layers, size=ev.size,
+            layer_digests=ev.layer_digests or ev.layers,
             created_at=env.recorded_at, source=source, last_seq=env.seq,
         )
     merged = tuple(dict.fromkeys(img.repo_digests + digests))

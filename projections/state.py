@@ -68,7 +68,8 @@ class ContainerView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 class ImageView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     config: ImageConfig
-    layers: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()  # diff_ids, bottom first
+    layer_digests: tuple[str, ...] = ()  # blob digests in the content store, bottom first
     repo_tags: tuple[str, ...] = ()
     repo_digests: tuple[str, ...] = ()
     size: int = 0

@@ -219,9 +219,9 @@ def decide_restart(state: EngineState, ref: str, *, op_id: str, timeout: int | N
         pending.append(_on(c, v.ContainerStopRequested(container_id=c.id, signal=sig, timeout=t)))
         plan.append(Step(name="container.stop", args={"container_id": c.id, "signal": sig,
                                                       "timeout": str(t)}))
+        # Same batch, same stream: the stop request above already checks the version.
         start_req = Pending(stream=_cstream(c.id),
-                            event=v.ContainerStartRequested(container_id=c.id),
-                            expected_version=c.stream_version + 1)
+                            event=v.ContainerStartRequested(container_id=c.id))
     else:
         start_req = _on(c, v.ContainerStartRequested(container_id=c.id))
     pending.append(start_req)

@@ -73,7 +73,8 @@ def decide_remove_image(state: EngineState, ref: str, *, op_id: str, force: bool
     pending += [Pending(stream=_istream(img.id), event=v.ImageUntagged(
         image_id=img.id, reference=t)) for t in img.repo_tags]
     pending.append(Pending(stream=_istream(img.id), event=v.ImageRemoved(image_id=img.id)))
-    plan = (Step(name="image.gc", args={"image_id": img.id}),)
+    blobs = ",".join((img.id, *(img.layer_digests or img.layers)))
+    plan = (Step(name="image.gc", args={"image_id": img.id, "blobs": blobs}),)
     return Decision(op_id=op_id, target=img.id, pending=tuple(pending), plan=plan)
 
 
@@ -84,16 +85,17 @@ def _untag(img: ImageView, ref: str, op_id: str) -> Decision:
 
 def decide_record_image(state: EngineState, *, op_id: str, image_id: str, how: str,
                         repo_tags: tuple[str, ...], layers: tuple[str, ...],
-                        config: ImageConfig, size: int, source: str = "") -> Decision:
+                        config: ImageConfig, size: int, source: str = "",
+                        layer_digests: tuple[str, ...] = ()) -> Decision:
     """After a load or import has stored and unpacked every layer, record the image."""
     tags = tuple(_check_ref(t) for t in repo_tags)
     event: v.BaseEvent
     if how == "import":
         event = v.ImageImported(image_id=image_id, repo_tags=tags, layers=layers, config=config,
-                                size=size, source=source)
+                                size=size, source=source, layer_digests=layer_digests)
     else:
         event = v.ImageLoaded(image_id=image_id, repo_tags=tags, layers=layers, config=config,
-                              size=size)
+                              size=size, layer_digests=layer_digests)
     return Decision(op_id=op_id, target=image_id,
                     pending=(Pending(stream=_istream(image_id), event=event),))
 
@@ -102,3 +104,10 @@ def unused_layers(state: EngineState) -> list[str]:
     """Layers no image refers to any more (candidates for garbage collection)."""
     used = {d for img in state.images.values() for d in img.layers}
     return [d for d in state.layers.keys() if d not in used]
+
+
+def unused_blobs(state: EngineState, candidates: list[str]) -> list[str]:
+    """Of `candidates`, the blobs no image (config or layer) refers to any more."""
+    used = {img.id for img in state.images.values()}
+    used |= {d for img in state.images.values() for d in (img.layer_digests or img.layers)}
+    return [d for d in candidates if d and d not in used]

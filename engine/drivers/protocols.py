@@ -20,6 +20,8 @@ class ExitRecord(msgspec.Struct, frozen=True, kw_only=True):
     signal: str = ""
     oom_killed: bool = False
     finished_at_ns: int = 0
+    lost: bool = False  # the monitor died without recording the exit (RELIABILITY F-10)
+    reason: str = ""
 
 
 class RuntimeState(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +83,18 @@ class Runtime(Protocol):
     async def state(self, container_id: str) -> RuntimeState | None: ...
 
     async def list(self) -> list[RuntimeState]: ...
+
+    async def attach(self, container_id: str) -> AttachSession: ...
+
+
+class AttachSession(Protocol):
+    """The container's stdio through its monitor: output as (stream, bytes), input bytes."""
+
+    async def receive(self) -> tuple[str, bytes] | None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Secrets(Protocol):

@@ -75,6 +75,7 @@ class FakeRuntime:
         self.procs: dict[str, _Proc] = {}
         self.exit_files: dict[str, ExitRecord] = {}
         self._next_pid = 1000
+        self.attached: dict[str, list[FakeAttach]] = {}
         self._clock = clock or (lambda: 0)
 
     async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
@@ -165,6 +166,15 @@ class FakeRuntime:
     async def list(self) -> list[RuntimeState]:
         return [RuntimeState(id=k, status=p.status, pid=p.pid) for k, p in self.procs.items()]
 
+    async def attach(self, container_id: str) -> FakeAttach:
+        self.f.record("runtime.attach", container_id)
+        p = self.procs.get(container_id)
+        if p is None:
+            raise NotFound(f"container {container_id} is not running")
+        session = FakeAttach()
+        self.attached.setdefault(container_id, []).append(session)
+        return session
+
     def rebind(self) -> None:
         """A new daemon (new trio run) watches the same processes: fresh events."""
         for p in self.procs.values():
@@ -172,6 +182,26 @@ class FakeRuntime:
             p.exited = trio.Event()
             if done:
                 p.exited.set()
+
+
+class FakeAttach:
+    """An attach session whose output the test writes and whose input it reads."""
+
+    def __init__(self) -> None:
+        self.output: list[tuple[str, bytes] | None] = []
+        self.input: list[bytes] = []
+        self.closed = False
+
+    async def receive(self) -> tuple[str, bytes] | None:
+        while not self.output:
+            await trio.sleep(0.001)
+        return self.output.pop(0)
+
+    async def send(self, data: bytes) -> None:
+        self.input.append(data)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeSecrets:
@@ -202,6 +232,9 @@ class FakeLayers:
     def delete(self, diff_id: str) -> None:
         self.f.record("layers.delete", diff_id)
         self.present.discard(diff_id)
+
+    def delete_blob(self, digest: str) -> None:
+        self.f.record("content.delete", digest)
 
 
 class FakeSpecs:

@@ -36,6 +36,8 @@ def consistent(rig) -> None:  # type: ignore[no-untyped-def]
     assert rebuilt.names == live.names
     assert rebuilt.operations == live.operations
     assert rig.store.verify().ok
+    for cid, c in live.containers.items():  # optimistic concurrency sees the real version
+        assert c.stream_version == rig.store.stream_version("container-" + cid)
     running = {cid for cid, c in live.containers.items() if c.status in ("running", "paused")}
     kernel = {cid for cid, p in rig.machine.runtime.procs.items()
               if p.status in ("running", "paused")}
@@ -291,3 +293,29 @@ async def test_running_container_is_adopted_and_reboot_loses_it(machine) -> None
 def test_projection_is_the_fold() -> None:
     p = EngineProjection()
     assert p.initial().seq == 0
+
+
+async def test_restart_pause_unpause_rename_kill(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        cid, _ = await rig.engine.create_container(name="cycle", config=cfg(), env=[],
+                                                   actor=USER)
+        await rig.engine.start(cid, USER)
+        first_pid = rig.store.state.containers[cid].pid
+        await rig.engine.restart(cid, USER, timeout=1)
+        c = rig.store.state.containers[cid]
+        assert c.status == "running" and c.pid != first_pid
+        await rig.engine.pause(cid, USER)
+        assert rig.store.state.containers[cid].status == "paused"
+        with pytest.raises(Conflict):
+            await rig.engine.pause(cid, USER)
+        await rig.engine.pause(cid, USER, pause=False)
+        await rig.engine.rename(cid, "renamed", USER)
+        assert rig.store.state.names.get("renamed") == cid
+        assert "cycle" not in rig.store.state.names
+        await rig.engine.kill("renamed", USER, signal="SIGKILL")
+        c = await rig.engine.wait(cid)
+        assert c.exit_code == 137
+        consistent(rig)
+        # A killed container with `always` is not restarted: the user stopped it.
+        assert not rig.store.state.operations

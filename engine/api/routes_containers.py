@@ -1,0 +1,199 @@
+"""Docker API handlers for containers: create, list, inspect, start, stop, kill, restart,
+wait, pause, unpause, rename, remove.
+
+I/O: none directly; each handler calls the engine service (which appends and supervises)
+or reads the projection. Streams (logs, attach, exec, top) live in `routes_streams.py`.
+"""
+
+from __future__ import annotations
+
+import signal as signals
+from typing import Any
+
+import msgspec
+
+from engine.api import render
+from engine.api.models import (
+    ContainerCreateBody,
+    ContainerCreateResponse,
+    ContainerWaitResponse,
+    WaitExitError,
+)
+from engine.api.router import Request, Response, Router, empty, json_response
+from engine.api.translate import create_body_to_config, parse_filters
+from engine.core.lookup import find_container, find_image
+from engine.core.validate import check_name
+from engine.errors import InvalidArgument
+from events.values import ContainerConfig
+from projections.state import ContainerView
+
+
+def _config(fields: dict[str, Any]) -> ContainerConfig:
+    clean = {k: v for k, v in fields.items() if v is not None}
+    return ContainerConfig(image_id="", **clean)
+
+
+def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> bool:
+    for key, values in filters.items():
+        if key == "status" and render._docker_status(c) not in values:
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
+            return False
+        if key == "id" and not any(c.id.startswith(v) for v in values):
+            return False
+        if key == "label":
+            for v in values:
+                k, _, want = v.partition("=")
+                if k not in c.config.labels or (want and c.config.labels[k] != want):
+                    return False
+        if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
+            return False
+        if key == "ancestor":
+            ids = set()
+            for ref in values:
+                try:
+                    ids.add(find_image(state, ref).id)
+                except Exception:  # noqa: BLE001 - an unknown ancestor matches nothing
+                    pass
+            if c.config.image_id not in ids:
+                return False
+    return True
+
+
+def container_routes(ctx: Any) -> Router:
+    """`ctx` is the daemon context: `.engine`, `.paths`, `.clock()`."""
+    r = Router()
+    engine = ctx.engine
+
+    @r.route("POST", "/containers/create")
+    async def create(req: Request) -> Response:
+        body = await req.json(ContainerCreateBody)
+        name = (req.arg("name") or "").lstrip("/")
+        if name:
+            check_name(name)
+        fields, env, warnings = create_body_to_config(body, name=name)
+        if fields.get("network_mode") in ("default", "bridge", ""):
+            fields["network_mode"] = "none"  # bridges arrive with the networking issue
+        cid, more = await engine.create_container(
+            name=name, config=_config(fields), env=env, actor=req.actor
+        )
+        return json_response(ContainerCreateResponse(Id=cid, Warnings=warnings + more), 201)
+
+    @r.route("GET", "/containers/json")
+    async def list_(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        show_all = req.bool("all")
+        limit = req.int("limit", -1) or -1
+        now = ctx.clock()
+        out = []
+        for c in sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True):
+            if (
+                not show_all
+                and c.status not in ("running", "paused", "restarting")
+                and "status" not in filters
+            ):
+                continue
+            if filters and not _matches(c, filters, state):
+                continue
+            out.append(render.summary(state, c, now_ns=now))
+        if limit > 0:
+            out = out[:limit]
+        return json_response(out)
+
+    @r.route("GET", "/containers/{id}/json")
+    async def inspect(req: Request) -> Response:
+        state = engine.state
+        c = find_container(state, req.params["id"])
+        return json_response(
+            render.inspect_container(
+                state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock()
+            )
+        )
+
+    @r.route("POST", "/containers/{id}/start")
+    async def start(req: Request) -> Response:
+        started = await engine.start(req.params["id"], req.actor)
+        return empty(204 if started else 304)
+
+    @r.route("POST", "/containers/{id}/stop")
+    async def stop(req: Request) -> Response:
+        stopped = await engine.stop(
+            req.params["id"], req.actor, timeout=req.int("t"), signal=req.arg("signal")
+        )
+        return empty(204 if stopped else 304)
+
+    @r.route("POST", "/containers/{id}/kill")
+    async def kill(req: Request) -> Response:
+        sig = req.arg("signal") or "SIGKILL"
+        await engine.kill(req.params["id"], req.actor, signal=normalize_signal(sig))
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/restart")
+    async def restart(req: Request) -> Response:
+        await engine.restart(req.params["id"], req.actor, timeout=req.int("t"))
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/pause")
+    async def pause(req: Request) -> Response:
+        await engine.pause(req.params["id"], req.actor, pause=True)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/unpause")
+    async def unpause(req: Request) -> Response:
+        await engine.pause(req.params["id"], req.actor, pause=False)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/rename")
+    async def rename(req: Request) -> Response:
+        new = req.arg("name")
+        if not new:
+            raise InvalidArgument("name is required", hint="shipslog rename OLD NEW")
+        await engine.rename(req.params["id"], new, req.actor)
+        return empty(204)
+
+    @r.route("DELETE", "/containers/{id}")
+    async def remove(req: Request) -> Response:
+        await engine.remove(
+            req.params["id"], req.actor, force=req.bool("force"), volumes=req.bool("v")
+        )
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/wait")
+    async def wait(req: Request) -> Response:
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(
+                f"invalid condition: {condition!r}", hint="use not-running, next-exit or removed"
+            )
+        c = find_container(engine.state, req.params["id"])
+        waiting = engine.wait(c.id, condition)
+
+        async def body() -> Any:
+            # The server sends the headers before the first chunk, so the client knows the
+            # wait has begun before it starts the container (`docker run --rm` relies on it).
+            done = await waiting
+            error = WaitExitError(Message=done.error) if done.error else None
+            yield (
+                msgspec.json.encode(ContainerWaitResponse(StatusCode=done.exit_code, Error=error))
+                + b"\n"
+            )
+
+        return Response(200, [("Content-Type", "application/json")], stream=body())
+
+    return r
+
+
+def normalize_signal(sig: str) -> str:
+    s = sig.upper()
+    if s.isdigit():
+        try:
+            return signals.Signals(int(s)).name
+        except ValueError:
+            raise InvalidArgument(
+                f"invalid signal: {sig}", hint="use a name like SIGTERM"
+            ) from None
+    name = s if s.startswith("SIG") else "SIG" + s
+    if name not in signals.Signals.__members__:
+        raise InvalidArgument(f"invalid signal: {sig}", hint="use a name like SIGTERM or 15")
+    return name

@@ -1,0 +1,133 @@
+"""Docker API handlers for images: list, inspect, remove, tag, load, save and import.
+
+I/O: none directly; byte-moving work goes through `engine.image_ops` (worker threads),
+everything else through the engine service and the projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from engine.api import render
+from engine.api.router import Request, Response, Router, empty, json_response, streaming
+from engine.api.translate import parse_filters
+from engine.core.lookup import find_image
+from engine.errors import InvalidArgument, NotFound
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(obj) + b"\r\n"
+
+
+def image_routes(ctx: Any) -> Router:
+    r = Router()
+    engine = ctx.engine
+    ops = ctx.images
+
+    @r.route("GET", "/images/json")
+    async def list_(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        out = []
+        for img in sorted(state.images.values(), key=lambda i: i.created_at, reverse=True):
+            if "dangling" in filters:
+                dangling = not img.repo_tags
+                if (filters["dangling"][0] in ("true", "1")) != dangling:
+                    continue
+            if "reference" in filters and not any(
+                t.split(":")[0] == ref.split(":")[0] and (":" not in ref or t == ref)
+                for t in img.repo_tags
+                for ref in filters["reference"]
+            ):
+                continue
+            if "label" in filters and not all(
+                lbl.partition("=")[0] in img.config.labels for lbl in filters["label"]
+            ):
+                continue
+            out.append(render.image_summary(state, img))
+        return json_response(out)
+
+    @r.route("GET", "/images/{name:path}/json")
+    async def inspect(req: Request) -> Response:
+        return json_response(render.image_inspect(find_image(engine.state, req.params["name"])))
+
+    @r.route("DELETE", "/images/{name:path}")
+    async def remove(req: Request) -> Response:
+        name = req.params["name"]
+        img = find_image(engine.state, name)
+        before = set(img.repo_tags)
+        await engine.remove_image(name, req.actor, force=req.bool("force"))
+        out: list[dict[str, str]] = []
+        after = engine.state.images.get(img.id)
+        for tag in sorted(before - set(after.repo_tags if after else ())):
+            out.append({"Untagged": tag})
+        if after is None:
+            out.append({"Deleted": img.id})
+        return json_response(out)
+
+    @r.route("POST", "/images/{name:path}/tag")
+    async def tag(req: Request) -> Response:
+        repo = req.arg("repo")
+        if not repo:
+            raise InvalidArgument("repository name is required", hint="shipslog tag SRC DST")
+        target = repo + (":" + req.arg("tag") if req.arg("tag") else "")
+        await engine.tag(req.params["name"], target, req.actor)
+        return empty(201)
+
+    @r.route("POST", "/images/load", stream_body=True)
+    async def load(req: Request) -> Response:
+        images = await ops.load(req.stream_body(), req.actor)
+
+        async def body() -> AsyncIterator[bytes]:
+            for img in images:
+                names = img.repo_tags or (img.image_id,)
+                for n in names:
+                    what = "Loaded image" if img.repo_tags else "Loaded image ID"
+                    yield _line({"stream": f"{what}: {n}\n"})
+
+        return streaming(body())
+
+    @r.route("POST", "/images/create", stream_body=True)
+    async def create(req: Request) -> Response:
+        src = req.arg("fromSrc")
+        if src is None:
+            ref = req.arg("fromImage") or ""
+            raise NotFound(
+                f"pull access denied for {ref}: pulling from registries is not available in "
+                "this build yet",
+                hint="load the image with: shipslog load -i IMAGE.tar",
+            )
+        if src != "-":
+            raise InvalidArgument(
+                "import from a URL is not supported", hint="pipe the file: shipslog import FILE.tar"
+            )
+        repo = req.arg("repo") or ""
+        tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        img = await ops.import_(
+            req.stream_body(),
+            req.actor,
+            repo_tags=tags,
+            source="-",
+            created=render.rfc3339(ctx.clock()),
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            yield _line({"status": img.image_id})
+
+        return streaming(body())
+
+    @r.route("GET", "/images/get")
+    async def save_many(req: Request) -> Response:
+        names = req.query.get("names", [])
+        if not names:
+            raise InvalidArgument("no image names given", hint="shipslog save IMAGE...")
+        return streaming(await ops.save(names), content_type="application/x-tar")
+
+    @r.route("GET", "/images/{name:path}/get")
+    async def save_one(req: Request) -> Response:
+        return streaming(await ops.save([req.params["name"]]), content_type="application/x-tar")
+
+    return r

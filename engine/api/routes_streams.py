@@ -1,0 +1,256 @@
+"""Docker API handlers that stream a container's bytes: logs, attach, exec, top, resize.
+
+I/O: reads container logs (files written by the monitor), connects to the monitor's attach
+socket, runs `runc exec` through the runtime driver, and records exec sessions as events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
+from engine.api.render import rfc3339
+from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
+from engine.api.routes_system import parse_event_time
+from engine.api.stream import HijackedStream, frame
+from engine.core import containers as cc
+from engine.core.lookup import find_container
+from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.runtime.logs import follow_logs, read_logs
+from events import vocabulary as v
+from events.envelope import Pending, stream_of
+
+STREAM_IDS = {"stdout": 1, "stderr": 2}
+
+
+def _payload(stream: str, ts: int, data: bytes, *, tty: bool, timestamps: bool) -> bytes:
+    if timestamps:
+        data = rfc3339(ts).encode() + b" " + data
+    return data if tty else frame(STREAM_IDS.get(stream, 1), data)
+
+
+def stream_routes(ctx: Any) -> Router:
+    r = Router()
+    engine = ctx.engine
+
+    @r.route("GET", "/containers/{id}/logs")
+    async def logs(req: Request) -> Response:
+        c = find_container(engine.state, req.params["id"])
+        stdout, stderr = req.bool("stdout"), req.bool("stderr")
+        if not stdout and not stderr:
+            raise InvalidArgument("you must choose at least one stream",
+                                  hint="ask for stdout=1 and/or stderr=1")
+        now = ctx.clock()
+        since = parse_event_time(req.arg("since"), now) or 0
+        until = parse_event_time(req.arg("until"), now) or 0
+        tail_arg = req.arg("tail") or "all"
+        tail = None if tail_arg == "all" else int(tail_arg)
+        timestamps, tty = req.bool("timestamps"), c.config.tty
+        path = ctx.paths.log_path(c.id)
+        content_type = ("application/vnd.docker.raw-stream" if tty
+                        else "application/vnd.docker.multiplexed-stream")
+
+        async def body() -> AsyncIterator[bytes]:
+            if req.bool("follow") and c.status in ("running", "paused", "restarting"):
+                stop = trio.Event()
+
+                async def watch_exit() -> None:
+                    await engine.journal.wait_for(
+                        lambda s: s.containers.get(c.id) is None
+                        or s.containers[c.id].status not in ("running", "paused",
+                                                             "restarting"))
+                    stop.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(watch_exit)
+                    async for stream, ts, data in follow_logs(
+                            path, stop=stop, stdout=stdout, stderr=stderr, since_ns=since,
+                            tail=tail):
+                        if until and ts > until:
+                            break
+                        yield _payload(stream, ts, data, tty=tty, timestamps=timestamps)
+                    nursery.cancel_scope.cancel()
+                return
+            records = await trio.to_thread.run_sync(lambda: list(read_logs(
+                path, stdout=stdout, stderr=stderr, since_ns=since, until_ns=until, tail=tail)))
+            for stream, ts, data in records:
+                yield _payload(stream, ts, data, tty=tty, timestamps=timestamps)
+
+        return streaming(body(), content_type=content_type)
+
+    @r.route("POST", "/containers/{id}/attach")
+    async def attach(req: Request) -> Response:
+        c = find_container(engine.state, req.params["id"])
+        if c.status in ("removing", "creating"):
+            raise Conflict(f"container {c.name} is {c.status}", hint="wait for it to finish")
+        want_stdin = req.bool("stdin") and c.config.open_stdin
+        want = {"stdout": req.bool("stdout"), "stderr": req.bool("stderr")}
+        tty = c.config.tty
+        running = c.status in ("running", "paused")
+        waiting = None if running else engine.supervisor.attach_at_start(c.id)
+
+        async def session_of() -> Any:
+            if waiting is not None:
+                return await waiting
+            return await ctx.runtime.attach(c.id)
+
+        async def run(conn: HijackedStream) -> None:
+            session = await session_of()
+            try:
+                async with trio.open_nursery() as nursery:
+                    if want_stdin:
+                        nursery.start_soon(_pump_stdin, conn, session)
+                    while (msg := await session.receive()) is not None:
+                        stream, data = msg
+                        if want.get(stream, True):
+                            if tty:
+                                await conn.send_all(data)
+                            else:
+                                await conn.send_frame(STREAM_IDS.get(stream, 1), data)
+                    nursery.cancel_scope.cancel()
+            finally:
+                session.close()
+
+        return hijack(run, tty=tty)
+
+    @r.route("POST", "/containers/{id}/resize")
+    async def resize(req: Request) -> Response:
+        c = find_container(engine.state, req.params["id"])
+        if c.status not in ("running", "paused"):
+            raise Conflict(f"Container {c.id} is not running", hint="start it first")
+        await ctx.runtime.rt.resize(c.id, req.int("h", 24) or 24, req.int("w", 80) or 80)
+        return empty(200)
+
+    @r.route("GET", "/containers/{id}/top")
+    async def top(req: Request) -> Response:
+        c = find_container(engine.state, req.params["id"])
+        if c.status not in ("running", "paused"):
+            raise Conflict(f"Container {c.id} is not running", hint="start it first")
+        titles, rows = await ctx.runtime.rt.top(c.id, req.arg("ps_args") or "-ef")
+        return json_response({"Titles": titles, "Processes": rows})
+
+    @r.route("POST", "/containers/{id}/exec")
+    async def exec_create(req: Request) -> Response:
+        body = await req.json(ExecConfig)
+        c = find_container(engine.state, req.params["id"])
+        exec_id = engine.journal.new_id()
+        op_id = engine.journal.new_id()
+        cmd = tuple(body.Cmd or ())
+        env = list(body.Env or [])
+        await engine.decide_and_append(lambda s: cc.decide_exec_create(
+            s, c.id, op_id=op_id, exec_id=exec_id, cmd=cmd, tty=bool(body.Tty),
+            user=body.User or "", working_dir=body.WorkingDir or ""), req.actor)
+        if env:
+            engine.secrets.put(exec_id, env)
+        ctx.exec_stdin[exec_id] = bool(body.AttachStdin)
+        return json_response({"Id": exec_id}, 201)
+
+    @r.route("POST", "/exec/{id}/start")
+    async def exec_start(req: Request) -> Response:
+        body = await req.json(ExecStartConfig, required=False)
+        x = engine.state.execs.get(req.params["id"])
+        if x is None:
+            raise NotFound(f"No such exec instance: {req.params['id']}",
+                           hint="create it first with POST /containers/{id}/exec")
+        if x.running or x.exit_code is not None:
+            raise Conflict(f"exec {x.id[:12]} has already run", hint="create a new exec")
+        c = find_container(engine.state, x.container_id)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running", hint="start it first")
+        detach = bool(body and body.Detach)
+        image = engine.state.images.get(c.config.image_id)
+        try:
+            exec_env = engine.secrets.get(x.id)
+        except NotFound:
+            exec_env = []  # the exec set no variables of its own
+        process = _process(c, x, list(image.config.env) if image else [], exec_env)
+        stdin_wanted = ctx.exec_stdin.pop(x.id, False)
+
+        async def record(event: v.BaseEvent) -> None:
+            await engine.journal.append([Pending(stream=stream_of("container", c.id),
+                                                 event=event)], actor=req.actor,
+                                        op_id="exec-" + x.id[:12])
+
+        if detach:
+            result = await ctx.runtime.rt.exec(c.id, process, tty=False, detach=True)
+            await record(v.ExecStarted(exec_id=x.id, container_id=c.id, pid=result.pid))
+            return empty(200)
+
+        async def run(conn: HijackedStream) -> None:
+            stdin = b""
+            if stdin_wanted:
+                chunks = []
+                while chunk := await conn.receive_some(65536):
+                    chunks.append(chunk)
+                stdin = b"".join(chunks)
+            await record(v.ExecStarted(exec_id=x.id, container_id=c.id))
+            code = 126
+            try:
+                result = await ctx.runtime.rt.exec(c.id, process, tty=x.tty, stdin=stdin)
+                code = result.exit_code
+                if x.tty:
+                    await conn.send_all(result.stdout)
+                else:
+                    if result.stdout:
+                        await conn.send_frame(1, result.stdout)
+                    if result.stderr:
+                        await conn.send_frame(2, result.stderr)
+            except Exception as exc:  # noqa: BLE001 - report to the client, record the exit
+                message = str(exc)
+                code = 127 if "not found" in message or "no such file" in message else 126
+                data = f"{message}\n".encode()
+                await (conn.send_all(data) if x.tty else conn.send_frame(2, data))
+            finally:
+                with trio.CancelScope(shield=True):
+                    await record(v.ExecExited(exec_id=x.id, container_id=c.id, exit_code=code))
+                    engine.secrets.wipe(x.id)
+
+        return hijack(run, tty=x.tty)
+
+    @r.route("GET", "/exec/{id}/json")
+    async def exec_inspect(req: Request) -> Response:
+        x = engine.state.execs.get(req.params["id"])
+        if x is None:
+            raise NotFound(f"No such exec instance: {req.params['id']}", hint="")
+        return json_response(ExecInspect(
+            ID=x.id, ContainerID=x.container_id, Running=x.running,
+            ExitCode=x.exit_code, Pid=x.pid,
+            ProcessConfig=ProcessConfig(tty=x.tty, user=x.user,
+                                        entrypoint=x.cmd[0] if x.cmd else "",
+                                        arguments=list(x.cmd[1:]))))
+
+    @r.route("POST", "/exec/{id}/resize")
+    async def exec_resize(req: Request) -> Response:
+        if req.params["id"] not in engine.state.execs:
+            raise NotFound(f"No such exec instance: {req.params['id']}", hint="")
+        return empty(200)
+
+    return r
+
+
+async def _pump_stdin(conn: HijackedStream, session: Any) -> None:
+    while data := await conn.receive_some(65536):
+        await session.send(data)
+
+
+def _process(c: Any, x: Any, image_env: list[str], env: list[str]) -> dict[str, Any]:
+    """The OCI process for an exec: the container's own settings unless the exec overrides."""
+    if not any(e.startswith("PATH=") for e in image_env + env):
+        image_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     *image_env]
+    user = x.user or c.config.user or "0"
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise InvalidArgument(f"exec user {user!r}: only numeric uid[:gid] is supported yet",
+                              hint="use --user UID[:GID]")
+    return {
+        "args": list(x.cmd),
+        "env": image_env + env + (["TERM=xterm"] if x.tty else []),
+        "cwd": x.working_dir or c.config.working_dir or "/",
+        "user": {"uid": int(uid), "gid": int(gid or 0)},
+        "terminal": x.tty,
+        "noNewPrivileges": c.config.no_new_privileges,
+    }

@@ -1,0 +1,158 @@
+"""Docker API handlers for the engine itself: version, info and the event stream.
+
+I/O: reads /proc and uname for `info`; the event stream reads the log (history, then live).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from engine.api.docker_events import DockerEvents, matches
+from engine.api.models import ComponentVersion, SystemInfo, SystemVersion
+from engine.api.render import rfc3339
+from engine.api.router import Request, Response, Router, json_response, streaming
+from engine.api.translate import parse_filters
+from engine.errors import InvalidArgument
+from events.follow import follow
+
+VERSION = "0.1.0"
+
+
+def parse_event_time(value: str | None, now_ns: int) -> int | None:
+    """Docker sends `since`/`until` as Unix seconds (`1700000000.123456789`); we also take
+    RFC 3339 from other clients."""
+    if not value:
+        return None
+    try:
+        secs, _, frac = value.partition(".")
+        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid time {value!r}", hint="use Unix seconds or RFC 3339"
+        ) from None
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def system_routes(ctx: Any) -> Router:
+    r = Router()
+
+    @r.route("GET", "/version")
+    async def version(req: Request) -> Response:
+        runc = getattr(ctx, "runc_version", "")
+        return json_response(
+            SystemVersion(
+                Components=[
+                    ComponentVersion(
+                        Name="Engine",
+                        Version=VERSION,
+                        Details={"ApiVersion": "1.43", "Os": "linux"},
+                    ),
+                    ComponentVersion(Name="runc", Version=runc),
+                ],
+                Version=VERSION,
+                GoVersion="python" + platform.python_version(),
+                Arch=_arch(),
+                KernelVersion=platform.release(),
+                BuildTime="",
+            )
+        )
+
+    @r.route("GET", "/info")
+    async def info(req: Request) -> Response:
+        state = ctx.engine.state
+        statuses = [c.status for c in state.containers.values()]
+        try:
+            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            mem = 0
+        return json_response(
+            SystemInfo(
+                ID=ctx.engine_id,
+                Containers=len(statuses),
+                ContainersRunning=statuses.count("running"),
+                ContainersPaused=statuses.count("paused"),
+                ContainersStopped=len(statuses)
+                - statuses.count("running")
+                - statuses.count("paused"),
+                Images=len(state.images),
+                DockerRootDir=str(ctx.paths.root),
+                NFd=len(os.listdir("/proc/self/fd")),
+                NGoroutines=trio.lowlevel.current_statistics().tasks_living,
+                SystemTime=rfc3339(ctx.clock()),
+                KernelVersion=platform.release(),
+                OperatingSystem=_os_name(),
+                OSType="linux",
+                Architecture=platform.machine(),
+                NCPU=os.cpu_count() or 1,
+                MemTotal=mem,
+                Name=platform.node(),
+                ServerVersion=VERSION,
+                CgroupVersion="2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+                Runtimes={"runc": {"path": "runc"}},
+                SecurityOptions=["name=seccomp,profile=builtin"],
+                DriverStatus=[
+                    ["Backing Filesystem", "overlay"],
+                    ["Event log", str(ctx.paths.db)],
+                    ["Events", str(ctx.store.head())],
+                ],
+            )
+        )
+
+    @r.route("GET", "/events")
+    async def events(req: Request) -> Response:
+        now = ctx.clock()
+        since = parse_event_time(req.arg("since"), now)
+        until = parse_event_time(req.arg("until"), now)
+        filters = parse_filters(req.arg("filters"))
+        converter = DockerEvents(lambda: ctx.engine.state)
+        head = ctx.store.head()
+        after = 0 if since is not None else head
+        # With an `until` in the past the stream is history only: it ends at today's head.
+        history_only = until is not None and until <= now
+
+        async def body() -> AsyncIterator[bytes]:
+            if history_only and after >= head:
+                return
+            async for env in follow(ctx.store, ctx.writer, after_seq=after):
+                if until is not None and env.recorded_at > until:
+                    return
+                msg = converter.convert(env)
+                if (
+                    msg is not None
+                    and (since is None or env.recorded_at >= since)
+                    and (not filters or matches(msg, filters))
+                ):
+                    yield msgspec.json.encode(msg) + b"\n"
+                if history_only and env.seq >= head:
+                    return
+
+        return streaming(body())
+
+    return r
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return sys.platform

@@ -1,0 +1,215 @@
+"""`shipslogd`: the daemon.
+
+I/O: everything, in this order (DESIGN.md, "Processes"): take the exclusive lock on the state
+root (before any write), open the log and catch the projection up, record the start, recover
+(finish or undo half-done operations, adopt or account for containers), then serve the API on
+the unix socket and supervise. SIGTERM/SIGINT stop serving and write the clean-shutdown
+marker; containers keep running (their monitors hold them) and are adopted at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from engine.api.http import App, serve_unix
+from engine.api.routes_containers import container_routes
+from engine.api.routes_images import image_routes
+from engine.api.routes_streams import stream_routes
+from engine.api.routes_system import VERSION, system_routes
+from engine.daemon.wiring import (
+    ContainerFiles,
+    ImageStorage,
+    RealRuntime,
+    RealSnapshots,
+    SpecMaker,
+)
+from engine.errors import ShipslogError
+from engine.image_ops import ImageOps
+from engine.journal import Journal
+from engine.paths import Paths
+from engine.recovery import Recovery
+from engine.secrets import SecretStore
+from engine.service import Engine
+from engine.supervisor import Drivers, Supervisor
+from events import vocabulary as v
+from events.envelope import SYSTEM_ACTOR, Pending
+from events.store import EventStore
+from events.writer import StoreWriter, open_store_writer
+from projections.engine import EngineProjection
+
+log = logging.getLogger("shipslogd")
+
+DEFAULT_ROOT = "/var/lib/shipslog"
+DEFAULT_EXEC_ROOT = "/run/shipslog"
+
+
+class AlreadyRunning(ShipslogError):
+    pass
+
+
+@dataclass
+class DaemonContext:
+    """What the API handlers reach: the engine, the log, the runtime and the paths."""
+
+    engine: Engine
+    images: ImageOps
+    store: EventStore
+    writer: StoreWriter
+    paths: Paths
+    runtime: RealRuntime
+    clock: Any
+    engine_id: str
+    runc_version: str = ""
+    exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
+
+
+def take_lock(paths: Paths) -> int:
+    """flock the state root (RELIABILITY F-14): a second daemon exits naming the holder."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another daemon holds {paths.lock} (pid {holder})",
+            hint="stop it first, or give this one its own --root and --exec-root") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def socket_path(host: str) -> str:
+    if not host.startswith("unix://"):
+        raise ShipslogError(f"unsupported host {host!r}", hint="use unix:///path/to/socket")
+    return host[len("unix://"):]
+
+
+async def run_daemon(args: argparse.Namespace, *,
+                     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    paths = Paths.of(args.root, args.exec_root)
+    paths.ensure()
+    lock_fd = take_lock(paths)
+    try:
+        await _serve(args, paths, task_status)
+    finally:
+        os.close(lock_fd)
+
+
+async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> None:
+    current_boot = boot_id()
+    previous_boot = paths.boot_id_file.read_text().strip() if paths.boot_id_file.exists() else ""
+    boot_changed = previous_boot != current_boot
+    clean = paths.clean_shutdown_marker.exists()
+    paths.clean_shutdown_marker.unlink(missing_ok=True)
+
+    store = await trio.to_thread.run_sync(
+        lambda: EventStore.open(paths.db, projection=EngineProjection()))
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(paths.db) + suffix)
+        if p.exists():
+            os.chmod(p, 0o600)
+    runtime = RealRuntime(paths)
+    runc_version = await runtime.check()
+    storage = ImageStorage(paths.root)
+    secrets = SecretStore(paths.secrets)
+    try:
+        async with open_store_writer(store) as writer, trio.open_nursery() as nursery:
+            journal = Journal(store, writer)
+            await journal.append([Pending(stream="daemon", event=v.DaemonStarted(
+                version=VERSION, boot_id=current_boot, clean_shutdown=clean))],
+                actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
+            drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
+                              secrets=secrets, layers=storage, specs=SpecMaker(paths),
+                              files=ContainerFiles(paths))
+            supervisor = Supervisor(journal, drivers, nursery)
+            restart = await Recovery(supervisor, boot_changed=boot_changed).run()
+            paths.boot_id_file.write_text(current_boot + "\n")
+            engine = Engine(journal, supervisor, secrets)
+            for cid in restart:
+                nursery.start_soon(_start_quietly, engine, cid)
+            ctx = DaemonContext(
+                engine=engine, images=ImageOps(journal, storage.content, storage.layers,
+                                               paths.root / "tmp"),
+                store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
+                engine_id=_engine_id(store), runc_version=runc_version)
+            app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
+                      stream_routes(ctx))
+            sock = await nursery.start(lambda task_status: serve_unix(
+                socket_path(args.host), app, task_status=task_status))
+            log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
+            task_status.started(sock)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            log.info("shutting down; containers keep running")
+            await journal.append([Pending(stream="daemon", event=v.DaemonStopped(
+                reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop")
+            nursery.cancel_scope.cancel()
+        paths.clean_shutdown_marker.write_text("")
+    finally:
+        store.close()
+
+
+async def _start_quietly(engine: Engine, cid: str) -> None:
+    try:
+        await engine.start(cid, SYSTEM_ACTOR)
+    except ShipslogError as exc:
+        log.warning("restart policy: starting %s failed: %s", cid[:12], exc)
+
+
+def _engine_id(store: EventStore) -> str:
+    for env in store.read(limit=1):
+        return env.hash[:12].upper()
+    return ""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="shipslogd", description="the shipslog daemon")
+    p.add_argument("--root", default=os.environ.get("SHIPSLOG_ROOT", DEFAULT_ROOT),
+                   help="state root (events.db, layers, containers)")
+    p.add_argument("--exec-root", default=os.environ.get("SHIPSLOG_EXEC_ROOT",
+                                                          DEFAULT_EXEC_ROOT),
+                   help="runtime state (socket, runc state, bundles)")
+    p.add_argument("-H", "--host", default=None, help="unix:///path of the API socket")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    if args.host is None:
+        args.host = f"unix://{args.exec_root}/shipslog.sock"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s shipslogd %(levelname)s %(message)s")
+    try:
+        trio.run(run_daemon, args)
+    except ShipslogError as exc:
+        print(f"shipslogd: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The real drivers behind the supervisor's seams: overlay snapshots, the layer and content
+stores, runc with conmon, the secret store, and the OCI spec maker.
+
+I/O: all of it, through the driver modules. This module only adapts their shapes to
+`engine/drivers/protocols.py` (e.g. the monitor's numeric killing signal to a name).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal as signals
+from pathlib import Path
+from typing import Any
+
+from engine.drivers.content import ContentStore
+from engine.drivers.layers import LayerStore
+from engine.drivers.protocols import ExitRecord, RuntimeState
+from engine.drivers.runtime import Runtime, read_rootfs_file
+from engine.drivers.snapshots import Snapshotter
+from engine.paths import Paths
+from engine.runtime.spec import build_spec
+from projections.state import ContainerView, ImageView
+
+RLIMITS = {
+    "RLIMIT_NOFILE": resource.RLIMIT_NOFILE,
+    "RLIMIT_NPROC": resource.RLIMIT_NPROC,
+}
+
+
+def host_rlimits() -> dict[str, tuple[int, int]]:
+    return {name: resource.getrlimit(num) for name, num in RLIMITS.items()}
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signals.Signals(num).name if num else ""
+    except ValueError:
+        return str(num)
+
+
+class RealRuntime:
+    """`Runtime` (runc + conmon) in the supervisor's shape: bundles live under the exec root."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.rt = Runtime(paths.exec_root)
+
+    async def check(self) -> str:
+        return await self.rt.check()
+
+    async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
+                     open_stdin: bool, log_path: str, log_opts: dict[str, str]) -> int:
+        return await self.rt.create(container_id, self.paths.bundle_dir(container_id), spec,
+                                    tty=tty, open_stdin=open_stdin, stdin_once=False,
+                                    log_path=log_path, log_opts=log_opts)
+
+    async def start(self, container_id: str) -> int:
+        return await self.rt.start(container_id)
+
+    async def kill(self, container_id: str, signal: str) -> None:
+        await self.rt.kill(container_id, signal)
+
+    @staticmethod
+    def _record(rec: Any) -> ExitRecord:
+        return ExitRecord(exit_code=rec.exit_code, signal=_signal_name(rec.signal),
+                          oom_killed=rec.oom_killed, finished_at_ns=rec.finished_at_ns,
+                          lost=rec.lost, reason=rec.reason)
+
+    async def wait_exit(self, container_id: str) -> ExitRecord:
+        return self._record(await self.rt.wait_exit(container_id))
+
+    def exit_record(self, container_id: str) -> ExitRecord | None:
+        rec = self.rt.exit_record_nowait(container_id)
+        return None if rec is None else self._record(rec)
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        await self.rt.delete(container_id, force=force)
+        shutil.rmtree(self.paths.bundle_dir(container_id), ignore_errors=True)
+
+    async def pause(self, container_id: str) -> None:
+        await self.rt.pause(container_id)
+
+    async def resume(self, container_id: str) -> None:
+        await self.rt.resume(container_id)
+
+    async def state(self, container_id: str) -> RuntimeState | None:
+        st = await self.rt.state(container_id)
+        return None if st is None else RuntimeState(id=st.id, status=st.status, pid=st.pid)
+
+    async def list(self) -> list[RuntimeState]:
+        return [RuntimeState(id=s.id, status=s.status, pid=s.pid) for s in await self.rt.list()]
+
+    async def attach(self, container_id: str) -> Any:
+        return await self.rt.attach(container_id)
+
+
+class RealSnapshots:
+    def __init__(self, root: Path) -> None:
+        self.s = Snapshotter(root)
+
+    def prepare(self, container_id: str, layer_paths: list[str]) -> str:
+        return str(self.s.prepare(container_id, list(layer_paths)))
+
+    def unmount(self, container_id: str) -> None:
+        self.s.unmount(container_id)
+
+    def remove(self, container_id: str) -> None:
+        self.s.remove(container_id)
+
+    def mounted(self) -> set[str]:
+        return {m.container_id for m in self.s.list_mounts()}
+
+
+class ImageStorage:
+    """The layer store and the content store, as the supervisor's garbage collector sees them."""
+
+    def __init__(self, root: Path) -> None:
+        self.content = ContentStore(root)
+        self.layers = LayerStore(root)
+
+    def path(self, diff_id: str) -> str:
+        return str(self.layers.path(diff_id))
+
+    def delete(self, diff_id: str) -> None:
+        self.layers.delete(diff_id)
+
+    def delete_blob(self, digest: str) -> None:
+        self.content.delete(digest)
+
+
+class SpecMaker:
+    """Builds a container's OCI spec: reads what it needs from the rootfs, in-root."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.rlimits = host_rlimits()
+        self.init_path = shutil.which("docker-init") or "/usr/sbin/docker-init"
+
+    def make(self, container: ContainerView, image: ImageView, env: list[str],
+             rootfs: str) -> dict[str, Any]:
+        cfg = container.config
+        passwd = group = None
+        name, _, grp = cfg.user.partition(":")
+        if (name and not name.isdigit()) or (grp and not grp.isdigit()):
+            passwd = read_rootfs_file(rootfs, "etc/passwd")
+            group = read_rootfs_file(rootfs, "etc/group")
+        return build_spec(
+            cfg, image.config, env=env, rootfs=rootfs,
+            hostname=cfg.hostname or container.id[:12], netns_path=None,
+            cgroups_path=f"/shipslog/{container.id}", host_rlimits=self.rlimits,
+            passwd=passwd, group=group, init_host_path=self.init_path,
+        )
+
+
+class ContainerFiles:
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+
+    def log_path(self, container_id: str) -> str:
+        d = self.paths.container_dir(container_id)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return str(self.paths.log_path(container_id))
+
+    def remove_container_files(self, container_id: str) -> None:
+        d = self.paths.container_dir(container_id)
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(self.paths.containers_root, exist_ok=True)
