@@ -157,7 +157,7 @@ class ContainerRemoved(BaseEvent, frozen=True, kw_only=True):
 
 
 class ContainerLost(BaseEvent, frozen=True, kw_only=True):
-    """The engine lost track of a running container (reboot, monitor gone): recorded, never hidden."""
+    """The engine lost track of a running container (reboot, monitor gone): never hidden."""
 
     container_id: str
     reason: str
