@@ -168,6 +168,32 @@ async def test_memory_hog_is_oom_killed(h: Harness) -> None:
     cid, rec = await h.run(("tail", "/dev/zero"), memory=8 * 1024 * 1024)
     assert rec.oom_killed
     assert rec.exit_code == 137
+    # On this cgroup v1 (hybrid) host the limit lands in the memory hierarchy.
+    mem = Path("/sys/fs/cgroup/memory") / h.cgroup_parent.strip("/") / cid
+    if mem.exists():
+        assert (mem / "memory.limit_in_bytes").read_text().strip() == str(8 << 20)
+
+
+async def test_cpu_quota_from_nano_cpus(h: Harness) -> None:
+    cid = await h.create(("true",), nano_cpus=500_000_000)
+    cpu = Path("/sys/fs/cgroup/cpu") / h.cgroup_parent.strip("/") / cid
+    if not cpu.exists():
+        cpu = Path("/sys/fs/cgroup") / h.cgroup_parent.strip("/") / cid  # cgroup v2
+        assert (cpu / "cpu.max").read_text().split() == ["50000", "100000"]
+    else:
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+    await h.runtime.delete(cid, force=True)
+
+
+async def test_no_log_driver_writes_no_file(h: Harness) -> None:
+    cid = h.new_id()
+    spec = h.spec(cid, cmd=("echo", "unlogged"))
+    await h.runtime.create(cid, h.base / "bundles" / cid, spec, log_path="")
+    await h.runtime.start(cid)
+    rec = await h.runtime.wait_exit(cid)
+    assert rec.exit_code == 0
+    assert not (h.base / "state").exists()
 
 
 async def test_pids_limit_stops_fork_bomb(h: Harness) -> None:
@@ -290,13 +316,38 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     await child.stdout.aclose()
     st = await h.runtime.state(cid)
     assert st is not None and st.status == "running"
-    # A fresh Runtime (as after a daemon restart) adopts it and sees its exit.
-    adopted = Runtime(h.runtime.exec_root)
-    session = await adopted.attach(cid)
+    # The container exits while no Runtime is watching (the "daemon" is down) ...
+    session = await h.runtime.attach(cid)
     await session.send(b"go\n")
     session.close()
-    rec = await adopted.wait_exit(cid)
-    assert rec.exit_code == 5
+    fd = os.pidfd_open(st.monitor_pid)
+    await trio.lowlevel.wait_readable(fd)
+    os.close(fd)
+    # ... and a fresh Runtime, as after a daemon restart, finds the record conmon left.
+    adopted = Runtime(h.runtime.exec_root)
+    rec = adopted.exit_record_nowait(cid)
+    assert rec is not None and rec.exit_code == 5 and rec.finished_at_ns > 0
+    assert (await adopted.wait_exit(cid)) == rec
+    assert [b for _, b in h.logs(cid)] == []  # stdin is not logged
+
+
+async def test_adopted_container_exit_is_waited_on(h: Harness) -> None:
+    cid = await h.create(("sh", "-c", "read x; exit 6"), open_stdin=True)
+    await h.runtime.start(cid)
+    adopted = Runtime(h.runtime.exec_root)  # knows nothing in memory about cid
+    async with trio.open_nursery() as nursery:
+        result: list[Any] = []
+
+        async def waiter() -> None:
+            result.append(await adopted.wait_exit(cid))
+
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert result == []
+        session = await adopted.attach(cid)
+        await session.send(b"\n")
+        session.close()
+    assert result[0].exit_code == 6
 
 
 async def test_log_rotation_keeps_max_file_files(h: Harness) -> None:
