@@ -458,13 +458,13 @@ class LayerStore:
         self.root.mkdir(mode=0o700, exist_ok=True)
         self.layers_dir.mkdir(mode=0o700, exist_ok=True)
 
-    def path(self, diff_id: str) -> Path:
+    def path(self, diff_id: str) -> str:
         """The overlay lowerdir of a layer (whether or not it exists)."""
-        return self.layers_dir / digest_hex(diff_id) / "diff"
+        return os.path.join(self.layers_dir, digest_hex(diff_id), "diff")
 
     def has(self, diff_id: str) -> bool:
         try:
-            return self.path(diff_id).is_dir()
+            return os.path.isdir(self.path(diff_id))
         except InvalidReference:
             return False
 
@@ -527,16 +527,15 @@ class LayerStore:
             shutil.rmtree(stage, ignore_errors=True)
             raise
 
-    def delete(self, diff_id: str) -> bool:
-        """Remove a layer: renamed away first, so it vanishes atomically, then deleted."""
+    def delete(self, diff_id: str) -> None:
+        """Remove a layer (idempotent): renamed away first, so it vanishes atomically."""
         src = self.layers_dir / digest_hex(diff_id)
         doomed = self.layers_dir / f"tmp-del-{secrets.token_hex(12)}"
         try:
             os.rename(src, doomed)
         except FileNotFoundError:
-            return False
+            return
         shutil.rmtree(doomed, ignore_errors=True)
-        return True
 
     def list(self) -> list[str]:
         out = []

@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,11 +163,14 @@ class Snapshotter:
     def plan(self, container_id: str, layer_paths: list[str]) -> MountPlan:
         return plan_rootfs(self.container_dir(container_id), [os.fspath(p) for p in layer_paths])
 
-    def prepare(self, container_id: str, layer_paths: list[str | os.PathLike[str]]) -> Path:
-        """Mount the container's rootfs (idempotent: an existing mount is kept)."""
+    def prepare(self, container_id: str, layer_paths: Sequence[str | os.PathLike[str]]) -> str:
+        """Mount the container's rootfs (idempotent: an existing mount is kept); return its path.
+
+        `layer_paths` are the layers' directories (`LayerStore.path`), bottom layer first.
+        """
         plan = self.plan(container_id, [os.fspath(p) for p in layer_paths])
         if self.is_mounted(container_id):
-            return Path(plan.target)
+            return plan.target
         for lower in plan.lowerdirs:
             if lower not in plan.dirs_to_create and not os.path.isdir(lower):
                 raise SnapshotError(
@@ -179,16 +183,15 @@ class Snapshotter:
                 f"mount overlay at {plan.target}: {e.strerror}",
                 "check that the kernel has overlayfs and the state root is on ext4/xfs",
             ) from e
-        return Path(plan.target)
+        return plan.target
 
     def is_mounted(self, container_id: str) -> bool:
         target = os.fspath(self.rootfs(container_id))
         return any(m.target == target for m in mountsys.read_mountinfo())
 
-    def unmount(self, container_id: str) -> bool:
-        """Unmount the rootfs; False if it was not mounted. Lazy-detaches a busy mount."""
+    def unmount(self, container_id: str) -> None:
+        """Unmount the rootfs (idempotent). Lazy-detaches a busy mount."""
         target = os.fspath(self.rootfs(container_id))
-        unmounted = False
         # A mount may be stacked (a retried prepare racing another); peel every layer.
         while any(m.target == target for m in mountsys.read_mountinfo()):
             try:
@@ -200,8 +203,6 @@ class Snapshotter:
                     break
                 else:
                     raise
-            unmounted = True
-        return unmounted
 
     def remove(self, container_id: str) -> None:
         """Unmount and delete the container's snapshot (upper layer included). Idempotent."""
@@ -218,6 +219,10 @@ class Snapshotter:
         except FileNotFoundError:
             return
         shutil.rmtree(doomed)
+
+    def mounted(self) -> set[str]:
+        """Ids of containers whose rootfs is mounted now (for reconciliation)."""
+        return {m.container_id for m in self.list_mounts()}
 
     def list_mounts(self) -> list[SnapshotMount]:
         """Overlay rootfs mounts under our containers dir, for reconciliation."""

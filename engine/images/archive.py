@@ -648,7 +648,7 @@ def save_archive(out: BinaryIO, images: Sequence[ImageToSave], store: ContentSto
             tf.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
 
 
-def unpack_image(image: LoadedImage, store: ContentStore, layers: LayerStore) -> list[Path]:
+def unpack_image(image: LoadedImage, store: ContentStore, layers: LayerStore) -> list[str]:
     """Unpack every layer not yet unpacked; return the overlay lowerdirs, bottom first."""
     paths = []
     for ref in image.layers:

@@ -71,7 +71,8 @@ def test_loads_into_the_content_store(archive: tuple[Path, str], tmp_path: Path)
 def test_rootfs_layout(archive: tuple[Path, str], tmp_path: Path) -> None:
     store = ContentStore(tmp_path)
     [img] = load_archive(archive[0], store)
-    [root] = unpack_image(img, store, LayerStore(tmp_path))
+    [layer_dir] = unpack_image(img, store, LayerStore(tmp_path))
+    root = Path(layer_dir)
     bb = os.stat(root / "bin/busybox")
     assert is_static_elf(root / "bin/busybox")
     assert os.stat(root / "bin/sh").st_ino == bb.st_ino

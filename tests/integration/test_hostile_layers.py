@@ -257,7 +257,7 @@ def test_cross_layer_symlink_write_lands_in_image(env: Env, tmp_path: Path) -> N
         io.BytesIO(T().file("x/passwd", b"layer2\n").file("y/sentinel", b"layer2\n").bytes())
     ).path
     snaps = Snapshotter(tmp_path / "state")
-    rootfs = snaps.prepare("c1", [lower, upper])
+    rootfs = Path(snaps.prepare("c1", [lower, upper]))
     try:
         assert (rootfs / "x").is_dir() and not (rootfs / "x").is_symlink()
         assert (rootfs / "x/passwd").read_bytes() == b"layer2\n"

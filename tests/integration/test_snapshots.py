@@ -135,7 +135,7 @@ def test_overlay_stack_with_whiteouts_and_opaque_dirs(root: Path) -> None:
         )
     ).path
     snaps = Snapshotter(root)
-    rootfs = snaps.prepare("c1", [base, top])
+    rootfs = Path(snaps.prepare("c1", [base, top]))
     try:
         assert snaps.is_mounted("c1")
         assert sorted(os.listdir(rootfs / "etc")) == ["keep", "new"]
@@ -149,11 +149,13 @@ def test_overlay_stack_with_whiteouts_and_opaque_dirs(root: Path) -> None:
         assert (base / "bin/sh").exists()
         assert (root / "containers/c1/upper/etc/keep").read_bytes() == b"changed"
         # idempotent: a second prepare keeps the mount (and its writes)
-        assert snaps.prepare("c1", [base, top]) == rootfs
+        assert snaps.prepare("c1", [base, top]) == str(rootfs)
         assert [m.container_id for m in snaps.list_mounts()] == ["c1"]
+        assert snaps.mounted() == {"c1"}
         assert (rootfs / "etc/keep").read_bytes() == b"changed"
-        assert snaps.unmount("c1") and not snaps.is_mounted("c1")
-        assert not snaps.unmount("c1")
+        snaps.unmount("c1")
+        assert not snaps.is_mounted("c1") and snaps.mounted() == set()
+        snaps.unmount("c1")  # idempotent
         # remount after unmount: the upper layer is kept
         snaps.prepare("c1", [base, top])
         assert (rootfs / "etc/keep").read_bytes() == b"changed"
@@ -175,7 +177,7 @@ def test_many_layers_mount_through_fsconfig(root: Path) -> None:
     ]
     snaps = Snapshotter(root)
     assert not snaps.plan("big", [str(p) for p in paths]).fits_in_page
-    rootfs = snaps.prepare("big", paths)
+    rootfs = Path(snaps.prepare("big", paths))
     try:
         assert len(os.listdir(rootfs / "l")) == 120
         assert (rootfs / "top").read_bytes() == b"119"  # the last layer wins
@@ -188,7 +190,7 @@ def test_many_layers_mount_through_fsconfig(root: Path) -> None:
 @pytest.mark.kernel
 def test_image_without_layers(root: Path) -> None:
     snaps = Snapshotter(root)
-    rootfs = snaps.prepare("empty", [])
+    rootfs = Path(snaps.prepare("empty", []))
     try:
         assert os.listdir(rootfs) == []
         (rootfs / "x").write_bytes(b"1")
