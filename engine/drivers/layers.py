@@ -210,7 +210,7 @@ def _unzstd(src: _Counting, first: bytes) -> Iterator[bytes]:
     tracker = ZstdFrameTracker()
     source = _Prefixed(first, src, tracker)
     try:
-        with d.stream_reader(source, read_size=CHUNK, read_across_frames=True) as r:
+        with d.stream_reader(source, read_size=CHUNK, read_across_frames=True) as r:  # type: ignore[arg-type]
             while chunk := r.read(CHUNK):
                 yield chunk
     except zstandard.ZstdError as e:
@@ -433,7 +433,7 @@ def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Ap
                     break
                 # TarFile keeps every member it has parsed; we never look back, and a layer may
                 # hold millions of entries (I-12), so do not let the list grow.
-                tf.members.clear()
+                tf.members.clear()  # type: ignore[attr-defined]
                 applier.apply(m, stream)
                 # tarfile skips to the next header itself (forward seek) if data was not read.
         except (ValueError, OverflowError, UnicodeError) as e:

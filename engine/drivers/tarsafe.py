@@ -29,8 +29,8 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEWFILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -89,10 +89,10 @@ class ApplyStats:
     dirs: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
 
 
-class DataSource:
+class DataSource(Protocol):
     """What the applier needs from the tar stream: copy the current member's data to an fd."""
 
-    copy_to_fd: Callable[[int, int], None]
+    def copy_to_fd(self, fd: int, n: int) -> None: ...
 
 
 def split_name(name: str, limits: LayerLimits) -> tuple[str, ...]:
