@@ -44,10 +44,13 @@ class ExecResult:
 
 def write_process_file(cdir: Path, process: Mapping[str, Any]) -> Path:
     global _seq
-    cdir.mkdir(parents=True, exist_ok=True)
+    cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _seq += 1
     f = cdir / f"exec-{os.getpid()}-{_seq}.json"
-    f.write_text(json.dumps(process))
+    # 0600 and O_EXCL: the process spec carries the environment (RELIABILITY S-08).
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(json.dumps(process).encode())
     return f
 
 

@@ -141,7 +141,7 @@ async def spawn(
     paths: MonitorPaths, argv: list[str], *, env: Mapping[str, str] | None = None
 ) -> tuple[int, int]:
     """Start conmon; return (monitor pid, container pid) once `runc create` succeeded."""
-    paths.cdir.mkdir(parents=True, exist_ok=True)
+    paths.cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths.exit_dir.mkdir(parents=True, exist_ok=True)
     for stale in (paths.exit_file, paths.oom_file, paths.exit_dir / paths.container_id):
         stale.unlink(missing_ok=True)

@@ -133,12 +133,13 @@ class Runtime:
                 return monitor.read_monitor_pid(paths)
         bundle = Path(bundle_dir).absolute()
         bundle.mkdir(parents=True, exist_ok=True)
-        paths.cdir.mkdir(parents=True, exist_ok=True)
+        paths.cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         link = paths.cdir / "bundle"
         link.unlink(missing_ok=True)
         link.symlink_to(bundle)
         tmp = bundle / "config.json.tmp"
-        tmp.write_text(json.dumps(spec))
+        # 0600: the spec carries the environment, secrets included (RELIABILITY S-08).
+        write_private(tmp, json.dumps(spec).encode())
         os.replace(tmp, bundle / "config.json")
         opts = dict(log_opts or {})
         size_max, max_file = log_limits(opts)
@@ -430,6 +431,14 @@ class Runtime:
 
     async def reopen_log(self, container_id: str) -> None:
         execio.write_ctl(self._bundle_of(container_id), container_id, "2 0 0\n")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create or replace `path` with mode 0600 (never through a symlink)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def shift_log_files(base: Path, max_file: int) -> None:

@@ -135,6 +135,8 @@ async def test_echo_hello_is_logged_and_exit_zero(h: Harness) -> None:
     assert rec.exit_code == 0 and rec.signal == 0 and not rec.oom_killed
     assert rec.finished_at_ns > 0
     assert h.logs(cid) == [("stdout", b"hello\n")]
+    bundle_cfg = h.base / "bundles" / cid / "config.json"
+    assert bundle_cfg.stat().st_mode & 0o777 == 0o600  # it holds the environment
     await h.runtime.delete(cid)
     assert await h.runtime.state(cid) is None
 
@@ -261,7 +263,8 @@ async def test_pause_and_resume(h: Harness) -> None:
     await h.runtime.resume(cid)
     st = await h.runtime.state(cid)
     assert st is not None and st.status == "running"
-    await h.runtime.delete(cid, force=True)
+    await h.runtime.pause(cid)
+    await h.runtime.delete(cid, force=True)  # a paused container can be force-removed
     assert await h.runtime.state(cid) is None
 
 
