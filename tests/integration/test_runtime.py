@@ -509,3 +509,12 @@ async def test_open_exec_streams_with_and_without_tty(h: Harness) -> None:
         assert await ep.wait() == 4
     assert b"33 77" in out
     await h.runtime.delete(cid, force=True)
+
+
+async def test_only_stdio_fds_reach_the_container(h: Harness) -> None:
+    """RELIABILITY S-06 (CVE-2024-21626 class): no daemon or monitor fd leaks in; `ls`
+    itself holds fd 3 for the directory it lists."""
+    cid, rec = await h.run(("ls", "/proc/self/fd"))
+    assert rec.exit_code == 0
+    fds = b"".join(b for _, b in h.logs(cid)).split()
+    assert fds == [b"0", b"1", b"2", b"3"]
