@@ -26,7 +26,7 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,39 +36,38 @@ import msgspec
 from engine.drivers.content import ContentError, ContentStore, sha256_bytes
 from engine.drivers.layers import LAYER_MEDIA_TYPES, LayerStore, decompressed_chunks
 from engine.drivers.mountsys import machine_arch
+from engine.images.documents import (
+    ANN_CONTAINERD_NAME,
+    ANN_REF_NAME,
+    CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    MAX_INDEX_BYTES,
+    MAX_INDEX_DEPTH,
+    MT_OCI_CONFIG,
+    MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+    Descriptor,
+    DockerManifestEntry,
+    IndexDoc,
+    InvalidImage,
+    ManifestDoc,
+    build_image_config,
+    canonical_json,
+    decode,
+    familiar_tags,
+    parse_image_config,
+)
 from engine.images.reference import InvalidReference, parse_reference, validate_digest
 from events.values import ImageConfig
 
-MAX_INDEX_BYTES = 4 << 20  # manifest.json, index.json, manifests (containerd's limit; I-11)
-MAX_CONFIG_BYTES = 8 << 20
-MAX_LAYERS = 500  # overlayfs's OVL_MAX_STACK
 MAX_MEMBERS = 100_000
-MAX_INDEX_DEPTH = 4
 MAX_IMPORT_BYTES = 32 << 30
-
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-INDEX_TYPES = {MT_OCI_INDEX, MT_DOCKER_LIST}
-MANIFEST_TYPES = {MT_OCI_MANIFEST, MT_DOCKER_MANIFEST}
-CONFIG_TYPES = {MT_OCI_CONFIG, MT_DOCKER_CONFIG}
-ANN_CONTAINERD_NAME = "io.containerd.image.name"
-ANN_REF_NAME = "org.opencontainers.image.ref.name"
+InvalidArchive = InvalidImage  # the name callers of load/save/import expect
 
 _BLOB_NAME = re.compile(r"blobs/sha256/([a-f0-9]{64})", re.ASCII)
 _LEGACY_CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json", re.ASCII)
-
-
-class InvalidArchive(Exception):
-    """The archive is malformed, inconsistent or fails a digest check. Maps to HTTP 400."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint or "the archive is damaged or was not made by docker save / an OCI tool"
 
 
 @dataclass(frozen=True)
@@ -97,164 +96,6 @@ class ImageToSave:
     image_id: str
     repo_tags: tuple[str, ...]
     layer_digests: tuple[str, ...]  # blob digests, bottom first
-
-
-# --- typed documents (unknown fields ignored; wrong types rejected) -------------------------
-
-
-class _ContainerCfg(msgspec.Struct):
-    Cmd: list[str] | None = None
-    Entrypoint: list[str] | None = None
-    Env: list[str] | None = None
-    WorkingDir: str = ""
-    User: str = ""
-    Labels: dict[str, str] | None = None
-    ExposedPorts: dict[str, Any] | None = None
-    Volumes: dict[str, Any] | None = None
-    StopSignal: str = ""
-
-
-class _RootFS(msgspec.Struct):
-    type: str
-    diff_ids: list[str]
-
-
-class _ImageCfg(msgspec.Struct):
-    rootfs: _RootFS
-    architecture: str = ""
-    os: str = ""
-    created: str = ""
-    config: _ContainerCfg | None = None
-
-
-class _Platform(msgspec.Struct):
-    architecture: str = ""
-    os: str = ""
-    variant: str = ""
-
-
-class _Descriptor(msgspec.Struct):
-    digest: str
-    size: int
-    mediaType: str = ""
-    annotations: dict[str, str] | None = None
-    platform: _Platform | None = None
-    urls: list[str] | None = None
-
-
-class _Index(msgspec.Struct):
-    manifests: list[_Descriptor]
-    schemaVersion: int = 2
-    mediaType: str = ""
-    layers: Any = None  # present only in ambiguous documents (CVE-2021-41190)
-
-
-class _Manifest(msgspec.Struct):
-    config: _Descriptor
-    layers: list[_Descriptor]
-    schemaVersion: int = 2
-    mediaType: str = ""
-    manifests: Any = None  # present only in ambiguous documents (CVE-2021-41190)
-
-
-class _DockerEntry(msgspec.Struct):
-    Config: str
-    Layers: list[str]
-    RepoTags: list[str] | None = None
-
-
-def _decode(data: bytes, typ: Any, what: str) -> Any:
-    try:
-        return msgspec.json.decode(data, type=typ)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise InvalidArchive(f"invalid {what}: {e}") from None
-
-
-# --- image configs ----------------------------------------------------------------------------
-
-
-def parse_image_config(raw: bytes) -> tuple[ImageConfig, tuple[str, ...]]:
-    """Map an OCI/Docker image config blob to `ImageConfig` and its diff_ids. Pure."""
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise InvalidArchive(f"image config larger than {MAX_CONFIG_BYTES} bytes")
-    doc: _ImageCfg = _decode(raw, _ImageCfg, "image config")
-    if doc.rootfs.type != "layers":
-        raise InvalidArchive(f"invalid image config: rootfs type {doc.rootfs.type!r}")
-    if len(doc.rootfs.diff_ids) > MAX_LAYERS:
-        raise InvalidArchive(f"image has more than {MAX_LAYERS} layers")
-    try:
-        diff_ids = tuple(validate_digest(d) for d in doc.rootfs.diff_ids)
-    except InvalidReference as e:
-        raise InvalidArchive(f"invalid image config: {e}") from None
-    c = doc.config or _ContainerCfg()
-    cfg = ImageConfig(
-        architecture=doc.architecture or "amd64",
-        os=doc.os or "linux",
-        created=doc.created,
-        cmd=tuple(c.Cmd or ()),
-        entrypoint=tuple(c.Entrypoint or ()),
-        env=tuple(c.Env or ()),
-        working_dir=c.WorkingDir,
-        user=c.User,
-        labels=dict(c.Labels or {}),
-        exposed_ports=tuple(sorted(c.ExposedPorts or {})),
-        volumes=tuple(sorted(c.Volumes or {})),
-        stop_signal=c.StopSignal,
-    )
-    return cfg, diff_ids
-
-
-def canonical_json(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-def build_image_config(
-    config: ImageConfig, diff_ids: Sequence[str], *, history: Sequence[dict[str, Any]] = ()
-) -> bytes:
-    """The OCI image config JSON for `config` (deterministic bytes). Pure."""
-    inner: dict[str, Any] = {}
-    if config.cmd:
-        inner["Cmd"] = list(config.cmd)
-    if config.entrypoint:
-        inner["Entrypoint"] = list(config.entrypoint)
-    if config.env:
-        inner["Env"] = list(config.env)
-    if config.working_dir:
-        inner["WorkingDir"] = config.working_dir
-    if config.user:
-        inner["User"] = config.user
-    if config.labels:
-        inner["Labels"] = dict(config.labels)
-    if config.exposed_ports:
-        inner["ExposedPorts"] = {p: {} for p in config.exposed_ports}
-    if config.volumes:
-        inner["Volumes"] = {v: {} for v in config.volumes}
-    if config.stop_signal:
-        inner["StopSignal"] = config.stop_signal
-    doc: dict[str, Any] = {
-        "architecture": config.architecture,
-        "os": config.os,
-        "config": inner,
-        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-    }
-    if config.created:
-        doc["created"] = config.created
-    if history:
-        doc["history"] = list(history)
-    return canonical_json(doc)
-
-
-def _familiar_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    out = []
-    for t in tags:
-        try:
-            ref = parse_reference(t)
-        except InvalidReference as e:
-            raise InvalidArchive(f"invalid repo tag {t[:100]!r}: {e}") from None
-        if ref.digest or not ref.tag:
-            raise InvalidArchive(f"invalid repo tag {t[:100]!r}: a tag is NAME:TAG")
-        out.append(ref.familiar)
-    return tuple(dict.fromkeys(out))
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -350,8 +191,8 @@ def _load_config(
 
 
 def _load_docker(arc: _Archive, store: ContentStore) -> list[LoadedImage]:
-    entries: list[_DockerEntry] = _decode(
-        arc.read("manifest.json", MAX_INDEX_BYTES), list[_DockerEntry], "manifest.json"
+    entries: list[DockerManifestEntry] = decode(
+        arc.read("manifest.json", MAX_INDEX_BYTES), list[DockerManifestEntry], "manifest.json"
     )
     images = []
     for entry in entries:
@@ -375,7 +216,7 @@ def _load_docker(arc: _Archive, store: ContentStore) -> list[LoadedImage]:
         images.append(
             LoadedImage(
                 image_id=image_id,
-                repo_tags=_familiar_tags(entry.RepoTags or ()),
+                repo_tags=familiar_tags(entry.RepoTags or ()),
                 config=config,
                 layers=tuple(layers),
                 size=sum(layer.size for layer in layers),
@@ -384,14 +225,14 @@ def _load_docker(arc: _Archive, store: ContentStore) -> list[LoadedImage]:
     return images
 
 
-def _blob_name(desc: _Descriptor) -> str:
+def _blob_name(desc: Descriptor) -> str:
     try:
         return "blobs/sha256/" + validate_digest(desc.digest)[7:]
     except InvalidReference as e:
         raise InvalidArchive(f"invalid descriptor: {e}") from None
 
 
-def _read_blob(arc: _Archive, desc: _Descriptor, cap: int) -> bytes:
+def _read_blob(arc: _Archive, desc: Descriptor, cap: int) -> bytes:
     if desc.size > cap or desc.size < 0:
         raise InvalidArchive(f"document {desc.digest[:19]} declares {desc.size} bytes (cap {cap})")
     raw = arc.read(_blob_name(desc), cap)
@@ -402,22 +243,22 @@ def _read_blob(arc: _Archive, desc: _Descriptor, cap: int) -> bytes:
     return raw
 
 
-def _manifest_tags(desc: _Descriptor) -> tuple[str, ...]:
+def _manifest_tags(desc: Descriptor) -> tuple[str, ...]:
     ann = desc.annotations or {}
     name = ann.get(ANN_CONTAINERD_NAME) or ann.get(ANN_REF_NAME, "")
     # A bare ref.name such as "latest" names no repository, so it gives no repo tag.
     if not name or (":" not in name and "/" not in name):
         return ()
-    return _familiar_tags([name])
+    return familiar_tags([name])
 
 
 def _load_manifest(
-    arc: _Archive, store: ContentStore, desc: _Descriptor, depth: int, tags: tuple[str, ...]
+    arc: _Archive, store: ContentStore, desc: Descriptor, depth: int, tags: tuple[str, ...]
 ) -> list[LoadedImage]:
     if depth > MAX_INDEX_DEPTH:
         raise InvalidArchive("index nesting too deep (index loop?)")
     if desc.mediaType in INDEX_TYPES:
-        index: _Index = _decode(_read_blob(arc, desc, MAX_INDEX_BYTES), _Index, "image index")
+        index: IndexDoc = decode(_read_blob(arc, desc, MAX_INDEX_BYTES), IndexDoc, "image index")
         if index.layers is not None:
             raise InvalidArchive("ambiguous document: both manifests and layers")
         host = machine_arch()
@@ -435,7 +276,7 @@ def _load_manifest(
         return out
     if desc.mediaType not in MANIFEST_TYPES:
         raise InvalidArchive(f"cannot determine media type: {desc.mediaType[:100]!r}")
-    man: _Manifest = _decode(_read_blob(arc, desc, MAX_INDEX_BYTES), _Manifest, "manifest")
+    man: ManifestDoc = decode(_read_blob(arc, desc, MAX_INDEX_BYTES), ManifestDoc, "manifest")
     if man.manifests is not None:
         raise InvalidArchive("ambiguous document: both manifests and layers")
     if man.config.mediaType not in CONFIG_TYPES:
@@ -459,7 +300,7 @@ def _load_manifest(
 
 
 def _load_oci(arc: _Archive, store: ContentStore) -> list[LoadedImage]:
-    index: _Index = _decode(arc.read("index.json", MAX_INDEX_BYTES), _Index, "index.json")
+    index: IndexDoc = decode(arc.read("index.json", MAX_INDEX_BYTES), IndexDoc, "index.json")
     if index.layers is not None:
         raise InvalidArchive("ambiguous document: both manifests and layers")
     by_id: dict[str, LoadedImage] = {}
@@ -534,7 +375,7 @@ def import_rootfs(
     `created` is passed in (RFC 3339) rather than read from the clock, so callers control it.
     The layer is stored uncompressed, so its blob digest is its diff_id.
     """
-    tags = _familiar_tags(repo_tags)
+    tags = familiar_tags(repo_tags)
     chunks, _, _ = decompressed_chunks(source)
     try:
         diff_id, size = store.ingest(chunks, max_size=MAX_IMPORT_BYTES)
@@ -612,7 +453,7 @@ def save_archive(out: BinaryIO, images: Sequence[ImageToSave], store: ContentSto
         )
         mdigest = sha256_bytes(manifest)
         blobs[mdigest] = manifest
-        tags = _familiar_tags(img.repo_tags)
+        tags = familiar_tags(img.repo_tags)
         manifest_json.append(
             {
                 "Config": "blobs/sha256/" + img.image_id[7:],
