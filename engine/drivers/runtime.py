@@ -15,6 +15,7 @@ which is what a daemon adopting containers after a restart needs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -196,8 +197,12 @@ class Runtime:
         await self.runc.resume(container_id)
 
     def exit_record_nowait(self, container_id: str) -> ExitRecord | None:
-        paths = self.paths(container_id)
-        return monitor.read_exit_record(paths, oom_hint=self._oom_in_cgroup(container_id))
+        """conmon's record if the container has exited. The OOM flag is conmon's `oom` file
+        or, if conmon missed the event, the cgroup's own oom_kill counter."""
+        rec = monitor.read_exit_record(self.paths(container_id))
+        if rec is not None and not rec.oom_killed and self._oom_in_cgroup(container_id):
+            rec = dataclasses.replace(rec, oom_killed=True)
+        return rec
 
     def _oom_in_cgroup(self, container_id: str) -> bool:
         cg = self._cgroups_path(container_id)
@@ -238,7 +243,8 @@ class Runtime:
         """The monitor died without an exit record (RELIABILITY F-10): watch the container's
         own pid; its exit code is then unknowable, so report 255 "lost" as Docker does."""
         st = await self.runc.state(container_id)
-        if st is not None and st.status in ("running", "paused", "created") and st.pid:
+        # A "created" container without a monitor will never run: nothing to wait for.
+        if st is not None and st.status in ("running", "paused") and st.pid:
             fd = monitor.open_pidfd(st.pid)
             if fd is not None:
                 await monitor.wait_pidfd(fd)
