@@ -131,3 +131,35 @@ def layer_digest(path: Path) -> str:
     with tarfile.open(path) as tf:
         manifest = json.loads(tf.extractfile("manifest.json").read())  # type: ignore[union-attr]
     return str(manifest[0]["Layers"][0]).rsplit("/", 1)[1]
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+@pytest.mark.parametrize(
+    ("dest", "extra"),
+    [
+        ("docker-archive:{out}:busybox:sk", []),  # legacy layout: <hex>.json, symlinked layers
+        ("oci-archive:{out}:busybox:zst", ["--dest-compress", "--dest-compress-format", "zstd"]),
+        ("oci-archive:{out}:busybox:gz", ["--dest-compress", "--dest-compress-format", "gzip"]),
+    ],
+)
+def test_loads_what_skopeo_writes(
+    archive: tuple[Path, str], tmp_path: Path, dest: str, extra: list[str]
+) -> None:
+    out = tmp_path / "copy.tar"
+    r = subprocess.run(
+        ["skopeo", "copy", "-q", *extra, f"docker-archive:{archive[0]}", dest.format(out=out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    store = ContentStore(tmp_path / "s")
+    [img] = load_archive(out, store)
+    assert img.repo_tags == ("busybox:" + dest.rsplit(":", 1)[1],)
+    [layer_dir] = unpack_image(img, store, LayerStore(tmp_path / "s"))  # verifies the diff_id
+    assert (
+        os.stat(Path(layer_dir) / "bin/sh").st_ino
+        == os.stat(Path(layer_dir) / "bin/busybox").st_ino
+    )
