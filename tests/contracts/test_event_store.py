@@ -735,3 +735,52 @@ async def test_rebuild_through_the_writer_between_commits(backend: Backend) -> N
             await writer.run_in_writer(lambda: store.read_rows("nope").__next__())
     assert len(list(store.read_rows("volumes"))) == 160
     assert store.state == store.fold_to(VolumeProjection())
+
+
+async def test_a_failed_commit_is_reported_to_every_caller(backend: Backend) -> None:
+    # RELIABILITY F-12: never report success for events that did not reach the log.
+    store = backend.open(projection=VolumeProjection())
+    async with open_store_writer(store) as writer:
+        await writer.append([vol("a")], actor=ALICE, op_id="o", now_ns=1)
+        before = store.state
+        store._w.conn.execute("PRAGMA query_only=ON")  # every write now fails inside SQLite
+        failures: list[BaseException] = []
+
+        async def appender(i: int) -> None:
+            try:
+                await writer.append([vol(f"x{i}")], actor=ALICE, op_id="o", now_ns=2)
+            except StoreError as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(appender, i)
+        assert len(failures) == 10
+        assert all("write failed" in str(f) and f.hint for f in failures)  # type: ignore
+        assert store.state is before and store.head() == 1
+        store._w.conn.execute("PRAGMA query_only=OFF")
+        envs = await writer.append([vol("b")], actor=ALICE, op_id="o", now_ns=3)
+    assert envs[0].seq == 2 and store.verify().ok
+    assert sorted(k for k, _ in store.read_rows("volumes")) == ["a", "b"]
+
+
+async def test_shutdown_ends_many_idle_followers(backend: Backend) -> None:
+    # RELIABILITY L-05: open event streams must not hold the daemon up at shutdown.
+    store = backend.open()
+    append(store, vol("a"))
+    ended = []
+    async with trio.open_nursery() as nursery:
+        async with open_store_writer(store) as writer:
+
+            async def follower(i: int, *, task_status: Any) -> None:
+                async with aclosing(follow(store, writer, after_seq=0)) as events:
+                    started = False
+                    async for _ in events:
+                        if not started:
+                            started = True
+                            task_status.started()
+                ended.append(i)
+
+            for i in range(50):
+                await nursery.start(follower, i)
+    assert sorted(ended) == list(range(50))
