@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.runtime.logs import follow_logs, parse_line, parse_timestamp, read_logs
 
@@ -136,3 +139,27 @@ async def test_follow_picks_up_a_record_that_was_half_written_at_start(tmp_path:
                 fh.write(b"lf\n")
             stop.set()
     assert seen == [b"whole\n", b"half\n"]
+
+
+def conmon_encode(stream: str, ts_text: str, buf: bytes) -> bytes:
+    """What conmon's write_k8s_log does with one read() of container output."""
+    out = b""
+    while buf:
+        nl = buf.find(b"\n")
+        chunk, buf = (buf, b"") if nl < 0 else (buf[: nl + 1], buf[nl + 1 :])
+        tag = b"F" if chunk.endswith(b"\n") else b"P"
+        body = chunk[:-1] if tag == b"F" else chunk
+        out += ts_text.encode() + b" " + stream.encode() + b" " + tag + b" " + body + b"\n"
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.binary(max_size=64))))
+def test_conmon_records_round_trip_to_the_written_bytes(writes: list[tuple[str, bytes]]) -> None:
+    data = b"".join(conmon_encode(s, ts(1), b) for s, b in writes)
+    with tempfile.TemporaryDirectory() as d:
+        log = Path(d) / "c.log"
+        log.write_bytes(data)
+        for stream in ("stdout", "stderr"):
+            got = b"".join(b for s, _, b in read_logs(log) if s == stream)
+            assert got == b"".join(b for s, b in writes if s == stream)
