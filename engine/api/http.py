@@ -41,6 +41,7 @@ import h11
 import trio
 
 from engine.api import peercred
+from engine.api.hijack import HijackedStream
 from engine.api.router import (  # App and Limits are re-exported: serve_unix(path, App(...))
     API_VERSION,
     MULTIPLEXED_STREAM,
@@ -55,7 +56,6 @@ from engine.api.router import (  # App and Limits are re-exported: serve_unix(pa
     parse_query,
     split_version,
 )
-from engine.api.stream import HijackedStream
 from engine.errors import InvalidArgument, ShipslogError, Unavailable
 
 __all__ = [

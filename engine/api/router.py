@@ -33,7 +33,7 @@ from engine.errors import InvalidArgument, NotFound, ShipslogError
 from events.envelope import Actor
 
 if TYPE_CHECKING:
-    from engine.api.stream import HijackedStream
+    from engine.api.hijack import HijackedStream
 
 log = logging.getLogger("shipslog.api")
 

@@ -20,7 +20,7 @@ from engine.api.models import (
     WaitExitError,
 )
 from engine.api.router import Request, Response, Router, empty, json_response
-from engine.api.translate import create_body_to_config, parse_filters
+from engine.api.translate import create_body_to_config, merge_image_defaults, parse_filters
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
 from engine.errors import InvalidArgument
@@ -28,8 +28,11 @@ from events.values import ContainerConfig
 from projections.state import ContainerView
 
 
-def _config(fields: dict[str, Any]) -> ContainerConfig:
-    clean = {k: v for k, v in fields.items() if v is not None}
+def _config(state: Any, fields: dict[str, Any], env: list[str]) -> ContainerConfig:
+    """The user's settings over the image's defaults (Docker's `runconfig.Merge`)."""
+    image = find_image(state, fields["image"])
+    merged, _ = merge_image_defaults(fields, env, image.config)
+    clean = {k: v for k, v in merged.items() if v is not None}
     return ContainerConfig(image_id="", **clean)
 
 
@@ -75,7 +78,7 @@ def container_routes(ctx: Any) -> Router:
         if fields.get("network_mode") in ("default", "bridge", ""):
             fields["network_mode"] = "none"  # bridges arrive with the networking issue
         cid, more = await engine.create_container(
-            name=name, config=_config(fields), env=env, actor=req.actor
+            name=name, config=_config(engine.state, fields, env), env=env, actor=req.actor
         )
         return json_response(ContainerCreateResponse(Id=cid, Warnings=warnings + more), 201)
 
@@ -159,7 +162,7 @@ def container_routes(ctx: Any) -> Router:
         )
         return empty(204)
 
-    @r.route("POST", "/containers/{id}/wait")
+    @r.route("POST", "/containers/{id}/wait", cancel_on_disconnect=True)
     async def wait(req: Request) -> Response:
         condition = req.arg("condition") or "not-running"
         if condition not in ("not-running", "next-exit", "removed"):

@@ -11,11 +11,12 @@ from typing import Any
 
 import trio
 
+from engine.api.hijack import HijackedStream
 from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
 from engine.api.routes_system import parse_event_time
-from engine.api.stream import HijackedStream, frame
+from engine.api.stream import frame
 from engine.core import containers as cc
 from engine.core.lookup import find_container
 from engine.errors import Conflict, InvalidArgument, NotFound

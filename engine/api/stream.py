@@ -1,7 +1,7 @@
 """Docker's stream formats: multiplexed stdout/stderr frames, JSON lines, hijacked connections.
 
-I/O: `HijackedStream` reads and writes the connection the server hands over (trio); the rest is
-pure and used by both the server and the (sync) client.
+I/O: none: pure framing used by both the server and the (sync) client, which must not pay for
+importing trio. The hijacked connection itself is `engine/api/hijack.py`.
 
 Multiplexed stream (Docker Engine API, "Attach to a container" → "Stream format"): each frame is
 an 8-byte header `[STREAM_TYPE, 0, 0, 0, SIZE1, SIZE2, SIZE3, SIZE4]` (size big-endian uint32)
@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-import trio
 
 STDIN = 0
 STDOUT = 1
@@ -130,45 +129,3 @@ class JsonLineDecoder:
 
 # ---------------------------------------------------------------------------------------------
 # Hijacked connections (attach, exec start)
-
-
-class HijackedStream:
-    """The raw connection after `101 UPGRADED`, with the bytes h11 had already buffered put
-    back in front, so no stdin typed ahead of the upgrade is lost."""
-
-    def __init__(self, stream: trio.abc.HalfCloseableStream, prefix: bytes = b"") -> None:
-        self._stream = stream
-        self._prefix = prefix
-        self._eof = False
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Bytes from the client; b"" once the client closed its side (stdin EOF)."""
-        if self._prefix:
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        if self._eof:
-            return b""
-        try:
-            data = bytes(await self._stream.receive_some(max_bytes))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        if not data:
-            self._eof = True
-        return data
-
-    async def send_all(self, data: bytes) -> None:
-        await self._stream.send_all(data)
-
-    async def send_frame(self, stream_id: int, data: bytes) -> None:
-        await self._stream.send_all(frame(stream_id, data))
-
-    async def send_eof(self) -> None:
-        """Half-close: the client sees EOF on its read side and can still write."""
-        try:
-            await self._stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()

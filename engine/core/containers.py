@@ -72,33 +72,16 @@ class CreateContainer(msgspec.Struct, frozen=True, kw_only=True):
     config: ContainerConfig  # image_id may be empty: the decision resolves `config.image`
 
 
-def merge_image_defaults(state: EngineState, config: ContainerConfig) -> ContainerConfig:
+def resolve_image(state: EngineState, config: ContainerConfig) -> ContainerConfig:
+    """Pin the container to the image id its reference names now; the user's settings were
+    merged over the image's defaults by the caller (`engine.api.translate`)."""
     image = find_image(state, config.image)
-    ic = image.config
-    entrypoint, cmd = config.entrypoint, config.cmd
-    if not entrypoint and not cmd:
-        entrypoint, cmd = ic.entrypoint, ic.cmd
-    elif not entrypoint and config.entrypoint == ():
-        entrypoint = ic.entrypoint
-    if not entrypoint and not cmd:
+    if not config.entrypoint and not config.cmd:
         raise InvalidArgument(
             "no command specified",
             hint="give a command after the image name, or use an image with a CMD",
         )
-    labels = {**ic.labels, **config.labels}
-    exposed = tuple(dict.fromkeys(ic.exposed_ports + config.exposed_ports))
-    return msgspec.structs.replace(
-        config,
-        image_id=image.id,
-        entrypoint=entrypoint,
-        cmd=cmd,
-        working_dir=config.working_dir or ic.working_dir,
-        user=config.user or ic.user,
-        labels=labels,
-        exposed_ports=exposed,
-        stop_signal=config.stop_signal if config.stop_signal != "SIGTERM" or not ic.stop_signal
-        else ic.stop_signal,
-    )
+    return msgspec.structs.replace(config, image_id=image.id)
 
 
 def _validate_config(config: ContainerConfig) -> None:
@@ -139,7 +122,7 @@ def _validate_config(config: ContainerConfig) -> None:
 
 def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
                   container_id: str) -> Decision:
-    config = merge_image_defaults(state, cmd.config)
+    config = resolve_image(state, cmd.config)
     _validate_config(config)
     cid = container_id
     stream = _cstream(cid)

@@ -136,7 +136,9 @@ class SpecMaker:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         self.rlimits = host_rlimits()
-        self.init_path = shutil.which("docker-init") or "/usr/sbin/docker-init"
+        # `--init` binds a static tini into the container (it has no libc of ours to use).
+        self.init_path = (shutil.which("docker-init") or shutil.which("tini-static")
+                          or "/usr/bin/tini-static")
 
     def make(self, container: ContainerView, image: ImageView, env: list[str],
              rootfs: str) -> dict[str, Any]:

@@ -22,8 +22,9 @@ import trio.testing
 
 from engine.api import http
 from engine.api.client import ApiError, Client, DaemonUnreachable
+from engine.api.hijack import HijackedStream
 from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
-from engine.api.stream import STDOUT, FrameDecoder, HijackedStream
+from engine.api.stream import STDOUT, FrameDecoder
 from engine.errors import Conflict, InvalidArgument, Unavailable
 
 SAFETY = 20  # seconds: a hung test fails instead of hanging CI; never a timing assertion

@@ -18,6 +18,8 @@ USER = Actor(uid=1000, gid=1000, pid=42, command=("shipslog", "run"))
 
 
 def cfg(**kw) -> ContainerConfig:  # type: ignore[no-untyped-def]
+    """A config as the API hands it over: image defaults already merged in."""
+    kw.setdefault("cmd", ("sh",))
     return ContainerConfig(image="busybox", image_id="", **kw)
 
 
