@@ -94,7 +94,7 @@ def decode_event(type_name: str, schema_version: int, payload: bytes) -> Event:
                 )
             doc = step(doc)
         doc["type"] = type_name
-        return msgspec.convert(doc, cls)  # type: ignore[no-any-return]
+        return msgspec.convert(doc, cls)  # type: ignore[return-value]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(
             f"cannot decode {type_name} (schema_version {schema_version}): {exc}",

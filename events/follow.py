@@ -16,7 +16,7 @@ the consumer stops early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +52,7 @@ async def follow(
     filter: Filter | None = None,
     max_buffer: int = 10_000,
     on_lag: Literal["catch_up", "close"] = "catch_up",
-) -> AsyncIterator[Envelope]:
+) -> AsyncGenerator[Envelope, None]:
     """Every event after `after_seq` (those `filter` accepts), in seq order, then live ones.
 
     Ends when the writer shuts down (after yielding everything committed before that).
@@ -119,7 +119,7 @@ async def follow_polling(
     interval: float = 0.5,
     *,
     filter: Filter | None = None,
-) -> AsyncIterator[Envelope]:
+) -> AsyncGenerator[Envelope, None]:
     """Follow a log that another process writes (the CLI while the daemon runs), by polling.
 
     Opens the database read-only; never ends by itself.

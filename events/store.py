@@ -49,6 +49,7 @@ __all__ = [
     "EventStore",
     "InlineProjection",
     "RowChange",
+    "RowChangeLike",
     "StoreBusy",
     "StoreError",
 ]
@@ -95,17 +96,31 @@ class RowChange(msgspec.Struct, frozen=True):
 State = TypeVar("State")
 
 
+class RowChangeLike(Protocol):
+    """What the store reads from a projection's row changes: `RowChange`, or a projection's
+    own Struct with the same three fields."""
+
+    @property
+    def table(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def doc(self) -> bytes | None: ...
+
+
 class InlineProjection(Protocol[State]):
     """A pure fold the store keeps up to date inside each append transaction."""
 
-    name: str
-    tables: Sequence[str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def tables(self) -> Sequence[str]: ...
 
     def initial(self) -> State: ...
 
     def fold(
         self, state: State, envelopes: Sequence[Envelope]
-    ) -> tuple[State, list[RowChange]]: ...
+    ) -> tuple[State, Sequence[RowChangeLike]]: ...
 
 
 _EVENT_COLUMNS = (
@@ -336,7 +351,7 @@ class _SqliteBackend:
         _check_table(new)
         self.conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
 
-    def apply_changes(self, prefix: str, changes: Sequence[RowChange]) -> None:
+    def apply_changes(self, prefix: str, changes: Sequence[RowChangeLike]) -> None:
         upserts: dict[str, list[tuple[str, bytes]]] = {}
         deletes: dict[str, list[tuple[str]]] = {}
         for change in changes:
@@ -795,7 +810,7 @@ class EventStore(Generic[State]):
 
     def _catch_up(self, w: _SqliteBackend, head: int) -> tuple[Any, int]:
         """Fold events another process appended since our state (e.g. a CLI writing directly)."""
-        staged = self._state
+        staged: Any = self._state
         if self.projection is None or head == self._applied:
             return staged, head
         for chunk in self._chunks(w, self._wlock, self._applied, head):
@@ -953,7 +968,9 @@ class EventStore(Generic[State]):
                 for table in projection.tables:
                     w.drop_table(f"proj_new_{table}")
                     w.create_table(f"proj_new_{table}")
-                changes = [RowChange(t, k, d) for (t, k), d in final.items() if d is not None]
+                changes: list[RowChangeLike] = [
+                    RowChange(t, k, d) for (t, k), d in final.items() if d is not None
+                ]
                 # Events appended by another process between the fold and this transaction.
                 for chunk in self._chunks(w, self._wlock, head, now_head):
                     state, more = projection.fold(state, chunk)

@@ -72,7 +72,8 @@ class VolumeProjection:
                 elif isinstance(event, VolumeRemoved):
                     m.pop("v:" + event.name, None)
                     changes.append(RowChange("volumes", event.name, None))
-            return m.finish(), changes
+            finished = m.finish()
+        return finished, changes
 
 
 # --- backends --------------------------------------------------------------------------------
@@ -86,7 +87,9 @@ class Backend:
 
     def copy(self, store: EventStore[Any]) -> EventStore[Any]:
         """A second store holding a byte copy of `store`'s database (to tamper with)."""
-        target = EventStore.open(":memory:" if self.path is None else self.path.with_name("c.db"))
+        target: EventStore[Any] = EventStore.open(
+            ":memory:" if self.path is None else self.path.with_name("c.db")
+        )
         store._w.conn.backup(target._w.conn)
         return target
 
@@ -499,7 +502,7 @@ def test_copy_of_file_log_verifies(backend: Backend, tmp_path: Path) -> None:
     append(store, vol("a"), vol("b"))
     store.close()
     shutil.copy(path, tmp_path / "copy.db")
-    copy = EventStore.open(tmp_path / "copy.db", readonly=True)
+    copy: EventStore[Any] = EventStore.open(tmp_path / "copy.db", readonly=True)
     assert copy.verify().checked == 2
     copy.close()
 

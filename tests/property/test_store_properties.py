@@ -17,7 +17,7 @@ from events.vocabulary import EVENT_TYPES, BaseEvent
 # Strategies are built from msgspec's type info rather than `st.from_type`: from_type builds
 # every event, but with ints beyond 64 bits and lone surrogates, which JSON cannot carry.
 # JSON text is UTF-8: lone surrogates cannot be stored, and msgspec ints are 64-bit.
-_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 _INT = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 
 
