@@ -1,0 +1,106 @@
+"""The `docker` CLI against shipslogd's socket, on the real kernel: the core flow of issue 3
+(version, info, ps, run --rm, run -d, logs, exec, stop, rm, images, inspect), exit codes,
+limits that take effect, and the log recording who did what."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from events.store import EventStore
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
+]
+
+
+def docker(daemon, *args: str, input: bytes | None = None, check: bool = True,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
+                       input=input.decode() if input else None, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def test_version_info_images(daemon) -> None:
+    v = json.loads(docker(daemon, "version", "--format", "{{json .Server}}").stdout)
+    assert v["ApiVersion"] == "1.43"
+    info = docker(daemon, "info", "--format", "{{.Images}} {{.Driver}}").stdout.split()
+    assert info == ["1", "overlay2"]
+    images = docker(daemon, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert images == ["busybox:latest"]
+
+
+def test_run_rm_foreground_output_and_exit_codes(daemon) -> None:
+    p = docker(daemon, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert p.stdout == "out\n" and p.stderr == "err\n"
+    assert docker(daemon, "run", "--rm", "busybox", "sh", "-c", "exit 7",
+                  check=False).returncode == 7
+    assert docker(daemon, "run", "--rm", "busybox", "no-such-cmd", check=False).returncode == 127
+    assert docker(daemon, "ps", "-aq").stdout == ""  # --rm left nothing
+
+
+def test_detached_logs_exec_stop_rm(daemon) -> None:
+    cid = docker(daemon, "run", "-d", "--name", "web", "busybox", "sh", "-c",
+                 "echo ready; trap 'exit 0' TERM; while true; do sleep 0.1; done").stdout.strip()
+    assert len(cid) == 64
+    deadline = time.monotonic() + 10
+    while "ready" not in docker(daemon, "logs", "web").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert docker(daemon, "exec", "web", "echo", "inside").stdout == "inside\n"
+    assert docker(daemon, "exec", "web", "sh", "-c", "exit 4", check=False).returncode == 4
+    assert docker(daemon, "exec", "-i", "web", "cat", input=b"piped\n").stdout == "piped\n"
+    state = docker(daemon, "inspect", "-f", "{{.State.Status}} {{.Name}}", "web").stdout.split()
+    assert state == ["running", "/web"]
+    ps = docker(daemon, "ps", "--format", "{{.Names}} {{.Status}}").stdout
+    assert ps.startswith("web Up")
+    docker(daemon, "stop", "-t", "5", "web")
+    code = docker(daemon, "inspect", "-f", "{{.State.ExitCode}}", "web").stdout.strip()
+    assert code == "0"  # the trap ran: SIGTERM was delivered, not SIGKILL
+    docker(daemon, "rm", "web")
+    assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+def test_errors_are_clear_and_nothing_is_recorded(daemon) -> None:
+    head = EventStore.open(daemon.root / "events.db", readonly=True).head()
+    for bad in ("../x", "a\nb", "x" * 300):
+        p = docker(daemon, "create", "--name", bad, "busybox", check=False)
+        assert p.returncode != 0 and "name" in p.stderr.lower()
+    p = docker(daemon, "run", "nosuchimage:1", check=False)
+    assert p.returncode == 125
+    p = docker(daemon, "rm", "nosuchcontainer", check=False)
+    assert "No such container" in p.stderr
+    assert EventStore.open(daemon.root / "events.db", readonly=True).head() == head
+    docker(daemon, "version")  # still up
+
+
+def test_oom_kill_is_recorded(daemon) -> None:
+    p = docker(daemon, "run", "--name", "hog", "-m", "8m", "busybox", "sh", "-c",
+               "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived", check=False)
+    assert p.returncode == 137
+    assert docker(daemon, "inspect", "-f", "{{.State.OOMKilled}}", "hog").stdout.strip() == "true"
+    store = EventStore.open(daemon.root / "events.db", readonly=True)
+    exits = [e.event for e in store.read(types=["ContainerExited"])]
+    assert exits and exits[-1].oom_killed and exits[-1].exit_code == 137
+    docker(daemon, "rm", "hog")
+
+
+def test_the_log_says_who_did_what(daemon) -> None:
+    docker(daemon, "run", "--name", "audited", "busybox", "true")
+    docker(daemon, "rm", "audited")
+    store = EventStore.open(daemon.root / "events.db", readonly=True)
+    creates = [e for e in store.read(types=["ContainerCreateRequested"])
+               if e.event.name == "audited"]
+    assert creates and creates[0].actor.uid == 0 and creates[0].actor.pid > 0
+    assert creates[0].actor.command and "docker" in creates[0].actor.command[0]
+    assert store.verify().ok
+    types = [e.type for e in store.read(stream="container-" + creates[0].event.container_id)]
+    assert types[:2] == ["ContainerCreateRequested", "ContainerCreated"]
+    assert types[-1] == "ContainerRemoved" and "ContainerExited" in types
