@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.drivers import mountsys
 from engine.drivers.layers import InvalidLayer, LayerLimits, LayerStore, LayerTooLarge
 from engine.drivers.snapshots import Snapshotter
+from engine.drivers.tarsafe import split_name
 
 pytestmark = pytest.mark.kernel
 
@@ -388,3 +391,18 @@ def test_deep_path_cap(tmp_path: Path) -> None:
     with pytest.raises(LayerTooLarge, match="deeper"):
         store.unpack(io.BytesIO(T().file("/".join(["a"] * 300) + "/f").bytes()))
     assert os.listdir(store.layers_dir) == []
+
+
+# --- the path splitter never yields an escaping component (property) ----------------------------
+
+_segments = st.sampled_from(["a", "..", ".", "", "b c", ".wh.x", "\x00", "/", "é", "~"])
+
+
+@given(st.lists(_segments, max_size=12).map("/".join))
+def test_split_name_never_escapes(name: str) -> None:
+    limits = LayerLimits()
+    try:
+        parts = split_name(name, limits)
+    except InvalidLayer:
+        return
+    assert all(p not in ("", ".", "..") and "/" not in p and "\x00" not in p for p in parts)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from engine.images.archive import (
     parse_image_config,
     save_archive,
 )
+from engine.images.reference import InvalidReference
 from events.values import ImageConfig
 
 
@@ -474,3 +476,27 @@ def test_content_store_refuses_wrong_bytes(store: ContentStore) -> None:
     (store.ingest_dir / "orphan").write_bytes(b"partial")
     assert store.sweep_ingest() == 1
     assert store.delete(d) and not store.has(d) and not store.delete(d)
+
+
+def test_concurrent_ingest_of_one_blob(store: ContentStore) -> None:
+    data = b"x" * (3 << 20)
+    results: list[tuple[str, int]] = []
+
+    def worker() -> None:
+        results.append(store.ingest(io.BytesIO(data), sha(data), len(data)))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [(sha(data), len(data))] * 4
+    assert store.list() == [sha(data)] and store.verify(sha(data))
+    assert_ingest_clean(store)
+
+
+def test_content_store_refuses_bad_digest_names(store: ContentStore) -> None:
+    for bad in ("sha256:../../etc/passwd", "sha256:" + "A" * 64, "md5:abc"):
+        assert not store.has(bad)
+        with pytest.raises(InvalidReference):
+            store.path(bad)
