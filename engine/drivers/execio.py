@@ -127,7 +127,7 @@ class ExecProcess:
     def resize(self, height: int, width: int) -> None:
         if self._master < 0:
             raise Conflict("this exec has no terminal", "resize needs an exec with tty")
-        fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        _set_winsize(self._master, height, width)
         self._proc.send_signal(signal.SIGWINCH)  # runc copies the new size to the container
 
     def signal(self, sig: int) -> None:
@@ -137,14 +137,25 @@ class ExecProcess:
 
 @asynccontextmanager
 async def open_exec(
-    runc: Runc, container_id: str, pfile: Path, *, tty: bool
+    runc: Runc,
+    container_id: str,
+    pfile: Path,
+    *,
+    tty: bool,
+    size: tuple[int, int] | None = None,
 ) -> AsyncIterator[ExecProcess]:
     """Start `runc exec` attached; on leaving, a still-running process gets SIGTERM (which
-    runc forwards), then SIGKILL to runc after a grace period."""
+    runc forwards), then SIGKILL to runc after a grace period.
+
+    `size` (rows, columns) is set on the pty before runc starts: runc copies it into the
+    container's terminal at setup, whereas a SIGWINCH sent before runc installed its
+    handler would be lost."""
     argv = runc.argv("exec", *(["--tty"] if tty else []), "--process", str(pfile), container_id)
     if tty:
         master, slave = pty.openpty()
         os.set_blocking(master, False)
+        if size is not None:
+            _set_winsize(master, *size)
         try:
             proc = await trio.lowlevel.open_process(
                 argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
@@ -177,6 +188,10 @@ async def open_exec(
                 await s.aclose()
 
 
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 async def exec_tty_collect(runc: Runc, container_id: str, pfile: Path) -> ExecResult:
     out = bytearray()
     async with open_exec(runc, container_id, pfile, tty=True) as ep:
@@ -200,7 +215,8 @@ class AttachSession:
         msg = await self._sock.recv(32768 + 1)
         if not msg:
             return None
-        stream = {1: "stdout", 2: "stderr"}.get(msg[0], "stdout")
+        # conmon tags messages with its pipe_type enum: 1 stdin, 2 stdout, 3 stderr.
+        stream = {2: "stdout", 3: "stderr"}.get(msg[0], "stdout")
         return stream, msg[1:]
 
     async def send(self, data: bytes) -> None:

@@ -414,14 +414,20 @@ class Runtime:
 
     @asynccontextmanager
     async def open_exec(
-        self, container_id: str, process: Mapping[str, Any], *, tty: bool = False
+        self,
+        container_id: str,
+        process: Mapping[str, Any],
+        *,
+        tty: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> AsyncIterator[execio.ExecProcess]:
-        """An attached exec with live streams (`docker exec -i[t]`)."""
+        """An attached exec with live streams (`docker exec -i[t]`); `size` is the initial
+        (rows, columns) of its terminal."""
         pfile = execio.write_process_file(
             self.paths(container_id).cdir, {**process, "terminal": tty}
         )
         try:
-            async with execio.open_exec(self.runc, container_id, pfile, tty=tty) as ep:
+            async with execio.open_exec(self.runc, container_id, pfile, tty=tty, size=size) as ep:
                 yield ep
         finally:
             pfile.unlink(missing_ok=True)

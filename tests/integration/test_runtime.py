@@ -497,9 +497,13 @@ async def test_open_exec_streams_with_and_without_tty(h: Harness) -> None:
         assert await ep.wait() == 0
     proc["args"] = ["sh"]
     out = bytearray()
-    async with h.runtime.open_exec(cid, proc, tty=True) as ep:
+    async with h.runtime.open_exec(cid, proc, tty=True, size=(33, 77)) as ep:
         assert ep.stdin is not None
-        ep.resize(33, 77)
+        await ep.stdin.send_all(b"stty size\n")
+        while b"33 77" not in out:
+            out.extend(await ep.stdout.receive_some(4096))
+        # The shell answered, so runc's SIGWINCH handler is in place: resize now.
+        ep.resize(44, 88)
         await ep.stdin.send_all(b"stty size; exit 4\n")
         try:
             while chunk := await ep.stdout.receive_some(4096):
@@ -507,7 +511,7 @@ async def test_open_exec_streams_with_and_without_tty(h: Harness) -> None:
         except (trio.BrokenResourceError, OSError):
             pass
         assert await ep.wait() == 4
-    assert b"33 77" in out
+    assert b"44 88" in out
     await h.runtime.delete(cid, force=True)
 
 
