@@ -9,6 +9,7 @@ CVE-2021-41190).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -146,7 +147,52 @@ def parse_image_config(raw: bytes) -> tuple[ImageConfig, tuple[str, ...]]:
         volumes=tuple(sorted(c.Volumes or {})),
         stop_signal=c.StopSignal,
     )
+    validate_image_config(cfg)
     return cfg, diff_ids
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PROC_FD = re.compile(r"^/+proc/+[^/]+/+(fd|task/+[^/]+/+fd)(/|$)")
+_PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?", re.ASCII)
+_SIGNAL = re.compile(r"(SIG)?[A-Z0-9+-]{1,16}|\d{1,2}", re.ASCII)
+
+
+def validate_image_config(cfg: ImageConfig) -> None:
+    """Refuse image configs built to attack the runtime or generated files. Pure.
+
+    RELIABILITY I-13: a WorkingDir under /proc/*/fd (CVE-2024-21626, runc leaked-fd escape),
+    volume paths with `..` (CVE-2022-23648 family), control bytes in User or label keys that
+    could add lines to generated files (CVE-2022-4318), NUL bytes anywhere in argv or env.
+    """
+
+    def bad(what: str, value: str, why: str) -> InvalidImage:
+        return InvalidImage(
+            f"invalid image config: {what} {value[:80]!r} {why}",
+            "the image was built to attack the runtime, or is corrupt; do not run it",
+        )
+
+    for what, values in (("Cmd", cfg.cmd), ("Entrypoint", cfg.entrypoint), ("Env", cfg.env)):
+        for v in values:
+            if "\x00" in v:
+                raise bad(what, v, "contains a NUL byte")
+    if _CONTROL.search(cfg.user):
+        raise bad("User", cfg.user, "contains control characters")
+    if _CONTROL.search(cfg.working_dir):
+        raise bad("WorkingDir", cfg.working_dir, "contains control characters")
+    if _PROC_FD.match(cfg.working_dir):
+        raise bad("WorkingDir", cfg.working_dir, "points into /proc/*/fd")
+    for vol in cfg.volumes:
+        if not vol.startswith("/") or _CONTROL.search(vol) or ".." in vol.split("/"):
+            raise bad("volume", vol, "must be an absolute path without '..'")
+    for key, value in cfg.labels.items():
+        if not key or _CONTROL.search(key) or "\x00" in value:
+            raise bad("label", key, "has control characters")
+    for port in cfg.exposed_ports:
+        m = _PORT.fullmatch(port)
+        if not m or not all(0 < int(p) < 65536 for p in m.groups()[:2] if p is not None):
+            raise bad("exposed port", port, "is not PORT[/tcp|udp|sctp]")
+    if cfg.stop_signal and not _SIGNAL.fullmatch(cfg.stop_signal):
+        raise bad("StopSignal", cfg.stop_signal, "is not a signal name")
 
 
 def canonical_json(doc: Any) -> bytes:

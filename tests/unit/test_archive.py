@@ -500,3 +500,48 @@ def test_content_store_refuses_bad_digest_names(store: ContentStore) -> None:
         assert not store.has(bad)
         with pytest.raises(InvalidReference):
             store.path(bad)
+
+
+# --- I-13: hostile image configs ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"working_dir": "/proc/self/fd/7"},
+        {"working_dir": "/proc/thread-self/fd/8/x"},
+        {"working_dir": "//proc/1/task/1/fd"},
+        {"working_dir": "/srv\n"},
+        {"volumes": ("/../../etc",)},
+        {"volumes": ("relative",)},
+        {"volumes": ("/data\n/etc",)},
+        {"user": "0:0\n"},
+        {"user": "root\x00"},
+        {"labels": {"a\nb": "c"}},
+        {"labels": {"a": "b\x00"}},
+        {"cmd": ("sh\x00-c",)},
+        {"env": ("A=\x00",)},
+        {"exposed_ports": ("80/icmp",)},
+        {"exposed_ports": ("0/tcp",)},
+        {"exposed_ports": ("70000",)},
+        {"stop_signal": "SIGKILL; rm -rf /"},
+    ],
+)
+def test_hostile_image_configs_rejected(field: dict[str, Any]) -> None:
+    raw = build_image_config(ImageConfig(**field), [])
+    with pytest.raises(InvalidArchive, match="invalid image config") as exc:
+        parse_image_config(raw)
+    assert exc.value.hint
+
+
+def test_ordinary_image_configs_accepted() -> None:
+    cfg = ImageConfig(
+        working_dir="/proc-data/app",
+        volumes=("/var/lib/data", "/srv"),
+        user="www-data:1000",
+        labels={"org.opencontainers.image.description": "line one\nline two"},
+        exposed_ports=("80/tcp", "53/udp", "8000-8010/tcp", "9000"),
+        stop_signal="SIGRTMIN+3",
+        env=("MULTI=a\nb",),
+    )
+    assert parse_image_config(build_image_config(cfg, []))[0].working_dir == "/proc-data/app"
