@@ -106,6 +106,7 @@ class StoreWriter:
         self._closing = False
         self._subscribers: set[Subscription] = set()
         self._sub_lock = threading.Lock()
+        self._finished = False  # the thread has exited and closed its subscribers
         self._published = store.head()
         self._thread = threading.Thread(target=self._run, name="shipslog-writer", daemon=True)
         self.commits = 0  # transactions committed (for benchmarks and tests)
@@ -226,6 +227,7 @@ class StoreWriter:
             for token, items in wake.items():
                 _call_soon(token, _reschedule_all, items)
         with self._sub_lock:
+            self._finished = True
             subscribers = list(self._subscribers)
         for sub in subscribers:
             _call_soon(sub._token, sub._close_soon)
@@ -251,9 +253,10 @@ class StoreWriter:
         """Subscribe the calling trio task's run to envelopes committed from now on."""
         sub = Subscription(self, trio.lowlevel.current_trio_token(), max_buffer)
         with self._sub_lock:
-            self._subscribers.add(sub)
-        if not self._thread.is_alive() and self._closing:
-            sub.closed = True
+            if self._finished:  # nothing more will ever be published
+                sub.closed = True
+            else:
+                self._subscribers.add(sub)
         return sub
 
     @property
