@@ -32,7 +32,7 @@ from pathlib import Path
 import trio
 
 from engine.drivers.runc import RuncError
-from engine.errors import InvalidArgument, KernelError
+from engine.errors import InvalidArgument, KernelError, Unavailable
 
 CONMON = "conmon"
 SYNC_TIMEOUT_S = 120.0  # runc create can be slow on a loaded host; never a fixed sleep
@@ -162,6 +162,14 @@ async def spawn(
             stderr=subprocess.DEVNULL,
             check=False,
         )
+    except FileNotFoundError:
+        os.close(read_fd)
+        raise Unavailable(
+            f"{argv[0]} not found", "install conmon (Debian package conmon)"
+        ) from None
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)
     buf = b""

@@ -110,18 +110,28 @@ class Runc:
     async def _run(
         self, cmd: str, container_id: str, args: Sequence[str], *, stdin: bytes = b""
     ) -> bytes:
-        proc = await trio.run_process(
-            self.argv(*args), stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
-        )
+        try:
+            proc = await trio.run_process(
+                self.argv(*args),
+                stdin=stdin,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise Unavailable(f"{self.binary} not found", "install runc >= 1.1.12") from None
         if proc.returncode != 0:
             raise classify_error(cmd, container_id, proc.stderr.decode("utf-8", "replace"))
         out: bytes = proc.stdout
         return out
 
     async def version(self) -> RuncVersion:
-        proc = await trio.run_process(
-            [self.binary, "--version"], capture_stdout=True, capture_stderr=True, check=False
-        )
+        try:
+            proc = await trio.run_process(
+                [self.binary, "--version"], capture_stdout=True, capture_stderr=True, check=False
+            )
+        except FileNotFoundError:
+            raise Unavailable(f"{self.binary} not found", "install runc >= 1.1.12") from None
         return parse_version(proc.stdout.decode("utf-8", "replace"))
 
     async def create(

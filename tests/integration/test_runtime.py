@@ -522,3 +522,14 @@ async def test_only_stdio_fds_reach_the_container(h: Harness) -> None:
     assert rec.exit_code == 0
     fds = b"".join(b for _, b in h.logs(cid)).split()
     assert fds == [b"0", b"1", b"2", b"3"]
+
+
+async def test_missing_runtime_binaries_are_clear_errors(tmp_path: Path, rootfs: Path) -> None:
+    from engine.errors import Unavailable
+
+    rt = Runtime(tmp_path / "exec", runc_binary="/nonexistent/runc")
+    with pytest.raises(Unavailable, match="not found"):
+        await rt.check()
+    rt = Runtime(tmp_path / "exec", conmon_binary="/nonexistent/conmon")
+    with pytest.raises(Unavailable, match="conmon"):
+        await rt.create("c1", tmp_path / "bundle", {"ociVersion": "1.0.2"})
