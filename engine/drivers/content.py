@@ -20,30 +20,26 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.errors import InvalidArgument, NotFound, ShipslogError
 from engine.images.reference import InvalidReference, digest_hex, validate_digest
 
 CHUNK = 1 << 20
 
 
-class ContentError(Exception):
+class ContentError(ShipslogError):
     """Base for content-store errors; `.hint` says what the user can do."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+
+class DigestMismatch(ContentError, InvalidArgument):
+    """The bytes did not match the expected digest or size (I-11). HTTP 400."""
 
 
-class DigestMismatch(ContentError):
-    """The bytes did not match the expected digest or size (I-11). Maps to HTTP 400."""
+class BlobTooLarge(ContentError, InvalidArgument):
+    """More bytes than the caller's cap (I-12). HTTP 400."""
 
 
-class BlobTooLarge(ContentError):
-    """More bytes than the caller's cap (I-12). Maps to HTTP 400."""
-
-
-class BlobNotFound(ContentError):
-    """No blob with that digest. Maps to HTTP 404."""
+class BlobNotFound(ContentError, NotFound):
+    """No blob with that digest. HTTP 404."""
 
 
 def sha256_bytes(data: bytes) -> str:

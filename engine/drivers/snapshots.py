@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.drivers import mountsys
+from engine.errors import KernelError
 
 MAX_LAYERS = 500  # overlayfs OVL_MAX_STACK
 PAGE_LIMIT = 4096  # mount(2) copies at most one page of options (fs/namespace.c)
@@ -36,13 +37,8 @@ _ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}", re.ASCII)
 _BAD_PATH_CHARS = (",", ":", "\\", "\n", "=")
 
 
-class SnapshotError(Exception):
-    """A snapshot could not be planned or mounted; `.hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class SnapshotError(KernelError):
+    """A snapshot could not be planned or mounted; `.hint` says what to do. HTTP 500."""
 
 
 @dataclass(frozen=True)

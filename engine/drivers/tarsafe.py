@@ -32,6 +32,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.errors import InvalidArgument, ShipslogError
+
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEWFILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WHITEOUT_PREFIX = ".wh."
@@ -51,17 +53,12 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-class LayerError(Exception):
+class LayerError(ShipslogError):
     """Base for layer errors; `.hint` says what the user can do."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
-
-class InvalidLayer(LayerError):
-    """The archive is malformed or hostile ("invalid archive"). Maps to HTTP 400."""
+class InvalidLayer(LayerError, InvalidArgument):
+    """The archive is malformed or hostile ("invalid archive"). HTTP 400."""
 
 
 class LayerTooLarge(InvalidLayer):

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from engine.errors import InvalidArgument
 from engine.images.reference import InvalidReference, parse_reference, validate_digest
 from events.values import ImageConfig
 
@@ -36,13 +37,13 @@ ANN_CONTAINERD_NAME = "io.containerd.image.name"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"
 
 
-class InvalidImage(Exception):
+class InvalidImage(InvalidArgument):
     """An image document or archive is malformed, inconsistent or fails a check (HTTP 400)."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint or "the archive is damaged or was not made by docker save / an OCI tool"
+        super().__init__(
+            message, hint or "the archive is damaged or was not made by docker save / an OCI tool"
+        )
 
 
 # --- typed documents (unknown fields ignored; wrong types rejected) -------------------------

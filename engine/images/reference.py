@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.errors import InvalidArgument
+
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 OFFICIAL_REPO_PREFIX = "library/"
@@ -46,13 +48,11 @@ _HEX64_RE = re.compile(r"[a-f0-9]{64}", re.ASCII)
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+", re.ASCII)
 
 
-class InvalidReference(ValueError):
-    """A reference, digest or ID that does not match the grammar. Maps to HTTP 400 / exit 125."""
+class InvalidReference(InvalidArgument, ValueError):
+    """A reference, digest or ID that does not match the grammar. HTTP 400 / exit 125."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint or "use NAME[:TAG][@sha256:DIGEST], e.g. busybox:latest"
+        super().__init__(message, hint or "use NAME[:TAG][@sha256:DIGEST], e.g. busybox:latest")
 
 
 def _shown(s: str) -> str:
