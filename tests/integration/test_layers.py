@@ -10,12 +10,17 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zstandard
 
+from engine.drivers.content import ContentStore
 from engine.drivers.layers import InvalidLayer, LayerLimits, LayerStore
 
 pytestmark = pytest.mark.kernel
@@ -302,3 +307,70 @@ def test_many_directories_exercise_the_fd_cache(tmp_path: Path) -> None:
     root = store.unpack(io.BytesIO(t.bytes())).path
     assert sum(1 for p in root.rglob("f")) == 300
     assert (root / "d149/sub299/f").read_bytes() == b"299"
+
+
+# --- RELIABILITY F-01: kill -9 in the middle of an unpack or an ingest ---------------------------
+
+CHILD = """
+import sys
+from engine.drivers.content import ContentStore
+from engine.drivers.layers import LayerStore
+if sys.argv[1] == "unpack":
+    LayerStore(sys.argv[2]).unpack(sys.stdin.buffer)
+else:
+    ContentStore(sys.argv[2]).ingest(sys.stdin.buffer)
+"""
+
+
+def _killed_midway(kind: str, state: Path, data: bytes, ready: Callable[[], bool]) -> None:
+    """Feed half of `data` to a child doing `kind`, wait until `ready()`, then SIGKILL it."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, kind, str(state)], stdin=subprocess.PIPE, cwd=repo
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(data[: len(data) // 2])
+        proc.stdin.flush()
+        while not ready():
+            assert proc.poll() is None, "the child ended before it was killed"
+            time.sleep(0.01)
+    finally:
+        proc.kill()  # our own child, by pid
+        proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
+
+
+def test_unpack_killed_midway_leaves_nothing_visible(tmp_path: Path) -> None:
+    t = T()
+    for i in range(2000):
+        t.file(f"d{i % 20}/f{i}", b"x" * 1000)
+    raw = t.bytes()
+    state = tmp_path / "state"
+    store = LayerStore(state)
+
+    def some_files_written() -> bool:
+        return any(
+            n.startswith("tmp-") and any((store.layers_dir / n / "diff").rglob("f*"))
+            for n in os.listdir(store.layers_dir)
+        )
+
+    _killed_midway("unpack", state, raw, some_files_written)
+    assert not store.has(sha(raw)) and store.list() == []
+    assert store.sweep() == 1
+    assert os.listdir(store.layers_dir) == []
+    assert store.unpack(io.BytesIO(raw)).diff_id == sha(raw)  # a retry needs no manual cleanup
+
+
+def test_ingest_killed_midway_leaves_nothing_visible(tmp_path: Path) -> None:
+    data = os.urandom(4 << 20)
+    content = ContentStore(tmp_path / "state")
+
+    def partially_written() -> bool:
+        return any(p.stat().st_size > 0 for p in content.ingest_dir.iterdir())
+
+    _killed_midway("ingest", tmp_path / "state", data, partially_written)
+    assert content.list() == []
+    assert content.sweep_ingest() == 1
+    assert content.ingest([data]) == (sha(data), len(data))
