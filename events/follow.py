@@ -1,8 +1,8 @@
 """Following the event log: history from the database, then live events, exactly once.
 
 I/O: SQLite reads in trio worker threads (each follower reads through its own read-only
-connection), and trio for waiting. Like `events/writer.py` this module imports trio: it is
-the async edge of the store, and is exempt from the "no trio in events/" rule for that reason.
+connection). It reaches trio only through `events/writer.py` (`run_in_thread`, `sleep`,
+subscriptions), which stays the one module in events/ that imports trio.
 
 `follow` subscribes to the writer *before* reading history, then reads history from the
 database and deduplicates by seq, so no event committed in between is lost or seen twice
@@ -20,11 +20,9 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import trio
-
 from events.envelope import Envelope
 from events.store import EventStore, StoreError
-from events.writer import StoreWriter
+from events.writer import StoreWriter, run_in_thread, sleep
 
 __all__ = ["SlowConsumer", "follow", "follow_polling"]
 
@@ -41,7 +39,7 @@ async def _read_page(reader: EventStore[Any], after: int, until: int | None) -> 
     def work() -> list[Envelope]:
         return list(reader.read(after, limit=_PAGE, until_seq=until))
 
-    return await trio.to_thread.run_sync(work)
+    return await run_in_thread(work)
 
 
 async def follow(
@@ -58,7 +56,7 @@ async def follow(
     Ends when the writer shuts down (after yielding everything committed before that).
     """
     subscription = writer.subscribe(max_buffer=max_buffer)
-    reader = await trio.to_thread.run_sync(store.reader)
+    reader = await run_in_thread(store.reader)
     last = after_seq  # the last seq handled (yielded or filtered out)
     try:
         while True:
@@ -124,9 +122,7 @@ async def follow_polling(
 
     Opens the database read-only; never ends by itself.
     """
-    reader: EventStore[Any] = await trio.to_thread.run_sync(
-        lambda: EventStore.open(path, readonly=True)
-    )
+    reader: EventStore[Any] = await run_in_thread(lambda: EventStore.open(path, readonly=True))
     last = after_seq
     try:
         while True:
@@ -136,6 +132,6 @@ async def follow_polling(
                 if filter is None or filter(envelope):
                     yield envelope
             if len(page) < _PAGE:
-                await trio.sleep(interval)
+                await sleep(interval)
     finally:
         reader.close()

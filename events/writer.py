@@ -31,7 +31,14 @@ import trio
 from events.envelope import Actor, Envelope, Pending
 from events.store import EventStore, StoreError
 
-__all__ = ["StoreWriter", "Subscription", "WriterClosed", "open_store_writer"]
+__all__ = [
+    "StoreWriter",
+    "Subscription",
+    "WriterClosed",
+    "open_store_writer",
+    "run_in_thread",
+    "sleep",
+]
 
 T = TypeVar("T")
 
@@ -295,6 +302,16 @@ def _call_soon(token: trio.lowlevel.TrioToken, fn: Any, *args: Any) -> bool:
     except trio.RunFinishedError:
         return False
     return True
+
+
+async def run_in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking store call (a read) in a worker thread: events/follow.py's only way to
+    reach trio, so this module stays the one place in events/ that imports it."""
+    return await trio.to_thread.run_sync(fn)
+
+
+async def sleep(seconds: float) -> None:
+    await trio.sleep(seconds)
 
 
 @asynccontextmanager

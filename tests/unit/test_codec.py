@@ -144,3 +144,27 @@ def test_chain_hash_definition() -> None:
 
     assert chain_hash(GENESIS_HASH, b"x") == hashlib.sha256(b"0" * 64 + b"x").hexdigest()
     assert msgspec.json.decode(encode_event(VolumeCreated(name="v")))["type"] == "VolumeCreated"
+
+
+def test_events_package_stays_pure() -> None:
+    # STYLE.md: events/ imports no os, subprocess, socket, pyroute2; sqlite3 only in
+    # events/store.py; trio only in events/writer.py (the bridge to the daemon).
+    import ast
+    from pathlib import Path
+
+    allowed = {"sqlite3": {"store.py"}, "trio": {"writer.py"}, "outcome": {"writer.py"}}
+    banned = {"os", "subprocess", "socket", "pyroute2", "sqlite3", "trio", "outcome"}
+    root = Path(__file__).resolve().parents[2] / "events"
+    offenders = []
+    for module in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top in banned and module.name not in allowed.get(top, set()):
+                    offenders.append(f"{module.name} imports {name}")
+    assert offenders == []
