@@ -44,13 +44,20 @@ _DIR_CACHE_MAX = 128
 _HOST_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE}
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads).
 
-
-_UMASK = _current_umask()
+    Files are created with their final mode, and chmodded only when the umask took bits away.
+    If the umask cannot be read, every file is chmodded (0o777 means "assume all bits lost").
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
 
 
 class LayerError(ShipslogError):
@@ -115,6 +122,7 @@ class Applier:
         self.stats = ApplyStats()
         self._dirs: dict[tuple[str, ...], int] = {}
         self._is_root = os.geteuid() == 0
+        self._umask = current_umask()
 
     # --- directory fds -----------------------------------------------------------------
 
@@ -255,7 +263,7 @@ class Applier:
                     data.copy_to_fd(fd, m.size)
                 self._chown(fd, None, m.uid, m.gid)
                 # chown clears setuid/setgid, and the umask may have dropped bits: chmod last.
-                if mode & 0o7000 or mode & _UMASK:
+                if mode & 0o7000 or mode & self._umask:
                     os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
             finally:

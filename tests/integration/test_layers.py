@@ -374,3 +374,13 @@ def test_ingest_killed_midway_leaves_nothing_visible(tmp_path: Path) -> None:
     assert content.list() == []
     assert content.sweep_ingest() == 1
     assert content.ingest([data]) == (sha(data), len(data))
+
+
+def test_modes_survive_a_strict_umask(store: LayerStore) -> None:
+    old = os.umask(0o077)
+    try:
+        root = unpack(store, T().file("pub", b"x", mode=0o755).dir("d", 0o775).bytes())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(root / "pub").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(root / "d").st_mode) == 0o775
