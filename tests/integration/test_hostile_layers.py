@@ -13,13 +13,14 @@ import io
 import os
 import stat
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.drivers import mountsys
@@ -406,3 +407,63 @@ def test_split_name_never_escapes(name: str) -> None:
     except InvalidLayer:
         return
     assert all(p not in ("", ".", "..") and "/" not in p and "\x00" not in p for p in parts)
+
+
+# --- fuzz: random hostile entry sequences never touch the outside (property) --------------------
+
+_names = st.lists(
+    st.sampled_from(["a", "b", "x", "..", ".", ".wh.a", ".wh..wh..opq", "outside"]),
+    min_size=1,
+    max_size=3,
+).map("/".join)
+
+
+@st.composite
+def _entries(draw: st.DrawFn, outside: str) -> list[tuple[str, str, str]]:
+    kinds = st.sampled_from(["file", "dir", "sym", "link"])
+    targets = st.sampled_from(
+        [outside, outside + "/sentinel", "../../../../outside", "a", "/", ".."]
+    )
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(kinds)
+        target = draw(targets) if kind == "sym" else draw(_names) if kind == "link" else ""
+        out.append((kind, draw(_names), target))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_fuzzed_layers_stay_contained(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory(prefix="slg-fuzz-") as tmp:
+        base = Path(tmp)
+        outside = base / "outside"
+        outside.mkdir()
+        (outside / "sentinel").write_bytes(b"precious")
+        before = snapshot(outside)
+        entries = data.draw(_entries(str(outside)))
+        t = T()
+        for kind, name, target in entries:
+            if kind == "file":
+                t.file(name)
+            elif kind == "dir":
+                t.dir(name)
+            elif kind == "sym":
+                t.sym(name, target)
+            else:
+                t.link(name, target)
+        store = LayerStore(base / "state")
+        try:
+            layer = store.unpack(io.BytesIO(t.bytes()))
+        except InvalidLayer:
+            layer = None
+        assert snapshot(outside) == before
+        assert sorted(os.listdir(base)) == ["outside", "state"]
+        assert all(not n.startswith("tmp-") for n in os.listdir(store.layers_dir))
+        if layer is not None:
+            for p in layer.path.rglob("*"):
+                st_ = os.lstat(p)
+                assert (
+                    not stat.S_ISREG(st_.st_mode)
+                    or st_.st_ino != os.stat(outside / "sentinel").st_ino
+                )
