@@ -233,6 +233,14 @@ class Snapshotter:
             out.append(SnapshotMount(cid, m.target, m.fstype, m.super_options))
         return out
 
+    def list_snapshots(self) -> list[str]:
+        """Ids of containers that have a snapshot directory, mounted or not (reconciliation)."""
+        return sorted(
+            e.name
+            for e in os.scandir(self.containers_dir)
+            if e.is_dir(follow_symlinks=False) and _ID_RE.fullmatch(e.name)
+        )
+
     def sweep(self) -> int:
         """Delete half-removed snapshot dirs left by a crash."""
         n = 0

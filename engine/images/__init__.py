@@ -1,4 +1,10 @@
-"""Images on disk: reference parsing (pure) and docker-archive / OCI-layout reading and writing.
+"""Images on disk, above the drivers.
 
-I/O: `reference` does none; `archive` reads and writes tar files and the content store.
+- `reference`: Docker's reference grammar, strict, pure (`parse_reference`, `validate_digest`).
+- `documents`: OCI/Docker JSON documents decoded into typed structs, image-config mapping and
+  validation, pure (`parse_image_config`, `build_image_config`).
+- `archive`: `docker load` / `save` / `import` against the content store (tar files, I/O).
+
+The drivers underneath: `engine/drivers/content.py` (blobs by digest), `layers.py` +
+`tarsafe.py` (confined unpack), `snapshots.py` + `mountsys.py` (overlay rootfs mounts).
 """

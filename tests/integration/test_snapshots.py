@@ -152,6 +152,7 @@ def test_overlay_stack_with_whiteouts_and_opaque_dirs(root: Path) -> None:
         assert snaps.prepare("c1", [base, top]) == str(rootfs)
         assert [m.container_id for m in snaps.list_mounts()] == ["c1"]
         assert snaps.mounted() == {"c1"}
+        assert snaps.list_snapshots() == ["c1"]
         assert (rootfs / "etc/keep").read_bytes() == b"changed"
         snaps.unmount("c1")
         assert not snaps.is_mounted("c1") and snaps.mounted() == set()
@@ -162,6 +163,7 @@ def test_overlay_stack_with_whiteouts_and_opaque_dirs(root: Path) -> None:
     finally:
         snaps.remove("c1")
     assert not (root / "containers/c1").exists()
+    assert snaps.list_snapshots() == []
     assert snaps.list_mounts() == []
     snaps.remove("c1")  # idempotent
 
