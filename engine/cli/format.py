@@ -188,7 +188,9 @@ def render_list(fmt: str | None, rows: Sequence[Mapping[str, Any]], default_tabl
     if fmt in ("", "table"):
         fmt = default_table
     elif fmt == "json":
-        fmt = "{{json .}}"
+        # Go marshals the formatter's map, so the keys come out sorted
+        return "".join(json.dumps(_json_row(row), sort_keys=True, separators=(",", ":"),
+                                  ensure_ascii=False) + "\n" for row in rows)
     try:
         if fmt.startswith("table"):
             template = Template(_unescape(fmt[len("table"):].lstrip(" ")))
@@ -200,6 +202,10 @@ def render_list(fmt: str | None, rows: Sequence[Mapping[str, Any]], default_tabl
         return "".join(template.render(row) + "\n" for row in rows)
     except TemplateError as exc:
         raise ValueError(f"template: {exc}") from None
+
+
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not callable(v)}
 
 
 def render_each(fmt: str, items: Iterable[Any]) -> str:
@@ -240,11 +246,11 @@ def container_row(c: Mapping[str, Any], *, now: float, trunc: bool = True) -> di
     if trunc and image.startswith("sha256:"):
         image = truncate_id(image)
     size = ""
-    if "SizeRw" in c or "SizeRootFs" in c:
-        size = human_size(c.get("SizeRw", 0), 3)
+    if c.get("SizeRw") is not None or c.get("SizeRootFs") is not None:
+        size = human_size(c.get("SizeRw") or 0, 3)
         if c.get("SizeRootFs"):
             size += f" (virtual {human_size(c['SizeRootFs'], 3)})"
-    created = c.get("Created", 0)
+    created = c.get("Created") or 0
     row: dict[str, Any] = {
         "ID": truncate_id(c.get("Id", "")) if trunc else c.get("Id", ""),
         "Image": image,
@@ -286,15 +292,21 @@ def image_rows(img: Mapping[str, Any], *, now: float, trunc: bool = True,
                show_all_digests: bool = False) -> list[dict[str, Any]]:
     """One /images/json entry as `images` rows: one per repository:tag, or one `<none>` row."""
     image_id = img.get("Id", "")
+    created = img.get("Created") or 0
+    size = img.get("Size") or 0
+    shared = img.get("SharedSize")
+    shared = -1 if shared is None else shared
+    containers = img.get("Containers")
+    containers = -1 if containers is None else containers
     base = {
         "ID": truncate_id(image_id) if trunc else image_id,
-        "CreatedSince": ago(img.get("Created", 0), now),
-        "CreatedAt": go_time(img.get("Created", 0)),
-        "Size": human_size(img.get("Size", 0), 3),
-        "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0)), 3),
-        "SharedSize": _na_size(img.get("SharedSize", -1)),
-        "UniqueSize": _na_size(img.get("Size", 0) - max(img.get("SharedSize", 0), 0)),
-        "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),
+        "CreatedSince": ago(created, now),
+        "CreatedAt": go_time(created),
+        "Size": human_size(size, 3),
+        "VirtualSize": human_size(img.get("VirtualSize") or size, 3),
+        "SharedSize": _na_size(shared),
+        "UniqueSize": "N/A" if shared < 0 else _na_size(size - shared),
+        "Containers": "N/A" if containers < 0 else str(containers),
         "Digest": "<none>",
     }
     digests = {r.rpartition("@")[0]: r.rpartition("@")[2] for r in img.get("RepoDigests") or []}
