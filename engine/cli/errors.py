@@ -7,6 +7,7 @@ Exit codes follow Docker's `docker run` contract:
     126  the container's command cannot be invoked (permission denied, not executable)
     127  the container's command cannot be found
     130  interrupted (Ctrl-C)
+    141  the reader of our output went away (quietly, like any Unix filter)
     N    otherwise the container's (or exec'd process's) own exit code
 Every error is one line `shipslog: <what went wrong>` and one line `hint: <what to do>`.
 """
@@ -21,6 +22,7 @@ ENGINE_ERROR = 125
 CANNOT_INVOKE = 126
 NOT_FOUND = 127
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a filter whose reader left
 
 
 class CliError(ShipslogError):
@@ -73,6 +75,7 @@ _HINTS: list[tuple[str, str]] = [
     ("executable file not found", "check the command and the image's PATH"),
     ("permission denied", "check the file's mode and the --user you run as"),
     ("unauthorized", "log in with 'shipslog login'"),
+    ("page not found", "this daemon does not serve that endpoint yet; upgrade shipslogd"),
 ]
 
 _STATUS_HINTS = {
@@ -122,8 +125,6 @@ def translate(exc: BaseException) -> CliError:
         return from_api(exc.status, exc.message)
     if isinstance(exc, ShipslogError):
         return CliError(exc.message, exc.hint or hint_for(exc.status, exc.message))
-    if isinstance(exc, BrokenPipeError):
-        return CliError("output closed before the command finished", "nothing to do", 141)
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return CliError(f"{exc.strerror or exc}{where}", "check the path and its permissions")

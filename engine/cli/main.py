@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from engine.cli import containers, images, manage, system
 from engine.cli.context import CliParser, Context
-from engine.cli.errors import INTERRUPTED, CliError, ExitStatus, UsageError, report, translate
+from engine.cli.errors import BROKEN_PIPE, INTERRUPTED, CliError, ExitStatus, UsageError, report, translate
 from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
 
 
@@ -152,6 +152,10 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
     except KeyboardInterrupt:
         _flush(out)
         return INTERRUPTED
+    except BrokenPipeError:
+        # `shipslog ps | head -1`: the reader left; say nothing, like any Unix filter
+        _silence(out)
+        return BROKEN_PIPE
     except BaseException as exc:  # the CLI's one boundary: a line and a hint, never a traceback
         if isinstance(exc, SystemExit):
             raise
@@ -161,6 +165,16 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         cli_error: CliError = translate(exc)
         report(cli_error, err)
         return cli_error.exit_code
+
+
+def _silence(stream: TextIO) -> None:
+    """Point the stream's fd at /dev/null so the interpreter's final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _flush(stream: TextIO) -> None:

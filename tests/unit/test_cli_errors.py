@@ -152,3 +152,18 @@ def test_management_commands_alias_the_verbs(tmp_path: pathlib.Path) -> None:
 def test_version_flag_and_module_entry() -> None:
     r = cli(FakeClient(), "--version")
     assert r.code == 0 and r.out.startswith("shipslog version ")
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly() -> None:
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    fake = FakeClient({("GET", "/containers/json"): []})
+    err = io.StringIO()
+    code = run(["ps"], environ={}, stdout=Closed(), stderr=err, make_client=lambda: fake)
+    assert (code, err.getvalue()) == (141, "")
+
+
+def test_missing_endpoint_hint() -> None:
+    assert "does not serve that endpoint" in from_api(404, "page not found").hint
