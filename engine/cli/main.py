@@ -19,7 +19,15 @@ from typing import Any, TextIO
 
 from engine.cli import containers, images, manage, system
 from engine.cli.context import CliParser, Context
-from engine.cli.errors import BROKEN_PIPE, INTERRUPTED, CliError, ExitStatus, UsageError, report, translate
+from engine.cli.errors import (
+    BROKEN_PIPE,
+    INTERRUPTED,
+    CliError,
+    ExitStatus,
+    UsageError,
+    report,
+    translate,
+)
 from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
 
 
