@@ -45,6 +45,7 @@ from events.envelope import Actor, Envelope, Pending
 from events.hashing import GENESIS_HASH, VerifyResult, chain_hash, verify_chain
 
 __all__ = [
+    "Batch",
     "ConcurrencyConflict",
     "EventStore",
     "InlineProjection",
@@ -495,15 +496,14 @@ class _Group:
         self._reset()
 
 
-class _Batch(msgspec.Struct):
+class Batch(msgspec.Struct):
+    """One caller's append: its events and envelope fields (see `EventStore.append`)."""
+
     pending: Sequence[Pending]
     actor: Actor
     op_id: str
     command_id: str | None
     now_ns: int
-
-
-_memory_counter = 0
 
 
 class EventStore(Generic[State]):
@@ -745,7 +745,7 @@ class EventStore(Generic[State]):
         now_ns: int,
     ) -> list[Envelope]:
         """Append one batch atomically; see the module docstring for the guarantees."""
-        batch = _Batch(pending, actor, op_id, command_id, now_ns)
+        batch = Batch(pending, actor, op_id, command_id, now_ns)
         result = self.append_group([batch])[0]
         if isinstance(result, BaseException):
             raise result
@@ -759,10 +759,10 @@ class EventStore(Generic[State]):
         op_id: str,
         command_id: str | None = None,
         now_ns: int,
-    ) -> _Batch:
-        return _Batch(pending, actor, op_id, command_id, now_ns)
+    ) -> Batch:
+        return Batch(pending, actor, op_id, command_id, now_ns)
 
-    def append_group(self, batches: Sequence[_Batch]) -> list[list[Envelope] | Exception]:
+    def append_group(self, batches: Sequence[Batch]) -> list[list[Envelope] | Exception]:
         """Commit several callers' batches in one transaction (one fsync).
 
         Every check that can fail one batch (expected versions, the projection's fold) runs
@@ -851,7 +851,7 @@ class EventStore(Generic[State]):
         return version
 
     def _prepare(
-        self, w: _SqliteBackend, batch: _Batch, group: _Group
+        self, w: _SqliteBackend, batch: Batch, group: _Group
     ) -> tuple[list[Envelope], bool]:
         """Check one batch against the group's staged view and stage its rows; write nothing."""
         if batch.command_id is not None:
