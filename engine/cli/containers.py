@@ -11,6 +11,7 @@ I/O: the daemon's API (through `ctx.client`), the user's terminal and stdio.
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 from typing import Any
 
@@ -108,7 +109,11 @@ def _start(ctx: Context, container_id: str) -> None:
 
 
 class _Waiter(threading.Thread):
-    """`POST /containers/{id}/wait` opened before start, answered when the container exits."""
+    """`POST /containers/{id}/wait`, answered when the container exits.
+
+    The daemon sends the response head as soon as the wait is registered and the body at the
+    exit (Docker does the same), so `begun` is set once the head is in: only then may the
+    container be started, or a fast exit (or an `--rm` removal) could slip past the wait."""
 
     def __init__(self, ctx: Context, container_id: str, condition: str) -> None:
         super().__init__(daemon=True)
@@ -117,16 +122,26 @@ class _Waiter(threading.Thread):
         self.condition = condition
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
+        self.begun = threading.Event()
         self.ready = threading.Event()
 
     def run(self) -> None:
         try:
-            self.result = self.ctx.client.post_json(
-                f"/containers/{self.container_id}/wait", {"condition": self.condition})
+            with self.ctx.client.stream("POST", f"/containers/{self.container_id}/wait",
+                                        {"condition": self.condition}) as chunks:
+                self.begun.set()
+                data = b"".join(chunks)
+            self.result = json.loads(data) if data.strip() else {}
         except BaseException as exc:  # handed to the main thread, which reports it
             self.error = exc
         finally:
+            self.begun.set()
             self.ready.set()
+
+    def wait_begun(self) -> None:
+        self.begun.wait()
+        if self.error is not None:
+            raise self.error
 
     def status(self) -> int:
         self.ready.wait()
@@ -162,8 +177,9 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     waiter = _Waiter(ctx, container_id, condition)
     waiter.start()
     try:
+        waiter.wait_begun()
         _start(ctx, container_id)
-    except CliError:
+    except BaseException:
         if sock is not None:
             sock.close()
         raise
@@ -225,6 +241,7 @@ def _start_attached(ctx: Context, ref: str, interactive: bool) -> int:
     auto_remove = bool(info.get("HostConfig", {}).get("AutoRemove"))
     waiter = _Waiter(ctx, container_id, "removed" if auto_remove else "next-exit")
     waiter.start()
+    waiter.wait_begun()
     _start(ctx, container_id)
     _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
     raise ExitStatus(waiter.status())

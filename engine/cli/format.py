@@ -268,7 +268,7 @@ def container_row(c: Mapping[str, Any], *, now: float, trunc: bool = True) -> di
         "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
     }
     row["Label"] = _label_getter(labels)
-    return row
+    return dict(sorted(row.items()))  # `{{json .}}` marshals Docker's map: sorted keys
 
 
 def _label_getter(labels: Mapping[str, str]) -> Callable[[str], str]:
@@ -322,7 +322,7 @@ def image_rows(img: Mapping[str, Any], *, now: float, trunc: bool = True,
             rows.append({**base, "Repository": repo, "Tag": "<none>", "Digest": digest})
     if not rows:
         rows.append({**base, "Repository": "<none>", "Tag": "<none>"})
-    return rows
+    return [dict(sorted(row.items())) for row in rows]  # sorted keys, as Go marshals a map
 
 
 def _na_size(size: int) -> str:

@@ -23,7 +23,7 @@ def running_fake(output: bytes = b"", status: int = 0,
         ("POST", "/containers/create"): {"Id": CID, "Warnings": []},
         ("POST", f"/containers/{CID}/attach"): output,
         ("POST", f"/containers/{CID}/start"): None,
-            ("POST", f"/containers/{CID}/wait"): {"StatusCode": status},
+        ("POST", f"/containers/{CID}/wait"): [json.dumps({"StatusCode": status}).encode()],
         ("POST", f"/containers/{CID}/resize"): None,
         ("POST", f"/containers/{CID}/kill"): None,
     }
@@ -99,13 +99,23 @@ def test_run_foreground_attaches_before_start_and_exits_with_status() -> None:
     assert r.out == "out\n"
     assert r.err == "err\n"
     paths = fake.paths()
+    # attach, then a wait the daemon has registered, and only then start (Docker's order)
     assert paths.index(("POST", f"/containers/{CID}/attach")) < paths.index(
-        ("POST", f"/containers/{CID}/start"))
+        ("POST", f"/containers/{CID}/wait")) < paths.index(("POST", f"/containers/{CID}/start"))
     assert fake.call("POST", f"/containers/{CID}/attach").params == {
         "stream": True, "stdin": False, "stdout": True, "stderr": True}
     assert fake.call("POST", f"/containers/{CID}/wait").params == {"condition": "next-exit"}
     body = fake.calls[0].body
     assert body["AttachStdout"] and body["AttachStderr"] and not body["AttachStdin"]
+
+
+def test_run_does_not_start_when_the_wait_is_refused() -> None:
+    fake = running_fake(extra={("POST", f"/containers/{CID}/wait"):
+                               ApiError(400, "invalid condition: 'removed'")})
+    r = cli(fake, "run", "--rm", "busybox")
+    assert r.code == 125
+    assert "invalid condition" in r.err
+    assert ("POST", f"/containers/{CID}/start") not in fake.paths()
 
 
 def test_run_rm_waits_for_removal_and_sends_autoremove() -> None:
