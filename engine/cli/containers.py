@@ -304,6 +304,9 @@ def build_exec(args: argparse.Namespace, environ: Any) -> dict[str, Any]:
 
 def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
     body = build_exec(args, ctx.environ)
+    if args.tty and body["AttachStdin"] and not ctx.isatty(ctx.stdin):
+        raise CliError("the input device is not a TTY",
+                       "drop -t, or run from a terminal (use -i alone to pipe input)")
     created = ctx.client.post_json(f"/containers/{args.container}/exec", None, body)
     exec_id = created["Id"]
     start_body = {"Detach": args.detach, "Tty": args.tty}

@@ -161,9 +161,6 @@ def tabulate(lines: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:
 class _Headers(dict[str, Any]):
     """The context a table's header line is rendered against: each field's column title."""
 
-    def __init__(self, titles: Mapping[str, str]) -> None:
-        super().__init__(titles)
-
     def get(self, key: str, default: Any = None) -> Any:
         if key in self:
             return self[key]

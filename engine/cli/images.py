@@ -24,6 +24,7 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
+from engine.cli.manage import for_each
 from engine.cli.progress import ProgressRenderer
 
 DEFAULT_REGISTRY = "https://index.docker.io/v1/"
@@ -174,8 +175,6 @@ def cmd_rmi(ctx: Context, args: argparse.Namespace) -> int:
         params["force"] = True
     if args.no_prune:
         params["noprune"] = True
-    from engine.cli.manage import for_each
-
     def show(_: str, answer: Any) -> str | None:
         lines = []
         for item in answer or []:

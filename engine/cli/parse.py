@@ -7,6 +7,7 @@ worded like Docker's; the CLI turns it into a one-line error with a hint.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -271,8 +272,6 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
 
 def _csv_fields(text: str) -> list[str]:
     # Docker reads --mount as one CSV record, so a quoted field may contain a comma
-    import csv
-
     return next(csv.reader([text]))
 
 

@@ -290,6 +290,13 @@ def test_exec_detached_starts_without_hijack() -> None:
     assert fake.hijacked == []
 
 
+def test_exec_it_without_a_terminal_is_refused() -> None:
+    fake = exec_fake(b"", 0)
+    r = cli(fake, "exec", "-it", "web", "sh", stdin=io.BytesIO(b""))
+    assert r.code == 125 and "not a TTY" in r.err
+    assert fake.calls == []
+
+
 def test_exec_needs_a_command() -> None:
     r = cli(FakeClient(), "exec", "web")
     assert r.code == 125
