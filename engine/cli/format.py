@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.cli.gotemplate import Template, TemplateError
+from engine.cli.gotemplate import Template, TemplateError, go_json
 
 # ------------------------------------------------------------------- human units
 
@@ -186,8 +186,7 @@ def render_list(fmt: str | None, rows: Sequence[Mapping[str, Any]], default_tabl
         fmt = default_table
     elif fmt == "json":
         # Go marshals the formatter's map, so the keys come out sorted
-        return "".join(json.dumps(_json_row(row), sort_keys=True, separators=(",", ":"),
-                                  ensure_ascii=False) + "\n" for row in rows)
+        return "".join(go_json(_json_row(row), sort_keys=True) + "\n" for row in rows)
     try:
         if fmt.startswith("table"):
             template = Template(_unescape(fmt[len("table"):].lstrip(" ")))
@@ -242,11 +241,9 @@ def container_row(c: Mapping[str, Any], *, now: float, trunc: bool = True) -> di
     image = c.get("Image", "")
     if trunc and image.startswith("sha256:"):
         image = truncate_id(image)
-    size = ""
-    if c.get("SizeRw") is not None or c.get("SizeRootFs") is not None:
-        size = human_size(c.get("SizeRw") or 0, 3)
-        if c.get("SizeRootFs"):
-            size += f" (virtual {human_size(c['SizeRootFs'], 3)})"
+    size = human_size(c.get("SizeRw") or 0, 3)
+    if c.get("SizeRootFs"):
+        size += f" (virtual {human_size(c['SizeRootFs'], 3)})"
     created = c.get("Created") or 0
     row: dict[str, Any] = {
         "ID": truncate_id(c.get("Id", "")) if trunc else c.get("Id", ""),

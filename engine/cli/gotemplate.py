@@ -253,13 +253,25 @@ def _index(item: Any, *keys: Any) -> Any:
     return item
 
 
+_GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                  "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def go_json(value: Any, *, sort_keys: bool = False) -> str:
+    """Go's json.Marshal: compact, UTF-8, and HTML-safe (`<` → `\\u003c`, as Docker prints)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
+    return text.translate(_GO_JSON_ESCAPES)
+
+
 def _json(value: Any) -> str:
     if value is MISSING:
         value = None
-    return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
+    return go_json(_plain(value))
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, (NilList, NilMap)):
+        return None
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items() if not callable(v)}
     if isinstance(value, (list, tuple)):
@@ -336,10 +348,43 @@ FUNCS: dict[str, Callable[..., Any]] = {
 # --------------------------------------------------------------------------- execution
 
 
+class NilList(list[Any]):
+    """A JSON null where Docker's Go type is a slice: prints `[]`, marshals to null."""
+
+
+class NilMap(dict[str, Any]):
+    """A JSON null where Docker's Go type is a map: prints `map[]`, marshals to null."""
+
+
+# Docker's inspect types are Go structs, so a null slice or map prints as `[]` / `map[]`, not
+# `<nil>`. These are the field names (API v1.43) whose type is a slice or a map.
+_SLICE_FIELDS = frozenset(
+    "Binds Cmd Entrypoint Env Shell OnBuild Mounts CapAdd CapDrop Dns DnsOptions DnsSearch "
+    "ExtraHosts GroupAdd Links SecurityOpt VolumesFrom Devices DeviceCgroupRules DeviceRequests "
+    "Ulimits MaskedPaths ReadonlyPaths BlkioWeightDevice BlkioDeviceReadBps BlkioDeviceWriteBps "
+    "BlkioDeviceReadIOps BlkioDeviceWriteIOps Aliases DNSNames RepoTags RepoDigests Layers Test "
+    "Warnings Args".split())
+_MAP_FIELDS = frozenset(
+    "Labels Volumes ExposedPorts PortBindings Ports Tmpfs Sysctls StorageOpt Networks Options "
+    "DriverOpts Annotations".split())
+_SLICE_VALUED_MAPS = frozenset(("Ports", "PortBindings"))  # nat.PortMap: port → []PortBinding
+
+
+def _typed(name: str, value: Any) -> Any:
+    if value is None:
+        if name in _SLICE_FIELDS:
+            return NilList()
+        if name in _MAP_FIELDS:
+            return NilMap()
+    elif name in _SLICE_VALUED_MAPS and isinstance(value, Mapping):
+        return {k: NilList() if v is None else v for k, v in value.items()}
+    return value
+
+
 def _field(value: Any, path: str) -> Any:
     for name in [p for p in path.split(".") if p]:
         if isinstance(value, Mapping):
-            value = value.get(name, MISSING)
+            value = _typed(name, value.get(name, MISSING))
         elif value is None or value is MISSING:
             raise TemplateError(f"nil pointer evaluating .{name}")
         elif hasattr(value, name):

@@ -184,3 +184,27 @@ def test_template_errors(template: str) -> None:
 def test_render_each_for_inspect() -> None:
     assert fmt.render_each("{{.Name}}", [INSPECT, {"Name": "/db"}]) == "/web\n/db\n"
     assert fmt.render_each("json", [{"a": 1}]) == '{"a":1}\n'
+
+
+def test_null_slices_and_maps_print_as_docker_go_types_do() -> None:
+    obj = {"HostConfig": {"Binds": None, "PortBindings": None, "CapAdd": None},
+           "NetworkSettings": {"Ports": {"80/tcp": None}}, "State": {"Health": None}}
+    assert render("{{.HostConfig.Binds}}", obj) == "[]"
+    assert render("{{json .HostConfig.Binds}}", obj) == "null"
+    assert render("{{.HostConfig.PortBindings}}", obj) == "map[]"
+    assert render("{{.NetworkSettings.Ports}}", obj) == "map[80/tcp:[]]"
+    assert render("{{json .NetworkSettings.Ports}}", obj) == '{"80/tcp":null}'
+    assert render("{{.State.Health}}", obj) == "<nil>"
+    assert render("{{len .HostConfig.CapAdd}}{{if .HostConfig.Binds}}y{{end}}", obj) == "0"
+
+
+def test_json_is_html_safe_like_go() -> None:
+    assert render("{{json .}}", {"a": "<none> & >"}) == '{"a":"\\u003cnone\\u003e \\u0026 \\u003e"}'
+    rows = fmt.image_rows({"Id": "sha256:" + "e" * 64}, now=NOW)
+    line = fmt.render_list("json", rows, fmt.IMAGE_TABLE, fmt.IMAGE_TITLES)
+    assert '"Digest":"\\u003cnone\\u003e"' in line
+    assert line.index('"Containers"') < line.index('"CreatedAt"') < line.index('"VirtualSize"')
+
+
+def test_container_size_is_always_shown() -> None:
+    assert fmt.container_row({"Id": "x"}, now=NOW)["Size"] == "0B"
