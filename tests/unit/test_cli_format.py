@@ -145,7 +145,7 @@ INSPECT = {"Id": "abc", "Name": "/web", "State": {"Pid": 42, "Status": "running"
     ('{{index .Config.Labels "k"}}', "v"),
     ("{{.Config.Labels}}", "map[a:b k:v]"),
     ("{{.Config.Env}}", "[A=1 B=2]"),
-    ("{{.Config.Cmd}}", "<nil>"),
+    ("{{.Config.Cmd}}", "[]"),  # a null slice, printed as Go prints a nil []string
     ("{{.Nope}}", "<no value>"),
     ("{{.State.Running}}", "true"),
     ("{{range .Config.Env}}[{{.}}]{{end}}", "[A=1][B=2]"),
