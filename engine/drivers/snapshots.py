@@ -175,10 +175,13 @@ class Snapshotter:
         try:
             execute_plan(plan)
         except OSError as e:
-            raise SnapshotError(
-                f"mount overlay at {plan.target}: {e.strerror}",
-                "check that the kernel has overlayfs and the state root is on ext4/xfs",
-            ) from e
+            hint = "check that the kernel has overlayfs and the state root is on ext4/xfs"
+            if not plan.fits_in_page:
+                hint = (
+                    f"{len(plan.lowerdirs)} layers need overlay's lowerdir+ (Linux 6.8+); "
+                    "use a shorter --root or a smaller image on older kernels"
+                )
+            raise SnapshotError(f"mount overlay at {plan.target}: {e.strerror}", hint) from e
         return plan.target
 
     def is_mounted(self, container_id: str) -> bool:
