@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -384,3 +385,23 @@ def test_modes_survive_a_strict_umask(store: LayerStore) -> None:
         os.umask(old)
     assert stat.S_IMODE(os.stat(root / "pub").st_mode) == 0o755
     assert stat.S_IMODE(os.stat(root / "d").st_mode) == 0o775
+
+
+def test_concurrent_unpacks_of_one_layer(store: LayerStore) -> None:
+    raw = sample()
+    paths: list[Path] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            paths.append(store.unpack(io.BytesIO(raw)).path)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(paths)) == 1 and leftovers(store) == [sha(raw)[7:]]
