@@ -19,7 +19,7 @@ from engine.api.client import ApiError
 from engine.cli import attach as stdio
 from engine.cli import images, parse
 from engine.cli.context import Context
-from engine.cli.errors import CliError, ExitStatus, UsageError, start_exit_code
+from engine.cli.errors import CliError, ExitStatus, UsageError, hint_for, start_exit_code
 from engine.cli.runopts import add_run_flags, build_create
 
 
@@ -79,7 +79,7 @@ def create_container(ctx: Context, name: str, body: dict[str, Any], *, pull_quie
         if exc.status != 404 or "no such image" not in exc.message.lower():
             raise
         ref = body["Image"]
-        repo, tag = parse.split_image_ref(ref)
+        _, tag = parse.split_image_ref(ref)
         shown = ref if tag else f"{ref}:latest"
         ctx.err(f"Unable to find image '{shown}' locally")
         images.pull_image(ctx, ref, out=ctx.stderr, quiet=pull_quietly)
@@ -91,7 +91,7 @@ def create_container(ctx: Context, name: str, body: dict[str, Any], *, pull_quie
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     name, body = build_create(args, ctx.environ, "create")
-    ctx.out(create_container(ctx, name, body))
+    ctx.out(create_container(ctx, name, body, pull_quietly=args.quiet))
     return 0
 
 
@@ -102,9 +102,7 @@ def _start(ctx: Context, container_id: str) -> None:
         # Docker exits 127/126 when the command is missing or not executable
         code = start_exit_code(exc.message)
         err = CliError(f"Error response from daemon: {exc.message}",
-                       "check the command and the image's PATH" if code != 125 else
-                       "see 'shipslog logs' and 'shipslog inspect' for the container",
-                       code)
+                       hint_for(exc.status, exc.message), code)
         raise err from None
 
 
@@ -157,7 +155,7 @@ class _Waiter(threading.Thread):
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     name, body = build_create(args, ctx.environ, "run")
-    container_id = create_container(ctx, name, body)
+    container_id = create_container(ctx, name, body, pull_quietly=args.quiet)
     if args.detach:
         _start(ctx, container_id)
         ctx.out(container_id)

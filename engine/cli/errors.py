@@ -74,6 +74,8 @@ _HINTS: list[tuple[str, str]] = [
     ("conflict: unable to delete", "remove the containers that use it first, or use 'rmi -f'"),
     ("executable file not found", "check the command and the image's PATH"),
     ("permission denied", "check the file's mode and the --user you run as"),
+    ("pull access denied", "check the image name; for a private repository log in first "
+     "with 'shipslog login'"),
     ("unauthorized", "log in with 'shipslog login'"),
     ("page not found", "this daemon does not serve that endpoint yet; upgrade shipslogd"),
 ]

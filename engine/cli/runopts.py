@@ -23,6 +23,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-a", "--attach", action="append", default=[])
     p.add_argument("--rm", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress the pull output")
     p.add_argument("--name", default="")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("--env-file", action="append", default=[])

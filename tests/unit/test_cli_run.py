@@ -209,6 +209,10 @@ def test_run_pulls_a_missing_image_then_creates() -> None:
     assert fake.call("POST", "/images/create").params == {"fromImage": "busybox",
                                                           "tag": "latest"}
     assert fake.paths().count(("POST", "/containers/create")) == 2
+    fake.answers[("POST", "/containers/create")] = seq(
+        ApiError(404, "No such image: busybox:latest"), {"Id": CID})
+    r = cli(fake, "run", "-d", "-q", "busybox")
+    assert r.err == "Unable to find image 'busybox:latest' locally\n"  # no pull progress
 
 
 def test_run_pull_failure_is_reported() -> None:
