@@ -143,6 +143,24 @@ def proxy_signals(send: Callable[[str], None], enabled: bool = True) -> Iterator
             signal.signal(number, handler)
 
 
+@contextlib.contextmanager
+def on_resize(resize: Callable[[], None], enabled: bool = True) -> Iterator[None]:
+    """Call `resize` whenever the terminal changes size (SIGWINCH), as `docker run -t` does."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        with contextlib.suppress(Exception):  # a failed resize is cosmetic
+            resize()
+
+    saved = signal.signal(signal.SIGWINCH, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, saved)
+
+
 def _isatty(stream: IO[bytes]) -> bool:
     try:
         return stream.isatty()

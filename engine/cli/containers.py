@@ -189,7 +189,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                                               {"signal": name}),
             enabled=not tty and args.sig_proxy == "true",
         ):
-            _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+            _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
+                  resize_path=f"/containers/{container_id}/resize")
     raise ExitStatus(waiter.status())
 
 
@@ -245,8 +246,10 @@ def _start_attached(ctx: Context, ref: str, interactive: bool) -> int:
     raise ExitStatus(waiter.status())
 
 
-def _copy(ctx: Context, sock: Any, *, tty: bool, want_stdin: bool) -> None:
-    with stdio.raw_terminal(ctx.stdin, tty and want_stdin):
+def _copy(ctx: Context, sock: Any, *, tty: bool, want_stdin: bool,
+          resize_path: str = "") -> None:
+    with stdio.raw_terminal(ctx.stdin, tty and want_stdin), stdio.on_resize(
+            lambda: _resize(ctx, resize_path), enabled=tty and bool(resize_path)):
         system_error = stdio.pump(sock, tty=tty, stdin=ctx.stdin if want_stdin else None,
                                   stdout=ctx.out_bytes(), stderr=ctx.err_bytes())
     if system_error:
@@ -267,7 +270,8 @@ def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
                               "stderr": True, "logs": False})
     if tty:
         _resize(ctx, f"/containers/{container_id}/resize")
-    _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+    _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
+          resize_path=f"/containers/{container_id}/resize")
     answer = ctx.client.get_json(f"/containers/{container_id}/json")
     raise ExitStatus(int(answer.get("State", {}).get("ExitCode", 0)))
 
@@ -319,7 +323,8 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
                        "check the command and the container's PATH", code) from None
     if args.tty:
         _resize(ctx, f"/exec/{exec_id}/resize")
-    _copy(ctx, sock, tty=args.tty, want_stdin=bool(body["AttachStdin"]))
+    _copy(ctx, sock, tty=args.tty, want_stdin=bool(body["AttachStdin"]),
+          resize_path=f"/exec/{exec_id}/resize")
     inspected = ctx.client.get_json(f"/exec/{exec_id}/json")
     code = inspected.get("ExitCode")
     raise ExitStatus(int(code) if code is not None else 0)

@@ -16,7 +16,8 @@ from typing import Any
 
 from engine.cli.errors import CliError
 
-READ_ONLY_VERBS = ("ps", "inspect", "events", "images", "logs", "top", "info", "version")
+READ_ONLY_VERBS = ("ps", "inspect", "events", "images", "history", "logs", "top", "port", "info",
+                   "version")
 
 
 class LocalReader:

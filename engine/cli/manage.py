@@ -111,6 +111,8 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
     if args.size:
         table += "\t{{.Size}}"
     if args.quiet:
+        if args.format:
+            ctx.err("WARNING: Ignoring custom format, because both --format and --quiet are set.")
         ctx.stdout.write("".join(f"{row['ID']}\n" for row in rows))
         return 0
     ctx.stdout.write(fmt.render_list(args.format, rows, table, fmt.CONTAINER_TITLES))

@@ -52,6 +52,13 @@ def test_ps_quiet_last_latest_size_and_notrunc() -> None:
     assert r.out.splitlines()[1].endswith("12B (virtual 4.86MB)")
 
 
+def test_ps_quiet_wins_over_format_with_a_warning() -> None:
+    fake = FakeClient({("GET", "/containers/json"): [summary()]})
+    r = cli(fake, "ps", "-q", "--format", "{{.Names}}")
+    assert r.out == "0123456789ab\n"
+    assert r.err.startswith("WARNING: Ignoring custom format")
+
+
 def test_ps_format_json_is_one_object_per_line() -> None:
     fake = FakeClient({("GET", "/containers/json"): [summary(), summary(Names=["/b"])]})
     r = cli(fake, "ps", "--format", "json", now=NOW)

@@ -11,7 +11,7 @@ import termios
 
 from engine.api.client import ApiError
 from engine.api.stream import frame
-from engine.cli.attach import proxy_signals
+from engine.cli.attach import on_resize, proxy_signals
 from tests.unit.test_cli_fakeclient import FakeClient, cat_container, cli, seq
 
 CID = "a" * 64
@@ -159,6 +159,16 @@ def test_run_interactive_forwards_piped_stdin() -> None:
     r = cli(fake, "run", "-i", "busybox", "cat", stdin=io.BytesIO(b"typed input"))
     assert r.code == 0, r.err
     assert r.out == "typed input"  # cat only answers after the CLI closed its stdin side
+
+
+def test_terminal_resizes_are_followed_while_attached() -> None:
+    resized: list[bool] = []
+    previous = signal.getsignal(signal.SIGWINCH)
+    with on_resize(lambda: resized.append(True)):
+        os.kill(os.getpid(), signal.SIGWINCH)
+    os.kill(os.getpid(), signal.SIGWINCH)  # after the block: no longer followed
+    assert resized == [True]
+    assert signal.getsignal(signal.SIGWINCH) is previous
 
 
 def test_signals_are_proxied_to_the_container_while_attached() -> None:
