@@ -394,6 +394,10 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
         password = (ctx.stdin or sys.stdin.buffer).read().decode().rstrip("\r\n")
     elif args.password:
         ctx.err("WARNING! Using --password via the CLI is insecure. Use --password-stdin.")
+    if (not username or not password) and not ctx.isatty(ctx.stdin or sys.stdin):
+        raise CliError("Cannot perform an interactive login from a non TTY device",
+                       "pass -u USER and --password-stdin, e.g. "
+                       "'cat pass.txt | shipslog login -u USER --password-stdin'")
     if not username:
         username = input("Username: ").strip()
     if not password:

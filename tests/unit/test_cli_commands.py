@@ -354,3 +354,22 @@ def test_info_summary() -> None:
     assert " Containers: 3\n  Running: 1\n" in r.out
     assert " Total Memory: 2GiB\n" in r.out
     assert cli(fake, "info", "-f", "{{.NCPU}}").out == "4\n"
+
+
+def test_login_without_a_terminal_needs_password_stdin(tmp_path: pathlib.Path) -> None:
+    fake = FakeClient()
+    r = cli(fake, "login", "-u", "me", env={"SHIPSLOG_CONFIG": str(tmp_path)})
+    assert r.code == 125
+    assert r.err.splitlines()[0] == ("shipslog: Cannot perform an interactive login from a "
+                                     "non TTY device")
+    assert fake.calls == []
+
+
+def test_progress_bar_like_moby() -> None:
+    from engine.cli.progress import progress_bar
+
+    assert progress_bar({"current": 500, "total": 1000}, 80) == "    500B/1kB"
+    wide = progress_bar({"current": 500, "total": 1000}, 120)
+    assert wide == "[" + "=" * 25 + ">" + " " * 25 + "]     500B/1kB"
+    assert progress_bar({"current": 2_500_000}, 80) == "   2.5MB"
+    assert progress_bar({}, 80) == ""
