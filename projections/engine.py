@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from events.envelope import Envelope
+from events.store import RowChange
 from projections.fold import TABLES, fold_batch
 from projections.state import (
     ContainerView,
@@ -31,13 +32,9 @@ ROW_TYPES: dict[str, type] = {
     "operations": OperationView,
     "execs": ExecView,
 }
-_DECODERS = {table: msgspec.json.Decoder(t) for table, t in ROW_TYPES.items()}
-
-
-class RowChange(msgspec.Struct, frozen=True, array_like=True):
-    table: str
-    key: str
-    doc: bytes | None
+_DECODERS: dict[str, msgspec.json.Decoder[object]] = {
+    table: msgspec.json.Decoder(t) for table, t in ROW_TYPES.items()
+}
 
 
 class EngineProjection:

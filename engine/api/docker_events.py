@@ -22,6 +22,7 @@ class DockerEvents:
     def __init__(self, state: Callable[[], EngineState]) -> None:
         self._state = state
         self._containers: dict[str, tuple[str, str]] = {}  # id -> (name, image)
+        self._exec_cmds: dict[str, str] = {}
 
     def _container_attrs(self, cid: str) -> dict[str, str]:
         known = self._containers.get(cid)
@@ -57,8 +58,10 @@ class DockerEvents:
                 attrs["exitCode"] = str(ev.exit_code)
             if isinstance(ev, v.ContainerSignalled):
                 attrs["signal"] = ev.signal.removeprefix("SIG")
+            if isinstance(ev, v.ExecCreated):
+                self._exec_cmds[ev.exec_id] = " ".join(ev.cmd)
             if isinstance(ev, v.ExecCreated | v.ExecStarted):
-                action = f"{action}: " + " ".join(getattr(ev, "cmd", ()) or ())
+                action = f"{action}: " + self._exec_cmds.get(ev.exec_id, "")
         elif kind == "image":
             ref = getattr(ev, "reference", "")
             if ref:

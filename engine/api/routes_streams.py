@@ -167,7 +167,9 @@ def stream_routes(ctx: Any) -> Router:
             exec_env = engine.secrets.get(x.id)
         except NotFound:
             exec_env = []  # the exec set no variables of its own
-        process = _process(c, x, list(image.config.env) if image else [], exec_env)
+        # As in Docker, an exec sees the container's environment, its own variables on top.
+        process = _process(c, x, list(image.config.env) if image else [],
+                           engine.secrets.get(c.id) + exec_env)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
 
         async def record(event: v.BaseEvent) -> None:

@@ -8,13 +8,13 @@ I/O: all of it, through the driver modules. This module only adapts their shapes
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal as signals
 from pathlib import Path
 from typing import Any
 
 from engine.drivers.content import ContentStore
+from engine.drivers.hostinfo import host_spec_inputs
 from engine.drivers.layers import LayerStore
 from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime import Runtime, read_rootfs_file
@@ -22,15 +22,6 @@ from engine.drivers.snapshots import Snapshotter
 from engine.paths import Paths
 from engine.runtime.spec import build_spec
 from projections.state import ContainerView, ImageView
-
-RLIMITS = {
-    "RLIMIT_NOFILE": resource.RLIMIT_NOFILE,
-    "RLIMIT_NPROC": resource.RLIMIT_NPROC,
-}
-
-
-def host_rlimits() -> dict[str, tuple[int, int]]:
-    return {name: resource.getrlimit(num) for name, num in RLIMITS.items()}
 
 
 def _signal_name(num: int) -> str:
@@ -135,7 +126,7 @@ class SpecMaker:
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
-        self.rlimits = host_rlimits()
+        self.host = host_spec_inputs()  # rlimits, kernel and arch: read once
         # `--init` binds a static tini into the container (it has no libc of ours to use).
         self.init_path = (shutil.which("docker-init") or shutil.which("tini-static")
                           or "/usr/bin/tini-static")
@@ -151,8 +142,8 @@ class SpecMaker:
         return build_spec(
             cfg, image.config, env=env, rootfs=rootfs,
             hostname=cfg.hostname or container.id[:12], netns_path=None,
-            cgroups_path=f"/shipslog/{container.id}", host_rlimits=self.rlimits,
-            passwd=passwd, group=group, init_host_path=self.init_path,
+            cgroups_path=f"/shipslog/{container.id}", passwd=passwd, group=group,
+            init_host_path=self.init_path, **self.host,
         )
 
 
