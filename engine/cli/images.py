@@ -235,10 +235,11 @@ def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
     if not args.output and ctx.isatty(ctx.stdout):
         raise CliError("cowardly refusing to save to a terminal",
                        "use the -o flag or redirect: shipslog save IMAGE > image.tar")
+    params: Mapping[str, Any] | None = None
     if len(args.images) == 1:
-        path, params = f"/images/{args.images[0]}/get", None
+        path = f"/images/{args.images[0]}/get"
     else:
-        path, params = "/images/get", {"names": args.images}
+        path, params = "/images/get", RepeatedParams([("names", n) for n in args.images])
     if args.output:
         partial = args.output + ".partial"
         try:
@@ -256,6 +257,31 @@ def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
             out.write(chunk)
     out.flush()
     return 0
+
+
+class RepeatedParams(Mapping[str, Any]):
+    """Query parameters where a key repeats (`names=a&names=b`, as `GET /images/get` wants).
+
+    `items()` yields every pair, which is what the API client encodes; as a mapping it shows
+    the last value of each key."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+    def __getitem__(self, key: str) -> Any:
+        for k, v in reversed(self.pairs):
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k for k, _ in self.pairs))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys(k for k, _ in self.pairs))
+
+    def items(self) -> Any:
+        return list(self.pairs)
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:

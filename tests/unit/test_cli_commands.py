@@ -241,6 +241,13 @@ def test_save_to_file_and_refuses_a_terminal(tmp_path: pathlib.Path) -> None:
     assert r.out == "part1part2"
 
 
+def test_save_of_several_images_repeats_the_names_parameter() -> None:
+    fake = FakeClient({("GET", "/images/get"): [b"tar"]})
+    r = cli(fake, "save", "a", "b:1")
+    assert r.out == "tar"
+    assert fake.calls[0].params == [("names", "a"), ("names", "b:1")]
+
+
 def test_import_from_stdin_with_reference() -> None:
     fake = FakeClient({("POST", "/images/create"): b'{"status":"sha256:abc"}\n'})
     r = cli(fake, "import", "-m", "hi", "-", "me/img:v2", stdin=io.BytesIO(b"rootfs"))

@@ -25,7 +25,7 @@ from engine.cli.main import run
 class Call:
     method: str
     path: str
-    params: dict[str, Any] | None = None
+    params: Any = None  # a dict, or the (key, value) pairs of repeated parameters
     body: Any = None
     headers: dict[str, str] | None = None
 
@@ -42,7 +42,9 @@ class FakeClient:
 
     def _answer(self, method: str, path: str, params: Any = None, body: Any = None,
                 headers: Any = None) -> Any:
-        self.calls.append(Call(method, path, dict(params) if params else None, body,
+        recorded = (dict(params) if isinstance(params, dict) else list(params.items())
+                    if params else None)
+        self.calls.append(Call(method, path, recorded, body,
                                dict(headers) if headers else None))
         key = (method, path)
         if key not in self.answers:
