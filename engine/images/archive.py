@@ -17,16 +17,17 @@ Layers are stored as blobs only; `unpack_image` (or the pull code) unpacks them 
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
+import lzma
 import posixpath
 import re
-import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +35,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from engine.drivers.content import ContentError, ContentStore, sha256_bytes
-from engine.drivers.layers import LAYER_MEDIA_TYPES, LayerStore, decompressed_chunks
+from engine.drivers.layers import LAYER_MEDIA_TYPES, InvalidLayer, LayerStore, decompressed_chunks
 from engine.drivers.mountsys import machine_arch
 from engine.images.documents import (
     ANN_CONTAINERD_NAME,
@@ -319,21 +320,96 @@ def _load_oci(arc: _Archive, store: ContentStore) -> list[LoadedImage]:
     return list(by_id.values())
 
 
-def load_archive(source: str | Path | BinaryIO, store: ContentStore) -> list[LoadedImage]:
-    """Load every image in a docker-archive or OCI-layout tar (plain or gzip) into `store`."""
-    spool = None
+def _magic(f: BinaryIO) -> bytes:
+    pos = f.tell()
+    head = f.read(6)
+    f.seek(pos)
+    return head
+
+
+def _seekable_tar(source: str | Path | BinaryIO, store: ContentStore) -> tuple[BinaryIO, bool]:
+    """A seekable, uncompressed view of the archive, and whether it is a spool we own.
+
+    `tarfile` random access into a compressed archive re-decompresses from the start at every
+    backward seek (quadratic in the number of layers), so a compressed or unseekable input is
+    spooled uncompressed into the ingest dir first (as `docker load` does into a temp dir).
+    """
+    f: BinaryIO
+    if isinstance(source, (str, Path)):
+        f = open(source, "rb")  # noqa: SIM115 (closed by the caller)
+        owned = True
+    else:
+        f, owned = source, False
+    if getattr(f, "seekable", lambda: False)():
+        head = _magic(f)
+        if not (head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ"))):
+            return f, owned
+    spool = tempfile.TemporaryFile(dir=store.ingest_dir)
     try:
-        if isinstance(source, (str, Path)):
-            tf = tarfile.open(source, "r:*")
+        first = f.read(6)
+        rest = _Rejoin(first, f)
+        if first.startswith(b"BZh"):
+            stream: Any = bz2.BZ2File(rest)  # type: ignore[call-overload]
+        elif first.startswith(b"\xfd7zXZ"):
+            stream = lzma.LZMAFile(rest)  # type: ignore[arg-type]
         else:
-            if not getattr(source, "seekable", lambda: False)():
-                spool = tempfile.TemporaryFile(dir=store.ingest_dir)
-                shutil.copyfileobj(source, spool, 1 << 20)
-                spool.seek(0)
-                source = spool
-            tf = tarfile.open(fileobj=source, mode="r:*")
+            stream = _ChunkReader(decompressed_chunks(rest)[0])  # type: ignore[arg-type]
+        copied = 0
+        while chunk := stream.read(1 << 20):
+            copied += len(chunk)
+            if copied > MAX_IMPORT_BYTES:
+                raise InvalidArchive(f"archive larger than {MAX_IMPORT_BYTES} bytes uncompressed")
+            spool.write(chunk)
+        spool.seek(0)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, InvalidLayer) as e:
+        spool.close()
+        raise InvalidArchive(f"invalid archive: {e}") from None
+    except BaseException:
+        spool.close()
+        raise
+    finally:
+        if owned:
+            f.close()
+    return spool, True  # type: ignore[return-value]
+
+
+class _Rejoin:
+    """Put back the bytes read to sniff the compression."""
+
+    def __init__(self, first: bytes, f: BinaryIO) -> None:
+        self.first, self.f = first, f
+
+    def read(self, n: int = -1) -> bytes:
+        if self.first:
+            b, self.first = self.first, b""
+            return b
+        return self.f.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+
+class _ChunkReader:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.it = iter(chunks)
+
+    def read(self, n: int = -1) -> bytes:
+        return next(self.it, b"")
+
+
+def load_archive(source: str | Path | BinaryIO, store: ContentStore) -> list[LoadedImage]:
+    """Load every image in a docker-archive or OCI-layout tar into `store`.
+
+    The archive may be plain, gzip, zstd, bzip2 or xz (what `docker load` accepts).
+    """
+    f, owned = _seekable_tar(source, store)
+    try:
+        tf = tarfile.open(fileobj=f, mode="r:")
     except (tarfile.TarError, OSError, EOFError) as e:
+        if owned:
+            f.close()
         raise InvalidArchive(f"invalid archive: not a tar file ({e})") from None
+    spool = f if owned else None
     try:
         try:
             arc = _Archive(tf)

@@ -236,6 +236,32 @@ def test_load_from_gzip_stream(tmp_path: Path, store: ContentStore) -> None:
     assert img.repo_tags == ("a:b",)
 
 
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "xz", "zstd"])
+def test_load_compressed_archives(tmp_path: Path, store: ContentStore, compress: str) -> None:
+    import bz2
+    import lzma
+
+    import zstandard
+
+    raw = docker_archive([layer(), layer(b"2", "b")], ["c:" + compress])
+    data = {
+        "gzip": gzip.compress,
+        "bz2": bz2.compress,
+        "xz": lzma.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+    }[compress](raw)
+    [img] = load_archive(write(tmp_path, data), store)
+    assert img.repo_tags == ("c:" + compress,) and len(img.layers) == 2
+    assert_ingest_clean(store)
+
+
+def test_truncated_compressed_archive_rejected(tmp_path: Path, store: ContentStore) -> None:
+    data = gzip.compress(docker_archive([layer()], ["a:b"]))[:-30]
+    with pytest.raises(InvalidArchive):
+        load_archive(write(tmp_path, data), store)
+    assert_ingest_clean(store)
+
+
 def test_config_digest_mismatch_rejected(tmp_path: Path, store: ContentStore) -> None:
     x = layer()
     cfg = config_for([sha(x)])
