@@ -8,7 +8,6 @@ I/O: none by itself; holds the process's streams and makes the API client lazily
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -76,9 +75,6 @@ class Context:
             return bool(stream.isatty())
         except (AttributeError, ValueError):
             return False
-
-    def out_json(self, value: Any) -> None:
-        self.out(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 class _TextBytes:

@@ -95,17 +95,6 @@ def _fmt_epoch(seconds: float) -> str:
     return f"{whole}.{nanos:09d}"
 
 
-def rfc3339_to_epoch(text: str) -> float:
-    """An RFC 3339 timestamp with up to nanosecond precision (Docker's `Created`) to seconds."""
-    m = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text.strip())
-    if not m:
-        raise ValueError(f"invalid timestamp: {text}")
-    zone = m.group(3) or "Z"
-    base = datetime.fromisoformat(m.group(1) + ("+00:00" if zone == "Z" else zone))
-    frac = float("0" + m.group(2)) if m.group(2) else 0.0
-    return base.timestamp() + frac
-
-
 # ------------------------------------------------------------------- env and labels
 
 

@@ -9,7 +9,7 @@ Message shape (moby `jsonmessage`): `{"status", "id", "progressDetail": {"curren
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from engine.cli.errors import CliError
@@ -97,15 +97,3 @@ class ProgressRenderer:
         bar = progress_bar(detail, self.width) if detail else message.get("progress", "")
         text = f"{status} {bar}".rstrip() if bar else status
         return (prefix + text) if text or prefix else ""
-
-    def finish(self) -> None:
-        self.out.flush()
-
-
-def render_stream(messages: Iterable[Mapping[str, Any]], out: TextIO, *, tty: bool,
-                  width: int = 80, quiet: bool = False) -> ProgressRenderer:
-    renderer = ProgressRenderer(out, tty=tty, width=width, quiet=quiet)
-    for message in messages:
-        renderer.feed(message)
-    renderer.finish()
-    return renderer
