@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import immutables
 import msgspec
 
 from events import vocabulary as v
@@ -37,44 +38,37 @@ _encode = msgspec.json.Encoder().encode
 replace = msgspec.structs.replace
 
 
+_MAPS = (
+    "containers", "names", "name_versions", "images", "tags", "layers", "volumes", "networks",
+    "network_names", "execs", "operations",
+)
+
+
 class _Tx:
-    """A batch being folded: mutable views over one state's persistent maps."""
+    """A batch being folded.
 
-    __slots__ = (
-        "seq", "containers", "names", "name_versions", "images", "tags", "layers", "volumes",
-        "networks", "network_names", "execs", "operations", "touched",
-    )
+    Incremental batches (`rebuild=False`) hold `immutables.Map.mutate()` views: the original
+    state is untouched, and the keys the batch touched become rows. A rebuild from zero holds
+    plain dicts (no state to preserve, no rows to compute — several times faster) and turns
+    them into persistent maps once, at the end.
+    """
 
-    def __init__(self, s: EngineState) -> None:
+    __slots__ = ("seq", *_MAPS, "touched", "track")
+
+    def __init__(self, s: EngineState, *, rebuild: bool = False) -> None:
         self.seq = s.seq
-        self.containers = s.containers.mutate()
-        self.names = s.names.mutate()
-        self.name_versions = s.name_versions.mutate()
-        self.images = s.images.mutate()
-        self.tags = s.tags.mutate()
-        self.layers = s.layers.mutate()
-        self.volumes = s.volumes.mutate()
-        self.networks = s.networks.mutate()
-        self.network_names = s.network_names.mutate()
-        self.execs = s.execs.mutate()
-        self.operations = s.operations.mutate()
+        self.track = not rebuild
+        for name in _MAPS:
+            m = getattr(s, name)
+            setattr(self, name, dict(m.items()) if rebuild else m.mutate())
         self.touched: set[tuple[str, str]] = set()
 
     def finish(self) -> EngineState:
-        return EngineState(
-            seq=self.seq,
-            containers=self.containers.finish(),
-            names=self.names.finish(),
-            name_versions=self.name_versions.finish(),
-            images=self.images.finish(),
-            tags=self.tags.finish(),
-            layers=self.layers.finish(),
-            volumes=self.volumes.finish(),
-            networks=self.networks.finish(),
-            network_names=self.network_names.finish(),
-            execs=self.execs.finish(),
-            operations=self.operations.finish(),
-        )
+        if self.track:
+            maps = {name: getattr(self, name).finish() for name in _MAPS}
+        else:
+            maps = {name: immutables.Map(getattr(self, name)) for name in _MAPS}
+        return EngineState(seq=self.seq, **maps)
 
     def rows(self) -> list[tuple[str, str, bytes | None]]:
         out: list[tuple[str, str, bytes | None]] = []
@@ -90,13 +84,15 @@ class _Tx:
 
     def put(self, table: str, key: str, view: Any) -> None:
         getattr(self, table)[key] = view
-        self.touched.add((table, key))
+        if self.track:
+            self.touched.add((table, key))
 
     def drop(self, table: str, key: str) -> None:
         m = getattr(self, table)
         if key in m:
             del m[key]
-        self.touched.add((table, key))
+        if self.track:
+            self.touched.add((table, key))
 
     def update_container(self, env: Envelope, cid: str, **changes: Any) -> None:
         c = self.containers.get(cid)
@@ -104,7 +100,9 @@ class _Tx:
             return
         if env.stream == "container-" + cid:  # the version optimistic concurrency checks
             changes["stream_version"] = env.stream_version
-        self.put("containers", cid, replace(c, last_seq=env.seq, **changes))
+        self.containers[cid] = replace(c, last_seq=env.seq, **changes)
+        if self.track:
+            self.touched.add(("containers", cid))
 
 
 Handler = Callable[[_Tx, Envelope, Any], None]
@@ -544,12 +542,11 @@ def apply(state: EngineState, envelope: Envelope) -> EngineState:
 
 def fold(envelopes: Iterable[Envelope], state: EngineState | None = None) -> EngineState:
     """Fold any number of envelopes without computing rows (rebuild and time travel)."""
-    tx = _Tx(state or EngineState())
+    tx = _Tx(state or EngineState(), rebuild=True)
     handlers = HANDLERS
     for env in envelopes:
         handler = handlers.get(type(env.event))
         if handler is not None:
             handler(tx, env, env.event)
         tx.seq = env.seq
-    tx.touched.clear()
     return tx.finish()
