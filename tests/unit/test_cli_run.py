@@ -359,3 +359,35 @@ def test_run_body_means_what_the_real_docker_cli_sends() -> None:
     assert fake.calls[0].params == {"name": "web"}
     # compare as JSON, so ordering inside dicts never matters and types must match exactly
     assert json.loads(json.dumps(fake.calls[0].body, sort_keys=True)) == DOCKER_RUN_BODY
+
+
+def test_start_attach_streams_output_and_exits_with_status() -> None:
+    fake = FakeClient({
+        ("GET", "/containers/c1/json"): {"Id": CID, "Config": {"Tty": False, "OpenStdin": False},
+                                         "HostConfig": {"AutoRemove": True}},
+        ("POST", f"/containers/{CID}/attach"): frame(1, b"from-start\n"),
+        ("POST", f"/containers/{CID}/wait"): [b'{"StatusCode": 2}'],
+        ("POST", f"/containers/{CID}/start"): None,
+    })
+    r = cli(fake, "start", "-a", "c1")
+    assert (r.code, r.out) == (2, "from-start\n")
+    assert fake.call("POST", f"/containers/{CID}/wait").params == {"condition": "removed"}
+    paths = fake.paths()
+    assert paths.index(("POST", f"/containers/{CID}/wait")) < paths.index(
+        ("POST", f"/containers/{CID}/start"))
+
+
+def test_attach_refuses_a_stopped_container_and_follows_a_running_one() -> None:
+    fake = FakeClient({("GET", "/containers/off/json"): {"Id": "off", "State": {"Running": False}}})
+    r = cli(fake, "attach", "off")
+    assert r.code == 125 and "cannot attach to a stopped container" in r.err
+    fake = FakeClient({
+        ("GET", "/containers/on/json"): seq(
+            {"Id": "on", "State": {"Running": True}, "Config": {"Tty": False}},
+            {"Id": "on", "State": {"Running": False, "ExitCode": 5}}),
+        ("POST", "/containers/on/attach"): frame(2, b"late\n"),
+    })
+    r = cli(fake, "attach", "on")
+    assert (r.code, r.err) == (5, "late\n")
+    assert fake.call("POST", "/containers/on/attach").params == {
+        "stream": True, "stdin": False, "stdout": True, "stderr": True, "logs": False}
