@@ -31,7 +31,10 @@ from engine.cli.errors import (
 from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
 
 
-def build_parser() -> CliParser:
+def build_parser(verb: str | None = None) -> CliParser:
+    """The whole command line; given the verb about to run, only that verb's parser is built
+    (argparse setup of every verb costs more than a short command's own work)."""
+    only = verb if verb in VERBS else None
     parser = CliParser(prog="shipslog", description="A container engine whose state is an "
                        "append-only event log.")
     parser.add_argument("-H", "--host", default=None,
@@ -42,16 +45,17 @@ def build_parser() -> CliParser:
     parser.add_argument("-v", "--version", action="store_true",
                         help="print version information and quit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
-    containers.register(sub)
-    manage.register(sub)
-    images.register(sub)
-    system.register(sub)
+    target = sub if only is None else _Only(sub, only)
+    for module in (containers, manage, images, system):
+        module.register(target)
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
         ("container", (containers, manage), CONTAINER_GROUP),
         ("image", (images, manage), IMAGE_GROUP),
         ("system", (system,), SYSTEM_GROUP),
     ):
+        if only is not None and only != group:
+            continue
         group_parser = sub.add_parser(group, help=f"Manage {group}s" if group != "system"
                                       else "Manage shipslog")
         group_sub = group_parser.add_subparsers(dest="subverb", metavar="COMMAND",
@@ -74,6 +78,41 @@ IMAGE_GROUP = {
     "push": ["push"], "inspect": ["inspect"],
 }
 SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
+
+
+# every top-level verb; a test checks it against the full parser
+VERBS = frozenset(
+    "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
+    "wait rename images rmi tag history load save import pull push login logout version info "
+    "events container image system".split())
+_GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
+
+
+def verb_hint(argv: Sequence[str]) -> str | None:
+    """The verb in a command line: the first word that is not a global flag or its value."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+class _Only:
+    """Registers one verb and sends every other verb to a parser that is thrown away."""
+
+    def __init__(self, sub: Any, verb: str) -> None:
+        self.sub = sub
+        self.verb = verb
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name != self.verb:
+            return CliParser(add_help=False)
+        parser: argparse.ArgumentParser = self.sub.add_parser(name, **kwargs)
+        return parser
 
 
 def effective_verb(verb: str, subverb: str | None) -> str:
@@ -121,7 +160,7 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
     err = stderr or sys.stderr
     debug = "--debug" in argv or "-D" in argv[:1]
     try:
-        parser = build_parser()
+        parser = build_parser(verb_hint(argv))
         args, extras = parser.parse_known_args(list(argv))
         if extras:
             flag = next((e for e in extras if e.startswith("-")), extras[0])

@@ -167,3 +167,18 @@ def test_a_reader_that_leaves_ends_the_command_quietly() -> None:
 
 def test_missing_endpoint_hint() -> None:
     assert "does not serve that endpoint" in from_api(404, "page not found").hint
+
+
+def test_the_verb_list_matches_the_parser_and_partial_parsers_agree() -> None:
+    from engine.cli.main import VERBS, build_parser, verb_hint
+
+    full = build_parser()
+    sub = next(a for a in full._actions if a.dest == "verb")
+    assert set(sub.choices) == VERBS  # type: ignore[attr-defined]
+    argv = ["-H", "unix:///x", "run", "-dit", "--name", "a", "busybox", "sh"]
+    assert verb_hint(argv) == "run"
+    assert verb_hint(["--debug", "--root", "/r", "container", "ls"]) == "container"
+    assert verb_hint(["--version"]) is None
+    for line in (argv, ["ps", "-aq"], ["image", "rm", "-f", "x"], ["exec", "-it", "c", "ls"]):
+        assert vars(build_parser(verb_hint(line)).parse_args(line)) == vars(
+            full.parse_args(line))
