@@ -155,17 +155,17 @@ class _Waiter(threading.Thread):
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     name, body = build_create(args, ctx.environ, "run")
+    tty = bool(body["Tty"])
+    want_stdin = bool(body["AttachStdin"])
+    if tty and want_stdin and not ctx.isatty(ctx.stdin):
+        # Docker's CheckTty, before anything is created: raw mode needs a terminal
+        raise CliError("the input device is not a TTY",
+                       "drop -t, or run from a terminal (use -i alone to pipe input)")
     container_id = create_container(ctx, name, body, pull_quietly=args.quiet)
     if args.detach:
         _start(ctx, container_id)
         ctx.out(container_id)
         return 0
-    tty = bool(body["Tty"])
-    want_stdin = bool(body["AttachStdin"])
-    if tty and want_stdin and not ctx.isatty(ctx.stdin):
-        # the same refusal as Docker's: raw mode needs a terminal to switch
-        raise CliError("the input device is not a TTY",
-                       "drop -t, or run from a terminal (use -i alone to pipe input)")
     attach_params = {"stream": True, "stdin": want_stdin, "stdout": body["AttachStdout"],
                      "stderr": body["AttachStderr"]}
     sock = None
