@@ -20,12 +20,11 @@ import trio
 
 from engine.core import images as ci
 from engine.core.lookup import find_image
-from engine.drivers.content import ContentError, ContentStore
+from engine.drivers.content import ContentStore
 from engine.drivers.layers import LayerStore
-from engine.errors import InvalidArgument, ShipslogError
+from engine.errors import ShipslogError
 from engine.images.archive import (
     ImageToSave,
-    InvalidArchive,
     LoadedImage,
     import_rootfs,
     load_archive,
@@ -34,8 +33,6 @@ from engine.images.archive import (
 from engine.journal import Journal
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
-
-_BAD_INPUT = (InvalidArchive, ContentError)
 
 
 class ImageOps:
@@ -97,9 +94,6 @@ class ImageOps:
             with await self._spool(body) as f:
                 images = await trio.to_thread.run_sync(load_archive, f, self.content)
             await self._record(op_id, images, "load", actor)
-        except _BAD_INPUT as exc:
-            await self._fail(op_id, "load", exc.message, actor)
-            raise InvalidArgument(exc.message, hint=exc.hint) from None
         except (ShipslogError, OSError) as exc:
             await self._fail(op_id, "load", str(exc), actor)
             if isinstance(exc, ShipslogError):
@@ -118,9 +112,6 @@ class ImageOps:
                 image = await trio.to_thread.run_sync(
                     lambda: import_rootfs(f, self.content, repo_tags=repo_tags, created=created))
             await self._record(op_id, [image], "import", actor, source=source)
-        except _BAD_INPUT as exc:
-            await self._fail(op_id, "import", exc.message, actor)
-            raise InvalidArgument(exc.message, hint=exc.hint) from None
         except ShipslogError as exc:
             await self._fail(op_id, "import", str(exc), actor)
             raise

@@ -253,12 +253,22 @@ class Supervisor:
     # -- exits ----------------------------------------------------------------------------
 
     def watch(self, cid: str) -> None:
-        """Watch a running container's exit (also for containers adopted at recovery)."""
+        """Watch a running container's exit (also for containers adopted at recovery), and
+        rotate its log while it runs."""
         if cid in self._watching:
             return
         self._watching.add(cid)
         self._exited.setdefault(cid, trio.Event())
         self.nursery.start_soon(self._watch, cid)
+        c = self.journal.state.containers.get(cid)
+        if c is not None and c.config.log_options.get("max-file", "1") != "1":
+            self.nursery.start_soon(self._rotate_logs, cid, dict(c.config.log_options))
+
+    async def _rotate_logs(self, cid: str, opts: dict[str, str]) -> None:
+        try:
+            await self.d.runtime.rotate_logs(cid, self.d.files.log_path(cid), opts)
+        except (ShipslogError, OSError) as exc:
+            log.warning("log rotation for %s stopped: %s", cid[:12], exc)
 
     async def _watch(self, cid: str) -> None:
         try:

@@ -86,6 +86,10 @@ class RealRuntime:
     async def attach(self, container_id: str) -> Any:
         return await self.rt.attach(container_id)
 
+    async def rotate_logs(self, container_id: str, log_path: str,
+                          log_opts: dict[str, str]) -> None:
+        await self.rt.run_log_rotation(container_id, log_path, log_opts)
+
 
 class RealSnapshots:
     def __init__(self, root: Path) -> None:

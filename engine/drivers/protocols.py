@@ -86,6 +86,10 @@ class Runtime(Protocol):
 
     async def attach(self, container_id: str) -> AttachSession: ...
 
+    async def rotate_logs(self, container_id: str, log_path: str,
+                          log_opts: dict[str, str]) -> None:
+        """Keep `max-size`/`max-file` while the container runs; returns when it exits."""
+
 
 class AttachSession(Protocol):
     """The container's stdio through its monitor: output as (stream, bytes), input bytes."""

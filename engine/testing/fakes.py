@@ -175,6 +175,10 @@ class FakeRuntime:
         self.attached.setdefault(container_id, []).append(session)
         return session
 
+    async def rotate_logs(self, container_id: str, log_path: str,
+                          log_opts: dict[str, str]) -> None:
+        self.f.record("runtime.rotate_logs", container_id)
+
     def rebind(self) -> None:
         """A new daemon (new trio run) watches the same processes: fresh events."""
         for p in self.procs.values():
