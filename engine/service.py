@@ -95,7 +95,8 @@ class Engine:
         entries = redact_env(self.secrets.key(), env)
         config = msgspec.structs.replace(config, env=entries)
         # The values go to the 0600 secret store, never into the log (DESIGN.md "Secrets").
-        self.secrets.put(cid, env)
+        if env:
+            self.secrets.put(cid, env)
         try:
             decision = await self.run(
                 lambda s: cc.decide_create(s, cc.CreateContainer(name=name, config=config),

@@ -182,12 +182,14 @@ class Supervisor:
             rootfs = await self._prepare_rootfs(c)
             image = self.journal.state.images[c.config.image_id]
             step = "runtime.create"
-            spec = self.d.specs.make(c, image, self.d.secrets.get(cid), rootfs)
+            env = self.d.secrets.get(cid) if c.config.env else []
+            spec = self.d.specs.make(c, image, env, rootfs)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
             monitor_pid = await rt.create(
                 cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
-                log_path=self.d.files.log_path(cid), log_opts=dict(c.config.log_options))
+                stdin_once=c.config.stdin_once, log_path=self.d.files.log_path(cid),
+                log_opts=dict(c.config.log_options))
             failpoints.hit("start.after_runtime_create")
             await self._hand_out_attach_sessions(cid)
             step = "runtime.start"

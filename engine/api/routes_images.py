@@ -7,6 +7,7 @@ everything else through the engine service and the projection.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -16,6 +17,32 @@ from engine.api.router import Request, Response, Router, empty, json_response, s
 from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, NotFound
+
+
+def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
+                  ) -> list[dict[str, Any]]:
+    """Docker's `image history`: one row per history entry, newest first; entries that made a
+    layer carry its size, the newest carries the image id and tags."""
+    doc = msgspec.json.decode(config_blob)
+    entries = doc.get("history") or [{} for _ in img.layers]
+    layers = list(img.layers)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        size = 0
+        if not entry.get("empty_layer") and layers:
+            size = layer_sizes.get(layers.pop(0), 0)
+        created = entry.get("created", "")
+        try:
+            when = int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            when = 0
+        rows.append({"Id": "<missing>", "Created": when, "CreatedBy": entry.get("created_by", ""),
+                     "Tags": None, "Size": size, "Comment": entry.get("comment", "")})
+    rows.reverse()
+    if rows:
+        rows[0]["Id"] = img.id
+        rows[0]["Tags"] = list(img.repo_tags) or None
+    return rows
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -53,6 +80,13 @@ def image_routes(ctx: Any) -> Router:
     @r.route("GET", "/images/{name:path}/json")
     async def inspect(req: Request) -> Response:
         return json_response(render.image_inspect(find_image(engine.state, req.params["name"])))
+
+    @r.route("GET", "/images/{name:path}/history")
+    async def history(req: Request) -> Response:
+        state = engine.state
+        img = find_image(state, req.params["name"])
+        raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
+        return json_response(layer_history(img, raw, dict(state.layers.items())))
 
     @r.route("DELETE", "/images/{name:path}")
     async def remove(req: Request) -> Response:

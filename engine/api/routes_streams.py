@@ -168,8 +168,9 @@ def stream_routes(ctx: Any) -> Router:
         except NotFound:
             exec_env = []  # the exec set no variables of its own
         # As in Docker, an exec sees the container's environment, its own variables on top.
+        container_env = engine.secrets.get(c.id) if c.config.env else []
         process = _process(c, x, list(image.config.env) if image else [],
-                           engine.secrets.get(c.id) + exec_env)
+                           container_env + exec_env)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
 
         async def record(event: v.BaseEvent) -> None:
@@ -237,6 +238,7 @@ def stream_routes(ctx: Any) -> Router:
 async def _pump_stdin(conn: HijackedStream, session: Any) -> None:
     while data := await conn.receive_some(65536):
         await session.send(data)
+    session.close_stdin()  # `echo x | run -i … cat` ends when the client's input does
 
 
 def _process(c: Any, x: Any, image_env: list[str], env: list[str]) -> dict[str, Any]:

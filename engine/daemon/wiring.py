@@ -36,15 +36,19 @@ class RealRuntime:
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
-        self.rt = Runtime(paths.exec_root)
+        # Full paths, found once: a PATH search per container costs a dozen execve calls.
+        self.rt = Runtime(paths.exec_root,
+                          runc_binary=shutil.which("runc") or "/usr/sbin/runc",
+                          conmon_binary=shutil.which("conmon") or "/usr/bin/conmon")
 
     async def check(self) -> str:
         return await self.rt.check()
 
     async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
-                     open_stdin: bool, log_path: str, log_opts: dict[str, str]) -> int:
+                     open_stdin: bool, stdin_once: bool, log_path: str,
+                     log_opts: dict[str, str]) -> int:
         return await self.rt.create(container_id, self.paths.bundle_dir(container_id), spec,
-                                    tty=tty, open_stdin=open_stdin, stdin_once=False,
+                                    tty=tty, open_stdin=open_stdin, stdin_once=stdin_once,
                                     log_path=log_path, log_opts=log_opts)
 
     async def start(self, container_id: str) -> int:

@@ -206,7 +206,7 @@ async def exec_tty_collect(runc: Runc, container_id: str, pfile: Path) -> ExecRe
 
 class AttachSession:
     """One attach connection: conmon prefixes every message with the stream it came from
-    (1 stdout, 2 stderr); what we send is the container's stdin."""
+    (2 stdout, 3 stderr); what we send is the container's stdin."""
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
@@ -221,6 +221,13 @@ class AttachSession:
 
     async def send(self, data: bytes) -> None:
         await self._sock.send(data)
+
+    def close_stdin(self) -> None:
+        """The client's stdin ended: conmon closes the container's stdin (StdinOnce)."""
+        try:
+            self._sock.shutdown(trio.socket.SHUT_WR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         self._sock.close()

@@ -79,7 +79,8 @@ class FakeRuntime:
         self._clock = clock or (lambda: 0)
 
     async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
-                     open_stdin: bool, log_path: str, log_opts: dict[str, str]) -> int:
+                     open_stdin: bool, stdin_once: bool, log_path: str,
+                     log_opts: dict[str, str]) -> int:
         self.f.record("runtime.create", container_id)
         if container_id not in self.procs:
             self.procs[container_id] = _Proc()
@@ -203,6 +204,9 @@ class FakeAttach:
 
     async def send(self, data: bytes) -> None:
         self.input.append(data)
+
+    def close_stdin(self) -> None:
+        self.input.append(b"")
 
     def close(self) -> None:
         self.closed = True
