@@ -296,8 +296,10 @@ def resolve_in_root(rootfs: str, path: str, *, layers: Sequence[Layer] = (),
     """Resolve container `path` in-root like securejoin; return (resolved path, is_dir).
 
     `create` = "dir" or "file" makes missing components (0755 dirs; the last one as asked)
-    and checks the type of an existing last component. With `create=None` a missing
-    component raises NotFound. Never opens anything outside `rootfs` and `layers`' hosts.
+    and checks the type of an existing last component; "parents" makes all but the last
+    (for tmpfs: runc gives the tmpfs the mode of an existing mount point, which would
+    override `mode=`). With `create=None` a missing component raises NotFound. Never opens
+    anything outside `rootfs` and the `layers`' hosts.
     """
     walker = _Walker(rootfs, layers)
     todo: deque[str] = deque(_parts(path))
@@ -306,6 +308,7 @@ def resolve_in_root(rootfs: str, path: str, *, layers: Sequence[Layer] = (),
     fresh = False  # below a tmpfs that runc mounts fresh: nothing there yet
     links = 0
     is_dir = True
+    missing = False
     try:
         while todo:
             comp = todo.popleft()
@@ -331,8 +334,14 @@ def resolve_in_root(rootfs: str, path: str, *, layers: Sequence[Layer] = (),
             if fresh:
                 continue
             assert fd is not None
-            nfd = _open_or_create(fd, comp, create if not todo else "dir" if create else None)
+            if not todo:
+                nfd = _open_or_create(fd, comp, None if create == "parents" else create)
+            else:
+                nfd = _open_or_create(fd, comp, "dir" if create else None)
             if nfd is None:
+                if create == "parents" and not todo:
+                    missing = True
+                    break
                 raise NotFound(f"{path} does not exist in the container's filesystem")
             st = os.fstat(nfd)
             if stat.S_ISLNK(st.st_mode):
@@ -360,8 +369,10 @@ def resolve_in_root(rootfs: str, path: str, *, layers: Sequence[Layer] = (),
     if create and not cur:
         raise InvalidArgument(f"mount target {path} resolves to the container's root",
                               hint="mount somewhere below /")
+    if missing:
+        return resolved, True
     if create and not fresh:
-        if create == "dir" and not is_dir:
+        if create in ("dir", "parents") and not is_dir:
             raise InvalidArgument(f"mount target {path} is not a directory",
                                   hint="a directory can only be mounted on a directory")
         if create == "file" and is_dir:

@@ -235,8 +235,9 @@ class Mounter:
                     host, is_dir = staged.path, staged.is_dir
                 else:
                     host, is_dir = None, True
+                create = "parents" if m.kind == "tmpfs" else "dir" if is_dir else "file"
                 dest, _ = bindsafe.resolve_in_root(rootfs, m.target, layers=layers,
-                                                   create="dir" if is_dir else "file")
+                                                   create=create)
                 layers.append(bindsafe.Layer(destination=dest, host=host, is_dir=is_dir))
                 out.append(m.oci(source=host or "", destination=dest))
         except BaseException:
