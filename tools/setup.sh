@@ -26,7 +26,10 @@ if [ ! -e "$stamp" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   echo "setup: installing Python dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  # compat mode: a plain path entry instead of an import-hook finder (~20 ms per CLI start)
+  .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every CLI start would compile again.
+.venv/bin/python -m compileall -q engine events projections tools >/dev/null

@@ -1,7 +1,8 @@
 """The synchronous API client the `shipslog` CLI uses: HTTP/1.1 over the daemon's unix socket.
 
 I/O: connects to a unix socket (one connection per call; streams and hijacks keep theirs).
-Standard library only (`socket`, `http.client`), so the CLI starts fast and needs no trio.
+Plain sockets and a small HTTP/1.1 reader of our own: `http.client` (with the `email` package
+it pulls in) would cost the CLI ~40 ms of imports on every command, and no trio either.
 
 Paths are given without the version prefix; the client adds `/v1.43`. A 4xx/5xx answer raises
 `ApiError(status, message)` with Docker's `{"message": ...}`; a missing or refusing socket raises
@@ -11,12 +12,10 @@ Paths are given without the version prefix; the client adds `/v1.43`. A 4xx/5xx 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
@@ -45,30 +44,128 @@ class DaemonUnreachable(Exception):
         self.hint = hint
 
 
-@dataclass
 class Response:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
-    body: bytes = b""
+    """A whole answer. (A plain class: `dataclasses` costs the CLI ~10 ms to import.)"""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None,
+                 body: bytes = b"") -> None:
+        self.status = status
+        self.headers = headers if headers is not None else {}  # lower-cased names
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status}, headers={self.headers}, body={self.body!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Response) and (self.status, self.headers, self.body) == (
+            other.status, other.headers, other.body)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body.strip() else None
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)  # h11 requires a Host header
-        self.socket_path = path
+class _Conn:
+    """One HTTP/1.1 exchange over a connected unix socket, with a read buffer."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+             *, chunks: Iterator[bytes] | None = None) -> None:
+        lines = [f"{method} {url} HTTP/1.1", "Host: localhost"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if chunks is not None:
+            lines.append("Transfer-Encoding: chunked")
+        elif body is not None or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if chunks is None:
+            self.sock.sendall(head + (body or b""))
+            return
+        self.sock.sendall(head)
+        for chunk in chunks:
+            if chunk:
+                self.sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.sock.sendall(b"0\r\n\r\n")
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(READ_SIZE)
+        self.buf += data
+        return bool(data)
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > MAX_HEAD or not self._fill():
+                raise _Cut()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def read_head(self) -> tuple[int, dict[str, str]]:
+        while True:
+            while b"\r\n\r\n" not in self.buf:
+                if len(self.buf) > MAX_HEAD:
+                    raise ApiError(502, "response head too large")
+                if not self._fill():
+                    raise _Cut()
+            head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+            status, headers = _parse_head(head)
+            if status != 100:  # skip "100 Continue"
+                return status, headers
+
+    def body(self, headers: Mapping[str, str]) -> Iterator[bytes]:
+        """The body as it arrives: by Content-Length, chunked, or until the close."""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int(self._line().split(b";")[0] or b"0", 16)
+                if size == 0:
+                    self._line()
+                    return
+                while len(self.buf) < size + 2:
+                    if not self._fill():
+                        raise _Cut()
+                chunk, self.buf = self.buf[:size], self.buf[size + 2:]
+                yield chunk
+        length = headers.get("content-length")
+        if length is not None and length.isdigit():
+            left = int(length)
+            while left:
+                if not self.buf and not self._fill():
+                    raise _Cut()
+                chunk, self.buf = self.buf[:left], self.buf[left:]
+                left -= len(chunk)
+                yield chunk
+            return
+        while True:
+            if self.buf:
+                chunk, self.buf = self.buf, b""
+                yield chunk
+            if not self._fill():
+                return
+
+
+class _Cut(Exception):
+    """The connection ended in the middle of an answer."""
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(status_line.split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise ApiError(502, f"malformed response from the daemon: {status_line[:80]!r}") \
+            from None
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return status, headers
 
 
 def _socket_path(host: str) -> str:
@@ -95,7 +192,7 @@ def _error_message(status: int, body: bytes) -> str:
     except ValueError:
         pass
     text = body.decode("utf-8", "replace").strip()
-    return text or http.client.responses.get(status, f"HTTP {status}")
+    return text or f"HTTP {status}"
 
 
 class Client:
@@ -119,10 +216,19 @@ class Client:
                 url += "?" + urlencode(pairs)
         return url
 
-    def _connect(self) -> _UnixConnection:
-        conn = _UnixConnection(self.socket_path, self.timeout)
+    def _connect(self) -> _Conn:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
-            conn.connect()
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        return _Conn(sock)
+
+    def _open(self) -> _Conn:
+        try:
+            return self._connect()
         except FileNotFoundError:
             raise DaemonUnreachable(
                 f"cannot connect to the daemon at {self.host}: no such socket"
@@ -136,30 +242,31 @@ class Client:
                 f"permission denied connecting to {self.host}",
                 hint="run as root or as a member of the shipslog group",
             ) from None
-        return conn
 
-    def _send(
-        self, conn: _UnixConnection, method: str, url: str, body: Any, headers: Mapping[str, str]
-    ) -> http.client.HTTPResponse:
+    def _exchange(self, conn: _Conn, method: str, url: str, body: bytes | None,
+                  headers: Mapping[str, str], chunks: Iterator[bytes] | None = None
+                  ) -> tuple[int, dict[str, str]]:
         try:
-            conn.request(method, url, body=body, headers=dict(headers))
+            conn.send(method, url, body, headers, chunks=chunks)
         except (BrokenPipeError, ConnectionResetError):
             # The daemon refused the body early (413) and closed; its answer is still readable.
             pass
         try:
-            return conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
+            return conn.read_head()
+        except (_Cut, ConnectionResetError) as exc:
             raise DaemonUnreachable(
-                f"the daemon at {self.host} closed the connection: {exc}",
+                f"the daemon at {self.host} closed the connection before answering",
                 hint="check the daemon's log",
             ) from exc
 
-    @staticmethod
-    def _raise_for(resp: http.client.HTTPResponse, body: bytes | None = None) -> None:
-        if resp.status >= 400:
-            raise ApiError(
-                resp.status, _error_message(resp.status, resp.read() if body is None else body)
-            )
+    def _read_all(self, conn: _Conn, headers: Mapping[str, str]) -> bytes:
+        try:
+            return b"".join(conn.body(headers))
+        except (_Cut, ConnectionResetError) as exc:
+            raise DaemonUnreachable(
+                f"the connection to the daemon at {self.host} was cut mid-answer",
+                hint="the daemon may have stopped; check its log",
+            ) from exc
 
     @staticmethod
     def _json_body(body: Any) -> tuple[bytes | None, dict[str, str]]:
@@ -178,11 +285,13 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """One request; returns the response whatever its status (no ApiError)."""
-        conn = self._connect()
+        conn = self._open()
         try:
-            resp = self._send(conn, method, self._url(path, params), body, headers or {})
-            data = resp.read()
-            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            status, head = self._exchange(conn, method, self._url(path, params), body,
+                                          headers or {})
+            if method == "HEAD" or status in (204, 304):  # no body, whatever the headers say
+                return Response(status, head, b"")
+            return Response(status, head, self._read_all(conn, head))
         finally:
             conn.close()
 
@@ -222,26 +331,23 @@ class Client:
     ) -> Iterator[Iterator[bytes]]:
         """Raw body chunks as they arrive (logs -f, events, pull progress)."""
         raw, extra = self._json_body(body) if not isinstance(body, bytes) else (body, {})
-        conn = self._connect()
+        conn = self._open()
         try:
-            resp = self._send(
+            status, head = self._exchange(
                 conn, method, self._url(path, params), raw, {**extra, **(headers or {})}
             )
-            self._raise_for(resp)
+            if status >= 400:
+                raise ApiError(status, _error_message(status, self._read_all(conn, head)))
 
             def chunks() -> Iterator[bytes]:
-                while True:
-                    try:
-                        data = resp.read1(READ_SIZE)
-                    except (http.client.IncompleteRead, ConnectionResetError) as exc:
-                        # An unterminated chunked body: the daemon stopped or the handler died.
-                        raise DaemonUnreachable(
-                            f"the connection to the daemon at {self.host} was cut mid-stream",
-                            hint="the daemon may have stopped; check its log",
-                        ) from exc
-                    if not data:
-                        return
-                    yield data
+                try:
+                    yield from conn.body(head)
+                except (_Cut, ConnectionResetError) as exc:
+                    # An unterminated chunked body: the daemon stopped or the handler died.
+                    raise DaemonUnreachable(
+                        f"the connection to the daemon at {self.host} was cut mid-stream",
+                        hint="the daemon may have stopped; check its log",
+                    ) from exc
 
             yield chunks()
         finally:
@@ -271,27 +377,15 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Send `fileobj` as a chunked request body (image load/import); raises ApiError."""
-        conn = self._connect()
+        conn = self._open()
         try:
-            all_headers = {
-                "Content-Type": "application/x-tar",
-                "Transfer-Encoding": "chunked",
-                **(headers or {}),
-            }
-            try:
-                conn.request(
-                    method,
-                    self._url(path, params),
-                    body=_chunks_of(fileobj),
-                    headers=all_headers,
-                    encode_chunked=True,
-                )
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            resp = conn.getresponse()
-            data = resp.read()
-            self._raise_for(resp, data)
-            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            all_headers = {"Content-Type": "application/x-tar", **(headers or {})}
+            status, head = self._exchange(conn, method, self._url(path, params), None,
+                                          all_headers, chunks=_chunks_of(fileobj))
+            data = self._read_all(conn, head)
+            if status >= 400:
+                raise ApiError(status, _error_message(status, data))
+            return Response(status, head, data)
         finally:
             conn.close()
 
@@ -303,9 +397,7 @@ class Client:
         The head is read byte by byte so the stream after it is left entirely in the socket.
         """
         raw, headers = self._json_body(body)
-        conn = self._connect()
-        sock = conn.sock
-        assert sock is not None
+        sock = self._open().sock
         lines = [
             f"{method} {self._url(path, params)} HTTP/1.1",
             "Host: localhost",
@@ -321,8 +413,7 @@ class Client:
             sock.close()
             raise
         if status in (101, 200):
-            conn.sock = None  # the socket is the caller's now
-            return sock
+            return sock  # the caller's now
         try:
             body_bytes = _read_rest(sock, head_headers)
         finally:
@@ -349,14 +440,7 @@ def _read_head(sock: socket.socket) -> tuple[int, dict[str, str]]:
         head += byte
         if len(head) > MAX_HEAD:
             raise ApiError(502, "response head too large")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    status = int(status_line.split(" ", 2)[1])
-    headers = {}
-    for line in header_lines:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return status, headers
+    return _parse_head(bytes(head[:-4]))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:

@@ -11,11 +11,10 @@ is raw, without frames.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterator
 from typing import Any
-
-import msgspec
 
 STDIN = 0
 STDOUT = 1
@@ -67,12 +66,12 @@ class FrameDecoder:
 # ---------------------------------------------------------------------------------------------
 # JSON lines (pull/push/load progress, /events)
 
-_encoder = msgspec.json.Encoder()
-
-
 def json_line(obj: Any) -> bytes:
-    """One JSON object and a newline, as Docker writes progress messages and events."""
-    return _encoder.encode(obj) + b"\n"
+    """One JSON object and a newline, as Docker writes progress messages and events.
+
+    The standard `json` module here: this file is imported by the CLI, which should not pay
+    for loading msgspec on every command."""
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
 def progress(
@@ -118,13 +117,13 @@ class JsonLineDecoder:
             line = bytes(self._buffer[:newline]).strip()
             del self._buffer[: newline + 1]
             if line:
-                yield msgspec.json.decode(line)
+                yield json.loads(line)
 
     def close(self) -> Iterator[Any]:
         line = bytes(self._buffer).strip()
         self._buffer.clear()
         if line:
-            yield msgspec.json.decode(line)
+            yield json.loads(line)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.cli.gotemplate import Template, TemplateError, go_json
-
 # ------------------------------------------------------------------- human units
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
@@ -186,7 +184,11 @@ def render_list(fmt: str | None, rows: Sequence[Mapping[str, Any]], default_tabl
         fmt = default_table
     elif fmt == "json":
         # Go marshals the formatter's map, so the keys come out sorted
+        from engine.cli.gotemplate import go_json  # only when asked: a costly import
+
         return "".join(go_json(_json_row(row), sort_keys=True) + "\n" for row in rows)
+    from engine.cli.gotemplate import Template, TemplateError
+
     try:
         if fmt.startswith("table"):
             template = Template(_unescape(fmt[len("table"):].lstrip(" ")))
@@ -206,6 +208,8 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def render_each(fmt: str, items: Iterable[Any]) -> str:
     """`inspect -f`: the template once per object, each followed by a newline."""
+    from engine.cli.gotemplate import Template, TemplateError
+
     template_src = "{{json .}}" if fmt == "json" else _unescape(fmt)
     try:
         template = Template(template_src)
