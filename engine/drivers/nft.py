@@ -196,8 +196,24 @@ class Nft:
             raise KernelError(f"cannot delete the rules of {owner[:12]}: {err.strip()}")
 
     def remove_all(self) -> None:
-        """Delete the whole table (engine uninstall; tests)."""
+        """Delete the whole table (engine uninstall)."""
         self.apply(delete_table())
+
+    def remove_if_unused(self) -> bool:
+        """Delete the table once no network or container owns a rule in it (the last
+        network went away); True when it was deleted."""
+        with self._lock:
+            items = self._table_json()
+            if not items:
+                return False
+            for item in items:
+                rule = item.get("rule")
+                if rule and parse_owner(rule.get("comment", "")):
+                    return False
+            rc, _, err = self._run(delete_table())
+        if rc != 0:
+            raise KernelError(f"cannot delete the shipslog table: {err.strip()}")
+        return True
 
 
 def enable_ip_forward(path: Path = IP_FORWARD) -> bool:

@@ -1,0 +1,232 @@
+"""Bridges, veths and named netns on the real kernel: two namespaces on one bridge reach each
+other, disconnect cuts traffic and connect restores it, and teardown leaves nothing behind.
+
+Also home of `NetLab`, the helper the other network tests share: it makes bridges and
+namespaces with the real drivers under a private run dir, in subnets of 10.211.0.0/16 that no
+host route uses, and removes everything it made (the conftest fixture checks that).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from engine.drivers.netlink import Netlink
+from engine.drivers.netns import create_netns, delete_netns, list_netns, run_in_netns
+from engine.network.plan import BridgePlan, VethPlan, netns_name, plan_bridge, plan_veth
+
+pytestmark = pytest.mark.kernel
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                         text=True, check=True).stdout
+    nets = []
+    for line in out.splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word in ("local", "broadcast", "unreachable", "blackhole", "prohibit"):
+            word = line.split()[1]
+        if word == "default":
+            continue
+        try:
+            nets.append(ipaddress.IPv4Network(word, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def free_subnet(third_octet: int) -> ipaddress.IPv4Network:
+    """The first 10.211.N.0/24 from `third_octet` on that no host route overlaps."""
+    busy = host_routes()
+    for n in range(third_octet, 256):
+        net = ipaddress.IPv4Network(f"10.211.{n}.0/24")
+        if not any(net.overlaps(b) for b in busy):
+            return net
+    pytest.skip("no free 10.211.x.0/24 subnet on this host")
+
+
+@dataclass
+class Endpoint:
+    container_id: str
+    ip: str
+    netns: str
+    plan: VethPlan
+
+
+@dataclass
+class NetLab:
+    """Real drivers on a private run dir; `close()` undoes everything in the right order."""
+
+    run_dir: Path
+    netlink: Netlink = field(default_factory=Netlink)
+    bridges: list[BridgePlan] = field(default_factory=list)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    _next: int = 1
+
+    def bridge(self, third_octet: int) -> tuple[BridgePlan, ipaddress.IPv4Network, str]:
+        subnet = free_subnet(third_octet)
+        network_id = os.urandom(32).hex()
+        plan = plan_bridge("slg-" + network_id[:11], str(subnet), str(subnet[1]))
+        self.bridges.append(plan)
+        self.netlink.ensure_bridge(plan)
+        return plan, subnet, network_id
+
+    def netns(self, container_id: str) -> str:
+        name = netns_name(container_id)
+        self.namespaces.append(name)
+        return create_netns(self.run_dir, name)
+
+    def container(self, bridge: BridgePlan, subnet: ipaddress.IPv4Network, network_id: str,
+                  *, host: int) -> Endpoint:
+        cid = os.urandom(32).hex()
+        path = self.netns(cid)
+        ip = str(subnet[host])
+        plan = plan_veth(cid, network_id, bridge=bridge.name, subnet=str(subnet),
+                         gateway=str(subnet[1]), ip=ip, netns_path=path)
+        self.netlink.connect(plan)
+        ep = Endpoint(container_id=cid, ip=ip, netns=path, plan=plan)
+        self.endpoints.append(ep)
+        return ep
+
+    def close(self) -> None:
+        for ep in self.endpoints:
+            self.netlink.disconnect(ep.plan.host_ifname)
+        for name in self.namespaces:
+            delete_netns(self.run_dir, name)
+        for b in self.bridges:
+            self.netlink.delete_bridge(b.name)
+        self.netlink.close()
+
+
+@contextmanager
+def open_lab() -> Iterator[NetLab]:
+    run_dir = Path(tempfile.mkdtemp(prefix="slgtest-"))
+    lab = NetLab(run_dir=run_dir / "netns")
+    try:
+        yield lab
+    finally:
+        lab.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def lab() -> Iterator[NetLab]:
+    with open_lab() as lab:
+        yield lab
+
+
+def ping(netns: str, ip: str) -> bool:
+    p = subprocess.run(["nsenter", f"--net={netns}", "busybox", "ping", "-c", "1", "-W", "2",
+                        ip], capture_output=True, text=True, check=False)
+    return p.returncode == 0
+
+
+def ns_socket(netns: str, family: int = socket.AF_INET,
+              kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket that lives in `netns` (sockets keep the namespace they were made in)."""
+    return run_in_netns(netns, socket.socket, family, kind)
+
+
+def tcp_exchange(server_ns: str, server_ip: str, client_ns: str, payload: bytes) -> bytes:
+    with ns_socket(server_ns) as srv, ns_socket(client_ns) as cli:
+        srv.bind((server_ip, 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        cli.settimeout(3)
+        cli.connect((server_ip, port))
+        conn, _ = srv.accept()
+        with conn:
+            cli.sendall(payload)
+            cli.shutdown(socket.SHUT_WR)
+            got = b""
+            conn.settimeout(3)
+            while chunk := conn.recv(4096):
+                got += chunk
+        return got
+
+
+def test_two_namespaces_on_one_bridge_talk(lab: NetLab) -> None:
+    br, subnet, nid = lab.bridge(100)
+    a = lab.container(br, subnet, nid, host=2)
+    b = lab.container(br, subnet, nid, host=3)
+    assert ping(a.netns, b.ip) and ping(b.netns, a.ip)
+    assert ping(a.netns, str(subnet[1]))  # the gateway on the bridge
+    assert tcp_exchange(b.netns, b.ip, a.netns, b"hello over the bridge") == \
+        b"hello over the bridge"
+    links = {li.name: li for li in lab.netlink.list_links()}
+    assert links[br.name].kind == "bridge" and links[br.name].up
+    for ep in (a, b):
+        assert links[ep.plan.host_ifname].master == br.name and links[ep.plan.host_ifname].up
+    inside = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "-o", "addr", "show", "eth0"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"inet {a.ip}/24" in inside
+    link = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "-o", "link", "show", "eth0"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"link/ether {a.plan.mac} " in link and "state UP" in link
+    route = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "route", "show", "default"],
+                           capture_output=True, text=True, check=True).stdout
+    assert f"via {subnet[1]} dev eth0" in route
+
+
+def test_disconnect_cuts_and_connect_restores(lab: NetLab) -> None:
+    br, subnet, nid = lab.bridge(104)
+    a = lab.container(br, subnet, nid, host=2)
+    b = lab.container(br, subnet, nid, host=3)
+    assert ping(a.netns, b.ip)
+    lab.netlink.disconnect(b.plan.host_ifname)
+    lab.netlink.disconnect(b.plan.host_ifname)  # idempotent
+    assert not ping(a.netns, b.ip)
+    assert b.plan.host_ifname not in {li.name for li in lab.netlink.list_links()}
+    lab.netlink.connect(b.plan)
+    assert ping(a.netns, b.ip)
+    lab.netlink.connect(b.plan)  # running it again replaces the pair; traffic still flows
+    assert ping(a.netns, b.ip)
+
+
+def test_every_operation_is_idempotent_and_teardown_leaves_nothing(tmp_path: Path) -> None:
+    lab = NetLab(run_dir=tmp_path / "netns")
+    try:
+        br, subnet, nid = lab.bridge(108)
+        lab.netlink.ensure_bridge(br)
+        a = lab.container(br, subnet, nid, host=2)
+        assert create_netns(lab.run_dir, netns_name(a.container_id)) == a.netns
+        assert list_netns(lab.run_dir) == [netns_name(a.container_id)]
+    finally:
+        lab.close()
+    nl = Netlink()
+    try:
+        assert not [li for li in nl.list_links() if li.name in (br.name, a.plan.host_ifname)]
+        nl.delete_bridge(br.name)
+        nl.disconnect(a.plan.host_ifname)
+    finally:
+        nl.close()
+    delete_netns(lab.run_dir, netns_name(a.container_id))
+    assert list_netns(lab.run_dir) == []
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_setup_time_per_container(lab: NetLab, capsys: pytest.CaptureFixture[str]) -> None:
+    """Measures (never asserts) netns + veth + address + route per container."""
+    br, subnet, nid = lab.bridge(112)
+    times = []
+    for host in range(2, 22):
+        t0 = time.perf_counter()
+        lab.container(br, subnet, nid, host=host)
+        times.append((time.perf_counter() - t0) * 1000)
+    with capsys.disabled():
+        print(f"\nnetns+veth+address+route per container: median {statistics.median(times):.1f}"
+              f" ms, max {max(times):.1f} ms over {len(times)}")
+    assert len(lab.netlink.list_links()) >= 21
