@@ -1,31 +1,49 @@
-"""`--root DIR`: the seam through which read-only verbs (ps, inspect, events, images, history)
-read a state root's event database directly when the daemon is down.
+"""`--root DIR`: read-only verbs (ps, inspect, images, events, logs, history, audit, …) answered
+straight from a state root's event database while the daemon is down.
 
-I/O: checks that the state root and its `events.db` exist; reading the projections will open
-the database read-only.
+I/O: opens `DIR/events.db` read-only (SQLite), reads container log files under `DIR`; runs the
+daemon's own GET handlers in-process under `trio.run`.
 
-The projection-based readers belong to the lead; until they land, every verb that reaches this
-seam reports clearly that `--root` is not supported for it yet. A verb that needs the daemon
-(run, stop, pull, …) refuses `--root` outright, since it would have to write.
+The state is the fold of the whole log (`EventStore.fold_to`), the same fold the daemon keeps
+in memory, and every GET is dispatched to the same route handlers the daemon serves
+(`engine.api.routes_shipslog.read_only_router` and `shipslog_routes`) over a read-only
+context, so the output is the same with and without the daemon. Docker's `/events` is the
+history part of the daemon's stream (nothing is appending, so there is no live part). A verb
+that needs the daemon (run, stop, pull, …) refuses `--root` outright, since it would have to
+write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from engine.cli.errors import CliError
 
 READ_ONLY_VERBS = ("ps", "inspect", "events", "images", "history", "logs", "top", "port", "info",
-                   "version")
+                   "version", "audit", "state", "replay", "timeline")
+
+
+def _encode_param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 class LocalReader:
-    """Reads a state root without the daemon. Methods mirror the API's GET answers."""
+    """Reads a state root without the daemon. Methods mirror the API client's."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.database = os.path.join(self.root, "events.db")
+        self._store: Any = None
+        self._ctx: Any = None
 
     def check(self) -> None:
         if not os.path.isdir(self.root):
@@ -36,14 +54,150 @@ class LocalReader:
                            "pass the directory that holds events.db, e.g. --root "
                            "/var/lib/shipslog")
 
+    # -- the read-only context -----------------------------------------------------------
+
+    def context(self) -> Any:
+        if self._ctx is not None:
+            return self._ctx
+        self.check()
+        from engine.api.routes_shipslog import FrozenEngine, ReadOnlyContext
+        from engine.paths import Paths
+        from events.store import EventStore, StoreError
+        from projections.engine import EngineProjection
+
+        try:
+            store: EventStore[Any] = EventStore.open(self.database, readonly=True)
+        except StoreError as exc:
+            raise CliError(exc.message,
+                           exc.hint or "pass the directory that holds events.db") from None
+        self._store = store
+        try:
+            state = store.fold_to(EngineProjection())
+            first = next(iter(store.read(0, limit=1)), None)
+        except Exception as exc:  # sqlite3 errors of a file that is not a shipslog log
+            store.close()
+            self._store = None
+            raise CliError(f"{self.database} is not a readable shipslog event log: {exc}",
+                           "pass the state root of a shipslog daemon") from None
+        self._ctx = ReadOnlyContext(
+            engine=FrozenEngine(state), store=store,
+            paths=Paths.of(self.root, os.environ.get("SHIPSLOG_EXEC_ROOT", "/run/shipslog")),
+            now_ns=time.time_ns(), engine_id=first.hash[:12].upper() if first else "")
+        return self._ctx
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._ctx = None
+
+    def _call(self, method: str, path: str, params: Mapping[str, Any] | None) -> tuple[
+            int, list[bytes]]:
+        """Run the daemon's handler for a GET; the status and the whole body."""
+        import trio
+
+        from engine.api.router import Request, Router, split_version
+        from engine.api.routes_shipslog import read_only_router, shipslog_routes
+        from engine.errors import ShipslogError
+        from events.envelope import Actor
+
+        if method != "GET":
+            raise CliError(f"--root serves read-only queries, not {method} {path}",
+                           "start shipslogd and run the command without --root")
+        ctx = self.context()
+        router = Router()
+        router.include(shipslog_routes(ctx))
+        router.include(read_only_router(ctx, with_streams=True))
+        query = {k: [_encode_param(val)] for k, val in (params or {}).items() if val is not None}
+        _, bare = split_version(path)
+
+        async def run() -> tuple[int, list[bytes]]:
+            try:
+                if bare == "/events":
+                    return 200, await self._docker_events(query)
+                route, matched = router.match("GET", bare)
+                req = Request(method="GET", path=bare, params=matched, query=query, headers={},
+                              api_version="1.43", actor=Actor(uid=os.getuid(), gid=os.getgid(),
+                                                              pid=os.getpid(), via="cli"))
+                resp = await route.handler(req)
+            except ShipslogError as exc:
+                return exc.status, [json.dumps({"message": exc.message}).encode()]
+            chunks = [resp.body] if resp.body else []
+            if resp.stream is not None:
+                async for chunk in resp.stream:
+                    chunks.append(chunk)
+            return resp.status, chunks
+
+        return trio.run(run)
+
+    async def _docker_events(self, query: dict[str, list[str]]) -> list[bytes]:
+        """Docker's `/events`, history only: there is no daemon appending."""
+        import msgspec
+
+        from engine.api.docker_events import DockerEvents, matches
+        from engine.api.routes_system import parse_event_time
+        from engine.api.translate import parse_filters
+
+        ctx = self.context()
+        arg = {k: v[0] for k, v in query.items()}
+        since = parse_event_time(arg.get("since"), ctx.now_ns)
+        until = parse_event_time(arg.get("until"), ctx.now_ns)
+        filters = parse_filters(arg.get("filters"))
+        converter = DockerEvents(lambda: ctx.engine.state)
+        out: list[bytes] = []
+        for env in ctx.store.read(0):
+            if until is not None and env.recorded_at > until:
+                break
+            msg = converter.convert(env)
+            if (msg is not None and (since is None or env.recorded_at >= since)
+                    and (not filters or matches(msg, filters))):
+                out.append(msgspec.json.encode(msg) + b"\n")
+        return out
+
+    # -- the client's interface ----------------------------------------------------------
+
     def get_json(self, path: str, params: dict[str, Any] | None = None, *,
                  verb: str = "") -> Any:
-        """Answer a GET the way the daemon would, from the projections."""
-        self.check()
-        raise self.unsupported(f"'{verb}'" if verb else f"GET {path}")
+        """Answer a GET the way the daemon would, from the log."""
+        from engine.api.client import ApiError, _error_message
+
+        status, chunks = self._call("GET", path, params)
+        body = b"".join(chunks)
+        if status >= 400:
+            raise ApiError(status, _error_message(status, body))
+        if not body.strip():
+            return None
+        return json.loads(body)
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, params: Mapping[str, Any] | None = None,
+               body: Any = None, headers: Mapping[str, str] | None = None
+               ) -> Iterator[Iterator[bytes]]:
+        from engine.api.client import ApiError, _error_message
+
+        status, chunks = self._call(method, path, params)
+        if status >= 400:
+            raw = b"".join(chunks)
+            raise ApiError(status, _error_message(status, raw))
+        yield iter(chunks)
+
+    @contextlib.contextmanager
+    def stream_json(self, method: str, path: str, params: Mapping[str, Any] | None = None,
+                    body: Any = None) -> Iterator[Iterator[Any]]:
+        from engine.api.stream import JsonLineDecoder
+
+        with self.stream(method, path, params, body) as chunks:
+
+            def objects() -> Iterator[Any]:
+                decoder = JsonLineDecoder()
+                for chunk in chunks:
+                    yield from decoder.feed(chunk)
+                yield from decoder.close()
+
+            yield objects()
 
     def unsupported(self, what: str) -> CliError:
-        return CliError(f"--root is not yet supported for {what}",
+        return CliError(f"--root is not supported for {what}",
                         "start shipslogd and run the command without --root")
 
 

@@ -1,0 +1,545 @@
+"""`/shipslog/...`: the event log as the product — the full event stream, object timelines,
+audit (chain verification, checkpoints, who did what), time travel and replay.
+
+I/O: SQLite reads, each on its own read-only connection in a worker thread (a verify of a
+million events must not stall the API); live events through the daemon's writer.
+
+    GET /shipslog/events              every event with its envelope, one JSON object per line
+                                      (since/until: Unix s, RFC 3339, 2h, seq:N; filters; follow)
+    GET /shipslog/history/{ref}       the timeline of a container, image, volume or network
+    GET /shipslog/audit/head          seq and hash of the head and of event 1 (for checkpoints)
+    GET /shipslog/audit/verify        recompute the chain; `seq`+`hash` also check a checkpoint
+    GET /shipslog/audit/who           operations with their actors (object, uid, since, until)
+    GET /shipslog/at/{docker path}    a Docker GET (containers/json, images/json, inspect…)
+                                      answered from the state at `at=` (seq:N or a time)
+    GET /shipslog/state/diff          what changed between `a=` and `b=`
+    GET /shipslog/replay              rebuild from zero up to `to=` and compare with the live
+    GET /shipslog/replay/explain/{id} re-run the core's decisions for a container
+
+`read_only_router(ctx)` is the set of Docker GET handlers over a context whose state is
+frozen; `--at` here and `shipslog --root DIR` (engine/cli/local.py) both answer through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from engine import replay
+from engine.api.router import Request, Response, Router, json_response, streaming
+from engine.api.translate import parse_filters
+from engine.core.lookup import find_container, find_image
+from engine.errors import InvalidArgument, NotFound, ShipslogError
+from events import vocabulary as v
+from events.envelope import Envelope, stream_of
+from events.follow import follow
+from events.store import EventStore
+from projections import history as hist
+from projections.state import EngineState
+from projections.timetravel import Point, PointError, diff, parse_point
+
+KINDS = ("container", "image", "volume", "network")
+_AT_PATHS = ("/containers/json", "/containers/{id}/json", "/images/json",
+             "/images/{name:path}/json", "/volumes", "/volumes/{name}", "/networks",
+             "/networks/{id}", "/info")
+
+
+# ------------------------------------------------------------------------ read-only contexts
+
+
+@dataclass
+class FrozenEngine:
+    """What the Docker read handlers use of the engine: its state."""
+
+    state: EngineState
+
+
+@dataclass
+class ReadOnlyContext:
+    """A daemon context for reading only: a fixed state, the log, and a clock that stands
+    still at the moment the state belongs to (so `Up 5 minutes` is what it said then)."""
+
+    engine: FrozenEngine
+    store: EventStore[Any]
+    paths: Any
+    now_ns: int
+    engine_id: str = ""
+    images: Any = None
+    writer: Any = None
+    runtime: Any = None
+    runc_version: str = ""
+
+    def clock(self) -> int:
+        return self.now_ns
+
+
+def read_only_router(ctx: ReadOnlyContext, *, with_streams: bool = False) -> Router:
+    """The Docker API's GET handlers over `ctx` (nothing that writes is reachable)."""
+    from engine.api.routes_containers import container_routes
+    from engine.api.routes_images import image_routes
+    from engine.api.routes_system import system_routes
+
+    routers = [container_routes(ctx), image_routes(ctx), system_routes(ctx)]
+    if with_streams:
+        from engine.api.routes_streams import stream_routes
+
+        routers.append(stream_routes(ctx))
+    for name in ("routes_volumes", "routes_networks"):  # when the volume/network API lands
+        module = _optional(f"engine.api.{name}")
+        factory = getattr(module, name.replace("routes_", "") + "_routes", None)
+        if factory is not None:
+            routers.append(factory(ctx))
+    r = Router()
+    for router in routers:
+        for route in router.routes:
+            if route.method == "GET":
+                r.routes.append(route)
+    return r
+
+
+def _optional(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+# ------------------------------------------------------------------------ shared helpers
+
+
+def point_of(text: str | None, now_ns: int, what: str = "at") -> Point:
+    if not text:
+        raise InvalidArgument(f"missing '{what}'", hint="give seq:N, Unix seconds, RFC 3339 "
+                              "or a duration such as 2h")
+    try:
+        return parse_point(text, now_ns)
+    except PointError as exc:
+        raise InvalidArgument(str(exc), hint="use seq:N, Unix seconds, RFC 3339 or 2h") from None
+
+
+def seq_of(store: EventStore[Any], point: Point) -> int:
+    """The last seq at or before `point`."""
+    head = store.head()
+    if point.seq is not None:
+        return min(point.seq, head)
+    assert point.time_ns is not None
+    first_after = next(iter(store.read(0, since_ns=point.time_ns + 1, limit=1)), None)
+    return head if first_after is None else first_after.seq - 1
+
+
+def time_of(store: EventStore[Any], seq: int, fallback: int) -> int:
+    if seq <= 0:
+        return fallback
+    env = next(iter(store.read(seq - 1, limit=1)), None)
+    return fallback if env is None else env.recorded_at
+
+
+def state_at(store: EventStore[Any], seq: int) -> EngineState:
+    from projections.engine import EngineProjection
+
+    state: EngineState = store.fold_to(EngineProjection(), until_seq=seq)
+    return state
+
+
+async def in_reader(store: EventStore[Any], fn: Callable[[EventStore[Any]], Any]) -> Any:
+    """Run `fn` on a fresh read-only connection in a worker thread."""
+
+    def work() -> Any:
+        reader = store.reader()
+        try:
+            return fn(reader)
+        finally:
+            if reader is not store:
+                reader.close()
+
+    return await trio.to_thread.run_sync(work)
+
+
+def rfc3339_nano(ns: int) -> str:
+    secs, nanos = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def envelope_json(env: Envelope) -> dict[str, Any]:
+    """An event in shipslog's own format: every envelope field and the whole payload."""
+    return {
+        "seq": env.seq,
+        "time": rfc3339_nano(env.recorded_at),
+        "timeNano": env.recorded_at,
+        "type": env.type,
+        "stream": env.stream,
+        "stream_version": env.stream_version,
+        "schema_version": env.schema_version,
+        "op_id": env.op_id,
+        "actor": msgspec.to_builtins(env.actor),
+        "event": msgspec.to_builtins(env.event),
+        "hash": env.hash,
+    }
+
+
+# ------------------------------------------------------------------------ resolving objects
+
+
+def resolve(store: EventStore[Any], state: EngineState, ref: str,
+            kind: str | None) -> tuple[str, str, str]:
+    """(kind, id, stream) of what `ref` names now or named once (removed objects too)."""
+    kinds = (kind,) if kind else KINDS
+    for k in kinds:
+        found = _resolve_kind(store, state, ref, k)
+        if found is not None:
+            return k, found, _stream(k, found)
+    what = kind or "object"
+    raise NotFound(f"No such {what}: {ref}",
+                   hint="it never existed in this log; list with 'shipslog events --all'")
+
+
+def _stream(kind: str, ident: str) -> str:
+    return stream_of(kind, ident)
+
+
+def _resolve_kind(store: EventStore[Any], state: EngineState, ref: str, kind: str) -> str | None:
+    if kind == "container":
+        with contextlib.suppress(ShipslogError):
+            return find_container(state, ref).id
+        ref = ref.lstrip("/")
+        claims = list(store.read(0, stream=stream_of("name", ref)))
+        for env in reversed(claims):
+            if isinstance(env.event, v.NameClaimed | v.NameReleased):
+                return env.event.container_id
+        return _scan(store, ["ContainerCreateRequested"],
+                     lambda ev: ev.container_id if (ev.name == ref or _prefix(ev.container_id,
+                                                                             ref)) else None)
+    if kind == "image":
+        with contextlib.suppress(ShipslogError):
+            return find_image(state, ref).id
+        want = ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
+        return _scan(store, ["ImageLoaded", "ImageImported", "ImagePulled", "ImageTagged"],
+                     lambda ev: ev.image_id if (
+                         _prefix(ev.image_id.removeprefix("sha256:"), ref.removeprefix("sha256:"))
+                         or want in getattr(ev, "repo_tags", ())
+                         or getattr(ev, "reference", None) == want) else None)
+    if kind == "volume":
+        if ref in state.volumes:
+            return ref
+        return _scan(store, ["VolumeCreated"], lambda ev: ev.name if ev.name == ref else None)
+    if kind == "network":
+        nid = state.network_names.get(ref)
+        if nid is not None:
+            return str(nid)
+        if ref in state.networks:
+            return ref
+        return _scan(store, ["NetworkCreated"], lambda ev: ev.network_id if (
+            ev.name == ref or _prefix(ev.network_id, ref)) else None)
+    return None
+
+
+def _prefix(ident: str, ref: str) -> bool:
+    return len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref) and ident.startswith(ref)
+
+
+def _scan(store: EventStore[Any], types: list[str],
+          pick: Callable[[Any], str | None]) -> str | None:
+    found = None
+    for env in store.read(0, types=types):
+        got = pick(env.event)
+        if got is not None:
+            found = got
+    return found
+
+
+def object_events(store: EventStore[Any], stream: str) -> list[Envelope]:
+    """The object's own stream plus the streams of the operations that acted on it (indexed
+    reads by stream: no scan of the log)."""
+    own = list(store.read(0, stream=stream))
+    ops = [stream_of("op", op) for op in hist.op_ids_of(own) if not op.startswith("exit-")]
+    if not ops:
+        return own
+    extra = [e for e in store.read(0, streams=ops)]
+    return sorted(own + extra, key=lambda e: e.seq)
+
+
+# ------------------------------------------------------------------------ event filters
+
+
+def event_filter(state: EngineState, filters: dict[str, list[str]]) -> Callable[[Envelope], bool]:
+    """shipslog's event filters: type (object kind), event (type name, any case),
+    container/image/volume/network (name or id), label, uid, op, stream."""
+    ids: dict[str, set[str]] = {}
+    for kind in KINDS:
+        for ref in filters.get(kind, []):
+            found = _resolve_kind_quiet(state, ref, kind)
+            ids.setdefault(kind, set()).update({ref, *([found] if found else [])})
+    events = {e.lower() for e in filters.get("event", [])}
+    kinds = set(filters.get("type", []))
+    uids = {int(u) for u in filters.get("uid", []) + filters.get("actor", []) if u.isdigit()}
+    ops = set(filters.get("op", []))
+    streams = set(filters.get("stream", []))
+    labels = filters.get("label", [])
+
+    def ok(env: Envelope) -> bool:
+        ev = env.event
+        kind = env.stream.split("-", 1)[0]
+        if kinds and kind not in kinds:
+            return False
+        if events and env.type.lower() not in events:
+            return False
+        if uids and env.actor.uid not in uids:
+            return False
+        if ops and env.op_id not in ops:
+            return False
+        if streams and env.stream not in streams:
+            return False
+        for k, wanted in ids.items():
+            own = _object_id(ev, env, k)
+            if own is None or not any(own == w or own.startswith(w) for w in wanted):
+                return False
+        if labels:
+            cid = getattr(ev, "container_id", None)
+            c = state.containers.get(cid) if cid else None
+            have = c.config.labels if c is not None else {}
+            for lbl in labels:
+                key, _, want = lbl.partition("=")
+                if key not in have or (want and have[key] != want):
+                    return False
+        return True
+
+    return ok
+
+
+def _resolve_kind_quiet(state: EngineState, ref: str, kind: str) -> str | None:
+    try:
+        if kind == "container":
+            return find_container(state, ref).id
+        if kind == "image":
+            return find_image(state, ref).id
+        if kind == "network":
+            return str(state.network_names.get(ref, ref))
+    except ShipslogError:
+        return None
+    return ref
+
+
+def _object_id(ev: Any, env: Envelope, kind: str) -> str | None:
+    field = {"container": "container_id", "image": "image_id", "volume": "name",
+             "network": "network_id"}[kind]
+    if kind == "volume" and not type(ev).__name__.startswith("Volume"):
+        return None
+    value = getattr(ev, field, None)
+    if value is None and env.stream.startswith(kind + "-"):
+        return env.stream[len(kind) + 1:]
+    if value is None and isinstance(ev, v.OperationRequested) and ev.target.startswith(
+            kind + "-"):
+        return ev.target[len(kind) + 1:]
+    return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------------------------ the routes
+
+
+def shipslog_routes(ctx: Any) -> Router:
+    """`ctx`: `.store`, `.writer` (None when nothing appends), `.engine.state`, `.clock()`."""
+    r = Router()
+
+    def now() -> int:
+        return int(ctx.clock())
+
+    @r.route("GET", "/shipslog/events")
+    async def events(req: Request) -> Response:
+        state = ctx.engine.state
+        filters = parse_filters(req.arg("filters"))
+        keep = event_filter(state, filters) if filters else None
+        since, until = req.arg("since"), req.arg("until")
+        follow_live = req.bool("follow") and not until and ctx.writer is not None
+        limit = req.int("limit")
+
+        def bounds(reader: EventStore[Any]) -> tuple[int, int]:
+            head = reader.head()
+            first = 0
+            if since:
+                p = point_of(since, now(), "since")
+                first = p.seq - 1 if p.seq is not None else _first_at(reader, p.time_ns or 0)
+            last = seq_of(reader, point_of(until, now(), "until")) if until else head
+            return max(first, 0), last
+
+        after, last = await in_reader(ctx.store, bounds)
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            if follow_live:
+                async with contextlib.aclosing(follow(ctx.store, ctx.writer, after_seq=after,
+                                                      filter=keep)) as live:
+                    async for env in live:
+                        yield msgspec.json.encode(envelope_json(env)) + b"\n"
+                        sent += 1
+                        if limit is not None and sent >= limit:
+                            return
+                return
+            reader = await trio.to_thread.run_sync(ctx.store.reader)
+            try:
+                cursor = after
+                while cursor < last:
+                    page = await trio.to_thread.run_sync(lambda after=cursor: list(
+                        reader.read(after, limit=2000, until_seq=last)))
+                    if not page:
+                        return
+                    cursor = page[-1].seq
+                    chunk = [msgspec.json.encode(envelope_json(e)) + b"\n"
+                             for e in page if keep is None or keep(e)]
+                    if limit is not None:
+                        chunk = chunk[:limit - sent]
+                    sent += len(chunk)
+                    if chunk:
+                        yield b"".join(chunk)
+                    if limit is not None and sent >= limit:
+                        return
+            finally:
+                if reader is not ctx.store:
+                    reader.close()
+
+        return streaming(body())
+
+    @r.route("GET", "/shipslog/history/{ref:path}")
+    async def history(req: Request) -> Response:
+        kind = req.arg("kind") or None
+        if kind is not None and kind not in KINDS:
+            raise InvalidArgument(f"unknown kind {kind!r}", hint="use " + ", ".join(KINDS))
+        state = ctx.engine.state
+
+        def work(reader: EventStore[Any]) -> hist.Timeline:
+            k, ident, stream = resolve(reader, state, req.params["ref"], kind)
+            return hist.build_timeline(k, ident, object_events(reader, stream))
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/audit/head")
+    async def head(req: Request) -> Response:
+        def work(reader: EventStore[Any]) -> dict[str, Any]:
+            first = next(iter(reader.read(0, limit=1)), None)
+            return {"seq": reader.head(), "hash": reader.last_hash(),
+                    "first_hash": first.hash if first else ""}
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/audit/verify")
+    async def verify(req: Request) -> Response:
+        cp_seq = req.int("seq")
+        until = req.int("until")
+
+        def work(reader: EventStore[Any]) -> dict[str, Any]:
+            result = reader.verify(until_seq=until)
+            first = next(iter(reader.read(0, limit=1)), None)
+            out: dict[str, Any] = {
+                "ok": result.ok, "checked": result.checked, "head": reader.head(),
+                "first_bad_seq": result.first_bad_seq, "reason": result.reason,
+                "last_hash": result.last_hash, "first_hash": first.hash if first else "",
+            }
+            if cp_seq is not None:
+                at = next(iter(reader.read(cp_seq - 1, limit=1)), None)
+                out["hash_at_seq"] = at.hash if at is not None and at.seq == cp_seq else None
+            return out
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/audit/who")
+    async def who(req: Request) -> Response:
+        state = ctx.engine.state
+        ref = req.arg("object")
+        uid = req.int("uid")
+        since, until = req.arg("since"), req.arg("until")
+
+        def work(reader: EventStore[Any]) -> list[hist.WhoRow]:
+            if ref:
+                _, _, stream = resolve(reader, state, ref, req.arg("kind") or None)
+                envs: Iterator[Envelope] = iter(object_events(reader, stream))
+            else:
+                envs = reader.read(0, types=["OperationRequested", "OperationCompleted",
+                                             "OperationFailed", "OperationCompensated"])
+            rows = hist.who(envs)
+            lo = point_of(since, now(), "since") if since else None
+            hi = point_of(until, now(), "until") if until else None
+            return [row for row in rows
+                    if (uid is None or row.uid == uid) and _within(row, lo, hi)]
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/state/diff")
+    async def state_diff(req: Request) -> Response:
+        a, b = point_of(req.arg("a"), now(), "a"), point_of(req.arg("b") or f"seq:{1 << 62}",
+                                                              now(), "b")
+
+        def work(reader: EventStore[Any]) -> dict[str, Any]:
+            sa, sb = seq_of(reader, a), seq_of(reader, b)
+            return {"a": sa, "b": sb, "changes": diff(state_at(reader, sa), state_at(reader, sb))}
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/at/{rest:path}")
+    async def at(req: Request) -> Response:
+        point = point_of(req.arg("at"), now())
+
+        def work(reader: EventStore[Any]) -> tuple[EngineState, int, int]:
+            seq = seq_of(reader, point)
+            when = point.time_ns if point.time_ns is not None else time_of(reader, seq, now())
+            return state_at(reader, seq), seq, when
+
+        state, seq, when = await in_reader(ctx.store, work)
+        frozen = ReadOnlyContext(engine=FrozenEngine(state), store=ctx.store, paths=ctx.paths,
+                                 now_ns=when, engine_id=getattr(ctx, "engine_id", ""))
+        router = read_only_router(frozen)
+        path = "/" + req.params["rest"].lstrip("/")
+        route, params = router.match("GET", path)
+        if route.pattern not in _AT_PATHS:
+            raise InvalidArgument(f"GET {path} cannot be asked at a point in time",
+                                  hint="time travel serves ps, inspect, images, volume ls, "
+                                       "network ls and info")
+        inner = Request(method="GET", path=path, params=params, query=req.query,
+                        headers=req.headers, api_version=req.api_version, actor=req.actor)
+        response = await route.handler(inner)
+        response.headers.append(("Shipslog-At-Seq", str(seq)))
+        return response
+
+    @r.route("GET", "/shipslog/replay")
+    async def replay_(req: Request) -> Response:
+        to = req.int("to")
+        report = await in_reader(ctx.store, lambda rd: replay.replay_to(rd, to))
+        out = msgspec.to_builtins(report)
+        out["ok"] = report.ok
+        return json_response(out)
+
+    @r.route("GET", "/shipslog/replay/explain/{ref:path}")
+    async def explain(req: Request) -> Response:
+        state = ctx.engine.state
+
+        def work(reader: EventStore[Any]) -> dict[str, Any]:
+            _, cid, _ = resolve(reader, state, req.params["ref"], "container")
+            return {"id": cid, "steps": replay.explain(reader, cid)}
+
+        return json_response(await in_reader(ctx.store, work))
+
+    return r
+
+
+def _first_at(reader: EventStore[Any], time_ns: int) -> int:
+    """`after_seq` for a stream that starts at the first event recorded at or after a time."""
+    first = next(iter(reader.read(0, since_ns=time_ns, limit=1)), None)
+    return reader.head() if first is None else first.seq - 1
+
+
+def _within(row: hist.WhoRow, lo: Point | None, hi: Point | None) -> bool:
+    for point, before in ((lo, False), (hi, True)):
+        if point is None:
+            continue
+        value, bound = (row.seq, point.seq) if point.seq is not None else (row.time_ns,
+                                                                          point.time_ns)
+        assert bound is not None
+        if (value > bound) if before else (value < bound):
+            return False
+    return True

@@ -1,0 +1,253 @@
+"""Verbs that read the log as history: `history` (the timeline of a container, image, volume or
+network), `state diff A B`, and `replay` (`--to N` rebuilds and compares the projections;
+`--explain CONTAINER` re-runs the core's decisions).
+
+I/O: the daemon's `/shipslog/...` API, or the state root with `--root`; writes to
+`ctx.stdout`. Docker's image layer history is `shipslog image history IMAGE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from engine.cli import format as fmt
+from engine.cli import parse
+from engine.cli.context import Context
+from engine.cli.errors import CliError, ExitStatus, UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "history", help="Show the timeline of a container, image, volume or network",
+        description="Every event of one object from the event log: who asked, which "
+        "operation, how long it took from request to outcome, exit codes, restarts and their "
+        "reasons, OOM kills. Docker's image layer history is 'shipslog image history IMAGE'.")
+    p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK")
+    p.add_argument("--type", choices=["container", "image", "volume", "network"], default=None,
+                   help="which kind of object the name refers to")
+    p.add_argument("--format", default="",
+                   help="'json' for the whole timeline, or a Go template per event")
+    p.add_argument("--no-trunc", action="store_true", help="show full ids")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
+    ssub = p.add_subparsers(dest="state_verb", metavar="COMMAND", required=True)
+    d = ssub.add_parser("diff", help="List what changed between A and B (seq:N, time, 2h)")
+    d.add_argument("a", metavar="A")
+    d.add_argument("b", metavar="B", nargs="?", default="")
+    d.add_argument("--format", default="")
+    d.set_defaults(func=cmd_state_diff)
+
+    p = sub.add_parser("replay", help="Rebuild projections from the log, or explain decisions",
+                       description="--to N rebuilds every projection from zero up to event N "
+                       "and compares it with the live projections; --explain CONTAINER re-runs "
+                       "each decision the core made for the container on the state it saw.")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--to", default=None, metavar="N", help="last event to replay")
+    group.add_argument("--explain", default=None, metavar="CONTAINER")
+    p.add_argument("--format", default="")
+    p.set_defaults(func=cmd_replay)
+
+
+def when(ns: int) -> str:
+    secs, nanos = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(secs).strftime("%Y-%m-%d %H:%M:%S") + f".{nanos // 1_000_000:03d}"
+
+
+def span(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    if ns < 1_000_000:
+        return f"{ns / 1000:.0f}µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.0f}ms"
+    return f"{ns / 1e9:.1f}s" if ns < 120e9 else fmt.human_duration(ns / 1e9)
+
+
+def actor_text(actor: dict[str, Any]) -> str:
+    if actor.get("via") == "daemon":
+        return "daemon"
+    text = f"uid={actor.get('uid')}"
+    if actor.get("pid"):
+        text += f" pid={actor['pid']}"
+    command = actor.get("command") or []
+    if command:
+        text += f" ({fmt.ellipsis(' '.join(command), 24)})"
+    return text
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"kind": args.type} if args.type else None
+    tl = ctx.read("history", f"/shipslog/history/{args.object}", params)
+    if args.format == "json":
+        ctx.out(json.dumps(tl))
+        return 0
+    entries = tl.get("entries") or []
+    if args.format:
+        rows = [{**e, "Time": when(e["time_ns"]), "Actor": actor_text(e["actor"])}
+                for e in entries]
+        ctx.stdout.write(fmt.render_list(args.format, rows, "", {}))
+        return 0
+    ident = tl["id"] if args.no_trunc else fmt.truncate_id(tl["id"])
+    title = f"{tl['kind']} {tl.get('name') or ident}"
+    status = " (removed)" if tl.get("removed") else ""
+    ctx.out(f"{title} {ident}{status}: {len(entries)} events, {len(tl.get('ops') or [])} "
+            f"operations, {len(tl.get('runs') or [])} runs, {tl.get('restarts', 0)} restarts, "
+            f"{tl.get('oom_kills', 0)} OOM kills")
+    lines = ["TIME\tSEQ\tACTOR\tOP\tEVENT"]
+    for e in entries:
+        op = e["op_id"] if args.no_trunc else e["op_id"][:12]
+        lines.append(f"{when(e['time_ns'])}\t{e['seq']}\t{actor_text(e['actor'])}\t{op}\t"
+                     f"{e['summary']}")
+    ctx.stdout.write(fmt.tabulate(lines))
+    ops = tl.get("ops") or []
+    if ops:
+        ctx.out("")
+        lines = ["OPERATION\tREQUESTED\tBY\tOUTCOME\tTOOK\tSTEPS"]
+        for o in ops:
+            outcome = o["outcome"] + (f": {o['error']}" if o.get("error") else "")
+            lines.append(f"{o['kind']}\t{when(o['requested_at'])}\t{actor_text(o['actor'])}\t"
+                         f"{outcome}\t{span(o.get('duration_ns'))}\t"
+                         f"{','.join(o.get('steps') or []) or '-'}")
+        ctx.stdout.write(fmt.tabulate(lines))
+    runs = tl.get("runs") or []
+    if runs:
+        ctx.out("")
+        lines = ["RUN\tSTARTED\tCAUSE\tENDED\tEXIT\tRAN"]
+        for r in runs:
+            code = "-" if r.get("exit_code") is None else str(r["exit_code"])
+            if r.get("oom_killed"):
+                code += " (OOM)"
+            if r.get("signal"):
+                code += f" ({r['signal']})"
+            ended = r.get("ended_by", "")
+            lines.append(f"{r['number']}\t{when(r['started_at'])}\t{r.get('cause', '')}\t"
+                         f"{ended}\t{code}\t{span(r.get('duration_ns'))}")
+        ctx.stdout.write(fmt.tabulate(lines))
+    return 0
+
+
+def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"a": args.a, **({"b": args.b} if args.b else {})}
+    answer = ctx.read("state", "/shipslog/state/diff", params)
+    if args.format == "json":
+        ctx.out(json.dumps(answer))
+        return 0
+    changes = answer.get("changes") or []
+    ctx.out(f"from seq {answer['a']} to seq {answer['b']}: {len(changes)} changes")
+    for ch in changes:
+        name = ch.get("name") or ""
+        ident = fmt.truncate_id(ch["id"]) if len(ch["id"]) > 20 else ch["id"]
+        mark = {"added": "+", "removed": "-", "changed": "~"}[ch["change"]]
+        ctx.out(f"{mark} {ch['kind']} {name} {ident}".replace("  ", " "))
+        for field, (old, new) in (ch.get("fields") or {}).items():
+            ctx.out(f"    {field}: {_brief(old)} -> {_brief(new)}")
+    return 0
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return fmt.ellipsis(text, 80)
+
+
+def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
+    if args.explain:
+        return _explain(ctx, args)
+    params: dict[str, Any] = {}
+    if args.to is not None:
+        to = args.to.removeprefix("seq:")
+        if not to.isdigit():
+            raise CliError(f"invalid --to {args.to!r}", "give an event number: --to 1200")
+        params["to"] = int(to)
+    report = ctx.read("replay", "/shipslog/replay", params)
+    if args.format == "json":
+        ctx.out(json.dumps(report))
+    else:
+        rows = ", ".join(f"{n} {t}" for t, n in sorted(report["rows"].items()))
+        against = "the rebuild path and the live projections" if report[
+            "compared_with_live"] else "the rebuild path (live tables hold the head only)"
+        ctx.out(f"replayed events 1..{report['to_seq']} of {report['head']} "
+                f"({report['events']} events): {rows}")
+        ctx.out(f"compared with {against}: "
+                + ("no differences" if report["ok"] else
+                   f"{len(report['mismatches'])} differences"))
+        for m in report["mismatches"]:
+            ctx.out(f"  {m['table']} {m['key']}: replay != {m['against']}")
+            ctx.out(f"    replay: {_brief(m['replay'])}")
+            ctx.out(f"    {m['against']}: {_brief(m['other'])}")
+    if not report["ok"]:
+        raise ExitStatus(1)
+    return 0
+
+
+def _explain(ctx: Context, args: argparse.Namespace) -> int:
+    answer = ctx.read("replay", f"/shipslog/replay/explain/{args.explain}")
+    if args.format == "json":
+        ctx.out(json.dumps(answer))
+        return 0
+    steps = answer.get("steps") or []
+    failed = 0
+    ctx.out(f"container {fmt.truncate_id(answer['id'])}: {len(steps)} decisions")
+    for s in steps:
+        saw = s["saw"]
+        seen = (f"status={saw.get('status')} version={saw.get('stream_version')}"
+                if saw.get("exists") else "no such container yet")
+        ctx.out(f"seq {s['seq']} {s['kind']} by {'daemon' if s['via'] == 'daemon' else 'uid ' + str(s['actor_uid'])} "  # noqa: E501
+                f"(op {s['op_id'][:12]})")
+        ctx.out(f"  saw:      {seen}")
+        if s["call"]:
+            ctx.out(f"  re-ran:   {s['call']}")
+        for e in s["decided"]:
+            ctx.out(f"  decided:  {e['stream'][:24]} {e['event'].get('type', '')}")
+        if s["planned"]:
+            ctx.out(f"  planned:  {', '.join(s['planned'])}")
+        ctx.out(f"  recorded: steps {', '.join(s['steps_done']) or '-'}; outcome {s['outcome']}")
+        verdict = {True: "reproduced exactly", False: "NOT reproduced",
+                   None: "not a core decision"}[s["reproduced"]]
+        ctx.out(f"  result:   {verdict}" + (f" — {s['note']}" if s.get("note") else ""))
+        failed += s["reproduced"] is False
+    if failed:
+        raise ExitStatus(1)
+    return 0
+
+
+AT_HELP = "answer as of a point in the log: seq:N, Unix time, RFC 3339 or a duration (2h ago)"
+
+
+def at_read(ctx: Context, verb: str, path: str, params: dict[str, Any] | None,
+            at: str | None) -> tuple[Any, float]:
+    """`ctx.read`, or the same GET asked at a point in time; also the clock to render with
+    (the point's own time, so "Up 2 minutes" reads as it did then)."""
+    if not at:
+        return ctx.read(verb, path, params), ctx.clock()
+    point = at_point(ctx, at, verb)
+    answer = ctx.read(verb, "/shipslog/at" + path, {**(params or {}), "at": point})
+    return answer, point_time(ctx, point)
+
+
+def at_point(ctx: Context, at: str, verb: str) -> str:
+    if at.startswith("seq:"):
+        if not at[4:].isdigit():
+            raise UsageError(f"invalid value for --at: {at!r}: want seq:N", verb)
+        return at
+    try:
+        return parse.parse_timestamp(at, ctx.clock())
+    except ValueError as exc:
+        raise UsageError(f"invalid value for --at: {exc}", verb) from None
+
+
+def point_time(ctx: Context, point: str) -> float:
+    if not point.startswith("seq:"):
+        return float(point)
+    seq = int(point[4:])
+    if seq <= 0:
+        return ctx.clock()
+    source = ctx.local if ctx.local is not None else ctx.client
+    with source.stream_json("GET", "/shipslog/events",
+                            {"since": f"seq:{seq}", "until": f"seq:{seq}"}) as events:
+        for e in events:
+            return int(e["timeNano"]) / 1e9
+    return ctx.clock()

@@ -1,0 +1,319 @@
+"""Replay debugging: rebuild the projections from zero and compare them with the live ones, and
+re-run the pure core's decisions from the log to show they are reproduced exactly.
+
+I/O: SQLite reads through a read-only `EventStore` the caller passes in; the scratch copy of
+the projection tables is built in memory and dropped.
+
+`replay_to(store, to_seq)` folds events 1..N twice — through the incremental path the store
+uses inside each append (`fold_batch`, one batch per operation, rows written into a scratch
+table set) and through the rebuild path (`fold`) — and, when N is the head, against the
+materialised `proj_*` tables the daemon wrote. Any row that differs is reported with both
+sides.
+
+`explain(store, ref)` walks each operation on a container: the state the core saw (the fold
+up to the event before the request), the `decide_*` call re-run on that state with the inputs
+the log recorded (the `OperationRequested` args and the intent event), the events it produces
+compared with the recorded ones, the steps it plans, and the recorded steps and outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgspec
+
+from engine.core import containers as cc
+from engine.core.decision import Decision
+from engine.core.restart import restart_delay_ms
+from engine.errors import ShipslogError
+from events import vocabulary as v
+from events.envelope import Envelope
+from events.store import EventStore
+from projections.engine import ROW_TYPES
+from projections.fold import fold, fold_batch
+from projections.state import EngineState
+
+__all__ = ["Mismatch", "ReplayReport", "explain", "replay_to"]
+
+
+class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
+    table: str
+    key: str
+    against: str  # "live" (the daemon's tables) or "rebuild" (the from-zero fold)
+    replay: Any = None
+    other: Any = None
+
+
+class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
+    to_seq: int
+    head: int
+    events: int
+    rows: dict[str, int]
+    compared_with_live: bool
+    mismatches: tuple[Mismatch, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def _batches(envelopes: Iterator[Envelope]) -> Iterator[list[Envelope]]:
+    """Contiguous runs of one op id: the shape of the daemon's append transactions."""
+    batch: list[Envelope] = []
+    for env in envelopes:
+        if batch and env.op_id != batch[-1].op_id:
+            yield batch
+            batch = []
+        batch.append(env)
+    if batch:
+        yield batch
+
+
+def replay_to(store: EventStore[Any], to_seq: int | None = None) -> ReplayReport:
+    head = store.head()
+    to = head if to_seq is None else min(to_seq, head)
+    scratch: dict[tuple[str, str], bytes] = {}
+    state = EngineState()
+    count = 0
+    for batch in _batches(store.read(0, until_seq=to)):
+        state, rows = fold_batch(state, batch)
+        count += len(batch)
+        for table, key, doc in rows:
+            if doc is None:
+                scratch.pop((table, key), None)
+            else:
+                scratch[(table, key)] = doc
+    rebuilt = fold(store.read(0, until_seq=to))
+    mismatches: list[Mismatch] = []
+    encode = msgspec.json.encode
+    for table in ROW_TYPES:
+        want = {key: encode(view) for key, view in getattr(rebuilt, table).items()}
+        have = {key: doc for (t, key), doc in scratch.items() if t == table}
+        mismatches += _compare(table, have, want, "rebuild")
+    live_compared = to == head
+    if live_compared:
+        for table in ROW_TYPES:
+            try:
+                live = dict(store.read_rows(table))
+            except ShipslogError:
+                live_compared = False
+                break
+            except Exception:  # noqa: BLE001 - a log with no tables: nothing to compare
+                live_compared = False
+                break
+            have = {key: doc for (t, key), doc in scratch.items() if t == table}
+            mismatches += _compare(table, have, live, "live")
+    rows = {table: sum(1 for (t, _) in scratch if t == table) for table in ROW_TYPES}
+    return ReplayReport(to_seq=to, head=head, events=count, rows=rows,
+                        compared_with_live=live_compared, mismatches=tuple(mismatches))
+
+
+def _compare(table: str, have: dict[str, bytes], want: dict[str, bytes],
+             against: str) -> list[Mismatch]:
+    out: list[Mismatch] = []
+    for key in sorted(set(have) | set(want)):
+        a, b = have.get(key), want.get(key)
+        if a != b:
+            out.append(Mismatch(table=table, key=key, against=against,
+                                replay=None if a is None else msgspec.json.decode(a),
+                                other=None if b is None else msgspec.json.decode(b)))
+    return out
+
+
+# --------------------------------------------------------------------------------- explain
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision of the core about the container, reproduced from the log."""
+
+    seq: int
+    op_id: str
+    kind: str
+    actor_uid: int
+    via: str
+    saw: dict[str, Any]  # the container as the core saw it (status, pid, restart count …)
+    call: str  # the decide_* call re-run
+    recorded: tuple[dict[str, Any], ...]  # the events the log holds for the decision
+    decided: tuple[dict[str, Any], ...]  # the events the re-run produced
+    planned: tuple[str, ...]  # the steps the re-run planned
+    steps_done: tuple[str, ...]  # the steps the log recorded
+    outcome: str
+    reproduced: bool | None  # None: the decision is not the pure core's (nothing to re-run)
+    note: str = ""
+
+
+def _event_dict(stream: str, event: v.BaseEvent) -> dict[str, Any]:
+    return {"stream": stream, "event": msgspec.to_builtins(event)}
+
+
+def _saw(state: EngineState, cid: str) -> dict[str, Any]:
+    c = state.containers.get(cid)
+    if c is None:
+        return {"exists": False}
+    return {"exists": True, "name": c.name, "status": c.status, "pid": c.pid,
+            "exit_code": c.exit_code, "restart_count": c.restart_count,
+            "stream_version": c.stream_version}
+
+
+def _decider(req: v.OperationRequested, intent: Sequence[Envelope],
+             cid: str) -> tuple[str, Callable[[EngineState], Decision]] | None:
+    args, op = req.args, req.op_id
+    kind = req.kind
+    if "by" in args:
+        return None
+    if kind == "container.create":
+        created = next((e.event for e in intent
+                        if isinstance(e.event, v.ContainerCreateRequested)), None)
+        if created is None:
+            return None
+        cmd = cc.CreateContainer(name=created.name, config=created.config)
+        return (f"decide_create(name={created.name!r}, image={created.config.image!r})",
+                lambda s: cc.decide_create(s, cmd, op_id=op, container_id=cid))
+    if kind == "container.start":
+        return "decide_start()", lambda s: cc.decide_start(s, cid, op_id=op)
+    if kind == "container.stop":
+        sig, timeout = args.get("signal"), int(args.get("timeout", "10"))
+        return (f"decide_stop(signal={sig}, timeout={timeout})",
+                lambda s: cc.decide_stop(s, cid, op_id=op, timeout=timeout, signal=sig))
+    if kind == "container.kill":
+        sig = args.get("signal", "SIGKILL")
+        return f"decide_kill(signal={sig})", lambda s: cc.decide_kill(s, cid, op_id=op,
+                                                                       signal=sig)
+    if kind == "container.restart":
+        timeout = int(args.get("timeout", "10"))
+        return (f"decide_restart(timeout={timeout})",
+                lambda s: cc.decide_restart(s, cid, op_id=op, timeout=timeout))
+    if kind in ("container.pause", "container.unpause"):
+        pause = kind == "container.pause"
+        return (f"decide_pause(pause={pause})",
+                lambda s: cc.decide_pause(s, cid, op_id=op, pause=pause))
+    if kind == "container.remove":
+        force = args.get("force") == "true"
+        volumes = args.get("volumes") == "true"
+        return (f"decide_remove(force={force}, remove_volumes={volumes})",
+                lambda s: cc.decide_remove(s, cid, op_id=op, force=force,
+                                           remove_volumes=volumes))
+    return None
+
+
+def explain(store: EventStore[Any], cid: str) -> list[Step]:
+    """Every operation on container `cid`, re-decided on the state the log says it saw."""
+    stream = f"container-{cid}"
+    own = list(store.read(0, stream=stream))
+    op_ids = list(dict.fromkeys(e.op_id for e in own))
+    if not own:
+        return []
+    by_op: dict[str, list[Envelope]] = {}
+    requests: list[Envelope] = []
+    for op_id in op_ids:
+        events = list(store.read(0, op_id=op_id))
+        by_op[op_id] = events
+        requests += [e for e in events if isinstance(e.event, v.OperationRequested)
+                     and e.event.target == stream]
+    requests.sort(key=lambda e: e.seq)
+    renames = [e for e in own if isinstance(e.event, v.ContainerRenamed)]
+    steps: list[Step] = []
+    state = EngineState()
+    until = max([e.seq for e in requests + renames], default=0)
+    events = iter(store.read(0, until_seq=until))
+    lookahead: list[Envelope] = []
+
+    def advance(to: int) -> EngineState:
+        """The state after event `to`: fold forward from where the last call stopped."""
+        nonlocal state
+        chunk: list[Envelope] = []
+        if lookahead:
+            if lookahead[0].seq > to:
+                return state
+            chunk.append(lookahead.pop())
+        for env in events:
+            if env.seq > to:
+                lookahead.append(env)
+                break
+            chunk.append(env)
+        if chunk:
+            state, _ = fold_batch(state, chunk)
+        return state
+
+    for req in sorted(requests + renames, key=lambda e: e.seq):
+        before = advance(req.seq - 1)
+        steps.append(_explain_one(before, req, by_op.get(req.op_id, [req]), cid))
+    return steps
+
+
+def _explain_one(before: EngineState, req: Envelope, op_events: list[Envelope],
+                 cid: str) -> Step:
+    batch = [e for e in op_events if e.seq >= req.seq]
+    done = tuple(e.event.step for e in batch if isinstance(e.event, v.OperationStepDone))
+    outcome = next((type(e.event).__name__.removeprefix("Operation").lower()
+                    for e in batch if isinstance(e.event, v.OperationCompleted
+                                                 | v.OperationFailed
+                                                 | v.OperationCompensated)), "pending")
+    common = dict(seq=req.seq, op_id=req.op_id, actor_uid=req.actor.uid, via=req.actor.via,
+                  saw=_saw(before, cid), steps_done=done, outcome=outcome)
+    if isinstance(req.event, v.ContainerRenamed):
+        ev = req.event
+        call = f"decide_rename(new_name={ev.new_name!r})"
+        decided = cc.decide_rename(before, cid, ev.new_name, op_id=req.op_id)
+        recorded = [e for e in op_events if e.seq >= req.seq][:len(decided.pending)]
+        return _compare_decision(common, "container.rename", call, decided, recorded)
+    request = req.event
+    assert isinstance(request, v.OperationRequested)
+    picked = _decider(request, op_events, cid)
+    if picked is None:
+        note = _not_core_note(before, request, req, cid)
+        return Step(kind=request.kind, call="", recorded=tuple(
+            _event_dict(e.stream, e.event) for e in op_events if e.seq < req.seq + 2),
+            decided=(), planned=(), reproduced=None, note=note, **common)
+    call, decide = picked
+    try:
+        decision = decide(before)
+    except ShipslogError as exc:
+        return Step(kind=request.kind, call=call, recorded=(), decided=(), planned=(),
+                    reproduced=False, note=f"the core now refuses it: {exc.message}",
+                    **common)
+    recorded = sorted((e for e in op_events if e.seq >= req.seq), key=lambda e: e.seq)
+    # The decision's own events are the first ones of the batch, appended in one transaction.
+    recorded = [e for e in _same_batch(recorded, req)][:len(decision.pending)]
+    return _compare_decision(common, request.kind, call, decision, recorded)
+
+
+def _same_batch(events: list[Envelope], first: Envelope) -> list[Envelope]:
+    out = []
+    for e in events:
+        if e.recorded_at != first.recorded_at:
+            break
+        out.append(e)
+    return out
+
+
+def _compare_decision(common: dict[str, Any], kind: str, call: str, decision: Decision,
+                      recorded: list[Envelope]) -> Step:
+    want = [(p.stream, p.event) for p in decision.pending]
+    have = [(e.stream, e.event) for e in recorded]
+    same = want == have
+    note = "" if same else "the re-run decided different events than the log holds"
+    if not same and len(have) == len(want):
+        diffs = [i for i, (a, b) in enumerate(zip(want, have, strict=True)) if a != b]
+        note += f" (event {diffs[0] + 1} of {len(want)} differs)"
+    return Step(kind=kind, call=call,
+                recorded=tuple(_event_dict(s, e) for s, e in have),
+                decided=tuple(_event_dict(s, e) for s, e in want),
+                planned=tuple(step.name for step in decision.plan),
+                reproduced=same, note=note, **common)
+
+
+def _not_core_note(before: EngineState, request: v.OperationRequested, req: Envelope,
+                   cid: str) -> str:
+    by = request.args.get("by", "")
+    if by == "restart-policy":
+        c = before.containers.get(cid)
+        if c is None:
+            return "restart policy: the container was gone"
+        delay = restart_delay_ms(c, now_ns=req.recorded_at)
+        return (f"restart policy {c.config.restart_policy.name} after exit {c.exit_code}: "
+                f"restart_delay_ms gives {delay} ms at the time of the exit")
+    if by:
+        return f"decided by the daemon ({by}), not by a user command"
+    return f"{request.kind} is not decided by engine/core/containers.py"
