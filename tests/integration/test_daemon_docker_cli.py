@@ -104,3 +104,41 @@ def test_the_log_says_who_did_what(daemon) -> None:
     types = [e.type for e in store.read(stream="container-" + creates[0].event.container_id)]
     assert types[:2] == ["ContainerCreateRequested", "ContainerCreated"]
     assert types[-1] == "ContainerRemoved" and "ContainerExited" in types
+
+
+def _raw(daemon, request: bytes) -> bytes:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(daemon.sock)
+    s.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+@pytest.mark.parametrize("body, status", [
+    (b'{"Image": "busybox", "Cmd": ["tr', b"400"),          # truncated
+    (b'{"Image": "busybox"} trailing', b"400"),             # garbage after the object
+    (b"", b"400"),                                          # body required
+    (b'{"Image": 5}', b"400"),                              # wrong type
+    (b"[" * 10_000 + b"]" * 10_000, b"400"),                # deep nesting
+    (b"\xff\xfe{}", b"400"),                                # not UTF-8
+])
+def test_bad_bodies_get_4xx_and_append_nothing(daemon, body, status) -> None:
+    head = EventStore.open(daemon.root / "events.db", readonly=True).head()
+    answer = _raw(daemon, b"POST /v1.43/containers/create HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+    assert answer.split(b" ")[1] == status, answer[:200]
+    big = _raw(daemon, b"POST /v1.43/containers/create HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: 104857600\r\n\r\n")
+    assert big.split(b" ")[1] == b"413"
+    assert EventStore.open(daemon.root / "events.db", readonly=True).head() == head
+    assert docker(daemon, "version", "--format", "{{.Server.Version}}").stdout.strip()
