@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.core.validate import check_id
 from engine.drivers import mountsys
-from engine.drivers.snapshots import validate_container_id
 from engine.errors import InvalidArgument, KernelError, NotFound
 
 _libc = mountsys._libc
@@ -189,17 +189,17 @@ class BindStager:
         self.root = Path(root).absolute()
 
     def staging_dir(self, container_id: str) -> Path:
-        return self.root / validate_container_id(container_id) / "mounts"
+        return self.root / check_id(container_id) / "mounts"
 
     def stage(self, container_id: str, key: int, source: str, *, read_only: bool = False,
               propagation: str = "", recursive: bool = True) -> Staged:
         """Open `source` by fd (no symlinks) and bind it onto a fresh staging path; return
         that path. Idempotent per (container, key): a previous staging mount is replaced."""
         base = self.staging_dir(container_id)
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging = base / str(int(key))
-        fd = open_host_path(source)
+        fd = open_host_path(source)  # validates `source` before we touch the disk
         try:
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
             is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
             self._fresh_entry(staging, is_dir)
             try:
@@ -352,7 +352,7 @@ def resolve_in_root(rootfs: str, path: str, *, layers: Sequence[Layer] = (),
                 target = os.readlink(comp, dir_fd=fd)
                 cur.pop()
                 if target.startswith("/"):  # absolute: from the container's root
-                    todo.extendleft(reversed(cur + _parts(target)))
+                    todo.extendleft(reversed(_parts(target)))
                     cur = []
                     os.close(fd)
                     fd, is_dir = walker.open_base(cur), True
