@@ -20,7 +20,8 @@ any rule no event owns:
 
     direct    per network: only its bridge (or lo) may address its subnet directly
     publish   per container: DNAT host[ip]:port -> container ip:port
-    masq      per network: masquerade the subnet leaving by another interface (not --internal)
+    masq      per network: masquerade the subnet leaving by another interface, and members
+              reaching each other through a published port (hairpin); not for --internal
     isolate   per network: no traffic between two shipslog bridges; --internal networks talk
               only among themselves; new inbound connections only when DNATed (published)
 
@@ -163,6 +164,9 @@ def network_rules(net: NetworkRules) -> list[str]:
             f'add rule {T} isolate oifname "{br}" ct status dnat accept {c}',
             f'add rule {T} isolate oifname "{br}" drop {c}',
             f'add rule {T} masq ip saddr {subnet} oifname != "{br}" masquerade {c}',
+            # hairpin: a member reaching another member through a published port on a host
+            # address must get the reply back through the host, not straight from the peer
+            f'add rule {T} masq oifname "{br}" ip saddr {subnet} ct status dnat masquerade {c}',
         ]
     return lines
 
