@@ -237,7 +237,11 @@ def explain(store: EventStore[Any], cid: str) -> list[Step]:
         return state
 
     for req in sorted(requests + renames, key=lambda e: e.seq):
-        before = advance(req.seq - 1)
+        # The state the decision was made on: before the first event of its batch (a restart
+        # by policy records ContainerRestartedByPolicy ahead of its OperationRequested).
+        first = min((e.seq for e in by_op.get(req.op_id, []) if e.recorded_at == req.recorded_at),
+                    default=req.seq)
+        before = advance(min(first, req.seq) - 1)
         steps.append(_explain_one(before, req, by_op.get(req.op_id, [req]), cid))
     return steps
 
@@ -262,10 +266,11 @@ def _explain_one(before: EngineState, req: Envelope, op_events: list[Envelope],
     assert isinstance(request, v.OperationRequested)
     picked = _decider(request, op_events, cid)
     if picked is None:
-        note = _not_core_note(before, request, req, cid)
-        return Step(kind=request.kind, call="", recorded=tuple(
-            _event_dict(e.stream, e.event) for e in op_events if e.seq < req.seq + 2),
-            decided=(), planned=(), reproduced=None, note=note, **common)
+        note, same = _not_core_note(before, request, req, cid, op_events)
+        call = "restart_delay_ms(container, now)" if same is not None else ""
+        return Step(kind=request.kind, call=call, recorded=tuple(
+            _event_dict(e.stream, e.event) for e in op_events if e.recorded_at == req.recorded_at),
+            decided=(), planned=(), reproduced=same, note=note, **common)
     call, decide = picked
     try:
         decision = decide(before)
@@ -305,15 +310,19 @@ def _compare_decision(common: dict[str, Any], kind: str, call: str, decision: De
 
 
 def _not_core_note(before: EngineState, request: v.OperationRequested, req: Envelope,
-                   cid: str) -> str:
+                   cid: str, op_events: list[Envelope]) -> tuple[str, bool | None]:
     by = request.args.get("by", "")
     if by == "restart-policy":
         c = before.containers.get(cid)
-        if c is None:
-            return "restart policy: the container was gone"
+        recorded = next((e.event for e in op_events
+                         if isinstance(e.event, v.ContainerRestartedByPolicy)), None)
+        if c is None or recorded is None:
+            return "restart policy: the container or its restart record is gone", None
         delay = restart_delay_ms(c, now_ns=req.recorded_at)
+        same = delay == recorded.delay_ms
         return (f"restart policy {c.config.restart_policy.name} after exit {c.exit_code}: "
-                f"restart_delay_ms gives {delay} ms at the time of the exit")
+                f"re-ran restart_delay_ms -> {delay} ms, the log recorded "
+                f"{recorded.delay_ms} ms", same)
     if by:
-        return f"decided by the daemon ({by}), not by a user command"
-    return f"{request.kind} is not decided by engine/core/containers.py"
+        return f"decided by the daemon ({by}), not by a user command", None
+    return f"{request.kind} is not decided by engine/core/containers.py", None

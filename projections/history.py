@@ -24,6 +24,7 @@ __all__ = [
     "Run",
     "Timeline",
     "build_timeline",
+    "command_line",
     "describe",
     "op_ids_of",
     "who",
@@ -118,6 +119,16 @@ def describe(env: Envelope) -> str:
         return f"operation compensated at {ev.step}: {ev.action}"
     if isinstance(ev, v.ContainerCreateRequested):
         return f"create requested: name={ev.name} image={ev.config.image}"
+    if isinstance(ev, v.ContainerCreated):
+        return "created (root filesystem ready)"
+    if isinstance(ev, v.ContainerStartRequested):
+        return "start requested"
+    if isinstance(ev, v.ContainerRemoveRequested):
+        return "remove requested" + (" (force)" if ev.force else "")
+    if isinstance(ev, v.ContainerRemoved):
+        return "removed"
+    if isinstance(ev, v.ContainerPaused | v.ContainerUnpaused):
+        return "paused" if isinstance(ev, v.ContainerPaused) else "unpaused"
     if isinstance(ev, v.ContainerStarted):
         return f"started (pid {ev.pid})"
     if isinstance(ev, v.ContainerExited):
@@ -152,10 +163,22 @@ def _short(value: object) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
+def command_line(command: tuple[str, ...] | None) -> str:
+    """The caller's argv as the user typed it: `python3 -m engine.cli.main ps` is `shipslog ps`."""
+    argv = list(command or ())
+    if "engine.cli.main" in argv:
+        argv = ["shipslog", *argv[argv.index("engine.cli.main") + 1:]]
+    elif argv:
+        argv[0] = argv[0].rsplit("/", 1)[-1]
+    return " ".join(argv)
+
+
 def _who(actor: Actor) -> str:
     if actor.via == "daemon":
         return "the daemon"
-    cmd = " ".join(actor.command or ())
+    cmd = command_line(actor.command)
+    if len(cmd) > 40:
+        cmd = cmd[:39] + "…"
     return f"uid {actor.uid}" + (f" ({cmd})" if cmd else "")
 
 

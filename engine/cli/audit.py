@@ -22,6 +22,7 @@ from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
 from engine.cli.timeline import when
 from events import checkpoint as cp
+from projections.history import command_line
 
 
 def register(sub: Any) -> None:
@@ -187,7 +188,7 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     lines = ["TIME\tSEQ\tUID\tPID\tCOMMAND\tOPERATION\tTARGET\tOUTCOME"]
     for r in rows:
         who = "daemon" if r["via"] == "daemon" else str(r["uid"])
-        command = fmt.ellipsis(" ".join(r.get("command") or []), 30) or "-"
+        command = fmt.ellipsis(command_line(tuple(r.get("command") or ())), 30) or "-"
         target = r["target"]
         kind, _, ident = target.partition("-")
         shown = f"{kind} {ident[:12]}" if len(ident) > 12 else target

@@ -360,7 +360,8 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     info = ctx.read("logs", f"/containers/{args.container}/json")
     tty = bool(info.get("Config", {}).get("Tty"))
     demux = stdio.Demuxer(ctx.out_bytes(), ctx.err_bytes(), tty=tty)
-    with ctx.client.stream("GET", f"/containers/{info['Id']}/logs", params) as chunks:
+    source = ctx.local if ctx.local is not None else ctx.client
+    with source.stream("GET", f"/containers/{info['Id']}/logs", params) as chunks:
         demux.copy(chunks)
     if demux.system_error:
         raise CliError(demux.system_error.decode("utf-8", "replace").strip(),

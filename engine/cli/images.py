@@ -26,6 +26,7 @@ from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
 from engine.cli.manage import for_each
 from engine.cli.progress import ProgressRenderer
+from engine.cli.timeline import AT_HELP, at_read
 
 DEFAULT_REGISTRY = "https://index.docker.io/v1/"
 
@@ -39,6 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
     p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("rmi", help="Remove one or more images")
@@ -52,7 +54,8 @@ def register(sub: Any) -> None:
     p.add_argument("target")
     p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("history", help="Show the history of an image")
+    p = sub.add_parser("history", help="Show the layer history of an image (Docker's "
+                       "history; 'shipslog history' is the event timeline)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-H", "--human", default="true", choices=["true", "false"])
     p.add_argument("--no-trunc", action="store_true")
@@ -124,8 +127,8 @@ def cmd_images(ctx: Context, args: argparse.Namespace) -> int:
         params = images_params(args)
     except ValueError as exc:
         raise UsageError(str(exc), "images") from None
-    answer = ctx.read("images", "/images/json", params) or []
-    now = ctx.clock()
+    answer, now = at_read(ctx, "images", "/images/json", params, args.at)
+    answer = answer or []
     rows = [row for img in answer for row in fmt.image_rows(img, now=now, trunc=not args.no_trunc)]
     if args.quiet:
         seen: list[str] = []

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from engine.cli import containers, images, manage, system
+from engine.cli import audit, containers, images, manage, system, timeline
 from engine.cli.context import CliParser, Context
 from engine.cli.errors import (
     BROKEN_PIPE,
@@ -46,8 +46,10 @@ def build_parser(verb: str | None = None) -> CliParser:
                         help="print version information and quit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
-    for module in (containers, manage, images, system):
+    for module in (containers, manage, system, audit, timeline):
         module.register(target)
+    # `shipslog history X` is the event timeline; Docker's layer history is `image history`.
+    images.register(_Skipping(target, {"history"}))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
         ("container", (containers, manage), CONTAINER_GROUP),
@@ -84,7 +86,7 @@ SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename images rmi tag history load save import pull push login logout version info "
-    "events container image system".split())
+    "events container image system audit state replay".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 
@@ -121,6 +123,20 @@ def effective_verb(verb: str, subverb: str | None) -> str:
     if group is None or subverb is None:
         return verb
     return next((base for base, names in group.items() if subverb in names), verb)
+
+
+class _Skipping:
+    """Registers a module's verbs except the named ones (which go to a throwaway parser)."""
+
+    def __init__(self, sub: Any, skip: set[str]) -> None:
+        self.sub = sub
+        self.skip = skip
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name in self.skip:
+            return CliParser(add_help=False)
+        parser: argparse.ArgumentParser = self.sub.add_parser(name, **kwargs)
+        return parser
 
 
 class _Renaming:

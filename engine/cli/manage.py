@@ -17,6 +17,7 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError, from_api
+from engine.cli.timeline import AT_HELP, at_read
 
 
 def register(sub: Any) -> None:
@@ -29,12 +30,14 @@ def register(sub: Any) -> None:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
+    p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
     p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("inspect", help="Return low-level information on objects")
     p.add_argument("-f", "--format", default="")
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("--type", choices=["container", "image"], default=None)
+    p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=cmd_inspect)
 
@@ -104,8 +107,8 @@ def ps_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
-    containers = ctx.read("ps", "/containers/json", ps_params(args)) or []
-    now = ctx.clock()
+    containers, now = at_read(ctx, "ps", "/containers/json", ps_params(args), args.at)
+    containers = containers or []
     rows = [fmt.container_row(c, now=now, trunc=not args.no_trunc) for c in containers]
     table = fmt.CONTAINER_TABLE
     if args.size:
@@ -121,14 +124,15 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- inspect
 
-def _inspect_one(ctx: Context, name: str, kind: str | None, size: bool) -> Any:
+def _inspect_one(ctx: Context, name: str, kind: str | None, size: bool,
+                 at: str | None = None) -> Any:
     kinds = [kind] if kind else ["container", "image"]
     last: ApiError | None = None
     for k in kinds:
         path = f"/containers/{name}/json" if k == "container" else f"/images/{name}/json"
         params = {"size": True} if size and k == "container" else None
         try:
-            return ctx.read("inspect", path, params)
+            return at_read(ctx, "inspect", path, params, at)[0]
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -145,7 +149,8 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
     missing: list[CliError] = []
     for name in args.names:
         try:
-            found.append(_inspect_one(ctx, name, args.type, args.size))
+            found.append(_inspect_one(ctx, name, args.type, args.size,
+                                      getattr(args, "at", None)))
         except CliError as exc:
             missing.append(exc)
     if args.format:

@@ -32,11 +32,20 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--format", default="")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("events", help="Get real time events from the server")
-    p.add_argument("--since", default="")
-    p.add_argument("--until", default="")
+    p = sub.add_parser(
+        "events", help="Get events from the server: Docker's stream, or the whole log (--all)",
+        description="Without --all: Docker's event stream (follows until --until). With --all "
+        "or --format json: every event of the log with its envelope (seq, stream, actor, op id, "
+        "hash), history up to now, and live events too with --follow.")
+    p.add_argument("--since", default="",
+                   help="Unix time, RFC 3339, a duration such as 2h, or seq:N")
+    p.add_argument("--until", default="", help="as --since")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="shipslog's full stream: every event type, actor, op id, seq, hash")
+    p.add_argument("--follow", action="store_true", help="with --all: keep printing live events")
+    p.add_argument("-n", "--limit", type=int, default=None, help="with --all: at most N events")
     p.set_defaults(func=cmd_events)
 
 
@@ -143,7 +152,11 @@ def events_params(args: argparse.Namespace, now: float) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for flag in ("since", "until"):
         value = getattr(args, flag)
-        if value:
+        if value.startswith("seq:"):
+            if not value[4:].isdigit():
+                raise UsageError(f"invalid value for --{flag}: {value!r}: want seq:N", "events")
+            params[flag] = value
+        elif value:
             try:
                 params[flag] = parse.parse_timestamp(value, now)
             except ValueError as exc:
@@ -178,18 +191,65 @@ def event_line(event: Mapping[str, Any]) -> str:
     return line
 
 
+def full_event_line(e: Mapping[str, Any]) -> str:
+    """One event of shipslog's own stream, for people."""
+    actor = e.get("actor") or {}
+    who = "daemon" if actor.get("via") == "daemon" else f"uid={actor.get('uid')}"
+    payload = {k: val for k, val in (e.get("event") or {}).items() if k != "type"}
+    detail = " ".join(f"{k}={_brief(val)}" for k, val in payload.items()
+                      if k not in ("config",) and val not in ("", [], {}, None))
+    return (f"{rfc3339_nano(e['timeNano'])} #{e['seq']} {e['type']} {e['stream'][:40]} "
+            f"op={e['op_id'][:12]} by={who} {detail}").rstrip()
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _seq_time(source: Any, value: str) -> str:
+    """Docker's stream takes times: `seq:N` becomes the time event N was recorded."""
+    with source.stream_json("GET", "/shipslog/events", {"since": value, "limit": 1}) as events:
+        for e in events:
+            secs, nanos = divmod(int(e["timeNano"]), 1_000_000_000)
+            return f"{secs}.{nanos:09d}"
+    return f"{int(9e9)}"
+
+
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     params = events_params(args, ctx.clock())
-    if ctx.local is not None:
-        ctx.local.get_json("/events", params, verb="events")
+    source = ctx.local if ctx.local is not None else ctx.client
+    if args.all or args.format == "json":
+        return _full_events(ctx, source, args, params)
+    for flag in ("since", "until"):
+        if str(params.get(flag, "")).startswith("seq:"):
+            params[flag] = _seq_time(source, params[flag])
     template = None
     if args.format:
         template = "{{json .}}" if args.format == "json" else args.format
-    with ctx.client.stream_json("GET", "/events", params) as events:
+    with source.stream_json("GET", "/events", params) as events:
         for event in events:
             if template is None:
                 ctx.out(event_line(event))
             else:
                 ctx.stdout.write(fmt.render_each(template, [event]))
+            ctx.stdout.flush()
+    return 0
+
+
+def _full_events(ctx: Context, source: Any, args: argparse.Namespace,
+                 params: dict[str, Any]) -> int:
+    if args.follow:
+        params["follow"] = True
+    if args.limit is not None:
+        params["limit"] = args.limit
+    with source.stream_json("GET", "/shipslog/events", params) as events:
+        for event in events:
+            if args.format == "json":
+                ctx.out(json.dumps(event, separators=(",", ":")))
+            elif args.format:
+                ctx.stdout.write(fmt.render_each(args.format, [event]))
+            else:
+                ctx.out(full_event_line(event))
             ctx.stdout.flush()
     return 0

@@ -17,6 +17,7 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError
+from projections.history import command_line
 
 
 def register(sub: Any) -> None:
@@ -62,7 +63,7 @@ def span(ns: int | None) -> str:
         return "-"
     if ns < 1_000_000:
         return f"{ns / 1000:.0f}µs"
-    if ns < 1_000_000_000:
+    if ns < 999_500_000:
         return f"{ns / 1_000_000:.0f}ms"
     return f"{ns / 1e9:.1f}s" if ns < 120e9 else fmt.human_duration(ns / 1e9)
 
@@ -73,9 +74,9 @@ def actor_text(actor: dict[str, Any]) -> str:
     text = f"uid={actor.get('uid')}"
     if actor.get("pid"):
         text += f" pid={actor['pid']}"
-    command = actor.get("command") or []
+    command = command_line(tuple(actor.get("command") or ()))
     if command:
-        text += f" ({fmt.ellipsis(' '.join(command), 24)})"
+        text += f" ({fmt.ellipsis(command, 28)})"
     return text
 
 
