@@ -226,6 +226,16 @@ class BindStager:
         prefix = str(self.staging_dir(container_id)) + "/"
         return [m.target for m in mountsys.read_mountinfo() if m.target.startswith(prefix)]
 
+    def sweep(self) -> list[str]:
+        """Release the staging mounts of every container (daemon start: after a crash
+        between `prepare` and `release`); return the ids that had some."""
+        prefix = str(self.root) + "/"
+        ids = sorted({m.target[len(prefix):].split("/", 1)[0]
+                      for m in mountsys.read_mountinfo() if m.target.startswith(prefix)})
+        for cid in ids:
+            self.release(cid)
+        return ids
+
     def release(self, container_id: str) -> None:
         """Unmount every staging mount of the container and remove the staging entries.
         Idempotent. Safe once `runc create` has run: the container holds its own copies."""

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import builtins
 import errno
+import functools
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from engine.drivers import bindsafe, mountsys
 from engine.errors import Conflict, KernelError, NotFound
@@ -59,11 +61,28 @@ def tmpfs_flags(options: tuple[str, ...]) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
+# The kernel filesystems `engine.runtime.spec` always mounts (Docker's defaults).
+SPEC_MOUNTS = ("/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    @functools.wraps(method)
+    def wrapper(self: VolumeStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return cast(_F, wrapper)
+
+
 class VolumeStore:
     """Volumes of the local driver under `<root>/volumes/`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.base = Path(root).absolute() / "volumes"
+        # Starts run in worker threads: two first uses of one tmpfs volume must not stack
+        # two tmpfs mounts (each container would see a different one).
+        self._lock = threading.RLock()
 
     def _dir(self, name: str) -> Path:
         return self.base / check_volume_name(name)
@@ -83,6 +102,7 @@ class VolumeStore:
         return [e.name for e in entries if not e.name.startswith(".")
                 and e.is_dir(follow_symlinks=False) and os.path.isdir(Path(e.path) / "_data")]
 
+    @_locked
     def create(self, name: str, options: Mapping[str, str] | None = None) -> str:
         """Make the volume's directory (idempotent); return its `_data` path. Options are
         validated here and used by `mount`."""
@@ -112,6 +132,15 @@ class VolumeStore:
     def is_mounted(self, name: str) -> bool:
         return self.path(name) in self._mounted_under(name)
 
+    def mounted(self) -> set[str]:
+        """Volumes whose `_data` has a mount on it now (for reconciliation: a volume mounted
+        with no running user is unmounted, and the log told)."""
+        prefix = str(self.base) + "/"
+        return {m.target[len(prefix):-len("/_data")] for m in mountsys.read_mountinfo()
+                if m.target.startswith(prefix) and m.target.endswith("/_data")
+                and m.target.count("/") == prefix.count("/") + 1}
+
+    @_locked
     def mount(self, name: str, options: Mapping[str, str] | None = None) -> str:
         """Make the volume usable and return its `_data` path: for a volume with local
         options, mount its tmpfs or bind device there unless already mounted."""
@@ -139,6 +168,7 @@ class VolumeStore:
             raise KernelError(f"mounting volume {name} failed: {exc.strerror}") from exc
         return data
 
+    @_locked
     def unmount(self, name: str) -> None:
         """Unmount what `mount` put on the volume's `_data` (idempotent)."""
         data = self.path(name)
@@ -150,6 +180,7 @@ class VolumeStore:
                     raise KernelError(f"unmounting volume {name}: {exc.strerror}") from exc
                 mountsys.umount(data, detach=True)
 
+    @_locked
     def remove(self, name: str) -> None:
         """Delete the volume and its data (idempotent). Refuses while anything is mounted
         under it — deleting through a bind would delete the host directory's files."""
@@ -165,6 +196,7 @@ class VolumeStore:
         assert shutil.rmtree.avoids_symlink_attacks
         shutil.rmtree(vdir)
 
+    @_locked
     def seed(self, name: str, rootfs_dir: str, target: str,
              options: Mapping[str, str] | None = None) -> SeedStats | None:
         """Copy the image's content at `target` (resolved in-root) into the volume if the
@@ -212,9 +244,13 @@ def _open_in_root(rootfs: str, resolved: str) -> int:
 class Mounter:
     """Executes mount plans: volume mounts, bind staging, in-root targets."""
 
-    def __init__(self, store: VolumeStore, stager: bindsafe.BindStager) -> None:
+    def __init__(self, store: VolumeStore, stager: bindsafe.BindStager, *,
+                 spec_mounts: Sequence[str] = SPEC_MOUNTS) -> None:
         self.store = store
         self.stager = stager
+        # runc mounts these before ours; a target below one of them is resolved in what
+        # runc puts there (a fresh /dev tmpfs), not in the image's own /dev.
+        self.spec_layers = [bindsafe.Layer(destination=d, host=None) for d in spec_mounts]
 
     def prepare(self, container_id: str, plan: MountPlan, rootfs: str, *,
                 volume_options: Mapping[str, Mapping[str, str]] | None = None
@@ -222,7 +258,7 @@ class Mounter:
         """The OCI mount entries for `plan`, in order, ready for `extra_mounts`. On error
         the staging mounts made so far are released; volumes stay as they were."""
         vopts = volume_options or {}
-        layers: list[bindsafe.Layer] = []
+        layers: list[bindsafe.Layer] = list(self.spec_layers)
         out: list[dict[str, Any]] = []
         try:
             for i, m in enumerate(plan.mounts):

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +376,36 @@ async def test_timing_plan_and_mount(env: Env) -> None:
     samples.sort()
     print(f"\nplan+prepare (1 volume, 1 bind, 1 tmpfs): median {samples[100] * 1e3:.2f} ms, "
           f"p95 {samples[190] * 1e3:.2f} ms")
+
+
+async def test_targets_under_runtime_mounts_and_crash_sweep(env: Env) -> None:
+    """A bind below /dev lands in the /dev tmpfs runc makes, not in the image's /dev; staging
+    left behind by a crash (prepare without release) is swept at daemon start."""
+    rootfs = env.rootfs()
+    (rootfs / "dev" / "fuse").symlink_to("/etc")  # the image's /dev is hidden by runc's tmpfs
+    src = env.base / "src"
+    src.mkdir()
+    (src / "f").write_text("in dev\n")
+    mounts = [MountSpec(type="bind", source=str(src), target="/dev/fuse/sub")]
+    code, out, _ = await env.run(rootfs, mounts, ["cat", "/dev/fuse/sub/f"])
+    assert (code, out) == (0, b"in dev\n")
+    assert not (rootfs / "etc" / "sub").exists()
+    cids = sorted(secrets.token_hex(32) for _ in range(2))
+    for cid in cids:
+        env.mounter.prepare(cid, plan_mounts(mounts), str(rootfs))
+    assert all(env.stager.staged(cid) for cid in cids)
+    assert env.stager.sweep() == cids
+    assert env.stager.sweep() == [] and not any(env.stager.staged(c) for c in cids)
+
+
+async def test_concurrent_first_use_mounts_one_tmpfs(env: Env) -> None:
+    opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
+    env.store.create("racy", opts)
+    with ThreadPoolExecutor(8) as pool:
+        paths = set(pool.map(lambda _: env.store.mount("racy", opts), range(32)))
+    assert paths == {env.store.path("racy")}
+    data = env.store.path("racy")
+    assert [m.target for m in mountsys.read_mountinfo()].count(data) == 1
+    assert env.store.mounted() == {"racy"}
+    env.store.unmount("racy")
+    assert env.store.mounted() == set()
