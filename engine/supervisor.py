@@ -25,7 +25,7 @@ from engine.core.decision import Decision, Step
 from engine.core.images import unused_blobs, unused_layers
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots
-from engine.errors import KernelError, NotFound, ShipslogError
+from engine.errors import Conflict, KernelError, NotFound, ShipslogError
 from engine.journal import Journal
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
@@ -389,8 +389,8 @@ class Supervisor:
     async def _signal(self, cid: str, sig: str) -> None:
         try:
             await self.d.runtime.kill(cid, sig)
-        except NotFound:
-            pass  # already gone: the exit watcher records it
+        except (NotFound, Conflict):
+            pass  # already gone or between restarts: the exit watcher records what happened
 
     async def _kill(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
         cid, sig = args["container_id"], args["signal"]

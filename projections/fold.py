@@ -211,7 +211,12 @@ def _start_failed(tx: _Tx, env: Envelope, ev: v.ContainerStartFailed) -> None:
 
 @on(v.ContainerStopRequested)
 def _stop_requested(tx: _Tx, env: Envelope, ev: v.ContainerStopRequested) -> None:
-    tx.update_container(env, ev.container_id, manually_stopped=True)
+    c = tx.container(ev.container_id)
+    if c is not None and c.status == "restarting":
+        # Stopped while waiting out its restart back-off: it stays down, as it is now.
+        tx.update_container(env, ev.container_id, manually_stopped=True, status="exited")
+    else:
+        tx.update_container(env, ev.container_id, manually_stopped=True)
 
 
 @on(v.ContainerSignalled)
