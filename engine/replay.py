@@ -144,7 +144,10 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _event_dict(stream: str, event: v.BaseEvent) -> dict[str, Any]:
-    return {"stream": stream, "event": msgspec.to_builtins(event)}
+    # Every field, defaults included: omit_defaults would make equal events print differently.
+    fields = {name: msgspec.to_builtins(getattr(event, name))
+              for name in event.__struct_fields__}
+    return {"stream": stream, "event": {"type": type(event).__name__, **fields}}
 
 
 def _saw(state: EngineState, cid: str) -> dict[str, Any]:
@@ -201,17 +204,14 @@ def explain(store: EventStore[Any], cid: str) -> list[Step]:
     """Every operation on container `cid`, re-decided on the state the log says it saw."""
     stream = f"container-{cid}"
     own = list(store.read(0, stream=stream))
-    op_ids = list(dict.fromkeys(e.op_id for e in own))
     if not own:
         return []
-    by_op: dict[str, list[Envelope]] = {}
-    requests: list[Envelope] = []
-    for op_id in op_ids:
-        events = list(store.read(0, op_id=op_id))
-        by_op[op_id] = events
-        requests += [e for e in events if isinstance(e.event, v.OperationRequested)
-                     and e.event.target == stream]
-    requests.sort(key=lambda e: e.seq)
+    # Some commands (kill, pause) write only to their operation's stream: find every request
+    # that targeted the container, then each operation's events (indexed by op id).
+    requests = [e for e in store.read(0, types=["OperationRequested"])
+                if isinstance(e.event, v.OperationRequested) and e.event.target == stream]
+    op_ids = list(dict.fromkeys([e.op_id for e in own] + [e.op_id for e in requests]))
+    by_op = {op_id: list(store.read(0, op_id=op_id)) for op_id in op_ids}
     renames = [e for e in own if isinstance(e.event, v.ContainerRenamed)]
     steps: list[Step] = []
     state = EngineState()

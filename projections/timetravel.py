@@ -137,8 +137,9 @@ def diff(before: EngineState, after: EngineState) -> list[Change]:
 
 
 def _field_changes(old: object, new: object) -> dict[str, tuple[object, object]]:
-    a = msgspec.to_builtins(old)
-    b = msgspec.to_builtins(new)
+    # Every field, defaults included (omit_defaults would turn `0 -> 3` into `None -> 3`).
+    a = {f: msgspec.to_builtins(getattr(old, f)) for f in old.__struct_fields__}  # type: ignore[attr-defined]
+    b = {f: msgspec.to_builtins(getattr(new, f)) for f in new.__struct_fields__}  # type: ignore[attr-defined]
     changed: dict[str, tuple[object, object]] = {}
     for key in sorted(set(a) | set(b)):
         if key in _IGNORED:
