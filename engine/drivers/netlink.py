@@ -61,8 +61,9 @@ def _ignore(exc: NetlinkError, *codes: int) -> None:
         raise KernelError(f"netlink: {os.strerror(exc.code)}") from exc
 
 
-def _configure_inside(plan: VethPlan) -> None:
-    """In the container's namespace: peer up, address, default route (one netlink write)."""
+def configure_peer(plan: VethPlan) -> None:
+    """Peer up, address, default route (one netlink write). Call it from a thread that has
+    joined the container's namespace (`run_in_netns`); `Netlink.connect` does."""
     set_link_up(plan.peer_ifname)
     index = socket.if_nametoindex(plan.peer_ifname)
     ip, prefix = plan.ip_cidr.split("/")
@@ -198,7 +199,7 @@ class Netlink:
         finally:
             os.close(ns_fd)
         try:
-            run_in_netns(plan.netns_path, _configure_inside, plan)
+            run_in_netns(plan.netns_path, configure_peer, plan)
         except OSError as exc:
             raise KernelError(f"cannot configure {plan.peer_ifname} in {plan.netns_path}: "
                               f"{exc}") from exc

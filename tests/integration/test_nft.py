@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_netlink import Endpoint, NetLab, ns_socket, open_lab
+from pyroute2 import IPRoute
+from test_netlink import Endpoint, NetLab, free_subnet, ns_socket, open_lab
 
+from engine.drivers.netlink import configure_peer
+from engine.drivers.netns import run_in_netns
 from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
 from engine.network.nftplan import NetworkRules, Publish
+from engine.network.plan import VethPlan
 
 pytestmark = pytest.mark.kernel
 ETH_P_ALL = 0x0003
@@ -243,3 +247,70 @@ def test_s07_loopback_publish_unreachable_from_another_namespace(
         # and the direct-routing guard keeps a different interface off the subnet entirely
         rules = [r for r in nft.list_rules() if r.chain == "direct"]
         assert rules and all(r.kind == "net" for r in rules)
+
+
+# -- masquerade, --internal and isolation, against an "outside" namespace we make ----------
+
+
+@pytest.fixture
+def outside(lab: NetLab) -> Iterator[Endpoint]:
+    """A namespace routed from the host (not bridged): stands in for the world beyond the
+    host's uplink, so egress is tested without a packet leaving the machine."""
+    subnet = free_subnet(170)
+    cid = os.urandom(32).hex()
+    path = lab.netns(cid)
+    host_end = "slgout" + cid[:9]
+    fd = os.open(path, os.O_RDONLY)
+    with IPRoute() as ipr:
+        try:
+            ipr.link("add", ifname=host_end, kind="veth", state="up",
+                     peer={"ifname": "eth0", "net_ns_fd": fd})
+        finally:
+            os.close(fd)
+        idx = ipr.link_lookup(ifname=host_end)[0]
+        ipr.addr("add", index=idx, address=str(subnet[1]), prefixlen=24)
+    plan = VethPlan(host_ifname=host_end, peer_ifname="eth0", bridge="", netns_path=path,
+                    ip_cidr=f"{subnet[2]}/24", gateway=str(subnet[1]), mac="")
+    run_in_netns(path, configure_peer, plan)
+    ep = Endpoint(container_id=cid, ip=str(subnet[2]), netns=path, plan=plan)
+    try:
+        yield ep
+    finally:
+        lab.netlink.disconnect(host_end)
+
+
+def _peer_seen_by(server: Endpoint, client: Endpoint, timeout: float = 2.0) -> str | None:
+    """Connect from client to a port of server; the address the server saw, or None if the
+    connection never arrived."""
+    with ns_socket(server.netns) as srv, ns_socket(client.netns) as cli:
+        srv.bind((server.ip, 0))
+        srv.listen(1)
+        srv.settimeout(timeout)
+        cli.settimeout(timeout)
+        try:
+            cli.connect((server.ip, srv.getsockname()[1]))
+            conn, peer = srv.accept()
+        except (TimeoutError, OSError):
+            return None
+        conn.close()
+        return str(peer[0])
+
+
+def test_egress_is_masqueraded_and_internal_networks_have_none(
+        lab: NetLab, nft: Nft, forwarding: None, outside: Endpoint) -> None:
+    nft.ensure_base()
+    br, subnet, nid = lab.bridge(174)
+    ibr, isubnet, inid = lab.bridge(178)
+    nft.owners += [nid, inid]  # type: ignore[attr-defined]
+    nft.apply_network(NetworkRules(network_id=nid, bridge=br.name, subnet=str(subnet)))
+    nft.apply_network(NetworkRules(network_id=inid, bridge=ibr.name, subnet=str(isubnet),
+                                   internal=True))
+    a = lab.container(br, subnet, nid, host=2)
+    i = lab.container(ibr, isubnet, inid, host=2)
+    # a normal network reaches the outside, which sees the host's address, not the container's
+    assert _peer_seen_by(outside, a) == outside.plan.gateway
+    # an --internal network does not get out at all
+    assert _peer_seen_by(outside, i, timeout=1.0) is None
+    # and two shipslog networks cannot reach each other through the host
+    assert _peer_seen_by(i, a, timeout=1.0) is None
+    assert _peer_seen_by(a, i, timeout=1.0) is None
