@@ -24,6 +24,7 @@ commit many callers' batches with one fsync.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -715,7 +716,11 @@ class EventStore(Generic[State]):
             if until_ns is not None:
                 limit = min(limit, self._r.last_seq_before(until_ns))
         state = projection.initial()
-        for chunk in self._chunks(self._r, self._rlock, 0, limit):
+        fast = getattr(projection, "fold_state", None)  # rows-free fold, when it has one
+        chunks = self._chunks(self._r, self._rlock, 0, limit)
+        if fast is not None:  # one fold over the whole range: no per-chunk copies of state
+            return fast(state, itertools.chain.from_iterable(chunks))
+        for chunk in chunks:
             state, _ = projection.fold(state, chunk)
         return state
 
@@ -960,6 +965,15 @@ class EventStore(Generic[State]):
     ) -> tuple[State, dict[tuple[str, str], bytes | None]]:
         state = projection.initial()
         final: dict[tuple[str, str], bytes | None] = {}
+        fast = getattr(projection, "fold_state", None)
+        dump = getattr(projection, "rows_of", None)
+        if fast is not None and dump is not None:
+            # Fold without tracking rows, then write the final state's rows once.
+            chunks = self._chunks(self._r, self._rlock, 0, head)
+            state = fast(state, itertools.chain.from_iterable(chunks))
+            for change in dump(state):
+                final[(change.table, change.key)] = change.doc
+            return state, final
         for chunk in self._chunks(self._r, self._rlock, 0, head):
             state, changes = projection.fold(state, chunk)
             for change in changes:

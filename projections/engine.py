@@ -13,7 +13,7 @@ import msgspec
 
 from events.envelope import Envelope
 from events.store import RowChange
-from projections.fold import TABLES, fold_batch
+from projections.fold import TABLES, fold, fold_batch
 from projections.state import (
     ContainerView,
     EngineState,
@@ -32,6 +32,7 @@ ROW_TYPES: dict[str, type] = {
     "operations": OperationView,
     "execs": ExecView,
 }
+_encode = msgspec.json.Encoder().encode
 _DECODERS: dict[str, msgspec.json.Decoder[object]] = {
     table: msgspec.json.Decoder(t) for table, t in ROW_TYPES.items()
 }
@@ -50,6 +51,15 @@ class EngineProjection:
             EngineState, list[RowChange]]:
         new, rows = fold_batch(state, envelopes)
         return new, [RowChange(t, k, d) for t, k, d in rows]
+
+    def fold_state(self, state: EngineState, envelopes: Sequence[Envelope]) -> EngineState:
+        """The same fold without rows: rebuilds and time travel, several times faster."""
+        return fold(envelopes, state)
+
+    def rows_of(self, state: EngineState) -> list[RowChange]:
+        """Every row of every table for `state` (what a rebuild writes)."""
+        return [RowChange(table, key, _encode(view)) for table in self.tables
+                for key, view in getattr(state, table).items()]
 
 
 def decode_row(table: str, doc: bytes) -> object:
