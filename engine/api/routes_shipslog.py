@@ -435,15 +435,13 @@ def shipslog_routes(ctx: Any) -> Router:
 
         def work(reader: EventStore[Any]) -> dict[str, Any]:
             result = reader.verify(until_seq=until)
-            first = next(iter(reader.read(0, limit=1)), None)
             out: dict[str, Any] = {
                 "ok": result.ok, "checked": result.checked, "head": reader.head(),
                 "first_bad_seq": result.first_bad_seq, "reason": result.reason,
-                "last_hash": result.last_hash, "first_hash": first.hash if first else "",
+                "last_hash": result.last_hash, "first_hash": _hash_at(reader, 1) or "",
             }
             if cp_seq is not None:
-                at = next(iter(reader.read(cp_seq - 1, limit=1)), None)
-                out["hash_at_seq"] = at.hash if at is not None and at.seq == cp_seq else None
+                out["hash_at_seq"] = _hash_at(reader, cp_seq)
             return out
 
         return json_response(await in_reader(ctx.store, work))
@@ -525,6 +523,19 @@ def shipslog_routes(ctx: Any) -> Router:
         return json_response(await in_reader(ctx.store, work))
 
     return r
+
+
+def _hash_at(reader: EventStore[Any], seq: int) -> str | None:
+    """The stored hash of event `seq` (None if there is none). Does not trust the event's
+    payload to decode: on a tampered log, the chain up to `seq` is recomputed instead."""
+    if seq < 1 or seq > reader.head():
+        return None
+    try:
+        env = next(iter(reader.read(seq - 1, limit=1)), None)
+    except Exception:  # noqa: BLE001 - an altered event may not decode at all
+        checked = reader.verify(until_seq=seq)
+        return checked.last_hash if checked.ok else None
+    return env.hash if env is not None and env.seq == seq else None
 
 
 def _first_at(reader: EventStore[Any], time_ns: int) -> int:

@@ -60,10 +60,9 @@ class LocalReader:
         if self._ctx is not None:
             return self._ctx
         self.check()
-        from engine.api.routes_shipslog import FrozenEngine, ReadOnlyContext
+        from engine.api.routes_shipslog import ReadOnlyContext
         from engine.paths import Paths
         from events.store import EventStore, StoreError
-        from projections.engine import EngineProjection
 
         try:
             store: EventStore[Any] = EventStore.open(self.database, readonly=True)
@@ -72,17 +71,14 @@ class LocalReader:
                            exc.hint or "pass the directory that holds events.db") from None
         self._store = store
         try:
-            state = store.fold_to(EngineProjection())
             first = next(iter(store.read(0, limit=1)), None)
-        except Exception as exc:  # sqlite3 errors of a file that is not a shipslog log
-            store.close()
-            self._store = None
-            raise CliError(f"{self.database} is not a readable shipslog event log: {exc}",
-                           "pass the state root of a shipslog daemon") from None
+            engine_id = first.hash[:12].upper() if first else ""
+        except Exception:  # noqa: BLE001 - a damaged first event: `audit verify` says which
+            engine_id = ""
         self._ctx = ReadOnlyContext(
-            engine=FrozenEngine(state), store=store,
+            engine=_LazyEngine(store, self.database), store=store,  # type: ignore[arg-type]
             paths=Paths.of(self.root, os.environ.get("SHIPSLOG_EXEC_ROOT", "/run/shipslog")),
-            now_ns=time.time_ns(), engine_id=first.hash[:12].upper() if first else "")
+            now_ns=time.time_ns(), engine_id=engine_id)
         return self._ctx
 
     def close(self) -> None:
@@ -199,6 +195,29 @@ class LocalReader:
     def unsupported(self, what: str) -> CliError:
         return CliError(f"--root is not supported for {what}",
                         "start shipslogd and run the command without --root")
+
+
+class _LazyEngine:
+    """The engine's state as the log says, folded on first use: `audit verify` must work on
+    a log so damaged that it no longer folds."""
+
+    def __init__(self, store: Any, database: str) -> None:
+        self.store = store
+        self.database = database
+        self._state: Any = None
+
+    @property
+    def state(self) -> Any:
+        if self._state is None:
+            from projections.engine import EngineProjection
+
+            try:
+                self._state = self.store.fold_to(EngineProjection())
+            except Exception as exc:  # noqa: BLE001 - e.g. an altered event that won't decode
+                raise CliError(f"{self.database} is not a readable shipslog event log: {exc}",
+                               "run 'shipslog --root DIR audit verify' to find the damaged "
+                               "event") from None
+        return self._state
 
 
 def refuse_root(verb: str) -> CliError:
