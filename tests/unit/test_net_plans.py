@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import engine.network
 from engine.errors import Conflict, InvalidArgument
 from engine.network import nftplan
 from engine.network.nftplan import NetworkRules, OwnedRule, Publish
@@ -160,3 +164,17 @@ def test_replace_transaction_deletes_stale_handles_then_adds_in_one_text() -> No
     lines = text.splitlines()
     assert lines.index("delete rule inet shipslog publish handle 12") < lines.index(add[0])
     assert lines[0] == "add table inet shipslog"
+
+
+def test_planners_stay_pure() -> None:
+    """STYLE.md: planners return data; only engine/drivers/ touches the kernel."""
+    banned = {"os", "subprocess", "socket", "pyroute2", "sqlite3", "trio", "ctypes", "shutil",
+              "dnslib", "fcntl", "threading"}
+    for path in Path(engine.network.__file__).parent.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & banned, f"{path.name} imports {imported & banned}"
