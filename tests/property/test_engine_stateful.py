@@ -31,7 +31,7 @@ from engine import failpoints
 from engine.errors import ShipslogError
 from engine.testing.rig import EngineRig, Machine, load_busybox, open_rig
 from events.envelope import Actor
-from events.values import ContainerConfig
+from events.values import ContainerConfig, RestartPolicy
 from projections.fold import fold
 
 USER = Actor(uid=1000, gid=1000, pid=42)
@@ -41,13 +41,17 @@ FAULTS = ["snapshots.prepare", "snapshots.remove", "runtime.create", "runtime.st
 CRASH_POINTS = ["create.after_rootfs", "start.after_runtime_create",
                 "start.after_runtime_start", "stop.after_signal",
                 "remove.after_runtime_delete", "remove.after_rootfs"]
-HANG_GUARD_S = 5  # a step that never finishes is a bug (a lost exit, a stuck wait), not slow
+HANG_GUARD_S = 2  # a step that never finishes is a bug (a lost exit, a stuck wait), not slow
+
+# Restart policies sleep in real time (100 ms back-off first): at most one retry keeps that
+# small. An autojump clock would also jump while a commit is in the writer thread.
+POLICIES = ["no", "no", "on-failure:1", "rm"]
 
 Step = tuple[Any, ...]
 _I = st.integers(0, 7)
 
 _WEIGHTED: list[tuple[int, st.SearchStrategy[Step]]] = [
-    (3, st.tuples(st.just("create"), st.sampled_from(NAMES))),
+    (3, st.tuples(st.just("create"), st.sampled_from(NAMES), st.sampled_from(POLICIES))),
     (4, st.tuples(st.just("start"), _I)),
     (1, st.tuples(st.just("stop"), _I)),
     (1, st.tuples(st.just("kill"), _I)),
@@ -72,8 +76,12 @@ def programs() -> st.SearchStrategy[list[Step]]:
     return st.lists(_STEP, min_size=4, max_size=30).map(lambda rest: opening + rest)
 
 
-def cfg() -> ContainerConfig:
-    return ContainerConfig(image="busybox", image_id="", cmd=("sh",))
+def cfg(policy: str = "no") -> ContainerConfig:
+    if policy == "rm":
+        return ContainerConfig(image="busybox", image_id="", cmd=("sh",), auto_remove=True)
+    name, _, retries = policy.partition(":")
+    return ContainerConfig(image="busybox", image_id="", cmd=("sh",), restart_policy=RestartPolicy(
+        name=name, maximum_retry_count=int(retries or 0)))
 
 
 def _is_crash(exc: BaseException) -> bool:
@@ -109,8 +117,9 @@ class Run:
             failpoints.arm(step[1], "crash")
             return
         if kind == "create":
-            cid, _ = await engine.create_container(name=step[1], config=cfg(), env=["K=v"],
-                                                   actor=USER)
+            policy = step[2] if len(step) > 2 else "no"
+            cid, _ = await engine.create_container(name=step[1], config=cfg(policy),
+                                                   env=["K=v"], actor=USER)
             self.cids.append(cid)
             return
         cid = self.pick(step[1])
@@ -144,29 +153,41 @@ class Run:
                                    or s.containers[cid].status not in ("running", "paused"))
 
 
-def _running(state: Any) -> set[str]:
-    return {cid for cid, c in state.containers.items() if c.status in ("running", "paused")}
+def _stuck(state: Any) -> set[str]:
+    """Containers left 'removing' by a failed `rm` (needs_cleanup) whose process may still
+    run: the bug of test_failed_force_remove_leaves_the_container_usable. Until it is fixed
+    the oracle compares them only once the faults are gone (final_checks)."""
+    return {op.target.removeprefix("container-") for op in state.operations.values()
+            if op.kind == "container.remove" and op.needs_cleanup}
 
 
-def _kernel_running(machine: Machine) -> set[str]:
-    return {cid for cid, p in machine.runtime.procs.items() if p.status in ("running", "paused")}
+def _running(state: Any, *, strict: bool = False) -> set[str]:
+    out = {cid for cid, c in state.containers.items() if c.status in ("running", "paused")}
+    return out if strict else out - _stuck(state)
 
 
-async def settle(rig: EngineRig) -> None:
+def _kernel_running(machine: Machine, state: Any, *, strict: bool = False) -> set[str]:
+    out = {cid for cid, p in machine.runtime.procs.items() if p.status in ("running", "paused")}
+    return out if strict else out - _stuck(state)
+
+
+async def settle(rig: EngineRig, *, strict: bool = False) -> None:
     """Let background work finish: exits are recorded by watcher tasks after `kill` returns
     (as in Docker), so the log catches up with the kernel shortly after a step. A log that
     never catches up is a lost exit: the hang guard turns it into a failure."""
     await trio.testing.wait_all_tasks_blocked()
     with trio.move_on_after(HANG_GUARD_S):
-        await rig.journal.wait_for(lambda s: _running(s) == _kernel_running(rig.machine))
+        await rig.journal.wait_for(lambda s: _running(s, strict=strict)
+                                   == _kernel_running(rig.machine, s, strict=strict))
         return
+    state = rig.store.state
     raise AssertionError(
         f"the log never caught up with the kernel: running per log "
-        f"{sorted(c[:12] for c in _running(rig.store.state))}, per kernel "
-        f"{sorted(c[:12] for c in _kernel_running(rig.machine))}")
+        f"{sorted(c[:12] for c in _running(state, strict=strict))}, per kernel "
+        f"{sorted(c[:12] for c in _kernel_running(rig.machine, state, strict=strict))}")
 
 
-def check(rig: EngineRig, *, after_recovery: bool) -> None:
+def check(rig: EngineRig, *, after_recovery: bool, strict: bool = False) -> None:
     """The oracle: log, projection and the fakes' 'kernel' agree."""
     store, machine = rig.store, rig.machine
     live = store.state
@@ -182,7 +203,7 @@ def check(rig: EngineRig, *, after_recovery: bool) -> None:
     for cid, c in live.containers.items():
         assert c.stream_version == versions["container-" + cid], cid
     assert {c.name: cid for cid, c in live.containers.items()} == dict(live.names)
-    assert _running(live) == _kernel_running(machine)
+    assert _running(live, strict=strict) == _kernel_running(machine, live, strict=strict)
     assert set(machine.snapshots.mounts) <= set(live.containers)
     if after_recovery:
         assert set(machine.runtime.procs) <= set(live.containers)
@@ -234,8 +255,8 @@ async def final_checks(machine: Machine, run: Run) -> None:
         await settle(rig)
         check(rig, after_recovery=True)
     async with open_rig(machine) as rig:
-        await settle(rig)
-        check(rig, after_recovery=True)
+        await settle(rig, strict=True)
+        check(rig, after_recovery=True, strict=True)
         assert not rig.store.state.operations, rig.store.state.operations
         exited = {(e.event.container_id, e.event.exit_code)
                   for e in rig.store.read(types=["ContainerExited"])}
@@ -324,6 +345,33 @@ def test_failed_stop_records_an_outcome() -> None:
             pending = [op for op in rig.store.state.operations.values()
                        if not op.needs_cleanup]
             assert not pending, pending
+
+    failpoints.reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        trio.run(main, Machine(db=Path(tmp) / "events.db"))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine/supervisor.py Supervisor._remove: when the kill (or resume) before the delete "
+    "fails, OperationFailed(needs_cleanup=True) is appended but the container stays "
+    "'removing' (projections/fold.py _remove_requested) while its process keeps running: "
+    "`rm -f` again is refused ('removal ... already in progress'), `stop` answers "
+    "not-modified and `start` is refused, until a daemon restart retries the cleanup"))
+def test_failed_force_remove_leaves_the_container_usable() -> None:
+    async def main(machine: Machine) -> None:
+        async with open_rig(machine) as rig:
+            await load_busybox(rig)
+            cid, _ = await rig.engine.create_container(name="r1", config=cfg(), env=[],
+                                                       actor=USER)
+            await rig.engine.start(cid, USER)
+            machine.faults.fail("runtime.kill")
+            with pytest.raises(ShipslogError):
+                await rig.engine.remove(cid, USER, force=True)
+            assert machine.runtime.procs[cid].status == "running"
+            await rig.engine.remove(cid, USER, force=True)  # the retry a user would do
+            assert cid not in rig.store.state.containers
+            await settle(rig, strict=True)
+            check(rig, after_recovery=True, strict=True)
 
     failpoints.reset()
     with tempfile.TemporaryDirectory() as tmp:
