@@ -62,7 +62,7 @@ def span(ns: int | None) -> str:
     if ns is None:
         return "-"
     if ns < 1_000_000:
-        return f"{ns / 1000:.0f}µs"
+        return "<1ms"
     if ns < 999_500_000:
         return f"{ns / 1_000_000:.0f}ms"
     return f"{ns / 1e9:.1f}s" if ns < 120e9 else fmt.human_duration(ns / 1e9)
