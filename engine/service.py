@@ -21,12 +21,14 @@ import trio
 
 from engine.core import containers as cc
 from engine.core import images as ci
+from engine.core import volumes as cv
 from engine.core.decision import Decision
 from engine.core.lookup import find_container
 from engine.core.names import generate_name
 from engine.errors import Conflict
 from engine.journal import ConcurrencyConflict, Journal
 from engine.supervisor import Supervisor
+from engine.volumes.plan import anonymous_needed
 from events.envelope import Actor
 from events.redact import redact_env
 from events.values import ContainerConfig
@@ -97,10 +99,12 @@ class Engine:
         # The values go to the 0600 secret store, never into the log (DESIGN.md "Secrets").
         if env:
             self.secrets.put(cid, env)
+        anonymous = tuple(self.journal.new_id() for _ in range(anonymous_needed(config.mounts)))
+        command = cc.CreateContainer(name=name, config=config, anonymous_ids=anonymous)
         try:
             decision = await self.run(
-                lambda s: cc.decide_create(s, cc.CreateContainer(name=name, config=config),
-                                           op_id=op_id, container_id=cid), actor, lock=cid)
+                lambda s: cc.decide_create(s, command, op_id=op_id, container_id=cid), actor,
+                lock=cid)
         except BaseException:
             if cid not in self.state.containers:
                 self.secrets.wipe(cid)
@@ -180,6 +184,24 @@ class Engine:
 
         result: ContainerView = await self.journal.wait_for(done)
         return result
+
+    # -- volumes --------------------------------------------------------------------------
+
+    async def create_volume(self, name: str, actor: Actor, *, driver: str = "local",
+                            labels: dict[str, str] | None = None,
+                            options: dict[str, str] | None = None) -> str:
+        if not name:
+            name = self.journal.new_id()
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cv.decide_volume_create(
+            s, name, op_id=op_id, driver=driver, labels=labels, options=options), actor,
+            lock="volume-" + name)
+        return name
+
+    async def remove_volume(self, name: str, actor: Actor, *, force: bool = False) -> None:
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cv.decide_volume_remove(s, name, op_id=op_id, force=force),
+                       actor, lock="volume-" + name)
 
     # -- images ---------------------------------------------------------------------------
 

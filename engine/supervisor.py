@@ -24,9 +24,10 @@ from engine import failpoints
 from engine.core.decision import Decision, Step
 from engine.core.images import unused_blobs, unused_layers
 from engine.core.restart import restart_delay_ms
-from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots
+from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError
 from engine.journal import Journal
+from engine.volumes.plan import plan_mounts
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from projections.state import ContainerView, ImageView
@@ -36,7 +37,8 @@ log = logging.getLogger("shipslog.supervisor")
 
 class SpecMaker(Protocol):
     def make(self, container: ContainerView, image: ImageView, env: list[str],
-             rootfs: str) -> dict[str, Any]: ...
+             rootfs: str, mounts: list[dict[str, Any]] | None = None,
+             rootfs_propagation: str = "") -> dict[str, Any]: ...
 
 
 class Layers(Protocol):
@@ -63,6 +65,7 @@ class Drivers:
     layers: Layers
     specs: SpecMaker
     files: Files
+    volumes: Volumes
 
 
 def _c(cid: str) -> str:
@@ -102,6 +105,8 @@ class Supervisor:
             "container.unpause": self._unpause,
             "container.remove": self._remove,
             "image.gc": self._image_gc,
+            "volume.create": self._volume_create,
+            "volume.remove": self._volume_remove,
         }
 
     # -- running plans --------------------------------------------------------------------
@@ -133,6 +138,7 @@ class Supervisor:
         c = self._container(cid)
         try:
             rootfs = await self._prepare_rootfs(c)
+            await trio.to_thread.run_sync(self._prepare_volumes, c, rootfs)
             failpoints.hit("create.after_rootfs")
         except ShipslogError as exc:
             await self._undo_create(op_id, c, "rootfs.prepare", str(exc), actor)
@@ -145,6 +151,22 @@ class Supervisor:
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
         ], op_id, actor)
 
+    def _mount_plan(self, c: ContainerView) -> Any:
+        return plan_mounts(c.config.mounts, None,
+                           known_volumes=set(self.journal.state.volumes.keys()))
+
+    def _volume_options(self) -> dict[str, dict[str, str]]:
+        return {name: dict(vol.options) for name, vol in self.journal.state.volumes.items()}
+
+    def _prepare_volumes(self, c: ContainerView, rootfs: str) -> None:
+        """Make the container's volumes exist, and seed new ones with the image's content."""
+        opts = self._volume_options()
+        for m in self._mount_plan(c).mounts:
+            if m.kind == "volume":
+                self.d.volumes.create(m.source, opts.get(m.source, {}))
+                if m.seed:
+                    self.d.volumes.seed(m.source, rootfs, m.target, opts.get(m.source, {}))
+
     async def _prepare_rootfs(self, c: ContainerView) -> str:
         image = self.journal.state.images.get(c.config.image_id)
         if image is None:
@@ -155,9 +177,11 @@ class Supervisor:
     async def _undo_create(self, op_id: str, c: ContainerView, step: str, error: str,
                            actor: Actor) -> None:
         cleanup_failed = False
+        dropped: list[str] = []
         try:
             await trio.to_thread.run_sync(self.d.snapshots.remove, c.id)
             self.d.secrets.wipe(c.id)
+            dropped = await self._drop_anonymous_volumes(c)
         except (OSError, ShipslogError) as exc:
             log.warning("cleanup after failed create of %s failed: %s", c.id, exc)
             cleanup_failed = True
@@ -168,8 +192,31 @@ class Supervisor:
                 Pending(stream=_c(c.id), event=v.ContainerRemoved(container_id=c.id)),
                 Pending(stream=stream_of("name", c.name),
                         event=v.NameReleased(name=c.name, container_id=c.id)),
+                *self._volumes_removed(dropped),
             ]
         await self._append(pending, op_id, actor)
+
+    async def _drop_anonymous_volumes(self, c: ContainerView) -> list[str]:
+        """Anonymous volumes of `c` that no other container refers to: deleted (`rm -v`,
+        `--rm`, a failed create). Returns their names for the VolumeRemoved events."""
+        state = self.journal.state
+        mine = {m.source for m in c.config.mounts if m.type == "volume" and m.source}
+        gone = []
+        for name in sorted(mine):
+            vol = state.volumes.get(name)
+            if vol is None or not vol.anonymous:
+                continue
+            if any(o.id != c.id and any(m.source == name for m in o.config.mounts)
+                   for o in state.containers.values()):
+                continue
+            await trio.to_thread.run_sync(self.d.volumes.remove, name)
+            gone.append(name)
+        return gone
+
+    @staticmethod
+    def _volumes_removed(names: list[str]) -> list[Pending]:
+        return [Pending(stream=stream_of("volume", n), event=v.VolumeRemoved(name=n))
+                for n in names]
 
     # -- start ----------------------------------------------------------------------------
 
@@ -181,15 +228,23 @@ class Supervisor:
         try:
             rootfs = await self._prepare_rootfs(c)
             image = self.journal.state.images[c.config.image_id]
+            step = "mounts.prepare"
+            plan = self._mount_plan(c)
+            mounts = await trio.to_thread.run_sync(
+                self.d.volumes.prepare, cid, plan, rootfs, self._volume_options())
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
-            spec = self.d.specs.make(c, image, env, rootfs)
+            spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
-            monitor_pid = await rt.create(
-                cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
-                stdin_once=c.config.stdin_once, log_path=self.d.files.log_path(cid),
-                log_opts=dict(c.config.log_options))
+            try:
+                monitor_pid = await rt.create(
+                    cid, spec, tty=c.config.tty, open_stdin=c.config.open_stdin,
+                    stdin_once=c.config.stdin_once, log_path=self.d.files.log_path(cid),
+                    log_opts=dict(c.config.log_options))
+            finally:
+                # runc holds its own copies of the mounts now (or failed): drop the staging.
+                await trio.to_thread.run_sync(self.d.volumes.release, cid)
             failpoints.hit("start.after_runtime_create")
             await self._hand_out_attach_sessions(cid)
             step = "runtime.start"
@@ -204,6 +259,9 @@ class Supervisor:
         await self._append([
             Pending(stream=_c(cid), event=v.ContainerStarted(container_id=cid, pid=pid,
                                                              monitor_pid=monitor_pid)),
+            *(Pending(stream=stream_of("volume", m.source), event=v.VolumeMounted(
+                name=m.source, container_id=cid, destination=m.target, read_only=m.read_only))
+              for m in plan.mounts if m.kind == "volume"),
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
         ], op_id, actor)
         self.watch(cid)
@@ -297,6 +355,9 @@ class Supervisor:
                 container_id=cid, exit_code=record.exit_code, signal=record.signal,
                 oom_killed=record.oom_killed, finished_at=record.finished_at_ns)
         pending = [Pending(stream=_c(cid), event=event)]
+        c = state.containers[cid]
+        pending += [Pending(stream=stream_of("volume", m.name), event=v.VolumeUnmounted(
+            name=m.name, container_id=cid, destination=m.destination)) for m in c.mounts]
         for op in state.operations.values():  # a stop is complete when the process is gone
             if op.target == _c(cid) and op.kind == "container.stop" and not op.needs_cleanup:
                 pending.append(Pending(stream=_opstream(op.op_id),
@@ -444,11 +505,15 @@ class Supervisor:
                     if cid in self._exited:
                         await self.wait_exited(cid, 30)
             await rt.delete(cid, force=True)
+            await trio.to_thread.run_sync(self.d.volumes.release, cid)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
             failpoints.hit("remove.after_rootfs")
             self.d.secrets.wipe(cid)
             await trio.to_thread.run_sync(self.d.files.remove_container_files, cid)
+            dropped: list[str] = []
+            if args.get("volumes") == "true" or c.config.auto_remove:
+                dropped = await self._drop_anonymous_volumes(c)
         except (ShipslogError, OSError) as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
                 op_id=op_id, step="remove", error=str(exc), needs_cleanup=True))], op_id, actor)
@@ -460,8 +525,29 @@ class Supervisor:
             Pending(stream=_c(cid), event=v.ContainerRemoved(container_id=cid)),
             Pending(stream=stream_of("name", c.name),
                     event=v.NameReleased(name=c.name, container_id=cid)),
+            *self._volumes_removed(dropped),
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
         ], op_id, actor)
+
+    # -- volumes --------------------------------------------------------------------------
+
+    async def _volume_create(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        name = args["name"]
+        vol = self.journal.state.volumes.get(name)
+        opts = dict(vol.options) if vol is not None else {}
+        await trio.to_thread.run_sync(self.d.volumes.create, name, opts)
+
+    async def _volume_remove(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        name = args["name"]
+        try:
+            await trio.to_thread.run_sync(self.d.volumes.remove, name)
+        except (ShipslogError, OSError) as exc:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step="volume.remove", error=str(exc), needs_cleanup=True))],
+                op_id, actor)
+            raise
+        await self._append([Pending(stream=_opstream(op_id),
+                                    event=v.OperationCompleted(op_id=op_id))], op_id, actor)
 
     # -- images ---------------------------------------------------------------------------
 

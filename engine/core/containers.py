@@ -16,6 +16,7 @@ from engine.core.decision import Decision, Step
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
 from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.volumes.plan import plan_mounts
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from events.values import ContainerConfig
@@ -66,10 +67,12 @@ def release_name(state: EngineState, name: str, container_id: str) -> Pending:
 
 
 class CreateContainer(msgspec.Struct, frozen=True, kw_only=True):
-    """`config` holds what the user asked for; image defaults are merged by the decision."""
+    """`config` holds what the user asked for, merged over the image's defaults by the API
+    layer; the decision pins the image id and plans the mounts."""
 
     name: str
     config: ContainerConfig  # image_id may be empty: the decision resolves `config.image`
+    anonymous_ids: tuple[str, ...] = ()  # fresh names for anonymous volumes (see plan_mounts)
 
 
 def resolve_image(state: EngineState, config: ContainerConfig) -> ContainerConfig:
@@ -124,10 +127,18 @@ def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
                   container_id: str) -> Decision:
     config = resolve_image(state, cmd.config)
     _validate_config(config)
+    # Mounts are checked before anything is recorded (RELIABILITY S-03); volumes the
+    # container needs and that do not exist yet are created with it, as `docker run` does.
+    plan = plan_mounts(config.mounts, None, known_volumes=set(state.volumes.keys()),
+                       anonymous_ids=cmd.anonymous_ids)
+    config = msgspec.structs.replace(config, mounts=plan.specs)
     cid = container_id
     stream = _cstream(cid)
     pending = (
         _op(op_id, "container.create", stream),
+        *(Pending(stream=stream_of("volume", vol.name), expected_version=0,
+                  event=v.VolumeCreated(name=vol.name, anonymous=vol.anonymous))
+          for vol in plan.create),
         Pending(stream=stream, event=v.ContainerCreateRequested(
             container_id=cid, name=cmd.name, config=config), expected_version=0),
         claim_name(state, cmd.name, cid),

@@ -10,9 +10,17 @@ from engine.core.decision import Decision, Step
 from engine.core.lookup import find_volume
 from engine.core.validate import check_name
 from engine.errors import Conflict
+from engine.volumes.plan import parse_local_options
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from projections.state import EngineState
+
+
+def volume_users(state: EngineState, name: str) -> list[str]:
+    """Containers whose mounts name the volume, running or not (Docker refuses `volume rm`
+    while any container, even a stopped one, refers to it)."""
+    return [c.id for c in state.containers.values()
+            if any(m.type == "volume" and m.source == name for m in c.config.mounts)]
 
 
 def decide_volume_create(state: EngineState, name: str, *, op_id: str, driver: str = "local",
@@ -20,6 +28,7 @@ def decide_volume_create(state: EngineState, name: str, *, op_id: str, driver: s
                          options: dict[str, str] | None = None,
                          anonymous: bool = False) -> Decision:
     check_name(name, "volume")
+    parse_local_options(options)  # bad driver options are a 400 before anything is recorded
     existing = state.volumes.get(name)
     if existing is not None:
         # Docker returns the existing volume when the driver matches.
@@ -36,10 +45,11 @@ def decide_volume_create(state: EngineState, name: str, *, op_id: str, driver: s
 
 def decide_volume_remove(state: EngineState, name: str, *, op_id: str,
                          force: bool = False) -> Decision:
-    vol = find_volume(state, name)
-    if vol.users:
+    find_volume(state, name)  # NotFound first, as Docker
+    users = volume_users(state, name)
+    if users:
         raise Conflict(
-            f"remove {name}: volume is in use - [{', '.join(vol.users)}]",
+            f"remove {name}: volume is in use - [{', '.join(users)}]",
             hint="remove the containers that use it first")
     return Decision(op_id=op_id, target=name, pending=(
         Pending(stream=stream_of("op", op_id), expected_version=0, event=v.OperationRequested(

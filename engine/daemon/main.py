@@ -27,11 +27,13 @@ from engine.api.routes_images import image_routes
 from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
 from engine.api.routes_system import VERSION, system_routes
+from engine.api.routes_volumes import volume_routes
 from engine.daemon.wiring import (
     ContainerFiles,
     ImageStorage,
     RealRuntime,
     RealSnapshots,
+    RealVolumes,
     SpecMaker,
 )
 from engine.errors import ShipslogError
@@ -139,7 +141,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
             drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
                               secrets=secrets, layers=storage, specs=SpecMaker(paths),
-                              files=ContainerFiles(paths))
+                              files=ContainerFiles(paths), volumes=RealVolumes(paths))
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
             paths.boot_id_file.write_text(current_boot + "\n")
@@ -152,7 +154,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
                 engine_id=_engine_id(store), runc_version=runc_version)
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
-                      stream_routes(ctx), shipslog_routes(ctx))
+                      stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)

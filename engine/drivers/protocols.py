@@ -103,6 +103,24 @@ class AttachSession(Protocol):
     def close(self) -> None: ...
 
 
+class Volumes(Protocol):
+    """Named and anonymous volumes (the local driver) and a container's mounts."""
+
+    def create(self, name: str, options: dict[str, str]) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def seed(self, name: str, rootfs: str, target: str, options: dict[str, str]) -> None:
+        """Copy the image's content at `target` into the volume if it is empty (Docker)."""
+
+    def prepare(self, container_id: str, plan: Any, rootfs: str,
+                volume_options: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        """Mount volumes, stage binds by fd; return the OCI mount entries."""
+
+    def release(self, container_id: str) -> None:
+        """Drop the staging mounts once the runtime holds its own copies."""
+
+
 class Secrets(Protocol):
     def key(self) -> bytes: ...
 

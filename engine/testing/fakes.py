@@ -246,8 +246,48 @@ class FakeLayers:
 
 
 class FakeSpecs:
-    def make(self, container: Any, image: Any, env: list[str], rootfs: str) -> dict[str, Any]:
-        return {"root": {"path": rootfs}, "process": {"env": env}}
+    def make(self, container: Any, image: Any, env: list[str], rootfs: str,
+             mounts: list[dict[str, Any]] | None = None,
+             rootfs_propagation: str = "") -> dict[str, Any]:
+        return {"root": {"path": rootfs}, "process": {"env": env}, "mounts": mounts or []}
+
+
+class FakeVolumes:
+    """Volumes as directories that exist or not, and per-container staging that is held
+    between `prepare` and `release`."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.f = faults
+        self.present: set[str] = set()
+        self.seeded: set[str] = set()
+        self.staged: dict[str, list[str]] = {}
+
+    def create(self, name: str, options: dict[str, str]) -> None:
+        self.f.record("volumes.create", name)
+        self.present.add(name)
+
+    def remove(self, name: str) -> None:
+        self.f.record("volumes.remove", name)
+        self.present.discard(name)
+        self.seeded.discard(name)
+
+    def seed(self, name: str, rootfs: str, target: str, options: dict[str, str]) -> None:
+        self.f.record("volumes.seed", name, target)
+        self.seeded.add(name)
+
+    def prepare(self, container_id: str, plan: Any, rootfs: str,
+                volume_options: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        self.f.record("volumes.prepare", container_id)
+        out = []
+        for m in plan.mounts:
+            if m.kind == "volume" and m.source not in self.present:
+                raise NotFound(f"volume {m.source} has no directory")
+            out.append({"destination": m.target, "type": m.kind, "source": m.source})
+        self.staged[container_id] = [m.target for m in plan.mounts]
+        return out
+
+    def release(self, container_id: str) -> None:
+        self.staged.pop(container_id, None)
 
 
 class FakeFiles:

@@ -28,6 +28,7 @@ from engine.testing.fakes import (
     FakeSecrets,
     FakeSnapshots,
     FakeSpecs,
+    FakeVolumes,
     Faults,
 )
 from events import vocabulary as v
@@ -54,10 +55,12 @@ class Machine:
         self.runtime = FakeRuntime(self.faults)
         self.layers = FakeLayers(self.faults)
         self.files = FakeFiles(self.faults)
+        self.volumes = FakeVolumes(self.faults)
 
     def drivers(self) -> Drivers:
         return Drivers(snapshots=self.snapshots, runtime=self.runtime, secrets=self.secrets,
-                       layers=self.layers, specs=FakeSpecs(), files=self.files)
+                       layers=self.layers, specs=FakeSpecs(), files=self.files,
+                       volumes=self.volumes)
 
 
 @dataclass

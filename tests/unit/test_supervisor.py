@@ -321,3 +321,52 @@ async def test_restart_pause_unpause_rename_kill(machine) -> None:  # type: igno
         consistent(rig)
         # A killed container with `always` is not restarted: the user stopped it.
         assert not rig.store.state.operations
+
+
+async def test_volumes_follow_their_containers(machine) -> None:  # type: ignore[no-untyped-def]
+    from engine.core.volumes import decide_volume_remove
+    from events.values import MountSpec
+
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        mounts = (MountSpec(type="volume", target="/data", source="keep"),
+                  MountSpec(type="volume", target="/cache"),
+                  MountSpec(type="tmpfs", target="/run/t"))
+        cid, _ = await rig.engine.create_container(name="vols", config=cfg(mounts=mounts),
+                                                   env=[], actor=USER)
+        state = rig.store.state
+        anon = next(m.source for m in state.containers[cid].config.mounts
+                    if m.target == "/cache")
+        assert len(anon) == 64 and state.volumes[anon].anonymous
+        assert not state.volumes["keep"].anonymous
+        assert {"keep", anon} <= machine.volumes.present
+        assert machine.volumes.seeded == {"keep", anon}  # new volumes get the image's content
+        await rig.engine.start(cid, USER)
+        assert set(rig.store.state.volumes["keep"].users) == {cid}
+        assert machine.volumes.staged == {}  # staging released once the runtime holds mounts
+        with pytest.raises(Conflict):
+            decide_volume_remove(rig.store.state, "keep", op_id="x")
+        machine.runtime.exit(cid, 0)
+        await rig.engine.wait(cid)
+        assert rig.store.state.volumes["keep"].users == ()
+        await rig.engine.remove(cid, USER, volumes=True)
+        assert anon not in rig.store.state.volumes and anon not in machine.volumes.present
+        assert "keep" in rig.store.state.volumes  # named volumes outlive their containers
+        consistent(rig)
+
+
+async def test_bad_mounts_are_refused_before_anything_is_recorded(machine) -> None:  # type: ignore[no-untyped-def]
+    from events.values import MountSpec
+
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        head = rig.store.head()
+        for bad in (MountSpec(type="bind", source="relative/path", target="/x"),
+                    MountSpec(type="volume", source="../x", target="/x"),
+                    MountSpec(type="bind", source="/etc", target="relative"),
+                    MountSpec(type="tmpfs", target="/a\nb")):
+            with pytest.raises(Exception) as err:
+                await rig.engine.create_container(name="badmount", config=cfg(mounts=(bad,)),
+                                                  env=[], actor=USER)
+            assert getattr(err.value, "status", 500) == 400, bad
+        assert rig.store.head() == head
