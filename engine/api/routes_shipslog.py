@@ -37,7 +37,7 @@ from engine.api.translate import parse_filters
 from engine.core.lookup import find_container, find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from events import vocabulary as v
-from events.envelope import Envelope, stream_of
+from events.envelope import Actor, Envelope, stream_of
 from events.follow import follow
 from events.store import EventStore
 from projections import history as hist
@@ -131,8 +131,25 @@ def seq_of(store: EventStore[Any], point: Point) -> int:
     if point.seq is not None:
         return min(point.seq, head)
     assert point.time_ns is not None
-    first_after = next(iter(store.read(0, since_ns=point.time_ns + 1, limit=1)), None)
-    return head if first_after is None else first_after.seq - 1
+    return first_seq_at(store, point.time_ns + 1) - 1
+
+
+def first_seq_at(store: EventStore[Any], time_ns: int) -> int:
+    """The first seq recorded at or after `time_ns` (head + 1 if none).
+
+    A binary search over seq, one indexed single-row read per step: `recorded_at` rises with
+    seq (the store stamps each batch as it commits them in order), and a `WHERE recorded_at
+    >= ?` read would make SQLite walk the primary key from the start of a 1M-event log.
+    """
+    lo, hi = 1, store.head() + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        env = next(iter(store.read(mid - 1, limit=1)), None)
+        if env is None or env.recorded_at >= time_ns:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def time_of(store: EventStore[Any], seq: int, fallback: int) -> int:
@@ -168,21 +185,44 @@ def rfc3339_nano(ns: int) -> str:
     return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
 
 
+class EventLine(msgspec.Struct, frozen=True):
+    """An event in shipslog's own format: every envelope field and the whole payload (whose
+    `type` is the event's name)."""
+
+    seq: int
+    time: str
+    timeNano: int  # noqa: N815 - Docker's spelling, so `--format '{{.timeNano}}'` carries over
+    type: str
+    stream: str
+    stream_version: int
+    schema_version: int
+    op_id: str
+    actor: Actor
+    event: Any
+    hash: str
+
+
+_LINES = msgspec.json.Encoder()
+
+
+def event_lines(envelopes: list[Envelope]) -> bytes:
+    """Newline-delimited JSON of the envelopes (one encoder call per page: the stream's hot
+    path)."""
+    lines = []
+    last_ns, last_text = -1, ""
+    for env in envelopes:
+        if env.recorded_at != last_ns:  # a batch shares its timestamp
+            last_ns, last_text = env.recorded_at, rfc3339_nano(env.recorded_at)
+        lines.append(EventLine(env.seq, last_text, env.recorded_at, type(env.event).__name__,
+                               env.stream, env.stream_version, env.schema_version, env.op_id,
+                               env.actor, env.event, env.hash))
+    return _LINES.encode_lines(lines)
+
+
 def envelope_json(env: Envelope) -> dict[str, Any]:
-    """An event in shipslog's own format: every envelope field and the whole payload."""
-    return {
-        "seq": env.seq,
-        "time": rfc3339_nano(env.recorded_at),
-        "timeNano": env.recorded_at,
-        "type": env.type,
-        "stream": env.stream,
-        "stream_version": env.stream_version,
-        "schema_version": env.schema_version,
-        "op_id": env.op_id,
-        "actor": msgspec.to_builtins(env.actor),
-        "event": msgspec.to_builtins(env.event),
-        "hash": env.hash,
-    }
+    """One event as a plain dict (the same fields `event_lines` writes)."""
+    decoded: dict[str, Any] = msgspec.json.decode(event_lines([env]))
+    return decoded
 
 
 # ------------------------------------------------------------------------ resolving objects
@@ -353,9 +393,8 @@ def shipslog_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/shipslog/events")
     async def events(req: Request) -> Response:
-        state = ctx.engine.state
         filters = parse_filters(req.arg("filters"))
-        keep = event_filter(state, filters) if filters else None
+        keep = event_filter(ctx.engine.state, filters) if filters else None
         since, until = req.arg("since"), req.arg("until")
         follow_live = req.bool("follow") and not until and ctx.writer is not None
         limit = req.int("limit")
@@ -377,7 +416,7 @@ def shipslog_routes(ctx: Any) -> Router:
                 async with contextlib.aclosing(follow(ctx.store, ctx.writer, after_seq=after,
                                                       filter=keep)) as live:
                     async for env in live:
-                        yield msgspec.json.encode(envelope_json(env)) + b"\n"
+                        yield event_lines([env])
                         sent += 1
                         if limit is not None and sent >= limit:
                             return
@@ -386,18 +425,21 @@ def shipslog_routes(ctx: Any) -> Router:
             try:
                 cursor = after
                 while cursor < last:
-                    page = await trio.to_thread.run_sync(lambda after=cursor: list(
-                        reader.read(after, limit=2000, until_seq=last)))
+                    # A short first page: the first lines come out at once.
+                    size = 2000 if cursor > after else 100
+                    if limit is not None and keep is None:
+                        size = min(size, limit - sent)
+                    page = await trio.to_thread.run_sync(lambda a=cursor, n=size: list(
+                        reader.read(a, limit=n, until_seq=last)))
                     if not page:
                         return
                     cursor = page[-1].seq
-                    chunk = [msgspec.json.encode(envelope_json(e)) + b"\n"
-                             for e in page if keep is None or keep(e)]
+                    chosen = page if keep is None else [e for e in page if keep(e)]
                     if limit is not None:
-                        chunk = chunk[:limit - sent]
-                    sent += len(chunk)
-                    if chunk:
-                        yield b"".join(chunk)
+                        chosen = chosen[:limit - sent]
+                    sent += len(chosen)
+                    if chosen:
+                        yield event_lines(chosen)
                     if limit is not None and sent >= limit:
                         return
             finally:
@@ -540,8 +582,7 @@ def _hash_at(reader: EventStore[Any], seq: int) -> str | None:
 
 def _first_at(reader: EventStore[Any], time_ns: int) -> int:
     """`after_seq` for a stream that starts at the first event recorded at or after a time."""
-    first = next(iter(reader.read(0, since_ns=time_ns, limit=1)), None)
-    return reader.head() if first is None else first.seq - 1
+    return first_seq_at(reader, time_ns) - 1
 
 
 def _within(row: hist.WhoRow, lo: Point | None, hi: Point | None) -> bool:
