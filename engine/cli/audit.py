@@ -21,8 +21,6 @@ from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
 from engine.cli.timeline import when
-from events import checkpoint as cp
-from projections.history import command_line
 
 
 def register(sub: Any) -> None:
@@ -65,6 +63,8 @@ def key_path(ctx: Context, given: str | None) -> str:
 
 
 def load_or_create_key(path: str) -> tuple[bytes, bool]:
+    from events import checkpoint as cp
+
     try:
         with open(path, "rb") as fh:
             return fh.read(), False
@@ -79,6 +79,8 @@ def load_or_create_key(path: str) -> tuple[bytes, bool]:
 
 
 def cmd_checkpoint(ctx: Context, args: argparse.Namespace) -> int:
+    from events import checkpoint as cp
+
     path = key_path(ctx, args.key)
     pem, created = load_or_create_key(path)
     head = ctx.read("audit", "/shipslog/audit/head")
@@ -107,6 +109,8 @@ def cmd_checkpoint(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    from events import checkpoint as cp
+
     checkpoint = None
     trusted: bytes | None = None
     warnings: list[str] = []
@@ -168,6 +172,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
+    from projections.history import command_line
+
     params: dict[str, Any] = {}
     if args.object:
         params["object"] = args.object

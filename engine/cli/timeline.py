@@ -17,7 +17,6 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError
-from projections.history import command_line
 
 
 def register(sub: Any) -> None:
@@ -69,6 +68,8 @@ def span(ns: int | None) -> str:
 
 
 def actor_text(actor: dict[str, Any]) -> str:
+    from projections.history import command_line
+
     if actor.get("via") == "daemon":
         return "daemon"
     text = f"uid={actor.get('uid')}"
