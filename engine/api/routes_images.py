@@ -14,9 +14,10 @@ import msgspec
 
 from engine.api import render
 from engine.api.router import Request, Response, Router, empty, json_response, streaming
+from engine.api.routes_registry import pull_response
 from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
-from engine.errors import InvalidArgument, NotFound
+from engine.errors import InvalidArgument
 
 
 def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
@@ -128,12 +129,7 @@ def image_routes(ctx: Any) -> Router:
     async def create(req: Request) -> Response:
         src = req.arg("fromSrc")
         if src is None:
-            ref = req.arg("fromImage") or ""
-            raise NotFound(
-                f"pull access denied for {ref}: pulling from registries is not available in "
-                "this build yet",
-                hint="load the image with: shipslog load -i IMAGE.tar",
-            )
+            return await pull_response(ctx, req)
         if src != "-":
             raise InvalidArgument(
                 "import from a URL is not supported", hint="pipe the file: shipslog import FILE.tar"

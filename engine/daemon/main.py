@@ -24,6 +24,7 @@ import trio
 from engine.api.http import App, serve_unix
 from engine.api.routes_containers import container_routes
 from engine.api.routes_images import image_routes
+from engine.api.routes_registry import registry_routes
 from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
 from engine.api.routes_system import VERSION, system_routes
@@ -154,7 +155,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
                 engine_id=_engine_id(store), runc_version=runc_version)
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
-                      stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx))
+                      stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
+                      registry_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
