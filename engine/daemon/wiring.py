@@ -8,6 +8,7 @@ I/O: all of it, through the driver modules. This module only adapts their shapes
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal as signals
 from pathlib import Path
@@ -17,12 +18,14 @@ import msgspec
 
 from engine.drivers.bindsafe import BindStager
 from engine.drivers.content import ContentStore
+from engine.drivers.hostfiles import read_host_resolv_conf, write_container_files
 from engine.drivers.hostinfo import host_spec_inputs
 from engine.drivers.layers import LayerStore
 from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime import Runtime, read_rootfs_file
 from engine.drivers.snapshots import Snapshotter
 from engine.drivers.volumes import Mounter, VolumeStore
+from engine.network import hostfiles
 from engine.paths import Paths
 from engine.runtime.spec import build_spec
 from projections.state import ContainerView, ImageView
@@ -173,12 +176,13 @@ class SpecMaker:
         # Every mount the user asked for comes planned and staged in `mounts`.
         cfg = msgspec.structs.replace(container.config, mounts=())
         passwd = group = None
+        mounts = list(mounts or ()) + self._host_files(container)
         name, _, grp = cfg.user.partition(":")
         if (name and not name.isdigit()) or (grp and not grp.isdigit()):
             passwd = read_rootfs_file(rootfs, "etc/passwd")
             group = read_rootfs_file(rootfs, "etc/group")
         spec = build_spec(
-            cfg, image.config, env=env, rootfs=rootfs, extra_mounts=mounts or (),
+            cfg, image.config, env=env, rootfs=rootfs, extra_mounts=mounts,
             hostname=cfg.hostname or container.id[:12], netns_path=None,
             cgroups_path=f"/shipslog/{container.id}", passwd=passwd, group=group,
             init_host_path=self.init_path, **self.host,
@@ -189,6 +193,27 @@ class SpecMaker:
         if rootfs_propagation:
             spec.setdefault("linux", {})["rootfsPropagation"] = rootfs_propagation
         return spec
+
+
+    def _host_files(self, container: ContainerView) -> list[dict[str, Any]]:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf, generated safely (no line breaks
+        can reach them: RELIABILITY I-03) in the daemon's container dir and bind-mounted."""
+        cfg = container.config
+        host_mode = cfg.network_mode == "host"
+        hostname = platform.node() if host_mode else (cfg.hostname or container.id[:12])
+        if host_mode:
+            try:
+                hosts = Path("/etc/hosts").read_bytes()[:1 << 20]
+            except OSError:
+                hosts = hostfiles.hosts_file(hostname)
+        else:
+            hosts = hostfiles.hosts_file(hostname, domainname=cfg.domainname)
+        resolv = hostfiles.container_resolv_conf(read_host_resolv_conf())
+        files = write_container_files(
+            self.paths.container_dir(container.id) / "etc", hosts=hosts,
+            hostname=hostfiles.hostname_file(hostname), resolv_conf=resolv)
+        return [{"destination": dest, "type": "bind", "source": src,
+                 "options": ["rbind", "rprivate"]} for src, dest in files.mounts()]
 
 
 class ContainerFiles:
