@@ -9,7 +9,8 @@ already enslaved to the bridge, up, and its peer created *directly inside* the c
 namespace under its final name and MAC — no rename, no move. Then one thread joins the
 namespace, raises the peer, and sends the address and the default route in one batched
 netlink write. Every operation is idempotent: `ensure_bridge` keeps what exists, `connect`
-replaces a half-made pair, `disconnect` / `delete_bridge` accept a missing link.
+keeps a correct pair and replaces one that is not, `disconnect` / `delete_bridge` accept a
+missing link.
 
 Teardown order matters: `disconnect` each endpoint *before* `delete_netns`, because the kernel
 frees a namespace (and the veths in it) asynchronously after its last reference goes.
@@ -18,6 +19,7 @@ frees a namespace (and the veths in it) asynchronously after its last reference 
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import os
 import socket
@@ -46,6 +48,7 @@ RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE = 0
 RTN_UNICAST = 1
+SIOCGIFHWADDR = 0x8927
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,18 @@ def _ignore(exc: NetlinkError, *codes: int) -> None:
         raise KernelError(f"netlink: {os.strerror(exc.code)}") from exc
 
 
+def _hwaddr(ifname: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = fcntl.ioctl(s, SIOCGIFHWADDR, struct.pack("16s24x", ifname.encode()))
+    return ":".join(f"{b:02x}" for b in req[18:24])
+
+
 def configure_peer(plan: VethPlan) -> None:
     """Peer up, address, default route (one netlink write). Call it from a thread that has
     joined the container's namespace (`run_in_netns`); `Netlink.connect` does."""
+    if plan.mac and _hwaddr(plan.peer_ifname) != plan.mac:
+        # a peer of that name that is not ours (another network's endpoint)
+        raise OSError(errno.EEXIST, f"{plan.peer_ifname} belongs to another endpoint")
     set_link_up(plan.peer_ifname)
     index = socket.if_nametoindex(plan.peer_ifname)
     ip, prefix = plan.ip_cidr.split("/")
@@ -167,8 +179,8 @@ class Netlink:
                        peer={"ifname": plan.peer_ifname, "net_ns_fd": ns_fd,
                              "address": plan.mac, "mtu": plan.mtu})
 
-    def connect(self, plan: VethPlan) -> str:
-        """Make the container's endpoint on the bridge; return the host-side veth name."""
+    def _make_pair(self, plan: VethPlan, *, keep_existing: bool) -> bool:
+        """Create the pair; True when an existing pair on the right bridge was kept."""
         ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with self._lock:
@@ -178,26 +190,46 @@ class Netlink:
                                       hint="the network must be created first")
                 try:
                     self._add_veth(plan, bridge_index, ns_fd)
+                    return False
                 except NetlinkError as exc:
                     if exc.code == errno.EXFULL:  # BR_MAX_PORTS (RELIABILITY L-02)
                         raise KernelError(f"bridge {plan.bridge} has no free port") from exc
                     _ignore(exc, errno.EEXIST)
-                    # A pair from an interrupted earlier run: replace it, so what exists is
-                    # exactly what the plan says.
-                    try:
-                        self._ipr.link("del", ifname=plan.host_ifname)
-                    except NetlinkError as exc2:
-                        _ignore(exc2, errno.ENODEV)
-                    try:
-                        self._add_veth(plan, bridge_index, ns_fd)
-                    except NetlinkError as exc2:
-                        raise KernelError(
-                            f"cannot create {plan.host_ifname}/{plan.peer_ifname}: "
-                            f"{os.strerror(exc2.code)}",
-                            hint=f"is {plan.peer_ifname} already used in the container?",
-                        ) from exc2
+                existing = list(self._ipr.get_links(ifname=plan.host_ifname)) \
+                    if self._index(plan.host_ifname) is not None else []
+                if keep_existing and existing and existing[0].get("master") == bridge_index:
+                    self._ipr.link("set", index=existing[0]["index"], state="up")
+                    return True
+                # A pair from an interrupted earlier run that is not what the plan says:
+                # replace it.
+                try:
+                    self._ipr.link("del", ifname=plan.host_ifname)
+                except NetlinkError as exc:
+                    _ignore(exc, errno.ENODEV)
+                try:
+                    self._add_veth(plan, bridge_index, ns_fd)
+                except NetlinkError as exc:
+                    why = (f"{plan.peer_ifname} is already used in the container"
+                           if exc.code == errno.EEXIST else os.strerror(exc.code))
+                    raise KernelError(f"cannot create {plan.host_ifname}/{plan.peer_ifname}: "
+                                      f"{why}", hint="give each network its own ethN") from exc
+                return False
         finally:
             os.close(ns_fd)
+
+    def connect(self, plan: VethPlan) -> str:
+        """Make the container's endpoint on the bridge; return the host-side veth name.
+        Running it again keeps a correct existing pair (no traffic lost) and re-applies the
+        address and route; a pair that does not match the plan is replaced."""
+        kept = self._make_pair(plan, keep_existing=True)
+        try:
+            run_in_netns(plan.netns_path, configure_peer, plan)
+            return plan.host_ifname
+        except OSError as exc:
+            if not kept:
+                raise KernelError(f"cannot configure {plan.peer_ifname} in "
+                                  f"{plan.netns_path}: {exc}") from exc
+        self._make_pair(plan, keep_existing=False)
         try:
             run_in_netns(plan.netns_path, configure_peer, plan)
         except OSError as exc:

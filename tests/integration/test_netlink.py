@@ -25,6 +25,7 @@ import pytest
 
 from engine.drivers.netlink import Netlink
 from engine.drivers.netns import create_netns, delete_netns, list_netns, run_in_netns
+from engine.errors import KernelError
 from engine.network.plan import BridgePlan, VethPlan, netns_name, plan_bridge, plan_veth
 
 pytestmark = pytest.mark.kernel
@@ -192,8 +193,33 @@ def test_disconnect_cuts_and_connect_restores(lab: NetLab) -> None:
     assert b.plan.host_ifname not in {li.name for li in lab.netlink.list_links()}
     lab.netlink.connect(b.plan)
     assert ping(a.netns, b.ip)
-    lab.netlink.connect(b.plan)  # running it again replaces the pair; traffic still flows
+    index = socket.if_nametoindex(b.plan.host_ifname)
+    lab.netlink.connect(b.plan)  # running it again keeps the pair and re-applies the address
+    assert socket.if_nametoindex(b.plan.host_ifname) == index
     assert ping(a.netns, b.ip)
+
+
+def test_a_container_on_two_networks_gets_eth1_without_a_second_default(lab: NetLab) -> None:
+    br1, net1, nid1 = lab.bridge(116)
+    br2, net2, nid2 = lab.bridge(118)
+    a = lab.container(br1, net1, nid1, host=2)
+    peer = lab.container(br2, net2, nid2, host=3)
+    second = plan_veth(a.container_id, nid2, bridge=br2.name, subnet=str(net2),
+                       gateway=str(net2[1]), ip=str(net2[2]), netns_path=a.netns,
+                       ifname="eth1", default_route=False)
+    lab.endpoints.append(Endpoint(a.container_id, str(net2[2]), a.netns, second))
+    lab.netlink.connect(second)
+    assert ping(a.netns, peer.ip)
+    routes = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "route"],
+                            capture_output=True, text=True, check=True).stdout
+    assert routes.count("default") == 1 and f"default via {net1[1]} dev eth0" in routes
+    # the same interface name twice is refused, not silently re-pointed
+    clash = plan_veth(a.container_id, os.urandom(32).hex(), bridge=br2.name,
+                      subnet=str(net2), gateway=str(net2[1]), ip=str(net2[9]),
+                      netns_path=a.netns, ifname="eth1")
+    with pytest.raises(KernelError, match="already used"):
+        lab.netlink.connect(clash)
+    assert clash.host_ifname not in {li.name for li in lab.netlink.list_links()}
 
 
 def test_every_operation_is_idempotent_and_teardown_leaves_nothing(tmp_path: Path) -> None:
