@@ -250,7 +250,7 @@ async def _serve_tcp(client: trio.SocketStream, target_ip: str, target_port: int
             nursery.start_soon(_pump, upstream, client)
 
 
-async def _udp_session(listener: trio.socket.SocketType, client: Any, target: tuple[str, int],
+async def _udp_session(listener: trio.socket.SocketType, client: Any,
                        upstream: trio.socket.SocketType, sessions: dict[Any, Any]) -> None:
     try:
         while True:
@@ -295,8 +295,7 @@ async def run_proxy(host_ip: str, host_port: int, target_ip: str, target_port: i
                     upstream = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
                     await upstream.connect((target_ip, target_port))
                     sessions[client] = upstream
-                    nursery.start_soon(_udp_session, sock, client, (target_ip, target_port),
-                                       upstream, sessions)
+                    nursery.start_soon(_udp_session, sock, client, upstream, sessions)
                 try:
                     await upstream.send(data)
                 except OSError:
