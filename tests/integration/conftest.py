@@ -26,7 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def kernel_left_clean(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "kernel" not in request.keywords:
+    # SHIPSLOG_SHARED_HOST=1: another test run shares this machine (a developer's parallel
+    # sessions), so host-wide counts would blame us for its objects. CI never sets it.
+    if "kernel" not in request.keywords or os.environ.get("SHIPSLOG_SHARED_HOST") == "1":
         yield
         return
     before = kernel_inventory()
