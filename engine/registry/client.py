@@ -19,6 +19,7 @@ registry endpoint and set of credentials. What it does for its callers:
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -162,7 +163,11 @@ class RegistryClient:
         self.tokens = tokens if tokens is not None else TokenCache()
         self.policy = policy or RetryPolicy()
         self._basic = False
-        self._who = self.creds.username if self.creds else ""
+        # Tokens are cached per credentials, not per user name: a wrong password must not
+        # be served a token that the right one earned.
+        self._who = hashlib.sha256(repr((self.creds.username, self.creds.password,
+                                         self.creds.identity_token)).encode()).hexdigest()[:32] \
+            if self.creds else ""
 
     # -- authorization -------------------------------------------------------------------
 
@@ -431,8 +436,10 @@ def _why(e: BaseException) -> str:
 
 def _status_error(status: int, text: str, domain: str) -> ShipslogError:
     if status in (401, 403):
-        return RegistryUnauthorized(f"{text or 'denied'}",
-                                    f"log in with: shipslog login {domain}")
+        if text.startswith("HTTP "):  # a HEAD, or a registry that gave no reason
+            text = ("unauthorized: authentication required" if status == 401 else
+                    "denied: requested access to the resource is denied")
+        return RegistryUnauthorized(text, f"log in with: shipslog login {domain}")
     if status == 404:
         return RegistryNotFound(text or "not found")
     return RegistryError(f"registry answered HTTP {status}: {text}")
