@@ -19,7 +19,7 @@ import trio
 from engine.core.decision import Step
 from engine.core.restart import restart_on_daemon_start
 from engine.drivers.protocols import RuntimeState
-from engine.errors import ShipslogError
+from engine.errors import NotFound, ShipslogError
 from engine.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending, stream_of
@@ -74,6 +74,9 @@ class Recovery:
             await self.sup.run_step(op.op_id, _step("rootfs.prepare", cid), SYSTEM_ACTOR)
         elif op.kind == "container.start" and c is not None:
             await self._resolve_start(op, cid)
+        elif op.kind == "container.restart" and c is not None and c.status not in RUNNING:
+            # The stop half is done (the exit is in the log): finish or undo the start half.
+            await self._resolve_start(op, cid)
         elif op.kind == "container.remove" and c is not None:
             await self.sup.run_step(op.op_id, _step("container.remove", cid), SYSTEM_ACTOR)
         elif op.kind in ("container.pause", "container.unpause") and c is not None:
@@ -84,8 +87,12 @@ class Recovery:
             # The user asked for it to stop; the grace period went with the old daemon.
             try:
                 await self.d.runtime.kill(cid, "SIGKILL")
-            except ShipslogError:
-                pass
+            except NotFound:
+                pass  # already gone: the container pass below records the exit
+            except ShipslogError as exc:
+                await self._append([Pending(stream=_op(op.op_id), event=v.OperationFailed(
+                    op_id=op.op_id, step="runtime.kill",
+                    error=f"kill failed, the container still runs: {exc}"))], op.op_id)
             # The exit is recorded by the container pass below, which completes this op.
         else:
             await self._append([Pending(stream=_op(op.op_id), event=v.OperationCompensated(

@@ -433,17 +433,23 @@ class Supervisor:
         sig = args.get("signal", "SIGTERM")
         timeout = int(args.get("timeout", "10"))
         c = self._container(cid)
-        if c.status == "paused":
-            await self.d.runtime.resume(cid)  # a paused process cannot act on SIGTERM
-        if timeout != 0:
-            await self._signal(cid, sig)
-            failpoints.hit("stop.after_signal")
-        if timeout < 0:
-            await self.wait_exited(cid, math.inf)
-        elif timeout == 0 or not await self.wait_exited(cid, timeout):
-            await self._signal(cid, "SIGKILL")
-            await self.wait_exited(cid, 30)
-        if op_id in self.journal.state.operations:  # it exited before the stop was recorded
+        try:
+            if c.status == "paused":
+                await self.d.runtime.resume(cid)  # a paused process cannot act on SIGTERM
+            if timeout != 0:
+                await self._signal(cid, sig)
+                failpoints.hit("stop.after_signal")
+            if timeout < 0:
+                await self.wait_exited(cid, math.inf)
+            elif timeout == 0 or not await self.wait_exited(cid, timeout):
+                await self._signal(cid, "SIGKILL")
+                await self.wait_exited(cid, 30)
+        except ShipslogError as exc:
+            await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
+                op_id=op_id, step="runtime.kill", error=str(exc)))], op_id, actor)
+            raise
+        op = self.journal.state.operations.get(op_id)
+        if op is not None and op.kind == "container.stop":  # exited before the stop recorded
             await self._append([Pending(stream=_opstream(op_id),
                                         event=v.OperationCompleted(op_id=op_id))], op_id, actor)
 

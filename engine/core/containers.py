@@ -254,9 +254,13 @@ def decide_rename(state: EngineState, ref: str, new_name: str, *, op_id: str) ->
 def decide_remove(state: EngineState, ref: str, *, op_id: str, force: bool,
                   remove_volumes: bool) -> Decision:
     c = find_container(state, ref)
-    if c.status == "removing":
+    in_flight = [op for op in state.operations.values()
+                 if op.target == _cstream(c.id) and op.kind == "container.remove"
+                 and not op.needs_cleanup]
+    if c.status == "removing" and in_flight:
         raise Conflict(f"removal of container {c.name} is already in progress",
                        hint="wait for it to finish")
+    # A removal that failed half-way (needs_cleanup) may be asked for again: it resumes.
     if c.status in ("running", "paused", "restarting") and not force:
         raise Conflict(
             f"You cannot remove a {c.status} container {c.id}. Stop the container before "

@@ -26,11 +26,19 @@ def next_free_address(net: NetworkView, *, requested: str = "") -> str:
         if addr not in subnet:
             raise InvalidArgument(f"address {addr} is not in subnet {subnet}",
                                   hint=f"pick an address inside {subnet}")
+        if subnet.num_addresses > 2 and addr in (subnet.network_address,
+                                                 subnet.broadcast_address):
+            raise InvalidArgument(f"address {addr} is the network or broadcast address of "
+                                  f"{subnet}", hint="pick a host address")
         if str(addr) in taken:
             raise Conflict(f"Address already in use: {addr}", hint="pick another address")
         return str(addr)
-    for host in pool.hosts():
-        if str(host) not in taken and host != subnet.broadcast_address:
+    # Every address of the pool, less the subnet's own network and broadcast addresses (not
+    # the pool's: an ip-range of /31 or /32 is still made of host addresses), as Docker's IPAM.
+    reserved = set() if subnet.num_addresses <= 2 else {subnet.network_address,
+                                                         subnet.broadcast_address}
+    for host in pool:
+        if host not in reserved and str(host) not in taken:
             return str(host)
     raise Conflict(f"no available IPv4 addresses on network {net.name}",
                    hint="use a larger --subnet or remove unused containers from the network")

@@ -49,6 +49,7 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
     else:
         subnet, default_gw = pick_subnet(used, host_routes)
         gateway = gateway or default_gw
+    gateway, ip_range = _check_gateway_and_range(subnet, gateway, ip_range)
     bridge = "slg-" + network_id[:11]
     return Decision(op_id=op_id, target=network_id, pending=(
         Pending(stream=stream_of("network", network_id), expected_version=0,
@@ -57,6 +58,30 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                                        internal=internal, labels=labels or {},
                                        options=options or {}, bridge=bridge)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
+
+
+def _check_gateway_and_range(subnet: str, gateway: str, ip_range: str) -> tuple[str, str]:
+    """Both parsed, inside the subnet, and written canonically (IPAM compares strings)."""
+    net = ipaddress.ip_network(subnet, strict=False)
+    try:
+        gw = ipaddress.ip_address(gateway)
+    except ValueError:
+        raise InvalidArgument(f"invalid gateway {gateway!r}", hint="use an address like 10.5.0.1") \
+            from None
+    if gw not in net:
+        raise InvalidArgument(f"gateway {gw} is not in subnet {net}",
+                              hint=f"pick a gateway inside {net}")
+    if not ip_range:
+        return str(gw), ""
+    try:
+        pool = ipaddress.ip_network(ip_range, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid ip range {ip_range!r}", hint="use CIDR: 10.5.0.128/25") \
+            from None
+    if pool.version != net.version or not pool.subnet_of(net):  # type: ignore[arg-type]
+        raise InvalidArgument(f"ip range {pool} is not inside subnet {net}",
+                              hint=f"pick a range inside {net}")
+    return str(gw), str(pool)
 
 
 def decide_network_remove(state: EngineState, ref: str, *, op_id: str) -> Decision:

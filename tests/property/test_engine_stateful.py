@@ -36,11 +36,8 @@ from projections.fold import fold
 
 USER = Actor(uid=1000, gid=1000, pid=42)
 NAMES = ["a1", "b2", "c3", "d4"]
-# runtime.kill is left out of generated programs while the two stop bugs below stand
-# (test_failed_stop_records_an_outcome, test_recovery_leaves_no_stop_pending_when_kill_fails):
-# with it, this property fails on them. Put it back with the fix.
 FAULTS = ["snapshots.prepare", "snapshots.remove", "runtime.create", "runtime.start",
-          "runtime.delete", "runtime.pause", "runtime.resume", "files.remove"]
+          "runtime.delete", "runtime.pause", "runtime.resume", "runtime.kill", "files.remove"]
 CRASH_POINTS = ["create.after_rootfs", "start.after_runtime_create",
                 "start.after_runtime_start", "stop.after_signal",
                 "remove.after_runtime_delete", "remove.after_rootfs"]
@@ -65,11 +62,8 @@ _WEIGHTED: list[tuple[int, st.SearchStrategy[Step]]] = [
     (1, st.tuples(st.just("fault"), st.sampled_from(FAULTS))),
     (3, st.tuples(st.just("crash_at"), st.sampled_from(CRASH_POINTS))),
     (1, st.tuples(st.just("restart_daemon"))),
+    (1, st.tuples(st.just("restart"), _I)),
 ]
-# `restart` is left out of the generated programs while the recovery bug below stands
-# (test_crash_during_restart_*): with it, this property fails on that bug. Put it back with
-# the fix.
-_RESTART: tuple[int, st.SearchStrategy[Step]] = (1, st.tuples(st.just("restart"), _I))
 _STEP = st.one_of(*[s for weight, s in _WEIGHTED for _ in range(weight)])
 
 
@@ -309,31 +303,16 @@ def test_crash_at_each_point_of_a_whole_lifecycle(point: str) -> None:
                ("rm", 1, True), ("create", "a1"), ("start", 2), ("exit", 2, 9)])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/recovery.py Recovery._resolve: a pending 'container.restart' operation falls "
-    "into the final else and is only compensated ('abandoned'), without looking at the "
-    "runtime: after a crash between `runc start` and ContainerStarted the process runs "
-    "while the log says exited, and nothing ever reconciles it (the containers pass only "
-    "looks at containers the log believes running, the orphan pass only at unknown ids)"))
 def test_crash_during_restart_after_runtime_start_is_recovered() -> None:
     run_steps([("create", "a1"), ("start", 0), ("crash_at", "start.after_runtime_start"),
                ("restart", 0)])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/recovery.py Recovery._resolve: same cause as above; after a crash between "
-    "`runc create` and `runc start` in a restart, the half-made runtime container (runc's "
-    "init waiting in 'created') is left behind while the log says exited"))
 def test_crash_during_restart_after_runtime_create_leaves_no_runtime_state() -> None:
     run_steps([("create", "a1"), ("start", 0), ("crash_at", "start.after_runtime_create"),
                ("restart", 0)])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/supervisor.py Supervisor._stop: when runtime.kill fails with anything but "
-    "NotFound the KernelError escapes with no OperationFailed appended, so the "
-    "'container.stop' operation stays pending while the daemon runs (and counts as 'busy' "
-    "for restart policies and --rm) until a restart compensates it"))
 def test_failed_stop_records_an_outcome() -> None:
     async def main(machine: Machine) -> None:
         async with open_rig(machine) as rig:
@@ -354,12 +333,6 @@ def test_failed_stop_records_an_outcome() -> None:
         trio.run(main, Machine(db=Path(tmp) / "events.db"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/supervisor.py Supervisor._remove: when the kill (or resume) before the delete "
-    "fails, OperationFailed(needs_cleanup=True) is appended but the container stays "
-    "'removing' (projections/fold.py _remove_requested) while its process keeps running: "
-    "`rm -f` again is refused ('removal ... already in progress'), `stop` answers "
-    "not-modified and `start` is refused, until a daemon restart retries the cleanup"))
 def test_failed_force_remove_leaves_the_container_usable() -> None:
     async def main(machine: Machine) -> None:
         async with open_rig(machine) as rig:
@@ -381,11 +354,6 @@ def test_failed_force_remove_leaves_the_container_usable() -> None:
         trio.run(main, Machine(db=Path(tmp) / "events.db"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/recovery.py Recovery._resolve, 'container.stop' branch: when the SIGKILL fails "
-    "(ShipslogError swallowed) the container keeps running and is adopted, and the stop "
-    "operation is left with no outcome after recovery; it should be compensated (or "
-    "failed) when the process is still alive after the kill attempt"))
 def test_recovery_leaves_no_stop_pending_when_kill_fails() -> None:
     run_steps([("create", "a1"), ("start", 0), ("fault", "runtime.kill"), ("stop", 0),
                ("fault", "runtime.kill"), ("restart_daemon",), ("start", 0)])

@@ -60,11 +60,12 @@ def networks(draw: st.DrawFn, *, v6: bool = True, min_range_prefix_gap: int = 2)
 
 
 def usable(net: NetworkView) -> set[str]:
-    """What may be handed out: the pool's addresses (as `hosts()` counts them), minus the
-    subnet's network and broadcast addresses, the gateway and every allocated address."""
+    """What may be handed out: every address of the pool (a sub-range's own first and last
+    addresses included, as Docker's IPAM), minus the subnet's network and broadcast
+    addresses, the gateway and every allocated address."""
     subnet = ipaddress.ip_network(net.subnet)
     pool = ipaddress.ip_network(net.ip_range) if net.ip_range else subnet
-    out = {str(a) for a in pool.hosts()}
+    out = {str(a) for a in pool}
     out -= {str(subnet.network_address), str(subnet.broadcast_address), net.gateway}
     return out - set(net.allocations)
 
@@ -163,12 +164,9 @@ def test_pick_subnet_never_overlaps(used: list[str], routes: list[str]) -> None:
     assert gateway == str(next(net.hosts()))
 
 
-# --- bugs found (xfail strict: they fail today; the lead fixes them) ------------------------
+# --- regressions: bugs the properties found, fixed -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/core/ipam.py next_free_address: a requested address equal to the subnet's "
-    "network or broadcast address is accepted (only 'taken' and 'in subnet' are checked)"))
 @pytest.mark.parametrize("requested", ["10.9.0.0", "10.9.0.255"])
 def test_requested_network_or_broadcast_address_is_refused(requested: str) -> None:
     net = NetworkView(id="n" * 64, name="net", subnet="10.9.0.0/24", gateway="10.9.0.1")
@@ -176,10 +174,6 @@ def test_requested_network_or_broadcast_address_is_refused(requested: str) -> No
         next_free_address(net, requested=requested)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/core/ipam.py next_free_address: an ip_range of one or two addresses (/32, /31) "
-    "that starts at the subnet's network address hands that address out: ip_network.hosts() "
-    "of a /31 or /32 includes its first address, and only the broadcast address is excluded"))
 @pytest.mark.parametrize("ip_range", ["10.9.0.0/32", "10.9.0.0/31"])
 def test_tiny_ip_range_never_yields_the_network_address(ip_range: str) -> None:
     net = NetworkView(id="n" * 64, name="net", subnet="10.9.0.0/24", gateway="10.9.0.1",
@@ -199,11 +193,6 @@ def _state_after(decision: Any, state: EngineState | None = None) -> EngineState
     return fold(envs, state=state)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/core/networks.py decide_network_create: the gateway is stored as the user typed "
-    "it (never parsed, normalised or checked to be inside the subnet), and ipam compares "
-    "addresses as strings, so a gateway spelled 'fd00::0001' is handed to a container as "
-    "'fd00::1'"))
 def test_non_canonical_gateway_is_never_handed_out() -> None:
     state = _state_after(decide_network_create(
         EngineState(), "v6net", op_id="op1", network_id="a" * 64, host_routes=[],
@@ -213,9 +202,6 @@ def test_non_canonical_gateway_is_never_handed_out() -> None:
     assert ipaddress.ip_address(address) != ipaddress.ip_address(net.gateway)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/core/networks.py decide_network_create: ip_range is never checked to lie inside "
-    "the subnet, so next_free_address hands out addresses outside the subnet"))
 def test_ip_range_outside_subnet_is_refused_or_contained() -> None:
     try:
         decision = decide_network_create(
