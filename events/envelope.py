@@ -62,6 +62,15 @@ class Pending(msgspec.Struct, frozen=True, kw_only=True):
     expected_version: int | None = None
 
 
+class RowChange(msgspec.Struct, frozen=True):
+    """One row of a projection table to upsert (`doc`) or delete (`doc is None`): what a
+    pure projection asks the store to write in the append's transaction."""
+
+    table: str
+    key: str
+    doc: bytes | None
+
+
 def stream_of(kind: str, ident: str) -> str:
     """Stream names are `<kind>-<id>`: `container-<64 hex>`, `image-sha256:<hex>`, `op-<id>`."""
     return f"{kind}-{ident}"

@@ -42,7 +42,7 @@ from events.codec import (
     decoders,
     encode_event,
 )
-from events.envelope import Actor, Envelope, Pending
+from events.envelope import Actor, Envelope, Pending, RowChange
 from events.hashing import GENESIS_HASH, VerifyResult, chain_hash, verify_chain
 
 __all__ = [
@@ -85,14 +85,6 @@ class ConcurrencyConflict(StoreError):
 
 class StoreBusy(StoreError):
     """The write lock stayed held past the busy timeout."""
-
-
-class RowChange(msgspec.Struct, frozen=True):
-    """One row of a projection table to upsert (`doc`) or delete (`doc is None`)."""
-
-    table: str
-    key: str
-    doc: bytes | None
 
 
 State = TypeVar("State")

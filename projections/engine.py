@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from events.envelope import Envelope
-from events.store import RowChange
+from events.envelope import Envelope, RowChange
 from projections.fold import TABLES, fold, fold_batch
 from projections.state import (
     ContainerView,
