@@ -329,10 +329,14 @@ class Puller:
                     if layer_pipe is not None:
                         nursery.start_soon(trio.to_thread.run_sync, unpack)
             except BaseException as exc:
-                cause = _root_cause(exc, tee)
-                if cause is exc or not isinstance(cause, ShipslogError):
-                    raise
-                raise cause from None
+                # The blob may be stored and verified while its unpack failed (a bomb, a bad
+                # tar): it was ours to fetch, no image uses it, so it goes (I-12 "disk usage
+                # returns to baseline").
+                if not any(desc.digest in img.layer_digests
+                           for img in self.journal.state.images.values()):
+                    self.content.delete(desc.digest)
+                _raise_cause(exc, tee)
+                raise
             await emit({"status": "Download complete", "id": short, "progressDetail": {}})
         pending = [Pending(stream=stream_of("op", op_id), event=v.LayerDownloaded(
             digest=desc.digest, size=desc.size, media_type=desc.mediaType))]
@@ -407,20 +411,27 @@ class _Progress:
 
 def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, PipeAborted | trio.Cancelled)]
-        exc = (inner or list(exc.exceptions))[0]
+        _, inner = exc.split((PipeAborted, trio.Cancelled))
+        exc = (inner or exc).exceptions[0]
     return exc
 
 
-def _root_cause(exc: BaseException, tee: _Tee) -> BaseException:
-    """The error that started it (a digest mismatch, a bomb, a reset), not the echoes of
-    aborting the other threads."""
+def _raise_cause(exc: BaseException, tee: _Tee) -> None:
+    """Raise the error that started it (a digest mismatch, a bomb, a reset), not the echoes
+    of aborting the other threads; a cancellation stays a cancellation (for `fail_after`).
+    Returns when `exc` itself should be re-raised."""
     if isinstance(tee.first_error, ShipslogError):
-        return tee.first_error
-    leaf = _leaf(exc)
-    if isinstance(leaf, PipeAborted) and tee.first_error is not None:
-        return tee.first_error
-    return leaf
+        raise tee.first_error from None
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(PipeAborted)
+        if rest is None:
+            return
+        leaf = _leaf(rest)
+        if isinstance(leaf, ShipslogError):
+            raise leaf from None
+        if rest.split(trio.Cancelled)[1] is None:
+            raise leaf  # a bare Cancelled, which the enclosing cancel scope recognises
+        raise rest from None
 
 
 def _one_line(exc: BaseException) -> str:
