@@ -558,3 +558,62 @@ async def test_single_flight_fetches_a_shared_layer_once(env: Env, fake: Fake,
     assert [bool(r["range"]) for r in gets] == [False, True]
     statuses = [m.get("status") for msgs in results for m in msgs]
     assert "Waiting" in statuses and "Already exists" in statuses
+
+
+# ----------------------------------------------------------------------------- F-01
+
+
+@pytest.mark.kernel
+def test_kill_9_in_the_middle_of_a_pull_then_restart_and_pull_again(fake: Fake,
+                                                                   image: Image) -> None:
+    from engine.testing.daemon import DaemonProcess
+
+    d = DaemonProcess.make()
+    fake.script = {"blob": ["slow"]}
+    try:
+        d.start()
+
+        def pull() -> None:
+            try:
+                with d.client().stream("POST", "/images/create",
+                                       {"fromImage": f"{fake.domain}/app/x", "tag": "v1"},
+                                       None, {}) as chunks:
+                    for _ in chunks:
+                        pass
+            except Exception:  # noqa: BLE001 - the daemon dies under it
+                pass
+
+        t = threading.Thread(target=pull, daemon=True)
+        t.start()
+        ingest = d.root / "ingest"
+        deadline = time.monotonic() + 30
+        while not any(f.stat().st_size > 0 for f in ingest.glob("*")):
+            assert time.monotonic() < deadline, d.log_text()
+            time.sleep(0.02)
+        staged = [p for p in (d.root / "layers").glob("tmp-*")]
+        assert staged  # the unpack had started too: the crash is mid-blob and mid-unpack
+        d.kill9()
+        t.join(10)
+        fake.release.set()
+        fake.script = {}
+
+        d.start()
+        assert list(ingest.iterdir()) == []
+        assert list((d.root / "layers").iterdir()) == []
+        assert d.client().get_json("/images/json") == []
+        with EventStore.open(d.root / "events.db", readonly=True) as store:
+            names = [type(e.event).__name__ for e in store.read()]
+        assert "OperationCompensated" in names and "ImagePulled" not in names
+
+        with d.client().stream("POST", "/images/create",
+                               {"fromImage": f"{fake.domain}/app/x", "tag": "v1"},
+                               None, {}) as chunks:
+            out = b"".join(chunks)
+        assert b"Downloaded newer image" in out, out
+        tags = [t for img in d.client().get_json("/images/json") for t in img["RepoTags"]]
+        assert tags == [f"{fake.domain}/app/x:v1"]
+        assert (d.root / "layers" / image.diff_id[7:] / "diff" / "hello.txt").read_bytes() \
+            == b"hello\n"
+    finally:
+        fake.release.set()
+        d.cleanup()
