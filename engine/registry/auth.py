@@ -66,11 +66,13 @@ def from_registry_auth(header: str | None) -> Credentials | None:
 def _decode_entry(entry: Mapping[str, Any]) -> Credentials | None:
     if entry.get("auth"):
         try:
-            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            raw = base64.b64decode(str(entry["auth"]), validate=True)
+            user, _, password = raw.decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return Credentials(username=user, password=password,
-                           identity_token=str(entry.get("identitytoken") or ""))
+        creds = Credentials(username=user, password=password,
+                            identity_token=str(entry.get("identitytoken") or ""))
+        return None if creds.empty else creds
     creds = Credentials(username=str(entry.get("username") or ""),
                         password=str(entry.get("password") or ""),
                         identity_token=str(entry.get("identitytoken") or ""))
