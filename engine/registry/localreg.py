@@ -33,6 +33,7 @@ class LocalRegistry:
     port: int = 0
     users: dict[str, str] = field(default_factory=dict)  # htpasswd basic auth when given
     token: dict[str, str] = field(default_factory=dict)  # realm, service, issuer, rootcert
+    log_level: str = "warn"  # "info" logs every request ("response completed ... method=")
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -45,7 +46,7 @@ class LocalRegistry:
         return f"127.0.0.1:{self.port}"
 
     def _config(self) -> str:
-        lines = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
+        lines = ["version: 0.1", "log:", f"  level: {self.log_level}", "storage:", "  filesystem:",
                  f"    rootdirectory: {self.base / 'storage'}", "  delete:", "    enabled: true",
                  "http:", f"  addr: 127.0.0.1:{self.port}", "  secret: shipslog-test-secret"]
         if self.users:
