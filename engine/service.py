@@ -21,17 +21,20 @@ import trio
 
 from engine.core import containers as cc
 from engine.core import images as ci
+from engine.core import networks as cn
 from engine.core import volumes as cv
 from engine.core.decision import Decision
-from engine.core.lookup import find_container
+from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
-from engine.errors import Conflict
+from engine.errors import Conflict, ShipslogError
 from engine.journal import ConcurrencyConflict, Journal
+from engine.network_ops import host_routes
 from engine.supervisor import Supervisor
 from engine.volumes.plan import anonymous_needed
-from events.envelope import Actor
+from events.envelope import Actor, Pending, stream_of
 from events.redact import redact_env
 from events.values import ContainerConfig
+from events.vocabulary import OperationCompleted, OperationFailed
 from projections.state import ContainerView, EngineState
 
 MAX_ATTEMPTS = 8
@@ -202,6 +205,66 @@ class Engine:
         op_id = self.journal.new_id()
         await self.run(lambda s: cv.decide_volume_remove(s, name, op_id=op_id, force=force),
                        actor, lock="volume-" + name)
+
+    # -- networks -------------------------------------------------------------------------
+
+    def _network_ops(self) -> Any:
+        net = self.supervisor.d.network
+        if net is None:
+            raise Conflict("networking is not available in this engine",
+                           hint="start shipslogd with its network drivers")
+        return net
+
+    async def create_network(self, name: str, actor: Actor, **options: Any) -> str:
+        ops = self._network_ops()
+        nid = self.journal.new_id()
+        op_id = self.journal.new_id()
+        routes = await trio.to_thread.run_sync(host_routes)
+        d = await self.decide_and_append(lambda s: cn.decide_network_create(
+            s, name, op_id=op_id, network_id=nid, host_routes=routes, **options), actor)
+        await ops.setup_network(self.state.networks[d.target])
+        return d.target
+
+    async def remove_network(self, ref: str, actor: Actor) -> None:
+        ops = self._network_ops()
+        op_id = self.journal.new_id()
+        net = find_network(self.state, ref)
+        await self.decide_and_append(lambda s: cn.decide_network_remove(s, ref, op_id=op_id),
+                                     actor)
+        try:
+            await ops.teardown_network(net)
+        except (ShipslogError, OSError) as exc:
+            await self.journal.append([Pending(stream=stream_of("op", op_id), event=OperationFailed(
+                op_id=op_id, step="network.remove", error=str(exc), needs_cleanup=True))],
+                actor=actor, op_id=op_id)
+            raise
+        await self.journal.append([Pending(stream=stream_of("op", op_id),
+                                           event=OperationCompleted(op_id=op_id))],
+                                  actor=actor, op_id=op_id)
+
+    async def connect_network(self, net_ref: str, container_ref: str, actor: Actor, *,
+                              aliases: tuple[str, ...] = ()) -> None:
+        ops = self._network_ops()
+        net = find_network(self.state, net_ref)
+        c = find_container(self.state, container_ref)
+        if c.id in net.endpoints:
+            raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}",
+                           hint="it is connected already")
+        if c.status not in ("running", "paused"):
+            raise Conflict(f"container {c.name} is not running",
+                           hint="start it first; stopped containers join at start")
+        async with self._locked(c.id):
+            await ops.connect_live(c, net, self.journal.new_id(), actor, aliases)
+
+    async def disconnect_network(self, net_ref: str, container_ref: str, actor: Actor) -> None:
+        ops = self._network_ops()
+        net = find_network(self.state, net_ref)
+        c = find_container(self.state, container_ref)
+        if c.id not in net.endpoints:
+            raise Conflict(f"container {c.id} is not connected to network {net.name}",
+                           hint="nothing to disconnect")
+        async with self._locked(c.id):
+            await ops.disconnect_live(c, net, self.journal.new_id(), actor)
 
     # -- images ---------------------------------------------------------------------------
 

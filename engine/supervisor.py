@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +38,8 @@ log = logging.getLogger("shipslog.supervisor")
 class SpecMaker(Protocol):
     def make(self, container: ContainerView, image: ImageView, env: list[str],
              rootfs: str, mounts: list[dict[str, Any]] | None = None,
-             rootfs_propagation: str = "") -> dict[str, Any]: ...
+             rootfs_propagation: str = "", netns_path: str | None = None,
+             addresses: Sequence[str] = (), embedded_dns: str = "") -> dict[str, Any]: ...
 
 
 class Layers(Protocol):
@@ -66,6 +67,7 @@ class Drivers:
     specs: SpecMaker
     files: Files
     volumes: Volumes
+    network: Any = None  # engine.network_ops.NetworkOps; None where there is no networking
 
 
 def _c(cid: str) -> str:
@@ -108,6 +110,19 @@ class Supervisor:
             "volume.create": self._volume_create,
             "volume.remove": self._volume_remove,
         }
+
+    # -- background work ------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Start a background task that can fail without taking the daemon with it: a bug in
+        one container's watcher must never stop the API or the other containers' watchers."""
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:  # noqa: BLE001 - the barrier; the log keeps the traceback
+                log.exception("background task %s failed", getattr(fn, "__name__", fn))
+
+        self.nursery.start_soon(guarded)
 
     # -- running plans --------------------------------------------------------------------
 
@@ -232,9 +247,12 @@ class Supervisor:
             plan = self._mount_plan(c)
             mounts = await trio.to_thread.run_sync(
                 self.d.volumes.prepare, cid, plan, rootfs, self._volume_options())
+            step = "network.attach"
+            netns_path, addresses, dns = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
-            spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation)
+            spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation,
+                                     netns_path, addresses, dns)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
             try:
@@ -289,9 +307,29 @@ class Supervisor:
             except trio.EndOfChannel:
                 raise KernelError(f"attaching to container {cid[:12]} failed") from None
 
+    async def _attach_network(self, c: ContainerView, op_id: str, actor: Actor
+                              ) -> tuple[str | None, list[str], str]:
+        if self.d.network is None:
+            return None, [], ""
+        path = await self.d.network.attach(c, op_id, actor)
+        now = self.journal.state.containers[c.id]
+        addresses = [ep.ip for ep in now.networks.values() if ep.ip]
+        nets = [self.journal.state.networks.get(nid) for nid in now.networks]
+        dns = next((n.gateway for n in nets if n is not None and n.name != "bridge"), "")
+        return path, addresses, dns
+
+    async def release_network(self, cid: str, op_id: str) -> None:
+        if self.d.network is None:
+            return
+        try:
+            await self.d.network.detach(cid, op_id)
+        except (ShipslogError, OSError) as exc:
+            log.warning("network teardown of %s failed: %s", cid[:12], exc)
+
     async def _start_failed(self, op_id: str, cid: str, step: str, error: str,
                             actor: Actor) -> None:
         cleanup_failed = False
+        await self.release_network(cid, op_id)
         try:
             await self.d.runtime.delete(cid, force=True)
         except (ShipslogError, OSError) as exc:
@@ -308,7 +346,7 @@ class Supervisor:
         c = self.journal.state.containers.get(cid)
         if c is not None and c.config.auto_remove and not cleanup_failed:
             # `run --rm` of a command that cannot start leaves nothing behind, as in Docker.
-            self.nursery.start_soon(self._auto_remove, c)
+            self.spawn(self._auto_remove, c)
 
     # -- exits ----------------------------------------------------------------------------
 
@@ -319,10 +357,10 @@ class Supervisor:
             return
         self._watching.add(cid)
         self._exited.setdefault(cid, trio.Event())
-        self.nursery.start_soon(self._watch, cid)
+        self.spawn(self._watch, cid)
         c = self.journal.state.containers.get(cid)
         if c is not None and c.config.log_options.get("max-file", "1") != "1":
-            self.nursery.start_soon(self._rotate_logs, cid, dict(c.config.log_options))
+            self.spawn(self._rotate_logs, cid, dict(c.config.log_options))
 
     async def _rotate_logs(self, cid: str, opts: dict[str, str]) -> None:
         try:
@@ -339,6 +377,7 @@ class Supervisor:
         finally:
             self._watching.discard(cid)
         await self.record_exit(cid, record)
+        await self.release_network(cid, "exit-" + cid[:12])
         self._exited.pop(cid, trio.Event()).set()
         await self._after_exit(cid)
 
@@ -390,7 +429,7 @@ class Supervisor:
                 op_id=op_id, kind="container.start", target=_c(cid),
                 args={"by": "restart-policy"})),
         ], op_id)
-        self.nursery.start_soon(self._restart_later, op_id, cid, delay)
+        self.spawn(self._restart_later, op_id, cid, delay)
 
     async def _restart_later(self, op_id: str, cid: str, delay_ms: int) -> None:
         await trio.sleep(delay_ms / 1000)
@@ -512,6 +551,7 @@ class Supervisor:
                         await self.wait_exited(cid, 30)
             await rt.delete(cid, force=True)
             await trio.to_thread.run_sync(self.d.volumes.release, cid)
+            await self.release_network(cid, op_id)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
             failpoints.hit("remove.after_rootfs")

@@ -75,8 +75,8 @@ def container_routes(ctx: Any) -> Router:
         if name:
             check_name(name)
         fields, env, warnings = create_body_to_config(body, name=name)
-        if fields.get("network_mode") in ("default", "bridge", ""):
-            fields["network_mode"] = "none"  # bridges arrive with the networking issue
+        if fields.get("network_mode") in ("default", ""):
+            fields["network_mode"] = "bridge"  # Docker's default network
         cid, more = await engine.create_container(
             name=name, config=_config(engine.state, fields, env), env=env, actor=req.actor
         )

@@ -267,9 +267,9 @@ def _no_new_privileges(opts: list[str] | None, warnings: list[str]) -> bool:
 
 
 def _network_mode(mode: str | None) -> str:
-    # "default" is "bridge" in Docker; until networking lands the default is "none".
+    # "default" is Docker's name for the default bridge network.
     if not mode or mode == "default":
-        return "none"
+        return "bridge"
     if mode.startswith("container:"):
         target = mode.split(":", 1)[1]
         if not target or not NAME_RE.match(target):

@@ -24,6 +24,7 @@ import trio
 from engine.api.http import App, serve_unix
 from engine.api.routes_containers import container_routes
 from engine.api.routes_images import image_routes
+from engine.api.routes_networks import network_routes
 from engine.api.routes_registry import registry_routes
 from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
@@ -40,6 +41,7 @@ from engine.daemon.wiring import (
 from engine.errors import ShipslogError
 from engine.image_ops import ImageOps
 from engine.journal import Journal
+from engine.network_ops import NetworkOps
 from engine.paths import Paths
 from engine.recovery import Recovery
 from engine.secrets import SecretStore
@@ -140,11 +142,16 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             await journal.append([Pending(stream="daemon", event=v.DaemonStarted(
                 version=VERSION, boot_id=current_boot, clean_shutdown=clean))],
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
+            network = NetworkOps(journal, paths.exec_root)
+            await network.start(nursery)
             drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
                               secrets=secrets, layers=storage, specs=SpecMaker(paths),
-                              files=ContainerFiles(paths), volumes=RealVolumes(paths))
+                              files=ContainerFiles(paths), volumes=RealVolumes(paths),
+                              network=network)
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
+            await network.readopt()
+            await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
             for cid in restart:
@@ -156,7 +163,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 engine_id=_engine_id(store), runc_version=runc_version)
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
-                      registry_routes(ctx))
+                      registry_routes(ctx), network_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)

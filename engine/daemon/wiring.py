@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import signal as signals
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,18 +173,19 @@ class SpecMaker:
 
     def make(self, container: ContainerView, image: ImageView, env: list[str],
              rootfs: str, mounts: list[dict[str, Any]] | None = None,
-             rootfs_propagation: str = "") -> dict[str, Any]:
+             rootfs_propagation: str = "", netns_path: str | None = None,
+             addresses: Sequence[str] = (), embedded_dns: str = "") -> dict[str, Any]:
         # Every mount the user asked for comes planned and staged in `mounts`.
         cfg = msgspec.structs.replace(container.config, mounts=())
         passwd = group = None
-        mounts = list(mounts or ()) + self._host_files(container)
+        mounts = list(mounts or ()) + self._host_files(container, addresses, embedded_dns)
         name, _, grp = cfg.user.partition(":")
         if (name and not name.isdigit()) or (grp and not grp.isdigit()):
             passwd = read_rootfs_file(rootfs, "etc/passwd")
             group = read_rootfs_file(rootfs, "etc/group")
         spec = build_spec(
             cfg, image.config, env=env, rootfs=rootfs, extra_mounts=mounts,
-            hostname=cfg.hostname or container.id[:12], netns_path=None,
+            hostname=cfg.hostname or container.id[:12], netns_path=netns_path,
             cgroups_path=f"/shipslog/{container.id}", passwd=passwd, group=group,
             init_host_path=self.init_path, **self.host,
             # Only this machine's syscall ABI: 32-bit compat syscalls are refused outright
@@ -195,7 +197,8 @@ class SpecMaker:
         return spec
 
 
-    def _host_files(self, container: ContainerView) -> list[dict[str, Any]]:
+    def _host_files(self, container: ContainerView, addresses: Sequence[str],
+                    embedded_dns: str) -> list[dict[str, Any]]:
         """/etc/hosts, /etc/hostname and /etc/resolv.conf, generated safely (no line breaks
         can reach them: RELIABILITY I-03) in the daemon's container dir and bind-mounted."""
         cfg = container.config
@@ -207,8 +210,10 @@ class SpecMaker:
             except OSError:
                 hosts = hostfiles.hosts_file(hostname)
         else:
-            hosts = hostfiles.hosts_file(hostname, domainname=cfg.domainname)
-        resolv = hostfiles.container_resolv_conf(read_host_resolv_conf())
+            hosts = hostfiles.hosts_file(hostname, addresses=addresses,
+                                         domainname=cfg.domainname)
+        resolv = hostfiles.container_resolv_conf(read_host_resolv_conf(),
+                                                 embedded_dns=embedded_dns)
         files = write_container_files(
             self.paths.container_dir(container.id) / "etc", hosts=hosts,
             hostname=hostfiles.hostname_file(hostname), resolv_conf=resolv)

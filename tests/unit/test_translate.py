@@ -106,7 +106,7 @@ def test_real_docker_run_body() -> None:
     assert fields["nano_cpus"] == 1_500_000_000
     assert fields["read_only"] and fields["init"] and fields["no_new_privileges"]
     assert fields["cap_add"] == ("CAP_NET_ADMIN",)
-    assert fields["network_mode"] == "none"  # "default" until networking lands
+    assert fields["network_mode"] == "bridge"  # Docker's "default"
     assert fields["stop_signal"] == "SIGINT" and fields["stop_timeout"] == 5
     assert fields["log_driver"] == "local"
     assert fields["exposed_ports"] == ("53/udp", "80/tcp")
@@ -138,7 +138,7 @@ def test_minimal_body_defaults() -> None:
     assert fields["cmd"] is None and fields["entrypoint"] is None
     assert fields["restart_policy"] == RestartPolicy()
     assert fields["mounts"] == () and fields["ports"] == ()
-    assert fields["log_driver"] == "json-file" and fields["network_mode"] == "none"
+    assert fields["log_driver"] == "json-file" and fields["network_mode"] == "bridge"
     assert fields["pids_limit"] == 0 and fields["memory"] == 0 and fields["nano_cpus"] == 0
 
 

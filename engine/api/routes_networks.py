@@ -1,0 +1,169 @@
+"""Docker API handlers for networks: list, inspect, create, remove, prune, connect and
+disconnect.
+
+I/O: none directly; the engine service records the decisions and `engine.network_ops` does
+the kernel side (bridges, veths, nftables, DNS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from engine.api.render import rfc3339
+from engine.api.router import Request, Response, Router, empty, json_response
+from engine.api.translate import parse_filters
+from engine.core.lookup import find_network
+from engine.errors import InvalidArgument, ShipslogError
+from projections.state import EngineState, NetworkView
+
+
+class IPAMConfigBody(msgspec.Struct, kw_only=True):
+    Subnet: str | None = None
+    Gateway: str | None = None
+    IPRange: str | None = None
+
+
+class IPAMBody(msgspec.Struct, kw_only=True):
+    Driver: str | None = None
+    Config: list[IPAMConfigBody] | None = None
+
+
+class NetworkCreateBody(msgspec.Struct, kw_only=True):
+    Name: str
+    Driver: str | None = None
+    Internal: bool | None = None
+    IPAM: IPAMBody | None = None
+    Options: dict[str, str] | None = None
+    Labels: dict[str, str] | None = None
+    CheckDuplicate: bool | None = None
+    Attachable: bool | None = None
+
+
+class EndpointIPAM(msgspec.Struct, kw_only=True):
+    IPv4Address: str | None = None
+
+
+class EndpointConfig(msgspec.Struct, kw_only=True):
+    Aliases: list[str] | None = None
+    IPAMConfig: EndpointIPAM | None = None
+
+
+class ConnectBody(msgspec.Struct, kw_only=True):
+    Container: str
+    EndpointConfig: EndpointConfig | None = None
+
+
+class DisconnectBody(msgspec.Struct, kw_only=True):
+    Container: str
+    Force: bool | None = None
+
+
+def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
+    containers = {}
+    for cid, ep in net.endpoints.items():
+        c = state.containers.get(cid)
+        prefix = net.subnet.split("/")[-1]
+        containers[cid] = {"Name": c.name if c else "", "EndpointID": ep.endpoint_id,
+                           "MacAddress": ep.mac, "IPv4Address": f"{ep.ip}/{prefix}",
+                           "IPv6Address": ""}
+    config = {"Subnet": net.subnet, "Gateway": net.gateway}
+    if net.ip_range:
+        config["IPRange"] = net.ip_range
+    return {
+        "Name": net.name, "Id": net.id, "Created": rfc3339(net.created_at), "Scope": "local",
+        "Driver": net.driver, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
+        "Internal": net.internal, "Attachable": False, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+        "Options": {"com.docker.network.bridge.name": net.bridge, **net.options},
+        "Labels": dict(net.labels),
+    }
+
+
+def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "name" and not any(v in net.name for v in values):
+            return False
+        if key == "id" and not any(net.id.startswith(v) for v in values):
+            return False
+        if key == "driver" and net.driver not in values:
+            return False
+        if key == "type":
+            kind = "builtin" if net.name == "bridge" else "custom"
+            if kind not in values:
+                return False
+        if key == "label":
+            for lbl in values:
+                k, _, want = lbl.partition("=")
+                if k not in net.labels or (want and net.labels[k] != want):
+                    return False
+    return True
+
+
+def network_routes(ctx: Any) -> Router:
+    r = Router()
+    engine = ctx.engine
+
+    @r.route("GET", "/networks")
+    async def list_(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        nets = sorted(state.networks.values(), key=lambda n: n.name)
+        return json_response([render_network(state, n) for n in nets if _matches(n, filters)])
+
+    @r.route("GET", "/networks/{id}")
+    async def inspect(req: Request) -> Response:
+        state = engine.state
+        return json_response(render_network(state, find_network(state, req.params["id"])))
+
+    @r.route("POST", "/networks/create")
+    async def create(req: Request) -> Response:
+        body = await req.json(NetworkCreateBody)
+        cfg = (body.IPAM.Config or [IPAMConfigBody()])[0] if body.IPAM else IPAMConfigBody()
+        nid = await engine.create_network(
+            body.Name, req.actor, driver=body.Driver or "bridge", subnet=cfg.Subnet or "",
+            gateway=cfg.Gateway or "", ip_range=cfg.IPRange or "",
+            internal=bool(body.Internal), labels=body.Labels or {}, options=body.Options or {})
+        return json_response({"Id": nid, "Warning": ""}, 201)
+
+    @r.route("DELETE", "/networks/{id}")
+    async def remove(req: Request) -> Response:
+        await engine.remove_network(req.params["id"], req.actor)
+        return empty(204)
+
+    @r.route("POST", "/networks/{id}/connect")
+    async def connect(req: Request) -> Response:
+        body = await req.json(ConnectBody)
+        ep = body.EndpointConfig or EndpointConfig()
+        ip = ep.IPAMConfig.IPv4Address if ep.IPAMConfig and ep.IPAMConfig.IPv4Address else ""
+        if ip:
+            raise InvalidArgument("a static --ip on connect is not supported yet",
+                                  hint="connect without --ip; an address is allocated")
+        await engine.connect_network(req.params["id"], body.Container, req.actor,
+                                     aliases=tuple(ep.Aliases or ()))
+        return empty(200)
+
+    @r.route("POST", "/networks/{id}/disconnect")
+    async def disconnect(req: Request) -> Response:
+        body = await req.json(DisconnectBody)
+        await engine.disconnect_network(req.params["id"], body.Container, req.actor)
+        return empty(200)
+
+    @r.route("POST", "/networks/prune")
+    async def prune(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        deleted = []
+        for net in list(state.networks.values()):
+            if net.name == "bridge" or net.endpoints or not _matches(net, filters):
+                continue
+            try:
+                await engine.remove_network(net.id, req.actor)
+                deleted.append(net.name)
+            except ShipslogError:
+                continue
+        return json_response({"NetworksDeleted": deleted})
+
+    return r
