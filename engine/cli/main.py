@@ -17,7 +17,16 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from engine.cli import audit, containers, images, manage, system, timeline, volumes
+from engine.cli import (
+    audit,
+    containers,
+    images,
+    manage,
+    networks,
+    system,
+    timeline,
+    volumes,
+)
 from engine.cli.context import CliParser, Context
 from engine.cli.errors import (
     BROKEN_PIPE,
@@ -46,7 +55,7 @@ def build_parser(verb: str | None = None) -> CliParser:
                         help="print version information and quit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
-    for module in (containers, manage, system, audit, timeline, volumes):
+    for module in (containers, manage, system, audit, timeline, volumes, networks):
         module.register(target)
     # `shipslog history X` is the event timeline; Docker's layer history is `image history`.
     images.register(_Skipping(target, {"history"}))
@@ -86,7 +95,7 @@ SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename images rmi tag history load save import pull push login logout version info "
-    "events container image system audit state replay volume".split())
+    "events container image system audit state replay volume network".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

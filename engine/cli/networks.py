@@ -1,0 +1,158 @@
+"""`shipslog network create|ls|inspect|rm|prune|connect|disconnect`: Docker's network verbs.
+
+I/O: the daemon's `/networks` endpoints; writes to `ctx.stdout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from engine.cli import format as fmt
+from engine.cli.context import Context
+from engine.cli.errors import UsageError
+
+TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+          "Subnet": "SUBNET", "Internal": "INTERNAL"}
+
+
+def register(sub: Any) -> None:
+    network = sub.add_parser("network", help="Manage networks")
+    nsub = network.add_subparsers(dest="subverb", metavar="COMMAND", required=True)
+
+    p = nsub.add_parser("create", help="Create a network")
+    p.add_argument("name")
+    p.add_argument("-d", "--driver", default="bridge")
+    p.add_argument("--subnet", default="")
+    p.add_argument("--gateway", default="")
+    p.add_argument("--ip-range", default="")
+    p.add_argument("--internal", action="store_true")
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("-o", "--opt", action="append", default=[])
+    p.set_defaults(func=cmd_create)
+
+    p = nsub.add_parser("ls", aliases=["list"], help="List networks")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format", default="")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = nsub.add_parser("inspect", help="Display detailed information on networks")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", default="")
+    p.set_defaults(func=cmd_inspect)
+
+    p = nsub.add_parser("rm", aliases=["remove"], help="Remove networks")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_rm)
+
+    p = nsub.add_parser("prune", help="Remove all unused networks")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    p.set_defaults(func=cmd_prune)
+
+    p = nsub.add_parser("connect", help="Connect a running container to a network")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--ip", default="")
+    p.set_defaults(func=cmd_connect)
+
+    p = nsub.add_parser("disconnect", help="Disconnect a container from a network")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.add_argument("-f", "--force", action="store_true")
+    p.set_defaults(func=cmd_disconnect)
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid value {item!r}: expected KEY=VALUE", "network create")
+        out[key] = value if sep else ""
+    return out
+
+
+def _filters(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    config = {k: v for k, v in (("Subnet", args.subnet), ("Gateway", args.gateway),
+                                ("IPRange", args.ip_range)) if v}
+    body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
+            "Labels": _pairs(args.label), "Options": _pairs(args.opt),
+            "IPAM": {"Driver": "default", "Config": [config] if config else []}}
+    ctx.out(ctx.client.post_json("/networks/create", None, body)["Id"])
+    return 0
+
+
+def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"filters": _filters(args.filter)} if args.filter else None
+    rows = []
+    for n in ctx.read("network ls", "/networks", params) or []:
+        cfg = (n.get("IPAM") or {}).get("Config") or [{}]
+        rows.append({"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"],
+                     "Driver": n["Driver"], "Scope": n.get("Scope", "local"),
+                     "Subnet": cfg[0].get("Subnet", ""), "Internal": str(n.get("Internal"))})
+    if args.quiet:
+        ctx.stdout.write("".join(f"{r['ID']}\n" for r in rows))
+        return 0
+    ctx.stdout.write(fmt.render_list(args.format, rows, TABLE, TITLES))
+    return 0
+
+
+def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    found = [ctx.read("network inspect", f"/networks/{name}") for name in args.names]
+    if args.format:
+        ctx.stdout.write(fmt.render_each(args.format, found))
+    else:
+        ctx.out(json.dumps(found, indent=4))
+    return 0
+
+
+def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
+    code = 0
+    for name in args.names:
+        try:
+            ctx.client.delete(f"/networks/{name}")
+            ctx.out(name)
+        except Exception as exc:  # noqa: BLE001 - Docker removes what it can, reports the rest
+            ctx.err(f"shipslog: {getattr(exc, 'message', exc)}")
+            code = 1
+    return code
+
+
+def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
+    filters = _filters(args.filter)
+    answer = ctx.client.post_json("/networks/prune", {"filters": filters} if filters else None)
+    deleted = answer.get("NetworksDeleted") or []
+    if deleted:
+        ctx.out("Deleted Networks:")
+        for name in deleted:
+            ctx.out(name)
+    return 0
+
+
+def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
+    endpoint: dict[str, Any] = {"Aliases": args.alias}
+    if args.ip:
+        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    ctx.client.post_json(f"/networks/{args.network}/connect", None,
+                         {"Container": args.container, "EndpointConfig": endpoint})
+    return 0
+
+
+def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client.post_json(f"/networks/{args.network}/disconnect", None,
+                         {"Container": args.container, "Force": args.force})
+    return 0
