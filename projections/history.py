@@ -168,7 +168,9 @@ def command_line(command: tuple[str, ...] | None) -> str:
     argv = list(command or ())
     if "engine.cli.main" in argv:
         argv = ["shipslog", *argv[argv.index("engine.cli.main") + 1:]]
-    elif argv:
+    elif len(argv) > 1 and argv[0].rsplit("/", 1)[-1].startswith("python"):
+        argv = argv[1:]  # an entry-point script run by its interpreter
+    if argv:
         argv[0] = argv[0].rsplit("/", 1)[-1]
     return " ".join(argv)
 

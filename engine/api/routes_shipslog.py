@@ -90,26 +90,16 @@ def read_only_router(ctx: ReadOnlyContext, *, with_streams: bool = False) -> Rou
         from engine.api.routes_streams import stream_routes
 
         routers.append(stream_routes(ctx))
-    for name in ("routes_volumes", "routes_networks"):  # when the volume/network API lands
-        module = _optional(f"engine.api.{name}")
-        factory = getattr(module, name.replace("routes_", "") + "_routes", None)
-        if factory is not None:
-            routers.append(factory(ctx))
+    from engine.api.routes_networks import network_routes
+    from engine.api.routes_volumes import volume_routes
+
+    routers += [volume_routes(ctx), network_routes(ctx)]
     r = Router()
     for router in routers:
         for route in router.routes:
             if route.method == "GET":
                 r.routes.append(route)
     return r
-
-
-def _optional(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
 
 
 # ------------------------------------------------------------------------ shared helpers

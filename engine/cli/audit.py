@@ -156,8 +156,9 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
             ctx.err(f"warning: {warning}")
         if result["ok"]:
             rate = result["checked"] / took if took > 0 else 0
+            speed = f" ({rate:,.0f} events/s)" if result["checked"] >= 100_000 else ""
             ctx.out(f"chain ok: {result['checked']} events verified, head {result['head']} "
-                    f"({result['last_hash'][:16]}…) in {took:.2f}s ({rate:,.0f} events/s)")
+                    f"({result['last_hash'][:16]}…) in {took:.2f}s{speed}")
         if checkpoint is not None and len(problems) == (0 if result["ok"] else 1) and \
                 result["ok"]:
             ctx.out(f"checkpoint ok: event {checkpoint.seq} still has hash "

@@ -12,6 +12,7 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import UsageError
+from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
@@ -38,6 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
     p.set_defaults(func=cmd_ls)
 
     p = nsub.add_parser("inspect", help="Display detailed information on networks")
@@ -99,7 +101,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     params = {"filters": _filters(args.filter)} if args.filter else None
     rows = []
-    for n in ctx.read("network ls", "/networks", params) or []:
+    for n in at_read(ctx, "network ls", "/networks", params, args.at)[0] or []:
         cfg = (n.get("IPAM") or {}).get("Config") or [{}]
         rows.append({"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"],
                      "Driver": n["Driver"], "Scope": n.get("Scope", "local"),

@@ -12,6 +12,7 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
+from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.Driver}}\t{{.Name}}"
 TITLES = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
+    p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
     p.set_defaults(func=cmd_ls)
 
     p = vsub.add_parser("inspect", help="Display detailed information on volumes")
@@ -80,7 +82,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     params = {"filters": _filters(args.filter)} if args.filter else None
-    answer = ctx.read("volume ls", "/volumes", params) or {}
+    answer = at_read(ctx, "volume ls", "/volumes", params, args.at)[0] or {}
     rows = [{"Driver": v["Driver"], "Name": v["Name"], "Mountpoint": v.get("Mountpoint", ""),
              "Scope": v.get("Scope", "local"),
              "Labels": ",".join(f"{k}={val}" for k, val in (v.get("Labels") or {}).items())}

@@ -209,6 +209,7 @@ def test_describe_says_what_happened_in_one_line(log: Log) -> None:
     assert any(line.startswith("restart #1 by policy after 100 ms") for line in lines)
     assert all("\n" not in line for line in lines)
     assert hist.command_line(("/usr/bin/python3", "-m", "engine.cli.main", "ps")) == "shipslog ps"
+    assert hist.command_line(("python3", "/venv/bin/shipslog", "rm", "web")) == "shipslog rm web"
 
 
 def test_replay_rebuild_matches_the_live_projection_and_any_prefix(log: Log) -> None:
