@@ -138,6 +138,7 @@ class DaemonProcess:
                 os.kill(conmon_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self._remove_networks()
         for target in reversed(mounts_under(self.base)):
             subprocess.run(["umount", "-l", target], check=False)
         for cg in cgroups_of(self.root):
@@ -147,6 +148,32 @@ class DaemonProcess:
             except OSError:
                 pass
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+    def _remove_networks(self) -> None:
+        """Bridges and nft rules outlive a daemon on purpose (as docker0 does); a test's
+        daemon takes its own away, found through its log."""
+        db = self.root / "events.db"
+        if not db.exists():
+            return
+        from engine.drivers.netlink import Netlink
+        from engine.drivers.nft import Nft
+        from events.store import EventStore
+        from projections.fold import fold
+
+        store = EventStore.open(db, readonly=True)
+        try:
+            nets = list(fold(store.read()).networks.values())
+        finally:
+            store.close()
+        netlink, nft = Netlink(), Nft()
+        try:
+            for net in nets:
+                nft.delete_rules_of(net.id)
+                netlink.delete_bridge(net.bridge)
+            nft.remove_if_unused()
+        finally:
+            netlink.close()
 
 
 def _monitor_pids(exec_root: Path) -> list[int]:
