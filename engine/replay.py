@@ -10,6 +10,12 @@ table set) and through the rebuild path (`fold`) — and, when N is the head, ag
 materialised `proj_*` tables the daemon wrote. Any row that differs is reported with both
 sides.
 
+`load_bundle(lines, path)` turns a `shipslog debug export` bundle (a header line, then the
+full event stream as JSON lines) back into an event log at `path` by appending every batch
+with its recorded envelope (time, actor, op id); the store recomputes each hash, and the load
+reports whether they equal the exported ones — the bundle is then the same chain, and every
+`--root` query (`replay --explain`, `history`, `ps --at`) works on it elsewhere.
+
 `explain(store, ref)` walks each operation on a container: the state the core saw (the fold
 up to the event before the request), the `decide_*` call re-run on that state with the inputs
 the log recorded (the `OperationRequested` args and the intent event), the events it produces
@@ -34,7 +40,8 @@ from projections.engine import ROW_TYPES
 from projections.fold import fold, fold_batch
 from projections.state import EngineState
 
-__all__ = ["Mismatch", "ReplayReport", "explain", "replay_to"]
+__all__ = ["BUNDLE_FORMAT", "LoadReport", "Mismatch", "ReplayReport", "explain", "load_bundle",
+           "replay_to"]
 
 
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -326,3 +333,65 @@ def _not_core_note(before: EngineState, request: v.OperationRequested, req: Enve
     if by:
         return f"decided by the daemon ({by}), not by a user command", None
     return f"{request.kind} is not decided by engine/core/containers.py", None
+
+
+# --------------------------------------------------------------------------------- bundles
+
+BUNDLE_FORMAT = "shipslog-debug-bundle/1"
+
+
+class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
+    events: int
+    head_hash: str
+    identical: bool  # every recomputed hash equals the exported one
+    first_difference: int | None = None
+
+
+def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
+    """Append a bundle's events to a new log at `path` (which must not exist yet)."""
+    from events.envelope import Actor, Pending
+    from events.vocabulary import Event
+    from projections.engine import EngineProjection
+
+    header = msgspec.json.decode(next(lines, b"{}") or b"{}")
+    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
+        raise ShipslogError("not a shipslog debug bundle (no header line)",
+                            hint="make one with: shipslog debug export --to N FILE")
+    store: EventStore[Any] = EventStore.open(path, projection=EngineProjection())
+    try:
+        if store.head():
+            raise ShipslogError(f"{path} already holds events", hint="load into a new directory")
+        expected: list[tuple[int, str]] = []
+        batch: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            first = batch[0]
+            pending = [Pending(stream=e["stream"], event=msgspec.convert(e["event"], Event))
+                       for e in batch]
+            store.append(pending, actor=msgspec.convert(first["actor"], Actor),
+                         op_id=first["op_id"], command_id=first.get("command_id"),
+                         now_ns=first["timeNano"])
+            batch.clear()
+
+        for raw in lines:
+            if not raw.strip():
+                continue
+            e = msgspec.json.decode(raw)
+            key = (e["op_id"], e["timeNano"], e.get("command_id"), msgspec.json.encode(e["actor"]))
+            if batch:
+                b = batch[0]
+                if key != (b["op_id"], b["timeNano"], b.get("command_id"),
+                           msgspec.json.encode(b["actor"])):
+                    flush()
+            batch.append(e)
+            expected.append((e["seq"], e["hash"]))
+        flush()
+        got = {env.seq: env.hash for env in store.read(0)}
+        diff = next((seq for seq, h in expected if got.get(seq) != h), None)
+        return LoadReport(events=len(expected), head_hash=store.last_hash(),
+                          identical=diff is None and len(got) == len(expected),
+                          first_difference=diff)
+    finally:
+        store.close()

@@ -190,6 +190,7 @@ class EventLine(msgspec.Struct, frozen=True):
     actor: Actor
     event: Any
     hash: str
+    command_id: str | None = None
 
 
 _LINES = msgspec.json.Encoder()
@@ -205,7 +206,7 @@ def event_lines(envelopes: list[Envelope]) -> bytes:
             last_ns, last_text = env.recorded_at, rfc3339_nano(env.recorded_at)
         lines.append(EventLine(env.seq, last_text, env.recorded_at, type(env.event).__name__,
                                env.stream, env.stream_version, env.schema_version, env.op_id,
-                               env.actor, env.event, env.hash))
+                               env.actor, env.event, env.hash, env.command_id))
     return _LINES.encode_lines(lines)
 
 

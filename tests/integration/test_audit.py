@@ -291,3 +291,21 @@ class _Ctx:
 
     def clock(self) -> int:
         return time.time_ns()
+
+
+def test_a_debug_bundle_loads_elsewhere_as_the_same_chain(log_root: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.jsonl"
+    code, _, err = cli("--root", str(log_root), "debug", "export", "--to", "30", str(bundle))
+    assert code == 0 and "exported events 1..30 (30 events)" in err, err
+    code, out, err = cli("debug", "load", str(bundle), str(tmp_path / "elsewhere"))
+    assert code == 0 and "the same hash chain" in out, err
+    code, out, _ = cli("--root", str(tmp_path / "elsewhere"), "audit", "verify")
+    assert code == 0 and "30 events verified" in out
+    # An edited bundle does not load as the same chain, and says where it differs.
+    lines = bundle.read_text().splitlines()
+    event = json.loads(lines[12])
+    event["event"]["exit_code"] = 99
+    lines[12] = json.dumps(event)
+    bundle.write_text("\n".join(lines) + "\n")
+    code, _, err = cli("debug", "load", str(bundle), str(tmp_path / "other"))
+    assert code == 1 and f"event {event['seq']} hashes differently" in err
