@@ -107,9 +107,10 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
         ctx.stdout.write(fmt.render_list(args.format, rows, "", {}))
         return 0
     ident = tl["id"] if args.no_trunc else fmt.truncate_id(tl["id"])
-    title = f"{tl['kind']} {tl.get('name') or ident}"
+    name = tl.get("name") or ""
+    title = f"{tl['kind']} {name} {ident}" if name and name != tl["id"] else f"{tl['kind']} {ident}"
     status = " (removed)" if tl.get("removed") else ""
-    ctx.out(f"{title} {ident}{status}: {len(entries)} events, {len(tl.get('ops') or [])} "
+    ctx.out(f"{title}{status}: {len(entries)} events, {len(tl.get('ops') or [])} "
             f"operations, {len(tl.get('runs') or [])} runs, {tl.get('restarts', 0)} restarts, "
             f"{tl.get('oom_kills', 0)} OOM kills")
     lines = ["TIME\tSEQ\tACTOR\tOP\tEVENT"]
@@ -157,7 +158,8 @@ def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
         name = ch.get("name") or ""
         ident = fmt.truncate_id(ch["id"]) if len(ch["id"]) > 20 else ch["id"]
         mark = {"added": "+", "removed": "-", "changed": "~"}[ch["change"]]
-        ctx.out(f"{mark} {ch['kind']} {name} {ident}".replace("  ", " "))
+        shown = f"{name} {ident}" if name and name != ch["id"] else ident
+        ctx.out(f"{mark} {ch['kind']} {shown}")
         for field, (old, new) in (ch.get("fields") or {}).items():
             ctx.out(f"    {field}: {_brief(old)} -> {_brief(new)}")
     return 0
