@@ -111,8 +111,8 @@ def replay_to(store: EventStore[Any], to_seq: int | None = None) -> ReplayReport
                 break
             have = {key: doc for (t, key), doc in scratch.items() if t == table}
             mismatches += _compare(table, have, live, "live")
-    rows = {table: sum(1 for (t, _) in scratch if t == table) for table in ROW_TYPES}
-    return ReplayReport(to_seq=to, head=head, events=count, rows=rows,
+    counts = {table: sum(1 for (t, _) in scratch if t == table) for table in ROW_TYPES}
+    return ReplayReport(to_seq=to, head=head, events=count, rows=counts,
                         compared_with_live=live_compared, mismatches=tuple(mismatches))
 
 
@@ -261,8 +261,9 @@ def _explain_one(before: EngineState, req: Envelope, op_events: list[Envelope],
                     for e in batch if isinstance(e.event, v.OperationCompleted
                                                  | v.OperationFailed
                                                  | v.OperationCompensated)), "pending")
-    common = dict(seq=req.seq, op_id=req.op_id, actor_uid=req.actor.uid, via=req.actor.via,
-                  saw=_saw(before, cid), steps_done=done, outcome=outcome)
+    common: dict[str, Any] = dict(seq=req.seq, op_id=req.op_id, actor_uid=req.actor.uid,
+                                  via=req.actor.via, saw=_saw(before, cid), steps_done=done,
+                                  outcome=outcome)
     if isinstance(req.event, v.ContainerRenamed):
         ev = req.event
         call = f"decide_rename(new_name={ev.new_name!r})"

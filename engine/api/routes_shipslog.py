@@ -420,8 +420,7 @@ def shipslog_routes(ctx: Any) -> Router:
                     size = 2000 if cursor > after else 100
                     if limit is not None and keep is None:
                         size = min(size, limit - sent)
-                    page = await trio.to_thread.run_sync(lambda a=cursor, n=size: list(
-                        reader.read(a, limit=n, until_seq=last)))
+                    page = await trio.to_thread.run_sync(_page, reader, cursor, size, last)
                     if not page:
                         return
                     cursor = page[-1].seq
@@ -556,6 +555,10 @@ def shipslog_routes(ctx: Any) -> Router:
         return json_response(await in_reader(ctx.store, work))
 
     return r
+
+
+def _page(reader: EventStore[Any], after: int, size: int, until: int) -> list[Envelope]:
+    return list(reader.read(after, limit=size, until_seq=until))
 
 
 def _hash_at(reader: EventStore[Any], seq: int) -> str | None:
