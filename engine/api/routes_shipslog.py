@@ -300,13 +300,17 @@ def object_events(store: EventStore[Any], stream: str) -> list[Envelope]:
 # ------------------------------------------------------------------------ event filters
 
 
-def event_filter(state: EngineState, filters: dict[str, list[str]]) -> Callable[[Envelope], bool]:
+def event_filter(state: EngineState, filters: dict[str, list[str]],
+                 store: EventStore[Any] | None = None) -> Callable[[Envelope], bool]:
     """shipslog's event filters: type (object kind), event (type name, any case),
-    container/image/volume/network (name or id), label, uid, op, stream."""
+    container/image/volume/network (name or id; with `store`, removed objects too), label,
+    uid, op, stream."""
     ids: dict[str, set[str]] = {}
     for kind in KINDS:
         for ref in filters.get(kind, []):
             found = _resolve_kind_quiet(state, ref, kind)
+            if found in (None, ref) and store is not None:
+                found = _resolve_kind(store, state, ref, kind) or found
             ids.setdefault(kind, set()).update({ref, *([found] if found else [])})
     events = {e.lower() for e in filters.get("event", [])}
     kinds = set(filters.get("type", []))
@@ -385,7 +389,10 @@ def shipslog_routes(ctx: Any) -> Router:
     @r.route("GET", "/shipslog/events")
     async def events(req: Request) -> Response:
         filters = parse_filters(req.arg("filters"))
-        keep = event_filter(ctx.engine.state, filters) if filters else None
+        keep = None
+        if filters:
+            keep = await in_reader(ctx.store, lambda rd: event_filter(ctx.engine.state, filters,
+                                                                       rd))
         since, until = req.arg("since"), req.arg("until")
         follow_live = req.bool("follow") and not until and ctx.writer is not None
         limit = req.int("limit")
