@@ -149,11 +149,28 @@ def time_of(store: EventStore[Any], seq: int, fallback: int) -> int:
     return fallback if env is None else env.recorded_at
 
 
-def state_at(store: EventStore[Any], seq: int) -> EngineState:
-    from projections.engine import EngineProjection
+_SNAPSHOTS: dict[tuple[str | None, int], EngineState] = {}  # (log path, seq) -> state
+_KEEP_SNAPSHOTS = 4
 
-    state: EngineState = store.fold_to(EngineProjection(), until_seq=seq)
-    return state
+
+def state_at(store: EventStore[Any], seq: int) -> EngineState:
+    """The state after event `seq`: folded forward from the nearest earlier state asked for
+    before (events never change, so an old answer stays right), else from zero. Stepping
+    through time (`ps --at` at one point after another) then folds each stretch once."""
+    from projections.fold import fold
+
+    base_seq, base = 0, None
+    for (path, at), state in _SNAPSHOTS.items():
+        if path is not None and path == store.path and base_seq < at <= seq:
+            base_seq, base = at, state
+    result = base if base_seq == seq and base is not None else fold(
+        store.read(base_seq, until_seq=seq), base)
+    if store.path is None:  # :memory: logs have no name to remember them by
+        return result
+    _SNAPSHOTS[(store.path, seq)] = result
+    while len(_SNAPSHOTS) > _KEEP_SNAPSHOTS:
+        del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
+    return result
 
 
 async def in_reader(store: EventStore[Any], fn: Callable[[EventStore[Any]], Any]) -> Any:

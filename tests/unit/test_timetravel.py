@@ -92,3 +92,14 @@ def test_diff_lists_added_removed_and_changed_objects() -> None:
     assert "stream_version" not in change.fields and "last_seq" not in change.fields
     (gone,) = [c for c in diff(last, first) if c.name == "db"]
     assert gone.change == "removed"
+
+
+def test_states_asked_in_any_order_reuse_earlier_answers_and_stay_exact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    mem, snapshots = _store()
+    with EventStore.open(tmp_path / "events.db") as store:
+        for env in mem.read(0):
+            store.append([Pending(stream=env.stream, event=env.event)], actor=env.actor,
+                         op_id=env.op_id, now_ns=env.recorded_at)
+        order = [3, 7, 5, 8, 1, 8, 2, 6, 4]
+        for seq in order:
+            assert state_at(store, seq) == state_at(mem, seq), seq
