@@ -246,7 +246,8 @@ class Supervisor:
             step = "mounts.prepare"
             plan = self._mount_plan(c)
             mounts = await trio.to_thread.run_sync(
-                self.d.volumes.prepare, cid, plan, rootfs, self._volume_options())
+                self.d.volumes.prepare, cid, plan, rootfs, self._volume_options()
+            ) if plan.mounts else []
             step = "network.attach"
             netns_path, addresses, dns = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
@@ -262,7 +263,8 @@ class Supervisor:
                     log_opts=dict(c.config.log_options))
             finally:
                 # runc holds its own copies of the mounts now (or failed): drop the staging.
-                await trio.to_thread.run_sync(self.d.volumes.release, cid)
+                if plan.mounts:
+                    await trio.to_thread.run_sync(self.d.volumes.release, cid)
             failpoints.hit("start.after_runtime_create")
             await self._hand_out_attach_sessions(cid)
             step = "runtime.start"
@@ -319,8 +321,10 @@ class Supervisor:
         return path, addresses, dns
 
     async def release_network(self, cid: str, op_id: str) -> None:
-        if self.d.network is None:
-            return
+        c = self.journal.state.containers.get(cid)
+        if self.d.network is None or (c is not None and c.config.network_mode in (
+                "none", "host") and not c.networks and not c.ports):
+            return  # nothing was attached: no kernel calls on the hot path
         try:
             await self.d.network.detach(cid, op_id)
         except (ShipslogError, OSError) as exc:
@@ -550,7 +554,8 @@ class Supervisor:
                     if cid in self._exited:
                         await self.wait_exited(cid, 30)
             await rt.delete(cid, force=True)
-            await trio.to_thread.run_sync(self.d.volumes.release, cid)
+            if c.config.mounts:
+                await trio.to_thread.run_sync(self.d.volumes.release, cid)
             await self.release_network(cid, op_id)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)

@@ -216,7 +216,8 @@ class SpecMaker:
                                                  embedded_dns=embedded_dns)
         files = write_container_files(
             self.paths.container_dir(container.id) / "etc", hosts=hosts,
-            hostname=hostfiles.hostname_file(hostname), resolv_conf=resolv)
+            hostname=hostfiles.hostname_file(hostname), resolv_conf=resolv,
+            sync=False)  # regenerated at every start: durability buys nothing here
         return [{"destination": dest, "type": "bind", "source": src,
                  "options": ["rbind", "rprivate"]} for src, dest in files.mounts()]
 

@@ -32,14 +32,15 @@ class HostFiles:
                 (str(self.resolv_conf), "/etc/resolv.conf")]
 
 
-def _replace(path: Path, data: bytes) -> None:
+def _replace(path: Path, data: bytes, *, sync: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o644)
     try:
         os.write(fd, data)
         os.fchmod(fd, 0o644)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -57,14 +58,15 @@ def rewrite(path: Path, data: bytes) -> None:
 
 
 def write_container_files(directory: Path, *, hosts: bytes, hostname: bytes,
-                          resolv_conf: bytes) -> HostFiles:
-    """Write the three files (idempotent: the same bytes give the same files)."""
+                          resolv_conf: bytes, sync: bool = True) -> HostFiles:
+    """Write the three files (idempotent: the same bytes give the same files). `sync=False`
+    where they are made again at every start anyway (a crash loses nothing)."""
     directory.mkdir(parents=True, exist_ok=True)
     files = HostFiles(hosts=directory / "hosts", hostname=directory / "hostname",
                       resolv_conf=directory / "resolv.conf")
-    _replace(files.hosts, hosts)
-    _replace(files.hostname, hostname)
-    _replace(files.resolv_conf, resolv_conf)
+    _replace(files.hosts, hosts, sync=sync)
+    _replace(files.hostname, hostname, sync=sync)
+    _replace(files.resolv_conf, resolv_conf, sync=sync)
     return files
 
 

@@ -229,6 +229,12 @@ class Runtime:
         while True:
             rec = self.exit_record_nowait(container_id)
             if rec is not None:
+                # conmon writes the exit file, then drains the last output into the log and
+                # exits: wait for that (briefly), so `logs` right after an exit is complete.
+                fd = monitor.monitor_pidfd(paths)
+                if fd is not None:
+                    with trio.move_on_after(DELETE_WAIT_S):
+                        await monitor.wait_pidfd(fd)
                 return rec
             fd = monitor.monitor_pidfd(paths)
             if fd is not None:
