@@ -95,7 +95,7 @@ SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename images rmi tag history load save import pull push login logout version info "
-    "events container image system audit state replay volume network".split())
+    "events container image system audit state replay debug volume network".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 
