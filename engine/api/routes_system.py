@@ -19,6 +19,7 @@ from engine.api.docker_events import DockerEvents, matches
 from engine.api.models import ComponentVersion, SystemInfo, SystemVersion
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, json_response, streaming
+from engine.api.routes_shipslog import first_seq_at
 from engine.api.translate import parse_filters
 from engine.errors import InvalidArgument
 from events.follow import follow
@@ -122,7 +123,8 @@ def system_routes(ctx: Any) -> Router:
         filters = parse_filters(req.arg("filters"))
         converter = DockerEvents(lambda: ctx.engine.state)
         head = ctx.store.head()
-        after = 0 if since is not None else head
+        # Start where `since` begins (a binary search over seq), not at the log's first event.
+        after = head if since is None else max(first_seq_at(ctx.store, since) - 1, 0)
         # With an `until` in the past the stream is history only: it ends at today's head.
         history_only = until is not None and until <= now
 
