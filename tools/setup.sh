@@ -2,13 +2,15 @@
 # Installs what shipslog needs on Debian 12, idempotently: the Debian packages it drives
 # (runc, conmon, busybox-static for the demo image, tini for --init, nftables, iproute2) and
 # a virtualenv in .venv with the Python dependencies. `--test` adds what the tests use
-# (the docker CLI from docker.io, to prove the API works with Docker's own client).
+# (the docker CLI from docker.io, to prove the API works with Docker's own client, and
+# Debian's docker-registry for pull/push tests against a real registry on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(runc conmon busybox-static tini nftables iproute2 python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v docker >/dev/null 2>&1 || packages+=(docker.io)
+  packages+=(docker-registry)  # the real registry server the pull/push tests run on loopback
 fi
 missing=()
 for pkg in "${packages[@]}"; do
