@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(runc conmon busybox-static tini nftables iproute2 python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v docker >/dev/null 2>&1 || packages+=(docker.io)
-  packages+=(docker-registry)  # the real registry server the pull/push tests run on loopback
+  packages+=(docker-registry skopeo)  # a real registry on loopback; skopeo reads our archives
 fi
 missing=()
 for pkg in "${packages[@]}"; do
