@@ -12,6 +12,7 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import UsageError
+from engine.cli.parse import parse_filters, parse_key_value_opts, parse_labels
 from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -70,36 +71,20 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_disconnect)
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid value {item!r}: expected KEY=VALUE", "network create")
-        out[key] = value if sep else ""
-    return out
-
-
-def _filters(items: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     config = {k: v for k, v in (("Subnet", args.subnet), ("Gateway", args.gateway),
                                 ("IPRange", args.ip_range)) if v}
     body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
-            "Labels": _pairs(args.label), "Options": _pairs(args.opt),
+            "Labels": _labels(args.label), "Options": _opts(args.opt),
             "IPAM": {"Driver": "default", "Config": [config] if config else []}}
     ctx.out(ctx.client.post_json("/networks/create", None, body)["Id"])
     return 0
 
 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"filters": _filters(args.filter)} if args.filter else None
+    params = {"filters": _filters_of(args.filter)} if args.filter else None
     rows = []
     for n in at_read(ctx, "network ls", "/networks", params, args.at)[0] or []:
         cfg = (n.get("IPAM") or {}).get("Config") or [{}]
@@ -135,7 +120,7 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
-    filters = _filters(args.filter)
+    filters = _filters_of(args.filter)
     answer = ctx.client.post_json("/networks/prune", {"filters": filters} if filters else None)
     deleted = answer.get("NetworksDeleted") or []
     if deleted:
@@ -158,3 +143,24 @@ def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client.post_json(f"/networks/{args.network}/disconnect", None,
                          {"Container": args.container, "Force": args.force})
     return 0
+
+
+def _opts(items: list[str]) -> dict[str, str]:
+    try:
+        return parse_key_value_opts(items, "--opt")
+    except ValueError as exc:
+        raise UsageError(str(exc), "network create") from None
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    try:
+        return parse_labels(items)
+    except ValueError as exc:
+        raise UsageError(str(exc), "network create") from None
+
+
+def _filters_of(items: list[str]) -> dict[str, list[str]]:
+    try:
+        return parse_filters(items)
+    except ValueError as exc:
+        raise UsageError(str(exc), "network ls") from None

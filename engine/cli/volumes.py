@@ -12,21 +12,13 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
+from engine.cli.parse import parse_filters, parse_key_value_opts, parse_labels
 from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.Driver}}\t{{.Name}}"
 TITLES = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
           "Labels": "LABELS", "Scope": "SCOPE"}
 
-
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE", "volume create")
-        out[key] = value if sep else ""
-    return out
 
 
 def register(sub: Any) -> None:
@@ -64,24 +56,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_prune)
 
 
-def _filters(items: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out.setdefault(key, []).append(value)
-    return out
-
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    body = {"Name": args.name, "Driver": args.driver, "DriverOpts": _pairs(args.opt, "option"),
-            "Labels": _pairs(args.label, "label")}
+    body = {"Name": args.name, "Driver": args.driver, "DriverOpts": _opts(args.opt),
+            "Labels": _labels(args.label)}
     answer = ctx.client.post_json("/volumes/create", None, body)
     ctx.out(answer["Name"])
     return 0
 
 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"filters": _filters(args.filter)} if args.filter else None
+    params = {"filters": _filters_of(args.filter)} if args.filter else None
     answer = at_read(ctx, "volume ls", "/volumes", params, args.at)[0] or {}
     rows = [{"Driver": v["Driver"], "Name": v["Name"], "Mountpoint": v.get("Mountpoint", ""),
              "Scope": v.get("Scope", "local"),
@@ -124,7 +109,7 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
-    filters = _filters(args.filter)
+    filters = _filters_of(args.filter)
     if args.all:
         filters["all"] = ["true"]
     answer = ctx.client.post_json("/volumes/prune", {"filters": filters} if filters else None)
@@ -136,3 +121,24 @@ def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out("")
     ctx.out("Total reclaimed space: 0B")
     return 0
+
+
+def _opts(items: list[str]) -> dict[str, str]:
+    try:
+        return parse_key_value_opts(items, "--opt")
+    except ValueError as exc:
+        raise UsageError(str(exc), "volume create") from None
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    try:
+        return parse_labels(items)
+    except ValueError as exc:
+        raise UsageError(str(exc), "volume create") from None
+
+
+def _filters_of(items: list[str]) -> dict[str, list[str]]:
+    try:
+        return parse_filters(items)
+    except ValueError as exc:
+        raise UsageError(str(exc), "volume ls") from None
