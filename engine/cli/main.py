@@ -11,22 +11,13 @@ state root), `--debug` (tracebacks), `--version`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from engine.cli import (
-    audit,
-    containers,
-    images,
-    manage,
-    networks,
-    system,
-    timeline,
-    volumes,
-)
 from engine.cli.context import CliParser, Context
 from engine.cli.errors import (
     BROKEN_PIPE,
@@ -55,10 +46,14 @@ def build_parser(verb: str | None = None) -> CliParser:
                         help="print version information and quit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
-    for module in (containers, manage, system, audit, timeline, volumes, networks):
-        module.register(target)
-    # `shipslog history X` is the event timeline; Docker's layer history is `image history`.
-    images.register(_Skipping(target, {"history"}))
+    for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks"):
+        if only is None or only in MODULE_VERBS[name]:
+            _module(name).register(target)
+    if only is None or only in MODULE_VERBS["images"]:
+        # `shipslog history X` is the event timeline; Docker's layer history: `image history`.
+        _module("images").register(_Skipping(target, {"history"}))
+    containers, manage, images, system = (
+        _LazyModule(n) for n in ("containers", "manage", "images", "system"))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
         ("container", (containers, manage), CONTAINER_GROUP),
@@ -74,6 +69,36 @@ def build_parser(verb: str | None = None) -> CliParser:
         for module in modules:
             module.register(_Renaming(group_sub, names))
     return parser
+
+
+# Which module registers which top-level verbs: a command imports only its own module (the
+# others cost tens of milliseconds of start-up). A test checks this table against the parser.
+MODULE_VERBS: dict[str, frozenset[str]] = {
+    "containers": frozenset({"run", "create", "start", "attach", "exec", "logs"}),
+    "manage": frozenset({"ps", "inspect", "top", "port", "stop", "restart", "kill", "rm",
+                         "pause", "unpause", "wait", "rename"}),
+    "system": frozenset({"version", "info", "events"}),
+    "audit": frozenset({"audit"}),
+    "timeline": frozenset({"history", "state", "replay", "debug"}),
+    "volumes": frozenset({"volume"}),
+    "networks": frozenset({"network"}),
+    "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
+                         "login", "logout"}),
+}
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"engine.cli.{name}")
+
+
+class _LazyModule:
+    """A verb module imported only when its `register` is called (management groups)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def register(self, sub: Any) -> None:
+        _module(self.name).register(sub)
 
 
 CONTAINER_GROUP = {
