@@ -69,6 +69,8 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
     network_mode: str = "none"
+    ipv4_address: str = ""  # a static address on the container's network (`run --ip`)
+    network_aliases: tuple[str, ...] = ()  # extra DNS names on its network (`--network-alias`)
     mounts: tuple[MountSpec, ...] = ()
     ports: tuple[PortBinding, ...] = ()
     publish_all: bool = False
