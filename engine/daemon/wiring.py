@@ -45,8 +45,9 @@ class RealRuntime:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         # Full paths, found once: a PATH search per container costs a dozen execve calls.
+        runc = os.environ.get("SHIPSLOG_RUNC") or shutil.which("runc") or "/usr/sbin/runc"
         self.rt = Runtime(paths.exec_root,
-                          runc_binary=shutil.which("runc") or "/usr/sbin/runc",
+                          runc_binary=runc,
                           conmon_binary=shutil.which("conmon") or "/usr/bin/conmon")
 
     async def check(self) -> str:

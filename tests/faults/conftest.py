@@ -1,0 +1,82 @@
+"""Fixtures for the fault tests (issue 7, RELIABILITY B and C): the integration fixtures
+(`daemon`, `busybox_tar`, the kernel-leak check) re-exported, a daemon whose runc is the
+misbehaving shim (`tools/runc_shim.py`), and helpers to plan its faults and read its calls.
+
+I/O: starts daemons (subprocesses), writes the shim's plan file, signals only processes this
+test's daemon started (hung shim calls found through the shim's own call log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.testing.daemon import REPO, DaemonProcess
+from tests.integration.conftest import (  # noqa: F401 - fixtures and the skip hook, re-exported
+    busybox_tar,
+    daemon,
+    kernel_left_clean,
+    pytest_collection_modifyitems,
+)
+from tests.integration.test_daemon_crash import oracle
+
+SHIM = REPO / "tools" / "runc_shim.py"
+
+__all__ = ["SHIM", "load_busybox", "oracle", "plan_faults", "shim_calls", "stop_hung_calls"]
+
+
+def plan_faults(d: DaemonProcess, plan: dict[str, Any]) -> None:
+    """Tell the shim which runc sub-commands misbehave from now on ({} for none)."""
+    path = d.exec_root / "runc-shim.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan))
+    os.replace(tmp, path)
+
+
+def shim_calls(d: DaemonProcess) -> list[dict[str, Any]]:
+    try:
+        text = (d.exec_root / "runc-shim.log").read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def stop_hung_calls(d: DaemonProcess) -> None:
+    """SIGKILL the shim calls that are hanging on purpose (pids from the shim's log, checked
+    against their command line so a recycled pid is never hit)."""
+    for call in shim_calls(d):
+        if call["action"] != "hang":
+            continue
+        try:
+            cmdline = Path(f"/proc/{call['pid']}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"runc_shim.py" in cmdline and str(d.exec_root).encode() in cmdline:
+            os.kill(call["pid"], signal.SIGKILL)
+
+
+def load_busybox(d: DaemonProcess, tar: Path) -> None:
+    with open(tar, "rb") as f:
+        d.client().upload("POST", "/images/load", f)
+
+
+@pytest.fixture
+def shim_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
+    """A daemon whose runc is the shim (no faults planned yet), with busybox loaded."""
+    d = DaemonProcess.make()
+    d.env["SHIPSLOG_RUNC"] = str(SHIM)
+    try:
+        d.start()
+        load_busybox(d, busybox_tar)
+        yield d
+    finally:
+        stop_hung_calls(d)
+        if d.exec_root.exists():
+            plan_faults(d, {})
+        d.cleanup()
