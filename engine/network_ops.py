@@ -9,20 +9,32 @@ Order of a container's attach (RELIABILITY: an address is recorded before it is 
 `NetworkAddressAllocated` (optimistic on the network's stream, so two containers never get one
 address) → namespace + veth → `NetworkConnected` → nft DNAT + proxy → `NetworkPortPublished`.
 Detach undoes it in reverse, each step idempotent, then records `NetworkPortUnpublished`,
-`NetworkDisconnected` and `NetworkAddressReleased`.
+`NetworkDisconnected` and `NetworkAddressReleased`. A failpoint (`engine.failpoints`) sits at
+every boundary between a kernel step and its event (`net.after_netns`, `net.after_allocate`,
+`net.after_veth`, `net.after_connected_event`, `net.after_nft`, `net.after_published_event`,
+`net.after_detach_kernel`), so tests can kill the daemon at each.
+
+After a crash, `reconcile` (daemon start, after recovery) makes the kernel match the log:
+endpoints, addresses and ports of containers that are not running are taken down and released;
+veths on our bridges, nft rules and namespaces that no event owns are removed; a running
+container whose recorded endpoint or rules are gone is reported. Each difference is a
+`ReconcileDifferenceFound` event — nothing is fixed silently.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
+from engine import failpoints
 from engine.core.ipam import next_free_address
+from engine.core.lookup import find_container
 from engine.core.networks import decide_network_create
 from engine.drivers import netns
 from engine.drivers.dns import run_dns
@@ -48,12 +60,13 @@ from projections.state import ContainerView, EngineState, NetworkView
 log = logging.getLogger("shipslog.network")
 
 DEFAULT_BRIDGE = "bridge"
+RUNNING = ("running", "paused", "restarting")
 
 
 def host_routes() -> list[str]:
     """IPv4 destinations the host already routes (so new networks avoid them, docker0's
     172.17/16 included when Docker runs)."""
-    out = []
+    out: list[str] = []
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:
@@ -75,6 +88,14 @@ def free_port(host_ip: str, proto: str) -> int:
         return int(s.getsockname()[1])
 
 
+def _is_namespace(path: Path) -> bool:
+    """A bind-mounted network namespace (nsfs), not just a file of that name."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def network_of(state: EngineState, mode: str) -> NetworkView | None:
     """The network a container's `network_mode` names; None for none/host/container:."""
     if mode in ("none", "host", "") or mode.startswith("container:"):
@@ -84,6 +105,13 @@ def network_of(state: EngineState, mode: str) -> NetworkView | None:
     if nid is None:
         raise NotFound(f"network {name} not found", hint="list networks: shipslog network ls")
     return state.networks[nid]
+
+
+def network_of_or_none(state: EngineState, c: ContainerView) -> NetworkView | None:
+    try:
+        return network_of(state, c.config.network_mode)
+    except NotFound:
+        return None
 
 
 class NetworkOps:
@@ -174,16 +202,48 @@ class NetworkOps:
     # -- containers -------------------------------------------------------------------------
 
     async def attach(self, c: ContainerView, op_id: str, actor: Actor) -> str | None:
-        """Give a starting container its namespace and its endpoint on its network; publish
-        its ports. Returns the namespace path for the runtime spec (None: no network)."""
+        """Give a starting container its namespace and its endpoint on its network (at the
+        static `--ip` and with the `--network-alias` names it asked for); publish its ports.
+        Returns the namespace path for the runtime spec (None: no network)."""
         net = network_of(self.journal.state, c.config.network_mode)
         if net is None:
             return None
         path = await trio.to_thread.run_sync(netns.create_netns, self.netns_dir,
                                              netns_name(c.id))
-        ip = await self._connect(c, net, path, 0, op_id, actor)
+        failpoints.hit("net.after_netns")
+        ip = await self._connect(c, net, path, 0, op_id, actor, c.config.network_aliases,
+                                 requested=c.config.ipv4_address)
         await self._publish(c, ip, op_id, actor)
         return path
+
+    def joined_namespace(self, c: ContainerView) -> tuple[str, NetworkView | None, list[str]]:
+        """`--network container:<name|id>`: the namespace path of the container whose network
+        `c` joins (followed through its own `container:` mode), the network whose DNS that
+        container uses (None: the default bridge or no network) and its addresses. Docker's
+        rules: the other container must be running; here it must also own a namespace (a
+        bridge network), as joining the host's or an empty one is not what a user means."""
+        state = self.journal.state
+        target = c
+        seen = {c.id}
+        while target.config.network_mode.startswith("container:"):
+            ref = target.config.network_mode.split(":", 1)[1]
+            nxt = find_container(state, ref)
+            if nxt.id in seen:
+                raise Conflict(f"container {c.name} cannot join its own network",
+                               hint="name another container in --network container:NAME")
+            seen.add(nxt.id)
+            if nxt.status not in ("running", "paused"):
+                raise Conflict(f"cannot join network of a non running container: {ref}",
+                               hint=f"start it first: shipslog start {ref}")
+            target = nxt
+        path = self.netns_dir / netns_name(target.id)
+        if target.config.network_mode in ("host", "none") or not _is_namespace(path):
+            raise Conflict(f"container {target.name} has no network namespace to join "
+                           f"(network mode {target.config.network_mode})",
+                           hint="join a container that runs on a bridge network")
+        nets = [state.networks.get(nid) for nid in target.networks]
+        dns = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
+        return str(path), dns, [ep.ip for ep in target.networks.values() if ep.ip]
 
     async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
                         requested: str = "") -> str:
@@ -199,22 +259,26 @@ class NetworkOps:
                     stream=stream_of("network", net.id), expected_version=net.stream_version,
                     event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
                                                     address=address))], op_id, actor)
-                return address
             except ConcurrencyConflict:
                 continue
+            failpoints.hit("net.after_allocate")
+            return address
         raise Conflict(f"network {net.name} kept changing while an address was chosen",
                        hint="try again")
 
     async def _connect(self, c: ContainerView, net: NetworkView, path: str, index: int,
-                       op_id: str, actor: Actor, aliases: tuple[str, ...] = ()) -> str:
-        ip = await self._allocate(c, net, op_id, actor)
+                       op_id: str, actor: Actor, aliases: tuple[str, ...] = (), *,
+                       requested: str = "") -> str:
+        ip = await self._allocate(c, net, op_id, actor, requested)
         plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
                          gateway=net.gateway, ip=ip, netns_path=path,
                          ifname=container_ifname(index), default_route=index == 0)
         await trio.to_thread.run_sync(self.netlink.connect, plan)
+        failpoints.hit("net.after_veth")
         await self._append([Pending(stream=stream_of("network", net.id), event=v.NetworkConnected(
             network_id=net.id, container_id=c.id, ip=ip, mac=plan.mac, aliases=aliases,
             endpoint_id=plan.host_ifname))], op_id, actor)
+        failpoints.hit("net.after_connected_event")
         return ip
 
     async def _publish(self, c: ContainerView, ip: str, op_id: str, actor: Actor) -> None:
@@ -237,6 +301,7 @@ class NetworkOps:
         await trio.to_thread.run_sync(self.nft.publish, c.id, [
             Publish(container_ip=ip, container_port=b.container_port, host_port=b.host_port,
                     proto=b.protocol, host_ip=b.host_ip) for b in resolved])
+        failpoints.hit("net.after_nft")
         scopes = self._proxies.setdefault(c.id, [])
         assert self.nursery is not None
         for b in resolved:
@@ -247,6 +312,7 @@ class NetworkOps:
                                     event=v.NetworkPortPublished(container_id=c.id, binding=b,
                                                                  container_ip=ip))
                              for b in resolved], op_id, actor)
+        failpoints.hit("net.after_published_event")
 
     async def _proxy(self, b: PortBinding, ip: str, *,
                      task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
@@ -291,17 +357,37 @@ class NetworkOps:
                                                network_id=net.id, container_id=cid,
                                                address=address)))
         await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, netns_name(cid))
+        failpoints.hit("net.after_detach_kernel")
         if pending:
             await self._append(pending, op_id, actor)
 
     async def connect_live(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
-                           aliases: tuple[str, ...] = ()) -> None:
-        """`network connect` of a running container: one more interface in its namespace."""
+                           aliases: tuple[str, ...] = (), *, ip: str = "") -> None:
+        """`network connect` of a running container: one more interface in its namespace,
+        at the static address `ip` when one is given."""
         path = str(self.netns_dir / netns_name(c.id))
         if not Path(path).exists():
             raise Conflict(f"container {c.name} has no network namespace of its own",
                            hint="only containers on a bridge network can join another")
-        await self._connect(c, net, path, len(c.networks), op_id, actor, aliases)
+        await self._connect(c, net, path, len(c.networks), op_id, actor, aliases, requested=ip)
+
+    async def reserve_address(self, c: ContainerView, net: NetworkView, ip: str, op_id: str,
+                              actor: Actor) -> str:
+        """Record the static address a `network connect --ip` asked for before the connect
+        itself runs; `_allocate` then keeps it (one allocation per container and network)."""
+        return await self._allocate(c, net, op_id, actor, ip)
+
+    async def release_reserved(self, cid: str, net_id: str, op_id: str, actor: Actor) -> None:
+        """Undo `reserve_address` when the connect was refused: an allocation with no
+        endpoint goes back to the pool, on the record."""
+        net = self.journal.state.networks.get(net_id)
+        if net is None or cid in net.endpoints:
+            return
+        pending = [Pending(stream=stream_of("network", net.id), event=v.NetworkAddressReleased(
+            network_id=net.id, container_id=cid, address=a))
+            for a, owner in net.allocations.items() if owner == cid]
+        if pending:
+            await self._append(pending, op_id, actor)
 
     async def disconnect_live(self, c: ContainerView, net: NetworkView, op_id: str,
                               actor: Actor) -> None:
@@ -331,15 +417,117 @@ class NetworkOps:
                     scopes.append(await self.nursery.start(self._proxy, p.binding,
                                                            p.container_ip))
 
+    # -- reconciliation at start ------------------------------------------------------------
+
+    async def _difference(self, subject: str, expected: str, observed: str, action: str,
+                          reason: str) -> None:
+        await self._append([Pending(stream="reconcile", event=v.ReconcileDifferenceFound(
+            subject=subject, expected=expected, observed=observed, action=action,
+            reason=reason))], "reconcile-network")
+
+    async def reconcile(self) -> None:
+        """At start, after recovery and before anything new is started: make the kernel hold
+        exactly what the log says (F-02, F-12). Order: containers the log no longer runs give
+        up what they still hold (with its events); then veths on our bridges and nft rules no
+        event owns go; then running containers whose endpoint or rules are missing are
+        reported (their rules rewritten from the log); `sweep` ends with the namespaces."""
+        state = self.journal.state
+        for cid, c in list(state.containers.items()):
+            if c.status in RUNNING:
+                continue
+            held = bool(c.networks or c.ports) or any(
+                cid in n.allocations.values() for n in state.networks.values())
+            if held:
+                await self._difference(f"container-{cid}", "no network (not running)",
+                                       "endpoints, addresses or ports recorded", "released",
+                                       "the daemon stopped between a network step and its "
+                                       "outcome")
+                await self.detach(cid, "reconcile-network")
+        await self._reconcile_links()
+        await self._reconcile_rules()
+        await self._reconcile_running()
+
+    def _owned_links(self) -> tuple[set[str], set[str]]:
+        """(our bridges, veth host ends the log's endpoints own)."""
+        state = self.journal.state
+        bridges = {n.bridge for n in state.networks.values()}
+        veths = {ep.endpoint_id for n in state.networks.values()
+                 for ep in n.endpoints.values() if ep.endpoint_id}
+        return bridges, veths
+
+    async def _reconcile_links(self) -> None:
+        bridges, veths = self._owned_links()
+        for link in await trio.to_thread.run_sync(self.netlink.list_links):
+            # Only ports of our own bridges: other engines on this host name theirs slg* too.
+            if link.kind != "veth" or link.master not in bridges or link.name in veths:
+                continue
+            await trio.to_thread.run_sync(self.netlink.disconnect, link.name)
+            await self._difference(f"link:{link.name}", "no endpoint",
+                                   f"veth on {link.master}", "removed",
+                                   "a veth that no NetworkConnected event owns")
+
+    async def _reconcile_rules(self) -> None:
+        state = self.journal.state
+        mine = set(state.containers) | set(state.networks)
+        published = {cid for cid, c in state.containers.items() if c.ports}
+        for rule in await trio.to_thread.run_sync(self.nft.list_rules):
+            if rule.kind == "net" and rule.owner in state.networks:
+                continue
+            if rule.kind == "ctr" and rule.owner in published:
+                continue
+            if rule.owner not in mine and not await trio.to_thread.run_sync(
+                    self._was_ours, rule.owner):
+                continue  # another engine's rule in the shared table: not ours to judge
+            await trio.to_thread.run_sync(self.nft.delete_rules_of, rule.owner)
+            await self._difference(f"nft:{rule.kind}:{rule.owner}", "no rule",
+                                   f"rule in chain {rule.chain}", "removed",
+                                   "an nft rule that no event owns")
+
+    def _was_ours(self, owner: str) -> bool:
+        """An id this log created once (a removed container or network)."""
+        for stream in (stream_of("container", owner), stream_of("network", owner)):
+            for _ in self.journal.store.read(stream=stream, limit=1):
+                return True
+        return False
+
+    async def _reconcile_running(self) -> None:
+        state = self.journal.state
+        bridges, _ = self._owned_links()
+        present = {link.name for link in await trio.to_thread.run_sync(self.netlink.list_links)
+                   if link.master in bridges}
+        rules = {r.owner for r in await trio.to_thread.run_sync(self.nft.list_rules)
+                 if r.kind == "ctr"}
+        for cid, c in list(state.containers.items()):
+            if c.status not in RUNNING:
+                continue
+            for nid, ep in c.networks.items():
+                net = state.networks.get(nid)
+                if ep.endpoint_id and ep.endpoint_id not in present:
+                    await self._difference(
+                        f"container-{cid}", f"endpoint {ep.endpoint_id} on "
+                        f"{net.name if net else nid}", "no such link", "recorded",
+                        "the container's veth is gone; disconnect and connect it again")
+            if c.ports and cid not in rules:
+                await trio.to_thread.run_sync(self.nft.publish, cid, [
+                    Publish(container_ip=p.container_ip, container_port=p.binding.container_port,
+                            host_port=p.binding.host_port, proto=p.binding.protocol,
+                            host_ip=p.binding.host_ip) for p in c.ports])
+                await self._difference(f"container-{cid}", "published-port rules",
+                                       "no rules", "repaired",
+                                       "the container's DNAT rules were rewritten from the log")
+
     async def sweep(self) -> None:
-        """At start, after recovery: namespaces and links that no running container owns."""
+        """At start, after recovery: namespaces that no running container owns."""
         state = self.journal.state
         running = {netns_name(cid) for cid, c in state.containers.items()
-                   if c.status in ("running", "paused", "restarting")}
+                   if c.status in RUNNING and network_of_or_none(state, c) is not None}
         for name in await trio.to_thread.run_sync(netns.list_netns, self.netns_dir):
-            if name not in running:
-                try:
-                    await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, name)
-                except (OSError, KernelError) as exc:
-                    log.warning("could not remove stale namespace %s: %s", name, exc)
-
+            if name in running:
+                continue
+            try:
+                await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, name)
+            except (OSError, KernelError) as exc:
+                log.warning("could not remove stale namespace %s: %s", name, exc)
+                continue
+            await self._difference(f"netns:{name}", "no namespace", "namespace", "removed",
+                                   "a network namespace that no running container owns")

@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import trio
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, json_response
 from engine.api.translate import parse_filters
-from engine.core.lookup import find_network
+from engine.core.lookup import find_container, find_network
 from engine.errors import InvalidArgument, ShipslogError
+from engine.network.hostfiles import check_hostname
 from projections.state import EngineState, NetworkView
 
 
@@ -138,11 +140,31 @@ def network_routes(ctx: Any) -> Router:
         body = await req.json(ConnectBody)
         ep = body.EndpointConfig or EndpointConfig()
         ip = ep.IPAMConfig.IPv4Address if ep.IPAMConfig and ep.IPAMConfig.IPv4Address else ""
-        if ip:
-            raise InvalidArgument("a static --ip on connect is not supported yet",
-                                  hint="connect without --ip; an address is allocated")
-        await engine.connect_network(req.params["id"], body.Container, req.actor,
-                                     aliases=tuple(ep.Aliases or ()))
+        aliases = tuple(check_hostname(a, "alias") for a in ep.Aliases or () if a)
+        if not ip:
+            await engine.connect_network(req.params["id"], body.Container, req.actor,
+                                         aliases=aliases)
+            return empty(200)
+        # A static address is recorded first (NetworkAddressAllocated, checked by IPAM); the
+        # connect then keeps the allocation it finds, and a refused connect gives it back.
+        state = engine.state
+        net = find_network(state, req.params["id"])
+        c = find_container(state, body.Container)
+        if net.name == "bridge":
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only", hint="connect to a network you created")
+        if c.id in net.endpoints or c.status not in ("running", "paused"):
+            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)  # refuses
+            return empty(200)
+        ops = ctx.engine.supervisor.d.network
+        op_id = ctx.engine.journal.new_id()
+        await ops.reserve_address(c, net, ip, op_id, req.actor)
+        try:
+            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await ops.release_reserved(c.id, net.id, op_id, req.actor)
+            raise
         return empty(200)
 
     @r.route("POST", "/networks/{id}/disconnect")

@@ -104,6 +104,7 @@ def create_body_to_config(
         or "json-file",
         "log_options": dict(host.LogConfig.Config or {}) if host.LogConfig else {},
     }
+    fields.update(_endpoint(body, fields["network_mode"]))
     if fields["log_driver"] not in LOG_DRIVERS:
         raise InvalidArgument(
             f"logging driver {fields['log_driver']!r} is not supported; "
@@ -278,6 +279,27 @@ def _network_mode(mode: str | None) -> str:
     if mode not in ("none", "host", "bridge") and not VOLUME_NAME_RE.match(mode):
         raise InvalidArgument(f"invalid network mode {mode!r}")
     return mode
+
+
+def _endpoint(body: ContainerCreateBody, mode: str) -> Fields:
+    """`--ip` and `--network-alias`: NetworkingConfig.EndpointsConfig[<the network>] as
+    Docker's CLI sends it (keyed by the network's name; one entry for a new container)."""
+    endpoints = (body.NetworkingConfig.EndpointsConfig or {}) if body.NetworkingConfig else {}
+    ep = endpoints.get(mode) or next((e for e in endpoints.values() if e), None)
+    if ep is None:
+        return {}
+    ip = (ep.IPAMConfig.IPv4Address or "") if ep.IPAMConfig else ""
+    aliases = tuple(_hostname(a) for a in ep.Aliases or () if a)
+    if (ip or aliases) and mode in ("bridge", "host", "none"):
+        what = "user specified IP address" if ip else "network-scoped alias"
+        raise InvalidArgument(f"{what} is supported only for containers in user defined "
+                              "networks")
+    if ip:
+        try:
+            ip = str(ipaddress.IPv4Address(ip))
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address {ip!r}") from None
+    return {"ipv4_address": ip, "network_aliases": aliases}
 
 
 def _signal(value: str) -> str:

@@ -44,6 +44,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--init", action="store_true")
     p.add_argument("--network", "--net", default="")
     p.add_argument("--network-alias", action="append", default=[])
+    p.add_argument("--ip", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--mount", action="append", default=[])
     p.add_argument("--tmpfs", action="append", default=[])
@@ -191,12 +192,14 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         host["Ulimits"] = [_value("--ulimit", verb, _ulimit, u) for u in args.ulimit]
     config["HostConfig"] = _compact(host)
     body = _compact(config)
-    if args.network_alias:
+    if args.network_alias or args.ip:
         if not args.network:
-            raise UsageError("network-scoped aliases are only supported for user-defined "
-                             "networks", verb)
-        body["NetworkingConfig"] = {
-            "EndpointsConfig": {args.network: {"Aliases": args.network_alias}}}
+            raise UsageError("network-scoped aliases and --ip are only supported for "
+                             "user-defined networks", verb)
+        endpoint: dict[str, Any] = {"Aliases": args.network_alias}
+        if args.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        body["NetworkingConfig"] = {"EndpointsConfig": {args.network: endpoint}}
     return args.name, body
 
 

@@ -87,7 +87,30 @@ def resolve_image(state: EngineState, config: ContainerConfig) -> ContainerConfi
     return msgspec.structs.replace(config, image_id=image.id)
 
 
-def _validate_config(config: ContainerConfig) -> None:
+def _validate_network_container(state: EngineState, config: ContainerConfig) -> None:
+    """`--network container:<name|id>`: the container must exist now (it must run when this
+    one starts, checked then); what belongs to the other container's network is refused, as
+    Docker's runconfig does ("conflicting options")."""
+    ref = config.network_mode.split(":", 1)[1]
+    try:
+        find_container(state, ref)
+    except NotFound:
+        # Not a 404: Docker's CLI would take that for a missing image and try to pull it.
+        raise InvalidArgument(f"No such container: {ref}",
+                              hint="--network container:NAME names an existing container") \
+            from None
+    for given, what in ((config.hostname, "hostname"), (config.ports, "port publishing"),
+                        (config.publish_all, "publish all ports"),
+                        (config.ipv4_address, "a static IP address"),
+                        (config.network_aliases, "network aliases")):
+        if given:
+            raise InvalidArgument(f"conflicting options: {what} and the network mode",
+                                  hint="the container uses the network of " + ref)
+
+
+def _validate_config(config: ContainerConfig, state: EngineState | None = None) -> None:
+    if state is not None and config.network_mode.startswith("container:"):
+        _validate_network_container(state, config)
     check_line(config.hostname, "hostname")
     check_line(config.user, "user")
     check_line(config.working_dir, "working directory")
@@ -126,7 +149,7 @@ def _validate_config(config: ContainerConfig) -> None:
 def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
                   container_id: str) -> Decision:
     config = resolve_image(state, cmd.config)
-    _validate_config(config)
+    _validate_config(config, state)
     # Mounts are checked before anything is recorded (RELIABILITY S-03); volumes the
     # container needs and that do not exist yet are created with it, as `docker run` does.
     plan = plan_mounts(config.mounts, None, known_volumes=set(state.volumes.keys()),

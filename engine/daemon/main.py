@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from engine.api.http import App, serve_unix
+from engine.api.routes_check import check_routes
 from engine.api.routes_containers import container_routes
 from engine.api.routes_images import image_routes
 from engine.api.routes_networks import network_routes
@@ -151,6 +152,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
             await network.readopt()
+            await network.reconcile()
             await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
@@ -163,7 +165,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 engine_id=_engine_id(store), runc_version=runc_version)
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
-                      registry_routes(ctx), network_routes(ctx))
+                      registry_routes(ctx), network_routes(ctx), check_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)

@@ -92,3 +92,72 @@ def test_volume_data_outlives_its_container(daemon) -> None:
     assert p.returncode != 0
     docker(daemon, "volume", "rm", "keep")
     assert "keep" not in docker(daemon, "volume", "ls", "-q").stdout.split()
+
+
+def test_static_address_and_aliases(daemon) -> None:
+    docker(daemon, "network", "create", "--subnet", "10.231.7.0/24", "fixed")
+    docker(daemon, "run", "-d", "--name", "static", "--network", "fixed", "--ip", "10.231.7.50",
+           "--network-alias", "db", "--network-alias", "primary", "busybox", "sh", "-c",
+           "echo static > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+    ip = docker(daemon, "inspect", "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "static").stdout
+    assert ip.strip() == "10.231.7.50"
+    for name in ("static", "db", "primary"):
+        out = docker(daemon, "run", "--rm", "--network", "fixed", "busybox", "sh", "-c",
+                     f"nslookup {name} | sed -n 's/^Address: *//p'").stdout
+        assert "10.231.7.50" in out.split(), (name, out)
+    # The address is taken: a second container asking for it is refused, and nothing leaks.
+    p = docker(daemon, "run", "-d", "--name", "dup", "--network", "fixed", "--ip",
+               "10.231.7.50", "busybox", "sleep", "60", check=False)
+    assert p.returncode != 0 and "already in use" in p.stderr.lower()
+    docker(daemon, "rm", "-f", "dup", check=False)
+    # network connect --ip and --alias on a running container
+    docker(daemon, "network", "create", "--subnet", "10.231.8.0/24", "second")
+    docker(daemon, "run", "-d", "--name", "roamer", "--network", "fixed", "busybox",
+           "sleep", "600")
+    docker(daemon, "network", "connect", "--ip", "10.231.8.77", "--alias", "wanderer",
+           "second", "roamer")
+    addrs = docker(daemon, "exec", "roamer", "ip", "-o", "-4", "addr").stdout
+    assert "10.231.8.77/24" in addrs
+    out = docker(daemon, "run", "--rm", "--network", "second", "busybox", "sh", "-c",
+                 "nslookup wanderer | sed -n 's/^Address: *//p'").stdout
+    assert "10.231.8.77" in out.split()
+    p = docker(daemon, "network", "connect", "--ip", "10.231.8.77", "second", "static",
+               check=False)
+    assert p.returncode != 0
+    docker(daemon, "rm", "-f", "static", "roamer")
+    docker(daemon, "network", "rm", "fixed", "second")
+    p = docker(daemon, "run", "--rm", "--ip", "172.17.9.9", "busybox", "true", check=False)
+    assert p.returncode != 0 and "user defined networks" in p.stderr
+
+
+def test_network_container_mode_shares_the_namespace(daemon) -> None:
+    docker(daemon, "network", "create", "shared")
+    docker(daemon, "run", "-d", "--name", "owner", "--network", "shared", "busybox", "sh",
+           "-c", "echo from-owner > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080 -h /tmp")
+    # The joiner reaches the owner's loopback-only server: one network namespace.
+    out = docker(daemon, "run", "--rm", "--network", "container:owner", "busybox", "sh", "-c",
+                 "wget -qO- http://127.0.0.1:8080/index.html; ip -o -4 addr; "
+                 "cat /etc/resolv.conf").stdout
+    owner_ip = docker(daemon, "inspect", "-f",
+                      "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                      "owner").stdout.strip()
+    assert out.startswith("from-owner\n")
+    assert f"inet {owner_ip}/" in out  # the owner's eth0, no endpoint of its own
+    gateway = docker(daemon, "network", "inspect", "-f",
+                     "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "shared").stdout.strip()
+    assert f"nameserver {gateway}" in out  # the owner's DNS: names on `shared` resolve
+    inspect = docker(daemon, "network", "inspect", "-f", "{{len .Containers}}", "shared")
+    assert inspect.stdout.strip() == "1"
+    p = docker(daemon, "run", "--rm", "--network", "container:nosuch", "busybox", "true",
+               check=False)
+    assert p.returncode != 0 and "nosuch" in p.stderr
+    p = docker(daemon, "run", "--rm", "--network", "container:owner", "-p", "9000:80",
+               "busybox", "true", check=False)
+    assert p.returncode != 0 and "conflicting options" in p.stderr
+    docker(daemon, "stop", "-t", "0", "owner")
+    p = docker(daemon, "run", "--rm", "--network", "container:owner", "busybox", "true",
+               check=False)
+    assert p.returncode != 0 and "non running container" in p.stderr
+    docker(daemon, "rm", "-f", "owner")
+    docker(daemon, "network", "rm", "shared")
