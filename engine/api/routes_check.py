@@ -1,0 +1,51 @@
+"""`POST /shipslog/system/check[?repair=1]`: the on-disk check of `engine/system_check.py`.
+
+I/O: the check reads (and with repair renames) files in a worker thread; each repair is then
+appended to the log as a `ReconcileDifferenceFound` event, by the caller's identity.
+
+Answer: `{"Findings": [{"Kind", "Subject", "Problem", "Action", "Path"}], "NeedsCleanup":
+[{"OpId", "Kind", "Target", "Error"}], "Integrity": "ok", "Repaired": bool}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from engine.api.router import Request, Response, Router, json_response
+from engine.system_check import Finding, run_check
+from events import vocabulary as v
+from events.envelope import Pending
+
+
+def _finding(f: Finding) -> dict[str, str]:
+    return {"Kind": f.kind, "Subject": f.subject, "Problem": f.problem, "Action": f.action,
+            "Path": f.path}
+
+
+def check_routes(ctx: Any) -> Router:
+    """`ctx`: `.paths`, `.engine` (state and journal)."""
+    r = Router()
+
+    @r.route("POST", "/shipslog/system/check")
+    async def system_check(req: Request) -> Response:
+        repair = req.bool("repair")
+        journal = ctx.engine.journal
+        state = journal.state
+        report = await trio.to_thread.run_sync(
+            lambda: run_check(ctx.paths, state, repair=repair))
+        repaired = [f for f in report.findings if f.action]
+        if repaired:
+            await journal.append([Pending(stream="reconcile", event=v.ReconcileDifferenceFound(
+                subject=f"{f.kind}:{f.subject}", expected="intact", observed=f.problem,
+                action=f.action, reason="system check --repair")) for f in repaired],
+                actor=req.actor, op_id=journal.new_id())
+        return json_response({
+            "Findings": [_finding(f) for f in report.findings],
+            "NeedsCleanup": report.needs_cleanup,
+            "Integrity": report.integrity,
+            "Repaired": repair,
+        })
+
+    return r

@@ -1,0 +1,240 @@
+"""`system check [--repair]`: find on-disk damage the log cannot see (RELIABILITY F-05, F-15;
+podman `331-system-check.bats`), and with `--repair` move damaged objects aside.
+
+What is checked, against the projection of the log:
+
+- every blob an image refers to: present, and re-hashing to its digest;
+- every layer an image refers to: its directory present, and its files equal to what
+  unpacking its blob again gives (names, types, modes, owners, sizes, contents, link targets);
+- every container: its rootfs directory present once prepared, and, while the runtime holds
+  it, its bundle's `config.json` present and readable JSON;
+- the log itself: `PRAGMA integrity_check`;
+- operations whose rollback failed (`needs cleanup`, F-11), listed so that the user sees them.
+
+Repair never deletes: a damaged blob, layer directory or bundle config is renamed into
+`<root>/quarantine/`, which makes the object "missing" to the engine (so `rmi -f` and
+`rm -f` work on it, and a re-pull or re-load brings it back). The caller records each repair
+as a `ReconcileDifferenceFound` event (nothing is ever fixed silently).
+
+I/O: reads blobs, layer directories, bundles and the SQLite file; unpacks layers into a
+staging directory under `<root>/tmp/` (removed afterwards); renames into `quarantine/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from engine.drivers.content import ContentStore
+from engine.drivers.layers import LayerStore
+from engine.errors import ShipslogError
+from engine.images.reference import digest_hex
+from engine.paths import Paths
+from projections.state import EngineState
+
+RUNTIME_STATUSES = ("running", "paused", "restarting")
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str  # "blob", "layer", "container", "database"
+    subject: str  # digest, container id, or the database path
+    problem: str
+    action: str = ""  # "quarantined: <path>", or "" when only reported
+    path: str = ""  # the damaged file or directory
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    needs_cleanup: list[dict[str, str]] = field(default_factory=list)
+    integrity: str = "ok"
+
+
+def run_check(paths: Paths, state: EngineState, *, repair: bool) -> Report:
+    """Check everything, and quarantine what is damaged when `repair`."""
+    content, layers = ContentStore(paths.root), LayerStore(paths.root)
+    report = Report()
+    report.findings += check_images(paths, state, content, layers)
+    report.findings += check_containers(paths, state)
+    report.integrity = integrity_check(paths.db)
+    if report.integrity != "ok":
+        report.findings.append(Finding(kind="database", subject=str(paths.db),
+                                       problem=f"integrity_check: {report.integrity}"))
+    report.needs_cleanup = [
+        {"OpId": op.op_id, "Kind": op.kind, "Target": op.target, "Error": op.error}
+        for op in state.operations.values() if op.needs_cleanup]
+    if repair:
+        report.findings = [quarantine(paths, f) for f in report.findings]
+    return report
+
+
+# -- images ---------------------------------------------------------------------------------
+
+
+def check_images(paths: Paths, state: EngineState, content: ContentStore,
+                 layers: LayerStore) -> list[Finding]:
+    found: list[Finding] = []
+    good_blobs: dict[str, bool] = {}
+    seen_layers: set[str] = set()
+    for image in sorted(state.images.values(), key=lambda i: i.id):
+        for digest in image.layer_digests:
+            if digest not in good_blobs:
+                problem = blob_problem(content, digest)
+                good_blobs[digest] = problem == ""
+                if problem:
+                    found.append(Finding(kind="blob", subject=digest, problem=problem,
+                                         path=str(content.path(digest))))
+        pairs = zip(image.layers, image.layer_digests or [""] * len(image.layers), strict=False)
+        for diff_id, blob in pairs:
+            if diff_id in seen_layers:
+                continue
+            seen_layers.add(diff_id)
+            problem = layer_problem(paths, layers, content, diff_id,
+                                    blob if good_blobs.get(blob) else "")
+            if problem:
+                found.append(Finding(kind="layer", subject=diff_id, problem=problem,
+                                     path=str(Path(layers.path(diff_id)).parent)))
+    return found
+
+
+def blob_problem(content: ContentStore, digest: str) -> str:
+    if not content.has(digest):
+        return "blob missing"
+    try:
+        return "" if content.verify(digest) else "blob content does not match its digest"
+    except OSError as exc:
+        return f"blob unreadable: {exc.strerror or exc}"
+
+
+def layer_problem(paths: Paths, layers: LayerStore, content: ContentStore, diff_id: str,
+                  blob: str) -> str:
+    """"" when the layer directory is there and (if its blob is good) equals a fresh unpack."""
+    diff = Path(layers.path(diff_id))
+    if not diff.is_dir():
+        return "layer directory missing"
+    if not blob:
+        return ""  # nothing trustworthy to compare with: the blob finding says why
+    scratch = paths.root / "tmp" / f"check-{secrets.token_hex(8)}"
+    scratch.mkdir(parents=True, mode=0o700)
+    try:
+        fresh = LayerStore(scratch).unpack(content.path(blob), expected_diff_id=diff_id)
+        return tree_difference(Path(fresh.path), diff)
+    except (ShipslogError, OSError) as exc:
+        return f"layer cannot be verified: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _entries(root: Path) -> Iterator[tuple[str, tuple[object, ...]]]:
+    """(relative path, what matters about it) for every entry under `root`, sorted."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, root)
+            kind = stat.S_IFMT(st.st_mode)
+            extra: object = ""
+            if stat.S_ISREG(st.st_mode):
+                extra = _sha256_file(full)
+            elif stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(full)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                extra = st.st_rdev
+            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            yield rel, (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, extra)
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_difference(expected: Path, actual: Path) -> str:
+    """"" if the trees are equal, else the first difference in words."""
+    want, have = dict(_entries(expected)), dict(_entries(actual))
+    for rel in sorted(set(want) | set(have)):
+        if rel not in have:
+            return f"layer file missing: /{rel}"
+        if rel not in want:
+            return f"layer file not in its blob: /{rel}"
+        if want[rel] != have[rel]:
+            return f"layer file differs from its blob: /{rel}"
+    return ""
+
+
+# -- containers -----------------------------------------------------------------------------
+
+
+def check_containers(paths: Paths, state: EngineState) -> list[Finding]:
+    found = []
+    for c in sorted(state.containers.values(), key=lambda c: c.id):
+        upper = Path(c.rootfs).parent / "upper" if c.rootfs else None
+        if upper is not None and c.status not in ("creating", "removing") \
+                and not upper.is_dir():
+            found.append(Finding(kind="container", subject=c.id,
+                                 problem="rootfs directory missing", path=str(upper)))
+        if not (paths.exec_root / "runc" / c.id / "state.json").exists():
+            continue  # no runtime state: the next start writes a fresh bundle
+        config = paths.bundle_dir(c.id) / "config.json"
+        problem = ""
+        try:
+            msgspec.json.decode(config.read_bytes())
+        except FileNotFoundError:
+            problem = "bundle config.json missing"
+        except (OSError, msgspec.DecodeError) as exc:
+            problem = f"bundle config.json unreadable: {exc}"
+        if problem:
+            found.append(Finding(kind="container", subject=c.id, problem=problem,
+                                 path=str(config)))
+    return found
+
+
+# -- the log --------------------------------------------------------------------------------
+
+
+def integrity_check(db: Path) -> str:
+    """SQLite's own check, on a separate read-only connection (the writer is not paused)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"cannot run: {exc}"
+    text = "; ".join(str(r[0]) for r in rows)
+    return text or "no answer"
+
+
+# -- repair ---------------------------------------------------------------------------------
+
+
+def quarantine(paths: Paths, f: Finding) -> Finding:
+    """Rename the damaged object into `<root>/quarantine/<kind>/`; missing ones stay missing."""
+    src = Path(f.path) if f.path else None
+    if f.kind == "database" or src is None or not os.path.lexists(src):
+        return f
+    if f.kind == "layer":
+        name = digest_hex(f.subject)
+    elif f.kind == "blob":
+        name = digest_hex(f.subject)
+    else:
+        name = f"{f.subject}-{src.name}"
+    qdir = paths.root / "quarantine" / f.kind
+    qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dest = qdir / f"{name}.{secrets.token_hex(4)}"
+    os.rename(src, dest)
+    return msgspec.structs.replace(f, action=f"quarantined: {dest}")
