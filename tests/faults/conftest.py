@@ -67,7 +67,7 @@ def load_busybox(d: DaemonProcess, tar: Path) -> None:
 
 
 @pytest.fixture
-def shim_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
+def shim_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:  # noqa: F811 - re-exported
     """A daemon whose runc is the shim (no faults planned yet), with busybox loaded."""
     d = DaemonProcess.make()
     d.env["SHIPSLOG_RUNC"] = str(SHIM)
