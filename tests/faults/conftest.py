@@ -28,7 +28,8 @@ from tests.integration.test_daemon_crash import oracle
 
 SHIM = REPO / "tools" / "runc_shim.py"
 
-__all__ = ["SHIM", "load_busybox", "oracle", "plan_faults", "shim_calls", "stop_hung_calls"]
+__all__ = ["SHIM", "container_events", "load_busybox", "oracle", "plan_faults", "shim_calls",
+           "stop_hung_calls", "wait_until", "zombies_of"]
 
 
 def plan_faults(d: DaemonProcess, plan: dict[str, Any]) -> None:
@@ -80,3 +81,43 @@ def shim_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:  # noqa: F811 - r
         if d.exec_root.exists():
             plan_faults(d, {})
         d.cleanup()
+
+
+def container_events(d: DaemonProcess, cid: str) -> list[str]:
+    """The types of the events in the log that name container `cid`, oldest first."""
+    from events.store import EventStore
+
+    store = EventStore.open(d.root / "events.db", readonly=True)
+    try:
+        return [env.type for env in store.read()
+                if getattr(env.event, "container_id", None) == cid]
+    finally:
+        store.close()
+
+
+def zombies_of(pid: int) -> list[int]:
+    """Children of `pid` that exited and were never reaped."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 30.0) -> Any:
+    """Poll `predicate` until it is truthy (a bound for a hung engine, not a timing check)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
