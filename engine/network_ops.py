@@ -427,10 +427,11 @@ class NetworkOps:
 
     async def reconcile(self) -> None:
         """At start, after recovery and before anything new is started: make the kernel hold
-        exactly what the log says (F-02, F-12). Order: containers the log no longer runs give
-        up what they still hold (with its events); then veths on our bridges and nft rules no
-        event owns go; then running containers whose endpoint or rules are missing are
+        exactly what the log says (F-02, F-12). Order: veths on our bridges that no event owns
+        go; containers the log no longer runs give up what they still hold (with its events);
+        nft rules no event owns go; then running containers whose endpoint or rules are missing are
         reported (their rules rewritten from the log); `sweep` ends with the namespaces."""
+        await self._reconcile_links()  # first: a namespace's deletion would hide its veth
         state = self.journal.state
         for cid, c in list(state.containers.items()):
             if c.status in RUNNING:
@@ -443,7 +444,6 @@ class NetworkOps:
                                        "the daemon stopped between a network step and its "
                                        "outcome")
                 await self.detach(cid, "reconcile-network")
-        await self._reconcile_links()
         await self._reconcile_rules()
         await self._reconcile_running()
 
@@ -497,6 +497,19 @@ class NetworkOps:
                    if link.master in bridges}
         rules = {r.owner for r in await trio.to_thread.run_sync(self.nft.list_rules)
                  if r.kind == "ctr"}
+        for net in list(state.networks.values()):
+            for address, cid in list(net.allocations.items()):
+                c = state.containers.get(cid)
+                if c is None or c.status not in RUNNING or cid in net.endpoints:
+                    continue  # not running: released above
+                # A live connect that the daemon did not finish: the address goes back.
+                await self._append([Pending(
+                    stream=stream_of("network", net.id), event=v.NetworkAddressReleased(
+                        network_id=net.id, container_id=cid, address=address))],
+                    "reconcile-network")
+                await self._difference(f"container-{cid}", f"endpoint on {net.name}",
+                                       f"address {address} without an endpoint", "released",
+                                       "the daemon stopped while the container was connected")
         for cid, c in list(state.containers.items()):
             if c.status not in RUNNING:
                 continue
