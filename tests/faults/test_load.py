@@ -71,8 +71,20 @@ def daemon_counts(d: DaemonProcess) -> dict[str, int]:
         "tasks": int(info["NGoroutines"]),
         "rss_kb": int(status["VmRSS"].split()[0]),
         "mounts": len(mounts_under(d.base)),
-        "cgroups": len(cgroups_of(d.root)),
+        "cgroups": len([p for p in cgroups_of(d.root) if p.name in containers_ever(d)]),
     }
+
+
+def containers_ever(d: DaemonProcess) -> set[str]:
+    """Every container id this daemon's log has seen (removed ones too)."""
+    from events.store import EventStore
+
+    store = EventStore.open(d.root / "events.db", readonly=True)
+    try:
+        return {env.event.container_id for env in store.read()  # type: ignore[attr-defined]
+                if env.type == "ContainerCreated"}
+    finally:
+        store.close()
 
 
 def cycle(c: Client, i: int) -> None:
