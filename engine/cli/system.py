@@ -1,6 +1,7 @@
-"""System verbs: `version`, `info`, `events`.
+"""System verbs: `version`, `info`, `events`, and `system check [--repair]`.
 
-I/O: the daemon's API (`/version`, `/info`, the `/events` stream); writes to `ctx.stdout`.
+I/O: the daemon's API (`/version`, `/info`, the `/events` stream, `/shipslog/system/check`);
+writes to `ctx.stdout`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,41 @@ def register(sub: Any) -> None:
     p.add_argument("--follow", action="store_true", help="with --all: keep printing live events")
     p.add_argument("-n", "--limit", type=int, default=None, help="with --all: at most N events")
     p.set_defaults(func=cmd_events)
+
+
+def register_check(sub: Any) -> None:
+    """`system check [--repair]` (only under `system`: `shipslog check` is no verb)."""
+    p = sub.add_parser(
+        "check", help="Check the state root for damaged or missing blobs, layers and bundles",
+        description="Verify every blob's and layer's digest, find missing layer directories "
+        "and container bundles, run SQLite's integrity check, and list operations whose "
+        "rollback failed. With --repair, move damaged objects into <root>/quarantine/ (and "
+        "record each move in the log); then `rmi -f` / `rm -f` remove the objects.")
+    p.add_argument("-r", "--repair", action="store_true",
+                   help="quarantine damaged objects")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is wrong (or everything found was repaired or is only missing),
+    1 when damage remains, as podman's `system check` does."""
+    report = ctx.client.post_json("/shipslog/system/check", {"repair": 1} if args.repair
+                                  else None)
+    findings = report.get("Findings") or []
+    for f in findings:
+        action = f" ({f['Action']})" if f.get("Action") else ""
+        ctx.out(f"{f['Kind']} {f['Subject']}: {f['Problem']}{action}")
+    for op in report.get("NeedsCleanup") or []:
+        ctx.out(f"operation {op['OpId'][:12]} ({op['Kind']} {op['Target']}) needs cleanup: "
+                f"{op['Error']}")
+    if not findings and not report.get("NeedsCleanup"):
+        ctx.out("no damage found")
+        return 0
+    unrepaired = [f for f in findings if not f.get("Action")]
+    if unrepaired and not args.repair:
+        ctx.err("hint: run `shipslog system check --repair` to quarantine damaged objects, "
+                "then `shipslog rmi -f` the images that use them")
+    return 1 if unrepaired and not args.repair else 0
 
 
 def client_info() -> dict[str, Any]:

@@ -61,6 +61,23 @@ def check(c: Client, repair: bool = False) -> dict[str, object]:
     return report
 
 
+def cli_check(d: DaemonProcess, *argv: str) -> tuple[int, str, str]:
+    """`system check` through the CLI's own command function (the management-group wiring
+    in engine/cli/main.py is the lead's: see the report)."""
+    import argparse
+    import io
+
+    from engine.cli.context import Context
+    from engine.cli.system import register_check
+
+    parser = argparse.ArgumentParser()
+    register_check(parser.add_subparsers())
+    args = parser.parse_args(["check", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = args.func(Context(d.client, stdout=out, stderr=err), args)
+    return code, out.getvalue(), err.getvalue()
+
+
 def recorded_repairs(d: DaemonProcess) -> list[str]:
     store = EventStore.open(d.root / "events.db", readonly=True)
     try:
@@ -116,6 +133,8 @@ def test_damage_is_reported_quarantined_and_removable(daemon: DaemonProcess,
     assert [(f["Kind"], f["Problem"].split(":")[0].strip()) for f in findings] \
         == [(kind, problem.split(":")[0])], findings
     assert not any(f["Action"] for f in findings)  # a plain check changes nothing
+    code, out, err = cli_check(d)
+    assert code == 1 and problem.split(":")[0] in out and "--repair" in err
     repaired = check(c, repair=True)["Findings"]
     if damage in ("layer-dir-deleted", "blob-deleted"):
         assert repaired[0]["Action"] == ""  # nothing left to move aside
@@ -130,6 +149,7 @@ def test_damage_is_reported_quarantined_and_removable(daemon: DaemonProcess,
     c.delete("/images/busybox", {"force": True})
     assert c.get_json("/images/json") == []
     assert check(c)["Findings"] == []
+    assert cli_check(d) == (0, "no damage found\n", "")
     assert oracle(d) == {}
     # Everything works again without manual cleanup.
     load_busybox(d, busybox_tar)
