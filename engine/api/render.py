@@ -9,6 +9,8 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 
+import msgspec
+
 from engine.api import models as m
 from engine.cli.format import human_duration
 from events.values import ContainerConfig, ImageConfig
@@ -204,6 +206,29 @@ def summary(state: EngineState, c: ContainerView, *, now_ns: int) -> m.Container
         Status=status_line(c, now_ns),
         HostConfig=m.SummaryHostConfig(NetworkMode=c.config.network_mode),
     )
+
+
+class SummaryCache:
+    """`ps` renders thousands of summaries per call: each container's summary is kept until
+    the container changes (its `last_seq` moves); only the STATUS column, which depends on
+    the clock, is computed per call."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, tuple[int, m.ContainerSummary]] = {}
+
+    def summaries(self, state: EngineState, containers: list[ContainerView], *,
+                  now_ns: int) -> list[m.ContainerSummary]:
+        out = []
+        replace = msgspec.structs.replace
+        for c in containers:
+            hit = self._by_id.get(c.id)
+            if hit is None or hit[0] != c.last_seq:
+                hit = (c.last_seq, summary(state, c, now_ns=now_ns))
+                self._by_id[c.id] = hit
+            out.append(replace(hit[1], Status=status_line(c, now_ns)))
+        if len(self._by_id) > 2 * len(state.containers) + 64:
+            self._by_id = {k: v for k, v in self._by_id.items() if k in state.containers}
+        return out
 
 
 def _image_created(cfg: ImageConfig, fallback_ns: int) -> tuple[str, int]:

@@ -67,6 +67,7 @@ def container_routes(ctx: Any) -> Router:
     """`ctx` is the daemon context: `.engine`, `.paths`, `.clock()`."""
     r = Router()
     engine = ctx.engine
+    summaries = render.SummaryCache()  # `ps` over thousands of containers
 
     @r.route("POST", "/containers/create")
     async def create(req: Request) -> Response:
@@ -89,7 +90,7 @@ def container_routes(ctx: Any) -> Router:
         show_all = req.bool("all")
         limit = req.int("limit", -1) or -1
         now = ctx.clock()
-        out = []
+        chosen = []
         for c in sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True):
             if (
                 not show_all
@@ -99,10 +100,10 @@ def container_routes(ctx: Any) -> Router:
                 continue
             if filters and not _matches(c, filters, state):
                 continue
-            out.append(render.summary(state, c, now_ns=now))
+            chosen.append(c)
         if limit > 0:
-            out = out[:limit]
-        return json_response(out)
+            chosen = chosen[:limit]
+        return json_response(summaries.summaries(state, chosen, now_ns=now))
 
     @r.route("GET", "/containers/{id}/json")
     async def inspect(req: Request) -> Response:
