@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import trio
 
 _END = object()
+SMALL_READ = 4096
 
 
 class PipeAborted(Exception):
@@ -21,7 +22,7 @@ class PipeAborted(Exception):
 
 
 class Pipe:
-    def __init__(self, depth: int = 8) -> None:
+    def __init__(self, depth: int = 16) -> None:
         self._q: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._dead = threading.Event()
         self.error: BaseException | None = None
@@ -50,6 +51,14 @@ class Pipe:
         """No more data: the consumer sees EOF after what is queued."""
         self.put_blocking(_END)
 
+    async def aclose(self) -> None:
+        if self._dead.is_set():
+            return
+        try:
+            self._q.put_nowait(_END)
+        except queue.Full:
+            await trio.to_thread.run_sync(self.close, abandon_on_cancel=True)
+
     def abort(self, exc: BaseException) -> None:
         """End the pipe with an error, waking whoever waits on it."""
         if self.error is None:
@@ -73,7 +82,12 @@ class Pipe:
 
     def chunks(self) -> Iterator[bytes]:
         while True:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=0.5)
+            except queue.Empty:
+                if self._dead.is_set():  # aborted while its error could not be queued
+                    raise PipeAborted(str(self.error or "pipe closed")) from self.error
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -91,23 +105,23 @@ class PipeReader:
         self._buf = b""
 
     def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes; fewer only at the end of the stream (a short read is EOF to
-        the magic-byte sniffing of the unpacker)."""
-        want = (1 << 62) if n is None or n < 0 else n
-        parts: list[bytes] = []
-        have = 0
-        while have < want:
+        """Up to `n` bytes, without joining chunks for large reads (the decompressors take
+        what comes). A small read (the unpacker sniffing magic bytes) is filled: a short
+        read there would be taken for the end of the stream."""
+        if n is None or n < 0:
+            return b"".join([self._buf, *self._it])
+        if n > SMALL_READ:
             if not self._buf:
                 self._buf = next(self._it, b"")
-                if not self._buf:
-                    break
-            take = self._buf[: want - have]
-            self._buf = self._buf[len(take):]
-            parts.append(take)
-            have += len(take)
-            if n is None or n < 0:
-                continue
-        return b"".join(parts) if len(parts) != 1 else parts[0]
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
+        while len(self._buf) < n:
+            more = next(self._it, b"")
+            if not more:
+                break
+            self._buf += more
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
 
     def readable(self) -> bool:
         return True

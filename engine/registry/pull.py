@@ -290,12 +290,13 @@ class Puller:
             layer_pipe = Pipe() if need_unpack else None
             tee = _Tee(desc, blob_pipe, layer_pipe)
             progress = _Progress(emit, short, desc.size)
+            stored = trio.Event()
 
             async def download() -> None:
                 try:
                     await client.fetch_blob(ref.path, desc.digest, desc.size, sink,
                                             scope=pull_scope(ref.path))
-                    tee.finish()
+                    await tee.finish(stored)
                 except BaseException as exc:
                     tee.abort(exc)
                     raise
@@ -304,12 +305,16 @@ class Puller:
                 await tee.put(chunk)
                 await progress.advance(len(chunk))
 
-            def ingest() -> None:
+            def ingest_sync() -> None:
                 try:
                     self.content.ingest(blob_pipe.chunks(), desc.digest, desc.size)
                 except BaseException as exc:
                     tee.abort(exc)
                     raise
+
+            async def ingest() -> None:
+                await trio.to_thread.run_sync(ingest_sync)
+                stored.set()
 
             def unpack() -> None:
                 assert layer_pipe is not None
@@ -318,16 +323,19 @@ class Puller:
                                                media_type=desc.mediaType,
                                                expected_diff_id=diff_id)
                     unpacked.append(int(layer.size))
-                except BaseException as exc:
-                    tee.abort(exc)
-                    raise
+                except Exception as exc:  # noqa: BLE001 - reported after the ingest
+                    # The blob still downloads and is verified: when its digest is wrong,
+                    # that is the error to report, not the tar damage it caused (I-11).
+                    tee.unpack_failed(exc)
 
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(download)
-                    nursery.start_soon(trio.to_thread.run_sync, ingest)
+                    nursery.start_soon(ingest)
                     if layer_pipe is not None:
                         nursery.start_soon(trio.to_thread.run_sync, unpack)
+                if tee.unpack_error is not None:
+                    raise tee.unpack_error
             except BaseException as exc:
                 # The blob may be stored and verified while its unpack failed (a bomb, a bad
                 # tar): it was ours to fetch, no image uses it, so it goes (I-12 "disk usage
@@ -349,41 +357,45 @@ class Puller:
 
 
 class _Tee:
-    """Feeds one download to the blob ingest and the unpacker; checks size and digest itself
-    before it lets the unpacker see the end of the stream."""
+    """Feeds one download to the blob ingest and the unpacker. The unpacker sees the end of
+    its stream only once the content store has verified and committed the blob (its ingest
+    hashes every byte and checks size and digest), so a layer is never renamed into place
+    from unverified bytes."""
 
     def __init__(self, desc: Descriptor, blob: Pipe, layer: Pipe | None) -> None:
         self.desc = desc
         self.blob = blob
         self.layer = layer
-        self.hash = hashlib.sha256()
         self.size = 0
         self.first_error: BaseException | None = None
+        self.unpack_error: BaseException | None = None
 
     async def put(self, chunk: bytes) -> None:
-        if self.blob.aborted or (self.layer is not None and self.layer.aborted):
+        if self.blob.aborted:
             raise PipeAborted(str(self.first_error or "aborted"))
-        self.hash.update(chunk)
         self.size += len(chunk)
         await self.blob.put(chunk)
-        if self.layer is not None:
-            await self.layer.put(chunk)
+        if self.layer is not None and not self.layer.aborted:
+            try:
+                await self.layer.put(chunk)
+            except PipeAborted:
+                pass  # the unpack failed meanwhile; its error is reported after the ingest
 
-    def finish(self) -> None:
-        digest = "sha256:" + self.hash.hexdigest()
-        if self.size != self.desc.size:
-            self.abort(DigestMismatch(f"unexpected commit size {self.size}, expected "
-                                      f"{self.desc.size}", "the blob is truncated; try again"))
-        elif digest != self.desc.digest:
-            self.abort(DigestMismatch(f"unexpected commit digest {digest}, expected "
-                                      f"{self.desc.digest}",
-                                      "the blob is corrupt or was tampered with"))
-        else:
-            self.blob.close()
-            if self.layer is not None:
-                self.layer.close()
-            return
-        raise self.first_error  # type: ignore[misc]
+    def unpack_failed(self, exc: BaseException) -> None:
+        self.unpack_error = exc
+        if self.layer is not None:
+            self.layer.abort(exc)
+
+    async def finish(self, stored: trio.Event) -> None:
+        if self.size != self.desc.size:  # fetch_blob stops at the size; a guard all the same
+            exc = DigestMismatch(f"unexpected commit size {self.size}, expected "
+                                 f"{self.desc.size}", "the blob is truncated; try again")
+            self.abort(exc)
+            raise exc
+        await self.blob.aclose()
+        await stored.wait()  # the ingest verified the digest and renamed the blob
+        if self.layer is not None:
+            await self.layer.aclose()
 
     def abort(self, exc: BaseException) -> None:
         if self.first_error is None and not isinstance(exc, PipeAborted):
