@@ -79,6 +79,11 @@ def _decode_entry(entry: Mapping[str, Any]) -> Credentials | None:
     return None if creds.empty else creds
 
 
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def run_helper(helper: str, server: str) -> Credentials | None:
     """`docker-credential-<helper> get`: server URL on stdin, JSON on stdout."""
     if not helper or not all(c.isalnum() or c in "-_." for c in helper):
@@ -127,14 +132,14 @@ class CredentialStore:
         keys = auth_keys(domain)
         for path in (self.login_file, *self.docker_configs):
             doc = self._read(path)
-            auths = doc.get("auths") if isinstance(doc.get("auths"), dict) else {}
+            auths = _section(doc, "auths")
             for key in keys:
                 entry = auths.get(key)
                 if isinstance(entry, dict):
                     creds = _decode_entry(entry)
                     if creds is not None:
                         return creds
-            helpers = doc.get("credHelpers") if isinstance(doc.get("credHelpers"), dict) else {}
+            helpers = _section(doc, "credHelpers")
             for key in keys:
                 if key in helpers:
                     return run_helper(str(helpers[key]), key)

@@ -189,7 +189,7 @@ def platform_str(p: Platform) -> str:
 def select_manifest(index: IndexDoc, want: Platform) -> Descriptor:
     """The index entry for `want` (already normalised), or ManifestError naming what exists."""
     want = normalize_platform(want)
-    candidates = []
+    candidates: list[tuple[int, int, Descriptor]] = []
     for d in index.manifests:
         if d.mediaType and d.mediaType not in MANIFEST_TYPES | INDEX_TYPES:
             continue

@@ -319,7 +319,7 @@ class Puller:
             def unpack() -> None:
                 assert layer_pipe is not None
                 try:
-                    layer = self.layers.unpack(PipeReader(layer_pipe),
+                    layer = self.layers.unpack(PipeReader(layer_pipe),  # type: ignore[arg-type]
                                                media_type=desc.mediaType,
                                                expected_diff_id=diff_id)
                     unpacked.append(int(layer.size))
