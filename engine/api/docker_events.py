@@ -67,6 +67,11 @@ class DockerEvents:
             if ref:
                 attrs["name"] = ref
         elif kind == "network":
+            # Docker: the network is the actor; the container is an attribute.
+            actor_id = getattr(ev, "network_id", actor_id)
+            net = self._state().networks.get(actor_id)
+            attrs["name"] = getattr(ev, "name", "") or (net.name if net else "")
+            attrs["type"] = net.driver if net else "bridge"
             if hasattr(ev, "container_id"):
                 attrs["container"] = ev.container_id  # type: ignore[union-attr]
         secs = env.recorded_at // 1_000_000_000
