@@ -315,6 +315,9 @@ class Puller:
             async def ingest() -> None:
                 await trio.to_thread.run_sync(ingest_sync)
                 stored.set()
+                await emit({"status": "Download complete", "id": short, "progressDetail": {}})
+                if layer_pipe is not None:
+                    await emit({"status": "Extracting", "id": short, "progressDetail": {}})
 
             def unpack() -> None:
                 assert layer_pipe is not None
@@ -345,7 +348,6 @@ class Puller:
                     self.content.delete(desc.digest)
                 _raise_cause(exc, tee)
                 raise
-            await emit({"status": "Download complete", "id": short, "progressDetail": {}})
         pending = [Pending(stream=stream_of("op", op_id), event=v.LayerDownloaded(
             digest=desc.digest, size=desc.size, media_type=desc.mediaType))]
         if unpacked and diff_id not in self.journal.state.layers:
