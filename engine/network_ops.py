@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+from pyroute2 import IPRoute
 
 from engine import failpoints
 from engine.core.ipam import next_free_address
@@ -64,9 +65,17 @@ RUNNING = ("running", "paused", "restarting")
 
 
 def host_routes() -> list[str]:
-    """IPv4 destinations the host already routes (so new networks avoid them, docker0's
-    172.17/16 included when Docker runs)."""
+    """IPv4 destinations the host already routes, and the subnets of addresses on links that
+    are down (they have no route, yet their gateway address is taken): new networks avoid
+    both — docker0's 172.17/16 included when Docker runs, and another engine's idle bridge."""
     out: list[str] = []
+    try:
+        with IPRoute() as ipr:
+            for a in ipr.get_addr(family=socket.AF_INET):
+                out.append(str(ipaddress.ip_network(
+                    f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)))
+    except OSError as exc:
+        log.warning("cannot list the host's addresses: %s", exc)
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:
@@ -122,6 +131,7 @@ class NetworkOps:
         self.nft = Nft()
         self._dns: dict[str, trio.CancelScope] = {}
         self._proxies: dict[str, list[trio.CancelScope]] = {}
+        self._ipam_locks: dict[str, trio.Lock] = {}
         self.nursery: trio.Nursery | None = None
 
     async def _append(self, pending: list[Pending], op_id: str,
@@ -247,22 +257,27 @@ class NetworkOps:
 
     async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
                         requested: str = "") -> str:
-        for _ in range(8):
-            net = self.journal.state.networks[net.id]
-            check_bridge_capacity(len(net.endpoints))
-            taken = [a for a, owner in net.allocations.items() if owner == c.id]
-            if taken:
-                return taken[0]  # allocated before a crash: keep it
-            address = next_free_address(net, requested=requested)
-            try:
-                await self._append([Pending(
-                    stream=stream_of("network", net.id), expected_version=net.stream_version,
-                    event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
-                                                    address=address))], op_id, actor)
-            except ConcurrencyConflict:
-                continue
-            failpoints.hit("net.after_allocate")
-            return address
+        # The stream version guards against every other writer; within the daemon, starts on
+        # one network take turns choosing, or a burst of them (200 `run -d` at once) would
+        # keep conflicting on each other's NetworkConnected events and give up.
+        async with self._ipam_locks.setdefault(net.id, trio.Lock()):
+            for _ in range(8):
+                net = self.journal.state.networks[net.id]
+                check_bridge_capacity(len(net.endpoints))
+                taken = [a for a, owner in net.allocations.items() if owner == c.id]
+                if taken:
+                    return taken[0]  # allocated before a crash: keep it
+                address = next_free_address(net, requested=requested)
+                try:
+                    await self._append([Pending(
+                        stream=stream_of("network", net.id),
+                        expected_version=net.stream_version,
+                        event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
+                                                        address=address))], op_id, actor)
+                except ConcurrencyConflict:
+                    continue
+                failpoints.hit("net.after_allocate")
+                return address
         raise Conflict(f"network {net.name} kept changing while an address was chosen",
                        hint="try again")
 
