@@ -12,7 +12,9 @@ gzip layers, pushed once to Debian's `docker-registry` on 127.0.0.1 (plain HTTP,
 engine allows for loopback). Every pull starts from empty storage: a fresh shipslogd root
 (started outside the timing), `rmi` + `image prune -a` for Docker and Podman, a fresh
 directory for skopeo. Timed: the client command's wall time, until the image is usable (for
-skopeo: until the OCI directory is complete). Median and min per engine, and ratios.
+skopeo: until the OCI directory is complete). Median and min per engine, and ratios of our
+CLI's median to each. `shipslog_docker_cli` is the docker CLI against shipslogd: the same
+daemon work without our CLI's start-up.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here).
@@ -163,15 +165,20 @@ def _timed(argv: list[str], env: dict[str, str], timeout: float = 600) -> float:
     return time.monotonic() - t0
 
 
-def bench_shipslog(ref: str, n: int) -> list[float]:
+def bench_shipslog(ref: str, n: int, *, docker_cli: bool = False) -> list[float]:
+    """Our CLI, or (`docker_cli`) the docker CLI against shipslogd: the same daemon work
+    without our CLI's start-up."""
+    if docker_cli and shutil.which("docker") is None:
+        raise Unavailable("`docker` is not installed")
     out = []
     for _ in range(n):
         d = DaemonProcess.make()
         try:
             d.start()
             env = dict(d.cli_env(), PYTHONPATH=str(REPO))
-            out.append(_timed([sys.executable, "-m", "engine.cli.main", "pull", "-q", ref],
-                              env))
+            argv = (["docker", "pull", "-q", ref] if docker_cli else
+                    [sys.executable, "-m", "engine.cli.main", "pull", "-q", ref])
+            out.append(_timed(argv, env))
             images = d.client().get_json("/images/json")
             assert images and images[0]["RepoTags"] == [ref], images
         finally:
@@ -223,7 +230,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one pull per engine")
     p.add_argument("-n", "--runs", type=int, default=0, help="pulls per engine (default 3)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["docker", "podman", "skopeo"], help="leave an engine out")
+                   choices=["shipslog_docker_cli", "docker", "podman", "skopeo"],
+                   help="leave an engine out")
     return p.parse_args(argv)
 
 
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({image['compressed_mb']:.0f} MB gzip)")
             runs: dict[str, Callable[[], list[float]]] = {
                 "shipslog": lambda: bench_shipslog(ref, n),
+                "shipslog_docker_cli": lambda: bench_shipslog(ref, n, docker_cli=True),
                 "docker": lambda: bench_docker(work, ref, n, stack),
                 "podman": lambda: bench_podman(work, ref, n, stack),
                 "skopeo": lambda: bench_skopeo(work, ref, n),
@@ -279,16 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     result: dict[str, Any] = {"image": image, "runs": n, "median_s": {}, "min_s": {},
                               "shipslog_ratio": {}}
-    for name in ("shipslog", "docker", "podman", "skopeo"):
+    for name in ("shipslog", "shipslog_docker_cli", "docker", "podman", "skopeo"):
         xs = samples.get(name, [])
         med = median(xs)
         result["median_s"][name] = med
         result["min_s"][name] = min(xs) if xs else None
-        r = ratio(ours, med) if name != "shipslog" else None
-        if name != "shipslog":
+        mine = name.startswith("shipslog")
+        r = None if mine else ratio(ours, med)
+        if not mine:
             result["shipslog_ratio"][name] = r
         rows.append([name, fmt_s(med), fmt_s(min(xs) if xs else None),
-                     fmt_ratio(r) if name != "shipslog" else "",
+                     "" if mine else fmt_ratio(r),
                      why.get(name, "")])
     print(format_table(["engine", "median", "min", "shipslog/x", "note"], rows))
     print(json_line(result))
