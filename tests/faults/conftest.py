@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from engine.testing.daemon import REPO, DaemonProcess
+from engine.testing.daemon import REPO, DaemonProcess, cgroups_of, mounts_under
 from tests.integration.conftest import (  # noqa: F401 - fixtures and the skip hook, re-exported
     busybox_tar,
-    daemon,
     kernel_left_clean,
     pytest_collection_modifyitems,
 )
@@ -62,6 +61,53 @@ def stop_hung_calls(d: DaemonProcess) -> None:
             os.kill(call["pid"], signal.SIGKILL)
 
 
+def leftovers_of(d: DaemonProcess, own_mounts: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """What this daemon's containers still hold in the kernel once the daemon has stopped
+    (call it after the test removed its containers): mounts under its base, its processes,
+    cgroups named by its container ids. Unlike the host-wide check, other test runs on the
+    same machine cannot show up here."""
+    left: dict[str, list[str]] = {
+        "mounts": [m for m in mounts_under(d.base) if m not in own_mounts]}
+    ids: set[str] = set()
+    if (d.root / "events.db").exists():
+        from events.store import EventStore
+
+        store = EventStore.open(d.root / "events.db", readonly=True)
+        try:
+            ids = {env.event.container_id for env in store.read()  # type: ignore[attr-defined]
+                   if env.type == "ContainerCreated"}
+        finally:
+            store.close()
+    left["cgroups"] = [str(p) for p in cgroups_of(d.root) if p.name in ids]
+    procs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(d.base).encode() in cmd or any(i.encode() in cmd for i in ids):
+                procs.append(f"{entry.name} {cmd[:100]!r}")
+    left["processes"] = procs
+    return {k: v for k, v in left.items() if v}
+
+
+def finish(d: DaemonProcess, own_mounts: tuple[str, ...] = ()) -> None:
+    """Stop the daemon, check that it left nothing of its own (`own_mounts`: the test's own,
+    such as a tmpfs state root), and clean up."""
+    stop_hung_calls(d)
+    if d.exec_root.exists():
+        plan_faults(d, {})
+    try:
+        if d.proc is not None and d.proc.poll() is None:
+            d.remove_all_containers()
+        d.stop()
+        left = leftovers_of(d, own_mounts)
+    finally:
+        d.cleanup()
+    assert not left, f"the daemon's containers left kernel objects behind: {left}"
+
+
 def load_busybox(d: DaemonProcess, tar: Path) -> None:
     with open(tar, "rb") as f:
         d.client().upload("POST", "/images/load", f)
@@ -77,10 +123,19 @@ def shim_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:  # noqa: F811 - r
         load_busybox(d, busybox_tar)
         yield d
     finally:
-        stop_hung_calls(d)
-        if d.exec_root.exists():
-            plan_faults(d, {})
-        d.cleanup()
+        finish(d)
+
+
+@pytest.fixture
+def daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:  # noqa: F811
+    """The integration `daemon` (busybox loaded), with the per-daemon leak check."""
+    d = DaemonProcess.make()
+    try:
+        d.start()
+        load_busybox(d, busybox_tar)
+        yield d
+    finally:
+        finish(d)
 
 
 def container_events(d: DaemonProcess, cid: str) -> list[str]:

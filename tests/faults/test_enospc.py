@@ -20,7 +20,7 @@ import pytest
 
 from engine.api.client import ApiError, Client
 from engine.testing.daemon import TEST_BASE, DaemonProcess
-from tests.faults.conftest import load_busybox, oracle
+from tests.faults.conftest import finish, load_busybox, oracle
 
 pytestmark = pytest.mark.kernel
 
@@ -40,7 +40,7 @@ def small_daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
         d.start()
         yield d
     finally:
-        d.cleanup()  # unmounts everything under its base, our tmpfs included
+        finish(d, own_mounts=(str(d.root),))  # cleanup unmounts our tmpfs too
         if os.path.ismount(d.root):
             subprocess.run(["umount", "-l", str(d.root)], check=False)
 

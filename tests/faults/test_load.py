@@ -17,7 +17,7 @@ import pytest
 
 from engine.api.client import ApiError, Client
 from engine.testing.daemon import DaemonProcess, cgroups_of, kernel_inventory, mounts_under
-from tests.faults.conftest import oracle
+from tests.faults.conftest import oracle, wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -118,6 +118,13 @@ def test_soak_returns_to_baseline(daemon: DaemonProcess) -> None:
     before, inventory = daemon_counts(d), kernel_inventory()
     for i in range(WARMUP, WARMUP + CYCLES):
         cycle(c, i)
+    # The last cycle's exit watcher and log task end just after `rm` answers: let the
+    # counts settle (bounded), then compare exactly.
+    try:
+        wait_until(lambda: all(daemon_counts(d)[k] == before[k] for k in ("fds", "tasks")),
+                   "fds and tasks to return to baseline", timeout=10)
+    except AssertionError:
+        pass  # the exact comparison below says which count stayed off
     after = daemon_counts(d)
     for key in ("fds", "tasks", "mounts", "cgroups"):
         assert after[key] == before[key], (key, before, after)

@@ -26,7 +26,8 @@ SLEEPER = {"Image": "busybox", "Cmd": ["sleep", "600"]}
 
 
 def runtime_leftovers(d: DaemonProcess, cid: str) -> dict[str, object]:
-    """What the kernel still holds for `cid`: runc state, a live monitor, a cgroup."""
+    """What the kernel still holds for `cid`: runc state, a live monitor, a cgroup, a network
+    namespace (its rootfs stays mounted: a created container keeps its rootfs)."""
     out = subprocess.run(["runc", "--root", str(d.exec_root / "runc"), "list", "-f", "json"],
                          capture_output=True, text=True, check=True).stdout
     runc = [c["id"] for c in json.loads(out or "[]") or [] if c["id"] == cid]
@@ -37,7 +38,8 @@ def runtime_leftovers(d: DaemonProcess, cid: str) -> dict[str, object]:
         pid = pidfile.read_text().strip()
         if Path(f"/proc/{pid}").exists():
             monitor.append(pid)
-    left = {"runc": runc, "cgroups": cgroups, "monitor": monitor}
+    netns = [m for m in mounts_under(d.exec_root) if "netns" in m and cid[:12] in m]
+    left = {"runc": runc, "cgroups": cgroups, "monitor": monitor, "netns": netns}
     return {k: v for k, v in left.items() if v}
 
 
