@@ -24,9 +24,11 @@ container whose recorded endpoint or rules are gone is reported. Each difference
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import socket
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network.hostfiles import upstream_servers
-from engine.network.nftplan import NetworkRules, Publish
+from engine.network.nftplan import NetworkRules, Publish, publish_rules, replace_transaction
 from engine.network.plan import (
     check_bridge_capacity,
     container_ifname,
@@ -76,6 +78,7 @@ def host_routes() -> list[str]:
                     f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)))
     except OSError as exc:
         log.warning("cannot list the host's addresses: %s", exc)
+    out += claimed_subnets()
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
     except OSError:
@@ -87,6 +90,26 @@ def host_routes() -> list[str]:
         dest = socket.inet_ntoa(bytes.fromhex(fields[1])[::-1])
         mask = socket.inet_ntoa(bytes.fromhex(fields[7])[::-1])
         out.append(str(ipaddress.ip_network(f"{dest}/{mask}", strict=False)))
+    return out
+
+
+def claimed_subnets() -> list[str]:
+    """Subnets the `direct` chain of our nft table guards — other engines' networks on this
+    host, even one whose bridge is gone: its rule drops traffic to that subnet arriving on
+    any other bridge, so a network of ours there could not reach its own gateway."""
+    try:
+        p = subprocess.run(["nft", "-j", "list", "chain", "inet", "shipslog", "direct"],
+                           capture_output=True, text=True, timeout=10, check=False)
+        items = json.loads(p.stdout or "{}").get("nftables", []) if p.returncode == 0 else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+    out = []
+    for item in items:
+        for expr in (item.get("rule") or {}).get("expr", []):
+            right = (expr.get("match") or {}).get("right")
+            if isinstance(right, dict) and "prefix" in right:
+                prefix = right["prefix"]
+                out.append(f"{prefix['addr']}/{prefix['len']}")
     return out
 
 
@@ -313,9 +336,18 @@ class NetworkOps:
                                                                      b.protocol)
             resolved.append(PortBinding(container_port=b.container_port, protocol=b.protocol,
                                         host_ip=b.host_ip, host_port=host_port))
-        await trio.to_thread.run_sync(self.nft.publish, c.id, [
-            Publish(container_ip=ip, container_port=b.container_port, host_port=b.host_port,
-                    proto=b.protocol, host_ip=b.host_ip) for b in resolved])
+        publishes = [Publish(container_ip=ip, container_port=b.container_port,
+                             host_port=b.host_port, proto=b.protocol, host_ip=b.host_ip)
+                     for b in resolved]
+        now = self.journal.state.containers.get(c.id)
+        if now is not None and not now.ports:
+            # The log says this container owns no rule (a crash that left one is undone by
+            # `reconcile` before anything starts), so add without first listing the whole
+            # table to find its old rules: that listing is most of a publish's cost.
+            text = replace_transaction([], publish_rules(c.id, publishes))
+            await trio.to_thread.run_sync(self.nft.apply, text)
+        else:
+            await trio.to_thread.run_sync(self.nft.publish, c.id, publishes)
         failpoints.hit("net.after_nft")
         scopes = self._proxies.setdefault(c.id, [])
         assert self.nursery is not None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -120,7 +121,7 @@ class HostNet:
             now = self._rules(table)
             for rule in reversed(now):
                 if rule.startswith("-A ") and rule not in before:
-                    subprocess.run(["iptables", "-t", table, "-D", *rule.split()[1:]],
+                    subprocess.run(["iptables", "-t", table, "-D", *shlex.split(rule)[1:]],
                                    check=False, capture_output=True)
                     done.append(f"{table}: {rule[:60]}")
             for rule in now:
