@@ -10,6 +10,7 @@ verified before they are named, layers staged before they are renamed (engine/dr
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -33,6 +34,9 @@ from engine.images.archive import (
 from engine.journal import Journal
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
+from events.store import StoreError
+
+log = logging.getLogger("shipslog.images")
 
 
 class ImageOps:
@@ -59,8 +63,15 @@ class ImageOps:
         return op_id
 
     async def _fail(self, op_id: str, step: str, error: str, actor: Actor) -> None:
-        await self.journal.append([Pending(stream=stream_of("op", op_id), event=v.OperationFailed(
-            op_id=op_id, step=step, error=error))], actor=actor, op_id=op_id)
+        try:
+            await self.journal.append([Pending(stream=stream_of("op", op_id),
+                                               event=v.OperationFailed(
+                                                   op_id=op_id, step=step, error=error))],
+                                      actor=actor, op_id=op_id)
+        except StoreError as exc:
+            # The log itself cannot take the outcome (the disk is full): the user still gets
+            # the first error; the pending operation is compensated at the next start.
+            log.warning("could not record the failure of %s: %s", op_id, exc.message)
 
     async def _record(self, op_id: str, images: Sequence[LoadedImage], how: str,
                       actor: Actor, source: str = "") -> None:

@@ -62,12 +62,21 @@ _CHUNK = 2000
 
 
 class StoreError(Exception):
-    """Anything the store refuses or cannot do; `.hint` says what to do about it."""
+    """Anything the store refuses or cannot do; `.hint` says what to do about it, `.status`
+    the HTTP status an API boundary should answer with (the store's fault: 500)."""
+
+    status = 500
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class StoreFull(StoreError):
+    """The disk under the log is full (SQLITE_FULL): nothing of the batch was recorded."""
+
+    status = 507
 
 
 class ConcurrencyConflict(StoreError):
@@ -1020,6 +1029,14 @@ class EventStore(Generic[State]):
 def _wrap(exc: BaseException) -> Exception:
     if isinstance(exc, StoreError):
         return exc
+    if isinstance(exc, sqlite3.Error) and (
+            getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13)
+            or "disk is full" in str(exc)):
+        error: StoreError = StoreFull(
+            "no space left on device: the event log could not record the operation",
+            "free space on the state root's filesystem; nothing of it was recorded")
+        error.__cause__ = exc
+        return error
     if isinstance(exc, sqlite3.Error):
         error = StoreError(f"event log write failed: {exc}", "check disk space and permissions")
         error.__cause__ = exc

@@ -415,6 +415,10 @@ class App:
             leaf = _single_shipslog_error(exc)
             if leaf is not None:
                 return error_response(leaf.status, leaf.message)
+            status, message = getattr(exc, "status", None), getattr(exc, "message", None)
+            if isinstance(status, int) and isinstance(message, str):
+                # A lower layer's own error (the event store's): its words, its status.
+                return error_response(status, message)
             log.exception("handler %s %s failed", req.method, route.pattern)
             return error_response(500, _one_line(exc))
 

@@ -15,6 +15,7 @@ The version floor: runc before 1.1.12 leaks a host directory fd into the contain
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ import trio
 from engine.errors import Conflict, KernelError, NotFound, Unavailable
 
 VERSION_FLOOR = (1, 1, 12)
+# Longest a single runc command may take (`create` is bounded by the monitor's own sync
+# timeout): past it the process is killed and the caller gets a clear error.
+RUNC_TIMEOUT_S = float(os.environ.get("SHIPSLOG_RUNC_TIMEOUT", "30"))
 # Distribution builds that carry the CVE-2024-21626 fix below the upstream floor:
 # upstream version string → (revision marker in the `commit:` line, minimum revision).
 PATCHED_BACKPORTS: dict[str, tuple[str, int]] = {"1.1.5+ds1": ("+deb12u", 1)}
@@ -90,8 +94,10 @@ def classify_error(cmd: str, container_id: str, stderr: str) -> Exception:
     if any(
         k in low
         for k in ("not running", "is paused", "not paused", "not stopped", "already running")
-    ) or ("cannot start" in low and "stopped" in low):
+    ):
         return Conflict(msg, "the container is not in a state that allows this")
+    # "cannot start a container that has stopped" after our own `runc create`: its init died
+    # under us (RELIABILITY F-09), nothing the caller did: a runtime error (500), not a 409.
     if "already exists" in low:
         return Conflict(msg, "")
     return RuncError(msg, "see the runtime's message above", stderr=stderr)
@@ -111,15 +117,20 @@ class Runc:
         self, cmd: str, container_id: str, args: Sequence[str], *, stdin: bytes = b""
     ) -> bytes:
         try:
-            proc = await trio.run_process(
-                self.argv(*args),
-                stdin=stdin,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
+            with trio.fail_after(RUNC_TIMEOUT_S):  # a hung runc must not hang the API (F-09)
+                proc = await trio.run_process(
+                    self.argv(*args),
+                    stdin=stdin,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
         except FileNotFoundError:
             raise Unavailable(f"{self.binary} not found", "install runc >= 1.1.12") from None
+        except trio.TooSlowError:
+            raise RuncError(
+                f"runc {cmd} {container_id} timed out after {RUNC_TIMEOUT_S:.0f} s (killed)",
+                "the runtime is stuck; check the host (runc, cgroups, disk)") from None
         if proc.returncode != 0:
             raise classify_error(cmd, container_id, proc.stderr.decode("utf-8", "replace"))
         out: bytes = proc.stdout
