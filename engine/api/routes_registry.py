@@ -91,9 +91,6 @@ async def pull_response(ctx: Any, req: Request) -> Response:
 
 def registry_routes(ctx: Any) -> Router:
     r = Router()
-    # Before the API serves nothing can be ingesting or unpacking: sweep what a killed pull
-    # left (RELIABILITY F-01). Staged names are never visible as blobs or layers anyway.
-    RegistryService.sweep(ctx.images.content, ctx.images.layers)
 
     @r.route("POST", "/images/{name:path}/push")
     async def push(req: Request) -> Response:

@@ -39,6 +39,7 @@ from engine.daemon.wiring import (
     RealVolumes,
     SpecMaker,
 )
+from engine.drivers.snapshots import Snapshotter
 from engine.errors import ShipslogError
 from engine.image_ops import ImageOps
 from engine.journal import Journal
@@ -137,6 +138,9 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
     runc_version = await runtime.check()
     storage = ImageStorage(paths.root)
     secrets = SecretStore(paths.secrets)
+    # Nothing runs yet: whatever a killed daemon left half-written (an ingest, a staged
+    # layer, a half-deleted snapshot) is swept before anything could look at it (F-01).
+    await trio.to_thread.run_sync(_sweep_partial_writes, storage, paths)
     try:
         async with open_store_writer(store) as writer, trio.open_nursery() as nursery:
             journal = Journal(store, writer)
@@ -180,6 +184,13 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
         paths.clean_shutdown_marker.write_text("")
     finally:
         store.close()
+
+
+def _sweep_partial_writes(storage: ImageStorage, paths: Paths) -> None:
+    swept = storage.content.sweep_ingest() + storage.layers.sweep()
+    swept += Snapshotter(paths.root).sweep()
+    if swept:
+        log.info("swept %d partial writes left by an earlier run", swept)
 
 
 async def _start_quietly(engine: Engine, cid: str) -> None:
