@@ -155,6 +155,7 @@ class NetworkOps:
         self._dns: dict[str, trio.CancelScope] = {}
         self._proxies: dict[str, list[trio.CancelScope]] = {}
         self._ipam_locks: dict[str, trio.Lock] = {}
+        self._ruled: set[str] = set()  # containers this process gave nft rules to
         self.nursery: trio.Nursery | None = None
 
     async def _append(self, pending: list[Pending], op_id: str,
@@ -340,6 +341,7 @@ class NetworkOps:
                              host_port=b.host_port, proto=b.protocol, host_ip=b.host_ip)
                      for b in resolved]
         now = self.journal.state.containers.get(c.id)
+        self._ruled.add(c.id)
         if now is not None and not now.ports:
             # The log says this container owns no rule (a crash that left one is undone by
             # `reconcile` before anything starts), so add without first listing the whole
@@ -384,7 +386,11 @@ class NetworkOps:
         c = self.journal.state.containers.get(cid)
         for scope in self._proxies.pop(cid, []):
             scope.cancel()
-        await trio.to_thread.run_sync(self.nft.delete_rules_of, cid)
+        if c is None or c.ports or cid in self._ruled:
+            # Finding a container's rules means listing the table (~10 ms): only when the log
+            # or this process says it has some (`reconcile` finds a crash's leftovers).
+            await trio.to_thread.run_sync(self.nft.delete_rules_of, cid)
+            self._ruled.discard(cid)
         pending: list[Pending] = []
         if c is not None:
             pending += [Pending(stream=stream_of("container", cid), event=v.NetworkPortUnpublished(

@@ -236,7 +236,7 @@ def setup_spans(db: Path) -> tuple[list[float], list[float]]:
     published (seconds)."""
     from events.store import EventStore
 
-    store = EventStore.open(db, readonly=True)
+    store: Any = EventStore.open(db, readonly=True)
     try:
         by_op: dict[str, dict[str, int]] = {}
         for env in store.read(types=["ContainerStartRequested", "NetworkAddressAllocated",
