@@ -104,7 +104,7 @@ def test_init_killed_after_create(shim_daemon: DaemonProcess) -> None:
     cid = create(c, "runc-init-killed")
     with pytest.raises(ApiError) as err:
         c.post_json(f"/containers/{cid}/start")
-    # runc's own words; the status is 409 today (see the xfail test below).
+    # runc's own words (its status: test_init_killed_after_create_is_not_blamed_on_the_caller)
     assert "cannot start a container that has stopped" in err.value.message
     assert state(c, cid)["Status"] != "running"
     assert runtime_leftovers(d, cid) == {}
@@ -115,9 +115,6 @@ def test_init_killed_after_create(shim_daemon: DaemonProcess) -> None:
     assert oracle(d) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="runc's 'cannot start a container that has stopped' "
-                   "is classified Conflict (409) although the caller did nothing wrong: "
-                   "engine/drivers/runc.py classify_error")
 def test_init_killed_after_create_is_not_blamed_on_the_caller(
         shim_daemon: DaemonProcess) -> None:
     d, c = shim_daemon, shim_daemon.client()
@@ -160,8 +157,6 @@ def test_failed_rollback_is_visible_and_retried_at_restart(
     assert oracle(d) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="runc calls have no timeout: a hung `runc start` "
-                   "hangs the API request forever (engine/drivers/runc.py Runc._run)")
 def test_hung_runc_is_bounded_with_a_clear_error(shim_daemon: DaemonProcess) -> None:
     d = shim_daemon
     plan_faults(d, {"start": {"action": "hang", "seconds": 3600}})
