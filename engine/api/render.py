@@ -14,7 +14,7 @@ import msgspec
 from engine.api import models as m
 from engine.cli.format import human_duration
 from events.values import ContainerConfig, ImageConfig
-from projections.state import ContainerView, EngineState, ImageView
+from projections.state import ContainerView, EngineState, ImageView, NetworkView
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -165,17 +165,28 @@ def inspect_container(
         Config=container_config(c, image),
         NetworkSettings=m.NetworkSettings(
             Ports=_ports(c),
+            # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
             Networks={
-                nid: m.NetworkEndpoint(
+                _net(state, nid).name if _net(state, nid) else nid: m.NetworkEndpoint(
                     NetworkID=nid,
                     IPAddress=ep.ip,
                     MacAddress=ep.mac,
+                    Gateway=_net(state, nid).gateway if _net(state, nid) else "",
+                    IPPrefixLen=_prefix(_net(state, nid)),
                     Aliases=list(ep.aliases) or None,
                 )
                 for nid, ep in c.networks.items()
             },
         ),
     )
+
+
+def _net(state: EngineState, nid: str) -> NetworkView | None:
+    return state.networks.get(nid)  # type: ignore[no-any-return]
+
+
+def _prefix(net: NetworkView | None) -> int:
+    return int(net.subnet.split("/")[1]) if net is not None and "/" in net.subnet else 0
 
 
 def command_line(c: ContainerView) -> str:
