@@ -7,6 +7,7 @@ I/O: none.
     ├── NotFound          404           no such container / image / volume / network / exec
     ├── Conflict          409           name in use, wrong state, object in use
     ├── Unavailable       503           the engine cannot serve this now (shutting down, locked)
+    ├── NoSpace           507           the disk under the state root is full (ENOSPC)
     └── KernelError       500           our fault or the kernel's: runc, mount, netlink failures
 
 The API server turns `status` into the HTTP status with Docker's `{"message": ...}` body; the
@@ -43,6 +44,10 @@ class Conflict(ShipslogError):
 
 class Unavailable(ShipslogError):
     status = 503
+
+
+class NoSpace(ShipslogError):
+    status = 507
 
 
 class KernelError(ShipslogError):

@@ -46,6 +46,7 @@ class ImageOps:
         self.content = content
         self.layers = layers
         self.tmp_dir = tmp_dir
+        self._owed: list[tuple[str, str, str, Actor]] = []  # outcomes the log refused
 
     async def _spool(self, body: AsyncIterator[bytes]) -> BinaryIO:
         f = tempfile.TemporaryFile(dir=self.tmp_dir)
@@ -54,7 +55,13 @@ class ImageOps:
         f.seek(0)
         return f  # type: ignore[return-value]
 
+    async def _settle_owed(self) -> None:
+        owed, self._owed = self._owed, []
+        for op_id, step, error, actor in owed:
+            await self._fail(op_id, step, error, actor)  # re-queues itself if still full
+
     async def _begin(self, kind: str, actor: Actor) -> str:
+        await self._settle_owed()
         op_id = self.journal.new_id()
         await self.journal.append([Pending(
             stream=stream_of("op", op_id), expected_version=0,
@@ -70,8 +77,10 @@ class ImageOps:
                                       actor=actor, op_id=op_id)
         except StoreError as exc:
             # The log itself cannot take the outcome (the disk is full): the user still gets
-            # the first error; the pending operation is compensated at the next start.
+            # the first error, and the outcome is recorded as soon as the log takes writes
+            # again (the next image operation), or compensated at the next daemon start.
             log.warning("could not record the failure of %s: %s", op_id, exc.message)
+            self._owed.append((op_id, step, error, actor))
 
     async def _record(self, op_id: str, images: Sequence[LoadedImage], how: str,
                       actor: Actor, source: str = "") -> None:

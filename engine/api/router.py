@@ -20,6 +20,7 @@ Docker's conventions kept here:
 from __future__ import annotations
 
 import builtins
+import errno
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -29,7 +30,7 @@ from urllib.parse import parse_qs, unquote
 
 import msgspec
 
-from engine.errors import InvalidArgument, NotFound, ShipslogError
+from engine.errors import InvalidArgument, NoSpace, NotFound, ShipslogError
 from events.envelope import Actor
 
 if TYPE_CHECKING:
@@ -419,6 +420,11 @@ class App:
             if isinstance(status, int) and isinstance(message, str):
                 # A lower layer's own error (the event store's): its words, its status.
                 return error_response(status, message)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                # A full disk anywhere under the state root (RELIABILITY F-07): the user's
+                # words for it, not a traceback's.
+                return error_response(NoSpace.status, "no space left on device: "
+                                      + (exc.filename or "the state root") + " is full")
             log.exception("handler %s %s failed", req.method, route.pattern)
             return error_response(500, _one_line(exc))
 

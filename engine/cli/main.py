@@ -68,6 +68,8 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
+        if group == "system":  # `system check` exists only under `system`
+            _module("system").register_check(group_sub)
     return parser
 
 

@@ -137,15 +137,12 @@ def append_while_full(d: DaemonProcess, busybox_tar: Path) -> str:
     return err.value.message
 
 
-PENDING_LOAD = ("the load's outcome (OperationFailed) cannot be appended while the disk is full "
-                "and is never appended once space is back: the operation stays pending in the "
-                "log until the next daemon start (engine/image_ops.py _fail)")
 
 
 # 512 KiB: the blob does not fit; 2600: the blob fits, its unpack does not; 3500: the unpack
 # fits, the rest does not.
 @pytest.mark.parametrize("leave_kb", [
-    pytest.param(512, marks=pytest.mark.xfail(strict=True, reason=PENDING_LOAD)),
+    512,
     2600, 3500])
 def test_disk_full_during_image_load(small_daemon: DaemonProcess, busybox_tar: Path,
                                      leave_kb: int) -> None:
@@ -156,15 +153,12 @@ def test_disk_full_during_event_append(small_daemon: DaemonProcess, busybox_tar:
     assert fails_for_space(append_while_full(small_daemon, busybox_tar))
 
 
-CREATE_FULL = ("disk full during create surfaces as 'internal error: OSError: [Errno 28] No "
-               "space left on device' (HTTP 500): a raw OSError before the first append "
-               "(engine/service.py create, the secret store write) is not translated")
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param("load-512", marks=pytest.mark.xfail(strict=True, reason=PENDING_LOAD)),
+    "load-512",
     "load-2600",
-    pytest.param("append", marks=pytest.mark.xfail(strict=True, reason=CREATE_FULL)),
+    "append",
 ])
 def test_disk_full_error_is_one_clear_line(small_daemon: DaemonProcess, busybox_tar: Path,
                                            case: str) -> None:
