@@ -121,7 +121,20 @@ class Recovery:
             await self.sup.record_exit(cid, record)
             await self.d.runtime.delete(cid, force=True)
             return
-        await self.d.runtime.delete(cid, force=True)
+        try:
+            await self.d.runtime.delete(cid, force=True)
+        except ShipslogError as exc:
+            # The rollback failed too (F-11): the record stays, visible as needs-cleanup,
+            # and the next start retries it.
+            await self._append([
+                Pending(stream=stream_of("container", cid), event=v.ContainerStartFailed(
+                    container_id=cid,
+                    error="the daemon stopped while the container was starting")),
+                Pending(stream=_op(op.op_id), event=v.OperationFailed(
+                    op_id=op.op_id, step="runtime.delete", error=str(exc),
+                    needs_cleanup=True)),
+            ], op.op_id)
+            return
         await self._append([
             Pending(stream=stream_of("container", cid), event=v.ContainerStartFailed(
                 container_id=cid, error="the daemon stopped while the container was starting")),

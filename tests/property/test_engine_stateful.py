@@ -204,8 +204,12 @@ def check(rig: EngineRig, *, after_recovery: bool, strict: bool = False) -> None
     assert set(machine.snapshots.mounts) <= set(live.containers)
     if after_recovery:
         assert set(machine.runtime.procs) <= set(live.containers)
-        # Every start was resolved: no runtime container is left half-made ("created").
-        half_made = {cid for cid, p in machine.runtime.procs.items() if p.status == "created"}
+        # Every start was resolved: no runtime container is left half-made ("created"),
+        # except one whose rollback failed and is kept, visible, for the next start (F-11).
+        kept = {op.target.removeprefix("container-") for op in live.operations.values()
+                if op.needs_cleanup}
+        half_made = {cid for cid, p in machine.runtime.procs.items()
+                     if p.status == "created" and cid not in kept}
         assert not half_made, half_made
         left = [op for op in live.operations.values() if not op.needs_cleanup]
         assert not left, left
@@ -357,3 +361,12 @@ def test_failed_force_remove_leaves_the_container_usable() -> None:
 def test_recovery_leaves_no_stop_pending_when_kill_fails() -> None:
     run_steps([("create", "a1"), ("start", 0), ("fault", "runtime.kill"), ("stop", 0),
                ("fault", "runtime.kill"), ("restart_daemon",), ("start", 0)])
+
+
+def test_crash_mid_start_with_a_failing_rollback_stays_visible() -> None:
+    # Found by the property above: the rollback's `runtime.delete` fails during recovery of a
+    # start cut after `runc create`; the half-made container must stay visible as needs-cleanup
+    # (F-11), not be dropped silently, and the next start must clean it.
+    run_steps([("create", "a1"), ("start", 0), ("fault", "runtime.delete"),
+               ("crash_at", "start.after_runtime_create"), ("create", "b2"), ("start", 1),
+               ("restart_daemon",)])
