@@ -11,8 +11,7 @@ from typing import Any
 
 from engine.cli import format as fmt
 from engine.cli.context import Context
-from engine.cli.errors import UsageError
-from engine.cli.parse import parse_filters, parse_key_value_opts, parse_labels
+from engine.cli.parse import flag_values
 from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -77,14 +76,15 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     config = {k: v for k, v in (("Subnet", args.subnet), ("Gateway", args.gateway),
                                 ("IPRange", args.ip_range)) if v}
     body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
-            "Labels": _labels(args.label), "Options": _opts(args.opt),
+            "Labels": flag_values("label", args.label, "network create"),
+            "Options": flag_values("opt", args.opt, "network create"),
             "IPAM": {"Driver": "default", "Config": [config] if config else []}}
     ctx.out(ctx.client.post_json("/networks/create", None, body)["Id"])
     return 0
 
 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"filters": _filters_of(args.filter)} if args.filter else None
+    params = {"filters": flag_values("filter", args.filter, "network ls")} if args.filter else None
     rows = []
     for n in at_read(ctx, "network ls", "/networks", params, args.at)[0] or []:
         cfg = (n.get("IPAM") or {}).get("Config") or [{}]
@@ -120,7 +120,7 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
-    filters = _filters_of(args.filter)
+    filters = flag_values("filter", args.filter, "network ls")
     answer = ctx.client.post_json("/networks/prune", {"filters": filters} if filters else None)
     deleted = answer.get("NetworksDeleted") or []
     if deleted:
@@ -143,24 +143,3 @@ def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client.post_json(f"/networks/{args.network}/disconnect", None,
                          {"Container": args.container, "Force": args.force})
     return 0
-
-
-def _opts(items: list[str]) -> dict[str, str]:
-    try:
-        return parse_key_value_opts(items, "--opt")
-    except ValueError as exc:
-        raise UsageError(str(exc), "network create") from None
-
-
-def _labels(items: list[str]) -> dict[str, str]:
-    try:
-        return parse_labels(items)
-    except ValueError as exc:
-        raise UsageError(str(exc), "network create") from None
-
-
-def _filters_of(items: list[str]) -> dict[str, list[str]]:
-    try:
-        return parse_filters(items)
-    except ValueError as exc:
-        raise UsageError(str(exc), "network ls") from None

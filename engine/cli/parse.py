@@ -156,6 +156,21 @@ def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
     return filters
 
 
+def flag_values(kind: str, items: Iterable[str], verb: str) -> Any:
+    """`--opt`, `--label` or `--filter` values of a management verb (`volume create`,
+    `network ls`, …) parsed, a bad one reported as that verb's usage error."""
+    from engine.cli.errors import UsageError
+
+    try:
+        if kind == "opt":
+            return parse_key_value_opts(items, "--opt")
+        if kind == "label":
+            return parse_labels(items)
+        return parse_filters(items)
+    except ValueError as exc:
+        raise UsageError(str(exc), verb) from None
+
+
 # ------------------------------------------------------------------- ports
 
 _PROTOS = ("tcp", "udp", "sctp")

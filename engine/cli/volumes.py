@@ -11,8 +11,8 @@ from typing import Any
 
 from engine.cli import format as fmt
 from engine.cli.context import Context
-from engine.cli.errors import CliError, UsageError
-from engine.cli.parse import parse_filters, parse_key_value_opts, parse_labels
+from engine.cli.errors import CliError
+from engine.cli.parse import flag_values
 from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.Driver}}\t{{.Name}}"
@@ -58,15 +58,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    body = {"Name": args.name, "Driver": args.driver, "DriverOpts": _opts(args.opt),
-            "Labels": _labels(args.label)}
+    body = {"Name": args.name, "Driver": args.driver,
+            "DriverOpts": flag_values("opt", args.opt, "volume create"),
+            "Labels": flag_values("label", args.label, "volume create")}
     answer = ctx.client.post_json("/volumes/create", None, body)
     ctx.out(answer["Name"])
     return 0
 
 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"filters": _filters_of(args.filter)} if args.filter else None
+    params = {"filters": flag_values("filter", args.filter, "volume ls")} if args.filter else None
     answer = at_read(ctx, "volume ls", "/volumes", params, args.at)[0] or {}
     rows = [{"Driver": v["Driver"], "Name": v["Name"], "Mountpoint": v.get("Mountpoint", ""),
              "Scope": v.get("Scope", "local"),
@@ -109,7 +110,7 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
-    filters = _filters_of(args.filter)
+    filters = flag_values("filter", args.filter, "volume ls")
     if args.all:
         filters["all"] = ["true"]
     answer = ctx.client.post_json("/volumes/prune", {"filters": filters} if filters else None)
@@ -121,24 +122,3 @@ def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out("")
     ctx.out("Total reclaimed space: 0B")
     return 0
-
-
-def _opts(items: list[str]) -> dict[str, str]:
-    try:
-        return parse_key_value_opts(items, "--opt")
-    except ValueError as exc:
-        raise UsageError(str(exc), "volume create") from None
-
-
-def _labels(items: list[str]) -> dict[str, str]:
-    try:
-        return parse_labels(items)
-    except ValueError as exc:
-        raise UsageError(str(exc), "volume create") from None
-
-
-def _filters_of(items: list[str]) -> dict[str, list[str]]:
-    try:
-        return parse_filters(items)
-    except ValueError as exc:
-        raise UsageError(str(exc), "volume ls") from None
