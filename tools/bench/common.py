@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -393,6 +393,10 @@ class Dockerd:
     """A private dockerd (and the containerd it starts) on a temp data root and socket, with no
     bridge and no iptables (containers use --network none), and ulimits it can set here."""
 
+    # no docker0, no iptables: `--network none` runs touch nothing of the host's networking
+    network_flags: ClassVar[tuple[str, ...]] = (
+        "--bridge=none", "--iptables=false", "--ip6tables=false")
+
     base: Path
     proc: subprocess.Popen[bytes] | None = None
     containerd_pid: int | None = None
@@ -429,7 +433,7 @@ class Dockerd:
         argv = ["dockerd", "--config-file", str(conf),
                 "--data-root", str(self.base / "data"), "--exec-root", str(self.exec_root),
                 "-H", "unix://" + self.sock, "--pidfile", str(self.base / "docker.pid"),
-                "--bridge=none", "--iptables=false", "--ip6tables=false",
+                *self.network_flags,
                 "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=1024:1024"]
         # its own session: a Ctrl-C reaches us, and we stop it after removing its containers
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,

@@ -28,7 +28,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,6 @@ from tools.bench.common import (
     Podman,
     Unavailable,
     build_busybox_tar,
-    children,
-    comm,
     fmt_ratio,
     fmt_s,
     format_table,
@@ -140,34 +137,7 @@ class BridgedDockerd(Dockerd):
     """common.Dockerd's private roots and ulimits, but Docker's default networking: docker0,
     iptables and the userland proxy (as a user's dockerd runs)."""
 
-    def start(self, timeout: float = 60.0) -> None:
-        for tool in ("dockerd", "docker", "containerd"):
-            if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-                raise Unavailable(f"`{tool}` is not installed")
-        self.base.mkdir(parents=True, exist_ok=True)
-        conf = self.base / "daemon.json"
-        conf.write_text(json.dumps({"deprecated-key-path": str(self.base / "key.json")}))
-        out = open(self.base / "dockerd.log", "ab")
-        argv = ["dockerd", "--config-file", str(conf),
-                "--data-root", str(self.base / "data"), "--exec-root", str(self.exec_root),
-                "-H", "unix://" + self.sock, "--pidfile", str(self.base / "docker.pid"),
-                "--ip6tables=false",
-                "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=1024:1024"]
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Unavailable(f"dockerd exited {self.proc.returncode}: {self.log_tail()}")
-            r = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                               env=self.env, capture_output=True, text=True, check=False)
-            if r.returncode == 0:
-                kids = [p for p in children(self.proc.pid) if comm(p) == "containerd"]
-                self.containerd_pid = kids[0] if kids else None
-                return
-            time.sleep(0.2)
-        raise Unavailable(f"dockerd did not answer within {timeout:.0f}s: {self.log_tail()}")
+    network_flags = ("--ip6tables=false",)  # docker0, iptables and the proxy, as usual
 
 
 def setup(work: Path, image: Path, stack: ExitStack, skip: list[str]
