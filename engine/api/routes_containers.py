@@ -20,7 +20,12 @@ from engine.api.models import (
     WaitExitError,
 )
 from engine.api.router import Request, Response, Router, empty, json_response
-from engine.api.translate import create_body_to_config, merge_image_defaults, parse_filters
+from engine.api.translate import (
+    create_body_to_config,
+    labels_match,
+    merge_image_defaults,
+    parse_filters,
+)
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
 from engine.errors import InvalidArgument
@@ -44,11 +49,8 @@ def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> boo
             return False
         if key == "id" and not any(c.id.startswith(v) for v in values):
             return False
-        if key == "label":
-            for v in values:
-                k, _, want = v.partition("=")
-                if k not in c.config.labels or (want and c.config.labels[k] != want):
-                    return False
+        if key == "label" and not labels_match(c.config.labels, values):
+            return False
         if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
             return False
         if key == "ancestor":

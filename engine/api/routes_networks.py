@@ -14,7 +14,7 @@ import trio
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, json_response
-from engine.api.translate import parse_filters
+from engine.api.translate import labels_match, parse_filters
 from engine.core.lookup import find_container, find_network
 from engine.errors import InvalidArgument, ShipslogError
 from engine.network.hostfiles import check_hostname
@@ -96,11 +96,8 @@ def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
             kind = "builtin" if net.name == "bridge" else "custom"
             if kind not in values:
                 return False
-        if key == "label":
-            for lbl in values:
-                k, _, want = lbl.partition("=")
-                if k not in net.labels or (want and net.labels[k] != want):
-                    return False
+        if key == "label" and not labels_match(net.labels, values):
+            return False
     return True
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, json_response
-from engine.api.translate import parse_filters
+from engine.api.translate import labels_match, parse_filters
 from engine.core.lookup import find_volume
 from engine.core.volumes import volume_users
 from engine.errors import ShipslogError
@@ -49,11 +49,8 @@ def _matches(state: EngineState, vol: VolumeView, filters: dict[str, list[str]])
             dangling = not volume_users(state, vol.name)
             if (values[0] in ("true", "1")) != dangling:
                 return False
-        if key == "label":
-            for lbl in values:
-                k, _, want = lbl.partition("=")
-                if k not in vol.labels or (want and vol.labels[k] != want):
-                    return False
+        if key == "label" and not labels_match(vol.labels, values):
+            return False
     return True
 
 

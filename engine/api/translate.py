@@ -539,3 +539,12 @@ def parse_filters(raw: str | None, allowed: Collection[str] | None = None) -> di
             raise InvalidArgument(f"invalid filter '{key}': values must be strings")
         result[key] = values
     return result
+
+
+def labels_match(labels: Mapping[str, str], wanted: Collection[str]) -> bool:
+    """Docker's `label` filter: every `key` present, every `key=value` equal."""
+    for item in wanted:
+        key, _, value = item.partition("=")
+        if key not in labels or (value and labels[key] != value):
+            return False
+    return True
