@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from engine.api import models as m
-from engine.cli.format import human_duration
+from engine.units import human_duration
 from events.values import ContainerConfig, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
 
