@@ -36,6 +36,7 @@ class LogConfig(_Body):
 class BindOptions(_Body):
     Propagation: str | None = None
     NonRecursive: bool | None = None
+    CreateMountpoint: bool | None = None  # API 1.44: make a missing host directory
 
 
 class DriverConfig(_Body):

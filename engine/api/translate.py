@@ -20,6 +20,7 @@ import msgspec
 
 from engine.api.models import ContainerCreateBody, HostConfig, MountBody
 from engine.errors import InvalidArgument
+from engine.volumes.plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import ImageConfig, MountSpec, PortBinding, RestartPolicy
 
 # moby daemon/names/names.go: RestrictedNameChars; RELIABILITY I-02.
@@ -27,7 +28,6 @@ NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 LOG_DRIVERS = ("json-file", "local", "none")
-PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 MIN_MEMORY = 6 * 1024 * 1024  # moby daemon/daemon_unix.go linuxMinMemory
 DEFAULT_CPU_PERIOD = 100_000  # µs, the kernel's CFS default
 _CONTROL = ("\n", "\r", "\0")
@@ -405,6 +405,8 @@ def _bind(spec: str) -> MountSpec:
                 options.append(opt)
         else:
             raise InvalidArgument(f"invalid bind spec {spec!r}: unknown option {opt!r}")
+    if kind == "bind":
+        options.append(CREATE_HOST_PATH)  # `-v /missing:/x` makes /missing, as Docker does
     return MountSpec(
         type=kind,
         target=target,
@@ -434,6 +436,8 @@ def _mount(body: MountBody) -> MountSpec:
             source=source,
             read_only=bool(body.ReadOnly),
             propagation=propagation,
+            options=(CREATE_HOST_PATH,) if body.BindOptions and body.BindOptions.CreateMountpoint
+            else (),
         )
     if kind == "volume":
         if source and _source(source, label)[0] != "volume":

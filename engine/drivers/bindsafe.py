@@ -108,6 +108,35 @@ def _walk_open(path: str) -> int:
     return fd
 
 
+def ensure_host_dir(path: str) -> None:
+    """Create the missing directories of the clean absolute host `path` (mode 0755), as
+    `docker run -v /missing:/x` does, one component at a time by directory fd: an existing
+    component that is a symlink is refused, never followed (the mount would otherwise land
+    wherever a user pointed it). Existing paths are left untouched."""
+    if not path.startswith("/") or ".." in path.split("/") or "\x00" in path:
+        raise BindSourceError(f"bind source {path!r} is not a clean absolute path")
+    fd = os.open("/", _O_PATHDIR)
+    try:
+        for comp in [p for p in path.split("/") if p]:
+            try:
+                nfd = os.open(comp, _O_PATH, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(comp, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # created meanwhile by someone else: open what is there now
+                except OSError as exc:
+                    raise KernelError(f"creating bind source {path}: {exc.strerror}",
+                                      hint="create it on the host first") from exc
+                nfd = os.open(comp, _O_PATH, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise _symlink_error(path, "a path component")
+    finally:
+        os.close(fd)
+
+
 def open_host_path(path: str, *, use_openat2: bool | None = None) -> int:
     """An O_PATH fd for the absolute, clean host `path`, reached without following any
     symlink. Raises BindSourceError (symlink, missing, not absolute)."""

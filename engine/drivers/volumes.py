@@ -266,6 +266,8 @@ class Mounter:
                 if m.kind == "volume":
                     host, is_dir = self.store.mount(m.source, vopts.get(m.source)), True
                 elif m.kind == "bind":
+                    if m.create_source:
+                        bindsafe.ensure_host_dir(m.source)
                     staged = self.stager.stage(container_id, i, m.source,
                                                read_only=m.read_only, propagation=m.propagation)
                     host, is_dir = staged.path, staged.is_dir

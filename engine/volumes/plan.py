@@ -35,6 +35,9 @@ PATH_MAX = 4096
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 DEFAULT_PROPAGATION = "rprivate"
 TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")  # moby daemon/oci_linux.go
+# The bind option `-v` (HostConfig.Binds) and `BindOptions.CreateMountpoint` carry: a missing
+# host directory is created at start. `--mount type=bind` without it refuses a missing source.
+CREATE_HOST_PATH = "create-host-path"
 _ANON_RE = re.compile(r"[0-9a-f]{64}")
 _CONTROL = ("\x00", "\r", "\n")
 
@@ -206,6 +209,7 @@ class PlannedMount:
     propagation: str = ""  # binds only; "" is rprivate
     options: tuple[str, ...] = ()  # tmpfs: the merged mount options
     seed: bool = False  # volumes: copy the image's content when the volume is empty
+    create_source: bool = False  # binds from `-v`: make the missing host directory
 
     def oci(self, source: str = "", destination: str = "") -> dict[str, Any]:
         """The OCI runtime-spec mount entry. `source` is the host path the kernel side made
@@ -267,7 +271,7 @@ def _planned(spec: MountSpec, target: str) -> PlannedMount:
         return PlannedMount(kind="tmpfs", target=target, read_only=spec.read_only,
                             options=merge_tmpfs_options(opts))
     for opt in spec.options:
-        if opt != "nocopy":
+        if opt != "nocopy" and not (opt == CREATE_HOST_PATH and spec.type == "bind"):
             raise InvalidArgument(f"invalid mount {target}: unknown option {_shown(opt)}")
     if spec.tmpfs_size:
         raise InvalidArgument(f"invalid mount {target}: a size is only for tmpfs mounts")
@@ -276,7 +280,8 @@ def _planned(spec: MountSpec, target: str) -> PlannedMount:
             raise InvalidArgument(f"invalid mount {target}: a bind mount needs a source",
                                   hint="give an absolute host path")
         return PlannedMount(kind="bind", target=target, source=clean_bind_source(spec.source),
-                            read_only=spec.read_only, propagation=spec.propagation)
+                            read_only=spec.read_only, propagation=spec.propagation,
+                            create_source=CREATE_HOST_PATH in spec.options)
     name = check_volume_name(spec.source) if spec.source else ""
     return PlannedMount(kind="volume", target=target, source=name, read_only=spec.read_only,
                         seed="nocopy" not in spec.options)

@@ -28,7 +28,7 @@ from engine.drivers.volumes import Mounter, VolumeStore
 from engine.errors import InvalidArgument
 from engine.runtime.logs import read_logs
 from engine.runtime.spec import build_spec
-from engine.volumes.plan import MountPlan, anonymous_needed, plan_mounts
+from engine.volumes.plan import CREATE_HOST_PATH, MountPlan, anonymous_needed, plan_mounts
 from events.values import ContainerConfig, ImageConfig, MountSpec
 
 pytestmark = [
@@ -203,6 +203,25 @@ async def test_bind_source_symlink_or_missing_is_refused(env: Env) -> None:
         await env.run(rootfs, [MountSpec(type="bind", source=str(env.base / "nope"),
                                          target="/x")], ["true"])
     assert env.runtime and await env.runtime.list() == []
+
+
+async def test_v_bind_creates_a_missing_host_dir_but_never_through_a_symlink(env: Env) -> None:
+    """`docker run -v /missing/dir:/x` makes /missing/dir (0755); `--mount` does not; a
+    symlink on the way is refused, and nothing is created at the place it points to."""
+    rootfs = env.rootfs()
+    made = env.base / "made" / "deep"
+    spec = MountSpec(type="bind", source=str(made), target="/x", options=(CREATE_HOST_PATH,))
+    code, out, _ = await env.run(rootfs, [spec], ["sh", "-c", "echo hi > /x/f; echo ok"])
+    assert code == 0 and out.strip() == b"ok"
+    assert (made / "f").read_text() == "hi\n"
+    assert made.stat().st_mode & 0o777 == 0o755
+    (env.base / "elsewhere").mkdir()
+    (env.base / "hop").symlink_to(env.base / "elsewhere")
+    hostile = MountSpec(type="bind", source=str(env.base / "hop" / "new"), target="/x",
+                        options=(CREATE_HOST_PATH,))
+    with pytest.raises(BindSourceError, match="symbolic link"):
+        await env.run(env.rootfs("rootfs2"), [hostile], ["true"])
+    assert list((env.base / "elsewhere").iterdir()) == []
 
 
 async def test_tmpfs_with_size(env: Env) -> None:

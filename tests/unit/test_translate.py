@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from engine.api.models import ContainerCreateBody
 from engine.api.translate import create_body_to_config, merge_image_defaults, parse_filters
 from engine.errors import InvalidArgument
+from engine.volumes.plan import CREATE_HOST_PATH, plan_mounts
 from events.values import ContainerConfig, ImageConfig, MountSpec, PortBinding, RestartPolicy
 
 # docker run -d --name web -p 8080:80 -p 127.0.0.1::53/udp -v /tmp:/data:ro -v vol1:/v
@@ -115,7 +116,8 @@ def test_real_docker_run_body() -> None:
         PortBinding(container_port=80, protocol="tcp", host_ip="", host_port=8080),
     ]
     assert fields["mounts"] == (
-        MountSpec(type="bind", target="/data", source="/tmp", read_only=True),
+        MountSpec(type="bind", target="/data", source="/tmp", read_only=True,
+                  options=(CREATE_HOST_PATH,)),
         MountSpec(type="volume", target="/v", source="vol1"),
         MountSpec(type="tmpfs", target="/scratch", tmpfs_size=1_000_000),
         MountSpec(type="tmpfs", target="/run", tmpfs_size=64 * 1024 * 1024, options=("noexec",)),
@@ -245,6 +247,18 @@ def test_security_opts_we_do_not_support_warn() -> None:
     assert len(warnings) == 1 and "seccomp=x" in warnings[0]
 
 
+def test_only_v_binds_and_create_mountpoint_make_a_missing_host_dir() -> None:
+    def bind(mount: dict[str, object]) -> MountSpec:
+        return translate({"Image": "x", "HostConfig": {"Mounts": [mount]}})[0]["mounts"][0]
+
+    plain = bind({"Type": "bind", "Source": "/h", "Target": "/t"})
+    made = bind({"Type": "bind", "Source": "/h", "Target": "/t",
+                 "BindOptions": {"CreateMountpoint": True}})
+    assert plain.options == () and made.options == (CREATE_HOST_PATH,)
+    with pytest.raises(InvalidArgument, match="unknown option"):
+        plan_mounts([MountSpec(type="volume", target="/v", options=(CREATE_HOST_PATH,))])
+
+
 def test_anonymous_volumes_and_mount_options() -> None:
     body = {
         "Image": "x",
@@ -260,7 +274,8 @@ def test_anonymous_volumes_and_mount_options() -> None:
     mounts = translate(body)[0]["mounts"]
     assert mounts == (
         MountSpec(type="volume", target="/v", source="named", read_only=True, options=("nocopy",)),
-        MountSpec(type="bind", target="/h", source="/host", propagation="rshared"),
+        MountSpec(type="bind", target="/h", source="/host", propagation="rshared",
+                  options=(CREATE_HOST_PATH,)),
         MountSpec(type="volume", target="/anon", options=("nocopy",)),
         MountSpec(type="tmpfs", target="/t", options=("mode=1777",)),
         MountSpec(type="volume", target="/data"),  # /v is already a named volume
@@ -328,7 +343,8 @@ def test_merge_user_values_win() -> None:
     assert fields["labels"] == {"maintainer": "x", "x": "user"}
     assert fields["working_dir"] == "/w" and fields["stop_signal"] == "SIGTERM"
     assert fields["exposed_ports"] == ("443/tcp", "80/tcp")
-    assert fields["mounts"] == (MountSpec(type="bind", target="/var/cache", source="/host"),)
+    assert fields["mounts"] == (MountSpec(type="bind", target="/var/cache", source="/host",
+                                          options=(CREATE_HOST_PATH,)),)
 
 
 # -- filters ------------------------------------------------------------------------------------
