@@ -31,6 +31,7 @@ import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import trio
 from pyroute2 import IPRoute
@@ -146,6 +147,14 @@ def network_of_or_none(state: EngineState, c: ContainerView) -> NetworkView | No
         return None
 
 
+class JoinedNamespace(NamedTuple):
+    """What a `--network container:X` container takes from X."""
+
+    path: str
+    dns_network: NetworkView | None
+    addresses: list[str]
+    hostname: str
+
 class NetworkOps:
     def __init__(self, journal: Journal, exec_root: Path) -> None:
         self.journal = journal
@@ -250,10 +259,11 @@ class NetworkOps:
         await self._publish(c, ip, op_id, actor)
         return path
 
-    def joined_namespace(self, c: ContainerView) -> tuple[str, NetworkView | None, list[str]]:
+    def joined_namespace(self, c: ContainerView) -> JoinedNamespace:
         """`--network container:<name|id>`: the namespace path of the container whose network
         `c` joins (followed through its own `container:` mode), the network whose DNS that
-        container uses (None: the default bridge or no network) and its addresses. Docker's
+        container uses (None: the default bridge or no network), its addresses and its
+        hostname (Docker gives the joining container the same one). Docker's
         rules: the other container must be running; here it must also own a namespace (a
         bridge network), as joining the host's or an empty one is not what a user means."""
         state = self.journal.state
@@ -277,7 +287,8 @@ class NetworkOps:
                            hint="join a container that runs on a bridge network")
         nets = [state.networks.get(nid) for nid in target.networks]
         dns = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
-        return str(path), dns, [ep.ip for ep in target.networks.values() if ep.ip]
+        return JoinedNamespace(str(path), dns, [ep.ip for ep in target.networks.values() if ep.ip],
+                               target.config.hostname or target.id[:12])
 
     async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
                         requested: str = "") -> str:

@@ -38,7 +38,8 @@ class SpecMaker(Protocol):
     def make(self, container: ContainerView, image: ImageView, env: list[str],
              rootfs: str, mounts: list[dict[str, Any]] | None = None,
              rootfs_propagation: str = "", netns_path: str | None = None,
-             addresses: Sequence[str] = (), embedded_dns: str = "") -> dict[str, Any]: ...
+             addresses: Sequence[str] = (), embedded_dns: str = "",
+             hostname: str = "") -> dict[str, Any]: ...
 
 
 class Layers(Protocol):
@@ -210,11 +211,11 @@ class Supervisor(StorageSteps):
                 self.d.volumes.prepare, cid, plan, rootfs, self._volume_options()
             ) if plan.mounts else []
             step = "network.attach"
-            netns_path, addresses, dns = await self._attach_network(c, op_id, actor)
+            netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
             spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation,
-                                     netns_path, addresses, dns)
+                                     netns_path, addresses, dns, hostname)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
             try:
@@ -271,20 +272,24 @@ class Supervisor(StorageSteps):
                 raise KernelError(f"attaching to container {cid[:12]} failed") from None
 
     async def _attach_network(self, c: ContainerView, op_id: str, actor: Actor
-                              ) -> tuple[str | None, list[str], str]:
+                              ) -> tuple[str | None, list[str], str, str]:
+        """(netns path, addresses, embedded DNS server, hostname taken from a joined
+        container — "" for the container's own)."""
         if self.d.network is None:
-            return None, [], ""
+            return None, [], "", ""
         if c.config.network_mode.startswith("container:"):
             # Docker's container mode: the other container's namespace, no endpoint of our
-            # own; its addresses and its DNS server go into our hosts and resolv.conf.
-            path, dns_net, addresses = self.d.network.joined_namespace(c)
-            return path, addresses, dns_net.gateway if dns_net is not None else ""
+            # own; its addresses, DNS server and hostname go into our hosts, resolv.conf and
+            # hostname.
+            joined = self.d.network.joined_namespace(c)
+            dns = joined.dns_network.gateway if joined.dns_network is not None else ""
+            return joined.path, joined.addresses, dns, joined.hostname
         path = await self.d.network.attach(c, op_id, actor)
         now = self.journal.state.containers[c.id]
         addresses = [ep.ip for ep in now.networks.values() if ep.ip]
         nets = [self.journal.state.networks.get(nid) for nid in now.networks]
         dns = next((n.gateway for n in nets if n is not None and n.name != "bridge"), "")
-        return path, addresses, dns
+        return path, addresses, dns, ""
 
     async def release_network(self, cid: str, op_id: str) -> None:
         c = self.journal.state.containers.get(cid)

@@ -110,6 +110,10 @@ def create_body_to_config(
             f"logging driver {fields['log_driver']!r} is not supported; "
             f"use one of {', '.join(LOG_DRIVERS)}"
         )
+    if fields["network_mode"].startswith("container:") and fields["hostname"]:
+        # moby runconfig: the joined container's hostname is the one this container sees.
+        raise InvalidArgument("conflicting options: hostname and the network mode",
+                              hint="drop --hostname; the container takes the joined one's")
     if fields["auto_remove"] and fields["restart_policy"].name != "no":
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     if fields["stop_timeout"] is not None and fields["stop_timeout"] < -1:

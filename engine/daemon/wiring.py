@@ -175,18 +175,23 @@ class SpecMaker:
     def make(self, container: ContainerView, image: ImageView, env: list[str],
              rootfs: str, mounts: list[dict[str, Any]] | None = None,
              rootfs_propagation: str = "", netns_path: str | None = None,
-             addresses: Sequence[str] = (), embedded_dns: str = "") -> dict[str, Any]:
+             addresses: Sequence[str] = (), embedded_dns: str = "",
+             hostname: str = "") -> dict[str, Any]:
+        """The OCI spec for one start. `hostname`: the one a `--network container:X` start
+        takes from X (its own otherwise)."""
         # Every mount the user asked for comes planned and staged in `mounts`.
         cfg = msgspec.structs.replace(container.config, mounts=())
         passwd = group = None
-        mounts = list(mounts or ()) + self._host_files(container, addresses, embedded_dns)
+        hostname = hostname or cfg.hostname or container.id[:12]
+        mounts = list(mounts or ()) + self._host_files(container, addresses, embedded_dns,
+                                                       hostname)
         name, _, grp = cfg.user.partition(":")
         if (name and not name.isdigit()) or (grp and not grp.isdigit()):
             passwd = read_rootfs_file(rootfs, "etc/passwd")
             group = read_rootfs_file(rootfs, "etc/group")
         spec = build_spec(
             cfg, image.config, env=env, rootfs=rootfs, extra_mounts=mounts,
-            hostname=cfg.hostname or container.id[:12], netns_path=netns_path,
+            hostname=hostname, netns_path=netns_path,
             cgroups_path=f"/shipslog/{container.id}", passwd=passwd, group=group,
             init_host_path=self.init_path, **self.host,
             # Only this machine's syscall ABI: 32-bit compat syscalls are refused outright
@@ -199,12 +204,12 @@ class SpecMaker:
 
 
     def _host_files(self, container: ContainerView, addresses: Sequence[str],
-                    embedded_dns: str) -> list[dict[str, Any]]:
+                    embedded_dns: str, hostname: str) -> list[dict[str, Any]]:
         """/etc/hosts, /etc/hostname and /etc/resolv.conf, generated safely (no line breaks
         can reach them: RELIABILITY I-03) in the daemon's container dir and bind-mounted."""
         cfg = container.config
         host_mode = cfg.network_mode == "host"
-        hostname = platform.node() if host_mode else (cfg.hostname or container.id[:12])
+        hostname = platform.node() if host_mode else hostname
         if host_mode:
             try:
                 hosts = Path("/etc/hosts").read_bytes()[:1 << 20]

@@ -249,7 +249,7 @@ class FakeSpecs:
     def make(self, container: Any, image: Any, env: list[str], rootfs: str,
              mounts: list[dict[str, Any]] | None = None, rootfs_propagation: str = "",
              netns_path: str | None = None, addresses: Any = (),
-             embedded_dns: str = "") -> dict[str, Any]:
+             embedded_dns: str = "", hostname: str = "") -> dict[str, Any]:
         return {"root": {"path": rootfs}, "process": {"env": env}, "mounts": mounts or []}
 
 

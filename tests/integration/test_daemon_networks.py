@@ -136,12 +136,13 @@ def test_static_address_and_aliases(daemon) -> None:
 
 def test_network_container_mode_shares_the_namespace(daemon) -> None:
     docker(daemon, "network", "create", "shared")
-    docker(daemon, "run", "-d", "--name", "owner", "--network", "shared", "busybox", "sh",
+    docker(daemon, "run", "-d", "--name", "owner", "--hostname", "ownerhost", "--network",
+           "shared", "busybox", "sh",
            "-c", "echo from-owner > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080 -h /tmp")
     # The joiner reaches the owner's loopback-only server: one network namespace.
     out = docker(daemon, "run", "--rm", "--network", "container:owner", "busybox", "sh", "-c",
                  "wget -qO- http://127.0.0.1:8080/index.html; ip -o -4 addr; "
-                 "cat /etc/resolv.conf").stdout
+                 "cat /etc/resolv.conf; hostname; grep -c ownerhost /etc/hosts").stdout
     owner_ip = docker(daemon, "inspect", "-f",
                       "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                       "owner").stdout.strip()
@@ -150,6 +151,7 @@ def test_network_container_mode_shares_the_namespace(daemon) -> None:
     gateway = docker(daemon, "network", "inspect", "-f",
                      "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "shared").stdout.strip()
     assert f"nameserver {gateway}" in out  # the owner's DNS: names on `shared` resolve
+    assert out.endswith("ownerhost\n1\n")  # the owner's hostname, in hostname and hosts
     inspect = docker(daemon, "network", "inspect", "-f", "{{len .Containers}}", "shared")
     assert inspect.stdout.strip() == "1"
     p = docker(daemon, "run", "--rm", "--network", "container:nosuch", "busybox", "true",
@@ -158,6 +160,9 @@ def test_network_container_mode_shares_the_namespace(daemon) -> None:
     p = docker(daemon, "run", "--rm", "--network", "container:owner", "-p", "9000:80",
                "busybox", "true", check=False)
     assert p.returncode != 0 and "conflicting options" in p.stderr
+    p = docker(daemon, "run", "--rm", "--network", "container:owner", "-h", "mine",
+               "busybox", "true", check=False)
+    assert p.returncode != 0 and "conflicting options: hostname" in p.stderr
     docker(daemon, "stop", "-t", "0", "owner")
     p = docker(daemon, "run", "--rm", "--network", "container:owner", "busybox", "true",
                check=False)
