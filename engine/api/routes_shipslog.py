@@ -90,10 +90,11 @@ def read_only_router(ctx: ReadOnlyContext, *, with_streams: bool = False) -> Rou
         from engine.api.routes_streams import stream_routes
 
         routers.append(stream_routes(ctx))
+    from engine.api.routes_df import df_routes
     from engine.api.routes_networks import network_routes
     from engine.api.routes_volumes import volume_routes
 
-    routers += [volume_routes(ctx), network_routes(ctx)]
+    routers += [volume_routes(ctx), network_routes(ctx), df_routes(ctx)]
     r = Router()
     for router in routers:
         for route in router.routes:

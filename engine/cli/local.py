@@ -25,7 +25,7 @@ from typing import Any
 from engine.cli.errors import CliError
 
 READ_ONLY_VERBS = ("ps", "inspect", "events", "images", "history", "logs", "top", "port", "info",
-                   "version", "audit", "state", "replay", "debug")
+                   "version", "audit", "state", "replay", "debug", "system df")
 
 
 def _encode_param(value: Any) -> str:

@@ -68,8 +68,9 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check` exists only under `system`
+        if group == "system":  # `system check` and `system df` exist only under `system`
             _module("system").register_check(group_sub)
+            _module("diskusage").register(group_sub)
     return parser
 
 
@@ -158,7 +159,9 @@ def effective_verb(verb: str, subverb: str | None) -> str:
     group = {"container": CONTAINER_GROUP, "image": IMAGE_GROUP, "system": SYSTEM_GROUP}.get(verb)
     if group is None or subverb is None:
         return verb
-    return next((base for base, names in group.items() if subverb in names), verb)
+    # `system df`, `system check`: verbs that exist only under their group keep its name
+    return next((base for base, names in group.items() if subverb in names),
+                f"{verb} {subverb}")
 
 
 class _Skipping:
