@@ -131,7 +131,11 @@ def system_routes(ctx: Any) -> Router:
         async def body() -> AsyncIterator[bytes]:
             if history_only and after >= head:
                 return
-            async for env in follow(ctx.store, ctx.writer, after_seq=after):
+            stream = follow(ctx.store, ctx.writer, after_seq=after)
+            if until is not None and not history_only:
+                # An `until` ahead: the stream ends then, even if nothing happens meanwhile.
+                stream = _ending_at(stream, trio.current_time() + (until - now) / 1e9)
+            async for env in stream:
                 if until is not None and env.recorded_at > until:
                     return
                 msg = converter.convert(env)
@@ -147,6 +151,22 @@ def system_routes(ctx: Any) -> Router:
         return streaming(body())
 
     return r
+
+
+async def _ending_at(events: AsyncIterator[Any], deadline: float) -> AsyncIterator[Any]:
+    """`events` until the trio clock reaches `deadline`. The cancel scope wraps only the
+    wait for the next event, never a `yield`, so it cannot catch the consumer's work."""
+    nothing = object()
+    while True:
+        item = nothing
+        with trio.move_on_at(deadline):
+            try:
+                item = await events.__anext__()
+            except StopAsyncIteration:
+                return
+        if item is nothing:  # the deadline came first; the cancelled `events` has ended
+            return
+        yield item
 
 
 def _os_name() -> str:

@@ -147,3 +147,10 @@ def test_bad_bodies_get_4xx_and_append_nothing(daemon, body, status) -> None:
     assert big.split(b" ")[1] == b"413"
     assert EventStore.open(daemon.root / "events.db", readonly=True).head() == head
     assert docker(daemon, "version", "--format", "{{.Server.Version}}").stdout.strip()
+
+
+def test_events_with_an_until_ahead_end_then_even_when_nothing_happens(daemon) -> None:
+    """`docker events --until <soon>` closes at that time, not at the next event."""
+    now = int(time.time())
+    p = docker(daemon, "events", "--since", str(now), "--until", str(now + 1), timeout=30)
+    assert all(" image load " in line for line in p.stdout.splitlines())  # the fixture's
