@@ -25,6 +25,7 @@ from engine.core.decision import Decision, Step
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError
+from engine.health import HealthChecks
 from engine.journal import Journal
 from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
@@ -98,6 +99,7 @@ class Supervisor(StorageSteps):
         # Clients that attached before the container started (`docker run` does): they get
         # their session between `runc create` and `runc start`, so no output is missed.
         self._attach_waiters: dict[str, list[trio.MemorySendChannel[Any]]] = {}
+        self.health = HealthChecks(journal, drivers.runtime, drivers.secrets, self._append)
         self._steps: dict[str, Callable[[str, dict[str, str], Actor], Awaitable[None]]] = {
             "rootfs.prepare": self._rootfs_prepare,
             "container.start": self._start,
@@ -334,6 +336,8 @@ class Supervisor(StorageSteps):
         self._exited.setdefault(cid, trio.Event())
         self.spawn(self._watch, cid)
         c = self.journal.state.containers.get(cid)
+        if c is not None and c.config.healthcheck is not None and c.config.healthcheck.enabled:
+            self.spawn(self.health.run, cid, self._exited[cid])
         if c is not None and c.config.log_options.get("max-file", "1") != "1":
             self.spawn(self._rotate_logs, cid, dict(c.config.log_options))
 
@@ -532,6 +536,7 @@ class Supervisor(StorageSteps):
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
             failpoints.hit("remove.after_rootfs")
             self.d.secrets.wipe(cid)
+            self.health.forget(cid)
             await trio.to_thread.run_sync(self.d.files.remove_container_files, cid)
             dropped: list[str] = []
             if args.get("volumes") == "true" or c.config.auto_remove:

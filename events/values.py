@@ -41,6 +41,21 @@ class PortBinding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     host_port: int = 0  # 0: pick a free port
 
 
+class HealthCheck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Docker's HEALTHCHECK: `test` is `["CMD", arg…]`, `["CMD-SHELL", "cmd"]`, `["NONE"]`
+    (switched off) or `()` (inherit the image's); durations in ns, 0 = Docker's default."""
+
+    test: tuple[str, ...] = ()
+    interval_ns: int = 0
+    timeout_ns: int = 0
+    retries: int = 0
+    start_period_ns: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.test) and self.test[0] != "NONE"
+
+
 class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a container is to run, after the image's defaults have been merged in."""
 
@@ -79,6 +94,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     stop_timeout: int | None = None
     log_driver: str = "json-file"
     log_options: dict[str, str] = {}
+    healthcheck: HealthCheck | None = None  # merged with the image's; None: no check
 
 
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -96,3 +112,4 @@ class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     stop_signal: str = ""
+    healthcheck: HealthCheck | None = None

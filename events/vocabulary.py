@@ -132,6 +132,17 @@ class ContainerRestartedByPolicy(BaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class ContainerHealthChanged(BaseEvent, frozen=True, kw_only=True):
+    """The health check's verdict changed (starting -> healthy -> unhealthy …). Only changes
+    are recorded, with the probe that caused them; each probe's output stays in memory, as
+    it may print anything (Docker keeps the last five)."""
+
+    container_id: str
+    status: str  # "healthy" or "unhealthy"
+    failing_streak: int = 0
+    exit_code: int = 0  # of the probe that decided; -1: it timed out
+
+
 class ContainerPaused(BaseEvent, frozen=True, kw_only=True):
     container_id: str
 
@@ -395,6 +406,7 @@ Event = (
     | ContainerStartFailed
     | ContainerRestartedByPolicy
     | ContainerPaused
+    | ContainerHealthChanged
     | ContainerUnpaused
     | ContainerRenamed
     | ContainerRemoveRequested

@@ -193,8 +193,20 @@ def _started(tx: _Tx, env: Envelope, ev: v.ContainerStarted) -> None:
     tx.update_container(
         env, ev.container_id, status="running", pid=ev.pid, monitor_pid=ev.monitor_pid,
         started_at=env.recorded_at, has_been_started=True, exit_code=0, oom_killed=False,
-        error="",
+        error="", health=_initial_health(tx.container(ev.container_id)),
+        health_failing_streak=0,
     )
+
+
+def _initial_health(c: ContainerView | None) -> str:
+    check = c.config.healthcheck if c is not None else None
+    return "starting" if check is not None and check.enabled else ""
+
+
+@on(v.ContainerHealthChanged)
+def _health_changed(tx: _Tx, env: Envelope, ev: v.ContainerHealthChanged) -> None:
+    tx.update_container(env, ev.container_id, health=ev.status,
+                        health_failing_streak=ev.failing_streak)
 
 
 @on(v.ContainerStartFailed)

@@ -57,6 +57,8 @@ class ContainerView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     restart_delay_ms: int = 0  # the last back-off delay, for Docker's doubling
     has_been_started: bool = False
     manually_stopped: bool = False  # `unless-stopped` and `always` after a user stop
+    health: str = ""  # "", or Docker's "starting", "healthy", "unhealthy"
+    health_failing_streak: int = 0
     networks: dict[str, Endpoint] = {}
     ports: tuple[PublishedPort, ...] = ()
     mounts: tuple[VolumeMount, ...] = ()

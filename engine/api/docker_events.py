@@ -62,6 +62,8 @@ class DockerEvents:
                 self._exec_cmds[ev.exec_id] = " ".join(ev.cmd)
             if isinstance(ev, v.ExecCreated | v.ExecStarted):
                 action = f"{action}: " + self._exec_cmds.get(ev.exec_id, "")
+            if isinstance(ev, v.ContainerHealthChanged):
+                action = f"{action}: {ev.status}"
         elif kind == "image":
             ref = getattr(ev, "reference", "")
             if ref:
@@ -107,6 +109,7 @@ _MAP: dict[type, tuple[str, str]] = {
     v.ContainerPaused: ("container", "pause"),
     v.ContainerUnpaused: ("container", "unpause"),
     v.ContainerRenamed: ("container", "rename"),
+    v.ContainerHealthChanged: ("container", "health_status"),
     v.ContainerRestartedByPolicy: ("container", "restart"),
     v.ContainerRemoved: ("container", "destroy"),
     v.ExecCreated: ("container", "exec_create"),

@@ -7,13 +7,15 @@ msgspec models of `engine/api/models.py`, so that the docker CLI and SDK read us
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from engine.api import models as m
 from engine.units import human_duration
-from events.values import ContainerConfig, ImageConfig
+from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -30,6 +32,9 @@ def rfc3339(ns: int) -> str:
 
 def status_line(c: ContainerView, now_ns: int) -> str:
     """`ps`'s STATUS column, as moby `container.State.String()` writes it."""
+    if c.status == "running" and c.health:
+        shown = "health: starting" if c.health == "starting" else c.health
+        return f"Up {human_duration((now_ns - c.started_at) / 1e9)} ({shown})"
     if c.status == "running":
         return f"Up {human_duration((now_ns - c.started_at) / 1e9)}"
     if c.status == "paused":
@@ -93,7 +98,28 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         Labels=dict(cfg.labels),
         StopSignal=cfg.stop_signal,
         StopTimeout=cfg.stop_timeout,
+        Healthcheck=_health_config(cfg.healthcheck),
     )
+
+
+def _health_config(check: HealthCheck | None) -> m.HealthConfig | None:
+    if check is None:
+        return None
+    return m.HealthConfig(Test=list(check.test), Interval=check.interval_ns or None,
+                          Timeout=check.timeout_ns or None, Retries=check.retries or None,
+                          StartPeriod=check.start_period_ns or None)
+
+
+def health_state(c: ContainerView, results: Sequence[Any] = (),
+                 failing_streak: int | None = None) -> m.Health | None:
+    """`State.Health`: the verdict from the log; the last probes from the daemon's memory."""
+    if c.config.healthcheck is None or not c.config.healthcheck.enabled or not c.health:
+        return None
+    return m.Health(
+        Status=c.health,
+        FailingStreak=c.health_failing_streak if failing_streak is None else failing_streak,
+        Log=[m.HealthcheckResult(Start=rfc3339(r.start_ns), End=rfc3339(r.end_ns),
+                                 ExitCode=r.exit_code, Output=r.output) for r in results])
 
 
 def host_config(cfg: ContainerConfig) -> m.HostConfig:
@@ -123,7 +149,8 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
 
 
 def inspect_container(
-    state: EngineState, c: ContainerView, *, log_path: str = "", now_ns: int
+    state: EngineState, c: ContainerView, *, log_path: str = "", now_ns: int,
+    health: m.Health | None = None,
 ) -> m.ContainerInspect:
     image = state.images.get(c.config.image_id)
     args = list(c.config.entrypoint) + list(c.config.cmd)
@@ -145,6 +172,7 @@ def inspect_container(
             Error=c.error,
             StartedAt=rfc3339(c.started_at),
             FinishedAt=rfc3339(c.finished_at),
+            Health=health or health_state(c),
         ),
         Image=c.config.image_id,
         LogPath=log_path,

@@ -53,6 +53,8 @@ def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> boo
             return False
         if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
             return False
+        if key == "health" and (c.health or "none") not in values:
+            return False  # Docker: starting, healthy, unhealthy or none
         if key == "ancestor":
             ids = set()
             for ref in values:
@@ -70,6 +72,13 @@ def container_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
     summaries = render.SummaryCache()  # `ps` over thousands of containers
+
+    def _health(c: Any) -> Any:
+        """State.Health with the last probes, which only the running daemon remembers."""
+        checks = getattr(getattr(engine, "supervisor", None), "health", None)
+        if checks is None:
+            return None
+        return render.health_state(c, checks.results(c.id), checks.failing_streak(c.id))
 
     @r.route("POST", "/containers/create")
     async def create(req: Request) -> Response:
@@ -113,7 +122,8 @@ def container_routes(ctx: Any) -> Router:
         c = find_container(state, req.params["id"])
         return json_response(
             render.inspect_container(
-                state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock()
+                state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock(),
+                health=_health(c),
             )
         )
 

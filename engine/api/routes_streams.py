@@ -21,6 +21,7 @@ from engine.core import containers as cc
 from engine.core.lookup import find_container
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.runtime.logs import follow_logs, read_logs
+from engine.runtime.spec import exec_process
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 
@@ -169,8 +170,9 @@ def stream_routes(ctx: Any) -> Router:
             exec_env = []  # the exec set no variables of its own
         # As in Docker, an exec sees the container's environment, its own variables on top.
         container_env = engine.secrets.get(c.id) if c.config.env else []
-        process = _process(c, x, list(image.config.env) if image else [],
-                           container_env + exec_env)
+        process = exec_process(c.config, list(image.config.env) if image else [],
+                               container_env + exec_env, cmd=x.cmd, user=x.user,
+                               working_dir=x.working_dir, tty=x.tty)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
 
         async def record(event: v.BaseEvent) -> None:
@@ -239,23 +241,3 @@ async def _pump_stdin(conn: HijackedStream, session: Any) -> None:
     while data := await conn.receive_some(65536):
         await session.send(data)
     session.close_stdin()  # `echo x | run -i … cat` ends when the client's input does
-
-
-def _process(c: Any, x: Any, image_env: list[str], env: list[str]) -> dict[str, Any]:
-    """The OCI process for an exec: the container's own settings unless the exec overrides."""
-    if not any(e.startswith("PATH=") for e in image_env + env):
-        image_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     *image_env]
-    user = x.user or c.config.user or "0"
-    uid, _, gid = user.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise InvalidArgument(f"exec user {user!r}: only numeric uid[:gid] is supported yet",
-                              hint="use --user UID[:GID]")
-    return {
-        "args": list(x.cmd),
-        "env": image_env + env + (["TERM=xterm"] if x.tty else []),
-        "cwd": x.working_dir or c.config.working_dir or "/",
-        "user": {"uid": int(uid), "gid": int(gid or 0)},
-        "terminal": x.tty,
-        "noNewPrivileges": c.config.no_new_privileges,
-    }

@@ -18,10 +18,11 @@ from typing import Any
 
 import msgspec
 
-from engine.api.models import ContainerCreateBody, HostConfig, MountBody
+from engine.api.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
+from engine.core import health
 from engine.errors import InvalidArgument
 from engine.volumes.plan import CREATE_HOST_PATH, PROPAGATIONS
-from events.values import ImageConfig, MountSpec, PortBinding, RestartPolicy
+from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
 
 # moby daemon/names/names.go: RestrictedNameChars; RELIABILITY I-02.
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -98,6 +99,7 @@ def create_body_to_config(
         "ports": ports,
         "publish_all": bool(host.PublishAllPorts),
         "exposed_ports": exposed,
+        "healthcheck": health_check(body.Healthcheck),
         "stop_signal": _signal(body.StopSignal) if body.StopSignal else None,
         "stop_timeout": body.StopTimeout,
         "log_driver": (host.LogConfig.Type if host.LogConfig and host.LogConfig.Type else "")
@@ -150,6 +152,7 @@ def merge_image_defaults(
         sorted(set(fields.get("exposed_ports", ())) | {_port_key(p) for p in image.exposed_ports})
     )
     merged["stop_signal"] = fields.get("stop_signal") or image.stop_signal or "SIGTERM"
+    merged["healthcheck"] = health.merge(fields.get("healthcheck"), image.healthcheck)
     mounts = list(fields.get("mounts", ()))
     taken = {m.target for m in mounts}
     for target in image.volumes:
@@ -164,6 +167,15 @@ def merge_image_defaults(
 
 # ---------------------------------------------------------------------------------------------
 # Pieces
+
+
+def health_check(body: HealthConfig | None) -> HealthCheck | None:
+    """Docker's `Healthcheck` (ns durations; `["NONE"]` switches the image's off)."""
+    if body is None:
+        return None
+    return health.validate(HealthCheck(
+        test=tuple(body.Test or ()), interval_ns=body.Interval or 0, timeout_ns=body.Timeout or 0,
+        retries=body.Retries or 0, start_period_ns=body.StartPeriod or 0))
 
 
 def _entrypoint(value: list[str] | None) -> tuple[str, ...] | None:

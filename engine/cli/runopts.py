@@ -55,6 +55,15 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--stop-signal", default="")
     p.add_argument("--stop-timeout", type=int, default=None)
+    p.add_argument("--health-cmd", default="", help="command to run to check health")
+    p.add_argument("--health-interval", default="", help="time between checks (e.g. 30s)")
+    p.add_argument("--health-timeout", default="", help="longest a check may run")
+    p.add_argument("--health-retries", type=int, default=0,
+                   help="consecutive failures before unhealthy")
+    p.add_argument("--health-start-period", default="",
+                   help="failures in this time after start do not count")
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="disable any container-specified HEALTHCHECK")
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--cap-add", action="append", default=[])
     p.add_argument("--cap-drop", action="append", default=[])
@@ -148,6 +157,9 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         "StopSignal": args.stop_signal,
         "StopTimeout": args.stop_timeout,
     }
+    health = _health(args, verb)
+    if health:
+        config["Healthcheck"] = health
     if args.entrypoint is not None:
         # `--entrypoint ""` resets the image's entrypoint, which Docker sends as [""]
         config["Entrypoint"] = [args.entrypoint]
@@ -226,6 +238,26 @@ def _ulimit(spec: str) -> dict[str, Any]:
 
 _ALWAYS = {"AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce",
            "Image", "HostConfig"}
+
+
+def _health(args: argparse.Namespace, verb: str) -> dict[str, Any] | None:
+    """Docker's CLI: `--health-*` flags into `Healthcheck` (ns); `--no-healthcheck` sends
+    `["NONE"]` and conflicts with the others."""
+    def ns(flag: str, text: str) -> int:
+        return int(_value(flag, verb, parse.parse_go_duration, text) * 1e9)
+
+    given = {"Interval": ns("--health-interval", args.health_interval),
+             "Timeout": ns("--health-timeout", args.health_timeout),
+             "StartPeriod": ns("--health-start-period", args.health_start_period),
+             "Retries": args.health_retries}
+    if args.no_healthcheck:
+        if args.health_cmd or any(given.values()):
+            raise UsageError("--no-healthcheck conflicts with --health-* options", verb)
+        return {"Test": ["NONE"]}
+    if not args.health_cmd and not any(given.values()):
+        return None
+    test = ["CMD-SHELL", args.health_cmd] if args.health_cmd else []
+    return {"Test": test, **{k: v for k, v in given.items() if v}}
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

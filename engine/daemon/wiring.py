@@ -99,6 +99,11 @@ class RealRuntime:
     async def attach(self, container_id: str) -> Any:
         return await self.rt.attach(container_id)
 
+    async def probe(self, container_id: str, process: dict[str, Any], *, timeout_s: float,
+                    max_output: int) -> Any:
+        return await self.rt.probe(container_id, process, timeout_s=timeout_s,
+                                   max_output=max_output)
+
     async def rotate_logs(self, container_id: str, log_path: str,
                           log_opts: dict[str, str]) -> None:
         await self.rt.run_log_rotation(container_id, log_path, log_opts)

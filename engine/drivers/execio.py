@@ -68,6 +68,38 @@ async def exec_collect(runc: Runc, container_id: str, pfile: Path, stdin: bytes)
     return ExecResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+async def exec_probe(runc: Runc, container_id: str, pfile: Path, timeout_s: float,
+                     max_output: int) -> ExecResult | None:
+    """A health probe: output (stdout then stderr) cut to `max_output` bytes; None when it
+    outlived `timeout_s` — then the probe process itself is SIGKILLed by the pid runc wrote
+    (runc cannot forward SIGKILL), so no probe outlives its timeout inside the container."""
+    pid_file = pfile.with_suffix(".pid")
+
+    async def kill_probe(proc: trio.Process) -> None:
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            proc.kill()  # not started (or gone): stop runc itself
+            return
+        with trio.move_on_after(5):
+            await proc.wait()
+        proc.kill()
+
+    result: ExecResult | None = None
+    try:
+        with trio.move_on_after(timeout_s):
+            proc = await trio.run_process(
+                runc.argv("exec", "--pid-file", str(pid_file), "--process", str(pfile),
+                          container_id),
+                stdin=subprocess.DEVNULL, capture_stdout=True, capture_stderr=True,
+                check=False, deliver_cancel=kill_probe)
+            output = (proc.stdout + proc.stderr)[:max_output]
+            result = ExecResult(proc.returncode, output, b"")
+    finally:
+        pid_file.unlink(missing_ok=True)
+    return result
+
+
 async def exec_detached(runc: Runc, container_id: str, pfile: Path) -> ExecResult:
     pid_file = pfile.with_suffix(".pid")
     # runc's stderr goes to an unlinked file, not a pipe: the detached process inherits it,

@@ -86,6 +86,10 @@ class Runtime(Protocol):
 
     async def attach(self, container_id: str) -> AttachSession: ...
 
+    async def probe(self, container_id: str, process: dict[str, Any], *, timeout_s: float,
+                    max_output: int) -> Any:
+        """Run a health probe; its result (exit code, output), or None when it timed out."""
+
     async def rotate_logs(self, container_id: str, log_path: str,
                           log_opts: dict[str, str]) -> None:
         """Keep `max-size`/`max-file` while the container runs; returns when it exits."""

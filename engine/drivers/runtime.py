@@ -418,6 +418,18 @@ class Runtime:
         finally:
             pfile.unlink(missing_ok=True)
 
+    async def probe(self, container_id: str, process: Mapping[str, Any], *, timeout_s: float,
+                    max_output: int) -> ExecResult | None:
+        """A health probe in the container; None when it timed out (and was killed)."""
+        pfile = execio.write_process_file(
+            self.paths(container_id).cdir, {**process, "terminal": False}
+        )
+        try:
+            return await execio.exec_probe(self.runc, container_id, pfile, timeout_s,
+                                           max_output)
+        finally:
+            pfile.unlink(missing_ok=True)
+
     @asynccontextmanager
     async def open_exec(
         self,

@@ -15,9 +15,10 @@ from typing import Any
 
 import msgspec
 
+from engine.core import health
 from engine.errors import InvalidArgument
 from engine.images.reference import InvalidReference, parse_reference, validate_digest
-from events.values import ImageConfig
+from events.values import HealthCheck, ImageConfig
 
 MAX_INDEX_BYTES = 4 << 20  # manifest.json, index.json, manifests (containerd's limit; I-11)
 MAX_CONFIG_BYTES = 8 << 20
@@ -49,6 +50,14 @@ class InvalidImage(InvalidArgument):
 # --- typed documents (unknown fields ignored; wrong types rejected) -------------------------
 
 
+class HealthcheckDoc(msgspec.Struct):
+    Test: list[str] | None = None
+    Interval: int = 0
+    Timeout: int = 0
+    Retries: int = 0
+    StartPeriod: int = 0
+
+
 class ContainerConfigDoc(msgspec.Struct):
     Cmd: list[str] | None = None
     Entrypoint: list[str] | None = None
@@ -59,6 +68,7 @@ class ContainerConfigDoc(msgspec.Struct):
     ExposedPorts: dict[str, Any] | None = None
     Volumes: dict[str, Any] | None = None
     StopSignal: str = ""
+    Healthcheck: HealthcheckDoc | None = None
 
 
 class RootFSDoc(msgspec.Struct):
@@ -147,9 +157,21 @@ def parse_image_config(raw: bytes) -> tuple[ImageConfig, tuple[str, ...]]:
         exposed_ports=tuple(sorted(c.ExposedPorts or {})),
         volumes=tuple(sorted(c.Volumes or {})),
         stop_signal=c.StopSignal,
+        healthcheck=_health(c.Healthcheck),
     )
     validate_image_config(cfg)
     return cfg, diff_ids
+
+
+def _health(doc: HealthcheckDoc | None) -> HealthCheck | None:
+    if doc is None or not doc.Test:
+        return None
+    try:
+        return health.validate(HealthCheck(
+            test=tuple(doc.Test), interval_ns=doc.Interval, timeout_ns=doc.Timeout,
+            retries=doc.Retries, start_period_ns=doc.StartPeriod))
+    except InvalidArgument as exc:
+        raise InvalidImage(f"invalid image config: {exc}") from None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -223,6 +245,11 @@ def build_image_config(
         inner["Volumes"] = {v: {} for v in config.volumes}
     if config.stop_signal:
         inner["StopSignal"] = config.stop_signal
+    if config.healthcheck is not None:
+        h = config.healthcheck
+        inner["Healthcheck"] = {"Test": list(h.test), "Interval": h.interval_ns,
+                                "Timeout": h.timeout_ns, "Retries": h.retries,
+                                "StartPeriod": h.start_period_ns}
     doc: dict[str, Any] = {
         "architecture": config.architecture,
         "os": config.os,

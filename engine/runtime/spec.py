@@ -427,3 +427,28 @@ def build_spec(
             _check_line_safe("domainname", config.domainname)
             spec["domainname"] = config.domainname
     return spec
+
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def exec_process(config: ContainerConfig, image_env: list[str], env: list[str], *,
+                 cmd: Sequence[str], user: str = "", working_dir: str = "",
+                 tty: bool = False) -> dict[str, Any]:
+    """The OCI process for an exec or a health probe: the container's own settings unless
+    the caller overrides them."""
+    if not any(e.startswith("PATH=") for e in image_env + env):
+        image_env = [DEFAULT_PATH, *image_env]
+    user = user or config.user or "0"
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise InvalidArgument(f"exec user {user!r}: only numeric uid[:gid] is supported yet",
+                              hint="use --user UID[:GID]")
+    return {
+        "args": list(cmd),
+        "env": image_env + env + (["TERM=xterm"] if tty else []),
+        "cwd": working_dir or config.working_dir or "/",
+        "user": {"uid": int(uid), "gid": int(gid or 0)},
+        "terminal": tty,
+        "noNewPrivileges": config.no_new_privileges,
+    }

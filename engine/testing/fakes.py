@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from engine.drivers.execio import ExecResult
 from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.errors import KernelError, NotFound
 
@@ -77,6 +78,9 @@ class FakeRuntime:
         self._next_pid = 1000
         self.attached: dict[str, list[FakeAttach]] = {}
         self._clock = clock or (lambda: 0)
+        # Health probes: exit codes to answer in turn per container (None: a timeout);
+        # 0 once a container's script has run out.
+        self.probe_script: dict[str, list[int | None]] = {}
 
     async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
                      open_stdin: bool, stdin_once: bool, log_path: str,
@@ -179,6 +183,15 @@ class FakeRuntime:
     async def rotate_logs(self, container_id: str, log_path: str,
                           log_opts: dict[str, str]) -> None:
         self.f.record("runtime.rotate_logs", container_id)
+
+    async def probe(self, container_id: str, process: dict[str, Any], *, timeout_s: float,
+                    max_output: int) -> ExecResult | None:
+        self.f.record("runtime.probe", container_id, tuple(process["args"]))
+        if container_id not in self.procs or self.procs[container_id].status != "running":
+            raise KernelError(f"container {container_id} is not running")
+        script = self.probe_script.get(container_id)
+        code = script.pop(0) if script else 0
+        return None if code is None else ExecResult(code, b"probe output", b"")
 
     def rebind(self) -> None:
         """A new daemon (new trio run) watches the same processes: fresh events."""
