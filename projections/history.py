@@ -147,6 +147,9 @@ def describe(env: Envelope) -> str:
         return f"signalled {ev.signal}"
     if isinstance(ev, v.ContainerRenamed):
         return f"renamed {ev.old_name} -> {ev.new_name}"
+    if isinstance(ev, v.ContainerHealthChanged):
+        probe = "timed out" if ev.exit_code == -1 else f"exit {ev.exit_code}"
+        return f"health: {ev.status} (probe {probe}, failing streak {ev.failing_streak})"
     if isinstance(ev, v.ReconcileDifferenceFound):
         return f"reconcile: expected {ev.expected}, saw {ev.observed}; {ev.action}"
     fields = msgspec.structs.asdict(ev)

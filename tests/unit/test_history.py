@@ -208,6 +208,10 @@ def test_describe_says_what_happened_in_one_line(log: Log) -> None:
     assert "started (pid 101)" in lines
     assert any(line.startswith("restart #1 by policy after 100 ms") for line in lines)
     assert all("\n" not in line for line in lines)
+    env = next(e for e in log.store.read() if isinstance(e.event, v.ContainerStarted))
+    changed = msgspec.structs.replace(env, event=v.ContainerHealthChanged(
+        container_id=CID, status="unhealthy", failing_streak=3, exit_code=-1))
+    assert hist.describe(changed) == "health: unhealthy (probe timed out, failing streak 3)"
     assert hist.command_line(("/usr/bin/python3", "-m", "engine.cli.main", "ps")) == "shipslog ps"
     assert hist.command_line(("python3", "/venv/bin/shipslog", "rm", "web")) == "shipslog rm web"
 
