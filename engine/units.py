@@ -5,6 +5,8 @@ I/O: none.
 
 from __future__ import annotations
 
+import re
+
 
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks"."""
@@ -32,3 +34,23 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_go_duration(text: str) -> float:
+    """A Go duration (`10m`, `1h30m`, `1.5s`) in seconds."""
+    s = text.strip()
+    if s in ("0", ""):
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ValueError(f"time: invalid duration \"{text}\"")
+    return total

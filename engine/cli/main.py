@@ -68,9 +68,12 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check` and `system df` exist only under `system`
+        if group == "system":  # `system check`, `df`, `prune` exist only under `system`
             _module("system").register_check(group_sub)
             _module("diskusage").register(group_sub)
+            _module("prune").register_system(group_sub)
+        if group == "container":  # `container prune` has no top-level verb either
+            _module("prune").register_container(group_sub)
     return parser
 
 

@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from engine.units import parse_go_duration
+
 # ------------------------------------------------------------------- sizes and numbers
 
 _BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -43,26 +45,6 @@ def parse_cpus(text: str) -> int:
 
 # ------------------------------------------------------------------- time
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_go_duration(text: str) -> float:
-    """A Go duration (`10m`, `1h30m`, `1.5s`) in seconds."""
-    s = text.strip()
-    if s in ("0", ""):
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if pos != len(s):
-        raise ValueError(f"time: invalid duration \"{text}\"")
-    return total
-
-
 def parse_timestamp(text: str, now: float) -> str:
     """`--since`/`--until` values into the API's `seconds[.nanoseconds]` form.
 
@@ -72,11 +54,10 @@ def parse_timestamp(text: str, now: float) -> str:
     s = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", s):
         return s
-    if _DURATION_PART.match(s):
-        try:
-            return _fmt_epoch(now - parse_go_duration(s))
-        except ValueError:
-            pass
+    try:
+        return _fmt_epoch(now - parse_go_duration(s))
+    except ValueError:
+        pass
     iso = s.replace("Z", "+00:00").replace("z", "+00:00")
     try:
         dt = datetime.fromisoformat(iso)

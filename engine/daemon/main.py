@@ -27,6 +27,7 @@ from engine.api.routes_containers import container_routes
 from engine.api.routes_df import df_routes
 from engine.api.routes_images import image_routes
 from engine.api.routes_networks import network_routes
+from engine.api.routes_prune import prune_routes
 from engine.api.routes_registry import registry_routes
 from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
@@ -171,7 +172,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
-                      df_routes(ctx))
+                      df_routes(ctx), prune_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
