@@ -120,13 +120,9 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
-    filters = flag_values("filter", args.filter, "network ls")
-    answer = ctx.client.post_json("/networks/prune", {"filters": filters} if filters else None)
-    deleted = answer.get("NetworksDeleted") or []
-    if deleted:
-        ctx.out("Deleted Networks:")
-        for name in deleted:
-            ctx.out(name)
+    from engine.cli.prune import prune
+
+    prune(ctx, "network", flag_values("filter", args.filter, "network ls"))
     return 0
 
 

@@ -39,13 +39,15 @@ def confirmed(ctx: Context, warning: str) -> bool:
     return line.strip().lower() in (b"y", b"yes")
 
 
-def _prune_containers(ctx: Context, filters: dict[str, list[str]]) -> int:
-    answer = ctx.client.post_json("/containers/prune", {"filters": filters} if filters else None)
-    deleted = answer.get("ContainersDeleted") or []
+def prune(ctx: Context, kind: str, filters: dict[str, list[str]]) -> int:
+    """`POST /<kind>s/prune` for containers, networks or volumes; prints what went, as
+    Docker does ("Deleted Volumes:" …), and returns the bytes reclaimed."""
+    answer = ctx.client.post_json(f"/{kind}s/prune", {"filters": filters} if filters else None)
+    deleted = answer.get(f"{kind.capitalize()}sDeleted") or []
     if deleted:
-        ctx.out("Deleted Containers:")
-        for cid in deleted:
-            ctx.out(cid)
+        ctx.out(f"Deleted {kind.capitalize()}s:")
+        for item in deleted:
+            ctx.out(item)
         ctx.out("")
     return int(answer.get("SpaceReclaimed") or 0)
 
@@ -55,7 +57,7 @@ def cmd_container_prune(ctx: Context, args: argparse.Namespace) -> int:
     if not args.force and not confirmed(
             ctx, "WARNING! This will remove all stopped containers."):
         return 0
-    reclaimed = _prune_containers(ctx, filters)
+    reclaimed = prune(ctx, "container", filters)
     ctx.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
     return 0
 
@@ -70,21 +72,9 @@ def cmd_system_prune(ctx: Context, args: argparse.Namespace) -> int:
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
     if not args.force and not confirmed(ctx, warning.rstrip("\n")):
         return 0
-    reclaimed = _prune_containers(ctx, filters)
-    nets = ctx.client.post_json("/networks/prune", {"filters": filters} if filters else None)
-    if nets.get("NetworksDeleted"):
-        ctx.out("Deleted Networks:")
-        for name in nets["NetworksDeleted"]:
-            ctx.out(name)
-        ctx.out("")
+    reclaimed = prune(ctx, "container", filters) + prune(ctx, "network", filters)
     if args.volumes:
-        vols = ctx.client.post_json("/volumes/prune", {"filters": filters} if filters else None)
-        if vols.get("VolumesDeleted"):
-            ctx.out("Deleted Volumes:")
-            for name in vols["VolumesDeleted"]:
-                ctx.out(name)
-            ctx.out("")
-        reclaimed += int(vols.get("SpaceReclaimed") or 0)
+        reclaimed += prune(ctx, "volume", filters)
     image_filters = {**filters, "dangling": ["false" if args.all else "true"]}
     images = ctx.client.post_json("/images/prune", {"filters": image_filters})
     if images.get("ImagesDeleted"):

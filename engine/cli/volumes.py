@@ -113,12 +113,8 @@ def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
     filters = flag_values("filter", args.filter, "volume ls")
     if args.all:
         filters["all"] = ["true"]
-    answer = ctx.client.post_json("/volumes/prune", {"filters": filters} if filters else None)
-    deleted = answer.get("VolumesDeleted") or []
-    if deleted:
-        ctx.out("Deleted Volumes:")
-        for name in deleted:
-            ctx.out(name)
-        ctx.out("")
-    ctx.out("Total reclaimed space: 0B")
+    from engine.cli.prune import prune
+
+    reclaimed = prune(ctx, "volume", filters)
+    ctx.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
     return 0
