@@ -81,6 +81,10 @@ class Recovery:
             await self.sup.run_step(op.op_id, _step("container.remove", cid), SYSTEM_ACTOR)
         elif op.kind in ("container.pause", "container.unpause") and c is not None:
             await self._resolve_pause(op, cid)
+        elif op.kind == "container.update" and c is not None:
+            # `runc update` is idempotent: do it again (or just record it if it stopped).
+            step = Step(name="container.update", args={**op.args, "container_id": cid})
+            await self.sup.run_step(op.op_id, step, SYSTEM_ACTOR)
         elif op.kind == "image.remove":
             await self.sup.run_step(op.op_id, _step("image.gc", ""), SYSTEM_ACTOR)
         elif op.kind == "container.stop" and c is not None and c.status in RUNNING:

@@ -146,6 +146,13 @@ class Engine:
         await self.run(lambda s: cc.decide_pause(s, cid, op_id=op_id, pause=pause), actor,
                        lock=cid)
 
+    async def update(self, ref: str, changes: Any, actor: Actor) -> None:
+        """`docker update`: `changes` is a `ContainerUpdated` (its container id is filled)."""
+        cid = self._cid(ref)
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cc.decide_update(s, cid, op_id=op_id, changes=changes), actor,
+                       lock=cid)
+
     async def rename(self, ref: str, new_name: str, actor: Actor) -> None:
         cid = self._cid(ref)
         op_id = self.journal.new_id()

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 import trio
 
 from engine import failpoints
@@ -27,6 +28,7 @@ from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Vo
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError
 from engine.health import HealthChecks
 from engine.journal import Journal
+from engine.runtime.spec import update_resources
 from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
@@ -108,6 +110,7 @@ class Supervisor(StorageSteps):
             "container.pause": self._pause,
             "container.unpause": self._unpause,
             "container.remove": self._remove,
+            "container.update": self._update,
             "image.gc": self._image_gc,
             "volume.create": self._volume_create,
             "volume.remove": self._volume_remove,
@@ -498,6 +501,26 @@ class Supervisor(StorageSteps):
         await self._simple(op_id, args["container_id"], actor, self.d.runtime.resume,
                            v.ContainerUnpaused(container_id=args["container_id"]),
                            "runtime.resume")
+
+    async def _update(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
+        """`docker update` of a running container: the kernel first (`runc update`), then
+        the new settings are recorded; a container that stopped meanwhile just records them."""
+        cid = args["container_id"]
+        changes = msgspec.json.decode(args["changes"], type=v.ContainerUpdated)
+        c = self._container(cid)
+        if c.status not in ("running", "paused"):
+            await self._append([
+                Pending(stream=_c(cid), event=changes),
+                Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
+            ], op_id, actor)
+            return
+        updated = msgspec.structs.replace(c.config, **{
+            k: val for k, val in (("memory", changes.memory), ("nano_cpus", changes.nano_cpus),
+                                  ("pids_limit", changes.pids_limit)) if val is not None})
+        resources = update_resources(updated)
+        await self._simple(op_id, cid, actor,
+                           lambda cid: self.d.runtime.update(cid, resources), changes,
+                           "runtime.update")
 
     async def _simple(self, op_id: str, cid: str, actor: Actor,
                       action: Callable[[str], Awaitable[None]], event: v.BaseEvent,

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import msgspec
 
-from events.values import ContainerConfig, ImageConfig, MountSpec, PortBinding
+from events.values import ContainerConfig, ImageConfig, MountSpec, PortBinding, RestartPolicy
 
 
 class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -130,6 +130,18 @@ class ContainerRestartedByPolicy(BaseEvent, frozen=True, kw_only=True):
     restart_count: int
     delay_ms: int
     reason: str
+
+
+class ContainerUpdated(BaseEvent, frozen=True, kw_only=True):
+    """`docker update`: new limits or restart policy (None: unchanged). For a running
+    container this follows the kernel change (`runc update`); a stopped one gets them at its
+    next start."""
+
+    container_id: str
+    memory: int | None = None  # swap follows at twice the memory, as at create
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    restart_policy: RestartPolicy | None = None
 
 
 class ContainerHealthChanged(BaseEvent, frozen=True, kw_only=True):
@@ -407,6 +419,7 @@ Event = (
     | ContainerRestartedByPolicy
     | ContainerPaused
     | ContainerHealthChanged
+    | ContainerUpdated
     | ContainerUnpaused
     | ContainerRenamed
     | ContainerRemoveRequested

@@ -203,6 +203,17 @@ def _initial_health(c: ContainerView | None) -> str:
     return "starting" if check is not None and check.enabled else ""
 
 
+@on(v.ContainerUpdated)
+def _updated(tx: _Tx, env: Envelope, ev: v.ContainerUpdated) -> None:
+    c = tx.container(ev.container_id)
+    if c is None:
+        return
+    changes = {k: val for k, val in (("memory", ev.memory), ("nano_cpus", ev.nano_cpus),
+                                      ("pids_limit", ev.pids_limit),
+                                      ("restart_policy", ev.restart_policy)) if val is not None}
+    tx.update_container(env, ev.container_id, config=replace(c.config, **changes))
+
+
 @on(v.ContainerHealthChanged)
 def _health_changed(tx: _Tx, env: Envelope, ev: v.ContainerHealthChanged) -> None:
     tx.update_container(env, ev.container_id, health=ev.status,

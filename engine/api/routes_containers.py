@@ -17,6 +17,7 @@ from engine.api.models import (
     ContainerCreateBody,
     ContainerCreateResponse,
     ContainerWaitResponse,
+    HostConfig,
     WaitExitError,
 )
 from engine.api.router import Request, Response, Router, empty, json_response
@@ -25,6 +26,7 @@ from engine.api.translate import (
     labels_match,
     merge_image_defaults,
     parse_filters,
+    update_changes,
 )
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
@@ -167,6 +169,17 @@ def container_routes(ctx: Any) -> Router:
             raise InvalidArgument("name is required", hint="shipslog rename OLD NEW")
         await engine.rename(req.params["id"], new, req.actor)
         return empty(204)
+
+    @r.route("POST", "/containers/{id}/update")
+    async def update(req: Request) -> Response:
+        body = await req.json(HostConfig)
+        raw = await req.json(dict[str, Any])  # which keys were sent, for the warnings
+        changes, warnings = update_changes(body, raw)
+        find_container(engine.state, req.params["id"])  # 404 before anything else
+        if changes != msgspec.structs.replace(changes, memory=None, nano_cpus=None,
+                                              pids_limit=None, restart_policy=None):
+            await engine.update(req.params["id"], changes, req.actor)
+        return json_response({"Warnings": warnings})
 
     @r.route("DELETE", "/containers/{id}")
     async def remove(req: Request) -> Response:

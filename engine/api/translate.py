@@ -23,6 +23,7 @@ from engine.core import health
 from engine.errors import InvalidArgument
 from engine.volumes.plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
+from events.vocabulary import ContainerUpdated
 
 # moby daemon/names/names.go: RestrictedNameChars; RELIABILITY I-02.
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -167,6 +168,34 @@ def merge_image_defaults(
 
 # ---------------------------------------------------------------------------------------------
 # Pieces
+
+
+# What `docker update` can change here; anything else it sends is answered with a warning.
+UPDATABLE = ("Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "PidsLimit",
+             "RestartPolicy")
+
+
+def update_changes(body: HostConfig, raw: Mapping[str, Any]) -> tuple[ContainerUpdated,
+                                                                       list[str]]:
+    """`POST /containers/{id}/update` (Docker's `UpdateConfig`, decoded as a HostConfig and
+    as the raw map to see which keys were sent): the changes, and warnings for settings that
+    are not supported yet."""
+    warnings = [f"{key} is not supported by shipslog yet and was ignored"
+                for key, value in raw.items()
+                if key not in UPDATABLE and value not in (None, 0, "", [], {})]
+    nano = _nano_cpus(body) if body.NanoCpus or body.CpuQuota else None
+    if body.CpuQuota and not body.NanoCpus:  # `--cpu-quota` with the default period
+        nano = body.CpuQuota * 1_000_000_000 // (body.CpuPeriod or DEFAULT_CPU_PERIOD)
+    pids = body.PidsLimit
+    return ContainerUpdated(
+        container_id="",
+        memory=_memory(body.Memory) if body.Memory else None,
+        nano_cpus=nano,
+        pids_limit=None if pids is None else max(pids, 0),  # -1 and 0: no limit
+        # Docker's CLI always sends a RestartPolicy; an empty name means "leave it".
+        restart_policy=(_restart_policy(body) if body.RestartPolicy is not None
+                        and body.RestartPolicy.Name else None),
+    ), warnings
 
 
 def health_check(body: HealthConfig | None) -> HealthCheck | None:

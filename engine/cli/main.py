@@ -82,7 +82,7 @@ def build_parser(verb: str | None = None) -> CliParser:
 MODULE_VERBS: dict[str, frozenset[str]] = {
     "containers": frozenset({"run", "create", "start", "attach", "exec", "logs"}),
     "manage": frozenset({"ps", "inspect", "top", "port", "stop", "restart", "kill", "rm",
-                         "pause", "unpause", "wait", "rename"}),
+                         "pause", "unpause", "wait", "rename", "update"}),
     "system": frozenset({"version", "info", "events"}),
     "audit": frozenset({"audit"}),
     "timeline": frozenset({"history", "state", "replay", "debug"}),
@@ -112,7 +112,7 @@ CONTAINER_GROUP = {
     "stop": ["stop"], "kill": ["kill"], "restart": ["restart"], "rm": ["rm", "remove"],
     "pause": ["pause"], "unpause": ["unpause"], "rename": ["rename"], "wait": ["wait"],
     "logs": ["logs"], "exec": ["exec"], "inspect": ["inspect"], "top": ["top"],
-    "port": ["port"], "attach": ["attach"],
+    "port": ["port"], "attach": ["attach"], "update": ["update"],
 }
 IMAGE_GROUP = {
     "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
@@ -125,8 +125,8 @@ SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 # every top-level verb; a test checks it against the full parser
 VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
-    "wait rename images rmi tag history load save import pull push login logout version info "
-    "events container image system audit state replay debug volume network".split())
+    "wait rename update images rmi tag history load save import pull push login logout version "
+    "info events container image system audit state replay debug volume network".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

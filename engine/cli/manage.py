@@ -83,6 +83,14 @@ def register(sub: Any) -> None:
     p.add_argument("new_name")
     p.set_defaults(func=cmd_rename)
 
+    p = sub.add_parser("update", help="Update the limits or restart policy of containers")
+    p.add_argument("-m", "--memory", default="", help="memory limit (e.g. 256m)")
+    p.add_argument("--cpus", default="", help="number of CPUs (e.g. 1.5)")
+    p.add_argument("--pids-limit", type=int, default=None, help="-1 for no limit")
+    p.add_argument("--restart", default="", help="no, always, on-failure[:N], unless-stopped")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_update)
+
 
 # ------------------------------------------------------------------- ps
 
@@ -272,6 +280,32 @@ def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:
     return for_each(ctx, args.containers,
                     lambda ref: ctx.client.post_json(f"/containers/{ref}/wait"),
                     lambda ref, answer: str((answer or {}).get("StatusCode", 0)))
+
+
+def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    try:
+        if args.memory:
+            body["Memory"] = parse.parse_size(args.memory)
+        if args.cpus:
+            body["NanoCpus"] = parse.parse_cpus(args.cpus)
+        if args.restart:
+            body["RestartPolicy"] = parse.parse_restart(args.restart)
+    except ValueError as exc:
+        raise UsageError(f"invalid argument: {exc}", "update") from None
+    if args.pids_limit is not None:
+        body["PidsLimit"] = args.pids_limit
+    if not body:
+        raise UsageError("you must provide one or more flags when using this command",
+                         "update")
+
+    def update(ref: str) -> Any:
+        answer = ctx.client.post_json(f"/containers/{ref}/update", None, body)
+        for warning in (answer or {}).get("Warnings") or []:
+            ctx.err(f"WARNING: {warning}")
+        return answer
+
+    return for_each(ctx, args.containers, update)
 
 
 def cmd_rename(ctx: Context, args: argparse.Namespace) -> int:

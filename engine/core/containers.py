@@ -258,6 +258,33 @@ def decide_pause(state: EngineState, ref: str, *, op_id: str, pause: bool) -> De
                     plan=(Step(name=kind, args={"container_id": c.id}),))
 
 
+def decide_update(state: EngineState, ref: str, *, op_id: str,
+                  changes: v.ContainerUpdated) -> Decision:
+    """`docker update`. A running container's new limits are an operation (the kernel is
+    changed first, then `ContainerUpdated` recorded); a stopped one's are just recorded and
+    apply at its next start."""
+    c = find_container(state, ref)
+    changes = msgspec.structs.replace(changes, container_id=c.id)
+    if c.status in ("creating", "removing"):
+        raise Conflict(f"container {c.name} is {c.status}", hint="wait for it to finish")
+    policy = changes.restart_policy
+    if policy is not None and policy.name != "no" and c.config.auto_remove:
+        raise Conflict("Restart policy cannot be updated because AutoRemove is enabled for "
+                       "the container", hint="recreate it without --rm")
+    resources = (changes.memory, changes.nano_cpus, changes.pids_limit)
+    if all(x is None for x in resources) and policy is None:
+        raise InvalidArgument("nothing to update",
+                              hint="give --memory, --cpus, --pids-limit or --restart")
+    if c.status in ("running", "paused") and any(x is not None for x in resources):
+        encoded = msgspec.json.encode(changes).decode()
+        return Decision(op_id=op_id, target=c.id,
+                        pending=(_op(op_id, "container.update", _cstream(c.id),
+                                     changes=encoded),),
+                        plan=(Step(name="container.update",
+                                   args={"container_id": c.id, "changes": encoded}),))
+    return Decision(op_id=op_id, target=c.id, pending=(_on(c, changes),))
+
+
 def decide_rename(state: EngineState, ref: str, new_name: str, *, op_id: str) -> Decision:
     c = find_container(state, ref)
     new_name = new_name.lstrip("/")

@@ -86,6 +86,9 @@ class RealRuntime:
     async def pause(self, container_id: str) -> None:
         await self.rt.pause(container_id)
 
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        await self.rt.update(container_id, resources)
+
     async def resume(self, container_id: str) -> None:
         await self.rt.resume(container_id)
 

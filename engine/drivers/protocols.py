@@ -78,6 +78,9 @@ class Runtime(Protocol):
 
     async def pause(self, container_id: str) -> None: ...
 
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """New cgroup limits (OCI `linux.resources` parts) for a running container."""
+
     async def resume(self, container_id: str) -> None: ...
 
     async def state(self, container_id: str) -> RuntimeState | None: ...

@@ -180,6 +180,10 @@ class Runc:
     async def pause(self, container_id: str) -> None:
         await self._run("pause", container_id, ["pause", container_id])
 
+    async def update(self, container_id: str, resources_file: str) -> None:
+        """`runc update -r FILE`: new cgroup limits for a running container."""
+        await self._run("update", container_id, ["update", "-r", resources_file, container_id])
+
     async def resume(self, container_id: str) -> None:
         await self._run("resume", container_id, ["resume", container_id])
 

@@ -193,6 +193,14 @@ class Runtime:
     async def pause(self, container_id: str) -> None:
         await self.runc.pause(container_id)
 
+    async def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        """Apply new limits (OCI `linux.resources` parts) to a running container."""
+        f = execio.write_process_file(self.paths(container_id).cdir, resources)
+        try:
+            await self.runc.update(container_id, str(f))
+        finally:
+            f.unlink(missing_ok=True)
+
     async def resume(self, container_id: str) -> None:
         await self.runc.resume(container_id)
 

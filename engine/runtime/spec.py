@@ -300,6 +300,16 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
     return res
 
 
+def update_resources(config: ContainerConfig) -> dict[str, Any]:
+    """The limits `runc update` sets for `docker update`: the same ones as at create, with
+    "no limit" spelled out (a limit once set must be lifted explicitly)."""
+    res = _resources(config, privileged=False)
+    res.pop("devices")
+    res.setdefault("pids", {"limit": -1})  # cgroup v1: "max"
+    res.setdefault("cpu", {"period": 100_000, "quota": -1})
+    return res
+
+
 def _tmpfs_mounts(config: ContainerConfig) -> list[dict[str, Any]]:
     out = []
     for m in config.mounts:

@@ -184,6 +184,11 @@ class FakeRuntime:
                           log_opts: dict[str, str]) -> None:
         self.f.record("runtime.rotate_logs", container_id)
 
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        self.f.record("runtime.update", container_id, resources)
+        if container_id not in self.procs:
+            raise NotFound(f"container {container_id} is not running")
+
     async def probe(self, container_id: str, process: dict[str, Any], *, timeout_s: float,
                     max_output: int) -> ExecResult | None:
         self.f.record("runtime.probe", container_id, tuple(process["args"]))
