@@ -5,27 +5,14 @@ limits that take effect, and the log recording who did what."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 
 import pytest
 
+from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
-]
-
-
-def docker(daemon, *args: str, input: bytes | None = None, check: bool = True,
-           timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
-                       input=input.decode() if input else None, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
-    return p
+pytestmark = [pytest.mark.kernel, needs_docker]
 
 
 def test_version_info_images(daemon) -> None:

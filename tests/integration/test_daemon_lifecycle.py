@@ -13,21 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
-]
-
-
-def docker(daemon, *args: str, check: bool = True, timeout: float = 60,
-           input: str | None = None) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
-                       text=True, timeout=timeout, input=input)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
-    return p
+pytestmark = [pytest.mark.kernel, needs_docker]
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

@@ -5,29 +5,16 @@ outlives its container — and afterwards no link, namespace, rule or mount is l
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from engine.testing.daemon import DaemonProcess
+from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
-]
-
-
-def docker(daemon: DaemonProcess, *args: str, check: bool = True,
-           timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
-                       text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
-    return p
+pytestmark = [pytest.mark.kernel, needs_docker]
 
 
 def links() -> set[str]:

@@ -4,26 +4,14 @@ who changed what."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
+from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
-]
-
-
-def docker(daemon: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
-                       text=True, timeout=60)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
-    return p
+pytestmark = [pytest.mark.kernel, needs_docker]
 
 
 def test_update_changes_a_running_containers_limits(daemon: Any) -> None:

@@ -5,25 +5,14 @@ probe that outlives its timeout killed inside the container, and `--no-healthche
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from typing import Any
 
 import pytest
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI"),
-]
+from engine.testing.dockercli import docker, needs_docker
 
-
-def docker(daemon: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["docker", *args], capture_output=True, env=daemon.cli_env(),
-                       text=True, timeout=60)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr}")
-    return p
+pytestmark = [pytest.mark.kernel, needs_docker]
 
 
 def health(daemon: Any, name: str) -> dict[str, Any]:
