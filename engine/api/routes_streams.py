@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from engine.api.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.hijack import HijackedStream
 from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
 from engine.api.render import rfc3339
@@ -89,6 +90,7 @@ def stream_routes(ctx: Any) -> Router:
         if c.status in ("removing", "creating"):
             raise Conflict(f"container {c.name} is {c.status}", hint="wait for it to finish")
         want_stdin = req.bool("stdin") and c.config.open_stdin
+        keys = parse_detach_keys(req.arg("detachKeys") or DEFAULT_DETACH_KEYS)
         want = {"stdout": req.bool("stdout"), "stderr": req.bool("stderr")}
         tty = c.config.tty
         running = c.status in ("running", "paused")
@@ -101,10 +103,18 @@ def stream_routes(ctx: Any) -> Router:
 
         async def run(conn: HijackedStream) -> None:
             session = await session_of()
+            detached = trio.Event()
             try:
                 async with trio.open_nursery() as nursery:
                     if want_stdin:
-                        nursery.start_soon(_pump_stdin, conn, session)
+                        nursery.start_soon(_pump_stdin, conn, session, EscapeScanner(keys),
+                                           detached)
+
+                        async def leave_on_detach() -> None:
+                            await detached.wait()
+                            nursery.cancel_scope.cancel()
+
+                        nursery.start_soon(leave_on_detach)
                     while (msg := await session.receive()) is not None:
                         stream, data = msg
                         if want.get(stream, True):
@@ -237,7 +247,19 @@ def stream_routes(ctx: Any) -> Router:
     return r
 
 
-async def _pump_stdin(conn: HijackedStream, session: Any) -> None:
+async def _pump_stdin(conn: HijackedStream, session: Any,
+                      escape: EscapeScanner | None = None,
+                      detached: trio.Event | None = None) -> None:
+    """Client input to the container. With `escape`, typing the detach keys ends the attach
+    (`detached` is set) and leaves the container running with its stdin open."""
     while data := await conn.receive_some(65536):
+        if escape is not None and detached is not None:
+            data, hit = escape.feed(data)
+            if data:
+                await session.send(data)
+            if hit:
+                detached.set()
+                return
+            continue
         await session.send(data)
     session.close_stdin()  # `echo x | run -i … cat` ends when the client's input does
