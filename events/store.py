@@ -794,27 +794,22 @@ class EventStore(Generic[State]):
                 if head != self._vcache_head:
                     self._vcache.clear()  # another process wrote: cached versions are stale
                 staged, applied = self._catch_up(w, head)
-                group = _Group(head, last_hash)
+                projection = self.projection
                 # One query for every stream the group touches: each statement releases the
                 # GIL, and on a busy trio thread getting it back costs up to the 5 ms switch
                 # interval, so per-stream lookups made group commit ~10x slower.
                 unknown = {
                     p.stream for b in batches for p in b.pending if p.stream not in self._vcache
                 }
-                group.base = w.stream_versions(sorted(unknown)) if unknown else {}
-                projection = self.projection
-                for batch in batches:
-                    try:
-                        envelopes, fresh = self._prepare(w, batch, group)
-                        if fresh and projection is not None:
-                            staged, changes = projection.fold(staged, envelopes)
-                            group.changes.extend(changes)
-                    except Exception as exc:  # noqa: BLE001 - fails this caller only
-                        group.discard()
-                        results.append(_wrap(exc))
-                        continue
-                    group.keep()
-                    results.append(envelopes)
+                base = w.stream_versions(sorted(unknown)) if unknown else {}
+                try:
+                    group, staged, results = self._stage(
+                        w, batches, head, last_hash, base, staged, fold_each=False
+                    )
+                except Exception:  # noqa: BLE001 - a fold failed: find whose, fold one by one
+                    group, staged, results = self._stage(
+                        w, batches, head, last_hash, base, staged, fold_each=True
+                    )
                 if group.rows:
                     w.insert_events(group.rows)
                     w.insert_commands(group.commands)
@@ -835,6 +830,49 @@ class EventStore(Generic[State]):
             self._vcache.update(group.versions)
             self._vcache_head = group.head
         return results
+
+    def _stage(
+        self,
+        w: _SqliteBackend,
+        batches: Sequence[Batch],
+        head: int,
+        last_hash: str,
+        base: dict[str, int],
+        staged: Any,
+        *,
+        fold_each: bool,
+    ) -> tuple[_Group, Any, list[list[Envelope] | Exception]]:
+        """Prepare every batch against the group's staged view and fold the projection.
+
+        With `fold_each=False` the projection folds the group's fresh envelopes in one call
+        (a fold is batch-boundary independent, as `rebuild` already relies on): building a
+        projection transaction per caller cost more than the events' own work. If that one
+        fold raises, `append_group` stages again with `fold_each=True`, so only the batch
+        whose fold fails is refused. Staging reads the database and writes nothing.
+        """
+        group = _Group(head, last_hash)
+        group.base = base
+        projection = self.projection
+        results: list[list[Envelope] | Exception] = []
+        fresh_envelopes: list[Envelope] = []
+        for batch in batches:
+            try:
+                envelopes, fresh = self._prepare(w, batch, group)
+                if fresh and projection is not None and fold_each:
+                    staged, changes = projection.fold(staged, envelopes)
+                    group.changes.extend(changes)
+            except Exception as exc:  # noqa: BLE001 - fails this caller only
+                group.discard()
+                results.append(_wrap(exc))
+                continue
+            group.keep()
+            if fresh:
+                fresh_envelopes.extend(envelopes)
+            results.append(envelopes)
+        if not fold_each and projection is not None and fresh_envelopes:
+            staged, changes = projection.fold(staged, fresh_envelopes)
+            group.changes.extend(changes)
+        return group, staged, results
 
     def _catch_up(self, w: _SqliteBackend, head: int) -> tuple[Any, int]:
         """Fold events another process appended since our state (e.g. a CLI writing directly)."""
