@@ -225,6 +225,7 @@ class _SqliteBackend:
     def create_schema(self) -> None:
         self.begin()
         try:
+            self.preallocate_wal()
             for statement in _SCHEMA.split(";\n"):
                 if statement.strip():
                     self.conn.execute(statement)
@@ -236,6 +237,49 @@ class _SqliteBackend:
         except BaseException:
             self.rollback()
             raise
+
+    def preallocate_wal(self) -> None:
+        """Extend the -wal file with zeros to the size it reaches before an automatic checkpoint
+        resets it, so commits overwrite blocks instead of growing the file.
+
+        Why: fdatasync after an overwrite only flushes data; after an append it also commits
+        the file's new size through the filesystem journal (measured here: ~180 vs ~260 us,
+        see tools/bench/events.py). SQLite keeps reusing a WAL once it reached its size
+        (journal_size_limit stays -1), so this only matters from open to the first checkpoint,
+        which is exactly where a freshly started daemon's commits are.
+
+        Safe because: it runs inside `BEGIN IMMEDIATE`, so no connection appends frames while
+        it writes; it writes only past the end of the file, never over a frame; readers use
+        frames up to the wal-index's mxFrame, and crash recovery stops at the first frame
+        whose salt and checksum do not match, which a zero frame never does (a zero header
+        means an empty WAL). SQLite takes no POSIX locks on the -wal file, so our fd's close
+        drops none of its locks. On any error (ENOSPC) the file is cut back to its old size and
+        the store works as before.
+        """
+        if self.path is None:
+            return
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        target = 32 + pages * (24 + page_size)  # WAL header + frames (header + page)
+        try:
+            wal = Path(self.path + "-wal").open("r+b", buffering=0)  # never creates it
+        except OSError:
+            return  # no WAL yet (SQLite creates it); nothing to extend
+        with wal:
+            size = wal.seek(0, 2)
+            if size >= target:
+                return
+            zeros = bytes(1 << 20)
+            try:
+                while wal.tell() < target:
+                    wal.write(zeros[: target - wal.tell()])
+            except OSError:
+                try:
+                    wal.truncate(size)
+                except OSError:
+                    pass
+        # No fdatasync here: the first commit's own sync writes the zeros and the new size
+        # once; every later commit in this region overwrites.
 
     def schema_version(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
