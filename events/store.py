@@ -309,6 +309,11 @@ class _SqliteBackend:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
+    def checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint: (frames in the WAL, frames now copied into the database)."""
+        busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(log), int(done)
+
     # --- events --------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str]:
@@ -874,6 +879,23 @@ class EventStore(Generic[State]):
             self._vcache.update(group.versions)
             self._vcache_head = group.head
         return results
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database now, on the writing connection (never a second
+        checkpointer: SQLite 3.40's WAL-reset bug needs two). The daemon's writer calls it
+        when idle, so SQLite's automatic checkpoint (inside a COMMIT, on an appender's
+        clock) rarely runs, and the next commit restarts the WAL at its start, inside the
+        preallocated region. True when every frame was copied; False for a memory or
+        read-only store, or when a reader still uses part of the WAL.
+        """
+        if self.readonly or self.path is None:
+            return False
+        with self._wlock:
+            try:
+                log, done = self._w.checkpoint()
+            except sqlite3.Error:
+                return False  # e.g. SQLITE_BUSY: the next idle period tries again
+        return log == done
 
     def _stage(
         self,

@@ -19,7 +19,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import trio
+
+from events.envelope import Actor, Pending
 from events.store import EventStore
+from events.vocabulary import VolumeCreated
+from events.writer import open_store_writer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,5 +170,43 @@ def test_a_wal_that_cannot_grow_is_cut_back_and_the_store_works(tmp_path: Path) 
     store: EventStore[object] = EventStore.open(db, readonly=True)
     try:
         assert store.head() == 20 and store.verify().ok
+    finally:
+        store.close()
+
+
+async def test_the_writer_checkpoints_when_idle_and_the_wal_stays_in_its_preallocation(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "events.db"
+    store: EventStore[object] = EventStore.open(db)
+    actor = Actor(uid=0, gid=0, pid=1, via="daemon")
+    wal = Path(f"{db}-wal")
+    try:
+        async with open_store_writer(store, idle_checkpoint_s=0.001) as writer:
+            for burst in range(12):  # ~12 x 40 commits x several frames: past 1000 frames
+                for i in range(40):
+                    name = f"{burst}-{i}"
+                    await writer.append(
+                        [Pending(stream=f"volume-{name}", event=VolumeCreated(name=name))],
+                        actor=actor, op_id="o", now_ns=i,
+                    )
+                with trio.fail_after(30):  # a deadline for a hang, not a timing assertion
+                    while writer.checkpoints <= burst:
+                        await trio.sleep(0.001)
+        # Every burst began a fresh WAL at its start: it never outgrew its preallocated size,
+        # as it would have at SQLite's automatic checkpoint after 1000 frames.
+        assert wal.stat().st_size == _wal_target(tmp_path)
+        assert store.checkpoint() is True  # nothing left that an idle checkpoint missed
+        assert store.head() == 12 * 40 and store.verify().ok
+        integrity = store._r.conn.execute("PRAGMA integrity_check").fetchall()
+        assert integrity == [("ok",)]
+    finally:
+        store.close()
+
+
+def test_checkpoint_is_a_no_op_without_a_wal() -> None:
+    store: EventStore[object] = EventStore.open(":memory:")
+    try:
+        assert store.checkpoint() is False
     finally:
         store.close()
