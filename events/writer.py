@@ -7,7 +7,9 @@ subscriptions it offers).
 
 Group commit: appends that arrive while a commit is in flight queue up; the thread drains
 them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). When no append came for
-`IDLE_CHECKPOINT_S` after a commit, the thread checkpoints the WAL (`EventStore.checkpoint`),
+`IDLE_CHECKPOINT_S` and `IDLE_CHECKPOINT_COMMITS` commits are not checkpointed yet (so sparse
+traffic does not pay two extra fsyncs per append), the thread checkpoints the WAL
+(`EventStore.checkpoint`),
 so SQLite's own checkpoint rarely lands inside an appender's COMMIT and the WAL restarts
 inside its preallocated size. Each batch is checked and folded
 on its own against the group's staged state (`EventStore.append_group`), so a conflict or a
@@ -46,7 +48,8 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_GROUP = 1024  # batches per transaction: bounds the time the write lock is held
-IDLE_CHECKPOINT_S = 0.05  # checkpoint the WAL after this long without an append
+IDLE_CHECKPOINT_S = 0.05  # checkpoint the WAL after this long without an append,
+IDLE_CHECKPOINT_COMMITS = 32  # once this many commits (~150+ WAL frames) are uncheckpointed
 
 
 class WriterClosed(StoreError):
@@ -111,11 +114,16 @@ class StoreWriter:
     """Owns `store`'s writing connection from one thread; see the module docstring."""
 
     def __init__(
-        self, store: EventStore[Any], *, idle_checkpoint_s: float = IDLE_CHECKPOINT_S
+        self,
+        store: EventStore[Any],
+        *,
+        idle_checkpoint_s: float = IDLE_CHECKPOINT_S,
+        idle_checkpoint_commits: int = IDLE_CHECKPOINT_COMMITS,
     ) -> None:
         self.store = store
         self.idle_checkpoint_s = idle_checkpoint_s
-        self._uncheckpointed = False  # commits since the last idle checkpoint
+        self.idle_checkpoint_commits = idle_checkpoint_commits
+        self._uncheckpointed = 0  # commits since the last idle checkpoint
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._closing = False
@@ -218,7 +226,7 @@ class StoreWriter:
                 error = exc if isinstance(exc, Exception) else StoreError(f"writer failed: {exc}")
                 results = [error for _ in group]
             self.commits += 1
-            self._uncheckpointed = True
+            self._uncheckpointed += 1
             fresh: list[Envelope] = []
             for result in results:
                 if isinstance(result, list):
@@ -250,7 +258,7 @@ class StoreWriter:
         """Under the lock: wait for a request or shutdown; True when the wait timed out after
         a commit instead, and the WAL is due its idle checkpoint."""
         while not self._queue and not self._closing:
-            if not self._uncheckpointed:
+            if self._uncheckpointed < self.idle_checkpoint_commits:
                 self._cond.wait()
             elif not self._cond.wait(self.idle_checkpoint_s):
                 return True
@@ -266,7 +274,7 @@ class StoreWriter:
         return None, group
 
     def _checkpoint(self) -> None:
-        self._uncheckpointed = False
+        self._uncheckpointed = 0
         try:
             self.store.checkpoint()
         except Exception:  # noqa: BLE001 - a failed checkpoint is retried after the next commit
@@ -350,10 +358,17 @@ async def sleep(seconds: float) -> None:
 
 @asynccontextmanager
 async def open_store_writer(
-    store: EventStore[Any], *, idle_checkpoint_s: float = IDLE_CHECKPOINT_S
+    store: EventStore[Any],
+    *,
+    idle_checkpoint_s: float = IDLE_CHECKPOINT_S,
+    idle_checkpoint_commits: int = IDLE_CHECKPOINT_COMMITS,
 ) -> AsyncIterator[StoreWriter]:
     """Run a `StoreWriter` for the duration of the block; queued appends finish on exit."""
-    writer = StoreWriter(store, idle_checkpoint_s=idle_checkpoint_s)
+    writer = StoreWriter(
+        store,
+        idle_checkpoint_s=idle_checkpoint_s,
+        idle_checkpoint_commits=idle_checkpoint_commits,
+    )
     writer.start()
     try:
         yield writer

@@ -182,7 +182,9 @@ async def test_the_writer_checkpoints_when_idle_and_the_wal_stays_in_its_preallo
     actor = Actor(uid=0, gid=0, pid=1, via="daemon")
     wal = Path(f"{db}-wal")
     try:
-        async with open_store_writer(store, idle_checkpoint_s=0.001) as writer:
+        async with open_store_writer(
+            store, idle_checkpoint_s=0.001, idle_checkpoint_commits=1
+        ) as writer:
             for burst in range(12):  # ~12 x 40 commits x several frames: past 1000 frames
                 for i in range(40):
                     name = f"{burst}-{i}"
@@ -208,5 +210,30 @@ def test_checkpoint_is_a_no_op_without_a_wal() -> None:
     store: EventStore[object] = EventStore.open(":memory:")
     try:
         assert store.checkpoint() is False
+    finally:
+        store.close()
+
+
+async def test_sparse_commits_wait_for_enough_work_before_an_idle_checkpoint(
+    tmp_path: Path,
+) -> None:
+    store: EventStore[object] = EventStore.open(tmp_path / "events.db")
+    actor = Actor(uid=0, gid=0, pid=1, via="daemon")
+    try:
+        async with open_store_writer(
+            store, idle_checkpoint_s=0.001, idle_checkpoint_commits=3
+        ) as writer:
+            for i in range(5):
+                await writer.append(
+                    [Pending(stream=f"volume-{i}", event=VolumeCreated(name=str(i)))],
+                    actor=actor, op_id="o", now_ns=i,
+                )
+                await trio.sleep(0.01)  # idle after every commit
+            # Only the third commit made enough work for a checkpoint; the next two wait.
+            with trio.fail_after(30):
+                while writer.checkpoints < 1:
+                    await trio.sleep(0.001)
+            assert writer.checkpoints == 1
+        assert store.head() == 5 and store.verify().ok
     finally:
         store.close()
