@@ -6,7 +6,12 @@ blocking store (DESIGN.md, "one writer in the daemon"; `events/follow.py` builds
 subscriptions it offers).
 
 Group commit: appends that arrive while a commit is in flight queue up; the thread drains
-them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). Each batch is checked and folded
+them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). When no append came for
+`IDLE_CHECKPOINT_S` and `IDLE_CHECKPOINT_COMMITS` commits are not checkpointed yet (so sparse
+traffic does not pay two extra fsyncs per append), the thread checkpoints the WAL
+(`EventStore.checkpoint`),
+so SQLite's own checkpoint rarely lands inside an appender's COMMIT and the WAL restarts
+inside its preallocated size. Each batch is checked and folded
 on its own against the group's staged state (`EventStore.append_group`), so a conflict or a
 projection error fails only its caller. After each COMMIT the committed envelopes are
 published to subscribers in seq order, then the callers are woken (one wakeup per trio run).
@@ -43,6 +48,8 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_GROUP = 1024  # batches per transaction: bounds the time the write lock is held
+IDLE_CHECKPOINT_S = 0.05  # checkpoint the WAL after this long without an append,
+IDLE_CHECKPOINT_COMMITS = 32  # once this many commits (~150+ WAL frames) are uncheckpointed
 
 
 class WriterClosed(StoreError):
@@ -106,8 +113,17 @@ class _Request:
 class StoreWriter:
     """Owns `store`'s writing connection from one thread; see the module docstring."""
 
-    def __init__(self, store: EventStore[Any]) -> None:
+    def __init__(
+        self,
+        store: EventStore[Any],
+        *,
+        idle_checkpoint_s: float = IDLE_CHECKPOINT_S,
+        idle_checkpoint_commits: int = IDLE_CHECKPOINT_COMMITS,
+    ) -> None:
         self.store = store
+        self.idle_checkpoint_s = idle_checkpoint_s
+        self.idle_checkpoint_commits = idle_checkpoint_commits
+        self._uncheckpointed = 0  # commits since the last idle checkpoint
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._closing = False
@@ -117,6 +133,7 @@ class StoreWriter:
         self._published = store.head()
         self._thread = threading.Thread(target=self._run, name="shipslog-writer", daemon=True)
         self.commits = 0  # transactions committed (for benchmarks and tests)
+        self.checkpoints = 0  # idle checkpoints run (for tests)
 
     def start(self) -> None:
         self._thread.start()
@@ -193,16 +210,13 @@ class StoreWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    break
-                call = self._queue.popleft() if self._queue[0].call is not None else None
-                group = []
-                while call is None and self._queue and self._queue[0].call is None:
-                    group.append(self._queue.popleft())
-                    if len(group) == MAX_GROUP:
-                        break
+                idle = self._wait_for_work()
+                if not idle and not self._queue:
+                    break  # closing, and everything queued is committed
+                call, group = (None, []) if idle else self._take()
+            if idle:
+                self._checkpoint()
+                continue
             if call is not None:
                 self._run_call(call)  # outside the lock: submitters never wait on it
                 continue
@@ -212,6 +226,7 @@ class StoreWriter:
                 error = exc if isinstance(exc, Exception) else StoreError(f"writer failed: {exc}")
                 results = [error for _ in group]
             self.commits += 1
+            self._uncheckpointed += 1
             fresh: list[Envelope] = []
             for result in results:
                 if isinstance(result, list):
@@ -238,6 +253,33 @@ class StoreWriter:
             subscribers = list(self._subscribers)
         for sub in subscribers:
             _call_soon(sub._token, sub._close_soon)
+
+    def _wait_for_work(self) -> bool:
+        """Under the lock: wait for a request or shutdown; True when the wait timed out after
+        a commit instead, and the WAL is due its idle checkpoint."""
+        while not self._queue and not self._closing:
+            if self._uncheckpointed < self.idle_checkpoint_commits:
+                self._cond.wait()
+            elif not self._cond.wait(self.idle_checkpoint_s):
+                return True
+        return False
+
+    def _take(self) -> tuple[_Request | None, list[_Request]]:
+        """Under the lock: the next maintenance call alone, or the next group of appends."""
+        if self._queue[0].call is not None:
+            return self._queue.popleft(), []
+        group: list[_Request] = []
+        while self._queue and self._queue[0].call is None and len(group) < MAX_GROUP:
+            group.append(self._queue.popleft())
+        return None, group
+
+    def _checkpoint(self) -> None:
+        self._uncheckpointed = 0
+        try:
+            self.store.checkpoint()
+        except Exception:  # noqa: BLE001 - a failed checkpoint is retried after the next commit
+            return
+        self.checkpoints += 1
 
     def _run_call(self, request: _Request) -> None:
         assert request.call is not None and request.token is not None and request.task is not None
@@ -315,9 +357,18 @@ async def sleep(seconds: float) -> None:
 
 
 @asynccontextmanager
-async def open_store_writer(store: EventStore[Any]) -> AsyncIterator[StoreWriter]:
+async def open_store_writer(
+    store: EventStore[Any],
+    *,
+    idle_checkpoint_s: float = IDLE_CHECKPOINT_S,
+    idle_checkpoint_commits: int = IDLE_CHECKPOINT_COMMITS,
+) -> AsyncIterator[StoreWriter]:
     """Run a `StoreWriter` for the duration of the block; queued appends finish on exit."""
-    writer = StoreWriter(store)
+    writer = StoreWriter(
+        store,
+        idle_checkpoint_s=idle_checkpoint_s,
+        idle_checkpoint_commits=idle_checkpoint_commits,
+    )
     writer.start()
     try:
         yield writer

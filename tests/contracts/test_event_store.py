@@ -381,6 +381,60 @@ def _tables(store: EventStore[Any]) -> dict[str, list[tuple[str, bytes]]]:
     return {t: list(store.read_rows(t)) for t in VolumeProjection.tables}
 
 
+class CountingProjection(VolumeProjection):
+    """VolumeProjection that counts its fold calls."""
+
+    def __init__(self) -> None:
+        self.folds = 0
+
+    def fold(
+        self, state: immutables.Map[str, Any], envelopes: Sequence[Envelope]
+    ) -> tuple[immutables.Map[str, Any], list[RowChange]]:
+        self.folds += 1
+        return super().fold(state, envelopes)
+
+
+def _volume_batches(prefix: str) -> list[Any]:
+    """Creates, removes and re-creates in one group, so row order within the group matters."""
+    batches = []
+    for i in range(12):
+        name = f"{prefix}{i % 4}"
+        event: Any = VolumeRemoved(name=name) if i % 3 == 2 else VolumeCreated(name=name)
+        batches.append(
+            EventStore.batch(
+                [Pending(stream=f"volume-{name}", event=event)],
+                actor=ALICE, op_id=f"o{i}", now_ns=i, command_id=f"{prefix}-c{i}",
+            )
+        )
+    return batches
+
+
+def test_a_group_folds_like_its_batches_one_by_one(backend: Backend) -> None:
+    grouped_projection = CountingProjection()
+    grouped = backend.open(projection=grouped_projection)
+    one_by_one: EventStore[Any] = EventStore.open(":memory:", projection=VolumeProjection())
+    results = grouped.append_group(_volume_batches("v"))
+    singles = [one_by_one.append_group([b])[0] for b in _volume_batches("v")]
+    assert grouped_projection.folds == 1  # the whole group in one fold call
+    assert results == singles
+    assert grouped.state == one_by_one.state
+    assert _tables(grouped) == _tables(one_by_one)
+    assert grouped.last_hash() == one_by_one.last_hash()
+
+
+def test_a_failing_fold_in_a_group_fails_its_batch_only(backend: Backend) -> None:
+    store = backend.open(projection=CountingProjection())
+    reference: EventStore[Any] = EventStore.open(":memory:", projection=VolumeProjection())
+    batches = _volume_batches("w")
+    batches.insert(5, EventStore.batch([vol("explode")], actor=ALICE, op_id="x", now_ns=5))
+    results = store.append_group(batches)
+    assert isinstance(results[5], ValueError)
+    expected = [reference.append_group([b])[0] for b in batches[:5] + batches[6:]]
+    assert results[:5] + results[6:] == expected
+    assert store.state == reference.state and _tables(store) == _tables(reference)
+    assert store.head() == 12 and store.verify().ok
+
+
 def test_rebuild_equals_incremental(backend: Backend) -> None:
     store = backend.open(projection=VolumeProjection())
     for i in range(30):
