@@ -92,20 +92,18 @@ def container_routes(ctx: Any) -> Router:
         show_all = req.bool("all")
         limit = req.int("limit", -1) or -1
         now = ctx.clock()
-        chosen = []
-        for c in sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True):
-            if (
-                not show_all
-                and c.status not in ("running", "paused", "restarting")
-                and "status" not in filters
-            ):
-                continue
-            if filters and not _matches(c, filters, state):
-                continue
-            chosen.append(c)
+        chosen = summaries.newest_first(state)  # shared: filter into a new list
+        if not show_all or filters:
+            chosen = [
+                c for c in chosen
+                if (show_all or c.status in ("running", "paused", "restarting")
+                    or "status" in filters)
+                and (not filters or _matches(c, filters, state))
+            ]
         if limit > 0:
             chosen = chosen[:limit]
-        return json_response(summaries.summaries(state, chosen, now_ns=now))
+        body = summaries.encoded(state, chosen, now_ns=now) + b"\n"
+        return Response(200, [("Content-Type", "application/json")], body)
 
     @r.route("GET", "/containers/{id}/json")
     async def inspect(req: Request) -> Response:
