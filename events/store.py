@@ -848,6 +848,16 @@ class EventStore(Generic[State]):
                 who = actors.get(actor)
                 if who is None:
                     who = actors[actor] = decode_actor(actor)
+                # `_decode_payload` inlined for the common case (one call less per event).
+                fast = current.get(type_name)
+                event = None
+                if fast is not None and fast[0].schema_version == schema:
+                    try:
+                        event = fast[1](payload)
+                    except msgspec.MsgspecError:
+                        pass
+                if event is None:
+                    event = _decode_payload(current, type_name, schema, payload)
                 yield Envelope(
                     seq=seq,
                     stream=stream,
@@ -856,7 +866,7 @@ class EventStore(Generic[State]):
                     recorded_at=at,
                     actor=who,
                     op_id=op_id,
-                    event=_decode_payload(current, type_name, schema, payload),
+                    event=event,
                 )
             after = rows[-1][0]
 
@@ -1296,17 +1306,15 @@ def _wrap(exc: BaseException) -> Exception:
     return exc
 
 
-# type name -> (current schema_version, decode) for payloads stored at the current version.
-_CURRENT_DECODERS: dict[str, tuple[int, Any]] = {
-    name: (cls.schema_version, decode) for name, (cls, decode) in decoders().items()
-}
+# type name -> (class, decode) for payloads stored at the class's current schema_version.
+_CURRENT_DECODERS = decoders()
 
 
 def _decode_payload(
-    current: dict[str, tuple[int, Any]], type_name: str, schema_version: int, payload: bytes
+    current: dict[str, tuple[Any, Any]], type_name: str, schema_version: int, payload: bytes
 ) -> Any:
     fast = current.get(type_name)
-    if fast is not None and fast[0] == schema_version:
+    if fast is not None and fast[0].schema_version == schema_version:
         try:
             return fast[1](payload)
         except msgspec.MsgspecError:

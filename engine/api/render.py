@@ -294,12 +294,13 @@ class SummaryCache:
             bytes | None, bytes, bytes, tuple[str, int | None, str]]:
         base = summary(state, c, now_ns=0)
         a = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_A))
-        b = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_B))
-        # The Status value is where the two differ (a label may hold the same bytes as
-        # `"Status":"AAA…`, but then `b` holds them there too).
         at = a.find(_STATUS_A)
-        while b[at:at + len(_STATUS_B)] != _STATUS_B:
-            at = a.find(_STATUS_A, at + 1)
+        if a.find(_STATUS_A, at + 1) != -1:
+            # A label holds the same bytes as `"Status":"AAA…`: the Status value is where
+            # an encoding with another mark differs.
+            b = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_B))
+            while b[at:at + len(_STATUS_B)] != _STATUS_B:
+                at = a.find(_STATUS_A, at + 1)
         at += len(b'"Status":"')
         before, after = a[:at], a[at + len(_MARK_A):]
         template = status_template(c)

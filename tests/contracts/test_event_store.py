@@ -22,7 +22,7 @@ import msgspec
 import pytest
 import trio
 
-from events.codec import canonical_bytes
+from events.codec import CodecError, canonical_bytes
 from events.envelope import Actor, Envelope, Pending
 from events.follow import SlowConsumer, follow, follow_polling
 from events.hashing import GENESIS_HASH
@@ -891,3 +891,34 @@ def test_a_log_without_snapshots_table_reads_and_time_travels(tmp_path: Path) ->
     half = store.head() // 2
     assert store.fold_to(store.projection, until_seq=half) == fold(store.read(until_seq=half))
     store.close()
+
+
+def test_the_rows_free_fold_decodes_like_read(backend: Backend,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from events import codec
+    from projections.engine import EngineProjection
+    from projections.fold import fold
+
+    store = _engine_store(backend, 4)
+    # The log's events are at schema 1; pretend VolumeCreated is at 2 now: both paths upcast.
+    upcast: list[str] = []
+
+    def v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+        upcast.append(doc["name"])
+        return {**doc, "labels": {"upcast": "yes"}}
+
+    monkeypatch.setattr(VolumeCreated, "schema_version", 2)
+    monkeypatch.setitem(codec.UPCASTERS, ("VolumeCreated", 1), v1_to_v2)
+    state = store.fold_to(EngineProjection(), from_zero=True)
+    assert upcast == ["v0", "v1", "v2", "v3"]
+    assert state == fold(store.read())
+    assert all(v.labels == {"upcast": "yes"} for v in state.volumes.values())
+    monkeypatch.undo()
+    # A damaged payload is the same CodecError on both paths, naming the type.
+    copy = backend.copy(store)
+    copy._w.conn.execute("DROP TRIGGER events_no_update")
+    copy._w.conn.execute("UPDATE events SET payload = CAST('{\"type\":' AS BLOB) WHERE seq = 3")
+    with pytest.raises(CodecError, match="VolumeCreated"):
+        list(copy.read())
+    with pytest.raises(CodecError, match="VolumeCreated"):
+        copy.fold_to(EngineProjection(), from_zero=True)

@@ -9,14 +9,19 @@ LAST line one JSON object with the numbers (for CI to compare over time).
 Measured: durable single appends (file DB, synchronous=FULL, one event per transaction) vs
 eventsourcing's `SQLiteApplicationRecorder` with the same payload size and its own durable
 settings (WAL, default synchronous); 32 concurrent trio appenders through `StoreWriter`
-(group commit); projection rebuild, hash-chain verify, time travel, and `ps` from the
-materialised table with 10,000 containers. The projection is `projections.engine.EngineProjection`.
+(group commit); hash-chain verify; the projection (`projections.engine.EngineProjection`):
+first open (fold from zero), the rows-free fold, rebuild from zero, restart from the newest
+snapshot, time travel (the middle, and the worst point: just before a snapshot); and the
+daemon's read handlers over 10,000 containers: `ps` (API warm and cold, `--root` from cold),
+`history` of one container, `events --since` (first page, then the whole stream's rate).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from events.codec import encode_event
@@ -219,6 +225,23 @@ def build_log(path: Path, total: int, containers: int) -> float:
     return total / elapsed
 
 
+def _median_ms(fn: Any, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def _travel_points(total: int, every: int) -> list[int]:
+    """Points of time travel: the middle, the end, and the worst ones (just before a
+    snapshot, so the most events to fold after the one before)."""
+    worst = [k * every - 1 for k in range(1, total // every + 1)]
+    return sorted({total // 2, total, *worst[:: max(1, len(worst) // 4)], worst[-1] if worst
+                   else total})
+
+
 def bench_log(path: Path, total: int) -> dict[str, float]:
     from projections.engine import EngineProjection, decode_row
 
@@ -235,15 +258,40 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     assert result.ok and result.checked == total, result
     store.close()
 
+    projection = EngineProjection()
     t = time.perf_counter()
-    store = EventStore.open(path, projection=EngineProjection())  # folds + writes the tables
+    # No snapshot yet: folds from zero, writes the tables and a snapshot every 50k events.
+    store = EventStore.open(path, projection=projection)
     out["open_with_projection_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    store.rebuild()
-    out["rebuild_events_per_s"] = total / (time.perf_counter() - t)
+    reference = store.fold_to(projection, from_zero=True)
+    out["fold_from_zero_events_per_s"] = total / (time.perf_counter() - t)
     t = time.perf_counter()
-    store.fold_to(EngineProjection(), until_seq=total // 2)
-    out["time_travel_ms"] = (time.perf_counter() - t) * 1e3
+    store.rebuild()  # the reference: from zero, tables swapped in, fresh snapshots
+    out["rebuild_events_per_s"] = total / (time.perf_counter() - t)
+    assert store.state == reference
+    every = store.snapshot_every
+    out["snapshots"] = len(store.snapshot_seqs())
+    store.close()
+
+    t = time.perf_counter()
+    store = EventStore.open(path, projection=projection)  # newest snapshot, tables current
+    restart = time.perf_counter() - t
+    out["restart_with_snapshot_s"] = restart
+    out["restart_events_per_s"] = total / restart
+    assert store.state == reference
+    travel = {}
+    for seq in _travel_points(total, every):
+        t = time.perf_counter()
+        store.fold_to(projection, until_seq=seq)
+        travel[seq] = (time.perf_counter() - t) * 1e3
+    out["time_travel_ms"] = travel[total // 2]
+    out["time_travel_worst_ms"] = max(travel.values())
+    out["time_travel_worst_seq"] = max(travel, key=lambda k: travel[k])
+    t = time.perf_counter()
+    store.fold_to(projection, until_seq=total // 2, from_zero=True)
+    out["time_travel_from_zero_ms"] = (time.perf_counter() - t) * 1e3
+    state = store.state
     store.close()
 
     reader: EventStore[Any] = EventStore.open(path, readonly=True)
@@ -251,7 +299,82 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     rows = [decode_row("containers", doc) for _, doc in reader.read_rows("containers")]
     out["ps_query_ms"] = (time.perf_counter() - t) * 1e3
     out["ps_containers"] = len(rows)
+    out.update(bench_api_reads(path, reader, state, total))
     reader.close()
+    return out
+
+
+def bench_api_reads(path: Path, reader: EventStore[Any], state: Any,
+                    total: int) -> dict[str, float]:
+    """The daemon's GET handlers over `state` (as it serves them), and `--root` from cold."""
+    from engine.api.router import Request, Response
+    from engine.api.routes_shipslog import (
+        FrozenEngine,
+        ReadOnlyContext,
+        read_only_router,
+        shipslog_routes,
+    )
+    from engine.cli.local import LocalReader
+
+    out: dict[str, float] = {}
+    ctx = ReadOnlyContext(engine=FrozenEngine(state), store=reader, paths=None,
+                          now_ns=time.time_ns())
+    router = read_only_router(ctx)
+    router.include(shipslog_routes(ctx))
+
+    def get(target: str, **query: str) -> Response:
+        route, params = router.match("GET", target)
+        req = Request(method="GET", path=target, params=params,
+                      query={k: [v] for k, v in query.items()}, headers={},
+                      api_version="1.43", actor=ACTOR)
+        return trio.run(route.handler, req)  # type: ignore[no-any-return]
+
+    t = time.perf_counter()
+    body = get("/containers/json", all="1").body
+    out["ps_api_cold_ms"] = (time.perf_counter() - t) * 1e3
+    assert body.count(b'"Id"') == len(state.containers)
+    out["ps_api_ms"] = _median_ms(lambda: get("/containers/json", all="1"))
+    out["ps_api_running_ms"] = _median_ms(lambda: get("/containers/json"))
+
+    cids = sorted(state.containers)[:: max(1, len(state.containers) // 5)][:5]
+    times = []
+    for cid in cids:
+        t = time.perf_counter()
+        timeline = msgspec.json.decode(get(f"/shipslog/history/{cid}").body)
+        times.append(time.perf_counter() - t)
+        assert timeline["id"] == cid and timeline["entries"]
+    out["history_ms"] = statistics.median(times) * 1e3
+
+    async def first_page_and_rate(since: str) -> tuple[float, float, int]:
+        route, params = router.match("GET", "/shipslog/events")
+        req = Request(method="GET", path="/shipslog/events", params=params,
+                      query={"since": [since]}, headers={}, api_version="1.43", actor=ACTOR)
+        t = time.perf_counter()
+        resp = await route.handler(req)
+        assert resp.stream is not None
+        first, lines = 0.0, 0
+        async for chunk in resp.stream:
+            if not first:
+                first = time.perf_counter() - t
+            lines += chunk.count(b"\n")
+        return first * 1e3, lines / (time.perf_counter() - t), lines
+
+    middle = next(iter(reader.read(total // 2 - 1, limit=1))).recorded_at
+    first_ms, rate, lines = trio.run(first_page_and_rate, f"{middle / 1e9:.9f}")
+    out["events_since_first_page_ms"] = first_ms
+    out["events_stream_per_s"] = rate
+    assert lines >= total - total // 2
+
+    root = path.parent / "root"
+    root.mkdir(exist_ok=True)
+    os.link(path, root / "events.db")  # the writers closed: the WAL is checkpointed
+    local = LocalReader(str(root))
+    t = time.perf_counter()
+    listed = local.get_json("/containers/json", {"all": True})
+    out["ps_root_cold_ms"] = (time.perf_counter() - t) * 1e3
+    assert len(listed) == len(state.containers)
+    out["ps_root_ms"] = _median_ms(lambda: local.get_json("/containers/json", {"all": True}))
+    local.close()
     return out
 
 
