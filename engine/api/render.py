@@ -6,6 +6,7 @@ msgspec models of `engine/api/models.py`, so that the docker CLI and SDK read us
 
 from __future__ import annotations
 
+import heapq
 import shlex
 from datetime import UTC, datetime
 
@@ -232,27 +233,73 @@ _MARK_A, _MARK_B = "A" * 16, "B" * 16
 _STATUS_A, _STATUS_B = (f'"Status":"{mark}"'.encode() for mark in (_MARK_A, _MARK_B))
 
 
+def _next_change(secs: int) -> int:
+    """A whole number of seconds, above `secs`, before which `human_duration` spells every
+    duration from `secs` on the same way (seconds, then minutes; past an hour it moves at
+    :30 (hours rounded) or :00 (years), so every half hour)."""
+    if secs < 60:
+        return secs + 1
+    if secs < 3600:
+        return (secs // 60 + 1) * 60
+    return (secs // 1800 + 1) * 1800
+
+
+def _spell(head: str, since: int, tail: str, now_ns: int) -> tuple[bytes, int]:
+    """STATUS as JSON string content, and the moment (ns) until which it stays the same
+    (a millisecond early: float rounding in `status_line` may not move it first)."""
+    secs = int((now_ns - since) / 1e9)
+    text = msgspec.json.encode(head + human_duration(secs) + tail)[1:-1]
+    return text, max(since + _next_change(secs) * 1_000_000_000 - 1_000_000, now_ns + 1)
+
+
+class _Rendered:
+    """One cached listing as JSON pieces: per call, only the STATUS texts whose time has come
+    (a heap by the moment each one changes) are spelled again."""
+
+    def __init__(self, listing: list[ContainerView], parts: list[bytes],
+                 heap: list[tuple[int, int, str, int, str]], now_ns: int) -> None:
+        self.listing, self.parts, self.heap, self.now_ns = listing, parts, heap, now_ns
+
+    def body(self, now_ns: int) -> bytes:
+        heap, parts = self.heap, self.parts
+        while heap and heap[0][0] <= now_ns:
+            _, at, head, since, tail = heap[0]
+            parts[at], until = _spell(head, since, tail, now_ns)
+            heapq.heapreplace(heap, (until, at, head, since, tail))
+        self.now_ns = now_ns
+        return b"".join(parts)
+
+
 class SummaryCache:
     """`ps` over thousands of containers. Per container, its summary is kept encoded (as
     JSON with a hole where STATUS goes) until the container changes (its `last_seq` moves);
-    per call only the STATUS text, which depends on the clock, is spliced in, and each
-    distinct duration is spelled once. The containers sorted newest first are kept per state
-    (`state.containers` is a new map whenever any container changes)."""
+    per call only the STATUS text, which depends on the clock, is spliced in. The listings
+    without filters (`ps`, `ps -a`) are kept per state (`state.containers` is a new map
+    whenever any container changes), with their pieces: while the state stands still, a call
+    re-spells only the STATUS texts that changed since the last one."""
 
     def __init__(self) -> None:
         # id -> (last_seq, whole body or None, before STATUS, after STATUS, status template)
         self._by_id: dict[str, tuple[int, bytes | None, bytes, bytes, tuple[str, int | None,
                                                                             str]]] = {}
-        self._sorted_of: object = None
-        self._sorted: list[ContainerView] = []
+        self._listed_of: object = None
+        self._listings: dict[bool, list[ContainerView]] = {}
+        self._rendered: list[_Rendered] = []
 
-    def newest_first(self, state: EngineState) -> list[ContainerView]:
-        """`state`'s containers by creation time, newest first (Docker's `ps` order)."""
-        if self._sorted_of is not state.containers:
-            self._sorted = sorted(state.containers.values(), key=lambda c: c.created_at,
-                                  reverse=True)
-            self._sorted_of = state.containers
-        return self._sorted
+    def listing(self, state: EngineState, *, show_all: bool = True) -> list[ContainerView]:
+        """`state`'s containers newest first (Docker's `ps` order); without `show_all`, the
+        running, paused and restarting ones. Shared: callers must not change it."""
+        if self._listed_of is not state.containers:
+            self._listings.clear()
+            self._rendered.clear()
+            self._listed_of = state.containers
+        found = self._listings.get(show_all)
+        if found is None:
+            found = sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True)
+            if not show_all:
+                found = [c for c in found if c.status in ("running", "paused", "restarting")]
+            self._listings[show_all] = found
+        return found
 
     def summaries(self, state: EngineState, containers: list[ContainerView], *,
                   now_ns: int) -> list[m.ContainerSummary]:
@@ -262,11 +309,16 @@ class SummaryCache:
     def encoded(self, state: EngineState, containers: list[ContainerView], *,
                 now_ns: int) -> bytes:
         """`msgspec.json.encode(self.summaries(...))`, byte for byte, much faster."""
+        for rendered in self._rendered:
+            if rendered.listing is containers and self._listed_of is state.containers:
+                if now_ns >= rendered.now_ns:
+                    return rendered.body(now_ns)
+                self._rendered.remove(rendered)  # the clock stepped back: spell all again
+                break
         by_id = self._by_id
-        spelled: dict[tuple[str, str, int], bytes] = {}
         parts = [b"["]  # pieces joined once: no per-summary concatenation
-        add, more = parts.append, parts.extend
-        encode = msgspec.json.encode
+        heap: list[tuple[int, int, str, int, str]] = []
+        more = parts.extend
         for c in containers:
             hit = by_id.get(c.id)
             if hit is None or hit[0] != c.last_seq:
@@ -276,17 +328,18 @@ class SummaryCache:
                 more((whole, b","))
                 continue
             assert since is not None
-            secs = int((now_ns - since) / 1e9)
-            key = (head, tail, secs)
-            text = spelled.get(key)
-            if text is None:
-                text = spelled[key] = encode(head + human_duration(secs) + tail)[1:-1]
+            text, until = _spell(head, since, tail, now_ns)
+            heap.append((until, len(parts) + 1, head, since, tail))
             more((before, text, after, b","))
         if len(by_id) > 2 * len(state.containers) + 64:
             self._by_id = {k: v for k, v in by_id.items() if k in state.containers}
         if len(parts) > 1:
             parts.pop()  # the last comma
-        add(b"]")
+        parts.append(b"]")
+        if self._listed_of is state.containers and any(
+                containers is kept for kept in self._listings.values()):
+            heapq.heapify(heap)
+            self._rendered.append(_Rendered(containers, parts, heap, now_ns))
         return b"".join(parts)
 
     @staticmethod

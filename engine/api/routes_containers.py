@@ -92,14 +92,15 @@ def container_routes(ctx: Any) -> Router:
         show_all = req.bool("all")
         limit = req.int("limit", -1) or -1
         now = ctx.clock()
-        chosen = summaries.newest_first(state)  # shared: filter into a new list
-        if not show_all or filters:
+        if filters:
             chosen = [
-                c for c in chosen
+                c for c in summaries.listing(state)
                 if (show_all or c.status in ("running", "paused", "restarting")
                     or "status" in filters)
-                and (not filters or _matches(c, filters, state))
+                and _matches(c, filters, state)
             ]
+        else:
+            chosen = summaries.listing(state, show_all=show_all)  # shared: never changed
         if limit > 0:
             chosen = chosen[:limit]
         body = summaries.encoded(state, chosen, now_ns=now) + b"\n"

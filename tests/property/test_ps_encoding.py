@@ -46,10 +46,32 @@ def test_encoded_summaries_equal_the_reference(items: list[Item], cut: int, nows
     for state in (fold(events[: cut % (len(events) + 1)]), fold(events)):
         if hostile:
             state = _with_hostile_labels(state)
-        newest = cache.newest_first(state)
+        newest = cache.listing(state)
         assert newest == sorted(state.containers.values(), key=lambda c: c.created_at,
                                 reverse=True)
+        running = cache.listing(state, show_all=False)
+        assert running == [c for c in newest if c.status in ("running", "paused", "restarting")]
         some = [newest[i % len(newest)] for i in picks] if newest else []
         for now in nows:
             assert cache.encoded(state, newest, now_ns=now) == _reference(state, newest, now)
+            assert cache.encoded(state, running, now_ns=now) == _reference(state, running, now)
             assert cache.encoded(state, some, now_ns=now) == _reference(state, some, now)
+
+
+# Histories stamp events at 1 µs..100 µs: start near them to walk through seconds and minutes.
+@given(items=valid_histories(), start=st.one_of(st.integers(-10**10, 2 * 10**11), _NOW),
+       steps=st.lists(st.one_of(st.integers(0, 5 * 10**9), st.integers(0, 10**13),
+                                st.integers(-10**10, 0)), min_size=1, max_size=25))
+@_SETTINGS
+def test_status_stays_right_as_the_clock_moves(items: list[Item], start: int,
+                                               steps: list[int]) -> None:
+    # The kept listing re-spells only the STATUS texts whose time came: any walk of the
+    # clock (seconds, days, and back) gives the reference bytes at every step.
+    state = fold(flat(envelopes(items, [2] * 100)))
+    cache = render.SummaryCache()
+    now = start
+    for step in [0, *steps]:
+        now += step
+        for show_all in (True, False):
+            listing = cache.listing(state, show_all=show_all)
+            assert cache.encoded(state, listing, now_ns=now) == _reference(state, listing, now)
