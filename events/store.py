@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,8 @@ __all__ = [
     "StoreBusy",
     "StoreError",
 ]
+
+_log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -821,15 +824,35 @@ class EventStore(Generic[State]):
                 state, _ = projection.fold(state, chunk)
             return state
         every = self.snapshot_every if snapshot and _snapshots_of(projection) else 0
-        with _gc_paused():
-            while after < until:
-                stop = min(until, (after // every + 1) * every) if every else until
-                # One fold per stretch: no per-chunk copies of state.
-                state = fast(state, self._fold_envelopes(self._r, self._rlock, after, stop))
-                after = stop
-                if every and after % every == 0:
-                    self._write_snapshot(projection, state, after)
+        writing: threading.Thread | None = None
+        try:
+            with _gc_paused():
+                while after < until:
+                    stop = min(until, (after // every + 1) * every) if every else until
+                    # One fold per stretch: no per-chunk copies of state.
+                    state = fast(state, self._fold_envelopes(self._r, self._rlock, after, stop))
+                    after = stop
+                    if every and after % every == 0:
+                        # States are immutable: encode, deflate and store this one on the
+                        # other core (zlib and SQLite let go of the GIL) while folding on.
+                        if writing is not None:
+                            writing.join()
+                        writing = threading.Thread(
+                            target=self._try_snapshot, args=(projection, state, after),
+                            name=f"snapshot@{after}", daemon=True)
+                        writing.start()
+        finally:
+            if writing is not None:
+                writing.join()
         return state
+
+    def _try_snapshot(self, projection: InlineProjection[State], state: State, seq: int) -> None:
+        """A snapshot on the way of a fold: an optimisation, so a failure (a full disk, say)
+        is logged and the fold goes on; the next restart folds from further back."""
+        try:
+            self._write_snapshot(projection, state, seq)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            _log.warning("projection snapshot at seq %d not stored: %s", seq, exc)
 
     @staticmethod
     def _fold_envelopes(
