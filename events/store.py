@@ -1195,6 +1195,12 @@ class EventStore(Generic[State]):
             return None
         return self.snapshot()
 
+    def snapshot_before(
+        self, projection: InlineProjection[State], seq: int
+    ) -> tuple[int, State] | None:
+        """The newest trusted snapshot at or before `seq` as `(its seq, state)`, or None."""
+        return self._snapshot_before(projection, seq)
+
     def snapshot_seqs(self) -> list[int]:
         """The seqs this log holds snapshots at (valid or not), oldest first."""
         if self.projection is None:
