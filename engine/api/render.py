@@ -7,8 +7,10 @@ msgspec models of `engine/api/models.py`, so that the docker CLI and SDK read us
 from __future__ import annotations
 
 import heapq
+import operator
 import shlex
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -259,15 +261,24 @@ class _Rendered:
     def __init__(self, listing: list[ContainerView], parts: list[bytes],
                  heap: list[tuple[int, int, str, int, str]], now_ns: int) -> None:
         self.listing, self.parts, self.heap, self.now_ns = listing, parts, heap, now_ns
+        self.joined = b"".join(parts)
 
     def body(self, now_ns: int) -> bytes:
         heap, parts = self.heap, self.parts
+        changed = False
         while heap and heap[0][0] <= now_ns:
             _, at, head, since, tail = heap[0]
-            parts[at], until = _spell(head, since, tail, now_ns)
+            text, until = _spell(head, since, tail, now_ns)
+            changed = changed or text != parts[at]
+            parts[at] = text
             heapq.heapreplace(heap, (until, at, head, since, tail))
         self.now_ns = now_ns
-        return b"".join(parts)
+        if changed:
+            self.joined = b"".join(parts)
+        return self.joined
+
+
+_CREATED_AT = operator.attrgetter("created_at")
 
 
 class SummaryCache:
@@ -279,9 +290,9 @@ class SummaryCache:
     re-spells only the STATUS texts that changed since the last one."""
 
     def __init__(self) -> None:
-        # id -> (last_seq, whole body or None, before STATUS, after STATUS, status template)
-        self._by_id: dict[str, tuple[int, bytes | None, bytes, bytes, tuple[str, int | None,
-                                                                            str]]] = {}
+        # id -> [last_seq, whole body or None, before STATUS, after STATUS, status template,
+        #        STATUS text last spelled, when, until when it holds]
+        self._by_id: dict[str, list[Any]] = {}
         self._listed_of: object = None
         self._listings: dict[bool, list[ContainerView]] = {}
         self._rendered: list[_Rendered] = []
@@ -295,7 +306,7 @@ class SummaryCache:
             self._listed_of = state.containers
         found = self._listings.get(show_all)
         if found is None:
-            found = sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True)
+            found = sorted(state.containers.values(), key=_CREATED_AT, reverse=True)
             if not show_all:
                 found = [c for c in found if c.status in ("running", "paused", "restarting")]
             self._listings[show_all] = found
@@ -322,13 +333,14 @@ class SummaryCache:
         for c in containers:
             hit = by_id.get(c.id)
             if hit is None or hit[0] != c.last_seq:
-                hit = by_id[c.id] = (c.last_seq, *self._split(state, c))
-            _, whole, before, after, (head, since, tail) = hit
+                hit = by_id[c.id] = [c.last_seq, *self._split(state, c), b"", 0, -1]
+            _, whole, before, after, (head, since, tail), text, spelled_at, until = hit
             if whole is not None:
                 more((whole, b","))
                 continue
-            assert since is not None
-            text, until = _spell(head, since, tail, now_ns)
+            if not spelled_at <= now_ns < until:  # the text of an earlier call still holds
+                text, until = hit[5], hit[7] = _spell(head, since, tail, now_ns)
+                hit[6] = now_ns
             heap.append((until, len(parts) + 1, head, since, tail))
             more((before, text, after, b","))
         if len(by_id) > 2 * len(state.containers) + 64:
@@ -339,7 +351,9 @@ class SummaryCache:
         if self._listed_of is state.containers and any(
                 containers is kept for kept in self._listings.values()):
             heapq.heapify(heap)
-            self._rendered.append(_Rendered(containers, parts, heap, now_ns))
+            rendered = _Rendered(containers, parts, heap, now_ns)
+            self._rendered.append(rendered)
+            return rendered.joined
         return b"".join(parts)
 
     @staticmethod
