@@ -7,7 +7,8 @@ the projection tables is built in memory and dropped.
 `replay_to(store, to_seq)` folds events 1..N twice — through the incremental path the store
 uses inside each append (`fold_batch`, one batch per operation, rows written into a scratch
 table set) and through the rebuild path (`fold`) — and, when N is the head, against the
-materialised `proj_*` tables the daemon wrote. Any row that differs is reported with both
+materialised `proj_*` tables the daemon wrote; the newest trusted projection snapshot at or
+before N is compared with the fold up to its seq. Any row that differs is reported with both
 sides.
 
 `load_bundle(lines, path)` turns a `shipslog debug export` bundle (a header line, then the
@@ -36,7 +37,7 @@ from engine.errors import ShipslogError
 from events import vocabulary as v
 from events.envelope import Envelope
 from events.store import EventStore
-from projections.engine import ROW_TYPES
+from projections.engine import ROW_TYPES, EngineProjection
 from projections.fold import fold, fold_batch
 from projections.state import EngineState
 
@@ -58,6 +59,7 @@ class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
     events: int
     rows: dict[str, int]
     compared_with_live: bool
+    snapshot_seq: int = 0  # the snapshot checked against the fold (0: none at or before to)
     mismatches: tuple[Mismatch, ...] = ()
 
     @property
@@ -91,9 +93,15 @@ def replay_to(store: EventStore[Any], to_seq: int | None = None) -> ReplayReport
                 scratch.pop((table, key), None)
             else:
                 scratch[(table, key)] = doc
-    rebuilt = fold(store.read(0, until_seq=to))
     mismatches: list[Mismatch] = []
     encode = msgspec.json.encode
+    # The newest snapshot a restart or time travel would start from: it must be the fold.
+    snapshot = store.snapshot_before(EngineProjection(), to)
+    snapshot_seq = 0 if snapshot is None else snapshot[0]
+    rebuilt = fold(store.read(0, until_seq=snapshot_seq)) if snapshot_seq else EngineState()
+    if snapshot is not None:
+        mismatches += _compare_states(rebuilt, snapshot[1], f"snapshot@{snapshot_seq}")
+    rebuilt = fold(store.read(snapshot_seq, until_seq=to), rebuilt)
     for table in ROW_TYPES:
         want = {key: encode(view) for key, view in getattr(rebuilt, table).items()}
         have = {key: doc for (t, key), doc in scratch.items() if t == table}
@@ -113,7 +121,23 @@ def replay_to(store: EventStore[Any], to_seq: int | None = None) -> ReplayReport
             mismatches += _compare(table, have, live, "live")
     counts = {table: sum(1 for (t, _) in scratch if t == table) for table in ROW_TYPES}
     return ReplayReport(to_seq=to, head=head, events=count, rows=counts,
-                        compared_with_live=live_compared, mismatches=tuple(mismatches))
+                        compared_with_live=live_compared, snapshot_seq=snapshot_seq,
+                        mismatches=tuple(mismatches))
+
+
+def _compare_states(replayed: EngineState, other: EngineState, against: str) -> list[Mismatch]:
+    """Every table's rows, then each of the state's other maps as a whole."""
+    encode = msgspec.json.encode
+    out: list[Mismatch] = []
+    for table in ROW_TYPES:
+        have = {key: encode(view) for key, view in getattr(replayed, table).items()}
+        want = {key: encode(view) for key, view in getattr(other, table).items()}
+        out += _compare(table, have, want, against)
+    for name in sorted(set(EngineState.__dataclass_fields__) - set(ROW_TYPES) - {"seq"}):
+        a, b = dict(getattr(replayed, name).items()), dict(getattr(other, name).items())
+        if a != b:
+            out.append(Mismatch(table=name, key="*", against=against, replay=a, other=b))
+    return out
 
 
 def _compare(table: str, have: dict[str, bytes], want: dict[str, bytes],

@@ -571,10 +571,12 @@ def apply(state: EngineState, envelope: Envelope) -> EngineState:
 def fold(envelopes: Iterable[Envelope], state: EngineState | None = None) -> EngineState:
     """Fold any number of envelopes without computing rows (rebuild and time travel)."""
     tx = _Tx(state or EngineState(), rebuild=True)
-    handlers = HANDLERS
+    get = HANDLERS.get
+    env = None
     for env in envelopes:
-        handler = handlers.get(type(env.event))
+        handler = get(type(env.event))
         if handler is not None:
             handler(tx, env, env.event)
+    if env is not None:  # no handler reads tx.seq: set it once, not per event
         tx.seq = env.seq
     return tx.finish()

@@ -6,6 +6,8 @@ msgspec models of `engine/api/models.py`, so that the docker CLI and SDK read us
 
 from __future__ import annotations
 
+import heapq
+import operator
 import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,24 +32,31 @@ def rfc3339(ns: int) -> str:
     return f"{base}.{frac:09d}Z"
 
 
-def status_line(c: ContainerView, now_ns: int) -> str:
-    """`ps`'s STATUS column, as moby `container.State.String()` writes it."""
+def status_template(c: ContainerView) -> tuple[str, int | None, str]:
+    """`(head, since_ns, tail)`: STATUS is `head + human_duration(now - since_ns) + tail`,
+    or just `head` when `since_ns` is None (it does not depend on the clock)."""
     if c.status == "running" and c.health:
         shown = "health: starting" if c.health == "starting" else c.health
-        return f"Up {human_duration((now_ns - c.started_at) / 1e9)} ({shown})"
+        return "Up ", c.started_at, f" ({shown})"
     if c.status == "running":
-        return f"Up {human_duration((now_ns - c.started_at) / 1e9)}"
+        return "Up ", c.started_at, ""
     if c.status == "paused":
-        return f"Up {human_duration((now_ns - c.started_at) / 1e9)} (Paused)"
+        return "Up ", c.started_at, " (Paused)"
     if c.status == "restarting":
-        return f"Restarting ({c.exit_code}) {human_duration((now_ns - c.finished_at) / 1e9)} ago"
+        return f"Restarting ({c.exit_code}) ", c.finished_at, " ago"
     if c.status == "removing":
-        return "Removal In Progress"
+        return "Removal In Progress", None, ""
     if c.status == "exited" and c.finished_at:
-        return f"Exited ({c.exit_code}) {human_duration((now_ns - c.finished_at) / 1e9)} ago"
+        return f"Exited ({c.exit_code}) ", c.finished_at, " ago"
     if c.status == "exited":
-        return f"Exited ({c.exit_code})"
-    return "Created"
+        return f"Exited ({c.exit_code})", None, ""
+    return "Created", None, ""
+
+
+def status_line(c: ContainerView, now_ns: int) -> str:
+    """`ps`'s STATUS column, as moby `container.State.String()` writes it."""
+    head, since, tail = status_template(c)
+    return head if since is None else head + human_duration((now_ns - since) / 1e9) + tail
 
 
 def _docker_status(c: ContainerView) -> str:
@@ -247,27 +256,152 @@ def summary(state: EngineState, c: ContainerView, *, now_ns: int) -> m.Container
     )
 
 
+# Two Status values of one length that differ in their first byte: a summary encoded with each
+# differs exactly where its Status value starts (`SummaryCache` splices STATUS in there).
+_MARK_A, _MARK_B = "A" * 16, "B" * 16
+_STATUS_A, _STATUS_B = (f'"Status":"{mark}"'.encode() for mark in (_MARK_A, _MARK_B))
+
+
+def _next_change(secs: int) -> int:
+    """A whole number of seconds, above `secs`, before which `human_duration` spells every
+    duration from `secs` on the same way (seconds, then minutes; past an hour it moves at
+    :30 (hours rounded) or :00 (years), so every half hour)."""
+    if secs < 60:
+        return secs + 1
+    if secs < 3600:
+        return (secs // 60 + 1) * 60
+    return (secs // 1800 + 1) * 1800
+
+
+def _spell(head: str, since: int, tail: str, now_ns: int) -> tuple[bytes, int]:
+    """STATUS as JSON string content, and the moment (ns) until which it stays the same
+    (a millisecond early: float rounding in `status_line` may not move it first)."""
+    secs = int((now_ns - since) / 1e9)
+    text = msgspec.json.encode(head + human_duration(secs) + tail)[1:-1]
+    return text, max(since + _next_change(secs) * 1_000_000_000 - 1_000_000, now_ns + 1)
+
+
+class _Rendered:
+    """One cached listing as JSON pieces: per call, only the STATUS texts whose time has come
+    (a heap by the moment each one changes) are spelled again."""
+
+    def __init__(self, listing: list[ContainerView], parts: list[bytes],
+                 heap: list[tuple[int, int, str, int, str]], now_ns: int) -> None:
+        self.listing, self.parts, self.heap, self.now_ns = listing, parts, heap, now_ns
+        self.joined = b"".join(parts)
+
+    def body(self, now_ns: int) -> bytes:
+        heap, parts = self.heap, self.parts
+        changed = False
+        while heap and heap[0][0] <= now_ns:
+            _, at, head, since, tail = heap[0]
+            text, until = _spell(head, since, tail, now_ns)
+            changed = changed or text != parts[at]
+            parts[at] = text
+            heapq.heapreplace(heap, (until, at, head, since, tail))
+        self.now_ns = now_ns
+        if changed:
+            self.joined = b"".join(parts)
+        return self.joined
+
+
+_CREATED_AT = operator.attrgetter("created_at")
+
+
 class SummaryCache:
-    """`ps` renders thousands of summaries per call: each container's summary is kept until
-    the container changes (its `last_seq` moves); only the STATUS column, which depends on
-    the clock, is computed per call."""
+    """`ps` over thousands of containers. Per container, its summary is kept encoded (as
+    JSON with a hole where STATUS goes) until the container changes (its `last_seq` moves);
+    per call only the STATUS text, which depends on the clock, is spliced in. The listings
+    without filters (`ps`, `ps -a`) are kept per state (`state.containers` is a new map
+    whenever any container changes), with their pieces: while the state stands still, a call
+    re-spells only the STATUS texts that changed since the last one."""
 
     def __init__(self) -> None:
-        self._by_id: dict[str, tuple[int, m.ContainerSummary]] = {}
+        # id -> [last_seq, whole body or None, before STATUS, after STATUS, status template,
+        #        STATUS text last spelled, when, until when it holds]
+        self._by_id: dict[str, list[Any]] = {}
+        self._listed_of: object = None
+        self._listings: dict[bool, list[ContainerView]] = {}
+        self._rendered: list[_Rendered] = []
+
+    def listing(self, state: EngineState, *, show_all: bool = True) -> list[ContainerView]:
+        """`state`'s containers newest first (Docker's `ps` order); without `show_all`, the
+        running, paused and restarting ones. Shared: callers must not change it."""
+        if self._listed_of is not state.containers:
+            self._listings.clear()
+            self._rendered.clear()
+            self._listed_of = state.containers
+        found = self._listings.get(show_all)
+        if found is None:
+            found = sorted(state.containers.values(), key=_CREATED_AT, reverse=True)
+            if not show_all:
+                found = [c for c in found if c.status in ("running", "paused", "restarting")]
+            self._listings[show_all] = found
+        return found
 
     def summaries(self, state: EngineState, containers: list[ContainerView], *,
                   now_ns: int) -> list[m.ContainerSummary]:
-        out = []
-        replace = msgspec.structs.replace
+        return [msgspec.structs.replace(summary(state, c, now_ns=0), Status=status_line(c, now_ns))
+                for c in containers]
+
+    def encoded(self, state: EngineState, containers: list[ContainerView], *,
+                now_ns: int) -> bytes:
+        """`msgspec.json.encode(self.summaries(...))`, byte for byte, much faster."""
+        for rendered in self._rendered:
+            if rendered.listing is containers and self._listed_of is state.containers:
+                if now_ns >= rendered.now_ns:
+                    return rendered.body(now_ns)
+                self._rendered.remove(rendered)  # the clock stepped back: spell all again
+                break
+        by_id = self._by_id
+        parts = [b"["]  # pieces joined once: no per-summary concatenation
+        heap: list[tuple[int, int, str, int, str]] = []
+        more = parts.extend
         for c in containers:
-            hit = self._by_id.get(c.id)
+            hit = by_id.get(c.id)
             if hit is None or hit[0] != c.last_seq:
-                hit = (c.last_seq, summary(state, c, now_ns=now_ns))
-                self._by_id[c.id] = hit
-            out.append(replace(hit[1], Status=status_line(c, now_ns)))
-        if len(self._by_id) > 2 * len(state.containers) + 64:
-            self._by_id = {k: v for k, v in self._by_id.items() if k in state.containers}
-        return out
+                hit = by_id[c.id] = [c.last_seq, *self._split(state, c), b"", 0, -1]
+            _, whole, before, after, (head, since, tail), text, spelled_at, until = hit
+            if whole is not None:
+                more((whole, b","))
+                continue
+            if not spelled_at <= now_ns < until:  # the text of an earlier call still holds
+                text, until = hit[5], hit[7] = _spell(head, since, tail, now_ns)
+                hit[6] = now_ns
+            heap.append((until, len(parts) + 1, head, since, tail))
+            more((before, text, after, b","))
+        if len(by_id) > 2 * len(state.containers) + 64:
+            self._by_id = {k: v for k, v in by_id.items() if k in state.containers}
+        if len(parts) > 1:
+            parts.pop()  # the last comma
+        parts.append(b"]")
+        if self._listed_of is state.containers and any(
+                containers is kept for kept in self._listings.values()):
+            heapq.heapify(heap)
+            rendered = _Rendered(containers, parts, heap, now_ns)
+            self._rendered.append(rendered)
+            return rendered.joined
+        return b"".join(parts)
+
+    @staticmethod
+    def _split(state: EngineState, c: ContainerView) -> tuple[
+            bytes | None, bytes, bytes, tuple[str, int | None, str]]:
+        base = summary(state, c, now_ns=0)
+        a = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_A))
+        at = a.find(_STATUS_A)
+        if a.find(_STATUS_A, at + 1) != -1:
+            # A label holds the same bytes as `"Status":"AAA…`: the Status value is where
+            # an encoding with another mark differs.
+            b = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_B))
+            while b[at:at + len(_STATUS_B)] != _STATUS_B:
+                at = a.find(_STATUS_A, at + 1)
+        at += len(b'"Status":"')
+        before, after = a[:at], a[at + len(_MARK_A):]
+        template = status_template(c)
+        head, since, _ = template
+        whole = None if since is not None else (
+            before + msgspec.json.encode(head)[1:-1] + after)
+        return whole, before, after, template
 
 
 def _image_created(cfg: ImageConfig, fallback_ns: int) -> tuple[str, int]:

@@ -103,20 +103,19 @@ def container_routes(ctx: Any) -> Router:
         show_all = req.bool("all")
         limit = req.int("limit", -1) or -1
         now = ctx.clock()
-        chosen = []
-        for c in sorted(state.containers.values(), key=lambda c: c.created_at, reverse=True):
-            if (
-                not show_all
-                and c.status not in ("running", "paused", "restarting")
-                and "status" not in filters
-            ):
-                continue
-            if filters and not _matches(c, filters, state):
-                continue
-            chosen.append(c)
+        if filters:
+            chosen = [
+                c for c in summaries.listing(state)
+                if (show_all or c.status in ("running", "paused", "restarting")
+                    or "status" in filters)
+                and _matches(c, filters, state)
+            ]
+        else:
+            chosen = summaries.listing(state, show_all=show_all)  # shared: never changed
         if limit > 0:
             chosen = chosen[:limit]
-        return json_response(summaries.summaries(state, chosen, now_ns=now))
+        body = summaries.encoded(state, chosen, now_ns=now) + b"\n"
+        return Response(200, [("Content-Type", "application/json")], body)
 
     @r.route("GET", "/containers/{id}/json")
     async def inspect(req: Request) -> Response:

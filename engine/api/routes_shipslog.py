@@ -156,16 +156,17 @@ _KEEP_SNAPSHOTS = 4
 
 def state_at(store: EventStore[Any], seq: int) -> EngineState:
     """The state after event `seq`: folded forward from the nearest earlier state asked for
-    before (events never change, so an old answer stays right), else from zero. Stepping
-    through time (`ps --at` at one point after another) then folds each stretch once."""
-    from projections.fold import fold
+    before (events never change, so an old answer stays right) or stored snapshot, else from
+    zero. Stepping through time (`ps --at` at one point after another) then folds each
+    stretch once."""
+    from projections.engine import EngineProjection
 
     base_seq, base = 0, None
     for (path, at), state in _SNAPSHOTS.items():
         if path is not None and path == store.path and base_seq < at <= seq:
             base_seq, base = at, state
-    result = base if base_seq == seq and base is not None else fold(
-        store.read(base_seq, until_seq=seq), base)
+    result = base if base_seq == seq and base is not None else store.fold_to(
+        EngineProjection(), until_seq=seq, base=None if base is None else (base_seq, base))
     if store.path is None:  # :memory: logs have no name to remember them by
         return result
     _SNAPSHOTS[(store.path, seq)] = result

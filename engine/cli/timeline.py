@@ -186,6 +186,8 @@ def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
         rows = ", ".join(f"{n} {t}" for t, n in sorted(report["rows"].items()))
         against = "the rebuild path and the live projections" if report[
             "compared_with_live"] else "the rebuild path (live tables hold the head only)"
+        if report.get("snapshot_seq"):
+            against += f", and the snapshot at seq {report['snapshot_seq']}"
         ctx.out(f"replayed events 1..{report['to_seq']} of {report['head']} "
                 f"({report['events']} events): {rows}")
         ctx.out(f"compared with {against}: "

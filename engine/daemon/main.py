@@ -164,6 +164,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             engine = Engine(journal, supervisor, secrets)
             for cid in restart:
                 nursery.start_soon(_start_quietly, engine, cid)
+            nursery.start_soon(_snapshot_periodically, store, writer)
             ctx = DaemonContext(
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,
                                                paths.root / "tmp"),
@@ -201,6 +202,21 @@ async def _start_quietly(engine: Engine, cid: str) -> None:
         await engine.start(cid, SYSTEM_ACTOR)
     except ShipslogError as exc:
         log.warning("restart policy: starting %s failed: %s", cid[:12], exc)
+
+
+SNAPSHOT_CHECK_S = 30.0
+
+
+async def _snapshot_periodically(store: EventStore, writer: StoreWriter) -> None:
+    """Snapshot the projection once `store.snapshot_every` events have passed (looked at
+    every 30 s, on the writer thread between two commits), so that a restart and time travel
+    fold only the events after it (RELIABILITY L-04)."""
+    while True:
+        await trio.sleep(SNAPSHOT_CHECK_S)
+        try:
+            await writer.run_in_writer(store.snapshot_if_due)
+        except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the daemon
+            log.warning("projection snapshot failed (restarts fold from further back): %s", exc)
 
 
 def _engine_id(store: EventStore) -> str:

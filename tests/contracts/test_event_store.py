@@ -7,6 +7,7 @@ connection or a file copy ask `Backend.shared_file` / `Backend.copy`.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import stat
@@ -21,7 +22,7 @@ import msgspec
 import pytest
 import trio
 
-from events.codec import canonical_bytes
+from events.codec import CodecError, canonical_bytes
 from events.envelope import Actor, Envelope, Pending
 from events.follow import SlowConsumer, follow, follow_polling
 from events.hashing import GENESIS_HASH
@@ -841,3 +842,137 @@ async def test_shutdown_ends_many_idle_followers(backend: Backend) -> None:
             for i in range(50):
                 await nursery.start(follower, i)
     assert sorted(ended) == list(range(50))
+
+
+# --- projection snapshots ----------------------------------------------------------------------
+
+
+def _engine_store(backend: Backend, volumes: int) -> EventStore[Any]:
+    from projections.engine import EngineProjection
+
+    store = backend.open(projection=EngineProjection())
+    for i in range(volumes):
+        append(store, vol(f"v{i}"), now_ns=1_000 + i)
+    return store
+
+
+def _tamper(store: EventStore[Any], sql: str, *params: Any) -> None:
+    store._w.conn.execute(sql, params)
+
+
+def test_time_travel_uses_a_snapshot_only_when_every_check_passes(backend: Backend) -> None:
+    from projections.snapshot import encode_state
+
+    store = _engine_store(backend, 6)
+    projection = store.projection
+    at_4 = store.fold_to(projection, until_seq=4, from_zero=True)
+    store.snapshot_every = 4
+    store.rebuild()  # writes the snapshot at seq 4
+    assert store.snapshot_seqs() == [4]
+    # A snapshot that passes every check is what time travel starts from: plant one whose
+    # state is not the fold (but whose digest matches) to see that it is used...
+    forged = encode_state(store.fold_to(projection, until_seq=2))
+    digest = hashlib.sha256(forged).hexdigest()
+    _tamper(store, "UPDATE projection_snapshots SET state=?, digest=?", forged, digest)
+    assert sorted(store.fold_to(projection, until_seq=5).volumes.keys()) == ["v0", "v1", "v4"]
+    # ...and the reference replay ignores snapshots.
+    reference = store.fold_to(projection, until_seq=5, from_zero=True)
+    assert sorted(reference.volumes.keys()) == ["v0", "v1", "v2", "v3", "v4"]
+    # Each failed check makes it ignored: a state that is not this build's snapshot...
+    _tamper(store, "UPDATE projection_snapshots SET state=?, digest=?", b"junk",
+            hashlib.sha256(b"junk").hexdigest())
+    assert store.fold_to(projection, until_seq=5) == reference
+    # ...bytes that do not match their digest...
+    good = encode_state(at_4)
+    _tamper(store, "UPDATE projection_snapshots SET state=?, digest=?", good, "0" * 64)
+    assert store.fold_to(projection, until_seq=5) == reference
+    # ...another projection version (a fold changed since)...
+    _tamper(store, "UPDATE projection_snapshots SET state=?, digest=?, version='engine-old'",
+            forged, digest)
+    assert store.fold_to(projection, until_seq=5) == reference
+    # ...or a snapshot of another log (the hash of its event differs).
+    _tamper(store, "UPDATE projection_snapshots SET version=?, event_hash=?",
+            f"store1:{projection.snapshot_version}", "f" * 64)
+    assert store.fold_to(projection, until_seq=5) == reference
+
+
+def test_restart_loads_the_newest_snapshot_plus_the_tail(backend: Backend) -> None:
+    if backend.path is None:
+        pytest.skip("a restart needs the database to outlive the store")
+    from projections.engine import EngineProjection
+
+    store = _engine_store(backend, 5)
+    assert store.snapshot() == 5
+    append(store, vol("v5"), vol("v6"))
+    expected = store.state
+    store.close()
+    store = backend.open(projection=EngineProjection())
+    assert store.state == expected == store.fold_to(store.projection, from_zero=True)
+    # The restart trusted the snapshot: a forged one (consistent digest) shows through.
+    from projections.snapshot import encode_state
+
+    forged = encode_state(store.fold_to(store.projection, until_seq=1))
+    _tamper(store, "UPDATE projection_snapshots SET state=?, digest=?", forged,
+            hashlib.sha256(forged).hexdigest())
+    store.close()
+    store = backend.open(projection=EngineProjection())
+    assert sorted(store.state.volumes.keys()) == ["v0", "v5", "v6"]
+    store.rebuild()  # the reference: from zero, and fresh snapshots
+    assert store.state == expected
+
+
+def test_snapshot_if_due_follows_the_cadence(backend: Backend) -> None:
+    store = _engine_store(backend, 3)
+    store.snapshot_every = 4
+    assert store.snapshot_if_due() is None
+    append(store, vol("x"))
+    assert store.snapshot_if_due() == 4
+    append(store, vol("y"))
+    assert store.snapshot_if_due() is None and store.snapshot_seqs() == [4]
+    plain = backend.open() if backend.path is not None else EventStore.open(":memory:")
+    assert plain.snapshot() is None  # no projection, nothing to snapshot
+
+
+def test_a_log_without_snapshots_table_reads_and_time_travels(tmp_path: Path) -> None:
+    from projections.engine import EngineProjection
+    from projections.fold import fold
+
+    copy = tmp_path / "events-v1.db"
+    shutil.copy(SAMPLE_LOGS[0].with_name("events-v1.db"), copy)
+    store = EventStore.open(copy, readonly=True, projection=EngineProjection())
+    assert store.snapshot_seqs() == [] and store.snapshot() is None
+    assert store.state == fold(store.read()) == store.fold_to(store.projection, until_seq=None)
+    half = store.head() // 2
+    assert store.fold_to(store.projection, until_seq=half) == fold(store.read(until_seq=half))
+    store.close()
+
+
+def test_the_rows_free_fold_decodes_like_read(backend: Backend,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from events import codec
+    from projections.engine import EngineProjection
+    from projections.fold import fold
+
+    store = _engine_store(backend, 4)
+    # The log's events are at schema 1; pretend VolumeCreated is at 2 now: both paths upcast.
+    upcast: list[str] = []
+
+    def v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+        upcast.append(doc["name"])
+        return {**doc, "labels": {"upcast": "yes"}}
+
+    monkeypatch.setattr(VolumeCreated, "schema_version", 2)
+    monkeypatch.setitem(codec.UPCASTERS, ("VolumeCreated", 1), v1_to_v2)
+    state = store.fold_to(EngineProjection(), from_zero=True)
+    assert upcast == ["v0", "v1", "v2", "v3"]
+    assert state == fold(store.read())
+    assert all(v.labels == {"upcast": "yes"} for v in state.volumes.values())
+    monkeypatch.undo()
+    # A damaged payload is the same CodecError on both paths, naming the type.
+    copy = backend.copy(store)
+    copy._w.conn.execute("DROP TRIGGER events_no_update")
+    copy._w.conn.execute("UPDATE events SET payload = CAST('{\"type\":' AS BLOB) WHERE seq = 3")
+    with pytest.raises(CodecError, match="VolumeCreated"):
+        list(copy.read())
+    with pytest.raises(CodecError, match="VolumeCreated"):
+        copy.fold_to(EngineProjection(), from_zero=True)

@@ -224,6 +224,28 @@ def test_replay_rebuild_matches_the_live_projection_and_any_prefix(log: Log) -> 
         assert replay.replay_to(log.store, to).ok
 
 
+def test_replay_checks_the_newest_snapshot_against_the_fold(log: Log) -> None:
+    import hashlib
+
+    from projections.snapshot import encode_state
+
+    store = log.store
+    assert replay.replay_to(store).snapshot_seq == 0  # none yet
+    at = store.snapshot()
+    assert at == store.head()
+    report = replay.replay_to(store)
+    assert report.ok and report.snapshot_seq == at
+    assert replay.replay_to(store, at - 1).snapshot_seq == 0  # the snapshot is after N
+    # A snapshot that passes the store's checks but is not the fold is reported.
+    forged = encode_state(store.fold_to(store.projection, until_seq=3, from_zero=True))
+    store._w.conn.execute("UPDATE projection_snapshots SET state=?, digest=?",
+                          (forged, hashlib.sha256(forged).hexdigest()))
+    report = replay.replay_to(store)
+    assert not report.ok and report.snapshot_seq == at
+    assert {m.against for m in report.mismatches} == {f"snapshot@{at}"}
+    assert "containers" in {m.table for m in report.mismatches}
+
+
 def test_explain_reproduces_every_decision_from_the_log(log: Log) -> None:
     steps = replay.explain(log.store, CID)
     assert [s.kind for s in steps] == ["container.create", "container.start",

@@ -13,9 +13,11 @@ settings (WAL, synchronous as reported in `eventsourcing_pragmas`); the fdatasyn
 disk beside them (a durable commit cannot be faster than one fdatasync, so
 `durable_vs_eventsourcing_bound_*` is the highest ratio any store could reach here); 32 concurrent
 trio appenders through `StoreWriter` (group commit) with the daemon's inline projection, each
-starting and stopping its own container; projection rebuild, hash-chain verify, time travel,
-and `ps` from the materialised table with 10,000 containers. The projection is
-`projections.engine.EngineProjection`.
+starting and stopping its own container; hash-chain verify; the projection: first open (fold
+from zero), the rows-free fold, rebuild from zero, restart from the newest snapshot, time
+travel (the middle, and the worst point: just before a snapshot); and the daemon's read
+handlers over 10,000 containers: `ps` (API warm and cold, `--root` from cold), `history` of
+one container, `events --since` (first page, then the whole stream's rate).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import trio
 
 from events.codec import encode_event
-from events.envelope import Actor, Pending
+from events.envelope import Actor, Envelope, Pending
 from events.redact import redact_env
 from events.store import EventStore
 from events.values import ContainerConfig, RestartPolicy
@@ -270,6 +272,14 @@ def build_log(path: Path, total: int, containers: int) -> float:
     return total / elapsed
 
 
+def _travel_points(total: int, every: int) -> list[int]:
+    """Points of time travel: the middle, the end, and the worst ones (just before a
+    snapshot, so the most events to fold after the one before)."""
+    worst = [k * every - 1 for k in range(1, total // every + 1)]
+    return sorted({total // 2, total, *worst[:: max(1, len(worst) // 4)], worst[-1] if worst
+                   else total})
+
+
 def bench_log(path: Path, total: int) -> dict[str, float]:
     from projections.engine import EngineProjection, decode_row
 
@@ -286,15 +296,40 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     assert result.ok and result.checked == total, result
     store.close()
 
+    projection = EngineProjection()
     t = time.perf_counter()
-    store = EventStore.open(path, projection=EngineProjection())  # folds + writes the tables
+    # No snapshot yet: folds from zero, writes the tables and a snapshot every 50k events.
+    store = EventStore.open(path, projection=projection)
     out["open_with_projection_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    store.rebuild()
-    out["rebuild_events_per_s"] = total / (time.perf_counter() - t)
+    reference = store.fold_to(projection, from_zero=True)
+    out["fold_from_zero_events_per_s"] = total / (time.perf_counter() - t)
     t = time.perf_counter()
-    store.fold_to(EngineProjection(), until_seq=total // 2)
-    out["time_travel_ms"] = (time.perf_counter() - t) * 1e3
+    store.rebuild()  # the reference: from zero, tables swapped in, fresh snapshots
+    out["rebuild_events_per_s"] = total / (time.perf_counter() - t)
+    assert store.state == reference
+    every = store.snapshot_every
+    out["snapshots"] = len(store.snapshot_seqs())
+    store.close()
+
+    t = time.perf_counter()
+    store = EventStore.open(path, projection=projection)  # newest snapshot, tables current
+    restart = time.perf_counter() - t
+    out["restart_with_snapshot_s"] = restart
+    out["restart_events_per_s"] = total / restart
+    assert store.state == reference
+    travel = {}
+    for seq in _travel_points(total, every):
+        t = time.perf_counter()
+        store.fold_to(projection, until_seq=seq)
+        travel[seq] = (time.perf_counter() - t) * 1e3
+    out["time_travel_ms"] = travel[total // 2]
+    out["time_travel_worst_ms"] = max(travel.values())
+    out["time_travel_worst_seq"] = max(travel, key=lambda k: travel[k])
+    t = time.perf_counter()
+    store.fold_to(projection, until_seq=total // 2, from_zero=True)
+    out["time_travel_from_zero_ms"] = (time.perf_counter() - t) * 1e3
+    state = store.state
     store.close()
 
     reader: EventStore[Any] = EventStore.open(path, readonly=True)
@@ -302,7 +337,102 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     rows = [decode_row("containers", doc) for _, doc in reader.read_rows("containers")]
     out["ps_query_ms"] = (time.perf_counter() - t) * 1e3
     out["ps_containers"] = len(rows)
+    out.update(bench_api_reads(path, reader, state, total))
     reader.close()
+    return out
+
+
+def bench_api_reads(path: Path, reader: EventStore[Any], state: Any,
+                    total: int) -> dict[str, float]:
+    """The daemon's GET handlers over `state` (as it serves them), and `--root` from cold."""
+    from engine.api.router import Request, Response
+    from engine.api.routes_shipslog import (
+        FrozenEngine,
+        ReadOnlyContext,
+        read_only_router,
+        shipslog_routes,
+    )
+    from engine.cli.local import LocalReader
+    from projections.fold import apply
+
+    out: dict[str, float] = {}
+    ctx = ReadOnlyContext(engine=FrozenEngine(state), store=reader, paths=None,
+                          now_ns=time.time_ns())
+    router = read_only_router(ctx)
+    router.include(shipslog_routes(ctx))
+
+    def timed_ms(target: str, *, repeat: int = 5, before: Any = None, **query: str) -> float:
+        """The handler's own time (median), inside one trio run as in the daemon."""
+        route, params = router.match("GET", target)
+        req = Request(method="GET", path=target, params=params,
+                      query={k: [v] for k, v in query.items()}, headers={},
+                      api_version="1.43", actor=ACTOR)
+
+        async def run() -> list[float]:
+            times = []
+            for _ in range(repeat):
+                if before is not None:
+                    before()
+                t = time.perf_counter()
+                resp: Response = await route.handler(req)
+                times.append(time.perf_counter() - t)
+                assert resp.status == 200 and resp.body
+            return times
+
+        return statistics.median(trio.run(run)) * 1e3
+
+    out["ps_api_cold_ms"] = timed_ms("/containers/json", repeat=1, all="1")
+    out["ps_api_ms"] = timed_ms("/containers/json", all="1")
+    out["ps_api_running_ms"] = timed_ms("/containers/json")
+    # Under churn: one container changed since the last call (a new state, the same views).
+    victim = next(iter(state.containers.values()))
+    changes = iter(range(1, 1_000))
+
+    def change_one() -> None:
+        ctx.engine.state = apply(ctx.engine.state, Envelope(
+            seq=ctx.engine.state.seq + 1, stream=f"container-{victim.id}",
+            stream_version=victim.stream_version + next(changes), schema_version=1,
+            recorded_at=time.time_ns(), actor=ACTOR, op_id="bench",
+            event=ContainerStarted(container_id=victim.id, pid=7, monitor_pid=8)))
+
+    out["ps_api_after_change_ms"] = timed_ms("/containers/json", before=change_one, all="1")
+    ctx.engine.state = state
+
+    cids = sorted(state.containers)[:: max(1, len(state.containers) // 5)][:5]
+    out["history_ms"] = statistics.median(
+        timed_ms(f"/shipslog/history/{cid}", repeat=1) for cid in cids)
+
+    async def first_page_and_rate(since: str) -> tuple[float, float, int]:
+        route, params = router.match("GET", "/shipslog/events")
+        req = Request(method="GET", path="/shipslog/events", params=params,
+                      query={"since": [since]}, headers={}, api_version="1.43", actor=ACTOR)
+        t = time.perf_counter()
+        resp = await route.handler(req)
+        assert resp.stream is not None
+        first, lines = 0.0, 0
+        async for chunk in resp.stream:
+            if not first:
+                first = time.perf_counter() - t
+            lines += chunk.count(b"\n")
+        return first * 1e3, lines / (time.perf_counter() - t), lines
+
+    middle = next(iter(reader.read(total // 2 - 1, limit=1))).recorded_at
+    first_ms, rate, lines = trio.run(first_page_and_rate, f"{middle / 1e9:.9f}")
+    out["events_since_first_page_ms"] = first_ms
+    out["events_stream_per_s"] = rate
+    assert lines >= total - total // 2
+
+    root = path.parent / "root"
+    root.mkdir(exist_ok=True)
+    os.link(path, root / "events.db")  # the writers closed: the WAL is checkpointed
+    local = LocalReader(str(root))
+    # What `shipslog --root DIR ps -a` does after starting: open, load the newest snapshot,
+    # render 10k summaries from cold, decode the JSON.
+    t = time.perf_counter()
+    listed = local.get_json("/containers/json", {"all": True})
+    out["ps_root_cold_ms"] = (time.perf_counter() - t) * 1e3
+    assert len(listed) == len(state.containers)
+    local.close()
     return out
 
 
