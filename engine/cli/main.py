@@ -68,8 +68,9 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check` exists only under `system`
+        if group == "system":  # `system check` and `system compact` exist only under `system`
             _module("system").register_check(group_sub)
+            _module("compact").register(group_sub)
     return parser
 
 
@@ -239,7 +240,7 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         root = args.root
         if root is not None:
             verb = effective_verb(args.verb, getattr(args, "subverb", None))
-            if verb not in READ_ONLY_VERBS:
+            if verb not in READ_ONLY_VERBS and not _root_writer(args):
                 raise refuse_root(verb)
             ctx.local = LocalReader(root)
         code = int(args.func(ctx, args) or 0)
@@ -264,6 +265,11 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         cli_error: CliError = translate(exc)
         report(cli_error, err)
         return cli_error.exit_code
+
+
+def _root_writer(args: argparse.Namespace) -> bool:
+    """`system compact --root DIR` writes the root itself, when no daemon holds it."""
+    return bool(args.verb == "system" and getattr(args, "subverb", None) == "compact")
 
 
 def _silence(stream: TextIO) -> None:
