@@ -60,6 +60,7 @@ from events.hashing import (
     WindowResult,
     chain_hash,
     check_window,
+    verify_chain,
 )
 from events.vocabulary import ChainCompacted
 
@@ -376,10 +377,11 @@ class _SqliteBackend:
         ).fetchone()
         return int(row[0] or 0)
 
-    def canonical_rows(self, until_seq: int) -> sqlite3.Cursor:
+    def canonical_rows(self, until_seq: int, after_seq: int = 0) -> sqlite3.Cursor:
         cur = self.conn.execute(
-            f"SELECT seq, hash, {_CANONICAL_SQL} FROM events WHERE seq <= ? ORDER BY seq",
-            (until_seq,),
+            f"SELECT seq, hash, {_CANONICAL_SQL} FROM events WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq",
+            (after_seq, until_seq),
         )
         cur.arraysize = _CHUNK
         return cur
@@ -402,9 +404,10 @@ class _SqliteBackend:
         return None if row is None else str(row[0])
 
     def check_span(self, lo: int, hi: int) -> WindowResult:
-        """Check the links of events lo+1..hi window by window (hashing.check_window); each
-        window is read in one read transaction, so a compaction in between cannot make an
-        event look missing. Stops at the first bad event."""
+        """Check the links of events lo+1..hi window by window; each window is read in one
+        read transaction, so a compaction in between cannot make an event look missing.
+        Windows without tombstones stream their rows through `verify_chain`; the others go
+        through `check_window`, which steps over tombstones. Stops at the first bad event."""
         tombs = self.has_table("tombstones")
         live_total = archived_total = 0
         start = lo
@@ -412,14 +415,19 @@ class _SqliteBackend:
             end = min(hi, start + _VERIFY_WINDOW)
             self.conn.execute("BEGIN")
             try:
-                prev = (self.stored_hash(start) or "").encode("ascii")
-                live = self.conn.execute(_WINDOW_SQL, (start, end)).fetchall()
+                prev = self.stored_hash(start) or ""
                 dead = self.conn.execute(
                     "SELECT seq, CAST(hash AS BLOB) FROM tombstones WHERE seq > ? AND seq <= ? "
                     "ORDER BY seq", (start, end)).fetchall() if tombs else []
+                if dead:
+                    live = self.conn.execute(_WINDOW_SQL, (start, end)).fetchall()
+                    result = check_window(live, dead, start, end, prev.encode("ascii"))
+                else:
+                    chain = verify_chain(self.canonical_rows(end, start), first_seq=start + 1,
+                                         prev_hash=prev)
+                    result = _window_of(chain, start, end)
             finally:
                 self.conn.execute("COMMIT")
-            result = check_window(live, dead, start, end, prev)
             live_total += result.live
             archived_total += result.archived
             if result.bad_seq is not None:
@@ -775,6 +783,16 @@ def _check_archive(r: _SqliteBackend, path: Path, summary: ChainCompacted,
         return tombs[0][0], (f"archive {path.name} does not match the sha256 recorded "
                                    "in its compaction event: the file was altered")
     return None
+
+
+def _window_of(chain: VerifyResult, lo: int, hi: int) -> WindowResult:
+    """A gap-free window's `verify_chain` result; rows missing at its end are missing too."""
+    if not chain.ok:
+        return WindowResult(chain.first_bad_seq, chain.reason, chain.checked, 0)
+    if chain.checked != hi - lo:
+        missing = lo + chain.checked + 1
+        return WindowResult(missing, f"event {missing} is missing", chain.checked, 0)
+    return WindowResult(None, "", chain.checked, 0)
 
 
 def _check_span_in_process(path: str, lo: int, hi: int) -> WindowResult:

@@ -50,7 +50,7 @@ def cmd_compact(ctx: Context, args: argparse.Namespace) -> int:
     if not report["Count"]:
         ctx.out("nothing to compact: no removed object's events are older than that")
         return 0
-    lines = ["ARCHIVED\tOBJECTS\tSEQS\tBYTES FREED\tLIVE EVENTS\tARCHIVE",
+    lines = ["ARCHIVED\tSTREAMS\tSEQS\tBYTES FREED\tLIVE EVENTS\tARCHIVE",
              f"{report['Count']}\t{report['Streams']}\t{report['FirstSeq']}..{report['LastSeq']}"
              f"\t{fmt.human_size(report['BytesFreed'])}\t{report['LiveEvents']}"
              f"\t{report['Archive']}"]

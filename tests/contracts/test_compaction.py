@@ -302,3 +302,24 @@ def test_a_follower_sees_every_live_event_exactly_once_across_compaction(
     assert set(live) <= set(seqs), "no live event is missed"
     assert sum(isinstance(e.event, ChainCompacted) for e in seen) == 2
     assert _verify(store, tmp_path).ok
+
+
+def test_parallel_verify_names_the_first_bad_event(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Worker processes each take a share of the seq range; the earliest bad seq wins.
+    from events import store as store_module
+
+    monkeypatch.setattr(store_module, "_PARALLEL_VERIFY_MIN", 0)
+    monkeypatch.setattr(store_module, "_VERIFY_WINDOW", 7)
+    log: EventStore[Any] = EventStore.open(tmp_path / "events.db")
+    for i in range(60):
+        _add(log, f"volume-{i % 4}", VolumeCreated(name=str(i)), i)
+    _compact(log, tmp_path)  # nothing: a log without tombstones takes the streaming path
+    assert log.verify(workers=2).ok and log.verify(workers=2).checked == 60
+    conn = _tamper(log)
+    for seq in (51, 23):
+        conn.execute("UPDATE events SET recorded_at = 0 WHERE seq = ?", (seq,))
+    result = log.verify(workers=2)
+    assert (result.ok, result.first_bad_seq, result.checked) == (False, 23, 22)
+    assert log.verify(workers=1).first_bad_seq == 23
+    log.close()

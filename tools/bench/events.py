@@ -9,7 +9,8 @@ LAST line one JSON object with the numbers (for CI to compare over time).
 Measured: durable single appends (file DB, synchronous=FULL, one event per transaction) vs
 eventsourcing's `SQLiteApplicationRecorder` with the same payload size and its own durable
 settings (WAL, default synchronous); 32 concurrent trio appenders through `StoreWriter`
-(group commit); projection rebuild, hash-chain verify, time travel, and `ps` from the
+(group commit); projection rebuild, hash-chain verify (before/after, sequential and in
+worker processes), time travel, and `ps` from the
 materialised table with 10,000 containers. The projection is `projections.engine.EngineProjection`.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -219,6 +222,38 @@ def build_log(path: Path, total: int, containers: int) -> float:
     return total / elapsed
 
 
+def bench_verify(store: EventStore[Any], total: int, repeat: int = 3) -> dict[str, float]:
+    """`verify` before this change (one sequential walk, `verify_chain` over every row) and
+    now (in one process, and in parallel worker processes), side by side, medians of
+    `repeat` runs: events per wall-clock second, and per CPU second (children included),
+    which stays meaningful when other work shares the cores."""
+    from events.hashing import verify_chain
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+            resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    ways = {
+        "verify_sequential_before": lambda: verify_chain(store._r.canonical_rows(total)),
+        "verify_one_process": lambda: store.verify(workers=1),
+        "verify": lambda: store.verify(),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
+    for _ in range(repeat):
+        for name, way in ways.items():
+            c, t = cpu(), time.perf_counter()
+            result = way()
+            wall, used = time.perf_counter() - t, cpu() - c
+            assert result.ok and result.checked == total, (name, result)
+            runs[name].append((total / wall, total / used))
+    out: dict[str, float] = {}
+    for name, values in runs.items():
+        out[f"{name}_events_per_s"] = statistics.median(v[0] for v in values)
+        out[f"{name}_events_per_cpu_s"] = statistics.median(v[1] for v in values)
+    return out
+
+
 def bench_log(path: Path, total: int) -> dict[str, float]:
     from projections.engine import EngineProjection, decode_row
 
@@ -229,10 +264,7 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     for _ in store._r.conn.execute("SELECT * FROM events ORDER BY seq"):
         pass
     out["sqlite_fetch_floor_rows_per_s"] = total / (time.perf_counter() - t)
-    t = time.perf_counter()
-    result = store.verify()
-    out["verify_events_per_s"] = total / (time.perf_counter() - t)
-    assert result.ok and result.checked == total, result
+    out.update(bench_verify(store, total))
     store.close()
 
     t = time.perf_counter()
