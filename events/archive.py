@@ -18,13 +18,14 @@ recorded in the `ChainCompacted` event that removed the rows from the live log.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from events.codec import canonical_bytes
+from events.codec import canonical_bytes, decode_actor, decode_event
+from events.envelope import Envelope
 
 __all__ = [
     "FORMAT",
@@ -34,6 +35,8 @@ __all__ = [
     "canonical",
     "file_sha256",
     "encode_lines",
+    "envelope_of",
+    "events_of_streams",
     "read_archive",
 ]
 
@@ -128,3 +131,29 @@ def read_archive(path: str | Path) -> tuple[ArchiveHeader, list[ArchivedEvent | 
     except OSError as exc:
         raise ArchiveError(f"cannot read archive {path}: {exc.strerror}") from None
     return header, events
+
+
+def envelope_of(ev: ArchivedEvent) -> Envelope:
+    """An archived event as the Envelope the live log gave before compaction."""
+    return Envelope(seq=ev.seq, stream=ev.stream, stream_version=ev.stream_version,
+                    schema_version=ev.schema_version, recorded_at=ev.recorded_at,
+                    actor=decode_actor(ev.actor), op_id=ev.op_id,
+                    event=decode_event(ev.type, ev.schema_version, ev.payload),
+                    command_id=ev.command_id, hash=ev.hash)
+
+
+def events_of_streams(directory: str | Path, streams: Collection[str]) -> list[Envelope]:
+    """Every archived event of `streams` in the archives under `directory`, in seq order
+    (`history` of a compacted object). Reads every archive file: meant for one object."""
+    folder = Path(directory)
+    found: list[Envelope] = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("chain-*.jsonl")):
+        try:
+            _, events = read_archive(path)
+        except ArchiveError:
+            continue  # `audit verify` reports it
+        found.extend(envelope_of(ev) for ev in events if ev is not None and ev.stream in streams)
+    found.sort(key=lambda env: env.seq)
+    return found

@@ -8,6 +8,7 @@ million events must not stall the API); live events through the daemon's writer.
                                       line (since/until: Unix s, RFC 3339, 2h, seq:N; filters;
                                       follow); compacted events are in <root>/archive/
     GET /shipslog/history/{ref}       the timeline of a container, image, volume or network
+                                      (from <root>/archive/ too, once compacted)
     GET /shipslog/audit/head          seq and hash of the head and of event 1 (for checkpoints)
     GET /shipslog/audit/verify        recompute the chain (archived events too: `archive=DIR`,
                                       default <root>/archive); `seq` also checks a checkpoint
@@ -28,6 +29,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -39,6 +41,7 @@ from engine.api.translate import parse_filters
 from engine.core.lookup import find_container, find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from events import vocabulary as v
+from events.archive import events_of_streams
 from events.envelope import Actor, Envelope, stream_of
 from events.follow import follow
 from events.store import EventStore
@@ -305,14 +308,24 @@ def _scan(store: EventStore[Any], types: list[str],
     return found
 
 
-def object_events(store: EventStore[Any], stream: str) -> list[Envelope]:
+def object_events(store: EventStore[Any], stream: str,
+                  archive: Path | None = None) -> list[Envelope]:
     """The object's own stream plus the streams of the operations that acted on it (indexed
-    reads by stream: no scan of the log)."""
+    reads by stream: no scan of the log). When a compaction moved the stream's start to an
+    archive under `archive`, its archived events (and its operations') come from there."""
     own = list(store.read(0, stream=stream))
+    archived: list[Envelope] = []
+    if archive is not None and (not own or own[0].stream_version != 1) and \
+            store.archived_between(0, store.head()):
+        archived = events_of_streams(archive, {stream})
+        own = archived + own
     ops = [stream_of("op", op) for op in hist.op_ids_of(own) if not op.startswith("exit-")]
     if not ops:
         return own
     extra = [e for e in store.read(0, streams=ops)]
+    if archived:
+        assert archive is not None
+        extra += events_of_streams(archive, set(ops))
     return sorted(own + extra, key=lambda e: e.seq)
 
 
@@ -471,9 +484,12 @@ def shipslog_routes(ctx: Any) -> Router:
             raise InvalidArgument(f"unknown kind {kind!r}", hint="use " + ", ".join(KINDS))
         state = ctx.engine.state
 
+        paths = getattr(ctx, "paths", None)
+        archive = Path(paths.root) / "archive" if paths is not None else None
+
         def work(reader: EventStore[Any]) -> hist.Timeline:
             k, ident, stream = resolve(reader, state, req.params["ref"], kind)
-            return hist.build_timeline(k, ident, object_events(reader, stream))
+            return hist.build_timeline(k, ident, object_events(reader, stream, archive))
 
         return json_response(await in_reader(ctx.store, work))
 

@@ -63,6 +63,11 @@ def test_compact_keeps_state_and_verifiability_and_names_a_tampered_archive(
     events = cli(daemon, "events", "--format", "json")[1].splitlines()
     types = [json.loads(line)["type"] for line in events]
     assert "ChainCompacted" in types and "ContainerRemoved" not in types
+    # `history` of a compacted container answers from the archive.
+    history = cli(daemon, "history", "gone2")[1]
+    first = history.splitlines()[0]
+    assert first.startswith("container gone2 ") and "(removed): " in first, history
+    assert ": 0 events" not in first and "container.create requested" in history, history
     # A second run finds nothing more to do.
     again = cli(daemon, "system", "compact", "--before", "0s")[1]
     assert again.startswith("nothing to compact")
