@@ -449,7 +449,7 @@ class _SqliteBackend:
     def orphan_tombstone(self, until_seq: int) -> int | None:
         """The first tombstone whose compaction is no ChainCompacted event (a forged one)."""
         row = self.conn.execute(
-            "SELECT min(t.seq) FROM tombstones t WHERE t.compaction <= ? AND NOT EXISTS "
+            "SELECT min(t.seq) FROM tombstones t WHERE t.seq <= ? AND NOT EXISTS "
             "(SELECT 1 FROM events e WHERE e.seq = t.compaction AND e.type='ChainCompacted')",
             (until_seq,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])

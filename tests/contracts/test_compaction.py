@@ -222,11 +222,13 @@ def test_a_deleted_event_disguised_as_archived_is_caught(
         assert result.first_bad_seq <= 2
 
 
-def test_a_tombstone_of_no_compaction_is_caught(store: EventStore[Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("compaction", [8, 10**9])  # not a ChainCompacted; past the head
+def test_a_tombstone_of_no_compaction_is_caught(store: EventStore[Any], tmp_path: Path,
+                                                compaction: int) -> None:
     _log(store)
     conn = _tamper(store)
     hash_ = conn.execute("SELECT hash FROM events WHERE seq = 2").fetchone()[0]
-    conn.execute("INSERT INTO tombstones VALUES (2, ?, 8)", (hash_,))
+    conn.execute("INSERT INTO tombstones VALUES (2, ?, ?)", (hash_, compaction))
     conn.execute("DELETE FROM events WHERE seq = 2")
     result = _verify(store, tmp_path)
     assert (result.ok, result.first_bad_seq) == (False, 2)
