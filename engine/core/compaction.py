@@ -25,6 +25,7 @@ the same name or digest comes back, and the stream version must then continue.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from events import vocabulary as v
 from events.envelope import Envelope
@@ -88,7 +89,7 @@ def _removed_container(name: str, envelopes: Sequence[Envelope], state: EngineSt
     removed = False
     execs: set[str] = set()
     for env in envelopes:
-        event = env.event
+        event: Any = env.event
         if type(event) not in _CONTAINER_LOCAL or event.container_id != cid:
             return False
         if isinstance(event, v.ExecCreated):
@@ -105,7 +106,7 @@ def _removed_network(name: str, envelopes: Sequence[Envelope], state: EngineStat
         return False
     removed = False
     for env in envelopes:
-        event = env.event
+        event: Any = env.event
         if type(event) not in _NETWORK_LOCAL or event.network_id != nid:
             return False
         cid = getattr(event, "container_id", None)
@@ -122,7 +123,7 @@ def _finished_op(name: str, envelopes: Sequence[Envelope], state: EngineState,
         return False
     target = False
     for env in envelopes:
-        event = env.event
+        event: Any = env.event
         if type(event) not in _OPERATION or event.op_id != op_id:
             return False
         if isinstance(event, v.OperationRequested):
