@@ -51,6 +51,8 @@ def test_compact_keeps_state_and_verifiability_and_names_a_tampered_archive(
     cli(daemon, "create", "--name", "keep", "busybox", "sleep", "100")
     churn(daemon, ["gone1", "gone2", "gone3"])
     before = live_view(daemon)
+    checkpoint = daemon.base / "head.checkpoint"
+    cli(daemon, "audit", "checkpoint", "-o", str(checkpoint))
     head = daemon.client().get_json("/shipslog/audit/head")
     report = json.loads(cli(daemon, "system", "compact", "--before", "0s", "--format",
                             "json")[1])
@@ -76,6 +78,8 @@ def test_compact_keeps_state_and_verifiability_and_names_a_tampered_archive(
     assert out.startswith("chain ok: ") and "compacted: " in out
     assert f"{report['Count']} re-hashed" in out, out + err
     # A checkpoint taken before compaction still holds.
+    _, out, _ = cli(daemon, "audit", "verify", "--checkpoint", str(checkpoint))
+    assert f"checkpoint ok: event {head['seq']} still has hash" in out, out
     _, out, _ = cli(daemon, "audit", "verify", "--format", "json")
     assert json.loads(out)["archived_checked"] == report["Count"]
     assert daemon.client().get_json("/shipslog/audit/head")["first_hash"] == head["first_hash"]
