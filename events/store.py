@@ -11,7 +11,10 @@ Guarantees (DESIGN.md, "The event log"):
 - A batch appended with a `command_id` is recorded at most once; a retry gets the original
   envelopes back.
 - UPDATE and DELETE are refused by triggers; every event carries
-  `hash = sha256(prev_hash ‖ canonical bytes)` (events/hashing.py).
+  `hash = sha256(prev_hash ‖ canonical bytes)` (events/hashing.py). The one sanctioned
+  DELETE is `compact`'s: inside its transaction it writes the archive (events/archive.py),
+  keeps `(seq, hash)` tombstones, lifts the trigger for its DELETE only and appends a
+  `ChainCompacted` event; `verify` checks live rows, tombstones and archives together.
 - File databases run in WAL mode with `synchronous=FULL` (an acknowledged event survives power
   loss, RELIABILITY F-06) and a finite busy timeout (F-13); files are created 0600 (S-08/S-01).
 - Inline projections are folded and written in the same transaction as the events
