@@ -404,6 +404,12 @@ def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
             if not raw.strip():
                 continue
             e = msgspec.json.decode(raw)
+            if e["seq"] != len(expected) + 1:
+                raise ShipslogError(
+                    f"the bundle has no event {len(expected) + 1}: it was exported from a "
+                    "compacted log, and a load must replay every event from seq 1",
+                    hint="`system compact` moved those events to <root>/archive/; export "
+                         "from a copy of the log taken before the compaction")
             key = (e["op_id"], e["timeNano"], e.get("command_id"), msgspec.json.encode(e["actor"]))
             if batch:
                 b = batch[0]

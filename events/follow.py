@@ -8,7 +8,9 @@ subscriptions), which stays the one module in events/ that imports trio.
 database and deduplicates by seq, so no event committed in between is lost or seen twice
 (podman `090-events.bats` "no duplicates"; RELIABILITY L-04). A follower that falls more than
 `max_buffer` events behind is caught up from the database again, or, with
-`on_lag="close"`, ended with `SlowConsumer` (L-05: moby's bounded ring).
+`on_lag="close"`, ended with `SlowConsumer` (L-05: moby's bounded ring). Events a compaction
+moved to an archive while the follower was behind are no longer live: they are skipped (the
+`ChainCompacted` event that moved them is delivered like any other).
 
 Use it inside `contextlib.aclosing(...)` so the subscription and connection are released when
 the consumer stops early.
@@ -40,6 +42,11 @@ async def _read_page(reader: EventStore[Any], after: int, until: int | None) -> 
         return list(reader.read(after, limit=_PAGE, until_seq=until))
 
     return await run_in_thread(work)
+
+
+async def _all_archived(reader: EventStore[Any], after: int, until: int) -> bool:
+    count = await run_in_thread(lambda: reader.archived_between(after, until))
+    return count == until - after
 
 
 async def follow(
@@ -93,7 +100,9 @@ async def follow(
                     # dropped by an earlier overflow): fill the hole from the database.
                     while last < envelope.seq - 1:
                         page = await _read_page(reader, last, envelope.seq - 1)
-                        if not page:
+                        if not page and await _all_archived(reader, last, envelope.seq - 1):
+                            last = envelope.seq - 1  # compacted away: no longer live events
+                        elif not page:
                             raise StoreError(
                                 f"events {last + 1}..{envelope.seq - 1} are missing from the log",
                                 "run `shipslog audit verify`",

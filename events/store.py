@@ -11,7 +11,10 @@ Guarantees (DESIGN.md, "The event log"):
 - A batch appended with a `command_id` is recorded at most once; a retry gets the original
   envelopes back.
 - UPDATE and DELETE are refused by triggers; every event carries
-  `hash = sha256(prev_hash ‖ canonical bytes)` (events/hashing.py).
+  `hash = sha256(prev_hash ‖ canonical bytes)` (events/hashing.py). The one sanctioned
+  DELETE is `compact`'s: inside its transaction it writes the archive (events/archive.py),
+  keeps `(seq, hash)` tombstones, lifts the trigger for its DELETE only and appends a
+  `ChainCompacted` event; `verify` checks live rows, tombstones and archives together.
 - File databases run in WAL mode with `synchronous=FULL` (an acknowledged event survives power
   loss, RELIABILITY F-06) and a finite busy timeout (F-13); files are created 0600 (S-08/S-01).
   The -wal file is preallocated to its checkpoint size, so each commit's fdatasync flushes an
@@ -31,14 +34,24 @@ import contextlib
 import gc
 import hashlib
 import logging
+import multiprocessing
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from events.archive import (
+    ArchivedEvent,
+    ArchiveError,
+    ArchiveHeader,
+    file_sha256,
+    read_archive,
+)
+from events.archive import canonical as archive_canonical
 from events.codec import (
     FORBIDDEN_IN_FIELDS,
     actor_bytes,
@@ -49,10 +62,20 @@ from events.codec import (
     encode_event,
 )
 from events.envelope import Actor, Envelope, Pending, RowChange
-from events.hashing import GENESIS_HASH, VerifyResult, chain_hash, verify_chain
+from events.hashing import (
+    GENESIS_HASH,
+    VerifyResult,
+    WindowResult,
+    chain_hash,
+    check_window,
+    verify_chain,
+)
+from events.vocabulary import ChainCompacted
 
 __all__ = [
     "Batch",
+    "CompactionReport",
+    "CompactionView",
     "ConcurrencyConflict",
     "EventStore",
     "InlineProjection",
@@ -68,6 +91,8 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 2000
 SNAPSHOT_EVERY = 50_000
+_VERIFY_WINDOW = 8192  # events per SQL read in verify
+_PARALLEL_VERIFY_MIN = 200_000  # below this, worker processes cost more than they save
 
 
 class StoreError(Exception):
@@ -156,6 +181,11 @@ _CANONICAL_SQL = (
     " ifnull(command_id, char(30)), type) || payload AS BLOB)"
 )
 
+_WINDOW_SQL = (
+    f"SELECT seq, CAST(hash AS BLOB), {_CANONICAL_SQL} FROM events "
+    "WHERE seq > ? AND seq <= ? ORDER BY seq"
+)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -192,6 +222,16 @@ CREATE TRIGGER IF NOT EXISTS commands_no_delete BEFORE DELETE ON commands
 CREATE TABLE IF NOT EXISTS projection_meta (
     name TEXT PRIMARY KEY, applied_seq INTEGER NOT NULL
 );
+-- Events moved to an archive file by compaction: their hash keeps the live chain checkable
+-- across the gap; `compaction` is the seq of the ChainCompacted event that moved them.
+CREATE TABLE IF NOT EXISTS tombstones (
+    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, compaction INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_compaction ON tombstones(compaction);
+CREATE TRIGGER IF NOT EXISTS tombstones_no_update BEFORE UPDATE ON tombstones
+    BEGIN SELECT RAISE(ABORT, 'tombstones are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS tombstones_no_delete BEFORE DELETE ON tombstones
+    BEGIN SELECT RAISE(ABORT, 'tombstones are append-only: DELETE refused'); END;
 """
 
 # Snapshots of an inline projection's whole state (derived data, so rows may be deleted):
@@ -213,6 +253,13 @@ CREATE TABLE IF NOT EXISTS projection_snapshots (
 # What a rows-free fold reads: no hash or command_id (`InlineProjection.fold_state`).
 _FOLD_COLUMNS = (
     "seq, stream, stream_version, schema_version, type, recorded_at, actor, op_id, payload"
+)
+
+# The one sanctioned DELETE (compaction) drops this trigger and recreates it in the same
+# transaction: no other statement ever runs without it.
+_NO_DELETE_TRIGGER = (
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
+    "    BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END"
 )
 
 Row = tuple[Any, ...]
@@ -424,13 +471,125 @@ class _SqliteBackend:
         ).fetchone()
         return int(row[0] or 0)
 
-    def canonical_rows(self, until_seq: int) -> sqlite3.Cursor:
+    def canonical_rows(self, until_seq: int, after_seq: int = 0) -> sqlite3.Cursor:
         cur = self.conn.execute(
-            f"SELECT seq, hash, {_CANONICAL_SQL} FROM events WHERE seq <= ? ORDER BY seq",
-            (until_seq,),
+            f"SELECT seq, hash, {_CANONICAL_SQL} FROM events WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq",
+            (after_seq, until_seq),
         )
         cur.arraysize = _CHUNK
         return cur
+
+    # --- verify and compaction -----------------------------------------------------------
+
+    def has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def stored_hash(self, seq: int) -> str | None:
+        """The hash stored for event `seq`, live or archived (None: no such event)."""
+        if seq == 0:
+            return GENESIS_HASH
+        row = self.conn.execute("SELECT hash FROM events WHERE seq=?", (seq,)).fetchone()
+        if row is None and self.has_table("tombstones"):
+            row = self.conn.execute("SELECT hash FROM tombstones WHERE seq=?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def check_span(self, lo: int, hi: int) -> WindowResult:
+        """Check the links of events lo+1..hi window by window; each window is read in one
+        read transaction, so a compaction in between cannot make an event look missing.
+        Windows without tombstones stream their rows through `verify_chain`; the others go
+        through `check_window`, which steps over tombstones. Stops at the first bad event."""
+        tombs = self.has_table("tombstones")
+        live_total = archived_total = 0
+        start = lo
+        while start < hi:
+            end = min(hi, start + _VERIFY_WINDOW)
+            self.conn.execute("BEGIN")
+            try:
+                prev = self.stored_hash(start) or ""
+                dead = self.conn.execute(
+                    "SELECT seq, CAST(hash AS BLOB) FROM tombstones WHERE seq > ? AND seq <= ? "
+                    "ORDER BY seq", (start, end)).fetchall() if tombs else []
+                if dead:
+                    live = self.conn.execute(_WINDOW_SQL, (start, end)).fetchall()
+                    result = check_window(live, dead, start, end, prev.encode("ascii"))
+                else:
+                    chain = verify_chain(self.canonical_rows(end, start), first_seq=start + 1,
+                                         prev_hash=prev)
+                    result = _window_of(chain, start, end)
+            finally:
+                self.conn.execute("COMMIT")
+            live_total += result.live
+            archived_total += result.archived
+            if result.bad_seq is not None:
+                return WindowResult(result.bad_seq, result.reason, live_total, archived_total)
+            start = end
+        return WindowResult(None, "", live_total, archived_total)
+
+    def compactions(self, until_seq: int) -> list[tuple[int, bytes, int]]:
+        """(seq, payload, schema_version) of every ChainCompacted event up to `until_seq`."""
+        return self.conn.execute(
+            "SELECT seq, payload, schema_version FROM events WHERE type='ChainCompacted' "
+            "AND seq <= ? ORDER BY seq", (until_seq,)).fetchall()
+
+    def tombstones_of(self, compaction: int) -> list[tuple[int, str]]:
+        return self.conn.execute(
+            "SELECT seq, hash FROM tombstones WHERE compaction=? ORDER BY seq", (compaction,)
+        ).fetchall()
+
+    def orphan_tombstone(self, until_seq: int) -> int | None:
+        """The first tombstone whose compaction is no ChainCompacted event (a forged one)."""
+        row = self.conn.execute(
+            "SELECT min(t.seq) FROM tombstones t WHERE t.seq <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.seq = t.compaction AND e.type='ChainCompacted')",
+            (until_seq,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def stored_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        """Stored hashes of many events, live or archived."""
+        found: dict[int, str] = {}
+        tombs = self.has_table("tombstones")
+        for start in range(0, len(seqs), 500):
+            part = list(seqs[start : start + 500])
+            marks = ",".join("?" * len(part))
+            found.update(self.conn.execute(
+                f"SELECT seq, hash FROM events WHERE seq IN ({marks})", part).fetchall())
+            if tombs:
+                found.update(self.conn.execute(
+                    f"SELECT seq, hash FROM tombstones WHERE seq IN ({marks})", part).fetchall())
+        if 0 in seqs:
+            found[0] = GENESIS_HASH
+        return found
+
+    def streams_with_types(self, types: Sequence[str], before_ns: int) -> list[str]:
+        marks = ",".join("?" * len(types))
+        return [row[0] for row in self.conn.execute(
+            f"SELECT DISTINCT stream FROM events WHERE type IN ({marks}) AND recorded_at < ?",
+            (*types, before_ns))]
+
+    def rows_of_streams(self, streams: Sequence[str]) -> list[Row]:
+        rows: list[Row] = []
+        for start in range(0, len(streams), 500):
+            part = list(streams[start : start + 500])
+            rows.extend(self.conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events "
+                f"WHERE stream IN ({','.join('?' * len(part))})", part).fetchall())
+        rows.sort(key=lambda row: row[0])
+        return rows
+
+    def move_to_tombstones(self, seqs: Sequence[tuple[int, str]], compaction: int) -> None:
+        """The only sanctioned DELETE: lift the no-delete trigger for these statements and
+        put it back, all inside the caller's transaction."""
+        assert self.conn.in_transaction
+        self.conn.executemany(
+            "INSERT INTO tombstones(seq, hash, compaction) VALUES (?, ?, ?)",
+            [(seq, hash_, compaction) for seq, hash_ in seqs])
+        self.conn.execute("DROP TRIGGER events_no_delete")
+        self.conn.executemany("DELETE FROM events WHERE seq=?", [(seq,) for seq, _ in seqs])
+        self.conn.execute(_NO_DELETE_TRIGGER)
 
     # --- projections ---------------------------------------------------------------------
 
@@ -633,6 +792,155 @@ class _Group:
 
     def discard(self) -> None:
         self._reset()
+
+
+class CompactionReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What one compaction did (count 0: nothing was old enough; no event was appended)."""
+
+    before_ns: int
+    count: int = 0
+    streams: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    archive: str = ""  # path of the archive file
+    archive_sha256: str = ""
+    bytes_freed: int = 0  # stored bytes of the archived rows
+    summary_seq: int = 0  # seq of the ChainCompacted event
+
+
+ArchiveWriter = Callable[[str, ArchiveHeader, Sequence[ArchivedEvent]], tuple[Path, str]]
+
+
+class CompactionView(Generic[State]):
+    """The log as a compaction's `choose` sees it, inside the compaction's transaction."""
+
+    def __init__(self, backend: _SqliteBackend, state: State) -> None:
+        self._backend = backend
+        self.state = state
+
+    def streams_with_types(self, types: Sequence[str], before_ns: int) -> list[str]:
+        """Streams holding an event of one of `types` recorded before `before_ns`."""
+        return self._backend.streams_with_types(types, before_ns) if types else []
+
+    def read_streams(self, streams: Sequence[str]) -> dict[str, list[Envelope]]:
+        """Every event of each stream, in seq order."""
+        found: dict[str, list[Envelope]] = {stream: [] for stream in streams}
+        for row in self._backend.rows_of_streams(streams):
+            found[row[1]].append(_envelope(row))
+        return found
+
+
+def tombstones_digest(rows: Iterable[tuple[int, str]]) -> str:
+    """sha256 over "seq hash\\n" of archived events in seq order (`tombstones_sha256`)."""
+    digest = hashlib.sha256()
+    for seq, hash_ in rows:
+        digest.update(b"%d %s\n" % (seq, hash_.encode("ascii")))
+    return digest.hexdigest()
+
+
+def _row_bytes(row: Row) -> int:
+    return sum(len(value) for value in (row[1], row[4], row[6], row[7], row[9], row[10])) + \
+        (len(row[8]) if row[8] else 0) + 4 * 8
+
+
+class _CompactionCheck(msgspec.Struct, frozen=True):
+    problem: tuple[int | None, str] | None
+    archived: int
+    checked: int
+    missing: tuple[str, ...]
+
+
+def _check_compactions(
+    r: _SqliteBackend, limit: int, archive_dir: str | Path | None
+) -> _CompactionCheck:
+    """Check each compaction up to `limit`: its tombstones against its ChainCompacted event,
+    and, when its archive file is found, the file's sha256 and every archived event's link."""
+    if not r.has_table("tombstones"):
+        return _CompactionCheck(None, 0, 0, ())
+    problems: list[tuple[int, str]] = []
+    orphan = r.orphan_tombstone(limit)
+    if orphan is not None:
+        problems.append((orphan, f"event {orphan} is archived, but no compaction recorded it"))
+    archived = int(r.conn.execute(
+        "SELECT count(*) FROM tombstones WHERE seq <= ?", (limit,)).fetchone()[0])
+    checked = 0
+    missing: list[str] = []
+    for seq, payload, schema_version in r.compactions(limit):
+        try:
+            summary = decode_event("ChainCompacted", schema_version, payload)
+        except Exception:  # noqa: BLE001 - an altered summary: its own link says so
+            continue
+        assert isinstance(summary, ChainCompacted)
+        tombs = r.tombstones_of(seq)
+        if not tombs:
+            continue  # appended by hand, not by `compact`: it moved nothing (gaps show deletes)
+        where = tombs[0][0]
+        altered: tuple[int, str] | None = None
+        if len(tombs) != summary.count or tombstones_digest(tombs) != summary.tombstones_sha256:
+            altered = (where, f"the tombstones of compaction event {seq} (events "
+                              f"{summary.first_seq}..{summary.last_seq}) were altered")
+        path = Path(archive_dir) / Path(summary.archive).name if archive_dir is not None else None
+        if path is None or not path.exists():
+            missing.append(summary.archive)
+            if altered is not None:
+                problems.append(altered)
+            continue
+        try:
+            bad = _check_archive(r, path, summary, tombs)
+        except ArchiveError as exc:
+            bad = (where, f"{exc}")
+        # The archive names the exact event whose tombstone or line was altered.
+        if bad is not None or altered is not None:
+            problems.append(bad or altered)  # type: ignore[arg-type]
+        else:
+            checked += summary.count
+    problem = min(problems) if problems else None
+    return _CompactionCheck(problem, archived, checked, tuple(missing))
+
+
+def _check_archive(r: _SqliteBackend, path: Path, summary: ChainCompacted,
+                   tombs: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """The first archived event whose line no longer hashes to its tombstone, else a problem
+    with the file as a whole (sha256, count), else None."""
+    _, events = read_archive(path)
+    expected = dict(tombs)
+    prevs = r.stored_hashes(sorted({seq - 1 for seq, _ in tombs}))
+    for index, ev in enumerate(events):
+        if ev is None:
+            seq = tombs[index][0] if index < len(tombs) else tombs[0][0]
+            return seq, f"event {seq} in archive {path.name} is no longer readable"
+        stored = expected.get(ev.seq)
+        prev = prevs.get(ev.seq - 1)
+        if stored is None or ev.hash != stored or prev is None or \
+                chain_hash(prev, archive_canonical(ev)) != stored:
+            return ev.seq, (f"archived event {ev.seq} (archive {path.name}) does not match "
+                            "its hash: the archive was altered")
+    if len(events) != summary.count:
+        return tombs[0][0], (f"archive {path.name} holds {len(events)} events, "
+                                   f"compaction event says {summary.count}")
+    if file_sha256(path) != summary.archive_sha256:
+        return tombs[0][0], (f"archive {path.name} does not match the sha256 recorded "
+                                   "in its compaction event: the file was altered")
+    return None
+
+
+def _window_of(chain: VerifyResult, lo: int, hi: int) -> WindowResult:
+    """A gap-free window's `verify_chain` result; rows missing at its end are missing too."""
+    if not chain.ok:
+        return WindowResult(chain.first_bad_seq, chain.reason, chain.checked, 0)
+    if chain.checked != hi - lo:
+        missing = lo + chain.checked + 1
+        return WindowResult(missing, f"event {missing} is missing", chain.checked, 0)
+    return WindowResult(None, "", chain.checked, 0)
+
+
+def _check_span_in_process(path: str, lo: int, hi: int) -> WindowResult:
+    """`_SqliteBackend.check_span` in a worker process (parallel verify)."""
+    backend = _SqliteBackend.connect(path, readonly=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        return backend.check_span(lo, hi)
+    finally:
+        backend.close()
 
 
 class Batch(msgspec.Struct):
@@ -839,11 +1147,168 @@ class EventStore(Generic[State]):
             ) from exc
         yield from rows
 
-    def verify(self, *, until_seq: int | None = None) -> VerifyResult:
-        """Recompute the hash chain over stored bytes; name the first bad event."""
+    def hash_at(self, seq: int) -> str | None:
+        """The stored hash of event `seq`, live or archived (None: the log has no such event)."""
         with self._rlock:
-            limit = self._r.head()[0] if until_seq is None else until_seq
-            return verify_chain(self._r.canonical_rows(limit))
+            return self._r.stored_hash(seq)
+
+    def archived_between(self, after_seq: int, until_seq: int) -> int:
+        """How many events in seqs after_seq+1..until_seq were moved to an archive."""
+        with self._rlock:
+            if not self._r.has_table("tombstones"):
+                return 0
+            row = self._r.conn.execute(
+                "SELECT count(*) FROM tombstones WHERE seq > ? AND seq <= ?",
+                (after_seq, until_seq)).fetchone()
+        return int(row[0])
+
+    def verify(
+        self,
+        *,
+        until_seq: int | None = None,
+        archive_dir: str | Path | None = None,
+        workers: int | None = None,
+    ) -> VerifyResult:
+        """Recompute the hash chain over stored bytes; name the first bad event.
+
+        Every link `stored[seq] == sha256(stored[seq-1] ‖ canonical(seq))` is checked, for
+        live events from their rows and for archived ones from their archive file (found in
+        `archive_dir`, by default `<dir of the database>/archive`); tombstones stand in for
+        archived events in the live chain, and each compaction's tombstones and archive are
+        checked against its `ChainCompacted` event. Archives that are not found are listed in
+        `missing_archives` and their events counted as not re-hashed.
+
+        Large file logs are checked in `workers` processes (default: up to 2 CPUs), each
+        taking a share of the seq range: links are independent, so the shares are too.
+        """
+        with self._rlock:
+            head = self._r.head()[0]
+        limit = head if until_seq is None else min(until_seq, head)
+        chain = self._verify_links(limit, workers)
+        if archive_dir is None and self.path is not None:
+            archive_dir = Path(self.path).parent / "archive"
+        with self._rlock:
+            compacted = _check_compactions(self._r, limit, archive_dir)
+        problems = [p for p in (chain, compacted.problem) if p is not None and p[0] is not None]
+        if problems:
+            bad_seq, reason = min(problems)
+            assert bad_seq is not None
+            with self._rlock:
+                before = self._r.stored_hash(bad_seq - 1) or GENESIS_HASH
+            return VerifyResult(
+                ok=False, checked=bad_seq - 1, first_bad_seq=bad_seq, reason=reason,
+                last_hash=before, archived=compacted.archived,
+                archived_checked=compacted.checked, missing_archives=compacted.missing)
+        with self._rlock:
+            last = self._r.stored_hash(limit) or GENESIS_HASH
+        live = limit - compacted.archived
+        return VerifyResult(
+            ok=True, checked=live + compacted.checked, last_hash=last,
+            archived=compacted.archived, archived_checked=compacted.checked,
+            missing_archives=compacted.missing)
+
+    def _verify_links(self, limit: int, workers: int | None) -> tuple[int | None, str] | None:
+        """The first bad link among events 1..limit, or None."""
+        if workers is None:
+            workers = min(2, multiprocessing.cpu_count())
+        if self.path is None or workers < 2 or limit < _PARALLEL_VERIFY_MIN:
+            with self._rlock:
+                result = self._r.check_span(0, limit)
+            return None if result.bad_seq is None else (result.bad_seq, result.reason)
+        shares = workers * 4  # smaller shares even out a busy core
+        bounds = [limit * i // shares for i in range(shares + 1)]
+        context = multiprocessing.get_context("spawn")  # never fork a threaded daemon
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_check_span_in_process, [self.path] * shares,
+                                    bounds[:-1], bounds[1:]))
+        bad = [(r.bad_seq, r.reason) for r in results if r.bad_seq is not None]
+        return min(bad) if bad else None
+
+    # --- compaction ------------------------------------------------------------------------
+
+    def compact(
+        self,
+        choose: Callable[[CompactionView[State]], Collection[str]],
+        *,
+        before_ns: int,
+        write_archive: ArchiveWriter,
+        actor: Actor,
+        op_id: str,
+        now_ns: int,
+    ) -> tuple[CompactionReport, list[Envelope]]:
+        """Move the events of the streams `choose` picks to an archive file, in one transaction.
+
+        `write_archive(name, header, events)` writes the archive file durably and returns
+        its path and sha256. `choose` gets the log as it is inside the transaction (the inline
+        projection's state, streams by event type, whole streams) and returns stream names;
+        every event of those streams is archived. The archive is written before any row leaves
+        `events`; the rows become tombstones `(seq, hash)` and a `ChainCompacted` event
+        recording the archive's sha256 is appended in the same
+        transaction. Returns the report and the envelopes appended (none if nothing matched).
+        """
+        if self.readonly:
+            raise StoreError("this event log was opened read-only", "compact through the daemon")
+        projection = self.projection
+        with self._wlock:
+            w = self._w
+            w.begin()
+            written: Path | None = None
+            try:
+                head, last_hash = w.head()
+                staged, applied = self._catch_up(w, head)
+                streams = sorted(choose(CompactionView(w, staged)))
+                rows = w.rows_of_streams(streams) if streams else []
+                envelopes: list[Envelope] = []
+                if rows:
+                    summary_seq = head + 1
+                    archived = [ArchivedEvent.of_row(row) for row in rows]
+                    header = ArchiveHeader(before_ns=before_ns, count=len(rows),
+                                           first_seq=rows[0][0], last_seq=rows[-1][0])
+                    written, digest = write_archive(
+                        f"chain-{summary_seq:012d}.jsonl", header, archived)
+                    w.move_to_tombstones([(row[0], row[10]) for row in rows], summary_seq)
+                    event = ChainCompacted(
+                        before_ns=before_ns, count=len(rows), first_seq=rows[0][0],
+                        last_seq=rows[-1][0], archive=written.name, archive_sha256=digest,
+                        tombstones_sha256=tombstones_digest((row[0], row[10]) for row in rows),
+                        streams=len(streams), bytes=sum(_row_bytes(row) for row in rows))
+                    group = _Group(head, last_hash)
+                    batch = Batch([Pending(stream="chain", event=event)], actor, op_id, None,
+                                  now_ns)
+                    envelopes, _ = self._prepare(w, batch, group)
+                    group.keep()
+                    if projection is not None:
+                        staged, changes = projection.fold(staged, envelopes)
+                        w.apply_changes("proj_", changes)
+                    w.insert_events(group.rows)
+                    applied = group.head
+                if projection is not None and applied != self._applied:
+                    w.set_applied_seq(projection.name, applied)
+                w.commit()
+            except BaseException as exc:
+                w.rollback()
+                if written is not None:
+                    written.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise StoreError(
+                        f"could not write the compaction archive: {exc.strerror or exc}",
+                        "check free space and permissions under the state root's archive/; "
+                        "nothing was compacted") from exc
+                if isinstance(exc, Exception):
+                    raise _wrap(exc) from exc
+                raise
+            self._state, self._applied = staged, applied
+            self._vcache.clear()  # archived streams no longer have rows
+            self._vcache_head = -1
+        if not envelopes:
+            return CompactionReport(before_ns=before_ns), []
+        summary = envelopes[0].event
+        assert isinstance(summary, ChainCompacted) and written is not None
+        return CompactionReport(
+            before_ns=before_ns, count=summary.count, streams=summary.streams,
+            first_seq=summary.first_seq, last_seq=summary.last_seq, archive=str(written),
+            archive_sha256=summary.archive_sha256, bytes_freed=summary.bytes,
+            summary_seq=envelopes[0].seq), envelopes
 
     def fold_to(
         self,

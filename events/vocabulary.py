@@ -400,6 +400,25 @@ class DaemonStopped(BaseEvent, frozen=True, kw_only=True):
     reason: str = ""
 
 
+# --- the log itself ------------------------------------------------------------------------
+
+
+class ChainCompacted(BaseEvent, frozen=True, kw_only=True):
+    """Events of objects removed before `before_ns` moved to an archive file (on the `chain`
+    stream). Appended in the transaction that deletes them; `audit verify` checks the archive
+    and the tombstones left in the live log against these fields."""
+
+    before_ns: int
+    count: int
+    first_seq: int
+    last_seq: int
+    archive: str  # file name under <root>/archive/
+    archive_sha256: str
+    tombstones_sha256: str  # over "seq hash\n" of every archived event, in seq order
+    streams: int = 0
+    bytes: int = 0  # stored bytes of the archived rows
+
+
 Event = (
     OperationRequested
     | OperationStepDone
@@ -455,6 +474,7 @@ Event = (
     | ReconcileDifferenceFound
     | DaemonStarted
     | DaemonStopped
+    | ChainCompacted
 )
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import outcome
 import trio
@@ -37,6 +37,7 @@ from events.envelope import Actor, Envelope, Pending
 from events.store import EventStore, StoreError
 
 __all__ = [
+    "Published",
     "StoreWriter",
     "Subscription",
     "WriterClosed",
@@ -96,6 +97,14 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self._writer._unsubscribe(self)
+
+
+class Published(NamedTuple):
+    """What a `run_in_writer` call returns when it appended events itself (a compaction):
+    the writer publishes `envelopes` to subscribers and hands the caller `value`."""
+
+    value: Any
+    envelopes: list[Envelope]
 
 
 class _Request:
@@ -287,6 +296,12 @@ class StoreWriter:
             result = request.call()
         except Exception as exc:  # noqa: BLE001 - handed to the caller
             result = exc
+        if isinstance(result, Published):  # a call that appended (compaction): tell followers
+            fresh = [e for e in result.envelopes if e.seq > self._published]
+            if fresh:
+                self._published = fresh[-1].seq
+                self._publish(fresh)
+            result = result.value
         _call_soon(request.token, _reschedule_all, [(request.task, result)])
 
     def _publish(self, envelopes: list[Envelope]) -> None:

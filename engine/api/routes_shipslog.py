@@ -4,11 +4,14 @@ audit (chain verification, checkpoints, who did what), time travel and replay.
 I/O: SQLite reads, each on its own read-only connection in a worker thread (a verify of a
 million events must not stall the API); live events through the daemon's writer.
 
-    GET /shipslog/events              every event with its envelope, one JSON object per line
-                                      (since/until: Unix s, RFC 3339, 2h, seq:N; filters; follow)
+    GET /shipslog/events              every live event with its envelope, one JSON object per
+                                      line (since/until: Unix s, RFC 3339, 2h, seq:N; filters;
+                                      follow); compacted events are in <root>/archive/
     GET /shipslog/history/{ref}       the timeline of a container, image, volume or network
+                                      (from <root>/archive/ too, once compacted)
     GET /shipslog/audit/head          seq and hash of the head and of event 1 (for checkpoints)
-    GET /shipslog/audit/verify        recompute the chain; `seq`+`hash` also check a checkpoint
+    GET /shipslog/audit/verify        recompute the chain (archived events too: `archive=DIR`,
+                                      default <root>/archive); `seq` also checks a checkpoint
     GET /shipslog/audit/who           operations with their actors (object, uid, since, until)
     GET /shipslog/at/{docker path}    a Docker GET (containers/json, images/json, inspect…)
                                       answered from the state at `at=` (seq:N or a time)
@@ -26,6 +29,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -37,6 +41,7 @@ from engine.api.translate import parse_filters
 from engine.core.lookup import find_container, find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from events import vocabulary as v
+from events.archive import events_of_streams
 from events.envelope import Actor, Envelope, stream_of
 from events.follow import follow
 from events.store import EventStore
@@ -305,14 +310,24 @@ def _scan(store: EventStore[Any], types: list[str],
     return found
 
 
-def object_events(store: EventStore[Any], stream: str) -> list[Envelope]:
+def object_events(store: EventStore[Any], stream: str,
+                  archive: Path | None = None) -> list[Envelope]:
     """The object's own stream plus the streams of the operations that acted on it (indexed
-    reads by stream: no scan of the log)."""
+    reads by stream: no scan of the log). When a compaction moved the stream's start to an
+    archive under `archive`, its archived events (and its operations') come from there."""
     own = list(store.read(0, stream=stream))
+    archived: list[Envelope] = []
+    if archive is not None and (not own or own[0].stream_version != 1) and \
+            store.archived_between(0, store.head()):
+        archived = events_of_streams(archive, {stream})
+        own = archived + own
     ops = [stream_of("op", op) for op in hist.op_ids_of(own) if not op.startswith("exit-")]
     if not ops:
         return own
     extra = [e for e in store.read(0, streams=ops)]
+    if archived:
+        assert archive is not None
+        extra += events_of_streams(archive, set(ops))
     return sorted(own + extra, key=lambda e: e.seq)
 
 
@@ -471,9 +486,12 @@ def shipslog_routes(ctx: Any) -> Router:
             raise InvalidArgument(f"unknown kind {kind!r}", hint="use " + ", ".join(KINDS))
         state = ctx.engine.state
 
+        paths = getattr(ctx, "paths", None)
+        archive = Path(paths.root) / "archive" if paths is not None else None
+
         def work(reader: EventStore[Any]) -> hist.Timeline:
             k, ident, stream = resolve(reader, state, req.params["ref"], kind)
-            return hist.build_timeline(k, ident, object_events(reader, stream))
+            return hist.build_timeline(k, ident, object_events(reader, stream, archive))
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -490,13 +508,16 @@ def shipslog_routes(ctx: Any) -> Router:
     async def verify(req: Request) -> Response:
         cp_seq = req.int("seq")
         until = req.int("until")
+        archive = req.arg("archive") or None
 
         def work(reader: EventStore[Any]) -> dict[str, Any]:
-            result = reader.verify(until_seq=until)
+            result = reader.verify(until_seq=until, archive_dir=archive)
             out: dict[str, Any] = {
                 "ok": result.ok, "checked": result.checked, "head": reader.head(),
                 "first_bad_seq": result.first_bad_seq, "reason": result.reason,
                 "last_hash": result.last_hash, "first_hash": _hash_at(reader, 1) or "",
+                "archived": result.archived, "archived_checked": result.archived_checked,
+                "missing_archives": list(result.missing_archives),
             }
             if cp_seq is not None:
                 out["hash_at_seq"] = _hash_at(reader, cp_seq)
@@ -588,16 +609,11 @@ def _page(reader: EventStore[Any], after: int, size: int, until: int) -> list[En
 
 
 def _hash_at(reader: EventStore[Any], seq: int) -> str | None:
-    """The stored hash of event `seq` (None if there is none). Does not trust the event's
-    payload to decode: on a tampered log, the chain up to `seq` is recomputed instead."""
+    """The stored hash of event `seq`, live or archived (None if there is none). Reads the
+    hash column only: on a tampered log the event's payload may not decode at all."""
     if seq < 1 or seq > reader.head():
         return None
-    try:
-        env = next(iter(reader.read(seq - 1, limit=1)), None)
-    except Exception:  # noqa: BLE001 - an altered event may not decode at all
-        checked = reader.verify(until_seq=seq)
-        return checked.last_hash if checked.ok else None
-    return env.hash if env is not None and env.seq == seq else None
+    return reader.hash_at(seq)
 
 
 def _first_at(reader: EventStore[Any], time_ns: int) -> int:

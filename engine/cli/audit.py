@@ -1,4 +1,5 @@
-"""`shipslog audit`: `verify` (recompute the hash chain, name the first bad event; with
+"""`shipslog audit`: `verify` (recompute the hash chain, name the first bad event, re-hash
+compacted events from their archives (`--archive DIR`, default `<root>/archive`); with
 `--checkpoint FILE` also prove the chain was not rewritten since the checkpoint), `who` (which
 users and processes acted on what), `checkpoint` (sign the chain head with the operator's key
 and write the anchor to a file kept outside the database).
@@ -32,6 +33,8 @@ def register(sub: Any) -> None:
                    help="also check a signed checkpoint (catches a rewritten chain)")
     v.add_argument("--key", default=None, metavar="FILE",
                    help="the checkpoint key to trust (default: the one 'audit checkpoint' uses)")
+    v.add_argument("--archive", default=None, metavar="DIR",
+                   help="where the compaction archives are (default: <root>/archive)")
     v.add_argument("--format", default="")
     v.set_defaults(func=cmd_verify)
 
@@ -135,7 +138,9 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
                             "named in the checkpoint itself")
         except cp.CheckpointError as exc:
             raise CliError(f"{path}: {exc}", "pass an Ed25519 PEM key with --key") from None
-    params = {"seq": checkpoint.seq} if checkpoint is not None else None
+    params: dict[str, Any] = {"seq": checkpoint.seq} if checkpoint is not None else {}
+    if args.archive:
+        params["archive"] = os.path.abspath(args.archive)
     t0 = time.perf_counter()
     result = ctx.read("audit", "/shipslog/audit/verify", params)
     took = time.perf_counter() - t0
@@ -159,6 +164,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
             speed = f" ({rate:,.0f} events/s)" if result["checked"] >= 100_000 else ""
             ctx.out(f"chain ok: {result['checked']} events verified, head {result['head']} "
                     f"({result['last_hash'][:16]}…) in {took:.2f}s{speed}")
+            _archived_lines(ctx, result)
         if checkpoint is not None and len(problems) == (0 if result["ok"] else 1) and \
                 result["ok"]:
             ctx.out(f"checkpoint ok: event {checkpoint.seq} still has hash "
@@ -172,6 +178,19 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _archived_lines(ctx: Context, result: dict[str, Any]) -> None:
+    archived = result.get("archived") or 0
+    if not archived:
+        return
+    unchecked = archived - (result.get("archived_checked") or 0)
+    ctx.out(f"compacted: {archived} archived events, {result.get('archived_checked') or 0} "
+            "re-hashed from their archives")
+    missing = result.get("missing_archives") or []
+    if unchecked and missing:
+        ctx.err(f"warning: {unchecked} archived events were not rechecked: archive "
+                f"{', '.join(missing)} not found (give its directory with --archive DIR)")
+
+
 def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     from projections.history import command_line
 
@@ -183,7 +202,7 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     for flag in ("since", "until"):
         value = getattr(args, flag)
         if value:
-            params[flag] = _point(value, ctx.clock(), flag)
+            params[flag] = point_arg(value, ctx.clock(), flag)
     rows = ctx.read("audit", "/shipslog/audit/who", params) or []
     if args.format == "json":
         for row in rows:
@@ -206,12 +225,12 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _point(value: str, now: float, flag: str) -> str:
+def point_arg(value: str, now: float, flag: str, verb: str = "audit") -> str:
     """seq:N passes through; times and durations become Unix seconds on this side."""
     if value.startswith("seq:"):
         return value
     try:
         return parse.parse_timestamp(value, now)
     except ValueError as exc:
-        raise UsageError(f"invalid value for --{flag}: {exc}", "audit") from None
+        raise UsageError(f"invalid value for --{flag}: {exc}", verb) from None
 

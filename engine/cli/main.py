@@ -68,10 +68,11 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check`, `df`, `prune` exist only under `system`
+        if group == "system":  # `system check`, `df`, `prune`, `compact` exist only there
             _module("system").register_check(group_sub)
             _module("diskusage").register(group_sub)
             _module("prune").register_system(group_sub)
+            _module("compact").register(group_sub)
         if group == "container":  # `container prune` has no top-level verb either
             _module("prune").register_container(group_sub)
     return parser
@@ -245,7 +246,7 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         root = args.root
         if root is not None:
             verb = effective_verb(args.verb, getattr(args, "subverb", None))
-            if verb not in READ_ONLY_VERBS:
+            if verb not in READ_ONLY_VERBS and not _root_writer(args):
                 raise refuse_root(verb)
             ctx.local = LocalReader(root)
         code = int(args.func(ctx, args) or 0)
@@ -270,6 +271,11 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         cli_error: CliError = translate(exc)
         report(cli_error, err)
         return cli_error.exit_code
+
+
+def _root_writer(args: argparse.Namespace) -> bool:
+    """`system compact --root DIR` writes the root itself, when no daemon holds it."""
+    return bool(args.verb == "system" and getattr(args, "subverb", None) == "compact")
 
 
 def _silence(stream: TextIO) -> None:

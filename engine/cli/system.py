@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
         "events", help="Get events from the server: Docker's stream, or the whole log (--all)",
         description="Without --all: Docker's event stream (follows until --until). With --all "
         "or --format json: every event of the log with its envelope (seq, stream, actor, op id, "
-        "hash), history up to now, and live events too with --follow.")
+        "hash), history up to now, and live events too with --follow. Events that "
+        "`system compact` moved out of the live log are in <root>/archive/ (and `history`).")
     p.add_argument("--since", default="",
                    help="Unix time, RFC 3339, a duration such as 2h, or seq:N")
     p.add_argument("--until", default="", help="as --since")

@@ -23,6 +23,7 @@ import trio
 
 from engine.api.http import App, serve_unix
 from engine.api.routes_check import check_routes
+from engine.api.routes_compact import compact_routes
 from engine.api.routes_containers import container_routes
 from engine.api.routes_df import df_routes
 from engine.api.routes_images import image_routes
@@ -33,6 +34,7 @@ from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
 from engine.api.routes_system import VERSION, system_routes
 from engine.api.routes_volumes import volume_routes
+from engine.compaction import run_auto_compaction
 from engine.daemon.wiring import (
     ContainerFiles,
     ImageStorage,
@@ -173,7 +175,11 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
-                      df_routes(ctx), prune_routes(ctx))
+                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx))
+            nursery.start_soon(lambda: run_auto_compaction(
+                writer, paths.root, journal.clock, after_ns=args.compact_after,
+                max_events=args.compact_max_events, interval_s=args.compact_interval,
+                actor=SYSTEM_ACTOR))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
@@ -234,10 +240,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runtime state (socket, runc state, bundles)")
     p.add_argument("-H", "--host", default=None, help="unix:///path of the API socket")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--compact-after", type=_duration, default=None, metavar="DURATION",
+                   help="archive the events of objects removed more than DURATION ago "
+                        "(e.g. 720h; default: never)")
+    p.add_argument("--compact-max-events", type=_positive, default=None, metavar="N",
+                   help="archive the events of every removed object once the live log holds "
+                        "more than N events (default: no limit)")
+    p.add_argument("--compact-interval", type=lambda t: _duration(t) / 1e9, default=600.0,
+                   metavar="DURATION", help="how often to check for compaction (default 10m)")
     args = p.parse_args(argv)
     if args.host is None:
         args.host = f"unix://{args.exec_root}/shipslog.sock"
     return args
+
+
+def _duration(text: str) -> int:
+    """A duration flag (`720h`, `90m`, `30s`, Go syntax) in nanoseconds."""
+    from engine.cli.parse import parse_go_duration
+
+    try:
+        seconds = parse_go_duration(text.strip())
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 720h, 90m, 30s")
+    return int(seconds * 1e9)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: want a whole number >= 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,6 +32,7 @@ class DaemonProcess:
     base: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    flags: list[str] = field(default_factory=list)  # extra shipslogd flags
 
     @classmethod
     def make(cls) -> DaemonProcess:
@@ -72,7 +73,7 @@ class DaemonProcess:
         log = open(self.base / "daemon.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.daemon.main", "--root", str(self.root),
-             "--exec-root", str(self.exec_root)],
+             "--exec-root", str(self.exec_root), *self.flags],
             stdout=log, stderr=log, env=env, cwd=REPO)
         log.close()
         deadline = time.monotonic() + timeout

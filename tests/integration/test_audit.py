@@ -309,3 +309,16 @@ def test_a_debug_bundle_loads_elsewhere_as_the_same_chain(log_root: Path, tmp_pa
     bundle.write_text("\n".join(lines) + "\n")
     code, _, err = cli("debug", "load", str(bundle), str(tmp_path / "other"))
     assert code == 1 and f"event {event['seq']} hashes differently" in err
+
+
+def test_a_bundle_with_a_gap_is_refused_as_compacted(log_root: Path, tmp_path: Path) -> None:
+    # A compacted log exports its live events only; a load must replay from seq 1 unbroken.
+    bundle = tmp_path / "bundle.jsonl"
+    code, _, err = cli("--root", str(log_root), "debug", "export", "--to", "10", str(bundle))
+    assert code == 0, err
+    lines = bundle.read_text().splitlines()
+    del lines[4]  # the header is line 0: this drops event 4
+    bundle.write_text("\n".join(lines) + "\n")
+    code, _, err = cli("debug", "load", str(bundle), str(tmp_path / "gap"))
+    assert code != 0 and "has no event 4: it was exported from a compacted log" in err, err
+    assert "hint:" in err and "Traceback" not in err
