@@ -68,8 +68,9 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check` exists only under `system`
+        if group == "system":  # `system check` and `reset` exist only under `system`
             _module("system").register_check(group_sub)
+            _module("system").register_reset(group_sub)
     return parser
 
 
@@ -239,7 +240,8 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         root = args.root
         if root is not None:
             verb = effective_verb(args.verb, getattr(args, "subverb", None))
-            if verb not in READ_ONLY_VERBS:
+            offline = verb == "system" and getattr(args, "subverb", None) in ("check", "reset")
+            if verb not in READ_ONLY_VERBS and not offline:
                 raise refuse_root(verb)
             ctx.local = LocalReader(root)
         code = int(args.func(ctx, args) or 0)
