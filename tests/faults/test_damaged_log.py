@@ -17,6 +17,7 @@ the daemon is stopped.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -143,3 +144,25 @@ def test_wal_and_shm_deleted_after_kill9(daemon: DaemonProcess) -> None:
     assert out.returncode == 0 and out.stdout == "no damage found\n", out
     assert not [m for m in mounts_under(daemon.base) if lost in m]
     assert not os.path.exists(daemon.exec_root / "runc" / lost)
+
+
+def test_volume_prune_and_rm_work_on_damaged_volumes(daemon: DaemonProcess) -> None:
+    """F-15 for volumes: one volume's directory deleted, another's `_data` replaced by a
+    file while the daemon was stopped; `volume prune -a` and `volume rm` still remove them
+    (exit 0), and the log agrees with the disk afterwards."""
+    c = daemon.client()
+    for name in ("gone", "mangled", "fine", "single"):
+        c.post_json("/volumes/create", None, {"Name": name})
+    daemon.stop()
+    vols = daemon.root / "volumes"
+    shutil.rmtree(vols / "gone")
+    shutil.rmtree(vols / "mangled" / "_data")
+    (vols / "mangled" / "_data").write_text("not a directory")
+    shutil.rmtree(vols / "single" / "_data")
+    daemon.start()
+    out = cli(daemon, "volume", "rm", "single")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out
+    out = cli(daemon, "volume", "prune", "-a", "-f")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out
+    assert c.get_json("/volumes")["Volumes"] in (None, [])
+    assert not oracle.check(daemon).volumes
