@@ -31,6 +31,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -83,7 +84,7 @@ def fold_log(db: Path) -> EngineState:
     from events.store import EventStore
     from projections.fold import fold
 
-    store = EventStore.open(db, readonly=True)
+    store: EventStore[Any] = EventStore.open(db, readonly=True)
     try:
         return fold(store.read())
     finally:
