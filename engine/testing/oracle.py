@@ -114,7 +114,8 @@ def check(d: DaemonProcess, *, open_ops: bool = False) -> EngineState:
         assert not ops, f"operations left open: {ops}"
     # A container whose rollback failed waits, visibly, for the cleanup retried at the next
     # start (F-11): until then its kernel objects are not held to the log.
-    pending = {o.target.removeprefix("container-") for o in state.operations.values()}
+    pending = {o.target.removeprefix("container-") for o in state.operations.values()
+               if o.target.startswith("container-")}
     owned = set(state.containers)  # what may own a kernel object
     pending_veths = {ep.endpoint_id for n in state.networks.values()
                      for cid, ep in n.endpoints.items() if cid in pending}
