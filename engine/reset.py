@@ -99,30 +99,57 @@ def _networks(paths: Paths, warnings: list[str]) -> set[str]:
     """Bridges and nft rules of the networks the log names; the container ids it names."""
     if not paths.db.exists():
         return set()
-    from engine.system_check import fold_log
-    from events.store import StoreError
-
-    try:
-        state = fold_log(paths.db)
-    except (sqlite3.Error, StoreError, ValueError) as exc:
-        warnings.append(f"the log cannot be read ({exc}): bridges and nft rules of this root's "
-                        "networks, if any, are left (see `ip link` and `nft list ruleset`)")
+    found = _log_facts(paths.db, warnings)
+    if found is None:
         return set()
+    networks, containers, owners = found
     from engine.drivers.netlink import Netlink
     from engine.drivers.nft import Nft
 
     netlink, nft = Netlink(), Nft()
     try:
-        for owner in [*state.networks, *(c.id for c in state.containers.values() if c.ports)]:
+        for owner in owners:
             nft.delete_rules_of(owner)
-        for net in state.networks.values():
-            netlink.delete_bridge(net.bridge)
+        for bridge in networks:
+            netlink.delete_bridge(bridge)
         nft.remove_if_unused()
     except Exception as exc:  # noqa: BLE001 - a reset goes on; the user reads what is left
         warnings.append(f"network cleanup failed: {exc}")
     finally:
         netlink.close()
-    return set(state.containers)
+    return containers
+
+
+def _log_facts(db: Path, warnings: list[str]) -> tuple[list[str], set[str], list[str]] | None:
+    """(bridges, container ids, owners of nft rules) from the folded log; when the events
+    cannot be folded (a damaged page), from the projection tables, which often can."""
+    from engine.system_check import fold_log
+    from events.store import StoreError
+
+    try:
+        state = fold_log(db)
+        return ([n.bridge for n in state.networks.values()], set(state.containers),
+                [*state.networks, *(c.id for c in state.containers.values() if c.ports)])
+    except (sqlite3.Error, StoreError, ValueError) as exc:
+        reason = exc
+    try:
+        from projections.engine import decode_row
+
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            nets = [decode_row("networks", r[0]) for r in
+                    conn.execute("SELECT doc FROM proj_networks")]
+            ctrs = [decode_row("containers", r[0]) for r in
+                    conn.execute("SELECT doc FROM proj_containers")]
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError):
+        warnings.append(f"the log cannot be read ({reason}): bridges and nft rules of this "
+                        "root's networks, if any, are left (see `ip link` and `nft list "
+                        "ruleset`)")
+        return None
+    return ([n.bridge for n in nets], {c.id for c in ctrs},  # type: ignore[attr-defined]
+            [*(n.id for n in nets), *(c.id for c in ctrs if c.ports)])  # type: ignore[attr-defined]
 
 
 def _mounts_under(*dirs: Path) -> list[str]:
