@@ -6,6 +6,14 @@ way a power cut or OOM kill would take it). Grammar, after containerd's: the var
 `delay(ms)` or `crash` (raises `SimulatedCrash`, a BaseException no handler catches: the
 in-process stand-in for `panic` in tests), optionally prefixed `N*` to fire only on the N-th
 hit (`2*panic`). Tests may also call `arm(name, action)` directly.
+
+Where the fault is not a kernel error, the call site says what `error` raises instead: the
+journal's append failpoints raise the store's own errors (`error(full)` a `StoreFull`,
+`error(busy)` a `StoreBusy`, anything else an I/O `StoreError`), so that F-12 exercises the
+exact path a full disk or a locked database takes.
+
+Every name a call site uses is listed in `NAMES` (the fault matrix walks them); a unit test
+checks that the list and the call sites agree.
 """
 
 from __future__ import annotations
@@ -14,8 +22,26 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 
 from engine.errors import KernelError
+
+# Every failpoint in the engine, by the operation it belongs to (kept in step with the call
+# sites; tests/unit/test_failpoints.py checks both ways).
+NAMES: tuple[str, ...] = (
+    "pull.after_manifest", "pull.after_blob_stored", "pull.after_layer_unpacked",
+    "pull.before_pulled_event",
+    "create.after_rootfs",
+    "start.after_volume_mount", "start.after_runtime_create", "start.after_runtime_start",
+    "stop.after_signal",
+    "remove.after_runtime_delete", "remove.after_volume_unmount", "remove.after_rootfs",
+    "volume.after_create", "volume.after_remove",
+    "net.after_netns", "net.after_allocate", "net.after_veth", "net.after_connected_event",
+    "net.after_nft", "net.after_published_event", "net.after_detach_kernel",
+)
+# And one family at the engine side of every append (engine/journal.py): `append.<EventType>`
+# fires before a batch holding an event of that type goes to the log (F-12).
+APPEND_PREFIX = "append."
 
 _SPEC = re.compile(r"(?:(\d+)\*)?(panic|error|delay|crash)(?:\((.*)\))?")
 _table: dict[str, tuple[int, str, str]] | None = None
@@ -38,8 +64,17 @@ def _load() -> dict[str, tuple[int, str, str]]:
     return table
 
 
-def hit(name: str) -> None:
-    """Called at a failpoint; does nothing unless the environment names it."""
+def armed() -> bool:
+    """Whether any failpoint is switched on (call sites with a cost of their own ask first)."""
+    global _table
+    if _table is None:
+        _table = _load()
+    return bool(_table)
+
+
+def hit(name: str, error: Callable[[str, str], BaseException] | None = None) -> None:
+    """Called at a failpoint; does nothing unless the environment names it. `error(name,
+    arg)` makes the exception an `error` action raises (default: a `KernelError`)."""
     global _table
     if _table is None:
         _table = _load()
@@ -54,6 +89,8 @@ def hit(name: str) -> None:
     if action == "panic":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "error":
+        if error is not None:
+            raise error(name, arg)
         raise KernelError(f"failpoint {name}: {arg or 'injected error'}")
     elif action == "delay":
         time.sleep(int(arg or "0") / 1000)

@@ -14,8 +14,9 @@ from typing import Any
 
 import trio
 
+from engine import failpoints
 from events.envelope import Actor, Envelope, Pending
-from events.store import ConcurrencyConflict
+from events.store import ConcurrencyConflict, StoreBusy, StoreError, StoreFull
 from projections.state import EngineState
 
 
@@ -40,6 +41,9 @@ class Journal:
                      command_id: str | None = None) -> list[Envelope]:
         if not pending:
             return []
+        if failpoints.armed():
+            for kind in sorted({type(p.event).__name__ for p in pending}):
+                failpoints.hit(failpoints.APPEND_PREFIX + kind, _store_error)
         envs: list[Envelope] = await self._writer.append(
             list(pending), actor=actor, op_id=op_id, command_id=command_id, now_ns=self.clock())
         self._changed.set()
@@ -54,6 +58,19 @@ class Journal:
             if value:
                 return value
             await changed.wait()
+
+
+def _store_error(name: str, arg: str) -> StoreError:
+    """What an injected append failure raises: the store's own error for that SQLite code."""
+    if arg == "full":
+        return StoreFull("no space left on device: the event log could not record the "
+                         f"operation (failpoint {name})",
+                         "free space on the state root's filesystem; nothing of it was recorded")
+    if arg == "busy":
+        return StoreBusy(f"could not write the event log: database is busy (failpoint {name})",
+                         "wait for that process to finish, or stop it if it is stuck")
+    return StoreError(f"event log write failed: disk I/O error (failpoint {name})",
+                      "check disk space and permissions")
 
 
 __all__ = ["Journal", "ConcurrencyConflict", "new_id"]

@@ -324,10 +324,17 @@ class NetworkOps:
                          gateway=net.gateway, ip=ip, netns_path=path,
                          ifname=container_ifname(index), default_route=index == 0)
         await trio.to_thread.run_sync(self.netlink.connect, plan)
-        failpoints.hit("net.after_veth")
-        await self._append([Pending(stream=stream_of("network", net.id), event=v.NetworkConnected(
-            network_id=net.id, container_id=c.id, ip=ip, mac=plan.mac, aliases=aliases,
-            endpoint_id=plan.host_ifname))], op_id, actor)
+        try:
+            failpoints.hit("net.after_veth")
+            await self._append([Pending(stream=stream_of("network", net.id),
+                                        event=v.NetworkConnected(
+                network_id=net.id, container_id=c.id, ip=ip, mac=plan.mac, aliases=aliases,
+                endpoint_id=plan.host_ifname))], op_id, actor)
+        except Exception:
+            # No event owns the veth (the log refused it, F-12): it goes before the error.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.netlink.disconnect, plan.host_ifname)
+            raise
         failpoints.hit("net.after_connected_event")
         return ip
 
@@ -361,17 +368,26 @@ class NetworkOps:
             await trio.to_thread.run_sync(self.nft.apply, text)
         else:
             await trio.to_thread.run_sync(self.nft.publish, c.id, publishes)
-        failpoints.hit("net.after_nft")
-        scopes = self._proxies.setdefault(c.id, [])
-        assert self.nursery is not None
-        for b in resolved:
-            if b.host_ip in ("", "0.0.0.0", "127.0.0.1"):
-                # DNAT never sees a connection to 127.0.0.1 made on the host itself.
-                scopes.append(await self.nursery.start(self._proxy, b, ip))
-        await self._append([Pending(stream=stream_of("container", c.id),
-                                    event=v.NetworkPortPublished(container_id=c.id, binding=b,
-                                                                 container_ip=ip))
-                             for b in resolved], op_id, actor)
+        try:
+            failpoints.hit("net.after_nft")
+            scopes = self._proxies.setdefault(c.id, [])
+            assert self.nursery is not None
+            for b in resolved:
+                if b.host_ip in ("", "0.0.0.0", "127.0.0.1"):
+                    # DNAT never sees a connection to 127.0.0.1 made on the host itself.
+                    scopes.append(await self.nursery.start(self._proxy, b, ip))
+            await self._append([Pending(stream=stream_of("container", c.id),
+                                        event=v.NetworkPortPublished(container_id=c.id,
+                                                                     binding=b, container_ip=ip))
+                                 for b in resolved], op_id, actor)
+        except Exception:
+            # No event owns the rules and proxies (the log refused them, F-12): they go first.
+            for scope in self._proxies.pop(c.id, []):
+                scope.cancel()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.nft.delete_rules_of, c.id)
+            self._ruled.discard(c.id)
+            raise
         failpoints.hit("net.after_published_event")
 
     async def _proxy(self, b: PortBinding, ip: str, *,
@@ -433,7 +449,14 @@ class NetworkOps:
         if not Path(path).exists():
             raise Conflict(f"container {c.name} has no network namespace of its own",
                            hint="only containers on a bridge network can join another")
-        await self._connect(c, net, path, len(c.networks), op_id, actor, aliases, requested=ip)
+        try:
+            await self._connect(c, net, path, len(c.networks), op_id, actor, aliases,
+                                requested=ip)
+        except Exception:
+            # The address went on the record before the veth; with no endpoint it goes back.
+            with trio.CancelScope(shield=True):
+                await self.release_reserved(c.id, net.id, op_id, actor)
+            raise
 
     async def reserve_address(self, c: ContainerView, net: NetworkView, ip: str, op_id: str,
                               actor: Actor) -> str:

@@ -32,6 +32,7 @@ from engine.runtime.spec import update_resources
 from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
+from events.store import StoreError
 from projections.state import ContainerView, ImageView
 
 log = logging.getLogger("shipslog.supervisor")
@@ -79,6 +80,10 @@ def _c(cid: str) -> str:
 
 def _opstream(op_id: str) -> str:
     return stream_of("op", op_id)
+
+
+def _message(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, (ShipslogError, StoreError)) else str(exc)
 
 
 def exit_code_for_start_error(message: str) -> int:
@@ -144,6 +149,25 @@ class Supervisor(StorageSteps):
     async def _append(self, pending: list[Pending], op_id: str, actor: Actor = SYSTEM_ACTOR
                       ) -> None:
         await self.journal.append(pending, actor=actor, op_id=op_id)
+
+    async def _append_or_undo(self, pending: list[Pending], op_id: str, actor: Actor,
+                              undo: Callable[[str], Awaitable[None]]) -> None:
+        """Record the outcome of kernel work that succeeded. When the log refuses it (full
+        disk, I/O error, lock timeout: RELIABILITY F-12) the work is undone, so no kernel
+        object is left without an owning event, and the error goes to the caller: the user
+        never sees success. If the undo cannot be recorded either, the operation stays open
+        in the log and recovery settles it from the kernel at the next start."""
+        try:
+            await self._append(pending, op_id, actor)
+        except StoreError as exc:
+            log.warning("the log refused the outcome of %s (%s); undoing it", op_id, exc.message)
+            with trio.CancelScope(shield=True):
+                try:
+                    await undo(exc.message)
+                except (ShipslogError, OSError, StoreError) as undo_exc:
+                    log.warning("undo of %s failed: %s; recovery settles it at the next "
+                                "start", op_id, _message(undo_exc))
+            raise
 
     def _container(self, cid: str) -> ContainerView:
         c = self.journal.state.containers.get(cid)
@@ -215,6 +239,8 @@ class Supervisor(StorageSteps):
             mounts = await trio.to_thread.run_sync(
                 self.d.volumes.prepare, cid, plan, rootfs, self._volume_options()
             ) if plan.mounts else []
+            if plan.mounts:
+                failpoints.hit("start.after_volume_mount")
             step = "network.attach"
             netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
@@ -237,20 +263,29 @@ class Supervisor(StorageSteps):
             step = "runtime.start"
             pid = await rt.start(cid)
             failpoints.hit("start.after_runtime_start")
-        except (ShipslogError, OSError) as exc:
-            await self._start_failed(op_id, cid, step, str(exc), actor)
-            if isinstance(exc, ShipslogError):
+        except (ShipslogError, OSError, StoreError) as exc:
+            if step in ("mounts.prepare", "network.attach"):
+                # staging mounts made before `runc create` (which drops them) was reached
+                await trio.to_thread.run_sync(self.d.volumes.release, cid)
+            await self._start_failed(op_id, cid, step, _message(exc), actor)
+            if isinstance(exc, (ShipslogError, StoreError)):
                 raise
             raise KernelError(f"starting container {c.name} failed: {exc}") from exc
         self._exited[cid] = trio.Event()
-        await self._append([
+        outcome = [
             Pending(stream=_c(cid), event=v.ContainerStarted(container_id=cid, pid=pid,
                                                              monitor_pid=monitor_pid)),
             *(Pending(stream=stream_of("volume", m.source), event=v.VolumeMounted(
                 name=m.source, container_id=cid, destination=m.target, read_only=m.read_only))
               for m in plan.mounts if m.kind == "volume"),
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
-        ], op_id, actor)
+        ]
+
+        async def undo(error: str) -> None:
+            self._exited.pop(cid, None)
+            await self._start_failed(op_id, cid, "record", error, actor)
+
+        await self._append_or_undo(outcome, op_id, actor, undo)
         self.watch(cid)
 
     async def _hand_out_attach_sessions(self, cid: str) -> None:
@@ -296,15 +331,20 @@ class Supervisor(StorageSteps):
         dns = next((n.gateway for n in nets if n is not None and n.name != "bridge"), "")
         return path, addresses, dns, ""
 
-    async def release_network(self, cid: str, op_id: str) -> None:
+    async def release_network(self, cid: str, op_id: str, *, strict: bool = False) -> None:
+        """Take down the container's endpoints and record it. `strict` (rm): a failure is
+        the caller's error, so the removal is not reported done while the log still holds
+        the endpoints; otherwise (exits, failed starts) it is logged and reconcile retries."""
         c = self.journal.state.containers.get(cid)
         if self.d.network is None or (c is not None and c.config.network_mode in (
                 "none", "host") and not c.networks and not c.ports):
             return  # nothing was attached: no kernel calls on the hot path
         try:
             await self.d.network.detach(cid, op_id)
-        except (ShipslogError, OSError) as exc:
-            log.warning("network teardown of %s failed: %s", cid[:12], exc)
+        except (ShipslogError, OSError, StoreError) as exc:
+            if strict:
+                raise
+            log.warning("network teardown of %s failed: %s", cid[:12], _message(exc))
 
     async def _start_failed(self, op_id: str, cid: str, step: str, error: str,
                             actor: Actor) -> None:
@@ -554,7 +594,8 @@ class Supervisor(StorageSteps):
             await rt.delete(cid, force=True)
             if c.config.mounts:
                 await trio.to_thread.run_sync(self.d.volumes.release, cid)
-            await self.release_network(cid, op_id)
+                failpoints.hit("remove.after_volume_unmount")
+            await self.release_network(cid, op_id, strict=True)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
             failpoints.hit("remove.after_rootfs")
@@ -564,10 +605,11 @@ class Supervisor(StorageSteps):
             dropped: list[str] = []
             if args.get("volumes") == "true" or c.config.auto_remove:
                 dropped = await self._drop_anonymous_volumes(c)
-        except (ShipslogError, OSError) as exc:
+        except (ShipslogError, OSError, StoreError) as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
-                op_id=op_id, step="remove", error=str(exc), needs_cleanup=True))], op_id, actor)
-            if isinstance(exc, ShipslogError):
+                op_id=op_id, step="remove", error=_message(exc), needs_cleanup=True))],
+                op_id, actor)
+            if isinstance(exc, (ShipslogError, StoreError)):
                 raise
             raise KernelError(f"removing container {c.name} failed: {exc}") from exc
         c = self.journal.state.containers.get(cid, c)

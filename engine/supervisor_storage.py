@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from engine import failpoints
 from engine.core.images import unused_blobs, unused_layers
 from engine.errors import ShipslogError
 from engine.volumes.plan import plan_mounts
@@ -76,11 +77,13 @@ class StorageSteps:
         vol = self.journal.state.volumes.get(name)
         opts = dict(vol.options) if vol is not None else {}
         await trio.to_thread.run_sync(self.d.volumes.create, name, opts)
+        failpoints.hit("volume.after_create")
 
     async def _volume_remove(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
         name = args["name"]
         try:
             await trio.to_thread.run_sync(self.d.volumes.remove, name)
+            failpoints.hit("volume.after_remove")
         except (ShipslogError, OSError) as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
                 op_id=op_id, step="volume.remove", error=str(exc), needs_cleanup=True))],

@@ -31,6 +31,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -74,6 +75,49 @@ def run_check(paths: Paths, state: EngineState, *, repair: bool) -> Report:
         for op in state.operations.values() if op.needs_cleanup]
     if repair:
         report.findings = [quarantine(paths, f) for f in report.findings]
+    return report
+
+
+def fold_log(db: Path) -> EngineState:
+    """The state folded from a log file, read-only (the daemon stopped). Raises what SQLite
+    or the store raise on a damaged file."""
+    from events.store import EventStore
+    from projections.fold import fold
+
+    store: EventStore[Any] = EventStore.open(db, readonly=True)
+    try:
+        return fold(store.read())
+    finally:
+        store.close()
+
+
+def check_offline(paths: Paths) -> Report:
+    """The check with the daemon stopped (`shipslog --root DIR system check`), and the only
+    one possible when the log is too damaged for the daemon to start: SQLite's integrity
+    check first; the objects are checked only when the log can still be folded. Repairs
+    need the daemon (they are recorded in the log), so this only reports."""
+    from events.store import StoreError
+
+    if not paths.db.exists():
+        return Report(findings=[Finding(kind="database", subject=str(paths.db),
+                                        problem="missing", path=str(paths.db))],
+                      integrity="missing")
+    report = Report(integrity=integrity_check(paths.db))
+    if report.integrity != "ok":
+        report.findings.append(Finding(kind="database", subject=str(paths.db),
+                                       problem=f"integrity_check: {report.integrity}",
+                                       path=str(paths.db)))
+    try:
+        state = fold_log(paths.db)
+    except (sqlite3.Error, ShipslogError, StoreError, ValueError) as exc:
+        report.findings.append(Finding(kind="database", subject=str(paths.db),
+                                       problem=f"the log cannot be read: {exc}",
+                                       path=str(paths.db)))
+        return report
+    online = run_check(paths, state, repair=False)
+    report.findings = online.findings if report.integrity == "ok" else \
+        report.findings + [f for f in online.findings if f.kind != "database"]
+    report.needs_cleanup = online.needs_cleanup
     return report
 
 

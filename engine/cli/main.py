@@ -68,8 +68,9 @@ def build_parser(verb: str | None = None) -> CliParser:
                                                 parser_class=CliParser, required=True)
         for module in modules:
             module.register(_Renaming(group_sub, names))
-        if group == "system":  # `system check`, `df`, `prune`, `compact` exist only there
+        if group == "system":  # `system check`, `df`, `prune`, `compact`, `reset`: only here
             _module("system").register_check(group_sub)
+            _module("system").register_reset(group_sub)
             _module("diskusage").register(group_sub)
             _module("prune").register_system(group_sub)
             _module("compact").register(group_sub)
@@ -274,8 +275,10 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
 
 
 def _root_writer(args: argparse.Namespace) -> bool:
-    """`system compact --root DIR` writes the root itself, when no daemon holds it."""
-    return bool(args.verb == "system" and getattr(args, "subverb", None) == "compact")
+    """`system compact|check|reset --root DIR` work on the root itself, when no daemon holds
+    it (each takes the daemon's lock)."""
+    return bool(args.verb == "system"
+                and getattr(args, "subverb", None) in ("compact", "check", "reset"))
 
 
 def _silence(stream: TextIO) -> None:

@@ -18,7 +18,7 @@ from engine.api.client import ApiError, DaemonUnreachable
 from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
-from engine.cli.errors import UsageError, translate
+from engine.cli.errors import CliError, UsageError, translate
 
 CLIENT_VERSION = "0.1.0"
 API_VERSION = "1.43"
@@ -61,14 +61,69 @@ def register_check(sub: Any) -> None:
         "record each move in the log); then `rmi -f` / `rm -f` remove the objects.")
     p.add_argument("-r", "--repair", action="store_true",
                    help="quarantine damaged objects")
+    p.add_argument("--exec-root", default="/run/shipslog",
+                   help="with --root (the daemon stopped): the daemon's runtime directory")
     p.set_defaults(func=cmd_check)
+
+
+def register_reset(sub: Any) -> None:
+    """`system reset`: podman's verb; local, with the daemon stopped."""
+    p = sub.add_parser(
+        "reset", help="Remove all containers, images, volumes, networks and the log of a root",
+        description="With the daemon stopped: stop every container of the state root, take "
+        "down its mounts, namespaces, bridges, nft rules and cgroups, and remove everything "
+        "under the state root and the exec root. The way out when the event log is too "
+        "damaged to start on. Asks for confirmation unless --force.")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--exec-root", default="/run/shipslog",
+                   help="the daemon's runtime directory")
+    p.set_defaults(func=cmd_reset)
+
+
+def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
+    from engine.paths import Paths
+    from engine.reset import reset
+
+    root = ctx.local.root if getattr(ctx, "local", None) is not None else "/var/lib/shipslog"
+    paths = Paths.of(root, args.exec_root)
+    if not args.force:
+        ctx.err(f"WARNING! This removes every container, image, volume and network of "
+                f"{paths.root} and {paths.exec_root}, and the event log.")
+        ctx.err("Are you sure you want to continue? [y/N] ", end="")
+        answer = ctx.stdin.readline() if ctx.stdin is not None else b""
+        if (answer.decode() if isinstance(answer, bytes) else answer).strip().lower() \
+                not in ("y", "yes"):
+            raise CliError("reset cancelled", "pass --force to reset without asking")
+    for warning in reset(paths):
+        ctx.err(f"warning: {warning}")
+    ctx.out(f"reset {paths.root}")
+    return 0
+
+
+def _offline_check(root: str, exec_root: str) -> dict[str, Any]:
+    from engine.api.routes_check import _finding
+    from engine.paths import Paths
+    from engine.system_check import check_offline
+
+    report = check_offline(Paths.of(root, exec_root))
+    return {"Findings": [_finding(f) for f in report.findings],
+            "NeedsCleanup": report.needs_cleanup, "Integrity": report.integrity}
 
 
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     """Exit 0 when nothing is wrong (or everything found was repaired or is only missing),
-    1 when damage remains, as podman's `system check` does."""
-    report = ctx.client.post_json("/shipslog/system/check", {"repair": 1} if args.repair
-                                  else None)
+    1 when damage remains, as podman's `system check` does. With `--root` the daemon is
+    stopped (or cannot start): the state root is checked directly, without repairs."""
+    local = getattr(ctx, "local", None)
+    if local is not None:
+        if args.repair:
+            raise CliError("--repair needs the daemon (each repair is recorded in the log)",
+                           "start shipslogd, then run `shipslog system check --repair`")
+        local.check()
+        report = _offline_check(local.root, args.exec_root)
+    else:
+        report = ctx.client.post_json("/shipslog/system/check", {"repair": 1} if args.repair
+                                      else None)
     findings = report.get("Findings") or []
     for f in findings:
         action = f" ({f['Action']})" if f.get("Action") else ""

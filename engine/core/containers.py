@@ -159,7 +159,9 @@ def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
     stream = _cstream(cid)
     pending = (
         _op(op_id, "container.create", stream),
-        *(Pending(stream=stream_of("volume", vol.name), expected_version=0,
+        # Not `expected_version=0`: a volume removed earlier keeps its stream, and a name
+        # used again must work (`volume rm x; run -v x:/d`), as `volume create` does.
+        *(Pending(stream=stream_of("volume", vol.name), expected_version=None,
                   event=v.VolumeCreated(name=vol.name, anonymous=vol.anonymous))
           for vol in plan.create),
         Pending(stream=stream, event=v.ContainerCreateRequested(

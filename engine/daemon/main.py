@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ from engine.service import Engine
 from engine.supervisor import Drivers, Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending
-from events.store import EventStore
+from events.store import EventStore, StoreError
 from events.writer import StoreWriter, open_store_writer
 from projections.engine import EngineProjection
 
@@ -101,6 +102,44 @@ def take_lock(paths: Paths) -> int:
     return fd
 
 
+def open_log(paths: Paths) -> EventStore[Any]:
+    """The event log, or one clear error when SQLite finds it damaged (RELIABILITY F-15): a
+    corrupt page must not end the daemon in a traceback."""
+    try:
+        return EventStore.open(paths.db, projection=EngineProjection())
+    except (sqlite3.DatabaseError, StoreError) as exc:
+        damaged = damaged_log(exc, paths)
+        if damaged is None:
+            raise
+        raise damaged from None
+
+
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt")
+
+
+def damaged_log(exc: BaseException, paths: Paths) -> ShipslogError | None:
+    """The one-line error for SQLite finding the log damaged anywhere in `exc` (at open, or
+    at the first read or write of a damaged page); None for anything else."""
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+            continue
+        if isinstance(e, (sqlite3.DatabaseError, StoreError)) and any(
+                w in str(e) for w in _DAMAGE_WORDS):
+            reason = str(e).rsplit(": ", 1)[-1]
+            return ShipslogError(
+                f"the event log {paths.db} is damaged ({reason}); the daemon cannot run on it",
+                hint=f"see the damage with `shipslog --root {paths.root} system check`; restore "
+                     f"{paths.db.name} from a backup, or start over with `shipslog system reset "
+                     f"--root {paths.root} --exec-root {paths.exec_root} --force` (it removes "
+                     "every container, image and volume of this root)")
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+    return None
+
+
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -132,8 +171,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
     clean = paths.clean_shutdown_marker.exists()
     paths.clean_shutdown_marker.unlink(missing_ok=True)
 
-    store = await trio.to_thread.run_sync(
-        lambda: EventStore.open(paths.db, projection=EngineProjection()))
+    store = await trio.to_thread.run_sync(open_log, paths)
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(paths.db) + suffix)
         if p.exists():
@@ -278,7 +316,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s shipslogd %(levelname)s %(message)s")
     try:
-        trio.run(run_daemon, args)
+        try:
+            trio.run(run_daemon, args)
+        except (sqlite3.DatabaseError, StoreError, BaseExceptionGroup) as exc:
+            damaged = damaged_log(exc, Paths.of(args.root, args.exec_root))
+            if damaged is None:
+                raise
+            raise damaged from None
     except ShipslogError as exc:
         print(f"shipslogd: {exc.message}", file=sys.stderr)
         if exc.hint:

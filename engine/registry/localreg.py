@@ -8,6 +8,7 @@ file (bcrypt) or points the registry at a token issuer (`auth.token`).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,17 @@ class LocalRegistry:
     def make(cls, **kw: object) -> LocalRegistry:
         base = Path(tempfile.mkdtemp(prefix="shipslog-registry-"))
         return cls(base=base, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, **kw: object) -> Iterator[LocalRegistry]:
+        """A started registry, stopped and removed on exit."""
+        reg = cls.make(**kw)
+        try:
+            reg.start()
+            yield reg
+        finally:
+            reg.cleanup()
 
     @property
     def domain(self) -> str:

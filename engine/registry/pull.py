@@ -34,6 +34,7 @@ from typing import Any
 
 import trio
 
+from engine import failpoints
 from engine.drivers.content import ContentStore, DigestMismatch
 from engine.drivers.layers import LayerStore
 from engine.drivers.mountsys import machine_arch
@@ -121,6 +122,7 @@ class Puller:
                 await self.journal.append([Pending(stream=op, event=v.ImageManifestResolved(
                     reference=shown, digest=digest, media_type=mtype))], actor=actor,
                     op_id=op_id)
+                failpoints.hit("pull.after_manifest")
                 step = "config"
                 raw_cfg = await self._config(client, ref, manifest.config)
                 config, diff_ids = parse_image_config(raw_cfg)
@@ -135,6 +137,7 @@ class Puller:
                         nursery.start_soon(self._layer, client, ref, desc, diff_id, emit,
                                            actor, op_id)
                 step = "record"
+                failpoints.hit("pull.before_pulled_event")
                 tag_ref = shown if ref.tag else f"{ref.familiar_name}@{digest}"
                 await self.journal.append([
                     Pending(stream=stream_of("image", image_id), event=v.ImagePulled(
@@ -314,6 +317,7 @@ class Puller:
 
             async def ingest() -> None:
                 await trio.to_thread.run_sync(ingest_sync)
+                failpoints.hit("pull.after_blob_stored")
                 stored.set()
                 await emit({"status": "Download complete", "id": short, "progressDetail": {}})
                 if layer_pipe is not None:
@@ -348,6 +352,7 @@ class Puller:
                     self.content.delete(desc.digest)
                 _raise_cause(exc, tee)
                 raise
+        failpoints.hit("pull.after_layer_unpacked")
         pending = [Pending(stream=stream_of("op", op_id), event=v.LayerDownloaded(
             digest=desc.digest, size=desc.size, media_type=desc.mediaType))]
         if unpacked and diff_id not in self.journal.state.layers:

@@ -23,6 +23,7 @@ import pytest
 from engine.api.client import ApiError, DaemonUnreachable
 from engine.network.plan import netns_name
 from engine.testing.daemon import DaemonProcess
+from engine.testing.oracle import kernel_links, kernel_rules
 from events.store import EventStore
 from projections.engine import EngineProjection, decode_row
 from projections.fold import fold
@@ -69,24 +70,6 @@ def read_log(d: DaemonProcess) -> tuple[EngineState, set[str], list[str]]:
            if e.stream.startswith(("container-", "network-"))}
     diffs = [e.event.subject for e in envs if e.type == "ReconcileDifferenceFound"]
     return state, ids, diffs
-
-
-def kernel_links(bridges: set[str]) -> dict[str, str]:
-    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
-                         check=True).stdout
-    return {link["ifname"]: link.get("master", "") for link in json.loads(out or "[]")
-            if link.get("master") in bridges or link["ifname"] in bridges}
-
-
-def kernel_rules(ours: set[str]) -> set[tuple[str, str]]:
-    p = subprocess.run(["nft", "-j", "list", "table", "inet", "shipslog"],
-                       capture_output=True, text=True, check=False)
-    owners = set()
-    for item in json.loads(p.stdout or "{}").get("nftables", []):
-        parts = (item.get("rule") or {}).get("comment", "").split(":")
-        if len(parts) == 3 and parts[0] == "slg" and parts[2] in ours:
-            owners.add((parts[1], parts[2]))
-    return owners
 
 
 def addresses_in(path: str) -> set[str]:
