@@ -147,6 +147,14 @@ def describe(env: Envelope) -> str:
         return f"signalled {ev.signal}"
     if isinstance(ev, v.ContainerRenamed):
         return f"renamed {ev.old_name} -> {ev.new_name}"
+    if isinstance(ev, v.ContainerPathArchived):
+        return f"copied out: {ev.path}"
+    if isinstance(ev, v.ContainerPathExtracted):
+        done = f"copied in to {ev.path} ({ev.entries} entries"
+        done += f", {ev.skipped_devices} device nodes skipped)" if ev.skipped_devices else ")"
+        return done + (f"; refused: {ev.error}" if ev.error else "")
+    if isinstance(ev, v.ContainerExported):
+        return "exported (root filesystem streamed out)"
     if isinstance(ev, v.ReconcileDifferenceFound):
         return f"reconcile: expected {ev.expected}, saw {ev.observed}; {ev.action}"
     fields = msgspec.structs.asdict(ev)

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from engine.api.http import App, serve_unix
+from engine.api.routes_archive import archive_routes
 from engine.api.routes_check import check_routes
 from engine.api.routes_containers import container_routes
 from engine.api.routes_images import image_routes
@@ -169,7 +170,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 engine_id=_engine_id(store), runc_version=runc_version)
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
-                      registry_routes(ctx), network_routes(ctx), check_routes(ctx))
+                      registry_routes(ctx), network_routes(ctx), check_routes(ctx),
+                      archive_routes(ctx))
             sock = await nursery.start(lambda task_status: serve_unix(
                 socket_path(args.host), app, task_status=task_status))
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
