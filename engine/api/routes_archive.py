@@ -31,7 +31,7 @@ from engine.core.fs_plan import classify_changes, plan_copy_path
 from engine.core.lookup import find_container
 from engine.core.stats_shape import StatsSample, shape_stats
 from engine.drivers import container_stats, rootfs_access
-from engine.errors import Conflict, ShipslogError
+from engine.errors import Conflict, NotFound, ShipslogError
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from projections.state import ContainerView
@@ -46,6 +46,11 @@ class ReadOnlyRootfs(ShipslogError):
     """The container was created with --read-only: nothing may be copied into it. HTTP 403."""
 
     status = 403
+
+
+def _missing(path: str, c: ContainerView, exc: NotFound) -> NotFound:
+    """Docker's wording, naming the path as asked (not the component that was missing)."""
+    return NotFound(f"Could not find the file {path} in container {c.name}", exc.hint)
 
 
 def encode_path_stat(st: rootfs_access.PathStat) -> str:
@@ -164,7 +169,10 @@ def archive_routes(ctx: Any) -> Router:
         stack = AsyncExitStack()
         try:
             c, rootfs = await stack.enter_async_context(container_root(req.params["id"]))
-            resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan)
+            try:
+                resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan)
+            except NotFound as exc:
+                raise _missing(plan.requested, c, exc) from None
         except BaseException:
             await stack.aclose()
             raise
@@ -203,7 +211,10 @@ def archive_routes(ctx: Any) -> Router:
             raise ReadOnlyRootfs(f"container rootfs is marked read-only: {c.name}",
                                  hint="it was created with --read-only; copy into a volume")
         async with container_root(c.id) as (c, rootfs):
-            dest = await trio.to_thread.run_sync(rootfs_access.open_directory, rootfs, path)
+            try:
+                dest = await trio.to_thread.run_sync(rootfs_access.open_directory, rootfs, path)
+            except NotFound as exc:
+                raise _missing(path, c, exc) from None
             try:
                 stats = await trio.to_thread.run_sync(
                     rootfs_access.extract_into, dest, _BodyReader(req.stream_body()))
