@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import trio
 
@@ -90,31 +90,39 @@ class _ChunkStream:
 
 
 class _BodyReader:
-    """A blocking `read(n)` over the request body, for the unpacker's worker thread."""
+    """A blocking `read(n)` over the request body, for the unpacker's worker threads: one
+    hop into trio per read gathers as many body chunks as the read needs."""
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._chunks = chunks
-        self._token = trio.lowlevel.current_trio_token()  # read from the unpacker's threads
-        self._buf = b""
+        self._token = trio.lowlevel.current_trio_token()
+        self._buf = bytearray()
         self._eof = False
 
-    async def _next(self) -> bytes | None:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
+    async def _gather(self, want: int) -> list[bytes]:
+        got: list[bytes] = []
+        size = 0
+        while want < 0 or size < want:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._eof = True
+                break
+            got.append(chunk)
+            size += len(chunk)
+        return got
 
     def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buf) < n):
-            chunk = trio.from_thread.run(self._next, trio_token=self._token)
-            if chunk is None:
-                self._eof = True
-            else:
+        if not self._eof and (n < 0 or len(self._buf) < n):
+            want = -1 if n < 0 else n - len(self._buf)
+            for chunk in trio.from_thread.run(self._gather, want, trio_token=self._token):
                 self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b""
+        if n < 0 or n >= len(self._buf):
+            out = bytes(self._buf)
+            self._buf.clear()
         else:
-            out, self._buf = self._buf[:n], self._buf[n:]
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
         return out
 
 
@@ -158,7 +166,7 @@ def archive_routes(ctx: Any) -> Router:
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(drivers.snapshots.unmount, c.id)
 
-    async def record(c: ContainerView, event: v.BaseEvent, actor: Actor, verb: str) -> None:
+    async def record(c: ContainerView, event: v.Event, actor: Actor, verb: str) -> None:
         await engine.journal.append([Pending(stream=stream_of("container", c.id), event=event)],
                                     actor=actor, op_id=f"{verb}-" + engine.journal.new_id()[:12])
 
@@ -216,8 +224,8 @@ def archive_routes(ctx: Any) -> Router:
             except NotFound as exc:
                 raise _missing(path, c, exc) from None
             try:
-                stats = await trio.to_thread.run_sync(
-                    rootfs_access.extract_into, dest, _BodyReader(req.stream_body()))
+                body = cast(BinaryIO, _BodyReader(req.stream_body()))
+                stats = await trio.to_thread.run_sync(rootfs_access.extract_into, dest, body)
             except ShipslogError as exc:  # refused part-way: what was refused is on record
                 await record(c, v.ContainerPathExtracted(
                     container_id=c.id, path=path, error=exc.message[:500]), req.actor, "cp")

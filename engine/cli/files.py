@@ -310,12 +310,12 @@ def _read_all(ctx: Context, refs: list[str]) -> list[dict[str, Any]]:
         t.start()
     for t in threads:
         t.join()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ref in refs:
         got = results.get(ref)
         if isinstance(got, BaseException):
             raise got
-        rows.append(got)
+        rows.append(got or {})
     return rows
 
 
