@@ -27,11 +27,11 @@ import trio
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, json_response
-from engine.core.fs_plan import classify_changes, plan_copy_path
+from engine.core.fs_plan import classify_changes, mount_covering, plan_copy_path
 from engine.core.lookup import find_container
 from engine.core.stats_shape import StatsSample, shape_stats
 from engine.drivers import container_stats, rootfs_access
-from engine.errors import Conflict, NotFound, ShipslogError
+from engine.errors import Conflict, InvalidArgument, NotFound, ShipslogError
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from projections.state import ContainerView
@@ -40,6 +40,8 @@ STAT_HEADER = "X-Docker-Container-Path-Stat"
 _LIVE = ("running", "paused", "restarting")
 _NO_ROOTFS = ("creating", "removing", "dead")
 STATS_INTERVAL = 1.0  # seconds between samples (dockerd's collector ticks every second)
+DRAIN_LIMIT = 256 << 20  # bytes of a refused upload read (and dropped) so the answer arrives
+DRAIN_SECONDS = 30.0
 
 
 class ReadOnlyRootfs(ShipslogError):
@@ -48,9 +50,32 @@ class ReadOnlyRootfs(ShipslogError):
     status = 403
 
 
+async def _drain(chunks: AsyncIterator[bytes], limit: int) -> None:
+    seen = 0
+    with trio.move_on_after(DRAIN_SECONDS):
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > limit:
+                return
+
+
 def _missing(path: str, c: ContainerView, exc: NotFound) -> NotFound:
     """Docker's wording, naming the path as asked (not the component that was missing)."""
     return NotFound(f"Could not find the file {path} in container {c.name}", exc.hint)
+
+
+def _refuse_mounts(c: ContainerView, asked: str, resolved: str) -> None:
+    """Volumes, binds and tmpfs are mounted in the container's own mount namespace, not
+    under the rootfs we reach: a copy there would read or write the overlay *beneath* the
+    mount. Refused with a way out (RELIABILITY: no half-right answers)."""
+    target = mount_covering(resolved, [m.target for m in c.config.mounts])
+    if target is not None:
+        raise InvalidArgument(
+            f"{asked} is inside the mount at {target} in container {c.name}: copying to or "
+            "from volumes, bind mounts and tmpfs is not supported; reach a volume's files on "
+            "the host (see its Mountpoint in volume inspect)",
+            hint="reach a volume's files on the host (shipslog volume inspect NAME shows its "
+                 "Mountpoint), or copy through a path outside the mount")
 
 
 def encode_path_stat(st: rootfs_access.PathStat) -> str:
@@ -170,9 +195,11 @@ def archive_routes(ctx: Any) -> Router:
         await engine.journal.append([Pending(stream=stream_of("container", c.id), event=event)],
                                     actor=actor, op_id=f"{verb}-" + engine.journal.new_id()[:12])
 
-    async def open_resource(req: Request
+    async def open_resource(req: Request, *, refuse_mounts: bool = True
                             ) -> tuple[AsyncExitStack, ContainerView, rootfs_access.Resource]:
-        """The requested path resolved in the container's root; the stack releases both."""
+        """The requested path resolved in the container's root; the stack releases both.
+        (A stat may look at a mount point: the CLI stats before it copies, and only the
+        copy's answer carries an error message — a HEAD answer has no body.)"""
         plan = plan_copy_path(req.arg("path") or "")
         stack = AsyncExitStack()
         try:
@@ -181,15 +208,18 @@ def archive_routes(ctx: Any) -> Router:
                 resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan)
             except NotFound as exc:
                 raise _missing(plan.requested, c, exc) from None
+            stack.callback(resource.close)
+            if refuse_mounts:
+                _refuse_mounts(c, plan.requested,
+                               await trio.to_thread.run_sync(resource.container_path))
         except BaseException:
             await stack.aclose()
             raise
-        stack.callback(resource.close)
         return stack, c, resource
 
     @r.route("HEAD", "/containers/{id}/archive")
     async def stat_path(req: Request) -> Response:
-        stack, _, resource = await open_resource(req)
+        stack, _, resource = await open_resource(req, refuse_mounts=False)
         async with stack:
             st = await trio.to_thread.run_sync(resource.stat)
         return Response(200, [("Content-Type", "application/json"),
@@ -212,6 +242,16 @@ def archive_routes(ctx: Any) -> Router:
 
     @r.route("PUT", "/containers/{id}/archive", stream_body=True)
     async def put_archive(req: Request) -> Response:
+        try:
+            return await extract(req)
+        except ShipslogError:
+            # Refused before the archive was read (no such container or directory, a mount,
+            # read-only): read what the client is still sending, or it sees a broken pipe
+            # instead of our answer.
+            await _drain(req.stream_body(), DRAIN_LIMIT)
+            raise
+
+    async def extract(req: Request) -> Response:
         path = req.arg("path") or ""
         plan_copy_path(path)  # the same checks as a copy out (NUL bytes, length)
         c = find_container(engine.state, req.params["id"])
@@ -220,9 +260,15 @@ def archive_routes(ctx: Any) -> Router:
                                  hint="it was created with --read-only; copy into a volume")
         async with container_root(c.id) as (c, rootfs):
             try:
-                dest = await trio.to_thread.run_sync(rootfs_access.open_directory, rootfs, path)
+                dest, resolved = await trio.to_thread.run_sync(
+                    rootfs_access.open_directory, rootfs, path)
             except NotFound as exc:
                 raise _missing(path, c, exc) from None
+            try:
+                _refuse_mounts(c, path, resolved)
+            except BaseException:
+                os.close(dest)
+                raise
             try:
                 body = cast(BinaryIO, _BodyReader(req.stream_body()))
                 stats = await trio.to_thread.run_sync(rootfs_access.extract_into, dest, body)

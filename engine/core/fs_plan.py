@@ -85,6 +85,20 @@ def plan_copy_path(path: str) -> CopyPath:
     return CopyPath(path, parent, base, name, rebase)
 
 
+def mount_covering(path: str, targets: Iterable[str]) -> str | None:
+    """The mount destination (volume, bind, tmpfs) that `path` is at or below, if any; the
+    deepest one wins. Both sides are container paths; they are compared lexically, cleaned."""
+    clean = posixpath.normpath(posixpath.join("/", path))
+    best: str | None = None
+    for target in targets:
+        t = posixpath.normpath(posixpath.join("/", target))
+        if t == "/":
+            continue
+        if (clean == t or clean.startswith(t + "/")) and (best is None or len(t) > len(best)):
+            best = t
+    return best
+
+
 def _go_base(path: str) -> str:
     """filepath.Base: trailing slashes removed, "/" for the root."""
     stripped = path.rstrip("/")

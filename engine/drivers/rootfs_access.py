@@ -119,15 +119,16 @@ class Resource:
             target = os.readlink(self.plan.entry, dir_fd=self.parent_fd)
             return posixpath.normpath(posixpath.join(self.plan.parent, target))
         try:
-            host = os.readlink(f"/proc/self/fd/{fd}")
+            return container_path(fd, self.rootfs)
         finally:
             os.close(fd)
-        root = os.path.realpath(self.rootfs)
-        if host == root:
-            return "/"
-        if host.startswith(root + "/"):
-            return host[len(root):]
-        raise KernelError(f"symlink {full} resolved outside the container's root")
+
+    def container_path(self) -> str:
+        """Where the resource is, as a container path, its parent's symlinks resolved."""
+        parent = container_path(self.parent_fd, self.rootfs)
+        if self.plan.entry is None:
+            return parent
+        return posixpath.join(parent, self.plan.entry)
 
     def chunks(self) -> Iterator[bytes]:
         """The resource as a tar stream; the top entry is named `plan.rebase`."""
@@ -138,6 +139,17 @@ class Resource:
         else:
             yield from writer.entry(self.parent_fd, self.plan.entry, self.st, self.plan.rebase)
         yield writer.end()
+
+
+def container_path(fd: int, rootfs: str) -> str:
+    """The container path of an fd opened inside `rootfs` (from /proc/self/fd)."""
+    host = os.readlink(f"/proc/self/fd/{fd}")
+    root = os.path.realpath(rootfs)
+    if host == root:
+        return "/"
+    if host.startswith(root + "/"):
+        return host[len(root):]
+    raise KernelError(f"{host} is outside the container's root")
 
 
 def open_root(rootfs: str) -> int:
@@ -283,9 +295,10 @@ class ContainerApplier(Applier):
         super()._create(m, pfd, parts, base, data)  # type: ignore[arg-type]
 
 
-def open_directory(rootfs: str, path: str) -> int:
-    """An fd for container directory `path`, resolved in-root. NotFound if missing,
-    InvalidArgument (Docker's 400 "not a directory") if it is something else."""
+def open_directory(rootfs: str, path: str) -> tuple[int, str]:
+    """An fd for container directory `path`, resolved in-root, and its resolved container
+    path. NotFound if missing, InvalidArgument (Docker's 400 "not a directory") if it is
+    something else."""
     root_fd = open_root(rootfs)
     try:
         fd = open_in_root(root_fd, path, os.O_PATH)
@@ -293,7 +306,7 @@ def open_directory(rootfs: str, path: str) -> int:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise InvalidArgument(f"extraction point {path} is not a directory",
                                       hint="copy into a directory, or name the new file's path")
-            return os.open(".", _O_DIR, dir_fd=fd)
+            return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs)
         finally:
             os.close(fd)
     finally:

@@ -129,6 +129,23 @@ def test_symlinks_pointing_out_never_reach_the_host(daemon: Any) -> None:
     docker(daemon, "rm", "-f", "links")
 
 
+def test_paths_inside_volumes_are_refused_with_a_hint(daemon: Any) -> None:
+    work, _ = _local(daemon)
+    _sleeper(daemon, "vol", "ln -s /data /tmp/datalink;")
+    docker(daemon, "rm", "-f", "vol")
+    docker(daemon, "run", "-d", "--name", "vol", "-v", "cpvol:/data", "busybox", "sleep", "1000")
+    for args in ([str(work / "src" / "file"), "vol:/data/"],
+                 [str(work / "src" / "file"), "vol:/data/x"],
+                 ["vol:/data", str(work / "out")]):
+        p = docker(daemon, "cp", *args, check=False)
+        assert p.returncode != 0 and b"inside the mount at /data" in p.stderr, p.stderr
+    _, err = cli(daemon, "cp", str(work / "src" / "file"), "vol:/data/", code=125)
+    assert "inside the mount at /data" in err and "volume inspect" in err
+    docker(daemon, "cp", str(work / "src" / "file"), "vol:/tmp/")  # elsewhere: fine
+    docker(daemon, "rm", "-f", "-v", "vol")
+    docker(daemon, "volume", "rm", "cpvol")
+
+
 def _put(daemon: Any, container: str, path: str, members: list[tuple[tarfile.TarInfo, bytes]]
          ) -> Any:
     buf = io.BytesIO()

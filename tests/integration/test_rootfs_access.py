@@ -65,7 +65,7 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "",
 
 
 def _extract(root: Path, path: str, archive: io.BytesIO) -> object:
-    dest = ra.open_directory(str(root), path)
+    dest, _ = ra.open_directory(str(root), path)
     try:
         return ra.extract_into(dest, archive)
     finally:

@@ -23,6 +23,7 @@ from engine.core.fs_plan import (
     UpperEntry,
     classify_changes,
     go_file_mode,
+    mount_covering,
     plan_copy_path,
 )
 from engine.core.stats_shape import (
@@ -76,6 +77,17 @@ def test_copy_path_refuses_nul_and_empty() -> None:
             assert getattr(exc, "status", 0) == 400
         else:
             raise AssertionError(f"{bad[:20]!r} accepted")
+
+
+def test_mount_covering_finds_the_deepest_mount_at_or_above() -> None:
+    targets = ["/data", "/data/cache", "/etc/hosts", "/"]
+    assert mount_covering("/data", targets) == "/data"
+    assert mount_covering("/data/x/y", targets) == "/data"
+    assert mount_covering("/data/cache/z", targets) == "/data/cache"
+    assert mount_covering("/database", targets) is None
+    assert mount_covering("/etc/hosts", targets) == "/etc/hosts"
+    assert mount_covering("/etc", targets) is None  # a parent of a mount is not inside it
+    assert mount_covering("/tmp", []) is None
 
 
 def test_go_file_mode_bits() -> None:
