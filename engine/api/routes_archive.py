@@ -17,6 +17,7 @@ path that crosses into one is refused (its files are on the host, in the volume)
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -271,7 +272,9 @@ def archive_routes(ctx: Any) -> Router:
                 raise
             try:
                 body = cast(BinaryIO, _BodyReader(req.stream_body()))
-                stats = await trio.to_thread.run_sync(rootfs_access.extract_into, dest, body)
+                stats = await trio.to_thread.run_sync(functools.partial(
+                    rootfs_access.extract_into, dest, body,
+                    no_overwrite_dir_non_dir=req.bool("noOverwriteDirNonDir")))
             except ShipslogError as exc:  # refused part-way: what was refused is on record
                 await record(c, v.ContainerPathExtracted(
                     container_id=c.id, path=path, error=exc.message[:500]), req.actor, "cp")

@@ -287,12 +287,33 @@ class ContainerApplier(Applier):
         raise InvalidLayer(f"invalid archive: refusing to copy {base!r}: names starting with "
                            "'.wh.' are overlay whiteouts")
 
+    keep_kinds = False  # refuse to replace a directory by a non-directory and vice versa
+
     def _create(self, m: tarfile.TarInfo, pfd: int, parts: tuple[str, ...], base: str,
                 data: object) -> None:
         if m.ischr() or m.isblk():
             self.stats.skipped_devices += 1
             return
+        if self.keep_kinds:
+            self._check_kind(m, pfd, parts, base)
         super()._create(m, pfd, parts, base, data)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _check_kind(m: tarfile.TarInfo, pfd: int, parts: tuple[str, ...], base: str) -> None:
+        try:
+            st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode) and not m.isdir():
+            raise InvalidLayer(f"cannot overwrite directory {'/'.join(parts)!r} with "
+                               "non-directory", "remove the directory first, or copy elsewhere")
+        if m.isdir() and not stat.S_ISDIR(st.st_mode):
+            raise InvalidLayer(f"cannot overwrite non-directory {'/'.join(parts)!r} with "
+                               "directory", "remove the file first, or copy elsewhere")
+
+
+class _KindKeepingApplier(ContainerApplier):
+    keep_kinds = True
 
 
 def open_directory(rootfs: str, path: str) -> tuple[int, str]:
@@ -313,12 +334,13 @@ def open_directory(rootfs: str, path: str) -> tuple[int, str]:
         os.close(root_fd)
 
 
-def extract_into(dest_fd: int, source: BinaryIO, limits: LayerLimits | None = None
-                 ) -> ApplyStats:
-    """Unpack the (possibly compressed) tar `source` into the directory `dest_fd`."""
-    _, applier = apply_tar(source, dest_fd, limits or LayerLimits(),
-                           applier_class=ContainerApplier)
-    return applier.stats
+def extract_into(dest_fd: int, source: BinaryIO, limits: LayerLimits | None = None, *,
+                 no_overwrite_dir_non_dir: bool = False) -> ApplyStats:
+    """Unpack the (possibly compressed) tar `source` into the directory `dest_fd`.
+    `no_overwrite_dir_non_dir`: Docker's flag of that name (the docker CLI always sets it)."""
+    applier = _KindKeepingApplier if no_overwrite_dir_non_dir else ContainerApplier
+    _, used = apply_tar(source, dest_fd, limits or LayerLimits(), applier_class=applier)
+    return used.stats
 
 
 # -- diff -----------------------------------------------------------------------------------

@@ -86,6 +86,11 @@ def test_docker_cp_in_and_out_running_and_stopped(daemon: Any) -> None:
     assert p.returncode != 0 and b"Could not find the file /no/such" in p.stderr
     p = docker(daemon, "cp", str(src / "file"), "files:/etc/passwd/x", check=False)
     assert p.returncode != 0 and b"not a directory" in p.stderr
+    (work / "passwd").mkdir()  # the CLI asks noOverwriteDirNonDir: no dir over /etc/passwd
+    p = docker(daemon, "cp", str(work / "passwd"), "files:/etc/", check=False)
+    assert p.returncode != 0 and b"cannot overwrite non-directory" in p.stderr, p.stderr
+    assert docker(daemon, "exec", "files", "test", "-f", "/etc/passwd", check=False
+                  ).returncode == 0
 
     docker(daemon, "stop", "-t", "1", "files")
     # After a daemon restart a stopped container's rootfs is not mounted: copy anyway.

@@ -197,3 +197,24 @@ def test_export_walks_the_root_without_following_links(world: tuple[Path, Path])
     assert {"etc", "etc/passwd", "tmp/hostlink", "tmp/rootlink", "bin"} <= set(names)
     assert names["tmp/hostlink"].issym()
     assert SECRET not in data and not any(n.startswith("/") for n in names)
+
+
+def test_no_overwrite_dir_non_dir(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    file_over_dir = _tar((_member("etc"), b"a file where /etc is"))
+    dest, _ = ra.open_directory(str(root), "/")
+    try:
+        with pytest.raises(InvalidArgument, match="cannot overwrite directory"):
+            ra.extract_into(dest, file_over_dir, no_overwrite_dir_non_dir=True)
+        assert (root / "etc" / "passwd").exists()
+        dir_over_file = _tar((_member("etc/passwd", tarfile.DIRTYPE, mode=0o755), b""))
+        with pytest.raises(InvalidArgument, match="cannot overwrite non-directory"):
+            ra.extract_into(dest, dir_over_file, no_overwrite_dir_non_dir=True)
+        assert (root / "etc" / "passwd").is_file()
+        ra.extract_into(dest, _tar((_member("etc/passwd"), b"replaced\n")),
+                        no_overwrite_dir_non_dir=True)  # a file over a file is fine
+        assert (root / "etc" / "passwd").read_bytes() == b"replaced\n"
+        ra.extract_into(dest, _tar((_member("etc"), b"now a file")))  # without the flag
+        assert (root / "etc").read_bytes() == b"now a file"
+    finally:
+        os.close(dest)
