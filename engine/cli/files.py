@@ -197,7 +197,7 @@ def _copy_in(ctx: Context, src: str, container: str, path: str,
         if ctx.isatty(stdin):
             raise CliError("refusing to read a tar archive from a terminal",
                            "redirect one: shipslog cp - CONTAINER:DIR < files.tar")
-        ctx.client.upload("PUT", endpoint, stdin, {"path": path})
+        ctx.client.upload("PUT", endpoint, stdin, {"path": path, "noOverwriteDirNonDir": True})
         return 0
     if not os.path.lexists(src):
         raise CliError(f"no such file or directory: {src}", "check the local path")
@@ -216,7 +216,8 @@ def _copy_in(ctx: Context, src: str, container: str, path: str,
         target_dir = posixpath.dirname(posixpath.join("/", path)) or "/"
         name = posixpath.basename(path.rstrip("/"))
     with _tar_of(src, name, follow=args.follow_link) as (spool, size):
-        ctx.client.upload("PUT", endpoint, spool, {"path": target_dir})
+        ctx.client.upload("PUT", endpoint, spool,
+                          {"path": target_dir, "noOverwriteDirNonDir": True})
     if not args.quiet:
         ctx.err(f"Successfully copied {fmt.human_size(size, 3)} to {container}:{path}")
     return 0

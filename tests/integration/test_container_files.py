@@ -89,6 +89,8 @@ def test_docker_cp_in_and_out_running_and_stopped(daemon: Any) -> None:
     (work / "passwd").mkdir()  # the CLI asks noOverwriteDirNonDir: no dir over /etc/passwd
     p = docker(daemon, "cp", str(work / "passwd"), "files:/etc/", check=False)
     assert p.returncode != 0 and b"cannot overwrite non-directory" in p.stderr, p.stderr
+    _, err = cli(daemon, "cp", str(work / "passwd"), "files:/etc/", code=125)
+    assert "cannot overwrite non-directory" in err
     assert docker(daemon, "exec", "files", "test", "-f", "/etc/passwd", check=False
                   ).returncode == 0
 
