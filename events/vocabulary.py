@@ -419,6 +419,33 @@ class ChainCompacted(BaseEvent, frozen=True, kw_only=True):
     bytes: int = 0  # stored bytes of the archived rows
 
 
+# --- copies in and out of a container (audit: they change no projected state) --------------
+
+
+class ContainerPathArchived(BaseEvent, frozen=True, kw_only=True):
+    """`cp` out: a path of the container was sent to the client (Docker's "archive-path")."""
+
+    container_id: str
+    path: str
+
+
+class ContainerPathExtracted(BaseEvent, frozen=True, kw_only=True):
+    """`cp` in: an archive was unpacked into a directory of the container ("extract-to-dir").
+    `error` is set when the archive was refused part-way (what was written before stays)."""
+
+    container_id: str
+    path: str
+    entries: int = 0
+    skipped_devices: int = 0
+    error: str = ""
+
+
+class ContainerExported(BaseEvent, frozen=True, kw_only=True):
+    """`export`: the container's whole root filesystem was streamed out ("export")."""
+
+    container_id: str
+
+
 Event = (
     OperationRequested
     | OperationStepDone
@@ -475,6 +502,9 @@ Event = (
     | DaemonStarted
     | DaemonStopped
     | ChainCompacted
+    | ContainerPathArchived
+    | ContainerPathExtracted
+    | ContainerExported
 )
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {

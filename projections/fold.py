@@ -547,6 +547,18 @@ def _network_removed(tx: _Tx, env: Envelope, ev: v.NetworkRemoved) -> None:
     tx.drop("networks", ev.network_id)
 
 
+# --- copies in and out (audit facts) ------------------------------------------------------
+
+
+@on(v.ContainerPathArchived)
+@on(v.ContainerPathExtracted)
+@on(v.ContainerExported)
+def _container_audited(tx: _Tx, env: Envelope, ev: Any) -> None:
+    """A copy or export changes no state, but it is on the container's stream: its version
+    moves, or the next command's optimistic check would fail forever."""
+    tx.update_container(env, ev.container_id)
+
+
 # --- the fold ------------------------------------------------------------------------------
 
 

@@ -150,6 +150,14 @@ def describe(env: Envelope) -> str:
     if isinstance(ev, v.ContainerHealthChanged):
         probe = "timed out" if ev.exit_code == -1 else f"exit {ev.exit_code}"
         return f"health: {ev.status} (probe {probe}, failing streak {ev.failing_streak})"
+    if isinstance(ev, v.ContainerPathArchived):
+        return f"copied out: {ev.path}"
+    if isinstance(ev, v.ContainerPathExtracted):
+        done = f"copied in to {ev.path} ({ev.entries} entries"
+        done += f", {ev.skipped_devices} device nodes skipped)" if ev.skipped_devices else ")"
+        return done + (f"; refused: {ev.error}" if ev.error else "")
+    if isinstance(ev, v.ContainerExported):
+        return "exported (root filesystem streamed out)"
     if isinstance(ev, v.ReconcileDifferenceFound):
         return f"reconcile: expected {ev.expected}, saw {ev.observed}; {ev.action}"
     fields = msgspec.structs.asdict(ev)

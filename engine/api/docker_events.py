@@ -58,6 +58,8 @@ class DockerEvents:
                 attrs["exitCode"] = str(ev.exit_code)
             if isinstance(ev, v.ContainerSignalled):
                 attrs["signal"] = ev.signal.removeprefix("SIG")
+            if isinstance(ev, v.ContainerPathExtracted) and ev.error:
+                return None  # Docker reports only a completed extraction
             if isinstance(ev, v.ExecCreated):
                 self._exec_cmds[ev.exec_id] = " ".join(ev.cmd)
             if isinstance(ev, v.ExecCreated | v.ExecStarted):
@@ -130,6 +132,9 @@ _MAP: dict[type, tuple[str, str]] = {
     v.NetworkConnected: ("network", "connect"),
     v.NetworkDisconnected: ("network", "disconnect"),
     v.NetworkRemoved: ("network", "destroy"),
+    v.ContainerPathArchived: ("container", "archive-path"),
+    v.ContainerPathExtracted: ("container", "extract-to-dir"),
+    v.ContainerExported: ("container", "export"),
 }
 
 

@@ -46,17 +46,18 @@ def build_parser(verb: str | None = None) -> CliParser:
                         help="print version information and quit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
-    for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks"):
+    for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks",
+                 "files"):
         if only is None or only in MODULE_VERBS[name]:
             _module(name).register(target)
     if only is None or only in MODULE_VERBS["images"]:
         # `shipslog history X` is the event timeline; Docker's layer history: `image history`.
         _module("images").register(_Skipping(target, {"history"}))
-    containers, manage, images, system = (
-        _LazyModule(n) for n in ("containers", "manage", "images", "system"))
+    containers, manage, images, system, files = (
+        _LazyModule(n) for n in ("containers", "manage", "images", "system", "files"))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
-        ("container", (containers, manage), CONTAINER_GROUP),
+        ("container", (containers, manage, files), CONTAINER_GROUP),
         ("image", (images, manage), IMAGE_GROUP),
         ("system", (system,), SYSTEM_GROUP),
     ):
@@ -90,6 +91,7 @@ MODULE_VERBS: dict[str, frozenset[str]] = {
     "timeline": frozenset({"history", "state", "replay", "debug"}),
     "volumes": frozenset({"volume"}),
     "networks": frozenset({"network"}),
+    "files": frozenset({"cp", "diff", "export", "stats"}),
     "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
                          "login", "logout"}),
 }
@@ -114,7 +116,8 @@ CONTAINER_GROUP = {
     "stop": ["stop"], "kill": ["kill"], "restart": ["restart"], "rm": ["rm", "remove"],
     "pause": ["pause"], "unpause": ["unpause"], "rename": ["rename"], "wait": ["wait"],
     "logs": ["logs"], "exec": ["exec"], "inspect": ["inspect"], "top": ["top"],
-    "port": ["port"], "attach": ["attach"], "update": ["update"],
+    "port": ["port"], "attach": ["attach"], "update": ["update"], "cp": ["cp"],
+    "diff": ["diff"], "export": ["export"], "stats": ["stats"],
 }
 IMAGE_GROUP = {
     "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
@@ -128,7 +131,8 @@ SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename update images rmi tag history load save import pull push login logout version "
-    "info events container image system audit state replay debug volume network".split())
+    "info events container image system audit state replay debug volume network cp diff export "
+    "stats".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from engine.api.http import App, serve_unix
+from engine.api.routes_archive import archive_routes
 from engine.api.routes_check import check_routes
 from engine.api.routes_compact import compact_routes
 from engine.api.routes_containers import container_routes
@@ -213,7 +214,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
-                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx))
+                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx))
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,
                 max_events=args.compact_max_events, interval_s=args.compact_interval,

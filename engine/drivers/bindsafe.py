@@ -81,16 +81,21 @@ def _symlink_error(path: str, component: str) -> BindSourceError:
              "followed, a swapped path must not redirect the mount (RELIABILITY S-04)")
 
 
-def _openat2(path: str) -> int:
-    how = _OpenHow(flags=os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, mode=0,
-                   resolve=RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-    ret = _libc.syscall(_long(_SYS_OPENAT2), _long(mountsys.AT_FDCWD),
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2) (O_CLOEXEC always added); raises OSError with the kernel's errno."""
+    how = _OpenHow(flags=flags | os.O_CLOEXEC, mode=0, resolve=resolve)
+    ret = _libc.syscall(_long(_SYS_OPENAT2), _long(dir_fd),
                         ctypes.c_char_p(os.fsencode(path)), ctypes.byref(how),
                         ctypes.c_size_t(ctypes.sizeof(how)))
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return int(ret)
+
+
+def _openat2(path: str) -> int:
+    return openat2(mountsys.AT_FDCWD, path, os.O_PATH | os.O_NOFOLLOW,
+                   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
 
 
 def _walk_open(path: str) -> int:

@@ -412,12 +412,15 @@ def _check_end(stream: TarStream, end: int) -> None:
         raise InvalidLayer("invalid archive: invalid tar header")
 
 
-def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits) -> tuple[str, Applier]:
-    """Apply a (possibly compressed) layer tar to the directory `target_fd`. Returns the diff_id."""
+def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits, *,
+              applier_class: type[Applier] = Applier) -> tuple[str, Applier]:
+    """Apply a (possibly compressed) layer tar to the directory `target_fd`. Returns the diff_id.
+
+    `applier_class`: the Applier (`docker cp` into a container uses a stricter subclass)."""
     chunks, counter, _ = decompressed_chunks(f)
     prefetch = Prefetcher(chunks)
     stream = TarStream(prefetch, counter, limits)
-    applier = Applier(target_fd, limits)
+    applier = applier_class(target_fd, limits)
     try:
         try:
             tf = tarfile.TarFile(fileobj=stream, mode="r")  # type: ignore[arg-type]

@@ -273,3 +273,27 @@ def test_explain_notices_a_decision_the_core_would_not_make_again() -> None:
     steps = replay.explain(log.store, CID)
     assert steps[-1].reproduced is False and "refuses" in steps[-1].note
     assert msgspec.json.encode(steps)  # the API sends them as JSON
+
+
+def test_copies_and_exports_are_told_and_do_not_block_the_next_command() -> None:
+    """cp/export facts sit on the container's stream: the projection must follow its version,
+    or every later decision's optimistic check would lose (a bug this caught once)."""
+    log = Log()
+    log.load_image()
+    log.create(CID, "web")
+    log.start(CID, pid=100)
+    for event in (v.ContainerPathArchived(container_id=CID, path="/etc/passwd"),
+                  v.ContainerPathExtracted(container_id=CID, path="/tmp", entries=3),
+                  v.ContainerPathExtracted(container_id=CID, path="/tmp",
+                                           error="invalid archive: path '../x' contains '..'"),
+                  v.ContainerExported(container_id=CID)):
+        log.append([Pending(stream=stream_of("container", CID), event=event)], "cp-1")
+    assert log.state.containers[CID].stream_version == log.store.stream_version(
+        stream_of("container", CID))
+    log.decide(cc.decide_stop(log.state, CID, op_id=log.op(), timeout=1, signal=None))
+    text = [hist.describe(env) for env in log.store.read(stream=stream_of("container", CID))]
+    assert "copied out: /etc/passwd" in text
+    assert "copied in to /tmp (3 entries)" in text
+    assert "copied in to /tmp (0 entries); refused: invalid archive: path '../x' contains '..'" \
+        in text
+    assert "exported (root filesystem streamed out)" in text
