@@ -309,10 +309,11 @@ def test_a_follower_sees_every_live_event_exactly_once_across_compaction(
 def test_parallel_verify_names_the_first_bad_event(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # Worker processes each take a share of the seq range; the earliest bad seq wins.
+    from events import sqlite_backend
     from events import store as store_module
 
     monkeypatch.setattr(store_module, "_PARALLEL_VERIFY_MIN", 0)
-    monkeypatch.setattr(store_module, "_VERIFY_WINDOW", 7)
+    monkeypatch.setattr(sqlite_backend, "_VERIFY_WINDOW", 7)
     log: EventStore[Any] = EventStore.open(tmp_path / "events.db")
     for i in range(60):
         _add(log, f"volume-{i % 4}", VolumeCreated(name=str(i)), i)

@@ -326,7 +326,7 @@ def test_verify_detects_a_rehashed_alteration_at_the_next_event(backend: Backend
 
 
 def _canonical_sql() -> str:
-    from events import store as store_module
+    from events import sqlite_backend as store_module
 
     return store_module._CANONICAL_SQL
 

@@ -24,7 +24,7 @@ import trio
 from engine.api.http import App, serve_unix
 from engine.api.routes_shipslog import FrozenEngine, shipslog_routes
 from engine.cli.main import run
-from events import store as store_module
+from events import sqlite_backend as store_module
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.hashing import GENESIS_HASH, chain_hash
