@@ -81,7 +81,7 @@ class Recovery:
             await self.sup.run_step(op.op_id, _step("container.remove", cid), SYSTEM_ACTOR)
         elif op.kind in ("container.pause", "container.unpause") and c is not None:
             await self._resolve_pause(op, cid)
-        elif op.kind == "image.remove":
+        elif op.kind in ("image.remove", "image.prune"):
             await self.sup.run_step(op.op_id, _step("image.gc", ""), SYSTEM_ACTOR)
         elif op.kind == "container.stop" and c is not None and c.status in RUNNING:
             # The user asked for it to stop; the grace period went with the old daemon.

@@ -44,6 +44,7 @@ from engine.drivers.content import ContentStore, DigestMismatch
 from engine.drivers.layers import LayerStore
 from engine.drivers.mountsys import machine_arch
 from engine.errors import ShipslogError
+from engine.image_gate import gate_for
 from engine.images.documents import (
     MAX_CONFIG_BYTES,
     MAX_INDEX_BYTES,
@@ -129,13 +130,14 @@ class Puller:
         op_id = self.journal.new_id()
         op = stream_of("op", op_id)
         shown = ref.familiar
-        await self.journal.append([
-            Pending(stream=op, expected_version=0, event=v.OperationRequested(
-                op_id=op_id, kind="image.pull", target="images",
-                args={"reference": ref.canonical})),
-            Pending(stream=op, event=v.ImagePullRequested(
-                reference=shown, platform=platform_str(want) if platform else "")),
-        ], actor=actor, op_id=op_id)
+        async with gate_for(self.journal).using():  # not while rmi collects (L-07)
+            await self.journal.append([
+                Pending(stream=op, expected_version=0, event=v.OperationRequested(
+                    op_id=op_id, kind="image.pull", target="images",
+                    args={"reference": ref.canonical})),
+                Pending(stream=op, event=v.ImagePullRequested(
+                    reference=shown, platform=platform_str(want) if platform else "")),
+            ], actor=actor, op_id=op_id)
         step = "resolve"
         try:
             with trio.fail_after(self.total_timeout):
