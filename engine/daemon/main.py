@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,14 @@ from engine.daemon.wiring import (
     RealVolumes,
     SpecMaker,
 )
+from engine.debug_memory import install_from_env
 from engine.drivers.snapshots import Snapshotter
 from engine.errors import ShipslogError
 from engine.image_ops import ImageOps
 from engine.journal import Journal
 from engine.network_ops import NetworkOps
 from engine.paths import Paths
-from engine.recovery import Recovery
+from engine.recovery import Recovery, run_bounded
 from engine.secrets import SecretStore
 from engine.service import Engine
 from engine.supervisor import Drivers, Supervisor
@@ -122,6 +124,7 @@ async def run_daemon(args: argparse.Namespace, *,
 
 
 async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> None:
+    install_from_env()  # SHIPSLOG_TRACEMALLOC: memory snapshots on SIGUSR2 (debugging)
     current_boot = boot_id()
     previous_boot = paths.boot_id_file.read_text().strip() if paths.boot_id_file.exists() else ""
     boot_changed = previous_boot != current_boot
@@ -160,8 +163,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
-            for cid in restart:
-                nursery.start_soon(_start_quietly, engine, cid)
+            nursery.start_soon(run_bounded, partial(_start_quietly, engine), restart)
             ctx = DaemonContext(
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,
                                                paths.root / "tmp"),
