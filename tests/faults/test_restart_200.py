@@ -1,9 +1,9 @@
 """Load, L-03: a daemon restart with 200 containers of every kind.
 
-Before the restart (100 running, 100 not): 70 running, 20 running with `--restart always`, 10 running with
-`--restart always` whose process this test kills while the daemon is down, 10 running plain
-ones killed likewise, 50 exited with their own exit codes, 10 stopped by the user with
-`--restart unless-stopped`, 30 created and never started. After it: the API answers (the time
+Before the restart (100 running, 100 not): 70 running, 20 running with `--restart always`,
+10 running with `--restart always` whose process this test kills while the daemon is down, 10
+running plain ones killed likewise, 50 exited with their own exit codes, 10 stopped by the
+user with `--restart unless-stopped`, 30 created and never started. After it: the API answers (the time
 is printed, not asserted), every container is in the state it must be in — running ones
 still running with the same pid and exec-able, the always-ones that died while the daemon
 was down running again, the plain ones that died exited with 137 (SIGKILL, read from the
