@@ -1,14 +1,15 @@
 """Load, L-03: a daemon restart with 200 containers of every kind.
 
 Before the restart (100 running, 100 not): 70 running, 20 running with `--restart always`,
-10 running with `--restart always` whose process this test kills while the daemon is down, 10
-running plain ones killed likewise, 50 exited with their own exit codes, 10 stopped by the
-user with `--restart unless-stopped`, 30 created and never started. After it: the API answers (the time
-is printed, not asserted), every container is in the state it must be in — running ones
-still running with the same pid and exec-able, the always-ones that died while the daemon
-was down running again, the plain ones that died exited with 137 (SIGKILL, read from the
-monitor's exit file), the exited ones with their exit codes, the created ones created — and
-after removing everything and a second full stop and start, no state is left behind.
+10 running with `--restart always` whose process this test kills while the daemon is down,
+10 running plain ones killed likewise, 50 exited with their own exit codes, 10 stopped by
+the user with `--restart unless-stopped`, 30 created and never started. After it: the API
+answers (the time is printed, not asserted), every container is in the state it must be in —
+running ones still running with the same pid and exec-able, the always-ones that died while
+the daemon was down running again, the plain ones that died exited with 137 (SIGKILL, read
+from the monitor's exit file), the exited ones with their exit codes, the created ones
+created — and after removing everything and a second full stop and start, no state is left
+behind.
 
 I/O: a daemon (subprocess), API calls from a thread pool, SIGKILL to container processes
 this test's daemon started (pids from inspect, checked against /proc first).
