@@ -24,6 +24,7 @@ from engine.core.lookup import find_image
 from engine.drivers.content import ContentStore
 from engine.drivers.layers import LayerStore
 from engine.errors import ShipslogError
+from engine.image_gate import gate_for
 from engine.images.archive import (
     ImageToSave,
     LoadedImage,
@@ -63,10 +64,11 @@ class ImageOps:
     async def _begin(self, kind: str, actor: Actor) -> str:
         await self._settle_owed()
         op_id = self.journal.new_id()
-        await self.journal.append([Pending(
-            stream=stream_of("op", op_id), expected_version=0,
-            event=v.OperationRequested(op_id=op_id, kind=kind, target="images"))],
-            actor=actor, op_id=op_id)
+        async with gate_for(self.journal).using():  # not while rmi collects (L-07)
+            await self.journal.append([Pending(
+                stream=stream_of("op", op_id), expected_version=0,
+                event=v.OperationRequested(op_id=op_id, kind=kind, target="images"))],
+                actor=actor, op_id=op_id)
         return op_id
 
     async def _fail(self, op_id: str, step: str, error: str, actor: Actor) -> None:

@@ -13,6 +13,9 @@ policies. After a reboot (`boot_changed`) nothing that was running can still be.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import trio
 
@@ -23,11 +26,13 @@ from engine.errors import NotFound, ShipslogError
 from engine.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending, stream_of
-from projections.state import OperationView
+from projections.state import ContainerView, OperationView
 
 log = logging.getLogger("shipslog.recovery")
 
 RUNNING = ("running", "paused", "restarting")
+RESTORE_CONCURRENCY = 16  # containers restored (or restarted by policy) at once at start
+T = TypeVar("T")
 
 
 def _op(op_id: str) -> str:
@@ -55,9 +60,12 @@ class Recovery:
                 await self._resolve(op)
             except (ShipslogError, OSError) as exc:
                 log.warning("recovery of operation %s (%s) failed: %s", op.op_id, op.kind, exc)
+        began = time.monotonic()
         runtime = {r.id: r for r in await self.d.runtime.list()}
         await self._containers(runtime)
         await self._orphans(runtime)
+        log.info("recovery: %d containers, %d in the runtime, restored in %.2f s",
+                 len(self.journal.state.containers), len(runtime), time.monotonic() - began)
         return [c.id for c in self.journal.state.containers.values()
                 if c.status == "exited" and restart_on_daemon_start(c)
                 and c.has_been_started]
@@ -85,7 +93,7 @@ class Recovery:
             # `runc update` is idempotent: do it again (or just record it if it stopped).
             step = Step(name="container.update", args={**op.args, "container_id": cid})
             await self.sup.run_step(op.op_id, step, SYSTEM_ACTOR)
-        elif op.kind == "image.remove":
+        elif op.kind in ("image.remove", "image.prune"):
             await self.sup.run_step(op.op_id, _step("image.gc", ""), SYSTEM_ACTOR)
         elif op.kind == "container.stop" and c is not None and c.status in RUNNING:
             # The user asked for it to stop; the grace period went with the old daemon.
@@ -186,37 +194,41 @@ class Recovery:
     # -- containers ------------------------------------------------------------------------
 
     async def _containers(self, runtime: dict[str, RuntimeState]) -> None:
-        for c in list(self.journal.state.containers.values()):
-            if c.status not in RUNNING:
-                continue
-            rs = None if self.boot_changed else runtime.get(c.id)
-            if rs is not None and rs.status in ("running", "paused"):
-                if (rs.status == "paused") != (c.status == "paused"):
-                    event: v.BaseEvent = (v.ContainerPaused(container_id=c.id)
-                                          if rs.status == "paused"
-                                          else v.ContainerUnpaused(container_id=c.id))
-                    await self._append([
-                        Pending(stream=stream_of("container", c.id), event=event),
-                        _difference(c.id, c.status, rs.status, "recorded"),
-                    ])
-                self.sup._exited.setdefault(c.id, trio.Event())
-                self.sup.watch(c.id)
-                continue
-            record = None if self.boot_changed else self.d.runtime.exit_record(c.id)
-            if record is not None:
-                await self.sup.record_exit(c.id, record)
-            else:
-                reason = ("the host rebooted while the container was running"
-                          if self.boot_changed else
-                          "the container's process and its exit record are gone")
-                await self._append([Pending(stream=stream_of("container", c.id),
-                                            event=v.ContainerLost(container_id=c.id,
-                                                                  reason=reason))])
-            try:
-                await self.d.runtime.delete(c.id, force=True)
-            except ShipslogError as exc:
-                log.warning("deleting runtime state of %s failed: %s", c.id, exc)
-            await self.sup.release_network(c.id, "recovery")
+        """Each container the log believes is running, in parallel but at most
+        RESTORE_CONCURRENCY at a time (a lost one costs a runc delete and a network
+        teardown; Docker bounds the same loop, daemon.go `parallelLimit`)."""
+        running = [c for c in self.journal.state.containers.values() if c.status in RUNNING]
+        await run_bounded(lambda c: self._container(c, runtime), running)
+
+    async def _container(self, c: ContainerView, runtime: dict[str, RuntimeState]) -> None:
+        rs = None if self.boot_changed else runtime.get(c.id)
+        if rs is not None and rs.status in ("running", "paused"):
+            if (rs.status == "paused") != (c.status == "paused"):
+                event: v.BaseEvent = (v.ContainerPaused(container_id=c.id)
+                                      if rs.status == "paused"
+                                      else v.ContainerUnpaused(container_id=c.id))
+                await self._append([
+                    Pending(stream=stream_of("container", c.id), event=event),
+                    _difference(c.id, c.status, rs.status, "recorded"),
+                ])
+            self.sup._exited.setdefault(c.id, trio.Event())
+            self.sup.watch(c.id)
+            return
+        record = None if self.boot_changed else self.d.runtime.exit_record(c.id)
+        if record is not None:
+            await self.sup.record_exit(c.id, record)
+        else:
+            reason = ("the host rebooted while the container was running"
+                      if self.boot_changed else
+                      "the container's process and its exit record are gone")
+            await self._append([Pending(stream=stream_of("container", c.id),
+                                        event=v.ContainerLost(container_id=c.id,
+                                                              reason=reason))])
+        try:
+            await self.d.runtime.delete(c.id, force=True)
+        except ShipslogError as exc:
+            log.warning("deleting runtime state of %s failed: %s", c.id, exc)
+        await self.sup.release_network(c.id, "recovery")
 
     async def _orphans(self, runtime: dict[str, RuntimeState]) -> None:
         known = self.journal.state.containers
@@ -232,6 +244,21 @@ class Recovery:
                 await self._append([_difference(
                     f"rootfs:{cid}", "no container", "mounted", "removed",
                     "a root filesystem that no event owns")])
+
+
+async def run_bounded(work: Callable[[T], Awaitable[None]], items: Sequence[T],
+                      limit: int = RESTORE_CONCURRENCY) -> None:
+    """`work(item)` for every item, concurrently but at most `limit` at once (restore at
+    daemon start; the restart-policy starts after it)."""
+    limiter = trio.CapacityLimiter(limit)
+
+    async def one(item: T) -> None:
+        async with limiter:
+            await work(item)
+
+    async with trio.open_nursery() as nursery:
+        for item in items:
+            nursery.start_soon(one, item)
 
 
 def _step(name: str, cid: str) -> Step:

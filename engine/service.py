@@ -27,6 +27,7 @@ from engine.core.decision import Decision
 from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
 from engine.errors import Conflict, ShipslogError
+from engine.image_gate import gate_for
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network_ops import host_routes
 from engine.supervisor import Supervisor
@@ -35,7 +36,7 @@ from events.envelope import Actor, Pending, stream_of
 from events.redact import redact_env
 from events.values import ContainerConfig
 from events.vocabulary import OperationCompleted, OperationFailed
-from projections.state import ContainerView, EngineState
+from projections.state import ContainerView, EngineState, ImageView
 
 MAX_ATTEMPTS = 8
 
@@ -76,15 +77,24 @@ class Engine:
                        hint="try the command again")
 
     async def run(self, decide: Callable[[EngineState], Decision], actor: Actor,
-                  lock: str | None = None) -> Decision:
+                  lock: str | None = None, *, uses_image: bool = False) -> Decision:
+        """`uses_image`: the command puts an image to use (create, start), so it decides and
+        appends only while no rmi or prune is deciding (engine/image_gate.py); once its
+        operation is in the log, the image counts as in use."""
         if lock is None:
-            decision = await self.decide_and_append(decide, actor)
-            await self.supervisor.execute(decision, actor)
-            return decision
+            return await self._decide_and_execute(decide, actor, uses_image)
         async with self._locked(lock):
+            return await self._decide_and_execute(decide, actor, uses_image)
+
+    async def _decide_and_execute(self, decide: Callable[[EngineState], Decision],
+                                  actor: Actor, uses_image: bool) -> Decision:
+        if uses_image:
+            async with gate_for(self.journal).using():
+                decision = await self.decide_and_append(decide, actor)
+        else:
             decision = await self.decide_and_append(decide, actor)
-            await self.supervisor.execute(decision, actor)
-            return decision
+        await self.supervisor.execute(decision, actor)
+        return decision
 
     def _cid(self, ref: str) -> str:
         return find_container(self.state, ref).id
@@ -107,7 +117,7 @@ class Engine:
         try:
             decision = await self.run(
                 lambda s: cc.decide_create(s, command, op_id=op_id, container_id=cid), actor,
-                lock=cid)
+                lock=cid, uses_image=True)
         except BaseException:
             if cid not in self.state.containers:
                 self.secrets.wipe(cid)
@@ -117,7 +127,8 @@ class Engine:
     async def start(self, ref: str, actor: Actor) -> bool:
         cid = self._cid(ref)
         op_id = self.journal.new_id()
-        d = await self.run(lambda s: cc.decide_start(s, cid, op_id=op_id), actor, lock=cid)
+        d = await self.run(lambda s: cc.decide_start(s, cid, op_id=op_id), actor, lock=cid,
+                           uses_image=True)
         return not d.not_modified
 
     async def stop(self, ref: str, actor: Actor, *, timeout: int | None = None,
@@ -138,7 +149,7 @@ class Engine:
         cid = self._cid(ref)
         op_id = self.journal.new_id()
         await self.run(lambda s: cc.decide_restart(s, cid, op_id=op_id, timeout=timeout),
-                       actor, lock=cid)
+                       actor, lock=cid, uses_image=True)
 
     async def pause(self, ref: str, actor: Actor, *, pause: bool = True) -> None:
         cid = self._cid(ref)
@@ -281,5 +292,16 @@ class Engine:
 
     async def remove_image(self, ref: str, actor: Actor, *, force: bool = False) -> Decision:
         op_id = self.journal.new_id()
-        return await self.run(lambda s: ci.decide_remove_image(s, ref, op_id=op_id,
-                                                               force=force), actor)
+        async with gate_for(self.journal).deleting():
+            return await self.run(lambda s: ci.decide_remove_image(s, ref, op_id=op_id,
+                                                                   force=force), actor)
+
+    async def prune_images(self, actor: Actor, *, dangling_only: bool = True) -> list[ImageView]:
+        """Remove the images nothing uses (engine/core/images.prunable_images); returns them."""
+        op_id = self.journal.new_id()
+        async with gate_for(self.journal).deleting():
+            before = dict(self.state.images.items())
+            await self.run(lambda s: ci.decide_prune_images(s, op_id=op_id,
+                                                            dangling_only=dangling_only),
+                           actor)
+        return [img for iid, img in before.items() if iid not in self.state.images]

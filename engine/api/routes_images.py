@@ -103,6 +103,20 @@ def image_routes(ctx: Any) -> Router:
             out.append({"Deleted": img.id})
         return json_response(out)
 
+    @r.route("POST", "/images/prune")
+    async def prune(req: Request) -> Response:
+        filters = parse_filters(req.arg("filters"))
+        dangling = filters.pop("dangling", ["true"])
+        if filters or dangling[0] not in ("true", "1", "false", "0"):
+            raise InvalidArgument(f"invalid filter for image prune: {req.arg('filters')}",
+                                  hint='use {"dangling": ["true"]} or {"dangling": ["false"]}')
+        removed = await engine.prune_images(req.actor, dangling_only=dangling[0] in ("true", "1"))
+        deleted: list[dict[str, str]] = []
+        for img in removed:
+            deleted += [{"Untagged": t} for t in img.repo_tags] + [{"Deleted": img.id}]
+        return json_response({"ImagesDeleted": deleted or None,
+                              "SpaceReclaimed": sum(img.size for img in removed)})
+
     @r.route("POST", "/images/{name:path}/tag")
     async def tag(req: Request) -> Response:
         repo = req.arg("repo")

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,14 @@ from engine.daemon.wiring import (
     RealVolumes,
     SpecMaker,
 )
+from engine.debug_memory import install_from_env
 from engine.drivers.snapshots import Snapshotter
 from engine.errors import ShipslogError
 from engine.image_ops import ImageOps
 from engine.journal import Journal
 from engine.network_ops import NetworkOps
 from engine.paths import Paths
-from engine.recovery import Recovery
+from engine.recovery import Recovery, run_bounded
 from engine.secrets import SecretStore
 from engine.service import Engine
 from engine.supervisor import Drivers, Supervisor
@@ -166,6 +168,7 @@ async def run_daemon(args: argparse.Namespace, *,
 
 
 async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> None:
+    install_from_env()  # SHIPSLOG_TRACEMALLOC: memory snapshots on SIGUSR2 (debugging)
     current_boot = boot_id()
     previous_boot = paths.boot_id_file.read_text().strip() if paths.boot_id_file.exists() else ""
     boot_changed = previous_boot != current_boot
@@ -203,8 +206,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
-            for cid in restart:
-                nursery.start_soon(_start_quietly, engine, cid)
+            nursery.start_soon(run_bounded, partial(_start_quietly, engine), restart)
             nursery.start_soon(_snapshot_periodically, store, writer)
             ctx = DaemonContext(
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,

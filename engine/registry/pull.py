@@ -17,8 +17,12 @@ layer made of unverified bytes; a bad blob aborts both and leaves nothing (RELIA
 Layers unpack as they arrive, in any order (each is its own directory, keyed by diff_id).
 
 Downloads are bounded by one limiter for the whole daemon (Docker's max-concurrent-downloads,
-3) and single-flight per blob digest: a second pull of a layer that is being fetched waits for
-the first and then finds it stored; if the first fails, a waiter takes over.
+3) and single-flight per blob digest, layers and image configs alike (RELIABILITY L-01): a
+second pull of a blob that is being fetched waits for the first and then finds it stored. A
+download that fails for a reason of the blob or the registry (a digest mismatch, a 5xx after
+retries) fails every waiter with the same error; one that ends without an error of its own
+(its pull was cancelled, or its credentials were refused) leaves the blob to a waiter, which
+fetches it with its own client. Cancelling a waiter only stops that waiter.
 
 Progress goes out as Docker's JSON messages (`status`, `id`, `progressDetail`) through the
 `emit` callback, so `docker pull` and the Docker SDK render it.
@@ -26,9 +30,11 @@ Progress goes out as Docker's JSON messages (`status`, `id`, `progressDetail`) t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +45,7 @@ from engine.drivers.content import ContentStore, DigestMismatch
 from engine.drivers.layers import LayerStore
 from engine.drivers.mountsys import machine_arch
 from engine.errors import ShipslogError
+from engine.image_gate import gate_for
 from engine.images.documents import (
     MAX_CONFIG_BYTES,
     MAX_INDEX_BYTES,
@@ -52,7 +59,12 @@ from engine.images.documents import (
 from engine.images.reference import Reference
 from engine.journal import Journal
 from engine.registry.challenge import pull_scope
-from engine.registry.client import RegistryClient, RegistryError, RegistryNotFound
+from engine.registry.client import (
+    RegistryClient,
+    RegistryError,
+    RegistryNotFound,
+    RegistryUnauthorized,
+)
 from engine.registry.manifest import (
     ACCEPT,
     ManifestError,
@@ -75,7 +87,20 @@ def host_platform() -> Platform:
 
 @dataclass
 class _Flight:
+    """One blob download in progress; `error` is what its waiters raise too (None: nothing
+    to share, a waiter fetches the blob itself)."""
+
     done: trio.Event = field(default_factory=trio.Event)
+    error: ShipslogError | None = None
+
+
+def _shared_error(exc: BaseException) -> ShipslogError | None:
+    """The error a failed download hands to its waiters: one about the blob or the registry,
+    not one about the owner's credentials or its cancellation."""
+    leaf = _leaf(exc)
+    if isinstance(leaf, ShipslogError) and not isinstance(leaf, RegistryUnauthorized):
+        return leaf
+    return None
 
 
 @dataclass
@@ -106,13 +131,14 @@ class Puller:
         op_id = self.journal.new_id()
         op = stream_of("op", op_id)
         shown = ref.familiar
-        await self.journal.append([
-            Pending(stream=op, expected_version=0, event=v.OperationRequested(
-                op_id=op_id, kind="image.pull", target="images",
-                args={"reference": ref.canonical})),
-            Pending(stream=op, event=v.ImagePullRequested(
-                reference=shown, platform=platform_str(want) if platform else "")),
-        ], actor=actor, op_id=op_id)
+        async with gate_for(self.journal).using():  # not while rmi collects (L-07)
+            await self.journal.append([
+                Pending(stream=op, expected_version=0, event=v.OperationRequested(
+                    op_id=op_id, kind="image.pull", target="images",
+                    args={"reference": ref.canonical})),
+                Pending(stream=op, event=v.ImagePullRequested(
+                    reference=shown, platform=platform_str(want) if platform else "")),
+            ], actor=actor, op_id=op_id)
         step = "resolve"
         try:
             with trio.fail_after(self.total_timeout):
@@ -229,15 +255,17 @@ class Puller:
         if desc.size > MAX_CONFIG_BYTES:
             raise ManifestError(f"image config declares {desc.size} bytes (cap "
                                 f"{MAX_CONFIG_BYTES})")
-        if not self.content.has(desc.digest):
-            parts: list[bytes] = []
+        async with self._flight(desc.digest, lambda: self.content.has(desc.digest)) as mine:
+            if mine:
+                parts: list[bytes] = []
 
-            async def sink(chunk: bytes) -> None:
-                parts.append(chunk)
+                async def sink(chunk: bytes) -> None:
+                    parts.append(chunk)
 
-            await client.fetch_blob(ref.path, desc.digest, desc.size, sink,
-                                    scope=pull_scope(ref.path))
-            await trio.to_thread.run_sync(self.content.ingest, parts, desc.digest, desc.size)
+                await client.fetch_blob(ref.path, desc.digest, desc.size, sink,
+                                        scope=pull_scope(ref.path))
+                await trio.to_thread.run_sync(self.content.ingest, parts, desc.digest,
+                                              desc.size)
         return await trio.to_thread.run_sync(
             lambda: self.content.read_bytes(desc.digest, max_size=MAX_CONFIG_BYTES))
 
@@ -247,24 +275,51 @@ class Puller:
                      diff_id: str, emit: Emit, actor: Actor, op_id: str) -> None:
         short = desc.digest[7:19]
         await emit({"status": "Pulling fs layer", "id": short, "progressDetail": {}})
+
+        async def waiting() -> None:
+            await emit({"status": "Waiting", "id": short, "progressDetail": {}})
+
+        def stored() -> bool:
+            return self.layers.has(diff_id) and self.content.has(desc.digest)
+
+        async with self._flight(desc.digest, stored, waiting) as mine:
+            if mine:
+                async with self.limiter:
+                    await self._fetch_layer(client, ref, desc, diff_id, emit, actor, op_id)
+        if not mine:
+            await self._record_existing(desc, diff_id, actor, op_id)
+            await emit({"status": "Already exists", "id": short, "progressDetail": {}})
+            return
+        await emit({"status": "Pull complete", "id": short, "progressDetail": {}})
+
+    @asynccontextmanager
+    async def _flight(self, digest: str, stored: Callable[[], bool],
+                      waiting: Callable[[], Awaitable[None]] | None = None
+                      ) -> AsyncIterator[bool]:
+        """Single-flight for one blob: yields True when this caller is to fetch it (the
+        block is the download), False when it is stored already (perhaps by the download
+        this caller waited for). A waiter raises the download's error when it is shared."""
         while True:
-            if self.layers.has(diff_id) and self.content.has(desc.digest):
-                await self._record_existing(desc, diff_id, actor, op_id)
-                await emit({"status": "Already exists", "id": short, "progressDetail": {}})
+            if stored():
+                yield False
                 return
-            flight = self.flights.get(desc.digest)
+            flight = self.flights.get(digest)
             if flight is None:
                 break
-            await emit({"status": "Waiting", "id": short, "progressDetail": {}})
-            await flight.done.wait()  # then look again: stored, or ours to fetch
-        flight = self.flights[desc.digest] = _Flight()
+            if waiting is not None:
+                await waiting()
+            await flight.done.wait()  # then look again: stored, failed, or ours to fetch
+            if flight.error is not None:
+                raise copy.copy(flight.error) from None
+        flight = self.flights[digest] = _Flight()
         try:
-            async with self.limiter:
-                await self._fetch_layer(client, ref, desc, diff_id, emit, actor, op_id)
+            yield True
+        except BaseException as exc:
+            flight.error = _shared_error(exc)
+            raise
         finally:
-            del self.flights[desc.digest]
+            del self.flights[digest]
             flight.done.set()
-        await emit({"status": "Pull complete", "id": short, "progressDetail": {}})
 
     async def _record_existing(self, desc: Descriptor, diff_id: str, actor: Actor,
                                op_id: str) -> None:
