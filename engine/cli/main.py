@@ -75,8 +75,10 @@ def build_parser(verb: str | None = None) -> CliParser:
             _module("diskusage").register(group_sub)
             _module("prune").register_system(group_sub)
             _module("compact").register(group_sub)
-        if group == "container":  # `container prune` has no top-level verb either
+        if group == "container":  # `container prune`, `image prune`: no top-level verbs
             _module("prune").register_container(group_sub)
+        if group == "image":
+            _module("prune").register_image(group_sub)
     return parser
 
 

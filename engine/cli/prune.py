@@ -21,6 +21,14 @@ def register_container(sub: Any) -> None:
     p.set_defaults(func=cmd_container_prune)
 
 
+def register_image(sub: Any) -> None:
+    p = sub.add_parser("prune", help="Remove dangling images (every unused one with -a)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="remove every image no container uses, not only dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_image_prune)
+
+
 def register_system(sub: Any) -> None:
     p = sub.add_parser("prune", help="Remove stopped containers, unused networks and "
                        "dangling images (and unused volumes with --volumes)")
@@ -75,8 +83,14 @@ def cmd_system_prune(ctx: Context, args: argparse.Namespace) -> int:
     reclaimed = prune(ctx, "container", filters) + prune(ctx, "network", filters)
     if args.volumes:
         reclaimed += prune(ctx, "volume", filters)
-    image_filters = {**filters, "dangling": ["false" if args.all else "true"]}
-    images = ctx.client.post_json("/images/prune", {"filters": image_filters})
+    reclaimed += _prune_images(ctx, every=args.all)  # image prune takes no other filter
+    ctx.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    return 0
+
+
+def _prune_images(ctx: Context, *, every: bool) -> int:
+    images = ctx.client.post_json("/images/prune",
+                                  {"filters": {"dangling": ["false" if every else "true"]}})
     if images.get("ImagesDeleted"):
         ctx.out("Deleted Images:")
         for item in images["ImagesDeleted"]:
@@ -84,6 +98,15 @@ def cmd_system_prune(ctx: Context, args: argparse.Namespace) -> int:
                 if item.get(key):
                     ctx.out(f"{word}: {item[key]}")
         ctx.out("")
-    reclaimed += int(images.get("SpaceReclaimed") or 0)
+    return int(images.get("SpaceReclaimed") or 0)
+
+
+def cmd_image_prune(ctx: Context, args: argparse.Namespace) -> int:
+    warning = ("WARNING! This will remove all images without at least one container "
+               "associated to them." if args.all else "WARNING! This will remove all "
+               "dangling images.")
+    if not args.force and not confirmed(ctx, warning):
+        return 0
+    reclaimed = _prune_images(ctx, every=args.all)
     ctx.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
     return 0

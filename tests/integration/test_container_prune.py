@@ -57,3 +57,17 @@ def test_prune_takes_stopped_containers_only_and_asks_first(daemon: Any) -> None
     code, _, err = shipslog(daemon, "container", "prune", "-f", "--filter", "bogus=1")
     assert code != 0 and "invalid filter" in err
     assert shipslog(daemon, "rm", "-f", "alive")[0] == 0
+
+
+def test_system_prune_and_image_prune(daemon: Any) -> None:
+    assert shipslog(daemon, "create", "--name", "old", "busybox", "true")[0] == 0
+    assert shipslog(daemon, "network", "create", "unused")[0] == 0
+    code, out, err = shipslog(daemon, "system", "prune", "-f")
+    assert code == 0, err
+    assert "Deleted Containers:" in out and "Deleted Networks:\nunused" in out
+    assert "Total reclaimed space" in out and names(daemon) == set()
+    code, out, _ = shipslog(daemon, "image", "prune", "-f")  # busybox is tagged: not dangling
+    assert code == 0 and "Deleted Images" not in out
+    code, out, _ = shipslog(daemon, "image", "prune", "-a", "-f")
+    assert code == 0 and "untagged: busybox:latest" in out
+    assert daemon.client().get_json("/images/json") == []
