@@ -39,12 +39,8 @@ BLOB_GET = re.compile(r'http\.request\.method=GET .*http\.request\.uri="/v2/[^"]
 
 @pytest.fixture
 def registry() -> Iterator[LocalRegistry]:
-    reg = LocalRegistry.make(log_level="info")  # info: one line per request it answered
-    try:
-        reg.start()
+    with LocalRegistry.running(log_level="info") as reg:  # info: one line per request it answered
         yield reg
-    finally:
-        reg.cleanup()
 
 
 @pytest.fixture

@@ -53,6 +53,14 @@ def state(c: Client, cid: str) -> dict[str, object]:
     return st
 
 
+def starts_and_goes_cleanly(d: DaemonProcess, c: Client, cid: str) -> None:
+    """After a fault, the container starts for real and `rm -f` leaves nothing (oracle)."""
+    c.post_json(f"/containers/{cid}/start")
+    assert oracle(d) == {cid: "running"}
+    c.delete(f"/containers/{cid}", {"force": True})
+    assert oracle(d) == {}
+
+
 def test_create_fails_with_runc_words_and_leaves_nothing(shim_daemon: DaemonProcess) -> None:
     d, c = shim_daemon, shim_daemon.client()
     plan_faults(d, {"create": {"action": "fail", "stderr": RUNC_WORDS}})
@@ -92,10 +100,7 @@ def test_start_fails(shim_daemon: DaemonProcess) -> None:
     # The created-but-never-started runc container and its monitor were rolled back.
     assert runtime_leftovers(d, cid) == {}
     oracle(d)
-    c.post_json(f"/containers/{cid}/start")
-    assert oracle(d) == {cid: "running"}
-    c.delete(f"/containers/{cid}", {"force": True})
-    assert oracle(d) == {}
+    starts_and_goes_cleanly(d, c, cid)
 
 
 def test_init_killed_after_create(shim_daemon: DaemonProcess) -> None:
@@ -109,10 +114,7 @@ def test_init_killed_after_create(shim_daemon: DaemonProcess) -> None:
     assert state(c, cid)["Status"] != "running"
     assert runtime_leftovers(d, cid) == {}
     oracle(d)
-    c.post_json(f"/containers/{cid}/start")
-    assert oracle(d) == {cid: "running"}
-    c.delete(f"/containers/{cid}", {"force": True})
-    assert oracle(d) == {}
+    starts_and_goes_cleanly(d, c, cid)
 
 
 def test_init_killed_after_create_is_not_blamed_on_the_caller(
@@ -151,10 +153,7 @@ def test_failed_rollback_is_visible_and_retried_at_restart(
     assert c.post_json("/shipslog/system/check")["NeedsCleanup"] == []
     assert runtime_leftovers(d, cid) == {}
     oracle(d)
-    c.post_json(f"/containers/{cid}/start")
-    assert oracle(d) == {cid: "running"}
-    c.delete(f"/containers/{cid}", {"force": True})
-    assert oracle(d) == {}
+    starts_and_goes_cleanly(d, c, cid)
 
 
 def test_hung_runc_is_bounded_with_a_clear_error(shim_daemon: DaemonProcess) -> None:

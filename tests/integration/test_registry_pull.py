@@ -93,12 +93,8 @@ def image_ids(d: DaemonProcess) -> dict[str, str]:
 
 @pytest.fixture
 def registry() -> Iterator[LocalRegistry]:
-    reg = LocalRegistry.make()
-    try:
-        reg.start()
+    with LocalRegistry.running() as reg:
         yield reg
-    finally:
-        reg.cleanup()
 
 
 @pytest.fixture

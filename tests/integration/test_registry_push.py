@@ -66,12 +66,8 @@ async def _side(root: Path) -> AsyncIterator[Side]:
 
 @pytest.fixture
 def registry() -> Iterator[LocalRegistry]:
-    reg = LocalRegistry.make(log_level="info")
-    try:
-        reg.start()
+    with LocalRegistry.running(log_level="info") as reg:
         yield reg
-    finally:
-        reg.cleanup()
 
 
 @pytest.fixture
