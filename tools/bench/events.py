@@ -19,6 +19,12 @@ rows-free fold, rebuild from zero, restart from the newest snapshot, time travel
 middle, and the worst point: just before a snapshot); and the daemon's read handlers over
 10,000 containers: `ps` (API warm and cold, `--root` from cold), `history` of one container,
 `events --since` (first page, then the whole stream's rate).
+
+Floors, measured beside the store so a target can be checked against what this machine and
+this schema allow at all: `fdatasync_*` (one sync), `concurrent_floor_*` (the concurrent run's
+own rows and projection rows replayed by SQLite alone, 32 events per commit),
+`sqlite_fetch_floor_*` (sqlite3 handing Python every row, the floor under a rebuild) and
+`verify_*_floor_*` (building the canonical bytes, and sha256 over them, apart).
 """
 
 from __future__ import annotations
@@ -147,10 +153,34 @@ def bench_durable(tmp: Path, n: int) -> dict[str, float]:
     store.close()
     latencies.sort()
     return {
+        **bench_durable_floor(tmp / "durable.db", tmp),
         "durable_appends_per_s": n / elapsed,
         "append_p50_ms": latencies[len(latencies) // 2] * 1e3,
         "append_p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
     }
+
+
+def bench_durable_floor(source: Path, tmp: Path) -> dict[str, float]:
+    """p50 of the durable run's own rows inserted one per transaction by SQLite alone, on a
+    fresh log with the same schema: the part of an append no Python change can remove."""
+    import sqlite3
+
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    rows = src.execute("SELECT * FROM events ORDER BY seq").fetchall()
+    src.close()
+    floor_path = tmp / "durable-floor.db"
+    EventStore.open(floor_path).close()
+    conn = sqlite3.connect(floor_path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+    times = []
+    for row in rows:
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+        conn.execute("COMMIT")
+        times.append(time.perf_counter() - t)
+    conn.close()
+    return {"durable_floor_p50_ms": statistics.median(times) * 1e3}
 
 
 def bench_fdatasync(tmp: Path, n: int) -> dict[str, float]:
@@ -253,7 +283,65 @@ def bench_concurrent(tmp: Path, per_task: int, tasks: int) -> tuple[float, int]:
     rate, commits = trio.run(main)
     assert store.head() == first + per_task * tasks and store.verify().ok
     store.close()
-    return rate, commits
+    return rate, commits  # the log stays for bench_concurrent_floor
+
+
+def bench_concurrent_floor(source: Path, tmp: Path, tasks: int) -> dict[str, float]:
+    """The concurrent run's writes with no Python in the way: the ceiling of any writer.
+
+    Replays, on a fresh log with the same schema, the rows the concurrent run appended,
+    `tasks` events per transaction (the largest group 32 waiting appenders can form), each
+    with its container's projection row rewritten, as `append_group` writes them: one
+    `executemany` for the events, one for the rows, COMMIT. What remains is SQLite's and the
+    disk's cost: every event of a group lands in its own stream's leaf of the
+    `UNIQUE(stream, stream_version)` index and rewrites its own projection row, so a commit
+    writes and syncs about two pages per event. Also reports those WAL frames per commit.
+    """
+    import sqlite3
+
+    from projections.engine import EngineProjection
+
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    first = src.execute("SELECT seq FROM events WHERE type='ContainerStarted' "
+                        "ORDER BY seq LIMIT 1").fetchone()[0] - 1
+    rows = src.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (first,)).fetchall()
+    docs = dict(src.execute("SELECT key, doc FROM proj_containers").fetchall())
+    src.close()
+
+    floor_path = tmp / "concurrent-floor.db"
+    store: EventStore[Any] = EventStore.open(floor_path, projection=EngineProjection())
+    for i in range(tasks):
+        store.append(_create(i), actor=ACTOR, op_id=f"create-{i}", now_ns=i)
+    assert store.head() == first
+    store.close()
+    conn = sqlite3.connect(floor_path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+    insert = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    upsert = "INSERT OR REPLACE INTO proj_containers(key, doc) VALUES (?, ?)"
+    prefix = len("container-")
+    groups = [rows[i : i + tasks] for i in range(0, len(rows), tasks)]
+
+    def commit(group: list[Any]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, group)
+        conn.executemany(upsert, [(r[1][prefix:], docs[r[1][prefix:]]) for r in group])
+        conn.execute("COMMIT")
+
+    measured, counted = groups[: len(groups) - 20], groups[len(groups) - 20 :]
+    started = time.perf_counter()
+    for group in measured:
+        commit(group)
+    elapsed = time.perf_counter() - started
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    for group in counted:
+        commit(group)
+    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    conn.close()
+    return {
+        "concurrent_floor_events_per_s": sum(map(len, measured)) / elapsed,
+        "concurrent_floor_wal_frames_per_commit": frames / len(counted),
+    }
 
 
 def build_log(path: Path, total: int, containers: int) -> float:
@@ -280,6 +368,27 @@ def _travel_points(total: int, every: int) -> list[int]:
     worst = [k * every - 1 for k in range(1, total // every + 1)]
     return sorted({total // 2, total, *worst[:: max(1, len(worst) // 4)], worst[-1] if worst
                    else total})
+
+
+def bench_hash_floor(store: EventStore[Any], sample: int) -> dict[str, float]:
+    """The two halves of verify's per-event cost, apart: SQLite building and handing over the
+    canonical bytes (`verify_fetch_floor`), and sha256 chaining them with the rows already in
+    memory (`verify_hash_floor`). One process cannot verify faster than both together."""
+    import hashlib
+
+    t = time.perf_counter()
+    rows = list(store._r.canonical_rows(sample))
+    fetch = sample / (time.perf_counter() - t)
+    sha256, prev = hashlib.sha256, b"0" * 64
+    t = time.perf_counter()
+    for _seq, _stored, canonical in rows:
+        prev = sha256(prev + canonical).hexdigest().encode("ascii")
+    hashing = sample / (time.perf_counter() - t)
+    return {
+        "verify_fetch_floor_rows_per_s": fetch,
+        "verify_hash_floor_events_per_s": hashing,
+        "verify_floor_one_process_events_per_s": 1 / (1 / fetch + 1 / hashing),
+    }
 
 
 def bench_verify(store: EventStore[Any], total: int, repeat: int = 3) -> dict[str, float]:
@@ -324,6 +433,7 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     for _ in store._r.conn.execute("SELECT * FROM events ORDER BY seq"):
         pass
     out["sqlite_fetch_floor_rows_per_s"] = total / (time.perf_counter() - t)
+    out.update(bench_hash_floor(store, min(total, 100_000)))
     out.update(bench_verify(store, total))
     store.close()
 
@@ -518,10 +628,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             results[f"durable_vs_eventsourcing_bound_{floor}"] = es_p50_ms * 1e3 / max(
                 results[f"fdatasync_{floor}_p50_us"], 1.0
             )
+        # ... and what SQLite itself needs to commit one of our rows (same schema, no Python).
+        results["durable_vs_eventsourcing_bound_schema"] = es_p50_ms / max(
+            results["durable_floor_p50_ms"], 1e-3
+        )
         rate, commits = bench_concurrent(tmp, conc_per_task, 32)
         results["concurrent_appends_per_s"] = rate
         results["concurrent_commits"] = commits
         results["concurrent_events_per_commit"] = conc_per_task * 32 / commits
+        results.update(bench_concurrent_floor(tmp / "concurrent.db", tmp, 32))
         if not args.appends:
             results["bulk_load_events_per_s"] = build_log(tmp / "log.db", log_total, containers)
             results.update(bench_log(tmp / "log.db", log_total))
