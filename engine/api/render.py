@@ -7,6 +7,7 @@ msgspec models of `engine/api/models.py`, so that the docker CLI and SDK read us
 from __future__ import annotations
 
 import heapq
+import itertools
 import operator
 import shlex
 from collections.abc import Sequence
@@ -281,45 +282,98 @@ def _spell(head: str, since: int, tail: str, now_ns: int) -> tuple[bytes, int]:
     return text, max(since + _next_change(secs) * 1_000_000_000 - 1_000_000, now_ns + 1)
 
 
-class _Rendered:
-    """One cached listing as JSON pieces: per call, only the STATUS texts whose time has come
-    (a heap by the moment each one changes) are spelled again."""
+class _Entry:
+    """One container's summary as JSON: `block` is the whole of it; when STATUS depends on
+    the clock, `block` is `before + STATUS text + after`, the text as spelled at `spelled_at`
+    and good until `until` (ns)."""
 
-    def __init__(self, listing: list[ContainerView], parts: list[bytes],
-                 heap: list[tuple[int, int, str, int, str]], now_ns: int) -> None:
-        self.listing, self.parts, self.heap, self.now_ns = listing, parts, heap, now_ns
-        self.joined = b"".join(parts)
+    __slots__ = ("last_seq", "block", "before", "after", "head", "since", "tail",
+                 "spelled_at", "until")
+
+    def __init__(self, last_seq: int, block: bytes, before: bytes | None, after: bytes,
+                 template: tuple[str, int | None, str]) -> None:
+        self.last_seq, self.block, self.before, self.after = last_seq, block, before, after
+        self.head, self.since, self.tail = template
+        self.spelled_at, self.until = 0, -1
+
+    def respell(self, now_ns: int) -> None:
+        assert self.before is not None and self.since is not None
+        text, self.until = _spell(self.head, self.since, self.tail, now_ns)
+        self.spelled_at = now_ns
+        self.block = self.before + text + self.after
+
+
+class _Rendered:
+    """One cached listing as JSON pieces, `[`, one block per container with `,` between,
+    `]`, joined once: per call, only the blocks whose STATUS text is due (a heap by the
+    moment each one changes) are spelled again."""
+
+    def __init__(self, listing: list[ContainerView], blocks: list[bytes],
+                 heap: list[tuple[int, int, _Entry]], now_ns: int) -> None:
+        self.listing, self.heap, self.now_ns = listing, heap, now_ns
+        self.parts = _pieces(blocks)  # container `at`'s block is parts[2 * at + 1]
+        self.joined: bytes | None = None
 
     def body(self, now_ns: int) -> bytes:
         heap, parts = self.heap, self.parts
-        changed = False
+        changed = self.joined is None
         while heap and heap[0][0] <= now_ns:
-            _, at, head, since, tail = heap[0]
-            text, until = _spell(head, since, tail, now_ns)
-            changed = changed or text != parts[at]
-            parts[at] = text
-            heapq.heapreplace(heap, (until, at, head, since, tail))
+            _, at, entry = heap[0]
+            entry.respell(now_ns)
+            changed = changed or entry.block != parts[2 * at + 1]
+            parts[2 * at + 1] = entry.block
+            heapq.heapreplace(heap, (entry.until, at, entry))
         self.now_ns = now_ns
         if changed:
             self.joined = b"".join(parts)
+        assert self.joined is not None
         return self.joined
+
+    def moved_on(self, listing: list[ContainerView], changed: list[int],
+                 entries: list[_Entry]) -> _Rendered:
+        """The same listing with the containers at `changed` replaced by `entries` (their
+        blocks already spelled at or after `self.now_ns`): copies the pieces and the heap
+        instead of encoding every container again."""
+        moved = _Rendered(listing, [], [], self.now_ns)
+        moved.parts = parts = self.parts.copy()
+        gone = set(changed)
+        heap = [item for item in self.heap if item[1] not in gone]
+        for at, entry in zip(changed, entries, strict=True):
+            parts[2 * at + 1] = entry.block
+            if entry.before is not None:
+                heap.append((entry.until, at, entry))
+        heapq.heapify(heap)
+        moved.heap = heap
+        return moved
+
+
+def _pieces(blocks: list[bytes]) -> list[bytes]:
+    parts = [b","] * (2 * len(blocks) + 1) if blocks else [b"[", b"]"]
+    if blocks:
+        parts[1::2] = blocks
+        parts[0], parts[-1] = b"[", b"]"
+    return parts
+
+
+def _join(blocks: list[bytes]) -> bytes:
+    return b"".join(_pieces(blocks))
 
 
 _CREATED_AT = operator.attrgetter("created_at")
+_ID = operator.attrgetter("id")
+_MOVE_ON_AT_MOST = 256  # changed containers patched into a kept listing; more: encode anew
 
 
 class SummaryCache:
-    """`ps` over thousands of containers. Per container, its summary is kept encoded (as
-    JSON with a hole where STATUS goes) until the container changes (its `last_seq` moves);
-    per call only the STATUS text, which depends on the clock, is spliced in. The listings
-    without filters (`ps`, `ps -a`) are kept per state (`state.containers` is a new map
-    whenever any container changes), with their pieces: while the state stands still, a call
-    re-spells only the STATUS texts that changed since the last one."""
+    """`ps` over thousands of containers. Per container, its summary is kept encoded (one
+    JSON block, with STATUS spliced in) until the container changes (its `last_seq` moves);
+    STATUS, which depends on the clock, is spelled again only when its text changes. The
+    listings without filters (`ps`, `ps -a`) are kept per state (`state.containers` is a
+    new map whenever any container changes), with their blocks: while the state stands
+    still, a call re-spells only the STATUS texts that changed since the last one."""
 
     def __init__(self) -> None:
-        # id -> [last_seq, whole body or None, before STATUS, after STATUS, status template,
-        #        STATUS text last spelled, when, until when it holds]
-        self._by_id: dict[str, list[Any]] = {}
+        self._by_id: dict[str, _Entry] = {}
         self._listed_of: object = None
         self._listings: dict[bool, list[ContainerView]] = {}
         self._rendered: list[_Rendered] = []
@@ -328,9 +382,7 @@ class SummaryCache:
         """`state`'s containers newest first (Docker's `ps` order); without `show_all`, the
         running, paused and restarting ones. Shared: callers must not change it."""
         if self._listed_of is not state.containers:
-            self._listings.clear()
-            self._rendered.clear()
-            self._listed_of = state.containers
+            self._move_on(state)
         found = self._listings.get(show_all)
         if found is None:
             found = sorted(state.containers.values(), key=_CREATED_AT, reverse=True)
@@ -338,6 +390,36 @@ class SummaryCache:
                 found = [c for c in found if c.status in ("running", "paused", "restarting")]
             self._listings[show_all] = found
         return found
+
+    def _move_on(self, state: EngineState) -> None:
+        """The containers map changed. When no container came or went and only a few
+        changed (a start, a stop: the usual case), the new `ps -a` listing is the old one
+        with those views swapped in place (a container's `created_at` never changes, so the
+        order holds) and its blocks are the old ones with theirs re-encoded: no sort, no
+        pass over every container in Python."""
+        old = self._listings.get(True)
+        rendered = next((r for r in self._rendered if r.listing is old), None)
+        self._listings.clear()
+        self._rendered.clear()
+        self._listed_of = containers = state.containers
+        if old is None or len(old) != len(containers):
+            return
+        # All in C (map, compress): a Python loop over 10,000 containers costs more than
+        # the sort this saves.
+        new: list[Any] = list(map(containers.get, map(_ID, old)))
+        changed = list(itertools.compress(range(len(new)), map(operator.is_not, old, new)))
+        if any(new[at] is None for at in changed):
+            return  # as many containers, but not the same ones
+        self._listings[True] = new
+        if rendered is None or len(changed) > _MOVE_ON_AT_MOST:
+            return
+        entries = []
+        for at in changed:
+            entry = self._by_id[new[at].id] = self._entry(state, new[at])
+            if entry.before is not None:
+                entry.respell(rendered.now_ns)
+            entries.append(entry)
+        self._rendered.append(rendered.moved_on(new, changed, entries))
 
     def summaries(self, state: EngineState, containers: list[ContainerView], *,
                   now_ns: int) -> list[m.ContainerSummary]:
@@ -354,38 +436,30 @@ class SummaryCache:
                 self._rendered.remove(rendered)  # the clock stepped back: spell all again
                 break
         by_id = self._by_id
-        parts = [b"["]  # pieces joined once: no per-summary concatenation
-        heap: list[tuple[int, int, str, int, str]] = []
-        more = parts.extend
+        blocks: list[bytes] = []
+        add = blocks.append
+        heap: list[tuple[int, int, _Entry]] = []
         for c in containers:
-            hit = by_id.get(c.id)
-            if hit is None or hit[0] != c.last_seq:
-                hit = by_id[c.id] = [c.last_seq, *self._split(state, c), b"", 0, -1]
-            _, whole, before, after, (head, since, tail), text, spelled_at, until = hit
-            if whole is not None:
-                more((whole, b","))
-                continue
-            if not spelled_at <= now_ns < until:  # the text of an earlier call still holds
-                text, until = hit[5], hit[7] = _spell(head, since, tail, now_ns)
-                hit[6] = now_ns
-            heap.append((until, len(parts) + 1, head, since, tail))
-            more((before, text, after, b","))
+            entry = by_id.get(c.id)
+            if entry is None or entry.last_seq != c.last_seq:
+                entry = by_id[c.id] = self._entry(state, c)
+            if entry.before is not None:
+                if not entry.spelled_at <= now_ns < entry.until:  # else an earlier text holds
+                    entry.respell(now_ns)
+                heap.append((entry.until, len(blocks), entry))
+            add(entry.block)
         if len(by_id) > 2 * len(state.containers) + 64:
             self._by_id = {k: v for k, v in by_id.items() if k in state.containers}
-        if len(parts) > 1:
-            parts.pop()  # the last comma
-        parts.append(b"]")
         if self._listed_of is state.containers and any(
                 containers is kept for kept in self._listings.values()):
             heapq.heapify(heap)
-            rendered = _Rendered(containers, parts, heap, now_ns)
+            rendered = _Rendered(containers, blocks, heap, now_ns)
             self._rendered.append(rendered)
-            return rendered.joined
-        return b"".join(parts)
+            return rendered.body(now_ns)
+        return _join(blocks)
 
     @staticmethod
-    def _split(state: EngineState, c: ContainerView) -> tuple[
-            bytes | None, bytes, bytes, tuple[str, int | None, str]]:
+    def _entry(state: EngineState, c: ContainerView) -> _Entry:
         base = summary(state, c, now_ns=0)
         a = msgspec.json.encode(msgspec.structs.replace(base, Status=_MARK_A))
         at = a.find(_STATUS_A)
@@ -399,9 +473,10 @@ class SummaryCache:
         before, after = a[:at], a[at + len(_MARK_A):]
         template = status_template(c)
         head, since, _ = template
-        whole = None if since is not None else (
-            before + msgspec.json.encode(head)[1:-1] + after)
-        return whole, before, after, template
+        if since is None:  # STATUS does not depend on the clock
+            return _Entry(c.last_seq, before + msgspec.json.encode(head)[1:-1] + after, None,
+                          after, template)
+        return _Entry(c.last_seq, b"", before, after, template)
 
 
 def _image_created(cfg: ImageConfig, fallback_ns: int) -> tuple[str, int]:

@@ -78,3 +78,28 @@ def test_status_stays_right_as_the_clock_moves(items: list[Item], start: int,
         for show_all in (True, False):
             listing = cache.listing(state, show_all=show_all)
             assert cache.encoded(state, listing, now_ns=now) == _reference(state, listing, now)
+
+
+@given(items=valid_histories(), start=_NOW, steps=st.lists(st.integers(0, 10**11), min_size=1,
+                                                          max_size=4))
+@_SETTINGS
+def test_listing_follows_the_log_event_by_event(items: list[Item], start: int,
+                                                steps: list[int]) -> None:
+    # A start or a stop changes one container and keeps the set: the cache then patches the
+    # kept `ps -a` listing and its blocks in place (`SummaryCache._move_on`) instead of
+    # sorting and encoding anew. After every event, with the clock moving or standing
+    # still, the listing and the bytes are still the reference's.
+    events = flat(envelopes(items, [2] * 100))
+    cache = render.SummaryCache()
+    now = start
+    for n in range(len(events) + 1):
+        state = fold(events[:n])
+        newest = cache.listing(state)
+        assert [c.id for c in newest] == [c.id for c in sorted(
+            state.containers.values(), key=lambda c: c.created_at, reverse=True)]
+        assert newest == [state.containers[c.id] for c in newest]
+        for step in steps:
+            now += step
+            assert cache.encoded(state, newest, now_ns=now) == _reference(state, newest, now)
+        running = cache.listing(state, show_all=False)
+        assert cache.encoded(state, running, now_ns=now) == _reference(state, running, now)
