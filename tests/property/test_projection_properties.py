@@ -30,6 +30,7 @@ from events.vocabulary import EVENT_TYPES, BaseEvent
 from projections.engine import ROW_TYPES, EngineProjection, decode_row
 from projections.fold import HANDLERS, TABLES, apply, fold, fold_batch
 from projections.state import EngineState
+from tests.property.msgspec_strategies import StructStrategies
 
 Item = tuple[str, BaseEvent]  # (stream, event): what a decision or the supervisor appends
 
@@ -418,34 +419,15 @@ _INT = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _IDS = st.sampled_from(CIDS + IMAGES + [n[0] for n in NETS] + NAMES + VOLUMES + TAGS)
 
 
-def _strategy(info: Any, name: str = "") -> st.SearchStrategy[Any]:
-    mi = msgspec.inspect
-    if isinstance(info, mi.StrType):
-        # Ids from the same pools as valid histories, so noise hits real objects.
-        return st.one_of(_IDS, _TEXT) if name.endswith(("id", "name", "reference")) else _TEXT
-    if isinstance(info, mi.BoolType):
-        return st.booleans()
-    if isinstance(info, mi.IntType):
-        return _INT
-    if isinstance(info, mi.NoneType):
-        return st.none()
-    if isinstance(info, mi.UnionType):
-        return st.one_of(*[_strategy(t) for t in info.types])
-    if isinstance(info, mi.VarTupleType):
-        return st.lists(_strategy(info.item_type), max_size=2).map(tuple)
-    if isinstance(info, mi.DictType):
-        return st.dictionaries(_strategy(info.key_type), _strategy(info.value_type), max_size=2)
-    if isinstance(info, mi.StructType):
-        return _struct(info)
-    raise NotImplementedError(f"no strategy for {info!r}")
+def _text_for(name: str) -> st.SearchStrategy[str]:
+    # Ids from the same pools as valid histories, so noise hits real objects.
+    return st.one_of(_IDS, _TEXT) if name.endswith(("id", "name", "reference")) else _TEXT
 
 
-def _struct(info: Any) -> st.SearchStrategy[Any]:
-    fields = {f.name: _strategy(f.type, f.name) for f in info.fields}
-    return st.fixed_dictionaries(fields).map(lambda kw: info.cls(**kw))
+_STRATEGIES = StructStrategies(text_for=_text_for, ints=_INT, max_items=2)
 
 
-ANY_EVENT = st.one_of(*[_struct(msgspec.inspect.type_info(c)) for c in EVENT_TYPES.values()])
+ANY_EVENT = st.one_of(*[_STRATEGIES.for_type(c) for c in EVENT_TYPES.values()])
 _STREAMS = st.one_of(st.sampled_from([_cs(c) for c in CIDS] + ["reconcile", "image-x"]), _TEXT)
 
 
@@ -578,7 +560,7 @@ def test_events_without_a_handler_only_advance_seq(items: list[Item],
     envs = flat(envelopes(items))
     before = fold(envs)
     cls = EVENT_TYPES[data.draw(st.sampled_from(_UNHANDLED))]
-    event = data.draw(_struct(msgspec.inspect.type_info(cls)))
+    event = data.draw(_STRATEGIES.for_type(cls))
     extra = Envelope(seq=len(envs) + 1, stream=data.draw(_STREAMS), stream_version=1,
                      schema_version=1, recorded_at=9, actor=ACTORS[0], op_id="x", event=event)
     state, rows = fold_batch(before, [extra])

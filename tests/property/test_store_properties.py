@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,53 +12,17 @@ from events.codec import decode_event, encode_event
 from events.envelope import Actor, Pending
 from events.store import ConcurrencyConflict, EventStore, RowChange
 from events.vocabulary import EVENT_TYPES, BaseEvent, VolumeRemoved
+from tests.property.msgspec_strategies import StructStrategies
 
-# Strategies are built from msgspec's type info rather than `st.from_type`: from_type builds
-# every event, but with ints beyond 64 bits and lone surrogates, which JSON cannot carry.
-# JSON text is UTF-8: lone surrogates cannot be stored, and msgspec ints are 64-bit.
+# JSON text is UTF-8 (no lone surrogates); msgspec ints reach 2**64 - 1 unsigned.
 _TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-_INT = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-
-
-def _strategy(info: msgspec.inspect.Type) -> st.SearchStrategy[Any]:
-    mi = msgspec.inspect
-    if isinstance(info, mi.StrType):
-        return _TEXT
-    if isinstance(info, mi.BoolType):
-        return st.booleans()
-    if isinstance(info, mi.IntType):
-        return _INT
-    if isinstance(info, mi.NoneType):
-        return st.none()
-    if isinstance(info, mi.UnionType):
-        return st.one_of(*[_strategy(t) for t in info.types])
-    if isinstance(info, mi.VarTupleType):
-        return st.lists(_strategy(info.item_type), max_size=3).map(tuple)
-    if isinstance(info, mi.DictType):
-        return st.dictionaries(_strategy(info.key_type), _strategy(info.value_type), max_size=3)
-    if isinstance(info, mi.StructType):
-        return _struct(info)
-    raise NotImplementedError(f"no strategy for {info!r}: add one here")
-
-
-def _struct(info: msgspec.inspect.StructType) -> st.SearchStrategy[Any]:
-    fields = {}
-    for field in info.fields:
-        strategy = _strategy(field.type)
-        if field.required:
-            fields[field.name] = strategy
-        else:
-            # Defaults exercise omit_defaults; other values exercise the field itself.
-            fields[field.name] = (
-                st.one_of(st.just(field.default), strategy)
-                if (field.default is not msgspec.NODEFAULT)
-                else strategy
-            )
-    return st.fixed_dictionaries(fields).map(lambda kw: info.cls(**kw))
+_STRATEGIES = StructStrategies(text_for=lambda name: _TEXT,
+                               ints=st.integers(min_value=-(2**63), max_value=2**64 - 1),
+                               max_items=3, defaults=True)
 
 
 def event_strategy(cls: type[BaseEvent]) -> st.SearchStrategy[Any]:
-    return _struct(msgspec.inspect.type_info(cls))  # type: ignore[arg-type]
+    return _STRATEGIES.for_type(cls)
 
 
 ANY_EVENT = st.one_of(*[event_strategy(cls) for cls in EVENT_TYPES.values()])
