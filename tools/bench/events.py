@@ -474,9 +474,12 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     store.close()
 
     reader: EventStore[Any] = EventStore.open(path, readonly=True)
+    # Reading and decoding the whole materialised containers table, as `replay` compares it
+    # with a rebuild: not a `ps` path (the daemon answers `ps` from its in-memory state,
+    # `ps_api_*`; `--root` from the newest snapshot, `ps_root_cold_ms`).
     t = time.perf_counter()
     rows = [decode_row("containers", doc) for _, doc in reader.read_rows("containers")]
-    out["ps_query_ms"] = (time.perf_counter() - t) * 1e3
+    out["containers_table_read_ms"] = (time.perf_counter() - t) * 1e3
     out["ps_containers"] = len(rows)
     out.update(bench_api_reads(path, reader, state, total))
     reader.close()
