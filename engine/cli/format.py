@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from engine.units import human_duration
@@ -48,6 +47,8 @@ def ago(then: float, now: float) -> str:
 
 def go_time(epoch: float) -> str:
     """Go's time.Time.String() in local time: `2024-01-02 03:04:05 +0000 UTC`."""
+    from datetime import datetime  # imported where used: CLI start-up
+
     dt = datetime.fromtimestamp(epoch).astimezone()
     return f"{dt:%Y-%m-%d %H:%M:%S} {dt:%z} {dt.tzname()}"
 

@@ -9,12 +9,9 @@ the directory with SHIPSLOG_CONFIG).
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import getpass
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, TextIO
@@ -207,6 +204,8 @@ def _json_lines(data: bytes) -> Iterator[Any]:
 
 def _renderer(ctx: Context, out: TextIO, quiet: bool = False) -> ProgressRenderer:
     tty = ctx.isatty(out)
+    import shutil  # progress bars only: every `run` imports this module
+
     width = shutil.get_terminal_size().columns if tty else 80
     return ProgressRenderer(out, tty=tty, width=width, quiet=quiet)
 
@@ -357,6 +356,8 @@ def _save_config(environ: Mapping[str, str], config: dict[str, Any]) -> None:
 
 def registry_auth(environ: Mapping[str, str], server: str) -> str:
     """The X-Registry-Auth header value: base64url JSON credentials, `e30=` ("{}") if none."""
+    import base64  # imported where used: `run` imports this module, and start-up counts
+
     entry = _load_config(environ).get("auths", {}).get(server, {})
     creds: dict[str, str] = {}
     if entry.get("auth"):
@@ -430,12 +431,16 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     if not username:
         username = input("Username: ").strip()
     if not password:
+        import getpass
+
         password = getpass.getpass("Password: ")
     if not username or not password:
         raise CliError("username and password are required", "pass -u and --password-stdin")
     answer = ctx.client.post_json("/auth", None, {"username": username, "password": password,
                                                    "serveraddress": server}) or {}
     config = _load_config(ctx.environ)
+    import base64
+
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     config.setdefault("auths", {})[server] = {"auth": token}
     _save_config(ctx.environ, config)

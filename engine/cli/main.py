@@ -14,7 +14,6 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -274,6 +273,8 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
             raise
         _flush(out)
         if debug:
+            import traceback  # only for --debug: a CLI start-up cost otherwise
+
             traceback.print_exception(exc, file=err)
         cli_error: CliError = translate(exc)
         report(cli_error, err)

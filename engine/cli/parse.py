@@ -7,11 +7,8 @@ worded like Docker's; the CLI turns it into a one-line error with a hint.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.units import parse_go_duration
@@ -28,11 +25,15 @@ def parse_size(text: str) -> int:
     if not m:
         raise ValueError(f"invalid size: '{text}'")
     unit = (m.group(2) or "").lower()
+    from decimal import Decimal  # imported where used: CLI start-up
+
     return int(Decimal(m.group(1)) * _BINARY[unit])
 
 
 def parse_cpus(text: str) -> int:
     """`--cpus 1.5` → NanoCpus 1500000000 (exact decimal arithmetic, as Docker's ParseCPUs)."""
+    from decimal import Decimal, InvalidOperation
+
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -59,6 +60,8 @@ def parse_timestamp(text: str, now: float) -> str:
     except ValueError:
         pass
     iso = s.replace("Z", "+00:00").replace("z", "+00:00")
+    from datetime import datetime
+
     try:
         dt = datetime.fromisoformat(iso)
     except ValueError:
@@ -257,6 +260,8 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
 
 def _csv_fields(text: str) -> list[str]:
     # Docker reads --mount as one CSV record, so a quoted field may contain a comma
+    import csv
+
     return next(csv.reader([text]))
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from engine.api.client import ApiError, DaemonUnreachable
@@ -142,11 +141,12 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def client_info() -> dict[str, Any]:
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    machine = os.uname().machine  # not `platform`: its import is a CLI start-up cost
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
     return {
         "Version": CLIENT_VERSION,
         "ApiVersion": API_VERSION,
-        "PythonVersion": platform.python_version(),
+        "PythonVersion": sys.version.split()[0],
         "Os": sys.platform,
         "Arch": arch,
     }
@@ -265,6 +265,8 @@ def events_params(args: argparse.Namespace, now: float) -> dict[str, Any]:
 def rfc3339_nano(time_nano: int) -> str:
     """Go's RFC3339NanoFixed in local time: `2024-01-02T03:04:05.000000000Z` (or ±hh:mm)."""
     seconds, nanos = divmod(time_nano, 1_000_000_000)
+    from datetime import datetime  # imported where used: CLI start-up
+
     dt = datetime.fromtimestamp(seconds).astimezone()
     offset = dt.strftime("%z")
     zone = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"

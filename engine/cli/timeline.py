@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import Any
 
 from engine.cli import format as fmt
@@ -67,6 +66,8 @@ def register(sub: Any) -> None:
 
 def when(ns: int) -> str:
     secs, nanos = divmod(ns, 1_000_000_000)
+    from datetime import datetime  # imported where used: CLI start-up
+
     return datetime.fromtimestamp(secs).strftime("%Y-%m-%d %H:%M:%S") + f".{nanos // 1_000_000:03d}"
 
 
