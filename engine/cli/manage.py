@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.api.client import ApiError
@@ -207,24 +207,52 @@ def cmd_port(ctx: Context, args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- lifecycle verbs
 
+# Docker's CLI stops, kills, removes, pauses and unpauses many containers at once, at most
+# 50 in flight (docker/cli `parallelOperation`); each call has its own connection.
+PARALLEL_AT_MOST = 50
+
+
 def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
-             show: Callable[[str, Any], str | None] = lambda ref, _: ref) -> int:
+             show: Callable[[str, Any], str | None] = lambda ref, _: ref, *,
+             parallel: bool = False) -> int:
     """Run an action per container like Docker does: print each success, report each failure,
-    carry on, and exit 1 when any failed."""
+    carry on, and exit 1 when any failed. With `parallel`, the actions run at once (up to
+    PARALLEL_AT_MOST) and their results are still reported in the order of `refs`."""
     failed = 0
-    for ref in refs:
-        try:
-            result = action(ref)
-        except ApiError as exc:
-            ctx.err(f"shipslog: {from_api(exc.status, exc.message).message}")
+    for ref, outcome in zip(refs, _outcomes(refs, action, parallel), strict=True):
+        if isinstance(outcome, ApiError):
+            ctx.err(f"shipslog: {from_api(outcome.status, outcome.message).message}")
             failed += 1
             continue
-        line = show(ref, result)
+        line = show(ref, outcome)
         if line is not None:
             ctx.out(line)
     if failed:
         raise CliError(f"{failed} of {len(refs)} operations failed", "see the errors above", 1)
     return 0
+
+
+def _outcomes(refs: list[str], action: Callable[[str], Any],
+              parallel: bool) -> Iterator[Any]:
+    """Each action's result or ApiError, in the order of `refs`, as soon as it is known; any
+    other error (the daemon went away) ends the run."""
+    def attempt(ref: str) -> Any:
+        try:
+            return action(ref)
+        except ApiError as exc:
+            return exc
+
+    if not parallel or len(refs) < 2:
+        yield from map(attempt, refs)
+        return
+    from concurrent.futures import ThreadPoolExecutor  # only when there are several
+
+    pool = ThreadPoolExecutor(max_workers=min(PARALLEL_AT_MOST, len(refs)))
+    try:
+        for future in [pool.submit(attempt, ref) for ref in refs]:
+            yield future.result()
+    finally:  # on Ctrl-C or a lost daemon, do not wait for what has not started
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
@@ -234,7 +262,8 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     if args.signal:
         params["signal"] = args.signal
     return for_each(ctx, args.containers,
-                    lambda ref: ctx.client.post_json(f"/containers/{ref}/stop", params or None))
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/stop", params or None),
+                    parallel=True)
 
 
 def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
@@ -251,7 +280,8 @@ def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_kill(ctx: Context, args: argparse.Namespace) -> int:
     params = {"signal": args.signal} if args.signal else None
     return for_each(ctx, args.containers,
-                    lambda ref: ctx.client.post_json(f"/containers/{ref}/kill", params))
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/kill", params),
+                    parallel=True)
 
 
 def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
@@ -263,17 +293,19 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
     if args.link:
         params["link"] = True
     return for_each(ctx, args.containers,
-                    lambda ref: ctx.client.delete(f"/containers/{ref}", params or None))
+                    lambda ref: ctx.client.delete(f"/containers/{ref}", params or None),
+                    parallel=True)
 
 
 def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
     return for_each(ctx, args.containers,
-                    lambda ref: ctx.client.post_json(f"/containers/{ref}/pause"))
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/pause"), parallel=True)
 
 
 def cmd_unpause(ctx: Context, args: argparse.Namespace) -> int:
     return for_each(ctx, args.containers,
-                    lambda ref: ctx.client.post_json(f"/containers/{ref}/unpause"))
+                    lambda ref: ctx.client.post_json(f"/containers/{ref}/unpause"),
+                    parallel=True)
 
 
 def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:

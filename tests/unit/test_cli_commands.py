@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import threading
+from typing import Any
+
+import pytest
 
 from engine.api.client import ApiError
 from engine.api.stream import frame
@@ -206,6 +210,40 @@ def test_rmi_and_tag() -> None:
     assert fake.calls[0].params == {"force": True}
     cli(fake, "tag", "busybox", "reg:5000/me/bb")
     assert fake.calls[1].params == {"repo": "reg:5000/me/bb", "tag": "latest"}
+
+
+class _AllAtOnce(FakeClient):
+    """Answers only once `parties` calls are in flight together (else the barrier breaks)."""
+
+    def __init__(self, answers: dict[tuple[str, str], Any], parties: int) -> None:
+        super().__init__(answers)
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def delete(self, path: str, params: Any = None) -> Any:
+        self.barrier.wait()
+        return super().delete(path, params)
+
+    def post_json(self, path: str, params: Any = None, body: Any = None) -> Any:
+        self.barrier.wait()
+        return super().post_json(path, params, body)
+
+
+@pytest.mark.parametrize("argv, method, suffix", [
+    (("rm", "-f"), "DELETE", ""), (("stop",), "POST", "/stop"), (("kill",), "POST", "/kill"),
+    (("pause",), "POST", "/pause"), (("unpause",), "POST", "/unpause"),
+])
+def test_verbs_on_many_containers_run_at_once_and_report_in_order(
+        argv: tuple[str, ...], method: str, suffix: str) -> None:
+    # As docker/cli's parallelOperation: every call is in flight at once (the fake answers
+    # only when all three are), yet names print in the order given and a failure (b: no
+    # answer, a 404) is reported in its place; one failure makes the exit status 1.
+    fake = _AllAtOnce({(method, f"/containers/{ref}{suffix}"): None for ref in ("a", "c")}, 3)
+    r = cli(fake, *argv, "a", "b", "c")
+    assert r.out == "a\nc\n"
+    assert r.code == 1 and r.err.count("Error response from daemon") == 1 and "1 of 3" in r.err
+    assert f"{method} /containers/b{suffix}" in r.err
+    assert sorted(call.path for call in fake.calls) == [
+        f"/containers/{ref}{suffix}" for ref in ("a", "b", "c")]
 
 
 def test_load_from_file_prints_loaded_lines(tmp_path: pathlib.Path) -> None:
