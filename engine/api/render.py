@@ -308,10 +308,9 @@ class _Rendered:
     `]`, joined once: per call, only the blocks whose STATUS text is due (a heap by the
     moment each one changes) are spelled again."""
 
-    def __init__(self, listing: list[ContainerView], blocks: list[bytes],
+    def __init__(self, listing: list[ContainerView], parts: list[bytes],
                  heap: list[tuple[int, int, _Entry]], now_ns: int) -> None:
-        self.listing, self.heap, self.now_ns = listing, heap, now_ns
-        self.parts = _pieces(blocks)  # container `at`'s block is parts[2 * at + 1]
+        self.listing, self.parts, self.heap, self.now_ns = listing, parts, heap, now_ns
         self.joined: bytes | None = None
 
     def body(self, now_ns: int) -> bytes:
@@ -334,8 +333,7 @@ class _Rendered:
         """The same listing with the containers at `changed` replaced by `entries` (their
         blocks already spelled at or after `self.now_ns`): copies the pieces and the heap
         instead of encoding every container again."""
-        moved = _Rendered(listing, [], [], self.now_ns)
-        moved.parts = parts = self.parts.copy()
+        parts = self.parts.copy()
         gone = set(changed)
         heap = [item for item in self.heap if item[1] not in gone]
         for at, entry in zip(changed, entries, strict=True):
@@ -343,20 +341,17 @@ class _Rendered:
             if entry.before is not None:
                 heap.append((entry.until, at, entry))
         heapq.heapify(heap)
-        moved.heap = heap
-        return moved
+        return _Rendered(listing, parts, heap, self.now_ns)
 
 
 def _pieces(blocks: list[bytes]) -> list[bytes]:
-    parts = [b","] * (2 * len(blocks) + 1) if blocks else [b"[", b"]"]
-    if blocks:
-        parts[1::2] = blocks
-        parts[0], parts[-1] = b"[", b"]"
+    """`[`, the blocks with `,` between them, `]`: block `at` is piece `2 * at + 1`."""
+    if not blocks:
+        return [b"[]"]
+    parts = [b","] * (2 * len(blocks) + 1)
+    parts[1::2] = blocks
+    parts[0], parts[-1] = b"[", b"]"
     return parts
-
-
-def _join(blocks: list[bytes]) -> bytes:
-    return b"".join(_pieces(blocks))
 
 
 _CREATED_AT = operator.attrgetter("created_at")
@@ -453,10 +448,10 @@ class SummaryCache:
         if self._listed_of is state.containers and any(
                 containers is kept for kept in self._listings.values()):
             heapq.heapify(heap)
-            rendered = _Rendered(containers, blocks, heap, now_ns)
+            rendered = _Rendered(containers, _pieces(blocks), heap, now_ns)
             self._rendered.append(rendered)
             return rendered.body(now_ns)
-        return _join(blocks)
+        return b"".join(_pieces(blocks))
 
     @staticmethod
     def _entry(state: EngineState, c: ContainerView) -> _Entry:
