@@ -4,9 +4,10 @@ monitor and runtime processes — RELIABILITY.md, "a fixture checks")."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,11 @@ def busybox_tar() -> Path:
     return BUSYBOX_TAR
 
 
-@pytest.fixture
-def daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
-    """A running shipslogd with busybox:latest loaded."""
+@contextlib.contextmanager
+def loaded_daemon(busybox_tar: Path, flags: Sequence[str] = ()) -> Iterator[DaemonProcess]:
+    """A running shipslogd (with extra `flags`) and busybox:latest loaded; cleaned up after."""
     d = DaemonProcess.make()
+    d.flags = list(flags)
     try:
         d.start()
         with open(busybox_tar, "rb") as f:
@@ -61,3 +63,10 @@ def daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
         yield d
     finally:
         d.cleanup()
+
+
+@pytest.fixture
+def daemon(busybox_tar: Path) -> Iterator[DaemonProcess]:
+    """A running shipslogd with busybox:latest loaded."""
+    with loaded_daemon(busybox_tar) as d:
+        yield d

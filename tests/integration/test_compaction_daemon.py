@@ -19,6 +19,7 @@ import pytest
 from engine.api.client import ApiError
 from engine.cli.main import run
 from engine.testing.daemon import DaemonProcess
+from tests.integration.conftest import loaded_daemon
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -152,15 +153,8 @@ def test_a_follower_sees_every_live_event_exactly_once_across_compaction(
 
 @pytest.fixture
 def small_daemon(busybox_tar: Path) -> Any:
-    d = DaemonProcess.make()
-    d.flags = ["--compact-max-events", "5", "--compact-interval", "1s"]
-    try:
-        d.start()
-        with open(busybox_tar, "rb") as f:
-            d.client().upload("POST", "/images/load", f)
+    with loaded_daemon(busybox_tar, ["--compact-max-events", "5", "--compact-interval", "1s"]) as d:
         yield d
-    finally:
-        d.cleanup()
 
 
 def test_the_daemon_compacts_by_size_on_its_own_and_root_compacts_when_it_is_down(
