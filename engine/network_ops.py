@@ -1,7 +1,7 @@
 """Networks in the running engine: bridges, a container's endpoints, published ports and the
 DNS that resolves container names — each kernel change paired with its event.
 
-I/O: netlink (pyroute2), network namespaces, nftables, sockets for the DNS servers and the
+I/O: netlink (pyroute2), network namespaces, nftables, iptables, sockets for the DNS servers and the
 userland proxies, all through `engine/drivers/` (blocking calls in worker threads); the journal
 for the events.
 
@@ -16,8 +16,10 @@ every boundary between a kernel step and its event (`net.after_netns`, `net.afte
 
 After a crash, `reconcile` (daemon start, after recovery) makes the kernel match the log:
 endpoints, addresses and ports of containers that are not running are taken down and released;
-veths on our bridges, nft rules and namespaces that no event owns are removed; a running
-container whose recorded endpoint or rules are gone is reported. Each difference is a
+veths on our bridges, nft rules, iptables FORWARD accept rules (`engine/network/fwdplan.py`)
+and namespaces that no event owns are removed; forward accept rules found missing at start are
+rewritten; a running container whose recorded endpoint or rules are gone is reported. Each
+difference is a
 `ReconcileDifferenceFound` event — nothing is fixed silently.
 """
 
@@ -43,10 +45,12 @@ from engine.core.networks import decide_network_create
 from engine.drivers import netns
 from engine.drivers.dns import run_dns
 from engine.drivers.hostfiles import read_host_resolv_conf
+from engine.drivers.hostfw import HostForward, observe
 from engine.drivers.netlink import Netlink
 from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError
 from engine.journal import ConcurrencyConflict, Journal
+from engine.network.fwdplan import CHAIN, findings
 from engine.network.hostfiles import upstream_servers
 from engine.network.nftplan import NetworkRules, Publish, publish_rules, replace_transaction
 from engine.network.plan import (
@@ -161,6 +165,7 @@ class NetworkOps:
         self.netns_dir = exec_root / "netns"
         self.netlink = Netlink()
         self.nft = Nft()
+        self.hostfw = HostForward()
         self._dns: dict[str, trio.CancelScope] = {}
         self._proxies: dict[str, list[trio.CancelScope]] = {}
         self._ipam_locks: dict[str, trio.Lock] = {}
@@ -177,6 +182,15 @@ class NetworkOps:
         """At daemon start: the default bridge exists, every network's kernel side is up."""
         self.nursery = nursery
         await trio.to_thread.run_sync(self.nft.ensure_base)
+        for line in findings(await trio.to_thread.run_sync(observe)):
+            log.warning("firewall: %s", line)
+        known = set(self.journal.state.networks)
+        try:
+            had_fw = await trio.to_thread.run_sync(self.hostfw.owners)
+            jump = await trio.to_thread.run_sync(self.hostfw.jump_present)
+        except ShipslogError as exc:
+            log.warning("cannot read iptables FORWARD: %s", exc)
+            had_fw, jump = set(known), True
         if DEFAULT_BRIDGE not in self.journal.state.network_names:
             op_id = self.journal.new_id()
             routes = await trio.to_thread.run_sync(host_routes)
@@ -194,12 +208,35 @@ class NetworkOps:
                 await self.setup_network(net)
             except ShipslogError as exc:
                 log.warning("network %s could not be set up: %s", net.name, exc)
+        await self._record_forward_repairs(known, had_fw, jump)
+
+    async def _record_forward_repairs(self, known: set[str], had: set[str], jump: bool) -> None:
+        """Networks this log set up before whose FORWARD accept rules were gone at start (a
+        firewalld reload, `iptables -F`, a reboot) have just been rewritten: say so."""
+        if not self.hostfw.available:
+            return
+        if not jump and known:
+            await self._difference("iptables:FORWARD", f"jump to {CHAIN}", "no jump",
+                                   "repaired", "the FORWARD chain was flushed (or made by an "
+                                   "older shipslog); the jump to our accept rules was "
+                                   "inserted again")
+        for nid in sorted(known - had):
+            net = self.journal.state.networks.get(nid)
+            if net is None:
+                continue
+            await self._difference(f"network-{nid}", f"accept rules in iptables {CHAIN}",
+                                   "no rules", "repaired",
+                                   "the forward accept rules were missing (flushed, or "
+                                   "made by an older shipslog) and were rewritten from the log")
 
     async def setup_network(self, net: NetworkView) -> None:
         plan = plan_bridge(net.bridge, net.subnet, net.gateway)
         await trio.to_thread.run_sync(self.netlink.ensure_bridge, plan)
         await trio.to_thread.run_sync(self.nft.apply_network, NetworkRules(
             network_id=net.id, bridge=net.bridge, subnet=net.subnet, internal=net.internal))
+        # past another firewall's FORWARD drop policy (dockerd's): issue 15, item 5
+        await trio.to_thread.run_sync(self.hostfw.apply_network, net.id, net.bridge,
+                                      net.internal)
         await trio.to_thread.run_sync(enable_ip_forward)
         if net.name != DEFAULT_BRIDGE and net.id not in self._dns and self.nursery is not None:
             # Docker's default bridge has no name resolution; user-defined networks do.
@@ -240,6 +277,8 @@ class NetworkOps:
         if scope is not None:
             scope.cancel()
         await trio.to_thread.run_sync(self.nft.delete_rules_of, net.id)
+        await trio.to_thread.run_sync(self.hostfw.delete_rules_of, net.id)
+        await trio.to_thread.run_sync(self.hostfw.remove_if_unused)
         await trio.to_thread.run_sync(self.netlink.delete_bridge, net.bridge)
 
     # -- containers -------------------------------------------------------------------------
@@ -569,6 +608,14 @@ class NetworkOps:
             await self._difference(f"nft:{rule.kind}:{rule.owner}", "no rule",
                                    f"rule in chain {rule.chain}", "removed",
                                    "an nft rule that no event owns")
+        for owner in sorted(await trio.to_thread.run_sync(self.hostfw.owners)):
+            if owner in state.networks or (owner not in mine and not await
+                                           trio.to_thread.run_sync(self._was_ours, owner)):
+                continue
+            await trio.to_thread.run_sync(self.hostfw.delete_rules_of, owner)
+            await self._difference(f"iptables:{CHAIN}:{owner}", "no rule",
+                                   f"rules in iptables chain {CHAIN}", "removed",
+                                   "a forward accept rule that no event owns")
 
     def _was_ours(self, owner: str) -> bool:
         """An id this log created once (a removed container or network)."""

@@ -103,16 +103,19 @@ def _networks(paths: Paths, warnings: list[str]) -> set[str]:
     if found is None:
         return set()
     networks, containers, owners = found
+    from engine.drivers.hostfw import HostForward
     from engine.drivers.netlink import Netlink
     from engine.drivers.nft import Nft
 
-    netlink, nft = Netlink(), Nft()
+    netlink, nft, hostfw = Netlink(), Nft(), HostForward()
     try:
         for owner in owners:
             nft.delete_rules_of(owner)
+            hostfw.delete_rules_of(owner)
         for bridge in networks:
             netlink.delete_bridge(bridge)
         nft.remove_if_unused()
+        hostfw.remove_if_unused()
     except Exception as exc:  # noqa: BLE001 - a reset goes on; the user reads what is left
         warnings.append(f"network cleanup failed: {exc}")
     finally:

@@ -33,6 +33,9 @@ class DaemonProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     flags: list[str] = field(default_factory=list)  # extra shipslogd flags
+    # a command prefix, e.g. `nsenter --net=PATH` to run the daemon in a test's own network
+    # namespace (where a test may set a FORWARD DROP without touching the host's)
+    wrap: list[str] = field(default_factory=list)
 
     @classmethod
     def make(cls) -> DaemonProcess:
@@ -72,7 +75,7 @@ class DaemonProcess:
             env.pop("SHIPSLOG_FAILPOINTS", None)
         log = open(self.base / "daemon.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.daemon.main", "--root", str(self.root),
+            [*self.wrap, sys.executable, "-m", "engine.daemon.main", "--root", str(self.root),
              "--exec-root", str(self.exec_root), *self.flags],
             stdout=log, stderr=log, env=env, cwd=REPO)
         log.close()
@@ -157,6 +160,7 @@ class DaemonProcess:
         db = self.root / "events.db"
         if not db.exists():
             return
+        from engine.drivers.hostfw import HostForward
         from engine.drivers.netlink import Netlink
         from engine.drivers.nft import Nft
         from events.store import EventStore
@@ -171,12 +175,14 @@ class DaemonProcess:
         except Exception:  # noqa: BLE001 - a test damaged the log on purpose; it cleans up
             return
 
-        netlink, nft = Netlink(), Nft()
+        netlink, nft, hostfw = Netlink(), Nft(), HostForward()
         try:
             for net in nets:
                 nft.delete_rules_of(net.id)
+                hostfw.delete_rules_of(net.id)
                 netlink.delete_bridge(net.bridge)
             nft.remove_if_unused()
+            hostfw.remove_if_unused()
         finally:
             netlink.close()
 
@@ -237,6 +243,11 @@ def kernel_inventory() -> dict[str, list[str]]:
         t = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                            check=False)
         inv["nft"] = sorted(x for x in t.stdout.splitlines() if "shipslog" in x or "slg" in x)
+    if shutil.which("iptables"):
+        # our accept rules in the host's FORWARD chain (engine/network/fwdplan.py)
+        f = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True,
+                           check=False)
+        inv["iptables"] = sorted(x for x in f.stdout.splitlines() if "SHIPSLOG" in x)
     inv["cgroups"] = sorted(str(p) for p in cgroups_of(Path("/")))
     procs = []
     for pid_dir in Path("/proc").iterdir():
