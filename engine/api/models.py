@@ -458,6 +458,14 @@ class SwarmInfo(_Out):
     RemoteManagers: list[dict[str, str]] | None = None
 
 
+class FirewallBackendInfo(_Out):
+    """`FirewallBackend` of `GET /info` (Docker API 1.48's shape): our driver, and in `Info`
+    one ["Detected", "…"] pair per firewall manager that would drop our bridges' traffic."""
+
+    Driver: str = ""
+    Info: list[list[str]] = []
+
+
 class SystemInfo(_Out):
     """`GET /info` (the fields `docker info` prints that we can answer)."""
 
@@ -504,6 +512,7 @@ class SystemInfo(_Out):
     Isolation: str = ""
     SecurityOptions: list[str] = []
     Warnings: list[str] = []
+    FirewallBackend: FirewallBackendInfo | None = None
 
 
 class EventActor(_Out):

@@ -1,6 +1,7 @@
 """Docker API handlers for the engine itself: version, info and the event stream.
 
-I/O: reads /proc and uname for `info`; the event stream reads the log (history, then live).
+I/O: reads /proc, uname and the host's firewall (iptables, nftables) for `info`; the event
+stream reads the log (history, then live).
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ import msgspec
 import trio
 
 from engine.api.docker_events import DockerEvents, matches
-from engine.api.models import ComponentVersion, SystemInfo, SystemVersion
+from engine.api.models import (
+    ComponentVersion,
+    FirewallBackendInfo,
+    SystemInfo,
+    SystemVersion,
+)
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, json_response, streaming
 from engine.api.routes_shipslog import first_seq_at
 from engine.api.translate import parse_filters
+from engine.drivers.hostfw import observe
 from engine.errors import InvalidArgument
+from engine.network.fwdplan import findings
 from events.follow import follow
 
 VERSION = "0.1.0"
@@ -82,6 +90,10 @@ def system_routes(ctx: Any) -> Router:
             mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError):
             mem = 0
+        facts = await trio.to_thread.run_sync(observe)
+        firewall = FirewallBackendInfo(
+            Driver="nftables+iptables" if facts.iptables else "nftables",
+            Info=[["Detected", line] for line in findings(facts)])
         return json_response(
             SystemInfo(
                 ID=ctx.engine_id,
@@ -112,6 +124,7 @@ def system_routes(ctx: Any) -> Router:
                     ["Event log", str(ctx.paths.db)],
                     ["Events", str(ctx.store.head())],
                 ],
+                FirewallBackend=firewall,
             )
         )
 

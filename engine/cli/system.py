@@ -230,6 +230,12 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         f" Docker Root Dir: {info.get('DockerRootDir', '')}",
         f" Debug Mode: {str(bool(info.get('Debug'))).lower()}",
     ]
+    firewall = info.get("FirewallBackend") or {}
+    if firewall:
+        # issue 15, item 5: say which other firewall would drop our bridges' traffic
+        detected = [pair[1] for pair in firewall.get("Info") or [] if pair[0] == "Detected"]
+        lines.append(f" Firewall Backend: {firewall.get('Driver', '')}")
+        lines.append(f" Firewall: {'; '.join(detected) or 'no other firewall manager detected'}")
     labels = info.get("Labels") or []
     if labels:
         lines.append(" Labels:")
