@@ -15,13 +15,13 @@ import pytest
 import trio
 from dnslib import DNSRecord
 from test_netlink import Endpoint, free_subnet, ns_socket, ping
-from test_nft import _fetch, bridge_mac, free_port, tcp_answer_to_syn
+from test_nft import Firewall, _fetch, bridge_mac, free_port, tcp_answer_to_syn
 
 from engine.drivers.dns import run_dns
 from engine.drivers.hostfiles import read_host_resolv_conf, write_container_files
 from engine.drivers.netlink import Netlink
 from engine.drivers.netns import create_netns, delete_netns, list_netns
-from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
+from engine.drivers.nft import enable_ip_forward, run_proxy
 from engine.network.hostfiles import container_resolv_conf, hostname_file, hosts_file
 from engine.network.nftplan import NetworkRules, Publish
 from engine.network.plan import VethPlan, netns_name, plan_bridge, plan_veth
@@ -66,7 +66,7 @@ async def serve_in(netns: str, ip: str, port: int, payload: bytes) -> None:
 async def test_user_network_end_to_end(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run" / "netns"
-    nl, nft = Netlink(), Nft()
+    nl, nft = Netlink(), Firewall()
     nid = os.urandom(32).hex()
     subnet = free_subnet(150)
     gateway = str(subnet[1])

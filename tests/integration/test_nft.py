@@ -18,6 +18,7 @@ import trio
 from pyroute2 import IPRoute
 from test_netlink import Endpoint, NetLab, free_subnet, ns_socket, open_lab
 
+from engine.drivers.hostfw import HostForward
 from engine.drivers.netlink import configure_peer
 from engine.drivers.netns import run_in_netns
 from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
@@ -28,6 +29,25 @@ pytestmark = pytest.mark.kernel
 ETH_P_ALL = 0x0003
 
 
+class Firewall(Nft):
+    """Nft plus the iptables FORWARD accept rules that NetworkOps writes beside each network's
+    nft rules, so these driver-level tests also pass where dockerd set FORWARD to DROP."""
+
+    hostfw = HostForward()
+
+    def apply_network(self, net: NetworkRules) -> None:
+        super().apply_network(net)
+        self.hostfw.apply_network(net.network_id, net.bridge, net.internal)
+
+    def delete_rules_of(self, owner: str) -> None:
+        super().delete_rules_of(owner)
+        self.hostfw.delete_rules_of(owner)
+
+    def remove_if_unused(self) -> bool:
+        self.hostfw.remove_if_unused()
+        return super().remove_if_unused()
+
+
 @pytest.fixture
 def lab() -> Iterator[NetLab]:
     with open_lab() as lab:
@@ -36,7 +56,7 @@ def lab() -> Iterator[NetLab]:
 
 @pytest.fixture
 def nft() -> Iterator[Nft]:
-    n = Nft()
+    n = Firewall()
     owners: list[str] = []
     n.owners = owners  # type: ignore[attr-defined]
     try:
