@@ -26,8 +26,11 @@ any rule no event owns:
               only among themselves; new inbound connections only when DNATed (published)
 
 A drop in another table (a host `inet filter` with policy drop, or Docker's iptables FORWARD
-DROP) still applies: in nftables an accept is final only in its own base chain. Publishing does
-not bypass the host firewall; users open forwarding to `slg-*` bridges there (RELIABILITY S-07).
+DROP) still applies: in nftables an accept is final only in its own base chain. For iptables'
+`filter FORWARD` (dockerd's DROP policy) each network also owns accept rules there
+(`engine/network/fwdplan.py`); a foreign nft table's drop is reported by `info`, and users open
+forwarding to `slg-*` bridges there. Publishing does not bypass the host firewall
+(RELIABILITY S-07).
 """
 
 from __future__ import annotations
