@@ -7,13 +7,15 @@ a temp dir, on its default bridge docker0 (172.17.0.0/16) with its iptables rule
 command runs beside what dockerd does to a host: iptables FORWARD policy DROP, DOCKER-USER and
 DOCKER-ISOLATION chains, br_netfilter (issue 15, item 5). Afterwards it stops dockerd by pid
 and undoes what dockerd changed: the iptables filter and nat policies, the DOCKER* chains and
-the rules naming them or docker0, ip_forward, and docker0 when it was not there before. Rules
+the rules naming them or docker0, ip_forward, docker0 and the (then empty) iptables-nft
+tables when they were not there before. Rules
 anyone else added meanwhile are left alone (other test runs may share this host).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -39,6 +41,7 @@ class FirewallSnapshot:
     rules: dict[str, list[str]]  # table -> `iptables -t TABLE -S` lines
     ip_forward: str
     docker0: bool
+    nft_tables: frozenset[str]  # "ip filter", … (iptables-nft makes its tables on first use)
 
 
 def _iptables(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -51,10 +54,27 @@ def _has_docker0() -> bool:
                           check=False).returncode == 0
 
 
+def _nft_tables() -> frozenset[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                         check=False).stdout
+    return frozenset(line.removeprefix("table ").strip() for line in out.splitlines())
+
+
+def _empty(table: str) -> bool:
+    """No rule and no chain but base chains with policy accept: nothing anyone relies on."""
+    out = subprocess.run(["nft", "-j", "list", "table", *table.split()], capture_output=True,
+                         text=True, check=False).stdout
+    items = json.loads(out or "{}").get("nftables", [])
+    chains = [i["chain"] for i in items if "chain" in i]
+    return not any("rule" in i for i in items) and all(
+        c.get("hook") and c.get("policy") == "accept" for c in chains)
+
+
 def snapshot() -> FirewallSnapshot:
     return FirewallSnapshot(
         rules={t: _iptables("-t", t, "-S", check=True).stdout.splitlines() for t in TABLES},
-        ip_forward=IP_FORWARD.read_text().strip(), docker0=_has_docker0())
+        ip_forward=IP_FORWARD.read_text().strip(), docker0=_has_docker0(),
+        nft_tables=_nft_tables())
 
 
 def _dockers(line: str) -> bool:
@@ -86,6 +106,10 @@ def restore(before: FirewallSnapshot) -> list[str]:
     if IP_FORWARD.read_text().strip() != before.ip_forward:
         IP_FORWARD.write_text(before.ip_forward + "\n")
         done.append(f"ip_forward={before.ip_forward}")
+    for table in sorted(_nft_tables() - before.nft_tables):
+        if table in ("ip filter", "ip nat") and _empty(table):
+            subprocess.run(["nft", "delete", "table", *table.split()], check=False)
+            done.append(f"nft delete table {table}")
     if not before.docker0 and _has_docker0():
         subprocess.run(["ip", "link", "del", "docker0"], check=False)
         done.append("ip link del docker0")
