@@ -608,7 +608,12 @@ class NetworkOps:
             await self._difference(f"nft:{rule.kind}:{rule.owner}", "no rule",
                                    f"rule in chain {rule.chain}", "removed",
                                    "an nft rule that no event owns")
-        for owner in sorted(await trio.to_thread.run_sync(self.hostfw.owners)):
+        try:
+            fw_owners = await trio.to_thread.run_sync(self.hostfw.owners)
+        except ShipslogError as exc:  # an iptables table we cannot read must not stop a start
+            log.warning("cannot read iptables %s: %s", CHAIN, exc)
+            fw_owners = set()
+        for owner in sorted(fw_owners):
             if owner in state.networks or (owner not in mine and not await
                                            trio.to_thread.run_sync(self._was_ours, owner)):
                 continue

@@ -2,7 +2,8 @@
 a DOCKER-USER chain and br_netfilter's bridge-nf-call-iptables=1 — what dockerd leaves on a
 host — containers on a user network and on the default bridge still reach each other and the
 outside (masqueraded), `network rm` leaves no rule behind, `info` names what it found, and a
-daemon that finds its accept rules flushed at start rewrites them and records it.
+daemon that finds its accept rules flushed at start rewrites them (and removes one no event
+owns), recording each.
 
 The whole daemon runs in a network namespace this test makes (`nsenter --net`), where the
 FORWARD DROP is set: iptables tables and the bridge sysctls are per namespace, so the host's
@@ -149,25 +150,33 @@ def test_containers_talk_through_a_forward_drop(ns_daemon: DaemonProcess,
     shipslog(d, "rm", "-f", "first")
 
 
-def test_flushed_rules_are_repaired_at_start(ns_daemon: DaemonProcess,
-                                             docker_like_netns: str) -> None:
+def test_flushed_rules_are_repaired_and_orphans_removed_at_start(
+        ns_daemon: DaemonProcess, docker_like_netns: str) -> None:
     d, ns = ns_daemon, docker_like_netns
     bridge_id = d.client().get_json("/networks/bridge")["Id"]
+    shipslog(d, "network", "create", "gone")
+    gone_id = d.client().get_json("/networks/gone")["Id"]
+    shipslog(d, "network", "rm", "gone")
     d.stop()
     # a firewall reload (firewalld, `iptables -F`) flushes everything but the policy
     in_ns(ns, "iptables", "-w", "-F", "FORWARD")
     in_ns(ns, "iptables", "-w", "-F", "SHIPSLOG-FORWARD")
+    # and a rule of a removed network, as a crash between kernel step and event would leave
+    in_ns(ns, "iptables", "-w", "-A", "SHIPSLOG-FORWARD", "-i", "slg-orphan", "-m", "comment",
+          "--comment", f"slg:net:{gone_id}", "-j", "ACCEPT")
     d.start(timeout=60)
     rules = forward_rules(ns)
     assert "-A FORWARD -j SHIPSLOG-FORWARD" in rules, rules
     assert [r for r in rules if bridge_id in r], rules
+    assert not [r for r in rules if gone_id in r], rules
     store = EventStore.open(d.root / "events.db", readonly=True)
     try:
-        repairs: list[Any] = [e.event for e in store.read(types=["ReconcileDifferenceFound"])
-                              if e.event.action == "repaired"]
+        found: list[Any] = list(store.read(types=["ReconcileDifferenceFound"]))
     finally:
         store.close()
-    subjects = {r.subject for r in repairs}
-    assert {"iptables:FORWARD", f"network-{bridge_id}"} <= subjects, subjects
+    repairs = {e.event.subject for e in found if e.event.action == "repaired"}
+    removed = {e.event.subject for e in found if e.event.action == "removed"}
+    assert {"iptables:FORWARD", f"network-{bridge_id}"} <= repairs, repairs
+    assert f"iptables:SHIPSLOG-FORWARD:{gone_id}" in removed, removed
     code, out, err = shipslog(d, "run", "--rm", "busybox", "ping", "-c1", "-W3", PEER, ok=False)
     assert code == 0, f"after the repair: ping to the peer failed: {out} {err}"
