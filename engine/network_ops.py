@@ -182,8 +182,6 @@ class NetworkOps:
         """At daemon start: the default bridge exists, every network's kernel side is up."""
         self.nursery = nursery
         await trio.to_thread.run_sync(self.nft.ensure_base)
-        for line in findings(await trio.to_thread.run_sync(observe)):
-            log.warning("firewall: %s", line)
         known = set(self.journal.state.networks)
         try:
             had_fw = await trio.to_thread.run_sync(self.hostfw.owners)
@@ -209,18 +207,26 @@ class NetworkOps:
             except ShipslogError as exc:
                 log.warning("network %s could not be set up: %s", net.name, exc)
         await self._record_forward_repairs(known, had_fw, jump)
+        # after the networks' rules are in: the log says what they had to get past
+        for line in findings(await trio.to_thread.run_sync(observe)):
+            log.warning("firewall: %s", line)
 
     async def _record_forward_repairs(self, known: set[str], had: set[str], jump: bool) -> None:
         """Networks this log set up before whose FORWARD accept rules were gone at start (a
         firewalld reload, `iptables -F`, a reboot) have just been rewritten: say so."""
         if not self.hostfw.available:
             return
-        if not jump and known:
+        try:  # only what is there now was repaired (a network's setup may have failed)
+            now = await trio.to_thread.run_sync(self.hostfw.owners)
+            jump_now = await trio.to_thread.run_sync(self.hostfw.jump_present)
+        except ShipslogError:
+            return
+        if not jump and jump_now and known:
             await self._difference("iptables:FORWARD", f"jump to {CHAIN}", "no jump",
                                    "repaired", "the FORWARD chain was flushed (or made by an "
                                    "older shipslog); the jump to our accept rules was "
                                    "inserted again")
-        for nid in sorted(known - had):
+        for nid in sorted((known - had) & now):
             net = self.journal.state.networks.get(nid)
             if net is None:
                 continue
