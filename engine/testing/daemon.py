@@ -2,8 +2,8 @@
 benchmarks — and the kernel inventory that proves a test left nothing behind.
 
 I/O: starts and signals the daemon process (by its pid only), reads /proc/self/mountinfo,
-`ip`, `nft`, cgroupfs and runc state, and cleans up what the daemon's containers left when
-a test killed the daemon on purpose.
+`ip`, `nft`, `iptables`, cgroupfs and runc state, and cleans up what the daemon's containers
+left when a test killed the daemon on purpose.
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ def cgroups_of(root: Path) -> list[Path]:
 
 
 def kernel_inventory() -> dict[str, list[str]]:
-    """Everything shipslog-named in the kernel: mounts, netns, links, nft tables, cgroups,
-    monitor and runtime processes. A test's before and after must be equal."""
+    """Everything shipslog-named in the kernel: mounts, netns, links, nft tables, iptables
+    rules, cgroups, monitor and runtime processes. A test's before and after must be equal."""
     inv: dict[str, list[str]] = {}
     inv["mounts"] = sorted(
         line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
