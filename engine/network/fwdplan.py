@@ -21,7 +21,9 @@ the host (and dockerd) uses, so iptables-nft keeps understanding its table:
                      -o BR ctstate RELATED,ESTABLISHED -j ACCEPT  (replies into it)
                      -o BR ctstate DNAT -j ACCEPT               (published ports)
 
-These rules only let our traffic past other tables' drop policies; what may flow between our
+Docker's DOCKER-ISOLATION-STAGE-1/2 chains match only its own bridges (`-i docker0 ! -o
+docker0`), so they neither need nor touch ours. These rules only let our traffic past other
+tables' drop policies; what may flow between our
 bridges is still decided by the `isolate` chain of our own table (engine/network/nftplan.py),
 whose drops stay final.
 """
