@@ -348,11 +348,14 @@ class Limits:
     max_header_bytes: int = 64 * 1024
     max_header_count: int = 256
     max_body_bytes: int = 16 * 1024 * 1024
-    header_timeout: float = 30.0
+    header_timeout: float = 10.0  # the whole head, from its first byte (issue 15, item 4)
     idle_timeout: float = 120.0
-    body_timeout: float = 60.0
+    body_timeout: float = 60.0  # the longest stall inside a body
+    body_grace: float = 10.0  # then the body must average min_body_rate (mod_reqtimeout)
+    min_body_rate: float = 500.0  # bytes/s
     send_timeout: float = 60.0  # a whole non-streaming response; a client that never reads
     max_connections: int = 512
+    admin_reserve: int = 64  # extra slots for uid 0 and the daemon's uid (the CLI)
     backlog: int = 128
 
 

@@ -1,0 +1,110 @@
+"""Who gets a connection slot, and which slow connection makes room: the API server's policy.
+
+I/O: none (a pure function of the connections' phases, their progress and the time; the server
+in `engine/api/http.py` carries out its answers, STYLE.md "functional core").
+
+Issue 15, item 4: 512 connections trickling a request body one byte every 15 s made every
+other client get 503 indefinitely, where Docker kept answering. The rules:
+
+- a connection that has finished its request (a handler running, a response being sent, or a
+  hijacked/streaming one: attach, exec, `logs -f`, `events`) is never shed: it is long-lived by
+  design, not slow;
+- at the cap, the newcomer is admitted and the worst sheddable connection is closed: first the
+  longest-idle keep-alive connection, then the slowest request in progress (bytes of the
+  current request per second, with an allowance so that a client that connected a moment ago
+  is not judged before it could speak), ties to the oldest;
+- the local admin (uid 0, or the daemon's own uid: the CLI and the daemon's own health checks)
+  has `admin_reserve` slots beyond the cap, so it gets through even when every other
+  connection is a live stream;
+- a request head must arrive within `header_timeout` of its first byte, and a body at an
+  average of `min_body_rate` bytes/s after `body_grace` seconds (Apache mod_reqtimeout's
+  `body=20,MinRate=500` shape), so a trickler is closed at its deadline even when nobody needs
+  its slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = ["Admission", "Phase", "Slot", "admit", "body_deadline", "shed_order"]
+
+# A newcomer is credited this many bytes over its first second: it must not look slower than
+# a connection that has trickled for minutes before its request had time to arrive.
+ALLOWANCE_BYTES = 1024
+MIN_AGE_S = 1.0
+
+
+class Phase(IntEnum):
+    """Where a connection is; the order is the shedding order (lowest first)."""
+
+    IDLE = 0  # keep-alive, waiting for the first byte of a request
+    READING = 1  # a request head or body in progress
+    BUSY = 2  # the request is complete: handler running or response being sent
+    STREAMING = 3  # hijacked (attach, exec) or a streamed response (logs -f, events)
+
+
+SHEDDABLE = (Phase.IDLE, Phase.READING)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One open connection as the policy sees it."""
+
+    key: Hashable
+    phase: Phase
+    since: float  # when the current phase began (seconds, any monotonic clock)
+    received: int = 0  # bytes of the current request received so far
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Admission:
+    admit: bool
+    shed: Hashable | None = None  # the connection to close to make room
+
+
+def _rate(slot: Slot, now: float) -> float:
+    return (slot.received + ALLOWANCE_BYTES) / max(now - slot.since, MIN_AGE_S)
+
+
+def _shed_key(slot: Slot, now: float) -> tuple[float, float, float]:
+    # Idle connections go oldest first; requests in progress slowest first; ties oldest first.
+    order = -(now - slot.since) if slot.phase is Phase.IDLE else _rate(slot, now)
+    return (slot.phase, order, slot.since)
+
+
+def shed_order(slots: Iterable[Slot], now: float) -> list[Slot]:
+    """The sheddable connections, the one to close first at the front."""
+    return sorted((s for s in slots if s.phase in SHEDDABLE), key=lambda s: _shed_key(s, now))
+
+
+def admit(
+    slots: Iterable[Slot],
+    *,
+    admin: bool,
+    now: float,
+    max_connections: int,
+    admin_reserve: int,
+) -> Admission:
+    """May a new connection (from the local admin or not) be served, and what must make room?"""
+    slots = list(slots)
+    cap = max_connections + (admin_reserve if admin else 0)
+    if len(slots) < max_connections:
+        return Admission(True)
+    # min() rather than shed_order()[0]: this runs on every accept of a full server.
+    victim = min((s for s in slots if s.phase in SHEDDABLE), default=None,
+                 key=lambda s: _shed_key(s, now))
+    if victim is not None:
+        return Admission(True, victim.key)
+    return Admission(len(slots) < cap)
+
+
+def body_deadline(
+    started: float, received: int, *, grace: float, min_rate: float
+) -> float:
+    """When a body that began at `started` and has `received` bytes so far is too slow."""
+    if min_rate <= 0:
+        return float("inf")
+    return started + grace + received / min_rate
