@@ -20,6 +20,7 @@ Docker's conventions kept here:
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import errno
 import logging
 import re
@@ -356,6 +357,24 @@ class Limits:
     send_timeout: float = 60.0  # a whole non-streaming response; a client that never reads
     max_connections: int = 512
     admin_reserve: int = 64  # extra slots for uid 0 and the daemon's uid (the CLI)
+
+    @classmethod
+    def parse(cls, text: str) -> Limits:
+        """`name=value,…` overrides of the defaults (shipslogd reads SHIPSLOG_API_LIMITS, so
+        that tests and benchmarks can shorten the deadlines)."""
+        values: dict[str, Any] = {}
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, raw = item.partition("=")
+            name = name.strip()
+            try:
+                kind = float if known[name] == "float" else int
+                values[name] = kind(raw)
+            except (KeyError, ValueError):
+                raise InvalidArgument(
+                    f"invalid API limit {item!r}",
+                    hint="use name=number,… with names from: " + ", ".join(known)) from None
+        return cls(**values)
     backlog: int = 128
 
 
