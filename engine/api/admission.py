@@ -11,8 +11,9 @@ other client get 503 indefinitely, where Docker kept answering. The rules:
   design, not slow;
 - at the cap, the newcomer is admitted and the worst sheddable connection is closed: first the
   longest-idle keep-alive connection, then the slowest request in progress (bytes of the
-  current request per second, with an allowance so that a client that connected a moment ago
-  is not judged before it could speak), ties to the oldest;
+  current request per second), ties to the oldest; a connection younger than `YOUNG_S` goes
+  only when no older one can (it has not had time to speak: under a storm of reconnecting
+  slow clients, a CLI request that arrived a moment ago must not be the one to go);
 - the local admin (uid 0, or the daemon's own uid: the CLI and the daemon's own health checks)
   has `admin_reserve` slots beyond the cap, so it gets through even when every other
   connection is a live stream;
@@ -30,17 +31,14 @@ from enum import IntEnum
 
 __all__ = ["Admission", "Phase", "Slot", "admit", "body_deadline", "shed_order"]
 
-# A newcomer is credited this many bytes over its first second: it must not look slower than
-# a connection that has trickled for minutes before its request had time to arrive.
-ALLOWANCE_BYTES = 1024
-MIN_AGE_S = 1.0
+YOUNG_S = 1.0  # a connection in its phase for less than this is not judged yet
 
 
 class Phase(IntEnum):
     """Where a connection is; the order is the shedding order (lowest first)."""
 
-    IDLE = 0  # keep-alive, waiting for the first byte of a request
-    READING = 1  # a request head or body in progress
+    IDLE = 0  # keep-alive, waiting for the first byte of its next request
+    READING = 1  # a new connection, or a request head or body in progress
     BUSY = 2  # the request is complete: handler running or response being sent
     STREAMING = 3  # hijacked (attach, exec) or a streamed response (logs -f, events)
 
@@ -65,14 +63,11 @@ class Admission:
     shed: Hashable | None = None  # the connection to close to make room
 
 
-def _rate(slot: Slot, now: float) -> float:
-    return (slot.received + ALLOWANCE_BYTES) / max(now - slot.since, MIN_AGE_S)
-
-
-def _shed_key(slot: Slot, now: float) -> tuple[float, float, float]:
+def _shed_key(slot: Slot, now: float) -> tuple[bool, Phase, float, float]:
     # Idle connections go oldest first; requests in progress slowest first; ties oldest first.
-    order = -(now - slot.since) if slot.phase is Phase.IDLE else _rate(slot, now)
-    return (slot.phase, order, slot.since)
+    age = now - slot.since
+    order = -age if slot.phase is Phase.IDLE else slot.received / max(age, YOUNG_S)
+    return (age < YOUNG_S, slot.phase, order, slot.since)
 
 
 def shed_order(slots: Iterable[Slot], now: float) -> list[Slot]:

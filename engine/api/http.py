@@ -110,7 +110,7 @@ class _Tracked:
 
     def __init__(self, admin: bool) -> None:
         self.admin = admin
-        self.phase = Phase.IDLE
+        self.phase = Phase.READING  # a new connection owes us a request
         self.since = trio.current_time()
         self.received = 0  # bytes of the current request
         self.scope: trio.CancelScope | None = None  # around a wait for the client's bytes
@@ -202,7 +202,10 @@ class _Connection(BodySource):
 
     async def _read_head(self) -> Any:
         """Wait `idle_timeout` for a request to begin, then `header_timeout` for all of it."""
-        self.tracked.enter(Phase.READING if self.conn.trailing_data[0] else Phase.IDLE)
+        # A new connection owes us a request (READING since its accept); a kept-alive one
+        # waits IDLE for its next, unless that has arrived already (pipelined).
+        if self.tracked.phase is not Phase.READING:
+            self.tracked.enter(Phase.READING if self.conn.trailing_data[0] else Phase.IDLE)
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event

@@ -375,7 +375,9 @@ class Limits:
                     f"invalid API limit {item!r}",
                     hint="use name=number,… with names from: " + ", ".join(known)) from None
         return cls(**values)
-    backlog: int = 128
+    # Go's net.Listen (dockerd) asks for somaxconn; 128 overflowed under 1,000 reconnecting
+    # slow clients, and a unix connect() then fails at once with EAGAIN (issue 15, item 4).
+    backlog: int = 4096
 
 
 # ---------------------------------------------------------------------------------------------
