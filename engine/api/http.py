@@ -99,6 +99,9 @@ def _status_line_reason(status: int) -> bytes:
         return b""
 
 
+SHED_NOTICE_S = 0.5  # at most this long to tell a shed connection why (it may not read)
+
+
 class _Shed(RequestTimeout):
     """The connection was closed to make room for another (`engine/api/admission.py`)."""
 
@@ -133,15 +136,16 @@ class _Slots:
         self._keys = itertools.count()
 
     def admit(self, admin: bool) -> int | None:
-        """A key for a new connection's slot (shedding another if need be), or None: 503."""
+        """A key for a new connection's slot (shedding others if need be), or None: 503."""
+        limits = self.limits
         decision = admission.admit(
-            (t.slot(k) for k, t in self.open.items()), admin=admin, now=trio.current_time(),
-            max_connections=self.limits.max_connections,
-            admin_reserve=self.limits.admin_reserve)
+            len(self.open), (t.slot(k) for k, t in self.open.items()), admin=admin,
+            now=trio.current_time(), max_connections=limits.max_connections,
+            admin_reserve=limits.admin_reserve, batch=max(limits.max_connections // 16, 1))
         if not decision.admit:
             return None
-        if decision.shed is not None:
-            self.shed(decision.shed)  # type: ignore[arg-type]
+        for victim in decision.shed:
+            self.shed(victim)  # type: ignore[arg-type]
         key = next(self._keys)
         self.open[key] = _Tracked(admin)
         return key
@@ -272,7 +276,13 @@ class _Connection(BodySource):
             try:
                 event = await self._read_head()
             except _Shed:
-                return  # made room for another client: nothing to say to this one
+                if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+                    # A request was on its way: say why rather than hang up (a kept-alive
+                    # idle connection is just closed, as HTTP allows).
+                    with trio.move_on_after(SHED_NOTICE_S):
+                        await self._send_error(503, "too many connections to the daemon; "
+                                               "this one was closed to make room")
+                return
             except RequestTimeout:
                 if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
                     return  # an idle keep-alive connection: just close it

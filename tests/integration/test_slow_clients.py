@@ -125,10 +125,10 @@ def test_600_slow_clients_do_not_lock_out_ping_and_ps(plain_daemon: DaemonProces
             cwd=REPO, timeout=SAFETY, check=False)
         assert cli.returncode == 0, cli.stderr
         assert cli.stdout.startswith("CONTAINER ID")
-        # The cap held: at least the connections past it were shed, oldest and slowest first.
+        # The cap held: at least the connections past it were shed (which ones go first is
+        # the policy's business: tests/unit/test_admission.py).
         slow.wait_closed(600 - 512)
         assert len(slow.closed) >= 600 - 512
-        assert min(slow.closed) < 100  # the first to come (and slowest) went first
     finally:
         slow.close()
 

@@ -3,11 +3,14 @@ as a pure function: who is admitted, and which connection makes room."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.api.admission import (
     SHEDDABLE,
+    YOUNG_S,
     Admission,
     Phase,
     Slot,
@@ -35,30 +38,35 @@ reserves = st.integers(0, 10)
 def test_admin_is_admitted_unless_the_reserve_is_full_of_unsheddable(
     slots: list[Slot], cap: int, reserve: int
 ) -> None:
-    got = admit(slots, admin=True, now=NOW, max_connections=cap, admin_reserve=reserve)
+    got = admit(len(slots), slots, admin=True, now=NOW, max_connections=cap, admin_reserve=reserve)
     stuck = all(s.phase not in SHEDDABLE for s in slots)
     if len(slots) < cap + reserve or not stuck:
         assert got.admit
 
 
-@given(slot_lists(), caps, reserves, st.booleans())
+batches = st.integers(1, 8)
+
+
+@given(slot_lists(), caps, reserves, st.booleans(), batches)
 def test_never_sheds_a_request_being_served_or_a_stream(
-    slots: list[Slot], cap: int, reserve: int, admin: bool
+    slots: list[Slot], cap: int, reserve: int, admin: bool, batch: int
 ) -> None:
-    got = admit(slots, admin=admin, now=NOW, max_connections=cap, admin_reserve=reserve)
-    if got.shed is not None:
-        assert {s.key: s for s in slots}[got.shed].phase in SHEDDABLE
-        assert got.admit
+    got = admit(len(slots), slots, admin=admin, now=NOW, max_connections=cap,
+                admin_reserve=reserve, batch=batch)
+    by_key = {s.key: s for s in slots}
+    assert all(by_key[k].phase in SHEDDABLE for k in got.shed)
+    assert len(got.shed) <= batch
+    assert got.admit or not got.shed
 
 
 @given(slot_lists(), caps, reserves, st.booleans())
 def test_sheds_only_when_full_and_keeps_the_count_bounded(
     slots: list[Slot], cap: int, reserve: int, admin: bool
 ) -> None:
-    got = admit(slots, admin=admin, now=NOW, max_connections=cap, admin_reserve=reserve)
+    got = admit(len(slots), slots, admin=admin, now=NOW, max_connections=cap, admin_reserve=reserve)
     if len(slots) < cap:
         assert got == Admission(True)
-    after = len(slots) + got.admit - (got.shed is not None)
+    after = len(slots) + got.admit - len(got.shed)
     if len(slots) <= cap + reserve:  # admitting never pushes past the hard cap
         assert after <= max(len(slots), cap + (reserve if admin else 0))
 
@@ -67,20 +75,35 @@ def test_sheds_only_when_full_and_keeps_the_count_bounded(
 def test_an_ordinary_newcomer_is_refused_only_when_nothing_can_be_shed(
     slots: list[Slot], cap: int, reserve: int
 ) -> None:
-    got = admit(slots, admin=False, now=NOW, max_connections=cap, admin_reserve=reserve)
+    got = admit(len(slots), slots, admin=False, now=NOW, max_connections=cap, admin_reserve=reserve)
     if not got.admit:
         assert len(slots) >= cap
         assert all(s.phase not in SHEDDABLE for s in slots)
 
 
-@given(slot_lists(), caps, reserves, st.booleans())
-def test_the_victim_is_first_in_shed_order(
-    slots: list[Slot], cap: int, reserve: int, admin: bool
+@given(slot_lists(), caps, reserves, st.booleans(), batches)
+def test_the_victims_are_the_first_in_shed_order(
+    slots: list[Slot], cap: int, reserve: int, admin: bool, batch: int
 ) -> None:
-    got = admit(slots, admin=admin, now=NOW, max_connections=cap, admin_reserve=reserve)
-    order = shed_order(slots, NOW)
-    if got.shed is not None:
-        assert got.shed == order[0].key
+    got = admit(len(slots), slots, admin=admin, now=NOW, max_connections=cap,
+                admin_reserve=reserve, batch=batch)
+    by_key = {s.key: s for s in slots}
+    order = [s.key for s in shed_order(slots, NOW)]
+    old = [k for k in order if NOW - by_key[k].since >= YOUNG_S]
+    assert list(got.shed) in (order[:len(got.shed)], order[:1] + old[:len(got.shed) - 1])
+    if len(slots) >= cap and old:
+        assert len(got.shed) >= min(batch, len(old))
+    if got.shed:  # the first is needed; the rest of a batch never takes a young one
+        assert all(NOW - by_key[k].since >= YOUNG_S for k in got.shed[1:])
+
+
+def test_below_the_cap_the_connections_are_not_even_looked_at() -> None:
+    def never() -> Iterator[Slot]:
+        raise AssertionError("scanned")
+        yield
+
+    assert admit(3, never(), admin=False, now=NOW, max_connections=4, admin_reserve=0) == \
+        Admission(True)
 
 
 def test_idle_goes_first_oldest_first_then_the_slowest_request() -> None:
@@ -104,20 +127,21 @@ def test_a_newcomer_is_not_judged_slower_than_an_old_trickler() -> None:
     slots = [Slot(i, Phase.READING, since=NOW - 15 * i - 20, received=i + 20)
              for i in range(512)]
     slots.append(Slot("cli", Phase.READING, since=NOW - 0.001, received=0))
-    got = admit(slots[1:], admin=True, now=NOW, max_connections=512, admin_reserve=64)
-    assert got.admit and got.shed != "cli"
-    assert got.shed == 511  # the oldest, slowest
+    slots = slots[1:]
+    got = admit(len(slots), slots, admin=True, now=NOW, max_connections=512, admin_reserve=64)
+    assert got.admit and got.shed == (511,)  # the oldest, slowest; never the CLI
 
 
 def test_full_of_streams_refuses_ordinary_and_admits_admin_into_the_reserve() -> None:
     streams = [Slot(i, Phase.STREAMING, since=0.0) for i in range(8)]
-    assert admit(streams, admin=False, now=NOW, max_connections=8, admin_reserve=2) == \
+    n = len(streams)
+    assert admit(n, streams, admin=False, now=NOW, max_connections=8, admin_reserve=2) == \
         Admission(False)
-    assert admit(streams, admin=True, now=NOW, max_connections=8, admin_reserve=2) == \
+    assert admit(n, streams, admin=True, now=NOW, max_connections=8, admin_reserve=2) == \
         Admission(True)
     full = streams + [Slot(8, Phase.BUSY, since=0.0, admin=True),
                       Slot(9, Phase.BUSY, since=0.0, admin=True)]
-    assert admit(full, admin=True, now=NOW, max_connections=8, admin_reserve=2) == \
+    assert admit(len(full), full, admin=True, now=NOW, max_connections=8, admin_reserve=2) == \
         Admission(False)
 
 
