@@ -38,14 +38,17 @@ class Journal:
         return self.store.state  # type: ignore[no-any-return]
 
     async def append(self, pending: Sequence[Pending], *, actor: Actor, op_id: str,
-                     command_id: str | None = None) -> list[Envelope]:
+                     command_id: str | None = None, last: bool = False) -> list[Envelope]:
+        """Append one batch; with `last`, the journal's final one (later appends are refused
+        with `WriterClosed`: `DaemonStopped` ends its run's log, issue 15 item 8)."""
         if not pending:
             return []
         if failpoints.armed():
             for kind in sorted({type(p.event).__name__ for p in pending}):
                 failpoints.hit(failpoints.APPEND_PREFIX + kind, _store_error)
         envs: list[Envelope] = await self._writer.append(
-            list(pending), actor=actor, op_id=op_id, command_id=command_id, now_ns=self.clock())
+            list(pending), actor=actor, op_id=op_id, command_id=command_id, now_ns=self.clock(),
+            last=last)
         self._changed.set()
         self._changed = trio.Event()
         return envs

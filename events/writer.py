@@ -157,13 +157,17 @@ class StoreWriter:
         op_id: str,
         command_id: str | None = None,
         now_ns: int,
+        last: bool = False,
     ) -> list[Envelope]:
+        """Append one batch. With `last`, it is the writer's final batch: every append
+        submitted after it is refused (`WriterClosed`), so a daemon's `DaemonStopped` is the
+        last event of its run (issue 15, item 8)."""
         request = _Request(
             EventStore.batch(
                 pending, actor=actor, op_id=op_id, command_id=command_id, now_ns=now_ns
             )
         )
-        result = await self._submit_and_wait(request)
+        result = await self._submit_and_wait(request, last=last)
         if isinstance(result, Exception):
             raise result
         assert result is not None
@@ -198,20 +202,21 @@ class StoreWriter:
             raise result
         return result  # type: ignore[no-any-return]
 
-    async def _submit_and_wait(self, request: _Request) -> Any:
+    async def _submit_and_wait(self, request: _Request, *, last: bool = False) -> Any:
         # Sleep without a cancel point (Abort.FAILED): a cancelled caller still learns whether
         # its events were recorded. Cheaper than an Event plus a shielded CancelScope, which
         # matters on this path (one per append).
         request.task = trio.lowlevel.current_task()
         request.token = trio.lowlevel.current_trio_token()
-        self._submit(request)
+        self._submit(request, last=last)
         return await trio.lowlevel.wait_task_rescheduled(_uncancellable)
 
-    def _submit(self, request: _Request) -> None:
+    def _submit(self, request: _Request, *, last: bool = False) -> None:
         with self._cond:
             if self._closing:
                 raise WriterClosed("the event writer is shut down", "the daemon is stopping")
             self._queue.append(request)
+            self._closing = last  # under the same lock: nothing can queue behind it
             self._cond.notify()
 
     # --- the writer thread -----------------------------------------------------------------

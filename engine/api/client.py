@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import quote, urlencode
@@ -219,8 +220,19 @@ class Client:
     def _connect(self) -> _Conn:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
+        deadline = time.monotonic() + (self.timeout or 0)
         try:
-            sock.connect(self.socket_path)
+            while True:
+                try:
+                    sock.connect(self.socket_path)
+                    break
+                except BlockingIOError:
+                    # EAGAIN: the daemon's listen backlog is full (a storm of connections,
+                    # issue 15 item 4). A unix connect() with a timeout does not wait for
+                    # room; the CLI must still get through, so wait here.
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.005)
         except BaseException:
             sock.close()
             raise

@@ -12,12 +12,15 @@ Caps (`Limits`, RELIABILITY I-05; CVE-2022-23471 is a leak of exactly this kind)
 - request line + headers ≤ 64 KiB and ≤ 256 header fields, else 431;
 - a JSON body ≤ 16 MiB, else 413 (routes registered with `stream_body=True`, such as image load
   and import, read their body as it arrives, uncapped);
-- a request head must arrive within `header_timeout` of its first byte (slow-loris), an idle
-  keep-alive connection is closed after `idle_timeout`, a body that stalls for `body_timeout`
-  gets 408, a plain response the client does not read within `send_timeout` drops the
-  connection;
-- at most `max_connections` connections: past that the longest-idle keep-alive connection is
-  closed to make room, and only when none is idle does a client get 503.
+- a request head must arrive within `header_timeout` (10 s) of its first byte (slow-loris), an
+  idle keep-alive connection is closed after `idle_timeout`, a body must keep an average of
+  `min_body_rate` bytes/s after `body_grace` seconds and never stall for `body_timeout`, else
+  408; a plain response the client does not read within `send_timeout` drops the connection;
+- at most `max_connections` connections: past that the idlest or slowest connection still
+  sending its request is closed to make room; requests being served and hijacked or
+  streaming connections (attach, exec, `logs -f`, `events`) are never shed; the local admin
+  (uid 0 or the daemon's uid: the CLI, health checks) has `admin_reserve` more slots; only
+  when nothing can be shed does a client get 503 (`engine/api/admission.py`, issue 15 item 4).
 
 The socket is created under a temporary name, given its mode and group, and renamed into
 place, so it is never reachable with the default umask's permissions (RELIABILITY S-01). It is
@@ -40,7 +43,8 @@ from typing import Any
 import h11
 import trio
 
-from engine.api import peercred
+from engine.api import admission, peercred
+from engine.api.admission import Phase
 from engine.api.hijack import HijackedStream
 from engine.api.router import (  # App and Limits are re-exported: serve_unix(path, App(...))
     API_VERSION,
@@ -95,31 +99,72 @@ def _status_line_reason(status: int) -> bytes:
         return b""
 
 
+SHED_NOTICE_S = 0.5  # at most this long to tell a shed connection why (it may not read)
+
+
+class _Shed(RequestTimeout):
+    """The connection was closed to make room for another (`engine/api/admission.py`)."""
+
+
+class _Tracked:
+    """One connection's phase and progress, as the admission policy needs them."""
+
+    __slots__ = ("admin", "phase", "received", "scope", "shed", "since")
+
+    def __init__(self, admin: bool) -> None:
+        self.admin = admin
+        self.phase = Phase.READING  # a new connection owes us a request
+        self.since = trio.current_time()
+        self.received = 0  # bytes of the current request
+        self.scope: trio.CancelScope | None = None  # around a wait for the client's bytes
+        self.shed = False
+
+    def enter(self, phase: Phase) -> None:
+        if phase is not self.phase:
+            self.phase, self.since, self.received = phase, trio.current_time(), 0
+
+    def slot(self, key: int) -> admission.Slot:
+        return admission.Slot(key, self.phase, self.since, self.received, self.admin)
+
+
 class _Slots:
-    """Connection accounting: how many are open, and which are idle between requests.
+    """The open connections; admission and shedding follow `engine/api/admission.py`."""
 
-    At the cap, the longest-idle keep-alive connection is closed to make room, so a pile of
-    idle connections cannot lock other clients out (RELIABILITY I-05: 1,000 idle connections);
-    only when every connection is busy does a newcomer get 503.
-    """
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.open: dict[int, _Tracked] = {}
+        self._keys = itertools.count()
 
-    def __init__(self) -> None:
-        self.active = 0
-        self.idle: dict[object, trio.CancelScope] = {}  # insertion order = idle since
+    def admit(self, admin: bool) -> int | None:
+        """A key for a new connection's slot (shedding others if need be), or None: 503."""
+        limits = self.limits
+        decision = admission.admit(
+            len(self.open), (t.slot(k) for k, t in self.open.items()), admin=admin,
+            now=trio.current_time(), max_connections=limits.max_connections,
+            admin_reserve=limits.admin_reserve, batch=max(limits.max_connections // 16, 1))
+        if not decision.admit:
+            return None
+        for victim in decision.shed:
+            self.shed(victim)  # type: ignore[arg-type]
+        key = next(self._keys)
+        self.open[key] = _Tracked(admin)
+        return key
 
-    def evict_idle(self) -> bool:
-        if not self.idle:
-            return False
-        owner = next(iter(self.idle))
-        self.idle.pop(owner).cancel()
-        return True
+    def shed(self, key: int) -> None:
+        tracked = self.open.pop(key)
+        tracked.shed = True
+        if tracked.scope is not None:
+            tracked.scope.cancel()
+
+    def release(self, key: int) -> None:
+        self.open.pop(key, None)
 
 
 class _Connection(BodySource):
     def __init__(
-        self, app: App, stream: trio.SocketStream, actor: Any, slots: _Slots | None = None
+        self, app: App, stream: trio.SocketStream, actor: Any, tracked: _Tracked | None = None
     ) -> None:
-        self.slots = slots or _Slots()
+        self.tracked = tracked or _Tracked(admin=False)
         self.app = app
         self.limits = app.limits
         self.stream = stream
@@ -133,22 +178,22 @@ class _Connection(BodySource):
     # -- low level ----------------------------------------------------------------------------
 
     async def _receive(self, deadline: float) -> bytes:
+        """The client's next bytes; RequestTimeout at `deadline`, _Shed when made room of."""
+        tracked = self.tracked
         with trio.move_on_at(deadline):
-            try:
-                return await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return b""
+            with trio.CancelScope() as tracked.scope:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                finally:
+                    tracked.scope = None
+                if tracked.shed:  # shed after the bytes came, before this task ran again
+                    raise _Shed("closed to make room for other clients")
+                tracked.received += len(data)
+                return bytes(data)
+            raise _Shed("closed to make room for other clients")
         raise RequestTimeout("timed out reading the request")
-
-    async def _next_event(self, timeout: float) -> Any:
-        """The next h11 event; each wait for bytes may last `timeout` seconds."""
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            if self.conn.they_are_waiting_for_100_continue:
-                await self._send(h11.InformationalResponse(status_code=100, headers=[]))
-            self.conn.receive_data(await self._receive(trio.current_time() + timeout))
 
     async def _send(self, event: Any) -> None:
         data = self.conn.send(event)
@@ -161,19 +206,19 @@ class _Connection(BodySource):
 
     async def _read_head(self) -> Any:
         """Wait `idle_timeout` for a request to begin, then `header_timeout` for all of it."""
+        # A new connection owes us a request (READING since its accept); a kept-alive one
+        # waits IDLE for its next, unless that has arrived already (pipelined).
+        if self.tracked.phase is not Phase.READING:
+            self.tracked.enter(Phase.READING if self.conn.trailing_data[0] else Phase.IDLE)
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        first = b""
-        with trio.CancelScope() as idle:
-            self.slots.idle[self] = idle
-            try:
-                first = await self._receive(trio.current_time() + self.limits.idle_timeout)
-            finally:
-                self.slots.idle.pop(self, None)
-        self.conn.receive_data(first)  # b"" when evicted: treated as the client closing
+        first = await self._receive(trio.current_time() + self.limits.idle_timeout)
+        self.conn.receive_data(first)
         if not first:
             return self.conn.next_event()
+        self.tracked.enter(Phase.READING)
+        self.tracked.received = len(first)
         deadline = trio.current_time() + self.limits.header_timeout
         while True:
             self._check_head_size()
@@ -193,13 +238,25 @@ class _Connection(BodySource):
     # -- BodySource ---------------------------------------------------------------------------
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        limits = self.limits
+        started, received = trio.current_time(), 0
         while self.conn.their_state is h11.SEND_BODY:
             try:
-                event = await self._next_event(self.limits.body_timeout)
+                event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise InvalidArgument(f"malformed request body: {exc}") from None
-            if isinstance(event, h11.Data):
+            if event is h11.NEED_DATA:
+                if self.conn.they_are_waiting_for_100_continue:
+                    await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                # A stall of body_timeout, or a trickle below min_body_rate (issue 15, item 4:
+                # one byte every 15 s held a slot forever).
+                deadline = min(trio.current_time() + limits.body_timeout, admission.body_deadline(
+                    started, received, grace=limits.body_grace, min_rate=limits.min_body_rate))
+                self.conn.receive_data(await self._receive(deadline))
+            elif isinstance(event, h11.Data):
+                received += len(event.data)
                 yield bytes(event.data)
+        self.tracked.enter(Phase.BUSY)
 
     async def read_body(self) -> bytes:
         cap = self.limits.max_body_bytes
@@ -218,6 +275,14 @@ class _Connection(BodySource):
         while True:
             try:
                 event = await self._read_head()
+            except _Shed:
+                if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+                    # A request was on its way: say why rather than hang up (a kept-alive
+                    # idle connection is just closed, as HTTP allows).
+                    with trio.move_on_after(SHED_NOTICE_S):
+                        await self._send_error(503, "too many connections to the daemon; "
+                                               "this one was closed to make room")
+                return
             except RequestTimeout:
                 if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
                     return  # an idle keep-alive connection: just close it
@@ -277,6 +342,8 @@ class _Connection(BodySource):
                 return await self._respond(method, error_response(413, message), upgrade)
             try:
                 body = await self.read_body()
+            except _Shed:
+                return False
             except ShipslogError as exc:
                 return await self._respond(method, error_response(exc.status, exc.message), upgrade)
 
@@ -316,6 +383,10 @@ class _Connection(BodySource):
             )
         # A body the handler did not read stays on the wire: close rather than read it (I-05).
         must_close = self.conn.their_state is h11.SEND_BODY
+        # The request is complete: never shed as "slow"; a hijacked or streamed one is
+        # long-lived by design (issue 15, item 4).
+        long_lived = response.hijack is not None or response.stream is not None
+        self.tracked.enter(Phase.STREAMING if long_lived else Phase.BUSY)
         if must_close and response.hijack is None:
             response.headers.append(("Connection", "close"))
         try:
@@ -438,7 +509,7 @@ async def _aclose(iterator: Any) -> None:
 # Serving
 
 
-async def _serve_connection(app: App, stream: trio.SocketStream, slots: _Slots) -> None:
+async def _serve_connection(app: App, stream: trio.SocketStream, tracked: _Tracked) -> None:
     try:
         async with stream:
             try:
@@ -446,7 +517,7 @@ async def _serve_connection(app: App, stream: trio.SocketStream, slots: _Slots) 
             except OSError:
                 log.warning("no peer credentials on a connection; closing it")
                 return
-            await _Connection(app, stream, actor, slots).run()
+            await _Connection(app, stream, actor, tracked).run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     except Exception:  # noqa: BLE001 - never let one connection take the server down (I-05)
@@ -474,13 +545,13 @@ async def serve_listener(
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on `listener` and serve `app` until cancelled."""
-    slots = _Slots()
+    slots = _Slots(app.limits)
 
-    async def serve_one(stream: trio.SocketStream) -> None:
+    async def serve_one(stream: trio.SocketStream, key: int, tracked: _Tracked) -> None:
         try:
-            await _serve_connection(app, stream, slots)
+            await _serve_connection(app, stream, tracked)
         finally:
-            slots.active -= 1
+            slots.release(key)
 
     async with listener, trio.open_nursery() as nursery:
         task_status.started()
@@ -493,11 +564,20 @@ async def serve_listener(
                 log.error("accept failed (%s); pausing", os.strerror(exc.errno or 0))
                 await trio.sleep(0.1)
                 continue
-            if slots.active >= app.limits.max_connections and not slots.evict_idle():
+            key = slots.admit(_is_local_admin(stream))
+            if key is None:
                 nursery.start_soon(_refuse_connection, app, stream)
                 continue
-            slots.active += 1
-            nursery.start_soon(serve_one, stream)
+            nursery.start_soon(serve_one, stream, key, slots.open[key])
+
+
+def _is_local_admin(stream: trio.SocketStream) -> bool:
+    """uid 0 or the daemon's own uid (the CLI, health checks): they get the reserved slots."""
+    try:
+        _, uid, _ = peercred.peer_credentials(stream.socket)
+    except OSError:
+        return False
+    return uid in (0, os.geteuid())
 
 
 async def _is_live(path: str) -> bool:

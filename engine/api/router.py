@@ -20,6 +20,7 @@ Docker's conventions kept here:
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import errno
 import logging
 import re
@@ -348,12 +349,35 @@ class Limits:
     max_header_bytes: int = 64 * 1024
     max_header_count: int = 256
     max_body_bytes: int = 16 * 1024 * 1024
-    header_timeout: float = 30.0
+    header_timeout: float = 10.0  # the whole head, from its first byte (issue 15, item 4)
     idle_timeout: float = 120.0
-    body_timeout: float = 60.0
+    body_timeout: float = 60.0  # the longest stall inside a body
+    body_grace: float = 10.0  # then the body must average min_body_rate (mod_reqtimeout)
+    min_body_rate: float = 500.0  # bytes/s
     send_timeout: float = 60.0  # a whole non-streaming response; a client that never reads
     max_connections: int = 512
-    backlog: int = 128
+    admin_reserve: int = 64  # extra slots for uid 0 and the daemon's uid (the CLI)
+
+    @classmethod
+    def parse(cls, text: str) -> Limits:
+        """`name=value,…` overrides of the defaults (shipslogd reads SHIPSLOG_API_LIMITS, so
+        that tests and benchmarks can shorten the deadlines)."""
+        values: dict[str, Any] = {}
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, raw = item.partition("=")
+            name = name.strip()
+            try:
+                kind = float if known[name] == "float" else int
+                values[name] = kind(raw)
+            except (KeyError, ValueError):
+                raise InvalidArgument(
+                    f"invalid API limit {item!r}",
+                    hint="use name=number,… with names from: " + ", ".join(known)) from None
+        return cls(**values)
+    # Go's net.Listen (dockerd) asks for somaxconn; 128 overflowed under 1,000 reconnecting
+    # slow clients, and a unix connect() then fails at once with EAGAIN (issue 15, item 4).
+    backlog: int = 4096
 
 
 # ---------------------------------------------------------------------------------------------

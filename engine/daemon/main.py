@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from engine.api.http import App, serve_unix
+from engine.api.http import App, Limits, serve_unix
 from engine.api.routes_archive import archive_routes
 from engine.api.routes_check import check_routes
 from engine.api.routes_compact import compact_routes
@@ -216,25 +216,60 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
-                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx))
+                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx),
+                      limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")))
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,
                 max_events=args.compact_max_events, interval_s=args.compact_interval,
                 actor=SYSTEM_ACTOR))
-            sock = await nursery.start(lambda task_status: serve_unix(
-                socket_path(args.host), app, task_status=task_status))
+            api = _Api()
+            sock = await nursery.start(api.serve, socket_path(args.host), app)
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
             task_status.started(sock)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     break
             log.info("shutting down; containers keep running")
+            await api.close()  # sessions first: their last events precede DaemonStopped
             await journal.append([Pending(stream="daemon", event=v.DaemonStopped(
-                reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop")
+                reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop", last=True)
             nursery.cancel_scope.cancel()
         paths.clean_shutdown_marker.write_text("")
     finally:
         store.close()
+
+
+SESSIONS_GRACE_S = 1.5  # shutdown stays under 2 s (issue 15, item 8)
+
+
+class _Api:
+    """The API server under its own cancel scope, so that shutdown can end every connection
+    (hijacked exec/attach sessions, `events`/`logs -f` followers, slow clients) and let their
+    handlers record how they ended *before* `DaemonStopped` is appended (issue 15, item 8:
+    SIGTERM took 11.6 s with 5 exec sessions, and their events came after `DaemonStopped`)."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+
+    async def serve(self, path: str, app: App, *,
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self.scope:
+                await serve_unix(path, app, task_status=task_status)
+        finally:
+            self.done.set()
+
+    async def close(self) -> None:
+        """Cancel every connection; wait up to SESSIONS_GRACE_S for their handlers to end.
+        A handler still busy after that finds the log closed (`WriterClosed`) and is
+        cancelled with the rest of the daemon."""
+        self.scope.cancel()
+        with trio.move_on_after(SESSIONS_GRACE_S):
+            await self.done.wait()
+        if not self.done.is_set():
+            log.warning("some API sessions did not end within %.1f s of shutdown",
+                        SESSIONS_GRACE_S)
 
 
 def _sweep_partial_writes(storage: ImageStorage, paths: Paths) -> None:

@@ -39,7 +39,7 @@ from events.vocabulary import (
     VolumeCreated,
     VolumeRemoved,
 )
-from events.writer import open_store_writer
+from events.writer import WriterClosed, open_store_writer
 
 ALICE = Actor(uid=1000, gid=1000, pid=4242, loginuid=1000, command=("shipslog", "volume"))
 DAEMON = Actor(uid=0, gid=0, pid=1, via="daemon")
@@ -600,6 +600,20 @@ async def test_append_sync_from_a_thread(backend: Backend) -> None:
             lambda: writer.append_sync([vol("a")], actor=DAEMON, op_id="t", now_ns=1)
         )
     assert envs[0].seq == 1 and store.head() == 1
+
+
+async def test_a_last_append_is_the_last_one_recorded(backend: Backend) -> None:
+    # A daemon's DaemonStopped ends its run's log (issue 15, item 8): nothing queues behind it.
+    store = backend.open()
+    async with open_store_writer(store) as writer:
+        await writer.append([vol("a")], actor=DAEMON, op_id="t", now_ns=1)
+        last = await writer.append([vol("stop")], actor=DAEMON, op_id="t", now_ns=2, last=True)
+        with pytest.raises(WriterClosed):
+            await writer.append([vol("late")], actor=DAEMON, op_id="t", now_ns=3)
+        with pytest.raises(WriterClosed):
+            await trio.to_thread.run_sync(
+                lambda: writer.append_sync([vol("late2")], actor=DAEMON, op_id="t", now_ns=4))
+    assert last[0].seq == store.head() == 2
 
 
 async def test_follow_sees_every_event_exactly_once(backend: Backend) -> None:

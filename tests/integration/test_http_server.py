@@ -618,19 +618,53 @@ async def test_connection_cap_evicts_idle_connections_first(
             sock.close()
 
 
-async def test_connection_cap_refuses_with_503_when_all_are_busy(
+async def test_connection_cap_sheds_the_slowest_request_rather_than_refusing(
     nursery: trio.Nursery, tmp_path: Path, state: dict
 ) -> None:
+    """Issue 15, item 4: connections trickling their requests no longer lock others out."""
     path = await start_server(nursery, str(tmp_path / "s"), state, max_connections=2)
-    busy = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    slow = [socket.socket(socket.AF_UNIX) for _ in range(2)]
     try:
-        for sock in busy:
+        for sock in slow:
             sock.connect(path)
-            sock.sendall(b"GET /_ping HTTP/1.1\r\n")  # a head in progress: not idle
+            sock.sendall(b"GET /_ping HTTP/1.1\r\n")  # a head in progress, then nothing
         await trio.testing.wait_all_tasks_blocked()
-        reply = await in_thread(raw_exchange, path, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        request = b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reply = await in_thread(raw_exchange, path, request)
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        slow[0].settimeout(SAFETY)
+        told = b""
+        while chunk := await in_thread(slow[0].recv, 4096):  # the oldest trickler made room,
+            told += chunk  # and was told why before the close
+        assert told.startswith(b"HTTP/1.1 503 ")
+        assert b"closed to make room" in told
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+async def test_connection_cap_refuses_with_503_only_when_nothing_can_be_shed(
+    nursery: trio.Nursery, tmp_path: Path, state: dict
+) -> None:
+    """Requests being served are never shed; past them and the admin reserve: 503."""
+    full = await start_server(nursery, str(tmp_path / "full"), state, max_connections=2,
+                              admin_reserve=0)
+    spare = await start_server(nursery, str(tmp_path / "spare"), state, max_connections=2,
+                               admin_reserve=1)
+    busy = [socket.socket(socket.AF_UNIX) for _ in range(4)]
+    try:
+        for sock, path in zip(busy, [full, full, spare, spare], strict=True):
+            sock.connect(path)
+            sock.sendall(b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await trio.testing.wait_all_tasks_blocked()
+        request = b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reply = await in_thread(raw_exchange, full, request)
         assert reply.startswith(b"HTTP/1.1 503 ")
         assert b"too many connections" in reply
+        # The client is this process, the server's own uid: a local admin, like the CLI, it
+        # gets a reserved slot.
+        reply = await in_thread(raw_exchange, spare, request)
+        assert reply.startswith(b"HTTP/1.1 200 ")
     finally:
         for sock in busy:
             sock.close()

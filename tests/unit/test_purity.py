@@ -16,6 +16,7 @@ PURE = [
     "projections/*.py",
     "engine/core/*.py",
     "engine/errors.py",
+    "engine/api/admission.py",
     "engine/volumes/plan.py",
     "engine/network/*.py",
     "engine/runtime/spec.py",
