@@ -1,0 +1,98 @@
+"""Failures a user can cause reach them as Docker's words (issue 15 item 6), on the real
+kernel: a published host port that a test-owned socket already holds, through `docker run -p`
+and `shipslog run -p`. Expected, as Docker: "Bind for 127.0.0.1:PORT failed: port is already
+allocated" (HTTP 500), exit code 125, the container Created (not running); and, our own: the
+start recorded `failed` with that reason at once (`history`, `audit who`), its namespace,
+veth, address lease and nft rules released at once (the oracle and the leak fixture).
+
+I/O: a daemon (subprocess), the docker CLI and our CLI against its socket, one listening TCP
+socket on 127.0.0.1 owned and closed by the test.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from engine.api.client import ApiError
+from engine.cli.main import run
+from engine.network.plan import netns_name
+from engine.testing import oracle
+from engine.testing.dockercli import docker, needs_docker
+
+pytestmark = [pytest.mark.kernel]
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that this test's own socket listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def shipslog(daemon: Any, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
+               stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def allocated(port: int) -> str:
+    return f"Bind for 127.0.0.1:{port} failed: port is already allocated"
+
+
+def assert_start_failed_and_released(daemon: Any, name: str, reason: str) -> None:
+    """Created, not running; the start's outcome `failed` with `reason` in the log; nothing
+    of its network left in the log or the kernel."""
+    c = daemon.client()
+    info = c.get_json(f"/containers/{name}/json")
+    assert info["State"]["Status"] == "created" and info["State"]["Running"] is False
+    cid = info["Id"]
+
+    code, out, err = shipslog(daemon, "history", name)
+    assert code == 0, err
+    assert "start" in out and "failed" in out and reason in out, out
+    code, out, err = shipslog(daemon, "audit", "who", name)
+    assert code == 0, err
+    assert "pending" not in out and "failed" in out, out
+
+    state = oracle.check(daemon)  # no open operation; log, projection and kernel agree
+    assert not state.containers[cid].networks and not state.containers[cid].ports
+    assert all(owner != cid for n in state.networks.values() for owner in n.allocations.values())
+    assert not (daemon.exec_root / "netns" / netns_name(cid)).exists()
+
+
+@needs_docker
+def test_docker_run_on_a_port_already_in_use(daemon: Any, held_port: int) -> None:
+    p = docker(daemon, "run", "-d", "--name", "held", "-p", f"127.0.0.1:{held_port}:80",
+               "busybox", "sleep", "600", check=False)
+    assert p.returncode == 125
+    assert allocated(held_port) in p.stderr, p.stderr
+    assert "ExceptionGroup" not in p.stderr and "internal error" not in p.stderr
+    assert_start_failed_and_released(daemon, "held", allocated(held_port))
+
+    # Starting it again says the same, with Docker's status for it.
+    with pytest.raises(ApiError) as err:
+        daemon.client().post_json("/containers/held/start")
+    assert (err.value.status, err.value.message) == (500, allocated(held_port))
+    assert_start_failed_and_released(daemon, "held", allocated(held_port))
+    docker(daemon, "rm", "held")
+    oracle.check(daemon)
+
+
+def test_shipslog_run_on_a_port_already_in_use(daemon: Any, held_port: int) -> None:
+    code, _, err = shipslog(daemon, "run", "-d", "--name", "held", "-p",
+                            f"127.0.0.1:{held_port}:80", "busybox", "sleep", "600")
+    assert code == 125
+    lines = err.splitlines()
+    assert lines[0] == f"shipslog: Error response from daemon: {allocated(held_port)}", err
+    assert len(lines) == 2 and lines[1].startswith("hint: ") and "journalctl" not in err
+    assert_start_failed_and_released(daemon, "held", allocated(held_port))
+    assert shipslog(daemon, "rm", "held")[0] == 0
+    oracle.check(daemon)
