@@ -85,10 +85,11 @@ def from_os_error(exc: OSError, doing: str = "") -> ShipslogError:
     busybox") when the error itself does not say."""
     what = f"{doing}: " if doing else ""
     where = f"{exc.filename}: " if exc.filename else ""
+    written = f"write {exc.filename}: " if exc.filename else ""
     if exc.errno == errno.ENOSPC:
-        return NoSpace(f"{what}write {where}no space left on device", _NO_SPACE_HINT)
+        return NoSpace(f"{what}{written}no space left on device", _NO_SPACE_HINT)
     if exc.errno == errno.EDQUOT:
-        return NoSpace(f"{what}write {where}disk quota exceeded", _NO_SPACE_HINT)
+        return NoSpace(f"{what}{written}disk quota exceeded", _NO_SPACE_HINT)
     if exc.errno in (errno.EMFILE, errno.ENFILE):
         return Unavailable(f"{what}{where}too many open files",
                            "raise shipslogd's open-file limit (LimitNOFILE in its unit, or "

@@ -101,12 +101,14 @@ _STATUS_HINTS = {
 }
 
 
-def hint_for(status: int, message: str) -> str:
+def known_hint(message: str) -> str:
+    """The hint for a message we recognise ("" for none)."""
     lowered = message.lower()
-    for needle, hint in _HINTS:
-        if needle in lowered:
-            return hint
-    return _STATUS_HINTS.get(status, "run again with --debug for details")
+    return next((hint for needle, hint in _HINTS if needle in lowered), "")
+
+
+def hint_for(status: int, message: str) -> str:
+    return known_hint(message) or _STATUS_HINTS.get(status, "run again with --debug for details")
 
 
 def from_api(status: int, message: str) -> CliError:
