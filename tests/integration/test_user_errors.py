@@ -96,3 +96,27 @@ def test_shipslog_run_on_a_port_already_in_use(daemon: Any, held_port: int) -> N
     assert_start_failed_and_released(daemon, "held", allocated(held_port))
     assert shipslog(daemon, "rm", "held")[0] == 0
     oracle.check(daemon)
+
+
+@pytest.mark.parametrize("repo, tag, words", [
+    ("a:b:c", "", "invalid reference format"),
+    ("a:b", "c:d", "invalid tag format"),
+    ("bücher", "", "invalid reference format"),
+    ("busybox", "ünï", "invalid tag format"),
+    ("busybox", "-dash", "invalid tag format"),
+    ("UPPER", "v1", "invalid reference format"),
+])
+def test_tag_api_refuses_what_docker_refuses(daemon: Any, repo: str, tag: str,
+                                             words: str) -> None:
+    """moby's postImagesTag: RepoTagReference(repo, tag) → 400 with the reference
+    package's words, nothing recorded."""
+    c = daemon.client()
+    head = c.get_json("/shipslog/audit/head")
+    with pytest.raises(ApiError) as err:
+        c.post_json("/images/busybox/tag", {"repo": repo, "tag": tag})
+    assert err.value.status == 400 and err.value.message.startswith(words), err.value.message
+    assert c.get_json("/shipslog/audit/head") == head
+    c.post_json("/images/busybox/tag", {"repo": "a", "tag": "b"})  # a good one still works
+    c.post_json("/images/busybox/tag", {"repo": "x:old", "tag": "new"})  # the tag replaces
+    tags = {t for img in c.get_json("/images/json") for t in img["RepoTags"]}
+    assert tags == {"busybox:latest", "a:b", "x:new"}
