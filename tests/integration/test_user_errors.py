@@ -120,3 +120,19 @@ def test_tag_api_refuses_what_docker_refuses(daemon: Any, repo: str, tag: str,
     c.post_json("/images/busybox/tag", {"repo": "x:old", "tag": "new"})  # the tag replaces
     tags = {t for img in c.get_json("/images/json") for t in img["RepoTags"]}
     assert tags == {"busybox:latest", "a:b", "x:new"}
+
+
+@needs_docker
+def test_attached_run_that_cannot_start_logs_one_line(daemon: Any) -> None:
+    """`docker run` attaches before it starts; a start that fails ends the attach with one
+    line in the daemon's log, not a traceback (issue 15 item 9)."""
+    p = docker(daemon, "run", "--name", "nocmd", "busybox", "/no/such/command", check=False)
+    assert p.returncode == 127, p.stderr
+    code, _, err = shipslog(daemon, "run", "--name", "nocmd2", "busybox", "/no/such/command")
+    assert code == 127, err
+    log = daemon.log_text()
+    assert "Traceback" not in log, log
+    for name in ("nocmd", "nocmd2"):
+        assert len([line for line in log.splitlines()
+                    if f"attach to {name} ended" in line]) == 1, log
+    oracle.check(daemon)
