@@ -136,3 +136,30 @@ def test_attached_run_that_cannot_start_logs_one_line(daemon: Any) -> None:
         assert len([line for line in log.splitlines()
                     if f"attach to {name} ended" in line]) == 1, log
     oracle.check(daemon)
+
+
+def test_cp_into_dev_of_a_running_container(daemon: Any, tmp_path: Any) -> None:
+    """The runtime mounts a tmpfs on the container's /dev: a copy into /dev must land there,
+    where the container sees it (it answered 200 and wrote the overlay beneath: issue 15
+    item 9); another mount under it (/dev/shm) is refused, not silently missed."""
+    src = tmp_path / "note.txt"
+    src.write_text("into dev\n")
+    code, cid, err = shipslog(daemon, "run", "-d", "--name", "devcp", "busybox", "sleep", "600")
+    assert code == 0, err
+    code, _, err = shipslog(daemon, "cp", str(src), "devcp:/dev/")
+    assert code == 0, err
+    code, out, err = shipslog(daemon, "exec", "devcp", "cat", "/dev/note.txt")
+    assert (code, out) == (0, "into dev\n"), err
+    code, _, err = shipslog(daemon, "cp", "devcp:/dev/note.txt", str(tmp_path / "back.txt"))
+    assert code == 0 and (tmp_path / "back.txt").read_text() == "into dev\n", err
+    code, _, err = shipslog(daemon, "cp", str(src), "devcp:/dev/shm/")
+    assert code == 125 and "another mount" in err, err
+    code, _, err = shipslog(daemon, "cp", "devcp:/proc/version", str(tmp_path / "v"))
+    assert code == 125 and "another mount" in err, err
+    code, out, _ = shipslog(daemon, "exec", "devcp", "ls", "/dev/shm")
+    assert (code, out) == (0, "")
+    code, _, err = shipslog(daemon, "cp", str(src), "devcp:/tmp/")  # the rootfs, as before
+    assert code == 0, err
+    assert shipslog(daemon, "exec", "devcp", "cat", "/tmp/note.txt")[1] == "into dev\n"
+    assert shipslog(daemon, "rm", "-f", "devcp")[0] == 0
+    oracle.check(daemon)
