@@ -420,12 +420,12 @@ class App:
             if isinstance(status, int) and isinstance(message, str):
                 # A lower layer's own error (the event store's): its words, its status.
                 return error_response(status, message)
-            leaf = leaf_of(exc)
-            if isinstance(leaf, OSError) and leaf.errno in _USER_ERRNOS:
+            cause = leaf_of(exc)
+            if isinstance(cause, OSError) and cause.errno in _USER_ERRNOS:
                 # A full disk anywhere under the state root (RELIABILITY F-07), too many open
                 # files, also inside a nursery's group (issue 15 item 6): the user's words
                 # for them, not a traceback's.
-                err = from_os_error(leaf)
+                err = from_os_error(cause)
                 return error_response(err.status, err.message)
             log.exception("handler %s %s failed", req.method, route.pattern)
             return error_response(500, _one_line(exc))
