@@ -25,6 +25,7 @@ difference is a
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -48,7 +49,7 @@ from engine.drivers.hostfiles import read_host_resolv_conf
 from engine.drivers.hostfw import HostForward, observe
 from engine.drivers.netlink import Netlink
 from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
-from engine.errors import Conflict, KernelError, NotFound, ShipslogError
+from engine.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network.fwdplan import CHAIN, findings
 from engine.network.hostfiles import upstream_servers
@@ -116,6 +117,19 @@ def claimed_subnets() -> list[str]:
                 prefix = right["prefix"]
                 out.append(f"{prefix['addr']}/{prefix['len']}")
     return out
+
+
+def bind_failed(b: PortBinding, exc: OSError) -> KernelError:
+    """Docker's words when a published port cannot be bound (its userland proxy's), with
+    the address as the user wrote it (0.0.0.0 when none): HTTP 500, as Docker answers."""
+    host = b.host_ip or "0.0.0.0"
+    if exc.errno == errno.EADDRINUSE:
+        return KernelError(f"Bind for {host}:{b.host_port} failed: port is already allocated",
+                           f"another process or container holds {host}:{b.host_port}; publish "
+                           f"on another host port (-p OTHER:{b.container_port}) or stop it")
+    return KernelError(f"Error starting userland proxy: listen {b.protocol} {host}:"
+                       f"{b.host_port}: bind: {(exc.strerror or str(exc)).lower()}",
+                       "check the host address and port you publish on")
 
 
 def free_port(host_ip: str, proto: str) -> int:
@@ -420,7 +434,7 @@ class NetworkOps:
             for b in resolved:
                 if b.host_ip in ("", "0.0.0.0", "127.0.0.1"):
                     # DNAT never sees a connection to 127.0.0.1 made on the host itself.
-                    scopes.append(await self.nursery.start(self._proxy, b, ip))
+                    scopes.append(await self.nursery.start(self._proxy, b, ip, True))
             await self._append([Pending(stream=stream_of("container", c.id),
                                         event=v.NetworkPortPublished(container_id=c.id,
                                                                      binding=b, container_ip=ip))
@@ -435,10 +449,11 @@ class NetworkOps:
             raise
         failpoints.hit("net.after_published_event")
 
-    async def _proxy(self, b: PortBinding, ip: str, *,
+    async def _proxy(self, b: PortBinding, ip: str, strict: bool = False, *,
                      task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
                      ) -> None:
-        """One userland proxy, started (listening) before this returns its cancel scope."""
+        """One userland proxy, started (listening) before this returns its cancel scope.
+        `strict` (a start): a port it cannot bind fails the start with Docker's message."""
         host = "127.0.0.1" if b.host_ip in ("", "0.0.0.0") else b.host_ip
         with trio.CancelScope() as scope:
             started = False
@@ -448,8 +463,13 @@ class NetworkOps:
                                         b.protocol)
                     task_status.started(scope)
                     started = True
-            except OSError as exc:
-                log.warning("proxy for port %s failed: %s", b.host_port, exc)
+            except Exception as exc:  # noqa: BLE001 - the nursery wraps the OSError in a group
+                leaf = leaf_of(exc)
+                if not isinstance(leaf, OSError):
+                    raise
+                if strict and not started:
+                    raise bind_failed(b, leaf) from None
+                log.warning("proxy for port %s failed: %s", b.host_port, leaf)
             if not started:
                 task_status.started(scope)
 

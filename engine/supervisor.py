@@ -25,7 +25,7 @@ from engine import failpoints
 from engine.core.decision import Decision, Step
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
-from engine.errors import Conflict, KernelError, NotFound, ShipslogError
+from engine.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of, user_error
 from engine.health import HealthChecks
 from engine.journal import Journal
 from engine.runtime.spec import update_resources
@@ -84,6 +84,23 @@ def _opstream(op_id: str) -> str:
 
 def _message(exc: BaseException) -> str:
     return exc.message if isinstance(exc, (ShipslogError, StoreError)) else str(exc)
+
+
+def step_error(raw: Exception, doing: str) -> ShipslogError | StoreError:
+    """A step's failure as the error its outcome records and its caller sees: a trio
+    ExceptionGroup of one failure becomes that failure, an OSError the user's words for its
+    errno (issue 15 item 6: a port in use reached users as "ExceptionGroup: Exceptions from
+    Trio nursery" and left the start pending). Anything else is a bug: its traceback goes
+    to the daemon log and the user gets one line."""
+    leaf = leaf_of(raw)
+    if isinstance(leaf, StoreError):
+        return leaf
+    err = user_error(leaf, doing)
+    if err is None:
+        log.error("%s", doing, exc_info=raw)
+        err = KernelError(f"{doing}: internal error: {type(leaf).__name__}: {leaf}",
+                          "the daemon's log has the details; please report it")
+    return err
 
 
 def exit_code_for_start_error(message: str) -> int:
@@ -263,14 +280,15 @@ class Supervisor(StorageSteps):
             step = "runtime.start"
             pid = await rt.start(cid)
             failpoints.hit("start.after_runtime_start")
-        except (ShipslogError, OSError, StoreError) as exc:
+        except Exception as raw:  # noqa: BLE001 - every failure becomes an outcome here
+            exc = step_error(raw, f"starting container {c.name} failed")
             if step in ("mounts.prepare", "network.attach"):
                 # staging mounts made before `runc create` (which drops them) was reached
                 await trio.to_thread.run_sync(self.d.volumes.release, cid)
             await self._start_failed(op_id, cid, step, _message(exc), actor)
-            if isinstance(exc, (ShipslogError, StoreError)):
+            if exc is raw:
                 raise
-            raise KernelError(f"starting container {c.name} failed: {exc}") from exc
+            raise exc from None
         self._exited[cid] = trio.Event()
         outcome = [
             Pending(stream=_c(cid), event=v.ContainerStarted(container_id=cid, pid=pid,

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote
 
 import msgspec
 
-from engine.errors import InvalidArgument, NoSpace, NotFound, ShipslogError
+from engine.errors import InvalidArgument, NotFound, ShipslogError, from_os_error, leaf_of
 from events.envelope import Actor
 
 if TYPE_CHECKING:
@@ -444,11 +444,13 @@ class App:
             if isinstance(status, int) and isinstance(message, str):
                 # A lower layer's own error (the event store's): its words, its status.
                 return error_response(status, message)
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                # A full disk anywhere under the state root (RELIABILITY F-07): the user's
-                # words for it, not a traceback's.
-                return error_response(NoSpace.status, "no space left on device: "
-                                      + (exc.filename or "the state root") + " is full")
+            cause = leaf_of(exc)
+            if isinstance(cause, OSError) and cause.errno in _USER_ERRNOS:
+                # A full disk anywhere under the state root (RELIABILITY F-07), too many open
+                # files, also inside a nursery's group (issue 15 item 6): the user's words
+                # for them, not a traceback's.
+                err = from_os_error(cause)
+                return error_response(err.status, err.message)
             log.exception("handler %s %s failed", req.method, route.pattern)
             return error_response(500, _one_line(exc))
 
@@ -462,6 +464,9 @@ class App:
             log.exception("policy hook failed on %s %s", req.method, req.path)
             message = f"request denied: the policy hook failed ({_one_line(exc)})"
             raise PolicyDenied(message) from None
+
+
+_USER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE)
 
 
 def _single_shipslog_error(exc: BaseException) -> ShipslogError | None:

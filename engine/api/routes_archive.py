@@ -11,7 +11,9 @@ log: a copy out, a copy in and an export are each recorded with the caller as ac
 A stopped container's root filesystem may not be mounted (after a daemon restart): it is
 mounted for the request, under the container's lock so no start or removal runs meanwhile,
 and unmounted afterwards. Volumes and bind mounts inside the container are not reached: a
-path that crosses into one is refused (its files are on the host, in the volume).
+path that crosses into one is refused (its files are on the host, in the volume). A running
+container's files are reached through its own mount namespace's root, so that a copy into
+/dev lands on the tmpfs the runtime mounted there (issue 15 item 9).
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ def _refuse_mounts(c: ContainerView, asked: str, resolved: str) -> None:
             "the host (see its Mountpoint in volume inspect)",
             hint="reach a volume's files on the host (shipslog volume inspect NAME shows its "
                  "Mountpoint), or copy through a path outside the mount")
+
+
+def _live_pid(c: ContainerView) -> int:
+    """A running container's files are reached in its own mount namespace, so that what a
+    copy sees is what the container sees, its runtime's /dev tmpfs included (issue 15 item 9);
+    0 for the rootfs we mount."""
+    return c.pid if c.status in ("running", "paused") and c.pid else 0
 
 
 def encode_path_stat(st: rootfs_access.PathStat) -> str:
@@ -206,13 +215,15 @@ def archive_routes(ctx: Any) -> Router:
         try:
             c, rootfs = await stack.enter_async_context(container_root(req.params["id"]))
             try:
-                resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan)
+                resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan,
+                                                         _live_pid(c))
             except NotFound as exc:
                 raise _missing(plan.requested, c, exc) from None
             stack.callback(resource.close)
             if refuse_mounts:
                 _refuse_mounts(c, plan.requested,
                                await trio.to_thread.run_sync(resource.container_path))
+                resource.check_mount()
         except BaseException:
             await stack.aclose()
             raise
@@ -261,12 +272,19 @@ def archive_routes(ctx: Any) -> Router:
                                  hint="it was created with --read-only; copy into a volume")
         async with container_root(c.id) as (c, rootfs):
             try:
-                dest, resolved = await trio.to_thread.run_sync(
-                    rootfs_access.open_directory, rootfs, path)
+                elsewhere = False
+                if _live_pid(c):
+                    dest, resolved, elsewhere = await trio.to_thread.run_sync(
+                        rootfs_access.open_live_directory, rootfs, c.pid, path)
+                else:
+                    dest, resolved = await trio.to_thread.run_sync(
+                        rootfs_access.open_directory, rootfs, path)
             except NotFound as exc:
                 raise _missing(path, c, exc) from None
             try:
                 _refuse_mounts(c, path, resolved)
+                if elsewhere:
+                    raise rootfs_access.other_mount(path)
             except BaseException:
                 os.close(dest)
                 raise

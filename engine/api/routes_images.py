@@ -18,6 +18,7 @@ from engine.api.routes_registry import pull_response
 from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument
+from engine.images.reference import InvalidReference, parse_reference
 
 
 def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
@@ -48,6 +49,20 @@ def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
 
 def _line(obj: dict[str, Any]) -> bytes:
     return msgspec.json.encode(obj) + b"\r\n"
+
+
+def tag_target(repo: str, tag: str) -> str:
+    """`repo` and `tag` checked with Docker's reference grammar (moby RepoTagReference):
+    `a:b:c` or a non-ASCII name is "invalid reference format", a bad tag "invalid tag
+    format" (400), before anything is recorded; a tag given apart replaces one in `repo`."""
+    ref = parse_reference(repo, default_tag=False)
+    if not tag:
+        return repo
+    try:
+        return ref.with_tag(tag).familiar
+    except InvalidReference:
+        raise InvalidReference("invalid tag format", "a tag is 1-128 of [A-Za-z0-9_.-] and "
+                               "cannot start with '.' or '-'") from None
 
 
 def image_routes(ctx: Any) -> Router:
@@ -122,8 +137,8 @@ def image_routes(ctx: Any) -> Router:
         repo = req.arg("repo")
         if not repo:
             raise InvalidArgument("repository name is required", hint="shipslog tag SRC DST")
-        target = repo + (":" + req.arg("tag") if req.arg("tag") else "")
-        await engine.tag(req.params["name"], target, req.actor)
+        await engine.tag(req.params["name"], tag_target(repo, req.arg("tag") or ""),
+                         req.actor)
         return empty(201)
 
     @r.route("POST", "/images/load", stream_body=True)

@@ -6,6 +6,7 @@ socket, runs `runc exec` through the runtime driver, and records exec sessions a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +21,13 @@ from engine.api.routes_system import parse_event_time
 from engine.api.stream import frame
 from engine.core import containers as cc
 from engine.core.lookup import find_container
-from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.errors import Conflict, InvalidArgument, NotFound, ShipslogError
 from engine.runtime.logs import follow_logs, read_logs
 from engine.runtime.spec import exec_process
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
+
+log = logging.getLogger("shipslog.api")
 
 STREAM_IDS = {"stdout": 1, "stderr": 2}
 
@@ -102,7 +105,14 @@ def stream_routes(ctx: Any) -> Router:
             return await ctx.runtime.attach(c.id)
 
         async def run(conn: HijackedStream) -> None:
-            session = await session_of()
+            try:
+                session = await session_of()
+            except ShipslogError as exc:
+                # The start failed (`docker run` of a missing command): its outcome is in the
+                # log and the client hears why from the start call; the attach just ends,
+                # with one line here, not a traceback (issue 15 item 9).
+                log.info("attach to %s ended: %s", c.name, exc.message)
+                return
             detached = trio.Event()
             try:
                 async with trio.open_nursery() as nursery:

@@ -78,6 +78,15 @@ _HINTS: list[tuple[str, str]] = [
      "with 'shipslog login'"),
     ("unauthorized", "log in with 'shipslog login'"),
     ("page not found", "this daemon does not serve that endpoint yet; upgrade shipslogd"),
+    # Issue 15 item 6: failures of the user's making, not the daemon's (its 500 hint would
+    # send them to journalctl).
+    ("port is already allocated", "another process or container holds that host port; "
+     "publish on another one (-p OTHER:PORT) or stop what holds it"),
+    ("no space left on device", "free space on the disk under the state root (remove unused "
+     "images with 'shipslog image prune'), or give shipslogd a larger --root"),
+    ("disk quota exceeded", "free space under the state root or raise the quota"),
+    ("too many open files", "raise shipslogd's open-file limit (LimitNOFILE) or stop some "
+     "containers, then try again"),
 ]
 
 _STATUS_HINTS = {
@@ -92,12 +101,14 @@ _STATUS_HINTS = {
 }
 
 
-def hint_for(status: int, message: str) -> str:
+def known_hint(message: str) -> str:
+    """The hint for a message we recognise ("" for none)."""
     lowered = message.lower()
-    for needle, hint in _HINTS:
-        if needle in lowered:
-            return hint
-    return _STATUS_HINTS.get(status, "run again with --debug for details")
+    return next((hint for needle, hint in _HINTS if needle in lowered), "")
+
+
+def hint_for(status: int, message: str) -> str:
+    return known_hint(message) or _STATUS_HINTS.get(status, "run again with --debug for details")
 
 
 def from_api(status: int, message: str) -> CliError:

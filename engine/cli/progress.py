@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from engine.cli.errors import CliError
+from engine.cli.errors import CliError, known_hint
 from engine.cli.format import human_size
 
 
@@ -53,7 +53,9 @@ class ProgressRenderer:
     def feed(self, message: Mapping[str, Any]) -> None:
         error = message.get("error") or (message.get("errorDetail") or {}).get("message")
         if error:
-            raise CliError(str(error), "check the image name, the registry and your login")
+            # A full disk is not the registry's fault (issue 15 item 6): its own hint first.
+            raise CliError(str(error), known_hint(str(error))
+                           or "check the image name, the registry and your login")
         if "aux" in message:
             self.aux.append(message["aux"])
         if self.quiet:

@@ -74,6 +74,10 @@ def register_reset(sub: Any) -> None:
         "under the state root and the exec root. The way out when the event log is too "
         "damaged to start on. Asks for confirmation unless --force.")
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    # Where the README puts it (`system reset --root DIR`) as well as before the verb; no
+    # default of its own, so that it never hides a global `--root DIR system reset`.
+    p.add_argument("--root", default=argparse.SUPPRESS,
+                   help="the state root to reset (the same as the global --root)")
     p.add_argument("--exec-root", default="/run/shipslog",
                    help="the daemon's runtime directory")
     p.set_defaults(func=cmd_reset)

@@ -164,6 +164,11 @@ class ContentStore:
             os.rename(tmp, final)
             _fsync_dir(self.blobs_dir)
             return digest, size
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.filename is None:  # os.write names no file: say which (Go's "write PATH")
+                exc.filename = str(tmp)
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

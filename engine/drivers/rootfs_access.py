@@ -12,7 +12,8 @@ confined layer unpacker (`tarsafe.Applier`, through `layers.apply_tar`), which r
 writes through no symlink, and here also refuses whiteouts and skips device nodes.
 
 - `stat_resource` / `archive_resource`: `HEAD/GET /containers/{id}/archive`.
-- `extract_into`: `PUT /containers/{id}/archive`.
+- `extract_into`: `PUT /containers/{id}/archive` (into a running container through its own
+  mount namespace's root, `/proc/PID/root`, so its /dev tmpfs is reached).
 - `export_rootfs`: `GET /containers/{id}/export`, streamed (a tree walk yielding chunks).
 - `upper_entries`: the overlay upper dir for `GET /containers/{id}/changes`.
 """
@@ -32,12 +33,13 @@ from engine.core.fs_plan import CopyPath, UpperEntry, go_file_mode
 from engine.drivers.bindsafe import RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from engine.drivers.layers import apply_tar
 from engine.drivers.tarsafe import Applier, ApplyStats, InvalidLayer, LayerLimits
-from engine.errors import InvalidArgument, KernelError, NotFound
+from engine.errors import Conflict, InvalidArgument, KernelError, NotFound
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
+_IN_ROOT_MOUNTS = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS  # may cross mounts: checked after
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -45,10 +47,10 @@ _CHUNK = 256 * 1024
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def open_in_root(root_fd: int, path: str, flags: int) -> int:
+def open_in_root(root_fd: int, path: str, flags: int, resolve: int = IN_ROOT) -> int:
     """Open container `path` with every symlink resolved inside the root. NotFound if missing."""
     try:
-        return openat2(root_fd, path.lstrip("/") or ".", flags, IN_ROOT)
+        return openat2(root_fd, path.lstrip("/") or ".", flags, resolve)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise NotFound(f"Could not find the file {path} in container",
@@ -77,12 +79,21 @@ class PathStat:
 class Resource:
     """A resolved copy source: the parent directory's fd and the entry in it (None: itself)."""
 
-    def __init__(self, rootfs: str, plan: CopyPath) -> None:
+    def __init__(self, rootfs: str, plan: CopyPath, pid: int = 0) -> None:
+        """`pid`: a running container's, to resolve in its own mount namespace
+        (`open_live_root`); 0: under the rootfs we mounted."""
         self.rootfs = rootfs
         self.plan = plan
-        self.root_fd = open_root(rootfs)
+        self.devs: set[int] | None = None
+        self.resolve = IN_ROOT
+        if pid:
+            self.root_fd, self.devs = open_live_root(rootfs, pid)
+            self.resolve = _IN_ROOT_MOUNTS
+        else:
+            self.root_fd = open_root(rootfs)
         try:
-            self.parent_fd = open_in_root(self.root_fd, plan.parent, os.O_PATH | os.O_DIRECTORY)
+            self.parent_fd = open_in_root(self.root_fd, plan.parent,
+                                          os.O_PATH | os.O_DIRECTORY, self.resolve)
         except BaseException:
             os.close(self.root_fd)
             raise
@@ -91,10 +102,24 @@ class Resource:
                 self.st = os.fstat(self.parent_fd)
             else:
                 self.st = os.stat(plan.entry, dir_fd=self.parent_fd, follow_symlinks=False)
+            # A stat may look anywhere; a copy only at the rootfs and /dev (`check_mount`).
+            self.elsewhere = self.devs is not None and not {
+                os.fstat(self.parent_fd).st_dev, self.st.st_dev} <= self.devs
         except FileNotFoundError:
             self.close()
             raise NotFound(f"Could not find the file {plan.requested} in container",
                            hint="check the path with: shipslog exec CONTAINER ls") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def check_mount(self) -> None:
+        if self.elsewhere:
+            raise other_mount(self.plan.requested)
+
+    def _path(self, fd: int) -> str:
+        return live_container_path(fd) if self.devs is not None else \
+            container_path(fd, self.rootfs)
 
     def close(self) -> None:
         os.close(self.parent_fd)
@@ -114,18 +139,18 @@ class Resource:
         assert self.plan.entry is not None
         full = posixpath.join(self.plan.parent, self.plan.entry)
         try:
-            fd = openat2(self.root_fd, full.lstrip("/"), os.O_PATH, IN_ROOT)
+            fd = openat2(self.root_fd, full.lstrip("/"), os.O_PATH, self.resolve)
         except OSError:
             target = os.readlink(self.plan.entry, dir_fd=self.parent_fd)
             return posixpath.normpath(posixpath.join(self.plan.parent, target))
         try:
-            return container_path(fd, self.rootfs)
+            return self._path(fd)
         finally:
             os.close(fd)
 
     def container_path(self) -> str:
         """Where the resource is, as a container path, its parent's symlinks resolved."""
-        parent = container_path(self.parent_fd, self.rootfs)
+        parent = self._path(self.parent_fd)
         if self.plan.entry is None:
             return parent
         return posixpath.join(parent, self.plan.entry)
@@ -154,6 +179,50 @@ def container_path(fd: int, rootfs: str) -> str:
 
 def open_root(rootfs: str) -> int:
     return os.open(rootfs, _O_DIR)
+
+
+def open_live_root(rootfs: str, pid: int) -> tuple[int, set[int]]:
+    """The root of a running container's own mount namespace (/proc/PID/root) and the
+    devices a copy may reach under it: its root filesystem and the tmpfs the runtime mounts
+    on /dev, which the rootfs we mounted does not show (a copy into /dev went to the overlay
+    beneath it and never appeared: issue 15 item 9). Resolution under it stays
+    RESOLVE_IN_ROOT. The pid must still have this rootfs as its root: a recycled pid is not
+    the container."""
+    gone = Conflict("the container is not running any more",
+                    hint="copy again; a stopped container's files are reached too")
+    try:
+        root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        raise gone from None
+    try:
+        have, want = os.fstat(root_fd), os.stat(rootfs)
+        if (have.st_dev, have.st_ino) != (want.st_dev, want.st_ino):
+            raise gone
+        devs = {have.st_dev}
+        try:
+            dev = open_in_root(root_fd, "/dev", os.O_PATH | os.O_DIRECTORY, _IN_ROOT_MOUNTS)
+        except (NotFound, KernelError):
+            return root_fd, devs
+        devs.add(os.fstat(dev).st_dev)
+        os.close(dev)
+        return root_fd, devs
+    except BaseException:
+        os.close(root_fd)
+        raise
+
+
+def other_mount(path: str) -> InvalidArgument:
+    """Under a live root, what is on neither the rootfs nor /dev (a volume, /dev/shm, /proc)
+    is refused, as RESOLVE_NO_XDEV refuses it under the rootfs we mount."""
+    return InvalidArgument(f"{path} is on another mount (a volume, bind mount or tmpfs)",
+                           hint="copy through the container's own filesystem, or reach the "
+                                "volume's files from the host")
+
+
+def live_container_path(fd: int) -> str:
+    """The container path of an fd opened under a live root: outside our own root, the
+    kernel names it as the container sees it."""
+    return os.readlink(f"/proc/self/fd/{fd}")
 
 
 # -- tar writing --------------------------------------------------------------------------
@@ -328,6 +397,26 @@ def open_directory(rootfs: str, path: str) -> tuple[int, str]:
                 raise InvalidArgument(f"extraction point {path} is not a directory",
                                       hint="copy into a directory, or name the new file's path")
             return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def open_live_directory(rootfs: str, pid: int, path: str) -> tuple[int, str, bool]:
+    """`open_directory` for a running container, in its own mount namespace (see
+    `open_live_root`); also whether the directory is on another mount (`other_mount`: the
+    caller refuses it, after its own check that names a volume)."""
+    root_fd, devs = open_live_root(rootfs, pid)
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH, _IN_ROOT_MOUNTS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"extraction point {path} is not a directory",
+                                      hint="copy into a directory, or name the new file's path")
+            return (os.open(".", _O_DIR, dir_fd=fd), live_container_path(fd),
+                    st.st_dev not in devs)
         finally:
             os.close(fd)
     finally:

@@ -44,7 +44,7 @@ from engine import failpoints
 from engine.drivers.content import ContentStore, DigestMismatch
 from engine.drivers.layers import LayerStore
 from engine.drivers.mountsys import machine_arch
-from engine.errors import ShipslogError
+from engine.errors import ShipslogError, from_os_error
 from engine.image_gate import gate_for
 from engine.images.documents import (
     MAX_CONFIG_BYTES,
@@ -179,10 +179,14 @@ class Puller:
             raise RegistryError(error, "the registry is too slow; try again") from None
         except BaseException as exc:
             leaf = _leaf(exc)
+            if isinstance(leaf, OSError):
+                # A full disk under the state root, too many open files: the user's words
+                # for them, not "ExceptionGroup" (issue 15 item 6).
+                leaf = from_os_error(leaf)
             reason = leaf.message if isinstance(leaf, ShipslogError) else _one_line(leaf)
             with trio.CancelScope(shield=True):
                 await self._fail(op_id, step, reason, actor)
-            if isinstance(exc, BaseExceptionGroup) and isinstance(leaf, ShipslogError):
+            if leaf is not exc and isinstance(leaf, ShipslogError):
                 raise leaf from None
             raise
         await emit({"status": f"Digest: {digest}"})

@@ -23,7 +23,7 @@ import trio
 
 from engine.drivers.content import ContentStore
 from engine.drivers.layers import LayerStore
-from engine.errors import ShipslogError
+from engine.errors import ShipslogError, user_error
 from engine.images.documents import Platform
 from engine.images.reference import Reference
 from engine.journal import Journal
@@ -126,7 +126,9 @@ class RegistryService:
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
                 except Exception as exc:  # noqa: BLE001 - a background task must not crash
-                    err = ShipslogError(f"internal error: {type(exc).__name__}: {exc}")
+                    # A full disk in a nursery's group is the user's to fix, not ours (issue 15)
+                    err = user_error(exc) or ShipslogError(
+                        f"internal error: {type(exc).__name__}: {exc}")
                     try:
                         send.send_nowait(err)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):

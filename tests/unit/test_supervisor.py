@@ -3,11 +3,13 @@ their compensation, exits and restart policies, and recovery after a simulated c
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 import trio
 
 from engine import failpoints
-from engine.errors import Conflict, KernelError, NotFound
+from engine.errors import Conflict, KernelError, NoSpace, NotFound, Unavailable
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events.envelope import Actor
 from events.values import ContainerConfig, RestartPolicy
@@ -370,3 +372,34 @@ async def test_bad_mounts_are_refused_before_anything_is_recorded(machine) -> No
                                                   env=[], actor=USER)
             assert getattr(err.value, "status", 500) == 400, bad
         assert rig.store.head() == head
+
+
+@pytest.mark.parametrize("fault, kind, words", [
+    # A trio nursery wraps a driver's OSError in a group (issue 15 item 6).
+    (ExceptionGroup("Exceptions from Trio nursery", [
+        OSError(errno.ENOSPC, "No space left on device", "/var/lib/shipslog/x")]),
+     NoSpace, "write /var/lib/shipslog/x: no space left on device"),
+    (ExceptionGroup("Exceptions from Trio nursery", [ExceptionGroup("inner", [
+        KernelError("Bind for 127.0.0.1:8080 failed: port is already allocated")])]),
+     KernelError, "Bind for 127.0.0.1:8080 failed: port is already allocated"),
+    (OSError(errno.EMFILE, "Too many open files"), Unavailable, "too many open files"),
+    (ExceptionGroup("Exceptions from Trio nursery", [TypeError("a bug")]),
+     KernelError, "internal error: TypeError: a bug"),
+])
+async def test_start_failure_of_any_kind_is_one_line_and_an_outcome(  # type: ignore[no-untyped-def]
+        machine, fault, kind, words) -> None:
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        cid, _ = await rig.engine.create_container(name="grouped", config=cfg(), env=[],
+                                                   actor=USER)
+        machine.faults.fail("runtime.create", fault)
+        with pytest.raises(kind) as err:
+            await rig.engine.start(cid, USER)
+        assert words in err.value.message and "ExceptionGroup" not in err.value.message
+        c = rig.store.state.containers[cid]
+        assert c.status == "created" and words in c.error
+        assert not rig.store.state.operations  # the outcome is recorded: nothing pending
+        failed = [e.event for e in rig.store.read() if e.type == "OperationFailed"]
+        assert len(failed) == 1 and words in failed[0].error  # type: ignore[attr-defined]
+        assert cid not in machine.runtime.procs
+        consistent(rig)
