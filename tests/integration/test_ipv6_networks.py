@@ -109,3 +109,25 @@ def test_overlapping_v6_subnet_is_refused(daemon) -> None:
         assert "o2" not in {e.name for e in _events(daemon, "NetworkCreated")}
     finally:
         docker(daemon, "network", "rm", "o1")
+
+
+def test_connect_with_ip6_gives_a_running_container_a_static_v6_address(daemon) -> None:
+    docker(daemon, "network", "create", "--ipv6", "--subnet", "fd5c:1e0f:6a3b:4::/64", "late6")
+    try:
+        docker(daemon, "run", "-d", "--name", "late", "busybox", "sleep", "300")
+        p = docker(daemon, "network", "connect", "--ip6", "fd5c:1e0f:6a3b:5::9", "late6",
+                   "late", check=False)
+        assert p.returncode != 0 and "not in subnet" in p.stderr  # refused, nothing kept
+        docker(daemon, "network", "connect", "--ip6", "fd5c:1e0f:6a3b:4::9", "late6", "late")
+        ep = json.loads(docker(daemon, "inspect", "late").stdout)[0]["NetworkSettings"][
+            "Networks"]["late6"]
+        assert ep["GlobalIPv6Address"] == "fd5c:1e0f:6a3b:4::9"
+        docker(daemon, "exec", "late", "ping", "-6", "-c", "1", "-W", "5",
+               "fd5c:1e0f:6a3b:4::1")
+        docker(daemon, "network", "disconnect", "late6", "late")
+        allocated = [e.address for e in _events(daemon, "NetworkAddressAllocated")]
+        released = [e.address for e in _events(daemon, "NetworkAddressReleased")]
+        assert allocated.count("fd5c:1e0f:6a3b:4::9") == released.count("fd5c:1e0f:6a3b:4::9")
+    finally:
+        docker(daemon, "rm", "-f", "late", check=False)
+        docker(daemon, "network", "rm", "late6")
