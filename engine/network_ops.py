@@ -190,6 +190,7 @@ class NetworkOps:
         except ShipslogError as exc:
             log.warning("cannot read iptables FORWARD: %s", exc)
             had_fw, jump = set(known), True
+        had_fw6 = await self._owners6(known)
         if DEFAULT_BRIDGE not in self.journal.state.network_names:
             op_id = self.journal.new_id()
             routes = await trio.to_thread.run_sync(host_routes)
@@ -208,6 +209,7 @@ class NetworkOps:
             except ShipslogError as exc:
                 log.warning("network %s could not be set up: %s", net.name, exc)
         await self._record_forward_repairs(known, had_fw, jump)
+        await self._record_forward6_repairs(known, had_fw6)
         # after the networks' rules are in: the log says what they had to get past
         for line in findings(await trio.to_thread.run_sync(observe)):
             log.warning("firewall: %s", line)
@@ -235,6 +237,29 @@ class NetworkOps:
                                    "no rules", "repaired",
                                    "the forward accept rules were missing (flushed, or "
                                    "made by an older shipslog) and were rewritten from the log")
+
+    async def _owners6(self, known: set[str]) -> set[str]:
+        """Networks with ip6tables accept rules now (all of them when unreadable: no repair
+        is claimed for what could not be seen)."""
+        try:
+            return await trio.to_thread.run_sync(self.hostfw6.owners)
+        except ShipslogError as exc:
+            log.warning("cannot read ip6tables FORWARD: %s", exc)
+            return set(known)
+
+    async def _record_forward6_repairs(self, known: set[str], had: set[str]) -> None:
+        """The ip6tables twin of `_record_forward_repairs`, for networks with IPv6."""
+        if not self.hostfw6.available:
+            return
+        now = await self._owners6(set())
+        for nid in sorted((known - had) & now):
+            net = self.journal.state.networks.get(nid)
+            if net is None or not net.subnet6:
+                continue
+            await self._difference(f"network-{nid}", f"accept rules in ip6tables {CHAIN}",
+                                   "no rules", "repaired",
+                                   "the IPv6 forward accept rules were missing (flushed) and "
+                                   "were rewritten from the log")
 
     async def setup_network(self, net: NetworkView) -> None:
         plan = plan_bridge(net.bridge, net.subnet, net.gateway, subnet6=net.subnet6,

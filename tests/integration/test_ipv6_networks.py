@@ -10,6 +10,7 @@ Traffic stays between the namespaces these tests' containers own (documentation 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -131,3 +132,38 @@ def test_connect_with_ip6_gives_a_running_container_a_static_v6_address(daemon) 
     finally:
         docker(daemon, "rm", "-f", "late", check=False)
         docker(daemon, "network", "rm", "late6")
+
+
+def test_daemon_restart_keeps_a_dual_stack_network_without_repairs(daemon) -> None:
+    docker(daemon, "network", "create", "--ipv6", "--subnet", "fd5c:1e0f:6a3b:6::/64", "keep6")
+    try:
+        docker(daemon, "run", "-d", "--name", "k6", "--network", "keep6", "busybox", "sleep",
+               "300")
+        before = len(_events(daemon, "ReconcileDifferenceFound"))
+        daemon.stop()
+        daemon.start()
+        # setting the network up again found its v6 address, rules and ip6tables rules in
+        # place: nothing to repair, nothing recorded
+        assert len(_events(daemon, "ReconcileDifferenceFound")) == before
+        docker(daemon, "exec", "k6", "ping", "-6", "-c", "1", "-W", "5", "fd5c:1e0f:6a3b:6::1")
+    finally:
+        docker(daemon, "rm", "-f", "k6", check=False)
+        docker(daemon, "network", "rm", "keep6")
+
+
+def test_flushed_ip6tables_rules_are_rewritten_at_start_and_recorded(daemon) -> None:
+    docker(daemon, "network", "create", "--ipv6", "--subnet", "fd5c:1e0f:6a3b:7::/64", "fl6")
+    (nid,) = {e.network_id for e in _events(daemon, "NetworkCreated") if e.name == "fl6"}
+    try:
+        daemon.stop()
+        for line in _ip6tables().splitlines():  # only this network's rules (a shared host)
+            if nid in line and line.startswith("-A "):
+                subprocess.run(["ip6tables", "-w", "-D", *shlex.split(line)[1:]], check=True)
+        assert nid not in _ip6tables()
+        daemon.start()
+        assert nid in _ip6tables()
+        repaired = [e for e in _events(daemon, "ReconcileDifferenceFound")
+                    if e.subject == f"network-{nid}" and "ip6tables" in e.expected]
+        assert len(repaired) == 1 and repaired[0].action == "repaired"
+    finally:
+        docker(daemon, "network", "rm", "fl6")
