@@ -9,12 +9,14 @@ Traffic stays between the namespaces these tests' containers own (documentation 
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import subprocess
 
 import pytest
 
+from engine.cli.main import run
 from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
@@ -167,3 +169,29 @@ def test_flushed_ip6tables_rules_are_rewritten_at_start_and_recorded(daemon) -> 
         assert len(repaired) == 1 and repaired[0].action == "repaired"
     finally:
         docker(daemon, "network", "rm", "fl6")
+
+
+def _shipslog(daemon, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
+               stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_shipslog_cli_creates_a_v6_network_and_refuses_bad_input_in_one_line(daemon) -> None:
+    """The issue's own command: `shipslog network create --ipv6 --subnet 2001:db8::/64 n`
+    gave a 500 and left the network recorded."""
+    code, out, err = _shipslog(daemon, "network", "create", "--ipv6", "--subnet",
+                               "2001:db8:13::/64", "n13")
+    assert code == 0, err
+    try:
+        code, out, _ = _shipslog(daemon, "network", "inspect", "-f",
+                                 "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                                 "n13")
+        enabled, v4, v6 = out.split()
+        assert (enabled, v6) == ("true", "2001:db8:13::/64") and "." in v4
+        code, _, err = _shipslog(daemon, "network", "create", "--ipv6", "--subnet",
+                                 "2001:db8:13::/80", "n13b")
+        assert code != 0 and "overlaps" in err and len(err.strip().splitlines()) <= 2
+    finally:
+        _shipslog(daemon, "network", "rm", "n13")
