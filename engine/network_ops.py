@@ -48,8 +48,8 @@ from engine.drivers.dns import run_dns
 from engine.drivers.hostfiles import read_host_resolv_conf
 from engine.drivers.hostfw import HostForward, observe
 from engine.drivers.netlink import Netlink
-from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
-from engine.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of
+from engine.drivers.nft import IP6_FORWARD, Nft, enable_ip_forward, run_proxy
+from engine.errors import Conflict, InvalidArgument, KernelError, NotFound, ShipslogError, leaf_of
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network.fwdplan import CHAIN, findings
 from engine.network.hostfiles import upstream_servers
@@ -180,6 +180,7 @@ class NetworkOps:
         self.netlink = Netlink()
         self.nft = Nft()
         self.hostfw = HostForward()
+        self.hostfw6 = HostForward(6)  # networks with EnableIPv6 (issue 13)
         self._dns: dict[str, trio.CancelScope] = {}
         self._proxies: dict[str, list[trio.CancelScope]] = {}
         self._ipam_locks: dict[str, trio.Lock] = {}
@@ -203,6 +204,7 @@ class NetworkOps:
         except ShipslogError as exc:
             log.warning("cannot read iptables FORWARD: %s", exc)
             had_fw, jump = set(known), True
+        had_fw6 = await self._owners6(known)
         if DEFAULT_BRIDGE not in self.journal.state.network_names:
             op_id = self.journal.new_id()
             routes = await trio.to_thread.run_sync(host_routes)
@@ -221,6 +223,7 @@ class NetworkOps:
             except ShipslogError as exc:
                 log.warning("network %s could not be set up: %s", net.name, exc)
         await self._record_forward_repairs(known, had_fw, jump)
+        await self._record_forward6_repairs(known, had_fw6)
         # after the networks' rules are in: the log says what they had to get past
         for line in findings(await trio.to_thread.run_sync(observe)):
             log.warning("firewall: %s", line)
@@ -249,15 +252,44 @@ class NetworkOps:
                                    "the forward accept rules were missing (flushed, or "
                                    "made by an older shipslog) and were rewritten from the log")
 
+    async def _owners6(self, known: set[str]) -> set[str]:
+        """Networks with ip6tables accept rules now (all of them when unreadable: no repair
+        is claimed for what could not be seen)."""
+        try:
+            return await trio.to_thread.run_sync(self.hostfw6.owners)
+        except ShipslogError as exc:
+            log.warning("cannot read ip6tables FORWARD: %s", exc)
+            return set(known)
+
+    async def _record_forward6_repairs(self, known: set[str], had: set[str]) -> None:
+        """The ip6tables twin of `_record_forward_repairs`, for networks with IPv6."""
+        if not self.hostfw6.available:
+            return
+        now = await self._owners6(set())
+        for nid in sorted((known - had) & now):
+            net = self.journal.state.networks.get(nid)
+            if net is None or not net.subnet6:
+                continue
+            await self._difference(f"network-{nid}", f"accept rules in ip6tables {CHAIN}",
+                                   "no rules", "repaired",
+                                   "the IPv6 forward accept rules were missing (flushed) and "
+                                   "were rewritten from the log")
+
     async def setup_network(self, net: NetworkView) -> None:
-        plan = plan_bridge(net.bridge, net.subnet, net.gateway)
+        plan = plan_bridge(net.bridge, net.subnet, net.gateway, subnet6=net.subnet6,
+                           gateway6=net.gateway6)
         await trio.to_thread.run_sync(self.netlink.ensure_bridge, plan)
         await trio.to_thread.run_sync(self.nft.apply_network, NetworkRules(
-            network_id=net.id, bridge=net.bridge, subnet=net.subnet, internal=net.internal))
+            network_id=net.id, bridge=net.bridge, subnet=net.subnet, internal=net.internal,
+            subnet6=net.subnet6))
         # past another firewall's FORWARD drop policy (dockerd's): issue 15, item 5
         await trio.to_thread.run_sync(self.hostfw.apply_network, net.id, net.bridge,
                                       net.internal)
         await trio.to_thread.run_sync(enable_ip_forward)
+        if net.subnet6:  # as Docker's bridge driver with --ipv6: v6 forwarding and ip6tables
+            await trio.to_thread.run_sync(self.hostfw6.apply_network, net.id, net.bridge,
+                                          net.internal)
+            await trio.to_thread.run_sync(enable_ip_forward, IP6_FORWARD)
         if net.name != DEFAULT_BRIDGE and net.id not in self._dns and self.nursery is not None:
             # Docker's default bridge has no name resolution; user-defined networks do.
             await self.nursery.start(self._serve_dns, net)
@@ -290,6 +322,8 @@ class NetworkOps:
                 names |= {c.name.lower(), c.id[:12], (c.config.hostname or "").lower()}
             if name in names and ep.ip:
                 out.append(ep.ip)
+            if name in names and ep.ip6:  # answered as AAAA (engine/drivers/dns.py)
+                out.append(ep.ip6)
         return out
 
     async def teardown_network(self, net: NetworkView) -> None:
@@ -299,6 +333,9 @@ class NetworkOps:
         await trio.to_thread.run_sync(self.nft.delete_rules_of, net.id)
         await trio.to_thread.run_sync(self.hostfw.delete_rules_of, net.id)
         await trio.to_thread.run_sync(self.hostfw.remove_if_unused)
+        if net.subnet6:
+            await trio.to_thread.run_sync(self.hostfw6.delete_rules_of, net.id)
+            await trio.to_thread.run_sync(self.hostfw6.remove_if_unused)
         await trio.to_thread.run_sync(self.netlink.delete_bridge, net.bridge)
 
     # -- containers -------------------------------------------------------------------------
@@ -314,7 +351,8 @@ class NetworkOps:
                                              netns_name(c.id))
         failpoints.hit("net.after_netns")
         ip = await self._connect(c, net, path, 0, op_id, actor, c.config.network_aliases,
-                                 requested=c.config.ipv4_address)
+                                 requested=c.config.ipv4_address,
+                                 requested6=c.config.ipv6_address)
         await self._publish(c, ip, op_id, actor)
         return path
 
@@ -346,11 +384,12 @@ class NetworkOps:
                            hint="join a container that runs on a bridge network")
         nets = [state.networks.get(nid) for nid in target.networks]
         dns = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
-        return JoinedNamespace(str(path), dns, [ep.ip for ep in target.networks.values() if ep.ip],
+        addresses = [a for ep in target.networks.values() for a in (ep.ip, ep.ip6) if a]
+        return JoinedNamespace(str(path), dns, addresses,
                                target.config.hostname or target.id[:12])
 
     async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
-                        requested: str = "") -> str:
+                        requested: str = "", family: int = 4) -> str:
         # The stream version guards against every other writer; within the daemon, starts on
         # one network take turns choosing, or a burst of them (200 `run -d` at once) would
         # keep conflicting on each other's NetworkConnected events and give up.
@@ -358,10 +397,11 @@ class NetworkOps:
             for _ in range(8):
                 net = self.journal.state.networks[net.id]
                 check_bridge_capacity(len(net.endpoints))
-                taken = [a for a, owner in net.allocations.items() if owner == c.id]
+                taken = [a for a, owner in net.allocations.items()
+                         if owner == c.id and (":" in a) == (family == 6)]
                 if taken:
                     return taken[0]  # allocated before a crash: keep it
-                address = next_free_address(net, requested=requested)
+                address = next_free_address(net, requested=requested, family=family)
                 try:
                     await self._append([Pending(
                         stream=stream_of("network", net.id),
@@ -377,18 +417,25 @@ class NetworkOps:
 
     async def _connect(self, c: ContainerView, net: NetworkView, path: str, index: int,
                        op_id: str, actor: Actor, aliases: tuple[str, ...] = (), *,
-                       requested: str = "") -> str:
+                       requested: str = "", requested6: str = "") -> str:
+        if requested6 and not net.subnet6:
+            raise InvalidArgument(f"network {net.name} has no IPv6 subnet for --ip6 "
+                                  f"{requested6}", hint="create it with --ipv6 --subnet")
         ip = await self._allocate(c, net, op_id, actor, requested)
+        ip6 = ""
+        if net.subnet6:  # a network with EnableIPv6: a v6 address too, by the same events
+            ip6 = await self._allocate(c, net, op_id, actor, requested6, family=6)
         plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
                          gateway=net.gateway, ip=ip, netns_path=path,
-                         ifname=container_ifname(index), default_route=index == 0)
+                         ifname=container_ifname(index), default_route=index == 0,
+                         subnet6=net.subnet6, gateway6=net.gateway6, ip6=ip6)
         await trio.to_thread.run_sync(self.netlink.connect, plan)
         try:
             failpoints.hit("net.after_veth")
             await self._append([Pending(stream=stream_of("network", net.id),
                                         event=v.NetworkConnected(
                 network_id=net.id, container_id=c.id, ip=ip, mac=plan.mac, aliases=aliases,
-                endpoint_id=plan.host_ifname))], op_id, actor)
+                endpoint_id=plan.host_ifname, ip6=ip6))], op_id, actor)
         except Exception:
             # No event owns the veth (the log refused it, F-12): it goes before the error.
             with trio.CancelScope(shield=True):
@@ -507,7 +554,7 @@ class NetworkOps:
             await self._append(pending, op_id, actor)
 
     async def connect_live(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
-                           aliases: tuple[str, ...] = (), *, ip: str = "") -> None:
+                           aliases: tuple[str, ...] = (), *, ip: str = "", ip6: str = "") -> None:
         """`network connect` of a running container: one more interface in its namespace,
         at the static address `ip` when one is given."""
         path = str(self.netns_dir / netns_name(c.id))
@@ -516,7 +563,7 @@ class NetworkOps:
                            hint="only containers on a bridge network can join another")
         try:
             await self._connect(c, net, path, len(c.networks), op_id, actor, aliases,
-                                requested=ip)
+                                requested=ip, requested6=ip6)
         except Exception:
             # The address went on the record before the veth; with no endpoint it goes back.
             with trio.CancelScope(shield=True):
@@ -524,10 +571,11 @@ class NetworkOps:
             raise
 
     async def reserve_address(self, c: ContainerView, net: NetworkView, ip: str, op_id: str,
-                              actor: Actor) -> str:
-        """Record the static address a `network connect --ip` asked for before the connect
-        itself runs; `_allocate` then keeps it (one allocation per container and network)."""
-        return await self._allocate(c, net, op_id, actor, ip)
+                              actor: Actor, family: int = 4) -> str:
+        """Record the static address a `network connect --ip` (`--ip6`: family 6) asked for
+        before the connect itself runs; `_allocate` then keeps it (one allocation per
+        container, network and family)."""
+        return await self._allocate(c, net, op_id, actor, ip, family)
 
     async def release_reserved(self, cid: str, net_id: str, op_id: str, actor: Actor) -> None:
         """Undo `reserve_address` when the connect was refused: an allocation with no
@@ -634,19 +682,20 @@ class NetworkOps:
             await self._difference(f"nft:{rule.kind}:{rule.owner}", "no rule",
                                    f"rule in chain {rule.chain}", "removed",
                                    "an nft rule that no event owns")
-        try:
-            fw_owners = await trio.to_thread.run_sync(self.hostfw.owners)
-        except ShipslogError as exc:  # an iptables table we cannot read must not stop a start
-            log.warning("cannot read iptables %s: %s", CHAIN, exc)
-            fw_owners = set()
-        for owner in sorted(fw_owners):
-            if owner in state.networks or (owner not in mine and not await
-                                           trio.to_thread.run_sync(self._was_ours, owner)):
-                continue
-            await trio.to_thread.run_sync(self.hostfw.delete_rules_of, owner)
-            await self._difference(f"iptables:{CHAIN}:{owner}", "no rule",
-                                   f"rules in iptables chain {CHAIN}", "removed",
-                                   "a forward accept rule that no event owns")
+        for fw, tool in ((self.hostfw, "iptables"), (self.hostfw6, "ip6tables")):
+            try:
+                fw_owners = await trio.to_thread.run_sync(fw.owners)
+            except ShipslogError as exc:  # a table we cannot read must not stop a start
+                log.warning("cannot read %s %s: %s", tool, CHAIN, exc)
+                fw_owners = set()
+            for owner in sorted(fw_owners):
+                if owner in state.networks or (owner not in mine and not await
+                                               trio.to_thread.run_sync(self._was_ours, owner)):
+                    continue
+                await trio.to_thread.run_sync(fw.delete_rules_of, owner)
+                await self._difference(f"{tool}:{CHAIN}:{owner}", "no rule",
+                                       f"rules in {tool} chain {CHAIN}", "removed",
+                                       "a forward accept rule that no event owns")
 
     def _was_ours(self, owner: str) -> bool:
         """An id this log created once (a removed container or network)."""

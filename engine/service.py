@@ -35,7 +35,7 @@ from engine.volumes.plan import anonymous_needed
 from events.envelope import Actor, Pending, stream_of
 from events.redact import redact_env
 from events.values import ContainerConfig
-from events.vocabulary import OperationCompleted, OperationFailed
+from events.vocabulary import NetworkRemoved, OperationCompleted, OperationFailed
 from projections.state import ContainerView, EngineState, ImageView
 
 MAX_ATTEMPTS = 8
@@ -240,8 +240,29 @@ class Engine:
         routes = await trio.to_thread.run_sync(host_routes)
         d = await self.decide_and_append(lambda s: cn.decide_network_create(
             s, name, op_id=op_id, network_id=nid, host_routes=routes, **options), actor)
-        await ops.setup_network(self.state.networks[d.target])
+        try:
+            await ops.setup_network(self.state.networks[d.target])
+        except (ShipslogError, OSError, ValueError) as exc:
+            # Issue 13: a create the kernel refused must not stay recorded as a network.
+            with trio.CancelScope(shield=True):
+                await self._compensate_network_create(ops, d.target, op_id, exc, actor)
+            raise
         return d.target
+
+    async def _compensate_network_create(self, ops: Any, nid: str, op_id: str,
+                                         exc: BaseException, actor: Actor) -> None:
+        """Take down what `setup_network` made, then record the failure and the removal."""
+        net = self.state.networks[nid]
+        error, cleaned = str(exc) or type(exc).__name__, True
+        try:
+            await ops.teardown_network(net)
+        except (ShipslogError, OSError) as undo:
+            error, cleaned = f"{error}; cleanup failed: {undo}", False
+        await self.journal.append([
+            Pending(stream=stream_of("op", op_id), event=OperationFailed(
+                op_id=op_id, step="network.create", error=error, needs_cleanup=not cleaned)),
+            Pending(stream=stream_of("network", nid), event=NetworkRemoved(network_id=nid))],
+            actor=actor, op_id=op_id)
 
     async def remove_network(self, ref: str, actor: Actor) -> None:
         ops = self._network_ops()

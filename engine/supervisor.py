@@ -344,7 +344,8 @@ class Supervisor(StorageSteps):
             return joined.path, joined.addresses, dns, joined.hostname
         path = await self.d.network.attach(c, op_id, actor)
         now = self.journal.state.containers[c.id]
-        addresses = [ep.ip for ep in now.networks.values() if ep.ip]
+        # both families in /etc/hosts, as Docker writes them (issue 13)
+        addresses = [a for ep in now.networks.values() for a in (ep.ip, ep.ip6) if a]
         nets = [self.journal.state.networks.get(nid) for nid in now.networks]
         dns = next((n.gateway for n in nets if n is not None and n.name != "bridge"), "")
         return path, addresses, dns, ""

@@ -85,6 +85,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     no_new_privileges: bool = False
     network_mode: str = "none"
     ipv4_address: str = ""  # a static address on the container's network (`run --ip`)
+    ipv6_address: str = ""  # the same for IPv6 (`run --ip6`, IPAMConfig.IPv6Address)
     network_aliases: tuple[str, ...] = ()  # extra DNS names on its network (`--network-alias`)
     mounts: tuple[MountSpec, ...] = ()
     ports: tuple[PortBinding, ...] = ()

@@ -334,6 +334,11 @@ class NetworkCreated(BaseEvent, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     options: dict[str, str] = {}
     bridge: str = ""  # kernel link name
+    # IPv6 (issue 13): Docker's EnableIPv6 and the network's one v6 pool beside the v4 one
+    enable_ipv6: bool = False
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
 
 
 class NetworkAddressAllocated(BaseEvent, frozen=True, kw_only=True):
@@ -355,6 +360,7 @@ class NetworkConnected(BaseEvent, frozen=True, kw_only=True):
     mac: str
     aliases: tuple[str, ...] = ()
     endpoint_id: str = ""
+    ip6: str = ""  # the endpoint's IPv6 address on a network with EnableIPv6
 
 
 class NetworkDisconnected(BaseEvent, frozen=True, kw_only=True):

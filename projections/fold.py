@@ -475,7 +475,8 @@ def _network_created(tx: _Tx, env: Envelope, ev: v.NetworkCreated) -> None:
         id=ev.network_id, name=ev.name, driver=ev.driver, subnet=ev.subnet, gateway=ev.gateway,
         ip_range=ev.ip_range, internal=ev.internal, labels=dict(ev.labels),
         options=dict(ev.options), bridge=ev.bridge, created_at=env.recorded_at, last_seq=env.seq,
-        stream_version=env.stream_version,
+        stream_version=env.stream_version, enable_ipv6=ev.enable_ipv6, subnet6=ev.subnet6,
+        gateway6=ev.gateway6, ip_range6=ev.ip_range6,
     ))
     tx.network_names[ev.name] = ev.network_id
 
@@ -499,7 +500,7 @@ def _addr_released(tx: _Tx, env: Envelope, ev: v.NetworkAddressReleased) -> None
 @on(v.NetworkConnected)
 def _connected(tx: _Tx, env: Envelope, ev: v.NetworkConnected) -> None:
     ep = Endpoint(network_id=ev.network_id, ip=ev.ip, mac=ev.mac, aliases=ev.aliases,
-                  endpoint_id=ev.endpoint_id)
+                  endpoint_id=ev.endpoint_id, ip6=ev.ip6)
     net = tx.networks.get(ev.network_id)
     if net is not None:
         eps = {**net.endpoints, ev.container_id: ep}

@@ -24,6 +24,7 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     mac: str = ""
     aliases: tuple[str, ...] = ()
     endpoint_id: str = ""
+    ip6: str = ""
 
 
 class PublishedPort(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -102,6 +103,10 @@ class NetworkView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     labels: dict[str, str] = {}
     options: dict[str, str] = {}
     bridge: str = ""
+    enable_ipv6: bool = False
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
     created_at: int = 0
     allocations: dict[str, str] = {}  # address -> container id
     endpoints: dict[str, Endpoint] = {}  # container id -> endpoint

@@ -212,6 +212,7 @@ def inspect_container(
                     Gateway=_net(state, nid).gateway if _net(state, nid) else "",
                     IPPrefixLen=_prefix(_net(state, nid)),
                     Aliases=list(ep.aliases) or None,
+                    **_v6_fields(_net(state, nid), ep.ip6),
                 )
                 for nid, ep in c.networks.items()
             },
@@ -221,6 +222,14 @@ def inspect_container(
 
 def _net(state: EngineState, nid: str) -> NetworkView | None:
     return state.networks.get(nid)  # type: ignore[no-any-return]
+
+
+def _v6_fields(net: NetworkView | None, ip6: str) -> dict[str, Any]:
+    """An endpoint's IPv6 address, prefix and gateway (issue 13), as Docker shows them."""
+    if net is None or not ip6 or "/" not in net.subnet6:
+        return {}
+    return {"GlobalIPv6Address": ip6, "GlobalIPv6PrefixLen": int(net.subnet6.split("/")[1]),
+            "IPv6Gateway": net.gateway6}
 
 
 def _prefix(net: NetworkView | None) -> int:

@@ -16,6 +16,7 @@ from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, json_response
 from engine.api.translate import labels_match, parse_filters
 from engine.core.lookup import find_container, find_network
+from engine.core.networks import split_ipam
 from engine.errors import InvalidArgument, ShipslogError
 from engine.network.hostfiles import check_hostname
 from projections.state import EngineState, NetworkView
@@ -41,10 +42,12 @@ class NetworkCreateBody(msgspec.Struct, kw_only=True):
     Labels: dict[str, str] | None = None
     CheckDuplicate: bool | None = None
     Attachable: bool | None = None
+    EnableIPv6: bool | None = None
 
 
 class EndpointIPAM(msgspec.Struct, kw_only=True):
     IPv4Address: str | None = None
+    IPv6Address: str | None = None
 
 
 class EndpointConfig(msgspec.Struct, kw_only=True):
@@ -67,16 +70,22 @@ def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
     for cid, ep in net.endpoints.items():
         c = state.containers.get(cid)
         prefix = net.subnet.split("/")[-1]
+        prefix6 = net.subnet6.split("/")[-1]
         containers[cid] = {"Name": c.name if c else "", "EndpointID": ep.endpoint_id,
                            "MacAddress": ep.mac, "IPv4Address": f"{ep.ip}/{prefix}",
-                           "IPv6Address": ""}
-    config = {"Subnet": net.subnet, "Gateway": net.gateway}
-    if net.ip_range:
-        config["IPRange"] = net.ip_range
+                           "IPv6Address": f"{ep.ip6}/{prefix6}" if ep.ip6 else ""}
+    configs = []
+    for subnet, gateway, ip_range in ((net.subnet, net.gateway, net.ip_range),
+                                      (net.subnet6, net.gateway6, net.ip_range6)):
+        if subnet:  # Docker lists one entry per pool, v4 first
+            config = {"Subnet": subnet, "Gateway": gateway}
+            if ip_range:
+                config["IPRange"] = ip_range
+            configs.append(config)
     return {
         "Name": net.name, "Id": net.id, "Created": rfc3339(net.created_at), "Scope": "local",
-        "Driver": net.driver, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
+        "Driver": net.driver, "EnableIPv6": net.enable_ipv6,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": configs},
         "Internal": net.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
         "Options": {"com.docker.network.bridge.name": net.bridge, **net.options},
@@ -120,11 +129,12 @@ def network_routes(ctx: Any) -> Router:
     @r.route("POST", "/networks/create")
     async def create(req: Request) -> Response:
         body = await req.json(NetworkCreateBody)
-        cfg = (body.IPAM.Config or [IPAMConfigBody()])[0] if body.IPAM else IPAMConfigBody()
+        configs = (body.IPAM.Config or []) if body.IPAM else []
+        ipam = split_ipam([(c.Subnet or "", c.Gateway or "", c.IPRange or "") for c in configs])
         nid = await engine.create_network(
-            body.Name, req.actor, driver=body.Driver or "bridge", subnet=cfg.Subnet or "",
-            gateway=cfg.Gateway or "", ip_range=cfg.IPRange or "",
-            internal=bool(body.Internal), labels=body.Labels or {}, options=body.Options or {})
+            body.Name, req.actor, driver=body.Driver or "bridge", **ipam,
+            internal=bool(body.Internal), labels=body.Labels or {}, options=body.Options or {},
+            enable_ipv6=bool(body.EnableIPv6))
         return json_response({"Id": nid, "Warning": ""}, 201)
 
     @r.route("DELETE", "/networks/{id}")
@@ -137,8 +147,9 @@ def network_routes(ctx: Any) -> Router:
         body = await req.json(ConnectBody)
         ep = body.EndpointConfig or EndpointConfig()
         ip = ep.IPAMConfig.IPv4Address if ep.IPAMConfig and ep.IPAMConfig.IPv4Address else ""
+        ip6 = ep.IPAMConfig.IPv6Address if ep.IPAMConfig and ep.IPAMConfig.IPv6Address else ""
         aliases = tuple(check_hostname(a, "alias") for a in ep.Aliases or () if a)
-        if not ip:
+        if not ip and not ip6:
             await engine.connect_network(req.params["id"], body.Container, req.actor,
                                          aliases=aliases)
             return empty(200)
@@ -155,8 +166,14 @@ def network_routes(ctx: Any) -> Router:
             return empty(200)
         ops = ctx.engine.supervisor.d.network
         op_id = ctx.engine.journal.new_id()
-        await ops.reserve_address(c, net, ip, op_id, req.actor)
+        if ip6 and not net.subnet6:
+            raise InvalidArgument(f"network {net.name} has no IPv6 subnet for {ip6}",
+                                  hint="create the network with --ipv6 --subnet <v6 CIDR>")
         try:
+            if ip:
+                await ops.reserve_address(c, net, ip, op_id, req.actor)
+            if ip6:  # issue 13: `network connect --ip6`
+                await ops.reserve_address(c, net, ip6, op_id, req.actor, family=6)
             await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)
         except BaseException:
             with trio.CancelScope(shield=True):

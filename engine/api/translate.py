@@ -334,9 +334,10 @@ def _endpoint(body: ContainerCreateBody, mode: str) -> Fields:
     if ep is None:
         return {}
     ip = (ep.IPAMConfig.IPv4Address or "") if ep.IPAMConfig else ""
+    ip6 = (ep.IPAMConfig.IPv6Address or "") if ep.IPAMConfig else ""
     aliases = tuple(_hostname(a) for a in ep.Aliases or () if a)
-    if (ip or aliases) and mode in ("bridge", "host", "none"):
-        what = "user specified IP address" if ip else "network-scoped alias"
+    if (ip or ip6 or aliases) and mode in ("bridge", "host", "none"):
+        what = "user specified IP address" if ip or ip6 else "network-scoped alias"
         raise InvalidArgument(f"{what} is supported only for containers in user defined "
                               "networks")
     if ip:
@@ -344,7 +345,15 @@ def _endpoint(body: ContainerCreateBody, mode: str) -> Fields:
             ip = str(ipaddress.IPv4Address(ip))
         except ValueError:
             raise InvalidArgument(f"invalid IPv4 address {ip!r}") from None
-    return {"ipv4_address": ip, "network_aliases": aliases}
+    if ip6:  # `run --ip6` (issue 13)
+        try:
+            ip6 = str(ipaddress.IPv6Address(ip6))
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv6 address {ip6!r}") from None
+    out: dict[str, Any] = {"ipv4_address": ip, "network_aliases": aliases}
+    if ip6:
+        out["ipv6_address"] = ip6
+    return out
 
 
 def _signal(value: str) -> str:

@@ -6,11 +6,13 @@ I/O: the daemon's `/networks` endpoints; writes to `ctx.stdout`.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from typing import Any
 
 from engine.cli import format as fmt
 from engine.cli.context import Context
+from engine.cli.errors import UsageError
 from engine.cli.parse import flag_values
 from engine.cli.timeline import AT_HELP, at_read
 
@@ -26,9 +28,10 @@ def register(sub: Any) -> None:
     p = nsub.add_parser("create", help="Create a network")
     p.add_argument("name")
     p.add_argument("-d", "--driver", default="bridge")
-    p.add_argument("--subnet", default="")
-    p.add_argument("--gateway", default="")
-    p.add_argument("--ip-range", default="")
+    p.add_argument("--subnet", action="append", default=[])
+    p.add_argument("--gateway", action="append", default=[])
+    p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
     p.add_argument("--internal", action="store_true")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
@@ -61,6 +64,7 @@ def register(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--ip", default="")
+    p.add_argument("--ip6", default="")
     p.set_defaults(func=cmd_connect)
 
     p = nsub.add_parser("disconnect", help="Disconnect a container from a network")
@@ -72,13 +76,42 @@ def register(sub: Any) -> None:
 
 
 
+def ipam_configs(subnets: list[str], gateways: list[str],
+                 ranges: list[str]) -> list[dict[str, str]]:
+    """Docker's CLI pairing: each --gateway and --ip-range goes with the --subnet that holds
+    it (one v4 and one v6 subnet make a dual-stack network, issue 13)."""
+    if not subnets:
+        if gateways or ranges:
+            raise UsageError("every ip-range or gateway must have a corresponding subnet",
+                             "network create")
+        return []
+    configs = [{"Subnet": s} for s in subnets]
+    for key, values in (("Gateway", gateways), ("IPRange", ranges)):
+        for value in values:
+            match = [c for c in configs if _within(value, c["Subnet"])]
+            if not match or key in match[0]:
+                raise UsageError(f"no matching subnet for {key.lower()} {value}",
+                                 "network create")
+            match[0][key] = value
+    return configs
+
+
+def _within(value: str, subnet: str) -> bool:
+    try:
+        inner = ipaddress.ip_network(value, strict=False)
+        outer = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        return True  # unparsable: sent as given, and the daemon says what is wrong with it
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+
+
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    config = {k: v for k, v in (("Subnet", args.subnet), ("Gateway", args.gateway),
-                                ("IPRange", args.ip_range)) if v}
+    configs = ipam_configs(args.subnet, args.gateway, args.ip_range)
     body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
+            "EnableIPv6": args.ipv6,
             "Labels": flag_values("label", args.label, "network create"),
             "Options": flag_values("opt", args.opt, "network create"),
-            "IPAM": {"Driver": "default", "Config": [config] if config else []}}
+            "IPAM": {"Driver": "default", "Config": configs}}
     ctx.out(ctx.client.post_json("/networks/create", None, body)["Id"])
     return 0
 
@@ -128,8 +161,9 @@ def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
     endpoint: dict[str, Any] = {"Aliases": args.alias}
-    if args.ip:
-        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    if args.ip or args.ip6:
+        endpoint["IPAMConfig"] = {k: v for k, v in (("IPv4Address", args.ip),
+                                                    ("IPv6Address", args.ip6)) if v}
     ctx.client.post_json(f"/networks/{args.network}/connect", None,
                          {"Container": args.container, "EndpointConfig": endpoint})
     return 0

@@ -45,6 +45,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--network", "--net", default="")
     p.add_argument("--network-alias", action="append", default=[])
     p.add_argument("--ip", default="")
+    p.add_argument("--ip6", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--mount", action="append", default=[])
     p.add_argument("--tmpfs", action="append", default=[])
@@ -204,13 +205,14 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         host["Ulimits"] = [_value("--ulimit", verb, _ulimit, u) for u in args.ulimit]
     config["HostConfig"] = _compact(host)
     body = _compact(config)
-    if args.network_alias or args.ip:
+    if args.network_alias or args.ip or args.ip6:
         if not args.network:
             raise UsageError("network-scoped aliases and --ip are only supported for "
                              "user-defined networks", verb)
         endpoint: dict[str, Any] = {"Aliases": args.network_alias}
-        if args.ip:
-            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        if args.ip or args.ip6:
+            endpoint["IPAMConfig"] = {k: v for k, v in (("IPv4Address", args.ip),
+                                                        ("IPv6Address", args.ip6)) if v}
         body["NetworkingConfig"] = {"EndpointsConfig": {args.network: endpoint}}
     return args.name, body
 

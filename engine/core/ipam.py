@@ -13,34 +13,52 @@ from engine.errors import Conflict, InvalidArgument
 from projections.state import NetworkView
 
 
-def next_free_address(net: NetworkView, *, requested: str = "") -> str:
-    subnet = ipaddress.ip_network(net.subnet, strict=False)
-    pool = ipaddress.ip_network(net.ip_range, strict=False) if net.ip_range else subnet
-    taken = set(net.allocations) | {net.gateway}
+def next_free_address(net: NetworkView, *, requested: str = "", family: int = 4) -> str:
+    """A free address of the network's v4 pool (`family=6`: its v6 pool), or the `requested`
+    one when it is valid and free. v4 and v6 allocations share `net.allocations`."""
+    if family == 6:
+        if not net.enable_ipv6 or not net.subnet6:
+            raise InvalidArgument(f"network {net.name} has no IPv6 subnet",
+                                  hint="create the network with --ipv6 --subnet <v6 CIDR>")
+        return _free_address(net, net.subnet6, net.ip_range6, net.gateway6, requested, 6)
+    return _free_address(net, net.subnet, net.ip_range, net.gateway, requested, 4)
+
+
+def _free_address(net: NetworkView, subnet_text: str, ip_range: str, gateway: str,
+                  requested: str, family: int) -> str:
+    subnet = ipaddress.ip_network(subnet_text, strict=False)
+    pool = ipaddress.ip_network(ip_range, strict=False) if ip_range else subnet
+    taken = set(net.allocations) | {gateway}
+    # Docker's IPAM reserves the network address of both families and the broadcast address
+    # of IPv4 only (IPv6 has none); a /31, /32, /127 or /128 is all host addresses.
+    small = subnet.num_addresses <= 2
+    reserved = set() if small else {subnet.network_address}
+    if not small and family == 4:
+        reserved.add(subnet.broadcast_address)
     if requested:
         try:
             addr = ipaddress.ip_address(requested)
         except ValueError as exc:
+            example = "172.30.0.5" if family == 4 else "2001:db8::5"
             raise InvalidArgument(f"invalid IP address {requested!r}",
-                                  hint="give an address like 172.30.0.5") from exc
-        if addr not in subnet:
+                                  hint=f"give an address like {example}") from exc
+        if addr.version != family or addr not in subnet:
             raise InvalidArgument(f"address {addr} is not in subnet {subnet}",
                                   hint=f"pick an address inside {subnet}")
-        if subnet.num_addresses > 2 and addr in (subnet.network_address,
-                                                 subnet.broadcast_address):
-            raise InvalidArgument(f"address {addr} is the network or broadcast address of "
-                                  f"{subnet}", hint="pick a host address")
+        if addr in reserved:
+            what = "network or broadcast" if family == 4 else "network"
+            raise InvalidArgument(f"address {addr} is the {what} address of {subnet}",
+                                  hint="pick a host address")
         if str(addr) in taken:
             raise Conflict(f"Address already in use: {addr}", hint="pick another address")
         return str(addr)
-    # Every address of the pool, less the subnet's own network and broadcast addresses (not
-    # the pool's: an ip-range of /31 or /32 is still made of host addresses), as Docker's IPAM.
-    reserved = set() if subnet.num_addresses <= 2 else {subnet.network_address,
-                                                         subnet.broadcast_address}
+    # Every address of the pool, less the subnet's own reserved addresses (not the pool's:
+    # an ip-range of /31 or /32 is still made of host addresses), as Docker's IPAM. A v6
+    # pool is walked lazily: a /64 is never listed, only its first free address found.
     for host in pool:
         if host not in reserved and str(host) not in taken:
             return str(host)
-    raise Conflict(f"no available IPv4 addresses on network {net.name}",
+    raise Conflict(f"no available IPv{family} addresses on network {net.name}",
                    hint="use a larger --subnet or remove unused containers from the network")
 
 

@@ -25,7 +25,9 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                           host_routes: list[str], driver: str = "bridge", subnet: str = "",
                           gateway: str = "", ip_range: str = "", internal: bool = False,
                           labels: dict[str, str] | None = None,
-                          options: dict[str, str] | None = None) -> Decision:
+                          options: dict[str, str] | None = None, enable_ipv6: bool = False,
+                          subnet6: str = "", gateway6: str = "",
+                          ip_range6: str = "") -> Decision:
     check_name(name, "network")
     if name in state.network_names:
         raise Conflict(f"network with name {name} already exists",
@@ -40,6 +42,9 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
         except ValueError as exc:
             raise InvalidArgument(f"invalid subnet {subnet!r}", hint="use CIDR: 10.5.0.0/24") \
                 from exc
+        if net.version != 4:  # the v6 pool comes in `subnet6` (see `split_ipam`)
+            raise InvalidArgument(f"subnet {net} is not an IPv4 subnet",
+                                  hint="give IPv6 subnets with --ipv6 beside the IPv4 one")
         for other in used:
             if other and net.overlaps(ipaddress.ip_network(other)):
                 raise Conflict(f"Pool overlaps with other one on this address space ({other})",
@@ -50,14 +55,79 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
         subnet, default_gw = pick_subnet(used, host_routes)
         gateway = gateway or default_gw
     gateway, ip_range = _check_gateway_and_range(subnet, gateway, ip_range)
+    v6 = _decide_ipv6(state, enable_ipv6, subnet6, gateway6, ip_range6)
     bridge = "slg-" + network_id[:11]
     return Decision(op_id=op_id, target=network_id, pending=(
         Pending(stream=stream_of("network", network_id), expected_version=0,
                 event=v.NetworkCreated(network_id=network_id, name=name, driver=driver,
                                        subnet=subnet, gateway=gateway, ip_range=ip_range,
                                        internal=internal, labels=labels or {},
-                                       options=options or {}, bridge=bridge)),),
+                                       options=options or {}, bridge=bridge,
+                                       enable_ipv6=enable_ipv6, **v6)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
+
+
+def split_ipam(configs: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Docker's `IPAM.Config` list — (subnet, gateway, ip range) each — as the v4 and v6
+    keyword arguments of `decide_network_create`: one pool per address family, as most
+    Docker networks have (a second pool of one family is refused, not silently dropped)."""
+    out: dict[str, str] = {}
+    for subnet, gateway, ip_range in configs:
+        family = 4
+        if subnet:
+            try:
+                family = ipaddress.ip_network(subnet, strict=False).version
+            except ValueError:
+                raise InvalidArgument(f"invalid subnet {subnet!r}: invalid CIDR block notation",
+                                      hint="use CIDR: 10.5.0.0/24 or 2001:db8::/64") from None
+        elif gateway:
+            family = 6 if ":" in gateway else 4
+        suffix = "6" if family == 6 else ""
+        if ("subnet" + suffix) in out:
+            raise InvalidArgument(f"more than one IPv{family} subnet given",
+                                  hint="give one IPv4 and at most one IPv6 --subnet")
+        out["subnet" + suffix] = subnet
+        if gateway:
+            out["gateway" + suffix] = gateway
+        if ip_range:
+            out["ip_range" + suffix] = ip_range
+    return out
+
+
+def _decide_ipv6(state: EngineState, enable: bool, subnet6: str, gateway6: str,
+                 ip_range6: str) -> dict[str, str]:
+    """The network's v6 pool, checked like the v4 one (issue 13)."""
+    if not subnet6:
+        if enable:
+            # Docker 24/25 have no default IPv6 pool: the same refusal, as a 400 (moby
+            # libnetwork/ipam getPredefinedPool).
+            raise InvalidArgument("could not find an available, non-overlapping IPv6 address "
+                                  "pool among the defaults to assign to the network",
+                                  hint="give an IPv6 subnet: --ipv6 --subnet 2001:db8:1::/64")
+        if gateway6 or ip_range6:
+            raise InvalidArgument("an IPv6 gateway or ip range needs an IPv6 subnet",
+                                  hint="add --subnet with an IPv6 CIDR")
+        return {}
+    try:
+        net = ipaddress.ip_network(subnet6, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {subnet6!r}: invalid CIDR block notation",
+                              hint="use CIDR: 2001:db8::/64") from None
+    if net.version != 6:
+        raise InvalidArgument(f"subnet {net} is not an IPv6 subnet", hint="use 2001:db8::/64")
+    if not enable:
+        raise InvalidArgument(f"IPv6 subnet {net} given, but IPv6 is not enabled on the network",
+                              hint="add --ipv6 (EnableIPv6) or leave out the IPv6 subnet")
+    if net.prefixlen > 126:
+        raise InvalidArgument(f"IPv6 subnet {net} is too small",
+                              hint="give a prefix of /126 or shorter, like /64")
+    for other in state.networks.values():
+        if other.subnet6 and net.overlaps(ipaddress.ip_network(other.subnet6)):
+            raise Conflict(f"Pool overlaps with other one on this address space "
+                           f"({other.subnet6})", hint="pick a subnet no other network uses")
+    gw, pool = _check_gateway_and_range(str(net), gateway6 or str(net.network_address + 1),
+                                        ip_range6)
+    return {"subnet6": str(net), "gateway6": gw, "ip_range6": pool}
 
 
 def _check_gateway_and_range(subnet: str, gateway: str, ip_range: str) -> tuple[str, str]:

@@ -5,9 +5,10 @@ UDP and TCP (the address only exists on that network's bridge, and the `direct` 
 other networks off it, so a query's network is the socket it arrived on). Wire format is
 parsed and built by `dnslib`.
 
-    A     for a name the resolver callback knows: its addresses (TTL 600, like Docker)
-    other types for such a name: an empty NOERROR answer (no IPv6 yet; never an NXDOMAIN
-          that would make a stub resolver give up on the A record)
+    A     for a name the resolver callback knows: its IPv4 addresses (TTL 600, like Docker)
+    AAAA  the same for its IPv6 addresses (a container on a network with EnableIPv6)
+    other types for such a name (or AAAA with no v6 address): an empty NOERROR answer
+          (never an NXDOMAIN that would make a stub resolver give up on the A record)
     anything else, or a name the callback does not know: forwarded unchanged to the host's
           resolvers (from /etc/resolv.conf, read by the caller), each tried in turn; SERVFAIL
           when none answers in time
@@ -22,7 +23,7 @@ import struct
 from collections.abc import Callable, Sequence
 
 import trio
-from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
+from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 Lookup = Callable[[str, str], Sequence[str]]
 TTL = 600
@@ -43,8 +44,10 @@ def local_answer(network_id: str, data: bytes, lookup: Lookup) -> bytes | None:
     if not addresses:
         return None
     reply = request.reply(ra=1, aa=1)
-    if q.qtype in (QTYPE.A, QTYPE.ANY):
-        for ip in addresses:
+    for ip in addresses:  # the callback gives both families; the question picks one
+        if ":" in ip and q.qtype in (QTYPE.AAAA, QTYPE.ANY):
+            reply.add_answer(RR(q.qname, QTYPE.AAAA, rdata=AAAA(ip), ttl=TTL))
+        elif ":" not in ip and q.qtype in (QTYPE.A, QTYPE.ANY):
             reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
     return bytes(reply.pack())
 

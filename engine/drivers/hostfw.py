@@ -9,7 +9,8 @@ pure planner `engine.network.fwdplan`; this module only runs it and reads it bac
 Every write is one `iptables-restore --noflush` transaction and idempotent: a network's rules
 are replaced only when they differ, deleting an owner with no rules does nothing. When the
 host has no `iptables` at all there is no iptables FORWARD policy to get past, and every
-call does nothing.
+call does nothing. `HostForward(6)` does the same in ip6tables for networks with IPv6
+(issue 13): the rules match interfaces only, so both families get the same text.
 """
 
 from __future__ import annotations
@@ -46,21 +47,22 @@ _ATTEMPTS = 3  # iptables-nft refuses a transaction when another writer raced it
 class HostForward:
     """The SHIPSLOG-FORWARD chain of the host's iptables filter table."""
 
-    def __init__(self) -> None:
+    def __init__(self, family: int = 4) -> None:
         self._lock = threading.Lock()
-        self.available = shutil.which("iptables") is not None \
-            and shutil.which("iptables-restore") is not None
+        self._bin = "ip6tables" if family == 6 else "iptables"
+        self.available = shutil.which(self._bin) is not None \
+            and shutil.which(self._bin + "-restore") is not None
 
     # -- running ----------------------------------------------------------------------------
 
     def _table(self) -> list[str]:
         """`iptables -S` of the filter table. (Not `-S CHAIN`: iptables-nft 1.8.9 calls a
         chain that does not exist "incompatible", like one it cannot parse.)"""
-        p = subprocess.run(["iptables", "-w", "-t", "filter", "-S"], capture_output=True,
+        p = subprocess.run([self._bin, "-w", "-t", "filter", "-S"], capture_output=True,
                            text=True, timeout=_TIMEOUT, check=False)
         if p.returncode != 0:
-            raise KernelError(f"cannot list the iptables filter table: {p.stderr.strip()}",
-                              hint="check `iptables -S FORWARD`")
+            raise KernelError(f"cannot list the {self._bin} filter table: {p.stderr.strip()}",
+                              hint=f"check `{self._bin} -S FORWARD`")
         return p.stdout.splitlines()
 
     def _list(self, chain: str) -> list[str] | None:
@@ -73,13 +75,13 @@ class HostForward:
     def _restore(self, text: str) -> None:
         err = ""
         for _ in range(_ATTEMPTS):
-            p = subprocess.run(["iptables-restore", "-w", "--noflush"], input=text,
+            p = subprocess.run([self._bin + "-restore", "-w", "--noflush"], input=text,
                                capture_output=True, text=True, timeout=_TIMEOUT, check=False)
             if p.returncode == 0:
                 return
             err = p.stderr.strip()
-        raise KernelError(f"iptables refused the forward rules: {err}",
-                          hint=f"check `iptables -S {CHAIN}`")
+        raise KernelError(f"{self._bin} refused the forward rules: {err}",
+                          hint=f"check `{self._bin} -S {CHAIN}`")
 
     def _present(self) -> list[ForwardRule]:
         return parse_chain(self._list(CHAIN) or [])

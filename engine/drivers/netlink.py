@@ -49,6 +49,8 @@ RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE = 0
 RTN_UNICAST = 1
 SIOCGIFHWADDR = 0x8927
+IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at once (Docker)
+_WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
 
 
 @dataclass(frozen=True)
@@ -79,31 +81,28 @@ def configure_peer(plan: VethPlan) -> None:
     set_link_up(plan.peer_ifname)
     index = socket.if_nametoindex(plan.peer_ifname)
     ip, prefix = plan.ip_cidr.split("/")
-    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
     addr = ifaddrmsg()
     addr["family"] = socket.AF_INET
     addr["prefixlen"] = int(prefix)
     addr["index"] = index
     broadcast = ipaddress.IPv4Network(plan.ip_cidr, strict=False).broadcast_address
     addr["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_BROADCAST", str(broadcast))]
-    addr["header"]["type"] = RTM_NEWADDR
-    addr["header"]["flags"] = flags
-    addr["header"]["sequence_number"] = 1
-    addr.encode()
-    messages = [bytes(addr.data)]
+    messages = [_message(addr, RTM_NEWADDR, 1)]
     if plan.default_route:
-        route = rtmsg()
-        route["family"] = socket.AF_INET
-        route["table"] = RT_TABLE_MAIN
-        route["proto"] = RTPROT_STATIC
-        route["scope"] = RT_SCOPE_UNIVERSE
-        route["type"] = RTN_UNICAST
-        route["attrs"] = [("RTA_GATEWAY", plan.gateway), ("RTA_OIF", index)]
-        route["header"]["type"] = RTM_NEWROUTE
-        route["header"]["flags"] = flags
-        route["header"]["sequence_number"] = 2
-        route.encode()
-        messages.append(bytes(route.data))
+        messages.append(_message(_default_route(socket.AF_INET, plan.gateway, index),
+                                 RTM_NEWROUTE, 2))
+    if plan.ip6_cidr:
+        ip6, prefix6 = plan.ip6_cidr.split("/")
+        addr6 = ifaddrmsg()
+        addr6["family"] = socket.AF_INET6
+        addr6["prefixlen"] = int(prefix6)
+        addr6["index"] = index
+        addr6["flags"] = IFA_F_NODAD
+        addr6["attrs"] = [("IFA_ADDRESS", ip6)]
+        messages.append(_message(addr6, RTM_NEWADDR, 3))
+        if plan.default_route:
+            messages.append(_message(_default_route(socket.AF_INET6, plan.gateway6, index),
+                                     RTM_NEWROUTE, 4))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                        NETLINK_ROUTE) as s:
         s.bind((0, 0))
@@ -117,13 +116,32 @@ def configure_peer(plan: VethPlan) -> None:
                 if mtype == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
                     if code:
-                        what = "address" if seq == 1 else "default route"
+                        what = _WHAT.get(seq, "address")
                         raise KernelError(f"cannot set the {what} of {plan.peer_ifname}: "
                                           f"{os.strerror(code)}")
                     pending -= 1
                 offset += (length + 3) & ~3
                 if length == 0:
                     break
+
+
+def _default_route(family: int, gateway: str, index: int) -> rtmsg:
+    route = rtmsg()
+    route["family"] = family
+    route["table"] = RT_TABLE_MAIN
+    route["proto"] = RTPROT_STATIC
+    route["scope"] = RT_SCOPE_UNIVERSE
+    route["type"] = RTN_UNICAST
+    route["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
+    return route
+
+
+def _message(msg: ifaddrmsg | rtmsg, mtype: int, seq: int) -> bytes:
+    msg["header"]["type"] = mtype
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    return bytes(msg.data)
 
 
 class Netlink:
@@ -161,6 +179,13 @@ class Netlink:
                 self._ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
             except NetlinkError as exc:
                 _ignore(exc, errno.EEXIST)
+            if plan.gateway6_cidr:
+                ip6, prefix6 = plan.gateway6_cidr.split("/")
+                try:
+                    self._ipr.addr("add", index=index, address=ip6, prefixlen=int(prefix6),
+                                   flags=IFA_F_NODAD)
+                except NetlinkError as exc:
+                    _ignore(exc, errno.EEXIST)
             self._ipr.link("set", index=index, state="up")
             return index
 

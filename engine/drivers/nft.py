@@ -43,6 +43,7 @@ from engine.network.nftplan import (
 )
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+IP6_FORWARD = Path("/proc/sys/net/ipv6/conf/all/forwarding")
 _OUTPUT_HANDLE = 1 << 3  # NFT_CTX_OUTPUT_HANDLE, libnftables.h
 _OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
 
@@ -217,7 +218,8 @@ class Nft:
 
 
 def enable_ip_forward(path: Path = IP_FORWARD) -> bool:
-    """Turn IPv4 forwarding on; True when we changed it, so the caller can record that."""
+    """Turn IPv4 forwarding on (`IP6_FORWARD`: IPv6, as Docker's bridge driver does for a
+    network with --ipv6); True when we changed it, so the caller can record that."""
     if path.read_text().strip() == "1":
         return False
     path.write_text("1\n")

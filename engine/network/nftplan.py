@@ -65,6 +65,7 @@ class NetworkRules:
     bridge: str
     subnet: str
     internal: bool = False
+    subnet6: str = ""  # the network's IPv6 subnet, when it has EnableIPv6
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,19 @@ def base_ruleset() -> str:
 
 
 def network_rules(net: NetworkRules) -> list[str]:
-    """`add rule` lines for one network (its bridge, subnet and --internal flag)."""
+    """`add rule` lines for one network (its bridge, subnets and --internal flag). Our table
+    is `inet`: the interface matches below see both families, the address matches are
+    written once per family (`ip` only ever matches IPv4 packets, issue 13)."""
     br = _ifname(net.bridge)
-    subnet = ipaddress.IPv4Network(net.subnet, strict=False)
+    subnets = [("ip", ipaddress.IPv4Network(net.subnet, strict=False))]
+    if net.subnet6:
+        subnets.append(("ip6", ipaddress.IPv6Network(net.subnet6, strict=False)))
     c = f'comment "{owner_comment("net", net.network_id)}"'
-    lines = [
-        # Only the bridge itself (and the host, via lo) may address the subnet: blocks direct
-        # routing to unpublished container ports from other interfaces (Docker 28 does the same).
-        f'add rule {T} direct iifname != {{ "lo", "{br}" }} ip daddr {subnet} drop {c}',
-        f'add rule {T} isolate iifname "{br}" oifname "slg-*" oifname != "{br}" drop {c}',
-    ]
+    # Only the bridge itself (and the host, via lo) may address the subnet: blocks direct
+    # routing to unpublished container ports from other interfaces (Docker 28 does the same).
+    lines = [f'add rule {T} direct iifname != {{ "lo", "{br}" }} {fam} daddr {subnet} drop {c}'
+             for fam, subnet in subnets]
+    lines.append(f'add rule {T} isolate iifname "{br}" oifname "slg-*" oifname != "{br}" drop {c}')
     if net.internal:
         lines += [
             f'add rule {T} isolate iifname "{br}" oifname != "{br}" drop {c}',
@@ -166,11 +170,15 @@ def network_rules(net: NetworkRules) -> list[str]:
             f'add rule {T} isolate oifname "{br}" ct state established,related accept {c}',
             f'add rule {T} isolate oifname "{br}" ct status dnat accept {c}',
             f'add rule {T} isolate oifname "{br}" drop {c}',
-            f'add rule {T} masq ip saddr {subnet} oifname != "{br}" masquerade {c}',
-            # hairpin: a member reaching another member through a published port on a host
-            # address must get the reply back through the host, not straight from the peer
-            f'add rule {T} masq oifname "{br}" ip saddr {subnet} ct status dnat masquerade {c}',
         ]
+        for fam, subnet in subnets:  # Docker with ip6tables masquerades v6 subnets too
+            lines += [
+                f'add rule {T} masq {fam} saddr {subnet} oifname != "{br}" masquerade {c}',
+                # hairpin: a member reaching another member through a published port on a
+                # host address must get the reply back through the host, not from the peer
+                f'add rule {T} masq oifname "{br}" {fam} saddr {subnet} ct status dnat '
+                f'masquerade {c}',
+            ]
     return lines
 
 

@@ -70,6 +70,7 @@ class BridgePlan:
     name: str
     gateway_cidr: str  # e.g. "10.211.0.1/24"
     mtu: int = DEFAULT_MTU
+    gateway6_cidr: str = ""  # e.g. "2001:db8::1/64" on a network with IPv6
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class VethPlan:
     mac: str
     mtu: int = DEFAULT_MTU
     default_route: bool = True  # only the first network a container joins gets the default
+    ip6_cidr: str = ""  # e.g. "2001:db8::2/64"; set without DAD (usable at once, as Docker)
+    gateway6: str = ""
 
 
 def _check_ifname(name: str) -> str:
@@ -91,24 +94,39 @@ def _check_ifname(name: str) -> str:
     return name
 
 
-def plan_bridge(bridge: str, subnet: str, gateway: str, *, mtu: int = DEFAULT_MTU) -> BridgePlan:
+def _v6_cidr(subnet6: str, address: str) -> str:
+    net = ipaddress.IPv6Network(subnet6, strict=False)
+    addr = ipaddress.IPv6Address(address)
+    if addr not in net:
+        raise InvalidArgument(f"address {addr} is not in subnet {net}")
+    return f"{addr}/{net.prefixlen}"
+
+
+def plan_bridge(bridge: str, subnet: str, gateway: str, *, mtu: int = DEFAULT_MTU,
+                subnet6: str = "", gateway6: str = "") -> BridgePlan:
     net = ipaddress.IPv4Network(subnet, strict=False)
     gw = ipaddress.IPv4Address(gateway)
     if gw not in net:
         raise InvalidArgument(f"gateway {gw} is not in subnet {net}")
-    return BridgePlan(name=_check_ifname(bridge), gateway_cidr=f"{gw}/{net.prefixlen}", mtu=mtu)
+    return BridgePlan(name=_check_ifname(bridge), gateway_cidr=f"{gw}/{net.prefixlen}", mtu=mtu,
+                      gateway6_cidr=_v6_cidr(subnet6, gateway6) if subnet6 else "")
 
 
 def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, gateway: str,
               ip: str, netns_path: str, ifname: str = "eth0", mtu: int = DEFAULT_MTU,
-              default_route: bool = True) -> VethPlan:
+              default_route: bool = True, subnet6: str = "", gateway6: str = "",
+              ip6: str = "") -> VethPlan:
     net = ipaddress.IPv4Network(subnet, strict=False)
     addr = ipaddress.IPv4Address(ip)
     if addr not in net:
         raise InvalidArgument(f"address {addr} is not in subnet {net}")
     if ipaddress.IPv4Address(gateway) not in net:
         raise InvalidArgument(f"gateway {gateway} is not in subnet {net}")
+    ip6_cidr = _v6_cidr(subnet6, ip6) if ip6 else ""
+    if ip6:
+        _v6_cidr(subnet6, gateway6)
     return VethPlan(host_ifname=veth_name(container_id, network_id),
                     peer_ifname=_check_ifname(ifname), bridge=_check_ifname(bridge),
                     netns_path=netns_path, ip_cidr=f"{addr}/{net.prefixlen}", gateway=gateway,
-                    mac=mac_for_ip(ip), mtu=mtu, default_route=default_route)
+                    mac=mac_for_ip(ip), mtu=mtu, default_route=default_route,
+                    ip6_cidr=ip6_cidr, gateway6=gateway6 if ip6 else "")

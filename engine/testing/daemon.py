@@ -175,14 +175,18 @@ class DaemonProcess:
         except Exception:  # noqa: BLE001 - a test damaged the log on purpose; it cleans up
             return
 
-        netlink, nft, hostfw = Netlink(), Nft(), HostForward()
+        netlink, nft, hostfw, hostfw6 = Netlink(), Nft(), HostForward(), HostForward(6)
         try:
             for net in nets:
                 nft.delete_rules_of(net.id)
                 hostfw.delete_rules_of(net.id)
+                if net.subnet6:
+                    hostfw6.delete_rules_of(net.id)
                 netlink.delete_bridge(net.bridge)
             nft.remove_if_unused()
             hostfw.remove_if_unused()
+            if any(net.subnet6 for net in nets):
+                hostfw6.remove_if_unused()
         finally:
             netlink.close()
 
@@ -248,6 +252,10 @@ def kernel_inventory() -> dict[str, list[str]]:
         f = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True,
                            check=False)
         inv["iptables"] = sorted(x for x in f.stdout.splitlines() if "SHIPSLOG" in x)
+    if shutil.which("ip6tables"):  # the same for networks with IPv6 (issue 13)
+        f = subprocess.run(["ip6tables", "-w", "-S"], capture_output=True, text=True,
+                           check=False)
+        inv["ip6tables"] = sorted(x for x in f.stdout.splitlines() if "SHIPSLOG" in x)
     inv["cgroups"] = sorted(str(p) for p in cgroups_of(Path("/")))
     procs = []
     for pid_dir in Path("/proc").iterdir():

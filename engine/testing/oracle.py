@@ -153,7 +153,8 @@ def check(d: DaemonProcess, *, open_ops: bool = False) -> EngineState:
     assert {cid for _, cid in endpoints} <= running, "endpoints of stopped containers"
     allocations = {(nid, cid, a) for nid, n in state.networks.items()
                    for a, cid in n.allocations.items()}
-    assert allocations == {(nid, cid, ep.ip) for (nid, cid), ep in endpoints.items()}, \
+    assert allocations == {(nid, cid, a) for (nid, cid), ep in endpoints.items()
+                           for a in (ep.ip, ep.ip6) if a}, \
         "addresses allocated without an endpoint (or the reverse)"
     assert {cid for cid, c in containers.items() if c.ports} <= running
     bridges = {n.bridge for n in state.networks.values()}

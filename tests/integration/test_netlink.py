@@ -256,3 +256,48 @@ def test_setup_time_per_container(lab: NetLab, capsys: pytest.CaptureFixture[str
         print(f"\nnetns+veth+address+route per container: median {statistics.median(times):.1f}"
               f" ms, max {max(times):.1f} ms over {len(times)}")
     assert len(lab.netlink.list_links()) >= 21
+
+
+def _dual_endpoint(lab: NetLab, bridge: BridgePlan, subnet: ipaddress.IPv4Network,
+                   subnet6: str, network_id: str, host: int) -> Endpoint:
+    cid = os.urandom(32).hex()
+    path = lab.netns(cid)
+    ip6 = str(ipaddress.IPv6Network(subnet6)[host])
+    plan = plan_veth(cid, network_id, bridge=bridge.name, subnet=str(subnet),
+                     gateway=str(subnet[1]), ip=str(subnet[host]), netns_path=path,
+                     subnet6=subnet6, gateway6=str(ipaddress.IPv6Network(subnet6)[1]), ip6=ip6)
+    lab.netlink.connect(plan)
+    ep = Endpoint(container_id=cid, ip=ip6, netns=path, plan=plan)
+    lab.endpoints.append(ep)
+    return ep
+
+
+def test_dual_stack_endpoints_get_usable_v6_addresses_and_routes(
+        lab: NetLab, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: the bridge's v6 gateway and each peer's v6 address are set without DAD (no
+    `tentative` flag: usable at once) with a v6 default route, beside the v4 ones."""
+    subnet = free_subnet(116)
+    subnet6 = "fd5c:1e0f:6a3b:74::/64"
+    nid = os.urandom(32).hex()
+    br = plan_bridge("slg-" + nid[:11], str(subnet), str(subnet[1]), subnet6=subnet6,
+                     gateway6="fd5c:1e0f:6a3b:74::1")
+    lab.bridges.append(br)
+    lab.netlink.ensure_bridge(br)
+    lab.netlink.ensure_bridge(br)  # idempotent: the v6 gateway is kept, not refused
+    times = []
+    eps = []
+    for host in (2, 3):
+        t0 = time.perf_counter()
+        eps.append(_dual_endpoint(lab, br, subnet, subnet6, nid, host))
+        times.append((time.perf_counter() - t0) * 1000)
+    a, b = eps
+    addrs = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "-6", "addr", "show", "eth0"],
+                           capture_output=True, text=True).stdout
+    assert "fd5c:1e0f:6a3b:74::2/64" in addrs and "tentative" not in addrs.split("fe80")[0]
+    routes = subprocess.run(["nsenter", f"--net={a.netns}", "ip", "-6", "route"],
+                            capture_output=True, text=True).stdout
+    assert "default via fd5c:1e0f:6a3b:74::1 dev eth0" in routes
+    assert ping(a.netns, b.ip) and ping(b.netns, "fd5c:1e0f:6a3b:74::1")
+    with capsys.disabled():
+        print(f"\ndual-stack netns+veth+2 addresses+2 routes: {times[0]:.1f} ms, "
+              f"{times[1]:.1f} ms")
