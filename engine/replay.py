@@ -377,11 +377,15 @@ class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
     head_hash: str
     identical: bool  # every recomputed hash equals the exported one
     first_difference: int | None = None
+    # The first event whose command line the export hid (recorded before issue 15 with a
+    # secret in it): from there on the bundle's hashes cannot be recomputed.
+    first_redacted: int | None = None
 
 
 def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
     """Append a bundle's events to a new log at `path` (which must not exist yet)."""
     from events.envelope import Actor, Pending
+    from events.redact import REDACTED
     from events.vocabulary import Event
     from projections.engine import EngineProjection
 
@@ -395,6 +399,7 @@ def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
             raise ShipslogError(f"{path} already holds events", hint="load into a new directory")
         expected: list[tuple[int, str]] = []
         batch: list[dict[str, Any]] = []
+        first_redacted: int | None = None
 
         def flush() -> None:
             if not batch:
@@ -425,11 +430,14 @@ def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
                     flush()
             batch.append(e)
             expected.append((e["seq"], e["hash"]))
+            if first_redacted is None and any(
+                    REDACTED in part for part in (e["actor"].get("command") or ())):
+                first_redacted = e["seq"]
         flush()
         got = {env.seq: env.hash for env in store.read(0)}
         diff = next((seq for seq, h in expected if got.get(seq) != h), None)
         return LoadReport(events=len(expected), head_hash=store.last_hash(),
                           identical=diff is None and len(got) == len(expected),
-                          first_difference=diff)
+                          first_difference=diff, first_redacted=first_redacted)
     finally:
         store.close()

@@ -309,10 +309,19 @@ def cmd_debug_load(ctx: Context, args: argparse.Namespace) -> int:
     os.makedirs(args.root, mode=0o700, exist_ok=True)
     with open(args.file, "rb") as fh:
         report = load_bundle(iter(fh), os.path.join(args.root, "events.db"))
-    if not report.identical:
+    redacted = report.first_redacted
+    same = "the same hash chain"
+    if not report.identical and redacted is not None and \
+            (report.first_difference or 0) >= redacted:
+        # Not tampering: the export hid a secret the log recorded before issue 15.
+        ctx.err(f"warning: event {redacted} was recorded with a secret in its command line, "
+                "hidden by the export; from there on the hashes are the new log's own")
+        same = f"the same hash chain up to event {report.first_difference - 1}" \
+            if report.first_difference else same
+    elif not report.identical:
         raise CliError(f"loaded {report.events} events, but event {report.first_difference} "
                        "hashes differently than in the bundle",
                        "the bundle was altered, or written by another schema version", 1)
-    ctx.out(f"loaded {report.events} events into {args.root}: the same hash chain, head "
+    ctx.out(f"loaded {report.events} events into {args.root}: {same}, head "
             f"{report.head_hash[:16]}…; query it with 'shipslog --root {args.root} ...'")
     return 0

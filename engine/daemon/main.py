@@ -216,7 +216,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
-                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx))
+                      df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx),
+                      secret_key=secrets.key())
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,
                 max_events=args.compact_max_events, interval_s=args.compact_interval,
