@@ -311,7 +311,7 @@ def cmd_debug_load(ctx: Context, args: argparse.Namespace) -> int:
         report = load_bundle(iter(fh), os.path.join(args.root, "events.db"))
     redacted = report.first_redacted
     same = "the same hash chain"
-    if not report.identical and redacted is not None and \
+    if not report.identical and redacted is not None and report.bad_link is None and \
             (report.first_difference or 0) >= redacted:
         # Not tampering: the export hid a secret the log recorded before issue 15.
         ctx.err(f"warning: event {redacted} was recorded with a secret in its command line, "
@@ -319,7 +319,9 @@ def cmd_debug_load(ctx: Context, args: argparse.Namespace) -> int:
         same = f"the same hash chain up to event {report.first_difference - 1}" \
             if report.first_difference else same
     elif not report.identical:
-        raise CliError(f"loaded {report.events} events, but event {report.first_difference} "
+        bad = report.first_difference if report.bad_link is None or \
+            (report.first_difference or 0) < (redacted or 0) else report.bad_link
+        raise CliError(f"loaded {report.events} events, but event {bad} "
                        "hashes differently than in the bundle",
                        "the bundle was altered, or written by another schema version", 1)
     ctx.out(f"loaded {report.events} events into {args.root}: {same}, head "
