@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("debug", help="Export the log as a bundle, or load one elsewhere")
     dsub = p.add_subparsers(dest="debug_verb", metavar="COMMAND", required=True)
     e = dsub.add_parser("export", help="Write events 1..N with their envelopes to FILE (no "
-                        "secret values: the log never holds them)")
+                        "secret values: the log never holds them, and those an older log "
+                        "recorded in command lines are hidden)")
     e.add_argument("--to", default=None, metavar="N", help="last event (default: the head)")
     e.add_argument("file", metavar="FILE")
     e.set_defaults(func=cmd_debug_export)
