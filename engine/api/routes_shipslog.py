@@ -26,6 +26,7 @@ frozen; `--at` here and `shipslog --root DIR` (engine/cli/local.py) both answer 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -227,8 +228,13 @@ def shown_actor(actor: Actor) -> Actor:
     the chain), and every answer that shows them applies today's rule: `<redacted>`."""
     if not actor.command:
         return actor
-    command = redact_argv(actor.command)
+    command = _shown_command(actor.command)
     return actor if command == actor.command else msgspec.structs.replace(actor, command=command)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shown_command(command: tuple[str, ...]) -> tuple[str, ...]:
+    return redact_argv(command)  # without the key: old values show as `<redacted>`
 
 
 def shown_envelopes(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
