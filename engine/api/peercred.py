@@ -53,7 +53,12 @@ def read_cmdline(pid: int, proc: str = "/proc") -> tuple[str, ...] | None:
         return None
     if not raw:
         return None  # kernel threads and zombies have an empty cmdline
-    return tuple(part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0"))
+    parts = raw.rstrip(b"\0").split(b"\0")
+    if len(raw) == MAX_CMDLINE and not raw.endswith(b"\0"):
+        # Cut mid-word: half of `http://u:secret@proxy` no longer looks like a URL to the
+        # redaction, so the partial word is not kept (issue 15).
+        parts[-1] = "…".encode()
+    return tuple(part.decode("utf-8", "replace") for part in parts)
 
 
 def actor_from_socket(sock: _HasGetsockopt, *, via: str = "api",

@@ -6,6 +6,7 @@ hidden by `redact_argv`, whatever surrounds it, and nothing else changes shape."
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,3 +107,19 @@ def test_request_targets_keep_no_values() -> None:
     target = "/v1.43/build?buildargs=%7B%22K%22%3A%22s3cret%22%7D&t=img"
     assert redact_target(target) == "/v1.43/build?buildargs=…&t=…"
     assert "s3cret" not in redact_target("/v1.43/images/me%3As3cret%40reg%2Fimg/json")
+
+
+def test_a_command_line_cut_mid_word_drops_the_partial_word(tmp_path: Path) -> None:
+    """/proc/PID/cmdline is read up to MAX_CMDLINE bytes: the cut may fall inside a URL's
+    credentials, where the rest no longer looks like a URL."""
+    from engine.api.peercred import MAX_CMDLINE, read_cmdline
+
+    head = b"docker\0run\0--label\0" + b"x" * (MAX_CMDLINE - 40) + b"\0"
+    word = b"http://u:CANARYsecret@proxy:3128"
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "cmdline").write_bytes(head + word + b"\0busybox\0")
+    argv = read_cmdline(7, proc=str(tmp_path))
+    assert argv is not None and argv[:3] == ("docker", "run", "--label")
+    assert argv[-1] == "…" and "CANARY" not in "".join(redact_argv(argv, KEY))
+    (tmp_path / "7" / "cmdline").write_bytes(b"docker\0ps\0")
+    assert read_cmdline(7, proc=str(tmp_path)) == ("docker", "ps")
