@@ -8,11 +8,14 @@ the daemon's log at debug level."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ import pytest
 from engine.cli.main import run
 from engine.testing.daemon import DaemonProcess
 from engine.testing.dockercli import needs_docker
+from events.store import EventStore
+from projections.engine import EngineProjection
 from tests.integration.conftest import loaded_daemon
 
 pytestmark = [pytest.mark.kernel, needs_docker]
@@ -129,6 +134,19 @@ def hits(canary: str, files: list[Path]) -> list[str]:
     return [str(f) for f in files if any(n in f.read_bytes() for n in wanted)]
 
 
+def snapshot_hits(canary: str, db: Path) -> list[str]:
+    """Take a projection snapshot of the stopped daemon's log and search it (snapshots are
+    zlib-compressed, so a search of the file's bytes would not see into them)."""
+    with EventStore.open(str(db), projection=EngineProjection()) as store:
+        assert store.snapshot() is not None
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        blobs = [zlib.decompress(row[0]) for row in
+                 conn.execute("SELECT state FROM projection_snapshots")]
+    assert blobs
+    return [f"snapshot {i}" for i, blob in enumerate(blobs)
+            if any(n in blob for n in needles(canary))]
+
+
 def state_files(root: Path) -> list[Path]:
     """Every regular file of the state root but the secret store."""
     out = []
@@ -167,6 +185,7 @@ def test_a_secret_given_every_way_is_recorded_nowhere(busybox_tar: Path) -> None
                   if any(n in text.encode() for n in needles(canary))]
         d.stop()
         found += hits(canary, [d.base / "daemon.log", *state_files(d.root)])
+        found += snapshot_hits(canary, d.root / "events.db")
         assert "DEBUG" in (d.base / "daemon.log").read_text()  # the debug level was on
         assert not found, f"{canary} found in {sorted(set(found))}"
         # The containers still got their values: the secret store did its job.
