@@ -82,8 +82,6 @@ _ENV_FLAGS = frozenset({"--env", "--build-arg"})
 _SECRET_OPTION = re.compile(r"--[\w-]*(?:password|passwd|token|credential|api-?key)[\w-]*",
                             re.IGNORECASE)
 _NO_VALUE_OPTION = re.compile(r"--[\w-]*-(?:stdin|file)", re.IGNORECASE)
-# Short flags taking a secret: `-e` (`-e K=V`, `-ie K=V`, `-eK=V`), and `-p` of `login` only
-# (elsewhere `-p` publishes a port).
 # `name=value` inside option lists (`--mount …,volume-opt=o=username=u,password=…`,
 # `--opt o=…`, `--log-opt token=…`): a sensitive name hides its value up to the next comma.
 _SECRET_PAIR = re.compile(
@@ -143,6 +141,7 @@ def _read_token(key: bytes | None, tok: str, login: bool) -> tuple[str, _Consume
     if tok.startswith("-"):
         # A cluster of one-letter flags: the first that takes a value takes the rest of the
         # token, or the next token (pflag and argparse read `-ieK=V` and `-ie K=V` alike).
+        # Two take a secret: `-e`, and `-p` after `login` (elsewhere `-p` publishes a port).
         for at, letter in enumerate(tok[1:], start=2):
             hide = _mask_env if letter == "e" else _mask if letter == "p" and login else None
             if hide is not None:
