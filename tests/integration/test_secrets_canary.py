@@ -164,12 +164,14 @@ def test_a_secret_given_every_way_is_recorded_nowhere(busybox_tar: Path) -> None
         give_the_secret(d, canary)
         assert answer(d, "system", "compact", "--before", "0s")  # removed containers' events
         assert list((d.root / "archive").iterdir()), "the compaction archived nothing"
+        head = f"seq:{d.client().get_json('/shipslog/audit/head')['seq']}"
         answers = {
             "history": answer(d, "history", "kept", "--format", "json"),
             "history (removed, archived)": answer(d, "history", "dkept", "--format", "json"),
             "audit who": answer(d, "audit", "who", "--format", "json"),
-            "events": answer(d, "events", "--all", "--since", "seq:1", "--until",
-                             f"seq:{d.client().get_json('/shipslog/audit/head')['seq']}",
+            "events --all": answer(d, "events", "--all", "--since", "seq:1", "--until", head,
+                                   "--format", "json"),
+            "events": answer(d, "events", "--since", "seq:1", "--until", head,
                              "--format", "json"),
             "inspect": answer(d, "inspect", "kept", "--format", "json"),
             "ps": answer(d, "ps", "-a", "--format", "json"),
