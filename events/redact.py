@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from events.values import EnvEntry
 
@@ -182,8 +182,13 @@ def redact_target(target: str) -> str:
     the query's names without their values (`/build?buildargs=…` carries build args, an image
     reference can carry `user:pass@`; the log keeps no request data, at any level)."""
     path, sep, query = target.partition("?")
-    path = scrub_text(None, unquote(path))
+    path = _loggable(scrub_text(None, unquote(path)))
     if not sep:
         return path
     names = [part.partition("=")[0] for part in query.split("&") if part]
-    return path + "?" + "&".join(scrub_text(None, unquote(n)) + "=…" for n in names)
+    return path + "?" + "&".join(_loggable(scrub_text(None, unquote(n))) + "=…" for n in names)
+
+
+def _loggable(text: str) -> str:
+    # Decoded for the scrub, encoded again for the log: a `%0a` must not start a forged line.
+    return quote(text, safe="/:@=,;+$!*'()~<>-._")

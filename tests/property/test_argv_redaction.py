@@ -106,6 +106,9 @@ def test_request_targets_keep_no_values() -> None:
     target = "/v1.43/build?buildargs=%7B%22K%22%3A%22s3cret%22%7D&t=img"
     assert redact_target(target) == "/v1.43/build?buildargs=…&t=…"
     assert "s3cret" not in redact_target("/v1.43/images/me%3As3cret%40reg%2Fimg/json")
+    assert redact_target("/v1.43/containers/x%0aforged/json") == \
+        "/v1.43/containers/x%0Aforged/json"
+    assert redact_target("/v1.43/containers/web/json") == "/v1.43/containers/web/json"
 
 
 def test_a_command_line_cut_mid_word_drops_the_partial_word(tmp_path: Path) -> None:
