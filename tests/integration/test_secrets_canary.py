@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.client import ApiError
 from engine.cli.main import run
 from engine.testing.daemon import DaemonProcess
 from engine.testing.dockercli import needs_docker
@@ -109,8 +110,13 @@ def give_the_secret(d: DaemonProcess, canary: str) -> None:
     assert docker(d, "login", "-u", "me", "--password-stdin", NOWHERE, stdin=canary) != 0
     assert docker(d, "volume", "create", "-o", "type=cifs", "-o", "device=//h/s",
                   "-o", f"o=password={canary}", "v4") != 0
-    # A request the daemon refuses, with the value in its body.
-    assert docker(d, "run", "--rm", "-e", f"=bad{canary}", "busybox", "true") != 0
+    # Requests the daemon refuses, with the value in their bodies (Docker's CLI refuses
+    # `-e =V` itself; ours and a raw API call reach the daemon).
+    assert shipslog(d, "run", "--rm", "-e", f"=bad{canary}", "busybox", "true") != 0
+    for env in ([f"=bad{canary}"], [f"A=x\n{canary}"], f"A={canary}"):
+        with pytest.raises(ApiError) as refused:
+            d.client().post_json("/containers/create", {"Image": "busybox", "Env": env})
+        assert refused.value.status == 400
     assert docker(d, "rm", "-f", "dkept") == 0  # its events go to the archive
 
 
