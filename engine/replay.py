@@ -377,11 +377,34 @@ class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
     head_hash: str
     identical: bool  # every recomputed hash equals the exported one
     first_difference: int | None = None
+    # The first event whose command line the export hid (recorded before issue 15 with a
+    # secret in it): from there on the loaded log's hashes differ from the bundle's. Every
+    # later event that was not hidden is still checked against the bundle's own chain (its
+    # hash follows from the hash before it): `bad_link` names the first that does not.
+    first_redacted: int | None = None
+    bad_link: int | None = None
+
+
+def _bundle_link_ok(e: dict[str, Any], prev_hash: str) -> bool:
+    """Does bundle line `e`'s hash follow from `prev_hash` and its own fields?"""
+    from events.codec import actor_bytes, canonical_bytes, encode_event
+    from events.envelope import Actor
+    from events.hashing import chain_hash
+    from events.vocabulary import Event
+
+    canonical = canonical_bytes(
+        seq=e["seq"], stream=e["stream"], stream_version=e["stream_version"],
+        schema_version=e["schema_version"], recorded_at=e["timeNano"],
+        actor=actor_bytes(msgspec.convert(e["actor"], Actor)), op_id=e["op_id"],
+        command_id=e.get("command_id"), type_name=e["type"],
+        payload=encode_event(msgspec.convert(e["event"], Event)))
+    return bool(chain_hash(prev_hash, canonical) == e["hash"])
 
 
 def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
     """Append a bundle's events to a new log at `path` (which must not exist yet)."""
     from events.envelope import Actor, Pending
+    from events.redact import REDACTED
     from events.vocabulary import Event
     from projections.engine import EngineProjection
 
@@ -395,6 +418,9 @@ def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
             raise ShipslogError(f"{path} already holds events", hint="load into a new directory")
         expected: list[tuple[int, str]] = []
         batch: list[dict[str, Any]] = []
+        first_redacted: int | None = None
+        bad_link: int | None = None
+        prev_hash = "0" * 64
 
         def flush() -> None:
             if not batch:
@@ -425,11 +451,19 @@ def load_bundle(lines: Iterator[bytes], path: str) -> LoadReport:
                     flush()
             batch.append(e)
             expected.append((e["seq"], e["hash"]))
+            hidden = any(REDACTED in part for part in (e["actor"].get("command") or ()))
+            if first_redacted is None and hidden:
+                first_redacted = e["seq"]
+            elif first_redacted is not None and bad_link is None and not hidden and \
+                    not _bundle_link_ok(e, prev_hash):
+                bad_link = e["seq"]
+            prev_hash = e["hash"]
         flush()
         got = {env.seq: env.hash for env in store.read(0)}
         diff = next((seq for seq, h in expected if got.get(seq) != h), None)
         return LoadReport(events=len(expected), head_hash=store.last_hash(),
                           identical=diff is None and len(got) == len(expected),
-                          first_difference=diff)
+                          first_difference=diff, first_redacted=first_redacted,
+                          bad_link=bad_link)
     finally:
         store.close()

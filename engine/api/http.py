@@ -61,6 +61,7 @@ from engine.api.router import (  # App and Limits are re-exported: serve_unix(pa
     split_version,
 )
 from engine.errors import InvalidArgument, ShipslogError, Unavailable
+from events.redact import redact_target
 
 __all__ = [
     "App",
@@ -376,7 +377,7 @@ class _Connection(BodySource):
             log.debug(
                 "%s %s -> %d (uid=%s pid=%s)",
                 method,
-                self.target,
+                redact_target(self.target),  # no request data in the log (issue 15)
                 response.status,
                 getattr(self.actor, "uid", "?"),
                 getattr(self.actor, "pid", "?"),
@@ -513,7 +514,7 @@ async def _serve_connection(app: App, stream: trio.SocketStream, tracked: _Track
     try:
         async with stream:
             try:
-                actor = peercred.actor_from_socket(stream.socket)
+                actor = peercred.actor_from_socket(stream.socket, key=app.secret_key)
             except OSError:
                 log.warning("no peer credentials on a connection; closing it")
                 return

@@ -408,6 +408,7 @@ class App:
         limits: Limits | None = None,
         server_name: str = SERVER_NAME,
         policy: Policy | None = None,
+        secret_key: bytes | None = None,
     ) -> None:
         self.router = Router()
         for router in routers:
@@ -416,6 +417,9 @@ class App:
         self.limits = limits or Limits()
         self.server_name = server_name
         self.policy = policy
+        # Digests the secret values of callers' command lines (engine/api/peercred.py); without
+        # it they are still hidden, as `<redacted>`.
+        self.secret_key = secret_key
 
     def common_headers(self) -> list[tuple[str, str]]:
         return [

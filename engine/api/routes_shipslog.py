@@ -26,7 +26,8 @@ frozen; `--at` here and `shipslog --root DIR` (engine/cli/local.py) both answer 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from events import vocabulary as v
 from events.archive import events_of_streams
 from events.envelope import Actor, Envelope, stream_of
 from events.follow import follow
+from events.redact import redact_argv
 from events.store import EventStore
 from projections import history as hist
 from projections.state import EngineState
@@ -220,12 +222,39 @@ class EventLine(msgspec.Struct, frozen=True):
 _LINES = msgspec.json.Encoder()
 
 
+def shown_actor(actor: Actor) -> Actor:
+    """The actor as it may leave the daemon. Events recorded before issue 15 hold callers'
+    command lines verbatim (`-e K=secret`); they stay so in the log (rewriting it would break
+    the chain), and every answer that shows them applies today's rule: `<redacted>`."""
+    if not actor.command:
+        return actor
+    command = _shown_command(actor.command)
+    return actor if command == actor.command else msgspec.structs.replace(actor, command=command)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shown_command(command: tuple[str, ...]) -> tuple[str, ...]:
+    return redact_argv(command)  # without the key: old values show as `<redacted>`
+
+
+def shown_envelopes(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
+    """`envelopes` with `shown_actor` applied (a batch shares one actor: redacted once)."""
+    seen: Actor | None = None
+    shown: Actor | None = None
+    for env in envelopes:
+        if env.actor != seen:
+            seen = env.actor
+            shown = shown_actor(seen)
+            shown = None if shown is seen else shown
+        yield env if shown is None else msgspec.structs.replace(env, actor=shown)
+
+
 def event_lines(envelopes: list[Envelope]) -> bytes:
     """Newline-delimited JSON of the envelopes (one encoder call per page: the stream's hot
     path)."""
     lines = []
     last_ns, last_text = -1, ""
-    for env in envelopes:
+    for env in shown_envelopes(envelopes):
         if env.recorded_at != last_ns:  # a batch shares its timestamp
             last_ns, last_text = env.recorded_at, rfc3339_nano(env.recorded_at)
         lines.append(EventLine(env.seq, last_text, env.recorded_at, type(env.event).__name__,
@@ -491,7 +520,8 @@ def shipslog_routes(ctx: Any) -> Router:
 
         def work(reader: EventStore[Any]) -> hist.Timeline:
             k, ident, stream = resolve(reader, state, req.params["ref"], kind)
-            return hist.build_timeline(k, ident, object_events(reader, stream, archive))
+            return hist.build_timeline(k, ident, shown_envelopes(
+                object_events(reader, stream, archive)))
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -539,7 +569,7 @@ def shipslog_routes(ctx: Any) -> Router:
             else:
                 envs = reader.read(0, types=["OperationRequested", "OperationCompleted",
                                              "OperationFailed", "OperationCompensated"])
-            rows = hist.who(envs)
+            rows = hist.who(shown_envelopes(envs))
             lo = point_of(since, now(), "since") if since else None
             hi = point_of(until, now(), "until") if until else None
             return [row for row in rows

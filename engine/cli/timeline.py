@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("debug", help="Export the log as a bundle, or load one elsewhere")
     dsub = p.add_subparsers(dest="debug_verb", metavar="COMMAND", required=True)
     e = dsub.add_parser("export", help="Write events 1..N with their envelopes to FILE (no "
-                        "secret values: the log never holds them)")
+                        "secret values: the log never holds them, and those an older log "
+                        "recorded in command lines are hidden)")
     e.add_argument("--to", default=None, metavar="N", help="last event (default: the head)")
     e.add_argument("file", metavar="FILE")
     e.set_defaults(func=cmd_debug_export)
@@ -309,10 +310,21 @@ def cmd_debug_load(ctx: Context, args: argparse.Namespace) -> int:
     os.makedirs(args.root, mode=0o700, exist_ok=True)
     with open(args.file, "rb") as fh:
         report = load_bundle(iter(fh), os.path.join(args.root, "events.db"))
-    if not report.identical:
-        raise CliError(f"loaded {report.events} events, but event {report.first_difference} "
+    redacted = report.first_redacted
+    same = "the same hash chain"
+    if not report.identical and redacted is not None and report.bad_link is None and \
+            (report.first_difference or 0) >= redacted:
+        # Not tampering: the export hid a secret the log recorded before issue 15.
+        ctx.err(f"warning: event {redacted} was recorded with a secret in its command line, "
+                "hidden by the export; from there on the hashes are the new log's own")
+        same = f"the same hash chain up to event {report.first_difference - 1}" \
+            if report.first_difference else same
+    elif not report.identical:
+        bad = report.first_difference if report.bad_link is None or \
+            (report.first_difference or 0) < (redacted or 0) else report.bad_link
+        raise CliError(f"loaded {report.events} events, but event {bad} "
                        "hashes differently than in the bundle",
                        "the bundle was altered, or written by another schema version", 1)
-    ctx.out(f"loaded {report.events} events into {args.root}: the same hash chain, head "
+    ctx.out(f"loaded {report.events} events into {args.root}: {same}, head "
             f"{report.head_hash[:16]}…; query it with 'shipslog --root {args.root} ...'")
     return 0

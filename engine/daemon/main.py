@@ -217,7 +217,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
                       df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx),
-                      limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")))
+                      limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")),
+                      secret_key=secrets.key())
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,
                 max_events=args.compact_max_events, interval_s=args.compact_interval,
