@@ -261,7 +261,7 @@ class Engine:
                                   actor=actor, op_id=op_id)
 
     async def connect_network(self, net_ref: str, container_ref: str, actor: Actor, *,
-                              aliases: tuple[str, ...] = ()) -> None:
+                              aliases: tuple[str, ...] = (), ip: str = "") -> None:
         ops = self._network_ops()
         net = find_network(self.state, net_ref)
         c = find_container(self.state, container_ref)
@@ -269,8 +269,11 @@ class Engine:
             raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}",
                            hint="it is connected already")
         if c.status not in ("running", "paused"):
-            raise Conflict(f"container {c.name} is not running",
-                           hint="start it first; stopped containers join at start")
+            # Recorded, joined at its next start (Docker's ConnectToNetwork when not running).
+            op_id = self.journal.new_id()
+            await self.run(lambda s: cn.decide_connect_at_start(
+                s, net.id, c.id, op_id=op_id, ip=ip, aliases=aliases), actor, lock=c.id)
+            return
         async with self._locked(c.id):
             await ops.connect_live(c, net, self.journal.new_id(), actor, aliases)
 
@@ -278,11 +281,21 @@ class Engine:
         ops = self._network_ops()
         net = find_network(self.state, net_ref)
         c = find_container(self.state, container_ref)
+        if c.status not in ("running", "paused") and c.id not in net.endpoints:
+            op_id = self.journal.new_id()
+            await self.run(lambda s: cn.decide_disconnect_at_start(s, net.id, c.id,
+                                                                   op_id=op_id),
+                           actor, lock=c.id)
+            return
         if c.id not in net.endpoints:
             raise Conflict(f"container {c.id} is not connected to network {net.name}",
                            hint="nothing to disconnect")
         async with self._locked(c.id):
             await ops.disconnect_live(c, net, self.journal.new_id(), actor)
+            if net.id in self.state.containers[c.id].joins:  # or it comes back at start
+                op_id = self.journal.new_id()
+                await self.decide_and_append(lambda s: cn.decide_disconnect_at_start(
+                    s, net.id, c.id, op_id=op_id), actor)
 
     # -- images ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from engine.api import models as m
+from engine.core.networks import start_networks
 from engine.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
@@ -214,9 +215,25 @@ def inspect_container(
                     Aliases=list(ep.aliases) or None,
                 )
                 for nid, ep in c.networks.items()
-            },
+            } or _planned_networks(state, c),
         ),
     )
+
+
+def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
+    """A container with no endpoint (created, exited) still reports the networks it joins at
+    start, as Docker does; on user networks its short ID is an alias (moby
+    daemon.updateNetworkConfig), which Compose reads to tell its containers apart."""
+    out = {}
+    for nid, ep in start_networks(state, c).items():
+        net = _net(state, nid)
+        aliases = list(ep.aliases)
+        if net is not None and net.name != "bridge" and c.id[:12] not in aliases:
+            aliases.append(c.id[:12])
+        out[net.name if net else nid] = m.NetworkEndpoint(
+            NetworkID=nid, Aliases=aliases or None,
+            IPAMConfig={"IPv4Address": ep.ip} if ep.ip else None)
+    return out
 
 
 def _net(state: EngineState, nid: str) -> NetworkView | None:

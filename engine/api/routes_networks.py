@@ -150,7 +150,10 @@ def network_routes(ctx: Any) -> Router:
         if net.name == "bridge":
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only", hint="connect to a network you created")
-        if c.id in net.endpoints or c.status not in ("running", "paused"):
+        if c.status not in ("running", "paused"):  # recorded, taken at start
+            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases, ip=ip)
+            return empty(200)
+        if c.id in net.endpoints:
             await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)  # refuses
             return empty(200)
         ops = ctx.engine.supervisor.d.network

@@ -16,7 +16,7 @@ from engine.core.validate import check_name
 from engine.errors import Conflict, InvalidArgument
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
-from projections.state import EngineState
+from projections.state import ContainerView, Endpoint, EngineState, NetworkView
 
 BUILTIN = ("bridge", "host", "none")
 
@@ -137,3 +137,78 @@ def decide_disconnect(state: EngineState, network_ref: str, container_ref: str, 
             args={"network_id": net.id})),),
         plan=(Step(name="network.disconnect", args={"network_id": net.id,
                                                     "container_id": c.id}),))
+
+
+def primary_network_id(state: EngineState, c: ContainerView) -> str:
+    """The id of the network `c` was created on ("" for none/host/container: modes, or when
+    that network is gone)."""
+    mode = c.config.network_mode
+    if mode in ("none", "host", "") or mode.startswith("container:"):
+        return ""
+    name = "bridge" if mode == "default" else mode
+    return state.network_names.get(name) or (name if name in state.networks else "")
+
+
+def start_networks(state: EngineState, c: ContainerView) -> dict[str, Endpoint]:
+    """The networks `c` joins when it starts, first the one it was created on (unless a
+    disconnect took it off), then those `network connect` recorded: network id -> endpoint
+    config (aliases; the static address asked for in `ip`)."""
+    out: dict[str, Endpoint] = {}
+    primary = primary_network_id(state, c)
+    if primary and not c.left_primary:
+        out[primary] = Endpoint(network_id=primary, ip=c.config.ipv4_address,
+                                aliases=c.config.network_aliases)
+    for nid, ep in c.joins.items():
+        out.setdefault(nid, ep)
+    return out
+
+
+def decide_connect_at_start(state: EngineState, network_ref: str, container_ref: str, *,
+                            op_id: str, ip: str = "", aliases: tuple[str, ...] = ()
+                            ) -> Decision:
+    """`network connect` of a container that is not running: Docker records the endpoint
+    config (daemon.ConnectToNetwork, `!container.Running`) and the container joins at start;
+    a network it already has is left as it is, as Docker does."""
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if c.status in ("removing", "dead"):
+        # moby daemon/container_operations.go errRemovalContainer
+        raise Conflict(f"Container {c.id} is marked for removal and cannot be connected or "
+                       "disconnected to the network", hint="the container is going away")
+    if c.config.network_mode in ("host", "none") or c.config.network_mode.startswith(
+            "container:"):
+        raise Conflict(f"container cannot be connected to network {net.name}: it uses "
+                       f"network mode {c.config.network_mode}", hint="recreate it on a bridge")
+    if net.id in start_networks(state, c):
+        return Decision(op_id=op_id, target=c.id, not_modified=True)
+    if ip:
+        _check_static_address(net, ip)
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,
+                event=v.NetworkConnectRecorded(network_id=net.id, container_id=c.id,
+                                               aliases=aliases, ipv4_address=ip)),))
+
+
+def _check_static_address(net: NetworkView, ip: str) -> None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {ip}", hint="use an address like "
+                              "10.5.0.9") from None
+    if not net.subnet or address not in ipaddress.ip_network(net.subnet):
+        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {ip}",
+                              hint=f"pick an address inside {net.subnet or 'the subnet'}")
+
+
+def decide_disconnect_at_start(state: EngineState, network_ref: str, container_ref: str, *,
+                               op_id: str) -> Decision:
+    """`network disconnect` of a container that is not running: it will not join `network`
+    at its next start (a recorded connect, or the network it was created on)."""
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if net.id not in start_networks(state, c):
+        raise Conflict(f"container {c.id} is not connected to network {net.name}",
+                       hint="nothing to disconnect")
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,
+                event=v.NetworkConnectWithdrawn(network_id=net.id, container_id=c.id)),))
