@@ -79,9 +79,19 @@ def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
         "IPAM": {"Driver": "default", "Options": {}, "Config": [config]},
         "Internal": net.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": net.bridge, **net.options},
+        "Options": _options(net),
         "Labels": dict(net.labels),
     }
+
+
+def _options(net: NetworkView) -> dict[str, str]:
+    """Exactly the options the user passed, as Docker reports them: Compose compares them
+    with its file and recreates a network whose options differ (issue 14). Only the default
+    bridge names its link, as Docker's does (`docker0`)."""
+    if net.name == "bridge":
+        return {"com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.name": net.bridge, **net.options}
+    return dict(net.options)
 
 
 def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:

@@ -85,3 +85,14 @@ def test_disconnect_a_created_container_from_its_own_network(daemon) -> None:
     finally:
         docker(daemon, "rm", "-f", "mover", check=False)
         docker(daemon, "network", "rm", "first", "other", check=False)
+
+
+def test_user_network_reports_only_the_options_given(daemon) -> None:
+    # Compose recreates a network whose options differ from its file's (issue 14).
+    docker(daemon, "network", "create", "plain")
+    docker(daemon, "network", "create", "-o", "com.docker.network.driver.mtu=1400", "tuned")
+    try:
+        opts = docker(daemon, "network", "inspect", "-f", "{{json .Options}}", "plain", "tuned")
+        assert opts.stdout.split() == ["{}", '{"com.docker.network.driver.mtu":"1400"}']
+    finally:
+        docker(daemon, "network", "rm", "plain", "tuned")
