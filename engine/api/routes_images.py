@@ -17,7 +17,7 @@ from engine.api.router import Request, Response, Router, empty, json_response, s
 from engine.api.routes_registry import pull_response
 from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
-from engine.errors import InvalidArgument
+from engine.errors import InvalidArgument, ShipslogError
 
 
 def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
@@ -80,7 +80,12 @@ def image_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/images/{name:path}/json")
     async def inspect(req: Request) -> Response:
-        return json_response(render.image_inspect(find_image(engine.state, req.params["name"])))
+        img = find_image(engine.state, req.params["name"])
+        try:
+            raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
+        except (ShipslogError, OSError):
+            raw = None  # answered from the log (render._config_from_view)
+        return json_response(render.image_inspect(img, raw))
 
     @r.route("GET", "/images/{name:path}/history")
     async def history(req: Request) -> Response:

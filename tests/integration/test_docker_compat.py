@@ -8,7 +8,12 @@ removes every one it makes.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import tarfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +101,56 @@ def test_user_network_reports_only_the_options_given(daemon) -> None:
         assert opts.stdout.split() == ["{}", '{"com.docker.network.driver.mtu":"1400"}']
     finally:
         docker(daemon, "network", "rm", "plain", "tuned")
+
+
+def _legacy_image_tar(busybox_tar: Path, out: Path, config: dict[str, Any]) -> None:
+    """busybox's layer under `config`, as `docker save` of Docker 24 writes it."""
+    with tarfile.open(busybox_tar) as src:
+        manifest = json.load(src.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        layer = src.extractfile(manifest["Layers"][0]).read()  # type: ignore[union-attr]
+    raw = json.dumps(config).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    files = {f"{digest}.json": raw, "layer/layer.tar": layer,
+             "manifest.json": json.dumps([{"Config": f"{digest}.json",
+                                           "RepoTags": ["legacy:1"],
+                                           "Layers": ["layer/layer.tar"]}]).encode()}
+    with tarfile.open(out, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_image_inspect_has_container_config_and_the_image_fields(daemon, busybox_tar,
+                                                                 tmp_path) -> None:
+    # docker-compose 1.29 reads ContainerConfig on recreate (KeyError without it). An image
+    # built by BuildKit has none: Docker 24 sends its empty config.
+    cc = json.loads(docker(daemon, "image", "inspect", "-f", "{{json .ContainerConfig}}",
+                           "busybox").stdout)
+    assert cc == {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+                  "AttachStdout": False, "AttachStderr": False, "Tty": False,
+                  "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+                  "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                  "OnBuild": None, "Labels": None}
+    with tarfile.open(busybox_tar) as src:
+        manifest = json.load(src.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        base = json.load(src.extractfile(manifest["Config"]))  # type: ignore[arg-type]
+    health = {"Test": ["CMD-SHELL", "true"], "Interval": 30_000_000_000, "Retries": 3}
+    base["config"].update(Healthcheck=health, Shell=["/bin/sh", "-e", "-c"],
+                          OnBuild=["RUN echo child"])
+    base["container_config"] = {"Cmd": ["/bin/sh", "-c", "#(nop) ", "ONBUILD RUN echo child"],
+                                "Image": "sha256:" + "0" * 64, "Hostname": "b1d0"}
+    base["container"] = "b1d0" + "0" * 60
+    base["docker_version"] = "20.10.24"
+    _legacy_image_tar(busybox_tar, tmp_path / "legacy.tar", base)
+    docker(daemon, "load", "-i", str(tmp_path / "legacy.tar"))
+    try:
+        doc = json.loads(docker(daemon, "image", "inspect", "legacy:1").stdout)[0]
+        assert doc["Config"]["Healthcheck"] == health
+        assert doc["Config"]["Shell"] == ["/bin/sh", "-e", "-c"]
+        assert doc["Config"]["OnBuild"] == ["RUN echo child"]
+        assert doc["ContainerConfig"]["Cmd"] == base["container_config"]["Cmd"]
+        assert doc["ContainerConfig"]["Hostname"] == "b1d0"
+        assert doc["Container"] == base["container"] and doc["DockerVersion"] == "20.10.24"
+    finally:
+        docker(daemon, "rmi", "legacy:1")
