@@ -21,6 +21,7 @@ from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from engine.images.reference import parse_reference
 from engine.registry.auth import Credentials, from_registry_auth
+from engine.registry.client import RegistryUnauthorized
 from engine.registry.manifest import parse_platform
 from engine.registry.service import Message, RegistryService
 
@@ -86,7 +87,13 @@ async def pull_response(ctx: Any, req: Request) -> Response:
     async def work(emit: Callable[[Message], Awaitable[None]]) -> None:
         await svc.pull(ref, platform, creds, req.actor, emit)
 
-    return await _stream(svc, work)
+    try:
+        return await _stream(svc, work)
+    except RegistryUnauthorized as exc:
+        # Docker answers a refused pull with 500 (moby distribution translatePullError:
+        # errdefs.Unknown); on a 401 the docker CLI asks for a login on the terminal, and a
+        # CI job waits there for ever.
+        raise ShipslogError(exc.message, exc.hint) from None
 
 
 def registry_routes(ctx: Any) -> Router:
