@@ -17,10 +17,15 @@ from typing import Any
 
 import pytest
 
+from engine.api.client import ApiError
 from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
 pytestmark = [pytest.mark.kernel, needs_docker]
+
+# moby daemon/cluster (errNoManager), word for word.
+NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm '
+                 'join" to connect this node to swarm and try again.')
 
 
 def _event_types(daemon) -> list[str]:  # type: ignore[no-untyped-def]
@@ -154,3 +159,19 @@ def test_image_inspect_has_container_config_and_the_image_fields(daemon, busybox
         assert doc["Container"] == base["container"] and doc["DockerVersion"] == "20.10.24"
     finally:
         docker(daemon, "rmi", "legacy:1")
+
+
+def test_swarm_and_plugins_answer_as_docker_with_them_off(daemon) -> None:
+    # Clients probe these routes; a 404 "page not found" makes them abort (issue 13).
+    for args in (("node", "ls"), ("service", "ls"), ("secret", "ls"), ("config", "ls")):
+        p = docker(daemon, *args, check=False)
+        assert p.returncode != 0 and NOT_A_MANAGER in p.stderr, (args, p.stderr)
+    p = docker(daemon, "swarm", "leave", check=False)
+    assert p.returncode != 0 and "This node is not part of a swarm" in p.stderr
+    with pytest.raises(ApiError) as info:
+        daemon.client().get_json("/swarm")
+    assert (info.value.status, info.value.message) == (503, NOT_A_MANAGER)
+    assert docker(daemon, "plugin", "ls", "-q").stdout == ""
+    p = docker(daemon, "plugin", "inspect", "nosuch", check=False)
+    assert p.returncode != 0 and 'plugin "nosuch" not found' in p.stderr, p.stderr
+
