@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine.api.client import ApiError
+from engine.registry.localreg import LocalRegistry, free_port
 from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
@@ -175,3 +176,37 @@ def test_swarm_and_plugins_answer_as_docker_with_them_off(daemon) -> None:
     p = docker(daemon, "plugin", "inspect", "nosuch", check=False)
     assert p.returncode != 0 and 'plugin "nosuch" not found' in p.stderr, p.stderr
 
+
+def test_search_with_no_index_reachable_is_dockers_500(daemon) -> None:
+    port = free_port("127.0.0.1")  # nothing listens there: loopback only, never the internet
+    p = docker(daemon, "search", f"127.0.0.1:{port}/busybox", check=False)
+    url = f"http://127.0.0.1:{port}/v1/search?q=busybox&n=25"
+    assert p.returncode != 0 and f'Get "{url}": ' in p.stderr, p.stderr
+    with pytest.raises(ApiError) as info:
+        daemon.client().get_json("/images/search", {"term": "busybox", "limit": "101"})
+    assert (info.value.status, info.value.message) == (400, "limit 101 is outside the range "
+                                                            "of [1, 100]")
+
+
+def test_distribution_inspect_resolves_through_the_registry(daemon) -> None:
+    with LocalRegistry.running() as reg:
+        target = f"{reg.domain}/dist/busybox:v1"
+        docker(daemon, "tag", "busybox", target)
+        pushed = docker(daemon, "push", target).stdout
+        digest = pushed.split("digest: ")[1].split()[0]
+        doc = daemon.client().get_json(f"/distribution/{target}/json")
+        assert doc["Descriptor"]["digest"] == digest
+        assert doc["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+        with pytest.raises(ApiError) as info:
+            daemon.client().get_json(f"/distribution/{reg.domain}/dist/busybox:nope/json")
+        assert info.value.status == 404
+        docker(daemon, "rmi", target)
+    private = LocalRegistry.make(users={"alice": "s3cret"})
+    try:
+        private.start()
+        with pytest.raises(ApiError) as info:
+            daemon.client().get_json(f"/distribution/{private.domain}/x/y:1/json")
+        assert info.value.status == 500
+        assert info.value.message.endswith("no basic auth credentials")
+    finally:
+        private.cleanup()
