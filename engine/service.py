@@ -26,14 +26,14 @@ from engine.core import volumes as cv
 from engine.core.decision import Decision
 from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
-from engine.errors import Conflict, ShipslogError
+from engine.errors import Conflict, InvalidArgument, ShipslogError
 from engine.image_gate import gate_for
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network_ops import host_routes
 from engine.supervisor import Supervisor
 from engine.volumes.plan import anonymous_needed
 from events.envelope import Actor, Pending, stream_of
-from events.redact import redact_env
+from events.redact import RedactError, redact_env
 from events.values import ContainerConfig
 from events.vocabulary import OperationCompleted, OperationFailed
 from projections.state import ContainerView, EngineState, ImageView
@@ -107,7 +107,10 @@ class Engine:
         op_id = self.journal.new_id()
         if not name:
             name = generate_name(self._random.choice, lambda n: n in self.state.names)
-        entries = redact_env(self.secrets.key(), env)
+        try:
+            entries = redact_env(self.secrets.key(), env)
+        except RedactError as exc:  # a user's entry: a 400, never an internal error
+            raise InvalidArgument(exc.message, exc.hint) from None
         config = msgspec.structs.replace(config, env=entries)
         # The values go to the 0600 secret store, never into the log (DESIGN.md "Secrets").
         if env:

@@ -11,8 +11,9 @@ capability set. `--init` binds Debian docker.io's tini (`/usr/bin/docker-init`) 
 `/sbin/docker-init` and makes it pid 1, as `docker run --init` does.
 
 Rejected here, before anything reaches runc:
-  * NUL, CR or LF in hostname, user or environment (RELIABILITY I-03; CVE-2022-4318: a
-    newline in an env value became an extra /etc/passwd line).
+  * NUL, CR or LF in hostname, user, environment names and HOME's value (RELIABILITY I-03;
+    CVE-2022-4318: a newline in HOME became an extra /etc/passwd line). Other environment
+    values may hold CR and LF, as Docker's may; none may hold NUL.
   * a working directory under /proc/<pid>/fd (CVE-2024-21626: runc leaked a host
     directory fd that a cwd of /proc/self/fd/N reached).
 """
@@ -229,8 +230,11 @@ def merge_env(*layers: Sequence[str]) -> list[str]:
     merged: dict[str, str] = {}
     for layer in layers:
         for entry in layer:
-            _check_line_safe("environment variable", entry)
-            key, sep, _ = entry.partition("=")
+            key, sep, value = entry.partition("=")
+            _check_line_safe("environment variable", key)
+            if key == "HOME" or "\x00" in value:
+                # Other values may span lines, as Docker's do (a PEM key given with -e).
+                _check_line_safe("environment variable", value)
             if not key or not sep:
                 raise InvalidArgument(
                     f"invalid environment entry {entry.split('=')[0]!r}", "use KEY=VALUE"

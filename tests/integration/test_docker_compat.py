@@ -210,3 +210,14 @@ def test_distribution_inspect_resolves_through_the_registry(daemon) -> None:
         assert info.value.message.endswith("no basic auth credentials")
     finally:
         private.cleanup()
+
+
+def test_env_values_may_span_lines(daemon) -> None:
+    # A PEM key passed with -e: Docker accepts it and the process sees it whole.
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----"
+    out = docker(daemon, "run", "--rm", "-e", f"TLS_KEY={pem}", "busybox", "sh", "-c",
+                 'printf %s "$TLS_KEY"').stdout
+    assert out == pem
+    p = docker(daemon, "run", "--rm", "-e", "HOME=/x\nroot::0:0::/:/bin/sh", "busybox", "true",
+               check=False)
+    assert p.returncode == 125 and "HOME" in p.stderr  # it goes into /etc/passwd
