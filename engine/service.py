@@ -242,7 +242,8 @@ class Engine:
         op_id = self.journal.new_id()
         routes = await trio.to_thread.run_sync(host_routes)
         d = await self.decide_and_append(lambda s: cn.decide_network_create(
-            s, name, op_id=op_id, network_id=nid, host_routes=routes, **options), actor)
+            s, name, op_id=op_id, network_id=nid, host_routes=routes, by_user=True, **options),
+            actor)
         await ops.setup_network(self.state.networks[d.target])
         return d.target
 

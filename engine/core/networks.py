@@ -19,13 +19,28 @@ from events.envelope import Pending, stream_of
 from projections.state import ContainerView, Endpoint, EngineState, NetworkView
 
 BUILTIN = ("bridge", "host", "none")
+# moby runconfig.IsPreDefinedNetwork: names a user may never give a network of their own.
+PREDEFINED = ("bridge", "host", "none", "default", "ingress")
+
+
+class PredefinedNetwork(Conflict):
+    """Docker's errdefs.Forbidden for a predefined network's name (a 403)."""
+
+    status = 403
 
 
 def decide_network_create(state: EngineState, name: str, *, op_id: str, network_id: str,
                           host_routes: list[str], driver: str = "bridge", subnet: str = "",
                           gateway: str = "", ip_range: str = "", internal: bool = False,
                           labels: dict[str, str] | None = None,
-                          options: dict[str, str] | None = None) -> Decision:
+                          options: dict[str, str] | None = None,
+                          by_user: bool = False) -> Decision:
+    """`by_user`: a `network create` (the daemon makes the default bridge itself)."""
+    if by_user and name in PREDEFINED:
+        # moby daemon.PredefinedNetworkError, trailing space and all; a network named host
+        # or none would be a bridge that `--network host` can never reach or remove.
+        raise PredefinedNetwork(f"operation is not permitted on predefined {name} network ",
+                                hint="pick another name")
     check_name(name, "network")
     if name in state.network_names:
         raise Conflict(f"network with name {name} already exists",

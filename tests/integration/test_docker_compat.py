@@ -221,3 +221,14 @@ def test_env_values_may_span_lines(daemon) -> None:
     p = docker(daemon, "run", "--rm", "-e", "HOME=/x\nroot::0:0::/:/bin/sh", "busybox", "true",
                check=False)
     assert p.returncode == 125 and "HOME" in p.stderr  # it goes into /etc/passwd
+
+
+def test_predefined_network_names_are_refused(daemon) -> None:
+    # A bridge called host or none could never be reached with --network host|none.
+    for name in ("host", "none", "bridge", "default", "ingress"):
+        with pytest.raises(ApiError) as info:
+            daemon.client().post_json("/networks/create", None, {"Name": name})
+        assert (info.value.status, info.value.message) == (
+            403, f"operation is not permitted on predefined {name} network ")
+    names = docker(daemon, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert names == ["bridge"]
