@@ -214,12 +214,13 @@ class Engine:
     async def create_volume(self, name: str, actor: Actor, *, driver: str = "local",
                             labels: dict[str, str] | None = None,
                             options: dict[str, str] | None = None) -> str:
+        anonymous = not name  # Docker 23+: an unnamed volume is anonymous (prune takes it)
         if not name:
             name = self.journal.new_id()
         op_id = self.journal.new_id()
         await self.run(lambda s: cv.decide_volume_create(
-            s, name, op_id=op_id, driver=driver, labels=labels, options=options), actor,
-            lock="volume-" + name)
+            s, name, op_id=op_id, driver=driver, labels=labels, options=options,
+            anonymous=anonymous), actor, lock="volume-" + name)
         return name
 
     async def remove_volume(self, name: str, actor: Actor, *, force: bool = False) -> None:

@@ -232,3 +232,23 @@ def test_predefined_network_names_are_refused(daemon) -> None:
             403, f"operation is not permitted on predefined {name} network ")
     names = docker(daemon, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert names == ["bridge"]
+
+
+def test_volume_driver_and_anonymous_volumes_as_docker(daemon) -> None:
+    p = docker(daemon, "volume", "create", "-d", "nosuch", "v1", check=False)
+    assert p.returncode != 0 and ('create v1: error looking up volume plugin nosuch: plugin '
+                                  '"nosuch" not found') in p.stderr, p.stderr
+    assert docker(daemon, "volume", "ls", "-q").stdout == ""
+    unnamed = docker(daemon, "volume", "create").stdout.strip()
+    docker(daemon, "volume", "create", "named")
+    docker(daemon, "run", "--name", "anon", "-v", "/data", "busybox", "true")
+    (image_vol,) = set(docker(daemon, "volume", "ls", "-q").stdout.split()) - {unnamed,
+                                                                              "named"}
+    for vol in (unnamed, image_vol):
+        labels = docker(daemon, "volume", "inspect", "-f", "{{json .Labels}}", vol).stdout
+        assert json.loads(labels) == {"com.docker.volume.anonymous": ""}
+    docker(daemon, "rm", "anon")
+    pruned = docker(daemon, "volume", "prune", "-f").stdout.split()
+    assert unnamed in pruned and image_vol in pruned
+    assert docker(daemon, "volume", "ls", "-q").stdout.split() == ["named"]
+    docker(daemon, "volume", "rm", "named")
