@@ -252,3 +252,20 @@ def test_volume_driver_and_anonymous_volumes_as_docker(daemon) -> None:
     assert unnamed in pruned and image_vol in pruned
     assert docker(daemon, "volume", "ls", "-q").stdout.split() == ["named"]
     docker(daemon, "volume", "rm", "named")
+
+
+def test_save_names_the_tags_docker_would(daemon, tmp_path) -> None:
+    # moby tarexport.parseNames: by ID no RepoTags, by name every tag, by tag that tag.
+    docker(daemon, "tag", "busybox", "busybox:two")
+    iid = docker(daemon, "image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    try:
+        for ref, want in ((iid, None), (iid[7:19], None), ("busybox", ["busybox:latest",
+                          "busybox:two"]), ("busybox:two", ["busybox:two"])):
+            out = tmp_path / "save.tar"
+            docker(daemon, "save", "-o", str(out), ref)
+            with tarfile.open(out) as tar:
+                manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+            tags = manifest[0]["RepoTags"]
+            assert (sorted(tags) if tags is not None else None) == want, (ref, tags)
+    finally:
+        docker(daemon, "rmi", "busybox:two")
