@@ -269,3 +269,21 @@ def test_save_names_the_tags_docker_would(daemon, tmp_path) -> None:
             assert (sorted(tags) if tags is not None else None) == want, (ref, tags)
     finally:
         docker(daemon, "rmi", "busybox:two")
+
+
+def test_logs_tail_that_is_not_a_number_means_all(daemon) -> None:
+    # moby daemon/logs.go: a tail strconv.Atoi cannot parse is -1, every line.
+    docker(daemon, "run", "--name", "lines", "busybox", "sh", "-c", "echo 1; echo 2; echo 3")
+    try:
+        c = daemon.client()
+        for tail, want in (("abc", b"1\n2\n3\n"), ("-1", b"1\n2\n3\n"), ("2", b"2\n3\n")):
+            r = c.request("GET", "/containers/lines/logs", {"stdout": "1", "tail": tail})
+            assert r.status == 200, (tail, r.body)
+            frames, body = [], r.body
+            while body:  # the multiplexed stream: an 8-byte header, then the payload
+                size = int.from_bytes(body[4:8], "big")
+                frames.append(body[8:8 + size])
+                body = body[8 + size:]
+            assert b"".join(frames) == want, tail
+    finally:
+        docker(daemon, "rm", "lines")
