@@ -97,6 +97,7 @@ DEFAULT_DEVICE_RULES: tuple[dict[str, Any], ...] = (
 # host's hard limit because asking for more makes setrlimit fail inside `runc init`.
 DEFAULT_RLIMITS: dict[str, tuple[int, int]] = {"RLIMIT_NOFILE": (1048576, 1048576)}
 
+INT64_MAX = (1 << 63) - 1
 _BAD_BYTES = re.compile(r"[\x00\r\n]")
 _PROC_FD = re.compile(r"^/proc/[^/]+(/task/[^/]+)?/fd(/|$)")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})?$")
@@ -295,7 +296,8 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
                 "minimum memory limit allowed is 6MB", "raise --memory to at least 6m"
             )
         # Docker: with --memory and no --memory-swap, swap is allowed up to the same amount.
-        res["memory"] = {"limit": config.memory, "swap": 2 * config.memory}
+        # runc reads an int64: past 2^62 the double would not fit (a 500 from runc create).
+        res["memory"] = {"limit": config.memory, "swap": min(2 * config.memory, INT64_MAX)}
     if config.nano_cpus:
         period = 100_000
         res["cpu"] = {"period": period, "quota": config.nano_cpus * period // 1_000_000_000}

@@ -287,3 +287,18 @@ def test_logs_tail_that_is_not_a_number_means_all(daemon) -> None:
             assert b"".join(frames) == want, tail
     finally:
         docker(daemon, "rm", "lines")
+
+
+def test_memory_limits_near_2_to_the_63(daemon) -> None:
+    # The docker CLI parses -m through a float64: 2^63-1 arrives negative, and Docker
+    # answers its one check for small limits.
+    p = docker(daemon, "run", "--rm", "-m", "9223372036854775807", "busybox", "true",
+               check=False)
+    assert p.returncode == 125 and "Minimum memory limit allowed is 6MB" in p.stderr
+    # 2^62: twice it is no int64, which runc refused at create (a 500); Docker runs it.
+    docker(daemon, "run", "--rm", "-m", "4611686018427387904b", "busybox", "true")
+    r = daemon.client().request("POST", "/containers/create", None,
+                                b'{"Image":"busybox","HostConfig":{"Memory":'
+                                b'9223372036854775808}}', {"Content-Type": "application/json"})
+    assert r.status == 400 and b"cannot unmarshal number 9223372036854775808" in r.body
+    assert docker(daemon, "ps", "-aq").stdout == ""
