@@ -11,6 +11,7 @@ that is still creating the runtime.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 import trio
 
+from engine import failpoints
 from engine.core import containers as cc
 from engine.core import images as ci
 from engine.core import networks as cn
@@ -39,6 +41,7 @@ from events.vocabulary import OperationCompleted, OperationFailed
 from projections.state import ContainerView, EngineState, ImageView
 
 MAX_ATTEMPTS = 8
+log = logging.getLogger("shipslog.service")
 
 
 class Engine:
@@ -245,7 +248,18 @@ class Engine:
         d = await self.decide_and_append(lambda s: cn.decide_network_create(
             s, name, op_id=op_id, network_id=nid, host_routes=routes, by_user=True, **options),
             actor)
-        await ops.setup_network(self.state.networks[d.target])
+        try:
+            await ops.setup_network(self.state.networks[d.target])
+            failpoints.hit("net.after_network_setup")
+        except Exception:
+            # Half made: the network goes again, on the record (NetworkRemoved), so the
+            # failed create leaves no network behind, nor a bridge no event owns.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.remove_network(d.target, actor)
+                except (ShipslogError, OSError) as exc:
+                    log.warning("undoing the network create %s failed: %s", name, exc)
+            raise
         return d.target
 
     async def remove_network(self, ref: str, actor: Actor) -> None:

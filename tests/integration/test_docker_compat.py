@@ -302,3 +302,17 @@ def test_memory_limits_near_2_to_the_63(daemon) -> None:
                                 b'9223372036854775808}}', {"Content-Type": "application/json"})
     assert r.status == 400 and b"cannot unmarshal number 9223372036854775808" in r.body
     assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+def test_a_network_create_that_fails_half_way_leaves_no_network(daemon) -> None:
+    daemon.stop()
+    daemon.start(failpoints="net.after_network_setup=error")
+    p = docker(daemon, "network", "create", "half", check=False)
+    assert p.returncode != 0 and "failpoint net.after_network_setup" in p.stderr
+    assert docker(daemon, "network", "ls", "--format", "{{.Name}}").stdout.split() == ["bridge"]
+    types = _event_types(daemon)
+    assert types[-3:] == ["OperationRequested", "NetworkRemoved", "OperationCompleted"], types
+    daemon.stop()
+    daemon.start()
+    docker(daemon, "network", "create", "half")  # the name is free again
+    docker(daemon, "network", "rm", "half")
