@@ -50,6 +50,10 @@ def _line(obj: dict[str, Any]) -> bytes:
     return msgspec.json.encode(obj) + b"\r\n"
 
 
+async def _one(line: bytes) -> AsyncIterator[bytes]:
+    yield line
+
+
 def image_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
@@ -133,7 +137,13 @@ def image_routes(ctx: Any) -> Router:
 
     @r.route("POST", "/images/load", stream_body=True)
     async def load(req: Request) -> Response:
-        images = await ops.load(req.stream_body(), req.actor)
+        try:
+            images = await ops.load(req.stream_body(), req.actor)
+        except ShipslogError as exc:
+            # moby postImagesLoad: the answer is always 200, a refused archive an errorDetail
+            # message in its stream (the docker CLI and the SDK read it from there).
+            return streaming(_one(_line({"errorDetail": {"message": exc.message},
+                                         "error": exc.message})))
 
         async def body() -> AsyncIterator[bytes]:
             for img in images:

@@ -316,3 +316,19 @@ def test_a_network_create_that_fails_half_way_leaves_no_network(daemon) -> None:
     daemon.start()
     docker(daemon, "network", "create", "half")  # the name is free again
     docker(daemon, "network", "rm", "half")
+
+
+def test_a_refused_load_is_an_error_message_in_a_200_stream(daemon, tmp_path) -> None:
+    # moby postImagesLoad answers 200 and writes the error into the stream; the docker CLI
+    # prints it and exits 1, the SDK raises ImageLoadError from it.
+    r = daemon.client().request("POST", "/images/load", None, b"garbage" * 10,
+                                {"Content-Type": "application/x-tar"})
+    assert r.status == 200
+    (msg,) = [json.loads(line) for line in r.body.splitlines() if line.strip()]
+    assert msg["error"] == msg["errorDetail"]["message"]
+    assert msg["error"].startswith("invalid archive: not a tar file")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar at all" * 100)
+    p = docker(daemon, "load", "-i", str(bad), check=False)
+    assert p.returncode == 1 and "invalid archive: not a tar file" in p.stderr, p.stderr
+    assert docker(daemon, "images", "-q").stdout.split() != []  # busybox is still there
