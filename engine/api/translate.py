@@ -20,6 +20,7 @@ import msgspec
 
 from engine.api.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
 from engine.core import health
+from engine.core.networks import check_network_name
 from engine.errors import InvalidArgument
 from engine.volumes.plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
@@ -326,8 +327,11 @@ def _network_mode(mode: str | None) -> str:
         if not target or not NAME_RE.match(target):
             raise InvalidArgument(f"invalid network mode {mode!r}")
         return mode
-    if mode not in ("none", "host", "bridge") and not VOLUME_NAME_RE.match(mode):
-        raise InvalidArgument(f"invalid network mode {mode!r}")
+    if mode not in ("none", "host", "bridge"):
+        try:
+            check_network_name(mode)  # a network's name: as Docker's, spaces allowed
+        except InvalidArgument:
+            raise InvalidArgument(f"invalid network mode {mode!r}") from None
     return mode
 
 

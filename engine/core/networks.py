@@ -12,7 +12,7 @@ import ipaddress
 from engine.core.decision import Decision, Step
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.lookup import find_container, find_network
-from engine.core.validate import check_name
+from engine.core.validate import MAX_NAME
 from engine.errors import Conflict, InvalidArgument
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
@@ -41,7 +41,7 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
         # or none would be a bridge that `--network host` can never reach or remove.
         raise PredefinedNetwork(f"operation is not permitted on predefined {name} network ",
                                 hint="pick another name")
-    check_name(name, "network")
+    check_network_name(name)
     if name in state.network_names:
         raise Conflict(f"network with name {name} already exists",
                        hint="pick another name or remove the existing network")
@@ -73,6 +73,18 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                                        internal=internal, labels=labels or {},
                                        options=options or {}, bridge=bridge)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
+
+
+def check_network_name(name: str) -> str:
+    """Docker takes any network name that is not blank (libnetwork NewNetwork: spaces and
+    all, as Compose users give them); names only key the log and the API here, never a path
+    or a link. Control characters are refused: they would forge lines in `network ls`."""
+    if not name.strip():
+        raise InvalidArgument(f"invalid name: {name}", hint="give the network a name")
+    if len(name) > MAX_NAME or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise InvalidArgument(f"invalid network name {name[:64]!r}: control characters or "
+                              f"longer than {MAX_NAME}", hint="pick a printable name")
+    return name
 
 
 def _check_gateway_and_range(subnet: str, gateway: str, ip_range: str) -> tuple[str, str]:

@@ -332,3 +332,18 @@ def test_a_refused_load_is_an_error_message_in_a_200_stream(daemon, tmp_path) ->
     p = docker(daemon, "load", "-i", str(bad), check=False)
     assert p.returncode == 1 and "invalid archive: not a tar file" in p.stderr, p.stderr
     assert docker(daemon, "images", "-q").stdout.split() != []  # busybox is still there
+
+
+def test_network_names_with_spaces_work_as_in_docker(daemon) -> None:
+    docker(daemon, "network", "create", "my net")
+    try:
+        out = docker(daemon, "run", "--rm", "--network", "my net", "busybox", "sh", "-c",
+                     "ip -o -4 addr show eth0 | wc -l").stdout
+        assert out.strip() == "1"
+        assert "my net" in docker(daemon, "network", "ls", "--format", "{{.Name}}").stdout
+        for bad, message in (("  ", "invalid name:"), ("a\nb", "control characters")):
+            with pytest.raises(ApiError) as info:
+                daemon.client().post_json("/networks/create", None, {"Name": bad})
+            assert info.value.status == 400 and message in info.value.message
+    finally:
+        docker(daemon, "network", "rm", "my net")
