@@ -76,3 +76,15 @@ def test_refusals() -> None:
         decide_connect_at_start(_state(), "back", CID, op_id="o1", ip="10.9.3.4")
     with pytest.raises(InvalidArgument, match="invalid IPv4 address"):
         decide_connect_at_start(_state(), "back", CID, op_id="o1", ip="10.9.2")
+
+
+def test_history_says_what_the_container_will_join() -> None:
+    from projections.history import describe
+
+    ev = v.NetworkConnectRecorded(network_id=BACK, container_id=CID, aliases=("db",),
+                                  ipv4_address="10.9.2.9")
+    assert describe(_env(9, "container-" + CID, 3, ev)) == (
+        f"will join network {BACK[:12]} as db at 10.9.2.9 at start (connect recorded)")
+    ev2 = v.NetworkConnectWithdrawn(network_id=BACK, container_id=CID)
+    assert describe(_env(10, "container-" + CID, 4, ev2)) == (
+        f"will not join network {BACK[:12]} at start (disconnect recorded)")
