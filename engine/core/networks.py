@@ -202,10 +202,15 @@ def decide_connect_at_start(state: EngineState, network_ref: str, container_ref:
         # moby daemon/container_operations.go errRemovalContainer
         raise Conflict(f"Container {c.id} is marked for removal and cannot be connected or "
                        "disconnected to the network", hint="the container is going away")
-    if c.config.network_mode in ("host", "none") or c.config.network_mode.startswith(
-            "container:"):
-        raise Conflict(f"container cannot be connected to network {net.name}: it uses "
-                       f"network mode {c.config.network_mode}", hint="recreate it on a bridge")
+    # moby runconfig ErrConflictNoNetwork / ErrConflictSharedNetwork (validation errors).
+    if c.config.network_mode == "none":
+        raise InvalidArgument("container cannot be connected to multiple networks with one of "
+                              "the networks in private (none) mode",
+                              hint="recreate it on a bridge network")
+    if c.config.network_mode == "host" or c.config.network_mode.startswith("container:"):
+        raise InvalidArgument("container sharing network namespace with another container or "
+                              "host cannot be connected to any other network",
+                              hint="recreate it on a bridge network")
     if net.id in start_networks(state, c):
         return Decision(op_id=op_id, target=c.id, not_modified=True)
     if ip:

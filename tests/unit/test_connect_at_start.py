@@ -70,8 +70,10 @@ def test_disconnect_before_start_withdraws_a_connect_or_the_own_network() -> Non
 
 
 def test_refusals() -> None:
-    with pytest.raises(Conflict, match="network mode host"):
+    with pytest.raises(InvalidArgument, match="sharing network namespace with another"):
         decide_connect_at_start(_state("host"), "back", CID, op_id="o1")
+    with pytest.raises(InvalidArgument, match="in private \\(none\\) mode"):
+        decide_connect_at_start(_state("none"), "back", CID, op_id="o1")
     with pytest.raises(InvalidArgument, match="no configured subnet"):
         decide_connect_at_start(_state(), "back", CID, op_id="o1", ip="10.9.3.4")
     with pytest.raises(InvalidArgument, match="invalid IPv4 address"):
