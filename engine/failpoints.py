@@ -38,6 +38,7 @@ NAMES: tuple[str, ...] = (
     "volume.after_create", "volume.after_remove",
     "net.after_netns", "net.after_allocate", "net.after_veth", "net.after_connected_event",
     "net.after_nft", "net.after_published_event", "net.after_detach_kernel",
+    "net.after_network_setup",
 )
 # And one family at the engine side of every append (engine/journal.py): `append.<EventType>`
 # fires before a batch holding an event of that type goes to the log (F-12).

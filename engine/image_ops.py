@@ -36,6 +36,7 @@ from engine.journal import Journal
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.store import StoreError
+from projections.state import ImageView
 
 log = logging.getLogger("shipslog.images")
 
@@ -147,9 +148,7 @@ class ImageOps:
         wanted = []
         for ref in refs:
             img = find_image(state, ref)
-            tags = tuple(t for t in img.repo_tags if ref in (t, img.id) or ":" not in ref
-                         and t.startswith(ref + ":")) or img.repo_tags
-            wanted.append(ImageToSave(image_id=img.id, repo_tags=tags,
+            wanted.append(ImageToSave(image_id=img.id, repo_tags=_tags_to_save(img, ref),
                                       layer_digests=img.layer_digests or img.layers))
         fd, name = tempfile.mkstemp(dir=self.tmp_dir)
         os.unlink(name)  # anonymous: gone when closed, whatever happens
@@ -165,6 +164,15 @@ class ImageOps:
     def remove_blobs(self, digests: Sequence[str]) -> None:
         for d in digests:
             self.content.delete(d)
+
+
+def _tags_to_save(img: ImageView, ref: str) -> tuple[str, ...]:
+    """The RepoTags `save REF` writes, as moby's tarexport.parseNames picks them: a tag names
+    itself, a bare name every tag of that repository, an image ID (or ID prefix) none."""
+    name_only = ":" not in ref.rsplit("/", 1)[-1]
+    if name_only:
+        return tuple(t for t in img.repo_tags if t.startswith(ref + ":"))
+    return tuple(t for t in img.repo_tags if t == ref)
 
 
 async def _stream_file(f: BinaryIO) -> AsyncIterator[bytes]:

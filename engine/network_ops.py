@@ -42,7 +42,7 @@ from pyroute2 import IPRoute
 from engine import failpoints
 from engine.core.ipam import next_free_address
 from engine.core.lookup import find_container
-from engine.core.networks import decide_network_create
+from engine.core.networks import decide_network_create, start_networks
 from engine.drivers import netns
 from engine.drivers.dns import run_dns
 from engine.drivers.hostfiles import read_host_resolv_conf
@@ -344,16 +344,24 @@ class NetworkOps:
         """Give a starting container its namespace and its endpoint on its network (at the
         static `--ip` and with the `--network-alias` names it asked for); publish its ports.
         Returns the namespace path for the runtime spec (None: no network)."""
-        net = network_of(self.journal.state, c.config.network_mode)
-        if net is None:
+        state = self.journal.state
+        if network_of(state, c.config.network_mode) is None:
             return None
+        # Its own network first, then those `network connect` recorded before the start.
+        joins = start_networks(state, c)
+        for nid in joins:
+            if nid not in state.networks:
+                raise NotFound(f"network {nid} not found",
+                               hint=f"disconnect it: shipslog network disconnect {nid} {c.name}")
+        if not joins:
+            return None  # disconnected from all before the start: an empty namespace
         path = await trio.to_thread.run_sync(netns.create_netns, self.netns_dir,
                                              netns_name(c.id))
         failpoints.hit("net.after_netns")
-        ip = await self._connect(c, net, path, 0, op_id, actor, c.config.network_aliases,
-                                 requested=c.config.ipv4_address,
-                                 requested6=c.config.ipv6_address)
-        await self._publish(c, ip, op_id, actor)
+        ips = [await self._connect(c, state.networks[nid], path, index, op_id, actor,
+                                   ep.aliases, requested=ep.ip, requested6=ep.ip6)
+               for index, (nid, ep) in enumerate(joins.items())]
+        await self._publish(c, ips[0], op_id, actor)
         return path
 
     def joined_namespace(self, c: ContainerView) -> JoinedNamespace:

@@ -11,6 +11,7 @@ that is still creating the runtime.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 import trio
 
+from engine import failpoints
 from engine.core import containers as cc
 from engine.core import images as ci
 from engine.core import networks as cn
@@ -26,19 +28,20 @@ from engine.core import volumes as cv
 from engine.core.decision import Decision
 from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
-from engine.errors import Conflict, ShipslogError
+from engine.errors import Conflict, InvalidArgument, ShipslogError
 from engine.image_gate import gate_for
 from engine.journal import ConcurrencyConflict, Journal
 from engine.network_ops import host_routes
 from engine.supervisor import Supervisor
 from engine.volumes.plan import anonymous_needed
 from events.envelope import Actor, Pending, stream_of
-from events.redact import redact_env
+from events.redact import RedactError, redact_env
 from events.values import ContainerConfig
 from events.vocabulary import NetworkRemoved, OperationCompleted, OperationFailed
 from projections.state import ContainerView, EngineState, ImageView
 
 MAX_ATTEMPTS = 8
+log = logging.getLogger("shipslog.service")
 
 
 class Engine:
@@ -107,7 +110,10 @@ class Engine:
         op_id = self.journal.new_id()
         if not name:
             name = generate_name(self._random.choice, lambda n: n in self.state.names)
-        entries = redact_env(self.secrets.key(), env)
+        try:
+            entries = redact_env(self.secrets.key(), env)
+        except RedactError as exc:  # a user's entry: a 400, never an internal error
+            raise InvalidArgument(exc.message, exc.hint) from None
         config = msgspec.structs.replace(config, env=entries)
         # The values go to the 0600 secret store, never into the log (DESIGN.md "Secrets").
         if env:
@@ -211,12 +217,13 @@ class Engine:
     async def create_volume(self, name: str, actor: Actor, *, driver: str = "local",
                             labels: dict[str, str] | None = None,
                             options: dict[str, str] | None = None) -> str:
+        anonymous = not name  # Docker 23+: an unnamed volume is anonymous (prune takes it)
         if not name:
             name = self.journal.new_id()
         op_id = self.journal.new_id()
         await self.run(lambda s: cv.decide_volume_create(
-            s, name, op_id=op_id, driver=driver, labels=labels, options=options), actor,
-            lock="volume-" + name)
+            s, name, op_id=op_id, driver=driver, labels=labels, options=options,
+            anonymous=anonymous), actor, lock="volume-" + name)
         return name
 
     async def remove_volume(self, name: str, actor: Actor, *, force: bool = False) -> None:
@@ -239,11 +246,14 @@ class Engine:
         op_id = self.journal.new_id()
         routes = await trio.to_thread.run_sync(host_routes)
         d = await self.decide_and_append(lambda s: cn.decide_network_create(
-            s, name, op_id=op_id, network_id=nid, host_routes=routes, **options), actor)
+            s, name, op_id=op_id, network_id=nid, host_routes=routes, by_user=True, **options),
+            actor)
         try:
             await ops.setup_network(self.state.networks[d.target])
-        except (ShipslogError, OSError, ValueError) as exc:
-            # Issue 13: a create the kernel refused must not stay recorded as a network.
+            failpoints.hit("net.after_network_setup")
+        except Exception as exc:
+            # Issue 13: a create the kernel refused (or half made) must not stay recorded
+            # as a network, nor leave a bridge no event owns: undone, on the record.
             with trio.CancelScope(shield=True):
                 await self._compensate_network_create(ops, d.target, op_id, exc, actor)
             raise
@@ -282,7 +292,8 @@ class Engine:
                                   actor=actor, op_id=op_id)
 
     async def connect_network(self, net_ref: str, container_ref: str, actor: Actor, *,
-                              aliases: tuple[str, ...] = ()) -> None:
+                              aliases: tuple[str, ...] = (), ip: str = "",
+                              ip6: str = "") -> None:
         ops = self._network_ops()
         net = find_network(self.state, net_ref)
         c = find_container(self.state, container_ref)
@@ -290,8 +301,12 @@ class Engine:
             raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}",
                            hint="it is connected already")
         if c.status not in ("running", "paused"):
-            raise Conflict(f"container {c.name} is not running",
-                           hint="start it first; stopped containers join at start")
+            # Recorded, joined at its next start (Docker's ConnectToNetwork when not running).
+            op_id = self.journal.new_id()
+            await self.run(lambda s: cn.decide_connect_at_start(
+                s, net.id, c.id, op_id=op_id, ip=ip, aliases=aliases, ip6=ip6), actor,
+                lock=c.id)
+            return
         async with self._locked(c.id):
             await ops.connect_live(c, net, self.journal.new_id(), actor, aliases)
 
@@ -299,11 +314,21 @@ class Engine:
         ops = self._network_ops()
         net = find_network(self.state, net_ref)
         c = find_container(self.state, container_ref)
+        if c.status not in ("running", "paused") and c.id not in net.endpoints:
+            op_id = self.journal.new_id()
+            await self.run(lambda s: cn.decide_disconnect_at_start(s, net.id, c.id,
+                                                                   op_id=op_id),
+                           actor, lock=c.id)
+            return
         if c.id not in net.endpoints:
             raise Conflict(f"container {c.id} is not connected to network {net.name}",
                            hint="nothing to disconnect")
         async with self._locked(c.id):
             await ops.disconnect_live(c, net, self.journal.new_id(), actor)
+            if net.id in self.state.containers[c.id].joins:  # or it comes back at start
+                op_id = self.journal.new_id()
+                await self.decide_and_append(lambda s: cn.decide_disconnect_at_start(
+                    s, net.id, c.id, op_id=op_id), actor)
 
     # -- images ---------------------------------------------------------------------------
 

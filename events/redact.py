@@ -23,7 +23,10 @@ __all__ = ["REDACTED", "RedactError", "check_env", "keyed_digest", "redact_argv"
 
 # Real NUL, LF and CR bytes (not the two characters `\n`) smuggle extra lines into the files
 # generated from env and user fields (/etc/passwd, /etc/hosts): CVE-2022-4318, RELIABILITY I-03.
+# Values may hold LF and CR as Docker's do (PEM keys passed with -e): only HOME's value goes
+# into a generated file. NUL is refused everywhere: execve cannot carry it.
 _FORBIDDEN = {"\x00": "NUL", "\n": "LF", "\r": "CR"}
+_FILED_VALUES = ("HOME",)
 
 
 class RedactError(ValueError):
@@ -41,10 +44,12 @@ def keyed_digest(key: bytes, value: str) -> str:
 
 
 def check_env(entry: str) -> tuple[str, str | None]:
-    """Split `K=V` (or a bare `K`) and refuse NUL/CR/LF bytes and empty keys."""
+    """Split `K=V` (or a bare `K`); refuse NUL bytes, CR/LF in keys and in HOME's value,
+    and empty keys."""
     name, sep, value = entry.partition("=")
     for char, label in _FORBIDDEN.items():
-        if char in entry:
+        in_value = char in value and (char == "\x00" or name in _FILED_VALUES)
+        if char in name or in_value:
             where = "key" if char in name else "value"
             raise RedactError(
                 f"environment variable {name[:64]!r} has a {label} byte in its {where}",

@@ -383,6 +383,27 @@ class NetworkRemoved(BaseEvent, frozen=True, kw_only=True):
     network_id: str
 
 
+class NetworkConnectRecorded(BaseEvent, frozen=True, kw_only=True):
+    """`network connect` of a container that is not running (on the container's stream):
+    Docker records the endpoint config and the container joins the network at its next start
+    (Compose connects a service's other networks between create and start). `ipv4_address`
+    is the static address asked for, checked by IPAM at start."""
+
+    network_id: str
+    container_id: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str = ""
+    ipv6_address: str = ""
+
+
+class NetworkConnectWithdrawn(BaseEvent, frozen=True, kw_only=True):
+    """`network disconnect` of a container that is not running: it will not join the network
+    at its next start (a recorded connect, or the network it was created on)."""
+
+    network_id: str
+    container_id: str
+
+
 # --- reconciliation ------------------------------------------------------------------------
 
 
@@ -511,6 +532,8 @@ Event = (
     | ContainerPathArchived
     | ContainerPathExtracted
     | ContainerExported
+    | NetworkConnectRecorded
+    | NetworkConnectWithdrawn
 )
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {

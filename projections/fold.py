@@ -538,6 +538,27 @@ def _unpublished(tx: _Tx, env: Envelope, ev: v.NetworkPortUnpublished) -> None:
         tx.update_container(env, ev.container_id, ports=ports)
 
 
+@on(v.NetworkConnectRecorded)
+def _connect_recorded(tx: _Tx, env: Envelope, ev: v.NetworkConnectRecorded) -> None:
+    c = tx.container(ev.container_id)
+    if c is not None:
+        ep = Endpoint(network_id=ev.network_id, ip=ev.ipv4_address, ip6=ev.ipv6_address,
+                      aliases=ev.aliases)
+        tx.update_container(env, ev.container_id, joins={**c.joins, ev.network_id: ep})
+
+
+@on(v.NetworkConnectWithdrawn)
+def _connect_withdrawn(tx: _Tx, env: Envelope, ev: v.NetworkConnectWithdrawn) -> None:
+    c = tx.container(ev.container_id)
+    if c is None:
+        return
+    if ev.network_id in c.joins:
+        joins = {k: e for k, e in c.joins.items() if k != ev.network_id}
+        tx.update_container(env, ev.container_id, joins=joins)
+    else:  # not a recorded connect: the network it was created on
+        tx.update_container(env, ev.container_id, left_primary=True)
+
+
 @on(v.NetworkRemoved)
 def _network_removed(tx: _Tx, env: Envelope, ev: v.NetworkRemoved) -> None:
     net = tx.networks.get(ev.network_id)

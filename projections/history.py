@@ -158,6 +158,12 @@ def describe(env: Envelope) -> str:
         return done + (f"; refused: {ev.error}" if ev.error else "")
     if isinstance(ev, v.ContainerExported):
         return "exported (root filesystem streamed out)"
+    if isinstance(ev, v.NetworkConnectRecorded):
+        extra = "".join(f" as {a}" for a in ev.aliases) + (
+            f" at {ev.ipv4_address}" if ev.ipv4_address else "")
+        return f"will join network {ev.network_id[:12]}{extra} at start (connect recorded)"
+    if isinstance(ev, v.NetworkConnectWithdrawn):
+        return f"will not join network {ev.network_id[:12]} at start (disconnect recorded)"
     if isinstance(ev, v.ReconcileDifferenceFound):
         return f"reconcile: expected {ev.expected}, saw {ev.observed}; {ev.action}"
     fields = msgspec.structs.asdict(ev)

@@ -61,6 +61,11 @@ class ContainerView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     health: str = ""  # "", or Docker's "starting", "healthy", "unhealthy"
     health_failing_streak: int = 0
     networks: dict[str, Endpoint] = {}
+    # What `network connect` recorded while it was not running: networks it joins at every
+    # start besides the one it was created on (id -> aliases, and in `ip` the static address
+    # asked for); `left_primary`: `network disconnect` took it off that one before a start.
+    joins: dict[str, Endpoint] = {}
+    left_primary: bool = False
     ports: tuple[PublishedPort, ...] = ()
     mounts: tuple[VolumeMount, ...] = ()
     execs: tuple[str, ...] = ()

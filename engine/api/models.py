@@ -13,6 +13,8 @@ defaults (`""`, `0`, `false`, `[]`) so a handler fills only what it knows.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 # ---------------------------------------------------------------------------------------------
@@ -399,9 +401,12 @@ class ImageInspect(_Out):
     Comment: str = ""
     Created: str = ""
     Container: str = ""
+    # Docker's container.Config as the image holds it (render.docker_config): plain objects,
+    # so its `omitempty` fields stay out and the rest are sent even when empty.
+    ContainerConfig: dict[str, Any] = {}
     DockerVersion: str = ""
     Author: str = ""
-    Config: DockerContainerConfig | None = None
+    Config: dict[str, Any] | None = None
     Architecture: str = "amd64"
     Variant: str | None = None
     Os: str = "linux"

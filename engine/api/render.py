@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from engine.api import models as m
+from engine.core.networks import start_networks
 from engine.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
@@ -215,9 +216,25 @@ def inspect_container(
                     **_v6_fields(_net(state, nid), ep.ip6),
                 )
                 for nid, ep in c.networks.items()
-            },
+            } or _planned_networks(state, c),
         ),
     )
+
+
+def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
+    """A container with no endpoint (created, exited) still reports the networks it joins at
+    start, as Docker does; on user networks its short ID is an alias (moby
+    daemon.updateNetworkConfig), which Compose reads to tell its containers apart."""
+    out = {}
+    for nid, ep in start_networks(state, c).items():
+        net = _net(state, nid)
+        aliases = list(ep.aliases)
+        if net is not None and net.name != "bridge" and c.id[:12] not in aliases:
+            aliases.append(c.id[:12])
+        out[net.name if net else nid] = m.NetworkEndpoint(
+            NetworkID=nid, Aliases=aliases or None,
+            IPAMConfig={"IPv4Address": ep.ip} if ep.ip else None)
+    return out
 
 
 def _net(state: EngineState, nid: str) -> NetworkView | None:
@@ -508,25 +525,71 @@ def image_summary(state: EngineState, img: ImageView) -> m.ImageSummary:
     )
 
 
-def image_inspect(img: ImageView) -> m.ImageInspect:
+# moby api/types/container.Config, in its field order; the others are `omitempty`.
+_CONFIG_ZERO: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "ExposedPorts": None, "Tty": False, "OpenStdin": False,
+    "StdinOnce": False, "Env": None, "Cmd": None, "Healthcheck": None, "ArgsEscaped": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "NetworkDisabled": None, "MacAddress": None, "OnBuild": None, "Labels": None,
+    "StopSignal": None, "StopTimeout": None, "Shell": None,
+}
+_OMITEMPTY = frozenset({"ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled",
+                        "MacAddress", "StopSignal", "StopTimeout", "Shell"})
+
+
+def docker_config(doc: Any) -> dict[str, Any]:
+    """An image config's `config` or `container_config` object as Docker's image inspect
+    writes it (a Go container.Config): every field it always sends, in its order, zero
+    values where the image has none, and the `omitempty` ones only when set."""
+    doc = doc if isinstance(doc, dict) else {}
+    out: dict[str, Any] = {}
+    for key, zero in _CONFIG_ZERO.items():
+        value = doc.get(key, zero)
+        if key in _OMITEMPTY and not value:
+            continue
+        out[key] = zero if value is None else value
+    return out
+
+
+def _config_from_view(cfg: ImageConfig) -> dict[str, Any]:
+    """`config` rebuilt from what the log recorded, when the config blob cannot be read."""
+    health = _health_config(cfg.healthcheck)
+    return docker_config({
+        "Env": list(cfg.env) or None, "Cmd": list(cfg.cmd) or None,
+        "Entrypoint": list(cfg.entrypoint) or None, "WorkingDir": cfg.working_dir,
+        "User": cfg.user, "Labels": dict(cfg.labels) or None,
+        "ExposedPorts": {p: {} for p in cfg.exposed_ports},
+        "Volumes": {v: {} for v in cfg.volumes} or None, "StopSignal": cfg.stop_signal,
+        "Healthcheck": msgspec.to_builtins(health) if health is not None else None,
+    })
+
+
+def image_inspect(img: ImageView, raw_config: bytes | None = None) -> m.ImageInspect:
+    """`raw_config`: the image's config blob. Docker answers from it, and clients of API 1.43
+    still read its `ContainerConfig` (docker-compose 1.29: `KeyError: 'ContainerConfig'` on
+    recreate); an image built without one (BuildKit) gets Docker 24's empty config."""
     created, _ = _image_created(img.config, img.created_at)
     cfg = img.config
+    doc: Any = None
+    if raw_config is not None:
+        try:
+            doc = msgspec.json.decode(raw_config)
+        except msgspec.DecodeError:
+            doc = None
+    doc = doc if isinstance(doc, dict) else {}
     return m.ImageInspect(
         Id=img.id,
         RepoTags=list(img.repo_tags),
         RepoDigests=list(img.repo_digests),
         Created=created,
-        Config=m.DockerContainerConfig(
-            Env=list(cfg.env),
-            Cmd=list(cfg.cmd) or None,
-            Entrypoint=list(cfg.entrypoint) or None,
-            WorkingDir=cfg.working_dir,
-            User=cfg.user,
-            Labels=dict(cfg.labels),
-            ExposedPorts={p: {} for p in cfg.exposed_ports} or None,
-            Volumes={v: {} for v in cfg.volumes} or None,
-            StopSignal=cfg.stop_signal or None,
-        ),
+        Container=str(doc.get("container") or ""),
+        ContainerConfig=docker_config(doc.get("container_config")),
+        DockerVersion=str(doc.get("docker_version") or ""),
+        Author=str(doc.get("author") or ""),
+        Comment=str(doc.get("comment") or ""),
+        Config=docker_config(doc["config"]) if isinstance(doc.get("config"), dict)
+        else _config_from_view(cfg),
         Architecture=cfg.architecture,
         Os=cfg.os,
         Size=img.size,

@@ -17,7 +17,7 @@ from engine.api.router import Request, Response, Router, empty, json_response, s
 from engine.api.routes_registry import pull_response
 from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
-from engine.errors import InvalidArgument
+from engine.errors import InvalidArgument, ShipslogError
 from engine.images.reference import InvalidReference, parse_reference
 
 
@@ -65,6 +65,10 @@ def tag_target(repo: str, tag: str) -> str:
                                "cannot start with '.' or '-'") from None
 
 
+async def _one(line: bytes) -> AsyncIterator[bytes]:
+    yield line
+
+
 def image_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
@@ -95,7 +99,12 @@ def image_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/images/{name:path}/json")
     async def inspect(req: Request) -> Response:
-        return json_response(render.image_inspect(find_image(engine.state, req.params["name"])))
+        img = find_image(engine.state, req.params["name"])
+        try:
+            raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
+        except (ShipslogError, OSError):
+            raw = None  # answered from the log (render._config_from_view)
+        return json_response(render.image_inspect(img, raw))
 
     @r.route("GET", "/images/{name:path}/history")
     async def history(req: Request) -> Response:
@@ -143,7 +152,13 @@ def image_routes(ctx: Any) -> Router:
 
     @r.route("POST", "/images/load", stream_body=True)
     async def load(req: Request) -> Response:
-        images = await ops.load(req.stream_body(), req.actor)
+        try:
+            images = await ops.load(req.stream_body(), req.actor)
+        except ShipslogError as exc:
+            # moby postImagesLoad: the answer is always 200, a refused archive an errorDetail
+            # message in its stream (the docker CLI and the SDK read it from there).
+            return streaming(_one(_line({"errorDetail": {"message": exc.message},
+                                         "error": exc.message})))
 
         async def body() -> AsyncIterator[bytes]:
             for img in images:

@@ -88,9 +88,19 @@ def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
         "IPAM": {"Driver": "default", "Options": {}, "Config": configs},
         "Internal": net.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": net.bridge, **net.options},
+        "Options": _options(net),
         "Labels": dict(net.labels),
     }
+
+
+def _options(net: NetworkView) -> dict[str, str]:
+    """Exactly the options the user passed, as Docker reports them: Compose compares them
+    with its file and recreates a network whose options differ (issue 14). Only the default
+    bridge names its link, as Docker's does (`docker0`)."""
+    if net.name == "bridge":
+        return {"com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.name": net.bridge, **net.options}
+    return dict(net.options)
 
 
 def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
@@ -161,7 +171,11 @@ def network_routes(ctx: Any) -> Router:
         if net.name == "bridge":
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only", hint="connect to a network you created")
-        if c.id in net.endpoints or c.status not in ("running", "paused"):
+        if c.status not in ("running", "paused"):  # recorded, taken at start
+            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases, ip=ip,
+                                         ip6=ip6)
+            return empty(200)
+        if c.id in net.endpoints:
             await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)  # refuses
             return empty(200)
         ops = ctx.engine.supervisor.d.network

@@ -17,10 +17,13 @@ import msgspec
 import trio
 
 from engine.api.router import Request, Response, Router, json_response, streaming
+from engine.api.translate import parse_filters
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from engine.images.reference import parse_reference
 from engine.registry.auth import Credentials, from_registry_auth
+from engine.registry.client import RegistryUnauthorized
+from engine.registry.distribution import distribution_inspect, search
 from engine.registry.manifest import parse_platform
 from engine.registry.service import Message, RegistryService
 
@@ -86,7 +89,47 @@ async def pull_response(ctx: Any, req: Request) -> Response:
     async def work(emit: Callable[[Message], Awaitable[None]]) -> None:
         await svc.pull(ref, platform, creds, req.actor, emit)
 
-    return await _stream(svc, work)
+    try:
+        return await _stream(svc, work)
+    except RegistryUnauthorized as exc:
+        # Docker answers a refused pull with 500 (moby distribution translatePullError:
+        # errdefs.Unknown); on a 401 the docker CLI asks for a login on the terminal, and a
+        # CI job waits there for ever.
+        raise ShipslogError(exc.message, exc.hint) from None
+
+
+def _search_limit(raw: str) -> int:
+    """moby: strconv.Atoi, then 0 means 25 and the rest must be within [1, 100]."""
+    try:
+        limit = int(raw) if raw else 0
+    except ValueError:
+        raise InvalidArgument(f'invalid limit specified: strconv.Atoi: parsing "{raw}": '
+                              "invalid syntax", hint="give a number from 1 to 100") from None
+    if limit < 0:
+        raise InvalidArgument("invalid limit specified", hint="give a number from 1 to 100")
+    limit = limit or 25
+    if limit > 100:
+        raise InvalidArgument(f"limit {limit} is outside the range of [1, 100]",
+                              hint="give a number from 1 to 100")
+    return limit
+
+
+def _check_search_filters(filters: dict[str, list[str]]) -> None:
+    for key in ("is-official", "is-automated"):
+        for value in filters.get(key, []):
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"invalid filter '{key}={value}'",
+                                      hint="use true or false")
+    for value in filters.get("stars", []):
+        if not value.isdigit():
+            raise InvalidArgument(f"invalid filter 'stars={value}'", hint="use a number")
+
+
+def _search_match(result: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, flag in (("is-official", "is_official"), ("is-automated", "is_automated")):
+        if any(result[flag] != (value in ("true", "1")) for value in filters.get(key, [])):
+            return False
+    return all(result["star_count"] >= int(value) for value in filters.get("stars", []))
 
 
 def registry_routes(ctx: Any) -> Router:
@@ -119,6 +162,31 @@ def registry_routes(ctx: Any) -> Router:
                 await svc.push(t, img, creds, req.actor, emit)
 
         return await _stream(svc, work)
+
+    @r.route("GET", "/distribution/{name:path}/json")
+    async def distribution(req: Request) -> Response:
+        ref = parse_reference(req.params["name"])
+        svc = registry_service(ctx)
+        creds = await svc.credentials_for(ref.domain, _creds(req))
+        try:
+            doc = await distribution_inspect(svc.client(ref.domain, creds), ref,
+                                             svc.puller._fetch_document)
+        except RegistryUnauthorized as exc:
+            # Docker: a registry's UNAUTHORIZED is 401, but a basic challenge with no
+            # credentials fails in its transport, which is a 500.
+            if exc.message.endswith("no basic auth credentials"):
+                raise ShipslogError(exc.message, exc.hint) from None
+            raise
+        return json_response(doc)
+
+    @r.route("GET", "/images/search")
+    async def search_images(req: Request) -> Response:
+        filters = parse_filters(req.arg("filters"), ("is-automated", "is-official", "stars"))
+        _check_search_filters(filters)
+        limit = _search_limit(req.arg("limit") or "")
+        svc = registry_service(ctx)
+        results = await search(svc.transport, req.arg("term") or "", limit, svc.insecure)
+        return json_response([x for x in results if _search_match(x, filters)])
 
     @r.route("POST", "/auth")
     async def auth(req: Request) -> Response:

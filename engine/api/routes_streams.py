@@ -7,6 +7,7 @@ socket, runs `runc exec` through the runtime driver, and records exec sessions a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,12 @@ log = logging.getLogger("shipslog.api")
 STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 
+def _tail(arg: str) -> int | None:
+    """moby daemon/logs.go: `strconv.Atoi(tail)`, and anything it cannot parse ("all",
+    "abc") means every line."""
+    return int(arg) if re.fullmatch(r"[+-]?[0-9]+", arg) else None
+
+
 def _payload(stream: str, ts: int, data: bytes, *, tty: bool, timestamps: bool) -> bytes:
     if timestamps:
         data = rfc3339(ts).encode() + b" " + data
@@ -52,8 +59,7 @@ def stream_routes(ctx: Any) -> Router:
         now = ctx.clock()
         since = parse_event_time(req.arg("since"), now) or 0
         until = parse_event_time(req.arg("until"), now) or 0
-        tail_arg = req.arg("tail") or "all"
-        tail = None if tail_arg == "all" else int(tail_arg)
+        tail = _tail(req.arg("tail") or "all")
         timestamps, tty = req.bool("timestamps"), c.config.tty
         path = ctx.paths.log_path(c.id)
         content_type = ("application/vnd.docker.raw-stream" if tty

@@ -25,6 +25,7 @@ from engine.api.models import (
 )
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, json_response, streaming
+from engine.api.routes_off import off_routes
 from engine.api.routes_shipslog import first_seq_at
 from engine.api.translate import parse_filters
 from engine.drivers.hostfw import observe
@@ -163,6 +164,7 @@ def system_routes(ctx: Any) -> Router:
 
         return streaming(body())
 
+    r.include(off_routes(ctx))  # swarm and plugins, answered as Docker with them off
     return r
 
 

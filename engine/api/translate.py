@@ -20,6 +20,7 @@ import msgspec
 
 from engine.api.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
 from engine.core import health
+from engine.core.networks import check_network_name
 from engine.errors import InvalidArgument
 from engine.volumes.plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
@@ -31,6 +32,7 @@ VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 LOG_DRIVERS = ("json-file", "local", "none")
 MIN_MEMORY = 6 * 1024 * 1024  # moby daemon/daemon_unix.go linuxMinMemory
+INT64_MAX = (1 << 63) - 1
 DEFAULT_CPU_PERIOD = 100_000  # µs, the kernel's CFS default
 _CONTROL = ("\n", "\r", "\0")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -254,10 +256,14 @@ def _restart_policy(host: HostConfig) -> RestartPolicy:
 
 def _memory(memory: int | None) -> int:
     memory = memory or 0
-    if memory < 0:
-        raise InvalidArgument("invalid memory limit: must not be negative")
-    if 0 < memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if memory > INT64_MAX:  # Docker decodes an int64: its JSON decoder refuses the rest
+        raise InvalidArgument(f"json: cannot unmarshal number {memory} into Go struct field "
+                              "HostConfig.HostConfig.Memory of type int64",
+                              hint="give a memory limit below 8 EiB")
+    if memory < 0 or 0 < memory < MIN_MEMORY:
+        # Docker's one check, below 6 MB, takes negatives too: `-m 9223372036854775807`
+        # reaches it negative, as the docker CLI parses sizes through a float64.
+        raise InvalidArgument("Minimum memory limit allowed is 6MB", hint="use -m 6m or more")
     return memory
 
 
@@ -321,8 +327,11 @@ def _network_mode(mode: str | None) -> str:
         if not target or not NAME_RE.match(target):
             raise InvalidArgument(f"invalid network mode {mode!r}")
         return mode
-    if mode not in ("none", "host", "bridge") and not VOLUME_NAME_RE.match(mode):
-        raise InvalidArgument(f"invalid network mode {mode!r}")
+    if mode not in ("none", "host", "bridge"):
+        try:
+            check_network_name(mode)  # a network's name: as Docker's, spaces allowed
+        except InvalidArgument:
+            raise InvalidArgument(f"invalid network mode {mode!r}") from None
     return mode
 
 

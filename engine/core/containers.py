@@ -15,6 +15,7 @@ import msgspec
 from engine.core.decision import Decision, Step
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
+from engine.core.volumes import ANONYMOUS_LABEL
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.volumes.plan import plan_mounts
 from events import vocabulary as v
@@ -162,7 +163,8 @@ def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
         # Not `expected_version=0`: a volume removed earlier keeps its stream, and a name
         # used again must work (`volume rm x; run -v x:/d`), as `volume create` does.
         *(Pending(stream=stream_of("volume", vol.name), expected_version=None,
-                  event=v.VolumeCreated(name=vol.name, anonymous=vol.anonymous))
+                  event=v.VolumeCreated(name=vol.name, anonymous=vol.anonymous,
+                                        labels={ANONYMOUS_LABEL: ""} if vol.anonymous else {}))
           for vol in plan.create),
         Pending(stream=stream, event=v.ContainerCreateRequested(
             container_id=cid, name=cmd.name, config=config), expected_version=0),

@@ -12,13 +12,21 @@ import ipaddress
 from engine.core.decision import Decision, Step
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.lookup import find_container, find_network
-from engine.core.validate import check_name
+from engine.core.validate import MAX_NAME
 from engine.errors import Conflict, InvalidArgument
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
-from projections.state import EngineState
+from projections.state import ContainerView, Endpoint, EngineState, NetworkView
 
 BUILTIN = ("bridge", "host", "none")
+# moby runconfig.IsPreDefinedNetwork: names a user may never give a network of their own.
+PREDEFINED = ("bridge", "host", "none", "default", "ingress")
+
+
+class PredefinedNetwork(Conflict):
+    """Docker's errdefs.Forbidden for a predefined network's name (a 403)."""
+
+    status = 403
 
 
 def decide_network_create(state: EngineState, name: str, *, op_id: str, network_id: str,
@@ -27,8 +35,14 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                           labels: dict[str, str] | None = None,
                           options: dict[str, str] | None = None, enable_ipv6: bool = False,
                           subnet6: str = "", gateway6: str = "",
-                          ip_range6: str = "") -> Decision:
-    check_name(name, "network")
+                          ip_range6: str = "", by_user: bool = False) -> Decision:
+    """`by_user`: a `network create` (the daemon makes the default bridge itself)."""
+    if by_user and name in PREDEFINED:
+        # moby daemon.PredefinedNetworkError, trailing space and all; a network named host
+        # or none would be a bridge that `--network host` can never reach or remove.
+        raise PredefinedNetwork(f"operation is not permitted on predefined {name} network ",
+                                hint="pick another name")
+    check_network_name(name)
     if name in state.network_names:
         raise Conflict(f"network with name {name} already exists",
                        hint="pick another name or remove the existing network")
@@ -130,6 +144,18 @@ def _decide_ipv6(state: EngineState, enable: bool, subnet6: str, gateway6: str,
     return {"subnet6": str(net), "gateway6": gw, "ip_range6": pool}
 
 
+def check_network_name(name: str) -> str:
+    """Docker takes any network name that is not blank (libnetwork NewNetwork: spaces and
+    all, as Compose users give them); names only key the log and the API here, never a path
+    or a link. Control characters are refused: they would forge lines in `network ls`."""
+    if not name.strip():
+        raise InvalidArgument(f"invalid name: {name}", hint="give the network a name")
+    if len(name) > MAX_NAME or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise InvalidArgument(f"invalid network name {name[:64]!r}: control characters or "
+                              f"longer than {MAX_NAME}", hint="pick a printable name")
+    return name
+
+
 def _check_gateway_and_range(subnet: str, gateway: str, ip_range: str) -> tuple[str, str]:
     """Both parsed, inside the subnet, and written canonically (IPAM compares strings)."""
     net = ipaddress.ip_network(subnet, strict=False)
@@ -207,3 +233,101 @@ def decide_disconnect(state: EngineState, network_ref: str, container_ref: str, 
             args={"network_id": net.id})),),
         plan=(Step(name="network.disconnect", args={"network_id": net.id,
                                                     "container_id": c.id}),))
+
+
+def primary_network_id(state: EngineState, c: ContainerView) -> str:
+    """The id of the network `c` was created on ("" for none/host/container: modes, or when
+    that network is gone)."""
+    mode = c.config.network_mode
+    if mode in ("none", "host", "") or mode.startswith("container:"):
+        return ""
+    name = "bridge" if mode == "default" else mode
+    return state.network_names.get(name) or (name if name in state.networks else "")
+
+
+def start_networks(state: EngineState, c: ContainerView) -> dict[str, Endpoint]:
+    """The networks `c` joins when it starts, first the one it was created on (unless a
+    disconnect took it off), then those `network connect` recorded: network id -> endpoint
+    config (aliases; the static address asked for in `ip`)."""
+    out: dict[str, Endpoint] = {}
+    primary = primary_network_id(state, c)
+    if primary and not c.left_primary:
+        out[primary] = Endpoint(network_id=primary, ip=c.config.ipv4_address,
+                                ip6=c.config.ipv6_address, aliases=c.config.network_aliases)
+    for nid, ep in c.joins.items():
+        out.setdefault(nid, ep)
+    return out
+
+
+def decide_connect_at_start(state: EngineState, network_ref: str, container_ref: str, *,
+                            op_id: str, ip: str = "", aliases: tuple[str, ...] = (),
+                            ip6: str = "") -> Decision:
+    """`network connect` of a container that is not running: Docker records the endpoint
+    config (daemon.ConnectToNetwork, `!container.Running`) and the container joins at start;
+    a network it already has is left as it is, as Docker does."""
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if c.status in ("removing", "dead"):
+        # moby daemon/container_operations.go errRemovalContainer
+        raise Conflict(f"Container {c.id} is marked for removal and cannot be connected or "
+                       "disconnected to the network", hint="the container is going away")
+    # moby runconfig ErrConflictNoNetwork / ErrConflictSharedNetwork (validation errors).
+    if c.config.network_mode == "none":
+        raise InvalidArgument("container cannot be connected to multiple networks with one of "
+                              "the networks in private (none) mode",
+                              hint="recreate it on a bridge network")
+    if c.config.network_mode == "host" or c.config.network_mode.startswith("container:"):
+        raise InvalidArgument("container sharing network namespace with another container or "
+                              "host cannot be connected to any other network",
+                              hint="recreate it on a bridge network")
+    if net.id in start_networks(state, c):
+        return Decision(op_id=op_id, target=c.id, not_modified=True)
+    if ip:
+        _check_static_address(net, ip)
+    if ip6:
+        _check_static_address6(net, ip6)
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,
+                event=v.NetworkConnectRecorded(network_id=net.id, container_id=c.id,
+                                               aliases=aliases, ipv4_address=ip,
+                                               ipv6_address=ip6)),))
+
+
+def _check_static_address6(net: NetworkView, ip6: str) -> None:
+    """A static IPv6 address recorded for the next start must be one the network can give."""
+    if not net.subnet6:
+        raise InvalidArgument(f"network {net.name} has no IPv6 subnet for {ip6}",
+                              hint="create the network with --ipv6 --subnet <v6 CIDR>")
+    try:
+        address = ipaddress.ip_address(ip6)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv6 address: {ip6}",
+                              hint="use an address like 2001:db8::9") from None
+    if address.version != 6 or address not in ipaddress.ip_network(net.subnet6):
+        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {ip6}",
+                              hint=f"pick an address in {net.subnet6}")
+
+
+def _check_static_address(net: NetworkView, ip: str) -> None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {ip}", hint="use an address like "
+                              "10.5.0.9") from None
+    if not net.subnet or address not in ipaddress.ip_network(net.subnet):
+        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {ip}",
+                              hint=f"pick an address inside {net.subnet or 'the subnet'}")
+
+
+def decide_disconnect_at_start(state: EngineState, network_ref: str, container_ref: str, *,
+                               op_id: str) -> Decision:
+    """`network disconnect` of a container that is not running: it will not join `network`
+    at its next start (a recorded connect, or the network it was created on)."""
+    net = find_network(state, network_ref)
+    c = find_container(state, container_ref)
+    if net.id not in start_networks(state, c):
+        raise Conflict(f"container {c.id} is not connected to network {net.name}",
+                       hint="nothing to disconnect")
+    return Decision(op_id=op_id, target=c.id, pending=(
+        Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,
+                event=v.NetworkConnectWithdrawn(network_id=net.id, container_id=c.id)),))

@@ -9,11 +9,15 @@ from __future__ import annotations
 from engine.core.decision import Decision, Step
 from engine.core.lookup import find_volume
 from engine.core.validate import check_name
-from engine.errors import Conflict
+from engine.errors import Conflict, NotFound
 from engine.volumes.plan import parse_local_options
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from projections.state import EngineState
+
+# moby volume/service AnonymousLabel: Docker 23+ marks every volume made without a name, and
+# `volume prune` (API >= 1.42) takes only those unless asked for all.
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
 def volume_users(state: EngineState, name: str) -> list[str]:
@@ -28,7 +32,13 @@ def decide_volume_create(state: EngineState, name: str, *, op_id: str, driver: s
                          options: dict[str, str] | None = None,
                          anonymous: bool = False) -> Decision:
     check_name(name, "volume")
+    if driver != "local":
+        # moby volume/drivers: the driver is looked up as a plugin, and there are none.
+        raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin '
+                       f'"{driver}" not found', hint="shipslog has the local driver only")
     parse_local_options(options)  # bad driver options are a 400 before anything is recorded
+    if anonymous:
+        labels = {**(labels or {}), ANONYMOUS_LABEL: ""}
     existing = state.volumes.get(name)
     if existing is not None:
         # Docker returns the existing volume when the driver matches.

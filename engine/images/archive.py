@@ -533,7 +533,7 @@ def save_archive(out: BinaryIO, images: Sequence[ImageToSave], store: ContentSto
         manifest_json.append(
             {
                 "Config": "blobs/sha256/" + img.image_id[7:],
-                "RepoTags": list(tags),
+                "RepoTags": list(tags) or None,  # Docker writes null for an untagged save
                 "Layers": ["blobs/sha256/" + d[7:] for d in img.layer_digests],
             }
         )

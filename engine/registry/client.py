@@ -181,10 +181,14 @@ class RegistryClient:
             return httpx.BasicAuth(self.creds.username, self.creds.password)._auth_header
         return None
 
-    async def _authorize(self, ch: Challenge, scope: str) -> None:
+    async def _authorize(self, ch: Challenge, scope: str, where: str = "") -> None:
+        """`where`: the request that was challenged, Go-style (`Get "URL"`), named in the
+        error as Docker's registry transport names it (moby: `Head "…": no basic auth
+        credentials`)."""
         if ch.scheme == "basic":
             if self.creds is None or not self.creds.username:
-                raise RegistryUnauthorized("unauthorized: authentication required",
+                raise RegistryUnauthorized(f"{where}: no basic auth credentials" if where
+                                           else "no basic auth credentials",
                                            f"log in first: shipslog login {self.ep.domain}")
             if self._basic:
                 raise RegistryUnauthorized("unauthorized: incorrect username or password",
@@ -282,7 +286,7 @@ class RegistryClient:
                     if ch is None:
                         raise RegistryUnauthorized("unauthorized: the registry sent no "
                                                    "authentication challenge")
-                    await self._authorize(ch, scope)
+                    await self._authorize(ch, scope, f'{method.title()} "{self.url(path)}"')
                     authed = True
                     attempt -= 1
                     continue

@@ -11,8 +11,9 @@ capability set. `--init` binds Debian docker.io's tini (`/usr/bin/docker-init`) 
 `/sbin/docker-init` and makes it pid 1, as `docker run --init` does.
 
 Rejected here, before anything reaches runc:
-  * NUL, CR or LF in hostname, user or environment (RELIABILITY I-03; CVE-2022-4318: a
-    newline in an env value became an extra /etc/passwd line).
+  * NUL, CR or LF in hostname, user, environment names and HOME's value (RELIABILITY I-03;
+    CVE-2022-4318: a newline in HOME became an extra /etc/passwd line). Other environment
+    values may hold CR and LF, as Docker's may; none may hold NUL.
   * a working directory under /proc/<pid>/fd (CVE-2024-21626: runc leaked a host
     directory fd that a cwd of /proc/self/fd/N reached).
 """
@@ -96,6 +97,7 @@ DEFAULT_DEVICE_RULES: tuple[dict[str, Any], ...] = (
 # host's hard limit because asking for more makes setrlimit fail inside `runc init`.
 DEFAULT_RLIMITS: dict[str, tuple[int, int]] = {"RLIMIT_NOFILE": (1048576, 1048576)}
 
+INT64_MAX = (1 << 63) - 1
 _BAD_BYTES = re.compile(r"[\x00\r\n]")
 _PROC_FD = re.compile(r"^/proc/[^/]+(/task/[^/]+)?/fd(/|$)")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})?$")
@@ -229,8 +231,11 @@ def merge_env(*layers: Sequence[str]) -> list[str]:
     merged: dict[str, str] = {}
     for layer in layers:
         for entry in layer:
-            _check_line_safe("environment variable", entry)
-            key, sep, _ = entry.partition("=")
+            key, sep, value = entry.partition("=")
+            _check_line_safe("environment variable", key)
+            if key == "HOME" or "\x00" in value:
+                # Other values may span lines, as Docker's do (a PEM key given with -e).
+                _check_line_safe("environment variable", value)
             if not key or not sep:
                 raise InvalidArgument(
                     f"invalid environment entry {entry.split('=')[0]!r}", "use KEY=VALUE"
@@ -291,7 +296,8 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
                 "minimum memory limit allowed is 6MB", "raise --memory to at least 6m"
             )
         # Docker: with --memory and no --memory-swap, swap is allowed up to the same amount.
-        res["memory"] = {"limit": config.memory, "swap": 2 * config.memory}
+        # runc reads an int64: past 2^62 the double would not fit (a 500 from runc create).
+        res["memory"] = {"limit": config.memory, "swap": min(2 * config.memory, INT64_MAX)}
     if config.nano_cpus:
         period = 100_000
         res["cpu"] = {"period": period, "quota": config.nano_cpus * period // 1_000_000_000}

@@ -143,6 +143,7 @@ SCENARIOS = {
     "connect": Scenario("connect", _prep_web, lambda w: _c(w).post_json(
         "/networks/fpnet2/connect", None, {"Container": "victim"})),
     "volume-create": Scenario("volume-create", _nothing, _prep_volume),
+    "network-create": Scenario("network-create", _nothing, _prep_network),
     "volume-remove": Scenario("volume-remove", _prep_volume,
                               lambda w: _c(w).delete("/volumes/fpvol")),
 }

@@ -54,6 +54,7 @@ POINTS = [
     ("net.after_veth", "connect"),
     ("net.after_connected_event", "connect"),
     ("net.after_detach_kernel", "remove-network"),
+    ("net.after_network_setup", "network-create"),
 ]
 ACTIONS = ["error", "panic", "crash"]
 CASES = [(p, s, a) for p, s in POINTS for a in ACTIONS]

@@ -93,7 +93,8 @@ def test_env_merges_image_then_container_with_defaults() -> None:
     assert "A=img" not in env
 
 
-@pytest.mark.parametrize("bad", ["HOME=/x\nroot::0:0::/:/bin/sh", "A=b\rc", "A=\x00", "=x", "NOEQ"])
+@pytest.mark.parametrize("bad", ["HOME=/x\nroot::0:0::/:/bin/sh", "HOME=/x\r", "A=\x00", "=x",
+                                 "NOEQ"])
 def test_env_with_control_bytes_or_no_key_is_rejected(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         make(env=[bad])
@@ -137,6 +138,9 @@ def test_limits() -> None:
     assert res["pids"] == {"limit": 50}
     with pytest.raises(InvalidArgument, match="6MB"):
         make(memory=1 << 20)
+    # runc reads an int64: twice a huge limit must still be one (it was a 500 at create).
+    huge = make(memory=(1 << 63) - 1)["linux"]["resources"]["memory"]
+    assert huge == {"limit": (1 << 63) - 1, "swap": (1 << 63) - 1}
 
 
 def test_rlimits_never_exceed_host_hard_limits() -> None:
@@ -223,3 +227,11 @@ def test_huge_group_file_is_capped() -> None:
     out = resolve_user("app", PASSWD, huge)
     # Only groups inside the first MiB are seen; the rest is never parsed.
     assert 0 < len(out["additionalGids"]) < 200_000
+
+
+def test_env_values_may_span_lines_but_home_and_nul_may_not() -> None:
+    pem = "KEY=-----BEGIN-----\r\nabc\n-----END-----"
+    assert spec_mod.merge_env(["A=1"], [pem]) == ["A=1", pem]
+    for bad in ("HOME=/x\nroot::0:0::/:/bin/sh", "A=b\x00c", "BAD\nKEY=v"):
+        with pytest.raises(InvalidArgument, match="NUL, CR or LF"):
+            spec_mod.merge_env([bad])

@@ -36,7 +36,7 @@ def test_redact_env_keeps_keys_and_order_and_hides_values() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["HOME=/x\nroot::0:0::/:/bin/sh", "A=b\rc", "A=b\x00", "BAD\nKEY=v", "K\x00=v", "=v"],
+    ["HOME=/x\nroot::0:0::/:/bin/sh", "HOME=/x\r", "A=b\x00", "BAD\nKEY=v", "K\x00=v", "=v"],
 )
 def test_control_bytes_and_empty_keys_are_refused(entry: str) -> None:
     # RELIABILITY I-03: the real bytes, not the two-character escape.
@@ -47,6 +47,15 @@ def test_control_bytes_and_empty_keys_are_refused(entry: str) -> None:
 
 def test_two_character_backslash_n_is_allowed() -> None:
     assert redact_env(KEY, ["A=x\\ny"])[0].key == "A"
+
+
+def test_values_may_span_lines_as_docker_allows(tmp_path: Path) -> None:
+    # A PEM key passed with -e (Docker accepts it); only HOME's value goes into a file.
+    pem = "TLS_KEY=-----BEGIN PRIVATE KEY-----\r\nMIIE\n-----END PRIVATE KEY-----"
+    assert redact_env(KEY, [pem]) == (EnvEntry("TLS_KEY", keyed_digest(KEY, pem[8:])),)
+    store = SecretStore(tmp_path / "s")
+    store.put("c" * 64, [pem])
+    assert store.get("c" * 64) == [pem]
 
 
 def test_secret_store_modes_and_round_trip(tmp_path: Path) -> None:
@@ -88,7 +97,7 @@ def test_owner_names_are_validated(tmp_path: Path, owner: str) -> None:
 def test_put_refuses_control_bytes(tmp_path: Path) -> None:
     store = SecretStore(tmp_path / "s")
     with pytest.raises(InvalidArgument):
-        store.put("c1", ["A=b\nc"])
+        store.put("c1", ["A=b\x00c"])
 
 
 def test_truncated_key_is_an_error_not_a_new_key(tmp_path: Path) -> None:

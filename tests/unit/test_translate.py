@@ -183,7 +183,9 @@ def test_auto_remove_with_restart_policy_is_refused() -> None:
 @pytest.mark.parametrize(
     ("host", "match"),
     [
-        ({"Memory": -1}, "must not be negative"),
+        ({"Memory": -1}, "Minimum memory limit allowed is 6MB"),
+        ({"Memory": -(1 << 63)}, "Minimum memory limit allowed is 6MB"),  # -m 2^63-1 via CLI
+        ({"Memory": 1 << 63}, "json: cannot unmarshal number 9223372036854775808 into Go"),
         ({"Memory": 1024}, "Minimum memory limit"),
         ({"Binds": ["relative/dir:/data"]}, "relative bind sources"),
         ({"Binds": ["./dir:/data"]}, "relative bind sources"),
