@@ -9,7 +9,11 @@ What is checked, against the projection of the log:
 - every container: its rootfs directory present once prepared, and, while the runtime holds
   it, its bundle's `config.json` present and readable JSON;
 - the log itself: `PRAGMA integrity_check`;
-- operations whose rollback failed (`needs cleanup`, F-11), listed so that the user sees them.
+- operations whose rollback failed (`needs cleanup`, F-11), listed so that the user sees them;
+- with the daemon up: the runtime's view (runc's state, the monitors' exit files) against the
+  projection's, each disagreement reported (issue 15: a dead container the log still shows
+  `Up` was "no damage found"), and the outcomes the log has refused so far and the supervisor
+  is still retrying.
 
 Repair never deletes: a damaged blob, layer directory or bundle config is renamed into
 `<root>/quarantine/`, which makes the object "missing" to the engine (so `rmi -f` and
@@ -243,6 +247,31 @@ def check_containers(paths: Paths, state: EngineState) -> list[Finding]:
         if problem:
             found.append(Finding(kind="container", subject=c.id, problem=problem,
                                  path=str(config)))
+    return found
+
+
+# -- the runtime against the projection -----------------------------------------------------
+
+
+def runtime_disagreements(state: EngineState, runtime_status: dict[str, str],
+                          exit_codes: dict[str, int], waiting: set[str]) -> list[Finding]:
+    """Where the runtime and the log disagree about a container's process. `runtime_status`:
+    runc's status by container id (absent: runc knows no such container); `exit_codes`: what
+    the monitors recorded for containers that ended; `waiting`: containers with an outcome
+    the supervisor is still trying to record."""
+    found = []
+    for c in sorted(state.containers.values(), key=lambda c: c.id):
+        logged = c.status in ("running", "paused")
+        seen = runtime_status.get(c.id, "")
+        alive = seen in ("running", "paused")
+        if logged == alive or c.status in ("creating", "removing", "restarting"):
+            continue
+        problem = f"the log says {c.status}, the runtime says {seen or 'no such container'}"
+        if not alive and c.id in exit_codes:
+            problem += f" (its monitor recorded exit code {exit_codes[c.id]})"
+        if c.id in waiting:
+            problem += "; its outcome is waiting to be recorded"
+        found.append(Finding(kind="runtime", subject=c.id, problem=problem))
     return found
 
 

@@ -4,7 +4,10 @@ I/O: the check reads (and with repair renames) files in a worker thread; each re
 appended to the log as a `ReconcileDifferenceFound` event, by the caller's identity.
 
 Answer: `{"Findings": [{"Kind", "Subject", "Problem", "Action", "Path"}], "NeedsCleanup":
-[{"OpId", "Kind", "Target", "Error"}], "Integrity": "ok", "Repaired": bool}`.
+[{"OpId", "Kind", "Target", "Error"}], "Waiting": ["<n> outcome(s) waiting to be recorded:
+…"], "Integrity": "ok", "Repaired": bool}`. `Waiting` lists outcomes the log refused that the
+supervisor is still retrying; findings of kind `runtime` are disagreements between the
+runtime (runc state, monitor exit files) and the projection.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 import trio
 
 from engine.api.router import Request, Response, Router, json_response
-from engine.system_check import Finding, run_check
+from engine.outcomes import summary
+from engine.system_check import Finding, run_check, runtime_disagreements
 from events import vocabulary as v
 from events.envelope import Pending
 
@@ -22,6 +26,19 @@ from events.envelope import Pending
 def _finding(f: Finding) -> dict[str, str]:
     return {"Kind": f.kind, "Subject": f.subject, "Problem": f.problem, "Action": f.action,
             "Path": f.path}
+
+
+async def _runtime_findings(supervisor: Any, state: Any) -> list[Finding]:
+    runtime = supervisor.d.runtime
+    status = {st.id: st.status for st in await runtime.list()}
+    exit_codes = {}
+    for cid in state.containers:
+        if status.get(cid) not in ("running", "paused"):
+            record = runtime.exit_record(cid)
+            if record is not None:
+                exit_codes[cid] = record.exit_code
+    waiting = {w.subject for w in supervisor.outcomes.waiting()}
+    return runtime_disagreements(state, status, exit_codes, waiting)
 
 
 def check_routes(ctx: Any) -> Router:
@@ -33,8 +50,12 @@ def check_routes(ctx: Any) -> Router:
         repair = req.bool("repair")
         journal = ctx.engine.journal
         state = journal.state
+        supervisor = ctx.engine.supervisor
+        waiting = supervisor.outcomes.waiting()
+        disagreements = await _runtime_findings(supervisor, state)
         report = await trio.to_thread.run_sync(
             lambda: run_check(ctx.paths, state, repair=repair))
+        report.findings += disagreements  # reported, never "repaired": the log tells
         repaired = [f for f in report.findings if f.action]
         if repaired:
             await journal.append([Pending(stream="reconcile", event=v.ReconcileDifferenceFound(
@@ -44,6 +65,7 @@ def check_routes(ctx: Any) -> Router:
         return json_response({
             "Findings": [_finding(f) for f in report.findings],
             "NeedsCleanup": report.needs_cleanup,
+            "Waiting": [summary(waiting)] if waiting else [],
             "Integrity": report.integrity,
             "Repaired": repair,
         })

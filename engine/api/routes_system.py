@@ -22,6 +22,7 @@ from engine.api.router import Request, Response, Router, json_response, streamin
 from engine.api.routes_shipslog import first_seq_at
 from engine.api.translate import parse_filters
 from engine.errors import InvalidArgument
+from engine.outcomes import summary
 from events.follow import follow
 
 VERSION = "0.1.0"
@@ -112,6 +113,7 @@ def system_routes(ctx: Any) -> Router:
                     ["Event log", str(ctx.paths.db)],
                     ["Events", str(ctx.store.head())],
                 ],
+                Warnings=_waiting_outcomes(ctx),
             )
         )
 
@@ -178,3 +180,11 @@ def _os_name() -> str:
     except OSError:
         pass
     return sys.platform
+
+
+def _waiting_outcomes(ctx: Any) -> list[str]:
+    """Docker's `info` warnings, plus the outcomes the log refused that the supervisor is
+    still retrying (issue 15): a read-only context has no supervisor, hence nothing waiting."""
+    outcomes = getattr(getattr(ctx.engine, "supervisor", None), "outcomes", None)
+    waiting = outcomes.waiting() if outcomes is not None else []
+    return [f"WARNING: {summary(waiting)}"] if waiting else []

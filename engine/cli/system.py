@@ -130,7 +130,9 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     for op in report.get("NeedsCleanup") or []:
         ctx.out(f"operation {op['OpId'][:12]} ({op['Kind']} {op['Target']}) needs cleanup: "
                 f"{op['Error']}")
-    if not findings and not report.get("NeedsCleanup"):
+    for line in report.get("Waiting") or []:
+        ctx.out(line)
+    if not findings and not report.get("NeedsCleanup") and not report.get("Waiting"):
         ctx.out("no damage found")
         return 0
     unrepaired = [f for f in findings if not f.get("Action")]
