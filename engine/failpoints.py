@@ -35,7 +35,7 @@ from engine.errors import KernelError
 # sites; tests/unit/test_failpoints.py checks both ways).
 NAMES: tuple[str, ...] = (
     "pull.after_manifest", "pull.after_blob_stored", "pull.after_layer_unpacked",
-    "pull.before_pulled_event",
+    "pull.before_pulled_event", "ingest.after_chunk",
     "create.after_rootfs",
     "start.after_volume_mount", "start.after_runtime_create", "start.after_runtime_start",
     "stop.after_signal",
