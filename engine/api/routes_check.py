@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from engine.api.router import Request, Response, Router, json_response
+from engine.errors import ShipslogError
 from engine.outcomes import summary
 from engine.system_check import (
     Finding,
@@ -61,7 +62,11 @@ async def _restore(ctx: Any, actor: Any) -> list[Restored]:
 
 async def _runtime_findings(supervisor: Any, state: Any) -> list[Finding]:
     runtime = supervisor.d.runtime
-    status = {st.id: st.status for st in await runtime.list()}
+    try:
+        status = {st.id: st.status for st in await runtime.list()}
+    except (ShipslogError, OSError) as exc:  # no view to compare with: say so, move nothing
+        return [Finding(kind="runtime", subject="runc", uncertain=True,
+                        problem=f"could not check runtime runc: {exc}")]
     exit_codes = {}
     for cid in state.containers:
         if status.get(cid) not in ("running", "paused"):
