@@ -7,7 +7,9 @@ is nothing to undo. So when the log refuses one (a full disk, an I/O error, a lo
 the busy timeout) the supervisor keeps it and tries again with a bounded exponential back-off
 (50 ms doubling to 5 s, forever), while `system check` and `info` say what is waiting and why.
 A conflict (`ConcurrencyConflict`) or a closed writer is not retried: those are answers, not
-passing faults.
+passing faults. At shutdown `close()` ends the retries (the refusal is raised): some run in
+shielded undo paths and would otherwise hold the daemon up for as long as the disk is full;
+recovery settles their outcomes from the kernel at the next start.
 
 I/O: none of its own; appends through the journal and sleeps on trio's clock.
 """
@@ -69,6 +71,11 @@ class OutcomeRecorder:
         self.max_delay_s = max_delay_s
         self._waiting: dict[int, Waiting] = {}
         self._next = 0
+        self._closing = trio.Event()
+
+    def close(self) -> None:
+        """Stop retrying (daemon shutdown): waiting outcomes give up with their refusal."""
+        self._closing.set()
 
     def waiting(self) -> list[Waiting]:
         return list(self._waiting.values())
@@ -90,6 +97,8 @@ class OutcomeRecorder:
                 except (ConcurrencyConflict, WriterClosed):
                     raise
                 except StoreError as exc:
+                    if self._closing.is_set():
+                        raise
                     if token < 0:
                         token, self._next = self._next, self._next + 1
                         self._waiting[token] = Waiting(
@@ -100,7 +109,8 @@ class OutcomeRecorder:
                     else:
                         self._waiting[token].attempts += 1
                         self._waiting[token].error = exc.message
-                await trio.sleep(delay)
+                with trio.move_on_after(delay):
+                    await self._closing.wait()
                 delay = min(delay * 2, self.max_delay_s)
         finally:
             self._waiting.pop(token, None)

@@ -160,8 +160,9 @@ class Supervisor(StorageSteps):
         """Record the outcome of kernel work that succeeded. When the log refuses it (full
         disk, I/O error, lock timeout: RELIABILITY F-12) the work is undone, so no kernel
         object is left without an owning event, and the error goes to the caller: the user
-        never sees success. If the undo cannot be recorded either, the operation stays open
-        in the log and recovery settles it from the kernel at the next start."""
+        never sees success. The undo's own record is retried until it lands (or the daemon
+        stops: then the operation stays open in the log and recovery settles it from the
+        kernel at the next start)."""
         try:  # one try: a refusal is answered by the undo, whose record is retried
             await self.journal.append(pending, actor=actor, op_id=op_id)
         except StoreError as exc:

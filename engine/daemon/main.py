@@ -234,6 +234,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             log.info("shutting down; containers keep running")
             await journal.append([Pending(stream="daemon", event=v.DaemonStopped(
                 reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop")
+            supervisor.outcomes.close()  # refused outcomes: recovery settles them at start
             nursery.cancel_scope.cancel()
         paths.clean_shutdown_marker.write_text("")
     finally:

@@ -127,3 +127,20 @@ async def test_refused_exit_during_stop_is_retried_and_stop_returns(  # type: ig
         c = rig.store.state.containers[cid]
         assert c.status == "exited" and done.exit_code == 143  # SIGTERM, as Docker reports
         assert not rig.store.state.operations  # the stop is complete too
+
+
+async def test_close_ends_the_retries_with_the_refusal(autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """At shutdown a retry (some run shielded, in undo paths) must not hold the daemon up
+    for as long as the disk stays full."""
+    journal = RefusingJournal(refusals=10**9)
+    rec = OutcomeRecorder(journal)  # type: ignore[arg-type]
+
+    async def close_later() -> None:
+        await trio.sleep(60)
+        rec.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(close_later)
+        with pytest.raises(StoreFull), trio.CancelScope(shield=True):
+            await rec.record(_exited(), actor=SYSTEM_ACTOR, op_id="exit")
+    assert rec.waiting() == [] and len(journal.attempts) > 10
