@@ -7,6 +7,11 @@ way a power cut or OOM kill would take it). Grammar, after containerd's: the var
 in-process stand-in for `panic` in tests), optionally prefixed `N*` to fire only on the N-th
 hit (`2*panic`). Tests may also call `arm(name, action)` directly.
 
+Terms chain with `->` as in containerd: `2*error(full)->off` fires `error(full)` on the first
+two hits and then does nothing (`off`); in a chain `N*` counts hits of that term, and a term
+without a count lasts for ever. (A lone `N*action`, without `->`, keeps its older meaning:
+only the N-th hit.) A log that refuses an outcome N times and then accepts it is written so.
+
 Where the fault is not a kernel error, the call site says what `error` raises instead: the
 journal's append failpoints raise the store's own errors (`error(full)` a `StoreFull`,
 `error(busy)` a `StoreBusy`, anything else an I/O `StoreError`), so that F-12 exercises the
@@ -30,7 +35,7 @@ from engine.errors import KernelError
 # sites; tests/unit/test_failpoints.py checks both ways).
 NAMES: tuple[str, ...] = (
     "pull.after_manifest", "pull.after_blob_stored", "pull.after_layer_unpacked",
-    "pull.before_pulled_event",
+    "pull.before_pulled_event", "ingest.after_chunk",
     "create.after_rootfs",
     "start.after_volume_mount", "start.after_runtime_create", "start.after_runtime_start",
     "stop.after_signal",
@@ -44,8 +49,9 @@ NAMES: tuple[str, ...] = (
 # fires before a batch holding an event of that type goes to the log (F-12).
 APPEND_PREFIX = "append."
 
-_SPEC = re.compile(r"(?:(\d+)\*)?(panic|error|delay|crash)(?:\((.*)\))?")
-_table: dict[str, tuple[int, str, str]] | None = None
+_SPEC = re.compile(r"(?:(\d+)\*)?(panic|error|delay|crash|off)(?:\((.*)\))?")
+Term = tuple[int, str, str]  # (count, action, argument)
+_table: dict[str, list[Term]] | None = None
 _hits: dict[str, int] = {}
 
 
@@ -53,16 +59,38 @@ class SimulatedCrash(BaseException):
     """The daemon 'dies' here: nothing after this point runs, no handler cleans up."""
 
 
-def _load() -> dict[str, tuple[int, str, str]]:
-    table: dict[str, tuple[int, str, str]] = {}
+def _parse(action: str) -> list[Term] | None:
+    terms: list[Term] = []
+    for part in action.split("->"):
+        m = _SPEC.fullmatch(part.strip())
+        if m is None:
+            return None
+        terms.append((int(m.group(1) or 0), m.group(2), m.group(3) or ""))
+    return terms
+
+
+def _load() -> dict[str, list[Term]]:
+    table: dict[str, list[Term]] = {}
     for item in os.environ.get("SHIPSLOG_FAILPOINTS", "").split(";"):
         if "=" not in item:
             continue
         name, action = item.split("=", 1)
-        m = _SPEC.fullmatch(action.strip())
-        if m:
-            table[name.strip()] = (int(m.group(1) or 0), m.group(2), m.group(3) or "")
+        terms = _parse(action)
+        if terms:
+            table[name.strip()] = terms
     return table
+
+
+def _current(terms: list[Term], n: int) -> tuple[str, str]:
+    """The action for the n-th hit (1-based)."""
+    if len(terms) == 1:
+        nth, action, arg = terms[0]
+        return (action, arg) if not nth or n == nth else ("off", "")
+    for count, action, arg in terms:
+        if not count or n <= count:
+            return action, arg
+        n -= count
+    return "off", ""
 
 
 def armed() -> bool:
@@ -81,10 +109,8 @@ def hit(name: str, error: Callable[[str, str], BaseException] | None = None) -> 
         _table = _load()
     if not _table or name not in _table:
         return
-    nth, action, arg = _table[name]
     _hits[name] = _hits.get(name, 0) + 1
-    if nth and _hits[name] != nth:
-        return
+    action, arg = _current(_table[name], _hits[name])
     if action == "crash":
         raise SimulatedCrash(name)
     if action == "panic":
@@ -102,10 +128,10 @@ def arm(name: str, action: str) -> None:
     global _table
     if _table is None:
         _table = _load()
-    m = _SPEC.fullmatch(action)
-    if m is None:
+    terms = _parse(action)
+    if terms is None:
         raise ValueError(f"bad failpoint action {action!r}")
-    _table[name] = (int(m.group(1) or 0), m.group(2), m.group(3) or "")
+    _table[name] = terms
     _hits.pop(name, None)
 
 

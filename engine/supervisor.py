@@ -28,6 +28,7 @@ from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Vo
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of, user_error
 from engine.health import HealthChecks
 from engine.journal import Journal
+from engine.outcomes import OutcomeRecorder
 from engine.runtime.spec import update_resources
 from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
@@ -116,6 +117,7 @@ def exit_code_for_start_error(message: str) -> int:
 class Supervisor(StorageSteps):
     def __init__(self, journal: Journal, drivers: Drivers, nursery: trio.Nursery) -> None:
         self.journal = journal
+        self.outcomes = OutcomeRecorder(journal)
         self.d = drivers
         self.nursery = nursery
         self._watching: set[str] = set()
@@ -165,17 +167,21 @@ class Supervisor(StorageSteps):
 
     async def _append(self, pending: list[Pending], op_id: str, actor: Actor = SYSTEM_ACTOR
                       ) -> None:
-        await self.journal.append(pending, actor=actor, op_id=op_id)
+        """Record what the kernel work did. A refusal the log may later accept is retried
+        until it lands (engine/outcomes.py, issue 15): the kernel work is done, and a
+        dropped outcome would leave the projection wrong until a restart."""
+        await self.outcomes.record(pending, actor=actor, op_id=op_id)
 
     async def _append_or_undo(self, pending: list[Pending], op_id: str, actor: Actor,
                               undo: Callable[[str], Awaitable[None]]) -> None:
         """Record the outcome of kernel work that succeeded. When the log refuses it (full
         disk, I/O error, lock timeout: RELIABILITY F-12) the work is undone, so no kernel
         object is left without an owning event, and the error goes to the caller: the user
-        never sees success. If the undo cannot be recorded either, the operation stays open
-        in the log and recovery settles it from the kernel at the next start."""
-        try:
-            await self._append(pending, op_id, actor)
+        never sees success. The undo's own record is retried until it lands (or the daemon
+        stops: then the operation stays open in the log and recovery settles it from the
+        kernel at the next start)."""
+        try:  # one try: a refusal is answered by the undo, whose record is retried
+            await self.journal.append(pending, actor=actor, op_id=op_id)
         except StoreError as exc:
             log.warning("the log refused the outcome of %s (%s); undoing it", op_id, exc.message)
             with trio.CancelScope(shield=True):

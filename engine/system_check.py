@@ -9,12 +9,24 @@ What is checked, against the projection of the log:
 - every container: its rootfs directory present once prepared, and, while the runtime holds
   it, its bundle's `config.json` present and readable JSON;
 - the log itself: `PRAGMA integrity_check`;
-- operations whose rollback failed (`needs cleanup`, F-11), listed so that the user sees them.
+- operations whose rollback failed (`needs cleanup`, F-11), listed so that the user sees them;
+- with the daemon up: the runtime's view (runc's state, the monitors' exit files) against the
+  projection's, each disagreement reported (issue 15: a dead container the log still shows
+  `Up` was "no damage found"), and the outcomes the log has refused so far and the supervisor
+  is still retrying.
 
 Repair never deletes: a damaged blob, layer directory or bundle config is renamed into
 `<root>/quarantine/`, which makes the object "missing" to the engine (so `rmi -f` and
 `rm -f` work on it, and a re-pull or re-load brings it back). The caller records each repair
 as a `ReconcileDifferenceFound` event (nothing is ever fixed silently).
+
+Only positive evidence is damage: a path that is not there (ENOENT), bytes that hash to
+another digest, a tree that differs from a fresh unpack, a config that does not decode. A
+check that cannot read or verify (ENOSPC while unpacking to compare, EIO, EMFILE, EACCES…)
+says "could not check <object>: <reason>" and is never quarantined (issue 15 item 3: on a
+full disk a healthy layer was quarantined and `run` then failed). Each move writes a
+`<dest>.origin` note first, so `restore_quarantined` (`system check --restore`) can put
+everything back.
 
 I/O: reads blobs, layer directories, bundles and the SQLite file; unpacks layers into a
 staging directory under `<root>/tmp/` (removed afterwards); renames into `quarantine/`.
@@ -51,6 +63,34 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     problem: str
     action: str = ""  # "quarantined: <path>", or "" when only reported
     path: str = ""  # the damaged file or directory
+    uncertain: bool = False  # the check could not conclude: never repaired
+
+
+class Uncheckable(Exception):
+    """Reading or verifying an object failed for a reason that says nothing about it."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.errno is not None else exc.strerror
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _uncertain(kind: str, subject: str, exc: BaseException, path: str = "") -> Finding:
+    return Finding(kind=kind, subject=subject, uncertain=True, path=path,
+                   problem=f"could not check {kind} {subject}: {_reason(exc)}")
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` is there; only ENOENT/ENOTDIR count as "not there" (an EACCES or EIO
+    from `is_dir()` would otherwise read as "missing")."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise Uncheckable(_reason(exc)) from exc
+    return True
 
 
 @dataclass
@@ -132,7 +172,12 @@ def check_images(paths: Paths, state: EngineState, content: ContentStore,
     for image in sorted(state.images.values(), key=lambda i: i.id):
         for digest in image.layer_digests:
             if digest not in good_blobs:
-                problem = blob_problem(content, digest)
+                try:
+                    problem = blob_problem(content, digest)
+                except Uncheckable as exc:
+                    found.append(_uncertain("blob", digest, exc, str(content.path(digest))))
+                    good_blobs[digest] = False
+                    continue
                 good_blobs[digest] = problem == ""
                 if problem:
                     found.append(Finding(kind="blob", subject=digest, problem=problem,
@@ -142,8 +187,13 @@ def check_images(paths: Paths, state: EngineState, content: ContentStore,
             if diff_id in seen_layers:
                 continue
             seen_layers.add(diff_id)
-            problem = layer_problem(paths, layers, content, diff_id,
-                                    blob if good_blobs.get(blob) else "")
+            try:
+                problem = layer_problem(paths, layers, content, diff_id,
+                                        blob if good_blobs.get(blob) else "")
+            except Uncheckable as exc:
+                found.append(_uncertain("layer", diff_id, exc,
+                                        str(Path(layers.path(diff_id)).parent)))
+                continue
             if problem:
                 found.append(Finding(kind="layer", subject=diff_id, problem=problem,
                                      path=str(Path(layers.path(diff_id)).parent)))
@@ -151,29 +201,35 @@ def check_images(paths: Paths, state: EngineState, content: ContentStore,
 
 
 def blob_problem(content: ContentStore, digest: str) -> str:
-    if not content.has(digest):
+    """"" when the blob is there and hashes to its digest; raises `Uncheckable` when it
+    cannot be read to the end."""
+    if not _exists(content.path(digest)):
         return "blob missing"
     try:
         return "" if content.verify(digest) else "blob content does not match its digest"
-    except OSError as exc:
-        return f"blob unreadable: {exc.strerror or exc}"
+    except (OSError, ShipslogError) as exc:
+        raise Uncheckable(_reason(exc)) from exc
 
 
 def layer_problem(paths: Paths, layers: LayerStore, content: ContentStore, diff_id: str,
                   blob: str) -> str:
-    """"" when the layer directory is there and (if its blob is good) equals a fresh unpack."""
+    """"" when the layer directory is there and (if its blob is good) equals a fresh unpack;
+    raises `Uncheckable` when the comparison cannot be made (the unpack into scratch space
+    fails on a full disk, a file cannot be read)."""
     diff = Path(layers.path(diff_id))
-    if not diff.is_dir():
+    if not _exists(diff):
         return "layer directory missing"
+    if not diff.is_dir():
+        return "layer directory is not a directory"
     if not blob:
         return ""  # nothing trustworthy to compare with: the blob finding says why
     scratch = paths.root / "tmp" / f"check-{secrets.token_hex(8)}"
-    scratch.mkdir(parents=True, mode=0o700)
     try:
+        scratch.mkdir(parents=True, mode=0o700)
         fresh = LayerStore(scratch).unpack(content.path(blob), expected_diff_id=diff_id)
         return tree_difference(Path(fresh.path), diff)
     except (ShipslogError, OSError) as exc:
-        return f"layer cannot be verified: {exc}"
+        raise Uncheckable(_reason(exc)) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -225,24 +281,59 @@ def tree_difference(expected: Path, actual: Path) -> str:
 def check_containers(paths: Paths, state: EngineState) -> list[Finding]:
     found = []
     for c in sorted(state.containers.values(), key=lambda c: c.id):
-        upper = Path(c.rootfs).parent / "upper" if c.rootfs else None
-        if upper is not None and c.status not in ("creating", "removing") \
-                and not upper.is_dir():
-            found.append(Finding(kind="container", subject=c.id,
-                                 problem="rootfs directory missing", path=str(upper)))
-        if not (paths.exec_root / "runc" / c.id / "state.json").exists():
-            continue  # no runtime state: the next start writes a fresh bundle
-        config = paths.bundle_dir(c.id) / "config.json"
-        problem = ""
         try:
-            msgspec.json.decode(config.read_bytes())
-        except FileNotFoundError:
-            problem = "bundle config.json missing"
-        except (OSError, msgspec.DecodeError) as exc:
-            problem = f"bundle config.json unreadable: {exc}"
-        if problem:
-            found.append(Finding(kind="container", subject=c.id, problem=problem,
-                                 path=str(config)))
+            found += _container_findings(paths, c)
+        except Uncheckable as exc:
+            found.append(_uncertain("container", c.id, exc))
+    return found
+
+
+def _container_findings(paths: Paths, c: Any) -> list[Finding]:
+    found = []
+    upper = Path(c.rootfs).parent / "upper" if c.rootfs else None
+    if upper is not None and c.status not in ("creating", "removing") and not _exists(upper):
+        found.append(Finding(kind="container", subject=c.id,
+                             problem="rootfs directory missing", path=str(upper)))
+    if not _exists(paths.exec_root / "runc" / c.id / "state.json"):
+        return found  # no runtime state: the next start writes a fresh bundle
+    config = paths.bundle_dir(c.id) / "config.json"
+    problem = ""
+    try:
+        msgspec.json.decode(config.read_bytes())
+    except FileNotFoundError:
+        problem = "bundle config.json missing"
+    except msgspec.DecodeError as exc:
+        problem = f"bundle config.json unreadable: {exc}"
+    except OSError as exc:
+        raise Uncheckable(_reason(exc)) from exc
+    if problem:
+        found.append(Finding(kind="container", subject=c.id, problem=problem,
+                             path=str(config)))
+    return found
+
+
+# -- the runtime against the projection -----------------------------------------------------
+
+
+def runtime_disagreements(state: EngineState, runtime_status: dict[str, str],
+                          exit_codes: dict[str, int], waiting: set[str]) -> list[Finding]:
+    """Where the runtime and the log disagree about a container's process. `runtime_status`:
+    runc's status by container id (absent: runc knows no such container); `exit_codes`: what
+    the monitors recorded for containers that ended; `waiting`: containers with an outcome
+    the supervisor is still trying to record."""
+    found = []
+    for c in sorted(state.containers.values(), key=lambda c: c.id):
+        logged = c.status in ("running", "paused")
+        seen = runtime_status.get(c.id, "")
+        alive = seen in ("running", "paused")
+        if logged == alive or c.status in ("creating", "removing", "restarting"):
+            continue
+        problem = f"the log says {c.status}, the runtime says {seen or 'no such container'}"
+        if not alive and c.id in exit_codes:
+            problem += f" (its monitor recorded exit code {exit_codes[c.id]})"
+        if c.id in waiting:
+            problem += "; its outcome is waiting to be recorded"
+        found.append(Finding(kind="runtime", subject=c.id, problem=problem))
     return found
 
 
@@ -267,9 +358,11 @@ def integrity_check(db: Path) -> str:
 
 
 def quarantine(paths: Paths, f: Finding) -> Finding:
-    """Rename the damaged object into `<root>/quarantine/<kind>/`; missing ones stay missing."""
+    """Rename the damaged object into `<root>/quarantine/<kind>/`; missing ones stay missing,
+    and nothing moves on uncertain evidence. The `.origin` note is written (and fsynced)
+    before the move: a move that could not be undone is not made."""
     src = Path(f.path) if f.path else None
-    if f.kind == "database" or src is None or not os.path.lexists(src):
+    if f.uncertain or f.kind == "database" or src is None or not os.path.lexists(src):
         return f
     if f.kind == "layer":
         name = digest_hex(f.subject)
@@ -280,5 +373,82 @@ def quarantine(paths: Paths, f: Finding) -> Finding:
     qdir = paths.root / "quarantine" / f.kind
     qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest = qdir / f"{name}.{secrets.token_hex(4)}"
+    note = Origin(kind=f.kind, subject=f.subject, path=str(src))
+    try:
+        _write_note(dest.with_name(dest.name + ORIGIN_SUFFIX), note)
+    except OSError as exc:
+        return msgspec.structs.replace(
+            f, problem=f"{f.problem}; not quarantined: could not write {ORIGIN_SUFFIX} "
+                       f"note: {_reason(exc)}")
     os.rename(src, dest)
     return msgspec.structs.replace(f, action=f"quarantined: {dest}")
+
+
+# -- restore --------------------------------------------------------------------------------
+
+ORIGIN_SUFFIX = ".origin"
+
+
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a quarantined object came from (the note beside it)."""
+
+    kind: str
+    subject: str
+    path: str
+
+
+class Restored(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    subject: str
+    path: str  # where it is back
+    quarantined: str  # where it was
+    problem: str = ""  # why it stayed in quarantine ("" when restored)
+
+
+def _write_note(path: Path, note: Origin) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, msgspec.json.encode(note))
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def unquarantine(f: Finding) -> None:
+    """Undo one `quarantine` whose record the log refused."""
+    dest = Path(f.action.split(": ", 1)[1])
+    os.rename(dest, f.path)
+    dest.with_name(dest.name + ORIGIN_SUFFIX).unlink(missing_ok=True)
+
+
+def restore_quarantined(paths: Paths) -> list[Restored]:
+    """Move every quarantined object back where it came from (`system check --restore`).
+    One whose place is taken again (a re-pull brought the object back) stays, and says so."""
+    out = []
+    for note_path in sorted((paths.root / "quarantine").glob(f"*/*{ORIGIN_SUFFIX}")):
+        dest = note_path.with_name(note_path.name[:-len(ORIGIN_SUFFIX)])
+        try:
+            note = msgspec.json.decode(note_path.read_bytes(), type=Origin)
+        except (OSError, msgspec.DecodeError) as exc:
+            out.append(Restored(kind="unknown", subject=dest.name, path="",
+                                quarantined=str(dest), problem=f"note unreadable: {exc}"))
+            continue
+        item = Restored(kind=note.kind, subject=note.subject, path=note.path,
+                        quarantined=str(dest))
+        if not os.path.lexists(dest):
+            note_path.unlink(missing_ok=True)  # moved back by hand: nothing to do
+            continue
+        if os.path.lexists(note.path):
+            out.append(msgspec.structs.replace(item, problem=f"{note.path} exists again"))
+            continue
+        try:
+            os.rename(dest, note.path)
+        except OSError as exc:
+            out.append(msgspec.structs.replace(item, problem=_reason(exc)))
+            continue
+        note_path.unlink(missing_ok=True)
+        out.append(item)
+    return out

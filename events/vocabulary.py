@@ -473,6 +473,14 @@ class ContainerExported(BaseEvent, frozen=True, kw_only=True):
     container_id: str
 
 
+class IngestDiscarded(BaseEvent, frozen=True, kw_only=True):
+    """A write that never committed (a blob ingest, a staged layer, a spool) was found at
+    daemon start and removed (issue 15 item 7: a killed `load` left 205 MB nobody saw)."""
+
+    path: str
+    bytes: int
+
+
 Event = (
     OperationRequested
     | OperationStepDone
@@ -534,6 +542,7 @@ Event = (
     | ContainerExported
     | NetworkConnectRecorded
     | NetworkConnectWithdrawn
+    | IngestDiscarded
 )
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {

@@ -2,7 +2,10 @@
 
 I/O: walks containers' overlay upper dirs and volumes' `_data` (in a worker thread, only for
 the kinds asked for with `type=`); everything else comes from the projection. `disk_usage`
-is the pure part: state + measured sizes -> Docker's response shape.
+is the pure part: state + measured sizes -> Docker's response shape. Beyond Docker's shape,
+`Unattributed` (`{"Size", "Items": [{"Path", "Size"}]}`) counts what no image, container or
+volume owns: writes in flight or left by a crash, and quarantined objects (issue 15 item 7);
+it is left out when `type=` narrows the answer to some of Docker's kinds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from engine.api.router import Request, Response, Router, json_response
 from engine.api.routes_volumes import render_volume
 from engine.drivers.diskusage import tree_size
 from engine.errors import InvalidArgument
+from engine.leftovers import unattributed
 from projections.state import EngineState, ImageView
 
 KINDS = ("container", "image", "volume", "build-cache")
@@ -99,7 +103,12 @@ def df_routes(ctx: Any) -> Router:
         state = ctx.engine.state
         root = Path(ctx.paths.root)
         rw, volumes = await trio.to_thread.run_sync(measure, state, root, kinds)
-        return json_response(disk_usage(state, root, now_ns=ctx.clock(), kinds=kinds,
-                                        container_rw=rw, volume_sizes=volumes))
+        usage = disk_usage(state, root, now_ns=ctx.clock(), kinds=kinds, container_rw=rw,
+                           volume_sizes=volumes)
+        if kinds == frozenset(KINDS):  # `type=` asks for Docker's kinds, and only those
+            loose = await trio.to_thread.run_sync(unattributed, root)
+            usage["Unattributed"] = {"Size": sum(x.bytes for x in loose), "Items": [
+                {"Path": x.path, "Size": x.bytes} for x in loose]}
+        return json_response(usage)
 
     return r

@@ -31,6 +31,7 @@ from engine.api.translate import parse_filters
 from engine.drivers.hostfw import observe
 from engine.errors import InvalidArgument
 from engine.network.fwdplan import findings
+from engine.outcomes import summary
 from events.follow import follow
 
 VERSION = "0.1.0"
@@ -126,6 +127,7 @@ def system_routes(ctx: Any) -> Router:
                     ["Events", str(ctx.store.head())],
                 ],
                 FirewallBackend=firewall,
+                Warnings=_waiting_outcomes(ctx),
             )
         )
 
@@ -193,3 +195,11 @@ def _os_name() -> str:
     except OSError:
         pass
     return sys.platform
+
+
+def _waiting_outcomes(ctx: Any) -> list[str]:
+    """Docker's `info` warnings, plus the outcomes the log refused that the supervisor is
+    still retrying (issue 15): a read-only context has no supervisor, hence nothing waiting."""
+    outcomes = getattr(getattr(ctx.engine, "supervisor", None), "outcomes", None)
+    waiting = outcomes.waiting() if outcomes is not None else []
+    return [f"WARNING: {summary(waiting)}"] if waiting else []

@@ -48,7 +48,7 @@ def summary_rows(df: Mapping[str, Any]) -> list[dict[str, Any]]:
     vsizes = [max(int((v.get("UsageData") or {}).get("Size", 0)), 0) for v in volumes]
     unused_v = sum(max(int((v.get("UsageData") or {}).get("Size", 0)), 0) for v in volumes
                    if not (v.get("UsageData") or {}).get("RefCount"))
-    return [
+    rows = [
         {"Type": "Images", "TotalCount": len(images), "Active": len(active_images),
          "Size": fmt.human_size(layers), "Reclaimable": _reclaimable(image_free, layers)},
         {"Type": "Containers", "TotalCount": len(containers),
@@ -60,6 +60,11 @@ def summary_rows(df: Mapping[str, Any]) -> list[dict[str, Any]]:
         {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B",
          "Reclaimable": "0B"},
     ]
+    loose = df.get("Unattributed") or {}
+    if loose.get("Size"):  # ours, not Docker's: bytes no object owns (issue 15 item 7)
+        rows.append({"Type": "Unattributed", "TotalCount": len(loose.get("Items") or []),
+                     "Active": 0, "Size": fmt.human_size(loose["Size"]), "Reclaimable": ""})
+    return rows
 
 
 def _verbose(ctx: Context, df: Mapping[str, Any]) -> None:
@@ -94,6 +99,11 @@ def _verbose(ctx: Context, df: Mapping[str, Any]) -> None:
     ctx.out("\nLocal Volumes space usage:\n")
     ctx.stdout.write(fmt.tabulate(lines))
     ctx.out("\nBuild cache usage: 0B")
+    loose = (df.get("Unattributed") or {}).get("Items") or []
+    if loose:
+        lines = ["PATH\tSIZE", *(f"{x['Path']}\t{fmt.human_size(x['Size'])}" for x in loose)]
+        ctx.out("\nUnattributed space usage (no image, container or volume owns it):\n")
+        ctx.stdout.write(fmt.tabulate(lines))
 
 
 def cmd_df(ctx: Context, args: argparse.Namespace) -> int:

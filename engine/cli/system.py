@@ -60,6 +60,8 @@ def register_check(sub: Any) -> None:
         "record each move in the log); then `rmi -f` / `rm -f` remove the objects.")
     p.add_argument("-r", "--repair", action="store_true",
                    help="quarantine damaged objects")
+    p.add_argument("--restore", action="store_true",
+                   help="move quarantined objects back where they came from, then check")
     p.add_argument("--exec-root", default="/run/shipslog",
                    help="with --root (the daemon stopped): the daemon's runtime directory")
     p.set_defaults(func=cmd_check)
@@ -119,29 +121,40 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     stopped (or cannot start): the state root is checked directly, without repairs."""
     local = getattr(ctx, "local", None)
     if local is not None:
-        if args.repair:
-            raise CliError("--repair needs the daemon (each repair is recorded in the log)",
-                           "start shipslogd, then run `shipslog system check --repair`")
+        if args.repair or args.restore:
+            verb = "repair" if args.repair else "restore"
+            raise CliError(f"--{verb} needs the daemon (each {verb} is recorded in the log)",
+                           f"start shipslogd, then run `shipslog system check --{verb}`")
         local.check()
         report = _offline_check(local.root, args.exec_root)
     else:
-        report = ctx.client.post_json("/shipslog/system/check", {"repair": 1} if args.repair
-                                      else None)
+        params = {k: 1 for k in ("repair", "restore") if getattr(args, k)}
+        report = ctx.client.post_json("/shipslog/system/check", params or None)
+    for r in report.get("Restored") or []:
+        ctx.out(f"{r['Kind']} {r['Subject']}: not restored: {r['Problem']}" if r["Problem"]
+                else f"{r['Kind']} {r['Subject']}: restored to {r['Path']}")
     findings = report.get("Findings") or []
     for f in findings:
         action = f" ({f['Action']})" if f.get("Action") else ""
-        ctx.out(f"{f['Kind']} {f['Subject']}: {f['Problem']}{action}")
+        ctx.out(f["Problem"] if f.get("Uncertain")
+                else f"{f['Kind']} {f['Subject']}: {f['Problem']}{action}")
     for op in report.get("NeedsCleanup") or []:
         ctx.out(f"operation {op['OpId'][:12]} ({op['Kind']} {op['Target']}) needs cleanup: "
                 f"{op['Error']}")
-    if not findings and not report.get("NeedsCleanup"):
+    for line in report.get("Waiting") or []:
+        ctx.out(line)
+    if not findings and not report.get("NeedsCleanup") and not report.get("Waiting"):
         ctx.out("no damage found")
         return 0
     unrepaired = [f for f in findings if not f.get("Action")]
-    if unrepaired and not args.repair:
+    uncertain = any(f.get("Uncertain") for f in findings)
+    if uncertain:
+        ctx.err("hint: free space or fix what stopped the check (see above), then run "
+                "`shipslog system check` again; nothing was moved on uncertain evidence")
+    if [f for f in unrepaired if not f.get("Uncertain")] and not args.repair:
         ctx.err("hint: run `shipslog system check --repair` to quarantine damaged objects, "
                 "then `shipslog rmi -f` the images that use them")
-    return 1 if unrepaired and not args.repair else 0
+    return 1 if uncertain or (unrepaired and not args.repair) else 0
 
 
 def client_info() -> dict[str, Any]:

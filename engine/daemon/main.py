@@ -51,6 +51,7 @@ from engine.drivers.snapshots import Snapshotter
 from engine.errors import ShipslogError
 from engine.image_ops import ImageOps
 from engine.journal import Journal
+from engine.leftovers import Leftover, discard_uncommitted
 from engine.network_ops import NetworkOps
 from engine.paths import Paths
 from engine.recovery import Recovery, run_bounded
@@ -186,12 +187,14 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
     secrets = SecretStore(paths.secrets)
     # Nothing runs yet: whatever a killed daemon left half-written (an ingest, a staged
     # layer, a half-deleted snapshot) is swept before anything could look at it (F-01).
-    await trio.to_thread.run_sync(_sweep_partial_writes, storage, paths)
+    discarded = await trio.to_thread.run_sync(_sweep_partial_writes, storage, paths)
     try:
         async with open_store_writer(store) as writer, trio.open_nursery() as nursery:
             journal = Journal(store, writer)
             await journal.append([Pending(stream="daemon", event=v.DaemonStarted(
-                version=VERSION, boot_id=current_boot, clean_shutdown=clean))],
+                version=VERSION, boot_id=current_boot, clean_shutdown=clean)),
+                *(Pending(stream="daemon", event=v.IngestDiscarded(path=x.path, bytes=x.bytes))
+                  for x in discarded)],
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
             network = NetworkOps(journal, paths.exec_root)
             await network.start(nursery)
@@ -232,6 +235,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                     break
             log.info("shutting down; containers keep running")
             await api.close()  # sessions first: their last events precede DaemonStopped
+            supervisor.outcomes.close()  # refused outcomes: recovery settles them at start
             await journal.append([Pending(stream="daemon", event=v.DaemonStopped(
                 reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop", last=True)
             nursery.cancel_scope.cancel()
@@ -273,11 +277,16 @@ class _Api:
                         SESSIONS_GRACE_S)
 
 
-def _sweep_partial_writes(storage: ImageStorage, paths: Paths) -> None:
+def _sweep_partial_writes(storage: ImageStorage, paths: Paths) -> list[Leftover]:
+    """Remove what an earlier run left half-written; the staged writes it returns are
+    recorded as `IngestDiscarded` events (issue 15 item 7)."""
+    discarded = discard_uncommitted(paths.root)
     swept = storage.content.sweep_ingest() + storage.layers.sweep()
     swept += Snapshotter(paths.root).sweep()
-    if swept:
-        log.info("swept %d partial writes left by an earlier run", swept)
+    if swept or discarded:
+        log.info("swept %d partial writes left by an earlier run",
+                 swept + len(discarded))
+    return discarded
 
 
 async def _start_quietly(engine: Engine, cid: str) -> None:

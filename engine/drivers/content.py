@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from engine import failpoints
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from engine.images.reference import InvalidReference, digest_hex, validate_digest
 
@@ -143,6 +144,8 @@ class ContentStore:
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
+                    # a fixed moment mid-ingest for the kill -9 tests (issue 15 item 7)
+                    failpoints.hit("ingest.after_chunk")
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -34,6 +34,7 @@ POINTS = [
     ("pull.after_blob_stored", "pull"),
     ("pull.after_layer_unpacked", "pull"),
     ("pull.before_pulled_event", "pull"),
+    ("ingest.after_chunk", "pull"),
     ("create.after_rootfs", "create"),
     ("start.after_volume_mount", "start-volume"),
     ("start.after_runtime_create", "start"),

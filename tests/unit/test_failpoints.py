@@ -51,3 +51,25 @@ def test_error_action_raises_a_kernel_error_or_the_sites_own_error(monkeypatch) 
         monkeypatch.delenv("SHIPSLOG_FAILPOINTS")
         failpoints.reset()
     assert not failpoints.armed()
+
+
+def test_a_chain_refuses_n_times_then_lets_everything_through(monkeypatch) -> None:
+    """containerd's `2*error(x)->off`: the log refuses an outcome twice, then accepts it
+    (issue 15: an outcome must be retried until it lands)."""
+    monkeypatch.setenv("SHIPSLOG_FAILPOINTS", "a=2*error(full)->off;b=1*delay(0)->error(x)")
+    failpoints.reset()
+    try:
+        for _ in range(2):
+            with pytest.raises(StoreFull):
+                failpoints.hit("a", _store_error)
+        for _ in range(5):
+            failpoints.hit("a", _store_error)
+        failpoints.hit("b")  # the delay term, once; then the error for ever
+        for _ in range(3):
+            with pytest.raises(KernelError, match="failpoint b: x"):
+                failpoints.hit("b")
+        with pytest.raises(ValueError, match="bad failpoint action"):
+            failpoints.arm("c", "2*error(full)->sometimes")
+    finally:
+        monkeypatch.delenv("SHIPSLOG_FAILPOINTS")
+        failpoints.reset()
