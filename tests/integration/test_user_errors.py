@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,6 +131,11 @@ def test_attached_run_that_cannot_start_logs_one_line(daemon: Any) -> None:
     assert p.returncode == 127, p.stderr
     code, _, err = shipslog(daemon, "run", "--name", "nocmd2", "busybox", "/no/such/command")
     assert code == 127, err
+    # The daemon logs the line when the attach's task ends, which can be just after the CLI
+    # has its exit code: wait for the second line to appear (bounded), then count.
+    deadline = time.monotonic() + 20
+    while "attach to nocmd2 ended" not in daemon.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = daemon.log_text()
     assert "Traceback" not in log, log
     for name in ("nocmd", "nocmd2"):
