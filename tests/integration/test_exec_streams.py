@@ -265,6 +265,7 @@ def test_exec_output_volume_keeps_daemon_memory_bounded(daemon: Any) -> None:
     exec_id = exec_create(daemon, "big", ["dd", "if=/dev/zero", "bs=1048576",
                                           f"count={total_mb}"])
     pid = daemon.proc.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM from here on
     idle = _rss_kib(pid, "VmRSS")
     sock = hijack(daemon, f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
     decoder = FrameDecoder()
