@@ -173,8 +173,13 @@ class ExecProcess:
 
     async def close_stdin(self) -> None:
         """The client half-closed: the process reads EOF. A terminal has no half-close (its
-        master is stdin and stdout at once), so there it is left open."""
-        if self.stdin is not None and self._master < 0:
+        master is stdin and stdout at once): there the end of input is the EOF character
+        (^D), what a shell at its prompt or `cat` on a terminal takes as the end."""
+        if self.stdin is None:
+            return
+        if self._master >= 0:
+            await self.stdin.send_all(b"\x04")
+        else:
             await self.stdin.aclose()
 
     async def wait(self) -> int:
@@ -246,6 +251,10 @@ async def open_exec(
     finally:
         with trio.CancelScope(shield=True):
             if proc.returncode is None:
+                if tty:
+                    # A terminal that goes away hangs up: an interactive shell ignores
+                    # SIGTERM but not SIGHUP (runc forwards both).
+                    proc.send_signal(signal.SIGHUP)
                 proc.send_signal(signal.SIGTERM)
                 with trio.move_on_after(EXEC_STOP_GRACE_S):
                     await proc.wait()

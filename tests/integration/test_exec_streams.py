@@ -195,6 +195,19 @@ def test_exec_streams_both_ways_before_stdin_ends(daemon: Any) -> None:
     assert exec_json(daemon, exec_id)["ExitCode"] == 0
 
 
+def test_half_close_of_a_terminal_exec_is_its_end_of_input(daemon: Any) -> None:
+    container(daemon, "eot")
+    exec_id = exec_create(daemon, "eot", ["sh"], Tty=True, AttachStdin=True)
+    sock = hijack(daemon, f"/exec/{exec_id}/start", {"Detach": False, "Tty": True})
+    seen = recv_until(sock, b"# ")
+    sock.sendall(b"echo still-here\r")
+    seen = recv_until(sock, b"still-here\r\n", seen)
+    sock.shutdown(socket.SHUT_WR)  # a pty has no half-close: the EOF character (^D) is sent
+    recv_all(sock)  # the shell read its end of input and exited: the stream ends
+    sock.close()
+    assert exec_json(daemon, exec_id)["ExitCode"] == 0
+
+
 @needs_docker
 def test_docker_exec_i_half_close(daemon: Any) -> None:
     container(daemon, "cat")
