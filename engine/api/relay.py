@@ -24,6 +24,7 @@ from engine.api.escape import EscapeScanner
 from engine.api.hijack import HijackedStream
 
 CHUNK = 32768
+HANGUP_POLL_S = 0.5
 TAIL = 1024  # what is kept of the output to name a failed start (executable not found)
 
 
@@ -35,26 +36,45 @@ class RelayState:
     detached: bool = False
     client_gone: bool = False
     tail: bytes = b""
-    scope: trio.CancelScope | None = None
+    released: trio.Event = field(default_factory=trio.Event)
     lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
+
+    def release(self, *, detached: bool = False) -> None:
+        """The client is done with this exec (detach keys, or gone): its output is dropped
+        from now on and the process runs on, as under Docker."""
+        if detached:
+            self.detached = True
+        else:
+            self.client_gone = True
+        self.released.set()
 
 
 async def relay_exec(conn: HijackedStream, ep: Any, *, mux: bool, stdin: bool,
-                     escape: EscapeScanner | None) -> RelayState:
-    """Copy until the process closed its output. After a detach the output is drained and
-    dropped, so the process never blocks on a full pipe; a client that went away without
-    detaching ends the relay early (`client_gone`) and the caller stops the process."""
-    state = RelayState()
+                     escape: EscapeScanner | None, state: RelayState) -> RelayState:
+    """Copy until the process closed its output. When the client detaches or goes away
+    (`state.released` is set) the output is drained and dropped, so the process runs on and
+    never blocks on a full pipe: Docker's CLI detaches an `exec -it` by closing its
+    connection, and the exec must survive that."""
     async with trio.open_nursery() as nursery:
-        state.scope = nursery.cancel_scope
         if stdin and ep.stdin is not None:
             nursery.start_soon(_pump_input, conn, ep, escape, state)
+        nursery.start_soon(_watch_hangup, conn, state)
         async with trio.open_nursery() as outputs:
             outputs.start_soon(_pump_output, ep.stdout, conn, 1 if mux else 0, state)
             if ep.stderr is not None:
                 outputs.start_soon(_pump_output, ep.stderr, conn, 2 if mux else 0, state)
         nursery.cancel_scope.cancel()  # the process is done: stop reading the client
     return state
+
+
+async def _watch_hangup(conn: HijackedStream, state: RelayState) -> None:
+    """A client that closed its connection while the process prints nothing is noticed by
+    polling (there is nothing to write that would fail); half-closed ones are not gone."""
+    while not state.released.is_set():
+        if conn.hung_up():
+            state.release()
+            return
+        await trio.sleep(HANGUP_POLL_S)
 
 
 async def _pump_input(conn: HijackedStream, ep: Any, escape: EscapeScanner | None,
@@ -69,7 +89,7 @@ async def _pump_input(conn: HijackedStream, ep: Any, escape: EscapeScanner | Non
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return  # the process closed its stdin; its output may still flow
         if hit:
-            state.detached = True
+            state.release(detached=True)
             await conn.aclose()  # the client's attach ends; the process runs on
             return
     try:
@@ -98,8 +118,5 @@ async def _pump_output(source: trio.abc.ReceiveStream, conn: HijackedStream, str
                 else:
                     await conn.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if not state.detached:
-                # Gone without the detach keys: the caller ends the process, as before.
-                state.client_gone = True
-                assert state.scope is not None
-                state.scope.cancel()
+            if not state.released.is_set():
+                state.release()

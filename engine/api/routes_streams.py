@@ -6,6 +6,7 @@ socket, runs `runc exec` through the runtime driver, and records exec sessions a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import trio
 from engine.api.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.hijack import HijackedStream
 from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
-from engine.api.relay import relay_exec
+from engine.api.relay import RelayState, relay_exec
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
 from engine.api.routes_system import parse_event_time
@@ -225,7 +226,7 @@ def stream_routes(ctx: Any) -> Router:
         if detach:
             return await _start_detached(ctx, c.id, x.id, process, record, finish)
 
-        async def run(conn: HijackedStream) -> None:
+        async def session(conn: HijackedStream, state: RelayState) -> None:
             await record(v.ExecStarted(exec_id=x.id, container_id=c.id))
             code = 126
             try:
@@ -233,17 +234,30 @@ def stream_routes(ctx: Any) -> Router:
                                                     stdin=stdin_wanted) as ep:
                     live_execs[x.id] = ep
                     # Framing follows the start request's Tty, not the exec's (Docker).
-                    state = await relay_exec(conn, ep, mux=not (body and body.Tty),
-                                             stdin=stdin_wanted,
-                                             escape=EscapeScanner(keys) if x.tty else None)
-                    if state.client_gone:
-                        return  # leaving the block stops the process (SIGTERM via runc)
+                    await relay_exec(conn, ep, mux=not (body and body.Tty),
+                                     stdin=stdin_wanted, state=state,
+                                     escape=EscapeScanner(keys) if x.tty else None)
                     started = await ep.started()
                     code = await ep.wait()
                     if not started:  # runc could not start it: its error went to the client
                         code = _start_failure_code(state.tail)
+            except Exception as exc:  # noqa: BLE001 - told to the client, the exit recorded
+                if not state.released.is_set():
+                    data = f"{exc}\n".encode()
+                    with contextlib.suppress(trio.BrokenResourceError,
+                                             trio.ClosedResourceError):
+                        await (conn.send_all(data) if body and body.Tty
+                               else conn.send_frame(2, data))
             finally:
-                await finish(code)
+                await finish(code)  # before the stream ends: a client then asks for the code
+                state.released.set()
+
+        async def run(conn: HijackedStream) -> None:
+            # The exec lives in a supervisor task: a client that detaches or goes away frees
+            # its connection while the process runs on (and the daemon's shutdown cancels it).
+            state = RelayState()
+            engine.supervisor.spawn(session, conn, state)
+            await state.released.wait()
 
         return hijack(run, tty=bool(body and body.Tty))
 

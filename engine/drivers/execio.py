@@ -19,7 +19,6 @@ import signal
 import struct
 import subprocess
 import termios
-import tty as tty_mod
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -173,13 +172,10 @@ class ExecProcess:
 
     async def close_stdin(self) -> None:
         """The client half-closed: the process reads EOF. A terminal has no half-close (its
-        master is stdin and stdout at once): there the end of input is the EOF character
-        (^D), what a shell at its prompt or `cat` on a terminal takes as the end."""
-        if self.stdin is None:
-            return
-        if self._master >= 0:
-            await self.stdin.send_all(b"\x04")
-        else:
+        master is stdin and stdout at once), so there it is left open: Docker's CLI ends an
+        `exec -it` by closing its connection when the detach keys are typed, and the
+        process must run on (an EOF character would end a shell)."""
+        if self.stdin is not None and self._master < 0:
             await self.stdin.aclose()
 
     async def wait(self) -> int:
@@ -220,9 +216,6 @@ async def open_exec(
     if tty:
         master, slave = pty.openpty()
         os.set_blocking(master, False)
-        # Raw from the start: runc sets its stdin raw only once it runs, and output written
-        # before that got a second \r from our side's ONLCR (`exec -t` printed "x\r\r\r\n").
-        tty_mod.setraw(slave)
         if size is not None:
             _set_winsize(master, *size)
         try:
