@@ -102,7 +102,7 @@ async def _pump_output(source: trio.abc.ReceiveStream, conn: HijackedStream, str
                        state: RelayState) -> None:
     while True:
         try:
-            data = await source.receive_some(CHUNK)
+            data = bytes(await source.receive_some(CHUNK))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return  # EIO on a pty master once the last slave closed: the process is done
         if not data:

@@ -209,7 +209,8 @@ def stream_routes(ctx: Any) -> Router:
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
         options = exec_options.pop(x.id, None)
         keys = parse_detach_keys((options and options.DetachKeys) or DEFAULT_DETACH_KEYS)
-        size = _console_size((body and body.ConsoleSize) or (options and options.ConsoleSize))
+        size = _console_size((body.ConsoleSize if body else None)
+                             or (options.ConsoleSize if options else None))
 
         async def record(event: v.BaseEvent) -> None:
             await engine.journal.append([Pending(stream=stream_of("container", c.id),
