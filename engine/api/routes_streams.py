@@ -229,7 +229,8 @@ def stream_routes(ctx: Any) -> Router:
 
         async def session(conn: HijackedStream, state: RelayState) -> None:
             await record(v.ExecStarted(exec_id=x.id, container_id=c.id))
-            code = 126
+            code, known = 126, False
+            ep: Any = None
             try:
                 async with ctx.runtime.rt.open_exec(c.id, process, tty=x.tty, size=size,
                                                     stdin=stdin_wanted) as ep:
@@ -242,6 +243,7 @@ def stream_routes(ctx: Any) -> Router:
                     code = await ep.wait()
                     if not started:  # runc could not start it: its error went to the client
                         code = _start_failure_code(state.tail)
+                    known = True
             except Exception as exc:  # noqa: BLE001 - told to the client, the exit recorded
                 if not state.released.is_set():
                     data = f"{exc}\n".encode()
@@ -250,6 +252,9 @@ def stream_routes(ctx: Any) -> Router:
                         await (conn.send_all(data) if body and body.Tty
                                else conn.send_frame(2, data))
             finally:
+                if not known and ep is not None and ep.returncode is not None:
+                    # Cancelled (daemon shutdown): what the process ended with once stopped.
+                    code = ep.returncode if ep.returncode >= 0 else 128 - ep.returncode
                 await finish(code)  # before the stream ends: a client then asks for the code
                 state.released.set()
 

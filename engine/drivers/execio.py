@@ -182,6 +182,12 @@ class ExecProcess:
         code: int = await self._proc.wait()
         return code
 
+    @property
+    def returncode(self) -> int | None:
+        """runc's exit status (the process's) once it is known, even after a cancelled wait."""
+        code: int | None = self._proc.returncode
+        return code
+
     def resize(self, height: int, width: int) -> None:
         if self._master < 0:
             raise Conflict("this exec has no terminal", "resize needs an exec with tty")

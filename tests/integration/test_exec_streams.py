@@ -10,6 +10,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -280,6 +281,21 @@ def test_detached_exec_exit_code_is_recorded(daemon: Any) -> None:
         assert time.monotonic() < deadline, x
         time.sleep(0.2)
     assert (x["Running"], x["ExitCode"]) == (False, 7)
+
+
+def test_daemon_shutdown_ends_an_interactive_exec_and_records_how(daemon: Any) -> None:
+    container(daemon, "down")
+    exec_id = exec_create(daemon, "down", ["sh"], Tty=True, AttachStdin=True)
+    sock = hijack(daemon, f"/exec/{exec_id}/start", {"Detach": False, "Tty": True})
+    recv_until(sock, b"# ")
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait_exit(PATIENCE) == 0  # the session did not hold the shutdown
+    recv_all(sock)  # the connection ends with the daemon
+    sock.close()
+    daemon.start()
+    x = exec_json(daemon, exec_id)
+    # The terminal hung up: the shell ended by SIGHUP (128+1), recorded before the exit.
+    assert (x["Running"], x["ExitCode"]) == (False, 129)
 
 
 def test_attach_with_logs_to_a_stopped_container_ends(daemon: Any) -> None:
