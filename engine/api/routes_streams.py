@@ -6,12 +6,12 @@ socket, runs `runc exec` through the runtime driver, and records exec sessions a
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
+from engine import errors
 from engine.api.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.hijack import HijackedStream
 from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
@@ -22,7 +22,6 @@ from engine.api.routes_system import parse_event_time
 from engine.api.stream import frame
 from engine.core import containers as cc
 from engine.core.lookup import find_container
-from engine.drivers.runc import classify_error
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.runtime.logs import follow_logs, read_logs
 from engine.runtime.spec import exec_process
@@ -111,17 +110,7 @@ def stream_routes(ctx: Any) -> Router:
                 return await waiting
             return await ctx.runtime.attach(c.id)
 
-        async def replay_logs(conn: HijackedStream) -> None:
-            records = await trio.to_thread.run_sync(lambda: list(read_logs(
-                log_path, stdout=want["stdout"], stderr=want["stderr"])))
-            for stream, _ts, data in records:
-                await conn.send_all(_payload(stream, 0, data, tty=tty, timestamps=False))
-
         async def run(conn: HijackedStream) -> None:
-            if with_logs:
-                await replay_logs(conn)
-            if not with_stream:
-                return
             session = await session_of()
             detached = trio.Event()
             try:
@@ -146,7 +135,16 @@ def stream_routes(ctx: Any) -> Router:
             finally:
                 session.close()
 
-        return hijack(run, tty=tty)
+        async def logs_then_stream(conn: HijackedStream) -> None:
+            if with_logs:
+                records = await trio.to_thread.run_sync(lambda: list(read_logs(
+                    log_path, stdout=want["stdout"], stderr=want["stderr"])))
+                for stream, _ts, data in records:
+                    await conn.send_all(_payload(stream, 0, data, tty=tty, timestamps=False))
+            if with_stream:
+                await run(conn)
+
+        return hijack(logs_then_stream, tty=tty)
 
     @r.route("POST", "/containers/{id}/resize")
     async def resize(req: Request) -> Response:
@@ -247,10 +245,11 @@ def stream_routes(ctx: Any) -> Router:
             except Exception as exc:  # noqa: BLE001 - told to the client, the exit recorded
                 if not state.released.is_set():
                     data = f"{exc}\n".encode()
-                    with contextlib.suppress(trio.BrokenResourceError,
-                                             trio.ClosedResourceError):
+                    try:
                         await (conn.send_all(data) if body and body.Tty
                                else conn.send_frame(2, data))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
             finally:
                 if not known and ep is not None and ep.returncode is not None:
                     # Cancelled (daemon shutdown): what the process ended with once stopped.
@@ -337,8 +336,11 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
     ctx.engine.supervisor.spawn(background)
     await ready.wait()
     if not outcome.get("pid"):
-        message = outcome.get("error") or "the exec did not start"
-        raise classify_error("exec", container_id, message)
+        # Docker's words for an exec the runtime could not start; the CLI maps them to
+        # 127 (not found) or 126 (cannot run).
+        lines = (outcome.get("error") or "the exec did not start").splitlines()
+        raise errors.KernelError(f"OCI runtime exec failed: {lines[-1]}: unknown",
+                                 hint="check the command and the container's PATH")
     return empty(200)
 
 
