@@ -338,10 +338,19 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
     if not outcome.get("pid"):
         # Docker's words for an exec the runtime could not start; the CLI maps them to
         # 127 (not found) or 126 (cannot run).
-        lines = (outcome.get("error") or "the exec did not start").splitlines()
-        raise errors.KernelError(f"OCI runtime exec failed: {lines[-1]}: unknown",
+        reason = _runc_message(outcome.get("error") or "the exec did not start")
+        raise errors.KernelError(f"OCI runtime exec failed: {reason}: unknown",
                                  hint="check the command and the container's PATH")
     return empty(200)
+
+
+def _runc_message(stderr: str) -> str:
+    """The message of runc's last log line (`time=… level=error msg="…"`), or the line."""
+    line = stderr.strip().splitlines()[-1] if stderr.strip() else stderr
+    _, found, rest = line.partition('msg="')
+    if not found:
+        return line
+    return rest.rsplit('"', 1)[0].replace('\\"', '"')
 
 
 async def _drain(source: trio.abc.ReceiveStream, tail: bytearray | None) -> None:

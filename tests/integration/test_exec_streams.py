@@ -363,3 +363,13 @@ def test_exec_of_a_missing_command_exits_127(daemon: Any) -> None:
     sock.close()
     assert b"no-such-command" in out
     assert exec_json(daemon, exec_id)["ExitCode"] == 127
+
+
+def test_detached_exec_of_a_missing_command_answers_as_dockerd(daemon: Any) -> None:
+    container(daemon, "dmiss")
+    p = subprocess.run([SHIPSLOG, "exec", "-d", "dmiss", "no-such-command"],
+                       env=daemon.cli_env(), capture_output=True, text=True, timeout=PATIENCE)
+    assert p.returncode == 127, p.stderr
+    first = p.stderr.splitlines()[0]
+    assert "Error response from daemon: OCI runtime exec failed: exec failed:" in first
+    assert "executable file not found" in first and "level=error" not in first
