@@ -25,17 +25,14 @@ from engine.api.hijack import HijackedStream
 
 CHUNK = 32768
 HANGUP_POLL_S = 0.5
-TAIL = 1024  # what is kept of the output to name a failed start (executable not found)
 
 
 @dataclass
 class RelayState:
-    """What a relay found out: whether the client detached or went away, and the last bytes
-    of the process's output."""
+    """What a relay found out: whether the client detached or went away."""
 
     detached: bool = False
     client_gone: bool = False
-    tail: bytes = b""
     released: trio.Event = field(default_factory=trio.Event)
     lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
 
@@ -107,8 +104,6 @@ async def _pump_output(source: trio.abc.ReceiveStream, conn: HijackedStream, str
             return  # EIO on a pty master once the last slave closed: the process is done
         if not data:
             return
-        if stream_id != 1:
-            state.tail = (state.tail + data)[-TAIL:]
         if state.detached or state.client_gone:
             continue
         try:

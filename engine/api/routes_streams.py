@@ -233,14 +233,14 @@ def stream_routes(ctx: Any) -> Router:
                 async with ctx.runtime.rt.open_exec(c.id, process, tty=x.tty, size=size,
                                                     stdin=stdin_wanted) as ep:
                     live_execs[x.id] = ep
-                    # Framing follows the start request's Tty, not the exec's (Docker).
-                    await relay_exec(conn, ep, mux=not (body and body.Tty),
-                                     stdin=stdin_wanted, state=state,
-                                     escape=EscapeScanner(keys) if x.tty else None)
-                    started = await ep.started()
-                    code = await ep.wait()
-                    if not started:  # runc could not start it: its error went to the client
-                        code = _start_failure_code(state.tail)
+                    if await ep.started():
+                        # Framing follows the start request's Tty, not the exec's (Docker).
+                        await relay_exec(conn, ep, mux=not (body and body.Tty),
+                                         stdin=stdin_wanted, state=state,
+                                         escape=EscapeScanner(keys) if x.tty else None)
+                        code = await ep.wait()
+                    else:  # runc could not start it (no pid file): say why as dockerd does
+                        code = await _tell_start_failure(conn, ep, raw=bool(body and body.Tty))
                     known = True
             except Exception as exc:  # noqa: BLE001 - told to the client, the exit recorded
                 if not state.released.is_set():
@@ -342,6 +342,29 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
         raise errors.KernelError(f"OCI runtime exec failed: {reason}: unknown",
                                  hint="check the command and the container's PATH")
     return empty(200)
+
+
+async def _tell_start_failure(conn: HijackedStream, ep: Any, *, raw: bool) -> int:
+    """runc's error (on its stderr, or the terminal) to the client in dockerd's words, on
+    stdout with CRLF (moby `postContainerExecStart`); the exit code dockerd records."""
+    source = ep.stderr if ep.stderr is not None else ep.stdout
+    err = bytearray()
+    while len(err) < 65536:
+        try:
+            data = await source.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            break  # EIO on a terminal once runc closed it
+        if not data:
+            break
+        err += data
+    await ep.wait()
+    message = _runc_message(err.decode("utf-8", "replace") or "the exec did not start")
+    line = f"OCI runtime exec failed: {message}: unknown\r\n".encode()
+    try:
+        await (conn.send_all(line) if raw else conn.send_frame(1, line))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    return _start_failure_code(bytes(err))
 
 
 def _runc_message(stderr: str) -> str:

@@ -359,9 +359,13 @@ def test_exec_of_a_missing_command_exits_127(daemon: Any) -> None:
     container(daemon, "miss")
     exec_id = exec_create(daemon, "miss", ["no-such-command"])
     sock = hijack(daemon, f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
-    out = b"".join(p for _, p in FrameDecoder().feed(recv_all(sock)))
+    frames = FrameDecoder().feed(recv_all(sock))
     sock.close()
-    assert b"no-such-command" in out
+    # dockerd's words, on stdout, ending in CRLF (moby postContainerExecStart)
+    [(stream_id, line)] = frames
+    assert stream_id == 1 and line.endswith(b": unknown\r\n"), frames
+    assert line.startswith(b'OCI runtime exec failed: exec failed: ') and \
+        b'exec: "no-such-command": executable file not found' in line, line
     assert exec_json(daemon, exec_id)["ExitCode"] == 127
 
 
