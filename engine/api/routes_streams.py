@@ -368,12 +368,28 @@ async def _tell_start_failure(conn: HijackedStream, ep: Any, *, raw: bool) -> in
 
 
 def _runc_message(stderr: str) -> str:
-    """The message of runc's last log line (`time=… level=error msg="…"`), or the line."""
-    line = stderr.strip().splitlines()[-1] if stderr.strip() else stderr
+    """The message of runc's last log line: `time=… level=error msg="…"` on a pipe,
+    `ERRO[0000] …` (coloured) on a terminal; else the line itself."""
+    lines = [ln for ln in _strip_colours(stderr).splitlines() if ln.strip()]
+    line = lines[-1].strip() if lines else stderr
     _, found, rest = line.partition('msg="')
-    if not found:
-        return line
-    return rest.rsplit('"', 1)[0].replace('\\"', '"')
+    if found:
+        return rest.rsplit('"', 1)[0].replace('\\"', '"')
+    level, bracket, rest = line.partition("[")
+    if bracket and level.isupper() and len(level) == 4 and "] " in rest:
+        return rest.split("] ", 1)[1]  # `ERRO[0000] …`
+    return line
+
+
+def _strip_colours(text: str) -> str:
+    """Without ANSI colour sequences (ESC [ … m) and carriage returns."""
+    out, i = [], 0
+    while (j := text.find("\x1b[", i)) >= 0:
+        out.append(text[i:j])
+        end = text.find("m", j)
+        i = len(text) if end < 0 else end + 1
+    out.append(text[i:])
+    return "".join(out).replace("\r", "")
 
 
 async def _drain(source: trio.abc.ReceiveStream, tail: bytearray | None) -> None:

@@ -367,6 +367,14 @@ def test_exec_of_a_missing_command_exits_127(daemon: Any) -> None:
     assert line.startswith(b'OCI runtime exec failed: exec failed: ') and \
         b'exec: "no-such-command": executable file not found' in line, line
     assert exec_json(daemon, exec_id)["ExitCode"] == 127
+    # with a terminal runc colours its error; the client still gets dockerd's line, raw
+    exec_id = exec_create(daemon, "miss", ["no-such-command"], Tty=True)
+    sock = hijack(daemon, f"/exec/{exec_id}/start", {"Detach": False, "Tty": True})
+    raw = recv_all(sock)
+    sock.close()
+    assert raw.startswith(b"OCI runtime exec failed: exec failed: ") and \
+        raw.endswith(b": unknown\r\n") and b"ERRO" not in raw, raw
+    assert exec_json(daemon, exec_id)["ExitCode"] == 127
 
 
 def test_detached_exec_of_a_missing_command_answers_as_dockerd(daemon: Any) -> None:

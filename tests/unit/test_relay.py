@@ -118,3 +118,16 @@ async def test_a_client_gone_releases_without_ending_the_process() -> None:
         assert state.client_gone
         await ep.out_w.send_all(b"still drained")
         await ep.finish()  # the relay ends with the process's output, not before
+
+
+def test_runc_messages_in_both_of_its_log_formats() -> None:
+    from engine.api.routes_streams import _runc_message
+
+    want = 'exec failed: exec: "nosuch": executable file not found in $PATH'
+    piped = 'time="2026-12-07T05:47:32Z" level=error msg="exec failed: exec: \\"nosuch\\": ' \
+        'executable file not found in $PATH"\n'
+    on_a_terminal = '\x1b[31mERRO\x1b[0m[0000] exec failed: exec: "nosuch": executable ' \
+        'file not found in $PATH \r\n'
+    assert _runc_message(piped) == want
+    assert _runc_message(on_a_terminal) == want
+    assert _runc_message("something else\n") == "something else"
