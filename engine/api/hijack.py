@@ -5,6 +5,8 @@ I/O: reads and writes the client's connection (trio).
 
 from __future__ import annotations
 
+import select
+
 import trio
 
 from engine.api.stream import frame
@@ -50,3 +52,18 @@ class HijackedStream:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+    def hung_up(self) -> bool:
+        """True once the client closed the connection both ways, as opposed to a half-close
+        (its end of stdin). A unix socket reports POLLHUP only then; a closed connection is
+        hung up too."""
+        sock = getattr(self._stream, "socket", None)
+        try:
+            fd = sock.fileno() if sock is not None else -1
+        except OSError:
+            return True
+        if fd < 0:
+            return sock is not None  # closed
+        poller = select.poll()
+        poller.register(fd, select.POLLHUP)
+        return any(ev & (select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))

@@ -13,9 +13,11 @@ from typing import Any
 
 import trio
 
+from engine import errors
 from engine.api.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.hijack import HijackedStream
 from engine.api.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
+from engine.api.relay import RelayState, relay_exec
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
 from engine.api.routes_system import parse_event_time
@@ -48,6 +50,8 @@ def _payload(stream: str, ts: int, data: bytes, *, tty: bool, timestamps: bool) 
 def stream_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
+    exec_options: dict[str, ExecConfig] = {}  # exec id -> its create body, until it starts
+    live_execs: dict[str, Any] = {}  # exec id -> its ExecProcess while it runs (resize)
 
     @r.route("GET", "/containers/{id}/logs")
     async def logs(req: Request) -> Response:
@@ -103,7 +107,12 @@ def stream_routes(ctx: Any) -> Router:
         want = {"stdout": req.bool("stdout"), "stderr": req.bool("stderr")}
         tty = c.config.tty
         running = c.status in ("running", "paused")
-        waiting = None if running else engine.supervisor.attach_at_start(c.id)
+        # Docker replays the log first with logs=1, then streams only with stream=1: a
+        # logs-only attach to a stopped container must end, not wait for its next start.
+        with_logs, with_stream = req.bool("logs"), req.bool("stream")
+        waiting = (None if running or not with_stream
+                   else engine.supervisor.attach_at_start(c.id))
+        log_path = ctx.paths.log_path(c.id)
 
         async def session_of() -> Any:
             if waiting is not None:
@@ -142,7 +151,16 @@ def stream_routes(ctx: Any) -> Router:
             finally:
                 session.close()
 
-        return hijack(run, tty=tty)
+        async def logs_then_stream(conn: HijackedStream) -> None:
+            if with_logs:
+                records = await trio.to_thread.run_sync(lambda: list(read_logs(
+                    log_path, stdout=want["stdout"], stderr=want["stderr"])))
+                for stream, _ts, data in records:
+                    await conn.send_all(_payload(stream, 0, data, tty=tty, timestamps=False))
+            if with_stream:
+                await run(conn)
+
+        return hijack(logs_then_stream, tty=tty)
 
     @r.route("POST", "/containers/{id}/resize")
     async def resize(req: Request) -> Response:
@@ -173,7 +191,10 @@ def stream_routes(ctx: Any) -> Router:
             user=body.User or "", working_dir=body.WorkingDir or ""), req.actor)
         if env:
             engine.secrets.put(exec_id, env)
+        if body.DetachKeys:
+            parse_detach_keys(body.DetachKeys)  # a bad spec is refused here, as by Docker
         ctx.exec_stdin[exec_id] = bool(body.AttachStdin)
+        exec_options[exec_id] = body
         return json_response({"Id": exec_id}, 201)
 
     @r.route("POST", "/exec/{id}/start")
@@ -200,47 +221,66 @@ def stream_routes(ctx: Any) -> Router:
                                container_env + exec_env, cmd=x.cmd, user=x.user,
                                working_dir=x.working_dir, tty=x.tty)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
+        options = exec_options.pop(x.id, None)
+        keys = parse_detach_keys((options and options.DetachKeys) or DEFAULT_DETACH_KEYS)
+        size = _console_size((body.ConsoleSize if body else None)
+                             or (options.ConsoleSize if options else None))
 
         async def record(event: v.BaseEvent) -> None:
             await engine.journal.append([Pending(stream=stream_of("container", c.id),
                                                  event=event)], actor=req.actor,
                                         op_id="exec-" + x.id[:12])
 
+        async def finish(code: int) -> None:
+            live_execs.pop(x.id, None)
+            # Shielded but bounded: a cancelled exec (daemon shutdown) still records its exit.
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await record(v.ExecExited(exec_id=x.id, container_id=c.id, exit_code=code))
+                engine.secrets.wipe(x.id)
+
         if detach:
-            result = await ctx.runtime.rt.exec(c.id, process, tty=False, detach=True)
-            await record(v.ExecStarted(exec_id=x.id, container_id=c.id, pid=result.pid))
-            return empty(200)
+            return await _start_detached(ctx, c.id, x.id, process, record, finish)
+
+        async def session(conn: HijackedStream, state: RelayState) -> None:
+            await record(v.ExecStarted(exec_id=x.id, container_id=c.id))
+            code, known = 126, False
+            ep: Any = None
+            try:
+                async with ctx.runtime.rt.open_exec(c.id, process, tty=x.tty, size=size,
+                                                    stdin=stdin_wanted) as ep:
+                    live_execs[x.id] = ep
+                    if await ep.started():
+                        # Framing follows the start request's Tty, not the exec's (Docker).
+                        await relay_exec(conn, ep, mux=not (body and body.Tty),
+                                         stdin=stdin_wanted, state=state,
+                                         escape=EscapeScanner(keys) if x.tty else None)
+                        code = await ep.wait()
+                    else:  # runc could not start it (no pid file): say why as dockerd does
+                        code = await _tell_start_failure(conn, ep, raw=bool(body and body.Tty))
+                    known = True
+            except Exception as exc:  # noqa: BLE001 - told to the client, the exit recorded
+                if not state.released.is_set():
+                    data = f"{exc}\n".encode()
+                    try:
+                        await (conn.send_all(data) if body and body.Tty
+                               else conn.send_frame(2, data))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+            finally:
+                if not known and ep is not None and ep.returncode is not None:
+                    # Cancelled (daemon shutdown): what the process ended with once stopped.
+                    code = ep.returncode if ep.returncode >= 0 else 128 - ep.returncode
+                await finish(code)  # before the stream ends: a client then asks for the code
+                state.released.set()
 
         async def run(conn: HijackedStream) -> None:
-            stdin = b""
-            if stdin_wanted:
-                chunks = []
-                while chunk := await conn.receive_some(65536):
-                    chunks.append(chunk)
-                stdin = b"".join(chunks)
-            await record(v.ExecStarted(exec_id=x.id, container_id=c.id))
-            code = 126
-            try:
-                result = await ctx.runtime.rt.exec(c.id, process, tty=x.tty, stdin=stdin)
-                code = result.exit_code
-                if x.tty:
-                    await conn.send_all(result.stdout)
-                else:
-                    if result.stdout:
-                        await conn.send_frame(1, result.stdout)
-                    if result.stderr:
-                        await conn.send_frame(2, result.stderr)
-            except Exception as exc:  # noqa: BLE001 - report to the client, record the exit
-                message = str(exc)
-                code = 127 if "not found" in message or "no such file" in message else 126
-                data = f"{message}\n".encode()
-                await (conn.send_all(data) if x.tty else conn.send_frame(2, data))
-            finally:
-                with trio.CancelScope(shield=True):
-                    await record(v.ExecExited(exec_id=x.id, container_id=c.id, exit_code=code))
-                    engine.secrets.wipe(x.id)
+            # The exec lives in a supervisor task: a client that detaches or goes away frees
+            # its connection while the process runs on (and the daemon's shutdown cancels it).
+            state = RelayState()
+            engine.supervisor.spawn(session, conn, state)
+            await state.released.wait()
 
-        return hijack(run, tty=x.tty)
+        return hijack(run, tty=bool(body and body.Tty))
 
     @r.route("GET", "/exec/{id}/json")
     async def exec_inspect(req: Request) -> Response:
@@ -258,9 +298,128 @@ def stream_routes(ctx: Any) -> Router:
     async def exec_resize(req: Request) -> Response:
         if req.params["id"] not in engine.state.execs:
             raise NotFound(f"No such exec instance: {req.params['id']}", hint="")
-        return empty(200)
+        ep = live_execs.get(req.params["id"])
+        if ep is not None and ep.tty:
+            ep.resize(req.int("h", 24) or 24, req.int("w", 80) or 80)
+        return empty(200)  # a resize before the start or after the exit is cosmetic
 
     return r
+
+
+def _console_size(size: list[int] | None) -> tuple[int, int] | None:
+    """Docker's ConsoleSize is [height, width]; zeros mean "not given"."""
+    if size and len(size) == 2 and size[0] > 0 and size[1] > 0:
+        return size[0], size[1]
+    return None
+
+
+def _start_failure_code(message: bytes) -> int:
+    """Docker's codes for an exec that never ran: 127 command not found, 126 cannot run."""
+    low = message.lower()
+    return 127 if b"not found" in low or b"no such file" in low else 126
+
+
+async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: Any,
+                          record: Any, finish: Any) -> Response:
+    """`Detach: true`: answer once the process runs; a background task (cancelled with the
+    daemon) drains its output and records its exit code, which `GET /exec/{id}/json` shows."""
+    outcome: dict[str, Any] = {}
+    ready = trio.Event()
+
+    async def background() -> None:
+        code = 126
+        try:
+            async with ctx.runtime.rt.open_exec(container_id, process, stdin=False) as ep:
+                async with trio.open_nursery() as nursery:
+                    tail = bytearray()
+                    nursery.start_soon(_drain, ep.stdout, None)
+                    nursery.start_soon(_drain, ep.stderr, tail)
+                    outcome["pid"] = await ep.started()
+                    if outcome["pid"]:
+                        await record(v.ExecStarted(exec_id=exec_id, container_id=container_id,
+                                                   pid=outcome["pid"]))
+                        ready.set()
+                code = await ep.wait()
+                if not outcome["pid"]:
+                    code = _start_failure_code(bytes(tail))
+                    outcome["error"] = bytes(tail).decode("utf-8", "replace").strip()
+        except Exception as exc:  # noqa: BLE001 - told to the waiting request, exit recorded
+            outcome["error"] = str(exc)
+        finally:
+            ready.set()
+            await finish(code)
+
+    ctx.engine.supervisor.spawn(background)
+    await ready.wait()
+    if not outcome.get("pid"):
+        # Docker's words for an exec the runtime could not start; the CLI maps them to
+        # 127 (not found) or 126 (cannot run).
+        reason = _runc_message(outcome.get("error") or "the exec did not start")
+        raise errors.KernelError(f"OCI runtime exec failed: {reason}: unknown",
+                                 hint="check the command and the container's PATH")
+    return empty(200)
+
+
+async def _tell_start_failure(conn: HijackedStream, ep: Any, *, raw: bool) -> int:
+    """runc's error (on its stderr, or the terminal) to the client in dockerd's words, on
+    stdout with CRLF (moby `postContainerExecStart`); the exit code dockerd records."""
+    source = ep.stderr if ep.stderr is not None else ep.stdout
+    err = bytearray()
+    while len(err) < 65536:
+        try:
+            data = await source.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            break  # EIO on a terminal once runc closed it
+        if not data:
+            break
+        err += data
+    await ep.wait()
+    message = _runc_message(err.decode("utf-8", "replace") or "the exec did not start")
+    line = f"OCI runtime exec failed: {message}: unknown\r\n".encode()
+    try:
+        await (conn.send_all(line) if raw else conn.send_frame(1, line))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    return _start_failure_code(bytes(err))
+
+
+def _runc_message(stderr: str) -> str:
+    """The message of runc's last log line: `time=… level=error msg="…"` on a pipe,
+    `ERRO[0000] …` (coloured) on a terminal; else the line itself."""
+    lines = [ln for ln in _strip_colours(stderr).splitlines() if ln.strip()]
+    line = lines[-1].strip() if lines else stderr
+    _, found, rest = line.partition('msg="')
+    if found:
+        return rest.rsplit('"', 1)[0].replace('\\"', '"')
+    level, bracket, rest = line.partition("[")
+    if bracket and level.isupper() and len(level) == 4 and "] " in rest:
+        return rest.split("] ", 1)[1]  # `ERRO[0000] …`
+    return line
+
+
+def _strip_colours(text: str) -> str:
+    """Without ANSI colour sequences (ESC [ … m) and carriage returns."""
+    out, i = [], 0
+    while (j := text.find("\x1b[", i)) >= 0:
+        out.append(text[i:j])
+        end = text.find("m", j)
+        i = len(text) if end < 0 else end + 1
+    out.append(text[i:])
+    return "".join(out).replace("\r", "")
+
+
+async def _drain(source: trio.abc.ReceiveStream, tail: bytearray | None) -> None:
+    """Read and drop a detached exec's output (Docker discards it), keeping a short tail."""
+    while True:
+        try:
+            data = await source.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
+        if not data:
+            return
+        if tail is not None:
+            tail += data
+            del tail[:-1024]
 
 
 async def _pump_stdin(conn: HijackedStream, session: Any,

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, BinaryIO
 
+from engine.api.escape import EscapeScanner
 from engine.api.stream import STDERR, SYSTEMERR, FrameDecoder
 
 
@@ -76,14 +77,26 @@ def _reader(stdin: IO[bytes]) -> Callable[[], bytes]:
     return lambda: os.read(fd, 65536)
 
 
-def _forward_stdin(stdin: IO[bytes], sock: socket.socket) -> None:
+def _forward_stdin(stdin: IO[bytes], sock: socket.socket, escape: EscapeScanner | None,
+                   detached: threading.Event | None) -> None:
     read = _reader(stdin)
     try:
         while True:
             data = read()
             if not data:
                 break
-            sock.sendall(data)
+            hit = False
+            if escape is not None:
+                data, hit = escape.feed(data)
+            if data:
+                sock.sendall(data)
+            if hit and detached is not None:
+                # Docker's CLI (hijack.go setupInput): the detach keys end the attach on the
+                # client's side, leaving the container running; no wait for its exit.
+                detached.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
     except OSError:
         return
     with contextlib.suppress(OSError):
@@ -91,19 +104,28 @@ def _forward_stdin(stdin: IO[bytes], sock: socket.socket) -> None:
 
 
 def pump(sock: socket.socket, *, tty: bool, stdin: IO[bytes] | None,
-         stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> bytes:
+         stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+         detach_keys: bytes | None = None, detached: threading.Event | None = None) -> bytes:
     """Copy until the container closes its output. stdin (when given) is forwarded from a
-    daemon thread, so a blocked read never holds the process open. Returns any system-error
-    payload the daemon sent in-band."""
+    daemon thread, so a blocked read never holds the process open. With `detach_keys`,
+    typing them ends the copy and sets `detached`. Returns any system-error payload the
+    daemon sent in-band."""
     out = stdout if stdout is not None else sys.stdout.buffer
     err = stderr if stderr is not None else sys.stderr.buffer
     demux = Demuxer(out, err, tty=tty)
     if stdin is not None:
-        threading.Thread(target=_forward_stdin, args=(stdin, sock), daemon=True).start()
+        escape = EscapeScanner(detach_keys) if detach_keys else None
+        threading.Thread(target=_forward_stdin, args=(stdin, sock, escape, detached),
+                         daemon=True).start()
     try:
         while True:
-            data = sock.recv(65536)
-            if not data:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                if detached is not None and detached.is_set():
+                    break
+                raise
+            if not data or (detached is not None and detached.is_set()):
                 break
             demux.feed(data)
     finally:

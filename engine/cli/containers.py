@@ -16,11 +16,13 @@ import threading
 from typing import Any
 
 from engine.api.client import ApiError
+from engine.api.escape import DEFAULT_DETACH_KEYS, parse_detach_keys
 from engine.cli import attach as stdio
 from engine.cli import images, parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, hint_for, start_exit_code
 from engine.cli.runopts import add_run_flags, build_create
+from engine.errors import InvalidArgument
 
 
 def register(sub: Any) -> None:
@@ -35,11 +37,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("start", help="Start one or more stopped containers")
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("--detach-keys", default="")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("attach", help="Attach to a running container's stdio")
     p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--detach-keys", default="")
     p.add_argument("container")
     p.set_defaults(func=cmd_attach)
 
@@ -52,6 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument("-w", "--workdir", default="")
     p.add_argument("-u", "--user", default="")
     p.add_argument("--privileged", action="store_true")
+    p.add_argument("--detach-keys", default="")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_exec)
@@ -168,6 +173,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     attach_params = {"stream": True, "stdin": want_stdin, "stdout": body["AttachStdout"],
                      "stderr": body["AttachStderr"]}
+    if args.detach_keys:
+        attach_params["detachKeys"] = args.detach_keys
     sock = None
     if want_stdin or body["AttachStdout"] or body["AttachStderr"]:
         sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach", attach_params)
@@ -189,8 +196,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                                               {"signal": name}),
             enabled=not tty and args.sig_proxy == "true",
         ):
-            _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
-                  resize_path=f"/containers/{container_id}/resize")
+            if _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
+                     resize_path=f"/containers/{container_id}/resize",
+                     detach_keys=args.detach_keys):
+                return 0  # detached: the container runs on
     raise ExitStatus(waiter.status())
 
 
@@ -210,7 +219,7 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
     if (args.attach or args.interactive) and len(args.containers) > 1:
         raise UsageError("you cannot start and attach multiple containers at once", "start")
     if args.attach or args.interactive:
-        return _start_attached(ctx, args.containers[0], args.interactive)
+        return _start_attached(ctx, args.containers[0], args.interactive, args.detach_keys)
     failed = 0
     for ref in args.containers:
         try:
@@ -229,31 +238,50 @@ def _container_info(ctx: Context, ref: str) -> dict[str, Any]:
     return dict(ctx.client.get_json(f"/containers/{ref}/json"))
 
 
-def _start_attached(ctx: Context, ref: str, interactive: bool) -> int:
+def _start_attached(ctx: Context, ref: str, interactive: bool, detach_keys: str = "") -> int:
     info = _container_info(ctx, ref)
     container_id = info["Id"]
     tty = bool(info.get("Config", {}).get("Tty"))
     want_stdin = interactive and bool(info.get("Config", {}).get("OpenStdin"))
     sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach",
                              {"stream": True, "stdin": want_stdin, "stdout": True,
-                              "stderr": True})
+                              "stderr": True, **_keys_param(detach_keys)})
     auto_remove = bool(info.get("HostConfig", {}).get("AutoRemove"))
     waiter = _Waiter(ctx, container_id, "removed" if auto_remove else "next-exit")
     waiter.start()
     waiter.wait_begun()
     _start(ctx, container_id)
-    _copy(ctx, sock, tty=tty, want_stdin=want_stdin)
+    if _copy(ctx, sock, tty=tty, want_stdin=want_stdin, detach_keys=detach_keys):
+        return 0
     raise ExitStatus(waiter.status())
 
 
+def _keys_param(detach_keys: str) -> dict[str, str]:
+    return {"detachKeys": detach_keys} if detach_keys else {}
+
+
+def _detach_bytes(ctx: Context, spec: str) -> bytes:
+    try:
+        return parse_detach_keys(spec or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as exc:  # Docker's CLI warns and falls back to the default
+        ctx.err(f"shipslog: {exc.message}; using {DEFAULT_DETACH_KEYS}")
+        return parse_detach_keys(DEFAULT_DETACH_KEYS)
+
+
 def _copy(ctx: Context, sock: Any, *, tty: bool, want_stdin: bool,
-          resize_path: str = "") -> None:
+          resize_path: str = "", detach_keys: str = "") -> bool:
+    """Stream both ways until the output ends; True when the user typed the detach keys
+    (with a terminal only, as in Docker's CLI), leaving the container or exec running."""
+    keys = _detach_bytes(ctx, detach_keys) if tty else None
+    detached = threading.Event()
     with stdio.raw_terminal(ctx.stdin, tty and want_stdin), stdio.on_resize(
             lambda: _resize(ctx, resize_path), enabled=tty and bool(resize_path)):
         system_error = stdio.pump(sock, tty=tty, stdin=ctx.stdin if want_stdin else None,
-                                  stdout=ctx.out_bytes(), stderr=ctx.err_bytes())
+                                  stdout=ctx.out_bytes(), stderr=ctx.err_bytes(),
+                                  detach_keys=keys, detached=detached)
     if system_error:
         ctx.err(system_error.decode("utf-8", "replace").rstrip())
+    return detached.is_set()
 
 
 def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
@@ -267,11 +295,12 @@ def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
     want_stdin = not args.no_stdin and bool(info.get("Config", {}).get("OpenStdin"))
     sock = ctx.client.hijack("POST", f"/containers/{container_id}/attach",
                              {"stream": True, "stdin": want_stdin, "stdout": True,
-                              "stderr": True, "logs": False})
+                              "stderr": True, "logs": False, **_keys_param(args.detach_keys)})
     if tty:
         _resize(ctx, f"/containers/{container_id}/resize")
-    _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
-          resize_path=f"/containers/{container_id}/resize")
+    if _copy(ctx, sock, tty=tty, want_stdin=want_stdin,
+             resize_path=f"/containers/{container_id}/resize", detach_keys=args.detach_keys):
+        return 0
     answer = ctx.client.get_json(f"/containers/{container_id}/json")
     raise ExitStatus(int(answer.get("State", {}).get("ExitCode", 0)))
 
@@ -301,6 +330,8 @@ def build_exec(args: argparse.Namespace, environ: Any) -> dict[str, Any]:
         body["User"] = args.user
     if args.privileged:
         body["Privileged"] = True
+    if args.detach_keys:
+        body["DetachKeys"] = args.detach_keys
     return body
 
 
@@ -311,7 +342,10 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
                        "drop -t, or run from a terminal (use -i alone to pipe input)")
     created = ctx.client.post_json(f"/containers/{args.container}/exec", None, body)
     exec_id = created["Id"]
-    start_body = {"Detach": args.detach, "Tty": args.tty}
+    start_body: dict[str, Any] = {"Detach": args.detach, "Tty": args.tty}
+    size = stdio.terminal_size(ctx.stdin) if args.tty else None
+    if size is not None:
+        start_body["ConsoleSize"] = list(size)  # set before the process starts (Docker 23+)
     try:
         if args.detach:
             ctx.client.post_json(f"/exec/{exec_id}/start", None, start_body)
@@ -323,8 +357,9 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
                        "check the command and the container's PATH", code) from None
     if args.tty:
         _resize(ctx, f"/exec/{exec_id}/resize")
-    _copy(ctx, sock, tty=args.tty, want_stdin=bool(body["AttachStdin"]),
-          resize_path=f"/exec/{exec_id}/resize")
+    if _copy(ctx, sock, tty=args.tty, want_stdin=bool(body["AttachStdin"]),
+             resize_path=f"/exec/{exec_id}/resize", detach_keys=args.detach_keys):
+        return 0  # detached: the exec runs on
     inspected = ctx.client.get_json(f"/exec/{exec_id}/json")
     code = inspected.get("ExitCode")
     raise ExitStatus(int(code) if code is not None else 0)

@@ -19,6 +19,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     if run:
         p.add_argument("-d", "--detach", action="store_true")
         p.add_argument("--sig-proxy", default="true", choices=["true", "false"])
+        p.add_argument("--detach-keys", default="")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-a", "--attach", action="append", default=[])

@@ -145,15 +145,47 @@ class ExecProcess:
         stdout: trio.abc.ReceiveStream,
         stderr: trio.abc.ReceiveStream | None,
         master: int = -1,
+        pid_file: Path | None = None,
     ) -> None:
         self._proc = proc
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self._master = master
+        self._pid_file = pid_file
+
+    @property
+    def tty(self) -> bool:
+        return self._master >= 0
+
+    async def started(self) -> int:
+        """The process's pid once runc has started it, or 0 when runc gave up first (an
+        executable not found: runc writes its pid file only for a process it started)."""
+        while self._pid_file is not None:
+            try:
+                return int(self._pid_file.read_text().strip())
+            except (OSError, ValueError):
+                if self._proc.returncode is not None:
+                    return 0
+                await trio.sleep(0.01)  # runc writes it right after the start
+        return 0
+
+    async def close_stdin(self) -> None:
+        """The client half-closed: the process reads EOF. A terminal has no half-close (its
+        master is stdin and stdout at once), so there it is left open: Docker's CLI ends an
+        `exec -it` by closing its connection when the detach keys are typed, and the
+        process must run on (an EOF character would end a shell)."""
+        if self.stdin is not None and self._master < 0:
+            await self.stdin.aclose()
 
     async def wait(self) -> int:
         code: int = await self._proc.wait()
+        return code
+
+    @property
+    def returncode(self) -> int | None:
+        """runc's exit status (the process's) once it is known, even after a cancelled wait."""
+        code: int | None = self._proc.returncode
         return code
 
     def resize(self, height: int, width: int) -> None:
@@ -175,6 +207,8 @@ async def open_exec(
     *,
     tty: bool,
     size: tuple[int, int] | None = None,
+    pid_file: Path | None = None,
+    stdin: bool = True,
 ) -> AsyncIterator[ExecProcess]:
     """Start `runc exec` attached; on leaving, a still-running process gets SIGTERM (which
     runc forwards), then SIGKILL to runc after a grace period.
@@ -182,7 +216,9 @@ async def open_exec(
     `size` (rows, columns) is set on the pty before runc starts: runc copies it into the
     container's terminal at setup, whereas a SIGWINCH sent before runc installed its
     handler would be lost."""
-    argv = runc.argv("exec", *(["--tty"] if tty else []), "--process", str(pfile), container_id)
+    argv = runc.argv("exec", *(["--tty"] if tty else []),
+                     *(["--pid-file", str(pid_file)] if pid_file else []),
+                     "--process", str(pfile), container_id)
     if tty:
         master, slave = pty.openpty()
         os.set_blocking(master, False)
@@ -198,18 +234,26 @@ async def open_exec(
         finally:
             os.close(slave)
         term = trio.lowlevel.FdStream(master)
-        ep = ExecProcess(proc, stdin=term, stdout=term, stderr=None, master=master)
+        ep = ExecProcess(proc, stdin=term, stdout=term, stderr=None, master=master,
+                         pid_file=pid_file)
     else:
+        # Without stdin the process reads /dev/null, as under Docker (`exec` without -i).
         proc = await trio.lowlevel.open_process(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert proc.stdout is not None and proc.stderr is not None
-        ep = ExecProcess(proc, stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+        ep = ExecProcess(proc, stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr,
+                         pid_file=pid_file)
     try:
         yield ep
     finally:
         with trio.CancelScope(shield=True):
             if proc.returncode is None:
+                if tty:
+                    # A terminal that goes away hangs up: an interactive shell ignores
+                    # SIGTERM but not SIGHUP (runc forwards both).
+                    proc.send_signal(signal.SIGHUP)
                 proc.send_signal(signal.SIGTERM)
                 with trio.move_on_after(EXEC_STOP_GRACE_S):
                     await proc.wait()
@@ -218,6 +262,8 @@ async def open_exec(
                     await proc.wait()
             for s in {id(x): x for x in (ep.stdin, ep.stdout, ep.stderr) if x}.values():
                 await s.aclose()
+            if pid_file is not None:
+                pid_file.unlink(missing_ok=True)
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:

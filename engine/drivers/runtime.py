@@ -446,14 +446,17 @@ class Runtime:
         *,
         tty: bool = False,
         size: tuple[int, int] | None = None,
+        stdin: bool = True,
     ) -> AsyncIterator[execio.ExecProcess]:
         """An attached exec with live streams (`docker exec -i[t]`); `size` is the initial
-        (rows, columns) of its terminal."""
+        (rows, columns) of its terminal; `stdin=False` gives the process /dev/null."""
         pfile = execio.write_process_file(
             self.paths(container_id).cdir, {**process, "terminal": tty}
         )
         try:
-            async with execio.open_exec(self.runc, container_id, pfile, tty=tty, size=size) as ep:
+            async with execio.open_exec(self.runc, container_id, pfile, tty=tty, size=size,
+                                        pid_file=pfile.with_suffix(".pid"),
+                                        stdin=stdin) as ep:
                 yield ep
         finally:
             pfile.unlink(missing_ok=True)
