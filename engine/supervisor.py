@@ -125,6 +125,10 @@ class Supervisor(StorageSteps):
         # Clients that attached before the container started (`docker run` does): they get
         # their session between `runc create` and `runc start`, so no output is missed.
         self._attach_waiters: dict[str, list[trio.MemorySendChannel[Any]]] = {}
+        # Client sessions (execs) that shutdown ends first; the event is set when none runs.
+        self._sessions: set[trio.CancelScope] = set()
+        self._sessions_idle = trio.Event()
+        self._sessions_idle.set()
         self.health = HealthChecks(journal, drivers.runtime, drivers.secrets, self._append)
         self._steps: dict[str, Callable[[str, dict[str, str], Actor], Awaitable[None]]] = {
             "rootfs.prepare": self._rootfs_prepare,
@@ -152,6 +156,35 @@ class Supervisor(StorageSteps):
                 log.exception("background task %s failed", getattr(fn, "__name__", fn))
 
         self.nursery.start_soon(guarded)
+
+    def spawn_session(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """A background task that serves a client (an exec, attached or detached): like
+        `spawn`, but ended by `close_sessions` at shutdown, so that what it records when it
+        ends lands before `DaemonStopped` (issue 15, item 8)."""
+        scope = trio.CancelScope()
+        if not self._sessions:
+            self._sessions_idle = trio.Event()
+        self._sessions.add(scope)
+
+        async def session() -> None:
+            try:
+                with scope:
+                    await fn(*args)
+            finally:
+                self._sessions.discard(scope)
+                if not self._sessions:
+                    self._sessions_idle.set()
+
+        self.spawn(session)
+
+    async def close_sessions(self, grace_s: float) -> bool:
+        """Cancel every client session; wait up to `grace_s` for them to record how they
+        ended. False if some were still busy when the grace ran out."""
+        for scope in list(self._sessions):
+            scope.cancel()
+        with trio.move_on_after(grace_s):
+            await self._sessions_idle.wait()
+        return not self._sessions
 
     # -- running plans --------------------------------------------------------------------
 

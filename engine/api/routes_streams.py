@@ -277,7 +277,7 @@ def stream_routes(ctx: Any) -> Router:
             # The exec lives in a supervisor task: a client that detaches or goes away frees
             # its connection while the process runs on (and the daemon's shutdown cancels it).
             state = RelayState()
-            engine.supervisor.spawn(session, conn, state)
+            engine.supervisor.spawn_session(session, conn, state)
             await state.released.wait()
 
         return hijack(run, tty=bool(body and body.Tty))
@@ -349,7 +349,7 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
             ready.set()
             await finish(code)
 
-    ctx.engine.supervisor.spawn(background)
+    ctx.engine.supervisor.spawn_session(background)
     await ready.wait()
     if not outcome.get("pid"):
         # Docker's words for an exec the runtime could not start; the CLI maps them to

@@ -234,7 +234,11 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 async for _ in signals:
                     break
             log.info("shutting down; containers keep running")
-            await api.close()  # sessions first: their last events precede DaemonStopped
+            # Sessions first, API connections and exec sessions together: what they record
+            # when they end precedes DaemonStopped (issue 15, item 8).
+            async with trio.open_nursery() as closing:
+                closing.start_soon(api.close)
+                closing.start_soon(_close_exec_sessions, supervisor)
             supervisor.outcomes.close()  # refused outcomes: recovery settles them at start
             await journal.append([Pending(stream="daemon", event=v.DaemonStopped(
                 reason="signal"))], actor=SYSTEM_ACTOR, op_id="daemon-stop", last=True)
@@ -245,6 +249,12 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
 
 
 SESSIONS_GRACE_S = 1.5  # shutdown stays under 2 s (issue 15, item 8)
+
+
+async def _close_exec_sessions(supervisor: Supervisor) -> None:
+    if not await supervisor.close_sessions(SESSIONS_GRACE_S):
+        log.warning("some exec sessions did not end within %.1f s of shutdown",
+                    SESSIONS_GRACE_S)
 
 
 class _Api:
