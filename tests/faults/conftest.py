@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from engine.api.client import ApiError
 from engine.testing.daemon import REPO, DaemonProcess, cgroups_of, mounts_under
 from tests.integration.conftest import (  # noqa: F401 - fixtures and the skip hook, re-exported
     busybox_tar,
@@ -112,8 +113,13 @@ def finish(d: DaemonProcess, own_mounts: tuple[str, ...] = ()) -> None:
 
 
 def load_busybox(d: DaemonProcess, tar: Path) -> None:
+    """Load the image; a load refused mid-way answers 200 with an `errorDetail` line in its
+    stream, as Docker's does (moby postImagesLoad), raised here as the docker CLI reports it."""
     with open(tar, "rb") as f:
-        d.client().upload("POST", "/images/load", f)
+        answer = d.client().upload("POST", "/images/load", f)
+    for line in answer.body.splitlines():
+        if line.strip() and b"errorDetail" in line:
+            raise ApiError(500, json.loads(line)["errorDetail"]["message"])
 
 
 @pytest.fixture
