@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from engine.core.fs_plan import CopyPath, UpperEntry, go_file_mode
-from engine.drivers.bindsafe import RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
+from engine.drivers.bindsafe import (
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    BindSourceError,
+    open_host_path,
+    openat2,
+)
 from engine.drivers.layers import apply_tar
 from engine.drivers.tarsafe import Applier, ApplyStats, InvalidLayer, LayerLimits
 from engine.errors import InvalidArgument, KernelError, NotFound
@@ -75,12 +81,16 @@ class PathStat:
 
 
 class Resource:
-    """A resolved copy source: the parent directory's fd and the entry in it (None: itself)."""
+    """A resolved copy source: the parent directory's fd and the entry in it (None: itself).
 
-    def __init__(self, rootfs: str, plan: CopyPath) -> None:
+    `rootfs` is the container's root, or the host directory of a volume or bind mount that
+    stands in for the container's tree at `at` (`plan` is then relative to the mount)."""
+
+    def __init__(self, rootfs: str, plan: CopyPath, *, at: str = "/") -> None:
         self.rootfs = rootfs
         self.plan = plan
-        self.root_fd = open_root(rootfs)
+        self.at = at
+        self.root_fd = open_root(rootfs) if at == "/" else open_mount_root(rootfs)
         try:
             self.parent_fd = open_in_root(self.root_fd, plan.parent, os.O_PATH | os.O_DIRECTORY)
         except BaseException:
@@ -119,13 +129,13 @@ class Resource:
             target = os.readlink(self.plan.entry, dir_fd=self.parent_fd)
             return posixpath.normpath(posixpath.join(self.plan.parent, target))
         try:
-            return container_path(fd, self.rootfs)
+            return container_path(fd, self.rootfs, self.at)
         finally:
             os.close(fd)
 
     def container_path(self) -> str:
         """Where the resource is, as a container path, its parent's symlinks resolved."""
-        parent = container_path(self.parent_fd, self.rootfs)
+        parent = container_path(self.parent_fd, self.rootfs, self.at)
         if self.plan.entry is None:
             return parent
         return posixpath.join(parent, self.plan.entry)
@@ -141,19 +151,53 @@ class Resource:
         yield writer.end()
 
 
-def container_path(fd: int, rootfs: str) -> str:
-    """The container path of an fd opened inside `rootfs` (from /proc/self/fd)."""
+def resolved_dir(rootfs: str, path: str) -> str:
+    """Where container directory `path` resolves to in-root, as a container path (its
+    symlinks followed inside the root). NotFound if missing."""
+    root_fd = open_root(rootfs)
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY)
+        try:
+            return container_path(fd, rootfs)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def container_path(fd: int, rootfs: str, at: str = "/") -> str:
+    """The container path of an fd opened inside `rootfs` (from /proc/self/fd); `rootfs`
+    stands for the container's tree at `at` (a mount's host directory, or the root)."""
     host = os.readlink(f"/proc/self/fd/{fd}")
     root = os.path.realpath(rootfs)
     if host == root:
-        return "/"
+        return at
     if host.startswith(root + "/"):
-        return host[len(root):]
+        return posixpath.join(at, host[len(root) + 1:])
     raise KernelError(f"{host} is outside the container's root")
 
 
 def open_root(rootfs: str) -> int:
     return os.open(rootfs, _O_DIR)
+
+
+def open_mount_root(host_dir: str) -> int:
+    """A volume's or bind mount's host directory, reached as the mount reaches it: a clean
+    absolute path with no symlink on the way (engine/drivers/bindsafe.py), so a swapped
+    component cannot redirect a copy out of it (RELIABILITY S-04). NotFound when it is gone
+    or not a directory (a bind of a single file is reached through its parent's mount)."""
+    try:
+        fd = open_host_path(host_dir)
+    except BindSourceError as exc:
+        raise NotFound(exc.message, exc.hint) from None
+    try:
+        return os.open(".", _O_DIR, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise NotFound(f"{host_dir} is not a directory") from None
+        raise KernelError(f"opening {host_dir}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
 
 
 # -- tar writing --------------------------------------------------------------------------
@@ -316,18 +360,20 @@ class _KindKeepingApplier(ContainerApplier):
     keep_kinds = True
 
 
-def open_directory(rootfs: str, path: str) -> tuple[int, str]:
+def open_directory(rootfs: str, path: str, *, at: str = "/",
+                   asked: str | None = None) -> tuple[int, str]:
     """An fd for container directory `path`, resolved in-root, and its resolved container
     path. NotFound if missing, InvalidArgument (Docker's 400 "not a directory") if it is
-    something else."""
-    root_fd = open_root(rootfs)
+    something else. With `at`, `rootfs` is a mount's host directory standing for the
+    container's tree at `at`, and `path` is relative to it (`asked`: as the user named it)."""
+    root_fd = open_root(rootfs) if at == "/" else open_mount_root(rootfs)
     try:
         fd = open_in_root(root_fd, path, os.O_PATH)
         try:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"extraction point {path} is not a directory",
+                raise InvalidArgument(f"extraction point {asked or path} is not a directory",
                                       hint="copy into a directory, or name the new file's path")
-            return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs)
+            return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs, at)
         finally:
             os.close(fd)
     finally:
