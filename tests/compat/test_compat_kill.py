@@ -69,3 +69,13 @@ def test_a_failure_after_a_kill_and_start_is_restarted(engine: Engine) -> None:
     while state(engine, "kd")[3] < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert state(engine, "kd")[3] == 1
+
+
+def test_kill_of_an_auto_remove_container_removes_it(engine: Engine) -> None:
+    cid = docker(engine, "run", "-d", "--rm", "--network", "none", "busybox",
+                 "sleep", "1000").stdout.strip()
+    docker(engine, "kill", cid)
+    deadline = time.monotonic() + 20
+    while docker(engine, "ps", "-aq", "--filter", f"id={cid}").stdout.strip():
+        assert time.monotonic() < deadline, "the --rm container was not removed"
+        time.sleep(0.1)
