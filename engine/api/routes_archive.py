@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import posixpath
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, BinaryIO, cast
@@ -99,6 +100,15 @@ def _full(plan: CopyPath) -> str:
 
 def _target(m: MountSpec) -> str:
     return posixpath.normpath(posixpath.join("/", m.target))
+
+
+def _is_file(host_path: str) -> bool:
+    """A bind source that is not a directory (a bind of one file); its symlinks, if any,
+    are refused when it is opened (engine/drivers/bindsafe.py)."""
+    try:
+        return not stat.S_ISDIR(os.stat(host_path, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def encode_path_stat(st: rootfs_access.PathStat) -> str:
@@ -266,8 +276,17 @@ def archive_routes(ctx: Any) -> Router:
                                  else posixpath.join(parent, plan.entry))
         if m.type == "tmpfs" and stat_only:
             return rootfs_access.Resource(rootfs, asked)
-        return rootfs_access.Resource(mount_dir(c, m, plan.requested),
-                                      plan_in_mount(plan, _target(m)), at=_target(m))
+        host, target = mount_dir(c, m, plan.requested), _target(m)
+        if m.type == "bind" and _is_file(host):
+            # a bind of one file: the resource is that file, reached as an entry of its host
+            # directory (never followed); nothing lies below it
+            if _full(plan) != target:
+                raise NotFound(f"Could not find the file {plan.requested} in container")
+            parent, name = posixpath.split(host)
+            return rootfs_access.Resource(
+                parent, CopyPath(plan.requested, "/", name, plan.name, plan.rebase),
+                at=posixpath.dirname(target))
+        return rootfs_access.Resource(host, plan_in_mount(plan, target), at=target)
 
     async def open_resource(req: Request, *, stat_only: bool = False
                             ) -> tuple[AsyncExitStack, ContainerView, rootfs_access.Resource]:
@@ -294,10 +313,14 @@ def archive_routes(ctx: Any) -> Router:
         if m is None:
             dest, resolved = rootfs_access.open_directory(rootfs, path)
             return dest, resolved, None
-        target = _target(m)
+        target, host = _target(m), mount_dir(c, m, path)
+        if m.type == "bind" and _is_file(host):
+            if clean != target:
+                raise NotFound(f"Could not find the file {path} in container")
+            raise InvalidArgument(f"extraction point {path} is not a directory",
+                                  hint="it is a bind mount of a single file")
         inner = "/" + posixpath.relpath(clean, target) if clean != target else "/"
-        dest, resolved = rootfs_access.open_directory(mount_dir(c, m, path), inner, at=target,
-                                                      asked=path)
+        dest, resolved = rootfs_access.open_directory(host, inner, at=target, asked=path)
         return dest, resolved, m
 
     @r.route("HEAD", "/containers/{id}/archive")

@@ -105,3 +105,14 @@ def test_symlink_inside_a_volume(engine: Engine, tmp_path: Path) -> None:
             # mount: no such file there
             assert p.returncode == 1 and "Could not find the file" in p.stderr, p.stderr
             assert not (out / "x").exists()
+
+
+def test_cp_out_of_a_single_file_bind(engine: Engine, tmp_path: Path) -> None:
+    bind, _, out = _dirs(tmp_path)
+    single = tmp_path / "single.conf"
+    single.write_text("one file bound\n")
+    _run(engine, bind, "-v", f"{single}:/etc/app.conf:ro")
+    docker(engine, "cp", "cpm:/etc/app.conf", str(out / "app.conf"))
+    assert (out / "app.conf").read_text() == "one file bound\n"
+    p = docker(engine, "cp", "cpm:/etc/app.conf/x", str(out / "x"), check=False)
+    assert p.returncode == 1 and not (out / "x").exists()
