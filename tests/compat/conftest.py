@@ -51,8 +51,8 @@ class Engine:
         return env
 
     def sdk(self):  # noqa: ANN201 - docker.DockerClient; the package is a test extra
-        import docker
-
+        docker = pytest.importorskip("docker", reason="the Docker SDK (pip install -e "
+                                     "'.[test]') is not installed")
         client = docker.DockerClient(base_url=self.host, version="auto", timeout=60)
         self._clients.append(client)
         return client
