@@ -172,6 +172,32 @@ def test_copies_in_mounts_never_leave_them(daemon: Any) -> None:
     docker(daemon, "volume", "rm", "cpvol")
 
 
+def test_running_container_dev_and_volume_both_reached(daemon: Any) -> None:
+    # The merge of issue 15 item 9 (a running container's files through its own mount
+    # namespace, so /dev is the runtime's tmpfs) and issue 13 (volumes and binds reached in
+    # their host directories): one running container with a volume has both, and what is on
+    # neither (/dev/shm) is still refused.
+    work, _ = _local(daemon)
+    docker(daemon, "run", "-d", "--name", "both", "-v", "bothvol:/data", "busybox", "sh",
+           "-c", "ln -s /data /link; touch /tmp/ready; sleep 1000")
+    deadline = time.monotonic() + 10
+    while docker(daemon, "exec", "both", "test", "-e", "/tmp/ready", check=False).returncode:
+        assert time.monotonic() < deadline, "the container never got ready"
+        time.sleep(0.05)
+    src = work / "src"
+    docker(daemon, "cp", str(src / "file"), "both:/dev/")
+    docker(daemon, "cp", str(src / "file"), "both:/data/")
+    docker(daemon, "cp", str(src / "d"), "both:/link/")  # a rootfs symlink into the volume
+    for path, text in (("/dev/file", b"one file\n"), ("/data/file", b"one file\n"),
+                       ("/data/d/a", b"hello\n")):
+        assert docker(daemon, "exec", "both", "cat", path).stdout == text, path
+    assert docker(daemon, "cp", "both:/data/d/a", "-").returncode == 0
+    p = docker(daemon, "cp", str(src / "file"), "both:/dev/shm/", check=False)
+    assert p.returncode != 0 and b"another mount" in p.stderr, p.stderr
+    docker(daemon, "rm", "-f", "-v", "both")
+    docker(daemon, "volume", "rm", "bothvol")
+
+
 def _put(daemon: Any, container: str, path: str, members: list[tuple[tarfile.TarInfo, bytes]]
          ) -> Any:
     buf = io.BytesIO()
