@@ -23,7 +23,7 @@ import trio
 
 from engine import failpoints
 from engine.core.decision import Decision, Step
-from engine.core.restart import restart_delay_ms
+from engine.core.restart import kill_stops_restart, restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
 from engine.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of, user_error
 from engine.health import HealthChecks
@@ -580,16 +580,26 @@ class Supervisor(StorageSteps):
 
     async def _kill(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
         cid, sig = args["container_id"], args["signal"]
+        c = self._container(cid)
+        stops = kill_stops_restart(c, sig)
         try:
             await self.d.runtime.kill(cid, sig)
         except ShipslogError as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
                 op_id=op_id, step="runtime.kill", error=str(exc)))], op_id, actor)
             raise
+        # An exit recorded before this append finds the kill op open and leaves it down; one
+        # recorded after finds the container manually stopped: a kill never restarts it.
         await self._append([
-            Pending(stream=_c(cid), event=v.ContainerSignalled(container_id=cid, signal=sig)),
+            Pending(stream=_c(cid), event=v.ContainerSignalled(
+                container_id=cid, signal=sig, stops_restart=stops)),
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
         ], op_id, actor)
+        if sig == "SIGKILL" and c.status == "running":
+            # moby `daemon.Kill`: answer once the container is no longer running, so an
+            # `inspect` right after `docker kill` shows the exit. (A paused container dies
+            # only when thawed on cgroup v1: its exit is recorded when that happens.)
+            await self.wait_exited(cid, 30)
 
     async def _pause(self, op_id: str, args: dict[str, str], actor: Actor) -> None:
         await self._simple(op_id, args["container_id"], actor, self.d.runtime.pause,

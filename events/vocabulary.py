@@ -109,6 +109,9 @@ class ContainerStopRequested(BaseEvent, frozen=True, kw_only=True):
 class ContainerSignalled(BaseEvent, frozen=True, kw_only=True):
     container_id: str
     signal: str
+    # a user's kill that keeps the container down when it exits (moby `ExitOnNext`); older
+    # logs recorded no such thing: False
+    stops_restart: bool = False
 
 
 class ContainerExited(BaseEvent, frozen=True, kw_only=True):

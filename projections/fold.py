@@ -244,7 +244,10 @@ def _stop_requested(tx: _Tx, env: Envelope, ev: v.ContainerStopRequested) -> Non
 
 @on(v.ContainerSignalled)
 def _signalled(tx: _Tx, env: Envelope, ev: v.ContainerSignalled) -> None:
-    tx.update_container(env, ev.container_id)
+    if ev.stops_restart:  # a kill is a stop: no restart policy brings it back
+        tx.update_container(env, ev.container_id, manually_stopped=True)
+    else:
+        tx.update_container(env, ev.container_id)
 
 
 @on(v.ContainerExited)

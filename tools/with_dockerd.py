@@ -5,7 +5,8 @@
 I/O: starts dockerd (and its containerd) on its own --data-root, --exec-root and socket under
 a temp dir, on its default bridge docker0 (172.17.0.0/16) with its iptables rules — so the
 command runs beside what dockerd does to a host: iptables FORWARD policy DROP, DOCKER-USER and
-DOCKER-ISOLATION chains, br_netfilter (issue 15, item 5). Afterwards it stops dockerd by pid
+DOCKER-ISOLATION chains, br_netfilter (issue 15, item 5). The command gets the socket in
+SHIPSLOG_TEST_DOCKERD_HOST (tests/compat uses this dockerd). Afterwards it stops dockerd by pid
 and undoes what dockerd changed: the iptables filter and nat policies, the DOCKER* chains and
 the rules naming them or docker0, ip_forward, docker0 and the (then empty) iptables-nft
 tables when they were not there before. Rules
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -140,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             _iptables("-P", "FORWARD", "DROP", check=True)
             print("with_dockerd: iptables -P FORWARD DROP (as dockerd on a fresh host)",
                   file=sys.stderr)
-        return subprocess.run(command, check=False).returncode
+        # the compat suite (tests/compat) drives this dockerd rather than starting a second
+        env = dict(os.environ, SHIPSLOG_TEST_DOCKERD_HOST="unix://" + d.sock)
+        return subprocess.run(command, env=env, check=False).returncode
     finally:
         d.stop()
         for line in restore(before):

@@ -10,10 +10,15 @@ log: a copy out, a copy in and an export are each recorded with the caller as ac
 
 A stopped container's root filesystem may not be mounted (after a daemon restart): it is
 mounted for the request, under the container's lock so no start or removal runs meanwhile,
-and unmounted afterwards. Volumes and bind mounts inside the container are not reached: a
-path that crosses into one is refused (its files are on the host, in the volume). A running
-container's files are reached through its own mount namespace's root, so that a copy into
-/dev lands on the tmpfs the runtime mounted there (issue 15 item 9).
+and unmounted afterwards. Volumes and bind mounts are mounted in the container's own mount
+namespace, not under the rootfs we reach, so a path at or below one (as asked, or as it
+resolved in the rootfs) is reached in the volume's `_data` or the bind's host directory
+instead, running or stopped, resolved in-root there (Docker's cp reaches them too;
+RELIABILITY S-04/S-05: no symlink leads out of the mount). tmpfs mounts (their files exist
+only inside the container) are refused. Any other path of a running container is reached
+through its own mount namespace's root, so that a copy into /dev lands on the tmpfs the
+runtime mounted there (issue 15 item 9); what is on neither its rootfs nor /dev there is
+refused as another mount.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import base64
 import functools
 import json
 import os
+import posixpath
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, BinaryIO, cast
@@ -30,13 +37,21 @@ import trio
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, json_response
-from engine.core.fs_plan import classify_changes, mount_covering, plan_copy_path
+from engine.core.fs_plan import (
+    CopyPath,
+    classify_changes,
+    mount_covering,
+    plan_copy_path,
+    plan_in_mount,
+    plan_resolved,
+)
 from engine.core.lookup import find_container
 from engine.core.stats_shape import StatsSample, shape_stats
 from engine.drivers import container_stats, rootfs_access
 from engine.errors import Conflict, InvalidArgument, NotFound, ShipslogError
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
+from events.values import MountSpec
 from projections.state import ContainerView
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -67,18 +82,36 @@ def _missing(path: str, c: ContainerView, exc: NotFound) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {c.name}", exc.hint)
 
 
-def _refuse_mounts(c: ContainerView, asked: str, resolved: str) -> None:
-    """Volumes, binds and tmpfs are mounted in the container's own mount namespace, not
-    under the rootfs we reach: a copy there would read or write the overlay *beneath* the
-    mount. Refused with a way out (RELIABILITY: no half-right answers)."""
-    target = mount_covering(resolved, [m.target for m in c.config.mounts])
-    if target is not None:
-        raise InvalidArgument(
-            f"{asked} is inside the mount at {target} in container {c.name}: copying to or "
-            "from volumes, bind mounts and tmpfs is not supported; reach a volume's files on "
-            "the host (see its Mountpoint in volume inspect)",
-            hint="reach a volume's files on the host (shipslog volume inspect NAME shows its "
-                 "Mountpoint), or copy through a path outside the mount")
+class ReadOnlyVolume(ShipslogError):
+    """A copy into a volume or bind mounted read-only. HTTP 403."""
+
+    status = 403
+
+
+def _covering(c: ContainerView, path: str) -> MountSpec | None:
+    """The container's mount (volume, bind, tmpfs) that container `path` is at or below."""
+    target = mount_covering(path, [m.target for m in c.config.mounts])
+    if target is None:
+        return None
+    return next(m for m in c.config.mounts
+                if posixpath.normpath(posixpath.join("/", m.target)) == target)
+
+
+def _full(plan: CopyPath) -> str:
+    return plan.parent if plan.entry is None else posixpath.join(plan.parent, plan.entry)
+
+
+def _target(m: MountSpec) -> str:
+    return posixpath.normpath(posixpath.join("/", m.target))
+
+
+def _is_file(host_path: str) -> bool:
+    """A bind source that is not a directory (a bind of one file); its symlinks, if any,
+    are refused when it is opened (engine/drivers/bindsafe.py)."""
+    try:
+        return not stat.S_ISDIR(os.stat(host_path, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _live_pid(c: ContainerView) -> int:
@@ -205,33 +238,112 @@ def archive_routes(ctx: Any) -> Router:
         await engine.journal.append([Pending(stream=stream_of("container", c.id), event=event)],
                                     actor=actor, op_id=f"{verb}-" + engine.journal.new_id()[:12])
 
-    async def open_resource(req: Request, *, refuse_mounts: bool = True
+    def mount_dir(c: ContainerView, m: MountSpec, asked: str) -> str:
+        """The host directory standing for mount `m`'s tree."""
+        if m.type == "volume" and m.source:
+            return str(drivers.volumes.store.path(m.source))
+        if m.type == "bind":
+            return m.source
+        raise InvalidArgument(
+            f"{asked} is inside the tmpfs mount at {_target(m)} in container {c.name}: its "
+            "files exist only inside the container; reach them with exec (e.g. cat, tar)",
+            hint=f"use: shipslog exec {c.name} cat PATH, or copy through a path outside it")
+
+    def in_mount(c: ContainerView, rootfs: str, path: str) -> tuple[str, MountSpec | None]:
+        """Container directory `path` (clean) and the mount it is at or below: as asked, or
+        else where its longest existing head resolves to in the rootfs (a symlink there may
+        lead into a mount point; what follows the head is looked up in the mount)."""
+        m = _covering(c, path)
+        if m is not None or not c.config.mounts:
+            return path, m
+        head, rest = path, ""
+        while True:
+            try:
+                resolved = rootfs_access.resolved_dir(rootfs, head)
+                break
+            except NotFound:
+                if head == "/":
+                    return path, None
+                head, base = posixpath.split(head)
+                rest = posixpath.join(base, rest) if rest else base
+        full = posixpath.join(resolved, rest) if rest else resolved
+        m = _covering(c, full)
+        return (full, m) if m is not None else (path, None)
+
+    def resolve(c: ContainerView, rootfs: str, plan: CopyPath, stat_only: bool
+                ) -> rootfs_access.Resource:
+        """The resource as the container sees it: in a mount's host directory when the path
+        (as asked, or as it resolves in the rootfs) is at or below a mount point. (A stat
+        in a tmpfs looks beneath it: the CLI stats before it copies, and only the copy's
+        answer carries the error message — a HEAD answer has no body.)"""
+        asked = plan
+        m = _covering(c, _full(plan))
+        if m is None:
+            parent, m = in_mount(c, rootfs, plan.parent)
+            if m is None:
+                return rootfs_access.Resource(rootfs, plan, _live_pid(c))
+            plan = plan_resolved(plan, parent if plan.entry is None
+                                 else posixpath.join(parent, plan.entry))
+        if m.type == "tmpfs" and stat_only:
+            return rootfs_access.Resource(rootfs, asked, _live_pid(c))
+        host, target = mount_dir(c, m, plan.requested), _target(m)
+        if m.type == "bind" and _is_file(host):
+            # a bind of one file: the resource is that file, reached as an entry of its host
+            # directory (never followed); nothing lies below it
+            if _full(plan) != target:
+                raise NotFound(f"Could not find the file {plan.requested} in container")
+            parent, name = posixpath.split(host)
+            return rootfs_access.Resource(
+                parent, CopyPath(plan.requested, "/", name, plan.name, plan.rebase),
+                at=posixpath.dirname(target))
+        return rootfs_access.Resource(host, plan_in_mount(plan, target), at=target)
+
+    async def open_resource(req: Request, *, stat_only: bool = False
                             ) -> tuple[AsyncExitStack, ContainerView, rootfs_access.Resource]:
-        """The requested path resolved in the container's root; the stack releases both.
-        (A stat may look at a mount point: the CLI stats before it copies, and only the
-        copy's answer carries an error message — a HEAD answer has no body.)"""
+        """The requested path resolved in the container's view; the stack releases it."""
         plan = plan_copy_path(req.arg("path") or "")
         stack = AsyncExitStack()
         try:
             c, rootfs = await stack.enter_async_context(container_root(req.params["id"]))
             try:
-                resource = await trio.to_thread.run_sync(rootfs_access.Resource, rootfs, plan,
-                                                         _live_pid(c))
+                resource = await trio.to_thread.run_sync(resolve, c, rootfs, plan, stat_only)
             except NotFound as exc:
                 raise _missing(plan.requested, c, exc) from None
             stack.callback(resource.close)
-            if refuse_mounts:
-                _refuse_mounts(c, plan.requested,
-                               await trio.to_thread.run_sync(resource.container_path))
+            if not stat_only:  # a stat may look anywhere; a copy not at a mount of its own
                 resource.check_mount()
         except BaseException:
             await stack.aclose()
             raise
         return stack, c, resource
 
+    def open_destination(c: ContainerView, rootfs: str, path: str
+                         ) -> tuple[int, str, MountSpec | None]:
+        """The directory a copy-in extracts into, as the container sees it, and the mount
+        it is in (None: the container's own filesystem)."""
+        clean, m = in_mount(c, rootfs, posixpath.normpath(posixpath.join("/", path)))
+        if m is None:
+            if not _live_pid(c):
+                dest, resolved = rootfs_access.open_directory(rootfs, path)
+                return dest, resolved, None
+            dest, resolved, elsewhere = rootfs_access.open_live_directory(rootfs, c.pid, path)
+            if elsewhere:  # a mount in its namespace we do not know of (/dev/shm, /proc)
+                os.close(dest)
+                raise rootfs_access.other_mount(path)
+            return dest, resolved, None
+        target, host = _target(m), mount_dir(c, m, path)
+        if m.type == "bind" and _is_file(host):
+            if clean != target:
+                raise NotFound(f"Could not find the file {path} in container")
+            raise InvalidArgument(f"extraction point {path} is not a directory",
+                                  hint="it is a bind mount of a single file")
+        inner = "/" + posixpath.relpath(clean, target) if clean != target else "/"
+        dest, resolved = rootfs_access.open_directory(host, inner, at=target, asked=path)
+        return dest, resolved, m
+
     @r.route("HEAD", "/containers/{id}/archive")
     async def stat_path(req: Request) -> Response:
-        stack, _, resource = await open_resource(req, refuse_mounts=False)
+        stack, _, resource = await open_resource(req, stat_only=True)
         async with stack:
             st = await trio.to_thread.run_sync(resource.stat)
         return Response(200, [("Content-Type", "application/json"),
@@ -267,24 +379,23 @@ def archive_routes(ctx: Any) -> Router:
         path = req.arg("path") or ""
         plan_copy_path(path)  # the same checks as a copy out (NUL bytes, length)
         c = find_container(engine.state, req.params["id"])
-        if c.config.read_only:
-            raise ReadOnlyRootfs(f"container rootfs is marked read-only: {c.name}",
-                                 hint="it was created with --read-only; copy into a volume")
         async with container_root(c.id) as (c, rootfs):
             try:
-                elsewhere = False
-                if _live_pid(c):
-                    dest, resolved, elsewhere = await trio.to_thread.run_sync(
-                        rootfs_access.open_live_directory, rootfs, c.pid, path)
-                else:
-                    dest, resolved = await trio.to_thread.run_sync(
-                        rootfs_access.open_directory, rootfs, path)
+                dest, _, mount = await trio.to_thread.run_sync(open_destination, c, rootfs,
+                                                                path)
             except NotFound as exc:
                 raise _missing(path, c, exc) from None
             try:
-                _refuse_mounts(c, path, resolved)
-                if elsewhere:
-                    raise rootfs_access.other_mount(path)
+                # moby containerExtractToDir: --read-only guards the rootfs, not volumes;
+                # a read-only mount refuses with ErrVolumeReadonly's words
+                if mount is None and c.config.read_only:
+                    raise ReadOnlyRootfs(f"container rootfs is marked read-only: {c.name}",
+                                         hint="it was created with --read-only; copy into a "
+                                              "volume")
+                if mount is not None and mount.read_only:
+                    raise ReadOnlyVolume("mounted volume is marked read-only",
+                                         hint=f"{_target(mount)} is mounted read-only in "
+                                              f"container {c.name}")
             except BaseException:
                 os.close(dest)
                 raise

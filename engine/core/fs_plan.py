@@ -17,7 +17,7 @@ from __future__ import annotations
 import posixpath
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.errors import InvalidArgument
 
@@ -97,6 +97,27 @@ def mount_covering(path: str, targets: Iterable[str]) -> str | None:
         if (clean == t or clean.startswith(t + "/")) and (best is None or len(t) > len(best)):
             best = t
     return best
+
+
+def plan_in_mount(plan: CopyPath, target: str) -> CopyPath:
+    """`plan`, a container path at or below the mount at `target`, as a path inside the
+    mount's own tree (whose root is the mount point). The names shown stay as asked."""
+    full = plan.parent if plan.entry is None else posixpath.join(plan.parent, plan.entry)
+    rel = posixpath.relpath(posixpath.normpath(full), posixpath.normpath(target))
+    if rel == ".":
+        return replace(plan, parent="/", entry=None)
+    inner = "/" + rel
+    if plan.entry is None:
+        return replace(plan, parent=inner)
+    return replace(plan, parent=posixpath.dirname(inner))
+
+
+def plan_resolved(plan: CopyPath, resolved: str) -> CopyPath:
+    """`plan` with its parent replaced by where it resolved to (`resolved`: the container
+    path of the resource, its parent's symlinks followed, its entry not)."""
+    if plan.entry is None:
+        return replace(plan, parent=resolved)
+    return replace(plan, parent=posixpath.dirname(resolved))
 
 
 def _go_base(path: str) -> str:

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from engine.core.fs_plan import CopyPath, UpperEntry, go_file_mode
-from engine.drivers.bindsafe import RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
+from engine.drivers.bindsafe import (
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    BindSourceError,
+    open_host_path,
+    openat2,
+)
 from engine.drivers.layers import apply_tar
 from engine.drivers.tarsafe import Applier, ApplyStats, InvalidLayer, LayerLimits
 from engine.errors import Conflict, InvalidArgument, KernelError, NotFound
@@ -77,16 +83,23 @@ class PathStat:
 
 
 class Resource:
-    """A resolved copy source: the parent directory's fd and the entry in it (None: itself)."""
+    """A resolved copy source: the parent directory's fd and the entry in it (None: itself).
 
-    def __init__(self, rootfs: str, plan: CopyPath, pid: int = 0) -> None:
+    `rootfs` is the container's root, or the host directory of a volume or bind mount that
+    stands in for the container's tree at `at` (`plan` is then relative to the mount)."""
+
+    def __init__(self, rootfs: str, plan: CopyPath, pid: int = 0, *, at: str = "/") -> None:
         """`pid`: a running container's, to resolve in its own mount namespace
-        (`open_live_root`); 0: under the rootfs we mounted."""
+        (`open_live_root`); 0: under the rootfs we mounted. A mount's host directory
+        (`at` not "/") is reached the same way, running or stopped (`open_mount_root`)."""
         self.rootfs = rootfs
         self.plan = plan
+        self.at = at
         self.devs: set[int] | None = None
         self.resolve = IN_ROOT
-        if pid:
+        if at != "/":
+            self.root_fd = open_mount_root(rootfs)
+        elif pid:
             self.root_fd, self.devs = open_live_root(rootfs, pid)
             self.resolve = _IN_ROOT_MOUNTS
         else:
@@ -119,7 +132,7 @@ class Resource:
 
     def _path(self, fd: int) -> str:
         return live_container_path(fd) if self.devs is not None else \
-            container_path(fd, self.rootfs)
+            container_path(fd, self.rootfs, self.at)
 
     def close(self) -> None:
         os.close(self.parent_fd)
@@ -166,14 +179,29 @@ class Resource:
         yield writer.end()
 
 
-def container_path(fd: int, rootfs: str) -> str:
-    """The container path of an fd opened inside `rootfs` (from /proc/self/fd)."""
+def resolved_dir(rootfs: str, path: str) -> str:
+    """Where container directory `path` resolves to in-root, as a container path (its
+    symlinks followed inside the root). NotFound if missing."""
+    root_fd = open_root(rootfs)
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY)
+        try:
+            return container_path(fd, rootfs)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def container_path(fd: int, rootfs: str, at: str = "/") -> str:
+    """The container path of an fd opened inside `rootfs` (from /proc/self/fd); `rootfs`
+    stands for the container's tree at `at` (a mount's host directory, or the root)."""
     host = os.readlink(f"/proc/self/fd/{fd}")
     root = os.path.realpath(rootfs)
     if host == root:
-        return "/"
+        return at
     if host.startswith(root + "/"):
-        return host[len(root):]
+        return posixpath.join(at, host[len(root) + 1:])
     raise KernelError(f"{host} is outside the container's root")
 
 
@@ -223,6 +251,25 @@ def live_container_path(fd: int) -> str:
     """The container path of an fd opened under a live root: outside our own root, the
     kernel names it as the container sees it."""
     return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def open_mount_root(host_dir: str) -> int:
+    """A volume's or bind mount's host directory, reached as the mount reaches it: a clean
+    absolute path with no symlink on the way (engine/drivers/bindsafe.py), so a swapped
+    component cannot redirect a copy out of it (RELIABILITY S-04). NotFound when it is gone
+    or not a directory (a bind of a single file is reached through its parent's mount)."""
+    try:
+        fd = open_host_path(host_dir)
+    except BindSourceError as exc:
+        raise NotFound(exc.message, exc.hint) from None
+    try:
+        return os.open(".", _O_DIR, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise NotFound(f"{host_dir} is not a directory") from None
+        raise KernelError(f"opening {host_dir}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
 
 
 # -- tar writing --------------------------------------------------------------------------
@@ -385,18 +432,20 @@ class _KindKeepingApplier(ContainerApplier):
     keep_kinds = True
 
 
-def open_directory(rootfs: str, path: str) -> tuple[int, str]:
+def open_directory(rootfs: str, path: str, *, at: str = "/",
+                   asked: str | None = None) -> tuple[int, str]:
     """An fd for container directory `path`, resolved in-root, and its resolved container
     path. NotFound if missing, InvalidArgument (Docker's 400 "not a directory") if it is
-    something else."""
-    root_fd = open_root(rootfs)
+    something else. With `at`, `rootfs` is a mount's host directory standing for the
+    container's tree at `at`, and `path` is relative to it (`asked`: as the user named it)."""
+    root_fd = open_root(rootfs) if at == "/" else open_mount_root(rootfs)
     try:
         fd = open_in_root(root_fd, path, os.O_PATH)
         try:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"extraction point {path} is not a directory",
+                raise InvalidArgument(f"extraction point {asked or path} is not a directory",
                                       hint="copy into a directory, or name the new file's path")
-            return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs)
+            return os.open(".", _O_DIR, dir_fd=fd), container_path(fd, rootfs, at)
         finally:
             os.close(fd)
     finally:

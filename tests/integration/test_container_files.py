@@ -136,21 +136,66 @@ def test_symlinks_pointing_out_never_reach_the_host(daemon: Any) -> None:
     docker(daemon, "rm", "-f", "links")
 
 
-def test_paths_inside_volumes_are_refused_with_a_hint(daemon: Any) -> None:
-    work, _ = _local(daemon)
-    _sleeper(daemon, "vol", "ln -s /data /tmp/datalink;")
-    docker(daemon, "rm", "-f", "vol")
-    docker(daemon, "run", "-d", "--name", "vol", "-v", "cpvol:/data", "busybox", "sleep", "1000")
-    for args in ([str(work / "src" / "file"), "vol:/data/"],
-                 [str(work / "src" / "file"), "vol:/data/x"],
-                 ["vol:/data", str(work / "out")]):
-        p = docker(daemon, "cp", *args, check=False)
-        assert p.returncode != 0 and b"inside the mount at /data" in p.stderr, p.stderr
-    _, err = cli(daemon, "cp", str(work / "src" / "file"), "vol:/data/", code=125)
-    assert "inside the mount at /data" in err and "volume inspect" in err
-    docker(daemon, "cp", str(work / "src" / "file"), "vol:/tmp/")  # elsewhere: fine
+def test_copies_in_mounts_never_leave_them(daemon: Any) -> None:
+    # Volumes and binds are reached in their host directories (RELIABILITY S-04/S-05): a
+    # symlink in one that climbs or jumps out resolves inside the mount, never on the host;
+    # tmpfs (its files exist only inside the container) is refused with a hint.
+    work, sentinel = _local(daemon)
+    bind = daemon.base / "bind"
+    bind.mkdir()
+    docker(daemon, "run", "-d", "--name", "vol", "-v", "cpvol:/data", "-v", f"{bind}:/bind",
+           "--tmpfs", "/scratch", "busybox", "sh", "-c",
+           "ln -s .. /bind/up; ln -s / /bind/abs; ln -s ../../.. /data/up; sleep 1000")
+    deadline = time.monotonic() + 10
+    while not (bind / "abs").is_symlink():
+        assert time.monotonic() < deadline, "the container never got ready"
+        time.sleep(0.05)
+    out = work / "out"
+    for path in ("/bind/up/sentinel/secret", "/bind/abs" + str(sentinel / "secret"),
+                 "/data/up" + str(sentinel / "secret")):
+        p = docker(daemon, "cp", f"vol:{path}", "-", check=False)
+        assert p.returncode != 0 and SECRET not in p.stdout, path
+        assert b"Could not find the file" in p.stderr, p.stderr
+    for dest in ("vol:/bind/up/sentinel/", "vol:/bind/abs" + str(sentinel) + "/"):
+        p = docker(daemon, "cp", str(work / "src" / "file"), dest, check=False)
+        assert p.returncode != 0
+    docker(daemon, "cp", str(work / "src" / "file"), "vol:/bind/up/")  # lands in the bind
+    assert (bind / "file").read_text() == "one file\n"
+    assert sorted(x.name for x in sentinel.iterdir()) == ["secret"]
+    assert (sentinel / "secret").read_bytes() == SECRET
+    assert not (daemon.base / "file").exists()
+    p = docker(daemon, "cp", str(work / "src" / "file"), "vol:/scratch/", check=False)
+    assert p.returncode != 0 and b"inside the tmpfs mount at /scratch" in p.stderr, p.stderr
+    _, err = cli(daemon, "cp", "vol:/scratch", str(out / "s"), code=125)
+    assert "tmpfs mount at /scratch" in err and "exec" in err
     docker(daemon, "rm", "-f", "-v", "vol")
     docker(daemon, "volume", "rm", "cpvol")
+
+
+def test_running_container_dev_and_volume_both_reached(daemon: Any) -> None:
+    # The merge of issue 15 item 9 (a running container's files through its own mount
+    # namespace, so /dev is the runtime's tmpfs) and issue 13 (volumes and binds reached in
+    # their host directories): one running container with a volume has both, and what is on
+    # neither (/dev/shm) is still refused.
+    work, _ = _local(daemon)
+    docker(daemon, "run", "-d", "--name", "both", "-v", "bothvol:/data", "busybox", "sh",
+           "-c", "ln -s /data /link; touch /tmp/ready; sleep 1000")
+    deadline = time.monotonic() + 10
+    while docker(daemon, "exec", "both", "test", "-e", "/tmp/ready", check=False).returncode:
+        assert time.monotonic() < deadline, "the container never got ready"
+        time.sleep(0.05)
+    src = work / "src"
+    docker(daemon, "cp", str(src / "file"), "both:/dev/")
+    docker(daemon, "cp", str(src / "file"), "both:/data/")
+    docker(daemon, "cp", str(src / "d"), "both:/link/")  # a rootfs symlink into the volume
+    for path, text in (("/dev/file", b"one file\n"), ("/data/file", b"one file\n"),
+                       ("/data/d/a", b"hello\n")):
+        assert docker(daemon, "exec", "both", "cat", path).stdout == text, path
+    assert docker(daemon, "cp", "both:/data/d/a", "-").returncode == 0
+    p = docker(daemon, "cp", str(src / "file"), "both:/dev/shm/", check=False)
+    assert p.returncode != 0 and b"another mount" in p.stderr, p.stderr
+    docker(daemon, "rm", "-f", "-v", "both")
+    docker(daemon, "volume", "rm", "bothvol")
 
 
 def _put(daemon: Any, container: str, path: str, members: list[tuple[tarfile.TarInfo, bytes]]
