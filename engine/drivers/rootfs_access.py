@@ -116,8 +116,10 @@ class Resource:
             else:
                 self.st = os.stat(plan.entry, dir_fd=self.parent_fd, follow_symlinks=False)
             # A stat may look anywhere; a copy only at the rootfs and /dev (`check_mount`).
-            self.elsewhere = self.devs is not None and not {
-                os.fstat(self.parent_fd).st_dev, self.st.st_dev} <= self.devs
+            self.elsewhere = self.devs is not None and not (
+                os.fstat(self.parent_fd).st_dev in self.devs
+                and (self.st.st_dev in self.devs
+                     or (self.st.st_dev, self.st.st_ino) in runtime_files(self.root_fd)))
         except FileNotFoundError:
             self.close()
             raise NotFound(f"Could not find the file {plan.requested} in container",
@@ -237,6 +239,30 @@ def open_live_root(rootfs: str, pid: int) -> tuple[int, set[int]]:
     except BaseException:
         os.close(root_fd)
         raise
+
+
+# The files the runtime bind-mounts over the image's (engine/drivers/hostfiles.py): Docker's
+# cp reads them as the container sees them, so a copy out reaches them too.
+RUNTIME_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def runtime_files(root_fd: int) -> set[tuple[int, int]]:
+    """(device, inode) of the runtime's bind-mounted files under a live root: a copy out of
+    exactly these is allowed although they sit on another mount (not their directories, not
+    anything else on the device they come from)."""
+    found = set()
+    for path in RUNTIME_FILES:
+        try:
+            fd = open_in_root(root_fd, path, os.O_PATH | os.O_NOFOLLOW, _IN_ROOT_MOUNTS)
+        except (NotFound, KernelError, InvalidArgument):
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                found.add((st.st_dev, st.st_ino))
+        finally:
+            os.close(fd)
+    return found
 
 
 def other_mount(path: str) -> InvalidArgument:

@@ -198,6 +198,23 @@ def test_running_container_dev_and_volume_both_reached(daemon: Any) -> None:
     docker(daemon, "volume", "rm", "bothvol")
 
 
+def test_runtime_files_of_a_running_container_copy_out(daemon: Any, tmp_path: Path) -> None:
+    # /etc/hosts, /etc/hostname and /etc/resolv.conf are the runtime's bind mounts; through
+    # the running container's own root they sit on another mount, yet Docker's cp reads them
+    # as the container sees them (a refusal here came with the live root of issue 15 item 9).
+    docker(daemon, "run", "-d", "--name", "files", "--hostname", "filesbox", "busybox",
+           "sleep", "1000")
+    for path in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf"):
+        out = tmp_path / path.rsplit("/", 1)[1]
+        docker(daemon, "cp", f"files:{path}", str(out))
+        seen = docker(daemon, "exec", "files", "cat", path).stdout
+        assert out.read_bytes() == seen, path
+    assert b"filesbox" in (tmp_path / "hostname").read_bytes()
+    p = docker(daemon, "cp", "files:/dev/shm", str(tmp_path / "shm"), check=False)
+    assert p.returncode != 0 and b"another mount" in p.stderr, p.stderr
+    docker(daemon, "rm", "-f", "files")
+
+
 def _put(daemon: Any, container: str, path: str, members: list[tuple[tarfile.TarInfo, bytes]]
          ) -> Any:
     buf = io.BytesIO()
