@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from engine.api.hostopts import host_options
 from engine.api.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
 from engine.core import health
 from engine.errors import InvalidArgument
@@ -108,6 +109,7 @@ def create_body_to_config(
         "log_options": dict(host.LogConfig.Config or {}) if host.LogConfig else {},
     }
     fields.update(_endpoint(body, fields["network_mode"]))
+    fields.update(host_options(body, host, fields, warnings))
     if fields["log_driver"] not in LOG_DRIVERS:
         raise InvalidArgument(
             f"logging driver {fields['log_driver']!r} is not supported; "

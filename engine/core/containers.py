@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from engine.core.createopts import resolve_create_options
 from engine.core.decision import Decision, Step
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
@@ -148,7 +149,7 @@ def _validate_config(config: ContainerConfig, state: EngineState | None = None) 
 
 def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
                   container_id: str) -> Decision:
-    config = resolve_image(state, cmd.config)
+    config = resolve_create_options(state, resolve_image(state, cmd.config))
     _validate_config(config, state)
     # Mounts are checked before anything is recorded (RELIABILITY S-03); volumes the
     # container needs and that do not exist yet are created with it, as `docker run` does.
