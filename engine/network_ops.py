@@ -322,7 +322,8 @@ class NetworkOps:
         ip = await self._allocate(c, net, op_id, actor, requested)
         plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
                          gateway=net.gateway, ip=ip, netns_path=path,
-                         ifname=container_ifname(index), default_route=index == 0)
+                         ifname=container_ifname(index), default_route=index == 0,
+                         mac=c.config.mac_address if index == 0 else "")
         await trio.to_thread.run_sync(self.netlink.connect, plan)
         try:
             failpoints.hit("net.after_veth")
