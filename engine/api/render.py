@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from engine.api import inspect_host
 from engine.api import models as m
 from engine.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
@@ -149,18 +150,13 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
         CapDrop=list(cfg.cap_drop) or None,
         SecurityOpt=["no-new-privileges"] if cfg.no_new_privileges else None,
         LogConfig=m.LogConfig(Type=cfg.log_driver, Config=dict(cfg.log_options)),
-        Binds=[
-            f"{mt.source}:{mt.target}" + (":ro" if mt.read_only else "")
-            for mt in cfg.mounts
-            if mt.type == "bind"
-        ]
-        or None,
+        **inspect_host.host_config_fields(cfg),
     )
 
 
 def inspect_container(
     state: EngineState, c: ContainerView, *, log_path: str = "", now_ns: int,
-    health: m.Health | None = None,
+    health: m.Health | None = None, volumes_root: str = "",
 ) -> m.ContainerInspect:
     image = state.images.get(c.config.image_id)
     args = list(c.config.entrypoint) + list(c.config.cmd)
@@ -190,18 +186,9 @@ def inspect_container(
         RestartCount=c.restart_count,
         ExecIDs=list(c.execs) or None,
         HostConfig=host_config(c.config),
-        Mounts=[
-            m.MountPoint(
-                Type="volume",
-                Name=v.name,
-                Destination=v.destination,
-                Driver="local",
-                RW=not v.read_only,
-            )
-            for v in c.mounts
-        ],
+        Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
-        NetworkSettings=m.NetworkSettings(
+        NetworkSettings=inspect_host.with_bridge_settings(m.NetworkSettings(
             Ports=_ports(c),
             # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
             Networks={
@@ -215,7 +202,7 @@ def inspect_container(
                 )
                 for nid, ep in c.networks.items()
             },
-        ),
+        )),
     )
 
 

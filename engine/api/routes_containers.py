@@ -124,7 +124,7 @@ def container_routes(ctx: Any) -> Router:
         return json_response(
             render.inspect_container(
                 state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock(),
-                health=_health(c),
+                health=_health(c), volumes_root=str(ctx.paths.root / "volumes"),
             )
         )
 
