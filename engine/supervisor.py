@@ -22,6 +22,7 @@ import msgspec
 import trio
 
 from engine import failpoints
+from engine.core import links
 from engine.core.decision import Decision, Step
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
@@ -245,8 +246,10 @@ class Supervisor(StorageSteps):
             netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
-            spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation,
-                                     netns_path, addresses, dns, hostname)
+            linked, link_env = links.for_start(self.journal.state, c)  # `--link`: hosts, env
+            spec = self.d.specs.make(linked, image, env + link_env, rootfs, mounts,
+                                     plan.rootfs_propagation, netns_path, addresses, dns,
+                                     hostname)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
             try:

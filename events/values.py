@@ -138,6 +138,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     cgroupns_mode: str = ""  # "", "private" or "host"
     mac_address: str = ""  # on eth0, the first network's veth
     volumes_from: tuple[str, ...] = ()  # as given; their mounts are copied into `mounts`
+    links: tuple[str, ...] = ()  # legacy `--link`: "<container id>:<alias>"
 
 
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -187,6 +187,14 @@ class ContainerLost(BaseEvent, frozen=True, kw_only=True):
     exit_code: int = 255
 
 
+class ContainerLinkRemoved(BaseEvent, frozen=True, kw_only=True):
+    """`docker rm --link /web/db`: the legacy link `alias` of the container is gone; its
+    /etc/hosts entries and env vars are not made at its next start."""
+
+    container_id: str
+    alias: str
+
+
 # --- exec sessions -------------------------------------------------------------------------
 
 
@@ -471,6 +479,7 @@ Event = (
     | ContainerRemoveRequested
     | ContainerRemoved
     | ContainerLost
+    | ContainerLinkRemoved
     | ExecCreated
     | ExecStarted
     | ExecExited

@@ -547,6 +547,15 @@ def _network_removed(tx: _Tx, env: Envelope, ev: v.NetworkRemoved) -> None:
     tx.drop("networks", ev.network_id)
 
 
+@on(v.ContainerLinkRemoved)
+def _link_removed(tx: _Tx, env: Envelope, ev: v.ContainerLinkRemoved) -> None:
+    c = tx.container(ev.container_id)
+    if c is None:
+        return
+    kept = tuple(x for x in c.config.links if x.partition(":")[2] != ev.alias)
+    tx.update_container(env, ev.container_id, config=replace(c.config, links=kept))
+
+
 # --- copies in and out (audit facts) ------------------------------------------------------
 
 

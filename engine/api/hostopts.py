@@ -8,7 +8,7 @@ add, cpuset, CPU shares, swap and swappiness, OOM settings, the pid/ipc/uts/cgro
 modes, the MAC address and `--volumes-from` — validates them with Docker's rules and messages
 (moby `daemon/daemon_unix.go` `verifyPlatformContainerSettings`, `runconfig/hostconfig_unix.go`,
 docker/cli `opts/`), and returns `ContainerConfig` fields. What shipslog cannot do yet
-(`REFUSED`, `--link`, `container:<id>` namespace modes, another runtime or isolation) is
+(`REFUSED`, `container:<id>` namespace modes, another runtime or isolation) is
 answered with a 400 that names the option, instead of being accepted and ignored.
 """
 
@@ -51,7 +51,7 @@ REFUSED = (
     ("DeviceRequests", "--gpus"), ("UsernsMode", "--userns"),
     ("VolumeDriver", "--volume-driver"), ("StorageOpt", "--storage-opt"),
     ("Cgroup", "--cgroup"), ("MaskedPaths", "MaskedPaths"), ("ReadonlyPaths", "ReadonlyPaths"),
-    ("Annotations", "--annotation"), ("Links", "--link"),
+    ("Annotations", "--annotation"),
 )  # fmt: skip
 
 _CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
@@ -108,6 +108,7 @@ def host_options(body: ContainerCreateBody, host: HostConfig, fields: Fields,
                                   ("host", "private")),
         "mac_address": _mac(body.MacAddress or ""),
         "volumes_from": tuple(_volumes_from(v) for v in host.VolumesFrom or ()),
+        "links": tuple(link(spec) for spec in host.Links or ()),
     }
     out["sysctls"] = sysctls(host.Sysctls or {}, network_mode=fields.get("network_mode", ""),
                              ipc_mode=out["ipc_mode"], uts_mode=out["uts_mode"])
@@ -122,6 +123,12 @@ def host_options(body: ContainerCreateBody, host: HostConfig, fields: Fields,
             out["mac_address"] and fields.get("network_mode", "").startswith("container:")):
         raise InvalidArgument("conflicting options: mac-address and the network mode",
                               hint="a MAC address needs a network of the container's own")
+    mode = fields.get("network_mode", "")
+    if out["links"] and (mode == "host" or mode.startswith("container:")):
+        kind = "host" if mode == "host" else "container"
+        raise InvalidArgument(f"conflicting options: {kind} type networking can't be used "
+                              "with links. This would result in undefined behavior",
+                              hint="drop --link, or use a network of the container's own")
     return {k: v for k, v in out.items() if _set(v) or k == "memory_swappiness"}
 
 
@@ -293,6 +300,16 @@ def _volumes_from(spec: str) -> str:
     if not _NAME_REF.match(name) or mode not in ("", "ro", "rw", "z", "Z"):
         raise InvalidArgument(f"invalid --volumes-from {spec!r}", hint="use CONTAINER[:ro|:rw]")
     return spec
+
+
+def link(spec: str) -> str:
+    """`--link NAME[:ALIAS]` (or Docker's stored `/name:/me/alias` form) → "name:alias";
+    decide_create swaps the name for the container's id."""
+    name, _, alias = spec.partition(":")
+    name, alias = name.lstrip("/"), alias.rsplit("/", 1)[-1] or name.lstrip("/")
+    if not _NAME_REF.match(name) or not _NAME_REF.match(alias):
+        raise InvalidArgument(f"invalid --link {spec!r}", hint="use --link CONTAINER[:ALIAS]")
+    return f"{name}:{alias}"
 
 
 def sysctls(values: dict[str, str], *, network_mode: str, ipc_mode: str,

@@ -18,6 +18,7 @@ import msgspec
 
 from engine.api import inspect_host
 from engine.api import models as m
+from engine.core import links
 from engine.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
@@ -185,7 +186,8 @@ def inspect_container(
         Name="/" + c.name,
         RestartCount=c.restart_count,
         ExecIDs=list(c.execs) or None,
-        HostConfig=host_config(c.config),
+        HostConfig=msgspec.structs.replace(host_config(c.config),
+                                           Links=links.shown(state, c) or None),
         Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
         NetworkSettings=inspect_host.with_bridge_settings(m.NetworkSettings(

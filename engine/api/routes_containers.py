@@ -182,9 +182,21 @@ def container_routes(ctx: Any) -> Router:
 
     @r.route("DELETE", "/containers/{id}")
     async def remove(req: Request) -> Response:
+        if req.bool("link"):  # `rm --link NAME` names a link, never the container itself
+            await engine.remove_link(req.params["id"], req.actor)
+            return empty(204)
         await engine.remove(
             req.params["id"], req.actor, force=req.bool("force"), volumes=req.bool("v")
         )
+        return empty(204)
+
+    @r.route("DELETE", "/containers/{parent}/{alias}")
+    async def remove_link(req: Request) -> Response:
+        """`docker rm --link /web/db` (the CLI trims the leading slash)."""
+        if not req.bool("link"):
+            raise InvalidArgument("a container name has no '/'",
+                                  hint="to remove a link, pass link=1 (docker rm --link)")
+        await engine.remove_link(f"{req.params['parent']}/{req.params['alias']}", req.actor)
         return empty(204)
 
     @r.route("POST", "/containers/{id}/wait", cancel_on_disconnect=True)

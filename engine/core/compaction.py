@@ -42,7 +42,7 @@ _CONTAINER_LOCAL: frozenset[type] = frozenset({
     v.ContainerStartFailed, v.ContainerRestartedByPolicy, v.ContainerPaused,
     v.ContainerUnpaused, v.ContainerRenamed, v.ContainerRemoveRequested, v.ContainerRemoved,
     v.ContainerLost, v.ExecCreated, v.ExecStarted, v.ExecExited, v.NetworkPortPublished,
-    v.NetworkPortUnpublished,
+    v.NetworkPortUnpublished, v.ContainerLinkRemoved,
 })
 _EXEC_EVENTS: frozenset[type] = frozenset({v.ExecCreated, v.ExecStarted, v.ExecExited})
 _NETWORK_LOCAL: frozenset[type] = frozenset({

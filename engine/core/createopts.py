@@ -1,4 +1,5 @@
-"""Create options that read other state: `--volumes-from` and `--add-host name:host-gateway`.
+"""Create options that read other state: `--volumes-from`, `--add-host name:host-gateway`
+and `--link`.
 
 I/O: none. `decide_create` calls `resolve_create_options` with the state it decides on, so
 the mounts a container copies and the address `host-gateway` stands for are recorded in its
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.core.lookup import find_container
+from engine.core.links import other_container, resolve_links
 from engine.errors import InvalidArgument
 from events.values import ContainerConfig, MountSpec
 from projections.state import EngineState
@@ -24,7 +25,8 @@ def resolve_create_options(state: EngineState, config: ContainerConfig) -> Conta
         changes["mounts"] = volumes_from(state, config)
     if any(h.endswith(":" + HOST_GATEWAY) for h in config.extra_hosts):
         changes["extra_hosts"] = _host_gateway(state, config.extra_hosts)
-    return msgspec.structs.replace(config, **changes) if changes else config
+    config = msgspec.structs.replace(config, **changes) if changes else config
+    return resolve_links(state, config)
 
 
 def volumes_from(state: EngineState, config: ContainerConfig) -> tuple[MountSpec, ...]:
@@ -35,7 +37,7 @@ def volumes_from(state: EngineState, config: ContainerConfig) -> tuple[MountSpec
     copied: dict[str, MountSpec] = {}
     for spec in config.volumes_from:
         ref, _, mode = spec.partition(":")
-        other = find_container(state, ref.lstrip("/"))
+        other = other_container(state, ref.lstrip("/"), "--volumes-from")
         for m in other.config.mounts:
             if m.type == "tmpfs" or m.target in own or m.target in copied:
                 continue

@@ -160,10 +160,43 @@ def test_inspect_shows_what_was_applied(daemon: Any, tmp_path: Path) -> None:
     assert recorded.mac_address == "02:42:ac:11:00:98"
 
 
+def test_legacy_links_give_hosts_entries_and_env_and_can_be_removed(daemon: Any) -> None:
+    docker(daemon, "run", "-d", "--name", "db", "--expose", "5432", "busybox", "sleep", "60")
+    try:
+        ip = docker(daemon, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db").stdout
+        ip = ip.strip()
+        assert ip
+        docker(daemon, "create", "--name", "web", "--link", "db:pg", "busybox", "sh", "-c",
+               "grep -w pg /etc/hosts; env | grep ^PG_ | sort")
+        docker(daemon, "start", "-a", "web")  # the first run's output is in the log
+        lines = docker(daemon, "logs", "web").stdout.splitlines()
+        assert lines[0].split() == [ip, "pg"]
+        assert lines[1:] == ["PG_NAME=/web/pg", f"PG_PORT=tcp://{ip}:5432",
+                             f"PG_PORT_5432_TCP=tcp://{ip}:5432", f"PG_PORT_5432_TCP_ADDR={ip}",
+                             "PG_PORT_5432_TCP_PORT=5432", "PG_PORT_5432_TCP_PROTO=tcp"]
+        links = docker(daemon, "inspect", "-f", "{{json .HostConfig.Links}}", "web").stdout
+        assert json.loads(links) == ["/db:/web/pg"]
+        p = docker(daemon, "rm", "web", "--link", check=False)  # a name is not a link
+        assert p.returncode != 0 and "cannot remove the default link name" in p.stderr
+        docker(daemon, "rm", "--link", "/web/pg")
+        assert docker(daemon, "inspect", "-f", "{{json .HostConfig.Links}}",
+                      "web").stdout.strip() == "null"
+        docker(daemon, "stop", "-t", "0", "db")
+        docker(daemon, "start", "web")  # no link any more: a stopped db does not matter
+        docker(daemon, "create", "--name", "web2", "--link", "db", "busybox", "true")
+        p = docker(daemon, "start", "web2", check=False)
+        assert p.returncode != 0
+        assert "Cannot link to a non running container: /db AS /web2/db" in p.stderr
+    finally:
+        for name in ("web", "web2", "db"):
+            docker(daemon, "rm", "-f", name, check=False)
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (["--runtime", "kata"], "unknown or invalid runtime name: kata"),
     (["--isolation", "hyperv"], "invalid isolation 'hyperv' on linux"),
-    (["--link", "other:alias"], "--link is not supported by shipslog"),
+    (["--link", "nosuch:alias"], "could not get container for nosuch"),
+    (["--volumes-from", "nosuch"], "could not get container for nosuch"),
     (["--blkio-weight", "300"], "--blkio-weight is not supported by shipslog"),
     (["--pid", "container:x"], "--pid=container:x is not supported by shipslog yet"),
 ])

@@ -18,11 +18,15 @@ from engine.api.models import ContainerCreateBody
 from engine.api.translate import create_body_to_config
 from engine.cli.main import build_parser
 from engine.cli.runopts import build_create
+from engine.core import links
 from engine.core.createopts import resolve_create_options
-from engine.errors import InvalidArgument, NotFound
+from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.runtime.spec import build_spec, update_resources
+from events import vocabulary as v
+from events.envelope import SYSTEM_ACTOR, Envelope
 from events.values import ContainerConfig, DeviceMapping, MountSpec, PortBinding, Ulimit
-from projections.state import ContainerView, EngineState, NetworkView
+from projections.fold import fold_batch
+from projections.state import ContainerView, Endpoint, EngineState, NetworkView
 
 HOST = {"RLIMIT_NOFILE": (1024, 20000)}
 IMAGE_ID = "sha256:" + "a" * 64
@@ -248,7 +252,7 @@ def test_volumes_from_copies_binds_and_volumes() -> None:
                    MountSpec(type="volume", source="v1", target="/v", read_only=True))
     rw = msgspec.structs.replace(own, volumes_from=("src:rw",), mounts=())
     assert all(not m.read_only for m in resolve_create_options(_state(src), rw).mounts)
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidArgument, match="could not get container for src"):
         resolve_create_options(_state(), own)
 
 
@@ -314,3 +318,51 @@ def test_cli_flags_reach_the_body() -> None:
     assert host["PidMode"] == "host" and host["Links"] == ["db"]
     assert host["MemoryReservation"] == 8 << 20 and host["OomKillDisable"] is True
     assert body["MacAddress"] == "02:00:00:00:00:01"
+
+
+# -- legacy links ---------------------------------------------------------------------------
+
+
+def _linked() -> tuple[EngineState, ContainerView]:
+    db = ContainerView(id="d" * 64, name="db", status="running", config=ContainerConfig(
+        image="b", image_id=IMAGE_ID, exposed_ports=("5432/tcp", "53/udp")),
+        networks={"n1": Endpoint(network_id="n1", ip="172.17.0.5")})
+    web_cfg = ContainerConfig(image="b", image_id=IMAGE_ID, links=("db:my-db",))
+    state = _state(db)
+    web = ContainerView(id="e" * 64, name="web", config=resolve_create_options(state, web_cfg))
+    return _state(db, web), web
+
+
+def test_links_resolve_to_ids_and_give_hosts_and_env() -> None:
+    state, web = _linked()
+    assert web.config.links == ("d" * 64 + ":my-db",)  # a rename of db keeps the link
+    running, env = links.for_start(state, web)
+    assert running.config.extra_hosts == ("my-db:172.17.0.5", "db:172.17.0.5",
+                                          "dddddddddddd:172.17.0.5")
+    assert env[0] == "MY_DB_PORT=udp://172.17.0.5:53"  # the lowest port, as moby sorts
+    assert "MY_DB_PORT_5432_TCP_ADDR=172.17.0.5" in env and env[-1] == "MY_DB_NAME=/web/my-db"
+    assert links.shown(state, web) == ["/db:/web/my-db"]
+
+
+def test_link_to_a_stopped_container_refuses_the_start() -> None:
+    state, web = _linked()
+    db = msgspec.structs.replace(state.containers["d" * 64], status="exited")
+    state = dataclasses.replace(state, containers=state.containers.set(db.id, db))
+    with pytest.raises(Conflict, match="Cannot link to a non running container: /db AS "
+                                       "/web/my-db"):
+        links.for_start(state, web)
+
+
+def test_remove_link_is_an_event_the_fold_applies() -> None:
+    state, web = _linked()
+    decision = links.decide_remove_link(state, "/web/my-db", op_id="op")
+    (pending,) = decision.pending
+    assert pending.event == v.ContainerLinkRemoved(container_id=web.id, alias="my-db")
+    env = Envelope(seq=1, stream=pending.stream, stream_version=1, schema_version=1,
+                   recorded_at=0, actor=SYSTEM_ACTOR, op_id="op", event=pending.event)
+    after, _ = fold_batch(state, [env])
+    assert after.containers[web.id].config.links == ()
+    with pytest.raises(NotFound, match="Could not find entity for /web/other"):
+        links.decide_remove_link(state, "web/other", op_id="op")
+    with pytest.raises(Conflict, match="cannot remove the default link name"):
+        links.decide_remove_link(state, "web", op_id="op")
