@@ -34,6 +34,7 @@ from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from events.store import StoreError
+from projections.fold import updated_config
 from projections.state import ContainerView, ImageView
 
 log = logging.getLogger("shipslog.supervisor")
@@ -557,10 +558,7 @@ class Supervisor(StorageSteps):
                 Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
             ], op_id, actor)
             return
-        updated = msgspec.structs.replace(c.config, **{
-            k: val for k, val in (("memory", changes.memory), ("nano_cpus", changes.nano_cpus),
-                                  ("pids_limit", changes.pids_limit)) if val is not None})
-        resources = update_resources(updated)
+        resources = update_resources(updated_config(c.config, changes))
         await self._simple(op_id, cid, actor,
                            lambda cid: self.d.runtime.update(cid, resources), changes,
                            "runtime.update")

@@ -142,6 +142,12 @@ class ContainerUpdated(BaseEvent, frozen=True, kw_only=True):
     nano_cpus: int | None = None
     pids_limit: int | None = None
     restart_policy: RestartPolicy | None = None
+    # Issue 13: the rest of what `docker update` sets (None: unchanged).
+    memory_swap: int | None = None
+    memory_reservation: int | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
 
 
 class ContainerHealthChanged(BaseEvent, frozen=True, kw_only=True):

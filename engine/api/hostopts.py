@@ -112,6 +112,9 @@ def host_options(body: ContainerCreateBody, host: HostConfig, fields: Fields,
     }
     out["sysctls"] = sysctls(host.Sysctls or {}, network_mode=fields.get("network_mode", ""),
                              ipc_mode=out["ipc_mode"], uts_mode=out["uts_mode"])
+    if out["memory_swap"] > 0 and not memory:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap "
+                              "limit, see usage", hint="add --memory")
     if out["oom_kill_disable"] and not memory:
         # moby daemon_unix.go, word for word
         warnings.append("OOM killer is disabled for the container, but no memory limit is set, "
@@ -130,6 +133,18 @@ def host_options(body: ContainerCreateBody, host: HostConfig, fields: Fields,
                               "with links. This would result in undefined behavior",
                               hint="drop --link, or use a network of the container's own")
     return {k: v for k, v in out.items() if _set(v) or k == "memory_swappiness"}
+
+
+def update_fields(body: HostConfig) -> Fields:
+    """`docker update --cpu-shares/--cpuset-*/--memory-reservation/--memory-swap`: the
+    `ContainerUpdated` fields beyond those translate.update_changes reads (None: unchanged)."""
+    return {
+        "memory_swap": _memory_swap(body.MemorySwap) or None,
+        "memory_reservation": _reservation(body.MemoryReservation, body.Memory or 0) or None,
+        "cpu_shares": _cpu_shares(body.CpuShares) or None,
+        "cpuset_cpus": _cpuset(body.CpusetCpus, "cpuset cpus") or None,
+        "cpuset_mems": _cpuset(body.CpusetMems, "cpuset mems") or None,
+    }
 
 
 def _runtime_and_isolation(host: HostConfig) -> None:

@@ -32,6 +32,7 @@ from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
 from engine.errors import InvalidArgument
 from events.values import ContainerConfig
+from projections.fold import UPDATE_FIELDS
 from projections.state import ContainerView
 
 
@@ -175,8 +176,7 @@ def container_routes(ctx: Any) -> Router:
         raw = await req.json(dict[str, Any])  # which keys were sent, for the warnings
         changes, warnings = update_changes(body, raw)
         find_container(engine.state, req.params["id"])  # 404 before anything else
-        if changes != msgspec.structs.replace(changes, memory=None, nano_cpus=None,
-                                              pids_limit=None, restart_policy=None):
+        if any(getattr(changes, k) is not None for k in UPDATE_FIELDS):
             await engine.update(req.params["id"], changes, req.actor)
         return json_response({"Warnings": warnings})
 

@@ -276,7 +276,9 @@ def decide_update(state: EngineState, ref: str, *, op_id: str,
     if policy is not None and policy.name != "no" and c.config.auto_remove:
         raise Conflict("Restart policy cannot be updated because AutoRemove is enabled for "
                        "the container", hint="recreate it without --rm")
-    resources = (changes.memory, changes.nano_cpus, changes.pids_limit)
+    resources = (changes.memory, changes.nano_cpus, changes.pids_limit, changes.memory_swap,
+                 changes.memory_reservation, changes.cpu_shares, changes.cpuset_cpus,
+                 changes.cpuset_mems)
     if all(x is None for x in resources) and policy is None:
         raise InvalidArgument("nothing to update",
                               hint="give --memory, --cpus, --pids-limit or --restart")

@@ -121,6 +121,7 @@ def test_docker_cli_zero_values_are_not_settings() -> None:
     ({"GroupAdd": ["a:b"]}, "invalid group"),
     ({"CpusetCpus": "0-"}, "Invalid value 0- for cpuset cpus"),
     ({"MemorySwappiness": 101}, "valid memory swappiness range is 0-100"),
+    ({"MemorySwap": 1 << 30}, "always set the Memory limit when using Memoryswap"),
     ({"OomScoreAdj": 1001}, r"range for oom score adj is \[-1000, 1000\]"),
     ({"MemoryReservation": 1024}, "Minimum memory reservation allowed is 6MB"),
     ({"PidMode": "container:db"}, "--pid=container:db is not supported by shipslog yet"),
@@ -366,3 +367,16 @@ def test_remove_link_is_an_event_the_fold_applies() -> None:
         links.decide_remove_link(state, "web/other", op_id="op")
     with pytest.raises(Conflict, match="cannot remove the default link name"):
         links.decide_remove_link(state, "web", op_id="op")
+
+
+def test_update_applies_more_and_refuses_the_rest() -> None:
+    from engine.api.models import HostConfig
+    from engine.api.translate import update_changes
+
+    raw = {"CpuShares": 512, "CpusetCpus": "0-1", "MemoryReservation": 8 << 20,
+           "MemorySwap": -1, "BlkioWeight": 0, "KernelMemoryTCP": 0}
+    changes, warnings = update_changes(msgspec.convert(raw, HostConfig), raw)
+    assert (changes.cpu_shares, changes.cpuset_cpus, changes.memory_reservation,
+            changes.memory_swap) == (512, "0-1", 8 << 20, -1) and warnings == []
+    with pytest.raises(InvalidArgument, match="BlkioWeight cannot be updated"):
+        update_changes(HostConfig(), {"BlkioWeight": 300})
