@@ -22,7 +22,7 @@ import msgspec
 import trio
 
 from engine import failpoints
-from engine.core import links
+from engine.core import createopts
 from engine.core.decision import Decision, Step
 from engine.core.restart import restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
@@ -247,7 +247,8 @@ class Supervisor(StorageSteps):
             netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
-            linked, link_env = links.for_start(self.journal.state, c)  # `--link`: hosts, env
+            # `--link` hosts and env, `--pid container:X`: read from the others now
+            linked, link_env = createopts.for_start(self.journal.state, c)
             spec = self.d.specs.make(linked, image, env + link_env, rootfs, mounts,
                                      plan.rootfs_propagation, netns_path, addresses, dns,
                                      hostname)

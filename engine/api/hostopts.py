@@ -293,9 +293,15 @@ def _group(value: str) -> str:
 
 def _ns_mode(what: str, flag: str, value: str | None, allowed: tuple[str, ...]) -> str:
     value = value or ""
-    if value.startswith("container:") and what in ("PID", "IPC"):
+    if value.startswith("container:") and what == "PID":
+        if not _NAME_REF.match(value.split(":", 1)[1]):
+            raise InvalidArgument(f"invalid PID mode: {value}")
+        return value  # decide_create resolves the name; the start joins its namespace
+    if value.startswith("container:") and what == "IPC":
+        # Docker shares the donor's /dev/shm too, which a tmpfs inside its mount namespace
+        # cannot give: refused rather than half done.
         raise InvalidArgument(f"{flag}={value} is not supported by shipslog yet",
-                              hint=f"use {flag}=host or leave {flag} out")
+                              hint=f"use {flag}=host or {flag}=shareable, or leave it out")
     if value and value not in allowed:
         raise InvalidArgument(f"invalid {what} mode: {value}")
     return value

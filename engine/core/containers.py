@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.core import links
-from engine.core.createopts import resolve_create_options
+from engine.core.createopts import for_start, resolve_create_options
 from engine.core.decision import Decision, Step
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
@@ -187,7 +186,7 @@ def decide_start(state: EngineState, ref: str, *, op_id: str) -> Decision:
     if c.config.image_id not in state.images:
         raise NotFound(f"the image of container {c.name} is gone ({c.config.image_id})",
                        hint="remove the container and create it again")
-    links.for_start(state, c)  # a linked container that is not running: 409, nothing recorded
+    for_start(state, c)  # a linked/joined container not running: 409, nothing recorded
     return Decision(
         op_id=op_id,
         target=c.id,

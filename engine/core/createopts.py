@@ -1,5 +1,5 @@
-"""Create options that read other state: `--volumes-from`, `--add-host name:host-gateway`
-and `--link`.
+"""Create options that read other state: `--volumes-from`, `--add-host name:host-gateway`,
+`--link` and `--pid container:X`.
 
 I/O: none. `decide_create` calls `resolve_create_options` with the state it decides on, so
 the mounts a container copies and the address `host-gateway` stands for are recorded in its
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import msgspec
 
+from engine.core import links
 from engine.core.links import other_container, resolve_links
-from engine.errors import InvalidArgument
+from engine.errors import Conflict, InvalidArgument
 from events.values import ContainerConfig, MountSpec
-from projections.state import EngineState
+from projections.state import ContainerView, EngineState
 
 HOST_GATEWAY = "host-gateway"
 DEFAULT_BRIDGE = "bridge"
@@ -25,8 +26,27 @@ def resolve_create_options(state: EngineState, config: ContainerConfig) -> Conta
         changes["mounts"] = volumes_from(state, config)
     if any(h.endswith(":" + HOST_GATEWAY) for h in config.extra_hosts):
         changes["extra_hosts"] = _host_gateway(state, config.extra_hosts)
+    if config.pid_mode.startswith("container:"):
+        ref = config.pid_mode.split(":", 1)[1]
+        changes["pid_mode"] = f"container:{other_container(state, ref, '--pid').id}"
     config = msgspec.structs.replace(config, **changes) if changes else config
     return resolve_links(state, config)
+
+
+def for_start(state: EngineState, c: ContainerView) -> tuple[ContainerView, list[str]]:
+    """What a start needs from other containers, for the spec maker only (never recorded):
+    `--link` host entries and env, and `--pid container:X` as X's namespace path now.
+    Raises Conflict when one of them is not running (decide_start asks first)."""
+    c, env = links.for_start(state, c)
+    if c.config.pid_mode.startswith("container:"):
+        cid = c.config.pid_mode.split(":", 1)[1]
+        target = state.containers.get(cid)
+        if target is None or target.status not in ("running", "paused") or not target.pid:
+            raise Conflict(f"cannot join PID of a non running container: {cid}",
+                           hint="start that container first")
+        config = msgspec.structs.replace(c.config, pid_mode=f"/proc/{target.pid}/ns/pid")
+        c = msgspec.structs.replace(c, config=config)
+    return c, env
 
 
 def volumes_from(state: EngineState, config: ContainerConfig) -> tuple[MountSpec, ...]:

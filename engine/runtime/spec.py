@@ -364,7 +364,9 @@ def _namespaces(config: ContainerConfig, netns_path: str | None) -> list[dict[st
     """Each `host` mode drops its namespace from the spec: the container shares the host's
     (Docker's --pid/--ipc/--uts host; --cgroupns private adds one)."""
     namespaces: list[dict[str, Any]] = [{"type": "mount"}]
-    if config.pid_mode != "host":
+    if config.pid_mode.startswith("/proc/"):  # `--pid container:X`, resolved at start
+        namespaces.insert(0, {"type": "pid", "path": config.pid_mode})
+    elif config.pid_mode != "host":
         namespaces.insert(0, {"type": "pid"})
     if config.ipc_mode != "host":
         namespaces.insert(len(namespaces) - 1, {"type": "ipc"})

@@ -80,6 +80,17 @@ def test_namespace_modes_share_the_hosts(daemon: Any) -> None:
     assert out.strip() == "0"
 
 
+def test_pid_container_mode_sees_the_other_containers_processes(daemon: Any) -> None:
+    docker(daemon, "run", "-d", "--name", "donor", "busybox", "sleep", "61")
+    try:
+        out = _run(daemon, "--pid", "container:donor", "busybox", "ps", "-o", "args")
+        assert "sleep 61" in out
+        mode = docker(daemon, "inspect", "-f", "{{.HostConfig.PidMode}}", "donor").stdout
+        assert mode.strip() == ""
+    finally:
+        docker(daemon, "rm", "-f", "donor")
+
+
 def test_devices_mac_address_and_cgroup_settings(daemon: Any) -> None:
     code, out, err = shipslog(
                daemon, "run", "--rm", "--device", "/dev/full:/dev/myfull:rw",
@@ -198,7 +209,8 @@ def test_legacy_links_give_hosts_entries_and_env_and_can_be_removed(daemon: Any)
     (["--link", "nosuch:alias"], "could not get container for nosuch"),
     (["--volumes-from", "nosuch"], "could not get container for nosuch"),
     (["--blkio-weight", "300"], "--blkio-weight is not supported by shipslog"),
-    (["--pid", "container:x"], "--pid=container:x is not supported by shipslog yet"),
+    (["--ipc", "container:x"], "--ipc=container:x is not supported by shipslog yet"),
+    (["--pid", "container:nosuch"], "could not get container for nosuch"),
 ])
 def test_options_that_cannot_be_applied_are_refused(daemon: Any, flags: list[str],
                                                      message: str) -> None:

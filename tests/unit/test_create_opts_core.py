@@ -19,7 +19,7 @@ from engine.api.translate import create_body_to_config
 from engine.cli.main import build_parser
 from engine.cli.runopts import build_create
 from engine.core import links
-from engine.core.createopts import resolve_create_options
+from engine.core.createopts import for_start, resolve_create_options
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.runtime.spec import build_spec, update_resources
 from events import vocabulary as v
@@ -124,7 +124,8 @@ def test_docker_cli_zero_values_are_not_settings() -> None:
     ({"MemorySwap": 1 << 30}, "always set the Memory limit when using Memoryswap"),
     ({"OomScoreAdj": 1001}, r"range for oom score adj is \[-1000, 1000\]"),
     ({"MemoryReservation": 1024}, "Minimum memory reservation allowed is 6MB"),
-    ({"PidMode": "container:db"}, "--pid=container:db is not supported by shipslog yet"),
+    ({"IpcMode": "container:db"}, "--ipc=container:db is not supported by shipslog yet"),
+    ({"PidMode": "container:../x"}, "invalid PID mode"),
     ({"IpcMode": "bogus"}, "invalid IPC mode: bogus"),
     ({"UTSMode": "private"}, "invalid UTS mode"),
     ({"CgroupnsMode": "x"}, "invalid cgroup namespace mode"),
@@ -380,3 +381,19 @@ def test_update_applies_more_and_refuses_the_rest() -> None:
             changes.memory_swap) == (512, "0-1", 8 << 20, -1) and warnings == []
     with pytest.raises(InvalidArgument, match="BlkioWeight cannot be updated"):
         update_changes(HostConfig(), {"BlkioWeight": 300})
+
+
+def test_pid_container_mode_joins_the_running_containers_namespace() -> None:
+    state, _ = _linked()
+    cfg = ContainerConfig(image="b", image_id=IMAGE_ID, pid_mode="container:db")
+    resolved = resolve_create_options(state, cfg)
+    assert resolved.pid_mode == "container:" + "d" * 64  # recorded by id
+    db = msgspec.structs.replace(state.containers["d" * 64], pid=4242)
+    state = dataclasses.replace(state, containers=state.containers.set(db.id, db))
+    joined, _ = for_start(state, ContainerView(id="f" * 64, name="j", config=resolved))
+    namespaces = spec(pid_mode=joined.config.pid_mode)["linux"]["namespaces"]
+    assert namespaces[0] == {"type": "pid", "path": "/proc/4242/ns/pid"}
+    stopped = dataclasses.replace(state, containers=state.containers.set(
+        db.id, msgspec.structs.replace(db, status="exited", pid=0)))
+    with pytest.raises(Conflict, match="cannot join PID of a non running container"):
+        for_start(stopped, ContainerView(id="f" * 64, name="j", config=resolved))
