@@ -78,6 +78,9 @@ def host_options(body: ContainerCreateBody, host: HostConfig, fields: Fields,
                  warnings: list[str]) -> Fields:
     """ContainerConfig fields for the options above; `fields` holds those already read."""
     refuse_unsupported(host)
+    if body.NetworkDisabled:
+        raise InvalidArgument("NetworkDisabled is not supported by shipslog",
+                              hint="use --network none for a container without a network")
     _runtime_and_isolation(host)
     memory = fields.get("memory", 0)
     out: Fields = {

@@ -215,6 +215,7 @@ class DockerContainerConfig(_Body):
     StopSignal: str | None = None
     StopTimeout: int | None = None
     MacAddress: str | None = None  # deprecated in v1.44 for EndpointSettings.MacAddress
+    NetworkDisabled: bool | None = None
 
 
 class ContainerCreateBody(DockerContainerConfig):

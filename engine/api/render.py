@@ -111,6 +111,7 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         StopSignal=cfg.stop_signal,
         StopTimeout=cfg.stop_timeout,
         Healthcheck=_health_config(cfg.healthcheck),
+        MacAddress=cfg.mac_address or None,  # API 1.43 keeps --mac-address here too
     )
 
 

@@ -96,14 +96,18 @@ def test_devices_mac_address_and_cgroup_settings(daemon: Any) -> None:
                daemon, "run", "--rm", "--device", "/dev/full:/dev/myfull:rw",
                "--device-cgroup-rule", "c 1:11 r", "--mac-address", "02:42:ac:11:00:99",
                "--cpu-shares", "512", "--cpuset-cpus", "0", "--memory", "64m",
-               "--memory-swappiness", "10", "busybox", "sh", "-c",
+               "--memory-swappiness", "10", "--memory-reservation", "32m",
+               "--oom-kill-disable", "busybox", "sh", "-c",
                "ls -l /dev/myfull | cut -c1; { echo x > /dev/myfull; } 2>&1 | grep -c 'No space';"
                " cat /sys/class/net/eth0/address;"
                " cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus"
                " /sys/fs/cgroup/memory/memory.swappiness; grep -c 'c 1:11 r'"
-               " /sys/fs/cgroup/devices/devices.list")
+               " /sys/fs/cgroup/devices/devices.list;"
+               " cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes;"
+               " grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control")
     assert code == 0, err
-    assert out.split() == ["c", "1", "02:42:ac:11:00:99", "512", "0", "10", "1"]
+    assert out.split() == ["c", "1", "02:42:ac:11:00:99", "512", "0", "10", "1",
+                           str(32 << 20), "oom_kill_disable", "1"]
 
 
 def test_cgroup_parent_places_the_container(daemon: Any) -> None:

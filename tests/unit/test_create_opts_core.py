@@ -141,6 +141,7 @@ def test_conflicts() -> None:
             MacAddress="02:00:00:00:00:01")
     refused({}, "invalid MAC address", MacAddress="02:00:00:00:00")
     refused({}, "multicast", MacAddress="01:00:5e:00:00:01")
+    refused({}, "NetworkDisabled is not supported", NetworkDisabled=True)
 
 
 @given(st.sampled_from(ULIMIT_NAMES), st.integers(0, 1 << 40), st.integers(0, 1 << 40))
