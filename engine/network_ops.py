@@ -31,7 +31,7 @@ import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import trio
 from pyroute2 import IPRoute
@@ -145,6 +145,18 @@ def network_of_or_none(state: EngineState, c: ContainerView) -> NetworkView | No
         return network_of(state, c.config.network_mode)
     except NotFound:
         return None
+
+
+def _veth_for(c: ContainerView, index: int) -> Any:
+    """`plan_veth`, with `--mac-address` on the container's first interface (eth0). A
+    wrapper rather than a new parameter: plan_veth's signature is busy on other branches."""
+    import dataclasses  # here, with the wrapper, for the same reason
+
+    def plan(*args: Any, **kwargs: Any) -> Any:
+        veth = plan_veth(*args, **kwargs)
+        mac = c.config.mac_address if index == 0 else ""
+        return dataclasses.replace(veth, mac=mac) if mac else veth
+    return plan
 
 
 class JoinedNamespace(NamedTuple):
@@ -320,10 +332,9 @@ class NetworkOps:
                        op_id: str, actor: Actor, aliases: tuple[str, ...] = (), *,
                        requested: str = "") -> str:
         ip = await self._allocate(c, net, op_id, actor, requested)
-        plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
+        plan = _veth_for(c, index)(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
                          gateway=net.gateway, ip=ip, netns_path=path,
-                         ifname=container_ifname(index), default_route=index == 0,
-                         mac=c.config.mac_address if index == 0 else "")
+                         ifname=container_ifname(index), default_route=index == 0)
         await trio.to_thread.run_sync(self.netlink.connect, plan)
         try:
             failpoints.hit("net.after_veth")

@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 
 from engine.api import models as m
+from engine.core import links
 from events.values import ContainerConfig
-from projections.state import ContainerView
+from projections.state import ContainerView, EngineState
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
@@ -113,6 +114,14 @@ def mount_points(c: ContainerView, volumes_root: str = "") -> list[m.MountPoint]
                          Source=f"{volumes_root}/{v.name}/_data" if volumes_root else "")
             for v in c.mounts if v.destination not in seen]
     return out
+
+
+def finish(state: EngineState, c: ContainerView, got: m.ContainerInspect) -> m.ContainerInspect:
+    """What render.inspect_container leaves to this module: `HostConfig.Links` (names are
+    read from the state) and the default bridge at the top of NetworkSettings."""
+    host = msgspec.structs.replace(got.HostConfig, Links=links.shown(state, c) or None)
+    return msgspec.structs.replace(got, HostConfig=host,
+                                   NetworkSettings=with_bridge_settings(got.NetworkSettings))
 
 
 def with_bridge_settings(settings: m.NetworkSettings) -> m.NetworkSettings:

@@ -18,7 +18,6 @@ import msgspec
 
 from engine.api import inspect_host
 from engine.api import models as m
-from engine.core import links
 from engine.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
@@ -163,7 +162,7 @@ def inspect_container(
     image = state.images.get(c.config.image_id)
     args = list(c.config.entrypoint) + list(c.config.cmd)
     status = _docker_status(c)
-    return m.ContainerInspect(
+    return inspect_host.finish(state, c, m.ContainerInspect(
         Id=c.id,
         Created=rfc3339(c.created_at),
         Path=args[0] if args else "",
@@ -187,11 +186,10 @@ def inspect_container(
         Name="/" + c.name,
         RestartCount=c.restart_count,
         ExecIDs=list(c.execs) or None,
-        HostConfig=msgspec.structs.replace(host_config(c.config),
-                                           Links=links.shown(state, c) or None),
+        HostConfig=host_config(c.config),
         Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
-        NetworkSettings=inspect_host.with_bridge_settings(m.NetworkSettings(
+        NetworkSettings=m.NetworkSettings(
             Ports=_ports(c),
             # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
             Networks={
@@ -205,8 +203,8 @@ def inspect_container(
                 )
                 for nid, ep in c.networks.items()
             },
-        )),
-    )
+        ),
+    ))
 
 
 def _net(state: EngineState, nid: str) -> NetworkView | None:

@@ -42,8 +42,9 @@ _CONTAINER_LOCAL: frozenset[type] = frozenset({
     v.ContainerStartFailed, v.ContainerRestartedByPolicy, v.ContainerPaused,
     v.ContainerUnpaused, v.ContainerRenamed, v.ContainerRemoveRequested, v.ContainerRemoved,
     v.ContainerLost, v.ExecCreated, v.ExecStarted, v.ExecExited, v.NetworkPortPublished,
-    v.NetworkPortUnpublished, v.ContainerLinkRemoved,
+    v.NetworkPortUnpublished,
 })
+_CONTAINER_LOCAL |= {v.ContainerLinkRemoved}  # issue 13: `docker rm --link`
 _EXEC_EVENTS: frozenset[type] = frozenset({v.ExecCreated, v.ExecStarted, v.ExecExited})
 _NETWORK_LOCAL: frozenset[type] = frozenset({
     v.NetworkCreated, v.NetworkAddressAllocated, v.NetworkAddressReleased, v.NetworkConnected,

@@ -101,7 +101,7 @@ def plan_bridge(bridge: str, subnet: str, gateway: str, *, mtu: int = DEFAULT_MT
 
 def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, gateway: str,
               ip: str, netns_path: str, ifname: str = "eth0", mtu: int = DEFAULT_MTU,
-              default_route: bool = True, mac: str = "") -> VethPlan:
+              default_route: bool = True) -> VethPlan:
     net = ipaddress.IPv4Network(subnet, strict=False)
     addr = ipaddress.IPv4Address(ip)
     if addr not in net:
@@ -111,5 +111,4 @@ def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, g
     return VethPlan(host_ifname=veth_name(container_id, network_id),
                     peer_ifname=_check_ifname(ifname), bridge=_check_ifname(bridge),
                     netns_path=netns_path, ip_cidr=f"{addr}/{net.prefixlen}", gateway=gateway,
-                    mac=mac or mac_for_ip(ip), mtu=mtu,  # `--mac-address` or Docker's
-                    default_route=default_route)
+                    mac=mac_for_ip(ip), mtu=mtu, default_route=default_route)

@@ -320,9 +320,22 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
                 "minimum memory limit allowed is 6MB", "raise --memory to at least 6m"
             )
         # Docker: with --memory and no --memory-swap, swap is allowed up to the same amount.
-        res["memory"] = {"limit": config.memory,
-                         "swap": config.memory_swap or 2 * config.memory}
+        res["memory"] = {"limit": config.memory, "swap": 2 * config.memory}
+    if config.nano_cpus:
+        period = 100_000
+        res["cpu"] = {"period": period, "quota": config.nano_cpus * period // 1_000_000_000}
+    if config.pids_limit:
+        res["pids"] = {"limit": config.pids_limit}
+    _more_resources(config, res)
+    return res
+
+
+def _more_resources(config: ContainerConfig, res: dict[str, Any]) -> None:
+    """Issue 13's limits: --memory-swap, --memory-reservation, --memory-swappiness,
+    --oom-kill-disable, --cpu-shares and --cpuset-* (OCI linux.resources)."""
     memory = res.setdefault("memory", {})
+    if config.memory_swap and config.memory:
+        memory["swap"] = config.memory_swap  # Docker's total of memory + swap; -1: no limit
     if config.memory_reservation:
         memory["reservation"] = config.memory_reservation
     if config.memory_swappiness >= 0:
@@ -331,9 +344,6 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
         memory["disableOOMKiller"] = True
     if not memory:
         del res["memory"]
-    if config.nano_cpus:
-        period = 100_000
-        res["cpu"] = {"period": period, "quota": config.nano_cpus * period // 1_000_000_000}
     cpu = res.setdefault("cpu", {})
     if config.cpu_shares:
         cpu["shares"] = config.cpu_shares
@@ -343,9 +353,6 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
         cpu["mems"] = config.cpuset_mems
     if not cpu:
         del res["cpu"]
-    if config.pids_limit:
-        res["pids"] = {"limit": config.pids_limit}
-    return res
 
 
 def device_rule(rule: str) -> dict[str, Any]:
