@@ -436,7 +436,8 @@ class NetworkOps:
         plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
                          gateway=net.gateway, ip=ip, netns_path=path,
                          ifname=container_ifname(index), default_route=index == 0,
-                         subnet6=net.subnet6, gateway6=net.gateway6, ip6=ip6)
+                         subnet6=net.subnet6, gateway6=net.gateway6, ip6=ip6,
+                         mac=c.config.mac_address if index == 0 else "")
         await trio.to_thread.run_sync(self.netlink.connect, plan)
         try:
             failpoints.hit("net.after_veth")

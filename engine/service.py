@@ -23,6 +23,7 @@ import trio
 from engine import failpoints
 from engine.core import containers as cc
 from engine.core import images as ci
+from engine.core import links as cl
 from engine.core import networks as cn
 from engine.core import volumes as cv
 from engine.core.decision import Decision
@@ -182,6 +183,11 @@ class Engine:
         op_id = self.journal.new_id()
         await self.run(lambda s: cc.decide_remove(s, cid, op_id=op_id, force=force,
                                                   remove_volumes=volumes), actor, lock=cid)
+
+    async def remove_link(self, ref: str, actor: Actor) -> None:
+        """`docker rm --link /web/db`: `ref` is the link's path (parent/alias)."""
+        op_id = self.journal.new_id()
+        await self.run(lambda s: cl.decide_remove_link(s, ref, op_id=op_id), actor)
 
     async def wait(self, ref: str, condition: str = "not-running") -> ContainerView:
         """Docker's wait: `not-running` (default), `next-exit`, or `removed`.

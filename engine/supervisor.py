@@ -22,6 +22,7 @@ import msgspec
 import trio
 
 from engine import failpoints
+from engine.core import createopts
 from engine.core.decision import Decision, Step
 from engine.core.restart import kill_stops_restart, restart_delay_ms
 from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
@@ -34,6 +35,7 @@ from engine.supervisor_storage import StorageSteps
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from events.store import StoreError
+from projections.fold import updated_config
 from projections.state import ContainerView, ImageView
 
 log = logging.getLogger("shipslog.supervisor")
@@ -301,8 +303,11 @@ class Supervisor(StorageSteps):
             netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
-            spec = self.d.specs.make(c, image, env, rootfs, mounts, plan.rootfs_propagation,
-                                     netns_path, addresses, dns, hostname)
+            # `--link` hosts and env, `--pid container:X`: read from the others now
+            linked, link_env = createopts.for_start(self.journal.state, c)
+            spec = self.d.specs.make(linked, image, env + link_env, rootfs, mounts,
+                                     plan.rootfs_propagation, netns_path, addresses, dns,
+                                     hostname)
             if c.has_been_started:  # the runtime still holds the previous run's state
                 await rt.delete(cid, force=True)
             try:
@@ -622,10 +627,7 @@ class Supervisor(StorageSteps):
                 Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
             ], op_id, actor)
             return
-        updated = msgspec.structs.replace(c.config, **{
-            k: val for k, val in (("memory", changes.memory), ("nano_cpus", changes.nano_cpus),
-                                  ("pids_limit", changes.pids_limit)) if val is not None})
-        resources = update_resources(updated)
+        resources = update_resources(updated_config(c.config, changes))
         await self._simple(op_id, cid, actor,
                            lambda cid: self.d.runtime.update(cid, resources), changes,
                            "runtime.update")

@@ -34,6 +34,22 @@ class MountSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     options: tuple[str, ...] = ()
 
 
+class Ulimit(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`--ulimit nofile=1024:2048`: an rlimit by Docker's short name."""
+
+    name: str  # "nofile", "nproc", … (Docker's names, without RLIMIT_)
+    soft: int = 0
+    hard: int = 0
+
+
+class DeviceMapping(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`--device /dev/x[:/dev/y[:rwm]]`: a host device node made inside the container."""
+
+    path_on_host: str
+    path_in_container: str = ""
+    permissions: str = "rwm"
+
+
 class PortBinding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     container_port: int
     protocol: str = "tcp"
@@ -96,6 +112,34 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     log_driver: str = "json-file"
     log_options: dict[str, str] = {}
     healthcheck: HealthCheck | None = None  # merged with the image's; None: no check
+    # Issue 13: the rest of Docker's HostConfig, each applied at start (engine/runtime/spec.py
+    # and engine/daemon/wiring.py). Defaults mean "as before", so older logs load unchanged.
+    memory_swap: int = 0  # 0: Docker's default (twice --memory); -1: unlimited
+    memory_swappiness: int = -1  # -1: the kernel's
+    memory_reservation: int = 0
+    oom_kill_disable: bool = False
+    oom_score_adj: int = 0
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    ulimits: tuple[Ulimit, ...] = ()
+    devices: tuple[DeviceMapping, ...] = ()
+    device_cgroup_rules: tuple[str, ...] = ()
+    shm_size: int = 0  # bytes; 0: Docker's 64 MiB
+    extra_hosts: tuple[str, ...] = ()  # "name:ip" as given; "host-gateway" resolved at start
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    sysctls: dict[str, str] = {}
+    cgroup_parent: str = ""
+    group_add: tuple[str, ...] = ()
+    pid_mode: str = ""  # "" (private) or "host"
+    ipc_mode: str = ""  # "", "private", "shareable", "none" or "host"
+    uts_mode: str = ""  # "" or "host"
+    cgroupns_mode: str = ""  # "", "private" or "host"
+    mac_address: str = ""  # on eth0, the first network's veth
+    volumes_from: tuple[str, ...] = ()  # as given; their mounts are copied into `mounts`
+    links: tuple[str, ...] = ()  # legacy `--link`: "<container id>:<alias>"
 
 
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

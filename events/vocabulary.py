@@ -145,6 +145,12 @@ class ContainerUpdated(BaseEvent, frozen=True, kw_only=True):
     nano_cpus: int | None = None
     pids_limit: int | None = None
     restart_policy: RestartPolicy | None = None
+    # Issue 13: the rest of what `docker update` sets (None: unchanged).
+    memory_swap: int | None = None
+    memory_reservation: int | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
 
 
 class ContainerHealthChanged(BaseEvent, frozen=True, kw_only=True):
@@ -188,6 +194,14 @@ class ContainerLost(BaseEvent, frozen=True, kw_only=True):
     container_id: str
     reason: str
     exit_code: int = 255
+
+
+class ContainerLinkRemoved(BaseEvent, frozen=True, kw_only=True):
+    """`docker rm --link /web/db`: the legacy link `alias` of the container is gone; its
+    /etc/hosts entries and env vars are not made at its next start."""
+
+    container_id: str
+    alias: str
 
 
 # --- exec sessions -------------------------------------------------------------------------
@@ -509,6 +523,7 @@ Event = (
     | ContainerRemoveRequested
     | ContainerRemoved
     | ContainerLost
+    | ContainerLinkRemoved
     | ExecCreated
     | ExecStarted
     | ExecExited

@@ -19,6 +19,7 @@ import msgspec
 
 from events import vocabulary as v
 from events.envelope import Envelope
+from events.values import ContainerConfig
 from projections.state import (
     ContainerView,
     Endpoint,
@@ -208,10 +209,17 @@ def _updated(tx: _Tx, env: Envelope, ev: v.ContainerUpdated) -> None:
     c = tx.container(ev.container_id)
     if c is None:
         return
-    changes = {k: val for k, val in (("memory", ev.memory), ("nano_cpus", ev.nano_cpus),
-                                      ("pids_limit", ev.pids_limit),
-                                      ("restart_policy", ev.restart_policy)) if val is not None}
-    tx.update_container(env, ev.container_id, config=replace(c.config, **changes))
+    tx.update_container(env, ev.container_id, config=updated_config(c.config, ev))
+
+
+UPDATE_FIELDS = ("memory", "nano_cpus", "pids_limit", "restart_policy", "memory_swap",
+                 "memory_reservation", "cpu_shares", "cpuset_cpus", "cpuset_mems")
+
+
+def updated_config(config: ContainerConfig, ev: v.ContainerUpdated) -> ContainerConfig:
+    """The config after `docker update`: every field the event sets (None: unchanged)."""
+    changes = {k: getattr(ev, k) for k in UPDATE_FIELDS if getattr(ev, k) is not None}
+    return replace(config, **changes)
 
 
 @on(v.ContainerHealthChanged)
@@ -570,6 +578,15 @@ def _network_removed(tx: _Tx, env: Envelope, ev: v.NetworkRemoved) -> None:
     if tx.network_names.get(net.name) == net.id:
         del tx.network_names[net.name]
     tx.drop("networks", ev.network_id)
+
+
+@on(v.ContainerLinkRemoved)
+def _link_removed(tx: _Tx, env: Envelope, ev: v.ContainerLinkRemoved) -> None:
+    c = tx.container(ev.container_id)
+    if c is None:
+        return
+    kept = tuple(x for x in c.config.links if x.partition(":")[2] != ev.alias)
+    tx.update_container(env, ev.container_id, config=replace(c.config, links=kept))
 
 
 # --- copies in and out (audit facts) ------------------------------------------------------

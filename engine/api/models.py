@@ -106,6 +106,60 @@ class HostConfig(_Body):
     ExtraHosts: list[str] | None = None
     ShmSize: int | None = None
     Runtime: str | None = None
+    # Issue 13: the rest of API v1.43's HostConfig, each applied or refused in translate.py.
+    MemoryReservation: int | None = None
+    MemorySwappiness: int | None = None
+    OomKillDisable: bool | None = None
+    OomScoreAdj: int | None = None
+    CpusetCpus: str | None = None
+    CpusetMems: str | None = None
+    Ulimits: list[UlimitBody] | None = None
+    Devices: list[DeviceBody] | None = None
+    DeviceCgroupRules: list[str] | None = None
+    Sysctls: dict[str, str] | None = None
+    CgroupParent: str | None = None
+    GroupAdd: list[str] | None = None
+    PidMode: str | None = None
+    IpcMode: str | None = None
+    UTSMode: str | None = None
+    CgroupnsMode: str | None = None
+    Isolation: str | None = None
+    VolumesFrom: list[str] | None = None
+    Links: list[str] | None = None
+    # Refused when set (translate.REFUSED): no cgroup or runtime support here yet.
+    BlkioWeight: int | None = None
+    BlkioWeightDevice: list[object] | None = None
+    BlkioDeviceReadBps: list[object] | None = None
+    BlkioDeviceWriteBps: list[object] | None = None
+    BlkioDeviceReadIOps: list[object] | None = None
+    BlkioDeviceWriteIOps: list[object] | None = None
+    CpuRealtimePeriod: int | None = None
+    CpuRealtimeRuntime: int | None = None
+    CpuCount: int | None = None
+    CpuPercent: int | None = None
+    IOMaximumIOps: int | None = None
+    IOMaximumBandwidth: int | None = None
+    KernelMemoryTCP: int | None = None
+    DeviceRequests: list[object] | None = None
+    UsernsMode: str | None = None
+    VolumeDriver: str | None = None
+    StorageOpt: dict[str, str] | None = None
+    Cgroup: str | None = None
+    MaskedPaths: list[str] | None = None
+    ReadonlyPaths: list[str] | None = None
+    Annotations: dict[str, str] | None = None
+
+
+class UlimitBody(_Body):
+    Name: str | None = None
+    Soft: int | None = None
+    Hard: int | None = None
+
+
+class DeviceBody(_Body):
+    PathOnHost: str | None = None
+    PathInContainer: str | None = None
+    CgroupPermissions: str | None = None
 
 
 class EndpointIPAMConfig(_Body):
@@ -162,6 +216,8 @@ class DockerContainerConfig(_Body):
     Labels: dict[str, str] | None = None
     StopSignal: str | None = None
     StopTimeout: int | None = None
+    MacAddress: str | None = None  # deprecated in v1.44 for EndpointSettings.MacAddress
+    NetworkDisabled: bool | None = None
 
 
 class ContainerCreateBody(DockerContainerConfig):

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from engine.api import inspect_host
 from engine.api import models as m
 from engine.core.networks import start_networks
 from engine.units import human_duration
@@ -110,6 +111,7 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         StopSignal=cfg.stop_signal,
         StopTimeout=cfg.stop_timeout,
         Healthcheck=_health_config(cfg.healthcheck),
+        MacAddress=cfg.mac_address or None,  # API 1.43 keeps --mac-address here too
     )
 
 
@@ -150,23 +152,18 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
         CapDrop=list(cfg.cap_drop) or None,
         SecurityOpt=["no-new-privileges"] if cfg.no_new_privileges else None,
         LogConfig=m.LogConfig(Type=cfg.log_driver, Config=dict(cfg.log_options)),
-        Binds=[
-            f"{mt.source}:{mt.target}" + (":ro" if mt.read_only else "")
-            for mt in cfg.mounts
-            if mt.type == "bind"
-        ]
-        or None,
+        **inspect_host.host_config_fields(cfg),
     )
 
 
 def inspect_container(
     state: EngineState, c: ContainerView, *, log_path: str = "", now_ns: int,
-    health: m.Health | None = None,
+    health: m.Health | None = None, volumes_root: str = "",
 ) -> m.ContainerInspect:
     image = state.images.get(c.config.image_id)
     args = list(c.config.entrypoint) + list(c.config.cmd)
     status = _docker_status(c)
-    return m.ContainerInspect(
+    return inspect_host.finish(state, c, m.ContainerInspect(
         Id=c.id,
         Created=rfc3339(c.created_at),
         Path=args[0] if args else "",
@@ -191,16 +188,7 @@ def inspect_container(
         RestartCount=c.restart_count,
         ExecIDs=list(c.execs) or None,
         HostConfig=host_config(c.config),
-        Mounts=[
-            m.MountPoint(
-                Type="volume",
-                Name=v.name,
-                Destination=v.destination,
-                Driver="local",
-                RW=not v.read_only,
-            )
-            for v in c.mounts
-        ],
+        Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
         NetworkSettings=m.NetworkSettings(
             Ports=_ports(c),
@@ -218,7 +206,7 @@ def inspect_container(
                 for nid, ep in c.networks.items()
             } or _planned_networks(state, c),
         ),
-    )
+    ))
 
 
 def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:

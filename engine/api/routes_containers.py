@@ -32,6 +32,7 @@ from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
 from engine.errors import InvalidArgument
 from events.values import ContainerConfig
+from projections.fold import UPDATE_FIELDS
 from projections.state import ContainerView
 
 
@@ -124,7 +125,7 @@ def container_routes(ctx: Any) -> Router:
         return json_response(
             render.inspect_container(
                 state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock(),
-                health=_health(c),
+                health=_health(c), volumes_root=str(ctx.paths.root / "volumes"),
             )
         )
 
@@ -175,16 +176,27 @@ def container_routes(ctx: Any) -> Router:
         raw = await req.json(dict[str, Any])  # which keys were sent, for the warnings
         changes, warnings = update_changes(body, raw)
         find_container(engine.state, req.params["id"])  # 404 before anything else
-        if changes != msgspec.structs.replace(changes, memory=None, nano_cpus=None,
-                                              pids_limit=None, restart_policy=None):
+        if any(getattr(changes, k) is not None for k in UPDATE_FIELDS):
             await engine.update(req.params["id"], changes, req.actor)
         return json_response({"Warnings": warnings})
 
     @r.route("DELETE", "/containers/{id}")
     async def remove(req: Request) -> Response:
+        if req.bool("link"):  # `rm --link NAME` names a link, never the container itself
+            await engine.remove_link(req.params["id"], req.actor)
+            return empty(204)
         await engine.remove(
             req.params["id"], req.actor, force=req.bool("force"), volumes=req.bool("v")
         )
+        return empty(204)
+
+    @r.route("DELETE", "/containers/{parent}/{alias}")
+    async def remove_link(req: Request) -> Response:
+        """`docker rm --link /web/db` (the CLI trims the leading slash)."""
+        if not req.bool("link"):
+            raise InvalidArgument("a container name has no '/'",
+                                  hint="to remove a link, pass link=1 (docker rm --link)")
+        await engine.remove_link(f"{req.params['parent']}/{req.params['alias']}", req.actor)
         return empty(204)
 
     @r.route("POST", "/containers/{id}/wait", cancel_on_disconnect=True)

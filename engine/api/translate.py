@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from engine.api.hostopts import host_options, update_fields
 from engine.api.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
 from engine.core import health
 from engine.core.networks import check_network_name
@@ -110,6 +111,7 @@ def create_body_to_config(
         "log_options": dict(host.LogConfig.Config or {}) if host.LogConfig else {},
     }
     fields.update(_endpoint(body, fields["network_mode"]))
+    fields.update(host_options(body, host, fields, warnings))
     if fields["log_driver"] not in LOG_DRIVERS:
         raise InvalidArgument(
             f"logging driver {fields['log_driver']!r} is not supported; "
@@ -172,19 +174,25 @@ def merge_image_defaults(
 # Pieces
 
 
-# What `docker update` can change here; anything else it sends is answered with a warning.
+# What `docker update` can change here; anything else it sets is refused with a 400
+# (issue 13: never accepted and ignored).
 UPDATABLE = ("Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "PidsLimit",
-             "RestartPolicy")
+             "RestartPolicy", "MemoryReservation", "CpuShares", "CpusetCpus", "CpusetMems")
 
 
 def update_changes(body: HostConfig, raw: Mapping[str, Any]) -> tuple[ContainerUpdated,
                                                                        list[str]]:
     """`POST /containers/{id}/update` (Docker's `UpdateConfig`, decoded as a HostConfig and
-    as the raw map to see which keys were sent): the changes, and warnings for settings that
-    are not supported yet."""
-    warnings = [f"{key} is not supported by shipslog yet and was ignored"
-                for key, value in raw.items()
-                if key not in UPDATABLE and value not in (None, 0, "", [], {})]
+    as the raw map to see which keys were sent): the changes, and no warnings — a setting
+    that cannot be updated is refused by name."""
+    for key, value in raw.items():
+        if key not in UPDATABLE and value not in (None, 0, "", [], {}, False):
+            raise InvalidArgument(f"{key} cannot be updated by shipslog",
+                                  hint="update only memory, swap, reservation, CPUs, CPU "
+                                       "shares, cpuset, pids limit or restart policy")
+    if body.MemorySwap not in (None, 0, -1) and body.Memory and body.MemorySwap < body.Memory:
+        raise InvalidArgument(
+            "Minimum memoryswap limit should be larger than memory limit, see usage")
     nano = _nano_cpus(body) if body.NanoCpus or body.CpuQuota else None
     if body.CpuQuota and not body.NanoCpus:  # `--cpu-quota` with the default period
         nano = body.CpuQuota * 1_000_000_000 // (body.CpuPeriod or DEFAULT_CPU_PERIOD)
@@ -197,7 +205,8 @@ def update_changes(body: HostConfig, raw: Mapping[str, Any]) -> tuple[ContainerU
         # Docker's CLI always sends a RestartPolicy; an empty name means "leave it".
         restart_policy=(_restart_policy(body) if body.RestartPolicy is not None
                         and body.RestartPolicy.Name else None),
-    ), warnings
+        **update_fields(body),
+    ), []
 
 
 def health_check(body: HealthConfig | None) -> HealthCheck | None:

@@ -74,6 +74,29 @@ def add_run_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--dns", action="append", default=[])
     p.add_argument("--shm-size", default="")
     p.add_argument("--ulimit", action="append", default=[])
+    # Issue 13: the rest of Docker's create flags, sent as Docker's CLI sends them.
+    p.add_argument("--device", action="append", default=[])
+    p.add_argument("--device-cgroup-rule", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", action="append", default=[])
+    p.add_argument("--sysctl", action="append", default=[])
+    p.add_argument("--cgroup-parent", default="")
+    p.add_argument("--runtime", default="")
+    p.add_argument("--isolation", default="")
+    p.add_argument("--group-add", action="append", default=[])
+    p.add_argument("--cpuset-cpus", default="")
+    p.add_argument("--cpuset-mems", default="")
+    p.add_argument("--memory-swappiness", type=int, default=None)
+    p.add_argument("--memory-reservation", default="")
+    p.add_argument("--oom-kill-disable", action="store_true")
+    p.add_argument("--oom-score-adj", type=int, default=0)
+    p.add_argument("--pid", default="")
+    p.add_argument("--ipc", default="")
+    p.add_argument("--uts", default="")
+    p.add_argument("--cgroupns", default="")
+    p.add_argument("--mac-address", default="")
+    p.add_argument("--volumes-from", action="append", default=[])
+    p.add_argument("--link", action="append", default=[])
     p.add_argument("--help", action="help", help="show this help message and exit")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -204,6 +227,9 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         }
     if args.ulimit:
         host["Ulimits"] = [_value("--ulimit", verb, _ulimit, u) for u in args.ulimit]
+    host.update(_more_host(args, verb))
+    if args.mac_address:
+        config["MacAddress"] = args.mac_address
     config["HostConfig"] = _compact(host)
     body = _compact(config)
     if args.network_alias or args.ip or args.ip6:
@@ -229,6 +255,49 @@ def normalize_caps(caps: list[str]) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+def _more_host(args: argparse.Namespace, verb: str) -> dict[str, Any]:
+    """The HostConfig fields of the flags added for issue 13 (empty ones are dropped later)."""
+    host: dict[str, Any] = {
+        "Devices": [_value("--device", verb, _device, d) for d in args.device],
+        "DeviceCgroupRules": args.device_cgroup_rule,
+        "DnsSearch": args.dns_search,
+        "DnsOptions": args.dns_option,
+        "Sysctls": _value("--sysctl", verb, parse.parse_key_value_opts, args.sysctl,
+                          "--sysctl"),
+        "CgroupParent": args.cgroup_parent,
+        "Runtime": args.runtime,
+        "Isolation": args.isolation,
+        "GroupAdd": args.group_add,
+        "CpusetCpus": args.cpuset_cpus,
+        "CpusetMems": args.cpuset_mems,
+        "MemorySwappiness": args.memory_swappiness,
+        "OomKillDisable": args.oom_kill_disable,
+        "OomScoreAdj": args.oom_score_adj or None,
+        "PidMode": args.pid,
+        "IpcMode": args.ipc,
+        "UTSMode": args.uts,
+        "CgroupnsMode": args.cgroupns,
+        "VolumesFrom": args.volumes_from,
+        "Links": args.link,
+    }
+    if args.memory_reservation:
+        host["MemoryReservation"] = _value("--memory-reservation", verb, parse.parse_size,
+                                           args.memory_reservation)
+    return host
+
+
+def _device(spec: str) -> dict[str, str]:
+    """docker/cli parseDevice: `SRC[:DST][:PERMISSIONS]`."""
+    parts = spec.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise ValueError(f"bad format for path: {spec}")
+    perms = "rwm"
+    if len(parts) == 3 or (len(parts) == 2 and set(parts[1]) <= set("rwm") and parts[1]):
+        perms = parts.pop()
+    dst = parts[1] if len(parts) == 2 else parts[0]
+    return {"PathOnHost": parts[0], "PathInContainer": dst, "CgroupPermissions": perms}
 
 
 def _ulimit(spec: str) -> dict[str, Any]:

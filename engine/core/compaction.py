@@ -44,6 +44,7 @@ _CONTAINER_LOCAL: frozenset[type] = frozenset({
     v.ContainerLost, v.ExecCreated, v.ExecStarted, v.ExecExited, v.NetworkPortPublished,
     v.NetworkPortUnpublished, v.NetworkConnectRecorded, v.NetworkConnectWithdrawn,
 })
+_CONTAINER_LOCAL |= {v.ContainerLinkRemoved}  # issue 13: `docker rm --link`
 _EXEC_EVENTS: frozenset[type] = frozenset({v.ExecCreated, v.ExecStarted, v.ExecExited})
 _NETWORK_LOCAL: frozenset[type] = frozenset({
     v.NetworkCreated, v.NetworkAddressAllocated, v.NetworkAddressReleased, v.NetworkConnected,

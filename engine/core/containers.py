@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from engine.core.createopts import for_start, resolve_create_options
 from engine.core.decision import Decision, Step
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
@@ -149,7 +150,7 @@ def _validate_config(config: ContainerConfig, state: EngineState | None = None) 
 
 def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
                   container_id: str) -> Decision:
-    config = resolve_image(state, cmd.config)
+    config = resolve_create_options(state, resolve_image(state, cmd.config))
     _validate_config(config, state)
     # Mounts are checked before anything is recorded (RELIABILITY S-03); volumes the
     # container needs and that do not exist yet are created with it, as `docker run` does.
@@ -187,6 +188,7 @@ def decide_start(state: EngineState, ref: str, *, op_id: str) -> Decision:
     if c.config.image_id not in state.images:
         raise NotFound(f"the image of container {c.name} is gone ({c.config.image_id})",
                        hint="remove the container and create it again")
+    for_start(state, c)  # a linked/joined container not running: 409, nothing recorded
     return Decision(
         op_id=op_id,
         target=c.id,
@@ -275,7 +277,9 @@ def decide_update(state: EngineState, ref: str, *, op_id: str,
     if policy is not None and policy.name != "no" and c.config.auto_remove:
         raise Conflict("Restart policy cannot be updated because AutoRemove is enabled for "
                        "the container", hint="recreate it without --rm")
-    resources = (changes.memory, changes.nano_cpus, changes.pids_limit)
+    resources = (changes.memory, changes.nano_cpus, changes.pids_limit, changes.memory_swap,
+                 changes.memory_reservation, changes.cpu_shares, changes.cpuset_cpus,
+                 changes.cpuset_mems)
     if all(x is None for x in resources) and policy is None:
         raise InvalidArgument("nothing to update",
                               hint="give --memory, --cpus, --pids-limit or --restart")

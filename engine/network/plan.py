@@ -115,7 +115,9 @@ def plan_bridge(bridge: str, subnet: str, gateway: str, *, mtu: int = DEFAULT_MT
 def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, gateway: str,
               ip: str, netns_path: str, ifname: str = "eth0", mtu: int = DEFAULT_MTU,
               default_route: bool = True, subnet6: str = "", gateway6: str = "",
-              ip6: str = "") -> VethPlan:
+              ip6: str = "", mac: str = "") -> VethPlan:
+    """The veth of one endpoint; `mac`: the address asked for (`--mac-address`, eth0 only),
+    else one derived from the IPv4 address as Docker does."""
     net = ipaddress.IPv4Network(subnet, strict=False)
     addr = ipaddress.IPv4Address(ip)
     if addr not in net:
@@ -128,5 +130,5 @@ def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, g
     return VethPlan(host_ifname=veth_name(container_id, network_id),
                     peer_ifname=_check_ifname(ifname), bridge=_check_ifname(bridge),
                     netns_path=netns_path, ip_cidr=f"{addr}/{net.prefixlen}", gateway=gateway,
-                    mac=mac_for_ip(ip), mtu=mtu, default_route=default_route,
+                    mac=mac or mac_for_ip(ip), mtu=mtu, default_route=default_route,
                     ip6_cidr=ip6_cidr, gateway6=gateway6 if ip6 else "")

@@ -112,9 +112,13 @@ def _check_line_safe(what: str, value: str) -> None:
         )
 
 
-def _default_mounts(*, read_only_sys: bool = True) -> list[dict[str, Any]]:
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024  # Docker's --shm-size default
+
+
+def _default_mounts(*, read_only_sys: bool = True, shm_size: int = 0,
+                    ipc_mode: str = "") -> list[dict[str, Any]]:
     sys_opts = ["nosuid", "noexec", "nodev", "ro" if read_only_sys else "rw"]
-    return [
+    mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -126,9 +130,17 @@ def _default_mounts(*, read_only_sys: bool = True) -> list[dict[str, Any]]:
          "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
     ]  # fmt: skip
+    # moby daemon/container_operations_unix.go setupIpcDirs: `--ipc none` has no /dev/shm,
+    # `--ipc host` sees the host's.
+    if ipc_mode == "host":
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                       "options": ["rbind", "nosuid", "noexec", "nodev"]})
+    elif ipc_mode != "none":
+        mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                       "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                                   f"size={shm_size or DEFAULT_SHM_SIZE}"]})
+    return mounts
 
 
 def normalize_capability(name: str) -> str:
@@ -226,6 +238,23 @@ def resolve_user(user: str, passwd: bytes | None, group: bytes | None) -> dict[s
     return out
 
 
+def group_ids(groups: Sequence[str], group: bytes | None) -> list[int]:
+    """`--group-add`: numbers as given, names looked up in the container's /etc/group."""
+    rows = parse_user_db(group or b"", 4)
+    out: list[int] = []
+    for name in groups:
+        if name.isdigit():
+            out.append(int(name))
+            continue
+        row = next((g for g in rows if g[0] == name), None)
+        if row is None or not row[2].isdigit():
+            raise InvalidArgument(
+                f"Unable to find group {name}: no matching entries in group file",
+                "use a numeric gid or a group that the image's /etc/group names")
+        out.append(int(row[2]))
+    return out
+
+
 def merge_env(*layers: Sequence[str]) -> list[str]:
     """Later layers override earlier ones by key; order of first appearance is kept."""
     merged: dict[str, str] = {}
@@ -303,7 +332,67 @@ def _resources(config: ContainerConfig, *, privileged: bool) -> dict[str, Any]:
         res["cpu"] = {"period": period, "quota": config.nano_cpus * period // 1_000_000_000}
     if config.pids_limit:
         res["pids"] = {"limit": config.pids_limit}
+    _more_resources(config, res)
     return res
+
+
+def _more_resources(config: ContainerConfig, res: dict[str, Any]) -> None:
+    """Issue 13's limits: --memory-swap, --memory-reservation, --memory-swappiness,
+    --oom-kill-disable, --cpu-shares and --cpuset-* (OCI linux.resources)."""
+    memory = res.setdefault("memory", {})
+    if config.memory_swap and config.memory:
+        memory["swap"] = config.memory_swap  # Docker's total of memory + swap; -1: no limit
+    if config.memory_reservation:
+        memory["reservation"] = config.memory_reservation
+    if config.memory_swappiness >= 0:
+        memory["swappiness"] = config.memory_swappiness
+    if config.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    if not memory:
+        del res["memory"]
+    cpu = res.setdefault("cpu", {})
+    if config.cpu_shares:
+        cpu["shares"] = config.cpu_shares
+    if config.cpuset_cpus:
+        cpu["cpus"] = config.cpuset_cpus
+    if config.cpuset_mems:
+        cpu["mems"] = config.cpuset_mems
+    if not cpu:
+        del res["cpu"]
+
+
+def device_rule(rule: str) -> dict[str, Any]:
+    """`--device-cgroup-rule 'c 1:3 rwm'` (validated by the API) as an OCI allow rule."""
+    kind, numbers, access = rule.split(" ")
+    major, minor = numbers.split(":")
+    out: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+    if major != "*":
+        out["major"] = int(major)
+    if minor != "*":
+        out["minor"] = int(minor)
+    return out
+
+
+def _namespaces(config: ContainerConfig, netns_path: str | None) -> list[dict[str, Any]]:
+    """Each `host` mode drops its namespace from the spec: the container shares the host's
+    (Docker's --pid/--ipc/--uts host; --cgroupns private adds one)."""
+    namespaces: list[dict[str, Any]] = [{"type": "mount"}]
+    if config.pid_mode.startswith("/proc/"):  # `--pid container:X`, resolved at start
+        namespaces.insert(0, {"type": "pid", "path": config.pid_mode})
+    elif config.pid_mode != "host":
+        namespaces.insert(0, {"type": "pid"})
+    if config.ipc_mode != "host":
+        namespaces.insert(len(namespaces) - 1, {"type": "ipc"})
+    if config.network_mode != "host":
+        if config.uts_mode != "host":
+            namespaces.append({"type": "uts"})
+        if netns_path:
+            namespaces.append({"type": "network", "path": netns_path})
+        else:
+            namespaces.append({"type": "network"})  # a new, empty one: `--network none`
+    if config.cgroupns_mode == "private":
+        namespaces.append({"type": "cgroup"})
+    return namespaces
 
 
 def update_resources(config: ContainerConfig) -> dict[str, Any]:
@@ -312,7 +401,9 @@ def update_resources(config: ContainerConfig) -> dict[str, Any]:
     res = _resources(config, privileged=False)
     res.pop("devices")
     res.setdefault("pids", {"limit": -1})  # cgroup v1: "max"
-    res.setdefault("cpu", {"period": 100_000, "quota": -1})
+    cpu = res.setdefault("cpu", {})
+    cpu.setdefault("period", 100_000)
+    cpu.setdefault("quota", -1)
     return res
 
 
@@ -344,6 +435,7 @@ def build_spec(
     passwd: bytes | None = None,
     group: bytes | None = None,
     ulimits: Mapping[str, tuple[int, int]] | None = None,
+    devices: Sequence[Mapping[str, Any]] = (),
     init_host_path: str = "/usr/bin/docker-init",
     goarch: str = "amd64",
     kernel: tuple[int, int] = (5, 10),
@@ -374,6 +466,15 @@ def build_spec(
     full_env = merge_env(defaults, img.env, env)
     cwd = check_working_dir(config.working_dir or img.working_dir or "/")
     user = resolve_user(config.user or img.user, passwd, group)
+    if config.group_add:
+        gids = set(user.get("additionalGids", ())) | set(group_ids(config.group_add, group))
+        user["additionalGids"] = sorted(gids)
+    # `--ulimit` is given as asked, never clamped: past the host's hard limit runc's
+    # refusal reaches the user, rather than a silently lower limit (issue 13).
+    rlimits = [r for r in rlimits_for(ulimits or {}, host_rlimits)
+               if r["type"] not in {f"RLIMIT_{u.name.upper()}" for u in config.ulimits}]
+    rlimits += [{"type": f"RLIMIT_{u.name.upper()}", "soft": u.soft, "hard": u.hard}
+                for u in config.ulimits]
 
     privileged = config.privileged
     caps = capabilities_for(config.cap_add, config.cap_drop, privileged=privileged)
@@ -387,21 +488,15 @@ def build_spec(
             "bounding": caps, "effective": caps, "permitted": caps,
             "inheritable": [], "ambient": [],  # empty: CVE-2022-27649
         },
-        "rlimits": rlimits_for(ulimits or {}, host_rlimits),
+        "rlimits": sorted(rlimits, key=lambda r: str(r["type"])),
         "noNewPrivileges": config.no_new_privileges,
     }  # fmt: skip
+    if config.oom_score_adj:
+        process["oomScoreAdj"] = config.oom_score_adj
 
-    namespaces: list[dict[str, Any]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}]
-    if config.network_mode == "host":
-        pass  # share the host's network and UTS namespaces, as Docker does
-    else:
-        namespaces.append({"type": "uts"})
-        if netns_path:
-            namespaces.append({"type": "network", "path": netns_path})
-        else:
-            namespaces.append({"type": "network"})  # a new, empty one: `--network none`
-
-    mounts = _default_mounts(read_only_sys=not privileged)
+    namespaces = _namespaces(config, netns_path)
+    mounts = _default_mounts(read_only_sys=not privileged, shm_size=config.shm_size,
+                             ipc_mode=config.ipc_mode)
     if config.init:
         mounts.append(
             {
@@ -419,6 +514,16 @@ def build_spec(
         "cgroupsPath": cgroups_path,
         "resources": _resources(config, privileged=privileged),
     }
+    if devices:
+        linux["devices"] = [{k: v for k, v in d.items() if k != "access"} for d in devices]
+        if not privileged:
+            linux["resources"]["devices"] += [
+                {"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+                 "access": d.get("access", "rwm")} for d in devices]
+    if config.device_cgroup_rules and not privileged:
+        linux["resources"]["devices"] += [device_rule(r) for r in config.device_cgroup_rules]
+    if config.sysctls:
+        linux["sysctl"] = dict(config.sysctls)
     if not privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
@@ -437,7 +542,7 @@ def build_spec(
         "mounts": mounts,
         "linux": linux,
     }
-    if config.network_mode != "host":
+    if config.network_mode != "host" and config.uts_mode != "host":
         spec["hostname"] = hostname
         if config.domainname:
             _check_line_safe("domainname", config.domainname)
