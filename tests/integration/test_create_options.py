@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,10 @@ def test_volumes_from_copies_mounts_read_only(daemon: Any, tmp_path: Path) -> No
 
 
 def test_inspect_shows_what_was_applied(daemon: Any, tmp_path: Path) -> None:
-    code, _, err = shipslog(daemon, "run", "-d", "--name", "shown", "-p", "127.0.0.1:18080:80",
+    with socket.socket() as s:  # a port free now, rather than one another test may hold
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = shipslog(daemon, "run", "-d", "--name", "shown", "-p", f"127.0.0.1:{port}:80",
            "-v", f"{tmp_path}:/host:ro", "-v", "named:/data", "--dns", "10.9.8.7",
            "--add-host", "a:10.0.0.1", "--ulimit", "nofile=100:200", "--shm-size", "8m",
            "--sysctl", "net.ipv4.ip_forward=1", "--group-add", "nobody", "--cpu-shares", "512",
@@ -146,7 +150,7 @@ def test_inspect_shows_what_was_applied(daemon: Any, tmp_path: Path) -> None:
         got = json.loads(docker(daemon, "inspect", "shown").stdout)[0]
         host = got["HostConfig"]
         assert host["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
-                                                    "HostPort": "18080"}]}
+                                                    "HostPort": str(port)}]}
         assert host["Binds"] == [f"{tmp_path}:/host:ro", "named:/data"]
         assert host["Dns"] == ["10.9.8.7"] and host["ExtraHosts"] == ["a:10.0.0.1"]
         assert host["Ulimits"] == [{"Name": "nofile", "Soft": 100, "Hard": 200}]
