@@ -499,9 +499,17 @@ async def test_open_exec_streams_with_and_without_tty(h: Harness) -> None:
     out = bytearray()
     async with h.runtime.open_exec(cid, proc, tty=True, size=(33, 77)) as ep:
         assert ep.stdin is not None
-        await ep.stdin.send_all(b"stty size\n")
-        while b"33 77" not in out:
-            out.extend(await ep.stdout.receive_some(4096))
+        # runc sets our end of the terminal raw once it has attached, which may discard
+        # input typed before (a person types at a prompt; a test must not race it): ask
+        # again until the shell answers, within a bound so a lost shell fails, not hangs.
+        with trio.fail_after(60):
+            while b"33 77" not in out:
+                await ep.stdin.send_all(b"stty size\n")
+                with trio.move_on_after(1):
+                    while b"33 77" not in out:
+                        chunk = await ep.stdout.receive_some(4096)
+                        assert chunk, f"the terminal closed: {bytes(out)!r}"
+                        out.extend(chunk)
         # The shell answered, so runc's SIGWINCH handler is in place: resize now.
         ep.resize(44, 88)
         await ep.stdin.send_all(b"stty size; exit 4\n")
