@@ -30,6 +30,7 @@ from typing import BinaryIO
 import zstandard
 
 from engine.drivers import mountsys
+from engine.drivers.tarheader import FastTarInfo
 from engine.drivers.tarsafe import (
     Applier,
     InvalidLayer,
@@ -423,7 +424,9 @@ def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits, *,
     applier = applier_class(target_fd, limits)
     try:
         try:
-            tf = tarfile.TarFile(fileobj=stream, mode="r")  # type: ignore[arg-type]
+            # FastTarInfo: the same headers, decoded in a third of the time (issue 17).
+            tf = tarfile.TarFile(fileobj=stream, mode="r",  # type: ignore[arg-type]
+                                 tarinfo=FastTarInfo)
         except tarfile.ReadError as e:
             raise InvalidLayer(f"invalid archive: not a tar stream ({e})") from None
         try:
