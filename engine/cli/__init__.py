@@ -12,6 +12,6 @@ I/O: none at import time. Every command pays for what this package imports, so (
   events or projections, and not `dataclasses`, `shutil`, `urllib`, `subprocess`,
   `threading` or `asyncio`. Import anything heavier inside the function that needs it, with a
   comment saying why. tests/integration/test_cli_imports.py checks `version` and `ps`.
-- Plain request/response verbs use the blocking `engine.api.client.Client`; only commands that
-  stream both ways (attach, exec -it) may start an event loop.
+- Every verb uses the blocking `engine.api.client.Client`; the CLI runs no event loop (no
+  trio). Verbs that stream both ways (attach, run -it) use a thread, in their own module.
 """
