@@ -14,10 +14,11 @@ tree of ~2,000 files of mixed sizes, part random, part text-like, so gzip does r
 gzip layers, pushed once to Debian's `docker-registry` on 127.0.0.1 (plain HTTP, as every
 engine allows for loopback). Every pull starts from empty storage: a fresh shipslogd root
 (started outside the timing), `rmi` + `image prune -a` for Docker and Podman, a fresh
-directory for skopeo. Timed: the client command's wall time, until the image is usable (for
-skopeo: until the OCI directory is complete). Median and min per engine, and ratios of our
-CLI's median to each. `shipslog_docker_cli` is the docker CLI against shipslogd: the same
-daemon work without our CLI's start-up.
+directory for skopeo. The engines take turns pull by pull (round-robin), so a change in the
+load of a shared machine falls on all of them alike. Timed: the client command's wall
+time, until the image is usable (for skopeo: until the OCI directory is complete). Median and
+min per engine, and ratios of our CLI's median to each. `shipslog_docker_cli` is the docker
+CLI against shipslogd: the same daemon work without our CLI's start-up.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here).
@@ -41,7 +42,6 @@ import sys
 import tarfile
 import time
 import urllib.request
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -214,67 +214,113 @@ def _timed(argv: list[str], env: dict[str, str], timeout: float = 600) -> float:
     return time.monotonic() - t0
 
 
-def bench_shipslog(ref: str, n: int, *, docker_cli: bool = False) -> list[float]:
+class PullEngine:
+    """One engine as the benchmark drives it: `setup` (untimed), `pull_once` (timed, then
+    storage emptied again, untimed), `cleanup`. Engines take turns pull by pull, so a change
+    in the machine's load (it is shared) falls on every engine alike."""
+
+    name = ""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+
+    def setup(self) -> None:
+        pass
+
+    def pull_once(self, i: int) -> float:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class ShipslogPull(PullEngine):
     """Our CLI, or (`docker_cli`) the docker CLI against shipslogd: the same daemon work
-    without our CLI's start-up."""
-    if docker_cli and shutil.which("docker") is None:
-        raise Unavailable("`docker` is not installed")
-    out = []
-    for _ in range(n):
+    without our CLI's start-up. A fresh daemon and root per pull (started outside the timing)."""
+
+    def __init__(self, ref: str, *, docker_cli: bool = False) -> None:
+        super().__init__(ref)
+        self.docker_cli = docker_cli
+        self.name = "shipslog_docker_cli" if docker_cli else "shipslog"
+
+    def setup(self) -> None:
+        if self.docker_cli and shutil.which("docker") is None:
+            raise Unavailable("`docker` is not installed")
+
+    def pull_once(self, i: int) -> float:
         d = DaemonProcess.make()
         try:
             d.start()
             env = dict(d.cli_env(), PYTHONPATH=str(REPO))
-            argv = (["docker", "pull", "-q", ref] if docker_cli else
-                    [sys.executable, "-m", "engine.cli.main", "pull", "-q", ref])
-            out.append(_timed(argv, env))
+            argv = (["docker", "pull", "-q", self.ref] if self.docker_cli else
+                    [sys.executable, "-m", "engine.cli.main", "pull", "-q", self.ref])
+            t = _timed(argv, env)
             images = d.client().get_json("/images/json")
-            assert images and images[0]["RepoTags"] == [ref], images
+            assert images and images[0]["RepoTags"] == [self.ref], images
+            return t
         finally:
             d.cleanup()
-    return out
 
 
-def bench_docker(prefix: Path, ref: str, n: int, stack: ExitStack) -> list[float]:
-    dockerd = Dockerd(Path(f"{prefix}docker"))
-    stack.callback(dockerd.stop)
-    out = []
-    try:  # stopped here as well: the next image's dockerd must not meet this one
-        dockerd.start()
-        for _ in range(n):
-            out.append(_timed(["docker", "pull", "-q", ref], dockerd.env))
-            run(["docker", "rmi", ref], env=dockerd.env)
-            run(["docker", "image", "prune", "-af"], env=dockerd.env)
-    finally:
-        dockerd.stop()
-    return out
+class DockerPull(PullEngine):
+    name = "docker"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.dockerd = Dockerd(base)
+
+    def setup(self) -> None:
+        self.dockerd.start()
+
+    def pull_once(self, i: int) -> float:
+        env = self.dockerd.env
+        t = _timed(["docker", "pull", "-q", self.ref], env)
+        run(["docker", "rmi", self.ref], env=env)
+        run(["docker", "image", "prune", "-af"], env=env)
+        return t
+
+    def cleanup(self) -> None:
+        self.dockerd.stop()
 
 
-def bench_podman(prefix: Path, ref: str, n: int, stack: ExitStack) -> list[float]:
-    podman = Podman(Path(f"{prefix}podman"))
-    stack.callback(podman.cleanup)
-    out = []
-    try:
-        podman.setup()
-        for _ in range(n):
-            out.append(_timed([*podman.prefix, "pull", "-q", "--tls-verify=false", ref],
-                              podman.env))
-            run([*podman.prefix, "rmi", "-af"], env=podman.env)
-    finally:
-        podman.cleanup()
-    return out
+class PodmanPull(PullEngine):
+    name = "podman"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.podman = Podman(base)
+
+    def setup(self) -> None:
+        self.podman.setup()
+
+    def pull_once(self, i: int) -> float:
+        p = self.podman
+        t = _timed([*p.prefix, "pull", "-q", "--tls-verify=false", self.ref], p.env)
+        run([*p.prefix, "rmi", "-af"], env=p.env)
+        return t
+
+    def cleanup(self) -> None:
+        self.podman.cleanup()
 
 
-def bench_skopeo(prefix: Path, ref: str, n: int) -> list[float]:
-    if shutil.which("skopeo") is None:
-        raise Unavailable("`skopeo` is not installed")
-    out = []
-    for i in range(n):
-        dest = Path(f"{prefix}skopeo-{i}")
-        out.append(_timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
-                           f"docker://{ref}", f"oci:{dest}:{TAG}"], dict(os.environ)))
-        shutil.rmtree(dest, ignore_errors=True)
-    return out
+class SkopeoPull(PullEngine):
+    name = "skopeo"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.base = base
+
+    def setup(self) -> None:
+        if shutil.which("skopeo") is None:
+            raise Unavailable("`skopeo` is not installed")
+
+    def pull_once(self, i: int) -> float:
+        dest = self.base / f"skopeo-{i}"
+        try:
+            return _timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                           f"docker://{self.ref}", f"oci:{dest}:{TAG}"], dict(os.environ))
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- main
@@ -299,24 +345,38 @@ IMAGES = ("synthetic", "real")
 
 def _bench_image(kind: str, ref: str, n: int, work: Path, stack: ExitStack, skip: list[str],
                  samples: dict[str, list[float]], why: dict[str, str]) -> None:
-    """Every engine pulls `ref` n times; fills samples/why (keyed by engine)."""
-    runs: dict[str, Callable[[], list[float]]] = {
-        "shipslog": lambda: bench_shipslog(ref, n),
-        "shipslog_docker_cli": lambda: bench_shipslog(ref, n, docker_cli=True),
-        "docker": lambda: bench_docker(work / f"{kind}-", ref, n, stack),
-        "podman": lambda: bench_podman(work / f"{kind}-", ref, n, stack),
-        "skopeo": lambda: bench_skopeo(work / f"{kind}-", ref, n),
-    }
-    for name, fn in runs.items():
-        if name in skip:
-            why[name] = "skipped (--skip)"
+    """Every engine pulls `ref` n times, taking turns (round-robin); fills samples/why."""
+    base = work / kind[0]  # short: podman refuses a runroot path over 50 characters
+    base.mkdir()
+    engines: list[PullEngine] = [
+        ShipslogPull(ref), ShipslogPull(ref, docker_cli=True), DockerPull(ref, base / "docker"),
+        PodmanPull(ref, base / "podman"), SkopeoPull(ref, base)]
+    ready: list[PullEngine] = []
+    for e in engines:
+        if e.name in skip:
+            why[e.name] = "skipped (--skip)"
             continue
-        log(f"{kind} image, {name}: {n} pull(s)")
+        stack.callback(e.cleanup)
         try:
-            samples[name] = fn()
-        except (Unavailable, CommandFailed, OSError, AssertionError) as e:
-            why[name] = str(e)[:300]
-            log(f"{name}: not measured: {why[name]}")
+            e.setup()
+        except (Unavailable, CommandFailed, OSError) as err:
+            why[e.name] = str(err)[:300]
+            log(f"{e.name}: not measured: {why[e.name]}")
+            continue
+        ready.append(e)
+        samples[e.name] = []
+    for i in range(n):
+        log(f"{kind} image, round {i + 1}/{n}: {', '.join(e.name for e in ready)}")
+        for e in list(ready):
+            try:
+                samples[e.name].append(e.pull_once(i))
+            except (Unavailable, CommandFailed, OSError, AssertionError) as err:
+                why[e.name] = str(err)[:300]
+                log(f"{e.name}: not measured: {why[e.name]}")
+                samples.pop(e.name)
+                ready.remove(e)
+    for e in ready:
+        e.cleanup()
 
 
 def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[float]],
