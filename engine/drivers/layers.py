@@ -29,6 +29,16 @@ from typing import BinaryIO
 
 import zstandard
 
+try:
+    # ISA-L's inflate: the same API as zlib's, about twice as fast (0.31 s against 0.57 s of
+    # CPU for a 200 MB layer here; issue 17). zlib stays the fallback where isal is missing.
+    from isal import isal_zlib as _inflate
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
+except ImportError:  # pragma: no cover - isal is a dependency; this keeps a bare venv working
+    _inflate = zlib  # type: ignore[assignment]
+    _INFLATE_ERRORS = (zlib.error,)
+
 from engine.drivers import mountsys
 from engine.drivers.tarheader import FastTarInfo
 from engine.drivers.tarsafe import (
@@ -100,7 +110,7 @@ def _plain(src: _Counting, first: bytes) -> Iterator[bytes]:
 
 def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
     # Multi-member gzip is legal (RFC 1952 §2.2) and docker's reader accepts it.
-    d = zlib.decompressobj(31)
+    d = _inflate.decompressobj(31)
     buf = first
     try:
         while True:
@@ -111,13 +121,13 @@ def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
                         return
                     raise InvalidLayer("invalid archive: truncated gzip stream")
             if d.eof:
-                d = zlib.decompressobj(31)
+                d = _inflate.decompressobj(31)
             # max_length bounds memory per step whatever the compression ratio (I-12).
             out = d.decompress(buf, CHUNK)
             buf = d.unused_data if d.eof else d.unconsumed_tail
             if out:
                 yield out
-    except zlib.error as e:
+    except _INFLATE_ERRORS as e:
         raise InvalidLayer(f"invalid archive: gzip: {e}") from None
 
 
