@@ -1,7 +1,8 @@
 """What a plain request/response command imports (issue 17): `shipslog version` and
 `shipslog ps` against a real daemon, each in a fresh interpreter, must load nothing of the
 daemon, no trio or h11, no sqlite, and none of the stdlib modules the client path was cut
-loose from (shutil via argparse's terminal width, urllib.parse via quoting). The rule they
+loose from (shutil via argparse's terminal width, urllib.parse via quoting, locale via
+argparse's gettext lookups). The rule they
 follow is written in engine/cli/__init__.py."""
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ sys.exit(code)
 FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.supervisor", "engine.drivers",
                       "engine.runtime", "engine.network", "engine.registry", "events.",
                       "projections", "msgspec", "sqlite3", "_sqlite3", "asyncio", "dataclasses",
-                      "shutil", "bz2", "lzma", "urllib", "ipaddress", "subprocess", "threading")
+                      "shutil", "bz2", "lzma", "urllib", "ipaddress", "subprocess", "threading",
+                      # gettext imports locale when it searches for a catalogue: the sign that
+                      # argparse's ~30 message lookups went to the disk again
+                      "locale")
 
 
 def imported(daemon: DaemonProcess, *argv: str) -> list[str]:
