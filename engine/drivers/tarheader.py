@@ -27,7 +27,7 @@ _NUMERIC = ((100, 8), (108, 8), (116, 8), (124, 12), (136, 12), (329, 8), (337, 
 _SLOW_TYPES = frozenset({tarfile.GNUTYPE_SPARSE})
 
 
-def _octal(field: bytes) -> int:
+def _octal(field: bytes | bytearray) -> int:
     # tarfile.nti for an octal field: up to the first NUL, ASCII, stripped, "" means 0.
     p = field.find(b"\0")
     if p != -1:
@@ -35,7 +35,7 @@ def _octal(field: bytes) -> int:
     return int(field.decode("ascii").strip() or "0", 8)
 
 
-def _text(field: bytes, encoding: str, errors: str) -> str:
+def _text(field: bytes | bytearray, encoding: str, errors: str) -> str:
     # tarfile.nts
     p = field.find(b"\0")
     if p != -1:
@@ -47,14 +47,14 @@ class FastTarInfo(tarfile.TarInfo):
     """TarInfo with a fast path for decoding ordinary headers; see the module docstring."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> Any:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Any:
         obj = cls._fast(buf, encoding, errors)
         if obj is None:
             return super().frombuf(buf, encoding, errors)
         return obj
 
     @classmethod
-    def _fast(cls, buf: bytes, encoding: str, errors: str) -> FastTarInfo | None:
+    def _fast(cls, buf: bytes | bytearray, encoding: str, errors: str) -> FastTarInfo | None:
         if len(buf) != _BLOCK or buf[156:157] in _SLOW_TYPES or buf[148] & 0x80:
             return None
         for off, _ in _NUMERIC:
@@ -74,7 +74,7 @@ class FastTarInfo(tarfile.TarInfo):
             obj.size = _octal(buf[124:136])
             obj.mtime = _octal(buf[136:148])
             obj.chksum = chksum
-            obj.type = buf[156:157]
+            obj.type = buf[156:157]  # type: ignore[assignment]  # as tarfile does
             obj.linkname = _text(buf[157:257], encoding, errors)
             obj.uname = _text(buf[265:297], encoding, errors)
             obj.gname = _text(buf[297:329], encoding, errors)
