@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -67,28 +66,39 @@ def _tokenize(src: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- nodes
 
 
-@dataclass
+# Plain classes, not dataclasses: `dataclasses` imports `inspect` (~10 ms), and `shipslog ps`
+# renders its default table through this module (issue 17).
 class _Pipe:
-    commands: list[list[tuple[str, Any]]]
-    decl: list[str] = field(default_factory=list)
+    __slots__ = ("commands", "decl")
+
+    def __init__(self, commands: list[list[tuple[str, Any]]],
+                 decl: list[str] | None = None) -> None:
+        self.commands = commands
+        self.decl: list[str] = decl if decl is not None else []
 
 
-@dataclass
 class _Text:
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-@dataclass
 class _Action:
-    pipe: _Pipe
+    __slots__ = ("pipe",)
+
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipe = pipe
 
 
-@dataclass
 class _Block:
-    kind: str  # "if" | "range" | "with"
-    pipe: _Pipe
-    body: list[Any] = field(default_factory=list)
-    orelse: list[Any] = field(default_factory=list)
+    __slots__ = ("kind", "pipe", "body", "orelse")
+
+    def __init__(self, kind: str, pipe: _Pipe) -> None:
+        self.kind = kind  # "if" | "range" | "with"
+        self.pipe = pipe
+        self.body: list[Any] = []
+        self.orelse: list[Any] = []
 
 
 def _parse_pipe(tokens: list[tuple[str, str]]) -> _Pipe:

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import tarfile
 import threading
+import types
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import BinaryIO
 import zstandard
 
 from engine.drivers import mountsys
+from engine.drivers.tarheader import FastTarInfo
 from engine.drivers.tarsafe import (
     Applier,
     InvalidLayer,
@@ -38,6 +40,19 @@ from engine.drivers.tarsafe import (
     LayerTooLarge,
 )
 from engine.images.reference import InvalidReference, digest_hex, validate_digest
+
+_inflate: types.ModuleType
+_INFLATE_ERRORS: tuple[type[Exception], ...]
+try:
+    # ISA-L's inflate: the same API as zlib's, about twice as fast (0.31 s against 0.57 s of
+    # CPU for a 200 MB layer here; issue 17). zlib stays the fallback where isal is missing.
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+    _INFLATE_ERRORS = (zlib.error, isal_zlib.error)  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - isal is a dependency; this keeps a bare venv working
+    _inflate = zlib
+    _INFLATE_ERRORS = (zlib.error,)
 
 __all__ = [
     "InvalidLayer",
@@ -99,7 +114,7 @@ def _plain(src: _Counting, first: bytes) -> Iterator[bytes]:
 
 def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
     # Multi-member gzip is legal (RFC 1952 §2.2) and docker's reader accepts it.
-    d = zlib.decompressobj(31)
+    d = _inflate.decompressobj(31)
     buf = first
     try:
         while True:
@@ -110,13 +125,13 @@ def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
                         return
                     raise InvalidLayer("invalid archive: truncated gzip stream")
             if d.eof:
-                d = zlib.decompressobj(31)
+                d = _inflate.decompressobj(31)
             # max_length bounds memory per step whatever the compression ratio (I-12).
             out = d.decompress(buf, CHUNK)
             buf = d.unused_data if d.eof else d.unconsumed_tail
             if out:
                 yield out
-    except zlib.error as e:
+    except _INFLATE_ERRORS as e:
         raise InvalidLayer(f"invalid archive: gzip: {e}") from None
 
 
@@ -423,7 +438,9 @@ def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits, *,
     applier = applier_class(target_fd, limits)
     try:
         try:
-            tf = tarfile.TarFile(fileobj=stream, mode="r")  # type: ignore[arg-type]
+            # FastTarInfo: the same headers, decoded in a third of the time (issue 17).
+            tf = tarfile.TarFile(fileobj=stream, mode="r",  # type: ignore[arg-type]
+                                 tarinfo=FastTarInfo)
         except tarfile.ReadError as e:
             raise InvalidLayer(f"invalid archive: not a tar stream ({e})") from None
         try:

@@ -5,16 +5,20 @@ verification only, no unpack) in one run (issue 4).
     python3 -m tools.bench.pull            # 3 pulls per engine
     python3 -m tools.bench.pull --quick    # 1 pull per engine
     python3 -m tools.bench.pull -n 5 --skip podman
+    python3 -m tools.bench.pull --skip-image synthetic   # only the real-content image
 
-The image: the busybox layer plus one layer of ~170 MB uncompressed (a tree of ~2,000 files
-of mixed sizes, part random, part text-like, so gzip does real work), Docker schema 2 with
+Two images, each the busybox layer plus one big layer: `synthetic`, ~170 MB uncompressed (a
+tree of ~2,000 files of mixed sizes, part random, part text-like, so gzip does real work), and
+`real` (issue 17), ~180 MB of files this machine already has (/usr/lib/python3*,
+/usr/share/doc: ~10,000 files, as many small files as a python base image); Docker schema 2 with
 gzip layers, pushed once to Debian's `docker-registry` on 127.0.0.1 (plain HTTP, as every
 engine allows for loopback). Every pull starts from empty storage: a fresh shipslogd root
 (started outside the timing), `rmi` + `image prune -a` for Docker and Podman, a fresh
-directory for skopeo. Timed: the client command's wall time, until the image is usable (for
-skopeo: until the OCI directory is complete). Median and min per engine, and ratios of our
-CLI's median to each. `shipslog_docker_cli` is the docker CLI against shipslogd: the same
-daemon work without our CLI's start-up.
+directory for skopeo. The engines take turns pull by pull (round-robin), so a change in the
+load of a shared machine falls on all of them alike. Timed: the client command's wall
+time, until the image is usable (for skopeo: until the OCI directory is complete). Median and
+min per engine, and ratios of our CLI's median to each. `shipslog_docker_cli` is the docker
+CLI against shipslogd: the same daemon work without our CLI's start-up.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here).
@@ -38,7 +42,6 @@ import sys
 import tarfile
 import time
 import urllib.request
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -69,8 +72,13 @@ from tools.bench.common import (
 )
 
 REPO_NAME = "bench/big"
+REAL_REPO_NAME = "bench/real"
 TAG = "v1"
 BIG_LAYER_BYTES = 170 << 20
+# Real distribution content (issue 17): what a python base image holds is a standard library
+# and a documentation tree -- ~10,000 small files, not ~2,000 large ones.
+REAL_SOURCES = ("/usr/lib/python3", "/usr/lib/python3.11", "/usr/share/doc")
+REAL_LAYER_BYTES = 180 << 20
 
 
 # ----------------------------------------------------------------------------- the image
@@ -103,6 +111,39 @@ def _big_layer_tar(seed: int = 4) -> bytes:
     return out.getvalue()
 
 
+def _real_sources() -> list[Path]:
+    found = [Path(p) for p in REAL_SOURCES if Path(p).is_dir()]
+    if not found:
+        raise Unavailable(f"none of {', '.join(REAL_SOURCES)} exists here")
+    return found
+
+
+def _real_layer_tar() -> bytes:
+    """A layer of files this machine already has (sorted walk, stops at REAL_LAYER_BYTES).
+
+    Owners are kept as they are (root), mtimes too; sockets and devices are left out (tarfile
+    skips sockets; there are no devices under these trees)."""
+    out = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for top in _real_sources():
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames.sort()
+                if total >= REAL_LAYER_BYTES:
+                    break
+                tf.add(dirpath, arcname=dirpath.lstrip("/"), recursive=False)
+                for name in sorted(filenames):
+                    if total >= REAL_LAYER_BYTES:
+                        break
+                    path = os.path.join(dirpath, name)
+                    try:
+                        tf.add(path, arcname=path.lstrip("/"), recursive=False)
+                        total += os.lstat(path).st_size
+                    except OSError:
+                        continue  # vanished or unreadable: not part of the image
+    return out.getvalue()
+
+
 def _busybox_layer(busybox_tar: Path) -> bytes:
     with tarfile.open(busybox_tar) as t:
         f = t.extractfile("manifest.json")
@@ -113,9 +154,9 @@ def _busybox_layer(busybox_tar: Path) -> bytes:
         return blob.read()
 
 
-def _put_blob(base: str, data: bytes) -> str:
+def _put_blob(base: str, repo: str, data: bytes) -> str:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    req = urllib.request.Request(f"{base}/v2/{REPO_NAME}/blobs/uploads/", method="POST")
+    req = urllib.request.Request(f"{base}/v2/{repo}/blobs/uploads/", method="POST")
     with urllib.request.urlopen(req) as resp:
         loc = resp.headers["Location"]
     loc = loc if loc.startswith("http") else base + loc
@@ -126,10 +167,13 @@ def _put_blob(base: str, data: bytes) -> str:
     return digest
 
 
-def push_image(reg: LocalRegistry, work: Path, busybox_tar: Path) -> dict[str, Any]:
-    """Build the two-layer image and push it; return sizes."""
+def push_image(reg: LocalRegistry, work: Path, busybox_tar: Path, *,
+               real: bool = False) -> dict[str, Any]:
+    """Build the two-layer image (busybox + synthetic or `real` content) and push it; return
+    its reference and sizes."""
     base = f"http://{reg.domain}"
-    raw_layers = [_busybox_layer(busybox_tar), _big_layer_tar()]
+    repo = REAL_REPO_NAME if real else REPO_NAME
+    raw_layers = [_busybox_layer(busybox_tar), _real_layer_tar() if real else _big_layer_tar()]
     if raw_layers[0][:2] == b"\x1f\x8b":
         raw_layers[0] = gzip.decompress(raw_layers[0])
     blobs = [gzip.compress(t, compresslevel=6, mtime=0) for t in raw_layers]
@@ -141,19 +185,24 @@ def push_image(reg: LocalRegistry, work: Path, busybox_tar: Path) -> dict[str, A
     layer_descs = []
     for blob in blobs:
         layer_descs.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                            "digest": _put_blob(base, blob), "size": len(blob)})
+                            "digest": _put_blob(base, repo, blob), "size": len(blob)})
     manifest = json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": _put_blob(base, config), "size": len(config)},
+                   "digest": _put_blob(base, repo, config), "size": len(config)},
         "layers": layer_descs}).encode()
     req = urllib.request.Request(
-        f"{base}/v2/{REPO_NAME}/manifests/{TAG}", data=manifest, method="PUT",
+        f"{base}/v2/{repo}/manifests/{TAG}", data=manifest, method="PUT",
         headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
     urllib.request.urlopen(req).close()
-    return {"uncompressed_mb": sum(len(t) for t in raw_layers) / 1e6,
-            "compressed_mb": sum(len(b) for b in blobs) / 1e6, "layers": len(blobs)}
+    files = 0
+    with tarfile.open(fileobj=io.BytesIO(raw_layers[1])) as tf:
+        files = sum(1 for m in tf if m.isfile())
+    return {"ref": f"{reg.domain}/{repo}:{TAG}",
+            "uncompressed_mb": sum(len(t) for t in raw_layers) / 1e6,
+            "compressed_mb": sum(len(b) for b in blobs) / 1e6, "layers": len(blobs),
+            "files": files}
 
 
 # ----------------------------------------------------------------------------- engines
@@ -165,61 +214,113 @@ def _timed(argv: list[str], env: dict[str, str], timeout: float = 600) -> float:
     return time.monotonic() - t0
 
 
-def bench_shipslog(ref: str, n: int, *, docker_cli: bool = False) -> list[float]:
+class PullEngine:
+    """One engine as the benchmark drives it: `setup` (untimed), `pull_once` (timed, then
+    storage emptied again, untimed), `cleanup`. Engines take turns pull by pull, so a change
+    in the machine's load (it is shared) falls on every engine alike."""
+
+    name = ""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+
+    def setup(self) -> None:
+        pass
+
+    def pull_once(self, i: int) -> float:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class ShipslogPull(PullEngine):
     """Our CLI, or (`docker_cli`) the docker CLI against shipslogd: the same daemon work
-    without our CLI's start-up."""
-    if docker_cli and shutil.which("docker") is None:
-        raise Unavailable("`docker` is not installed")
-    out = []
-    for _ in range(n):
+    without our CLI's start-up. A fresh daemon and root per pull (started outside the timing)."""
+
+    def __init__(self, ref: str, *, docker_cli: bool = False) -> None:
+        super().__init__(ref)
+        self.docker_cli = docker_cli
+        self.name = "shipslog_docker_cli" if docker_cli else "shipslog"
+
+    def setup(self) -> None:
+        if self.docker_cli and shutil.which("docker") is None:
+            raise Unavailable("`docker` is not installed")
+
+    def pull_once(self, i: int) -> float:
         d = DaemonProcess.make()
         try:
             d.start()
             env = dict(d.cli_env(), PYTHONPATH=str(REPO))
-            argv = (["docker", "pull", "-q", ref] if docker_cli else
-                    [sys.executable, "-m", "engine.cli.main", "pull", "-q", ref])
-            out.append(_timed(argv, env))
+            argv = (["docker", "pull", "-q", self.ref] if self.docker_cli else
+                    [sys.executable, "-m", "engine.cli.main", "pull", "-q", self.ref])
+            t = _timed(argv, env)
             images = d.client().get_json("/images/json")
-            assert images and images[0]["RepoTags"] == [ref], images
+            assert images and images[0]["RepoTags"] == [self.ref], images
+            return t
         finally:
             d.cleanup()
-    return out
 
 
-def bench_docker(work: Path, ref: str, n: int, stack: ExitStack) -> list[float]:
-    dockerd = Dockerd(work / "docker")
-    stack.callback(dockerd.stop)
-    dockerd.start()
-    out = []
-    for _ in range(n):
-        out.append(_timed(["docker", "pull", "-q", ref], dockerd.env))
-        run(["docker", "rmi", ref], env=dockerd.env)
-        run(["docker", "image", "prune", "-af"], env=dockerd.env)
-    return out
+class DockerPull(PullEngine):
+    name = "docker"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.dockerd = Dockerd(base)
+
+    def setup(self) -> None:
+        self.dockerd.start()
+
+    def pull_once(self, i: int) -> float:
+        env = self.dockerd.env
+        t = _timed(["docker", "pull", "-q", self.ref], env)
+        run(["docker", "rmi", self.ref], env=env)
+        run(["docker", "image", "prune", "-af"], env=env)
+        return t
+
+    def cleanup(self) -> None:
+        self.dockerd.stop()
 
 
-def bench_podman(work: Path, ref: str, n: int, stack: ExitStack) -> list[float]:
-    podman = Podman(work / "podman")
-    stack.callback(podman.cleanup)
-    podman.setup()
-    out = []
-    for _ in range(n):
-        out.append(_timed([*podman.prefix, "pull", "-q", "--tls-verify=false", ref],
-                          podman.env))
-        run([*podman.prefix, "rmi", "-af"], env=podman.env)
-    return out
+class PodmanPull(PullEngine):
+    name = "podman"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.podman = Podman(base)
+
+    def setup(self) -> None:
+        self.podman.setup()
+
+    def pull_once(self, i: int) -> float:
+        p = self.podman
+        t = _timed([*p.prefix, "pull", "-q", "--tls-verify=false", self.ref], p.env)
+        run([*p.prefix, "rmi", "-af"], env=p.env)
+        return t
+
+    def cleanup(self) -> None:
+        self.podman.cleanup()
 
 
-def bench_skopeo(work: Path, ref: str, n: int) -> list[float]:
-    if shutil.which("skopeo") is None:
-        raise Unavailable("`skopeo` is not installed")
-    out = []
-    for i in range(n):
-        dest = work / f"skopeo-{i}"
-        out.append(_timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
-                           f"docker://{ref}", f"oci:{dest}:{TAG}"], dict(os.environ)))
-        shutil.rmtree(dest, ignore_errors=True)
-    return out
+class SkopeoPull(PullEngine):
+    name = "skopeo"
+
+    def __init__(self, ref: str, base: Path) -> None:
+        super().__init__(ref)
+        self.base = base
+
+    def setup(self) -> None:
+        if shutil.which("skopeo") is None:
+            raise Unavailable("`skopeo` is not installed")
+
+    def pull_once(self, i: int) -> float:
+        dest = self.base / f"skopeo-{i}"
+        try:
+            return _timed(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                           f"docker://{self.ref}", f"oci:{dest}:{TAG}"], dict(os.environ))
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- main
@@ -232,63 +333,59 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", action="append", default=[],
                    choices=["shipslog_docker_cli", "docker", "podman", "skopeo"],
                    help="leave an engine out")
+    p.add_argument("--skip-image", action="append", default=[], choices=list(IMAGES),
+                   help="leave an image out (synthetic: ~2,000 generated files; real: "
+                        "~10,000 files of this machine's python and docs)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    n = args.runs or (1 if args.quick else 3)
-    if os.geteuid() != 0:
-        print("the benchmark needs root (daemons, mounts)", file=sys.stderr)
-        return 2
-    interrupts_unwind()
-    samples: dict[str, list[float]] = {}
-    why: dict[str, str] = {}
-    image: dict[str, Any] = {}
-    with ExitStack() as stack:
-        work = make_workdir()
-        stack.callback(remove_tree, work)
-        traces = HostTraces([*Dockerd.host_traces(), *Podman.host_traces(),
-                             *cgroup_paths("shipslog")])
-        stack.callback(traces.restore)
+ENGINES = ("shipslog", "shipslog_docker_cli", "docker", "podman", "skopeo")
+IMAGES = ("synthetic", "real")
+
+
+def _bench_image(kind: str, ref: str, n: int, work: Path, stack: ExitStack, skip: list[str],
+                 samples: dict[str, list[float]], why: dict[str, str]) -> None:
+    """Every engine pulls `ref` n times, taking turns (round-robin); fills samples/why."""
+    base = work / kind[0]  # short: podman refuses a runroot path over 50 characters
+    base.mkdir()
+    engines: list[PullEngine] = [
+        ShipslogPull(ref), ShipslogPull(ref, docker_cli=True), DockerPull(ref, base / "docker"),
+        PodmanPull(ref, base / "podman"), SkopeoPull(ref, base)]
+    ready: list[PullEngine] = []
+    for e in engines:
+        if e.name in skip:
+            why[e.name] = "skipped (--skip)"
+            continue
+        stack.callback(e.cleanup)
         try:
-            reg = LocalRegistry(base=work / "registry")
-            reg.base.mkdir()
-            stack.callback(reg.stop)
-            reg.start()
-            log(f"registry on {reg.domain}; building and pushing the image")
-            image = push_image(reg, work, build_busybox_tar(work / "busybox.tar"))
-            ref = f"{reg.domain}/{REPO_NAME}:{TAG}"
-            log(f"image {ref}: {image['uncompressed_mb']:.0f} MB in {image['layers']} layers "
-                f"({image['compressed_mb']:.0f} MB gzip)")
-            runs: dict[str, Callable[[], list[float]]] = {
-                "shipslog": lambda: bench_shipslog(ref, n),
-                "shipslog_docker_cli": lambda: bench_shipslog(ref, n, docker_cli=True),
-                "docker": lambda: bench_docker(work, ref, n, stack),
-                "podman": lambda: bench_podman(work, ref, n, stack),
-                "skopeo": lambda: bench_skopeo(work, ref, n),
-            }
-            for name, fn in runs.items():
-                if name in args.skip:
-                    why[name] = "skipped (--skip)"
-                    continue
-                log(f"{name}: {n} pull(s)")
-                try:
-                    samples[name] = fn()
-                except (Unavailable, CommandFailed, OSError, AssertionError) as e:
-                    why[name] = str(e)[:300]
-                    log(f"{name}: not measured: {why[name]}")
-        except KeyboardInterrupt:
-            log("interrupted; cleaning up")
-            shield_cleanup()
-            raise
-        finally:
-            shield_cleanup()
+            e.setup()
+        except (Unavailable, CommandFailed, OSError) as err:
+            why[e.name] = str(err)[:300]
+            log(f"{e.name}: not measured: {why[e.name]}")
+            continue
+        ready.append(e)
+        samples[e.name] = []
+    for i in range(n):
+        log(f"{kind} image, round {i + 1}/{n}: {', '.join(e.name for e in ready)}")
+        for e in list(ready):
+            try:
+                samples[e.name].append(e.pull_once(i))
+            except (Unavailable, CommandFailed, OSError, AssertionError) as err:
+                why[e.name] = str(err)[:300]
+                log(f"{e.name}: not measured: {why[e.name]}")
+                samples.pop(e.name)
+                ready.remove(e)
+    for e in ready:
+        e.cleanup()
+
+
+def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[float]],
+            why: dict[str, str]) -> tuple[str, dict[str, Any]]:
     ours = median(samples.get("shipslog", []))
     rows = []
     result: dict[str, Any] = {"image": image, "runs": n, "median_s": {}, "min_s": {},
                               "shipslog_ratio": {}}
-    for name in ("shipslog", "shipslog_docker_cli", "docker", "podman", "skopeo"):
+    for name in ENGINES:
         xs = samples.get(name, [])
         med = median(xs)
         result["median_s"][name] = med
@@ -300,7 +397,54 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([name, fmt_s(med), fmt_s(min(xs) if xs else None),
                      "" if mine else fmt_ratio(r),
                      why.get(name, "")])
-    print(format_table(["engine", "median", "min", "shipslog/x", "note"], rows))
+    title = (f"{kind} image: {image.get('uncompressed_mb', 0):.0f} MB, "
+             f"{image.get('files', 0)} files in the big layer")
+    return title + "\n" + format_table(["engine", "median", "min", "shipslog/x", "note"],
+                                        rows), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    n = args.runs or (1 if args.quick else 3)
+    if os.geteuid() != 0:
+        print("the benchmark needs root (daemons, mounts)", file=sys.stderr)
+        return 2
+    interrupts_unwind()
+    kinds = [k for k in IMAGES if k not in args.skip_image]
+    samples: dict[str, dict[str, list[float]]] = {k: {} for k in kinds}
+    why: dict[str, dict[str, str]] = {k: {} for k in kinds}
+    images: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        work = make_workdir()
+        stack.callback(remove_tree, work)
+        traces = HostTraces([*Dockerd.host_traces(), *Podman.host_traces(),
+                             *cgroup_paths("shipslog")])
+        stack.callback(traces.restore)
+        try:
+            reg = LocalRegistry(base=work / "registry")
+            reg.base.mkdir()
+            stack.callback(reg.stop)
+            reg.start()
+            busybox = build_busybox_tar(work / "busybox.tar")
+            for kind in kinds:
+                log(f"registry on {reg.domain}; building and pushing the {kind} image")
+                image = images[kind] = push_image(reg, work, busybox, real=kind == "real")
+                log(f"image {image['ref']}: {image['uncompressed_mb']:.0f} MB in "
+                    f"{image['layers']} layers ({image['compressed_mb']:.0f} MB gzip, "
+                    f"{image['files']} files in the big layer)")
+                _bench_image(kind, image["ref"], n, work, stack, args.skip,
+                             samples[kind], why[kind])
+        except KeyboardInterrupt:
+            log("interrupted; cleaning up")
+            shield_cleanup()
+            raise
+        finally:
+            shield_cleanup()
+    result: dict[str, Any] = {}
+    for kind in kinds:
+        text, result[kind] = _report(kind, n, images.get(kind, {}), samples[kind], why[kind])
+        print(text)
+        print()
     print(json_line(result))
     return 0
 

@@ -18,6 +18,8 @@ All engines use the same busybox image (tools/build_busybox_image.py, loaded int
    the daemon idle and with the 50 running (dockerd+containerd for Docker; Podman has none),
    and the per-container monitor (conmon for shipslog and Podman, containerd-shim for Docker),
    summed over the running containers and divided by their count.
+4. CLI start-up (issue 17): `version` and `ps -a`, N interleaved rounds per client after one
+   warm-up; the target compares our CLI with the docker CLI against the same shipslogd.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here; the table says why).
@@ -273,6 +275,55 @@ def measure_parallel(e: Engine, count: int, *, memory: bool) -> Parallel:
     return res
 
 
+CLI_COMMANDS = (("version", ["version"]), ("ps", ["ps", "-a"]))
+
+
+def measure_cli(engines: list[Engine], n: int) -> dict[str, dict[str, list[float]]]:
+    """`version` and `ps -a` (issue 17: what every command pays before and after it talks to
+    its daemon): n rounds interleaved over the engines after one warm-up, as for run --rm.
+    The pair to compare is our CLI and the docker CLI against the same shipslogd."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for verb, argv in CLI_COMMANDS:
+        res: dict[str, list[float]] = {e.key: [] for e in engines if not e.error}
+        for i in range(n + 1):
+            for e in engines:
+                if e.key not in res:
+                    continue
+                try:
+                    t, _ = timed([*e.prefix, *argv], env=e.env, timeout=60)
+                except CommandFailed as err:
+                    log(f"{e.key} {verb}: {err}")
+                    res.pop(e.key)
+                    continue
+                if i:
+                    res[e.key].append(t)
+        out[verb] = res
+    return out
+
+
+def report_cli(cli: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]:
+    """The CLI table (median, min; ratio of ours to the docker CLI on the same daemon)."""
+    rows = []
+    result: dict[str, Any] = {}
+    for verb, res in cli.items():
+        meds = {k: median(v) for k, v in res.items()}
+        for key in ("shipslog", "shipslog_docker_cli", "docker", "podman"):
+            xs = res.get(key, [])
+            rows.append([f"{verb}", key, fmt_s(meds.get(key)), fmt_s(min(xs) if xs else None)])
+        ours = meds.get("shipslog")
+        result[verb] = {"median_s": meds,
+                        "shipslog_vs_docker_cli_same_daemon":
+                            ratio(ours, meds.get("shipslog_docker_cli")),
+                        "shipslog_vs_docker": ratio(ours, meds.get("docker")),
+                        "shipslog_vs_podman": ratio(ours, meds.get("podman"))}
+        rows.append([verb, "ratio: shipslog / docker CLI, same daemon",
+                     fmt_ratio(result[verb]["shipslog_vs_docker_cli_same_daemon"]), ""])
+    print("\n".join(["", f"CLI start-up: {n} runs each, interleaved, after 1 warm-up",
+                     format_table(["command", "client (daemon)", "median", "min"], rows)]),
+          flush=True)
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 
@@ -441,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     floor_samples: list[float] = []
     floor_err: list[str] = []
     par: dict[str, Parallel] = {}
+    cli: dict[str, dict[str, list[float]]] = {}
     result: dict[str, Any] | None = None
     with ExitStack() as stack:
         work = make_workdir()
@@ -484,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"run --rm: {n} rounds over {', '.join(e.key for e in order)}"
                 + (", runc" if floor is not None else ""))
             measure_run_rm(order, floor, n, floor_samples, floor_err)
+            log(f"CLI start-up: {n} rounds of version and ps -a")
+            cli = measure_cli(order, n)
 
             for key in ("shipslog", "shipslog_docker_cli", "docker", "podman"):
                 e = engines.get(key)
@@ -498,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
             shield_cleanup()
             result = report(engines, unavailable, floor_samples,
                             floor_err[0] if floor_err else None, par, n, args.parallel)
+            result["cli"] = report_cli(cli, n)
             log("cleaning up")
     # after cleanup, so the JSON object really is the last line
     print(json_line(result), flush=True)

@@ -1,0 +1,52 @@
+"""What a plain request/response command imports (issue 17): `shipslog version` and
+`shipslog ps` against a real daemon, each in a fresh interpreter, must load nothing of the
+daemon, no trio or h11, no sqlite, and none of the stdlib modules the client path was cut
+loose from (shutil via argparse's terminal width, urllib.parse via quoting, locale via
+argparse's gettext lookups). The rule they
+follow is written in engine/cli/__init__.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.testing.daemon import DaemonProcess
+
+pytestmark = pytest.mark.kernel
+
+REPO = Path(__file__).resolve().parents[2]
+# Print the modules a command imported, after running it as the `shipslog` script does.
+PROBE = """
+import sys
+from engine.cli.main import run
+code = run(sys.argv[1:])
+sys.stdout.flush()
+print("MODULES", *sorted(sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.supervisor", "engine.drivers",
+                      "engine.runtime", "engine.network", "engine.registry", "events.",
+                      "projections", "msgspec", "sqlite3", "_sqlite3", "asyncio", "dataclasses",
+                      "shutil", "bz2", "lzma", "urllib", "ipaddress", "subprocess", "threading",
+                      # gettext imports locale when it searches for a catalogue: the sign that
+                      # argparse's ~30 message lookups went to the disk again
+                      "locale")
+
+
+def imported(daemon: DaemonProcess, *argv: str) -> list[str]:
+    env = dict(daemon.cli_env(), PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-c", PROBE, *argv], env=env, capture_output=True,
+                       text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stderr.splitlines() if x.startswith("MODULES "))
+    return line.split()[1:]
+
+
+@pytest.mark.parametrize("argv", [["version"], ["ps", "-a"]])
+def test_plain_commands_import_only_the_client(daemon: DaemonProcess, argv: list[str]) -> None:
+    mods = imported(daemon, *argv)
+    heavy = [m for m in mods if m.startswith(FORBIDDEN_PREFIXES) or m == "events"]
+    assert heavy == [], f"`shipslog {' '.join(argv)}` imported {heavy}"
