@@ -41,7 +41,10 @@ def register(sub: Any) -> None:
     p.add_argument("--since", default="",
                    help="Unix time, RFC 3339, a duration such as 2h, or seq:N")
     p.add_argument("--until", default="", help="as --since")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="Docker's filters, and who acted: actor=NAME|UID, uid=N, "
+                   "command=TEXT, outcome=failed|completed|compensated|pending (these read "
+                   "the full stream, as --all)")
     p.add_argument("--format", default="")
     p.add_argument("-a", "--all", action="store_true",
                    help="shipslog's full stream: every event type, actor, op id, seq, hash")
@@ -336,7 +339,11 @@ def _seq_time(source: Any, value: str) -> str:
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     params = events_params(args, ctx.clock())
     source = ctx.local if ctx.local is not None else ctx.client
-    if args.all or args.format == "json":
+    # Who acted is in shipslog's own stream only (Docker's events carry no caller): the
+    # actor filters read that stream (issue 18).
+    by_actor = any(f.split("=", 1)[0] in ("actor", "uid", "command", "outcome")
+                   for f in args.filter)
+    if args.all or args.format == "json" or by_actor:
         return _full_events(ctx, source, args, params)
     for flag in ("since", "until"):
         if str(params.get(flag, "")).startswith("seq:"):

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--format", default="",
                    help="'json' for the whole timeline, or a Go template per event")
     p.add_argument("--no-trunc", action="store_true", help="show full ids")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="only operations (and their events) by actor=NAME|UID, uid=N, "
+                   "command=TEXT, outcome=failed|completed|compensated|pending")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -97,8 +100,11 @@ def actor_text(actor: dict[str, Any]) -> str:
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"kind": args.type} if args.type else None
-    tl = ctx.read("history", f"/shipslog/history/{args.object}", params)
+    from engine.cli.audit import filter_params
+
+    params = {"kind": args.type} if args.type else {}
+    params.update(filter_params(args.filter, "history"))
+    tl = ctx.read("history", f"/shipslog/history/{args.object}", params or None)
     if args.format == "json":
         ctx.out(json.dumps(tl))
         return 0

@@ -1,0 +1,114 @@
+"""Issue 18, the log for the people who read it: `audit who` names users (from the host's
+passwd, at render time), and `--filter actor=|uid=|command=|outcome=` on `events`, `history`
+and `audit who` — through the real CLI over a real file log (`--root DIR`), written the way
+the daemon writes it (tests/unit/test_history.py's `Log`)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.cli.main import run
+from engine.core import containers as cc
+from events import vocabulary as v
+from events.envelope import Actor, Pending, stream_of
+from events.store import EventStore
+from projections.engine import EngineProjection
+from tests.unit.test_history import CID, OTHER, Log
+
+# Users every Debian host has: the names must come from the host's passwd, not the log.
+ROOT = Actor(uid=0, gid=0, pid=11, command=("shipslog", "start", "web"), via="api")
+NOBODY = Actor(uid=65534, gid=65534, pid=22, command=("shipslog", "rm", "db"), via="api")
+
+
+class FileLog(Log):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.store = EventStore.open(str(path), projection=EngineProjection())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    log = FileLog(tmp_path / "events.db")
+    log.load_image()
+    log.create(CID, "web")
+    log.create(OTHER, "db")
+    op = log.decide(cc.decide_start(log.state, CID, op_id=log.op()), actor=ROOT)
+    log.started(CID, op, pid=100, actor=ROOT)
+    op = log.decide(cc.decide_start(log.state, OTHER, op_id=log.op()), actor=NOBODY)
+    log.started(OTHER, op, pid=200, actor=NOBODY)
+    # nobody starts db, then tries to remove it and fails
+    op = log.decide(cc.decide_remove(log.state, OTHER, op_id=log.op(), force=True,
+                                      remove_volumes=False),
+                    actor=NOBODY)
+    log.append([Pending(stream=stream_of("op", op), event=v.OperationFailed(
+        op_id=op, step="runtime.delete", error="device or resource busy"))], op, NOBODY)
+    log.store.close()
+    return tmp_path
+
+
+def cli(root: Path, *argv: str, code: int = 0) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    got = run(["--root", str(root), *argv], environ={"HOME": str(root)}, stdout=out,
+              stderr=err)
+    assert got == code, f"{argv} -> {got}: {err.getvalue()}"
+    return out.getvalue(), err.getvalue()
+
+
+def who_rows(root: Path, *flags: str) -> list[dict]:  # type: ignore[type-arg]
+    out, _ = cli(root, "audit", "who", "--format", "json", *flags)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_audit_who_shows_user_names_from_the_hosts_passwd(root: Path) -> None:
+    out, _ = cli(root, "audit", "who")
+    header, *lines = out.splitlines()
+    assert header.split()[2:4] == ["USER", "UID"]
+    users = {line.split()[3]: line.split()[4] for line in lines}  # USER -> UID
+    assert users["root"] == "0" and users["nobody"] == "65534"
+    # The name is looked up when shown, never stored: the log holds the uid only.
+    raw = (root / "events.db").read_bytes()
+    assert b"nobody" not in raw
+
+
+def test_audit_who_filters_by_name_uid_command_and_outcome(root: Path) -> None:
+    by_name = who_rows(root, "--filter", "actor=nobody")
+    assert [(r["kind"], r["outcome"], r["user"]) for r in by_name] == [
+        ("container.start", "completed", "nobody"), ("container.remove", "failed", "nobody")]
+    assert who_rows(root, "--filter", "uid=65534") == by_name
+    assert [r["kind"] for r in who_rows(root, "-f", "command=start web")] == ["container.start"]
+    failed = who_rows(root, "--filter", "outcome=failed")
+    assert [(r["kind"], r["error"]) for r in failed] == [("container.remove",
+                                                          "device or resource busy")]
+    assert who_rows(root, "-f", "actor=root", "-f", "outcome=failed") == []
+
+
+def test_history_filters_operations_and_their_events_by_actor(root: Path) -> None:
+    out, _ = cli(root, "history", "db", "--format", "json", "--filter", "actor=nobody")
+    tl = json.loads(out)
+    assert [(o["kind"], o["outcome"]) for o in tl["ops"]] == [
+        ("container.start", "completed"), ("container.remove", "failed")]
+    assert {e["actor"]["uid"] for e in tl["entries"]} == {65534}
+    assert [r["pid"] for r in tl["runs"]] == [200]
+    out, _ = cli(root, "history", "db", "--format", "json", "--filter", "outcome=failed")
+    assert [o["kind"] for o in json.loads(out)["ops"]] == ["container.remove"]
+
+
+def test_events_filter_by_actor_name_reads_the_full_stream(root: Path) -> None:
+    out, _ = cli(root, "events", "--filter", "actor=nobody", "--format", "json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events and {e["actor"]["uid"] for e in events} == {65534}
+    out, _ = cli(root, "events", "--all", "--format", "json", "-f", "outcome=failed")
+    types = [json.loads(line)["type"] for line in out.splitlines()]
+    assert "OperationFailed" in types and "ContainerStarted" not in types
+
+
+def test_an_unknown_user_is_one_clear_error(root: Path) -> None:
+    _, err = cli(root, "audit", "who", "--filter", "actor=no-such-user-xyz", code=125)
+    assert "no such user on this host" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+    _, err = cli(root, "events", "--filter", "outcome=maybe", code=125)
+    assert "invalid filter 'outcome=maybe'" in err
