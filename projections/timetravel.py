@@ -64,7 +64,7 @@ def parse_point(text: str, now_ns: int) -> Point:
     if re.fullmatch(r"\d+(\.\d+)?", s):
         whole, _, frac = s.partition(".")
         return Point(time_ns=int(whole) * 1_000_000_000 + int((frac + "0" * 9)[:9]))
-    ago = _duration_ns(s)
+    ago = _duration_ns(s[:-4].rstrip() if s.endswith(" ago") else s)  # `2h ago` as `2h`
     if ago is not None:
         return Point(time_ns=now_ns - ago)
     try:

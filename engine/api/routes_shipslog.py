@@ -130,9 +130,13 @@ def point_of(text: str | None, now_ns: int, what: str = "at") -> Point:
         raise InvalidArgument(f"missing '{what}'", hint="give seq:N, Unix seconds, RFC 3339 "
                               "or a duration such as 2h")
     try:
-        return parse_point(text, now_ns)
+        point = parse_point(text, now_ns)
     except PointError as exc:
         raise InvalidArgument(str(exc), hint="use seq:N, Unix seconds, RFC 3339 or 2h") from None
+    if what == "until" and point.time_ns is not None and text.strip().isdigit():
+        # `--until $(date +%s)` means up to the end of that second (issue 18).
+        point = Point(time_ns=point.time_ns + 999_999_999)
+    return point
 
 
 def seq_of(store: EventStore[Any], point: Point) -> int:

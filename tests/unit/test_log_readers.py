@@ -112,3 +112,53 @@ def test_an_unknown_user_is_one_clear_error(root: Path) -> None:
     assert len(err.strip().splitlines()) <= 2
     _, err = cli(root, "events", "--filter", "outcome=maybe", code=125)
     assert "invalid filter 'outcome=maybe'" in err
+
+
+# ------------------------------------------------------------------ loose ends of issue 18
+
+
+def test_events_until_in_whole_seconds_includes_that_second(tmp_path: Path) -> None:
+    """The demo's `events --until $(date +%s)`: an event at .9 of that second is in."""
+    log = FileLog(tmp_path / "events.db")
+    log.now = 1_700_000_000_900_000_000  # the events land at .901-.907 of the second
+    log.load_image()
+    log.create(CID, "web")
+    log.store.close()
+    out, _ = cli(tmp_path, "events", "--since", "1699999999", "--until", "1700000000",
+                 "--format", "{{.Type}} {{.Action}}")  # Docker's stream
+    assert out.splitlines() == ["image load", "container create"]
+    out, _ = cli(tmp_path, "events", "--all", "--since", "1699999999", "--until",
+                 "1700000000", "--format", "json")
+    assert len(out.splitlines()) == 6
+    out, _ = cli(tmp_path, "audit", "who", "--until", "1700000000", "--format", "json")
+    assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["10m ago", "2h ago", "10m", "1h30m ago"])
+def test_durations_read_with_or_without_ago(text: str) -> None:
+    from engine.cli import parse
+    from projections.timetravel import parse_point
+
+    bare = text.removesuffix(" ago")
+    assert parse.parse_timestamp(text, 100_000.0) == parse.parse_timestamp(bare, 100_000.0)
+    assert parse_point(text, 10**15) == parse_point(bare, 10**15)
+
+
+def test_ps_at_ten_minutes_ago(root: Path) -> None:
+    out, err = cli(root, "ps", "-a", "--at", "10m ago")
+    assert "Error" not in err
+
+
+def test_volume_mount_events_name_the_volume_as_docker_does() -> None:
+    from engine.api.docker_events import DockerEvents
+    from events.envelope import SYSTEM_ACTOR, Envelope
+
+    ev = v.VolumeMounted(name="data", container_id=CID, destination="/srv", read_only=True)
+    env = Envelope(seq=1, stream=stream_of("volume", "data"), stream_version=1,
+                   schema_version=1, recorded_at=10**18, actor=SYSTEM_ACTOR, op_id="o",
+                   event=ev)
+    msg = DockerEvents(lambda: EngineProjection().initial()).convert(env)
+    assert msg is not None and (msg.Type, msg.Action, msg.Actor.ID) == ("volume", "mount",
+                                                                       "data")
+    assert msg.Actor.Attributes == {"container": CID, "destination": "/srv", "driver": "local",
+                                    "propagation": "", "read/write": "false"}
