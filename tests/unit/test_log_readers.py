@@ -162,3 +162,30 @@ def test_volume_mount_events_name_the_volume_as_docker_does() -> None:
                                                                        "data")
     assert msg.Actor.Attributes == {"container": CID, "destination": "/srv", "driver": "local",
                                     "propagation": "", "read/write": "false"}
+
+
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_run_help_describes_every_option(verb: str) -> None:
+    from engine.cli.main import build_parser, verb_hint
+
+    argv = [verb, "busybox"]
+    parser = build_parser(verb_hint(argv))
+    sub = next(a for a in parser._actions if a.choices and verb in a.choices)  # noqa: SLF001
+    undescribed = [a.option_strings or [a.dest] for a in sub.choices[verb]._actions  # noqa: SLF001
+                   if not a.help]
+    assert undescribed == []
+    text = sub.choices[verb].format_help()
+    assert "Run container in background and print container ID" in text or verb == "create"
+    assert "Username or UID (format: <name|uid>[:<group|gid>])" in text
+
+
+def test_readme_says_how_to_put_the_commands_on_path() -> None:
+    """`shipslog` is not on PATH after the demo: the README names where setup puts it."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["scripts"]
+    readme = (repo / "README.md").read_text()
+    assert 'export PATH="$PWD/.venv/bin:$PATH"' in readme
+    for name in scripts:
+        assert f'"$PWD/.venv/bin/{name}"' in readme
