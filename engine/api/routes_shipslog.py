@@ -642,7 +642,8 @@ def shipslog_routes(ctx: Any) -> Router:
 
         def work(reader: EventStore[Any]) -> dict[str, Any]:
             sa, sb = seq_of(reader, a), seq_of(reader, b)
-            return {"a": sa, "b": sb, "changes": diff(state_at(reader, sa), state_at(reader, sb))}
+            return {"a": sa, "b": sb, "changes": diff(state_at(reader, sa), state_at(reader, sb)),
+                    "a_time_ns": time_of(reader, sa, 0), "b_time_ns": time_of(reader, sb, 0)}
 
         return json_response(await in_reader(ctx.store, work))
 

@@ -155,22 +155,52 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
+    from projections.statediff import leaves, summary
+
     params = {"a": args.a, **({"b": args.b} if args.b else {})}
     answer = ctx.read("state", "/shipslog/state/diff", params)
-    if args.format == "json":
-        ctx.out(json.dumps(answer))
-        return 0
     changes = answer.get("changes") or []
-    ctx.out(f"from seq {answer['a']} to seq {answer['b']}: {len(changes)} changes")
+    if args.format == "json":
+        # Field-level: one {field, old, new} per leaf that differs (issue 18).
+        shown = [{**ch, "fields": [{"field": f, "old": old, "new": new}
+                                   for f, old, new in leaves(ch.get("fields") or {})]}
+                 for ch in changes]
+        ctx.out(json.dumps({**answer, "changes": shown}))
+        return 0
+    ctx.out(f"from {_moment(answer['a'], answer.get('a_time_ns'))} to "
+            f"{_moment(answer['b'], answer.get('b_time_ns'))}: {summary(changes)}")
+    if not changes:
+        return 0
+    word = {"added": "appeared", "removed": "vanished", "changed": "changed"}
+    lines = ["CHANGE\tKIND\tNAME\tID\tFIELD\tOLD\tNEW"]
     for ch in changes:
-        name = ch.get("name") or ""
-        ident = fmt.truncate_id(ch["id"]) if len(ch["id"]) > 20 else ch["id"]
-        mark = {"added": "+", "removed": "-", "changed": "~"}[ch["change"]]
-        shown = f"{name} {ident}" if name and name != ch["id"] else ident
-        ctx.out(f"{mark} {ch['kind']} {shown}")
-        for field, (old, new) in (ch.get("fields") or {}).items():
-            ctx.out(f"    {field}: {_brief(old)} -> {_brief(new)}")
+        ident = fmt.truncate_id(ch["id"].removeprefix("sha256:")) if len(ch["id"]) > 20 \
+            else ch["id"]
+        name = ch.get("name") or "-"
+        head = f"{word[ch['change']]}\t{ch['kind']}\t{name}\t{ident}"
+        diffs = leaves(ch.get("fields") or {})
+        if not diffs:
+            lines.append(f"{head}\t\t\t")
+        for i, (field, old, new) in enumerate(diffs):
+            lead = head if i == 0 else "\t\t\t"
+            lines.append(f"{lead}\t{field}\t{_value(field, old)}\t{_value(field, new)}")
+    ctx.stdout.write(fmt.tabulate(lines))
     return 0
+
+
+def _moment(seq: int, time_ns: int | None) -> str:
+    return f"seq {seq}" + (f" ({when(time_ns)})" if time_ns else "")
+
+
+def _value(field: str, value: Any) -> str:
+    """A leaf as a person reads it: times as times (`*_at` fields are Unix nanoseconds)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    last = field.rsplit(".", 1)[-1]
+    if last.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return when(value) if value > 0 else "-"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return fmt.ellipsis(text, 60)
 
 
 def _brief(value: Any) -> str:

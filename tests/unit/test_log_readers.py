@@ -189,3 +189,65 @@ def test_readme_says_how_to_put_the_commands_on_path() -> None:
     assert 'export PATH="$PWD/.venv/bin:$PATH"' in readme
     for name in scripts:
         assert f'"$PWD/.venv/bin/{name}"' in readme
+
+
+# ------------------------------------------------------------------ state diff A B
+
+
+@pytest.fixture
+def diff_root(tmp_path: Path) -> tuple[Path, int]:
+    """web created (seq A), then started, exited 3, and db created: A -> head."""
+    log = FileLog(tmp_path / "events.db")
+    log.load_image()
+    log.create(CID, "web")
+    a = log.store.head()
+    op = log.decide(cc.decide_start(log.state, CID, op_id=log.op()), actor=ROOT)
+    log.started(CID, op, pid=100, actor=ROOT)
+    log.append([Pending(stream=stream_of("container", CID), event=v.ContainerExited(
+        container_id=CID, exit_code=3))], "exit-" + CID[:12], ROOT, after_ms=2000)
+    log.create(OTHER, "db")
+    log.store.close()
+    return tmp_path, a
+
+
+def test_state_diff_is_a_table_of_appeared_vanished_and_changed_fields(
+        diff_root: tuple[Path, int]) -> None:
+    root, a = diff_root
+    out, _ = cli(root, "state", "diff", f"seq:{a}")
+    title, header, *rows = out.splitlines()
+    assert title.startswith(f"from seq {a} (") and title.endswith("1 appeared, 1 changed")
+    assert header.split() == ["CHANGE", "KIND", "NAME", "ID", "FIELD", "OLD", "NEW"]
+    cells = [r.split() for r in rows]
+    assert ["appeared", "container", "db", OTHER[:12]] in cells
+    at = cells.index(next(c for c in cells if c[0] == "changed"))
+    changed = [c for c in cells[at:] if c[0] not in ("appeared", "vanished")]
+    assert changed[0][:4] == ["changed", "container", "web", CID[:12]]
+    fields = {r[4] if r[0] == "changed" else r[0]: r[-2:] for r in changed}
+    assert fields["status"] == ["created", "exited"]
+    assert fields["exit_code"] == ["0", "3"]
+    # Times as times, never raw nanoseconds.
+    assert "started_at" in fields and not any(len(c) > 15 and c.isdigit()
+                                             for r in changed for c in r)
+    assert "stream_version" not in fields and "last_seq" not in fields
+
+
+def test_state_diff_json_is_field_level(diff_root: tuple[Path, int]) -> None:
+    root, a = diff_root
+    out, _ = cli(root, "state", "diff", f"seq:{a}", "--format", "json")
+    answer = json.loads(out)
+    web = next(c for c in answer["changes"] if c["name"] == "web")
+    by_field = {f["field"]: (f["old"], f["new"]) for f in web["fields"]}
+    assert by_field["status"] == ("created", "exited") or by_field["status"] == [
+        "created", "exited"]
+    assert by_field["exit_code"] in ((0, 3), [0, 3])
+    assert answer["a"] == a and answer["a_time_ns"] > 0
+
+
+def test_leaves_flatten_nested_objects_and_equal_length_lists() -> None:
+    from projections.statediff import leaves
+
+    fields = {"config": ({"env": ["A=1", "B=2"], "labels": {"x": "1"}},
+                         {"env": ["A=1", "B=3"], "labels": {"x": "1", "y": "2"}}),
+              "ports": ([], [{"host_port": 80}])}
+    assert leaves(fields) == [("config.env.1", "B=2", "B=3"), ("config.labels.y", None, "2"),
+                              ("ports", [], [{"host_port": 80}])]
