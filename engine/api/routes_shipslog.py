@@ -573,6 +573,9 @@ def shipslog_routes(ctx: Any) -> Router:
         archive = Path(paths.root) / "archive" if paths is not None else None
 
         who = actor_filter_of(parse_filters(req.arg("filters"), _WHO_KEYS))
+        if req.bool("changes"):
+            return json_response(await in_reader(ctx.store, lambda rd: config_history(
+                rd, state, req.params["ref"], archive)))
 
         def work(reader: EventStore[Any]) -> hist.Timeline:
             k, ident, stream = resolve(reader, state, req.params["ref"], kind)
@@ -691,6 +694,32 @@ def shipslog_routes(ctx: Any) -> Router:
         return json_response(await in_reader(ctx.store, work))
 
     return r
+
+
+def config_history(reader: EventStore[Any], state: EngineState, ref: str,
+                   archive: Path | None) -> dict[str, Any]:
+    """`history CONTAINER --changes`: its configuration over time. Network connects are on
+    the network's stream: found by type (indexed) and container id."""
+    from projections.confighistory import config_changes
+
+    _, cid, stream = resolve(reader, state, ref, "container")
+    own = object_events(reader, stream, archive)
+    nets = [e for e in reader.read(0, types=["NetworkConnected", "NetworkDisconnected"])
+            if getattr(e.event, "container_id", None) == cid]
+    names = {nid: n.name for nid, n in state.networks.items()}
+    envs = shown_envelopes(sorted(own + nets, key=lambda e: e.seq))
+    return {"kind": "container", "id": cid, "name": _name_in(own),
+            "changes": config_changes(envs, names)}
+
+
+def _name_in(envelopes: list[Envelope]) -> str:
+    name = ""
+    for env in envelopes:
+        if isinstance(env.event, v.ContainerCreateRequested):
+            name = env.event.name
+        elif isinstance(env.event, v.ContainerRenamed):
+            name = env.event.new_name
+    return name
 
 
 def _page(reader: EventStore[Any], after: int, size: int, until: int) -> list[Envelope]:

@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--filter", action="append", default=[],
                    help="only operations (and their events) by actor=NAME|UID, uid=N, "
                    "command=TEXT, outcome=failed|completed|compensated|pending")
+    p.add_argument("--changes", action="store_true",
+                   help="a container's configuration over time: create options, updates, "
+                   "renames, networks, health verdicts, each as old -> new")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -102,6 +105,8 @@ def actor_text(actor: dict[str, Any]) -> str:
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     from engine.cli.audit import filter_params
 
+    if args.changes:
+        return _config_changes(ctx, args)
     params = {"kind": args.type} if args.type else {}
     params.update(filter_params(args.filter, "history"))
     tl = ctx.read("history", f"/shipslog/history/{args.object}", params or None)
@@ -151,6 +156,25 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
             lines.append(f"{r['number']}\t{when(r['started_at'])}\t{r.get('cause', '')}\t"
                          f"{ended}\t{code}\t{span(r.get('duration_ns'))}")
         ctx.stdout.write(fmt.tabulate(lines))
+    return 0
+
+
+def _config_changes(ctx: Context, args: argparse.Namespace) -> int:
+    answer = ctx.read("history", f"/shipslog/history/{args.object}", {"changes": "1"})
+    if args.format == "json":
+        ctx.out(json.dumps(answer))
+        return 0
+    changes = answer.get("changes") or []
+    ident = answer["id"] if args.no_trunc else fmt.truncate_id(answer["id"])
+    ctx.out(f"container {answer.get('name') or ''} {ident}: {len(changes)} configuration "
+            "changes")
+    lines = ["TIME\tSEQ\tBY\tCHANGE\tFIELD\tOLD\tNEW"]
+    for ch in changes:
+        head = f"{when(ch['time_ns'])}\t{ch['seq']}\t{actor_text(ch['actor'])}\t{ch['what']}"
+        for i, (field, old, new) in enumerate(ch.get("fields") or [("", None, None)]):
+            lead = head if i == 0 else "\t\t\t"
+            lines.append(f"{lead}\t{field}\t{_value(field, old)}\t{_value(field, new)}")
+    ctx.stdout.write(fmt.tabulate(lines))
     return 0
 
 

@@ -251,3 +251,52 @@ def test_leaves_flatten_nested_objects_and_equal_length_lists() -> None:
               "ports": ([], [{"host_port": 80}])}
     assert leaves(fields) == [("config.env.1", "B=2", "B=3"), ("config.labels.y", None, "2"),
                               ("ports", [], [{"host_port": 80}])]
+
+
+# ------------------------------------------------------------------ history --changes
+
+NET = "e2" * 32
+
+
+def test_history_changes_lists_the_configuration_over_time(tmp_path: Path) -> None:
+    from events.values import RestartPolicy
+
+    log = FileLog(tmp_path / "events.db")
+    log.load_image()
+    log.append([Pending(stream=stream_of("network", NET), event=v.NetworkCreated(
+        network_id=NET, name="backend", subnet="10.9.0.0/24", gateway="10.9.0.1"))], log.op())
+    log.create(CID, "web")
+    c = stream_of("container", CID)
+    log.append([Pending(stream=c, event=v.ContainerUpdated(
+        container_id=CID, memory=64 << 20, restart_policy=RestartPolicy(name="always")))],
+        log.op(), ROOT)
+    log.append([Pending(stream=c, event=v.ContainerRenamed(
+        container_id=CID, old_name="web", new_name="front"))], log.op(), ROOT)
+    log.append([Pending(stream=stream_of("network", NET), event=v.NetworkConnected(
+        network_id=NET, container_id=CID, ip="10.9.0.2", mac="02:42:0a:09:00:02"))],
+        log.op(), ROOT)
+    log.append([Pending(stream=c, event=v.ContainerHealthChanged(
+        container_id=CID, status="unhealthy", failing_streak=3, exit_code=1))],
+        log.op(), NOBODY)
+    log.append([Pending(stream=stream_of("network", NET), event=v.NetworkDisconnected(
+        network_id=NET, container_id=CID))], log.op(), ROOT)
+    log.store.close()
+
+    out, _ = cli(tmp_path, "history", CID[:12], "--changes", "--format", "json")
+    answer = json.loads(out)
+    assert answer["name"] == "front"
+    got = [(ch["what"], [tuple(f) for f in ch["fields"]]) for ch in answer["changes"]]
+    created, *rest = got
+    assert created[0] == "created" and ("name", None, "web") in created[1]
+    assert ("config.image", None, "busybox") in created[1]
+    assert rest == [
+        ("updated", [("config.memory", 0, 64 << 20),
+                     ("config.restart_policy.name", "no", "always")]),
+        ("renamed", [("name", "web", "front")]),
+        ("network connected", [("networks.backend", None, "10.9.0.2")]),
+        ("health", [("health", None, "unhealthy")]),
+        ("network disconnected", [("networks.backend", "connected", None)]),
+    ]
+    out, _ = cli(tmp_path, "history", CID[:12], "--changes")
+    assert "renamed" in out and "web" in out and "front" in out
+    assert "networks.backend" in out and "unhealthy" in out
