@@ -49,6 +49,10 @@ def register(sub: Any) -> None:
     w.add_argument("--format", default="")
     w.set_defaults(func=cmd_who)
 
+    from engine.cli.export import register_export  # issue 18: the log in other formats
+
+    register_export(asub)
+
     c = asub.add_parser("checkpoint", help="Sign the chain head; keep the file outside the DB")
     c.add_argument("-o", "--output", default="-", metavar="FILE",
                    help="where to write the checkpoint (default: print it)")

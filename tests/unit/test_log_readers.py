@@ -300,3 +300,116 @@ def test_history_changes_lists_the_configuration_over_time(tmp_path: Path) -> No
     out, _ = cli(tmp_path, "history", CID[:12], "--changes")
     assert "renamed" in out and "web" in out and "front" in out
     assert "networks.backend" in out and "unhealthy" in out
+
+
+# ------------------------------------------------------------------ audit export
+
+CANARY = "canary-XYZ-7781"
+# A caller's command line as a log from before issue 15 recorded it: the value verbatim.
+LEAKY = Actor(uid=0, gid=0, pid=33, via="api",
+              command=("shipslog", "run", "-e", f"DB_PASSWORD={CANARY}", "busybox"))
+
+
+@pytest.fixture
+def export_root(root: Path) -> Path:
+    log = FileLog(root / "events.db")
+    log.store = EventStore.open(str(root / "events.db"), projection=EngineProjection())
+    log.now = 1_700_000_100_000_000_000
+    log.create("e3" * 32, "leaky")
+    op = log.decide(cc.decide_start(log.state, "e3" * 32, op_id="op-leaky"), actor=LEAKY)
+    log.started("e3" * 32, op, pid=300, actor=LEAKY)
+    log.append([Pending(stream=stream_of("container", "e3" * 32), event=v.ContainerExited(
+        container_id="e3" * 32, exit_code=2))], "exit-e3e3", LEAKY, after_ms=50)
+    log.store.close()
+    return root
+
+
+def test_export_sqlite_is_flat_documented_searchable_and_secret_free(
+        export_root: Path, tmp_path: Path) -> None:
+    import sqlite_utils
+
+    out = tmp_path / "audit.db"
+    _, err = cli(export_root, "audit", "export", "--sqlite", str(out))
+    assert "exported" in err
+    assert CANARY.encode() not in out.read_bytes()
+    db = sqlite_utils.Database(out)
+    head = max(r["seq"] for r in db.query("select seq from events"))
+    assert db["events"].count == head  # one row per event
+    # The envelope, actor, object and outcome as columns; the payload's fields too.
+    cols = set(db["events"].columns_dict)
+    assert {"seq", "time", "type", "object_kind", "object_id", "op_id", "operation", "outcome",
+            "actor_uid", "actor_command", "message", "hash", "exit_code", "pid"} <= cols
+    failed = list(db.query("select e.operation, e.outcome, o.error from events e join "
+                           "operations o using (op_id) where e.type = 'OperationFailed'"))
+    assert failed == [{"operation": "container.remove", "outcome": "failed",
+                       "error": "device or resource busy"}]
+    assert {r["name"] for r in db.query("select name from sqlite_master where type='view'")} \
+        >= {"container_events", "image_events", "volume_events", "network_events",
+            "failed_operations"}
+    exits = list(db.query("select object_id, exit_code from container_events "
+                          "where type = 'ContainerExited'"))
+    assert exits == [{"object_id": "e3" * 32, "exit_code": 2}]
+    # Full-text search over commands and messages (what `sqlite-utils search` runs).
+    hits = list(db["events"].search("DB_PASSWORD"))
+    assert hits and all("<redacted>" in h["actor_command"] for h in hits)
+    assert [h["seq"] for h in db["events"].search("exited")]
+    assert list(db["operations"].search("busy"))
+    meanings = {(r["table_name"], r["column_name"]) for r in db["columns"].rows}
+    assert ("events", "actor_command") in meanings and ("operations", "outcome") in meanings
+    # The rows tell the same story as `audit who`.
+    who = who_rows(export_root)
+    ops = list(db.query("select op_id, kind, outcome from operations order by requested_seq"))
+    assert [(o["kind"], o["outcome"]) for o in ops] == [(r["kind"], r["outcome"]) for r in who]
+
+
+def test_export_refuses_to_overwrite_and_needs_one_format(export_root: Path,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "there.db").write_text("keep me")
+    _, err = cli(export_root, "audit", "export", "--sqlite", str(tmp_path / "there.db"),
+                 code=125)
+    assert "already exists" in err and (tmp_path / "there.db").read_text() == "keep me"
+    _, err = cli(export_root, "audit", "export", code=125)
+    assert "--sqlite FILE or --format ocsf" in err
+
+
+# OCSF 1.1.0, the attributes marked "required" (schema.ocsf.io; ocsf-schema
+# events/base_event.json + dictionary traits, events/application/api_activity.json,
+# events/system/system.json + process_activity.json, objects/metadata.json, product.json,
+# api.json, device.json):
+OCSF_BASE = {"activity_id", "category_uid", "class_uid", "metadata", "severity_id", "time",
+             "type_uid"}
+OCSF_METADATA = {"product", "version"}
+OCSF_PRODUCT = {"vendor_name"}
+OCSF_API_ACTIVITY = {"actor", "api", "src_endpoint"}  # class 6003, category 6
+OCSF_API = {"operation"}
+OCSF_PROCESS_ACTIVITY = {"actor", "device", "process"}  # class 1007, category 1
+OCSF_DEVICE = {"type_id"}
+
+
+def test_export_ocsf_records_carry_the_required_fields(export_root: Path) -> None:
+    out, _ = cli(export_root, "audit", "export", "--format", "ocsf")
+    assert CANARY not in out
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert recs
+    for r in recs:
+        assert OCSF_BASE <= set(r), r
+        assert OCSF_METADATA <= set(r["metadata"]) and OCSF_PRODUCT <= set(
+            r["metadata"]["product"])
+        assert r["type_uid"] == r["class_uid"] * 100 + r["activity_id"]
+        assert isinstance(r["time"], int) and r["severity_id"] in range(0, 7)
+        if r["class_uid"] == 6003:
+            assert r["category_uid"] == 6 and OCSF_API_ACTIVITY <= set(r), r
+            assert OCSF_API <= set(r["api"]) and r["activity_id"] in (1, 2, 3, 4, 99)
+        else:
+            assert (r["class_uid"], r["category_uid"]) == (1007, 1)
+            assert OCSF_PROCESS_ACTIVITY <= set(r) and OCSF_DEVICE <= set(r["device"]), r
+            assert r["activity_id"] in (1, 2)
+        assert r["unmapped"]["hash"]  # the receiver can check the chain
+    api = [r for r in recs if r["class_uid"] == 6003]
+    failed = [r for r in api if r["status_id"] == 2]
+    assert [(r["api"]["operation"], r["status_detail"]) for r in failed] == [
+        ("container.remove", "device or resource busy")]
+    assert {r["actor"]["user"].get("name") for r in api} >= {"root", "nobody"}
+    ends = [(r["process"]["name"], r["exit_code"]) for r in recs
+            if r["class_uid"] == 1007 and r["activity_id"] == 2]
+    assert ends == [("leaky", 2)]
