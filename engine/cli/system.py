@@ -50,6 +50,11 @@ def register(sub: Any) -> None:
                    help="shipslog's full stream: every event type, actor, op id, seq, hash")
     p.add_argument("--follow", action="store_true", help="with --all: keep printing live events")
     p.add_argument("-n", "--limit", type=int, default=None, help="with --all: at most N events")
+    p.add_argument("--to", default="", choices=["", "syslog"],
+                   help="'syslog': send shipslog's full stream to syslog, each event with its "
+                   "seq and hash (and the one before) for the receiver to check the chain")
+    p.add_argument("--syslog-address", default="unix:///dev/log",
+                   help="with --to syslog: unix:///PATH or udp://HOST:PORT")
     p.set_defaults(func=cmd_events)
 
 
@@ -343,6 +348,8 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     # actor filters read that stream (issue 18).
     by_actor = any(f.split("=", 1)[0] in ("actor", "uid", "command", "outcome")
                    for f in args.filter)
+    if args.to == "syslog":
+        return _to_syslog(ctx, source, args, params)
     if args.all or args.format == "json" or by_actor:
         return _full_events(ctx, source, args, params)
     for flag in ("since", "until"):
@@ -376,4 +383,30 @@ def _full_events(ctx: Context, source: Any, args: argparse.Namespace,
             else:
                 ctx.out(full_event_line(event))
             ctx.stdout.flush()
+    return 0
+
+
+def _to_syslog(ctx: Context, source: Any, args: argparse.Namespace,
+               params: dict[str, Any]) -> int:
+    """`events [--follow] --to syslog`: the full stream, one RFC 5424 message per event."""
+    import os
+    import socket
+
+    from engine.cli.syslogout import message, open_syslog
+
+    sock, _ = open_syslog(args.syslog_address)
+    if args.follow:
+        params["follow"] = True
+    if args.limit is not None:
+        params["limit"] = args.limit
+    host, pid, prev, sent = socket.gethostname(), os.getpid(), "", 0
+    try:
+        with source.stream_json("GET", "/shipslog/events", params) as events:
+            for event in events:
+                sock.send(message(event, full_event_line(event), prev, host, pid))
+                prev = event.get("hash", "")
+                sent += 1
+    finally:
+        sock.close()
+    ctx.err(f"sent {sent} events to syslog at {args.syslog_address}")
     return 0

@@ -5,6 +5,7 @@ the daemon writes it (tests/unit/test_history.py's `Log`)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -413,3 +414,55 @@ def test_export_ocsf_records_carry_the_required_fields(export_root: Path) -> Non
     ends = [(r["process"]["name"], r["exit_code"]) for r in recs
             if r["class_uid"] == 1007 and r["activity_id"] == 2]
     assert ends == [("leaky", 2)]
+
+
+# ------------------------------------------------------------------ events --to syslog
+
+
+def test_events_to_syslog_send_each_event_with_its_hash(root: Path, tmp_path: Path) -> None:
+    import re
+    import socket
+    import threading
+
+    path = tmp_path / "log.sock"
+    msgs: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(10)  # a bound on a lost datagram, not a timing assertion
+
+        def receive() -> None:  # as a syslog daemon does: a unix datagram queue holds ~10
+            with contextlib.suppress(OSError):
+                while not msgs or msgs[-1] != "":
+                    msgs.append(server.recv(65536).decode())
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        try:
+            _, err = cli(root, "events", "--to", "syslog", "--syslog-address", f"unix://{path}")
+        finally:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as end:
+                end.sendto(b"", str(path))
+            reader.join()
+        sent = int(err.split()[1])
+        msgs = msgs[:-1]
+    out, _ = cli(root, "events", "--all", "--format", "json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert sent == len(events) > 0
+    sd = re.compile(r'^<(\d+)>1 (\S+) \S+ shipslog \d+ (\w+) \[shipslog@32473 seq="(\d+)" '
+                    r'hash="([0-9a-f]+)" prev="([0-9a-f]*)" ')
+    prev = ""
+    for msg, event in zip(msgs, events, strict=True):
+        m = sd.match(msg)
+        assert m, msg
+        pri, time_, type_, seq, hash_, before = m.groups()
+        assert (int(seq), hash_, type_, time_) == (event["seq"], event["hash"], event["type"],
+                                                   event["time"])
+        assert before == prev  # each message names the hash before it: the chain, checkable
+        assert int(pri) == 3 * 8 + (4 if type_ == "OperationFailed" else 6)
+        prev = hash_
+
+
+def test_events_to_syslog_unreachable_is_one_clear_error(root: Path, tmp_path: Path) -> None:
+    _, err = cli(root, "events", "--to", "syslog", "--syslog-address",
+                 f"unix://{tmp_path}/nobody-listens", code=125)
+    assert err.startswith("shipslog: cannot reach syslog at unix://") and "Traceback" not in err
