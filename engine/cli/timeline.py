@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--changes", action="store_true",
                    help="a container's configuration over time: create options, updates, "
                    "renames, networks, health verdicts, each as old -> new")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="write the timeline as one self-contained HTML page: runs as bars, "
+                   "health, operations and their actors, config changes, ps --at on click")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -107,6 +110,8 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
 
     if args.changes:
         return _config_changes(ctx, args)
+    if args.html:
+        return _html(ctx, args)
     params = {"kind": args.type} if args.type else {}
     params.update(filter_params(args.filter, "history"))
     tl = ctx.read("history", f"/shipslog/history/{args.object}", params or None)
@@ -156,6 +161,33 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
             lines.append(f"{r['number']}\t{when(r['started_at'])}\t{r.get('cause', '')}\t"
                          f"{ended}\t{code}\t{span(r.get('duration_ns'))}")
         ctx.stdout.write(fmt.tabulate(lines))
+    return 0
+
+
+def _html(ctx: Context, args: argparse.Namespace) -> int:
+    import os
+
+    from engine.host_users import name_of
+    from projections.htmltimeline import render
+
+    params = {"kind": args.type} if args.type else None
+    tl = ctx.read("history", f"/shipslog/history/{args.object}", params)
+    changes: list[Any] = []
+    if tl["kind"] == "container":
+        changes = ctx.read("history", f"/shipslog/history/{tl['id']}",
+                           {"changes": "1"}).get("changes") or []
+    uids = {int(e["actor"].get("uid", 0)) for e in tl.get("entries") or []}
+    names = {uid: name for uid in uids if (name := name_of(uid))}
+    page = render(tl, changes, names, int(ctx.clock() * 1e9))
+    tmp = args.html + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(page)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, args.html)
+    ctx.err(f"wrote the timeline of {tl['kind']} {tl.get('name') or tl['id'][:12]} "
+            f"({len(tl.get('runs') or [])} runs, {len(tl.get('ops') or [])} operations) to "
+            f"{args.html}")
     return 0
 
 
