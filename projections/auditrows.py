@@ -83,7 +83,7 @@ def event_row(env: Envelope, operation: str = "") -> dict[str, Any]:
     }
     for field in env.event.__struct_fields__:
         value = msgspec.to_builtins(getattr(env.event, field))
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list | tuple):
             value = msgspec.json.encode(value).decode()
         row[f"event_{field}" if field in ENVELOPE_COLUMNS else field] = value
     return row

@@ -155,9 +155,10 @@ def write_sqlite(path: str, source: Iterator[Any], batch: int = 5000) -> dict[st
             yield event_row(env, ops.kind_of(env.op_id))
 
     events = db.table("events")
-    events.insert_all(rows(), pk="seq", alter=True, batch_size=batch)
-    if not count:
-        events.create({**dict.fromkeys(COLUMNS["events"], str), "seq": int}, pk="seq")
+    events.create({**dict.fromkeys(COLUMNS["events"], str), "seq": int, "time_ns": int,
+                   "stream_version": int, "schema_version": int, "actor_uid": int,
+                   "actor_gid": int, "actor_pid": int, "actor_loginuid": int}, pk="seq")
+    _insert_rows(db, events, rows(), batch)
     db.table("operations").insert_all(ops.rows.values(), pk="op_id", alter=True,
                                       batch_size=batch)
     if not ops.rows:
@@ -171,6 +172,37 @@ def write_sqlite(path: str, source: Iterator[Any], batch: int = 5000) -> dict[st
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return {"events": count, "operations": len(ops.rows)}
+
+
+def _insert_rows(db: Any, table: Any, rows: Iterator[dict[str, Any]], batch: int) -> None:
+    """sqlite-utils makes the schema (a column per payload field, added as it first shows
+    up, typed by its first value); the rows go in with one executemany per event shape —
+    sqlite-utils' own insert_all pads and re-checks every row against the union of all
+    columns, three times slower on a million events."""
+    known = set(table.columns_dict)
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for row in chunk:
+            shapes.setdefault(tuple(row), []).append(tuple(row.values()))
+        for cols, values in shapes.items():
+            for col in cols:
+                if col not in known:
+                    sample = next((v[cols.index(col)] for v in values
+                                   if v[cols.index(col)] is not None), "")
+                    table.add_column(col, int if isinstance(sample, bool) else type(sample))
+                    known.add(col)
+            names = ", ".join(f'"{c}"' for c in cols)
+            marks = ", ".join("?" * len(cols))
+            db.conn.executemany(f"INSERT INTO events ({names}) VALUES ({marks})", values)
+        chunk.clear()
+
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= batch:
+            flush()
+    flush()
 
 
 def _finish(db: Any, columns: dict[str, dict[str, str]], head: dict[str, Any]) -> None:
