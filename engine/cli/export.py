@@ -100,18 +100,11 @@ def _remote(ctx: Context, params: dict[str, str]) -> Iterator[Any]:
     from events.envelope import Actor, Envelope
     from events.vocabulary import Event
 
-    class Line(msgspec.Struct):
-        seq: int
-        timeNano: int  # noqa: N815 - the stream's spelling
-        stream: str
-        stream_version: int
-        schema_version: int
-        op_id: str
-        actor: Actor
-        event: Event
-        hash: str
-        command_id: str | None = None
-
+    # Built here, not at import (CLI start-up); defstruct, as annotations are strings here.
+    Line = msgspec.defstruct("Line", [
+        ("seq", int), ("timeNano", int), ("stream", str), ("stream_version", int),
+        ("schema_version", int), ("op_id", str), ("actor", Actor), ("event", Event),
+        ("hash", str), ("command_id", str | None, None)])
     decode = msgspec.json.Decoder(Line).decode
     rest = b""
     with ctx.client.stream("GET", "/shipslog/events", params) as chunks:
