@@ -124,18 +124,25 @@ def _op_marks(ops: Sequence[Mapping[str, Any]], sc: _Scale,
     return out
 
 
+# The first bar and the health band say these; a container joins and leaves its networks at
+# every start and exit, which the bars already show.
+_NOT_ANNOTATED = ("created", "health", "network connected", "network disconnected")
+
+
 def _annotations(changes: Sequence[Mapping[str, Any]], sc: _Scale) -> list[str]:
     out = []
-    for ch in changes:
-        if ch["what"] in ("created", "health"):
-            continue  # the first bar and the health band say these
+    shown = [ch for ch in changes if ch["what"] not in _NOT_ANNOTATED]
+    for i, ch in enumerate(shown):
         x = sc.x(ch["time_ns"])
+        y = ROWS["config"] - 12 * (i % 2)  # neighbours' labels on two lines
+        anchor = "end" if x > WIDTH - 260 else "start"  # near the right edge: to the left
         lines = [f"{f}: {_plain(old)} → {_plain(new)}" for f, old, new in ch["fields"]]
         tip = f"{_t(ch['time_ns'])} {ch['what']}\n" + "\n".join(lines)
         label = ch["what"] if len(lines) != 1 else lines[0]
-        out.append(f'<g class="config"><line x1="{x}" x2="{x}" y1="20" y2="{ROWS["config"]}" '
+        out.append(f'<g class="config"><line x1="{x}" x2="{x}" y1="20" y2="{y}" '
                    f'stroke="#8d6e63" stroke-dasharray="3,3"/><text x="{x + 3}" '
-                   f'y="{ROWS["config"]}" font-size="11">{html.escape(label[:40])}</text>'
+                   f'y="{y}" font-size="11" text-anchor="{anchor}">{html.escape(label[:40])}'
+                   f'</text>'
                    f'<title>{html.escape(tip)}</title></g>')
     return out
 

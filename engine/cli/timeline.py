@@ -239,9 +239,16 @@ def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
             lines.append(f"{head}\t\t\t")
         for i, (field, old, new) in enumerate(diffs):
             lead = head if i == 0 else "\t\t\t"
-            lines.append(f"{lead}\t{field}\t{_value(field, old)}\t{_value(field, new)}")
+            lines.append(f"{lead}\t{_path(field)}\t{_value(field, old)}\t"
+                         f"{_value(field, new)}")
     ctx.stdout.write(fmt.tabulate(lines))
     return 0
+
+
+def _path(field: str) -> str:
+    """Ids inside a field path as `ps` shows ids: 12 characters."""
+    return ".".join(p[:12] if len(p) == 64 and all(c in "0123456789abcdef" for c in p) else p
+                    for p in field.split("."))
 
 
 def _moment(seq: int, time_ns: int | None) -> str:
