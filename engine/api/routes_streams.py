@@ -445,12 +445,6 @@ async def _pump_stdin(conn: HijackedStream, session: Any,
 async def _user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
     """The container's /etc/passwd and /etc/group when `user` names a user or group (issue
     18: `exec -u nobody`), read inside the rootfs without following its symlinks."""
-    name, _, grp = user.partition(":")
-    if not rootfs or ((not name or name.isdigit()) and (not grp or grp.isdigit())):
-        return None, None
-    from engine.drivers.hostinfo import read_rootfs_file
+    from engine.drivers.hostinfo import user_db
 
-    def read() -> tuple[bytes | None, bytes | None]:
-        return read_rootfs_file(rootfs, "etc/passwd"), read_rootfs_file(rootfs, "etc/group")
-
-    return await trio.to_thread.run_sync(read)
+    return await trio.to_thread.run_sync(user_db, rootfs, user)

@@ -111,3 +111,27 @@ def test_the_log_in_other_tools_through_the_daemon(daemon: Any, tmp_path: Any) -
     assert page.read_text().count('<rect class="run failed"') == 3
     assert shipslog(daemon, "rm", "flaky")[0] == 0
     oracle.check(daemon)
+
+
+def test_health_probe_of_a_container_run_as_a_named_user(daemon: Any) -> None:
+    """The probe runs as the container's user: a name resolves in its /etc/passwd (before,
+    every probe failed with 'only numeric uid[:gid] is supported')."""
+    import time
+
+    code, _, err = shipslog(daemon, "run", "-d", "--name", "probed", "-u", "nobody",
+                            "--health-cmd", "test $(id -u) = 65534", "--health-interval", "1s",
+                            "--health-retries", "1", "busybox", "sleep", "600")
+    assert code == 0, err
+    try:
+        c = daemon.client()
+        deadline = time.monotonic() + 30  # a bound on hanging, not a timing assertion
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = c.get_json("/containers/probed/json")["State"].get("Health") or {}
+            if health.get("Status") in ("healthy", "unhealthy"):
+                break
+            time.sleep(0.1)
+        assert health.get("Status") == "healthy", health
+    finally:
+        assert shipslog(daemon, "rm", "-f", "probed")[0] == 0
+    oracle.check(daemon)
