@@ -16,6 +16,7 @@ import msgspec
 from events import vocabulary as v
 from events.envelope import Actor, Envelope
 from projections.statediff import Leaf, leaves
+from projections.statediff import full_builtins as _full
 
 __all__ = ["ConfigChange", "config_changes"]
 
@@ -85,10 +86,3 @@ def config_changes(envelopes: Iterable[Envelope],
                                     what=what, fields=tuple(diffs)))
     return out
 
-
-def _full(value: Any) -> Any:
-    """Builtins with every default spelled out (the structs omit defaults when encoded, and a
-    change from the default `no` must read `no -> always`, not `- -> always`)."""
-    if isinstance(value, msgspec.Struct):
-        return {f: _full(getattr(value, f)) for f in value.__struct_fields__}
-    return msgspec.to_builtins(value)

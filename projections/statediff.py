@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Leaf", "leaves", "summary"]
+import msgspec
+
+__all__ = ["Leaf", "full_builtins", "leaves", "summary"]
 
 Leaf = tuple[str, Any, Any]  # (dotted path, old, new); a missing side is None
 
@@ -48,3 +50,15 @@ def summary(changes: list[dict[str, Any]]) -> str:
         counts[words[ch["change"]]] += 1
     parts = [f"{n} {w}" for w, n in counts.items() if n]
     return ", ".join(parts) or "no changes"
+
+
+def full_builtins(value: Any) -> Any:
+    """Builtins with every default spelled out, nested structs too (they omit defaults when
+    encoded, and a change from the default `no` must read `no -> always`, not `- -> always`)."""
+    if isinstance(value, msgspec.Struct):
+        return {f: full_builtins(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, dict):
+        return {k: full_builtins(val) for k, val in value.items()}
+    if isinstance(value, list | tuple):
+        return [full_builtins(val) for val in value]
+    return msgspec.to_builtins(value)

@@ -466,3 +466,19 @@ def test_events_to_syslog_unreachable_is_one_clear_error(root: Path, tmp_path: P
     _, err = cli(root, "events", "--to", "syslog", "--syslog-address",
                  f"unix://{tmp_path}/nobody-listens", code=125)
     assert err.startswith("shipslog: cannot reach syslog at unix://") and "Traceback" not in err
+
+
+def test_state_diff_shows_a_default_it_changed_from(tmp_path: Path) -> None:
+    """`update --restart always`: the old value is Docker's default `no`, not a dash."""
+    from events.values import RestartPolicy
+
+    log = FileLog(tmp_path / "events.db")
+    log.load_image()
+    log.create(CID, "web")
+    a = log.store.head()
+    log.append([Pending(stream=stream_of("container", CID), event=v.ContainerUpdated(
+        container_id=CID, restart_policy=RestartPolicy(name="always")))], log.op(), ROOT)
+    log.store.close()
+    out, _ = cli(tmp_path, "state", "diff", f"seq:{a}")
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert ["config.restart_policy.name", "no", "always"] in [r[-3:] for r in rows]
