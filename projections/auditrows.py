@@ -58,8 +58,9 @@ OPERATION_COLUMNS = {
 }
 COLUMNS = {"events": ENVELOPE_COLUMNS, "operations": OPERATION_COLUMNS}
 
-_OUTCOME = {v.OperationCompleted: "completed", v.OperationFailed: "failed",
-            v.OperationCompensated: "compensated"}
+_OUTCOMES = (v.OperationCompleted, v.OperationFailed, v.OperationCompensated)
+_OUTCOME: dict[type, str] = {v.OperationCompleted: "completed", v.OperationFailed: "failed",
+                             v.OperationCompensated: "compensated"}
 
 
 def iso_time(ns: int) -> str:
@@ -111,9 +112,10 @@ class Operations:
                 "actor_uid": env.actor.uid, "actor_via": env.actor.via,
                 "actor_command": command_line(env.actor.command), "outcome": "pending",
                 "error": "", "outcome_seq": None, "duration_ms": None}
-        elif type(ev) in _OUTCOME and ev.op_id in self.rows:  # type: ignore[attr-defined]
-            row = self.rows[ev.op_id]  # type: ignore[attr-defined]
+        elif isinstance(ev, _OUTCOMES) and ev.op_id in self.rows:
+            row = self.rows[ev.op_id]
             row["outcome"] = _OUTCOME[type(ev)]
-            row["error"] = getattr(ev, "error", "") or getattr(ev, "action", "")
+            row["error"] = ev.error if isinstance(ev, v.OperationFailed) else (
+                ev.action if isinstance(ev, v.OperationCompensated) else "")
             row["outcome_seq"] = env.seq
             row["duration_ms"] = (env.recorded_at - self._at[row["op_id"]]) / 1e6

@@ -22,8 +22,10 @@ __all__ = ["OCSF_VERSION", "records"]
 OCSF_VERSION = "1.1.0"
 API_ACTIVITY, PROCESS_ACTIVITY = 6003, 1007
 _CATEGORY = {API_ACTIVITY: 6, PROCESS_ACTIVITY: 1}  # Application Activity, System Activity
-_OUTCOME = {v.OperationCompleted: (1, "Success"), v.OperationFailed: (2, "Failure"),
-            v.OperationCompensated: (2, "Failure")}
+_OUTCOMES = (v.OperationCompleted, v.OperationFailed, v.OperationCompensated)
+_OUTCOME: dict[type, tuple[int, str]] = {
+    v.OperationCompleted: (1, "Success"), v.OperationFailed: (2, "Failure"),
+    v.OperationCompensated: (2, "Failure")}
 
 
 def _activity(kind: str) -> tuple[int, str]:
@@ -77,10 +79,11 @@ def records(envelopes: Iterable[Envelope], hostname: str,
             names[ev.container_id] = ev.name
         if isinstance(ev, v.OperationRequested):
             pending[ev.op_id] = (env, ev)
-        elif type(ev) in _OUTCOME and ev.op_id in pending:  # type: ignore[attr-defined]
-            req_env, req = pending.pop(ev.op_id)  # type: ignore[attr-defined]
-            yield _api(req_env, req, hostname, name_of, env, _OUTCOME[type(ev)],
-                       getattr(ev, "error", "") or getattr(ev, "action", ""))
+        elif isinstance(ev, _OUTCOMES) and ev.op_id in pending:
+            req_env, req = pending.pop(ev.op_id)
+            error = ev.error if isinstance(ev, v.OperationFailed) else (
+                ev.action if isinstance(ev, v.OperationCompensated) else "")
+            yield _api(req_env, req, hostname, name_of, env, _OUTCOME[type(ev)], error)
         elif isinstance(ev, v.ContainerStarted | v.ContainerExited | v.ContainerLost):
             yield _process(env, ev, hostname, name_of, names.get(ev.container_id, ""))
     for req_env, req in pending.values():

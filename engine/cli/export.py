@@ -112,7 +112,7 @@ def _remote(ctx: Context, params: dict[str, str]) -> Iterator[Any]:
             *lines, rest = (rest + chunk).split(b"\n")
             for raw in lines:
                 if raw.strip():
-                    e = decode(raw)
+                    e: Any = decode(raw)
                     yield Envelope(seq=e.seq, stream=e.stream, stream_version=e.stream_version,
                                    schema_version=e.schema_version, recorded_at=e.timeNano,
                                    actor=e.actor, op_id=e.op_id, event=e.event, hash=e.hash,
