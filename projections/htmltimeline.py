@@ -20,7 +20,7 @@ from typing import Any
 
 from projections.history import command_line
 
-__all__ = ["render"]
+__all__ = ["render", "render_many"]
 
 WIDTH, LEFT, RIGHT = 1100, 110, 20
 ROWS = {"runs": 40, "health": 90, "ops": 130, "config": 170}
@@ -171,30 +171,61 @@ def _axis(sc: _Scale) -> list[str]:
 
 def render(tl: Mapping[str, Any], changes: Sequence[Mapping[str, Any]],
            names: Mapping[int, str], now_ns: int) -> str:
-    entries = tl.get("entries") or []
-    runs = tl.get("runs") or []
-    times = [e["time_ns"] for e in entries] or [now_ns]
-    running = any(r.get("ended_by") == "still running" for r in runs)
-    end = max(times[-1], now_ns) if running else times[-1]
-    sc = _Scale(times[0], end + max((end - times[0]) // 50, 1))
-    svg = (_axis(sc) + _run_bars(runs, sc, end) + _health_band(entries, sc, end)
-           + _op_marks(tl.get("ops") or [], sc, names) + _annotations(changes, sc))
-    title = f"{tl['kind']} {tl.get('name') or tl['id'][:12]}"
-    data = {"kind": tl["kind"], "id": tl["id"], "name": tl.get("name", ""), "t0": sc.t0,
-            "t1": sc.t1, "left": LEFT, "width": WIDTH - LEFT - RIGHT,
+    """One object's page."""
+    return render_many([(tl, changes)], names, now_ns)
+
+
+def _bounds(tl: Mapping[str, Any], now_ns: int) -> tuple[int, int]:
+    times = [e["time_ns"] for e in tl.get("entries") or []] or [now_ns]
+    running = any(r.get("ended_by") == "still running" for r in tl.get("runs") or [])
+    return times[0], (max(times[-1], now_ns) if running else times[-1])
+
+
+def render_many(items: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+                names: Mapping[int, str], now_ns: int) -> str:
+    """Several objects (a service's containers, a network and its users) on one time scale:
+    a click shows what `ps --at` said for each of them at that moment."""
+    bounds = [_bounds(tl, now_ns) for tl, _ in items]
+    t0, end = min(b[0] for b in bounds), max(b[1] for b in bounds)
+    sc = _Scale(t0, end + max((end - t0) // 50, 1))
+    blocks, objects, summaries = [], [], []
+    for i, ((tl, changes), (first, last)) in enumerate(zip(items, bounds, strict=True)):
+        entries, runs = tl.get("entries") or [], tl.get("runs") or []
+        svg = (_axis(sc) + _run_bars(runs, sc, last) + _health_band(entries, sc, last)
+               + _op_marks(tl.get("ops") or [], sc, names) + _annotations(changes, sc))
+        label = f"{tl['kind']} {tl.get('name') or tl['id'][:12]}"
+        summary = (f"{len(entries)} events, {len(tl.get('ops') or [])} operations, "
+                   f"{len(runs)} runs, {tl.get('restarts', 0)} restarts, "
+                   f"{tl.get('oom_kills', 0)} OOM kills"
+                   + (" (removed)" if tl.get("removed") else ""))
+        summaries.append(summary)
+        heading = f"<h2>{html.escape(label)}</h2><div class=\"sub\">{html.escape(summary)}" \
+            "</div>" if len(items) > 1 else ""
+        blocks.append(_SVG.format(i=i, heading=heading, svg="\n".join(svg)))
+        objects.append({
+            "kind": tl["kind"], "id": tl["id"], "name": tl.get("name", ""),
             "runs": [{k: r.get(k) for k in ("number", "started_at", "ended_at", "exit_code",
                                             "oom_killed", "ended_by", "pid", "cause")}
                      for r in runs],
-            "created": times[0], "removed": bool(tl.get("removed")),
-            "removed_at": times[-1] if tl.get("removed") else None}
-    summary = (f"{len(entries)} events, {len(tl.get('ops') or [])} operations, {len(runs)} "
-               f"runs, {tl.get('restarts', 0)} restarts, {tl.get('oom_kills', 0)} OOM kills"
-               + (" (removed)" if tl.get("removed") else ""))
+            "created": first, "removed": bool(tl.get("removed")),
+            "removed_at": last if tl.get("removed") else None})
+    data = {"t0": sc.t0, "t1": sc.t1, "left": LEFT, "width": WIDTH - LEFT - RIGHT,
+            "objects": objects}
+    title = ", ".join(f"{tl['kind']} {tl.get('name') or tl['id'][:12]}" for tl, _ in items)
     # `</` never appears inside the JSON: a name holding `</script>` cannot end the block.
     blob = json.dumps(data).replace("</", "<\\/")
-    return _PAGE.format(csp=_CSP, title=html.escape(title), summary=html.escape(summary),
-                        svg="\n".join(svg), data=blob, span=html.escape(
-                            f"{_t(sc.t0)} — {_t(sc.t1)}"))
+    return _PAGE.format(csp=_CSP, title=html.escape(title),
+                        summary=html.escape(summaries[0] if len(items) == 1 else
+                                            f"{len(items)} objects"),
+                        blocks="\n".join(blocks), data=blob,
+                        span=html.escape(f"{_t(sc.t0)} — {_t(sc.t1)}"))
+
+
+_SVG = """{heading}<svg class="timeline" data-index="{i}" width="1100" height="220"
+ viewBox="0 0 1100 220" xmlns="http://www.w3.org/2000/svg">
+{svg}
+<line class="cursor" x1="-10" x2="-10" y1="20" y2="195" stroke="#000" stroke-width="1"/>
+</svg>"""
 
 
 # The page may fetch nothing at all: a browser enforces it, not only our care.
@@ -207,6 +238,7 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #212121; }}
 h1 {{ font-size: 20px; margin: 0 0 4px; }}
+h2 {{ font-size: 16px; margin: 14px 0 2px; }}
 .sub {{ color: #616161; margin-bottom: 12px; }}
 svg {{ border: 1px solid #e0e0e0; background: #fafafa; cursor: crosshair; }}
 #at {{ margin-top: 12px; padding: 8px 12px; border-left: 4px solid #1565c0; background: #e3f2fd;
@@ -224,11 +256,7 @@ style="background:#c62828"></i>exit ≠ 0 / failed</span><span><i style="backgro
 killed</span><span><i style="background:#616161"></i>lost</span><span><i
 style="background:#1565c0"></i>running / completed</span><span><i
 style="background:#ef6c00"></i>start failed / compensated</span></div>
-<svg id="timeline" width="1100" height="220" viewBox="0 0 1100 220"
- xmlns="http://www.w3.org/2000/svg">
-{svg}
-<line id="cursor" x1="-10" x2="-10" y1="20" y2="195" stroke="#000" stroke-width="1"/>
-</svg>
+{blocks}
 <div id="at">Hover a bar, a band or a mark for details; click anywhere on the timeline for
 what <code>ps --at</code> showed at that moment.</div>
 <script type="application/json" id="data">{data}</script>
@@ -236,7 +264,7 @@ what <code>ps --at</code> showed at that moment.</div>
 "use strict";
 (function () {{
   const data = JSON.parse(document.getElementById("data").textContent);
-  const svg = document.getElementById("timeline");
+  const svgs = Array.from(document.querySelectorAll("svg.timeline"));
   const panel = document.getElementById("at");
   function stamp(ns) {{
     const d = new Date(Math.floor(ns / 1e6));
@@ -252,13 +280,13 @@ what <code>ps --at</code> showed at that moment.</div>
     if (s < 3600) return Math.round(s / 60) + " minutes";
     return Math.round(s / 3600) + " hours";
   }}
-  // What `ps -a --at T` showed for this container: its STATUS column at T.
-  function statusAt(t) {{
-    if (t < data.created) return "did not exist yet";
-    if (data.removed && t >= data.removed_at) return "removed";
+  // What `ps -a --at T` showed for a container: its STATUS column at T.
+  function statusAt(obj, t) {{
+    if (t < obj.created) return "did not exist yet";
+    if (obj.removed && t >= obj.removed_at) return "removed";
     let last = null;
-    for (const r of data.runs) {{ if (r.started_at <= t) last = r; }}
-    if (last === null) return "Created";
+    for (const r of obj.runs) {{ if (r.started_at <= t) last = r; }}
+    if (last === null) return obj.kind === "container" ? "Created" : "exists";
     if (!last.ended_at || t < last.ended_at) {{
       return "Up " + ago(t - last.started_at) + " (run " + last.number + ", pid " + last.pid +
         ")";
@@ -267,25 +295,29 @@ what <code>ps --at</code> showed at that moment.</div>
     return "Exited (" + code + ") " + ago(t - last.ended_at) + " ago" +
       (last.oom_killed ? ", OOM killed" : "");
   }}
-  svg.addEventListener("click", function (ev) {{
-    const box = svg.getBoundingClientRect();
-    const x = (ev.clientX - box.left) * (1100 / box.width);
-    const frac = Math.min(Math.max((x - data.left) / data.width, 0), 1);
-    showAt(Math.round(data.t0 + frac * (data.t1 - data.t0)));
-  }});
+  for (const svg of svgs) {{
+    svg.addEventListener("click", function (ev) {{
+      const box = svg.getBoundingClientRect();
+      const x = (ev.clientX - box.left) * (1100 / box.width);
+      const frac = Math.min(Math.max((x - data.left) / data.width, 0), 1);
+      showAt(Math.round(data.t0 + frac * (data.t1 - data.t0)));
+    }});
+  }}
   function showAt(t) {{
     const x = data.left + (t - data.t0) / (data.t1 - data.t0) * data.width;
-    const cursor = document.getElementById("cursor");
-    cursor.setAttribute("x1", x); cursor.setAttribute("x2", x);
+    for (const cursor of document.querySelectorAll("line.cursor")) {{
+      cursor.setAttribute("x1", x); cursor.setAttribute("x2", x);
+    }}
     const secs = Math.floor(t / 1e9), nanos = String(t % 1e9).padStart(9, "0");
-    panel.textContent = "At " + stamp(t) + ": " + (data.name || data.id.slice(0, 12)) + " — " +
-      statusAt(t) + "\\nThe whole host then: shipslog ps -a --at " + secs + "." + nanos;
+    const lines = data.objects.map(o => (o.name || o.id.slice(0, 12)) + " — " + statusAt(o, t));
+    panel.textContent = "At " + stamp(t) + ": " + lines.join("\\n") +
+      "\\nThe whole host then: shipslog ps -a --at " + secs + "." + nanos;
     panel.dataset.at = String(t);
   }}
   // A moment can be linked to: PAGE.html#at=<Unix ns> opens with it shown.
   const linked = /^#at=(\\d+)$/.exec(window.location.hash);
   if (linked) showAt(Number(linked[1]));
-  document.body.dataset.ready = String(svg.querySelectorAll("rect.run").length);
+  document.body.dataset.ready = String(document.querySelectorAll("rect.run").length);
 }})();
 </script>
 </body></html>

@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
         description="Every event of one object from the event log: who asked, which "
         "operation, how long it took from request to outcome, exit codes, restarts and their "
         "reasons, OOM kills. Docker's image layer history is 'shipslog image history IMAGE'.")
-    p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK")
+    p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK", nargs="+",
+                   help="one object (several with --html: on one time scale)")
     p.add_argument("--type", choices=["container", "image", "volume", "network"], default=None,
                    help="which kind of object the name refers to")
     p.add_argument("--format", default="",
@@ -106,12 +107,15 @@ def actor_text(actor: dict[str, Any]) -> str:
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    if args.html:
+        return _html(ctx, args)
+    if len(args.object) > 1:
+        raise UsageError("several objects only with --html FILE", "history")
+    args.object = args.object[0]
     from engine.cli.audit import filter_params
 
     if args.changes:
         return _config_changes(ctx, args)
-    if args.html:
-        return _html(ctx, args)
     params = {"kind": args.type} if args.type else {}
     params.update(filter_params(args.filter, "history"))
     tl = ctx.read("history", f"/shipslog/history/{args.object}", params or None)
@@ -168,26 +172,30 @@ def _html(ctx: Context, args: argparse.Namespace) -> int:
     import os
 
     from engine.host_users import name_of
-    from projections.htmltimeline import render
+    from projections.htmltimeline import render_many
 
     params = {"kind": args.type} if args.type else None
-    tl = ctx.read("history", f"/shipslog/history/{args.object}", params)
-    changes: list[Any] = []
-    if tl["kind"] == "container":
-        changes = ctx.read("history", f"/shipslog/history/{tl['id']}",
-                           {"changes": "1"}).get("changes") or []
-    uids = {int(e["actor"].get("uid", 0)) for e in tl.get("entries") or []}
+    items = []
+    for ref in args.object:
+        tl = ctx.read("history", f"/shipslog/history/{ref}", params)
+        changes: list[Any] = []
+        if tl["kind"] == "container":
+            changes = ctx.read("history", f"/shipslog/history/{tl['id']}",
+                               {"changes": "1"}).get("changes") or []
+        items.append((tl, changes))
+    uids = {int(e["actor"].get("uid", 0)) for tl, _ in items for e in tl.get("entries") or []}
     names = {uid: name for uid in uids if (name := name_of(uid))}
-    page = render(tl, changes, names, int(ctx.clock() * 1e9))
+    page = render_many(items, names, int(ctx.clock() * 1e9))
     tmp = args.html + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(page)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, args.html)
-    ctx.err(f"wrote the timeline of {tl['kind']} {tl.get('name') or tl['id'][:12]} "
-            f"({len(tl.get('runs') or [])} runs, {len(tl.get('ops') or [])} operations) to "
-            f"{args.html}")
+    shown = ", ".join(f"{tl['kind']} {tl.get('name') or tl['id'][:12]} "
+                      f"({len(tl.get('runs') or [])} runs, {len(tl.get('ops') or [])} "
+                      "operations)" for tl, _ in items)
+    ctx.err(f"wrote the timeline of {shown} to {args.html}")
     return 0
 
 

@@ -123,3 +123,33 @@ def test_text_from_the_log_stays_text(tmp_path: Path) -> None:
     p = Elements()
     p.feed(text)
     assert sum(1 for t, _ in p.found if t == "script") == 2  # our data block and our code
+
+
+def test_several_objects_share_one_time_scale(tmp_path: Path) -> None:
+    from tests.unit.test_history import OTHER
+    from tests.unit.test_log_readers import FileLog as Log2
+
+    log = Log2(tmp_path / "events.db")
+    log.load_image()
+    log.create(CID, "web")
+    log.create(OTHER, "db")
+    log.start(CID, pid=100)
+    log.start(OTHER, pid=200)
+    log.exit(OTHER, 1, ran_ms=500)
+    log.exit(CID, 0, ran_ms=300)  # none left running: the page's end is the log's, not now
+    log.store.close()
+    out = tmp_path / "two.html"
+    _, err = cli(tmp_path, "history", "web", "db", "--html", str(out))
+    assert "container web (1 runs" in err and "container db (1 runs" in err
+    p = Elements()
+    p.feed(out.read_text())
+    svgs = [a for t, a in p.found if t == "svg"]
+    assert [a["data-index"] for a in svgs] == ["0", "1"]
+    runs = [a for t, a in p.found if t == "rect" and "run" in (a.get("class") or "")]
+    web, db = (json.loads(cli(tmp_path, "history", n, "--format", "json")[0])["runs"][0]
+               for n in ("web", "db"))
+    assert [int(a["data-start"]) for a in runs] == [web["started_at"], db["started_at"]]
+    # One scale: x grows with the start time across both timelines.
+    assert float(runs[0]["x"]) < float(runs[1]["x"])
+    _, err = cli(tmp_path, "history", "web", "db", code=125)
+    assert "several objects only with --html" in err
