@@ -70,6 +70,7 @@ class _Scale:
         self.t0, self.t1 = t0, max(t1, t0 + 1)
 
     def x(self, ns: int) -> float:
+        ns = min(max(ns, self.t0), self.t1)  # a time range drawn: what lies outside is cut
         return round(LEFT + (ns - self.t0) / (self.t1 - self.t0) * (WIDTH - LEFT - RIGHT), 2)
 
 
@@ -182,12 +183,16 @@ def _bounds(tl: Mapping[str, Any], now_ns: int) -> tuple[int, int]:
 
 
 def render_many(items: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
-                names: Mapping[int, str], now_ns: int) -> str:
+                names: Mapping[int, str], now_ns: int,
+                window: tuple[int | None, int | None] = (None, None)) -> str:
     """Several objects (a service's containers, a network and its users) on one time scale:
-    a click shows what `ps --at` said for each of them at that moment."""
+    a click shows what `ps --at` said for each of them at that moment. `window`: the time
+    range to draw (Unix ns; None: from the first event, to the last)."""
     bounds = [_bounds(tl, now_ns) for tl, _ in items]
     t0, end = min(b[0] for b in bounds), max(b[1] for b in bounds)
-    sc = _Scale(t0, end + max((end - t0) // 50, 1))
+    t1 = end + max((end - t0) // 50, 1)
+    sc = _Scale(window[0] if window[0] is not None else t0,
+                window[1] if window[1] is not None else t1)
     blocks, objects, summaries = [], [], []
     for i, ((tl, changes), (first, last)) in enumerate(zip(items, bounds, strict=True)):
         entries, runs = tl.get("entries") or [], tl.get("runs") or []

@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
     p.add_argument("--html", default=None, metavar="FILE",
                    help="write the timeline as one self-contained HTML page: runs as bars, "
                    "health, operations and their actors, config changes, ps --at on click")
+    p.add_argument("--since", default="", help="with --html: draw from this time (Unix "
+                   "time, RFC 3339, or a duration such as 2h)")
+    p.add_argument("--until", default="", help="with --html: draw up to this time")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -109,8 +112,9 @@ def actor_text(actor: dict[str, Any]) -> str:
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     if args.html:
         return _html(ctx, args)
-    if len(args.object) > 1:
-        raise UsageError("several objects only with --html FILE", "history")
+    if len(args.object) > 1 or args.since or args.until:
+        raise UsageError("several objects, --since and --until only with --html FILE",
+                         "history")
     args.object = args.object[0]
     from engine.cli.audit import filter_params
 
@@ -185,7 +189,8 @@ def _html(ctx: Context, args: argparse.Namespace) -> int:
         items.append((tl, changes))
     uids = {int(e["actor"].get("uid", 0)) for tl, _ in items for e in tl.get("entries") or []}
     names = {uid: name for uid in uids if (name := name_of(uid))}
-    page = render_many(items, names, int(ctx.clock() * 1e9))
+    window = tuple(_ns(ctx, flag, getattr(args, flag)) for flag in ("since", "until"))
+    page = render_many(items, names, int(ctx.clock() * 1e9), window)  # type: ignore[arg-type]
     tmp = args.html + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(page)
@@ -197,6 +202,16 @@ def _html(ctx: Context, args: argparse.Namespace) -> int:
                       "operations)" for tl, _ in items)
     ctx.err(f"wrote the timeline of {shown} to {args.html}")
     return 0
+
+
+def _ns(ctx: Context, flag: str, value: str) -> int | None:
+    if not value:
+        return None
+    try:
+        secs, _, frac = parse.parse_timestamp(value, ctx.clock()).partition(".")
+    except ValueError as exc:
+        raise UsageError(f"invalid value for --{flag}: {exc}", "history") from None
+    return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def _config_changes(ctx: Context, args: argparse.Namespace) -> int:

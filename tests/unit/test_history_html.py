@@ -152,4 +152,21 @@ def test_several_objects_share_one_time_scale(tmp_path: Path) -> None:
     # One scale: x grows with the start time across both timelines.
     assert float(runs[0]["x"]) < float(runs[1]["x"])
     _, err = cli(tmp_path, "history", "web", "db", code=125)
-    assert "several objects only with --html" in err
+    assert "several objects, --since and --until only with --html" in err
+
+
+def test_a_time_range_is_drawn_across_the_whole_width(page: tuple[Path, dict],  # type: ignore[type-arg]
+                                                      tmp_path: Path) -> None:
+    _, tl = page
+    second = tl["runs"][1]
+    lo, hi = second["started_at"], second["ended_at"]
+    out = tmp_path / "range.html"
+    cli(tmp_path, "history", CID[:12], "--html", str(out), "--since",
+        f"{lo // 10**9}.{lo % 10**9:09d}", "--until", f"{hi // 10**9}.{hi % 10**9:09d}")
+    p = Elements()
+    p.feed(out.read_text())
+    runs = {a["data-run"]: a for t, a in p.found if t == "rect" and "run" in (a.get("class") or "")}
+    # The second run fills the range; the first ends at its left edge, the third is past it.
+    assert (float(runs["2"]["x"]), float(runs["2"]["width"])) == (110.0, 970.0)
+    assert float(runs["1"]["x"]) == 110.0 and float(runs["1"]["width"]) <= 2.0
+    assert float(runs["3"]["x"]) == 1080.0
