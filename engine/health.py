@@ -2,9 +2,10 @@
 every interval (`docker run --health-cmd`, an image's HEALTHCHECK) and records each change
 of verdict as a `ContainerHealthChanged` event.
 
-I/O: `runc exec` through the runtime driver; appends through the journal. Probe results
-(output included) stay in memory, the last five per container, as Docker keeps them: the log
-records verdicts and who decided them, never what a probe printed.
+I/O: `runc exec` through the runtime driver (for a container that runs as a named user, its
+/etc/passwd and /etc/group are read in-root to resolve the name); appends through the
+journal. Probe results (output included) stay in memory, the last five per container, as
+Docker keeps them: the log records verdicts and who decided them, never what a probe printed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import trio
 
 from engine.core.health import MAX_OUTPUT, Probe, after_probe, probe_of
+from engine.drivers.hostinfo import user_db
 from engine.errors import ShipslogError
 from engine.runtime.spec import exec_process
 from events import vocabulary as v
@@ -101,8 +103,9 @@ class HealthChecks:
         try:
             image = self.journal.state.images.get(c.config.image_id)
             env = self.secrets.get(c.id) if c.config.env else []
+            passwd, group = await trio.to_thread.run_sync(user_db, c.rootfs, c.config.user)
             process = exec_process(c.config, list(image.config.env) if image else [], env,
-                                   cmd=probe.argv)
+                                   cmd=probe.argv, passwd=passwd, group=group)
             got = await self.runtime.probe(c.id, process, timeout_s=probe.timeout_s,
                                            max_output=MAX_OUTPUT)
         except (ShipslogError, OSError) as exc:

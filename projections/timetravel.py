@@ -19,6 +19,7 @@ import msgspec
 from events.envelope import Envelope
 from projections.fold import fold
 from projections.state import EngineState
+from projections.statediff import full_builtins
 
 __all__ = ["Change", "Point", "PointError", "diff", "parse_point", "state_at"]
 
@@ -64,7 +65,7 @@ def parse_point(text: str, now_ns: int) -> Point:
     if re.fullmatch(r"\d+(\.\d+)?", s):
         whole, _, frac = s.partition(".")
         return Point(time_ns=int(whole) * 1_000_000_000 + int((frac + "0" * 9)[:9]))
-    ago = _duration_ns(s)
+    ago = _duration_ns(s[:-4].rstrip() if s.endswith(" ago") else s)  # `2h ago` as `2h`
     if ago is not None:
         return Point(time_ns=now_ns - ago)
     try:
@@ -138,8 +139,9 @@ def diff(before: EngineState, after: EngineState) -> list[Change]:
 
 def _field_changes(old: object, new: object) -> dict[str, tuple[object, object]]:
     # Every field, defaults included (omit_defaults would turn `0 -> 3` into `None -> 3`).
-    a = {f: msgspec.to_builtins(getattr(old, f)) for f in old.__struct_fields__}  # type: ignore[attr-defined]
-    b = {f: msgspec.to_builtins(getattr(new, f)) for f in new.__struct_fields__}  # type: ignore[attr-defined]
+    # Nested ones too (issue 18: `restart_policy.name: - -> always` hid the old `no`).
+    a = {f: full_builtins(getattr(old, f)) for f in old.__struct_fields__}  # type: ignore[attr-defined]
+    b = {f: full_builtins(getattr(new, f)) for f in new.__struct_fields__}  # type: ignore[attr-defined]
     changed: dict[str, tuple[object, object]] = {}
     for key in sorted(set(a) | set(b)):
         if key in _IGNORED:

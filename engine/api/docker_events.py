@@ -70,6 +70,15 @@ class DockerEvents:
             ref = getattr(ev, "reference", "")
             if ref:
                 attrs["name"] = ref
+        elif kind == "volume":
+            # Docker: the volume is the actor; the container is an attribute (moby
+            # volume/service: LogVolumeEvent(name, "mount", {container, destination, ...})).
+            actor_id = getattr(ev, "name", actor_id)
+            if isinstance(ev, v.VolumeMounted | v.VolumeUnmounted):
+                attrs.update(container=ev.container_id, driver="local")
+            if isinstance(ev, v.VolumeMounted):
+                attrs.update({"destination": ev.destination, "propagation": "",
+                              "read/write": str(not ev.read_only).lower()})
         elif kind == "network":
             # Docker: the network is the actor; the container is an attribute.
             actor_id = getattr(ev, "network_id", actor_id)

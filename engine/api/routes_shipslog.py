@@ -12,7 +12,9 @@ million events must not stall the API); live events through the daemon's writer.
     GET /shipslog/audit/head          seq and hash of the head and of event 1 (for checkpoints)
     GET /shipslog/audit/verify        recompute the chain (archived events too: `archive=DIR`,
                                       default <root>/archive); `seq` also checks a checkpoint
-    GET /shipslog/audit/who           operations with their actors (object, uid, since, until)
+    GET /shipslog/audit/who           operations with their actors (object, uid, since, until;
+                                      filters: actor, uid, command, outcome — also on events
+                                      and history)
     GET /shipslog/at/{docker path}    a Docker GET (containers/json, images/json, inspect…)
                                       answered from the state at `at=` (seq:N or a time)
     GET /shipslog/state/diff          what changed between `a=` and `b=`
@@ -48,10 +50,20 @@ from events.follow import follow
 from events.redact import redact_argv
 from events.store import EventStore
 from projections import history as hist
+from projections.actors import (
+    ACTOR_KEYS,
+    OUTCOMES,
+    ActorFilter,
+    UnknownUser,
+    actor_filter,
+    filter_timeline,
+    filter_who,
+)
 from projections.state import EngineState
 from projections.timetravel import Point, PointError, diff, parse_point
 
 KINDS = ("container", "image", "volume", "network")
+_WHO_KEYS = ACTOR_KEYS  # history and audit who: filters by who acted (issue 18)
 _AT_PATHS = ("/containers/json", "/containers/{id}/json", "/images/json",
              "/images/{name:path}/json", "/volumes", "/volumes/{name}", "/networks",
              "/networks/{id}", "/info")
@@ -118,9 +130,13 @@ def point_of(text: str | None, now_ns: int, what: str = "at") -> Point:
         raise InvalidArgument(f"missing '{what}'", hint="give seq:N, Unix seconds, RFC 3339 "
                               "or a duration such as 2h")
     try:
-        return parse_point(text, now_ns)
+        point = parse_point(text, now_ns)
     except PointError as exc:
         raise InvalidArgument(str(exc), hint="use seq:N, Unix seconds, RFC 3339 or 2h") from None
+    if what == "until" and point.time_ns is not None and text.strip().isdigit():
+        # `--until $(date +%s)` means up to the end of that second (issue 18).
+        point = Point(time_ns=point.time_ns + 999_999_999)
+    return point
 
 
 def seq_of(store: EventStore[Any], point: Point) -> int:
@@ -377,7 +393,8 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
             ids.setdefault(kind, set()).update({ref, *([found] if found else [])})
     events = {e.lower() for e in filters.get("event", [])}
     kinds = set(filters.get("type", []))
-    uids = {int(u) for u in filters.get("uid", []) + filters.get("actor", []) if u.isdigit()}
+    who = actor_filter_of(filters)
+    outcomes = op_outcomes(store) if who.outcomes and store is not None else {}
     ops = set(filters.get("op", []))
     streams = set(filters.get("stream", []))
     labels = filters.get("label", [])
@@ -389,7 +406,7 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
             return False
         if events and env.type.lower() not in events:
             return False
-        if uids and env.actor.uid not in uids:
+        if who and not _actor_ok(who, env, outcomes):
             return False
         if ops and env.op_id not in ops:
             return False
@@ -410,6 +427,43 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
         return True
 
     return ok
+
+
+def actor_filter_of(filters: dict[str, list[str]]) -> ActorFilter:
+    """The `actor`/`uid`/`command`/`outcome` filters, user names resolved from the host's
+    passwd now (the log stores uids only)."""
+    from engine.host_users import uid_of
+
+    try:
+        return actor_filter(filters, uid_of)
+    except UnknownUser as exc:
+        raise InvalidArgument(str(exc), hint="give a user name from this host's passwd, or "
+                              "a uid: --filter uid=1000") from None
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), hint="outcome is one of " + ", ".join(OUTCOMES)) \
+            from None
+
+
+def op_outcomes(store: EventStore[Any]) -> dict[str, str]:
+    """op id -> completed/failed/compensated, for every operation that has ended."""
+    names = {"OperationCompleted": "completed", "OperationFailed": "failed",
+             "OperationCompensated": "compensated"}
+    return {env.op_id: names[env.type] for env in store.read(0, types=list(names))}
+
+
+def _actor_ok(who: ActorFilter, env: Envelope, outcomes: dict[str, str]) -> bool:
+    if (who.uids or who.commands) and not who.actor_ok(
+            env.actor, hist.command_line(shown_actor(env.actor).command)):
+        return False
+    if who.outcomes:
+        ended = _OUTCOME_OF.get(env.type)
+        outcome = ended or outcomes.get(env.op_id, "pending" if env.op_id else "")
+        return who.outcome_ok(outcome)
+    return True
+
+
+_OUTCOME_OF = {"OperationCompleted": "completed", "OperationFailed": "failed",
+               "OperationCompensated": "compensated"}
 
 
 def _resolve_kind_quiet(state: EngineState, ref: str, kind: str) -> str | None:
@@ -518,10 +572,15 @@ def shipslog_routes(ctx: Any) -> Router:
         paths = getattr(ctx, "paths", None)
         archive = Path(paths.root) / "archive" if paths is not None else None
 
+        who = actor_filter_of(parse_filters(req.arg("filters"), _WHO_KEYS))
+        if req.bool("changes"):
+            return json_response(await in_reader(ctx.store, lambda rd: config_history(
+                rd, state, req.params["ref"], archive)))
+
         def work(reader: EventStore[Any]) -> hist.Timeline:
             k, ident, stream = resolve(reader, state, req.params["ref"], kind)
-            return hist.build_timeline(k, ident, shown_envelopes(
-                object_events(reader, stream, archive)))
+            return filter_timeline(hist.build_timeline(k, ident, shown_envelopes(
+                object_events(reader, stream, archive))), who)
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -561,6 +620,7 @@ def shipslog_routes(ctx: Any) -> Router:
         ref = req.arg("object")
         uid = req.int("uid")
         since, until = req.arg("since"), req.arg("until")
+        who_of = actor_filter_of(parse_filters(req.arg("filters"), _WHO_KEYS))
 
         def work(reader: EventStore[Any]) -> list[hist.WhoRow]:
             if ref:
@@ -572,8 +632,9 @@ def shipslog_routes(ctx: Any) -> Router:
             rows = hist.who(shown_envelopes(envs))
             lo = point_of(since, now(), "since") if since else None
             hi = point_of(until, now(), "until") if until else None
-            return [row for row in rows
-                    if (uid is None or row.uid == uid) and _within(row, lo, hi)]
+            return filter_who([row for row in rows
+                               if (uid is None or row.uid == uid) and _within(row, lo, hi)],
+                              who_of)
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -584,7 +645,8 @@ def shipslog_routes(ctx: Any) -> Router:
 
         def work(reader: EventStore[Any]) -> dict[str, Any]:
             sa, sb = seq_of(reader, a), seq_of(reader, b)
-            return {"a": sa, "b": sb, "changes": diff(state_at(reader, sa), state_at(reader, sb))}
+            return {"a": sa, "b": sb, "changes": diff(state_at(reader, sa), state_at(reader, sb)),
+                    "a_time_ns": time_of(reader, sa, 0), "b_time_ns": time_of(reader, sb, 0)}
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -632,6 +694,32 @@ def shipslog_routes(ctx: Any) -> Router:
         return json_response(await in_reader(ctx.store, work))
 
     return r
+
+
+def config_history(reader: EventStore[Any], state: EngineState, ref: str,
+                   archive: Path | None) -> dict[str, Any]:
+    """`history CONTAINER --changes`: its configuration over time. Network connects are on
+    the network's stream: found by type (indexed) and container id."""
+    from projections.confighistory import config_changes
+
+    _, cid, stream = resolve(reader, state, ref, "container")
+    own = object_events(reader, stream, archive)
+    nets = [e for e in reader.read(0, types=["NetworkConnected", "NetworkDisconnected"])
+            if getattr(e.event, "container_id", None) == cid]
+    names = {nid: n.name for nid, n in state.networks.items()}
+    envs = shown_envelopes(sorted(own + nets, key=lambda e: e.seq))
+    return {"kind": "container", "id": cid, "name": _name_in(own),
+            "changes": config_changes(envs, names)}
+
+
+def _name_in(envelopes: list[Envelope]) -> str:
+    name = ""
+    for env in envelopes:
+        if isinstance(env.event, v.ContainerCreateRequested):
+            name = env.event.name
+        elif isinstance(env.event, v.ContainerRenamed):
+            name = env.event.new_name
+    return name
 
 
 def _page(reader: EventStore[Any], after: int, size: int, until: int) -> list[Envelope]:

@@ -217,9 +217,11 @@ def stream_routes(ctx: Any) -> Router:
             exec_env = []  # the exec set no variables of its own
         # As in Docker, an exec sees the container's environment, its own variables on top.
         container_env = engine.secrets.get(c.id) if c.config.env else []
+        passwd, group = await _user_db(c.rootfs, x.user or c.config.user)
         process = exec_process(c.config, list(image.config.env) if image else [],
                                container_env + exec_env, cmd=x.cmd, user=x.user,
-                               working_dir=x.working_dir, tty=x.tty)
+                               working_dir=x.working_dir, tty=x.tty, passwd=passwd,
+                               group=group)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
         options = exec_options.pop(x.id, None)
         keys = parse_detach_keys((options and options.DetachKeys) or DEFAULT_DETACH_KEYS)
@@ -438,3 +440,11 @@ async def _pump_stdin(conn: HijackedStream, session: Any,
             continue
         await session.send(data)
     session.close_stdin()  # `echo x | run -i … cat` ends when the client's input does
+
+
+async def _user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
+    """The container's /etc/passwd and /etc/group when `user` names a user or group (issue
+    18: `exec -u nobody`), read inside the rootfs without following its symlinks."""
+    from engine.drivers.hostinfo import user_db
+
+    return await trio.to_thread.run_sync(user_db, rootfs, user)

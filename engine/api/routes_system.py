@@ -55,6 +55,15 @@ def parse_event_time(value: str | None, now_ns: int) -> int | None:
         ) from None
 
 
+def parse_event_until(value: str | None, now_ns: int) -> int | None:
+    """An events `until`: whole Unix seconds (`--until $(date +%s)`) include that whole
+    second, or the events of its last fraction are dropped (issue 18)."""
+    until = parse_event_time(value, now_ns)
+    if until is not None and value is not None and value.strip().isdigit():
+        until += 999_999_999
+    return until
+
+
 def _arch() -> str:
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
@@ -135,7 +144,7 @@ def system_routes(ctx: Any) -> Router:
     async def events(req: Request) -> Response:
         now = ctx.clock()
         since = parse_event_time(req.arg("since"), now)
-        until = parse_event_time(req.arg("until"), now)
+        until = parse_event_until(req.arg("until"), now)
         filters = parse_filters(req.arg("filters"))
         converter = DockerEvents(lambda: ctx.engine.state)
         head = ctx.store.head()

@@ -1,7 +1,8 @@
 """`shipslog audit`: `verify` (recompute the hash chain, name the first bad event, re-hash
 compacted events from their archives (`--archive DIR`, default `<root>/archive`); with
 `--checkpoint FILE` also prove the chain was not rewritten since the checkpoint), `who` (which
-users and processes acted on what), `checkpoint` (sign the chain head with the operator's key
+users — by name, from the host's passwd when shown — and processes acted on what; `--filter
+actor=|uid=|command=|outcome=`), `checkpoint` (sign the chain head with the operator's key
 and write the anchor to a file kept outside the database).
 
 I/O: the daemon's `/shipslog/audit/...` API (or the state root with `--root`); reads and writes
@@ -42,10 +43,15 @@ def register(sub: Any) -> None:
     w.add_argument("object", nargs="?", default=None, metavar="OBJECT",
                    help="a container, image, volume or network (default: everything)")
     w.add_argument("--uid", type=int, default=None)
+    w.add_argument("-f", "--filter", action="append", default=[], help=WHO_FILTER_HELP)
     w.add_argument("--since", default="", help="seq:N, Unix time, RFC 3339 or a duration")
     w.add_argument("--until", default="")
     w.add_argument("--format", default="")
     w.set_defaults(func=cmd_who)
+
+    from engine.cli.export import register_export  # issue 18: the log in other formats
+
+    register_export(asub)
 
     c = asub.add_parser("checkpoint", help="Sign the chain head; keep the file outside the DB")
     c.add_argument("-o", "--output", default="-", metavar="FILE",
@@ -203,7 +209,9 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value:
             params[flag] = point_arg(value, ctx.clock(), flag)
+    params.update(filter_params(args.filter, "audit"))
     rows = ctx.read("audit", "/shipslog/audit/who", params) or []
+    rows = [{**r, "user": user_of(r)} for r in rows]
     if args.format == "json":
         for row in rows:
             ctx.out(json.dumps(row))
@@ -211,9 +219,9 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     if args.format:
         ctx.stdout.write(fmt.render_list(args.format, rows, "", {}))
         return 0
-    lines = ["TIME\tSEQ\tUID\tPID\tCOMMAND\tOPERATION\tTARGET\tOUTCOME"]
+    lines = ["TIME\tSEQ\tUSER\tUID\tPID\tCOMMAND\tOPERATION\tTARGET\tOUTCOME"]
     for r in rows:
-        who = "daemon" if r["via"] == "daemon" else str(r["uid"])
+        who = "daemon\t-" if r["via"] == "daemon" else f"{r['user']}\t{r['uid']}"
         command = fmt.ellipsis(command_line(tuple(r.get("command") or ())), 30) or "-"
         target = r["target"]
         kind, _, ident = target.partition("-")
@@ -223,6 +231,29 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
                      f"{r['kind']}\t{shown}\t{outcome}")
     ctx.stdout.write(fmt.tabulate(lines))
     return 0
+
+
+WHO_FILTER_HELP = ("actor=NAME|UID, uid=N, command=TEXT (in the caller's command line), "
+                   "outcome=failed|completed|compensated|pending")
+
+
+def filter_params(given: list[str], verb: str) -> dict[str, str]:
+    """`--filter K=V` (repeatable) as the API's Docker-style `filters` JSON."""
+    if not given:
+        return {}
+    try:
+        return {"filters": json.dumps(parse.parse_filters(given), separators=(",", ":"))}
+    except ValueError as exc:
+        raise UsageError(str(exc), verb) from None
+
+
+def user_of(row: dict[str, Any]) -> str:
+    """The host's name for the row's uid, looked up now (the log keeps uids only)."""
+    if row.get("via") == "daemon":
+        return "daemon"
+    from engine.host_users import name_of
+
+    return name_of(int(row["uid"])) or str(row["uid"])
 
 
 def point_arg(value: str, now: float, flag: str, verb: str = "audit") -> str:

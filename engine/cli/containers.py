@@ -21,6 +21,7 @@ from engine.cli import attach as stdio
 from engine.cli import images, parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, hint_for, start_exit_code
+from engine.cli.runhelp import describe
 from engine.cli.runopts import add_run_flags, build_create
 from engine.errors import InvalidArgument
 
@@ -28,10 +29,12 @@ from engine.errors import InvalidArgument
 def register(sub: Any) -> None:
     p = sub.add_parser("run", add_help=False, help="Create and run a new container from an image")
     add_run_flags(p, run=True)
+    describe(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("create", add_help=False, help="Create a new container")
     add_run_flags(p, run=False)
+    describe(p)
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("start", help="Start one or more stopped containers")

@@ -131,13 +131,13 @@ class LocalReader:
         import msgspec
 
         from engine.api.docker_events import DockerEvents, matches
-        from engine.api.routes_system import parse_event_time
+        from engine.api.routes_system import parse_event_time, parse_event_until
         from engine.api.translate import parse_filters
 
         ctx = self.context()
         arg = {k: v[0] for k, v in query.items()}
         since = parse_event_time(arg.get("since"), ctx.now_ns)
-        until = parse_event_time(arg.get("until"), ctx.now_ns)
+        until = parse_event_until(arg.get("until"), ctx.now_ns)
         filters = parse_filters(arg.get("filters"))
         converter = DockerEvents(lambda: ctx.engine.state)
         out: list[bytes] = []

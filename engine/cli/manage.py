@@ -16,7 +16,7 @@ from engine.api.client import ApiError
 from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
-from engine.cli.errors import CliError, UsageError, from_api
+from engine.cli.errors import CliError, ExitStatus, UsageError, from_api
 from engine.cli.timeline import AT_HELP, at_read
 
 
@@ -218,17 +218,22 @@ def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
     """Run an action per container like Docker does: print each success, report each failure,
     carry on, and exit 1 when any failed. With `parallel`, the actions run at once (up to
     PARALLEL_AT_MOST) and their results are still reported in the order of `refs`."""
-    failed = 0
+    failed: list[CliError] = []
     for ref, outcome in zip(refs, _outcomes(refs, action, parallel), strict=True):
         if isinstance(outcome, ApiError):
-            ctx.err(f"shipslog: {from_api(outcome.status, outcome.message).message}")
-            failed += 1
+            failed.append(from_api(outcome.status, outcome.message))
+            if len(refs) > 1:
+                ctx.err(f"shipslog: {failed[-1].message}")
             continue
         line = show(ref, outcome)
         if line is not None:
             ctx.out(line)
+    # Docker prints the daemon's message alone (issue 18): one failure is that error with
+    # its hint; several were printed as they came, and the exit status says the rest.
+    if len(refs) == 1 and failed:
+        raise CliError(failed[0].message, failed[0].hint, 1)
     if failed:
-        raise CliError(f"{failed} of {len(refs)} operations failed", "see the errors above", 1)
+        raise ExitStatus(1)
     return 0
 
 

@@ -56,7 +56,8 @@ def parse_timestamp(text: str, now: float) -> str:
     if re.fullmatch(r"\d+(\.\d+)?", s):
         return s
     try:
-        return _fmt_epoch(now - parse_go_duration(s))
+        # `--at '2h ago'` as `ps --help` words it: a duration is always "that long ago".
+        return _fmt_epoch(now - parse_go_duration(_without_ago(s)))
     except ValueError:
         pass
     iso = s.replace("Z", "+00:00").replace("z", "+00:00")
@@ -69,6 +70,10 @@ def parse_timestamp(text: str, now: float) -> str:
     if dt.tzinfo is None:
         dt = dt.astimezone()  # Docker reads zone-less times as local time
     return _fmt_epoch(dt.timestamp())
+
+
+def _without_ago(text: str) -> str:
+    return text[:-4].rstrip() if text.endswith(" ago") else text
 
 
 def _fmt_epoch(seconds: float) -> str:

@@ -41,12 +41,20 @@ def register(sub: Any) -> None:
     p.add_argument("--since", default="",
                    help="Unix time, RFC 3339, a duration such as 2h, or seq:N")
     p.add_argument("--until", default="", help="as --since")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="Docker's filters, and who acted: actor=NAME|UID, uid=N, "
+                   "command=TEXT, outcome=failed|completed|compensated|pending (these read "
+                   "the full stream, as --all)")
     p.add_argument("--format", default="")
     p.add_argument("-a", "--all", action="store_true",
                    help="shipslog's full stream: every event type, actor, op id, seq, hash")
     p.add_argument("--follow", action="store_true", help="with --all: keep printing live events")
     p.add_argument("-n", "--limit", type=int, default=None, help="with --all: at most N events")
+    p.add_argument("--to", default="", choices=["", "syslog"],
+                   help="'syslog': send shipslog's full stream to syslog, each event with its "
+                   "seq and hash (and the one before) for the receiver to check the chain")
+    p.add_argument("--syslog-address", default="unix:///dev/log",
+                   help="with --to syslog: unix:///PATH or udp://HOST:PORT")
     p.set_defaults(func=cmd_events)
 
 
@@ -336,7 +344,13 @@ def _seq_time(source: Any, value: str) -> str:
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     params = events_params(args, ctx.clock())
     source = ctx.local if ctx.local is not None else ctx.client
-    if args.all or args.format == "json":
+    # Who acted is in shipslog's own stream only (Docker's events carry no caller): the
+    # actor filters read that stream (issue 18).
+    by_actor = any(f.split("=", 1)[0] in ("actor", "uid", "command", "outcome")
+                   for f in args.filter)
+    if args.to == "syslog":
+        return _to_syslog(ctx, source, args, params)
+    if args.all or args.format == "json" or by_actor:
         return _full_events(ctx, source, args, params)
     for flag in ("since", "until"):
         if str(params.get(flag, "")).startswith("seq:"):
@@ -369,4 +383,30 @@ def _full_events(ctx: Context, source: Any, args: argparse.Namespace,
             else:
                 ctx.out(full_event_line(event))
             ctx.stdout.flush()
+    return 0
+
+
+def _to_syslog(ctx: Context, source: Any, args: argparse.Namespace,
+               params: dict[str, Any]) -> int:
+    """`events [--follow] --to syslog`: the full stream, one RFC 5424 message per event."""
+    import os
+    import socket
+
+    from engine.cli.syslogout import message, open_syslog
+
+    sock, _ = open_syslog(args.syslog_address)
+    if args.follow:
+        params["follow"] = True
+    if args.limit is not None:
+        params["limit"] = args.limit
+    host, pid, prev, sent = socket.gethostname(), os.getpid(), "", 0
+    try:
+        with source.stream_json("GET", "/shipslog/events", params) as events:
+            for event in events:
+                sock.send(message(event, full_event_line(event), prev, host, pid))
+                prev = event.get("hash", "")
+                sent += 1
+    finally:
+        sock.close()
+    ctx.err(f"sent {sent} events to syslog at {args.syslog_address}")
     return 0

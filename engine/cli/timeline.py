@@ -24,12 +24,25 @@ def register(sub: Any) -> None:
         description="Every event of one object from the event log: who asked, which "
         "operation, how long it took from request to outcome, exit codes, restarts and their "
         "reasons, OOM kills. Docker's image layer history is 'shipslog image history IMAGE'.")
-    p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK")
+    p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK", nargs="+",
+                   help="one object (several with --html: on one time scale)")
     p.add_argument("--type", choices=["container", "image", "volume", "network"], default=None,
                    help="which kind of object the name refers to")
     p.add_argument("--format", default="",
                    help="'json' for the whole timeline, or a Go template per event")
     p.add_argument("--no-trunc", action="store_true", help="show full ids")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="only operations (and their events) by actor=NAME|UID, uid=N, "
+                   "command=TEXT, outcome=failed|completed|compensated|pending")
+    p.add_argument("--changes", action="store_true",
+                   help="a container's configuration over time: create options, updates, "
+                   "renames, networks, health verdicts, each as old -> new")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="write the timeline as one self-contained HTML page: runs as bars, "
+                   "health, operations and their actors, config changes, ps --at on click")
+    p.add_argument("--since", default="", help="with --html: draw from this time (Unix "
+                   "time, RFC 3339, or a duration such as 2h)")
+    p.add_argument("--until", default="", help="with --html: draw up to this time")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -97,8 +110,19 @@ def actor_text(actor: dict[str, Any]) -> str:
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"kind": args.type} if args.type else None
-    tl = ctx.read("history", f"/shipslog/history/{args.object}", params)
+    if args.html:
+        return _html(ctx, args)
+    if len(args.object) > 1 or args.since or args.until:
+        raise UsageError("several objects, --since and --until only with --html FILE",
+                         "history")
+    args.object = args.object[0]
+    from engine.cli.audit import filter_params
+
+    if args.changes:
+        return _config_changes(ctx, args)
+    params = {"kind": args.type} if args.type else {}
+    params.update(filter_params(args.filter, "history"))
+    tl = ctx.read("history", f"/shipslog/history/{args.object}", params or None)
     if args.format == "json":
         ctx.out(json.dumps(tl))
         return 0
@@ -148,23 +172,121 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"a": args.a, **({"b": args.b} if args.b else {})}
-    answer = ctx.read("state", "/shipslog/state/diff", params)
+def _html(ctx: Context, args: argparse.Namespace) -> int:
+    import os
+
+    from engine.host_users import name_of
+    from projections.htmltimeline import render_many
+
+    params = {"kind": args.type} if args.type else None
+    items = []
+    for ref in args.object:
+        tl = ctx.read("history", f"/shipslog/history/{ref}", params)
+        changes: list[Any] = []
+        if tl["kind"] == "container":
+            changes = ctx.read("history", f"/shipslog/history/{tl['id']}",
+                               {"changes": "1"}).get("changes") or []
+        items.append((tl, changes))
+    uids = {int(e["actor"].get("uid", 0)) for tl, _ in items for e in tl.get("entries") or []}
+    names = {uid: name for uid in uids if (name := name_of(uid))}
+    window = tuple(_ns(ctx, flag, getattr(args, flag)) for flag in ("since", "until"))
+    page = render_many(items, names, int(ctx.clock() * 1e9), window)  # type: ignore[arg-type]
+    tmp = args.html + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(page)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, args.html)
+    shown = ", ".join(f"{tl['kind']} {tl.get('name') or tl['id'][:12]} "
+                      f"({len(tl.get('runs') or [])} runs, {len(tl.get('ops') or [])} "
+                      "operations)" for tl, _ in items)
+    ctx.err(f"wrote the timeline of {shown} to {args.html}")
+    return 0
+
+
+def _ns(ctx: Context, flag: str, value: str) -> int | None:
+    if not value:
+        return None
+    try:
+        secs, _, frac = parse.parse_timestamp(value, ctx.clock()).partition(".")
+    except ValueError as exc:
+        raise UsageError(f"invalid value for --{flag}: {exc}", "history") from None
+    return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _config_changes(ctx: Context, args: argparse.Namespace) -> int:
+    answer = ctx.read("history", f"/shipslog/history/{args.object}", {"changes": "1"})
     if args.format == "json":
         ctx.out(json.dumps(answer))
         return 0
     changes = answer.get("changes") or []
-    ctx.out(f"from seq {answer['a']} to seq {answer['b']}: {len(changes)} changes")
+    ident = answer["id"] if args.no_trunc else fmt.truncate_id(answer["id"])
+    ctx.out(f"container {answer.get('name') or ''} {ident}: {len(changes)} configuration "
+            "changes")
+    lines = ["TIME\tSEQ\tBY\tCHANGE\tFIELD\tOLD\tNEW"]
     for ch in changes:
-        name = ch.get("name") or ""
-        ident = fmt.truncate_id(ch["id"]) if len(ch["id"]) > 20 else ch["id"]
-        mark = {"added": "+", "removed": "-", "changed": "~"}[ch["change"]]
-        shown = f"{name} {ident}" if name and name != ch["id"] else ident
-        ctx.out(f"{mark} {ch['kind']} {shown}")
-        for field, (old, new) in (ch.get("fields") or {}).items():
-            ctx.out(f"    {field}: {_brief(old)} -> {_brief(new)}")
+        head = f"{when(ch['time_ns'])}\t{ch['seq']}\t{actor_text(ch['actor'])}\t{ch['what']}"
+        for i, (field, old, new) in enumerate(ch.get("fields") or [("", None, None)]):
+            lead = head if i == 0 else "\t\t\t"
+            lines.append(f"{lead}\t{field}\t{_value(field, old)}\t{_value(field, new)}")
+    ctx.stdout.write(fmt.tabulate(lines))
     return 0
+
+
+def cmd_state_diff(ctx: Context, args: argparse.Namespace) -> int:
+    from projections.statediff import leaves, summary
+
+    params = {"a": args.a, **({"b": args.b} if args.b else {})}
+    answer = ctx.read("state", "/shipslog/state/diff", params)
+    changes = answer.get("changes") or []
+    if args.format == "json":
+        # Field-level: one {field, old, new} per leaf that differs (issue 18).
+        shown = [{**ch, "fields": [{"field": f, "old": old, "new": new}
+                                   for f, old, new in leaves(ch.get("fields") or {})]}
+                 for ch in changes]
+        ctx.out(json.dumps({**answer, "changes": shown}))
+        return 0
+    ctx.out(f"from {_moment(answer['a'], answer.get('a_time_ns'))} to "
+            f"{_moment(answer['b'], answer.get('b_time_ns'))}: {summary(changes)}")
+    if not changes:
+        return 0
+    word = {"added": "appeared", "removed": "vanished", "changed": "changed"}
+    lines = ["CHANGE\tKIND\tNAME\tID\tFIELD\tOLD\tNEW"]
+    for ch in changes:
+        ident = fmt.truncate_id(ch["id"].removeprefix("sha256:")) if len(ch["id"]) > 20 \
+            else ch["id"]
+        name = ch.get("name") or "-"
+        head = f"{word[ch['change']]}\t{ch['kind']}\t{name}\t{ident}"
+        diffs = leaves(ch.get("fields") or {})
+        if not diffs:
+            lines.append(f"{head}\t\t\t")
+        for i, (field, old, new) in enumerate(diffs):
+            lead = head if i == 0 else "\t\t\t"
+            lines.append(f"{lead}\t{_path(field)}\t{_value(field, old)}\t"
+                         f"{_value(field, new)}")
+    ctx.stdout.write(fmt.tabulate(lines))
+    return 0
+
+
+def _path(field: str) -> str:
+    """Ids inside a field path as `ps` shows ids: 12 characters."""
+    return ".".join(p[:12] if len(p) == 64 and all(c in "0123456789abcdef" for c in p) else p
+                    for p in field.split("."))
+
+
+def _moment(seq: int, time_ns: int | None) -> str:
+    return f"seq {seq}" + (f" ({when(time_ns)})" if time_ns else "")
+
+
+def _value(field: str, value: Any) -> str:
+    """A leaf as a person reads it: times as times (`*_at` fields are Unix nanoseconds)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    last = field.rsplit(".", 1)[-1]
+    if last.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return when(value) if value > 0 else "-"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return fmt.ellipsis(text, 60)
 
 
 def _brief(value: Any) -> str:

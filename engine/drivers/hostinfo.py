@@ -67,3 +67,13 @@ def host_spec_inputs(rootfs: str | None = None) -> dict[str, Any]:
         out["passwd"] = read_rootfs_file(rootfs, "etc/passwd")
         out["group"] = read_rootfs_file(rootfs, "etc/group")
     return out
+
+
+def user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
+    """The rootfs's /etc/passwd and /etc/group when `user` (`name[:group]`) names a user or
+    group, else (None, None): what `exec -u NAME` and a health probe of a container that runs
+    as a named user resolve the name with (issue 18)."""
+    name, _, grp = user.partition(":")
+    if not rootfs or ((not name or name.isdigit()) and (not grp or grp.isdigit())):
+        return None, None
+    return read_rootfs_file(rootfs, "etc/passwd"), read_rootfs_file(rootfs, "etc/group")

@@ -555,21 +555,24 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 def exec_process(config: ContainerConfig, image_env: list[str], env: list[str], *,
                  cmd: Sequence[str], user: str = "", working_dir: str = "",
-                 tty: bool = False) -> dict[str, Any]:
+                 tty: bool = False, passwd: bytes | None = None,
+                 group: bytes | None = None) -> dict[str, Any]:
     """The OCI process for an exec or a health probe: the container's own settings unless
-    the caller overrides them."""
+    the caller overrides them. A user name (`exec -u nobody`) is resolved in the contents of
+    the container's /etc/passwd and /etc/group (`passwd`, `group`), as `run -u` is."""
     if not any(e.startswith("PATH=") for e in image_env + env):
         image_env = [DEFAULT_PATH, *image_env]
     user = user or config.user or "0"
     uid, _, gid = user.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise InvalidArgument(f"exec user {user!r}: only numeric uid[:gid] is supported yet",
-                              hint="use --user UID[:GID]")
+    if uid.isdigit() and (not gid or gid.isdigit()):
+        oci_user: dict[str, Any] = {"uid": int(uid), "gid": int(gid or 0)}
+    else:
+        oci_user = resolve_user(user, passwd, group)
     return {
         "args": list(cmd),
         "env": image_env + env + (["TERM=xterm"] if tty else []),
         "cwd": working_dir or config.working_dir or "/",
-        "user": {"uid": int(uid), "gid": int(gid or 0)},
+        "user": oci_user,
         "terminal": tty,
         "noNewPrivileges": config.no_new_privileges,
     }
