@@ -85,6 +85,13 @@ DOCKER_HELP: dict[str, str] = {
     "--volume": "Bind mount a volume",
     "--volumes-from": "Mount volumes from the specified container(s)",
     "--workdir": "Working directory inside the container",
+    "--device-cgroup-rule": "Add a rule to the cgroup allowed devices list",
+    "--cgroup-parent": "Optional parent cgroup for the container",
+    "--runtime": "Runtime to use for this container",
+    "--isolation": "Container isolation technology",
+    "--cpuset-mems": "MEMs in which to allow execution (0-3, 0,1)",
+    "--memory-swappiness": "Tune container memory swappiness (0 to 100)",
+    "--oom-score-adj": "Tune host's OOM preferences (-1000 to 1000)",
     "image": "The image to run: NAME[:TAG], NAME@DIGEST or an image ID",
     "command": "The command and its arguments (default: the image's CMD)",
 }
@@ -92,7 +99,10 @@ DOCKER_HELP: dict[str, str] = {
 
 def describe(parser: argparse.ArgumentParser) -> None:
     """Give every option of `parser` without a help text Docker's description of it."""
-    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of them
+    actions = getattr(parser, "_actions", None)
+    if not isinstance(actions, list):
+        return  # the stand-in parser of a verb not being run (engine/cli/main.py `_Only`)
+    for action in actions:  # argparse has no public list of them
         if action.help:
             continue
         names = [s for s in action.option_strings if s.startswith("--")] or [action.dest]
