@@ -26,11 +26,13 @@ class IPAMConfigBody(msgspec.Struct, kw_only=True):
     Subnet: str | None = None
     Gateway: str | None = None
     IPRange: str | None = None
+    AuxiliaryAddresses: dict[str, str] | None = None
 
 
 class IPAMBody(msgspec.Struct, kw_only=True):
     Driver: str | None = None
     Config: list[IPAMConfigBody] | None = None
+    Options: dict[str, str] | None = None
 
 
 class NetworkCreateBody(msgspec.Struct, kw_only=True):
@@ -75,17 +77,20 @@ def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
                            "MacAddress": ep.mac, "IPv4Address": f"{ep.ip}/{prefix}",
                            "IPv6Address": f"{ep.ip6}/{prefix6}" if ep.ip6 else ""}
     configs = []
-    for subnet, gateway, ip_range in ((net.subnet, net.gateway, net.ip_range),
-                                      (net.subnet6, net.gateway6, net.ip_range6)):
+    for subnet, gateway, ip_range, aux in (
+            (net.subnet, net.gateway, net.ip_range, net.aux_addresses),
+            (net.subnet6, net.gateway6, net.ip_range6, net.aux_addresses6)):
         if subnet:  # Docker lists one entry per pool, v4 first
-            config = {"Subnet": subnet, "Gateway": gateway}
+            config: dict[str, Any] = {"Subnet": subnet, "Gateway": gateway}
             if ip_range:
                 config["IPRange"] = ip_range
+            if aux:  # omitempty, as Docker's IPAMConfig
+                config["AuxiliaryAddresses"] = dict(aux)
             configs.append(config)
     return {
         "Name": net.name, "Id": net.id, "Created": rfc3339(net.created_at), "Scope": "local",
         "Driver": net.driver, "EnableIPv6": net.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": configs},
+        "IPAM": {"Driver": "default", "Options": _ipam_options(net), "Config": configs},
         "Internal": net.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
         "Options": _options(net),
@@ -101,6 +106,12 @@ def _options(net: NetworkView) -> dict[str, str]:
         return {"com.docker.network.bridge.default_bridge": "true",
                 "com.docker.network.bridge.name": net.bridge, **net.options}
     return dict(net.options)
+
+
+def _ipam_options(net: NetworkView) -> dict[str, str] | None:
+    """As given (issue 13); a network created without them shows null, as Docker's do —
+    the docker CLI always sends them, so its networks show {}."""
+    return None if net.ipam_options is None else dict(net.ipam_options)
 
 
 def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
@@ -140,7 +151,11 @@ def network_routes(ctx: Any) -> Router:
     async def create(req: Request) -> Response:
         body = await req.json(NetworkCreateBody)
         configs = (body.IPAM.Config or []) if body.IPAM else []
-        ipam = split_ipam([(c.Subnet or "", c.Gateway or "", c.IPRange or "") for c in configs])
+        ipam = split_ipam([(c.Subnet or "", c.Gateway or "", c.IPRange or "",
+                             c.AuxiliaryAddresses or {}) for c in configs])
+        if body.IPAM:
+            ipam.update(ipam_driver=body.IPAM.Driver or "default",
+                        ipam_options=body.IPAM.Options)
         nid = await engine.create_network(
             body.Name, req.actor, driver=body.Driver or "bridge", **ipam,
             internal=bool(body.Internal), labels=body.Labels or {}, options=body.Options or {},
