@@ -385,7 +385,8 @@ def decide_disconnect_at_start(state: EngineState, network_ref: str, container_r
     net = find_network(state, network_ref)
     c = find_container(state, container_ref)
     if net.id not in start_networks(state, c):
-        raise Conflict(f"container {c.id} is not connected to network {net.name}",
+        # moby DisconnectFromNetwork, for a container that is not running: "the network"
+        raise Conflict(f"container {c.id} is not connected to the network {net.name}",
                        hint="nothing to disconnect")
     return Decision(op_id=op_id, target=c.id, pending=(
         Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,
