@@ -348,6 +348,7 @@ class NetworkCreated(BaseEvent, frozen=True, kw_only=True):
     aux_addresses: dict[str, str] = {}
     aux_addresses6: dict[str, str] = {}
     ipam_options: dict[str, str] | None = None
+    attachable: bool = False  # Docker's Attachable: recorded and shown (swarm's, inert here)
 
 
 class NetworkAddressAllocated(BaseEvent, frozen=True, kw_only=True):

@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
                    help="Set IPAM driver specific options")
     p.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
     p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true",
+                   help="Enable manual container attachment")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
     p.set_defaults(func=cmd_create)
@@ -140,7 +142,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     configs = ipam_configs(args.subnet, args.gateway, args.ip_range)
     add_aux_addresses(configs, args.aux_address)
     body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
-            "EnableIPv6": args.ipv6,
+            "EnableIPv6": args.ipv6, "Attachable": args.attachable,
             "Labels": flag_values("label", args.label, "network create"),
             "Options": flag_values("opt", args.opt, "network create"),
             "IPAM": {"Driver": args.ipam_driver, "Config": configs,

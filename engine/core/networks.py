@@ -46,7 +46,8 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                           aux_addresses: dict[str, str] | None = None,
                           aux_addresses6: dict[str, str] | None = None,
                           ipam_driver: str = "default",
-                          ipam_options: dict[str, str] | None = None) -> Decision:
+                          ipam_options: dict[str, str] | None = None,
+                          attachable: bool = False) -> Decision:
     """`by_user`: a `network create` (the daemon makes the default bridge itself).
     `aux_addresses(6)`: Docker's IPAM AuxiliaryAddresses of the v4 (v6) pool, reserved by
     the `NetworkCreated` event; `ipam_options`: the default IPAM driver's options, recorded
@@ -102,7 +103,7 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                                        options=options or {}, bridge=bridge,
                                        enable_ipv6=enable_ipv6, **v6,
                                        aux_addresses=aux, aux_addresses6=aux6,
-                                       ipam_options=ipam_options)),),
+                                       ipam_options=ipam_options, attachable=attachable)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
 
 

@@ -126,3 +126,36 @@ def test_dual_stack_network_inspect(engine: Engine) -> None:
     finally:
         docker(engine, "rm", "-f", "d1", check=False)
         docker(engine, "network", "rm", "dual", check=False)
+
+
+def test_attachable_is_recorded_and_shown(engine: Engine) -> None:
+    docker(engine, "network", "create", "--attachable", "att")
+    try:
+        assert network(engine, "att")["Attachable"] is True
+    finally:
+        docker(engine, "network", "rm", "att")
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"Scope": "swarm"}, 403, "cannot create a swarm scoped network when swarm is not active"),
+    ({"Ingress": True}, 403, "Ingress network can only be global scope network"),
+    ({"Scope": "global"}, 503, 'This node is not a swarm manager. Use "docker swarm init" or '
+     '"docker swarm join" to connect this node to swarm and try again.'),
+    ({"ConfigFrom": {"Network": "nosuch"}}, 404, 'configuration network "nosuch" does not exist'),
+])
+def test_swarm_networks_refused_as_docker_with_swarm_off(engine: Engine, body: dict[str, Any],
+                                                         status: int, message: str) -> None:
+    """Never created as a plain local bridge: refused with Docker's words."""
+    got, answer = create_raw(engine, {"Name": "swarmish", **body})
+    assert answer["message"] == message
+    if engine.name == "shipslog" or status != 503:
+        assert got == status  # dockerd 20.10 answers "not a swarm manager" with a 500 here
+    assert docker(engine, "network", "ls", "-q", "--filter", "name=swarmish").stdout == ""
+
+
+def test_config_only_network_refused_not_made_a_bridge(engine: Engine) -> None:
+    if engine.name == "docker":
+        pytest.skip("Docker makes a config-only network (a template for swarm and macvlan "
+                    "networks); shipslog has none and refuses it rather than make a bridge")
+    got, answer = create_raw(engine, {"Name": "tmpl", "ConfigOnly": True})
+    assert got == 400 and "config-only networks" in answer["message"]
