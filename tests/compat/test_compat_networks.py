@@ -175,3 +175,18 @@ def test_refused_v6_create_leaves_no_network(engine: Engine, args: list[str],
                     "pool; shipslog refuses it (README, IPv6 networks)")
     assert p.returncode != 0 and message in p.stderr, p.stderr
     assert docker(engine, "network", "inspect", "refused6", check=False).returncode != 0
+
+
+def test_sdk_ipam_pool_with_aux_addresses_and_options(engine: Engine) -> None:
+    types = pytest.importorskip("docker.types")
+    ipam = types.IPAMConfig(pool_configs=[types.IPAMPool(
+        subnet="10.213.10.0/24", iprange="10.213.10.128/25", gateway="10.213.10.1",
+        aux_addresses={"nas": "10.213.10.5"})], options={"opt": "1"})
+    net = engine.sdk().networks.create("sdkipam", ipam=ipam)
+    try:
+        net.reload()
+        assert net.attrs["IPAM"] == {"Driver": "default", "Options": {"opt": "1"}, "Config": [
+            {"Subnet": "10.213.10.0/24", "IPRange": "10.213.10.128/25",
+             "Gateway": "10.213.10.1", "AuxiliaryAddresses": {"nas": "10.213.10.5"}}]}
+    finally:
+        net.remove()
