@@ -356,6 +356,13 @@ class NetworkCreated(BaseEvent, frozen=True, kw_only=True):
     subnet6: str = ""
     gateway6: str = ""
     ip_range6: str = ""
+    # Docker's IPAM `AuxiliaryAddresses` of the v4 and the v6 pool (name -> address, issue
+    # 13): reserved here, by this event, so IPAM never hands them to a container; and the
+    # IPAM driver's `Options` (None: none given, shown as null as Docker does)
+    aux_addresses: dict[str, str] = {}
+    aux_addresses6: dict[str, str] = {}
+    ipam_options: dict[str, str] | None = None
+    attachable: bool = False  # Docker's Attachable: recorded and shown (swarm's, inert here)
 
 
 class NetworkAddressAllocated(BaseEvent, frozen=True, kw_only=True):

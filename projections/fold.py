@@ -487,7 +487,10 @@ def _network_created(tx: _Tx, env: Envelope, ev: v.NetworkCreated) -> None:
         ip_range=ev.ip_range, internal=ev.internal, labels=dict(ev.labels),
         options=dict(ev.options), bridge=ev.bridge, created_at=env.recorded_at, last_seq=env.seq,
         stream_version=env.stream_version, enable_ipv6=ev.enable_ipv6, subnet6=ev.subnet6,
-        gateway6=ev.gateway6, ip_range6=ev.ip_range6,
+        gateway6=ev.gateway6, ip_range6=ev.ip_range6, aux_addresses=dict(ev.aux_addresses),
+        aux_addresses6=dict(ev.aux_addresses6),
+        ipam_options=None if ev.ipam_options is None else dict(ev.ipam_options),
+        attachable=ev.attachable,
     ))
     tx.network_names[ev.name] = ev.network_id
 

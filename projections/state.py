@@ -117,6 +117,10 @@ class NetworkView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     endpoints: dict[str, Endpoint] = {}  # container id -> endpoint
     stream_version: int = 0
     last_seq: int = 0
+    aux_addresses: dict[str, str] = {}  # IPAM AuxiliaryAddresses of the v4 pool: never handed out
+    aux_addresses6: dict[str, str] = {}  # … of the v6 pool
+    ipam_options: dict[str, str] | None = None
+    attachable: bool = False
 
 
 class ExecView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

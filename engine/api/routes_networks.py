@@ -14,10 +14,11 @@ import trio
 
 from engine.api.render import rfc3339
 from engine.api.router import Request, Response, Router, empty, json_response
+from engine.api.routes_off import NOT_A_MANAGER
 from engine.api.translate import labels_match, parse_filters
 from engine.core.lookup import find_container, find_network
 from engine.core.networks import split_ipam
-from engine.errors import InvalidArgument, ShipslogError
+from engine.errors import InvalidArgument, NotFound, ShipslogError, Unavailable
 from engine.network.hostfiles import check_hostname
 from projections.state import EngineState, NetworkView
 
@@ -26,11 +27,17 @@ class IPAMConfigBody(msgspec.Struct, kw_only=True):
     Subnet: str | None = None
     Gateway: str | None = None
     IPRange: str | None = None
+    AuxiliaryAddresses: dict[str, str] | None = None
 
 
 class IPAMBody(msgspec.Struct, kw_only=True):
     Driver: str | None = None
     Config: list[IPAMConfigBody] | None = None
+    Options: dict[str, str] | None = None
+
+
+class ConfigReference(msgspec.Struct, kw_only=True):
+    Network: str | None = None
 
 
 class NetworkCreateBody(msgspec.Struct, kw_only=True):
@@ -43,6 +50,10 @@ class NetworkCreateBody(msgspec.Struct, kw_only=True):
     CheckDuplicate: bool | None = None
     Attachable: bool | None = None
     EnableIPv6: bool | None = None
+    Scope: str | None = None
+    Ingress: bool | None = None
+    ConfigOnly: bool | None = None
+    ConfigFrom: ConfigReference | None = None
 
 
 class EndpointIPAM(msgspec.Struct, kw_only=True):
@@ -75,18 +86,21 @@ def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
                            "MacAddress": ep.mac, "IPv4Address": f"{ep.ip}/{prefix}",
                            "IPv6Address": f"{ep.ip6}/{prefix6}" if ep.ip6 else ""}
     configs = []
-    for subnet, gateway, ip_range in ((net.subnet, net.gateway, net.ip_range),
-                                      (net.subnet6, net.gateway6, net.ip_range6)):
+    for subnet, gateway, ip_range, aux in (
+            (net.subnet, net.gateway, net.ip_range, net.aux_addresses),
+            (net.subnet6, net.gateway6, net.ip_range6, net.aux_addresses6)):
         if subnet:  # Docker lists one entry per pool, v4 first
-            config = {"Subnet": subnet, "Gateway": gateway}
+            config: dict[str, Any] = {"Subnet": subnet, "Gateway": gateway}
             if ip_range:
                 config["IPRange"] = ip_range
+            if aux:  # omitempty, as Docker's IPAMConfig
+                config["AuxiliaryAddresses"] = dict(aux)
             configs.append(config)
     return {
         "Name": net.name, "Id": net.id, "Created": rfc3339(net.created_at), "Scope": "local",
         "Driver": net.driver, "EnableIPv6": net.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": configs},
-        "Internal": net.internal, "Attachable": False, "Ingress": False,
+        "IPAM": {"Driver": "default", "Options": _ipam_options(net), "Config": configs},
+        "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
         "Options": _options(net),
         "Labels": dict(net.labels),
@@ -101,6 +115,41 @@ def _options(net: NetworkView) -> dict[str, str]:
         return {"com.docker.network.bridge.default_bridge": "true",
                 "com.docker.network.bridge.name": net.bridge, **net.options}
     return dict(net.options)
+
+
+class SwarmOff(InvalidArgument):
+    """Docker's errdefs.Forbidden (403) for what only swarm mode can make."""
+
+    status = 403
+
+
+def check_local_only(body: NetworkCreateBody, state: EngineState) -> None:
+    """What needs swarm mode or config-only networks is refused as Docker refuses it with
+    swarm off (moby daemon/network.go, 20.10 and 24), never created as a plain bridge."""
+    scope = body.Scope or "local"
+    if scope == "swarm":
+        raise SwarmOff("cannot create a swarm scoped network when swarm is not active",
+                                hint="shipslog networks are local: leave out --scope")
+    if body.Ingress and scope != "global":
+        raise SwarmOff("Ingress network can only be global scope network",
+                                hint="ingress networks belong to swarm mode")
+    if scope != "local" or body.Ingress:
+        raise Unavailable(NOT_A_MANAGER, hint="shipslog networks are local: leave out --scope")
+    source = body.ConfigFrom.Network if body.ConfigFrom else ""
+    if source and source not in state.network_names and source not in state.networks:
+        raise NotFound(f'configuration network "{source}" does not exist',
+                       hint="shipslog has no config-only networks")
+    if body.ConfigOnly or source:
+        # Docker keeps a config-only network as a template for swarm/macvlan networks; a
+        # bridge made in its place would be a network the user did not ask for.
+        raise InvalidArgument("config-only networks (--config-only, --config-from) are not "
+                              "supported by shipslog", hint="create the network itself")
+
+
+def _ipam_options(net: NetworkView) -> dict[str, str] | None:
+    """As given (issue 13); a network created without them shows null, as Docker's do —
+    the docker CLI always sends them, so its networks show {}."""
+    return None if net.ipam_options is None else dict(net.ipam_options)
 
 
 def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
@@ -139,12 +188,17 @@ def network_routes(ctx: Any) -> Router:
     @r.route("POST", "/networks/create")
     async def create(req: Request) -> Response:
         body = await req.json(NetworkCreateBody)
+        check_local_only(body, engine.state)
         configs = (body.IPAM.Config or []) if body.IPAM else []
-        ipam = split_ipam([(c.Subnet or "", c.Gateway or "", c.IPRange or "") for c in configs])
+        ipam = split_ipam([(c.Subnet or "", c.Gateway or "", c.IPRange or "",
+                             c.AuxiliaryAddresses or {}) for c in configs])
+        if body.IPAM:
+            ipam.update(ipam_driver=body.IPAM.Driver or "default",
+                        ipam_options=body.IPAM.Options)
         nid = await engine.create_network(
             body.Name, req.actor, driver=body.Driver or "bridge", **ipam,
             internal=bool(body.Internal), labels=body.Labels or {}, options=body.Options or {},
-            enable_ipv6=bool(body.EnableIPv6))
+            enable_ipv6=bool(body.EnableIPv6), attachable=bool(body.Attachable))
         return json_response({"Id": nid, "Warning": ""}, 201)
 
     @r.route("DELETE", "/networks/{id}")

@@ -13,7 +13,7 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import UsageError
-from engine.cli.parse import flag_values
+from engine.cli.parse import flag_values, parse_key_value_opts
 from engine.cli.timeline import AT_HELP, at_read
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -31,8 +31,15 @@ def register(sub: Any) -> None:
     p.add_argument("--subnet", action="append", default=[])
     p.add_argument("--gateway", action="append", default=[])
     p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--aux-address", action="append", default=[],
+                   help="Auxiliary IPv4 or IPv6 addresses used by Network driver")
+    p.add_argument("--ipam-driver", default="default", help="IP Address Management Driver")
+    p.add_argument("--ipam-opt", action="append", default=[],
+                   help="Set IPAM driver specific options")
     p.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
     p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true",
+                   help="Enable manual container attachment")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
     p.set_defaults(func=cmd_create)
@@ -96,6 +103,32 @@ def ipam_configs(subnets: list[str], gateways: list[str],
     return configs
 
 
+def add_aux_addresses(configs: list[dict[str, Any]], values: list[str]) -> None:
+    """Docker's CLI (consolidateIpam): each `--aux-address NAME=IP` goes with every --subnet
+    that holds IP; an address no subnet holds (or no address at all) is refused."""
+    aux = parse_key_value_opts_or_usage(values, "--aux-address")
+    for key, value in aux.items():
+        match = [c for c in configs if _holds(c["Subnet"], value)]
+        if not match:
+            raise UsageError(f"no matching subnet for aux-address {value}", "network create")
+        for c in match:
+            c.setdefault("AuxiliaryAddresses", {})[key] = value
+
+
+def parse_key_value_opts_or_usage(values: list[str], flag: str) -> dict[str, str]:
+    try:
+        return parse_key_value_opts(values, flag)
+    except ValueError as exc:
+        raise UsageError(str(exc), "network create") from None
+
+
+def _holds(subnet: str, address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        return False
+
+
 def _within(value: str, subnet: str) -> bool:
     try:
         inner = ipaddress.ip_network(value, strict=False)
@@ -107,11 +140,13 @@ def _within(value: str, subnet: str) -> bool:
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     configs = ipam_configs(args.subnet, args.gateway, args.ip_range)
+    add_aux_addresses(configs, args.aux_address)
     body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal,
-            "EnableIPv6": args.ipv6,
+            "EnableIPv6": args.ipv6, "Attachable": args.attachable,
             "Labels": flag_values("label", args.label, "network create"),
             "Options": flag_values("opt", args.opt, "network create"),
-            "IPAM": {"Driver": "default", "Config": configs}}
+            "IPAM": {"Driver": args.ipam_driver, "Config": configs,
+                     "Options": parse_key_value_opts_or_usage(args.ipam_opt, "--ipam-opt")}}
     ctx.out(ctx.client.post_json("/networks/create", None, body)["Id"])
     return 0
 

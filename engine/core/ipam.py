@@ -28,7 +28,10 @@ def _free_address(net: NetworkView, subnet_text: str, ip_range: str, gateway: st
                   requested: str, family: int) -> str:
     subnet = ipaddress.ip_network(subnet_text, strict=False)
     pool = ipaddress.ip_network(ip_range, strict=False) if ip_range else subnet
-    taken = set(net.allocations) | {gateway}
+    # Auxiliary addresses (Docker's IPAM AuxiliaryAddresses) are reserved for hosts outside
+    # the network's containers: taken like an allocation, for either family (issue 13).
+    taken = set(net.allocations) | {gateway} | set(net.aux_addresses.values()) \
+        | set(net.aux_addresses6.values())
     # Docker's IPAM reserves the network address of both families and the broadcast address
     # of IPv4 only (IPv6 has none); a /31, /32, /127 or /128 is all host addresses.
     small = subnet.num_addresses <= 2

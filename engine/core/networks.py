@@ -8,12 +8,13 @@ range the host already routes, docker0's 172.17/16 included); addresses come fro
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from engine.core.decision import Decision, Step
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.lookup import find_container, find_network
 from engine.core.validate import MAX_NAME
-from engine.errors import Conflict, InvalidArgument
+from engine.errors import Conflict, InvalidArgument, NotFound
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from projections.state import ContainerView, Endpoint, EngineState, NetworkView
@@ -29,14 +30,28 @@ class PredefinedNetwork(Conflict):
     status = 403
 
 
+class OutsidePool(InvalidArgument):
+    """Docker's types.ForbiddenErrorf for an auxiliary address outside its pool (a 403)."""
+
+    status = 403
+
+
 def decide_network_create(state: EngineState, name: str, *, op_id: str, network_id: str,
                           host_routes: list[str], driver: str = "bridge", subnet: str = "",
                           gateway: str = "", ip_range: str = "", internal: bool = False,
                           labels: dict[str, str] | None = None,
                           options: dict[str, str] | None = None, enable_ipv6: bool = False,
                           subnet6: str = "", gateway6: str = "",
-                          ip_range6: str = "", by_user: bool = False) -> Decision:
-    """`by_user`: a `network create` (the daemon makes the default bridge itself)."""
+                          ip_range6: str = "", by_user: bool = False,
+                          aux_addresses: dict[str, str] | None = None,
+                          aux_addresses6: dict[str, str] | None = None,
+                          ipam_driver: str = "default",
+                          ipam_options: dict[str, str] | None = None,
+                          attachable: bool = False) -> Decision:
+    """`by_user`: a `network create` (the daemon makes the default bridge itself).
+    `aux_addresses(6)`: Docker's IPAM AuxiliaryAddresses of the v4 (v6) pool, reserved by
+    the `NetworkCreated` event; `ipam_options`: the default IPAM driver's options, recorded
+    and shown as given (that driver reads none of them, as Docker's)."""
     if by_user and name in PREDEFINED:
         # moby daemon.PredefinedNetworkError, trailing space and all; a network named host
         # or none would be a bridge that `--network host` can never reach or remove.
@@ -49,6 +64,10 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
     if driver not in ("bridge",):
         raise InvalidArgument(f"plugin \"{driver}\" not found",
                               hint="shipslog supports the bridge driver for new networks")
+    if ipam_driver not in ("default", ""):
+        # moby: an IPAM driver is a plugin looked up by name; 404 when there is none
+        raise NotFound(f"plugin \"{ipam_driver}\" not found",
+                       hint="shipslog has only the default IPAM driver")
     used = [n.subnet for n in state.networks.values()]
     if subnet:
         try:
@@ -70,6 +89,11 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
         gateway = gateway or default_gw
     gateway, ip_range = _check_gateway_and_range(subnet, gateway, ip_range)
     v6 = _decide_ipv6(state, enable_ipv6, subnet6, gateway6, ip_range6)
+    aux = _check_aux(name, subnet, gateway, aux_addresses or {})
+    if aux_addresses6 and not v6:
+        raise InvalidArgument("an IPv6 auxiliary address needs an IPv6 subnet",
+                              hint="add --ipv6 and --subnet with an IPv6 CIDR")
+    aux6 = _check_aux(name, v6["subnet6"], v6["gateway6"], aux_addresses6 or {}) if v6 else {}
     bridge = "slg-" + network_id[:11]
     return Decision(op_id=op_id, target=network_id, pending=(
         Pending(stream=stream_of("network", network_id), expected_version=0,
@@ -77,16 +101,20 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                                        subnet=subnet, gateway=gateway, ip_range=ip_range,
                                        internal=internal, labels=labels or {},
                                        options=options or {}, bridge=bridge,
-                                       enable_ipv6=enable_ipv6, **v6)),),
+                                       enable_ipv6=enable_ipv6, **v6,
+                                       aux_addresses=aux, aux_addresses6=aux6,
+                                       ipam_options=ipam_options, attachable=attachable)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
 
 
-def split_ipam(configs: list[tuple[str, str, str]]) -> dict[str, str]:
-    """Docker's `IPAM.Config` list — (subnet, gateway, ip range) each — as the v4 and v6
-    keyword arguments of `decide_network_create`: one pool per address family, as most
-    Docker networks have (a second pool of one family is refused, not silently dropped)."""
-    out: dict[str, str] = {}
-    for subnet, gateway, ip_range in configs:
+def split_ipam(configs: list[tuple[str, str, str]] | list[tuple[str, str, str, dict[str, str]]],
+               ) -> dict[str, Any]:
+    """Docker's `IPAM.Config` list — (subnet, gateway, ip range[, auxiliary addresses]) each
+    — as the v4 and v6 keyword arguments of `decide_network_create`: one pool per address
+    family, as most Docker networks have (a second pool of one family is refused, not
+    silently dropped)."""
+    out: dict[str, Any] = {}
+    for subnet, gateway, ip_range, *more in configs:
         family = 4
         if subnet:
             try:
@@ -105,6 +133,38 @@ def split_ipam(configs: list[tuple[str, str, str]]) -> dict[str, str]:
             out["gateway" + suffix] = gateway
         if ip_range:
             out["ip_range" + suffix] = ip_range
+        if more and more[0]:
+            out["aux_addresses" + suffix] = dict(more[0])
+    return out
+
+
+def _check_aux(name: str, subnet: str, gateway: str, aux: dict[str, str]) -> dict[str, str]:
+    """Each auxiliary address parsed, inside its pool's subnet, and neither the gateway, the
+    subnet's network or broadcast address nor another one's: moby libnetwork
+    ipamAllocateVersion, with its messages (Docker answers 500 for the last; a user's
+    mistake is a 400 here). Written canonically: IPAM compares strings."""
+    net = ipaddress.ip_network(subnet)
+    taken = {ipaddress.ip_address(gateway), net.network_address}
+    if net.version == 4 and net.num_addresses > 2:
+        taken.add(net.broadcast_address)
+    out: dict[str, str] = {}
+    for key, value in aux.items():
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            raise InvalidArgument(f"non parsable secondary ip address ({key}:{value}) passed "
+                                  f"for network {name}", hint="give NAME=IP, like "
+                                  "--aux-address host1=172.28.1.5") from None
+        if addr.version != net.version or addr not in net:
+            raise OutsidePool(f"auxiliary address: ({key}:{value}) must belong to the master "
+                              f"pool: {net}", hint=f"pick an address inside {net}")
+        if addr in taken:
+            raise InvalidArgument(f"failed to allocate secondary ip address ({key}:{value}): "
+                                  "Address already in use",
+                                  hint="pick an address that is not the gateway, the network "
+                                  "or broadcast address or another auxiliary address")
+        taken.add(addr)
+        out[key] = str(addr)
     return out
 
 
@@ -326,7 +386,8 @@ def decide_disconnect_at_start(state: EngineState, network_ref: str, container_r
     net = find_network(state, network_ref)
     c = find_container(state, container_ref)
     if net.id not in start_networks(state, c):
-        raise Conflict(f"container {c.id} is not connected to network {net.name}",
+        # moby DisconnectFromNetwork, for a container that is not running: "the network"
+        raise Conflict(f"container {c.id} is not connected to the network {net.name}",
                        hint="nothing to disconnect")
     return Decision(op_id=op_id, target=c.id, pending=(
         Pending(stream=stream_of("container", c.id), expected_version=c.stream_version,

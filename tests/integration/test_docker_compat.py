@@ -59,7 +59,7 @@ def test_connect_and_disconnect_a_created_container(daemon) -> None:
         assert nets["spare"]["IPAMConfig"] == {"IPv4Address": "10.231.42.9"}
         docker(daemon, "network", "disconnect", "spare", "svc")
         p = docker(daemon, "network", "disconnect", "spare", "svc", check=False)
-        assert p.returncode != 0 and "is not connected to network spare" in p.stderr
+        assert p.returncode != 0 and "is not connected to the network spare" in p.stderr
         docker(daemon, "start", "svc")
         addrs = docker(daemon, "exec", "svc", "ip", "-o", "-4", "addr").stdout
         assert "10.231.40." in addrs and "10.231.41." in addrs and "10.231.42." not in addrs

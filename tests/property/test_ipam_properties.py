@@ -1,5 +1,6 @@
 """Properties of address management: an address is never handed out twice, never the gateway
-nor the subnet's network or broadcast address, always inside the subnet (and the ip_range) —
+nor the subnet's network or broadcast address nor an auxiliary address (Docker's IPAM
+AuxiliaryAddresses, reserved by `NetworkCreated`), always inside the subnet (and the ip_range) —
 for the v4 pool and for the v6 pool of a dual-stack network, whose allocations share one map;
 `pick_subnet` never overlaps what is in use; concurrent connects through the real store and
 writer never commit one address twice (optimistic concurrency on the network's stream).
@@ -56,9 +57,14 @@ def networks(draw: st.DrawFn, *, v6: bool = True, min_range_prefix_gap: int = 2)
         ip_range = str(ipaddress.ip_network((start, rprefix)))
     allocated = draw(st.sets(st.integers(0, size - 1), max_size=size))
     allocations = {str(ipaddress.ip_address(first + i)): f"c{i}" for i in allocated}
+    # Auxiliary addresses: host addresses of the subnet no container was given (IPAM never
+    # hands one out, so no allocation can hold one), inside or outside the ip_range.
+    aux_pick = draw(st.sets(st.sampled_from(hosts), max_size=3))
+    aux = {f"h{i}": str(a) for i, a in enumerate(sorted(aux_pick))
+           if str(a) != gateway and str(a) not in allocations}
     if version == 4:
         return NetworkView(id="n" * 64, name="net", subnet=str(subnet), gateway=gateway,
-                           ip_range=ip_range, allocations=allocations)
+                           ip_range=ip_range, allocations=allocations, aux_addresses=aux)
     # A v6 pool lives beside a v4 one (issue 13): both families' allocations in one map,
     # so the v4 side must never make the v6 side repeat or skip an address.
     v4 = ipaddress.ip_network("10.250.0.0/28")
@@ -66,7 +72,11 @@ def networks(draw: st.DrawFn, *, v6: bool = True, min_range_prefix_gap: int = 2)
     allocations |= {a: f"v4-{a}" for a in v4_taken}
     return NetworkView(id="n" * 64, name="net", subnet=str(v4), gateway="10.250.0.1",
                        enable_ipv6=True, subnet6=str(subnet), gateway6=gateway,
-                       ip_range6=ip_range, allocations=allocations)
+                       ip_range6=ip_range, allocations=allocations, aux_addresses6=aux)
+
+
+def aux_of(net: NetworkView) -> set[str]:
+    return set(net.aux_addresses6.values() if net.subnet6 else net.aux_addresses.values())
 
 
 def family(net: NetworkView) -> int:
@@ -95,7 +105,7 @@ def usable(net: NetworkView) -> set[str]:
     subnet, gateway, ip_range = pool_of(net)
     pool = ipaddress.ip_network(ip_range) if ip_range else subnet
     out = {str(a) for a in pool}
-    out -= reserved(subnet) | {gateway}
+    out -= reserved(subnet) | {gateway} | aux_of(net)
     return out - set(net.allocations)
 
 
@@ -107,6 +117,7 @@ def check_address(net: NetworkView, address: str, *, dynamic: bool) -> None:
     if dynamic and ip_range:
         assert addr in ipaddress.ip_network(ip_range)
     assert address not in net.allocations
+    assert address not in aux_of(net)
     assert addr != ipaddress.ip_address(gateway)
     assert address not in reserved(subnet)
 
@@ -131,7 +142,7 @@ def test_requested_address_is_refused_when_taken(net: NetworkView, data: st.Data
     # The network and broadcast addresses have their own test below.
     hosts = [str(a) for a in subnet.hosts() if str(a) not in reserved(subnet)]
     requested = data.draw(st.sampled_from(hosts))
-    taken = requested in net.allocations or requested == gateway
+    taken = requested in net.allocations or requested == gateway or requested in aux_of(net)
     try:
         got = next_free_address(net, requested=requested, family=family(net))
     except Conflict:
@@ -160,6 +171,43 @@ def test_allocating_until_exhausted_never_repeats(net: NetworkView, n: int) -> N
         net = msgspec.structs.replace(net, allocations={**net.allocations, address: f"n{i}"})
     assert len(set(handed)) == len(handed)
     assert len(handed) == min(n, expected)
+
+
+@given(data=st.data(), prefix=st.integers(26, 30), v6=st.booleans())
+@_SETTINGS
+def test_auxiliary_addresses_are_recorded_or_refused_and_never_handed_out(
+        data: st.DataObject, prefix: int, v6: bool) -> None:
+    """Any `AuxiliaryAddresses` a client sends (inside, outside, reserved, repeated, not an
+    address): the create is refused with a ShipslogError, or every one is recorded on the
+    network by its `NetworkCreated` event and allocating until the pool is exhausted hands
+    none of them out."""
+    subnet = ipaddress.ip_network(f"fd00:5::/{prefix + 96}" if v6 else f"10.66.0.0/{prefix}")
+    candidates = [str(a) for a in subnet] + (["fd00:6::1", "10.66.0.1"] if v6 else
+                                             ["10.67.0.1", "fd00::1", "nonsense"])
+    aux = data.draw(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]),
+                                    st.sampled_from(candidates), max_size=4))
+    kwargs: dict[str, Any] = (
+        {"subnet": "10.65.0.0/24", "enable_ipv6": True, "subnet6": str(subnet),
+         "aux_addresses6": aux} if v6 else {"subnet": str(subnet), "aux_addresses": aux})
+    try:
+        decision = decide_network_create(EngineState(), "auxnet", op_id="op1",
+                                         network_id="c" * 64, host_routes=[], **kwargs)
+    except ShipslogError:
+        return
+    net = _state_after(decision).networks["c" * 64]
+    recorded = net.aux_addresses6 if v6 else net.aux_addresses
+    assert {k: ipaddress.ip_address(a) for k, a in recorded.items()} == {
+        k: ipaddress.ip_address(a) for k, a in aux.items()}
+    handed = []
+    for i in range(subnet.num_addresses):
+        try:
+            address = next_free_address(net, family=6 if v6 else 4)
+        except Conflict:
+            break
+        handed.append(address)
+        net = msgspec.structs.replace(net, allocations={**net.allocations, address: f"n{i}"})
+    assert not set(handed) & set(recorded.values())
+    assert len(handed) == len(set(handed))
 
 
 # --- pick_subnet ---------------------------------------------------------------------------

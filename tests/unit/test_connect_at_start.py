@@ -65,7 +65,7 @@ def test_disconnect_before_start_withdraws_a_connect_or_the_own_network() -> Non
     assert list(start_networks(s, s.containers[CID])) == [FRONT]
     s = _apply(s, decide_disconnect_at_start(s, "front", CID, op_id="o3"))
     assert start_networks(s, s.containers[CID]) == {}
-    with pytest.raises(Conflict, match="is not connected to network front"):
+    with pytest.raises(Conflict, match="is not connected to the network front"):
         decide_disconnect_at_start(s, "front", CID, op_id="o4")
 
 
