@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             _iptables("-P", "FORWARD", "DROP", check=True)
             print("with_dockerd: iptables -P FORWARD DROP (as dockerd on a fresh host)",
                   file=sys.stderr)
-        return subprocess.run(command, check=False).returncode
+        # tests that compare with Docker use this one (tests/integration/test_compose.py)
+        env = dict(os.environ, SHIPSLOG_TEST_DOCKER_HOST="unix://" + d.sock)
+        return subprocess.run(command, check=False, env=env).returncode
     finally:
         d.stop()
         for line in restore(before):
