@@ -98,10 +98,13 @@ def write_project(project_dir: Path) -> Path:
 
 
 def many_services(project_dir: Path, n: int) -> Path:
-    """`n` independent busybox services with a healthcheck each (the benchmark's project)."""
+    """`n` independent busybox services with a healthcheck each (the benchmark's project).
+    `sleep` as PID 1 ignores SIGTERM: SIGKILL, or every `down` would time each engine's
+    10 s stop timeout rather than its own work."""
     lines = ["services:"]
     for i in range(n):
         lines += [f"  s{i}:", "    image: busybox", '    command: ["sleep", "3600"]',
+                  "    stop_signal: SIGKILL",
                   "    healthcheck:", '      test: ["CMD", "true"]', "      interval: 1s"]
     project_dir.mkdir(parents=True, exist_ok=True)
     (project_dir / "compose.yaml").write_text("\n".join(lines) + "\n")
