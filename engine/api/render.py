@@ -190,23 +190,30 @@ def inspect_container(
         HostConfig=host_config(c.config),
         Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
-        NetworkSettings=m.NetworkSettings(
-            Ports=_ports(c),
-            # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
-            Networks={
-                _net(state, nid).name if _net(state, nid) else nid: m.NetworkEndpoint(
-                    NetworkID=nid,
-                    IPAddress=ep.ip,
-                    MacAddress=ep.mac,
-                    Gateway=_net(state, nid).gateway if _net(state, nid) else "",
-                    IPPrefixLen=_prefix(_net(state, nid)),
-                    Aliases=list(ep.aliases) or None,
-                    **_v6_fields(_net(state, nid), ep.ip6),
-                )
-                for nid, ep in c.networks.items()
-            } or _planned_networks(state, c),
-        ),
+        NetworkSettings=m.NetworkSettings(Ports=_ports(c), Networks=_endpoints(state, c)),
     ))
+
+
+def _mount_points(c: ContainerView) -> list[m.MountPoint]:
+    """The list's `Mounts`: inspect's, without the volumes' host paths (the list has no
+    state root at hand; Compose reads names and destinations)."""
+    return inspect_host.mount_points(c)
+
+
+def _endpoints(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
+    # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
+    return {
+        _net(state, nid).name if _net(state, nid) else nid: m.NetworkEndpoint(
+            NetworkID=nid,
+            IPAddress=ep.ip,
+            MacAddress=ep.mac,
+            Gateway=_net(state, nid).gateway if _net(state, nid) else "",
+            IPPrefixLen=_prefix(_net(state, nid)),
+            Aliases=list(ep.aliases) or None,
+            **_v6_fields(_net(state, nid), ep.ip6),
+        )
+        for nid, ep in c.networks.items()
+    } or _planned_networks(state, c)
 
 
 def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
@@ -268,6 +275,10 @@ def summary(state: EngineState, c: ContainerView, *, now_ns: int) -> m.Container
         State=_docker_status(c),
         Status=status_line(c, now_ns),
         HostConfig=m.SummaryHostConfig(NetworkMode=c.config.network_mode),
+        # Compose reads both from the list: a running service off one of its networks is
+        # recreated, and a recreated one inherits its anonymous volumes (issue 14).
+        NetworkSettings=m.SummaryNetworkSettings(Networks=_endpoints(state, c)),
+        Mounts=_mount_points(c),
     )
 
 

@@ -54,6 +54,9 @@ def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> boo
             return False
         if key == "label" and not labels_match(c.config.labels, values):
             return False
+        # shipslog's own: a Compose project by name (issue 14), as `label=` on Compose's label
+        if key == "project" and c.config.labels.get("com.docker.compose.project") not in values:
+            return False
         if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
             return False
         if key == "health" and (c.health or "none") not in values:

@@ -59,6 +59,9 @@ from projections.actors import (
     filter_timeline,
     filter_who,
 )
+from projections.compose import fold as compose_fold
+from projections.compose import history as compose_history_of
+from projections.compose import projects as compose_projects
 from projections.state import EngineState
 from projections.timetravel import Point, PointError, diff, parse_point
 
@@ -398,6 +401,13 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
     ops = set(filters.get("op", []))
     streams = set(filters.get("stream", []))
     labels = filters.get("label", [])
+    # a Compose project (issue 14): its containers, removed ones too, from the log's labels
+    project_ids: set[str] | None = None
+    if filters.get("project"):
+        names = set(filters["project"])
+        folded = compose_fold(store.read(after_seq=0)) if store is not None else None
+        project_ids = {cid for cid, c in (folded.containers.items() if folded else ())
+                       if c.project in names}
 
     def ok(env: Envelope) -> bool:
         ev = env.event
@@ -424,6 +434,8 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
                 key, _, want = lbl.partition("=")
                 if key not in have or (want and have[key] != want):
                     return False
+        if project_ids is not None and getattr(ev, "container_id", None) not in project_ids:
+            return False
         return True
 
     return ok
@@ -690,6 +702,21 @@ def shipslog_routes(ctx: Any) -> Router:
         def work(reader: EventStore[Any]) -> dict[str, Any]:
             _, cid, _ = resolve(reader, state, req.params["ref"], "container")
             return {"id": cid, "steps": replay.explain(reader, cid)}
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/compose/{project}/history")
+    async def compose_history(req: Request) -> Response:
+        # Compose projects are a fold of the log's labelled containers (issue 14).
+        name = req.params["project"]
+
+        def work(reader: EventStore[Any]) -> list[dict[str, Any]]:
+            state = compose_fold(reader.read(after_seq=0))
+            if name not in compose_projects(state):
+                raise NotFound(f"no such Compose project: {name}",
+                               hint="projects are named by Compose's -p or the project's "
+                                    "directory; see 'shipslog ps --filter project=NAME'")
+            return compose_history_of(state, name)
 
         return json_response(await in_reader(ctx.store, work))
 

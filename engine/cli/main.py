@@ -46,7 +46,7 @@ def build_parser(verb: str | None = None) -> CliParser:
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
     for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks",
-                 "files"):
+                 "files", "compose"):
         if only is None or only in MODULE_VERBS[name]:
             _module(name).register(target)
     if only is None or only in MODULE_VERBS["images"]:
@@ -93,6 +93,7 @@ MODULE_VERBS: dict[str, frozenset[str]] = {
     "volumes": frozenset({"volume"}),
     "networks": frozenset({"network"}),
     "files": frozenset({"cp", "diff", "export", "stats"}),
+    "compose": frozenset({"compose"}),
     "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
                          "login", "logout"}),
 }
@@ -133,7 +134,7 @@ VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename update images rmi tag history load save import pull push login logout version "
     "info events container image system audit state replay debug volume network cp diff export "
-    "stats".split())
+    "stats compose".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 
@@ -162,6 +163,21 @@ class _Discard:
 
 
 _DISCARD = _Discard()
+
+
+def _split_passthrough(argv: Sequence[str]) -> tuple[Sequence[str], list[str] | None]:
+    """`shipslog compose ARGS…`: ARGS are Compose's own flags and verbs, passed on unparsed."""
+    if verb_hint(argv) != "compose":
+        return argv, None
+    skip = False
+    for at, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif word == "compose":
+            return argv[:at + 1], list(argv[at + 1:])
+    return argv, None
 
 
 class _Only:
@@ -239,8 +255,11 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
     err = stderr or sys.stderr
     debug = "--debug" in argv or "-D" in argv[:1]
     try:
+        argv, passthrough = _split_passthrough(argv)
         parser = build_parser(verb_hint(argv))
         args, extras = parser.parse_known_args(list(argv))
+        if passthrough is not None:
+            args.args = passthrough
         if extras:
             flag = next((e for e in extras if e.startswith("-")), extras[0])
             kind = "unknown flag" if flag.startswith("-") else "unexpected argument"
