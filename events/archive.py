@@ -1,7 +1,7 @@
 """Archive files of compacted events: self-contained, re-hashable, written durably.
 
 I/O: reads archive files (`read_archive`, `file_sha256`); `encode_lines` makes the bytes of a
-new one, which the engine's shell writes durably (engine/compaction.py: temporary name, fsync,
+new one, which the engine's shell writes durably (engine/shell/compaction.py: temporary name, fsync,
 rename, directory fsync) inside the store's compaction transaction, before any row leaves the
 live table. `events/store.py` reads archives back in `verify`.
 

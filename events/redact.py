@@ -1,7 +1,7 @@
 """Keeping secrets out of the log: environment values become keyed digests, and so do the
 secret-bearing values of a caller's command line (`redact_argv`).
 
-I/O: none (pure). The HMAC key is passed in (`engine/secrets.py` keeps it outside the
+I/O: none (pure). The HMAC key is passed in (`engine/drivers/secrets/store.py` keeps it outside the
 database). The log then says "DB_PASSWORD was set" and, to someone holding the key, whether
 two containers had the same value, but never the value itself (RELIABILITY S-08; the
 CVE-2019-13509 / CVE-2021-21334 family: secrets leaking into logs and inspect output).
@@ -71,7 +71,8 @@ def redact_env(key: bytes, env: Iterable[str]) -> tuple[EnvEntry, ...]:
 
 # --------------------------------------------------------------------------- command lines
 #
-# The actor of every event carries the API caller's argv (engine/api/peercred.py), and callers
+# The actor of every event carries the API caller's argv (engine/api/server/peercred.py), and
+# callers
 # put secrets there: `docker run -e DB_PASSWORD=…`, `docker login -p …`, `--build-arg`, a
 # proxy or registry URL with `user:pass@`, a mount's `volume-opt=o=…,password=…`. The log is
 # append-only and hash-chained, so a value that reaches it can never be taken out (issue 15).

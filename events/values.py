@@ -112,7 +112,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     log_driver: str = "json-file"
     log_options: dict[str, str] = {}
     healthcheck: HealthCheck | None = None  # merged with the image's; None: no check
-    # Issue 13: the rest of Docker's HostConfig, each applied at start (engine/runtime/spec.py
+    # Issue 13: the rest of Docker's HostConfig, each applied at start (engine/core/oci_spec.py
     # and engine/daemon/wiring.py). Defaults mean "as before", so older logs load unchanged.
     memory_swap: int = 0  # 0: Docker's default (twice --memory); -1: unlimited
     memory_swappiness: int = -1  # -1: the kernel's

@@ -4,7 +4,7 @@ columns; one row per operation. What each column means is written down here (`CO
 the export stores it in the database beside the tables.
 
 I/O: none. Envelopes come in as every output shows them (the actor's command line already
-redacted: `engine.api.routes_shipslog.shown_envelopes`); the caller writes the rows.
+redacted: `engine.api.routes.shipslog.shown_envelopes`); the caller writes the rows.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from engine.drivers.content import ContentStore
-from engine.drivers.mountsys import machine_arch
-from engine.images.archive import ImageToSave, build_image_config, save_archive
+from engine.drivers.host.mountsys import machine_arch
+from engine.drivers.layers.content import ContentStore
+from engine.shell.image_archive import ImageToSave, build_image_config, save_archive
 from events.values import ImageConfig
 
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z: a fixed mtime keeps the layer digest stable

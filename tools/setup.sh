@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# iptables: our bridges' accept rules in the host's FORWARD chain (engine/network/fwdplan.py)
+# iptables: our bridges' accept rules in the host's FORWARD chain (engine/core/fwd_plan.py)
 packages=(runc conmon busybox-static tini nftables iproute2 iptables python3-venv)
 if [ "${1:-}" = "--test" ]; then
   # dockerd too: tools/with_dockerd.py runs the suite beside a private one (.ci/run)

@@ -1,6 +1,6 @@
 """The rest of Docker's create options (issue 13): each one applied or refused, never dropped.
 
-I/O: none (pure; raises `engine.errors.InvalidArgument`, which the server turns into a 400).
+I/O: none (pure; raises `engine.core.errors.InvalidArgument`, which the server turns into a 400).
 
 `host_options` reads the HostConfig fields that `translate.create_body_to_config` does not
 handle itself — ulimits, devices, shm size, extra hosts, DNS, sysctls, cgroup parent, group
@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.api.models import ContainerCreateBody, HostConfig
-from engine.errors import InvalidArgument
-from engine.network.hostfiles import check_hostname, parse_extra_host
+from engine.api.docker.models import ContainerCreateBody, HostConfig
+from engine.core.errors import InvalidArgument
+from engine.core.hostfiles import check_hostname, parse_extra_host
 from events.values import DeviceMapping, Ulimit
 
 Fields = dict[str, Any]

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.api import models as m
+from engine.api.docker import models as m
 from engine.core import links
 from events.values import ContainerConfig
 from projections.state import ContainerView, EngineState

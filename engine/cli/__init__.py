@@ -7,11 +7,11 @@ I/O: none at import time. Every command pays for what this package imports, so (
   only when its verb (or its management group) is named. A new verb goes into its module's
   `register(sub)` and into `main.MODULE_VERBS`; a new module gets a `MODULE_VERBS` entry.
 - Modules imported by every command (main, context, errors, local, format, parse, and
-  engine.api.client) import only the standard library's light modules at top level: no trio,
+  engine.cli.client) import only the standard library's light modules at top level: no trio,
   h11, msgspec, sqlite3, nothing of engine.daemon / drivers / runtime / network / registry, no
   events or projections, and not `dataclasses`, `shutil`, `urllib`, `subprocess`,
   `threading` or `asyncio`. Import anything heavier inside the function that needs it, with a
   comment saying why. tests/integration/test_cli_imports.py checks `version` and `ps`.
-- Every verb uses the blocking `engine.api.client.Client`; the CLI runs no event loop (no
+- Every verb uses the blocking `engine.cli.client.Client`; the CLI runs no event loop (no
   trio). Verbs that stream both ways (attach, run -it) use a thread, in their own module.
 """

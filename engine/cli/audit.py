@@ -251,7 +251,7 @@ def user_of(row: dict[str, Any]) -> str:
     """The host's name for the row's uid, looked up now (the log keeps uids only)."""
     if row.get("via") == "daemon":
         return "daemon"
-    from engine.host_users import name_of
+    from engine.drivers.host.users import name_of
 
     return name_of(int(row["uid"])) or str(row["uid"])
 

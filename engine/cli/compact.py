@@ -1,5 +1,5 @@
 """`shipslog system compact --before TIME`: move the events of objects removed before TIME to
-an archive file under `<root>/archive/` (engine/compaction.py), leaving a `ChainCompacted`
+an archive file under `<root>/archive/` (engine/shell/compaction.py), leaving a `ChainCompacted`
 event in the live log. `audit verify` keeps checking the archived events against the chain.
 
 I/O: the daemon's `POST /shipslog/system/compact`; with `--root DIR`, the state root directly,
@@ -60,9 +60,9 @@ def cmd_compact(ctx: Context, args: argparse.Namespace) -> int:
 
 def compact_offline(root: str, before: str) -> dict[str, Any]:
     """Compact a state root no daemon is running on (the flock proves it)."""
-    from engine.api.routes_compact import before_ns_of, report_json
-    from engine.compaction import compact, live_events
-    from engine.errors import ShipslogError
+    from engine.api.routes.compact import before_ns_of, report_json
+    from engine.core.errors import ShipslogError
+    from engine.shell.compaction import compact, live_events
     from events.envelope import Actor
     from events.store import EventStore, StoreError
     from projections.engine import EngineProjection

@@ -1,7 +1,8 @@
 """`shipslog compose …`: Docker Compose v2 against our own socket, and `compose history PROJECT`,
 a project's life read from the event log (issue 14).
 
-I/O: runs the pinned Compose v2 binary (engine/compose.py) on our terminal with DOCKER_HOST
+I/O: runs the pinned Compose v2 binary (engine/cli/compose_binary.py) on our terminal with
+DOCKER_HOST
 set to the daemon's socket; `history` reads `/shipslog/compose/PROJECT/history` from the
 daemon (or the state root with --root) and writes to `ctx.stdout`.
 """
@@ -13,9 +14,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.cli.compose_binary import run_compose
 from engine.cli.context import Context
 from engine.cli.errors import ExitStatus, UsageError
-from engine.compose import run_compose
 
 
 def register(sub: Any) -> None:

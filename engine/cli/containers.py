@@ -15,15 +15,15 @@ import json
 import threading
 from typing import Any
 
-from engine.api.client import ApiError
-from engine.api.escape import DEFAULT_DETACH_KEYS, parse_detach_keys
+from engine.api.server.escape import DEFAULT_DETACH_KEYS, parse_detach_keys
 from engine.cli import attach as stdio
 from engine.cli import images, parse
+from engine.cli.client import ApiError
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, hint_for, start_exit_code
 from engine.cli.runhelp import describe
 from engine.cli.runopts import add_run_flags, build_create
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 
 
 def register(sub: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from engine.errors import ShipslogError
+from engine.core.errors import ShipslogError
 
 ENGINE_ERROR = 125
 CANNOT_INVOKE = 126
@@ -130,7 +130,7 @@ def translate(exc: BaseException) -> CliError:
     """Any exception escaping a command, as the one error the user sees."""
     if isinstance(exc, CliError):
         return exc
-    from engine.api import client as api_client
+    from engine.cli import client as api_client
 
     if isinstance(exc, api_client.DaemonUnreachable):
         return unreachable(exc.message, exc.hint)

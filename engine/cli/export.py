@@ -80,7 +80,7 @@ def envelopes(ctx: Context, args: argparse.Namespace) -> Iterator[Any]:
 def _local(ctx: Context, params: dict[str, str]) -> Iterator[Any]:
     """With --root: straight from the database (a 1M-event export must not build the whole
     stream in memory first, as the read-only router's GET does)."""
-    from engine.api.routes_shipslog import first_seq_at, point_of, seq_of, shown_envelopes
+    from engine.api.routes.shipslog import first_seq_at, point_of, seq_of, shown_envelopes
 
     assert ctx.local is not None
     store = ctx.local.context().store
@@ -229,7 +229,7 @@ def _write_ocsf(ctx: Context, args: argparse.Namespace) -> int:
     import json
     import socket
 
-    from engine.host_users import name_of
+    from engine.drivers.host.users import name_of
     from projections.ocsf import records
 
     out = ctx.stdout if args.output == "-" else open(args.output + ".tmp", "w")  # noqa: SIM115

@@ -26,8 +26,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from engine.api.client import ApiError
 from engine.cli import format as fmt
+from engine.cli.client import ApiError
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError
 

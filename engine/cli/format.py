@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from engine.units import human_duration
+from engine.core.units import human_duration
 
 # ------------------------------------------------------------------- human units
 

@@ -6,7 +6,7 @@ daemon's own GET handlers in-process under `trio.run`.
 
 The state is the fold of the whole log (`EventStore.fold_to`), the same fold the daemon keeps
 in memory, and every GET is dispatched to the same route handlers the daemon serves
-(`engine.api.routes_shipslog.read_only_router` and `shipslog_routes`) over a read-only
+(`engine.api.routes.shipslog.read_only_router` and `shipslog_routes`) over a read-only
 context, so the output is the same with and without the daemon. Docker's `/events` is the
 history part of the daemon's stream (nothing is appending, so there is no live part). A verb
 that needs the daemon (run, stop, pull, …) refuses `--root` outright, since it would have to
@@ -60,8 +60,8 @@ class LocalReader:
         if self._ctx is not None:
             return self._ctx
         self.check()
-        from engine.api.routes_shipslog import ReadOnlyContext
-        from engine.paths import Paths
+        from engine.api.routes.shipslog import ReadOnlyContext
+        from engine.shell.paths import Paths
         from events.store import EventStore, StoreError
 
         try:
@@ -92,9 +92,9 @@ class LocalReader:
         """Run the daemon's handler for a GET; the status and the whole body."""
         import trio
 
-        from engine.api.router import Request, Router, split_version
-        from engine.api.routes_shipslog import read_only_router, shipslog_routes
-        from engine.errors import ShipslogError
+        from engine.api.routes.shipslog import read_only_router, shipslog_routes
+        from engine.api.server.router import Request, Router, split_version
+        from engine.core.errors import ShipslogError
         from events.envelope import Actor
 
         if method != "GET":
@@ -130,9 +130,9 @@ class LocalReader:
         """Docker's `/events`, history only: there is no daemon appending."""
         import msgspec
 
-        from engine.api.docker_events import DockerEvents, matches
-        from engine.api.routes_system import parse_event_time, parse_event_until
-        from engine.api.translate import parse_filters
+        from engine.api.docker.events import DockerEvents, matches
+        from engine.api.docker.translate import parse_filters
+        from engine.api.routes.system import parse_event_time, parse_event_until
 
         ctx = self.context()
         arg = {k: v[0] for k, v in query.items()}
@@ -155,7 +155,7 @@ class LocalReader:
     def get_json(self, path: str, params: dict[str, Any] | None = None, *,
                  verb: str = "") -> Any:
         """Answer a GET the way the daemon would, from the log."""
-        from engine.api.client import ApiError, _error_message
+        from engine.cli.client import ApiError, _error_message
 
         status, chunks = self._call("GET", path, params)
         body = b"".join(chunks)
@@ -169,7 +169,7 @@ class LocalReader:
     def stream(self, method: str, path: str, params: Mapping[str, Any] | None = None,
                body: Any = None, headers: Mapping[str, str] | None = None
                ) -> Iterator[Iterator[bytes]]:
-        from engine.api.client import ApiError, _error_message
+        from engine.cli.client import ApiError, _error_message
 
         status, chunks = self._call(method, path, params)
         if status >= 400:
@@ -180,7 +180,7 @@ class LocalReader:
     @contextlib.contextmanager
     def stream_json(self, method: str, path: str, params: Mapping[str, Any] | None = None,
                     body: Any = None) -> Iterator[Iterator[Any]]:
-        from engine.api.stream import JsonLineDecoder
+        from engine.api.server.stream import JsonLineDecoder
 
         with self.stream(method, path, params, body) as chunks:
 

@@ -237,7 +237,7 @@ class _Renaming:
 
 def _make_client(host: str | None) -> Callable[[], Any]:
     def make() -> Any:
-        from engine.api.client import Client
+        from engine.cli.client import Client
 
         return Client(host)
 

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine.api.client import ApiError
 from engine.cli import format as fmt
 from engine.cli import parse
+from engine.cli.client import ApiError
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, from_api
 from engine.cli.timeline import AT_HELP, at_read

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.units import parse_go_duration
+from engine.core.units import parse_go_duration
 
 # ------------------------------------------------------------------- sizes and numbers
 

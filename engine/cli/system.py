@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from engine.api.client import ApiError, DaemonUnreachable
 from engine.cli import format as fmt
 from engine.cli import parse
+from engine.cli.client import ApiError, DaemonUnreachable
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError, translate
 
@@ -94,8 +94,8 @@ def register_reset(sub: Any) -> None:
 
 
 def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
-    from engine.paths import Paths
-    from engine.reset import reset
+    from engine.admin.reset import reset
+    from engine.shell.paths import Paths
 
     root = ctx.local.root if getattr(ctx, "local", None) is not None else "/var/lib/shipslog"
     paths = Paths.of(root, args.exec_root)
@@ -114,9 +114,9 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _offline_check(root: str, exec_root: str) -> dict[str, Any]:
-    from engine.api.routes_check import _finding
-    from engine.paths import Paths
-    from engine.system_check import check_offline
+    from engine.admin.check import check_offline
+    from engine.api.routes.check import _finding
+    from engine.shell.paths import Paths
 
     report = check_offline(Paths.of(root, exec_root))
     return {"Findings": [_finding(f) for f in report.findings],

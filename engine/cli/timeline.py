@@ -175,7 +175,7 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
 def _html(ctx: Context, args: argparse.Namespace) -> int:
     import os
 
-    from engine.host_users import name_of
+    from engine.drivers.host.users import name_of
     from projections.htmltimeline import render_many
 
     params = {"kind": args.type} if args.type else None
@@ -399,7 +399,7 @@ def point_time(ctx: Context, point: str) -> float:
 def cmd_debug_export(ctx: Context, args: argparse.Namespace) -> int:
     import os
 
-    from engine.replay import BUNDLE_FORMAT
+    from engine.shell.replay import BUNDLE_FORMAT
 
     source = ctx.local if ctx.local is not None else ctx.client
     head = ctx.read("debug", "/shipslog/audit/head")
@@ -425,7 +425,7 @@ def cmd_debug_export(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_debug_load(ctx: Context, args: argparse.Namespace) -> int:
     import os
 
-    from engine.replay import load_bundle
+    from engine.shell.replay import load_bundle
 
     if os.path.exists(os.path.join(args.root, "events.db")):
         raise CliError(f"{args.root} already has an event log", "load into a new directory")

@@ -1,6 +1,6 @@
 """Which streams a compaction may move out of the live log: the pure selection.
 
-I/O: none. `engine/compaction.py` reads the candidate streams inside the store's compaction
+I/O: none. `engine/shell/compaction.py` reads the candidate streams inside the store's compaction
 transaction and hands them here; `events/store.py` archives what this returns.
 
 A stream is archivable only as a whole, only when every one of its events was recorded

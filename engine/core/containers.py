@@ -3,7 +3,7 @@ remove, exec — and what happens when a container exits (restart policies).
 
 I/O: none. Each `decide_*` takes the current `EngineState`, the command's inputs and the ids
 and time the shell made for it, and returns a `Decision` (events + plan) or raises an
-`engine.errors` exception with a hint. Names are claimed on their own stream (`name-<name>`)
+`engine.core.errors` exception with a hint. Names are claimed on their own stream (`name-<name>`)
 with the stream version the decision saw, so two concurrent creates of one name cannot both
 commit: the loser gets a ConcurrencyConflict, re-decides, and is told the name is in use.
 """
@@ -14,11 +14,11 @@ import msgspec
 
 from engine.core.createopts import for_start, resolve_create_options
 from engine.core.decision import Decision, Step
+from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_line, check_name
+from engine.core.volume_plan import plan_mounts
 from engine.core.volumes import ANONYMOUS_LABEL
-from engine.errors import Conflict, InvalidArgument, NotFound
-from engine.volumes.plan import plan_mounts
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from events.values import ContainerConfig
@@ -79,7 +79,7 @@ class CreateContainer(msgspec.Struct, frozen=True, kw_only=True):
 
 def resolve_image(state: EngineState, config: ContainerConfig) -> ContainerConfig:
     """Pin the container to the image id its reference names now; the user's settings were
-    merged over the image's defaults by the caller (`engine.api.translate`)."""
+    merged over the image's defaults by the caller (`engine.api.docker.translate`)."""
     image = find_image(state, config.image)
     if not config.entrypoint and not config.cmd:
         raise InvalidArgument(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import msgspec
 
 from engine.core import links
+from engine.core.errors import Conflict, InvalidArgument
 from engine.core.links import other_container, resolve_links
-from engine.errors import Conflict, InvalidArgument
 from events.values import ContainerConfig, MountSpec
 from projections.state import ContainerView, EngineState
 

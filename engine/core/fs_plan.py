@@ -1,6 +1,6 @@
 """Pure planning for copying files in and out of a container and for `diff`.
 
-I/O: none. The kernel side (`engine/drivers/rootfs_access.py`) resolves what this module
+I/O: none. The kernel side (`engine/drivers/snapshots/rootfs_access.py`) resolves what this module
 plans, always inside the container's root.
 
 - `plan_copy_path`: Docker's `container.ResolvePath` split of a requested path — the parent is
@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 
 CHANGE_MODIFIED = 0
 CHANGE_ADDED = 1

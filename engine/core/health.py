@@ -1,7 +1,7 @@
 """Health checks, the pure part: Docker's defaults, how a container's check merges with its
 image's, the probe's command line, and the verdict after each probe.
 
-I/O: none. The shell (`engine/health.py`) runs the probes and records verdict changes.
+I/O: none. The shell (`engine/shell/health.py`) runs the probes and records verdict changes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 from events.values import HealthCheck
 
 SECOND = 1_000_000_000

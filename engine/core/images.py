@@ -14,8 +14,8 @@ collector deletes no layer and no blob (the next collection takes what is left).
 from __future__ import annotations
 
 from engine.core.decision import Decision, Step
+from engine.core.errors import Conflict, InvalidArgument
 from engine.core.lookup import find_image, normalize_ref
-from engine.errors import Conflict, InvalidArgument
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from events.values import ImageConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from engine.errors import Conflict, InvalidArgument
+from engine.core.errors import Conflict, InvalidArgument
 from projections.state import NetworkView
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import msgspec
 
 from engine.core.decision import Decision
+from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.core.lookup import find_container
-from engine.errors import Conflict, InvalidArgument, NotFound
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from events.values import ContainerConfig

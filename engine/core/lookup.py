@@ -5,7 +5,7 @@ I/O: none. Used by every `decide_*` and by the API's read handlers.
 
 from __future__ import annotations
 
-from engine.errors import InvalidArgument, NotFound
+from engine.core.errors import InvalidArgument, NotFound
 from projections.state import ContainerView, EngineState, ImageView, NetworkView, VolumeView
 
 

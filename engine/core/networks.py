@@ -11,10 +11,10 @@ import ipaddress
 from typing import Any
 
 from engine.core.decision import Decision, Step
+from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.lookup import find_container, find_network
 from engine.core.validate import MAX_NAME
-from engine.errors import Conflict, InvalidArgument, NotFound
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from projections.state import ContainerView, Endpoint, EngineState, NetworkView

@@ -54,7 +54,7 @@ def kill_stops_restart(c: ContainerView, signal: str) -> bool:
     has none configured calls `ExitOnNext`, which cancels its restart manager: a kill by the
     user is not a failure to restart from. (Another signal to a container with a stop signal
     configured is a message to the process, and its exit is treated as any other.)
-    Create fills an unset stop signal with SIGTERM (engine/api/translate.py), so SIGTERM
+    Create fills an unset stop signal with SIGTERM (engine/api/docker/translate.py), so SIGTERM
     counts as "none configured" here, as it is for Docker's containers that set none.
     """
     stop_signal = _signame(c.config.stop_signal or "SIGTERM")

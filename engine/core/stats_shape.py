@@ -1,7 +1,7 @@
 """A container's resource counters, parsed from cgroup v1 / procfs text and shaped as Docker's
 stats JSON (`GET /containers/{id}/stats`), so `docker stats` computes the same figures.
 
-I/O: none. `engine/drivers/container_stats.py` reads the files and hands their text here.
+I/O: none. `engine/drivers/runtime/stats.py` reads the files and hands their text here.
 
 The docker CLI computes, from this JSON:
     memory used  = memory_stats.usage - memory_stats.stats.total_inactive_file (cgroup v1)

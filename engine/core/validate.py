@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 ID_RE = re.compile(r"[0-9a-f]{64}")

@@ -7,10 +7,10 @@ I/O: none. Mounting and unmounting are recorded by the supervisor as it does the
 from __future__ import annotations
 
 from engine.core.decision import Decision, Step
+from engine.core.errors import Conflict, NotFound
 from engine.core.lookup import find_volume
 from engine.core.validate import check_name
-from engine.errors import Conflict, NotFound
-from engine.volumes.plan import parse_local_options
+from engine.core.volume_plan import parse_local_options
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 from projections.state import EngineState

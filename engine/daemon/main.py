@@ -23,21 +23,22 @@ from typing import Any
 
 import trio
 
-from engine.api.http import App, Limits, serve_unix
-from engine.api.routes_archive import archive_routes
-from engine.api.routes_check import check_routes
-from engine.api.routes_compact import compact_routes
-from engine.api.routes_containers import container_routes
-from engine.api.routes_df import df_routes
-from engine.api.routes_images import image_routes
-from engine.api.routes_networks import network_routes
-from engine.api.routes_prune import prune_routes
-from engine.api.routes_registry import registry_routes
-from engine.api.routes_shipslog import shipslog_routes
-from engine.api.routes_streams import stream_routes
-from engine.api.routes_system import VERSION, system_routes
-from engine.api.routes_volumes import volume_routes
-from engine.compaction import run_auto_compaction
+from engine.admin.debug_memory import install_from_env
+from engine.api.routes.archive import archive_routes
+from engine.api.routes.check import check_routes
+from engine.api.routes.compact import compact_routes
+from engine.api.routes.containers import container_routes
+from engine.api.routes.df import df_routes
+from engine.api.routes.images import image_routes
+from engine.api.routes.networks import network_routes
+from engine.api.routes.prune import prune_routes
+from engine.api.routes.registry import registry_routes
+from engine.api.routes.shipslog import shipslog_routes
+from engine.api.routes.streams import stream_routes
+from engine.api.routes.system import VERSION, system_routes
+from engine.api.routes.volumes import volume_routes
+from engine.api.server.http import App, Limits, serve_unix
+from engine.core.errors import ShipslogError
 from engine.daemon.wiring import (
     ContainerFiles,
     ImageStorage,
@@ -46,18 +47,17 @@ from engine.daemon.wiring import (
     RealVolumes,
     SpecMaker,
 )
-from engine.debug_memory import install_from_env
-from engine.drivers.snapshots import Snapshotter
-from engine.errors import ShipslogError
-from engine.image_ops import ImageOps
-from engine.journal import Journal
-from engine.leftovers import Leftover, discard_uncommitted
-from engine.network_ops import NetworkOps
-from engine.paths import Paths
-from engine.recovery import Recovery, run_bounded
-from engine.secrets import SecretStore
-from engine.service import Engine
-from engine.supervisor import Drivers, Supervisor
+from engine.drivers.secrets.store import SecretStore
+from engine.drivers.snapshots.overlay import Snapshotter
+from engine.shell.compaction import run_auto_compaction
+from engine.shell.images import ImageOps
+from engine.shell.journal import Journal
+from engine.shell.leftovers import Leftover, discard_uncommitted
+from engine.shell.network import NetworkOps
+from engine.shell.paths import Paths
+from engine.shell.recovery import Recovery, run_bounded
+from engine.shell.service import Engine
+from engine.shell.supervisor import Drivers, Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending
 from events.store import EventStore, StoreError

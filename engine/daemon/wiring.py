@@ -18,19 +18,19 @@ from typing import Any
 
 import msgspec
 
-from engine.drivers.bindsafe import BindStager
-from engine.drivers.content import ContentStore
-from engine.drivers.hostfiles import read_host_resolv_conf, write_container_files
-from engine.drivers.hostinfo import host_spec_inputs
-from engine.drivers.layers import LayerStore
+from engine.core import hostfiles
+from engine.core.errors import InvalidArgument
+from engine.core.oci_spec import build_spec
+from engine.drivers.host.info import host_spec_inputs
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
+from engine.drivers.network.hostfiles import read_host_resolv_conf, write_container_files
 from engine.drivers.protocols import ExitRecord, RuntimeState
-from engine.drivers.runtime import Runtime, read_rootfs_file
-from engine.drivers.snapshots import Snapshotter
-from engine.drivers.volumes import Mounter, VolumeStore
-from engine.errors import InvalidArgument
-from engine.network import hostfiles
-from engine.paths import Paths
-from engine.runtime.spec import build_spec
+from engine.drivers.runtime.linux import Runtime, read_rootfs_file
+from engine.drivers.snapshots.overlay import Snapshotter
+from engine.drivers.volumes.bindsafe import BindStager
+from engine.drivers.volumes.linux import Mounter, VolumeStore
+from engine.shell.paths import Paths
 from projections.state import ContainerView, ImageView
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 from engine.registry.challenge import auth_keys
 
 HELPER_TIMEOUT = 20.0

@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urljoin
 import httpx
 import trio
 
-from engine.errors import InvalidArgument, NotFound, ShipslogError
+from engine.core.errors import InvalidArgument, NotFound, ShipslogError
 from engine.registry.auth import Credentials
 from engine.registry.challenge import (
     Challenge,

@@ -17,8 +17,8 @@ from urllib.parse import quote_plus
 import httpx
 import msgspec
 
-from engine.errors import InvalidArgument, ShipslogError
-from engine.images.reference import Reference
+from engine.core.errors import InvalidArgument, ShipslogError
+from engine.core.image_reference import Reference
 from engine.registry.challenge import DOCKER_HUB, endpoint, pull_scope
 from engine.registry.client import MAX_ERROR_BYTES, RegistryClient, Transport, _read_capped
 from engine.registry.manifest import parse_document

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from engine.images.documents import (
+from engine.core.image_documents import (
     CONFIG_TYPES,
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -36,7 +36,7 @@ from engine.images.documents import (
     Platform,
     decode,
 )
-from engine.images.reference import InvalidReference, validate_digest
+from engine.core.image_reference import InvalidReference, validate_digest
 
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST))
 

@@ -1,7 +1,7 @@
 """Pulling an image: resolve, download, verify, unpack, record — each step an event.
 
 I/O: network (through `RegistryClient`), the content and layer stores (worker threads), the
-event log (through the journal). The shape is `engine/image_ops.py`'s:
+event log (through the journal). The shape is `engine/shell/images.py`'s:
 
     OperationRequested(kind="image.pull") + ImagePullRequested     before any network I/O
     ImageManifestResolved(digest, media_type)                        the manifest we chose
@@ -40,13 +40,8 @@ from typing import Any
 
 import trio
 
-from engine import failpoints
-from engine.drivers.content import ContentStore, DigestMismatch
-from engine.drivers.layers import LayerStore
-from engine.drivers.mountsys import machine_arch
-from engine.errors import ShipslogError, from_os_error
-from engine.image_gate import gate_for
-from engine.images.documents import (
+from engine.core.errors import ShipslogError, from_os_error
+from engine.core.image_documents import (
     MAX_CONFIG_BYTES,
     MAX_INDEX_BYTES,
     MAX_INDEX_DEPTH,
@@ -56,8 +51,11 @@ from engine.images.documents import (
     Platform,
     parse_image_config,
 )
-from engine.images.reference import Reference
-from engine.journal import Journal
+from engine.core.image_reference import Reference
+from engine.drivers.host import failpoints
+from engine.drivers.host.mountsys import machine_arch
+from engine.drivers.layers.content import ContentStore, DigestMismatch
+from engine.drivers.layers.unpack import LayerStore
 from engine.registry.challenge import pull_scope
 from engine.registry.client import (
     RegistryClient,
@@ -74,6 +72,8 @@ from engine.registry.manifest import (
     select_manifest,
 )
 from engine.registry.pipe import Pipe, PipeAborted, PipeReader
+from engine.shell.image_gate import gate_for
+from engine.shell.journal import Journal
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 

@@ -24,14 +24,19 @@ from urllib.parse import urlencode, urljoin
 
 import trio
 
-from engine.drivers.content import ContentStore, sha256_bytes
-from engine.errors import ShipslogError
-from engine.images.archive import _layer_media_type
-from engine.images.documents import MAX_CONFIG_BYTES, MT_OCI_CONFIG, MT_OCI_MANIFEST, canonical_json
-from engine.images.reference import Reference, parse_reference
-from engine.journal import Journal
+from engine.core.errors import ShipslogError
+from engine.core.image_documents import (
+    MAX_CONFIG_BYTES,
+    MT_OCI_CONFIG,
+    MT_OCI_MANIFEST,
+    canonical_json,
+)
+from engine.core.image_reference import Reference, parse_reference
+from engine.drivers.layers.content import ContentStore, sha256_bytes
 from engine.registry.challenge import push_scope
 from engine.registry.client import RegistryClient, RegistryError
+from engine.shell.image_archive import _layer_media_type
+from engine.shell.journal import Journal
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from projections.state import ImageView

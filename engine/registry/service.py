@@ -21,18 +21,18 @@ from typing import Any
 
 import trio
 
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import LayerStore
-from engine.errors import ShipslogError, user_error
-from engine.images.documents import Platform
-from engine.images.reference import Reference
-from engine.journal import Journal
+from engine.core.errors import ShipslogError, user_error
+from engine.core.image_documents import Platform
+from engine.core.image_reference import Reference
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
 from engine.registry.auth import Credentials, CredentialStore
 from engine.registry.challenge import endpoint
 from engine.registry.client import RegistryClient, RetryPolicy, TokenCache, Transport
 from engine.registry.login import check_login
 from engine.registry.pull import Puller, PullResult
 from engine.registry.push import Pusher
+from engine.shell.journal import Journal
 from events.envelope import Actor
 from projections.state import ImageView
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.compose import ComposeMissing, compose_binary
+from engine.cli.compose_binary import ComposeMissing, compose_binary
 
 
 def _v2() -> str | None:

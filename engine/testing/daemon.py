@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.api.client import Client
+from engine.cli.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_BASE = Path("/tmp/shipslog-tests")
@@ -160,9 +160,9 @@ class DaemonProcess:
         db = self.root / "events.db"
         if not db.exists():
             return
-        from engine.drivers.hostfw import HostForward
-        from engine.drivers.netlink import Netlink
-        from engine.drivers.nft import Nft
+        from engine.drivers.network.hostfw import HostForward
+        from engine.drivers.network.netlink import Netlink
+        from engine.drivers.network.nft import Nft
         from events.store import EventStore
         from projections.fold import fold
 
@@ -248,7 +248,7 @@ def kernel_inventory() -> dict[str, list[str]]:
                            check=False)
         inv["nft"] = sorted(x for x in t.stdout.splitlines() if "shipslog" in x or "slg" in x)
     if shutil.which("iptables"):
-        # our accept rules in the host's FORWARD chain (engine/network/fwdplan.py)
+        # our accept rules in the host's FORWARD chain (engine/core/fwd_plan.py)
         f = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True,
                            check=False)
         inv["iptables"] = sorted(x for x in f.stdout.splitlines() if "SHIPSLOG" in x)

@@ -13,9 +13,9 @@ from typing import Any
 
 import trio
 
-from engine.drivers.execio import ExecResult
+from engine.core.errors import KernelError, NotFound
 from engine.drivers.protocols import ExitRecord, RuntimeState
-from engine.errors import KernelError, NotFound
+from engine.drivers.runtime.execio import ExecResult
 
 
 class Faults:

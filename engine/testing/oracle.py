@@ -21,8 +21,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from engine.images.reference import digest_hex
-from engine.network.plan import netns_name
+from engine.core.image_reference import digest_hex
+from engine.core.net_plan import netns_name
 from engine.testing.daemon import DaemonProcess, cgroups_of, mounts_under
 from events.store import EventStore
 from projections.engine import EngineProjection, decode_row

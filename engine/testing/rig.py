@@ -17,10 +17,10 @@ from pathlib import Path
 
 import trio
 
-from engine.journal import Journal
-from engine.recovery import Recovery
-from engine.service import Engine
-from engine.supervisor import Drivers, Supervisor
+from engine.shell.journal import Journal
+from engine.shell.recovery import Recovery
+from engine.shell.service import Engine
+from engine.shell.supervisor import Drivers, Supervisor
 from engine.testing.fakes import (
     FakeFiles,
     FakeLayers,

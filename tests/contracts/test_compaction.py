@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trio
 
-from engine.compaction import DurableArchive
+from engine.shell.compaction import DurableArchive
 from events.envelope import Actor, Envelope, Pending
 from events.follow import follow
 from events.store import CompactionView, EventStore, StoreError

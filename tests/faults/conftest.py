@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.testing.daemon import REPO, DaemonProcess, cgroups_of, mounts_under
 from tests.integration.conftest import (  # noqa: F401 - fixtures and the skip hook, re-exported
     busybox_tar,

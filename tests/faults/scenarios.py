@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.testing.daemon import DaemonProcess
 
 BUSY = {"Image": "busybox", "Cmd": ["sleep", "600"]}

@@ -1,6 +1,6 @@
 """The kernel operation succeeded, the event append failed (RELIABILITY F-12): SQLITE_FULL,
 an I/O error or a lock timeout injected at the engine side of the append
-(`append.<EventType>` failpoints in engine/journal.py, raising the store's own errors).
+(`append.<EventType>` failpoints in engine/shell/journal.py, raising the store's own errors).
 
 Expected: the user never sees success; the kernel work is undone at once (no veth, rule,
 mount or runtime container without an owning event), so the three-way oracle holds while
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.testing import oracle
 from engine.testing.daemon import DaemonProcess
 from tests.faults.scenarios import SCENARIOS, World, clear

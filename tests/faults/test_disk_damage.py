@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import Client
-from engine.images.reference import digest_hex
+from engine.cli.client import Client
+from engine.core.image_reference import digest_hex
 from engine.testing.daemon import DaemonProcess, cgroups_of
 from events.store import EventStore
 from tests.faults.conftest import load_busybox, oracle

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import ApiError, Client
+from engine.cli.client import ApiError, Client
 from engine.testing.daemon import TEST_BASE, DaemonProcess
 from tests.faults.conftest import finish, load_busybox, oracle
 

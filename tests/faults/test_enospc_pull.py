@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import run
-from engine.registry.localreg import LocalRegistry
 from engine.testing.daemon import DaemonProcess
+from engine.testing.localreg import LocalRegistry
 from events.store import EventStore
 from tests.faults.conftest import oracle
 from tests.faults.test_enospc import NO_SPACE, fill, partial_files, small_daemon

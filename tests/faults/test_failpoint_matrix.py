@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from engine import failpoints
-from engine.api.client import ApiError, DaemonUnreachable
-from engine.registry.localreg import LocalRegistry
+from engine.cli.client import ApiError, DaemonUnreachable
+from engine.drivers.host import failpoints
 from engine.testing import oracle
 from engine.testing.daemon import DaemonProcess
+from engine.testing.localreg import LocalRegistry
 from tests.faults.scenarios import SCENARIOS, StreamError, World, clear
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import DaemonUnreachable
+from engine.cli.client import DaemonUnreachable
 from engine.testing.daemon import DaemonProcess
 from events.store import EventStore
 from tests.faults.conftest import finish

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.api.client import ApiError, Client
+from engine.cli.client import ApiError, Client
 from engine.testing.daemon import DaemonProcess
 from tests.faults.conftest import oracle
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import ApiError, Client
-from engine.registry.localreg import LocalRegistry
+from engine.cli.client import ApiError, Client
 from engine.testing.daemon import REPO, DaemonProcess
+from engine.testing.localreg import LocalRegistry
 from tests.faults.conftest import finish, oracle
 from tests.faults.test_load import one_winner_per_name
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import Client
+from engine.cli.client import Client
 from engine.testing.daemon import DaemonProcess, cgroups_of, mounts_under
 from tests.faults.conftest import container_events, oracle, wait_until, zombies_of
 

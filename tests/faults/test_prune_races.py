@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError, Client
-from engine.registry.localreg import LocalRegistry
+from engine.cli.client import ApiError, Client
 from engine.testing.daemon import DaemonProcess
+from engine.testing.localreg import LocalRegistry
 from tests.faults.conftest import load_busybox, oracle
 from tests.faults.test_load_pull import SKOPEO, publish
 from tests.faults.test_load_pull import registry as registry  # noqa: F401 - the fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine.errors import ShipslogError
+from engine.core.errors import ShipslogError
 from tests.integration.test_registry_misbehaving import (  # noqa: F401 - fixtures
     Env,
     Fake,

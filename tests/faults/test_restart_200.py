@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import Client
+from engine.cli.client import Client
 from engine.testing.daemon import DaemonProcess
 from tests.faults.conftest import oracle, wait_until
 

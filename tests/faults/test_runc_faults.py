@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import ApiError, Client
+from engine.cli.client import ApiError, Client
 from engine.testing.daemon import DaemonProcess, cgroups_of, mounts_under
 from tests.faults.conftest import oracle, plan_faults, shim_calls, stop_hung_calls
 

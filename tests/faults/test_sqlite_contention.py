@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.testing import oracle
 from engine.testing.daemon import REPO, DaemonProcess
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import trio
 
-from engine.api.http import App, serve_unix
-from engine.api.routes_shipslog import FrozenEngine, shipslog_routes
+from engine.api.routes.shipslog import FrozenEngine, shipslog_routes
+from engine.api.server.http import App, serve_unix
 from engine.cli.main import run
 from events import sqlite_backend as store_module
 from events import vocabulary as v
@@ -241,7 +241,7 @@ async def test_a_follow_started_during_heavy_appends_sees_every_event_once(
                 appended.set()
 
             def follow_api() -> list[int]:
-                from engine.api.client import Client
+                from engine.cli.client import Client
 
                 seen: list[int] = []
                 client = Client("unix://" + sock)

@@ -21,14 +21,16 @@ from typing import Any
 
 import pytest
 
-from engine.drivers import bindsafe, cgroups, mountsys
-from engine.drivers.bindsafe import BindSourceError, BindStager
-from engine.drivers.runtime import Runtime, host_spec_inputs
-from engine.drivers.volumes import Mounter, VolumeStore
-from engine.errors import InvalidArgument
-from engine.runtime.logs import read_logs
-from engine.runtime.spec import build_spec
-from engine.volumes.plan import plan_mounts
+from engine.core.errors import InvalidArgument
+from engine.core.oci_spec import build_spec
+from engine.core.volume_plan import plan_mounts
+from engine.drivers.host import mountsys
+from engine.drivers.runtime import cgroups
+from engine.drivers.runtime.linux import Runtime, host_spec_inputs
+from engine.drivers.runtime.logs import read_logs
+from engine.drivers.volumes import bindsafe
+from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
+from engine.drivers.volumes.linux import Mounter, VolumeStore
 from events.values import ContainerConfig, MountSpec
 
 pytestmark = [

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.drivers import mountsys
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import LayerStore
-from engine.drivers.snapshots import Snapshotter
-from engine.images.archive import load_archive, unpack_image
+from engine.drivers.host import mountsys
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
+from engine.drivers.snapshots.overlay import Snapshotter
+from engine.shell.image_archive import load_archive, unpack_image
 from tools.build_busybox_image import build_image, is_static_elf
 
 needs_busybox = pytest.mark.skipif(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.cli.main import run
 from engine.testing.daemon import DaemonProcess
 from tests.integration.conftest import loaded_daemon

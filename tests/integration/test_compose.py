@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from engine.registry.localreg import free_port
 from engine.testing.composecli import COMPOSE, compose, compose_params, write_project
 from engine.testing.daemon import REPO, mounts_under
 from engine.testing.dockercli import needs_docker
+from engine.testing.localreg import free_port
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, needs_docker]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from engine.cli.main import run
-from engine.drivers.snapshots import Snapshotter
+from engine.drivers.snapshots.overlay import Snapshotter
 
 pytestmark = [
     pytest.mark.kernel,

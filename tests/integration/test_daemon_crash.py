@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from engine.api.client import ApiError, DaemonUnreachable
+from engine.cli.client import ApiError, DaemonUnreachable
 from engine.testing.daemon import REPO, DaemonProcess, mounts_under
 from events.store import EventStore
 from projections.engine import EngineProjection, decode_row

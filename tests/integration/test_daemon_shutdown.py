@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import Client, DaemonUnreachable
+from engine.cli.client import Client, DaemonUnreachable
 from engine.testing.daemon import DaemonProcess
 from events.store import EventStore
 

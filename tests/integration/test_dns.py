@@ -13,7 +13,7 @@ import trio
 from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
 from test_netlink import NetLab, ns_socket, open_lab
 
-from engine.drivers.dns import Lookup, local_answer, run_dns
+from engine.drivers.network.dns import Lookup, local_answer, run_dns
 
 NAMES = {"web": ["10.211.140.7"], "db": ["10.211.140.8", "10.211.140.9"]}
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
-from engine.registry.localreg import LocalRegistry, free_port
+from engine.cli.client import ApiError
 from engine.testing.dockercli import docker, needs_docker
+from engine.testing.localreg import LocalRegistry, free_port
 from events.store import EventStore
 
 pytestmark = [pytest.mark.kernel, needs_docker]

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.drivers import mountsys
-from engine.drivers.layers import InvalidLayer, LayerLimits, LayerStore, LayerTooLarge
-from engine.drivers.snapshots import Snapshotter
-from engine.drivers.tarsafe import split_name
+from engine.drivers.host import mountsys
+from engine.drivers.layers.tarsafe import split_name
+from engine.drivers.layers.unpack import InvalidLayer, LayerLimits, LayerStore, LayerTooLarge
+from engine.drivers.snapshots.overlay import Snapshotter
 
 pytestmark = pytest.mark.kernel
 

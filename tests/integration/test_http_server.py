@@ -20,12 +20,20 @@ import pytest
 import trio
 import trio.testing
 
-from engine.api import http
-from engine.api.client import ApiError, Client, DaemonUnreachable
-from engine.api.hijack import HijackedStream
-from engine.api.router import Request, Response, Router, empty, hijack, json_response, streaming
-from engine.api.stream import STDOUT, FrameDecoder
-from engine.errors import Conflict, InvalidArgument, Unavailable
+from engine.api.server import http
+from engine.api.server.hijack import HijackedStream
+from engine.api.server.router import (
+    Request,
+    Response,
+    Router,
+    empty,
+    hijack,
+    json_response,
+    streaming,
+)
+from engine.api.server.stream import STDOUT, FrameDecoder
+from engine.cli.client import ApiError, Client, DaemonUnreachable
+from engine.core.errors import Conflict, InvalidArgument, Unavailable
 
 SAFETY = 20  # seconds: a hung test fails instead of hanging CI; never a timing assertion
 
@@ -710,7 +718,7 @@ DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
 @pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
 async def test_docker_cli_version(nursery: trio.Nursery, tmp_path: Path, state: dict) -> None:
-    from engine.api.models import ComponentVersion, SystemVersion
+    from engine.api.docker.models import ComponentVersion, SystemVersion
 
     router = make_router(state)
 
@@ -756,7 +764,7 @@ async def test_docker_cli_exec_hijack_and_events_stream(
 ) -> None:
     """`docker exec -i` drives create → hijacked start (stdin, CloseWrite, multiplexed stdout
     and stderr) → inspect for the exit code; `docker events` reads a chunked JSON stream."""
-    from engine.api.models import (
+    from engine.api.docker.models import (
         ContainerInspect,
         ContainerState,
         EventActor,
@@ -851,7 +859,7 @@ async def test_docker_cli_exec_hijack_and_events_stream(
 async def test_docker_cli_reads_our_list_inspect_and_info_models(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    from engine.api import models as m
+    from engine.api.docker import models as m
 
     router = Router()
     cid, iid = "c" * 64, "sha256:" + "1" * 64
@@ -922,7 +930,7 @@ async def test_docker_sdk_for_python(nursery: trio.Nursery, tmp_path: Path, stat
     """The Docker SDK for Python (docker-py) speaks to us: version negotiation, JSON, a hijacked
     exec with demultiplexed output, and a JSON event stream."""
     docker_sdk = pytest.importorskip("docker")
-    from engine.api import models as m
+    from engine.api.docker import models as m
 
     router = make_router(state)
 
@@ -1038,7 +1046,7 @@ async def test_policy_hook_sees_the_same_bytes_and_fails_closed(
 ) -> None:
     """RELIABILITY S-10: the hook and the handler decode the same bytes once; a chunked body
     is no way around it; a hook that crashes denies."""
-    from engine.api.router import PolicyDenied
+    from engine.api.server.router import PolicyDenied
 
     seen: list[bytes] = []
 

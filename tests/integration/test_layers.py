@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import InvalidLayer, LayerLimits, LayerStore
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import InvalidLayer, LayerLimits, LayerStore
 
 pytestmark = pytest.mark.kernel
 
@@ -314,8 +314,8 @@ def test_many_directories_exercise_the_fd_cache(tmp_path: Path) -> None:
 
 CHILD = """
 import sys
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import LayerStore
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
 if sys.argv[1] == "unpack":
     LayerStore(sys.argv[2]).unpack(sys.stdin.buffer)
 else:

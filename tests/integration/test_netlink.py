@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.drivers.netlink import Netlink
-from engine.drivers.netns import create_netns, delete_netns, list_netns, run_in_netns
-from engine.errors import KernelError
-from engine.network.plan import BridgePlan, VethPlan, netns_name, plan_bridge, plan_veth
+from engine.core.errors import KernelError
+from engine.core.net_plan import BridgePlan, VethPlan, netns_name, plan_bridge, plan_veth
+from engine.drivers.network.netlink import Netlink
+from engine.drivers.network.netns import create_netns, delete_netns, list_netns, run_in_netns
 
 pytestmark = pytest.mark.kernel
 

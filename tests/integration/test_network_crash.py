@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from engine.api.client import ApiError, DaemonUnreachable
-from engine.network.plan import netns_name
+from engine.cli.client import ApiError, DaemonUnreachable
+from engine.core.net_plan import netns_name
 from engine.testing.daemon import DaemonProcess
 from engine.testing.oracle import kernel_links, kernel_rules
 from events.store import EventStore

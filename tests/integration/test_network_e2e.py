@@ -17,14 +17,14 @@ from dnslib import DNSRecord
 from test_netlink import Endpoint, free_subnet, ns_socket, ping
 from test_nft import Firewall, _fetch, bridge_mac, free_port, tcp_answer_to_syn
 
-from engine.drivers.dns import run_dns
-from engine.drivers.hostfiles import read_host_resolv_conf, write_container_files
-from engine.drivers.netlink import Netlink
-from engine.drivers.netns import create_netns, delete_netns, list_netns
-from engine.drivers.nft import enable_ip_forward, run_proxy
-from engine.network.hostfiles import container_resolv_conf, hostname_file, hosts_file
-from engine.network.nftplan import NetworkRules, Publish
-from engine.network.plan import VethPlan, netns_name, plan_bridge, plan_veth
+from engine.core.hostfiles import container_resolv_conf, hostname_file, hosts_file
+from engine.core.net_plan import VethPlan, netns_name, plan_bridge, plan_veth
+from engine.core.nft_plan import NetworkRules, Publish
+from engine.drivers.network.dns import run_dns
+from engine.drivers.network.hostfiles import read_host_resolv_conf, write_container_files
+from engine.drivers.network.netlink import Netlink
+from engine.drivers.network.netns import create_netns, delete_netns, list_netns
+from engine.drivers.network.nft import enable_ip_forward, run_proxy
 
 pytestmark = pytest.mark.kernel
 

@@ -18,12 +18,12 @@ import trio
 from pyroute2 import IPRoute
 from test_netlink import Endpoint, NetLab, free_subnet, ns_socket, open_lab
 
-from engine.drivers.hostfw import HostForward
-from engine.drivers.netlink import configure_peer
-from engine.drivers.netns import run_in_netns
-from engine.drivers.nft import Nft, enable_ip_forward, run_proxy
-from engine.network.nftplan import NetworkRules, Publish
-from engine.network.plan import VethPlan
+from engine.core.net_plan import VethPlan
+from engine.core.nft_plan import NetworkRules, Publish
+from engine.drivers.network.hostfw import HostForward
+from engine.drivers.network.netlink import configure_peer
+from engine.drivers.network.netns import run_in_netns
+from engine.drivers.network.nft import Nft, enable_ip_forward, run_proxy
 
 pytestmark = pytest.mark.kernel
 ETH_P_ALL = 0x0003

@@ -32,15 +32,15 @@ import pytest
 import trio
 import zstandard
 
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import LayerStore
-from engine.errors import ShipslogError
-from engine.images.reference import parse_reference
-from engine.journal import Journal
+from engine.core.errors import ShipslogError
+from engine.core.image_reference import parse_reference
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
 from engine.registry.auth import Credentials, CredentialStore
 from engine.registry.client import RetryPolicy
-from engine.registry.localreg import free_port
 from engine.registry.service import RegistryService
+from engine.shell.journal import Journal
+from engine.testing.localreg import free_port
 from events.envelope import Actor
 from events.store import EventStore
 from events.writer import open_store_writer

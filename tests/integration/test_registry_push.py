@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
+from engine.core.errors import ShipslogError
+from engine.core.image_reference import parse_reference
 from engine.core.images import decide_tag
-from engine.drivers.content import ContentStore
-from engine.drivers.layers import LayerStore
-from engine.errors import ShipslogError
-from engine.image_ops import ImageOps
-from engine.images.reference import parse_reference
-from engine.journal import Journal
+from engine.drivers.layers.content import ContentStore
+from engine.drivers.layers.unpack import LayerStore
 from engine.registry.auth import CredentialStore
-from engine.registry.localreg import LocalRegistry, free_port
 from engine.registry.service import RegistryService
+from engine.shell.images import ImageOps
+from engine.shell.journal import Journal
+from engine.testing.localreg import LocalRegistry, free_port
 from events.envelope import Actor
 from events.store import EventStore
 from events.writer import open_store_writer

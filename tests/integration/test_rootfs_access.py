@@ -1,4 +1,4 @@
-"""engine/drivers/rootfs_access.py on the real kernel, against a directory that plays a
+"""engine/drivers/snapshots/rootfs_access.py on the real kernel, against a directory that plays a
 container's root: hostile archives copied in (`..`, absolute symlinks, links through a
 symlink, hard links out, device nodes, whiteouts) are refused or contained and never touch
 the host's sentinel files; copies out and exports never follow a symlink out of the root
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.errors import InvalidArgument, NotFound
 from engine.core.fs_plan import plan_copy_path
-from engine.drivers import rootfs_access as ra
-from engine.errors import InvalidArgument, NotFound
+from engine.drivers.snapshots import rootfs_access as ra
 from engine.testing.daemon import TEST_BASE
 
 pytestmark = pytest.mark.kernel

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import trio
 
-from engine.drivers import cgroups
-from engine.drivers.runtime import Runtime, host_spec_inputs, read_rootfs_file
-from engine.runtime.logs import follow_logs, read_logs
-from engine.runtime.spec import build_spec
+from engine.core.oci_spec import build_spec
+from engine.drivers.runtime import cgroups
+from engine.drivers.runtime.linux import Runtime, host_spec_inputs, read_rootfs_file
+from engine.drivers.runtime.logs import follow_logs, read_logs
 from events.values import ContainerConfig
 
 pytestmark = [
@@ -279,7 +279,7 @@ async def test_create_and_delete_are_idempotent(h: Harness) -> None:
 
 
 async def test_runc_error_surfaces(h: Harness) -> None:
-    from engine.drivers.runc import RuncError
+    from engine.drivers.runtime.runc import RuncError
 
     with pytest.raises(RuncError, match="no-such-binary"):
         await h.run(("/no-such-binary",))
@@ -422,7 +422,7 @@ async def test_resize_reaches_the_containers_tty(h: Harness) -> None:
 
 
 async def test_kill_of_an_exited_container_is_a_conflict(h: Harness) -> None:
-    from engine.errors import Conflict, NotFound
+    from engine.core.errors import Conflict, NotFound
 
     cid, _ = await h.run(("true",))
     with pytest.raises(Conflict):
@@ -436,8 +436,8 @@ async def test_this_hosts_runc_passes_the_version_floor(h: Harness) -> None:
 
 
 def test_version_floor() -> None:
-    from engine.drivers.runc import parse_version
-    from engine.errors import Unavailable
+    from engine.core.errors import Unavailable
+    from engine.drivers.runtime.runc import parse_version
 
     assert parse_version("runc version 1.1.12\ncommit: v1.1.12-0\n").numbers == (1, 1, 12)
     assert parse_version("runc version 1.2.0\n").numbers == (1, 2, 0)
@@ -533,7 +533,7 @@ async def test_only_stdio_fds_reach_the_container(h: Harness) -> None:
 
 
 async def test_missing_runtime_binaries_are_clear_errors(tmp_path: Path, rootfs: Path) -> None:
-    from engine.errors import Unavailable
+    from engine.core.errors import Unavailable
 
     rt = Runtime(tmp_path / "exec", runc_binary="/nonexistent/runc")
     with pytest.raises(Unavailable, match="not found"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.cli.main import run
 from engine.testing.daemon import DaemonProcess
 from engine.testing.dockercli import needs_docker

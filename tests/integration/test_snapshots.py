@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.drivers import mountsys
-from engine.drivers.layers import LayerStore
-from engine.drivers.snapshots import (
+from engine.drivers.host import mountsys
+from engine.drivers.layers.unpack import LayerStore
+from engine.drivers.snapshots.overlay import (
     MAX_LAYERS,
     SnapshotError,
     Snapshotter,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.cli.main import run
 
 pytestmark = [pytest.mark.kernel]

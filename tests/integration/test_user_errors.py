@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
+from engine.cli.client import ApiError
 from engine.cli.main import run
-from engine.network.plan import netns_name
+from engine.core.net_plan import netns_name
 from engine.testing import oracle
 from engine.testing.dockercli import docker, needs_docker
 

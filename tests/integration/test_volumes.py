@@ -1,5 +1,5 @@
 """Volumes, binds and tmpfs on the real kernel: runc + conmon running busybox containers with
-the OCI mount entries made by `engine.volumes.plan` and `engine.drivers.volumes.Mounter`.
+the OCI mount entries made by `engine.core.volume_plan` and `engine.drivers.volumes.linux.Mounter`.
 
 I/O: kernel. Everything lives under /tmp/shipslog-tests/vol-*/ and every mount, container,
 cgroup and file is removed again (the conftest fixture checks the mount table).
@@ -21,14 +21,15 @@ from typing import Any
 
 import pytest
 
-from engine.drivers import cgroups, mountsys
-from engine.drivers.bindsafe import BindSourceError, BindStager
-from engine.drivers.runtime import Runtime, host_spec_inputs
-from engine.drivers.volumes import Mounter, VolumeStore
-from engine.errors import InvalidArgument
-from engine.runtime.logs import read_logs
-from engine.runtime.spec import build_spec
-from engine.volumes.plan import CREATE_HOST_PATH, MountPlan, anonymous_needed, plan_mounts
+from engine.core.errors import InvalidArgument
+from engine.core.oci_spec import build_spec
+from engine.core.volume_plan import CREATE_HOST_PATH, MountPlan, anonymous_needed, plan_mounts
+from engine.drivers.host import mountsys
+from engine.drivers.runtime import cgroups
+from engine.drivers.runtime.linux import Runtime, host_spec_inputs
+from engine.drivers.runtime.logs import read_logs
+from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
+from engine.drivers.volumes.linux import Mounter, VolumeStore
 from events.values import ContainerConfig, ImageConfig, MountSpec
 
 pytestmark = [

@@ -114,7 +114,7 @@ def test_request_targets_keep_no_values() -> None:
 def test_a_command_line_cut_mid_word_drops_the_partial_word(tmp_path: Path) -> None:
     """/proc/PID/cmdline is read up to MAX_CMDLINE bytes: the cut may fall inside a URL's
     credentials, where the rest no longer looks like a URL."""
-    from engine.api.peercred import MAX_CMDLINE, read_cmdline
+    from engine.api.server.peercred import MAX_CMDLINE, read_cmdline
 
     head = b"docker\0run\0--label\0" + b"x" * (MAX_CMDLINE - 40) + b"\0"
     word = b"http://u:CANARYsecret@proxy:3128"

@@ -27,8 +27,8 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import failpoints
-from engine.errors import ShipslogError
+from engine.core.errors import ShipslogError
+from engine.drivers.host import failpoints
 from engine.testing.rig import EngineRig, Machine, load_busybox, open_rig
 from events.envelope import Actor
 from events.values import ContainerConfig, RestartPolicy

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.core import images as ci
-from engine.errors import Conflict
+from engine.core.errors import Conflict
 from events.values import ContainerConfig, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, OperationView
 

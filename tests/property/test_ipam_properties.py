@@ -19,10 +19,10 @@ import trio
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine import failpoints
+from engine.core.errors import Conflict, ShipslogError
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.networks import decide_connect, decide_network_create
-from engine.errors import Conflict, ShipslogError
+from engine.drivers.host import failpoints
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events.envelope import Actor, Envelope
 from events.values import ContainerConfig

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.drivers.layers import CHUNK, InvalidLayer, decompressed_chunks
+from engine.drivers.layers.unpack import CHUNK, InvalidLayer, decompressed_chunks
 
 members = st.lists(st.one_of(st.binary(max_size=3000),
                              st.integers(0, 3 * CHUNK).map(lambda n: b"a" * n)),

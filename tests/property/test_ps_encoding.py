@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.api import render
+from engine.api.docker import render
 from projections.fold import fold
 from projections.state import EngineState
 from tests.property.test_projection_properties import Item, envelopes, flat, valid_histories

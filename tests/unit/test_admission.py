@@ -1,4 +1,4 @@
-"""The API server's connection-admission policy (`engine/api/admission.py`, issue 15 item 4),
+"""The API server's connection-admission policy (`engine/api/server/admission.py`, issue 15 item 4),
 as a pure function: who is admitted, and which connection makes room."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api.admission import (
+from engine.api.server.admission import (
     SHEDDABLE,
     YOUNG_S,
     Admission,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api import models
-from engine.api.router import (
+from engine.api.docker import models
+from engine.api.server.router import (
     Request,
     Router,
     decode_json,
@@ -24,7 +24,7 @@ from engine.api.router import (
     json_response,
     split_version,
 )
-from engine.api.stream import (
+from engine.api.server.stream import (
     STDERR,
     STDOUT,
     FrameDecoder,
@@ -34,7 +34,7 @@ from engine.api.stream import (
     json_line,
     progress,
 )
-from engine.errors import InvalidArgument, NotFound
+from engine.core.errors import InvalidArgument, NotFound
 from events.envelope import Actor
 
 SPEC_PATH = "/work/shared/spec/docker-engine-api-v1.43.yaml"

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from engine.drivers.content import ContentStore, DigestMismatch
-from engine.images.archive import (
+from engine.core.image_reference import InvalidReference
+from engine.drivers.layers.content import ContentStore, DigestMismatch
+from engine.shell.image_archive import (
     MAX_INDEX_BYTES,
     ImageToSave,
     InvalidArchive,
@@ -29,7 +30,6 @@ from engine.images.archive import (
     parse_image_config,
     save_archive,
 )
-from engine.images.reference import InvalidReference
 from events.values import ImageConfig
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import system_check as sc
-from engine.drivers.content import ContentStore
-from engine.paths import Paths
+from engine.admin import check as sc
+from engine.drivers.layers.content import ContentStore
+from engine.shell.paths import Paths
 
 
 def _store_blob(tmp_path: Path, data: bytes) -> tuple[ContentStore, str]:

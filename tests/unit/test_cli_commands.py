@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError
-from engine.api.stream import frame
+from engine.api.server.stream import frame
+from engine.cli.client import ApiError
 from tests.unit.test_cli_fakeclient import FakeClient, cli
 
 NOW = 1_700_000_000.0

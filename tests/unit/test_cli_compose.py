@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import engine.cli.compose as cli_compose
-import engine.compose as compose_mod
-from engine.compose import compose_env
+import engine.cli.compose_binary as compose_mod
+from engine.cli.compose_binary import compose_env
 from tests.unit.test_cli_fakeclient import FakeClient, cli
 
 

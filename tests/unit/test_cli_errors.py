@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from engine.api.client import ApiError, DaemonUnreachable
+from engine.cli.client import ApiError, DaemonUnreachable
 from engine.cli.errors import (
     CliError,
     UsageError,
@@ -18,7 +18,7 @@ from engine.cli.errors import (
     translate,
 )
 from engine.cli.main import run
-from engine.errors import Conflict
+from engine.core.errors import Conflict
 from tests.unit.test_cli_fakeclient import FakeClient, cli
 
 

@@ -1,4 +1,4 @@
-"""A recording fake of `engine.api.client.Client` for CLI tests, and the tests of the fake.
+"""A recording fake of `engine.cli.client.Client` for CLI tests, and the tests of the fake.
 
 I/O: `hijack` hands out one end of a real `socket.socketpair()`, with the scripted container
 output already written and the write side shut, so the CLI's real stdio pump runs against it.
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from engine.api.client import ApiError, Response
-from engine.api.stream import frame
+from engine.api.server.stream import frame
+from engine.cli.client import ApiError, Response
 from engine.cli.main import run
 
 

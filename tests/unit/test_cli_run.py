@@ -9,9 +9,9 @@ import os
 import signal
 import termios
 
-from engine.api.client import ApiError
-from engine.api.stream import frame
+from engine.api.server.stream import frame
 from engine.cli.attach import on_resize, proxy_signals
+from engine.cli.client import ApiError
 from tests.unit.test_cli_fakeclient import FakeClient, cat_container, cli, seq
 
 CID = "a" * 64

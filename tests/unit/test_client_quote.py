@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api.client import PATH_SAFE, quote, urlencode
+from engine.cli.client import PATH_SAFE, quote, urlencode
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 

@@ -1,4 +1,5 @@
-"""When the daemon compacts on its own (`engine.compaction.auto_before`, pure) and how its flags
+"""When the daemon compacts on its own (`engine.shell.compaction.auto_before`, pure) and how its
+flags
 read (`--compact-after`, `--compact-max-events`, `--compact-interval`)."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.compaction import auto_before
 from engine.daemon.main import parse_args
+from engine.shell.compaction import auto_before
 
 NOW = 10**18
 HOUR = 3600 * 10**9

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from engine.core.errors import Conflict, InvalidArgument
 from engine.core.networks import (
     decide_connect_at_start,
     decide_disconnect_at_start,
     start_networks,
 )
-from engine.errors import Conflict, InvalidArgument
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Envelope
 from events.values import ContainerConfig

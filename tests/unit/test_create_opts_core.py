@@ -13,15 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.api import inspect_host
+from engine.api.docker.models import ContainerCreateBody
+from engine.api.docker.translate import create_body_to_config
 from engine.api.hostopts import REFUSED, ULIMIT_NAMES
-from engine.api.models import ContainerCreateBody
-from engine.api.translate import create_body_to_config
 from engine.cli.main import build_parser
 from engine.cli.runopts import build_create
 from engine.core import links
 from engine.core.createopts import for_start, resolve_create_options
-from engine.errors import Conflict, InvalidArgument, NotFound
-from engine.runtime.spec import build_spec, update_resources
+from engine.core.errors import Conflict, InvalidArgument, NotFound
+from engine.core.oci_spec import build_spec, update_resources
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Envelope
 from events.values import ContainerConfig, DeviceMapping, MountSpec, PortBinding, Ulimit
@@ -372,8 +372,8 @@ def test_remove_link_is_an_event_the_fold_applies() -> None:
 
 
 def test_update_applies_more_and_refuses_the_rest() -> None:
-    from engine.api.models import HostConfig
-    from engine.api.translate import update_changes
+    from engine.api.docker.models import HostConfig
+    from engine.api.docker.translate import update_changes
 
     raw = {"CpuShares": 512, "CpusetCpus": "0-1", "MemoryReservation": 8 << 20,
            "MemorySwap": -1, "BlkioWeight": 0, "KernelMemoryTCP": 0}

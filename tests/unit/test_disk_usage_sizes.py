@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.cli.diskusage import summary_rows
-from engine.drivers.diskusage import tree_size
+from engine.drivers.host.diskusage import tree_size
 
 
 def test_tree_size_counts_files_once_and_never_follows_links(tmp_path: Path) -> None:

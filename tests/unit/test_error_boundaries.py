@@ -1,5 +1,5 @@
 """How failures become a user's error at the boundaries (issue 15 item 6): single-leaf trio
-groups unwrapped, OSError errno mapped to one clear line (`engine.errors`), and the API's
+groups unwrapped, OSError errno mapped to one clear line (`engine.core.errors`), and the API's
 handler boundary answering with them instead of "internal error: ExceptionGroup". Pure:
 exceptions and the router's error boundary called in-process."""
 
@@ -10,8 +10,8 @@ import errno
 import msgspec
 import pytest
 
-from engine.api.router import App, Request, Response, Router
-from engine.errors import (
+from engine.api.server.router import App, Request, Response, Router
+from engine.core.errors import (
     KernelError,
     NoSpace,
     NotFound,

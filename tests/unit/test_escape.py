@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api.escape import EscapeScanner, parse_detach_keys
-from engine.errors import InvalidArgument
+from engine.api.server.escape import EscapeScanner, parse_detach_keys
+from engine.core.errors import InvalidArgument
 
 
 def test_parse_detach_keys() -> None:

@@ -1,4 +1,5 @@
-"""The failpoint list (`engine.failpoints.NAMES`) and the call sites agree both ways, so the
+"""The failpoint list (`engine.drivers.host.failpoints.NAMES`) and the call sites agree both ways,
+so the
 fault matrix (tests/faults/test_failpoint_matrix.py) walks every boundary there is; and the
 grammar's actions do what they say."""
 
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import failpoints
-from engine.errors import KernelError
-from engine.journal import _store_error
+from engine.core.errors import KernelError
+from engine.drivers.host import failpoints
+from engine.shell.journal import _store_error
 from events.store import StoreBusy, StoreError, StoreFull
 
-ENGINE = Path(failpoints.__file__).parent
+ENGINE = Path(failpoints.__file__).parents[2]  # engine/drivers/host/ -> engine/
 
 
 def call_sites() -> set[str]:

@@ -1,11 +1,11 @@
-"""The FORWARD accept-rule planner and the firewall verdict (engine/network/fwdplan.py): pure."""
+"""The FORWARD accept-rule planner and the firewall verdict (engine/core/fwd_plan.py): pure."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.errors import InvalidArgument
-from engine.network import fwdplan as fp
+from engine.core import fwd_plan as fp
+from engine.core.errors import InvalidArgument
 
 NID = "ab" * 32
 OTHER = "cd" * 32

@@ -9,9 +9,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import failpoints
+from engine.core.errors import InvalidArgument
 from engine.core.health import after_probe, merge, probe_of, validate
-from engine.errors import InvalidArgument
+from engine.drivers.host import failpoints
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events import vocabulary as v
 from events.envelope import Actor

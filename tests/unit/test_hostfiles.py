@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.drivers.hostfiles import read_host_resolv_conf, rewrite, write_container_files
-from engine.errors import InvalidArgument
-from engine.network.hostfiles import (
+from engine.core.errors import InvalidArgument
+from engine.core.hostfiles import (
     ResolvConf,
     container_resolv_conf,
     hostname_file,
@@ -18,6 +17,7 @@ from engine.network.hostfiles import (
     parse_resolv_conf,
     upstream_servers,
 )
+from engine.drivers.network.hostfiles import read_host_resolv_conf, rewrite, write_container_files
 
 DEFAULT = (b"127.0.0.1\tlocalhost\n"
            b"::1\tlocalhost ip6-localhost ip6-loopback\n"

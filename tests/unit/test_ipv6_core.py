@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 from dnslib import QTYPE, DNSRecord
 
-from engine.api.routes_networks import render_network
+from engine.api.routes.networks import render_network
 from engine.cli.errors import UsageError
 from engine.cli.networks import ipam_configs
+from engine.core.errors import Conflict, InvalidArgument, KernelError
+from engine.core.net_plan import plan_bridge, plan_veth
 from engine.core.networks import decide_network_create, split_ipam
-from engine.drivers.dns import local_answer
-from engine.errors import Conflict, InvalidArgument, KernelError
-from engine.network.nftplan import NetworkRules, network_rules
-from engine.network.plan import plan_bridge, plan_veth
+from engine.core.nft_plan import NetworkRules, network_rules
+from engine.drivers.network.dns import local_answer
 from engine.testing.rig import Machine, open_rig
 from events.envelope import Actor, Envelope
 from projections.fold import fold
@@ -161,7 +161,7 @@ class RefusingNetwork:
 
 async def test_kernel_failure_on_create_is_recorded_and_compensated(tmp_path, monkeypatch) \
         -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("engine.service.host_routes", lambda: [])
+    monkeypatch.setattr("engine.shell.service.host_routes", lambda: [])
     async with open_rig(Machine(db=tmp_path / "events.db")) as rig:
         ops = RefusingNetwork()
         rig.supervisor.d.network = ops

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine import failpoints
 from engine.core.restart import kill_stops_restart
+from engine.drivers.host import failpoints
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events.envelope import Actor
 from events.values import ContainerConfig, RestartPolicy

@@ -151,7 +151,7 @@ def test_ps_at_ten_minutes_ago(root: Path) -> None:
 
 
 def test_volume_mount_events_name_the_volume_as_docker_does() -> None:
-    from engine.api.docker_events import DockerEvents
+    from engine.api.docker.events import DockerEvents
     from events.envelope import SYSTEM_ACTOR, Envelope
 
     ev = v.VolumeMounted(name="data", container_id=CID, destination="/srv", read_only=True)

@@ -11,7 +11,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.runtime.logs import follow_logs, parse_line, parse_timestamp, read_logs
+from engine.drivers.runtime.logs import follow_logs, parse_line, parse_timestamp, read_logs
 
 T0 = "2026-11-28T00:14:31.000000001+00:00"
 

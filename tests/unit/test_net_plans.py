@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import engine.network
-from engine.errors import Conflict, InvalidArgument
-from engine.network import nftplan
-from engine.network.nftplan import NetworkRules, OwnedRule, Publish
-from engine.network.plan import (
+import engine.core
+from engine.core import nft_plan as nftplan
+from engine.core.errors import Conflict, InvalidArgument
+from engine.core.net_plan import (
     BRIDGE_MAX_PORTS,
     IFNAMSIZ,
     check_bridge_capacity,
@@ -22,6 +21,7 @@ from engine.network.plan import (
     plan_veth,
     veth_name,
 )
+from engine.core.nft_plan import NetworkRules, OwnedRule, Publish
 
 CID = "0123456789abcdef" * 4
 NID = "fedcba9876543210" * 4
@@ -170,7 +170,7 @@ def test_planners_stay_pure() -> None:
     """STYLE.md: planners return data; only engine/drivers/ touches the kernel."""
     banned = {"os", "subprocess", "socket", "pyroute2", "sqlite3", "trio", "ctypes", "shutil",
               "dnslib", "fcntl", "threading"}
-    for path in Path(engine.network.__file__).parent.glob("*.py"):
+    for path in Path(engine.core.__file__).parent.glob("*.py"):
         imported = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

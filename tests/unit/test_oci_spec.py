@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.errors import InvalidArgument
-from engine.runtime import spec as spec_mod
-from engine.runtime.spec import DEFAULT_CAPABILITIES, build_spec, resolve_user
+from engine.core import oci_spec as spec_mod
+from engine.core.errors import InvalidArgument
+from engine.core.oci_spec import DEFAULT_CAPABILITIES, build_spec, resolve_user
 from events.values import ContainerConfig, ImageConfig, MountSpec
 
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from engine import failpoints
-from engine.outcomes import OutcomeRecorder, backoff_delays, summary
+from engine.drivers.host import failpoints
+from engine.shell.outcomes import OutcomeRecorder, backoff_delays, summary
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api.routes_prune import check_filters, prunable, until_of
-from engine.errors import InvalidArgument
+from engine.api.routes.prune import check_filters, prunable, until_of
+from engine.core.errors import InvalidArgument
 from events.values import ContainerConfig
 from projections.state import ContainerView
 

@@ -15,13 +15,13 @@ PURE = [
     "events/hashing.py", "events/redact.py",
     "projections/*.py",
     "engine/core/*.py",
-    "engine/errors.py",
-    "engine/api/admission.py",
-    "engine/volumes/plan.py",
-    "engine/network/*.py",
-    "engine/runtime/spec.py",
-    "engine/images/reference.py",
-    "engine/api/translate.py",
+    "engine/core/errors.py",
+    "engine/api/server/admission.py",
+    "engine/core/volume_plan.py",
+    "engine/core/*.py",
+    "engine/core/oci_spec.py",
+    "engine/core/image_reference.py",
+    "engine/api/docker/translate.py",
 ]
 
 

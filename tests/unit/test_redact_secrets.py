@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidArgument, NotFound
-from engine.secrets import KEY_FILE, SecretStore
+from engine.core.errors import InvalidArgument, NotFound
+from engine.drivers.secrets.store import KEY_FILE, SecretStore
 from events.redact import RedactError, keyed_digest, redact_env
 from events.values import EnvEntry
 

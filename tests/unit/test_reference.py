@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from engine.images.reference import (
+from engine.core.image_reference import (
     InvalidReference,
     Reference,
     digest_hex,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidArgument
+from engine.core.errors import InvalidArgument
 from engine.registry.auth import Credentials, CredentialStore, from_registry_auth
 
 

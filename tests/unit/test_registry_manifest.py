@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.images.documents import InvalidImage, Platform
+from engine.core.image_documents import InvalidImage, Platform
 from engine.registry.manifest import (
     ManifestError,
     parse_document,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from engine.api.escape import EscapeScanner
-from engine.api.hijack import HijackedStream
-from engine.api.relay import CHUNK, RelayState, relay_exec
-from engine.api.stream import FrameDecoder
+from engine.api.server.escape import EscapeScanner
+from engine.api.server.hijack import HijackedStream
+from engine.api.server.relay import CHUNK, RelayState, relay_exec
+from engine.api.server.stream import FrameDecoder
 
 
 class FakeExec:
@@ -121,7 +121,7 @@ async def test_a_client_gone_releases_without_ending_the_process() -> None:
 
 
 def test_runc_messages_in_both_of_its_log_formats() -> None:
-    from engine.api.routes_streams import _runc_message
+    from engine.api.routes.streams import _runc_message
 
     want = 'exec failed: exec: "nosuch": executable file not found in $PATH'
     piped = 'time="2026-12-07T05:47:32Z" level=error msg="exec failed: exec: \\"nosuch\\": ' \

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime import seccomp
-from engine.runtime.spec import DEFAULT_CAPABILITIES
+from engine.core import seccomp
+from engine.core.oci_spec import DEFAULT_CAPABILITIES
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "spec" / "docker-default-seccomp.json"
 

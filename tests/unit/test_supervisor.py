@@ -8,8 +8,8 @@ import errno
 import pytest
 import trio
 
-from engine import failpoints
-from engine.errors import Conflict, KernelError, NoSpace, NotFound, Unavailable
+from engine.core.errors import Conflict, KernelError, NoSpace, NotFound, Unavailable
+from engine.drivers.host import failpoints
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events.envelope import Actor
 from events.values import ContainerConfig, RestartPolicy

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.api.models import ContainerCreateBody
-from engine.api.translate import create_body_to_config, merge_image_defaults, parse_filters
-from engine.errors import InvalidArgument
-from engine.volumes.plan import CREATE_HOST_PATH, plan_mounts
+from engine.api.docker.models import ContainerCreateBody
+from engine.api.docker.translate import create_body_to_config, merge_image_defaults, parse_filters
+from engine.core.errors import InvalidArgument
+from engine.core.volume_plan import CREATE_HOST_PATH, plan_mounts
 from events.values import ContainerConfig, ImageConfig, MountSpec, PortBinding, RestartPolicy
 
 # docker run -d --name web -p 8080:80 -p 127.0.0.1::53/udp -v /tmp:/data:ro -v vol1:/v
@@ -443,7 +443,7 @@ def test_any_body_is_either_translated_or_a_clear_400(top: dict, host: dict) -> 
 
 def test_translate_and_models_stay_pure() -> None:
     forbidden = {"os", "subprocess", "socket", "sqlite3", "pyroute2", "trio"}
-    for module in ("engine/api/translate.py", "engine/api/models.py"):
+    for module in ("engine/api/docker/translate.py", "engine/api/docker/models.py"):
         tree = ast.parse((Path(__file__).parents[2] / module).read_text())
         imported = {
             alias.name.split(".")[0]

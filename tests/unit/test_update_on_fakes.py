@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import failpoints
 from engine.core.containers import decide_update
-from engine.errors import Conflict, InvalidArgument, KernelError
+from engine.core.errors import Conflict, InvalidArgument, KernelError
+from engine.drivers.host import failpoints
 from engine.testing.rig import Machine, load_busybox, open_rig
 from events import vocabulary as v
 from events.envelope import Actor

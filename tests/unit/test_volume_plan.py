@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidArgument
-from engine.volumes import plan as plan_mod
-from engine.volumes.plan import (
+from engine.core import volume_plan as plan_mod
+from engine.core.errors import InvalidArgument
+from engine.core.volume_plan import (
     LocalOptions,
     anonymous_needed,
     merge_tmpfs_options,

@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from engine.compose import PINNED, compose_binary
+from engine.cli.compose_binary import PINNED, compose_binary
 from engine.testing.composecli import many_services
 from engine.testing.daemon import DaemonProcess
 from tools.bench.common import (

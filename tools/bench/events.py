@@ -489,13 +489,13 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
 def bench_api_reads(path: Path, reader: EventStore[Any], state: Any,
                     total: int) -> dict[str, float]:
     """The daemon's GET handlers over `state` (as it serves them), and `--root` from cold."""
-    from engine.api.router import Request, Response
-    from engine.api.routes_shipslog import (
+    from engine.api.routes.shipslog import (
         FrozenEngine,
         ReadOnlyContext,
         read_only_router,
         shipslog_routes,
     )
+    from engine.api.server.router import Request, Response
     from engine.cli.local import LocalReader
     from projections.fold import apply
 

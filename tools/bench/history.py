@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from engine.api.router import Request, Router
-from engine.api.routes_shipslog import FrozenEngine, ReadOnlyContext, shipslog_routes
+from engine.api.routes.shipslog import FrozenEngine, ReadOnlyContext, shipslog_routes
+from engine.api.server.router import Request, Router
 from events.envelope import Actor
 from events.store import EventStore
 from projections.engine import EngineProjection

@@ -46,8 +46,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from engine.registry.localreg import LocalRegistry
 from engine.testing.daemon import DaemonProcess
+from engine.testing.localreg import LocalRegistry
 from tools.bench.common import (
     REPO,
     CommandFailed,

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.api.client import Client
+from engine.cli.client import Client
 from engine.testing.daemon import DaemonProcess
 from events.store import EventStore
 from tools.bench.common import (

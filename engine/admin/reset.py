@@ -1,0 +1,182 @@
+"""`system reset`: stop everything a state root runs and remove all of its state, as podman's
+`system reset` does — the way out when the log is too damaged to start on (RELIABILITY F-15).
+
+Runs with the daemon stopped (it takes the daemon's own lock on the root, so it cannot run
+beside one). Works on damaged state: a step that fails is reported as a warning and the
+rest goes on; only what is surely this root's is touched — runtime containers under its
+exec root, monitors whose pid files live there, mounts under either directory, cgroups named
+by its container ids, and the bridges and nft rules of networks its log names (when the log
+can be read; otherwise a warning says what may be left).
+
+I/O: runc, signals to monitor pids (checked against their command line), umount, cgroupfs,
+netlink and nftables, and the removal of everything under the root and the exec root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from engine.core.errors import Conflict
+from engine.shell.paths import Paths
+
+
+def reset(paths: Paths) -> list[str]:
+    """Remove everything of `paths`; returns warnings (what could not be done)."""
+    warnings: list[str] = []
+    lock = _lock(paths)
+    try:
+        ids = _stop_runtime(paths, warnings)
+        ids |= _container_dirs(paths)
+        ids |= _networks(paths, warnings)
+        for target in reversed(_mounts_under(paths.root, paths.exec_root)):
+            done = subprocess.run(["umount", "-l", target], capture_output=True, text=True,
+                                  check=False)
+            if done.returncode != 0:
+                warnings.append(f"cannot unmount {target}: {done.stderr.strip()}")
+        _remove_cgroups(ids, warnings)
+        for top in (paths.root, paths.exec_root):
+            for child in sorted(top.iterdir()) if top.is_dir() else []:
+                if child == paths.lock:
+                    continue
+                try:
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+                except OSError as exc:
+                    warnings.append(f"cannot remove {child}: {exc.strerror}")
+    finally:
+        os.close(lock)
+        paths.lock.unlink(missing_ok=True)
+    return warnings
+
+
+def _lock(paths: Paths) -> int:
+    from engine.daemon.main import AlreadyRunning, take_lock
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        return take_lock(paths)
+    except AlreadyRunning as exc:
+        holder = exc.message.rsplit("(pid ", 1)[-1].rstrip(")")
+        raise Conflict(f"the daemon (pid {holder}) runs on {paths.root}; it cannot be reset "
+                       "under it", hint="stop shipslogd first, then run the reset again") from None
+
+
+def _stop_runtime(paths: Paths, warnings: list[str]) -> set[str]:
+    runc_root = paths.exec_root / "runc"
+    ids: set[str] = set()
+    if runc_root.is_dir():
+        listed = subprocess.run(["runc", "--root", str(runc_root), "list", "-q"],
+                                capture_output=True, text=True, check=False)
+        ids = set(listed.stdout.split())
+        for cid in sorted(ids):
+            done = subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                warnings.append(f"runc delete {cid[:12]}: {done.stderr.strip()}")
+    for pid_file in paths.exec_root.glob("containers/*/conmon.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            if b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone already, or not our monitor
+    return ids
+
+
+def _container_dirs(paths: Paths) -> set[str]:
+    root = paths.containers_root
+    return {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+
+
+def _networks(paths: Paths, warnings: list[str]) -> set[str]:
+    """Bridges and nft rules of the networks the log names; the container ids it names."""
+    if not paths.db.exists():
+        return set()
+    found = _log_facts(paths.db, warnings)
+    if found is None:
+        return set()
+    networks, containers, owners = found
+    from engine.drivers.network.hostfw import HostForward
+    from engine.drivers.network.netlink import Netlink
+    from engine.drivers.network.nft import Nft
+
+    netlink, nft, hostfw = Netlink(), Nft(), HostForward()
+    try:
+        for owner in owners:
+            nft.delete_rules_of(owner)
+            hostfw.delete_rules_of(owner)
+        for bridge in networks:
+            netlink.delete_bridge(bridge)
+        nft.remove_if_unused()
+        hostfw.remove_if_unused()
+    except Exception as exc:  # noqa: BLE001 - a reset goes on; the user reads what is left
+        warnings.append(f"network cleanup failed: {exc}")
+    finally:
+        netlink.close()
+    return containers
+
+
+def _log_facts(db: Path, warnings: list[str]) -> tuple[list[str], set[str], list[str]] | None:
+    """(bridges, container ids, owners of nft rules) from the folded log; when the events
+    cannot be folded (a damaged page), from the projection tables, which often can."""
+    from engine.admin.check import fold_log
+    from events.store import StoreError
+
+    try:
+        state = fold_log(db)
+        return ([n.bridge for n in state.networks.values()], set(state.containers),
+                [*state.networks, *(c.id for c in state.containers.values() if c.ports)])
+    except (sqlite3.Error, StoreError, ValueError) as exc:
+        reason = exc
+    try:
+        from projections.engine import decode_row
+
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            nets = [decode_row("networks", r[0]) for r in
+                    conn.execute("SELECT doc FROM proj_networks")]
+            ctrs = [decode_row("containers", r[0]) for r in
+                    conn.execute("SELECT doc FROM proj_containers")]
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError):
+        warnings.append(f"the log cannot be read ({reason}): bridges and nft rules of this "
+                        "root's networks, if any, are left (see `ip link` and `nft list "
+                        "ruleset`)")
+        return None
+    return ([n.bridge for n in nets], {c.id for c in ctrs},  # type: ignore[attr-defined]
+            [*(n.id for n in nets), *(c.id for c in ctrs if c.ports)])  # type: ignore[attr-defined]
+
+
+def _mounts_under(*dirs: Path) -> list[str]:
+    prefixes = tuple(str(d.absolute()) + "/" for d in dirs)
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4]
+        if target.startswith(prefixes):
+            found.append(target)
+    return found
+
+
+def _remove_cgroups(ids: set[str], warnings: list[str]) -> None:
+    for ctl in Path("/sys/fs/cgroup").iterdir():
+        for cid in ids:
+            cg = ctl / "shipslog" / cid
+            if cg.is_dir():
+                for sub in sorted(cg.rglob("*"), reverse=True):
+                    if sub.is_dir():
+                        try:
+                            sub.rmdir()
+                        except OSError:
+                            pass
+                try:
+                    cg.rmdir()
+                except OSError as exc:
+                    warnings.append(f"cannot remove cgroup {cg}: {exc.strerror}")

@@ -1,0 +1,242 @@
+"""Docker API handlers for containers: create, list, inspect, start, stop, kill, restart,
+wait, pause, unpause, rename, remove.
+
+I/O: none directly; each handler calls the engine service (which appends and supervises)
+or reads the projection. Streams (logs, attach, exec, top) live in `routes_streams.py`.
+"""
+
+from __future__ import annotations
+
+import signal as signals
+from typing import Any
+
+import msgspec
+
+from engine.api.docker import render
+from engine.api.docker.models import (
+    ContainerCreateBody,
+    ContainerCreateResponse,
+    ContainerWaitResponse,
+    HostConfig,
+    WaitExitError,
+)
+from engine.api.docker.translate import (
+    create_body_to_config,
+    labels_match,
+    merge_image_defaults,
+    parse_filters,
+    update_changes,
+)
+from engine.api.server.router import Request, Response, Router, empty, json_response
+from engine.core.errors import InvalidArgument
+from engine.core.lookup import find_container, find_image
+from engine.core.validate import check_name
+from events.values import ContainerConfig
+from projections.fold import UPDATE_FIELDS
+from projections.state import ContainerView
+
+
+def _config(state: Any, fields: dict[str, Any], env: list[str]) -> ContainerConfig:
+    """The user's settings over the image's defaults (Docker's `runconfig.Merge`)."""
+    image = find_image(state, fields["image"])
+    merged, _ = merge_image_defaults(fields, env, image.config)
+    clean = {k: v for k, v in merged.items() if v is not None}
+    return ContainerConfig(image_id="", **clean)
+
+
+def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> bool:
+    for key, values in filters.items():
+        if key == "status" and render._docker_status(c) not in values:
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
+            return False
+        if key == "id" and not any(c.id.startswith(v) for v in values):
+            return False
+        if key == "label" and not labels_match(c.config.labels, values):
+            return False
+        # shipslog's own: a Compose project by name (issue 14), as `label=` on Compose's label
+        if key == "project" and c.config.labels.get("com.docker.compose.project") not in values:
+            return False
+        if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
+            return False
+        if key == "health" and (c.health or "none") not in values:
+            return False  # Docker: starting, healthy, unhealthy or none
+        if key == "ancestor":
+            ids = set()
+            for ref in values:
+                try:
+                    ids.add(find_image(state, ref).id)
+                except Exception:  # noqa: BLE001 - an unknown ancestor matches nothing
+                    pass
+            if c.config.image_id not in ids:
+                return False
+    return True
+
+
+def container_routes(ctx: Any) -> Router:
+    """`ctx` is the daemon context: `.engine`, `.paths`, `.clock()`."""
+    r = Router()
+    engine = ctx.engine
+    summaries = render.SummaryCache()  # `ps` over thousands of containers
+
+    def _health(c: Any) -> Any:
+        """State.Health with the last probes, which only the running daemon remembers."""
+        checks = getattr(getattr(engine, "supervisor", None), "health", None)
+        if checks is None:
+            return None
+        return render.health_state(c, checks.results(c.id), checks.failing_streak(c.id))
+
+    @r.route("POST", "/containers/create")
+    async def create(req: Request) -> Response:
+        body = await req.json(ContainerCreateBody)
+        name = (req.arg("name") or "").lstrip("/")
+        if name:
+            check_name(name)
+        fields, env, warnings = create_body_to_config(body, name=name)
+        if fields.get("network_mode") in ("default", ""):
+            fields["network_mode"] = "bridge"  # Docker's default network
+        cid, more = await engine.create_container(
+            name=name, config=_config(engine.state, fields, env), env=env, actor=req.actor
+        )
+        return json_response(ContainerCreateResponse(Id=cid, Warnings=warnings + more), 201)
+
+    @r.route("GET", "/containers/json")
+    async def list_(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        show_all = req.bool("all")
+        limit = req.int("limit", -1) or -1
+        now = ctx.clock()
+        if filters:
+            chosen = [
+                c for c in summaries.listing(state)
+                if (show_all or c.status in ("running", "paused", "restarting")
+                    or "status" in filters)
+                and _matches(c, filters, state)
+            ]
+        else:
+            chosen = summaries.listing(state, show_all=show_all)  # shared: never changed
+        if limit > 0:
+            chosen = chosen[:limit]
+        body = summaries.encoded(state, chosen, now_ns=now) + b"\n"
+        return Response(200, [("Content-Type", "application/json")], body)
+
+    @r.route("GET", "/containers/{id}/json")
+    async def inspect(req: Request) -> Response:
+        state = engine.state
+        c = find_container(state, req.params["id"])
+        return json_response(
+            render.inspect_container(
+                state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock(),
+                health=_health(c), volumes_root=str(ctx.paths.root / "volumes"),
+            )
+        )
+
+    @r.route("POST", "/containers/{id}/start")
+    async def start(req: Request) -> Response:
+        started = await engine.start(req.params["id"], req.actor)
+        return empty(204 if started else 304)
+
+    @r.route("POST", "/containers/{id}/stop")
+    async def stop(req: Request) -> Response:
+        stopped = await engine.stop(
+            req.params["id"], req.actor, timeout=req.int("t"), signal=req.arg("signal")
+        )
+        return empty(204 if stopped else 304)
+
+    @r.route("POST", "/containers/{id}/kill")
+    async def kill(req: Request) -> Response:
+        sig = req.arg("signal") or "SIGKILL"
+        await engine.kill(req.params["id"], req.actor, signal=normalize_signal(sig))
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/restart")
+    async def restart(req: Request) -> Response:
+        await engine.restart(req.params["id"], req.actor, timeout=req.int("t"))
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/pause")
+    async def pause(req: Request) -> Response:
+        await engine.pause(req.params["id"], req.actor, pause=True)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/unpause")
+    async def unpause(req: Request) -> Response:
+        await engine.pause(req.params["id"], req.actor, pause=False)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/rename")
+    async def rename(req: Request) -> Response:
+        new = req.arg("name")
+        if not new:
+            raise InvalidArgument("name is required", hint="shipslog rename OLD NEW")
+        await engine.rename(req.params["id"], new, req.actor)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/update")
+    async def update(req: Request) -> Response:
+        body = await req.json(HostConfig)
+        raw = await req.json(dict[str, Any])  # which keys were sent, for the warnings
+        changes, warnings = update_changes(body, raw)
+        find_container(engine.state, req.params["id"])  # 404 before anything else
+        if any(getattr(changes, k) is not None for k in UPDATE_FIELDS):
+            await engine.update(req.params["id"], changes, req.actor)
+        return json_response({"Warnings": warnings})
+
+    @r.route("DELETE", "/containers/{id}")
+    async def remove(req: Request) -> Response:
+        if req.bool("link"):  # `rm --link NAME` names a link, never the container itself
+            await engine.remove_link(req.params["id"], req.actor)
+            return empty(204)
+        await engine.remove(
+            req.params["id"], req.actor, force=req.bool("force"), volumes=req.bool("v")
+        )
+        return empty(204)
+
+    @r.route("DELETE", "/containers/{parent}/{alias}")
+    async def remove_link(req: Request) -> Response:
+        """`docker rm --link /web/db` (the CLI trims the leading slash)."""
+        if not req.bool("link"):
+            raise InvalidArgument("a container name has no '/'",
+                                  hint="to remove a link, pass link=1 (docker rm --link)")
+        await engine.remove_link(f"{req.params['parent']}/{req.params['alias']}", req.actor)
+        return empty(204)
+
+    @r.route("POST", "/containers/{id}/wait", cancel_on_disconnect=True)
+    async def wait(req: Request) -> Response:
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(
+                f"invalid condition: {condition!r}", hint="use not-running, next-exit or removed"
+            )
+        c = find_container(engine.state, req.params["id"])
+        waiting = engine.wait(c.id, condition)
+
+        async def body() -> Any:
+            # The server sends the headers before the first chunk, so the client knows the
+            # wait has begun before it starts the container (`docker run --rm` relies on it).
+            done = await waiting
+            error = WaitExitError(Message=done.error) if done.error else None
+            yield (
+                msgspec.json.encode(ContainerWaitResponse(StatusCode=done.exit_code, Error=error))
+                + b"\n"
+            )
+
+        return Response(200, [("Content-Type", "application/json")], stream=body())
+
+    return r
+
+
+def normalize_signal(sig: str) -> str:
+    s = sig.upper()
+    if s.isdigit():
+        try:
+            return signals.Signals(int(s)).name
+        except ValueError:
+            raise InvalidArgument(
+                f"invalid signal: {sig}", hint="use a name like SIGTERM"
+            ) from None
+    name = s if s.startswith("SIG") else "SIG" + s
+    if name not in signals.Signals.__members__:
+        raise InvalidArgument(f"invalid signal: {sig}", hint="use a name like SIGTERM or 15")
+    return name

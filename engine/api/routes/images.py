@@ -1,0 +1,207 @@
+"""Docker API handlers for images: list, inspect, remove, tag, load, save and import.
+
+I/O: none directly; byte-moving work goes through `engine.shell.images` (worker threads),
+everything else through the engine service and the projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from engine.api.docker import render
+from engine.api.docker.translate import parse_filters
+from engine.api.routes.registry import pull_response
+from engine.api.server.router import Request, Response, Router, empty, json_response, streaming
+from engine.core.errors import InvalidArgument, ShipslogError
+from engine.core.image_reference import InvalidReference, parse_reference
+from engine.core.lookup import find_image
+
+
+def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
+                  ) -> list[dict[str, Any]]:
+    """Docker's `image history`: one row per history entry, newest first; entries that made a
+    layer carry its size, the newest carries the image id and tags."""
+    doc = msgspec.json.decode(config_blob)
+    entries = doc.get("history") or [{} for _ in img.layers]
+    layers = list(img.layers)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        size = 0
+        if not entry.get("empty_layer") and layers:
+            size = layer_sizes.get(layers.pop(0), 0)
+        created = entry.get("created", "")
+        try:
+            when = int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            when = 0
+        rows.append({"Id": "<missing>", "Created": when, "CreatedBy": entry.get("created_by", ""),
+                     "Tags": None, "Size": size, "Comment": entry.get("comment", "")})
+    rows.reverse()
+    if rows:
+        rows[0]["Id"] = img.id
+        rows[0]["Tags"] = list(img.repo_tags) or None
+    return rows
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(obj) + b"\r\n"
+
+
+def tag_target(repo: str, tag: str) -> str:
+    """`repo` and `tag` checked with Docker's reference grammar (moby RepoTagReference):
+    `a:b:c` or a non-ASCII name is "invalid reference format", a bad tag "invalid tag
+    format" (400), before anything is recorded; a tag given apart replaces one in `repo`."""
+    ref = parse_reference(repo, default_tag=False)
+    if not tag:
+        return repo
+    try:
+        return ref.with_tag(tag).familiar
+    except InvalidReference:
+        raise InvalidReference("invalid tag format", "a tag is 1-128 of [A-Za-z0-9_.-] and "
+                               "cannot start with '.' or '-'") from None
+
+
+async def _one(line: bytes) -> AsyncIterator[bytes]:
+    yield line
+
+
+def image_routes(ctx: Any) -> Router:
+    r = Router()
+    engine = ctx.engine
+    ops = ctx.images
+
+    @r.route("GET", "/images/json")
+    async def list_(req: Request) -> Response:
+        state = engine.state
+        filters = parse_filters(req.arg("filters"))
+        out = []
+        for img in sorted(state.images.values(), key=lambda i: i.created_at, reverse=True):
+            if "dangling" in filters:
+                dangling = not img.repo_tags
+                if (filters["dangling"][0] in ("true", "1")) != dangling:
+                    continue
+            if "reference" in filters and not any(
+                t.split(":")[0] == ref.split(":")[0] and (":" not in ref or t == ref)
+                for t in img.repo_tags
+                for ref in filters["reference"]
+            ):
+                continue
+            if "label" in filters and not all(
+                lbl.partition("=")[0] in img.config.labels for lbl in filters["label"]
+            ):
+                continue
+            out.append(render.image_summary(state, img))
+        return json_response(out)
+
+    @r.route("GET", "/images/{name:path}/json")
+    async def inspect(req: Request) -> Response:
+        img = find_image(engine.state, req.params["name"])
+        try:
+            raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
+        except (ShipslogError, OSError):
+            raw = None  # answered from the log (render._config_from_view)
+        return json_response(render.image_inspect(img, raw))
+
+    @r.route("GET", "/images/{name:path}/history")
+    async def history(req: Request) -> Response:
+        state = engine.state
+        img = find_image(state, req.params["name"])
+        raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
+        return json_response(layer_history(img, raw, dict(state.layers.items())))
+
+    @r.route("DELETE", "/images/{name:path}")
+    async def remove(req: Request) -> Response:
+        name = req.params["name"]
+        img = find_image(engine.state, name)
+        before = set(img.repo_tags)
+        await engine.remove_image(name, req.actor, force=req.bool("force"))
+        out: list[dict[str, str]] = []
+        after = engine.state.images.get(img.id)
+        for tag in sorted(before - set(after.repo_tags if after else ())):
+            out.append({"Untagged": tag})
+        if after is None:
+            out.append({"Deleted": img.id})
+        return json_response(out)
+
+    @r.route("POST", "/images/prune")
+    async def prune(req: Request) -> Response:
+        filters = parse_filters(req.arg("filters"))
+        dangling = filters.pop("dangling", ["true"])
+        if filters or dangling[0] not in ("true", "1", "false", "0"):
+            raise InvalidArgument(f"invalid filter for image prune: {req.arg('filters')}",
+                                  hint='use {"dangling": ["true"]} or {"dangling": ["false"]}')
+        removed = await engine.prune_images(req.actor, dangling_only=dangling[0] in ("true", "1"))
+        deleted: list[dict[str, str]] = []
+        for img in removed:
+            deleted += [{"Untagged": t} for t in img.repo_tags] + [{"Deleted": img.id}]
+        return json_response({"ImagesDeleted": deleted or None,
+                              "SpaceReclaimed": sum(img.size for img in removed)})
+
+    @r.route("POST", "/images/{name:path}/tag")
+    async def tag(req: Request) -> Response:
+        repo = req.arg("repo")
+        if not repo:
+            raise InvalidArgument("repository name is required", hint="shipslog tag SRC DST")
+        await engine.tag(req.params["name"], tag_target(repo, req.arg("tag") or ""),
+                         req.actor)
+        return empty(201)
+
+    @r.route("POST", "/images/load", stream_body=True)
+    async def load(req: Request) -> Response:
+        try:
+            images = await ops.load(req.stream_body(), req.actor)
+        except ShipslogError as exc:
+            # moby postImagesLoad: the answer is always 200, a refused archive an errorDetail
+            # message in its stream (the docker CLI and the SDK read it from there).
+            return streaming(_one(_line({"errorDetail": {"message": exc.message},
+                                         "error": exc.message})))
+
+        async def body() -> AsyncIterator[bytes]:
+            for img in images:
+                names = img.repo_tags or (img.image_id,)
+                for n in names:
+                    what = "Loaded image" if img.repo_tags else "Loaded image ID"
+                    yield _line({"stream": f"{what}: {n}\n"})
+
+        return streaming(body())
+
+    @r.route("POST", "/images/create", stream_body=True)
+    async def create(req: Request) -> Response:
+        src = req.arg("fromSrc")
+        if src is None:
+            return await pull_response(ctx, req)
+        if src != "-":
+            raise InvalidArgument(
+                "import from a URL is not supported", hint="pipe the file: shipslog import FILE.tar"
+            )
+        repo = req.arg("repo") or ""
+        tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        img = await ops.import_(
+            req.stream_body(),
+            req.actor,
+            repo_tags=tags,
+            source="-",
+            created=render.rfc3339(ctx.clock()),
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            yield _line({"status": img.image_id})
+
+        return streaming(body())
+
+    @r.route("GET", "/images/get")
+    async def save_many(req: Request) -> Response:
+        names = req.query.get("names", [])
+        if not names:
+            raise InvalidArgument("no image names given", hint="shipslog save IMAGE...")
+        return streaming(await ops.save(names), content_type="application/x-tar")
+
+    @r.route("GET", "/images/{name:path}/get")
+    async def save_one(req: Request) -> Response:
+        return streaming(await ops.save([req.params["name"]]), content_type="application/x-tar")
+
+    return r

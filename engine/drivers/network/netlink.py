@@ -1,0 +1,290 @@
+"""Bridges and veth pairs for container networks, over rtnetlink.
+
+I/O: kernel (rtnetlink through one long-lived pyroute2 IPRoute socket in the host namespace;
+inside a container's namespace a raw rtnetlink socket opened by a thread that joined it, plus
+an ioctl). It executes `BridgePlan` / `VethPlan` values from `engine.core.net_plan`.
+
+Per connect the host socket sends one RTM_NEWLINK: the veth pair is created with its host end
+already enslaved to the bridge, up, and its peer created *directly inside* the container's
+namespace under its final name and MAC — no rename, no move. Then one thread joins the
+namespace, raises the peer, and sends the address and the default route in one batched
+netlink write. Every operation is idempotent: `ensure_bridge` keeps what exists, `connect`
+keeps a correct pair and replaces one that is not, `disconnect` / `delete_bridge` accept a
+missing link.
+
+Teardown order matters: `disconnect` each endpoint *before* `delete_netns`, because the kernel
+frees a namespace (and the veths in it) asynchronously after its last reference goes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from engine.core.errors import KernelError
+from engine.core.net_plan import BridgePlan, VethPlan
+from engine.drivers.network.netns import run_in_netns, set_link_up
+
+NETLINK_ROUTE = 0
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
+NLM_F_CREATE = 0x400
+NLMSG_ERROR = 2
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RT_SCOPE_UNIVERSE = 0
+RTN_UNICAST = 1
+SIOCGIFHWADDR = 0x8927
+IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at once (Docker)
+_WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    kind: str  # "bridge", "veth", …
+    master: str  # bridge a port is enslaved to, or ""
+    up: bool
+
+
+def _ignore(exc: NetlinkError, *codes: int) -> None:
+    if exc.code not in codes:
+        raise KernelError(f"netlink: {os.strerror(exc.code)}") from exc
+
+
+def _hwaddr(ifname: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = fcntl.ioctl(s, SIOCGIFHWADDR, struct.pack("16s24x", ifname.encode()))
+    return ":".join(f"{b:02x}" for b in req[18:24])
+
+
+def configure_peer(plan: VethPlan) -> None:
+    """Peer up, address, default route (one netlink write). Call it from a thread that has
+    joined the container's namespace (`run_in_netns`); `Netlink.connect` does."""
+    if plan.mac and _hwaddr(plan.peer_ifname) != plan.mac:
+        # a peer of that name that is not ours (another network's endpoint)
+        raise OSError(errno.EEXIST, f"{plan.peer_ifname} belongs to another endpoint")
+    set_link_up(plan.peer_ifname)
+    index = socket.if_nametoindex(plan.peer_ifname)
+    ip, prefix = plan.ip_cidr.split("/")
+    addr = ifaddrmsg()
+    addr["family"] = socket.AF_INET
+    addr["prefixlen"] = int(prefix)
+    addr["index"] = index
+    broadcast = ipaddress.IPv4Network(plan.ip_cidr, strict=False).broadcast_address
+    addr["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_BROADCAST", str(broadcast))]
+    messages = [_message(addr, RTM_NEWADDR, 1)]
+    if plan.default_route:
+        messages.append(_message(_default_route(socket.AF_INET, plan.gateway, index),
+                                 RTM_NEWROUTE, 2))
+    if plan.ip6_cidr:
+        ip6, prefix6 = plan.ip6_cidr.split("/")
+        addr6 = ifaddrmsg()
+        addr6["family"] = socket.AF_INET6
+        addr6["prefixlen"] = int(prefix6)
+        addr6["index"] = index
+        addr6["flags"] = IFA_F_NODAD
+        addr6["attrs"] = [("IFA_ADDRESS", ip6)]
+        messages.append(_message(addr6, RTM_NEWADDR, 3))
+        if plan.default_route:
+            messages.append(_message(_default_route(socket.AF_INET6, plan.gateway6, index),
+                                     RTM_NEWROUTE, 4))
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       NETLINK_ROUTE) as s:
+        s.bind((0, 0))
+        s.send(b"".join(messages))
+        pending = len(messages)
+        while pending:
+            data = s.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data) and pending:
+                length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if code:
+                        what = _WHAT.get(seq, "address")
+                        raise KernelError(f"cannot set the {what} of {plan.peer_ifname}: "
+                                          f"{os.strerror(code)}")
+                    pending -= 1
+                offset += (length + 3) & ~3
+                if length == 0:
+                    break
+
+
+def _default_route(family: int, gateway: str, index: int) -> rtmsg:
+    route = rtmsg()
+    route["family"] = family
+    route["table"] = RT_TABLE_MAIN
+    route["proto"] = RTPROT_STATIC
+    route["scope"] = RT_SCOPE_UNIVERSE
+    route["type"] = RTN_UNICAST
+    route["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
+    return route
+
+
+def _message(msg: ifaddrmsg | rtmsg, mtype: int, seq: int) -> bytes:
+    msg["header"]["type"] = mtype
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+class Netlink:
+    """One rtnetlink socket in the host namespace, used under a lock (pyroute2's sync API
+    is not thread-safe, and the supervisor calls from trio worker threads)."""
+
+    def __init__(self) -> None:
+        self._ipr = IPRoute()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._ipr.close()
+
+    def _index(self, name: str) -> int | None:
+        found = self._ipr.link_lookup(ifname=name)
+        return int(found[0]) if found else None
+
+    # -- bridges --------------------------------------------------------------------------
+
+    def ensure_bridge(self, plan: BridgePlan) -> int:
+        """The bridge, up, with the gateway address; returns its ifindex."""
+        ip, prefix = plan.gateway_cidr.split("/")
+        with self._lock:
+            index = self._index(plan.name)
+            if index is None:
+                try:
+                    self._ipr.link("add", ifname=plan.name, kind="bridge", mtu=plan.mtu)
+                except NetlinkError as exc:
+                    _ignore(exc, errno.EEXIST)
+                index = self._index(plan.name)
+                if index is None:
+                    raise KernelError(f"bridge {plan.name} vanished while being created")
+            try:
+                self._ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+            except NetlinkError as exc:
+                _ignore(exc, errno.EEXIST)
+            if plan.gateway6_cidr:
+                ip6, prefix6 = plan.gateway6_cidr.split("/")
+                try:
+                    self._ipr.addr("add", index=index, address=ip6, prefixlen=int(prefix6),
+                                   flags=IFA_F_NODAD)
+                except NetlinkError as exc:
+                    _ignore(exc, errno.EEXIST)
+            self._ipr.link("set", index=index, state="up")
+            return index
+
+    def delete_bridge(self, name: str) -> None:
+        with self._lock:
+            try:
+                self._ipr.link("del", ifname=name)
+            except NetlinkError as exc:
+                _ignore(exc, errno.ENODEV)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def _add_veth(self, plan: VethPlan, bridge_index: int, ns_fd: int) -> None:
+        self._ipr.link("add", ifname=plan.host_ifname, kind="veth", master=bridge_index,
+                       mtu=plan.mtu, state="up",
+                       peer={"ifname": plan.peer_ifname, "net_ns_fd": ns_fd,
+                             "address": plan.mac, "mtu": plan.mtu})
+
+    def _make_pair(self, plan: VethPlan, *, keep_existing: bool) -> bool:
+        """Create the pair; True when an existing pair on the right bridge was kept."""
+        ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self._lock:
+                bridge_index = self._index(plan.bridge)
+                if bridge_index is None:
+                    raise KernelError(f"bridge {plan.bridge} does not exist",
+                                      hint="the network must be created first")
+                try:
+                    self._add_veth(plan, bridge_index, ns_fd)
+                    return False
+                except NetlinkError as exc:
+                    if exc.code == errno.EXFULL:  # BR_MAX_PORTS (RELIABILITY L-02)
+                        raise KernelError(f"bridge {plan.bridge} has no free port") from exc
+                    _ignore(exc, errno.EEXIST)
+                existing = list(self._ipr.get_links(ifname=plan.host_ifname)) \
+                    if self._index(plan.host_ifname) is not None else []
+                if keep_existing and existing and existing[0].get("master") == bridge_index:
+                    self._ipr.link("set", index=existing[0]["index"], state="up")
+                    return True
+                # A pair from an interrupted earlier run that is not what the plan says:
+                # replace it.
+                try:
+                    self._ipr.link("del", ifname=plan.host_ifname)
+                except NetlinkError as exc:
+                    _ignore(exc, errno.ENODEV)
+                try:
+                    self._add_veth(plan, bridge_index, ns_fd)
+                except NetlinkError as exc:
+                    why = (f"{plan.peer_ifname} is already used in the container"
+                           if exc.code == errno.EEXIST else os.strerror(exc.code))
+                    raise KernelError(f"cannot create {plan.host_ifname}/{plan.peer_ifname}: "
+                                      f"{why}", hint="give each network its own ethN") from exc
+                return False
+        finally:
+            os.close(ns_fd)
+
+    def connect(self, plan: VethPlan) -> str:
+        """Make the container's endpoint on the bridge; return the host-side veth name.
+        Running it again keeps a correct existing pair (no traffic lost) and re-applies the
+        address and route; a pair that does not match the plan is replaced."""
+        kept = self._make_pair(plan, keep_existing=True)
+        try:
+            run_in_netns(plan.netns_path, configure_peer, plan)
+            return plan.host_ifname
+        except OSError as exc:
+            if not kept:
+                raise KernelError(f"cannot configure {plan.peer_ifname} in "
+                                  f"{plan.netns_path}: {exc}") from exc
+        self._make_pair(plan, keep_existing=False)
+        try:
+            run_in_netns(plan.netns_path, configure_peer, plan)
+        except OSError as exc:
+            raise KernelError(f"cannot configure {plan.peer_ifname} in {plan.netns_path}: "
+                              f"{exc}") from exc
+        return plan.host_ifname
+
+    def disconnect(self, host_ifname: str) -> None:
+        """Delete the pair by its host end (the peer in the container goes with it)."""
+        with self._lock:
+            try:
+                self._ipr.link("del", ifname=host_ifname)
+            except NetlinkError as exc:
+                _ignore(exc, errno.ENODEV)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def list_links(self) -> list[LinkInfo]:
+        """Every slg* link in the host namespace, for reconciliation."""
+        with self._lock:
+            links = list(self._ipr.get_links())
+        names = {int(link["index"]): link.get("ifname") for link in links}
+        out = []
+        for link in links:
+            name = link.get("ifname") or ""
+            if not name.startswith("slg"):
+                continue
+            master = link.get("master")
+            out.append(LinkInfo(name=name,
+                                kind=link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+                                master=names.get(int(master), "") if master else "",
+                                up=bool(link["flags"] & 1)))
+        return sorted(out, key=lambda li: li.name)

@@ -1,0 +1,4 @@
+"""Snapshots seam: overlayfs rootfs mounts and confined access to them.
+
+Rule: kernel I/O; imports only core, events and other drivers.
+"""

@@ -1,0 +1,777 @@
+"""Networks in the running engine: bridges, a container's endpoints, published ports and the
+DNS that resolves container names — each kernel change paired with its event.
+
+I/O: netlink (pyroute2), network namespaces, nftables, iptables, sockets for the DNS servers and the
+userland proxies, all through `engine/drivers/` (blocking calls in worker threads); the journal
+for the events.
+
+Order of a container's attach (RELIABILITY: an address is recorded before it is used):
+`NetworkAddressAllocated` (optimistic on the network's stream, so two containers never get one
+address) → namespace + veth → `NetworkConnected` → nft DNAT + proxy → `NetworkPortPublished`.
+Detach undoes it in reverse, each step idempotent, then records `NetworkPortUnpublished`,
+`NetworkDisconnected` and `NetworkAddressReleased`. A failpoint (`engine.drivers.host.failpoints`)
+sits at
+every boundary between a kernel step and its event (`net.after_netns`, `net.after_allocate`,
+`net.after_veth`, `net.after_connected_event`, `net.after_nft`, `net.after_published_event`,
+`net.after_detach_kernel`), so tests can kill the daemon at each.
+
+After a crash, `reconcile` (daemon start, after recovery) makes the kernel match the log:
+endpoints, addresses and ports of containers that are not running are taken down and released;
+veths on our bridges, nft rules, iptables FORWARD accept rules (`engine/core/fwd_plan.py`)
+and namespaces that no event owns are removed; forward accept rules found missing at start are
+rewritten; a running container whose recorded endpoint or rules are gone is reported. Each
+difference is a
+`ReconcileDifferenceFound` event — nothing is fixed silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import trio
+from pyroute2 import IPRoute
+
+from engine.core.errors import (
+    Conflict,
+    InvalidArgument,
+    KernelError,
+    NotFound,
+    ShipslogError,
+    leaf_of,
+)
+from engine.core.fwd_plan import CHAIN, findings
+from engine.core.hostfiles import upstream_servers
+from engine.core.ipam import next_free_address
+from engine.core.lookup import find_container
+from engine.core.net_plan import (
+    check_bridge_capacity,
+    container_ifname,
+    netns_name,
+    plan_bridge,
+    plan_veth,
+)
+from engine.core.networks import decide_network_create, start_networks
+from engine.core.nft_plan import NetworkRules, Publish, publish_rules, replace_transaction
+from engine.drivers.host import failpoints
+from engine.drivers.network import netns
+from engine.drivers.network.dns import run_dns
+from engine.drivers.network.hostfiles import read_host_resolv_conf
+from engine.drivers.network.hostfw import HostForward, observe
+from engine.drivers.network.netlink import Netlink
+from engine.drivers.network.nft import IP6_FORWARD, Nft, enable_ip_forward, run_proxy
+from engine.shell.journal import ConcurrencyConflict, Journal
+from events import vocabulary as v
+from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
+from events.values import PortBinding
+from projections.state import ContainerView, EngineState, NetworkView
+
+log = logging.getLogger("shipslog.network")
+
+DEFAULT_BRIDGE = "bridge"
+RUNNING = ("running", "paused", "restarting")
+
+
+def host_routes() -> list[str]:
+    """IPv4 destinations the host already routes, and the subnets of addresses on links that
+    are down (they have no route, yet their gateway address is taken): new networks avoid
+    both — docker0's 172.17/16 included when Docker runs, and another engine's idle bridge."""
+    out: list[str] = []
+    try:
+        with IPRoute() as ipr:
+            for a in ipr.get_addr(family=socket.AF_INET):
+                out.append(str(ipaddress.ip_network(
+                    f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)))
+    except OSError as exc:
+        log.warning("cannot list the host's addresses: %s", exc)
+    out += claimed_subnets()
+    try:
+        lines = Path("/proc/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "00000000":
+            continue
+        dest = socket.inet_ntoa(bytes.fromhex(fields[1])[::-1])
+        mask = socket.inet_ntoa(bytes.fromhex(fields[7])[::-1])
+        out.append(str(ipaddress.ip_network(f"{dest}/{mask}", strict=False)))
+    return out
+
+
+def claimed_subnets() -> list[str]:
+    """Subnets the `direct` chain of our nft table guards — other engines' networks on this
+    host, even one whose bridge is gone: its rule drops traffic to that subnet arriving on
+    any other bridge, so a network of ours there could not reach its own gateway."""
+    try:
+        p = subprocess.run(["nft", "-j", "list", "chain", "inet", "shipslog", "direct"],
+                           capture_output=True, text=True, timeout=10, check=False)
+        items = json.loads(p.stdout or "{}").get("nftables", []) if p.returncode == 0 else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+    out = []
+    for item in items:
+        for expr in (item.get("rule") or {}).get("expr", []):
+            right = (expr.get("match") or {}).get("right")
+            if isinstance(right, dict) and "prefix" in right:
+                prefix = right["prefix"]
+                out.append(f"{prefix['addr']}/{prefix['len']}")
+    return out
+
+
+def bind_failed(b: PortBinding, exc: OSError) -> KernelError:
+    """Docker's words when a published port cannot be bound (its userland proxy's), with
+    the address as the user wrote it (0.0.0.0 when none): HTTP 500, as Docker answers."""
+    host = b.host_ip or "0.0.0.0"
+    if exc.errno == errno.EADDRINUSE:
+        return KernelError(f"Bind for {host}:{b.host_port} failed: port is already allocated",
+                           f"another process or container holds {host}:{b.host_port}; publish "
+                           f"on another host port (-p OTHER:{b.container_port}) or stop it")
+    return KernelError(f"Error starting userland proxy: listen {b.protocol} {host}:"
+                       f"{b.host_port}: bind: {(exc.strerror or str(exc)).lower()}",
+                       "check the host address and port you publish on")
+
+
+def free_port(host_ip: str, proto: str) -> int:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host_ip or "0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def _is_namespace(path: Path) -> bool:
+    """A bind-mounted network namespace (nsfs), not just a file of that name."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
+
+
+def network_of(state: EngineState, mode: str) -> NetworkView | None:
+    """The network a container's `network_mode` names; None for none/host/container:."""
+    if mode in ("none", "host", "") or mode.startswith("container:"):
+        return None
+    name = DEFAULT_BRIDGE if mode in ("bridge", "default") else mode
+    nid = state.network_names.get(name) or (name if name in state.networks else None)
+    if nid is None:
+        raise NotFound(f"network {name} not found", hint="list networks: shipslog network ls")
+    return state.networks[nid]
+
+
+def network_of_or_none(state: EngineState, c: ContainerView) -> NetworkView | None:
+    try:
+        return network_of(state, c.config.network_mode)
+    except NotFound:
+        return None
+
+
+class JoinedNamespace(NamedTuple):
+    """What a `--network container:X` container takes from X."""
+
+    path: str
+    dns_network: NetworkView | None
+    addresses: list[str]
+    hostname: str
+
+class NetworkOps:
+    def __init__(self, journal: Journal, exec_root: Path) -> None:
+        self.journal = journal
+        self.netns_dir = exec_root / "netns"
+        self.netlink = Netlink()
+        self.nft = Nft()
+        self.hostfw = HostForward()
+        self.hostfw6 = HostForward(6)  # networks with EnableIPv6 (issue 13)
+        self._dns: dict[str, trio.CancelScope] = {}
+        self._proxies: dict[str, list[trio.CancelScope]] = {}
+        self._ipam_locks: dict[str, trio.Lock] = {}
+        self._ruled: set[str] = set()  # containers this process gave nft rules to
+        self.nursery: trio.Nursery | None = None
+
+    async def _append(self, pending: list[Pending], op_id: str,
+                      actor: Actor = SYSTEM_ACTOR) -> None:
+        await self.journal.append(pending, actor=actor, op_id=op_id)
+
+    # -- networks ---------------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """At daemon start: the default bridge exists, every network's kernel side is up."""
+        self.nursery = nursery
+        await trio.to_thread.run_sync(self.nft.ensure_base)
+        known = set(self.journal.state.networks)
+        try:
+            had_fw = await trio.to_thread.run_sync(self.hostfw.owners)
+            jump = await trio.to_thread.run_sync(self.hostfw.jump_present)
+        except ShipslogError as exc:
+            log.warning("cannot read iptables FORWARD: %s", exc)
+            had_fw, jump = set(known), True
+        had_fw6 = await self._owners6(known)
+        if DEFAULT_BRIDGE not in self.journal.state.network_names:
+            op_id = self.journal.new_id()
+            routes = await trio.to_thread.run_sync(host_routes)
+            for _ in range(3):
+                decision = decide_network_create(
+                    self.journal.state, DEFAULT_BRIDGE, op_id=op_id,
+                    network_id=self.journal.new_id(), host_routes=routes)
+                try:
+                    await self._append(list(decision.pending), op_id)
+                    break
+                except ConcurrencyConflict:
+                    continue
+        for net in list(self.journal.state.networks.values()):
+            try:
+                await self.setup_network(net)
+            except ShipslogError as exc:
+                log.warning("network %s could not be set up: %s", net.name, exc)
+        await self._record_forward_repairs(known, had_fw, jump)
+        await self._record_forward6_repairs(known, had_fw6)
+        # after the networks' rules are in: the log says what they had to get past
+        for line in findings(await trio.to_thread.run_sync(observe)):
+            log.warning("firewall: %s", line)
+
+    async def _record_forward_repairs(self, known: set[str], had: set[str], jump: bool) -> None:
+        """Networks this log set up before whose FORWARD accept rules were gone at start (a
+        firewalld reload, `iptables -F`, a reboot) have just been rewritten: say so."""
+        if not self.hostfw.available:
+            return
+        try:  # only what is there now was repaired (a network's setup may have failed)
+            now = await trio.to_thread.run_sync(self.hostfw.owners)
+            jump_now = await trio.to_thread.run_sync(self.hostfw.jump_present)
+        except ShipslogError:
+            return
+        if not jump and jump_now and known:
+            await self._difference("iptables:FORWARD", f"jump to {CHAIN}", "no jump",
+                                   "repaired", "the FORWARD chain was flushed (or made by an "
+                                   "older shipslog); the jump to our accept rules was "
+                                   "inserted again")
+        for nid in sorted((known - had) & now):
+            net = self.journal.state.networks.get(nid)
+            if net is None:
+                continue
+            await self._difference(f"network-{nid}", f"accept rules in iptables {CHAIN}",
+                                   "no rules", "repaired",
+                                   "the forward accept rules were missing (flushed, or "
+                                   "made by an older shipslog) and were rewritten from the log")
+
+    async def _owners6(self, known: set[str]) -> set[str]:
+        """Networks with ip6tables accept rules now (all of them when unreadable: no repair
+        is claimed for what could not be seen)."""
+        try:
+            return await trio.to_thread.run_sync(self.hostfw6.owners)
+        except ShipslogError as exc:
+            log.warning("cannot read ip6tables FORWARD: %s", exc)
+            return set(known)
+
+    async def _record_forward6_repairs(self, known: set[str], had: set[str]) -> None:
+        """The ip6tables twin of `_record_forward_repairs`, for networks with IPv6."""
+        if not self.hostfw6.available:
+            return
+        now = await self._owners6(set())
+        for nid in sorted((known - had) & now):
+            net = self.journal.state.networks.get(nid)
+            if net is None or not net.subnet6:
+                continue
+            await self._difference(f"network-{nid}", f"accept rules in ip6tables {CHAIN}",
+                                   "no rules", "repaired",
+                                   "the IPv6 forward accept rules were missing (flushed) and "
+                                   "were rewritten from the log")
+
+    async def setup_network(self, net: NetworkView) -> None:
+        plan = plan_bridge(net.bridge, net.subnet, net.gateway, subnet6=net.subnet6,
+                           gateway6=net.gateway6)
+        await trio.to_thread.run_sync(self.netlink.ensure_bridge, plan)
+        await trio.to_thread.run_sync(self.nft.apply_network, NetworkRules(
+            network_id=net.id, bridge=net.bridge, subnet=net.subnet, internal=net.internal,
+            subnet6=net.subnet6))
+        # past another firewall's FORWARD drop policy (dockerd's): issue 15, item 5
+        await trio.to_thread.run_sync(self.hostfw.apply_network, net.id, net.bridge,
+                                      net.internal)
+        await trio.to_thread.run_sync(enable_ip_forward)
+        if net.subnet6:  # as Docker's bridge driver with --ipv6: v6 forwarding and ip6tables
+            await trio.to_thread.run_sync(self.hostfw6.apply_network, net.id, net.bridge,
+                                          net.internal)
+            await trio.to_thread.run_sync(enable_ip_forward, IP6_FORWARD)
+        if net.name != DEFAULT_BRIDGE and net.id not in self._dns and self.nursery is not None:
+            # Docker's default bridge has no name resolution; user-defined networks do.
+            await self.nursery.start(self._serve_dns, net)
+
+    async def _serve_dns(self, net: NetworkView, *,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        upstreams = upstream_servers(read_host_resolv_conf())
+        with trio.CancelScope() as scope:
+            self._dns[net.id] = scope
+            try:
+                await run_dns(net.id, net.gateway, self.lookup, upstreams,
+                              task_status=task_status)
+            except OSError as exc:
+                log.warning("DNS for network %s could not listen on %s:53: %s", net.name,
+                            net.gateway, exc)
+                task_status.started()
+            finally:
+                self._dns.pop(net.id, None)
+
+    def lookup(self, network_id: str, name: str) -> Sequence[str]:
+        net = self.journal.state.networks.get(network_id)
+        if net is None:
+            return []
+        state = self.journal.state
+        out = []
+        for cid, ep in net.endpoints.items():
+            c = state.containers.get(cid)
+            names = {ep_alias.lower() for ep_alias in ep.aliases}
+            if c is not None:
+                names |= {c.name.lower(), c.id[:12], (c.config.hostname or "").lower()}
+            if name in names and ep.ip:
+                out.append(ep.ip)
+            if name in names and ep.ip6:  # answered as AAAA (engine/drivers/network/dns.py)
+                out.append(ep.ip6)
+        return out
+
+    async def teardown_network(self, net: NetworkView) -> None:
+        scope = self._dns.pop(net.id, None)
+        if scope is not None:
+            scope.cancel()
+        await trio.to_thread.run_sync(self.nft.delete_rules_of, net.id)
+        await trio.to_thread.run_sync(self.hostfw.delete_rules_of, net.id)
+        await trio.to_thread.run_sync(self.hostfw.remove_if_unused)
+        if net.subnet6:
+            await trio.to_thread.run_sync(self.hostfw6.delete_rules_of, net.id)
+            await trio.to_thread.run_sync(self.hostfw6.remove_if_unused)
+        await trio.to_thread.run_sync(self.netlink.delete_bridge, net.bridge)
+
+    # -- containers -------------------------------------------------------------------------
+
+    async def attach(self, c: ContainerView, op_id: str, actor: Actor) -> str | None:
+        """Give a starting container its namespace and its endpoint on its network (at the
+        static `--ip` and with the `--network-alias` names it asked for); publish its ports.
+        Returns the namespace path for the runtime spec (None: no network)."""
+        state = self.journal.state
+        if network_of(state, c.config.network_mode) is None:
+            return None
+        # Its own network first, then those `network connect` recorded before the start.
+        joins = start_networks(state, c)
+        for nid in joins:
+            if nid not in state.networks:
+                raise NotFound(f"network {nid} not found",
+                               hint=f"disconnect it: shipslog network disconnect {nid} {c.name}")
+        if not joins:
+            return None  # disconnected from all before the start: an empty namespace
+        path = await trio.to_thread.run_sync(netns.create_netns, self.netns_dir,
+                                             netns_name(c.id))
+        failpoints.hit("net.after_netns")
+        ips = [await self._connect(c, state.networks[nid], path, index, op_id, actor,
+                                   ep.aliases, requested=ep.ip, requested6=ep.ip6)
+               for index, (nid, ep) in enumerate(joins.items())]
+        await self._publish(c, ips[0], op_id, actor)
+        return path
+
+    def joined_namespace(self, c: ContainerView) -> JoinedNamespace:
+        """`--network container:<name|id>`: the namespace path of the container whose network
+        `c` joins (followed through its own `container:` mode), the network whose DNS that
+        container uses (None: the default bridge or no network), its addresses and its
+        hostname (Docker gives the joining container the same one). Docker's
+        rules: the other container must be running; here it must also own a namespace (a
+        bridge network), as joining the host's or an empty one is not what a user means."""
+        state = self.journal.state
+        target = c
+        seen = {c.id}
+        while target.config.network_mode.startswith("container:"):
+            ref = target.config.network_mode.split(":", 1)[1]
+            nxt = find_container(state, ref)
+            if nxt.id in seen:
+                raise Conflict(f"container {c.name} cannot join its own network",
+                               hint="name another container in --network container:NAME")
+            seen.add(nxt.id)
+            if nxt.status not in ("running", "paused"):
+                raise Conflict(f"cannot join network of a non running container: {ref}",
+                               hint=f"start it first: shipslog start {ref}")
+            target = nxt
+        path = self.netns_dir / netns_name(target.id)
+        if target.config.network_mode in ("host", "none") or not _is_namespace(path):
+            raise Conflict(f"container {target.name} has no network namespace to join "
+                           f"(network mode {target.config.network_mode})",
+                           hint="join a container that runs on a bridge network")
+        nets = [state.networks.get(nid) for nid in target.networks]
+        dns = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
+        addresses = [a for ep in target.networks.values() for a in (ep.ip, ep.ip6) if a]
+        return JoinedNamespace(str(path), dns, addresses,
+                               target.config.hostname or target.id[:12])
+
+    async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
+                        requested: str = "", family: int = 4) -> str:
+        # The stream version guards against every other writer; within the daemon, starts on
+        # one network take turns choosing, or a burst of them (200 `run -d` at once) would
+        # keep conflicting on each other's NetworkConnected events and give up.
+        async with self._ipam_locks.setdefault(net.id, trio.Lock()):
+            for _ in range(8):
+                net = self.journal.state.networks[net.id]
+                check_bridge_capacity(len(net.endpoints))
+                taken = [a for a, owner in net.allocations.items()
+                         if owner == c.id and (":" in a) == (family == 6)]
+                if taken:
+                    return taken[0]  # allocated before a crash: keep it
+                address = next_free_address(net, requested=requested, family=family)
+                try:
+                    await self._append([Pending(
+                        stream=stream_of("network", net.id),
+                        expected_version=net.stream_version,
+                        event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
+                                                        address=address))], op_id, actor)
+                except ConcurrencyConflict:
+                    continue
+                failpoints.hit("net.after_allocate")
+                return address
+        raise Conflict(f"network {net.name} kept changing while an address was chosen",
+                       hint="try again")
+
+    async def _connect(self, c: ContainerView, net: NetworkView, path: str, index: int,
+                       op_id: str, actor: Actor, aliases: tuple[str, ...] = (), *,
+                       requested: str = "", requested6: str = "") -> str:
+        if requested6 and not net.subnet6:
+            raise InvalidArgument(f"network {net.name} has no IPv6 subnet for --ip6 "
+                                  f"{requested6}", hint="create it with --ipv6 --subnet")
+        ip = await self._allocate(c, net, op_id, actor, requested)
+        ip6 = ""
+        if net.subnet6:  # a network with EnableIPv6: a v6 address too, by the same events
+            ip6 = await self._allocate(c, net, op_id, actor, requested6, family=6)
+        plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
+                         gateway=net.gateway, ip=ip, netns_path=path,
+                         ifname=container_ifname(index), default_route=index == 0,
+                         subnet6=net.subnet6, gateway6=net.gateway6, ip6=ip6,
+                         mac=c.config.mac_address if index == 0 else "")
+        await trio.to_thread.run_sync(self.netlink.connect, plan)
+        try:
+            failpoints.hit("net.after_veth")
+            await self._append([Pending(stream=stream_of("network", net.id),
+                                        event=v.NetworkConnected(
+                network_id=net.id, container_id=c.id, ip=ip, mac=plan.mac, aliases=aliases,
+                endpoint_id=plan.host_ifname, ip6=ip6))], op_id, actor)
+        except Exception:
+            # No event owns the veth (the log refused it, F-12): it goes before the error.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.netlink.disconnect, plan.host_ifname)
+            raise
+        failpoints.hit("net.after_connected_event")
+        return ip
+
+    async def _publish(self, c: ContainerView, ip: str, op_id: str, actor: Actor) -> None:
+        bindings = list(c.config.ports)
+        if c.config.publish_all:
+            have = {(b.container_port, b.protocol) for b in bindings}
+            for spec in c.config.exposed_ports:
+                port, _, proto = spec.partition("/")
+                if (int(port), proto or "tcp") not in have:
+                    bindings.append(PortBinding(container_port=int(port),
+                                                protocol=proto or "tcp"))
+        if not bindings:
+            return
+        resolved = []
+        for b in bindings:
+            host_port = b.host_port or await trio.to_thread.run_sync(free_port, b.host_ip,
+                                                                     b.protocol)
+            resolved.append(PortBinding(container_port=b.container_port, protocol=b.protocol,
+                                        host_ip=b.host_ip, host_port=host_port))
+        publishes = [Publish(container_ip=ip, container_port=b.container_port,
+                             host_port=b.host_port, proto=b.protocol, host_ip=b.host_ip)
+                     for b in resolved]
+        now = self.journal.state.containers.get(c.id)
+        self._ruled.add(c.id)
+        if now is not None and not now.ports:
+            # The log says this container owns no rule (a crash that left one is undone by
+            # `reconcile` before anything starts), so add without first listing the whole
+            # table to find its old rules: that listing is most of a publish's cost.
+            text = replace_transaction([], publish_rules(c.id, publishes))
+            await trio.to_thread.run_sync(self.nft.apply, text)
+        else:
+            await trio.to_thread.run_sync(self.nft.publish, c.id, publishes)
+        try:
+            failpoints.hit("net.after_nft")
+            scopes = self._proxies.setdefault(c.id, [])
+            assert self.nursery is not None
+            for b in resolved:
+                if b.host_ip in ("", "0.0.0.0", "127.0.0.1"):
+                    # DNAT never sees a connection to 127.0.0.1 made on the host itself.
+                    scopes.append(await self.nursery.start(self._proxy, b, ip, True))
+            await self._append([Pending(stream=stream_of("container", c.id),
+                                        event=v.NetworkPortPublished(container_id=c.id,
+                                                                     binding=b, container_ip=ip))
+                                 for b in resolved], op_id, actor)
+        except Exception:
+            # No event owns the rules and proxies (the log refused them, F-12): they go first.
+            for scope in self._proxies.pop(c.id, []):
+                scope.cancel()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.nft.delete_rules_of, c.id)
+            self._ruled.discard(c.id)
+            raise
+        failpoints.hit("net.after_published_event")
+
+    async def _proxy(self, b: PortBinding, ip: str, strict: bool = False, *,
+                     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        """One userland proxy, started (listening) before this returns its cancel scope.
+        `strict` (a start): a port it cannot bind fails the start with Docker's message."""
+        host = "127.0.0.1" if b.host_ip in ("", "0.0.0.0") else b.host_ip
+        with trio.CancelScope() as scope:
+            started = False
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(run_proxy, host, b.host_port, ip, b.container_port,
+                                        b.protocol)
+                    task_status.started(scope)
+                    started = True
+            except Exception as exc:  # noqa: BLE001 - the nursery wraps the OSError in a group
+                leaf = leaf_of(exc)
+                if not isinstance(leaf, OSError):
+                    raise
+                if strict and not started:
+                    raise bind_failed(b, leaf) from None
+                log.warning("proxy for port %s failed: %s", b.host_port, leaf)
+            if not started:
+                task_status.started(scope)
+
+    async def detach(self, cid: str, op_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Take down everything `attach` made, and record it. Idempotent."""
+        c = self.journal.state.containers.get(cid)
+        for scope in self._proxies.pop(cid, []):
+            scope.cancel()
+        if c is None or c.ports or cid in self._ruled:
+            # Finding a container's rules means listing the table (~10 ms): only when the log
+            # or this process says it has some (`reconcile` finds a crash's leftovers).
+            await trio.to_thread.run_sync(self.nft.delete_rules_of, cid)
+            self._ruled.discard(cid)
+        pending: list[Pending] = []
+        if c is not None:
+            pending += [Pending(stream=stream_of("container", cid), event=v.NetworkPortUnpublished(
+                container_id=cid, binding=p.binding)) for p in c.ports]
+        state = self.journal.state
+        for net in state.networks.values():
+            if cid in net.endpoints:
+                ep = net.endpoints[cid]
+                await trio.to_thread.run_sync(self.netlink.disconnect, ep.endpoint_id)
+                pending.append(Pending(stream=stream_of("network", net.id),
+                                       event=v.NetworkDisconnected(network_id=net.id,
+                                                                   container_id=cid)))
+            for address, owner in net.allocations.items():
+                if owner == cid:
+                    pending.append(Pending(stream=stream_of("network", net.id),
+                                           event=v.NetworkAddressReleased(
+                                               network_id=net.id, container_id=cid,
+                                               address=address)))
+        await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, netns_name(cid))
+        failpoints.hit("net.after_detach_kernel")
+        if pending:
+            await self._append(pending, op_id, actor)
+
+    async def connect_live(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
+                           aliases: tuple[str, ...] = (), *, ip: str = "", ip6: str = "") -> None:
+        """`network connect` of a running container: one more interface in its namespace,
+        at the static address `ip` when one is given."""
+        path = str(self.netns_dir / netns_name(c.id))
+        if not Path(path).exists():
+            raise Conflict(f"container {c.name} has no network namespace of its own",
+                           hint="only containers on a bridge network can join another")
+        try:
+            await self._connect(c, net, path, len(c.networks), op_id, actor, aliases,
+                                requested=ip, requested6=ip6)
+        except Exception:
+            # The address went on the record before the veth; with no endpoint it goes back.
+            with trio.CancelScope(shield=True):
+                await self.release_reserved(c.id, net.id, op_id, actor)
+            raise
+
+    async def reserve_address(self, c: ContainerView, net: NetworkView, ip: str, op_id: str,
+                              actor: Actor, family: int = 4) -> str:
+        """Record the static address a `network connect --ip` (`--ip6`: family 6) asked for
+        before the connect itself runs; `_allocate` then keeps it (one allocation per
+        container, network and family)."""
+        return await self._allocate(c, net, op_id, actor, ip, family)
+
+    async def release_reserved(self, cid: str, net_id: str, op_id: str, actor: Actor) -> None:
+        """Undo `reserve_address` when the connect was refused: an allocation with no
+        endpoint goes back to the pool, on the record."""
+        net = self.journal.state.networks.get(net_id)
+        if net is None or cid in net.endpoints:
+            return
+        pending = [Pending(stream=stream_of("network", net.id), event=v.NetworkAddressReleased(
+            network_id=net.id, container_id=cid, address=a))
+            for a, owner in net.allocations.items() if owner == cid]
+        if pending:
+            await self._append(pending, op_id, actor)
+
+    async def disconnect_live(self, c: ContainerView, net: NetworkView, op_id: str,
+                              actor: Actor) -> None:
+        ep = net.endpoints.get(c.id)
+        pending = []
+        if ep is not None:
+            await trio.to_thread.run_sync(self.netlink.disconnect, ep.endpoint_id)
+            pending.append(Pending(stream=stream_of("network", net.id),
+                                   event=v.NetworkDisconnected(network_id=net.id,
+                                                               container_id=c.id)))
+        pending += [Pending(stream=stream_of("network", net.id), event=v.NetworkAddressReleased(
+            network_id=net.id, container_id=c.id, address=a))
+            for a, owner in net.allocations.items() if owner == c.id]
+        if pending:
+            await self._append(pending, op_id, actor)
+
+    async def readopt(self) -> None:
+        """After a daemon restart: the kernel kept bridges, veths and DNAT rules, but the
+        userland proxies died with the old daemon; start them again for running containers."""
+        assert self.nursery is not None
+        for c in list(self.journal.state.containers.values()):
+            if c.status not in ("running", "paused") or c.id in self._proxies:
+                continue
+            scopes = self._proxies.setdefault(c.id, [])
+            for p in c.ports:
+                if p.binding.host_ip in ("", "0.0.0.0", "127.0.0.1"):
+                    scopes.append(await self.nursery.start(self._proxy, p.binding,
+                                                           p.container_ip))
+
+    # -- reconciliation at start ------------------------------------------------------------
+
+    async def _difference(self, subject: str, expected: str, observed: str, action: str,
+                          reason: str) -> None:
+        await self._append([Pending(stream="reconcile", event=v.ReconcileDifferenceFound(
+            subject=subject, expected=expected, observed=observed, action=action,
+            reason=reason))], "reconcile-network")
+
+    async def reconcile(self) -> None:
+        """At start, after recovery and before anything new is started: make the kernel hold
+        exactly what the log says (F-02, F-12). Order: veths on our bridges that no event owns
+        go; containers the log no longer runs give up what they still hold (with its events);
+        nft rules no event owns go; then running containers whose endpoint or rules are missing are
+        reported (their rules rewritten from the log); `sweep` ends with the namespaces."""
+        await self._reconcile_links()  # first: a namespace's deletion would hide its veth
+        state = self.journal.state
+        for cid, c in list(state.containers.items()):
+            if c.status in RUNNING:
+                continue
+            held = bool(c.networks or c.ports) or any(
+                cid in n.allocations.values() for n in state.networks.values())
+            if held:
+                await self._difference(f"container-{cid}", "no network (not running)",
+                                       "endpoints, addresses or ports recorded", "released",
+                                       "the daemon stopped between a network step and its "
+                                       "outcome")
+                await self.detach(cid, "reconcile-network")
+        await self._reconcile_rules()
+        await self._reconcile_running()
+
+    def _owned_links(self) -> tuple[set[str], set[str]]:
+        """(our bridges, veth host ends the log's endpoints own)."""
+        state = self.journal.state
+        bridges = {n.bridge for n in state.networks.values()}
+        veths = {ep.endpoint_id for n in state.networks.values()
+                 for ep in n.endpoints.values() if ep.endpoint_id}
+        return bridges, veths
+
+    async def _reconcile_links(self) -> None:
+        bridges, veths = self._owned_links()
+        for link in await trio.to_thread.run_sync(self.netlink.list_links):
+            # Only ports of our own bridges: other engines on this host name theirs slg* too.
+            if link.kind != "veth" or link.master not in bridges or link.name in veths:
+                continue
+            await trio.to_thread.run_sync(self.netlink.disconnect, link.name)
+            await self._difference(f"link:{link.name}", "no endpoint",
+                                   f"veth on {link.master}", "removed",
+                                   "a veth that no NetworkConnected event owns")
+
+    async def _reconcile_rules(self) -> None:
+        state = self.journal.state
+        mine = set(state.containers) | set(state.networks)
+        published = {cid for cid, c in state.containers.items() if c.ports}
+        for rule in await trio.to_thread.run_sync(self.nft.list_rules):
+            if rule.kind == "net" and rule.owner in state.networks:
+                continue
+            if rule.kind == "ctr" and rule.owner in published:
+                continue
+            if rule.owner not in mine and not await trio.to_thread.run_sync(
+                    self._was_ours, rule.owner):
+                continue  # another engine's rule in the shared table: not ours to judge
+            await trio.to_thread.run_sync(self.nft.delete_rules_of, rule.owner)
+            await self._difference(f"nft:{rule.kind}:{rule.owner}", "no rule",
+                                   f"rule in chain {rule.chain}", "removed",
+                                   "an nft rule that no event owns")
+        for fw, tool in ((self.hostfw, "iptables"), (self.hostfw6, "ip6tables")):
+            try:
+                fw_owners = await trio.to_thread.run_sync(fw.owners)
+            except ShipslogError as exc:  # a table we cannot read must not stop a start
+                log.warning("cannot read %s %s: %s", tool, CHAIN, exc)
+                fw_owners = set()
+            for owner in sorted(fw_owners):
+                if owner in state.networks or (owner not in mine and not await
+                                               trio.to_thread.run_sync(self._was_ours, owner)):
+                    continue
+                await trio.to_thread.run_sync(fw.delete_rules_of, owner)
+                await self._difference(f"{tool}:{CHAIN}:{owner}", "no rule",
+                                       f"rules in {tool} chain {CHAIN}", "removed",
+                                       "a forward accept rule that no event owns")
+
+    def _was_ours(self, owner: str) -> bool:
+        """An id this log created once (a removed container or network)."""
+        for stream in (stream_of("container", owner), stream_of("network", owner)):
+            for _ in self.journal.store.read(stream=stream, limit=1):
+                return True
+        return False
+
+    async def _reconcile_running(self) -> None:
+        state = self.journal.state
+        bridges, _ = self._owned_links()
+        present = {link.name for link in await trio.to_thread.run_sync(self.netlink.list_links)
+                   if link.master in bridges}
+        rules = {r.owner for r in await trio.to_thread.run_sync(self.nft.list_rules)
+                 if r.kind == "ctr"}
+        for net in list(state.networks.values()):
+            for address, cid in list(net.allocations.items()):
+                c = state.containers.get(cid)
+                if c is None or c.status not in RUNNING or cid in net.endpoints:
+                    continue  # not running: released above
+                # A live connect that the daemon did not finish: the address goes back.
+                await self._append([Pending(
+                    stream=stream_of("network", net.id), event=v.NetworkAddressReleased(
+                        network_id=net.id, container_id=cid, address=address))],
+                    "reconcile-network")
+                await self._difference(f"container-{cid}", f"endpoint on {net.name}",
+                                       f"address {address} without an endpoint", "released",
+                                       "the daemon stopped while the container was connected")
+        for cid, c in list(state.containers.items()):
+            if c.status not in RUNNING:
+                continue
+            for nid, ep in c.networks.items():
+                net = state.networks.get(nid)
+                if ep.endpoint_id and ep.endpoint_id not in present:
+                    await self._difference(
+                        f"container-{cid}", f"endpoint {ep.endpoint_id} on "
+                        f"{net.name if net else nid}", "no such link", "recorded",
+                        "the container's veth is gone; disconnect and connect it again")
+            if c.ports and cid not in rules:
+                await trio.to_thread.run_sync(self.nft.publish, cid, [
+                    Publish(container_ip=p.container_ip, container_port=p.binding.container_port,
+                            host_port=p.binding.host_port, proto=p.binding.protocol,
+                            host_ip=p.binding.host_ip) for p in c.ports])
+                await self._difference(f"container-{cid}", "published-port rules",
+                                       "no rules", "repaired",
+                                       "the container's DNAT rules were rewritten from the log")
+
+    async def sweep(self) -> None:
+        """At start, after recovery: namespaces that no running container owns."""
+        state = self.journal.state
+        running = {netns_name(cid) for cid, c in state.containers.items()
+                   if c.status in RUNNING and network_of_or_none(state, c) is not None}
+        for name in await trio.to_thread.run_sync(netns.list_netns, self.netns_dir):
+            if name in running:
+                continue
+            try:
+                await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, name)
+            except (OSError, KernelError) as exc:
+                log.warning("could not remove stale namespace %s: %s", name, exc)
+                continue
+            await self._difference(f"netns:{name}", "no namespace", "namespace", "removed",
+                                   "a network namespace that no running container owns")
