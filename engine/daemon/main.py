@@ -25,6 +25,7 @@ import trio
 
 from engine.api.http import App, Limits, serve_unix
 from engine.api.routes_archive import archive_routes
+from engine.api.routes_build import build_routes
 from engine.api.routes_check import check_routes
 from engine.api.routes_compact import compact_routes
 from engine.api.routes_containers import container_routes
@@ -220,6 +221,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
                       df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx),
+                      build_routes(ctx),
                       limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")),
                       secret_key=secrets.key())
             nursery.start_soon(lambda: run_auto_compaction(

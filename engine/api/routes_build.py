@@ -1,0 +1,76 @@
+"""Docker API `POST /build`: the classic builder's protocol (API v1.43): a tar context in the
+body, a JSON message stream out (`stream`, `aux` {"ID"}, `errorDetail`).
+
+I/O: the request body spooled to a temp file under the state root; the build itself goes
+through engine/build/builder.py. What the user can get wrong (context, Dockerfile, target)
+is answered with a 4xx before the stream starts, as moby's postBuild does for errors found
+before the first message.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import trio
+
+from engine.api.router import Request, Response, Router, streaming
+from engine.build.builder import Builder, BuildOptions, to_lines
+from engine.errors import InvalidArgument
+
+
+def _json_map(req: Request, name: str) -> dict[str, str]:
+    raw = req.arg(name)
+    if not raw:
+        return {}
+    try:
+        data = msgspec.json.decode(raw.encode())
+    except msgspec.DecodeError:
+        raise InvalidArgument(f"invalid {name}: not a JSON object") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"invalid {name}: not a JSON object")
+    return {str(k): "" if val is None else str(val) for k, val in data.items()}
+
+
+def options_from(req: Request) -> BuildOptions:
+    args = _json_map(req, "buildargs")
+    epoch = args.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH {epoch!r}: not a Unix time")
+    network = req.arg("networkmode") or "bridge"
+    if network == "default":
+        network = "bridge"
+    return BuildOptions(
+        tags=[t for t in req.query.get("t", []) if t], dockerfile=req.arg("dockerfile") or
+        "Dockerfile", build_args=args, target=req.arg("target") or "",
+        no_cache=req.bool("nocache"), labels=_json_map(req, "labels"), network_mode=network,
+        quiet=req.bool("q"), source_date_epoch=int(epoch) if epoch else None)
+
+
+def build_routes(ctx: Any) -> Router:
+    r = Router()
+
+    @r.route("POST", "/build", stream_body=True)
+    async def build(req: Request) -> Response:
+        opts = options_from(req)
+        builder = Builder(ctx.engine, ctx.images.content, ctx.images.layers, ctx.store,
+                          ctx.paths.root)
+        tmp = ctx.paths.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=tmp) as f:
+            async for chunk in req.stream_body():
+                await trio.to_thread.run_sync(f.write, chunk)
+            f.seek(0)
+            prepared = await builder.prepare(f, opts)  # type: ignore[arg-type]
+
+        async def body() -> AsyncIterator[bytes]:
+            async for msg in to_lines(lambda emit: builder.execute(prepared, req.actor, emit)):
+                if opts.quiet and "stream" in msg:
+                    continue
+                yield msgspec.json.encode(msg) + b"\r\n"
+
+        return streaming(body())
+
+    return r
