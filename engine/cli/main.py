@@ -46,18 +46,18 @@ def build_parser(verb: str | None = None) -> CliParser:
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
     for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks",
-                 "files"):
+                 "files", "build"):
         if only is None or only in MODULE_VERBS[name]:
             _module(name).register(target)
     if only is None or only in MODULE_VERBS["images"]:
         # `shipslog history X` is the event timeline; Docker's layer history: `image history`.
         _module("images").register(_Skipping(target, {"history"}))
-    containers, manage, images, system, files = (
-        _LazyModule(n) for n in ("containers", "manage", "images", "system", "files"))
+    containers, manage, images, system, files, build = (
+        _LazyModule(n) for n in ("containers", "manage", "images", "system", "files", "build"))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
         ("container", (containers, manage, files), CONTAINER_GROUP),
-        ("image", (images, manage), IMAGE_GROUP),
+        ("image", (images, manage, build), IMAGE_GROUP),
         ("system", (system,), SYSTEM_GROUP),
     ):
         if only is not None and only != group:
@@ -95,6 +95,7 @@ MODULE_VERBS: dict[str, frozenset[str]] = {
     "files": frozenset({"cp", "diff", "export", "stats"}),
     "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
                          "login", "logout"}),
+    "build": frozenset({"build"}),
 }
 
 
@@ -123,7 +124,7 @@ CONTAINER_GROUP = {
 IMAGE_GROUP = {
     "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
     "load": ["load"], "save": ["save"], "import": ["import"], "pull": ["pull"],
-    "push": ["push"], "inspect": ["inspect"],
+    "push": ["push"], "inspect": ["inspect"], "build": ["build"],
 }
 SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 
@@ -133,7 +134,7 @@ VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename update images rmi tag history load save import pull push login logout version "
     "info events container image system audit state replay debug volume network cp diff export "
-    "stats".split())
+    "stats build".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

@@ -1,0 +1,137 @@
+"""`shipslog build` against shipslogd on the real kernel (issue 12): Docker's flags, stdin
+contexts, reproducible image ids with SOURCE_DATE_EPOCH, hostile contexts contained, and the
+log recording the build without its build-arg values."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli.main import run
+from events.store import EventStore
+
+pytestmark = [pytest.mark.kernel]
+
+
+def shipslog(daemon: Any, *argv: str, stdin: bytes = b"",
+             env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    environ = {"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base), **(env or {})}
+    code = run(list(argv), environ=environ, stdout=out, stderr=err, stdin=io.BytesIO(stdin))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for ti, data in entries:
+            if data is not None:
+                ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def test_cli_flags_stdin_and_iidfile(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("file\n")
+    (ctx / "Dockerfile").write_text("FROM busybox AS a\nRUN echo one\nFROM a AS b\n"
+                                    "ARG SECRET_ARG\nRUN echo \"$SECRET_ARG\" | wc -c > /n\n"
+                                    "COPY f /f\n")
+    iid = tmp_path / "iid"
+    code, out, err = shipslog(daemon, "build", "-t", "cli:1", "-t", "cli:2", "--label", "l=1",
+                              "--build-arg", "SECRET_ARG=canary-build-arg", "--iidfile",
+                              str(iid), "--target", "b", str(ctx))
+    assert code == 0, err
+    assert "Step 2/6 : RUN echo one" in out and "one\n" in out
+    image_id = iid.read_text()
+    assert image_id.startswith("sha256:") and f"Successfully built {image_id[7:19]}" in out
+    code, out, _ = shipslog(daemon, "run", "--rm", "cli:2", "cat", "/n", "/f")
+    assert out.split() == ["17", "file"]
+    raw = (daemon.root / "events.db").read_bytes()
+    wal = daemon.root / "events.db-wal"
+    raw += wal.read_bytes() if wal.exists() else b""
+    assert b"canary-build-arg" not in raw
+
+    # -q prints only the id; a Dockerfile on stdin with an empty context (`-`)
+    code, out, err = shipslog(daemon, "build", "-q", "-", stdin=b"FROM busybox\nCMD [\"x\"]\n")
+    assert code == 0 and out.startswith("sha256:") and out.count("\n") == 1, err
+    # -f - with a directory context
+    code, out, err = shipslog(daemon, "build", "-f", "-", str(ctx),
+                              stdin=b"FROM busybox\nCOPY f /g\n")
+    assert code == 0, err
+
+
+def test_source_date_epoch_gives_identical_ids(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("same\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f /f\nRUN echo x > /x\n")
+    ids = []
+    for i in range(2):
+        os.utime(ctx / "f", (1_800_000_000 + i, 1_800_000_000 + i))  # a fresh checkout
+        code, out, err = shipslog(daemon, "build", "-q", "--no-cache", str(ctx),
+                                  env={"SOURCE_DATE_EPOCH": "1700000000"})
+        assert code == 0, err
+        ids.append(out.strip())
+    assert ids[0] == ids[1]
+
+
+@pytest.mark.parametrize("name,what", [
+    ("../escape", "invalid archive"),
+    ("/abs/escape", ""),
+])
+def test_hostile_tar_contexts_are_contained(daemon: Any, tmp_path: Path, name: str,
+                                            what: str) -> None:
+    body = _tar([_file("Dockerfile", b"FROM busybox\nCOPY . /ctx/\n"), _file(name, b"evil")])
+    r = daemon.client().request("POST", "/build", {"t": "hostile"}, body=body,
+                                headers={"Content-Type": "application/x-tar"})
+    if what:
+        assert r.status == 400 and what in r.body.decode()
+    else:  # an absolute name is taken as relative to the context, as tar does
+        assert r.status == 200 and b"errorDetail" not in r.body
+    assert not (daemon.root.parent / "escape").exists()
+    assert not Path("/abs/escape").exists()
+
+
+def test_symlinks_out_of_the_context_are_not_followed(daemon: Any, tmp_path: Path) -> None:
+    link = tarfile.TarInfo("link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+    up = tarfile.TarInfo("up")
+    up.type, up.linkname = tarfile.SYMTYPE, "../../../../../../etc/hostname"
+    for df in (b"FROM busybox\nCOPY link/passwd /x\n", b"FROM busybox\nCOPY up /x\n"):
+        body = _tar([_file("Dockerfile", df), (link, None), (up, None)])
+        r = daemon.client().request("POST", "/build", None, body=body,
+                                    headers={"Content-Type": "application/x-tar"})
+        text = r.body.decode()
+        if df.endswith(b"/x\n") and b"link/" in df:
+            assert "outside the build context" in text or "not found" in text, text
+        else:  # a symlink itself is copied as a symlink, never its target's bytes
+            assert r.status == 200 and "errorDetail" not in text, text
+
+
+def test_build_is_recorded_step_by_step(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nRUN true\n")
+    assert shipslog(daemon, "build", "-t", "logged", str(ctx))[0] == 0
+    assert shipslog(daemon, "build", "-t", "logged", str(ctx))[0] == 0
+    store = EventStore.open(daemon.root / "events.db", readonly=True)
+    req = [e.event for e in store.read(types=["BuildRequested"])]
+    steps = [e.event for e in store.read(types=["BuildStepCompleted"])]
+    assert len(req) == 2 and req[0].tags == ("logged",) and req[0].context_digest.startswith(
+        "sha256:")
+    assert [(s.instruction, s.cached) for s in steps] == [
+        ("ENV A=1", False), ("RUN true", False), ("ENV A=1", True), ("RUN true", True)]
+    assert steps[1].layer.startswith("sha256:") and steps[1].exit_code == 0
+    assert len([e for e in store.read(types=["OperationCompleted"])
+                if e.op_id == req[1].op_id]) == 1
