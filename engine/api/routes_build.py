@@ -16,9 +16,11 @@ from typing import Any
 import msgspec
 import trio
 
-from engine.api.router import Request, Response, Router, streaming
+from engine.api.router import Request, Response, Router, json_response, streaming
 from engine.build.builder import Builder, BuildOptions, to_lines
-from engine.errors import InvalidArgument
+from engine.core.lookup import find_image
+from engine.errors import InvalidArgument, NotFound
+from projections.build_record import build_op_of, fold_build, provenance
 
 
 def _json_map(req: Request, name: str) -> dict[str, str]:
@@ -72,5 +74,19 @@ def build_routes(ctx: Any) -> Router:
                 yield msgspec.json.encode(msg) + b"\r\n"
 
         return streaming(body())
+
+    @r.route("GET", "/shipslog/images/{name:path}/build")
+    async def build_record(req: Request) -> Response:
+        """How the image was built, from the log; `?format=slsa` for the provenance."""
+        img = find_image(ctx.engine.state, req.params["name"])
+        op_id = build_op_of(ctx.store.read(stream="image-" + img.id))
+        if op_id is None:
+            raise NotFound(f"image {req.params['name']} was not built here",
+                           hint="only images built by shipslog build have a build record")
+        rec = fold_build(op_id, ctx.store.read(op_id=op_id))
+        if req.arg("format") == "slsa":
+            return json_response(provenance(rec, subject_id=img.id, names=img.repo_tags,
+                                            builder_id=f"shipslogd/{ctx.engine_id}"))
+        return json_response(msgspec.to_builtins(rec))
 
     return r

@@ -36,6 +36,13 @@ def register(sub: Any) -> None:
     p.add_argument("context", metavar="PATH | -")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("provenance", help="How an image was built, from the log: a SLSA v1 "
+                       "provenance statement (in-toto JSON), or the steps with --steps")
+    p.add_argument("--steps", action="store_true", help="show each step, its cache status and "
+                   "duration, and who ran the build")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_provenance)
+
 
 def _pairs(items: list[str], environ: Any, *, from_env: bool) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -172,3 +179,24 @@ def _show(ctx: Context, msg: Any, quiet: bool) -> str:
     if isinstance(aux, dict) and "ID" in aux:
         return str(aux["ID"])
     return ""
+
+
+def cmd_provenance(ctx: Context, args: argparse.Namespace) -> int:
+    import json
+    path = f"/shipslog/images/{args.image}/build"  # the client quotes the path
+    if not args.steps:
+        doc = ctx.client.get_json(path, {"format": "slsa"})
+        ctx.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    rec = ctx.client.get_json(path)
+    who = " ".join(rec.get("command") or ()) or "?"
+    ctx.stdout.write(f"build {rec['op_id']} by uid {rec['uid']} ({who}): {rec['outcome']}"
+                     f"{' - ' + rec['error'] if rec.get('error') else ''}\n")
+    ctx.stdout.write(f"context {rec['context_digest']}  dockerfile {rec['dockerfile']} "
+                     f"{rec['dockerfile_digest']}\n")
+    ctx.stdout.write(f"{'STEP':<8}{'CACHE':<8}{'TIME':>9}  INSTRUCTION\n")
+    for st in rec.get("steps", []):
+        cache = "-" if st.get("base") else ("hit" if st.get("cached") else "miss")
+        ctx.stdout.write(f"{st['step']}/{st['total']:<6}{cache:<8}"
+                         f"{st.get('duration_ms', 0) / 1000:>8.2f}s  {st['instruction']}\n")
+    return 0

@@ -46,12 +46,15 @@ def build_parser(verb: str | None = None) -> CliParser:
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=CliParser)
     target = sub if only is None else _Only(sub, only)
     for name in ("containers", "manage", "system", "audit", "timeline", "volumes", "networks",
-                 "files", "build"):
+                 "files"):
         if only is None or only in MODULE_VERBS[name]:
             _module(name).register(target)
     if only is None or only in MODULE_VERBS["images"]:
         # `shipslog history X` is the event timeline; Docker's layer history: `image history`.
         _module("images").register(_Skipping(target, {"history"}))
+    if only is None or only in MODULE_VERBS["build"]:
+        # `image provenance` only: a top-level `provenance` is not a Docker verb.
+        _module("build").register(_Skipping(target, {"provenance"}))
     containers, manage, images, system, files, build = (
         _LazyModule(n) for n in ("containers", "manage", "images", "system", "files", "build"))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
@@ -125,6 +128,7 @@ IMAGE_GROUP = {
     "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
     "load": ["load"], "save": ["save"], "import": ["import"], "pull": ["pull"],
     "push": ["push"], "inspect": ["inspect"], "build": ["build"],
+    "provenance": ["provenance"],
 }
 SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 

@@ -135,3 +135,30 @@ def test_build_is_recorded_step_by_step(daemon: Any, tmp_path: Path) -> None:
     assert steps[1].layer.startswith("sha256:") and steps[1].exit_code == 0
     assert len([e for e in store.read(types=["OperationCompleted"])
                 if e.op_id == req[1].op_id]) == 1
+
+
+def test_provenance_and_steps_come_from_the_log(daemon: Any, tmp_path: Path) -> None:
+    import json
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo hi > /hi\nLABEL a=b\n")
+    assert shipslog(daemon, "build", "-t", "prov:1", "--build-arg", "K=v", str(ctx))[0] == 0
+    code, out, err = shipslog(daemon, "image", "provenance", "prov:1")
+    assert code == 0, err
+    doc = json.loads(out)
+    image_id = daemon.client().get_json("/images/prov:1/json")["Id"]
+    assert doc["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert doc["subject"] == [{"name": "prov:1", "digest": {"sha256": image_id[7:]}}]
+    deps = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
+    busybox = daemon.client().get_json("/images/busybox/json")["Id"]
+    assert {"uri": "docker-image://busybox", "digest": {"sha256": busybox[7:]}} in deps
+    assert deps[0]["uri"] == "context" and len(deps[0]["digest"]["sha256"]) == 64
+    assert doc["predicate"]["buildDefinition"]["externalParameters"]["buildArgs"]["K"] != "v"
+    assert shipslog(daemon, "build", "-t", "prov:1", str(ctx))[0] == 0
+    code, out, err = shipslog(daemon, "image", "provenance", "--steps", "prov:1")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "by uid 0" in lines[0] and lines[0].endswith("completed")
+    assert [ln.split()[1] for ln in lines[3:]] == ["-", "hit", "hit"]
+    code, _, err = shipslog(daemon, "image", "provenance", "busybox")
+    assert code != 0 and "was not built here" in err
