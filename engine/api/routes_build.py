@@ -18,6 +18,7 @@ import trio
 
 from engine.api.router import Request, Response, Router, json_response, streaming
 from engine.build.builder import Builder, BuildOptions, to_lines
+from engine.build.commit import commit
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, NotFound
 from projections.build_record import build_op_of, fold_build, provenance
@@ -74,6 +75,21 @@ def build_routes(ctx: Any) -> Router:
                 yield msgspec.json.encode(msg) + b"\r\n"
 
         return streaming(body())
+
+    @r.route("POST", "/commit")
+    async def commit_(req: Request) -> Response:
+        ref = req.arg("container") or ""
+        if not ref:
+            raise InvalidArgument("no container given", hint="shipslog commit CONTAINER [REPO]")
+        repo = req.arg("repo") or ""
+        tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        builder = Builder(ctx.engine, ctx.images.content, ctx.images.layers, ctx.store,
+                          ctx.paths.root)
+        image_id = await commit(builder, ref, req.actor, repo_tags=tags,
+                                changes=req.query.get("changes", []),
+                                comment=req.arg("comment") or "",
+                                author=req.arg("author") or "", pause=req.bool("pause", True))
+        return json_response({"Id": image_id}, status=201)
 
     @r.route("GET", "/shipslog/images/{name:path}/build")
     async def build_record(req: Request) -> Response:

@@ -36,6 +36,16 @@ def register(sub: Any) -> None:
     p.add_argument("context", metavar="PATH | -")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("commit", help="Create a new image from a container's changes")
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("-p", "--pause", default="true", choices=["true", "false"], nargs="?",
+                   const="true")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?", default="", metavar="REPOSITORY[:TAG]")
+    p.set_defaults(func=cmd_commit)
+
     p = sub.add_parser("provenance", help="How an image was built, from the log: a SLSA v1 "
                        "provenance statement (in-toto JSON), or the steps with --steps")
     p.add_argument("--steps", action="store_true", help="show each step, its cache status and "
@@ -199,4 +209,28 @@ def cmd_provenance(ctx: Context, args: argparse.Namespace) -> int:
         cache = "-" if st.get("base") else ("hit" if st.get("cached") else "miss")
         ctx.stdout.write(f"{st['step']}/{st['total']:<6}{cache:<8}"
                          f"{st.get('duration_ms', 0) / 1000:>8.2f}s  {st['instruction']}\n")
+    return 0
+
+
+def cmd_commit(ctx: Context, args: argparse.Namespace) -> int:
+    repo, tag = args.repository, ""
+    if repo and ":" in repo.rsplit("/", 1)[-1]:
+        repo, tag = repo.rsplit(":", 1)
+    query = [("container", args.container), ("repo", repo), ("tag", tag),
+             ("comment", args.message), ("author", args.author),
+             ("pause", "1" if args.pause == "true" else "0")]
+    query += [("changes", c) for c in args.change]
+    url = "/commit?" + urlencode([(k, val) for k, val in query if val])
+    client = ctx.client
+    conn = client._open()
+    try:
+        status, head = client._exchange(conn, "POST", client._url(url.split("?")[0], None) +
+                                        "?" + url.split("?", 1)[1], None, {})
+        body = client._read_all(conn, head)
+    finally:
+        conn.close()
+    if status >= 400:
+        raise ApiError(status, _message(body))
+    import json
+    ctx.stdout.write(json.loads(body)["Id"] + "\n")
     return 0

@@ -162,3 +162,23 @@ def test_provenance_and_steps_come_from_the_log(daemon: Any, tmp_path: Path) -> 
     assert [ln.split()[1] for ln in lines[3:]] == ["-", "hit", "hit"]
     code, _, err = shipslog(daemon, "image", "provenance", "busybox")
     assert code != 0 and "was not built here" in err
+
+
+def test_commit_with_changes(daemon: Any) -> None:
+    import json
+    assert shipslog(daemon, "run", "--name", "tocommit", "busybox", "sh", "-c",
+                    "echo data > /data.txt")[0] == 0
+    code, out, err = shipslog(daemon, "commit", "-m", "my message", "-a", "me",
+                              "-c", "ENV X=1", "-c", 'CMD ["cat", "/data.txt"]',
+                              "tocommit", "committed:v1")
+    assert code == 0 and out.startswith("sha256:"), err
+    code, out, _ = shipslog(daemon, "run", "--rm", "committed:v1")
+    assert out == "data\n"
+    info = daemon.client().get_json("/images/committed:v1/json")
+    assert "X=1" in info["Config"]["Env"] and info["Author"] == "me"
+    hist = daemon.client().get_json("/images/committed:v1/history")
+    assert hist[0]["Comment"] == "my message"
+    code, _, err = shipslog(daemon, "commit", "-c", "RUN true", "tocommit", "x")
+    assert code != 0 and "RUN is not a valid change command" in err
+    assert shipslog(daemon, "rm", "tocommit")[0] == 0
+    del json
