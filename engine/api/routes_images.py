@@ -180,12 +180,17 @@ def image_routes(ctx: Any) -> Router:
             )
         repo = req.arg("repo") or ""
         tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        # `import -c`: Docker's --change subset, checked before anything is recorded (issue 12)
+        from engine.build.builder import _arch
+        from engine.build.commit import config_from_changes
+        config = config_from_changes(req.query.get("changes", []), _arch())
         img = await ops.import_(
             req.stream_body(),
             req.actor,
             repo_tags=tags,
             source="-",
             created=render.rfc3339(ctx.clock()),
+            config=config,
         )
 
         async def body() -> AsyncIterator[bytes]:

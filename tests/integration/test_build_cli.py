@@ -182,3 +182,16 @@ def test_commit_with_changes(daemon: Any) -> None:
     assert code != 0 and "RUN is not a valid change command" in err
     assert shipslog(daemon, "rm", "tocommit")[0] == 0
     del json
+
+
+def test_import_applies_its_changes(daemon: Any) -> None:
+    body = _tar([_file("hello.txt", b"imported\n")])
+    code, out, err = shipslog(daemon, "import", "-c", "ENV IMPORTED=yes", "-c",
+                              'CMD ["/hello.txt"]', "-c", "WORKDIR /w", "-", "imp:1",
+                              stdin=body)
+    assert code == 0, err
+    cfg = daemon.client().get_json("/images/imp:1/json")["Config"]
+    assert "IMPORTED=yes" in cfg["Env"] and cfg["Cmd"] == ["/hello.txt"]
+    assert cfg["WorkingDir"] == "/w"
+    code, _, err = shipslog(daemon, "import", "-c", "RUN x", "-", "imp:2", stdin=body)
+    assert code != 0 and "not a valid change command" in err
