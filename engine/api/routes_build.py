@@ -63,8 +63,15 @@ def build_routes(ctx: Any) -> Router:
         tmp = ctx.paths.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=tmp) as f:
+            batch: list[bytes] = []
+            size = 0
             async for chunk in req.stream_body():
-                await trio.to_thread.run_sync(f.write, chunk)
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:  # one thread hop per MiB, not per chunk
+                    await trio.to_thread.run_sync(f.writelines, batch)
+                    batch, size = [], 0
+            await trio.to_thread.run_sync(f.writelines, batch)
             f.seek(0)
             prepared = await builder.prepare(f, opts)  # type: ignore[arg-type]
 
