@@ -131,8 +131,10 @@ def test_build_is_recorded_step_by_step(daemon: Any, tmp_path: Path) -> None:
     assert len(req) == 2 and req[0].tags == ("logged",) and req[0].context_digest.startswith(
         "sha256:")
     assert [(s.instruction, s.cached) for s in steps] == [
-        ("ENV A=1", False), ("RUN true", False), ("ENV A=1", True), ("RUN true", True)]
-    assert steps[1].layer.startswith("sha256:") and steps[1].exit_code == 0
+        ("FROM busybox", False), ("ENV A=1", False), ("RUN true", False),
+        ("FROM busybox", False), ("ENV A=1", True), ("RUN true", True)]
+    assert steps[2].layer.startswith("sha256:") and steps[2].exit_code == 0
+    assert steps[0].base_digest == daemon.client().get_json("/images/busybox/json")["Id"]
     assert len([e for e in store.read(types=["OperationCompleted"])
                 if e.op_id == req[1].op_id]) == 1
 
