@@ -76,7 +76,8 @@ def build_routes(ctx: Any) -> Router:
             prepared = await builder.prepare(f, opts)  # type: ignore[arg-type]
 
         async def body() -> AsyncIterator[bytes]:
-            async for msg in to_lines(lambda emit: builder.execute(prepared, req.actor, emit)):
+            async for msg in to_lines(lambda emit: builder.execute(prepared, req.actor, emit),
+                                      ctx.engine.supervisor.spawn):
                 if opts.quiet and "stream" in msg:
                     continue
                 yield msgspec.json.encode(msg) + b"\r\n"

@@ -197,3 +197,30 @@ def test_import_applies_its_changes(daemon: Any) -> None:
     assert cfg["WorkingDir"] == "/w"
     code, _, err = shipslog(daemon, "import", "-c", "RUN x", "-", "imp:2", stdin=body)
     assert code != 0 and "not a valid change command" in err
+
+
+@pytest.mark.parametrize("when", [b"Step 2/2", b'{"stream":"started\\n"}'])
+def test_a_client_that_goes_away_cancels_the_build(daemon: Any, when: bytes) -> None:
+    import socket
+    import time
+    body = _tar([_file("Dockerfile", b"FROM busybox\nRUN echo started; sleep 60\n")])
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(daemon.sock)
+    s.sendall(b"POST /v1.43/build HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while when not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += s.recv(65536)
+    s.close()  # the client goes away mid-RUN
+    store = EventStore.open(daemon.root / "events.db", readonly=True)
+    deadline = time.monotonic() + 30
+    while not [e for e in store.read(types=["OperationFailed"])
+               if "cancelled" in e.event.error]:
+        assert time.monotonic() < deadline, "the build was not cancelled"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while daemon.client().get_json("/containers/json", {"all": 1}):
+        assert time.monotonic() < deadline, "the step container was left behind"
+        time.sleep(0.1)
