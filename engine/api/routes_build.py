@@ -20,7 +20,7 @@ from engine.api.router import Request, Response, Router, json_response, streamin
 from engine.build.builder import Builder, BuildOptions, to_lines
 from engine.build.commit import commit
 from engine.core.lookup import find_image
-from engine.errors import InvalidArgument, NotFound
+from engine.errors import InvalidArgument, NotFound, ShipslogError
 from projections.build_record import build_op_of, fold_build, provenance
 
 
@@ -98,6 +98,24 @@ def build_routes(ctx: Any) -> Router:
                                 comment=req.arg("comment") or "",
                                 author=req.arg("author") or "", pause=req.bool("pause", True))
         return json_response({"Id": image_id}, status=201)
+
+    @r.route("POST", "/build/prune")
+    async def prune(req: Request) -> Response:
+        """The classic builder's cache is its untagged step images: remove those no
+        container uses (each an image removal in the log, its layers collected)."""
+        state = ctx.engine.state
+        used = {c.config.image_id for c in state.containers.values()}
+        doomed = [img for img in state.images.values()
+                  if img.source == "built" and not img.repo_tags and img.id not in used]
+        removed, reclaimed = [], 0
+        for img in doomed:
+            try:
+                await ctx.engine.remove_image(img.id, req.actor)
+            except ShipslogError:
+                continue  # taken into use meanwhile: kept, as Docker keeps it
+            removed.append(img.id)
+            reclaimed += img.size
+        return json_response({"CachesDeleted": removed or None, "SpaceReclaimed": reclaimed})
 
     @r.route("GET", "/shipslog/images/{name:path}/build")
     async def build_record(req: Request) -> Response:

@@ -46,6 +46,13 @@ def register(sub: Any) -> None:
     p.add_argument("repository", nargs="?", default="", metavar="REPOSITORY[:TAG]")
     p.set_defaults(func=cmd_commit)
 
+    p = sub.add_parser("builder", help="Manage the build cache")
+    bsub = p.add_subparsers(dest="subverb", metavar="COMMAND", required=True)
+    bp = bsub.add_parser("prune", help="Remove the build cache (untagged step images)")
+    bp.add_argument("-f", "--force", action="store_true")
+    bp.add_argument("-a", "--all", action="store_true")
+    bp.set_defaults(func=cmd_builder_prune)
+
     p = sub.add_parser("provenance", help="How an image was built, from the log: a SLSA v1 "
                        "provenance statement (in-toto JSON), or the steps with --steps")
     p.add_argument("--steps", action="store_true", help="show each step, its cache status and "
@@ -233,4 +240,20 @@ def cmd_commit(ctx: Context, args: argparse.Namespace) -> int:
         raise ApiError(status, _message(body))
     import json
     ctx.stdout.write(json.loads(body)["Id"] + "\n")
+    return 0
+
+
+def cmd_builder_prune(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.force:
+        stdin = _stdin(ctx)
+        ctx.stdout.write("WARNING! This will remove all dangling build cache. "
+                         "Are you sure you want to continue? [y/N] ")
+        ctx.stdout.flush()
+        if stdin.readline().strip().lower() not in (b"y", b"yes"):
+            return 0
+    answer = ctx.client.post_json("/build/prune")
+    for cid in answer.get("CachesDeleted") or []:
+        ctx.stdout.write(f"Deleted build cache objects:\n{cid}\n")
+    size = answer.get("SpaceReclaimed", 0)
+    ctx.stdout.write(f"Total reclaimed space: {size / 1e6:.3g}MB\n")
     return 0

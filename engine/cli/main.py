@@ -98,7 +98,7 @@ MODULE_VERBS: dict[str, frozenset[str]] = {
     "files": frozenset({"cp", "diff", "export", "stats"}),
     "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
                          "login", "logout"}),
-    "build": frozenset({"build", "commit"}),
+    "build": frozenset({"build", "commit", "builder"}),
 }
 
 
@@ -138,7 +138,7 @@ VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename update images rmi tag history load save import pull push login logout version "
     "info events container image system audit state replay debug volume network cp diff export "
-    "stats build commit".split())
+    "stats build commit builder".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

@@ -224,3 +224,22 @@ def test_a_client_that_goes_away_cancels_the_build(daemon: Any, when: bytes) -> 
     while daemon.client().get_json("/containers/json", {"all": 1}):
         assert time.monotonic() < deadline, "the step container was left behind"
         time.sleep(0.1)
+
+
+def test_builder_prune_removes_the_step_images_only(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo 1 > /1\nRUN echo 2 > /2\n")
+    assert shipslog(daemon, "build", "-t", "keep", str(ctx))[0] == 0
+    before = daemon.client().get_json("/images/json", {"all": 1})
+    assert len(before) == 3  # busybox, the first RUN's step image, the tagged result
+    code, out, err = shipslog(daemon, "builder", "prune", "-f")
+    assert code == 0 and "Total reclaimed space" in out, err
+    left = {t for img in daemon.client().get_json("/images/json", {"all": 1})
+            for t in img["RepoTags"] or ["<none>"]}
+    assert left == {"busybox:latest", "keep:latest"}
+    assert shipslog(daemon, "run", "--rm", "keep", "cat", "/1", "/2")[1] == "1\n2\n"
+    # the cache went with them: the next build runs its steps again
+    code, out, _ = shipslog(daemon, "build", str(ctx))
+    first_run = out.split("Step 2/3")[1].split("Step 3/3")[0]
+    assert code == 0 and "Using cache" not in first_run and "Running in" in first_run
