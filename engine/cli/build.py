@@ -213,7 +213,8 @@ def cmd_provenance(ctx: Context, args: argparse.Namespace) -> int:
                      f"{rec['dockerfile_digest']}\n")
     ctx.stdout.write(f"{'STEP':<8}{'CACHE':<8}{'TIME':>9}  INSTRUCTION\n")
     for st in rec.get("steps", []):
-        cache = "-" if st.get("base") else ("hit" if st.get("cached") else "miss")
+        cache = "-" if st["instruction"].startswith("FROM ") else (
+            "hit" if st.get("cached") else "miss")
         ctx.stdout.write(f"{st['step']}/{st['total']:<6}{cache:<8}"
                          f"{st.get('duration_ms', 0) / 1000:>8.2f}s  {st['instruction']}\n")
     return 0

@@ -287,7 +287,9 @@ def apply_metadata(st: StageState, ins: Instruction, build_args: Mapping[str, st
         else:
             labels.update(pairs(ins, words))
         cfg["Labels"] = labels
-        return nop(ins.cmd.upper() + " " + " ".join(words))
+        if ins.cmd == "maintainer":
+            return nop("MAINTAINER " + " ".join(words))
+        return nop("LABEL " + " ".join(f"{k}={val}" for k, val in pairs(ins, words)))
     if ins.cmd == "cmd":
         cfg["Cmd"] = _command_words(ins, st)
         return nop("CMD " + json.dumps(cfg["Cmd"]))

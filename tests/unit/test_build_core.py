@@ -57,6 +57,7 @@ def test_metadata_instructions_change_the_config_as_docker_does() -> None:
     _apply(cfg, "WORKDIR app")
     _apply(cfg, "WORKDIR ../srv/$A")
     assert cfg["WorkingDir"] == "/srv/1"
+    assert _apply(cfg, 'LABEL a=1 b="x y"') == '/bin/sh -c #(nop)  LABEL a=1 b=x y'
     _apply(cfg, "EXPOSE 80 53/udp")
     assert cfg["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
     _apply(cfg, "HEALTHCHECK --interval=1m30s --retries=2 CMD curl -f x")
