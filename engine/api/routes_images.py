@@ -16,6 +16,7 @@ from engine.api import render
 from engine.api.router import Request, Response, Router, empty, json_response, streaming
 from engine.api.routes_registry import pull_response
 from engine.api.translate import parse_filters
+from engine.core.build import intermediate_images
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, ShipslogError
 from engine.images.reference import InvalidReference, parse_reference
@@ -79,7 +80,11 @@ def image_routes(ctx: Any) -> Router:
         state = engine.state
         filters = parse_filters(req.arg("filters"))
         out = []
+        # build step images are hidden as Docker hides images with children (issue 12)
+        hidden = set() if req.bool("all") else intermediate_images(list(state.images.values()))
         for img in sorted(state.images.values(), key=lambda i: i.created_at, reverse=True):
+            if img.id in hidden:
+                continue
             if "dangling" in filters:
                 dangling = not img.repo_tags
                 if (filters["dangling"][0] in ("true", "1")) != dangling:

@@ -420,3 +420,19 @@ def scratch_doc(arch: str) -> dict[str, Any]:
 
 def encode_doc(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def intermediate_images(images: Sequence[Any]) -> set[str]:
+    """The untagged step images of builds that a later built image grew from: Docker's
+    `images` hides images with children unless `-a`. A child is a later built image whose
+    layers start with the step image's (a config-only step adds no layer)."""
+    built = [i for i in images if i.source == "built"]
+    hidden = set()
+    for img in built:
+        if img.repo_tags:
+            continue
+        n = len(img.layers)
+        if any(other.id != img.id and other.created_at >= img.created_at
+               and other.layers[:n] == img.layers for other in built):
+            hidden.add(img.id)
+    return hidden

@@ -233,6 +233,9 @@ def test_builder_prune_removes_the_step_images_only(daemon: Any, tmp_path: Path)
     assert shipslog(daemon, "build", "-t", "keep", str(ctx))[0] == 0
     before = daemon.client().get_json("/images/json", {"all": 1})
     assert len(before) == 3  # busybox, the first RUN's step image, the tagged result
+    shown = daemon.client().get_json("/images/json")  # step images hidden, as Docker does
+    assert sorted(t for img in shown for t in img["RepoTags"]) == ["busybox:latest",
+                                                                   "keep:latest"]
     code, out, err = shipslog(daemon, "builder", "prune", "-f")
     assert code == 0 and "Total reclaimed space" in out, err
     left = {t for img in daemon.client().get_json("/images/json", {"all": 1})

@@ -104,3 +104,15 @@ def test_config_doc_gets_history_and_diff_ids() -> None:
     assert doc["rootfs"] == {"type": "layers", "diff_ids": ["sha256:" + "a" * 64]}
     assert doc["history"] == [hist] and doc["config"] == {"Cmd": ["sh"]}
     assert cb.encode_doc(doc) == cb.encode_doc(dict(reversed(list(doc.items()))))
+
+
+def test_step_images_are_hidden_like_images_with_children() -> None:
+    from types import SimpleNamespace as NS
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    imgs = [NS(id="base", source="loaded", repo_tags=("busybox:latest",), layers=(a,),
+               created_at=1),
+            NS(id="step1", source="built", repo_tags=(), layers=(a,), created_at=2),
+            NS(id="step2", source="built", repo_tags=(), layers=(a, b), created_at=3),
+            NS(id="final", source="built", repo_tags=("x:1",), layers=(a, b), created_at=4),
+            NS(id="dangling", source="built", repo_tags=(), layers=(b,), created_at=5)]
+    assert cb.intermediate_images(imgs) == {"step1", "step2"}
