@@ -38,6 +38,7 @@ from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
 from engine.api.routes_system import VERSION, system_routes
 from engine.api.routes_volumes import volume_routes
+from engine.build.builder import sweep_step_containers
 from engine.compaction import run_auto_compaction
 from engine.daemon.wiring import (
     ContainerFiles,
@@ -210,6 +211,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
+            nursery.start_soon(sweep_step_containers, engine)  # a build cut by a crash
             nursery.start_soon(run_bounded, partial(_start_quietly, engine), restart)
             nursery.start_soon(_snapshot_periodically, store, writer)
             ctx = DaemonContext(

@@ -246,3 +246,30 @@ def test_builder_prune_removes_the_step_images_only(daemon: Any, tmp_path: Path)
     code, out, _ = shipslog(daemon, "build", str(ctx))
     first_run = out.split("Step 2/3")[1].split("Step 3/3")[0]
     assert code == 0 and "Using cache" not in first_run and "Running in" in first_run
+
+
+def test_a_daemon_killed_mid_build_leaves_no_step_container(daemon: Any) -> None:
+    import socket
+    import time
+    body = _tar([_file("Dockerfile", b"FROM busybox\nRUN echo started; sleep 60\n")])
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(daemon.sock)
+    s.sendall(b"POST /v1.43/build HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b'{"stream":"started\\n"}' not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += s.recv(65536)
+    daemon.kill9()
+    s.close()
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while daemon.client().get_json("/containers/json", {"all": 1}):
+        assert time.monotonic() < deadline, "the step container was left behind"
+        time.sleep(0.1)
+    store = EventStore.open(daemon.root / "events.db", readonly=True)
+    build = [e.op_id for e in store.read(types=["BuildRequested"])]
+    outcomes = [e.type for e in store.read(op_id=build[0])
+                if e.type in ("OperationCompensated", "OperationFailed", "OperationCompleted")]
+    assert outcomes == ["OperationCompensated"]
