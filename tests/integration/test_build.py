@@ -125,3 +125,24 @@ def test_build_errors_are_one_line_and_leave_nothing(daemon, tmp_path, monkeypat
     store = EventStore.open(daemon.root / "events.db", readonly=True)
     failed = [e for e in store.read(types=["OperationFailed"])]
     assert any("non-zero code: 3" in e.event.error for e in failed)
+
+
+def test_docker_sdk_builds_and_the_image_saves_as_a_valid_archive(daemon, tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    import docker as docker_sdk
+    ctx = tmp_path / "sdk"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo sdk > /sdk\nCMD [\"cat\", \"/sdk\"]\n")
+    client = docker_sdk.DockerClient(base_url=daemon.host)
+    image, logs = client.images.build(path=str(ctx), tag="sdk:1")
+    assert any("Successfully built" in m.get("stream", "") for m in logs)
+    assert image.id.startswith("sha256:")
+    archive = tmp_path / "sdk.tar"
+    docker(daemon, "save", "-o", str(archive), "sdk:1")
+    if shutil.which("skopeo"):  # digests, config and layers checked by another tool
+        out = subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}"],
+                             capture_output=True, text=True, check=True).stdout
+        assert len(json.loads(out)["Layers"]) == 2
+    client.close()
