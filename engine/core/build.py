@@ -436,3 +436,19 @@ def intermediate_images(images: Sequence[Any]) -> set[str]:
                and other.layers[:n] == img.layers for other in built):
             hidden.add(img.id)
     return hidden
+
+
+def cache_records(images: Sequence[Any], used: set[str], layer_sizes: Mapping[str, int],
+                  rfc3339: Any) -> list[dict[str, Any]]:
+    """`system df`'s BuildCache rows: the untagged step images (the classic builder's cache),
+    each sized by the layer it added over the image below it."""
+    rows = []
+    for img in images:
+        if img.source != "built" or img.repo_tags:
+            continue
+        top = img.layers[-1] if img.layers else ""
+        rows.append({"ID": img.id.split(":", 1)[-1][:25], "Type": "regular",
+                     "Description": "classic builder step image", "InUse": img.id in used,
+                     "Shared": False, "Size": layer_sizes.get(top, 0) if top else 0,
+                     "CreatedAt": rfc3339(img.created_at), "UsageCount": 0})
+    return rows

@@ -236,8 +236,13 @@ def test_builder_prune_removes_the_step_images_only(daemon: Any, tmp_path: Path)
     shown = daemon.client().get_json("/images/json")  # step images hidden, as Docker does
     assert sorted(t for img in shown for t in img["RepoTags"]) == ["busybox:latest",
                                                                    "keep:latest"]
+    cache = daemon.client().get_json("/system/df")["BuildCache"]
+    assert len(cache) == 1 and cache[0]["Size"] > 0 and not cache[0]["InUse"]
+    code, out, _ = shipslog(daemon, "system", "df")
+    assert [ln.split()[2] for ln in out.splitlines() if ln.startswith("Build Cache")] == ["1"]
     code, out, err = shipslog(daemon, "builder", "prune", "-f")
     assert code == 0 and "Total reclaimed space" in out, err
+    assert daemon.client().get_json("/system/df")["BuildCache"] == []
     left = {t for img in daemon.client().get_json("/images/json", {"all": 1})
             for t in img["RepoTags"] or ["<none>"]}
     assert left == {"busybox:latest", "keep:latest"}
