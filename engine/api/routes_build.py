@@ -89,8 +89,8 @@ def build_routes(ctx: Any) -> Router:
         ref = req.arg("container") or ""
         if not ref:
             raise InvalidArgument("no container given", hint="shipslog commit CONTAINER [REPO]")
-        repo = req.arg("repo") or ""
-        tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+        tags = [repo + (":" + tag if tag else "")] if repo else []
         builder = Builder(ctx.engine, ctx.images.content, ctx.images.layers, ctx.store,
                           ctx.paths.root)
         image_id = await commit(builder, ref, req.actor, repo_tags=tags,
