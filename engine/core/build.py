@@ -88,6 +88,7 @@ def plan_stages(instructions: Sequence[Instruction]) -> Plan:
             raise BuildError(f"dockerfile parse error line {ins.line}: unknown instruction: "
                              f"{ins.original.split()[0].upper()}",
                              hint="see https://docs.docker.com/reference/dockerfile/")
+        _check_arguments(ins)
         if ins.cmd == "from":
             if head is not None:
                 stages.append(_stage(len(stages), head, current))
@@ -104,6 +105,33 @@ def plan_stages(instructions: Sequence[Instruction]) -> Plan:
                          hint="a Dockerfile starts with FROM IMAGE")
     stages.append(_stage(len(stages), head, current))
     return Plan(tuple(meta), tuple(stages))
+
+
+_AT_LEAST_ONE = frozenset({"run", "cmd", "entrypoint", "env", "label", "expose", "volume",
+                           "arg", "shell", "onbuild", "maintainer", "healthcheck"})
+_EXACTLY_ONE = frozenset({"workdir", "user", "stopsignal"})
+
+
+def _check_arguments(ins: Instruction) -> None:
+    """moby's instruction parser checks (instructions/parse.go), before any step runs."""
+    name = ins.cmd.upper()
+    words = [w for w in ins.value if w != ""]
+    if ins.cmd in _AT_LEAST_ONE and not words:
+        message = f"{name} requires at least one argument"
+    elif ins.cmd in ("copy", "add") and len(words) < 2:
+        message = f"{name} requires at least two arguments"
+    elif ins.cmd in _EXACTLY_ONE and len(words) != 1:
+        message = f"{name} requires exactly one argument"
+    elif ins.cmd == "healthcheck":
+        for flag in ("interval", "timeout", "start-period", "start-interval"):
+            raw = ins.flag(flag)
+            if raw:
+                parse_duration_ns(raw, ins)
+        return
+    else:
+        return
+    raise BuildError(f"dockerfile parse error line {ins.line}: {message}",
+                     hint="see https://docs.docker.com/reference/dockerfile/")
 
 
 def _stage(index: int, head: Instruction, steps: list[Instruction]) -> Stage:

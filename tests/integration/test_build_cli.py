@@ -278,3 +278,16 @@ def test_a_daemon_killed_mid_build_leaves_no_step_container(daemon: Any) -> None
     outcomes = [e.type for e in store.read(op_id=build[0])
                 if e.type in ("OperationCompensated", "OperationFailed", "OperationCompleted")]
     assert outcomes == ["OperationCompensated"]
+
+
+def test_network_none_and_host_steps(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN ls /sys/class/net > /nets\n")
+    code, _, err = shipslog(daemon, "build", "--no-cache", "--network", "none", "-t", "nonet",
+                            str(ctx))
+    assert code == 0, err
+    assert shipslog(daemon, "run", "--rm", "nonet", "cat", "/nets")[1] == "lo\n"
+    code, _, err = shipslog(daemon, "build", "--no-cache", "-t", "withnet", str(ctx))
+    assert code == 0, err
+    assert "eth0" in shipslog(daemon, "run", "--rm", "withnet", "cat", "/nets")[1]

@@ -31,6 +31,10 @@ def test_stages_targets_and_meta_args() -> None:
     ("RUN true\n", "no build stage"),
     ("# just a comment\n", "file with no instructions"),
     ("FROM a b\n", "FROM requires either one or three arguments"),
+    ("FROM a\nENV\n", "line 2: ENV requires at least one argument"),
+    ("FROM a\nCOPY x\n", "line 2: COPY requires at least two arguments"),
+    ("FROM a\nWORKDIR\n", "line 2: WORKDIR requires exactly one argument"),
+    ("FROM a\nHEALTHCHECK --interval=x CMD true\n", "line 2: invalid duration"),
 ])
 def test_bad_dockerfiles_are_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(cb.BuildError, match=message):
