@@ -501,8 +501,8 @@ class BuildRequested(BaseEvent, frozen=True, kw_only=True):
 
 
 class BuildStepCompleted(BaseEvent, frozen=True, kw_only=True):
-    """One Dockerfile step ran or was taken from the cache. Appended to the op stream and to
-    `buildcache-<cache_key>`, which is the build cache: a projection of these events."""
+    """One Dockerfile step ran or was taken from the cache (on the build's op stream). The
+    build cache is a projection of these events (projections/build_record.py fold_cache)."""
 
     op_id: str
     step: int

@@ -49,6 +49,23 @@ class BuildRecord(msgspec.Struct, kw_only=True):
     error: str = ""
 
 
+class CacheIndex(msgspec.Struct, kw_only=True):
+    """The build cache: cache key -> the image its step made, as of `seq`."""
+
+    seq: int = 0
+    entries: dict[str, str] = {}
+
+
+def fold_cache(index: CacheIndex, envelopes: Iterable[Envelope]) -> CacheIndex:
+    """Fold step events into the index; a failed step caches nothing; the newest wins."""
+    for env in envelopes:
+        ev = env.event
+        if isinstance(ev, v.BuildStepCompleted) and ev.cache_key and not ev.exit_code:
+            index.entries[ev.cache_key] = ev.image_id
+        index.seq = max(index.seq, env.seq)
+    return index
+
+
 def build_op_of(image_events: Iterable[Envelope]) -> str | None:
     """The build that last produced or tagged the image (its newest ImageBuilt)."""
     op = None

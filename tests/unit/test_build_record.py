@@ -5,7 +5,7 @@ from __future__ import annotations
 from events import vocabulary as v
 from events.envelope import Actor, Envelope
 from events.values import ImageConfig
-from projections.build_record import build_op_of, fold_build, provenance
+from projections.build_record import CacheIndex, build_op_of, fold_build, fold_cache, provenance
 
 ACTOR = Actor(uid=1000, gid=1000, pid=7, command=("shipslog", "build", "."))
 IMG = "sha256:" + "b" * 64
@@ -45,3 +45,16 @@ def test_fold_and_provenance() -> None:
     assert deps == [{"uri": "context", "digest": {"sha256": "c" * 64}},
                     {"uri": "docker-image://busybox", "digest": {"sha256": "a" * 64}}]
     assert doc["predicate"]["runDetails"]["metadata"]["finishedOn"].startswith("1970-01-01T")
+
+
+def test_cache_index_is_an_incremental_fold() -> None:
+    def step(seq: int, key: str, image: str, code: int = 0) -> Envelope:
+        return _env(seq, v.BuildStepCompleted(op_id="o1", step=1, total=1, stage=0,
+                                              instruction="RUN x", cache_key=key, cached=False,
+                                              image_id=image, exit_code=code))
+    events = [step(1, "k1", "i1"), step(2, "k2", "i2"), step(3, "k1", "i3"),
+              step(4, "k3", "i4", code=1), step(5, "", "i5")]
+    whole = fold_cache(CacheIndex(), events)
+    parts = fold_cache(fold_cache(CacheIndex(), events[:2]), events[2:])
+    assert whole.entries == parts.entries == {"k1": "i3", "k2": "i2"}
+    assert whole.seq == parts.seq == 5
