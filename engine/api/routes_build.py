@@ -17,8 +17,9 @@ import msgspec
 import trio
 
 from engine.api.router import Request, Response, Router, json_response, streaming
-from engine.build.builder import Builder, BuildOptions, to_lines
+from engine.build.builder import Builder, BuildOptions
 from engine.build.commit import commit
+from engine.build.session import to_lines
 from engine.core.lookup import find_image
 from engine.errors import InvalidArgument, NotFound, ShipslogError
 from projections.build_record import build_op_of, fold_build, provenance

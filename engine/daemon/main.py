@@ -38,7 +38,7 @@ from engine.api.routes_shipslog import shipslog_routes
 from engine.api.routes_streams import stream_routes
 from engine.api.routes_system import VERSION, system_routes
 from engine.api.routes_volumes import volume_routes
-from engine.build.builder import sweep_step_containers
+from engine.build.session import sweep_step_containers
 from engine.compaction import run_auto_compaction
 from engine.daemon.wiring import (
     ContainerFiles,

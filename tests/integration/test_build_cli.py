@@ -291,3 +291,16 @@ def test_network_none_and_host_steps(daemon: Any, tmp_path: Path) -> None:
     code, _, err = shipslog(daemon, "build", "--no-cache", "-t", "withnet", str(ctx))
     assert code == 0, err
     assert "eth0" in shipslog(daemon, "run", "--rm", "withnet", "cat", "/nets")[1]
+
+
+def test_from_scratch_and_copy_from_an_image(daemon: Any, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY --from=busybox /bin/busybox /bin/sh\n"
+                                    "COPY f /f\nCMD [\"/bin/sh\", \"-c\", \"cat /f\"]\n")
+    (ctx / "f").write_text("from scratch\n")
+    code, _, err = shipslog(daemon, "build", "-t", "scratchy", str(ctx))
+    assert code == 0, err
+    assert shipslog(daemon, "run", "--rm", "scratchy")[1] == "from scratch\n"
+    layers = daemon.client().get_json("/images/scratchy/json")["RootFS"]["Layers"]
+    assert len(layers) == 2
