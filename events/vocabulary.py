@@ -505,6 +505,56 @@ class IngestDiscarded(BaseEvent, frozen=True, kw_only=True):
     bytes: int
 
 
+# --- builds (issue 12) ------------------------------------------------------------------
+
+
+class BuildRequested(BaseEvent, frozen=True, kw_only=True):
+    """A Dockerfile build was accepted. Build-arg values never enter the log: `build_args`
+    maps each key to its keyed digest, as env values are recorded (events/redact.py)."""
+
+    op_id: str
+    context_digest: str
+    dockerfile_digest: str
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = {}
+    target: str = ""
+    tags: tuple[str, ...] = ()
+    no_cache: bool = False
+    network_mode: str = ""
+    labels: dict[str, str] = {}
+
+
+class BuildStepCompleted(BaseEvent, frozen=True, kw_only=True):
+    """One Dockerfile step ran or was taken from the cache (on the build's op stream). The
+    build cache is a projection of these events (projections/build_record.py fold_cache)."""
+
+    op_id: str
+    step: int
+    total: int
+    stage: int
+    instruction: str
+    cache_key: str
+    cached: bool
+    image_id: str  # the image after this step
+    layer: str = ""  # diff_id of the layer it made, if any
+    exit_code: int = 0
+    duration_ms: int = 0
+    base_digest: str = ""  # FROM steps: the base image id
+
+
+class ImageBuilt(BaseEvent, frozen=True, kw_only=True):
+    """An image a build made: a step's intermediate image or (with tags) the result."""
+
+    op_id: str
+    image_id: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    config: ImageConfig
+    size: int = 0
+    layer_digests: tuple[str, ...] = ()
+    parent: str = ""
+
+
 Event = (
     OperationRequested
     | OperationStepDone
@@ -568,6 +618,9 @@ Event = (
     | NetworkConnectRecorded
     | NetworkConnectWithdrawn
     | IngestDiscarded
+    | BuildRequested
+    | BuildStepCompleted
+    | ImageBuilt
 )
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {

@@ -385,6 +385,11 @@ def _image_imported(tx: _Tx, env: Envelope, ev: v.ImageImported) -> None:
     _image_arrived(tx, env, ev, "imported", ev.repo_tags)
 
 
+@on(v.ImageBuilt)
+def _image_built(tx: _Tx, env: Envelope, ev: v.ImageBuilt) -> None:
+    _image_arrived(tx, env, ev, "built", ev.repo_tags)
+
+
 @on(v.ImagePulled)
 def _image_pulled(tx: _Tx, env: Envelope, ev: v.ImagePulled) -> None:
     repo = ev.reference.split("@", 1)[0]

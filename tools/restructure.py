@@ -40,6 +40,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 # old file → new file. The rule of each new folder is in NEW_PACKAGES and README.md.
 MOVES: dict[str, str] = {
+    # Landed on the day of the restructure (issue 13's create options, issue 12's builds).
+    "engine/api/hostopts.py": "engine/api/docker/hostopts.py",
+    "engine/api/inspect_host.py": "engine/api/docker/inspect_host.py",
+    "engine/api/routes_build.py": "engine/api/routes/build.py",
+    "engine/build/__init__.py": "engine/shell/build/__init__.py",
+    "engine/build/builder.py": "engine/shell/build/builder.py",
+    "engine/build/commit.py": "engine/shell/build/commit.py",
+    "engine/build/context.py": "engine/shell/build/context.py",
+    "engine/build/layer.py": "engine/shell/build/layer.py",
+    "engine/build/parse.py": "engine/shell/build/parse.py",
+    "engine/build/session.py": "engine/shell/build/session.py",
     # The Compose v2 binary's runner (issue 14): used by the CLI verb and the tests only.
     "engine/compose.py": "engine/cli/compose_binary.py",
     # engine/core: every pure decision and planner (no I/O).

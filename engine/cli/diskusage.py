@@ -48,6 +48,8 @@ def summary_rows(df: Mapping[str, Any]) -> list[dict[str, Any]]:
     vsizes = [max(int((v.get("UsageData") or {}).get("Size", 0)), 0) for v in volumes]
     unused_v = sum(max(int((v.get("UsageData") or {}).get("Size", 0)), 0) for v in volumes
                    if not (v.get("UsageData") or {}).get("RefCount"))
+    cache = df.get("BuildCache") or []
+    cache_size = sum(int(b.get("Size") or 0) for b in cache)
     rows = [
         {"Type": "Images", "TotalCount": len(images), "Active": len(active_images),
          "Size": fmt.human_size(layers), "Reclaimable": _reclaimable(image_free, layers)},
@@ -57,8 +59,10 @@ def summary_rows(df: Mapping[str, Any]) -> list[dict[str, Any]]:
         {"Type": "Local Volumes", "TotalCount": len(volumes),
          "Active": sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount")),
          "Size": fmt.human_size(sum(vsizes)), "Reclaimable": _reclaimable(unused_v, sum(vsizes))},
-        {"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B",
-         "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": len(cache),
+         "Active": sum(1 for b in cache if b.get("InUse")), "Size": fmt.human_size(cache_size),
+         "Reclaimable": _reclaimable(sum(int(b.get("Size") or 0) for b in cache
+                                         if not b.get("InUse")), cache_size)},
     ]
     loose = df.get("Unattributed") or {}
     if loose.get("Size"):  # ours, not Docker's: bytes no object owns (issue 15 item 7)

@@ -52,12 +52,15 @@ def build_parser(verb: str | None = None) -> CliParser:
     if only is None or only in MODULE_VERBS["images"]:
         # `shipslog history X` is the event timeline; Docker's layer history: `image history`.
         _module("images").register(_Skipping(target, {"history"}))
-    containers, manage, images, system, files = (
-        _LazyModule(n) for n in ("containers", "manage", "images", "system", "files"))
+    if only is None or only in MODULE_VERBS["build"]:
+        # `image provenance` only: a top-level `provenance` is not a Docker verb.
+        _module("build").register(_Skipping(target, {"provenance"}))
+    containers, manage, images, system, files, build = (
+        _LazyModule(n) for n in ("containers", "manage", "images", "system", "files", "build"))
     # Docker's management commands: `container ls`, `image rm`, `system info`, …
     for group, modules, names in (
         ("container", (containers, manage, files), CONTAINER_GROUP),
-        ("image", (images, manage), IMAGE_GROUP),
+        ("image", (images, manage, build), IMAGE_GROUP),
         ("system", (system,), SYSTEM_GROUP),
     ):
         if only is not None and only != group:
@@ -96,6 +99,7 @@ MODULE_VERBS: dict[str, frozenset[str]] = {
     "compose": frozenset({"compose"}),
     "images": frozenset({"images", "rmi", "tag", "load", "save", "import", "pull", "push",
                          "login", "logout"}),
+    "build": frozenset({"build", "commit", "builder"}),
 }
 
 
@@ -124,7 +128,8 @@ CONTAINER_GROUP = {
 IMAGE_GROUP = {
     "images": ["ls", "list"], "rmi": ["rm", "remove"], "tag": ["tag"], "history": ["history"],
     "load": ["load"], "save": ["save"], "import": ["import"], "pull": ["pull"],
-    "push": ["push"], "inspect": ["inspect"],
+    "push": ["push"], "inspect": ["inspect"], "build": ["build"],
+    "provenance": ["provenance"],
 }
 SYSTEM_GROUP = {"info": ["info"], "events": ["events"]}
 
@@ -134,7 +139,7 @@ VERBS = frozenset(
     "run create start attach exec logs ps inspect top port stop restart kill rm pause unpause "
     "wait rename update images rmi tag history load save import pull push login logout version "
     "info events container image system audit state replay debug volume network cp diff export "
-    "stats compose".split())
+    "stats compose build commit builder".split())
 _GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
 
 

@@ -53,7 +53,7 @@ def decide_tag(state: EngineState, source: str, target: str, *, op_id: str) -> D
 RUNNING = ("running", "paused", "restarting")
 BUSY = (*RUNNING, "creating", "removing")
 # Operations that record layers before the image that holds them.
-IMAGE_WRITERS = ("image.pull", "image.load", "image.import")
+IMAGE_WRITERS = ("image.pull", "image.load", "image.import", "image.build")
 
 
 def _containers_with_pending_ops(state: EngineState) -> set[str]:

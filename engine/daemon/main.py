@@ -25,6 +25,7 @@ import trio
 
 from engine.admin.debug_memory import install_from_env
 from engine.api.routes.archive import archive_routes
+from engine.api.routes.build import build_routes
 from engine.api.routes.check import check_routes
 from engine.api.routes.compact import compact_routes
 from engine.api.routes.containers import container_routes
@@ -49,6 +50,7 @@ from engine.daemon.wiring import (
 )
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
+from engine.shell.build.session import sweep_step_containers
 from engine.shell.compaction import run_auto_compaction
 from engine.shell.images import ImageOps
 from engine.shell.journal import Journal
@@ -209,6 +211,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             await network.sweep()
             paths.boot_id_file.write_text(current_boot + "\n")
             engine = Engine(journal, supervisor, secrets)
+            nursery.start_soon(sweep_step_containers, engine)  # a build cut by a crash
             nursery.start_soon(run_bounded, partial(_start_quietly, engine), restart)
             nursery.start_soon(_snapshot_periodically, store, writer)
             ctx = DaemonContext(
@@ -220,6 +223,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
                       df_routes(ctx), prune_routes(ctx), compact_routes(ctx), archive_routes(ctx),
+                      build_routes(ctx),
                       limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")),
                       secret_key=secrets.key())
             nursery.start_soon(lambda: run_auto_compaction(

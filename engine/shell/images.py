@@ -128,12 +128,13 @@ class ImageOps:
         return images
 
     async def import_(self, body: AsyncIterator[bytes], actor: Actor, *, repo_tags: list[str],
-                      source: str, created: str) -> LoadedImage:
+                      source: str, created: str, config: Any = None) -> LoadedImage:
         op_id = await self._begin("image.import", actor)
         try:
             with await self._spool(body) as f:
                 image = await trio.to_thread.run_sync(
-                    lambda: import_rootfs(f, self.content, repo_tags=repo_tags, created=created))
+                    lambda: import_rootfs(f, self.content, repo_tags=repo_tags, created=created,
+                                          config=config))
             await self._record(op_id, [image], "import", actor, source=source)
         except ShipslogError as exc:
             await self._fail(op_id, "import", str(exc), actor)

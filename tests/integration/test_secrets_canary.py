@@ -78,7 +78,9 @@ def give_the_secret(d: DaemonProcess, canary: str) -> None:
     envfile = d.base / "env.list"
     envfile.write_text(f"FROM_FILE={canary}\n")
     (d.base / "ctx").mkdir()
-    (d.base / "ctx" / "Dockerfile").write_text("FROM busybox\nARG K\n")
+    # issue 12: a RUN sees the build arg (its step container gets it as env), and the log,
+    # the image config and its history must still not hold the value
+    (d.base / "ctx" / "Dockerfile").write_text("FROM busybox\nARG K\nRUN test -n \"$K\"\n")
     mount = (f'type=volume,src=v1,dst=/d,volume-opt=type=cifs,'
              f'"volume-opt=o=addr=1.2.3.4,username=u,password={canary}"')  # Docker's CSV
     url_mount = f"type=volume,src=v2,dst=/e,volume-opt=device=//me:{canary}@host/share"
@@ -91,7 +93,7 @@ def give_the_secret(d: DaemonProcess, canary: str) -> None:
                     "busybox", "sleep", "60") == 0
     assert shipslog(d, "exec", "-e", f"E={canary}", "kept", "true") == 0
     assert shipslog(d, "run", "--rm", "-ie", f"F={canary}", "busybox", "true") == 0
-    assert shipslog(d, "build", "--build-arg", f"K={canary}", str(d.base / "ctx")) != 0
+    assert shipslog(d, "build", "--build-arg", f"K={canary}", str(d.base / "ctx")) == 0
     assert shipslog(d, "login", "-u", "me", "-p", canary, NOWHERE) != 0
     assert shipslog(d, "login", "-u", "me", f"--password={canary}", NOWHERE) != 0
     assert shipslog(d, "login", "-u", "me", "--password-stdin", NOWHERE, stdin=canary) != 0
@@ -105,7 +107,7 @@ def give_the_secret(d: DaemonProcess, canary: str) -> None:
     assert docker(d, "exec", "-e", f"H={canary}", "dkept", "true") == 0
     assert docker(d, "run", "--rm", "-e", f"HTTPS_PROXY=http://u:{canary}@proxy",
                   "busybox", "true") == 0
-    assert docker(d, "build", "--build-arg", f"K={canary}", str(d.base / "ctx")) != 0
+    assert docker(d, "build", "--build-arg", f"K={canary}", str(d.base / "ctx")) == 0
     assert docker(d, "login", "-u", "me", "-p", canary, NOWHERE) != 0
     assert docker(d, "login", "-u", "me", "--password-stdin", NOWHERE, stdin=canary) != 0
     assert docker(d, "volume", "create", "-o", "type=cifs", "-o", "device=//h/s",

@@ -105,7 +105,7 @@ def _cs(cid: str) -> str:
 
 
 def _step(draw: st.DrawFn, m: _Model) -> None:  # noqa: C901 - one branch per action
-    actions = ["load", "pull", "volume_create"]
+    actions = ["load", "pull", "volume_create", "build"]
     free_names = [n for n in NAMES if n not in m.names]
     fresh = [c for c in CIDS if c not in m.used_cids]
     if m.images and free_names and fresh:
@@ -163,6 +163,20 @@ def _step(draw: st.DrawFn, m: _Model) -> None:  # noqa: C901 - one branch per ac
         ref = draw(st.sampled_from(PULL_REFS))
         m.add("image-" + iid, v.ImagePulled(image_id=iid, reference=ref, digest="sha256:" + "f"
                                             * 64, layers=(), config=ImageConfig()))
+        m.images.setdefault(iid, [])
+    elif action == "build":  # issue 12: a build's request, one step and the image it made
+        iid = draw(st.sampled_from(IMAGES))
+        tags = draw(st.lists(st.sampled_from(TAGS), max_size=2, unique=True))
+        layer = "sha256:" + iid[-1] * 63 + "1"
+        op = "build" + iid[-8:]
+        m.add("op-" + op, v.BuildRequested(op_id=op, context_digest=layer,
+                                           dockerfile_digest=layer, tags=tuple(tags)))
+        m.add("layer-" + layer, v.LayerUnpacked(digest=layer, diff_id=layer, size=5))
+        m.add("op-" + op, v.BuildStepCompleted(op_id=op, step=2, total=2, stage=0,
+                                               instruction="RUN true", cache_key=layer,
+                                               cached=False, image_id=iid, layer=layer))
+        m.add("image-" + iid, v.ImageBuilt(op_id=op, image_id=iid, repo_tags=tuple(tags),
+                                           layers=(layer,), config=ImageConfig(), size=5))
         m.images.setdefault(iid, [])
     elif action == "tag":
         iid = draw(st.sampled_from(sorted(m.images)))

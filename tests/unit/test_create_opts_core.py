@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api import inspect_host
+from engine.api.docker import inspect_host
+from engine.api.docker.hostopts import REFUSED, ULIMIT_NAMES
 from engine.api.docker.models import ContainerCreateBody
 from engine.api.docker.translate import create_body_to_config
-from engine.api.hostopts import REFUSED, ULIMIT_NAMES
 from engine.cli.main import build_parser
 from engine.cli.runopts import build_create
 from engine.core import links

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from engine.api import inspect_host
+from engine.api.docker import inspect_host
 from engine.api.docker import models as m
 from engine.core.networks import start_networks
 from engine.core.units import human_duration

@@ -18,8 +18,8 @@ from typing import Any
 
 import msgspec
 
+from engine.api.docker.hostopts import host_options, update_fields
 from engine.api.docker.models import ContainerCreateBody, HealthConfig, HostConfig, MountBody
-from engine.api.hostopts import host_options, update_fields
 from engine.core import health
 from engine.core.errors import InvalidArgument
 from engine.core.networks import check_network_name

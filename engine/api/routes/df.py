@@ -65,7 +65,12 @@ def disk_usage(state: EngineState, root: Path, *, now_ns: int, kinds: frozenset[
             volumes.append(doc)
         out["Volumes"] = volumes
     if "build-cache" in kinds:
-        out["BuildCache"] = []  # no builder yet: nothing cached
+        # issue 12: the classic builder's cache is its untagged step images
+        from engine.api.docker.render import rfc3339
+        from engine.core.build import cache_records
+        used = {c.config.image_id for c in state.containers.values()}
+        out["BuildCache"] = cache_records(list(state.images.values()), used,
+                                          dict(state.layers.items()), rfc3339)
     return out
 
 

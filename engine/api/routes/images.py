@@ -16,6 +16,7 @@ from engine.api.docker import render
 from engine.api.docker.translate import parse_filters
 from engine.api.routes.registry import pull_response
 from engine.api.server.router import Request, Response, Router, empty, json_response, streaming
+from engine.core.build import intermediate_images
 from engine.core.errors import InvalidArgument, ShipslogError
 from engine.core.image_reference import InvalidReference, parse_reference
 from engine.core.lookup import find_image
@@ -79,7 +80,11 @@ def image_routes(ctx: Any) -> Router:
         state = engine.state
         filters = parse_filters(req.arg("filters"))
         out = []
+        # build step images are hidden as Docker hides images with children (issue 12)
+        hidden = set() if req.bool("all") else intermediate_images(list(state.images.values()))
         for img in sorted(state.images.values(), key=lambda i: i.created_at, reverse=True):
+            if img.id in hidden:
+                continue
             if "dangling" in filters:
                 dangling = not img.repo_tags
                 if (filters["dangling"][0] in ("true", "1")) != dangling:
@@ -180,12 +185,17 @@ def image_routes(ctx: Any) -> Router:
             )
         repo = req.arg("repo") or ""
         tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        # `import -c`: Docker's --change subset, checked before anything is recorded (issue 12)
+        from engine.shell.build.builder import _arch
+        from engine.shell.build.commit import config_from_changes
+        config = config_from_changes(req.query.get("changes", []), _arch())
         img = await ops.import_(
             req.stream_body(),
             req.actor,
             repo_tags=tags,
             source="-",
             created=render.rfc3339(ctx.clock()),
+            config=config,
         )
 
         async def body() -> AsyncIterator[bytes]:

@@ -1,0 +1,559 @@
+"""The classic builder's shell: runs a planned Dockerfile step by step through the engine.
+
+I/O: the build context in a temp dir under the state root; RUN steps as short-lived containers
+created, started, waited for and removed through the engine service (so they are recorded,
+networked and cleaned up like any `run`); their overlay upper dir diffed into a gzip layer in
+the content store and unpacked by the layer driver, as a pulled layer is; the journal for the
+build's events (request, every step, every image, the outcome).
+
+The build cache is the projection of `BuildStepCompleted` events (engine/core/build.py
+`cache_key`, projections/build_record.py `fold_cache`): a key maps to the image its step made,
+if that image is still there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+import trio
+
+from engine.api.docker.render import rfc3339
+from engine.core import build as cb
+from engine.core.errors import ShipslogError
+from engine.core.image_documents import parse_image_config
+from engine.core.lookup import find_image
+from engine.drivers.runtime.logs import follow_logs
+from engine.shell.build import context as bctx
+from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod, parse_chown
+from engine.shell.build.parse import parse_dockerfile
+from events import vocabulary as v
+from events.envelope import Actor, Pending, stream_of
+from events.redact import keyed_digest
+from events.values import ContainerConfig
+from projections.build_record import CacheIndex, fold_cache
+
+log = logging.getLogger("shipslog.build")
+_CACHE: dict[int, CacheIndex] = {}  # per event store (one per daemon)
+_CACHE_LOCK = threading.Lock()
+GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class BuildOptions:
+    tags: list[str] = field(default_factory=list)
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    quiet: bool = False
+    source_date_epoch: int | None = None
+
+
+@dataclass
+class Prepared:
+    workdir: Path
+    ctx_dir: Path
+    context_digest: str
+    dockerfile: str
+    plan: cb.Plan
+    stages: tuple[cb.Stage, ...]
+    opts: BuildOptions
+
+
+class StepFailed(ShipslogError):
+    """A RUN step exited non-zero (Docker's message, a build error rather than a 4xx)."""
+
+
+@dataclass
+class _Stage:
+    image_id: str  # "" for scratch before any step
+    doc: dict[str, Any]
+    layers: tuple[str, ...]
+    digests: tuple[str, ...]
+    st: cb.StageState
+
+
+class Builder:
+    def __init__(self, engine: Any, content: Any, layers: Any, store: Any, root: Path) -> None:
+        self.engine = engine
+        self.journal = engine.journal
+        self.content = content
+        self.layers = layers
+        self.store = store
+        self.root = root
+        self.tmp = root / "tmp"
+        self._new_layers: dict[str, tuple[str, int]] = {}
+        self._epoch: int | None = None
+
+    # -- the operation ----------------------------------------------------------------------
+
+    async def prepare(self, context_tar: BinaryIO, opts: BuildOptions) -> Prepared:
+        """Everything the user can get wrong, checked before any event or output: the context
+        (confined), the Dockerfile (parsed), the target. Raises BuildError (a 400)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="build-", dir=self.tmp))
+        try:
+            ctx_dir = workdir / "context"
+            ctx_dir.mkdir()
+            digest = await trio.to_thread.run_sync(bctx.unpack_context, context_tar, ctx_dir)
+            dockerfile = await trio.to_thread.run_sync(self._read_dockerfile, ctx_dir,
+                                                       opts.dockerfile)
+            await trio.to_thread.run_sync(bctx.apply_dockerignore, ctx_dir)
+            plan = cb.plan_stages(parse_dockerfile(dockerfile))
+            stages = cb.select_stages(plan, opts.target)
+        except BaseException:
+            await trio.to_thread.run_sync(shutil.rmtree, workdir, True)
+            raise
+        return Prepared(workdir, ctx_dir, digest, dockerfile, plan, stages, opts)
+
+    async def execute(self, p: Prepared, actor: Actor, emit: Emit) -> str:
+        """Run a prepared build as one operation: request, steps, outcome in the log."""
+        self._epoch = p.opts.source_date_epoch
+        try:
+            op_id = await self._begin(p.opts, actor, p.context_digest, p.dockerfile)
+            try:
+                image_id = await self._run(op_id, p.plan, p.stages, p.opts, p.ctx_dir, actor,
+                                           emit)
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    await self._append(op_id, actor, v.OperationFailed(
+                        op_id=op_id, step="build", error=_message(exc)))
+                raise
+            await self._append(op_id, actor, v.OperationCompleted(op_id=op_id))
+            return image_id
+        finally:
+            self.discard(p.workdir)
+
+    def discard(self, workdir: Path) -> None:
+        """Rename the context dir away now and delete it in the background: removing 50 MB of
+        small files took seconds under load, and the client waited for it (tools/bench/build.py).
+        A crash leaves only `tmp/del-build-*`, which the next build's discard sweeps."""
+        doomed = workdir.with_name("del-" + workdir.name)
+        try:
+            os.rename(workdir, doomed)
+        except OSError:
+            doomed = workdir
+
+        async def remove() -> None:
+            stale = [p for p in self.tmp.glob("del-build-*") if p != doomed]
+            for path in [doomed, *stale]:
+                await trio.to_thread.run_sync(shutil.rmtree, path, True)
+
+        self.engine.supervisor.spawn(remove)
+
+    def _read_dockerfile(self, ctx_dir: Path, name: str) -> str:
+        path = bctx.inside(ctx_dir, name or "Dockerfile", 0)
+        if path.is_symlink() or not path.is_file():
+            raise cb.BuildError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}",
+                                hint="give its path inside the context with -f")
+        return path.read_text(errors="replace")
+
+    async def _append(self, op_id: str, actor: Actor, *events: v.Event,
+                      extra: tuple[Pending, ...] = ()) -> None:
+        await self.journal.append(
+            [Pending(stream=stream_of("op", op_id), event=e) for e in events] + list(extra),
+            actor=actor, op_id=op_id)
+
+    async def _begin(self, opts: BuildOptions, actor: Actor, ctx_digest: str,
+                     dockerfile: str) -> str:
+        op_id = self.journal.new_id()
+        key = self.engine.secrets.key()
+        args = {k: keyed_digest(key, val) for k, val in sorted(opts.build_args.items())}
+        df_digest = "sha256:" + hashlib.sha256(dockerfile.encode()).hexdigest()
+        await self.journal.append([
+            Pending(stream=stream_of("op", op_id), expected_version=0,
+                    event=v.OperationRequested(op_id=op_id, kind="image.build",
+                                               target="images")),
+            Pending(stream=stream_of("op", op_id), event=v.BuildRequested(
+                op_id=op_id, context_digest=ctx_digest, dockerfile_digest=df_digest,
+                dockerfile=opts.dockerfile, build_args=args, target=opts.target,
+                tags=tuple(opts.tags), no_cache=opts.no_cache, network_mode=opts.network_mode,
+                labels=opts.labels)),
+        ], actor=actor, op_id=op_id)
+        return op_id
+
+    # -- stages and steps -------------------------------------------------------------------
+
+    async def _run(self, op_id: str, plan: cb.Plan, stages: tuple[cb.Stage, ...],
+                   opts: BuildOptions, ctx_dir: Path, actor: Actor, emit: Emit) -> str:
+        total = len(plan.meta_args) + sum(1 + len(s.steps) for s in stages)
+        n = 0
+        meta: dict[str, str] = {}
+        for ins in plan.meta_args:
+            n += 1
+            await emit({"stream": f"Step {n}/{total} : {ins.original}\n"})
+            for k, default in cb.pairs(ins, ins.value):
+                if k in opts.build_args:
+                    meta[k] = opts.build_args[k]
+                elif default != "\0":
+                    meta[k] = cb.expand(default, meta)
+        results: dict[str, str] = {}
+        image_id = ""
+        for stage in stages:
+            n += 1
+            await emit({"stream": f"Step {n}/{total} : FROM "
+                                  f"{cb.expand(stage.base, meta)}"
+                                  f"{' AS ' + stage.name if stage.name else ''}\n"})
+            s = await self._from(stage, meta, results, opts)
+            await self.journal.append([Pending(stream=stream_of("op", op_id), event=(
+                v.BuildStepCompleted(op_id=op_id, step=n, total=total, stage=stage.index,
+                                     instruction=f"FROM {cb.expand(stage.base, meta)}",
+                                     cache_key="", cached=False, image_id=s.image_id,
+                                     # an earlier stage is not a dependency of the build
+                                     base_digest="" if cb.expand(stage.base, meta).lower()
+                                     in results else s.image_id)))],
+                                     actor=actor, op_id=op_id)
+            await emit({"stream": f" ---> {_short(s.image_id) or '[scratch]'}\n"})
+            steps = list(stage.steps)
+            triggers = s.doc.get("config", {}).get("OnBuild") or []
+            if triggers:
+                steps = [*_triggers(triggers, stage.line), *steps]
+                s.doc["config"]["OnBuild"] = None
+                s.st.config["OnBuild"] = None
+            for ins in steps:
+                n += 1
+                await emit({"stream": f"Step {n}/{total} : {ins.original}\n"})
+                began = time.monotonic()
+                s = await self._step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+                                     n, total, stage.index, began)
+            if opts.labels and stage is stages[-1]:
+                s = await self._labels(op_id, s, opts, actor)
+            if not s.image_id:
+                s = await self._commit(op_id, s, cb.nop("FROM scratch"), "", "", actor)
+            results[str(stage.index)] = s.image_id
+            if stage.name:
+                results[stage.name] = s.image_id
+            image_id = s.image_id
+        img = self.journal.state.images[image_id]
+        await self._append(op_id, actor, extra=(Pending(
+            stream=stream_of("image", image_id), event=v.ImageBuilt(
+                op_id=op_id, image_id=image_id, repo_tags=tuple(_tags(opts.tags)),
+                layers=img.layers, config=img.config, size=img.size,
+                layer_digests=img.layer_digests)),))
+        await emit({"stream": f"Successfully built {_short(image_id)}\n"})
+        for t in _tags(opts.tags):
+            await emit({"stream": f"Successfully tagged {t}\n"})
+        await emit({"aux": {"ID": image_id}})
+        return image_id
+
+    async def _from(self, stage: cb.Stage, meta: dict[str, str], results: dict[str, str],
+                    opts: BuildOptions) -> _Stage:
+        ref = cb.expand(stage.base, meta)
+        if ref.lower() == "scratch":
+            doc = cb.scratch_doc(_arch())
+            return _Stage("", doc, (), (), cb.StageState(dict(doc["config"])))
+        image_id = results.get(ref.lower())
+        if image_id is None:
+            try:
+                image_id = find_image(self.journal.state, ref).id
+            except ShipslogError:
+                raise cb.BuildError(f"pull access denied for {ref}: the image is not here "
+                                    f"(line {stage.line})",
+                                    hint=f"shipslog pull {ref}, then build again") from None
+        img = self.journal.state.images[image_id]
+        raw = await trio.to_thread.run_sync(
+            lambda: self.content.read_bytes(image_id, max_size=8 << 20))
+        doc = msgspec.json.decode(raw)
+        config = dict(doc.get("config") or {})
+        return _Stage(image_id, doc, img.layers, img.layer_digests or img.layers,
+                      cb.StageState(config))
+
+    async def _step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
+                    ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                    n: int, total: int, stage: int, began: float) -> _Stage:
+        if ins.cmd in cb.LAYER_STEPS:
+            return await self._layer_step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+                                          (n, total, stage, began))
+        created_by = cb.apply_metadata(s.st, ins, opts.build_args, {})
+        key = cb.cache_key(s.image_id, created_by, config=s.st.config)
+        hit = None if opts.no_cache else self._cached(key)
+        if hit:
+            await emit({"stream": " ---> Using cache\n"})
+            s = await self._reuse(s, hit)
+        else:
+            s = await self._commit(op_id, s, created_by, "", "", actor)
+        await self._record_step(op_id, actor, ins, key, hit is not None, s, "", 0,
+                                (n, total, stage, began))
+        await emit({"stream": f" ---> {_short(s.image_id)}\n"})
+        return s
+
+    async def _layer_step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
+                          ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                          where: tuple[int, int, int, float]) -> _Stage:
+        scope = s.st.scope()
+        if ins.cmd == "run":
+            argv = cb.run_argv(s.st, ins)
+            created_by = " ".join(argv) if not ins.json else "/bin/sh -c #(nop) RUN " + \
+                msgspec.json.encode(argv).decode()
+            used = {k: keyed_digest(self.engine.secrets.key(), val)
+                    for k, val in sorted(s.st.args.items())}
+            key = cb.cache_key(s.image_id, created_by, config=s.st.config,
+                               run_env_digest=msgspec.json.encode(used).decode())
+            files = ""
+        else:
+            src_root, cleanup, sources, dest = await self._sources(s, ins, scope, ctx_dir,
+                                                                   results)
+            files = await trio.to_thread.run_sync(bctx.checksum, sources, src_root)
+            created_by = cb.nop(f"{ins.cmd.upper()} {files} in {dest} ")
+            key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files)
+        hit = None if opts.no_cache else self._cached(key)
+        exit_code = 0
+        if hit:
+            if ins.cmd != "run":
+                await cleanup()
+            await emit({"stream": " ---> Using cache\n"})
+            s = await self._reuse(s, hit)
+            layer = s.layers[-1] if s.layers else ""
+        elif ins.cmd == "run":
+            if not s.image_id:
+                s = await self._commit(op_id, s, cb.nop("FROM scratch"), "", "", actor)
+            layer, digest, exit_code = await self._run_step(s, ins, argv, opts, actor, emit)
+            if exit_code != 0:
+                await self._record_step(op_id, actor, ins, key, False, s, "", exit_code, where)
+                raise StepFailed(f"The command '{' '.join(argv)}' returned a non-zero code: "
+                                 f"{exit_code}", hint=f"step {where[0]}: {ins.original}")
+            s = await self._commit(op_id, s, created_by, layer, digest, actor)
+        else:
+            try:
+                chown = parse_chown(cb.expand(ins.flag("chown") or "", scope) or None, ins.line)
+                chmod = parse_chmod(ins.flag("chmod"), ins.line)
+
+                def write(out: BinaryIO) -> None:
+                    copy_layer(sources, src_root, dest, out, epoch=opts.source_date_epoch,
+                               chown=chown, chmod=chmod, add=ins.cmd == "add", line=ins.line)
+
+                layer, digest = await self._store_layer(write)
+            finally:
+                await cleanup()
+            s = await self._commit(op_id, s, created_by, layer, digest, actor)
+        await self._record_step(op_id, actor, ins, key, hit is not None, s, layer, exit_code,
+                                where)
+        await emit({"stream": f" ---> {_short(s.image_id)}\n"})
+        return s
+
+    async def _sources(self, s: _Stage, ins: cb.Instruction, scope: dict[str, str],
+                       ctx_dir: Path, results: dict[str, str]
+                       ) -> tuple[Path, Callable[[], Awaitable[None]], list[Path], str]:
+        words = [cb.expand(w, scope) for w in ins.value]
+        if len(words) < 2:
+            raise cb.BuildError(f"dockerfile parse error line {ins.line}: {ins.cmd.upper()} "
+                                "requires at least two arguments")
+        srcs, dest = words[:-1], cb.copy_dest(s.st, words[-1])
+        for src in srcs:
+            if "://" in src:
+                raise cb.BuildError(f"line {ins.line}: ADD {src}: fetching URLs is not "
+                                    "supported by this builder",
+                                    hint="download the file into the context and COPY it")
+        src_from = ins.flag("from")
+
+        async def nothing() -> None:
+            return None
+
+        if not src_from:
+            sources = await trio.to_thread.run_sync(bctx.resolve_sources, ctx_dir, srcs, ins.line)
+            return ctx_dir, nothing, sources, dest
+        image_id = results.get(src_from.lower())
+        if image_id is None:
+            try:
+                image_id = find_image(self.journal.state, src_from).id
+            except ShipslogError:
+                raise cb.BuildError(f"line {ins.line}: COPY --from={src_from}: no stage or image "
+                                    "of that name", hint="name an earlier stage (FROM … AS "
+                                    "name) or an image that is here") from None
+        img = self.journal.state.images[image_id]
+        snaps = self.engine.supervisor.d.snapshots
+        mount_id = self.journal.new_id()
+        rootfs = Path(await trio.to_thread.run_sync(
+            snaps.prepare, mount_id, [self.layers.path(d) for d in img.layers]))
+
+        async def unmount() -> None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(snaps.remove, mount_id)
+
+        try:
+            sources = await trio.to_thread.run_sync(bctx.resolve_sources, rootfs, srcs, ins.line)
+        except BaseException:
+            await unmount()
+            raise
+        return rootfs, unmount, sources, dest
+
+    async def _run_step(self, s: _Stage, ins: cb.Instruction, argv: list[str],
+                        opts: BuildOptions, actor: Actor, emit: Emit
+                        ) -> tuple[str, str, int]:
+        """RUN as a short-lived container on the step's parent: (diff_id, digest, exit code).
+        The upper dir is diffed before the container is removed; it is removed in any case."""
+        cfg = s.st.config
+        config = ContainerConfig(
+            image=s.image_id, image_id=s.image_id, cmd=tuple(argv), entrypoint=(),
+            working_dir=cfg.get("WorkingDir") or "", user=cfg.get("User") or "",
+            network_mode=opts.network_mode or "bridge", labels={"shipslog.build": "step"})
+        env = cb.run_env(s.st, opts.build_args)
+        # Shielded: a client leaving between the record of the container and our `try` would
+        # otherwise leave it behind (found by test_a_client_that_goes_away_cancels_the_build).
+        with trio.CancelScope(shield=True):
+            cid, _ = await self.engine.create_container(name="", config=config, env=env,
+                                                        actor=actor)
+        try:
+            await emit({"stream": f" ---> Running in {cid[:12]}\n"})
+            await self.engine.start(cid, actor)
+            exited = trio.Event()
+            async with trio.open_nursery() as nursery:
+                async def waiter() -> None:
+                    await self.engine.wait(cid)
+                    exited.set()
+
+                nursery.start_soon(waiter)
+                path = self.engine.supervisor.d.files.log_path(cid)
+                async for _stream, _ts, data in follow_logs(path, stop=exited):
+                    if not opts.quiet:
+                        await emit({"stream": data.decode(errors="replace")})
+            code = self.journal.state.containers[cid].exit_code
+            await emit({"stream": f"Removing intermediate container {cid[:12]}\n"})
+            if code != 0:
+                return "", "", code
+            upper = self.root / "containers" / cid / "upper"
+            layer, digest = await self._store_layer(
+                lambda out: diff_upper(upper, out, opts.source_date_epoch))
+            return layer, digest, 0
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.engine.remove(cid, actor, force=True)
+                except ShipslogError as exc:
+                    log.warning("build step container %s not removed: %s", cid[:12], exc)
+
+    async def _store_layer(self, write: Callable[[BinaryIO], None]) -> tuple[str, str]:
+        def store() -> tuple[str, str, int, bool]:
+            with tempfile.TemporaryFile(dir=self.tmp) as raw, \
+                    tempfile.TemporaryFile(dir=self.tmp) as gz:
+                write(raw)
+                raw.flush()
+                diff_id = gzip_file(raw, gz)
+                digest, _ = self.content.ingest(gz)
+            fresh = not self.layers.has(diff_id)
+            size = 0
+            if fresh:
+                size = int(self.layers.unpack(self.content.path(digest), media_type=GZIP,
+                                              expected_diff_id=diff_id).size)
+            return diff_id, digest, size, fresh
+
+        diff_id, digest, size, fresh = await trio.to_thread.run_sync(store)
+        self._new_layers[diff_id] = (digest, size)
+        return diff_id, digest
+
+    async def _commit(self, op_id: str, s: _Stage, created_by: str, layer: str, digest: str,
+                      actor: Actor, *, comment: str = "",
+                      author: str = "") -> _Stage:
+        created = rfc3339(self._epoch * 1_000_000_000 if self._epoch is not None
+                          else self.journal.clock())
+        hist = cb.history_entry(created, created_by, empty_layer=not layer, comment=comment)
+        doc = cb.next_config_doc(s.doc, s.st.config, created=created, history=hist,
+                                 diff_id=layer)
+        if author:
+            doc["author"] = author
+            hist["author"] = author
+        raw = cb.encode_doc(doc)
+        image_id, _ = await trio.to_thread.run_sync(self.content.ingest_bytes, raw)
+        cfg, _ = parse_image_config(raw)
+        layers = s.layers + ((layer,) if layer else ())
+        digests = s.digests + ((digest,) if layer else ())
+        pending: list[Pending] = []
+        if layer and layer not in self.journal.state.layers:
+            _, size = self._new_layers.get(layer, (digest, 0))
+            pending.append(Pending(stream=stream_of("layer", layer), event=v.LayerUnpacked(
+                digest=digest, diff_id=layer, size=size)))
+        if image_id not in self.journal.state.images:
+            size = sum(self.journal.state.layers.get(d, 0) for d in s.layers) + \
+                sum(self._new_layers.get(d, ("", 0))[1] for d in layers[len(s.layers):])
+            pending.append(Pending(stream=stream_of("image", image_id), event=v.ImageBuilt(
+                op_id=op_id, image_id=image_id, repo_tags=(), layers=layers, config=cfg,
+                size=size, layer_digests=digests, parent=s.image_id)))
+        if pending:
+            await self.journal.append(pending, actor=actor, op_id=op_id)
+        return _Stage(image_id, doc, layers, digests, s.st)
+
+    async def _labels(self, op_id: str, s: _Stage, opts: BuildOptions, actor: Actor) -> _Stage:
+        labels = dict(s.st.config.get("Labels") or {})
+        labels.update(opts.labels)
+        s.st.config["Labels"] = labels
+        return await self._commit(op_id, s, cb.nop("LABEL " + " ".join(
+            f"{k}={val}" for k, val in sorted(opts.labels.items()))), "", "", actor)
+
+    def _cached(self, key: str) -> str | None:
+        """The build cache, a projection of the log: the newest image made under `key`, if it
+        is still here. Folded incrementally (only the step events since the last lookup)."""
+        index = _CACHE.setdefault(id(self.store), CacheIndex())
+        with _CACHE_LOCK:
+            envs = list(self.store.read(index.seq, types=["BuildStepCompleted"]))
+            fold_cache(index, envs)
+        found = index.entries.get(key)
+        return found if found in self.journal.state.images else None
+
+    async def _reuse(self, s: _Stage, image_id: str) -> _Stage:
+        img = self.journal.state.images[image_id]
+        raw = await trio.to_thread.run_sync(
+            lambda: self.content.read_bytes(image_id, max_size=8 << 20))
+        doc = msgspec.json.decode(raw)
+        s.st.config = dict(doc.get("config") or {})
+        return _Stage(image_id, doc, img.layers, img.layer_digests or img.layers, s.st)
+
+    async def _record_step(self, op_id: str, actor: Actor, ins: cb.Instruction, key: str,
+                           cached: bool, s: _Stage, layer: str, exit_code: int,
+                           where: tuple[int, int, int, float]) -> None:
+        n, total, stage, began = where
+        ev = v.BuildStepCompleted(
+            op_id=op_id, step=n, total=total, stage=stage, instruction=ins.original[:4096],
+            cache_key=key, cached=cached, image_id=s.image_id, layer=layer, exit_code=exit_code,
+            duration_ms=int((time.monotonic() - began) * 1000))
+        # On the op stream, so `history IMAGE` and the provenance show every step.
+        await self._append(op_id, actor, ev)
+
+
+def _triggers(triggers: list[str], line: int) -> list[cb.Instruction]:
+    out = []
+    for t in triggers:
+        for ins in parse_dockerfile(t):
+            out.append(cb.Instruction(cmd=ins.cmd, value=ins.value, original=ins.original,
+                                      line=line, json=ins.json, flags=ins.flags))
+    return out
+
+
+def _tags(tags: list[str]) -> list[str]:
+    out = []
+    for t in tags:
+        last = t.rsplit("/", 1)[-1]
+        out.append(t if ":" in last or "@" in last else t + ":latest")
+    return out
+
+
+def _short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):  # a nursery's: name what is inside, not the group
+        leaves = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]
+        return _message(leaves[0] if leaves else exc.exceptions[0])
+    if isinstance(exc, ShipslogError):
+        return exc.message
+    if isinstance(exc, trio.Cancelled):
+        return "the build was cancelled (the client went away)"
+    return f"{type(exc).__name__}: {exc}"
