@@ -39,6 +39,7 @@ import msgspec
 import trio
 
 from engine.api.docker.translate import parse_filters
+from engine.api.routes.log_time import first_seq_at, time_of
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError
 from engine.core.lookup import find_container, find_image
@@ -149,31 +150,6 @@ def seq_of(store: EventStore[Any], point: Point) -> int:
         return min(point.seq, head)
     assert point.time_ns is not None
     return first_seq_at(store, point.time_ns + 1) - 1
-
-
-def first_seq_at(store: EventStore[Any], time_ns: int) -> int:
-    """The first seq recorded at or after `time_ns` (head + 1 if none).
-
-    A binary search over seq, one indexed single-row read per step: `recorded_at` rises with
-    seq (the store stamps each batch as it commits them in order), and a `WHERE recorded_at
-    >= ?` read would make SQLite walk the primary key from the start of a 1M-event log.
-    """
-    lo, hi = 1, store.head() + 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        env = next(iter(store.read(mid - 1, limit=1)), None)
-        if env is None or env.recorded_at >= time_ns:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def time_of(store: EventStore[Any], seq: int, fallback: int) -> int:
-    if seq <= 0:
-        return fallback
-    env = next(iter(store.read(seq - 1, limit=1)), None)
-    return fallback if env is None else env.recorded_at
 
 
 _SNAPSHOTS: dict[tuple[str | None, int], EngineState] = {}  # (log path, seq) -> state
