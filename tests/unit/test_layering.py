@@ -28,6 +28,22 @@ KERNEL_TOOLS = {"pyroute2", "ctypes", "subprocess", "engine.drivers.host.mountsy
 
 # (rule, importer, imported): wrong-way imports that the restructure moved but did not yet fix.
 KNOWN: set[tuple[str, str, str]] = {
+    # Landed with builds, Compose and the log readers on the day of the restructure:
+    # the builder renders image configs with the API's renderer (a core image-config
+    # builder clears it); the Compose runner starts the Compose binary (a client tool, not
+    # kernel work: a drivers/host runner clears it); user names and the container's passwd
+    # are read by routes (a shell service clears them); export reuses the /shipslog routes'
+    # readers (a shared read model clears it, as for local mode below).
+    ('below the server nothing imports it',
+     'engine.shell.build.builder', 'engine.api.docker.render'),
+    ('only drivers use kernel tools',
+     'engine.cli.compose_binary', 'subprocess'),
+    ('routes call the shell, never drivers',
+     'engine.api.routes.shipslog', 'engine.drivers.host.users'),
+    ('routes call the shell, never drivers',
+     'engine.api.routes.streams', 'engine.drivers.host.info'),
+    ('the CLI never imports the server',
+     'engine.cli.export', 'engine.api.routes.shipslog'),
     # reset stops the daemon through daemon.main
     ('below the server nothing imports it',
      'engine.admin.reset', 'engine.daemon.main'),
@@ -227,7 +243,11 @@ def test_no_import_runs_the_wrong_way() -> None:
     assert not paid, "paid debts still listed in KNOWN:\n" + "\n".join(map(str, paid))
 
 
-KNOWN_CIRCLES: list[list[str]] = []
+# audit export (engine/cli/export.py) and the timeline share their formatting with audit;
+# a small formatting module of their own clears it.
+KNOWN_CIRCLES: list[list[str]] = [
+    ['engine.cli.audit', 'engine.cli.export', 'engine.cli.timeline'],
+]
 
 
 def test_no_circles() -> None:
