@@ -73,6 +73,7 @@ __all__ = [
     "RowChangeLike",
     "StoreBusy",
     "StoreError",
+    "StoreFull",
 ]
 
 from events.sqlite_backend import (
@@ -984,7 +985,7 @@ class EventStore(Generic[State]):
         if projection is None or self.readonly or not _snapshots_of(projection):
             return None
         with self._wlock:
-            if self._applied == 0:
+            if self._applied == 0 or self._state is None:
                 return None
             self._write_snapshot(projection, self._state, self._applied)
             return self._applied

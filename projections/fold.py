@@ -55,6 +55,18 @@ class _Tx:
     """
 
     __slots__ = ("seq", *_MAPS, "touched", "track")
+    # the _MAPS, set in __init__: a `mutate()` view, or a dict on rebuild (for mypy)
+    containers: Any
+    names: Any
+    name_versions: Any
+    images: Any
+    tags: Any
+    layers: Any
+    volumes: Any
+    networks: Any
+    network_names: Any
+    execs: Any
+    operations: Any
 
     def __init__(self, s: EngineState, *, rebuild: bool = False) -> None:
         self.seq = s.seq
@@ -81,7 +93,8 @@ class _Tx:
     # -- small helpers every handler uses -------------------------------------------------
 
     def container(self, cid: str) -> ContainerView | None:
-        return self.containers.get(cid)
+        view: ContainerView | None = self.containers.get(cid)
+        return view
 
     def put(self, table: str, key: str, view: Any) -> None:
         getattr(self, table)[key] = view

@@ -11,6 +11,7 @@ keep states side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import immutables
 import msgspec
@@ -150,7 +151,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     error: str = ""
 
 
-def _empty() -> immutables.Map:
+def _empty() -> immutables.Map[Any, Any]:
     return immutables.Map()
 
 
@@ -159,14 +160,14 @@ class EngineState:
     """Everything the engine knows, as of `seq`."""
 
     seq: int = 0
-    containers: immutables.Map = field(default_factory=_empty)  # id -> ContainerView
-    names: immutables.Map = field(default_factory=_empty)  # name -> container id
-    name_versions: immutables.Map = field(default_factory=_empty)  # name -> its stream version
-    images: immutables.Map = field(default_factory=_empty)  # id -> ImageView
-    tags: immutables.Map = field(default_factory=_empty)  # "repo:tag" -> image id
-    layers: immutables.Map = field(default_factory=_empty)  # diff_id -> size on disk
-    volumes: immutables.Map = field(default_factory=_empty)  # name -> VolumeView
-    networks: immutables.Map = field(default_factory=_empty)  # id -> NetworkView
-    network_names: immutables.Map = field(default_factory=_empty)  # name -> network id
-    execs: immutables.Map = field(default_factory=_empty)  # id -> ExecView
-    operations: immutables.Map = field(default_factory=_empty)  # op_id -> OperationView
+    containers: immutables.Map[str, ContainerView] = field(default_factory=_empty)  # by id
+    names: immutables.Map[str, str] = field(default_factory=_empty)  # name -> container id
+    name_versions: immutables.Map[str, int] = field(default_factory=_empty)  # stream versions
+    images: immutables.Map[str, ImageView] = field(default_factory=_empty)  # id -> ImageView
+    tags: immutables.Map[str, str] = field(default_factory=_empty)  # "repo:tag" -> image id
+    layers: immutables.Map[str, int] = field(default_factory=_empty)  # diff_id -> size on disk
+    volumes: immutables.Map[str, VolumeView] = field(default_factory=_empty)  # name -> VolumeView
+    networks: immutables.Map[str, NetworkView] = field(default_factory=_empty)  # id -> NetworkView
+    network_names: immutables.Map[str, str] = field(default_factory=_empty)  # name -> network id
+    execs: immutables.Map[str, ExecView] = field(default_factory=_empty)  # id -> ExecView
+    operations: immutables.Map[str, OperationView] = field(default_factory=_empty)  # by op_id

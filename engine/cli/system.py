@@ -97,7 +97,8 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
     from engine.admin.reset import reset
     from engine.shell.paths import Paths
 
-    root = ctx.local.root if getattr(ctx, "local", None) is not None else "/var/lib/shipslog"
+    local = getattr(ctx, "local", None)
+    root = local.root if local is not None else "/var/lib/shipslog"
     paths = Paths.of(root, args.exec_root)
     if not args.force:
         ctx.err(f"WARNING! This removes every container, image, volume and network of "

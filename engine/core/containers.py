@@ -39,7 +39,7 @@ def _op(op_id: str, kind: str, target: str, **args: str) -> Pending:
     )
 
 
-def _on(c: ContainerView, event: v.BaseEvent) -> Pending:
+def _on(c: ContainerView, event: v.Event) -> Pending:
     """An event on a container's stream, expecting the version the decision saw."""
     return Pending(stream=_cstream(c.id), event=event, expected_version=c.stream_version)
 
@@ -171,8 +171,8 @@ def decide_create(state: EngineState, cmd: CreateContainer, *, op_id: str,
             container_id=cid, name=cmd.name, config=config), expected_version=0),
         claim_name(state, cmd.name, cid),
     )
-    plan = (Step(name="rootfs.prepare", args={"container_id": cid}),)
-    return Decision(op_id=op_id, pending=pending, plan=plan, target=cid)
+    steps = (Step(name="rootfs.prepare", args={"container_id": cid}),)
+    return Decision(op_id=op_id, pending=pending, plan=steps, target=cid)
 
 
 def decide_start(state: EngineState, ref: str, *, op_id: str) -> Decision:

@@ -150,7 +150,8 @@ def network_rules(net: NetworkRules) -> list[str]:
     is `inet`: the interface matches below see both families, the address matches are
     written once per family (`ip` only ever matches IPv4 packets, issue 13)."""
     br = _ifname(net.bridge)
-    subnets = [("ip", ipaddress.IPv4Network(net.subnet, strict=False))]
+    subnets: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = [
+        ("ip", ipaddress.IPv4Network(net.subnet, strict=False))]
     if net.subnet6:
         subnets.append(("ip6", ipaddress.IPv6Network(net.subnet6, strict=False)))
     c = f'comment "{owner_comment("net", net.network_id)}"'

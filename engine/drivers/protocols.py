@@ -58,10 +58,12 @@ class Runtime(Protocol):
         *,
         tty: bool,
         open_stdin: bool,
+        stdin_once: bool,
         log_path: str,
         log_opts: dict[str, str],
     ) -> int:
-        """Start the monitor and `runc create`; return the monitor's pid. Idempotent."""
+        """Start the monitor and `runc create`; return the monitor's pid. Idempotent.
+        `stdin_once`: close the container's stdin when the first attach detaches."""
 
     async def start(self, container_id: str) -> int:
         """Start the created container; return its pid."""
@@ -135,4 +137,4 @@ class Secrets(Protocol):
 
     def get(self, owner: str) -> list[str]: ...
 
-    def wipe(self, owner: str) -> None: ...
+    def wipe(self, owner: str) -> bool: ...

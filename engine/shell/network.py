@@ -745,11 +745,11 @@ class NetworkOps:
             if c.status not in RUNNING:
                 continue
             for nid, ep in c.networks.items():
-                net = state.networks.get(nid)
+                on = state.networks.get(nid)
                 if ep.endpoint_id and ep.endpoint_id not in present:
                     await self._difference(
                         f"container-{cid}", f"endpoint {ep.endpoint_id} on "
-                        f"{net.name if net else nid}", "no such link", "recorded",
+                        f"{on.name if on else nid}", "no such link", "recorded",
                         "the container's veth is gone; disconnect and connect it again")
             if c.ports and cid not in rules:
                 await trio.to_thread.run_sync(self.nft.publish, cid, [

@@ -158,7 +158,7 @@ class Recovery:
         rs = await self.d.runtime.state(cid)
         want = "paused" if op.kind == "container.pause" else "running"
         if rs is not None and rs.status == want:
-            event: v.BaseEvent = (v.ContainerPaused(container_id=cid) if want == "paused"
+            event: v.Event = (v.ContainerPaused(container_id=cid) if want == "paused"
                                   else v.ContainerUnpaused(container_id=cid))
             await self._append([
                 Pending(stream=stream_of("container", cid), event=event),
@@ -204,7 +204,7 @@ class Recovery:
         rs = None if self.boot_changed else runtime.get(c.id)
         if rs is not None and rs.status in ("running", "paused"):
             if (rs.status == "paused") != (c.status == "paused"):
-                event: v.BaseEvent = (v.ContainerPaused(container_id=c.id)
+                event: v.Event = (v.ContainerPaused(container_id=c.id)
                                       if rs.status == "paused"
                                       else v.ContainerUnpaused(container_id=c.id))
                 await self._append([

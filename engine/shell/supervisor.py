@@ -633,7 +633,7 @@ class Supervisor(StorageSteps):
                            "runtime.update")
 
     async def _simple(self, op_id: str, cid: str, actor: Actor,
-                      action: Callable[[str], Awaitable[None]], event: v.BaseEvent,
+                      action: Callable[[str], Awaitable[None]], event: v.Event,
                       step: str) -> None:
         try:
             await action(cid)

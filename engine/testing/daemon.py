@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.cli.client import Client
 
@@ -167,7 +168,7 @@ class DaemonProcess:
         from projections.fold import fold
 
         try:
-            store = EventStore.open(db, readonly=True)
+            store: EventStore[Any] = EventStore.open(db, readonly=True)
             try:
                 nets = list(fold(store.read()).networks.values())
             finally:
@@ -218,7 +219,7 @@ def mounts_under(base: Path) -> list[str]:
 
 def cgroups_of(root: Path) -> list[Path]:
     del root
-    found = []
+    found: list[Path] = []
     for ctl in Path("/sys/fs/cgroup").iterdir():
         d = ctl / "shipslog"
         if d.is_dir():

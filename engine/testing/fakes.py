@@ -243,8 +243,8 @@ class FakeSecrets:
     def get(self, owner: str) -> list[str]:
         return list(self.values.get(owner, []))
 
-    def wipe(self, owner: str) -> None:
-        self.values.pop(owner, None)
+    def wipe(self, owner: str) -> bool:
+        return self.values.pop(owner, None) is not None
 
 
 class FakeLayers:

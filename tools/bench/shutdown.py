@@ -24,9 +24,9 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.cli.client import Client
 from engine.testing.daemon import DaemonProcess
@@ -76,7 +76,7 @@ def open_slow(d: DaemonProcess, count: int) -> list[socket.socket]:
 
 
 def last_event_of_run(root: Path) -> str:
-    store = EventStore.open(root / "events.db", readonly=True)
+    store: EventStore[Any] = EventStore.open(root / "events.db", readonly=True)
     try:
         types = [env.type for env in store.read()]
     finally:
@@ -140,4 +140,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import resource
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -269,4 +268,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

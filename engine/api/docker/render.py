@@ -203,11 +203,11 @@ def _mount_points(c: ContainerView) -> list[m.MountPoint]:
 def _endpoints(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
     # Docker keys endpoints by network name (`{{.NetworkSettings.Networks.bridge}}`).
     return {
-        _net(state, nid).name if _net(state, nid) else nid: m.NetworkEndpoint(
+        (n.name if (n := _net(state, nid)) else nid): m.NetworkEndpoint(
             NetworkID=nid,
             IPAddress=ep.ip,
             MacAddress=ep.mac,
-            Gateway=_net(state, nid).gateway if _net(state, nid) else "",
+            Gateway=n.gateway if n else "",
             IPPrefixLen=_prefix(_net(state, nid)),
             Aliases=list(ep.aliases) or None,
             **_v6_fields(_net(state, nid), ep.ip6),

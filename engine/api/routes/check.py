@@ -42,6 +42,11 @@ def _finding(f: Finding) -> dict[str, str]:
             "Path": f.path, "Uncertain": f.uncertain}  # type: ignore[dict-item]
 
 
+def _unquarantine_all(findings: list[Finding]) -> None:
+    for f in findings:
+        unquarantine(f)
+
+
 def _restored(r: Restored) -> dict[str, str]:
     return {"Kind": r.kind, "Subject": r.subject, "Path": r.path,
             "Quarantined": r.quarantined, "Problem": r.problem}
@@ -102,7 +107,7 @@ def check_routes(ctx: Any) -> Router:
                     actor=req.actor, op_id=journal.new_id())
             except StoreError:
                 # a move the log cannot explain is not made: put everything back first
-                await trio.to_thread.run_sync(lambda: [unquarantine(f) for f in repaired])
+                await trio.to_thread.run_sync(_unquarantine_all, repaired)
                 raise
         extra = {} if restored is None else {"Restored": [_restored(x) for x in restored]}
         return json_response({

@@ -52,10 +52,10 @@ def disk_usage(state: EngineState, root: Path, *, now_ns: int, kinds: frozenset[
         containers = []
         for c in state.containers.values():
             rw = container_rw.get(c.id, 0)
-            img = state.images.get(c.config.image_id)
+            base = state.images.get(c.config.image_id)
             containers.append(msgspec.structs.replace(
                 summary(state, c, now_ns=now_ns), SizeRw=rw,
-                SizeRootFs=rw + (_disk_size(state, img) if img is not None else 0)))
+                SizeRootFs=rw + (_disk_size(state, base) if base is not None else 0)))
         out["Containers"] = containers
     if "volume" in kinds:
         volumes = []

@@ -184,7 +184,8 @@ def image_routes(ctx: Any) -> Router:
                 "import from a URL is not supported", hint="pipe the file: shipslog import FILE.tar"
             )
         repo = req.arg("repo") or ""
-        tags = [repo + (":" + req.arg("tag") if req.arg("tag") else "")] if repo else []
+        tag = req.arg("tag")
+        tags = [repo + (":" + tag if tag else "")] if repo else []
         # `import -c`: Docker's --change subset, checked before anything is recorded (issue 12)
         from engine.shell.build.builder import _arch
         from engine.shell.build.commit import config_from_changes

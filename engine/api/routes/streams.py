@@ -236,7 +236,7 @@ def stream_routes(ctx: Any) -> Router:
         size = _console_size((body.ConsoleSize if body else None)
                              or (options.ConsoleSize if options else None))
 
-        async def record(event: v.BaseEvent) -> None:
+        async def record(event: v.Event) -> None:
             await engine.journal.append([Pending(stream=stream_of("container", c.id),
                                                  event=event)], actor=req.actor,
                                         op_id="exec-" + x.id[:12])

@@ -156,7 +156,7 @@ def system_routes(ctx: Any) -> Router:
         async def body() -> AsyncIterator[bytes]:
             if history_only and after >= head:
                 return
-            stream = follow(ctx.store, ctx.writer, after_seq=after)
+            stream: AsyncIterator[Any] = follow(ctx.store, ctx.writer, after_seq=after)
             if until is not None and not history_only:
                 # An `until` ahead: the stream ends then, even if nothing happens meanwhile.
                 stream = _ending_at(stream, trio.current_time() + (until - now) / 1e9)
