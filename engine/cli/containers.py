@@ -138,7 +138,7 @@ class _Waiter(threading.Thread):
                 self.begun.set()
                 data = b"".join(chunks)
             self.result = json.loads(data) if data.strip() else {}
-        except BaseException as exc:  # handed to the main thread, which reports it
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
             self.error = exc
         finally:
             self.begun.set()

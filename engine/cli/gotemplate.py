@@ -459,7 +459,8 @@ def _run_command(scope: _Scope, command: list[tuple[str, Any]], piped: Any) -> A
             return FUNCS[val](*args)
         except TemplateError:
             raise
-        except Exception as exc:  # a Go template reports the failing call and carries on no further
+        # a Go template reports the failing call and carries on no further
+        except Exception as exc:  # noqa: BLE001
             raise TemplateError(f"error calling {val}: {exc}") from None
     head = _operand(scope, kind, val)
     if isinstance(head, _Bound):

@@ -38,7 +38,7 @@ from engine.core.image_documents import (
 )
 from engine.core.image_reference import InvalidReference, validate_digest
 
-ACCEPT = ", ".join((MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST))
+ACCEPT = f"{MT_OCI_INDEX}, {MT_DOCKER_LIST}, {MT_OCI_MANIFEST}, {MT_DOCKER_MANIFEST}"
 
 LAYER_TYPES = frozenset({
     "application/vnd.oci.image.layer.v1.tar",

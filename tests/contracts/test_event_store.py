@@ -586,7 +586,7 @@ async def test_group_commit_with_many_concurrent_appenders(backend: Backend) -> 
         assert writer.append_sync is not None
     assert len(results) == 1000
     for (i, j), envs in results.items():
-        assert [e.event.name for e in envs] == [f"{i}-{j}", f"{i}-{j}-b"]  # type: ignore
+        assert [e.event.name for e in envs] == [f"{i}-{j}", f"{i}-{j}-b"]  # type: ignore[attr-defined]
         assert envs[1].seq == envs[0].seq + 1 and envs[0].op_id == f"op-{i}-{j}"
     assert sorted(e.seq for envs in results.values() for e in envs) == list(range(1, 2001))
     assert store.head() == 2000 and store.verify().ok
@@ -828,7 +828,7 @@ async def test_a_failed_commit_is_reported_to_every_caller(backend: Backend) -> 
             for i in range(10):
                 nursery.start_soon(appender, i)
         assert len(failures) == 10
-        assert all("write failed" in str(f) and f.hint for f in failures)  # type: ignore
+        assert all("write failed" in str(f) and f.hint for f in failures)  # type: ignore[attr-defined]
         assert store.state is before and store.head() == 1
         store._w.conn.execute("PRAGMA query_only=OFF")
         envs = await writer.append([vol("b")], actor=ALICE, op_id="o", now_ns=3)

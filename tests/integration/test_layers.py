@@ -395,7 +395,7 @@ def test_concurrent_unpacks_of_one_layer(store: LayerStore) -> None:
     def worker() -> None:
         try:
             paths.append(store.unpack(io.BytesIO(raw)).path)
-        except BaseException as e:  # surfaced below
+        except BaseException as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -161,7 +161,7 @@ class RefusingNetwork:
 
 async def test_kernel_failure_on_create_is_recorded_and_compensated(tmp_path, monkeypatch) \
         -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("engine.shell.service.host_routes", lambda: [])
+    monkeypatch.setattr("engine.shell.service.host_routes", list)
     async with open_rig(Machine(db=tmp_path / "events.db")) as rig:
         ops = RefusingNetwork()
         rig.supervisor.d.network = ops

@@ -242,7 +242,7 @@ def decompressed_chunks(f: BinaryIO) -> tuple[Iterator[bytes], _Counting, str]:
         return _gunzip(src, first), src, "gzip"
     if first.startswith(b"\x28\xb5\x2f\xfd"):
         return _unzstd(src, first), src, "zstd"
-    if first.startswith(b"BZh") or first.startswith(b"\xfd7zXZ\x00"):
+    if first.startswith((b"BZh", b"\xfd7zXZ\x00")):
         raise InvalidLayer(
             "invalid archive: bzip2/xz layers are not supported", "use gzip, zstd or plain tar"
         )
@@ -286,7 +286,7 @@ class Prefetcher:
                 if not self._put(chunk):
                     return
             self._put(self._END)
-        except BaseException as e:  # handed to the consumer, which re-raises it
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
             self._put(e)
 
     def __iter__(self) -> Iterator[bytes]:
