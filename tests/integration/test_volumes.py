@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -373,29 +372,6 @@ async def test_seed_through_a_target_symlink_stays_in_root(env: Env) -> None:
     assert env.store.seed("v2", str(rootfs), "/data") is None
     assert os.listdir(env.store.path("v2")) == []
     assert not (rootfs / str(host).lstrip("/")).exists()  # resolving creates nothing
-
-
-async def test_timing_plan_and_mount(env: Env) -> None:
-    """Not an assertion on time: prints the cost of planning + preparing one named volume,
-    one bind and one tmpfs, for the report (`pytest -s`)."""
-    rootfs = env.rootfs()
-    src = env.base / "bind-src"
-    src.mkdir()
-    mounts = [MountSpec(type="volume", source="timed", target="/data"),
-              MountSpec(type="bind", source=str(src), target="/src", read_only=True),
-              MountSpec(type="tmpfs", target="/tmp/scratch", tmpfs_size=1 << 20)]
-    env.store.create("timed")
-    samples = []
-    for _ in range(200):
-        cid = secrets.token_hex(32)
-        t0 = time.perf_counter()
-        plan = plan_mounts(mounts, known_volumes={"timed"})
-        env.mounter.prepare(cid, plan, str(rootfs))
-        samples.append(time.perf_counter() - t0)
-        env.mounter.release(cid)
-    samples.sort()
-    print(f"\nplan+prepare (1 volume, 1 bind, 1 tmpfs): median {samples[100] * 1e3:.2f} ms, "
-          f"p95 {samples[190] * 1e3:.2f} ms")
 
 
 async def test_targets_under_runtime_mounts_and_crash_sweep(env: Env) -> None:
