@@ -27,18 +27,12 @@ difference is a
 from __future__ import annotations
 
 import errno
-import ipaddress
-import json
 import logging
-import os
-import socket
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import trio
-from pyroute2 import IPRoute
 
 from engine.core.errors import (
     Conflict,
@@ -64,6 +58,7 @@ from engine.core.nft_plan import NetworkRules, Publish, publish_rules, replace_t
 from engine.drivers.host import failpoints
 from engine.drivers.network import netns
 from engine.drivers.network.dns import run_dns
+from engine.drivers.network.host import free_port, host_routes, is_namespace
 from engine.drivers.network.hostfiles import read_host_resolv_conf
 from engine.drivers.network.hostfw import HostForward, observe
 from engine.drivers.network.netlink import Netlink
@@ -80,53 +75,6 @@ DEFAULT_BRIDGE = "bridge"
 RUNNING = ("running", "paused", "restarting")
 
 
-def host_routes() -> list[str]:
-    """IPv4 destinations the host already routes, and the subnets of addresses on links that
-    are down (they have no route, yet their gateway address is taken): new networks avoid
-    both — docker0's 172.17/16 included when Docker runs, and another engine's idle bridge."""
-    out: list[str] = []
-    try:
-        with IPRoute() as ipr:
-            for a in ipr.get_addr(family=socket.AF_INET):
-                out.append(str(ipaddress.ip_network(
-                    f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)))
-    except OSError as exc:
-        log.warning("cannot list the host's addresses: %s", exc)
-    out += claimed_subnets()
-    try:
-        lines = Path("/proc/net/route").read_text().splitlines()[1:]
-    except OSError:
-        return out
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 8 or fields[1] == "00000000":
-            continue
-        dest = socket.inet_ntoa(bytes.fromhex(fields[1])[::-1])
-        mask = socket.inet_ntoa(bytes.fromhex(fields[7])[::-1])
-        out.append(str(ipaddress.ip_network(f"{dest}/{mask}", strict=False)))
-    return out
-
-
-def claimed_subnets() -> list[str]:
-    """Subnets the `direct` chain of our nft table guards — other engines' networks on this
-    host, even one whose bridge is gone: its rule drops traffic to that subnet arriving on
-    any other bridge, so a network of ours there could not reach its own gateway."""
-    try:
-        p = subprocess.run(["nft", "-j", "list", "chain", "inet", "shipslog", "direct"],
-                           capture_output=True, text=True, timeout=10, check=False)
-        items = json.loads(p.stdout or "{}").get("nftables", []) if p.returncode == 0 else []
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return []
-    out = []
-    for item in items:
-        for expr in (item.get("rule") or {}).get("expr", []):
-            right = (expr.get("match") or {}).get("right")
-            if isinstance(right, dict) and "prefix" in right:
-                prefix = right["prefix"]
-                out.append(f"{prefix['addr']}/{prefix['len']}")
-    return out
-
-
 def bind_failed(b: PortBinding, exc: OSError) -> KernelError:
     """Docker's words when a published port cannot be bound (its userland proxy's), with
     the address as the user wrote it (0.0.0.0 when none): HTTP 500, as Docker answers."""
@@ -138,21 +86,6 @@ def bind_failed(b: PortBinding, exc: OSError) -> KernelError:
     return KernelError(f"Error starting userland proxy: listen {b.protocol} {host}:"
                        f"{b.host_port}: bind: {(exc.strerror or str(exc)).lower()}",
                        "check the host address and port you publish on")
-
-
-def free_port(host_ip: str, proto: str) -> int:
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host_ip or "0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
-def _is_namespace(path: Path) -> bool:
-    """A bind-mounted network namespace (nsfs), not just a file of that name."""
-    try:
-        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
-    except OSError:
-        return False
 
 
 def network_of(state: EngineState, mode: str) -> NetworkView | None:
@@ -394,7 +327,7 @@ class NetworkOps:
                                hint=f"start it first: shipslog start {ref}")
             target = nxt
         path = self.netns_dir / netns_name(target.id)
-        if target.config.network_mode in ("host", "none") or not _is_namespace(path):
+        if target.config.network_mode in ("host", "none") or not is_namespace(path):
             raise Conflict(f"container {target.name} has no network namespace to join "
                            f"(network mode {target.config.network_mode})",
                            hint="join a container that runs on a bridge network")

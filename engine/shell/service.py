@@ -31,9 +31,9 @@ from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
 from engine.core.volume_plan import anonymous_needed
 from engine.drivers.host import failpoints
+from engine.drivers.network.host import host_routes
 from engine.shell.image_gate import gate_for
 from engine.shell.journal import ConcurrencyConflict, Journal
-from engine.shell.network import host_routes
 from engine.shell.supervisor import Supervisor
 from events.envelope import Actor, Pending, stream_of
 from events.redact import RedactError, redact_env

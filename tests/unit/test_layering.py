@@ -47,8 +47,8 @@ KNOWN: set[tuple[str, str, str]] = {
     # reset stops the daemon through daemon.main
     ('below the server nothing imports it',
      'engine.admin.reset', 'engine.daemon.main'),
-    # the network seam (engine/drivers/network behind a Protocol) clears shell.network; the
-    # image arch and registry helpers need a host-facts call through drivers/host
+    # reset's process handling belongs in drivers/host; the image arch and registry helpers
+    # need a host-facts call through drivers/host
     ('only drivers use kernel tools',
      'engine.admin.reset', 'subprocess'),
     ('only drivers use kernel tools',
@@ -57,10 +57,6 @@ KNOWN: set[tuple[str, str, str]] = {
      'engine.registry.pull', 'engine.drivers.host.mountsys'),
     ('only drivers use kernel tools',
      'engine.shell.image_archive', 'engine.drivers.host.mountsys'),
-    ('only drivers use kernel tools',
-     'engine.shell.network', 'pyroute2'),
-    ('only drivers use kernel tools',
-     'engine.shell.network', 'subprocess'),
     # cp/export/stats/df/logs need a files service in engine/shell (issue 16, "files")
     ('routes call the shell, never drivers',
      'engine.api.routes.archive', 'engine.drivers.runtime'),
