@@ -397,7 +397,7 @@ def test_export_ocsf_records_carry_the_required_fields(export_root: Path) -> Non
         assert OCSF_METADATA <= set(r["metadata"]) and OCSF_PRODUCT <= set(
             r["metadata"]["product"])
         assert r["type_uid"] == r["class_uid"] * 100 + r["activity_id"]
-        assert isinstance(r["time"], int) and r["severity_id"] in range(0, 7)
+        assert isinstance(r["time"], int) and r["severity_id"] in range(7)
         if r["class_uid"] == 6003:
             assert r["category_uid"] == 6 and OCSF_API_ACTIVITY <= set(r), r
             assert OCSF_API <= set(r["api"]) and r["activity_id"] in (1, 2, 3, 4, 99)
