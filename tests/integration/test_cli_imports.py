@@ -27,8 +27,10 @@ sys.stdout.flush()
 print("MODULES", *sorted(sys.modules), file=sys.stderr)
 sys.exit(code)
 """
-FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.shell.supervisor", "engine.drivers",
-                      "engine.core", "engine.core", "engine.registry", "events.",
+FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.shell", "engine.drivers",
+                      "engine.core.oci_spec", "engine.core.seccomp", "engine.core.net_plan",
+                      "engine.core.nft_plan", "engine.core.fwd_plan", "engine.registry",
+                      "engine.api.routes", "engine.api.server.http", "events.",
                       "projections", "msgspec", "sqlite3", "_sqlite3", "asyncio", "dataclasses",
                       "shutil", "bz2", "lzma", "urllib", "ipaddress", "subprocess", "threading",
                       # gettext imports locale when it searches for a catalogue: the sign that

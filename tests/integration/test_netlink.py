@@ -25,6 +25,7 @@ import pytest
 
 from engine.core.errors import KernelError
 from engine.core.net_plan import BridgePlan, VethPlan, netns_name, plan_bridge, plan_veth
+from engine.drivers.network.hostfw import HostForward
 from engine.drivers.network.netlink import Netlink
 from engine.drivers.network.netns import create_netns, delete_netns, list_netns, run_in_netns
 
@@ -75,6 +76,11 @@ class NetLab:
     bridges: list[BridgePlan] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    # Where dockerd set FORWARD to DROP with br_netfilter (CI runs beside one), traffic
+    # within a bridge traverses iptables FORWARD: the lab's bridges get the accept rules a
+    # network's owner writes (engine/drivers/network/hostfw.py), removed in close().
+    hostfw: HostForward = field(default_factory=HostForward)
+    network_ids: list[str] = field(default_factory=list)
     _next: int = 1
 
     def bridge(self, third_octet: int) -> tuple[BridgePlan, ipaddress.IPv4Network, str]:
@@ -83,6 +89,8 @@ class NetLab:
         plan = plan_bridge("slg-" + network_id[:11], str(subnet), str(subnet[1]))
         self.bridges.append(plan)
         self.netlink.ensure_bridge(plan)
+        self.network_ids.append(network_id)
+        self.hostfw.apply_network(network_id, plan.name, False)
         return plan, subnet, network_id
 
     def netns(self, container_id: str) -> str:
@@ -109,6 +117,10 @@ class NetLab:
             delete_netns(self.run_dir, name)
         for b in self.bridges:
             self.netlink.delete_bridge(b.name)
+        for network_id in self.network_ids:
+            self.hostfw.delete_rules_of(network_id)
+        if self.network_ids:
+            self.hostfw.remove_if_unused()
         self.netlink.close()
 
 
