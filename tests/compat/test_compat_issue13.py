@@ -13,6 +13,8 @@ only); everything a test makes is removed by it or by the fixture."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -23,9 +25,30 @@ import pytest
 from engine.testing.dockercli import docker
 from events.store import EventStore
 from tests.compat.conftest import BUSYBOX_TAR, Engine
-from tests.integration.test_docker_compat import NOT_A_MANAGER, _legacy_image_tar
 
 pytestmark = pytest.mark.kernel
+
+# moby daemon/cluster (errNoManager), word for word.
+NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm '
+                 'join" to connect this node to swarm and try again.')
+
+
+def _legacy_image_tar(busybox_tar: Path, out: Path, config: dict[str, Any]) -> None:
+    """busybox's layer under `config`, as `docker save` of Docker 24 writes it."""
+    with tarfile.open(busybox_tar) as src:
+        manifest = json.load(src.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        layer = src.extractfile(manifest["Layers"][0]).read()  # type: ignore[union-attr]
+    raw = json.dumps(config).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    files = {f"{digest}.json": raw, "layer/layer.tar": layer,
+             "manifest.json": json.dumps([{"Config": f"{digest}.json",
+                                           "RepoTags": ["legacy:1"],
+                                           "Layers": ["layer/layer.tar"]}]).encode()}
+    with tarfile.open(out, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def raw(engine: Engine, method: str, path: str, body: Any = None,

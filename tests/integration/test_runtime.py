@@ -296,7 +296,7 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     script = textwrap.dedent(
         f"""
         import json, os, signal, trio
-        from engine.drivers.runtime import Runtime, host_spec_inputs, read_rootfs_file
+        from engine.drivers.runtime.linux import Runtime, host_spec_inputs, read_rootfs_file
         async def main():
             rt = Runtime({str(h.runtime.exec_root)!r})
             spec = json.load(open({str(tmp_path / "spec.json")!r}))
