@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         description="Every Compose verb (up, down, ps, logs, exec, run, …) runs the Docker "
         "Compose v2 binary installed with shipslog against this daemon. 'shipslog compose "
         "history PROJECT' tells a project's life from the event log: each up, down, scale "
-        "and recreate, who ran it, and what it did to each service and why.",
+        "and recreate, who ran it, and what it did to each service and why; with --html FILE, "
+        "as a page with a row per container.",
         add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_compose)

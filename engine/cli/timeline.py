@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         "operation, how long it took from request to outcome, exit codes, restarts and their "
         "reasons, OOM kills. Docker's image layer history is 'shipslog image history IMAGE'.")
     p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK", nargs="+",
-                   help="one object (several with --html: on one time scale)")
+                   help="one object (several with --html: on one time scale; "
+                   "project:NAME with --html: every container of a Compose project)")
     p.add_argument("--type", choices=["container", "image", "volume", "network"], default=None,
                    help="which kind of object the name refers to")
     p.add_argument("--format", default="",
