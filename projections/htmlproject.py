@@ -63,35 +63,38 @@ def _entry_marks(rows: Sequence[Mapping[str, Any]], sc: _Scale, names: Mapping[i
         tip = (f"{kind} at {_t(row['started_at'])} by {_who(row['actor'], names)}\n"
                f"events {row['first_seq']}-{row['last_seq']}\n" + "\n".join(lines))
         y = LANE - 14 + 28 * (i % 2)  # neighbours' labels above and below the lane
-        anchor = "end" if x > WIDTH - 120 else "start"
+        # near the right edge: the label to the left of its mark
+        tx, anchor = (x - 8, "end") if x > WIDTH - 120 else (x + 8, "start")
         out.append(
             f'<g class="entry {html.escape(kind)}" data-kind="{html.escape(kind)}" '
             f'data-first-seq="{row["first_seq"]}" data-at="{row["started_at"]}">'
             f'<line x1="{x}" x2="{x}" y1="{LANE}" y2="{bottom}" stroke="#8d6e63" '
             f'stroke-dasharray="3,3"/><circle cx="{x}" cy="{LANE}" r="6" '
-            f'fill="{_KIND_COLOURS.get(kind, "#8d6e63")}"/><text x="{x + 8}" y="{y}" '
+            f'fill="{_KIND_COLOURS.get(kind, "#8d6e63")}"/><text x="{tx}" y="{y}" '
             f'font-size="11" text-anchor="{anchor}">{html.escape(kind)}</text>'
             f'<title>{html.escape(tip)}</title></g>')
     return out
 
 
 def _container_row(member: Mapping[str, Any], tl: Mapping[str, Any], sc: _Scale, y: int,
-                   bounds: tuple[int, int], service_shown: bool) -> list[str]:
+                   bounds: tuple[int, int], new_service: bool) -> list[str]:
     first, last = bounds
     removed = bool(tl.get("removed"))
     name = tl.get("name") or tl["id"][:12]
-    label = (member["service"] if not service_shown else "") + \
-        (f" #{member['number']}" if member.get("number") else "")
+    label = member["service"] + (f" #{member['number']}" if member.get("number") else "")
     tip = f"service {member['service']}: container {name} ({tl['id'][:12]})" + \
         (", removed" if removed else "")
     colour = "#9e9e9e" if removed else "#212121"
     out = [f'<g class="member" data-id="{tl["id"]}" data-service="'
            f'{html.escape(member["service"])}"><text x="8" y="{y + 4}" font-size="12" '
-           f'fill="{colour}">{html.escape(label.strip()[:16])}</text>'
+           f'fill="{colour}">{html.escape(label[:16])}</text>'
            f'<title>{html.escape(tip)}</title></g>',
            f'<line class="life" x1="{sc.x(first)}" x2="{sc.x(last)}" y1="{y}" y2="{y}" '
            f'stroke="#bdbdbd" stroke-width="2"><title>{html.escape(name)}: created '
            f'{_t(first)}{", removed " + _t(last) if removed else ""}</title></line>']
+    if new_service:  # a rule between services' groups of rows
+        out.append(f'<line class="group" x1="4" x2="{WIDTH - RIGHT}" y1="{y - ROW // 2}" '
+                   f'y2="{y - ROW // 2}" stroke="#e0e0e0"/>')
     entries = tl.get("entries") or []
     return (out + _run_bars(tl.get("runs") or [], sc, last, y=y - 9, height=18)
             + _health_band(entries, sc, last, y=y + 10, height=4))
@@ -110,6 +113,20 @@ def _axis(sc: _Scale, y: int) -> list[str]:
     return out
 
 
+def _objects(timelines: Sequence[Mapping[str, Any]],
+             bounds: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The script's objects; a recreated container's name is its predecessor's, so where a
+    name is shared the click panel adds the short id."""
+    objects = [_object_data(tl, *b) for tl, b in zip(timelines, bounds, strict=True)]
+    counts: dict[str, int] = {}
+    for o in objects:
+        counts[o["name"]] = counts.get(o["name"], 0) + 1
+    for o in objects:
+        if counts[o["name"]] > 1:
+            o["name"] = f"{o['name']} ({o['id'][:12]})"
+    return objects
+
+
 def render_project(project: str, rows: Sequence[Mapping[str, Any]],
                    members: Sequence[Mapping[str, Any]],
                    timelines: Sequence[Mapping[str, Any]], names: Mapping[int, str],
@@ -123,10 +140,9 @@ def render_project(project: str, rows: Sequence[Mapping[str, Any]],
                 window[1] if window[1] is not None else end + max((end - t0) // 50, 1))
     axis_y = FIRST_ROW + ROW * len(members)
     svg = _axis(sc, axis_y) + _entry_marks(rows, sc, names, axis_y)
-    shown = ""
     for i, (m, tl, b) in enumerate(zip(members, timelines, bounds, strict=True)):
-        svg += _container_row(m, tl, sc, FIRST_ROW + ROW * i, b, m["service"] == shown)
-        shown = m["service"]
+        new_service = i > 0 and m["service"] != members[i - 1]["service"]
+        svg += _container_row(m, tl, sc, FIRST_ROW + ROW * i, b, new_service)
     height = axis_y + 30
     block = (f'<svg class="timeline" data-index="0" width="{WIDTH}" height="{height}" '
              f'viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">\n'
@@ -138,7 +154,7 @@ def render_project(project: str, rows: Sequence[Mapping[str, Any]],
                f"({', '.join(services)}), {len(rows)} Compose commands, "
                f"{sum(len(tl.get('runs') or []) for tl in timelines)} runs")
     data = {"t0": sc.t0, "t1": sc.t1, "left": LEFT, "width": WIDTH - LEFT - RIGHT,
-            "objects": [_object_data(tl, *b) for tl, b in zip(timelines, bounds, strict=True)]}
+            "objects": _objects(timelines, bounds)}
     # `</` never appears inside the JSON: a name holding `</script>` cannot end the block.
     blob = json.dumps(data).replace("</", "<\\/")
     return _PAGE.format(csp=_CSP, title=html.escape(f"Compose project {project}"),

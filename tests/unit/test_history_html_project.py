@@ -104,6 +104,11 @@ def test_a_project_page_has_a_row_per_container_whose_bars_are_its_runs(
     # Bars sit on their container's row: db's row first, the recreated web's last.
     ys = [float(a["y"]) for t, a in p.found if t == "rect" and "run" in (a.get("class") or "")]
     assert ys == sorted(ys) and len(set(ys)) == 3
+    # The click panel tells the recreated web from its predecessor, which had its name.
+    data = json.loads(p.scripts[0])
+    assert [o["name"] for o in data["objects"]] == [
+        "shop-db-1", f"shop-web-1 ({WEB[:12]})", f"shop-web-1 ({WEB2[:12]})"]
+    assert [o["removed"] for o in data["objects"]] == [True, True, True]
     marks = [a for t, a in p.found if t == "g" and (a.get("class") or "").startswith("entry")]
     assert [a["data-kind"] for a in marks] == ["up", "recreate", "down"]
     text = out.read_text()
