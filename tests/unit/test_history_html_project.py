@@ -150,3 +150,21 @@ def test_service_names_from_the_log_stay_text(tmp_path: Path) -> None:
     cli(tmp_path, "history", "project:evil", "--html", str(out))
     text = out.read_text()
     assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+
+
+def test_a_project_page_draws_a_time_range(tmp_path: Path) -> None:
+    shop_log(tmp_path / "events.db")
+    run = json.loads(cli(tmp_path, "history", WEB2, "--format", "json")[0])["runs"][0]
+    lo, hi = run["started_at"], run["ended_at"]
+    out = tmp_path / "range.html"
+    cli(tmp_path, "history", "project:shop", "--html", str(out), "--since",
+        f"{lo // 10**9}.{lo % 10**9:09d}", "--until", f"{hi // 10**9}.{hi % 10**9:09d}")
+    p = Elements()
+    p.feed(out.read_text())
+    bars = {int(a["data-start"]): a for t, a in p.found
+            if t == "rect" and "run" in (a.get("class") or "")}
+    # The recreated web's run fills the range; its predecessor's ended before it.
+    assert (float(bars[lo]["x"]), float(bars[lo]["width"])) == (110.0, 970.0)
+    web = json.loads(cli(tmp_path, "history", WEB, "--format", "json")[0])["runs"][0]
+    assert float(bars[web["started_at"]]["x"]) == 110.0
+    assert float(bars[web["started_at"]]["width"]) <= 2.0
