@@ -295,5 +295,19 @@ def history(state: ProjectsState, project: str) -> list[dict[str, Any]]:
     return rows
 
 
+def members(state: ProjectsState, project: str) -> list[dict[str, Any]]:
+    """Every container the project ever had, removed ones too, by service and then in the
+    order they were created: the rows of `history project:NAME --html` (issue 18)."""
+    first: dict[str, int] = {}
+    for e in state.entries:
+        if e.project == project:
+            for ch in e.changes:
+                first.setdefault(ch.container, ch.seq)
+    rows = [{"id": cid, "service": c.service, "number": c.number, "alive": c.alive,
+             "oneoff": c.oneoff, "created_seq": first.get(cid, 0)}
+            for cid, c in state.containers.items() if c.project == project]
+    return sorted(rows, key=lambda r: (r["service"], r["created_seq"], r["id"]))
+
+
 def projects(state: ProjectsState) -> list[str]:
     return sorted({c.project for c in state.containers.values()})

@@ -74,7 +74,8 @@ class _Scale:
         return round(LEFT + (ns - self.t0) / (self.t1 - self.t0) * (WIDTH - LEFT - RIGHT), 2)
 
 
-def _run_bars(runs: Sequence[Mapping[str, Any]], sc: _Scale, now_ns: int) -> list[str]:
+def _run_bars(runs: Sequence[Mapping[str, Any]], sc: _Scale, now_ns: int,
+              y: int = ROWS["runs"] - 12, height: int = 24) -> list[str]:
     out = []
     for r in runs:
         kind = _run_kind(r)
@@ -92,20 +93,21 @@ def _run_bars(runs: Sequence[Mapping[str, Any]], sc: _Scale, now_ns: int) -> lis
         out.append(
             f'<rect class="run {kind}" data-run="{r["number"]}" data-start="{r["started_at"]}" '
             f'data-end="{r.get("ended_at") or 0}" data-exit="{"" if r.get("exit_code") is None else r["exit_code"]}" '  # noqa: E501
-            f'x="{x0}" y="{ROWS["runs"] - 12}" width="{max(x1 - x0, 2):.2f}" height="24" '
+            f'x="{x0}" y="{y}" width="{max(x1 - x0, 2):.2f}" height="{height}" '
             f'fill="{_RUN_COLOURS[kind]}"><title>{html.escape(tip)}</title></rect>')
     return out
 
 
-def _health_band(entries: Sequence[Mapping[str, Any]], sc: _Scale, end_ns: int) -> list[str]:
+def _health_band(entries: Sequence[Mapping[str, Any]], sc: _Scale, end_ns: int,
+                 y: int = ROWS["health"] - 8, height: int = 16) -> list[str]:
     changes = [(e["time_ns"], e["summary"].split(":", 1)[1].split("(")[0].strip(), e["summary"])
                for e in entries if e["type"] == "ContainerHealthChanged"]
     out = []
     for i, (at, status, summary) in enumerate(changes):
         until = changes[i + 1][0] if i + 1 < len(changes) else end_ns
         x0, x1 = sc.x(at), sc.x(until)
-        out.append(f'<rect class="health {html.escape(status)}" x="{x0}" y="{ROWS["health"] - 8}" '
-                   f'width="{max(x1 - x0, 2):.2f}" height="16" '
+        out.append(f'<rect class="health {html.escape(status)}" x="{x0}" y="{y}" '
+                   f'width="{max(x1 - x0, 2):.2f}" height="{height}" '
                    f'fill="{_HEALTH_COLOURS.get(status, "#bdbdbd")}"><title>'
                    f'{html.escape(_t(at) + " " + summary)}</title></rect>')
     return out
@@ -207,13 +209,7 @@ def render_many(items: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, A
         heading = f"<h2>{html.escape(label)}</h2><div class=\"sub\">{html.escape(summary)}" \
             "</div>" if len(items) > 1 else ""
         blocks.append(_SVG.format(i=i, heading=heading, svg="\n".join(svg)))
-        objects.append({
-            "kind": tl["kind"], "id": tl["id"], "name": tl.get("name", ""),
-            "runs": [{k: r.get(k) for k in ("number", "started_at", "ended_at", "exit_code",
-                                            "oom_killed", "ended_by", "pid", "cause")}
-                     for r in runs],
-            "created": first, "removed": bool(tl.get("removed")),
-            "removed_at": last if tl.get("removed") else None})
+        objects.append(_object_data(tl, first, last))
     data = {"t0": sc.t0, "t1": sc.t1, "left": LEFT, "width": WIDTH - LEFT - RIGHT,
             "objects": objects}
     title = ", ".join(f"{tl['kind']} {tl.get('name') or tl['id'][:12]}" for tl, _ in items)
@@ -224,6 +220,17 @@ def render_many(items: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, A
                                             f"{len(items)} objects"),
                         blocks="\n".join(blocks), data=blob,
                         span=html.escape(f"{_t(sc.t0)} — {_t(sc.t1)}"))
+
+
+def _object_data(tl: Mapping[str, Any], first: int, last: int) -> dict[str, Any]:
+    """What the page's script needs to say what `ps --at` showed for the object."""
+    return {
+        "kind": tl["kind"], "id": tl["id"], "name": tl.get("name", ""),
+        "runs": [{k: r.get(k) for k in ("number", "started_at", "ended_at", "exit_code",
+                                        "oom_killed", "ended_by", "pid", "cause")}
+                 for r in tl.get("runs") or []],
+        "created": first, "removed": bool(tl.get("removed")),
+        "removed_at": last if tl.get("removed") else None}
 
 
 _SVG = """{heading}<svg class="timeline" data-index="{i}" width="1100" height="220"

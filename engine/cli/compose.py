@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         description="Every Compose verb (up, down, ps, logs, exec, run, …) runs the Docker "
         "Compose v2 binary installed with shipslog against this daemon. 'shipslog compose "
         "history PROJECT' tells a project's life from the event log: each up, down, scale "
-        "and recreate, who ran it, and what it did to each service and why.",
+        "and recreate, who ran it, and what it did to each service and why; with --html FILE, "
+        "as a page with a row per container.",
         add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_compose)
@@ -45,10 +46,16 @@ def cmd_history(ctx: Context, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="shipslog compose history", add_help=False)
     p.add_argument("project")
     p.add_argument("--format", default="")
+    p.add_argument("--html", default=None)
     try:
         opts = p.parse_args(argv)
     except SystemExit:
-        raise UsageError("give one PROJECT (and --format json)", "compose history") from None
+        raise UsageError("give one PROJECT (and --format json or --html FILE)",
+                         "compose history") from None
+    if opts.html:
+        from engine.cli.timeline import project_html
+
+        return project_html(ctx, opts.project, opts.html)
     rows = ctx.read("compose", f"/shipslog/compose/{opts.project}/history")
     if opts.format == "json":
         ctx.out(json.dumps(rows, indent=2))

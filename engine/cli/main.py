@@ -290,7 +290,8 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         root = args.root
         if root is not None:
             verb = effective_verb(args.verb, getattr(args, "subverb", None))
-            if verb not in READ_ONLY_VERBS and not _root_writer(args):
+            if verb not in READ_ONLY_VERBS and not _root_writer(args) \
+                    and not _compose_history(args):
                 raise refuse_root(verb)
             ctx.local = LocalReader(root)
         code = int(args.func(ctx, args) or 0)
@@ -324,6 +325,11 @@ def _root_writer(args: argparse.Namespace) -> bool:
     it (each takes the daemon's lock)."""
     return bool(args.verb == "system"
                 and getattr(args, "subverb", None) in ("compact", "check", "reset"))
+
+
+def _compose_history(args: argparse.Namespace) -> bool:
+    """`compose history PROJECT` only reads the log: it works from the state root too."""
+    return bool(args.verb == "compose" and list(getattr(args, "args", []))[:1] == ["history"])
 
 
 def _silence(stream: TextIO) -> None:

@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         "operation, how long it took from request to outcome, exit codes, restarts and their "
         "reasons, OOM kills. Docker's image layer history is 'shipslog image history IMAGE'.")
     p.add_argument("object", metavar="CONTAINER|IMAGE|VOLUME|NETWORK", nargs="+",
-                   help="one object (several with --html: on one time scale)")
+                   help="one object (several with --html: on one time scale; "
+                   "project:NAME with --html: every container of a Compose project)")
     p.add_argument("--type", choices=["container", "image", "volume", "network"], default=None,
                    help="which kind of object the name refers to")
     p.add_argument("--format", default="",
@@ -110,6 +111,13 @@ def actor_text(actor: dict[str, Any]) -> str:
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    project = _project_of(args)
+    if project is not None:
+        if not args.html:
+            raise UsageError(f"a Compose project is drawn only with --html FILE; its "
+                             f"commands as text: 'shipslog compose history {project}'",
+                             "history")
+        return project_html(ctx, project, args.html, args.since, args.until)
     if args.html:
         return _html(ctx, args)
     if len(args.object) > 1 or args.since or args.until:
@@ -202,6 +210,65 @@ def _html(ctx: Context, args: argparse.Namespace) -> int:
                       "operations)" for tl, _ in items)
     ctx.err(f"wrote the timeline of {shown} to {args.html}")
     return 0
+
+
+def _project_of(args: argparse.Namespace) -> str | None:
+    """`project:NAME` names a Compose project (issue 18). No container or volume name holds a
+    colon; an image reference may (`project:v1`), so `--type image` reads it as one."""
+    if args.type is not None or not any(o.startswith("project:") for o in args.object):
+        return None
+    if len(args.object) > 1 or not args.object[0].removeprefix("project:"):
+        raise UsageError("give one project:NAME and no other object", "history")
+    return str(args.object[0].removeprefix("project:"))
+
+
+def project_html(ctx: Context, project: str, path: str, since: str = "",
+                 until: str = "") -> int:
+    """`history project:NAME --html FILE` and `compose history NAME --html FILE`: every
+    container the project ever had, one row each, and its Compose commands as marks."""
+    from urllib.parse import quote
+
+    from engine.cli.client import ApiError
+    from projections.htmlproject import render_project
+
+    base = f"/shipslog/compose/{quote(project, safe='')}"
+    try:
+        rows = ctx.read("history", base + "/history")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise CliError(exc.message, "a project is named by Compose's -p or its directory; "
+                       "'shipslog ps -a --filter project=NAME' lists its containers") from None
+    members = ctx.read("history", base + "/containers")
+    timelines = [ctx.read("history", f"/shipslog/history/{m['id']}", {"kind": "container"})
+                 for m in members]
+    window = (_ns(ctx, "since", since), _ns(ctx, "until", until))
+    page = render_project(project, rows, members, timelines, _user_names(timelines, rows),
+                          int(ctx.clock() * 1e9), window)
+    _write(path, page)
+    runs = sum(len(tl.get("runs") or []) for tl in timelines)
+    ctx.err(f"wrote the timeline of Compose project {project} ({len(members)} containers, "
+            f"{runs} runs, {len(rows)} Compose commands) to {path}")
+    return 0
+
+
+def _user_names(timelines: list[Any], rows: list[Any]) -> dict[int, str]:
+    from engine.drivers.host.users import name_of
+
+    uids = {int(e["actor"].get("uid", 0)) for tl in timelines for e in tl.get("entries") or []}
+    uids |= {int(r["actor"].get("uid", 0)) for r in rows}
+    return {uid: name for uid in uids if (name := name_of(uid))}
+
+
+def _write(path: str, page: str) -> None:
+    import os
+
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(page)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _ns(ctx: Context, flag: str, value: str) -> int | None:

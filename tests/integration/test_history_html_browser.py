@@ -75,3 +75,38 @@ def test_timeline_renders_in_chromium_and_its_bars_are_the_runs(tmp_path: Path) 
 
     shot = chromium(tmp_path, f"{page.as_uri()}#at={inside}", f"--screenshot={SCREENSHOT}")
     assert shot.returncode == 0 and SCREENSHOT.stat().st_size > 10_000, shot.stderr[-2000:]
+
+
+def test_project_page_renders_in_chromium_with_a_row_per_container(tmp_path: Path) -> None:
+    """`history project:shop --html`: the script runs with no console error over the project
+    page; its bars are every container's runs (the recreated web's too) and a linked moment
+    shows each container's `ps --at` line."""
+    from tests.unit.test_history_html_project import DB, WEB, WEB2, shop_log
+
+    shop_log(tmp_path / "events.db")
+    page = tmp_path / "shop.html"
+    cli(tmp_path, "history", "project:shop", "--html", str(page))
+    runs = {cid: json.loads(cli(tmp_path, "history", cid, "--format", "json")[0])["runs"]
+            for cid in (DB, WEB, WEB2)}
+
+    dom = chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert console_errors(dom.stderr) == []
+    assert 'data-ready="3"' in dom.stdout
+    bars = re.findall(r'<rect class="run \w+" data-run="\d+" data-start="(\d+)"', dom.stdout)
+    assert [int(s) for s in bars] == [r["started_at"] for c in (DB, WEB, WEB2)
+                                      for r in runs[c]]
+    assert dom.stdout.count('class="member"') == 3
+
+    # While web's first container ran, its successor did not exist yet.
+    first = runs[WEB][0]
+    at = first["started_at"] + 100_000_000
+    shown = chromium(tmp_path, f"{page.as_uri()}#at={at}", "--dump-dom")
+    assert console_errors(shown.stderr) == []
+    for want in (r"shop-db-1 . Up ",
+                 rf"shop-web-1 \({WEB[:12]}\) . Up Less than a second \(run 1, pid 101\)",
+                 rf"shop-web-1 \({WEB2[:12]}\) . did not exist yet"):
+        assert re.search(want, shown.stdout), shown.stdout[-1500:]
+    shot = chromium(tmp_path, f"{page.as_uri()}#at={at}",
+                    "--screenshot=/tmp/shipslog-history-project.png")
+    assert shot.returncode == 0, shot.stderr[-2000:]

@@ -111,6 +111,13 @@ def test_each_command_is_one_entry_of_its_kind(cmds: list[tuple[str, str, int]],
                 assert s["reason"] == "config hash changed"
             if s["action"] == "started" and s["service"] != "db" and row["kind"] == "up":
                 assert s["reason"] == "db became healthy"
+    # every container the project ever had, removed ones too, by service (issue 18's rows)
+    created = [e.event for e in sim.envs if isinstance(e.event, v.ContainerCreateRequested)]
+    members = pc.members(state, "p")
+    assert [m["id"] for m in members] == [
+        c.container_id for s in sorted(SERVICES) for c in created
+        if c.config.labels[pc.SERVICE] == s]
+    assert sum(m["alive"] for m in members) == sum(len(a) for a in sim.alive.values())
     # a fold is resumable: two pieces give the state one pass gives
     cut = min(cut, len(sim.envs))
     assert pc.fold(sim.envs[cut:], pc.fold(sim.envs[:cut])) == state

@@ -62,6 +62,7 @@ from projections.actors import (
 )
 from projections.compose import fold as compose_fold
 from projections.compose import history as compose_history_of
+from projections.compose import members as compose_members
 from projections.compose import projects as compose_projects
 from projections.state import EngineState
 from projections.timetravel import Point, PointError, diff, parse_point
@@ -693,6 +694,21 @@ def shipslog_routes(ctx: Any) -> Router:
                                hint="projects are named by Compose's -p or the project's "
                                     "directory; see 'shipslog ps --filter project=NAME'")
             return compose_history_of(state, name)
+
+        return json_response(await in_reader(ctx.store, work))
+
+    @r.route("GET", "/shipslog/compose/{project}/containers")
+    async def compose_containers(req: Request) -> Response:
+        # The rows of `history project:NAME --html` (issue 18): removed containers too.
+        name = req.params["project"]
+
+        def work(reader: EventStore[Any]) -> list[dict[str, Any]]:
+            state = compose_fold(reader.read(after_seq=0))
+            if name not in compose_projects(state):
+                raise NotFound(f"no such Compose project: {name}",
+                               hint="projects are named by Compose's -p or the project's "
+                                    "directory; see 'shipslog ps --filter project=NAME'")
+            return compose_members(state, name)
 
         return json_response(await in_reader(ctx.store, work))
 
