@@ -9,13 +9,16 @@ does), and raises a queued fault when a test asks for one (`fail("runtime.create
 from __future__ import annotations
 
 import signal as signals
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from engine.core.errors import KernelError, NotFound
+from engine.core.errors import InvalidArgument, KernelError, NotFound
 from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime.execio import ExecResult
+from engine.drivers.snapshots.overlay import validate_container_id
+from events.redact import RedactError, check_env
 
 
 class Faults:
@@ -36,13 +39,25 @@ class Faults:
 
 
 class FakeSnapshots:
-    def __init__(self, faults: Faults) -> None:
+    """Rootfs mounts by container id. `layer_exists` says whether a layer directory is there
+    (the real snapshotter refuses a missing one); without it every layer is."""
+
+    def __init__(self, faults: Faults,
+                 layer_exists: Callable[[str], bool] | None = None) -> None:
         self.f = faults
         self.mounts: dict[str, list[str]] = {}
         self.dirs: set[str] = set()
+        self._layer_exists = layer_exists
 
     def prepare(self, container_id: str, layer_paths: list[str]) -> str:
         self.f.record("snapshots.prepare", container_id)
+        validate_container_id(container_id)  # the real one's rule (RELIABILITY I-02)
+        if container_id in self.mounts:
+            return f"/fake/containers/{container_id}/rootfs"
+        for path in layer_paths:
+            if self._layer_exists is not None and not self._layer_exists(path):
+                raise KernelError(f"layer directory {path} is missing",
+                                  "the image is damaged; pull it again")
         self.dirs.add(container_id)
         self.mounts[container_id] = list(layer_paths)
         return f"/fake/containers/{container_id}/rootfs"
@@ -238,10 +253,17 @@ class FakeSecrets:
         return b"k" * 32
 
     def put(self, owner: str, env: list[str]) -> None:
+        for entry in env:  # what the real store refuses, refused here too
+            try:
+                check_env(entry)
+            except RedactError as exc:
+                raise InvalidArgument(exc.message, exc.hint) from None
         self.values[owner] = list(env)
 
     def get(self, owner: str) -> list[str]:
-        return list(self.values.get(owner, []))
+        if owner not in self.values:
+            raise NotFound(f"no secrets stored for {owner}", "")
+        return list(self.values[owner])
 
     def wipe(self, owner: str) -> bool:
         return self.values.pop(owner, None) is not None
@@ -301,7 +323,9 @@ class FakeVolumes:
         for m in plan.mounts:
             if m.kind == "volume" and m.source not in self.present:
                 raise NotFound(f"volume {m.source} has no directory")
-            out.append({"destination": m.target, "type": m.kind, "source": m.source})
+            source = {"volume": f"/fake/volumes/{m.source}/_data",
+                      "bind": m.source}.get(m.kind, "")
+            out.append(m.oci(source=source))  # the entries the real mounter gives
         self.staged[container_id] = [m.target for m in plan.mounts]
         return out
 

@@ -51,9 +51,11 @@ class Machine:
     secrets: FakeSecrets = field(default_factory=FakeSecrets)
 
     def __post_init__(self) -> None:
-        self.snapshots = FakeSnapshots(self.faults)
-        self.runtime = FakeRuntime(self.faults)
         self.layers = FakeLayers(self.faults)
+        # A layer's directory is there while the fake layer store has it, as on disk.
+        self.snapshots = FakeSnapshots(
+            self.faults, layer_exists=lambda p: p.rsplit("/", 1)[-1] in self.layers.present)
+        self.runtime = FakeRuntime(self.faults)
         self.files = FakeFiles(self.faults)
         self.volumes = FakeVolumes(self.faults)
 

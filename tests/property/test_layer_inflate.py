@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -34,10 +35,17 @@ def test_inflate_round_trip(parts: list[bytes], level: int) -> None:
 @settings(max_examples=60, deadline=None)
 @given(members, st.data())
 def test_truncated_or_damaged_stream_refused(parts: list[bytes], data: st.DataObject) -> None:
-    blob = b"".join(gzip.compress(p, mtime=0) for p in parts)
+    gz = [gzip.compress(p, mtime=0) for p in parts]
+    blob = b"".join(gz)
     cut = data.draw(st.integers(6, len(blob) - 1))
-    with pytest.raises(InvalidLayer):
-        inflate(blob[:cut])
+    ends = list(itertools.accumulate(len(m) for m in gz))
+    if cut in ends:
+        # Cut between two members: what is left is a valid gzip stream of fewer members (gzip
+        # itself cannot tell; the layer's digest does, a level up).
+        assert inflate(blob[:cut]) == b"".join(parts[:ends.index(cut) + 1])
+    else:
+        with pytest.raises(InvalidLayer):
+            inflate(blob[:cut])
     pos = data.draw(st.integers(10, len(blob) - 9))
     damaged = blob[:pos] + bytes([blob[pos] ^ 0xFF]) + blob[pos + 1:]
     try:

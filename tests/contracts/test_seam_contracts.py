@@ -1,0 +1,348 @@
+"""Contract suites for the kernel seams (issue 16): each Protocol in engine/drivers/protocols.py
+is checked with the same assertions against its recording fake (engine/testing/fakes.py) and
+against the real driver in the shape the supervisor sees (engine/daemon/wiring.py), so a fake
+cannot drift from what the kernel does without a test failing. The engine-on-fakes tests are
+only as true as these contracts.
+
+I/O: the fakes do none; the real secret store writes files under tmp_path; the real
+snapshotter mounts overlayfs, the real volume driver makes volume directories, and the real
+runtime runs busybox containers under runc and conmon (those are marked `kernel`, and clean
+up every mount, container and cgroup they make).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from engine.core.errors import NotFound, ShipslogError
+from engine.core.volume_plan import MountPlan, PlannedMount
+from engine.drivers.protocols import Runtime, Secrets, Snapshots, Volumes
+from engine.testing.fakes import FakeRuntime, FakeSecrets, FakeSnapshots, FakeVolumes, Faults
+
+ROOT = os.geteuid() == 0
+REAL = pytest.param("real", marks=[pytest.mark.kernel,
+                                   pytest.mark.skipif(not ROOT, reason="needs root")])
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+# ---------------------------------------------------------------------------------- Secrets
+
+
+@pytest.fixture(params=["fake", "real"])
+def secret_store(request: pytest.FixtureRequest, tmp_path: Path) -> Secrets:
+    if request.param == "fake":
+        return FakeSecrets()
+    from engine.drivers.secrets.store import SecretStore
+
+    return SecretStore(tmp_path / "secrets")
+
+
+def test_secrets_key_is_32_bytes_and_stable(secret_store: Secrets) -> None:
+    key = secret_store.key()
+    assert len(key) == 32 and secret_store.key() == key
+
+
+def test_secrets_round_trip_replace_and_wipe(secret_store: Secrets) -> None:
+    owner = new_id()
+    pem = "KEY=-----BEGIN KEY-----\nabc\n-----END KEY-----"  # values may span lines
+    secret_store.put(owner, ["A=1", pem])
+    assert secret_store.get(owner) == ["A=1", pem]
+    secret_store.put(owner, ["B=2"])
+    assert secret_store.get(owner) == ["B=2"]
+    assert secret_store.wipe(owner) is True
+    assert secret_store.wipe(owner) is False
+
+
+def test_secrets_of_an_unknown_owner_are_not_found(secret_store: Secrets) -> None:
+    # The supervisor asks only for containers created with env: an owner with none stored
+    # is damage to report, never an empty environment to start with.
+    with pytest.raises(NotFound):
+        secret_store.get(new_id())
+
+
+def test_secrets_refuse_what_the_environment_cannot_hold(secret_store: Secrets) -> None:
+    with pytest.raises(ShipslogError):
+        secret_store.put(new_id(), ["HOME=/root\0evil"])
+
+
+# -------------------------------------------------------------------------------- Snapshots
+
+
+@pytest.fixture(params=["fake", REAL])
+def snapshots(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Snapshots]:
+    if request.param == "fake":
+        yield FakeSnapshots(Faults(), layer_exists=os.path.isdir)
+        return
+    from engine.daemon.wiring import RealSnapshots
+
+    real = RealSnapshots(tmp_path / "root")
+    try:
+        yield real
+    finally:
+        for cid in real.mounted() | set(real.s.list_snapshots()):
+            real.remove(cid)
+        assert real.mounted() == set()
+
+
+@pytest.fixture
+def layers(tmp_path: Path) -> list[str]:
+    out = []
+    for i in range(2):
+        d = tmp_path / f"layer{i}"
+        d.mkdir()
+        (d / f"file{i}").write_text(str(i))
+        out.append(str(d))
+    return out
+
+
+def test_snapshot_prepare_is_idempotent_and_mounted(snapshots: Snapshots,
+                                                    layers: list[str]) -> None:
+    cid = new_id()
+    path = snapshots.prepare(cid, layers)
+    assert os.path.isabs(path)
+    assert snapshots.prepare(cid, layers) == path
+    assert cid in snapshots.mounted()
+
+
+def test_snapshot_unmount_then_prepare_again(snapshots: Snapshots, layers: list[str]) -> None:
+    cid = new_id()
+    path = snapshots.prepare(cid, layers)
+    snapshots.unmount(cid)
+    snapshots.unmount(cid)  # idempotent
+    assert cid not in snapshots.mounted()
+    assert snapshots.prepare(cid, layers) == path
+    assert cid in snapshots.mounted()
+
+
+def test_snapshot_remove_is_idempotent_and_independent(snapshots: Snapshots,
+                                                       layers: list[str]) -> None:
+    a, b = new_id(), new_id()
+    snapshots.prepare(a, layers)
+    snapshots.prepare(b, layers[:1])
+    snapshots.remove(a)
+    snapshots.remove(a)
+    assert snapshots.mounted() == {b}
+    snapshots.remove(b)
+    assert snapshots.mounted() == set()
+
+
+def test_snapshot_of_a_missing_layer_is_refused(snapshots: Snapshots, tmp_path: Path) -> None:
+    cid = new_id()
+    with pytest.raises(ShipslogError):
+        snapshots.prepare(cid, [str(tmp_path / "no-such-layer")])
+    assert cid not in snapshots.mounted()
+
+
+def test_snapshot_of_a_malformed_id_is_refused(snapshots: Snapshots, layers: list[str]) -> None:
+    with pytest.raises(ShipslogError):
+        snapshots.prepare("../escape", layers)
+    assert snapshots.mounted() == set()
+
+
+# ---------------------------------------------------------------------------------- Volumes
+
+
+@pytest.fixture(params=["fake", REAL])
+def volumes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Volumes]:
+    if request.param == "fake":
+        yield FakeVolumes(Faults())
+        return
+    from engine.daemon.wiring import RealVolumes
+    from engine.shell.paths import Paths
+
+    paths = Paths.of(tmp_path / "root", tmp_path / "exec")
+    paths.ensure()
+    yield RealVolumes(paths)
+
+
+def volume_plan(*mounts: PlannedMount) -> MountPlan:
+    return MountPlan(mounts=mounts, create=(), specs=())
+
+
+def test_volume_prepare_gives_an_entry_per_mount(volumes: Volumes, tmp_path: Path) -> None:
+    cid = new_id()
+    volumes.create("data", {})
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    plan = volume_plan(PlannedMount(kind="volume", target="/data", source="data"),
+                       PlannedMount(kind="tmpfs", target="/scratch", options=("size=1m",)))
+    entries = volumes.prepare(cid, plan, str(rootfs), {"data": {}})
+    assert [(e["destination"], e["type"]) for e in entries] == [("/data", "bind"),
+                                                                ("/scratch", "tmpfs")]
+    volumes.release(cid)
+    volumes.release(cid)  # idempotent
+    volumes.remove("data")
+
+
+def test_volume_prepare_of_a_missing_volume_is_not_found(volumes: Volumes,
+                                                         tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    volumes.create("gone", {})
+    volumes.remove("gone")
+    plan = volume_plan(PlannedMount(kind="volume", target="/data", source="gone"))
+    with pytest.raises(NotFound):
+        volumes.prepare(new_id(), plan, str(rootfs), {"gone": {}})
+
+
+# ---------------------------------------------------------------------------------- Runtime
+
+
+@pytest.fixture(scope="module")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root filesystem of /bin/busybox and its applet links."""
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
+    for name in applets.decode().split():
+        if name != "busybox":
+            (root / "bin" / name).symlink_to("busybox")
+    for d in ("proc", "sys", "dev", "etc", "tmp", "ctl"):
+        (root / d).mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    return root
+
+
+class RuntimeRig:
+    """One runtime and what a contract test needs around it: a spec per container, and a
+    way to make a container's process end by itself with a given code."""
+
+    def __init__(self, runtime: Runtime, rootfs: Path | None, tmp: Path) -> None:
+        self.runtime = runtime
+        self.rootfs = rootfs
+        self.tmp = tmp
+        self.cgroup_parent = f"/slg-contract-{secrets.token_hex(4)}"
+        self.ids: list[str] = []
+
+    def spec(self, cid: str) -> dict[str, Any]:
+        if self.rootfs is None:
+            return {}
+        from engine.core.oci_spec import build_spec
+        from engine.drivers.runtime.linux import host_spec_inputs
+        from events.values import ContainerConfig
+
+        # The process waits for its exit code to appear under /ctl (see `make_exit`).
+        script = f"while [ ! -e /ctl/{cid} ]; do sleep 0.05; done; exit $(cat /ctl/{cid})"
+        config = ContainerConfig(image="busybox", image_id="sha256:" + "0" * 64,
+                                 cmd=("sh", "-c", script))
+        return build_spec(config, None, env=[], rootfs=str(self.rootfs), hostname=cid[:12],
+                          netns_path=None, cgroups_path=f"{self.cgroup_parent}/{cid}",
+                          **host_spec_inputs(str(self.rootfs)))
+
+    async def create(self) -> str:
+        cid = new_id()
+        self.ids.append(cid)
+        await self.runtime.create(cid, self.spec(cid), tty=False, open_stdin=False,
+                                  stdin_once=False, log_path=str(self.tmp / f"{cid}.log"),
+                                  log_opts={})
+        return cid
+
+    def make_exit(self, cid: str, code: int) -> None:
+        if isinstance(self.runtime, FakeRuntime):
+            self.runtime.exit(cid, code)
+        else:
+            assert self.rootfs is not None
+            (self.rootfs / "ctl" / cid).write_text(str(code))
+
+
+@pytest.fixture(params=["fake", REAL])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path,
+              busybox_rootfs: Path) -> AsyncIterator[RuntimeRig]:
+    if request.param == "fake":
+        yield RuntimeRig(FakeRuntime(Faults()), None, tmp_path)
+        return
+    if not (shutil.which("runc") and shutil.which("conmon")):
+        pytest.skip("needs runc and conmon")
+    from engine.daemon.wiring import RealRuntime
+    from engine.drivers.runtime import cgroups
+    from engine.shell.paths import Paths
+
+    paths = Paths.of(tmp_path / "root", tmp_path / "exec")
+    paths.ensure()
+    real = RuntimeRig(RealRuntime(paths), busybox_rootfs, tmp_path)
+    try:
+        yield real
+    finally:
+        for cid in real.ids:
+            await real.runtime.delete(cid, force=True)
+            (busybox_rootfs / "ctl" / cid).unlink(missing_ok=True)
+        cgroups.remove_empty(real.cgroup_parent)
+        assert await real.runtime.list() == []
+        assert cgroups.controller_dirs(real.cgroup_parent) == []
+
+
+async def status(rig: RuntimeRig, cid: str) -> str | None:
+    st = await rig.runtime.state(cid)
+    return None if st is None else st.status
+
+
+async def test_runtime_lifecycle_states(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    assert await status(rig, cid) == "created"
+    assert cid in {s.id for s in await rig.runtime.list()}
+    pid = await rig.runtime.start(cid)
+    assert pid > 0 and await status(rig, cid) == "running"
+    await rig.runtime.pause(cid)
+    assert await status(rig, cid) == "paused"
+    await rig.runtime.resume(cid)
+    assert await status(rig, cid) == "running"
+    await rig.runtime.kill(cid, "SIGKILL")
+    rec = await rig.runtime.wait_exit(cid)
+    assert (rec.exit_code, rec.signal) == (137, "SIGKILL")
+    assert rig.runtime.exit_record(cid) == rec
+    assert await status(rig, cid) == "stopped"
+    await rig.runtime.delete(cid)
+    assert await status(rig, cid) is None
+    assert cid not in {s.id for s in await rig.runtime.list()}
+
+
+async def test_runtime_exit_by_itself_is_recorded(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    rig.make_exit(cid, 3)
+    with trio.fail_after(30):
+        rec = await rig.runtime.wait_exit(cid)
+    assert (rec.exit_code, rec.signal, rec.oom_killed) == (3, "", False)
+    assert rig.runtime.exit_record(cid) == rec
+
+
+async def test_runtime_refuses_to_resume_what_is_not_paused(rig: RuntimeRig) -> None:
+    # (runc pauses a created container; Docker refuses that a level up, in core/, so the
+    # seam does not promise either way.)
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    with pytest.raises(ShipslogError):
+        await rig.runtime.resume(cid)
+    assert await status(rig, cid) == "running"
+    with pytest.raises(ShipslogError):
+        await rig.runtime.pause(new_id())
+
+
+async def test_runtime_force_delete_of_a_running_container(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    await rig.runtime.delete(cid, force=True)
+    assert await status(rig, cid) is None
+
+
+async def test_runtime_knows_nothing_of_an_unknown_container(rig: RuntimeRig) -> None:
+    cid = new_id()
+    assert await rig.runtime.state(cid) is None
+    assert rig.runtime.exit_record(cid) is None
+    with pytest.raises(ShipslogError):
+        await rig.runtime.start(cid)
