@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from engine.core.errors import NotFound, ShipslogError
 from engine.core.volume_plan import MountPlan, PlannedMount
 from engine.drivers.protocols import Runtime, Secrets, Snapshots, Volumes
 from engine.testing.fakes import FakeRuntime, FakeSecrets, FakeSnapshots, FakeVolumes, Faults
+from engine.testing.rootfs import make_busybox_rootfs
 
 ROOT = os.geteuid() == 0
 REAL = pytest.param("real", marks=[pytest.mark.kernel,
                                    pytest.mark.skipif(not ROOT, reason="needs root")])
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
 def new_id() -> str:
@@ -203,19 +202,8 @@ def test_volume_prepare_of_a_missing_volume_is_not_found(volumes: Volumes,
 
 @pytest.fixture(scope="module")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root filesystem of /bin/busybox and its applet links."""
-    root = tmp_path_factory.mktemp("rootfs")
-    (root / "bin").mkdir()
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
-    for name in applets.decode().split():
-        if name != "busybox":
-            (root / "bin" / name).symlink_to("busybox")
-    for d in ("proc", "sys", "dev", "etc", "tmp", "ctl"):
-        (root / d).mkdir()
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    return root
+    """Busybox, with /ctl where a test leaves a container's exit code (see `make_exit`)."""
+    return make_busybox_rootfs(tmp_path_factory.mktemp("rootfs"), extra_dirs=("ctl",))
 
 
 class RuntimeRig:

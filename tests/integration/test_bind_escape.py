@@ -12,7 +12,6 @@ import ctypes.util
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -31,6 +30,7 @@ from engine.drivers.runtime.logs import read_logs
 from engine.drivers.volumes import bindsafe
 from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
 from engine.drivers.volumes.linux import Mounter, VolumeStore
+from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig, MountSpec
 
 pytestmark = [
@@ -42,7 +42,6 @@ pytestmark = [
     ),
 ]
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 TESTS_DIR = Path("/tmp/shipslog-tests")
 FLIPS = 10_000  # RELIABILITY S-04: at least 10^4 race iterations
 RENAME_EXCHANGE = 2
@@ -196,17 +195,7 @@ class Env:
         self.ids: list[str] = []
 
     def rootfs(self, name: str = "rootfs") -> Path:
-        root = self.base / name
-        (root / "bin").mkdir(parents=True)
-        shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-        applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
-        for applet in applets.decode().split():
-            if applet != "busybox":
-                (root / "bin" / applet).symlink_to("busybox")
-        for d in ("proc", "sys", "dev", "etc", "tmp"):
-            (root / d).mkdir()
-        (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-        return root
+        return make_busybox_rootfs(self.base / name)
 
     async def run(self, rootfs: Path, mounts: Sequence[MountSpec], cmd: Sequence[str]
                   ) -> tuple[int, bytes, list[dict[str, Any]]]:

@@ -24,6 +24,7 @@ from engine.core.oci_spec import build_spec
 from engine.drivers.runtime import cgroups
 from engine.drivers.runtime.linux import Runtime, host_spec_inputs, read_rootfs_file
 from engine.drivers.runtime.logs import follow_logs, read_logs
+from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig
 
 pytestmark = [
@@ -35,26 +36,10 @@ pytestmark = [
     ),
 ]
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-
-
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A busybox root filesystem made of nothing but /bin/busybox and its applet links."""
-    root = tmp_path_factory.mktemp("rootfs")
-    (root / "bin").mkdir()
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
-    for name in applets.decode().split():
-        if name != "busybox":
-            (root / "bin" / name).symlink_to("busybox")
-    for d in ("proc", "sys", "dev", "etc", "tmp", "sbin"):
-        (root / d).mkdir()
-    (root / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"
-    )
-    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    return root
+    return make_busybox_rootfs(tmp_path_factory.mktemp("rootfs"))
 
 
 class Harness:

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from engine.drivers.runtime.linux import Runtime, host_spec_inputs
 from engine.drivers.runtime.logs import read_logs
 from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
 from engine.drivers.volumes.linux import Mounter, VolumeStore
+from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig, ImageConfig, MountSpec
 
 pytestmark = [
@@ -40,23 +40,10 @@ pytestmark = [
     ),
 ]
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 TESTS_DIR = Path("/tmp/shipslog-tests")
 
 
-def make_rootfs(root: Path) -> Path:
-    """A busybox root filesystem: /bin/busybox, its applet links and a minimal /etc."""
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, check=True).stdout
-    for name in applets.decode().split():
-        if name != "busybox":
-            (root / "bin" / name).symlink_to("busybox")
-    for d in ("proc", "sys", "dev", "etc", "tmp"):
-        (root / d).mkdir()
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    return root
+make_rootfs = make_busybox_rootfs  # a busybox root filesystem: bin/busybox, applets, /etc
 
 
 def snapshot(path: Path) -> tuple[bytes, int, int, int, int]:
