@@ -162,10 +162,13 @@ class ExecProcess:
         """The process's pid once runc has started it, or 0 when runc gave up first (an
         executable not found: runc writes its pid file only for a process it started)."""
         while self._pid_file is not None:
+            ended = self._proc.returncode is not None
+            # Checked before the read: runc may write the file, run a short command to its
+            # end and exit between a failed read and the check (a 126 for `true` in CI).
             try:
                 return int(self._pid_file.read_text().strip())
             except (OSError, ValueError):
-                if self._proc.returncode is not None:
+                if ended:
                     return 0
                 await trio.sleep(0.01)  # runc writes it right after the start
         return 0
