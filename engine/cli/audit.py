@@ -19,10 +19,9 @@ import time
 from typing import Any
 
 from engine.cli import format as fmt
-from engine.cli import parse
 from engine.cli.context import Context
-from engine.cli.errors import CliError, UsageError
-from engine.cli.timeline import when
+from engine.cli.errors import CliError
+from engine.cli.logargs import filter_params, point_arg, when
 
 
 def register(sub: Any) -> None:
@@ -237,16 +236,6 @@ WHO_FILTER_HELP = ("actor=NAME|UID, uid=N, command=TEXT (in the caller's command
                    "outcome=failed|completed|compensated|pending")
 
 
-def filter_params(given: list[str], verb: str) -> dict[str, str]:
-    """`--filter K=V` (repeatable) as the API's Docker-style `filters` JSON."""
-    if not given:
-        return {}
-    try:
-        return {"filters": json.dumps(parse.parse_filters(given), separators=(",", ":"))}
-    except ValueError as exc:
-        raise UsageError(str(exc), verb) from None
-
-
 def user_of(row: dict[str, Any]) -> str:
     """The host's name for the row's uid, looked up now (the log keeps uids only)."""
     if row.get("via") == "daemon":
@@ -255,13 +244,4 @@ def user_of(row: dict[str, Any]) -> str:
 
     return name_of(int(row["uid"])) or str(row["uid"])
 
-
-def point_arg(value: str, now: float, flag: str, verb: str = "audit") -> str:
-    """seq:N passes through; times and durations become Unix seconds on this side."""
-    if value.startswith("seq:"):
-        return value
-    try:
-        return parse.parse_timestamp(value, now)
-    except ValueError as exc:
-        raise UsageError(f"invalid value for --{flag}: {exc}", verb) from None
 

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from engine.cli import format as fmt
-from engine.cli.audit import point_arg
 from engine.cli.context import Context
 from engine.cli.errors import CliError
+from engine.cli.logargs import point_arg
 
 
 def register(sub: Any) -> None:

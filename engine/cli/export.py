@@ -67,7 +67,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
 
 def envelopes(ctx: Context, args: argparse.Namespace) -> Iterator[Any]:
     """The log's events as every output shows them, in seq order."""
-    from engine.cli.audit import point_arg
+    from engine.cli.logargs import point_arg
 
     params = {flag: point_arg(getattr(args, flag), ctx.clock(), flag, "audit export")
               for flag in ("since", "until") if getattr(args, flag)}

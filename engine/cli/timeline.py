@@ -16,6 +16,7 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError
+from engine.cli.logargs import filter_params, when
 
 
 def register(sub: Any) -> None:
@@ -79,13 +80,6 @@ def register(sub: Any) -> None:
     ld.set_defaults(func=cmd_debug_load)
 
 
-def when(ns: int) -> str:
-    secs, nanos = divmod(ns, 1_000_000_000)
-    from datetime import datetime  # imported where used: CLI start-up
-
-    return datetime.fromtimestamp(secs).strftime("%Y-%m-%d %H:%M:%S") + f".{nanos // 1_000_000:03d}"
-
-
 def span(ns: int | None) -> str:
     if ns is None:
         return "-"
@@ -124,7 +118,6 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("several objects, --since and --until only with --html FILE",
                          "history")
     args.object = args.object[0]
-    from engine.cli.audit import filter_params
 
     if args.changes:
         return _config_changes(ctx, args)
