@@ -40,6 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # old file → new file. The rule of each new folder is in NEW_PACKAGES and README.md.
 MOVES: dict[str, str] = {
+    # Docker's stream framing and detach keys are pure codecs the CLI shares with the server:
+    # beside the other Docker formats, so the CLI no longer imports the server (issue 16).
+    "engine/api/server/stream.py": "engine/api/docker/stream.py",
+    "engine/api/server/escape.py": "engine/api/docker/escape.py",
     # Landed on the day of the restructure (issue 13's create options, issue 12's builds).
     "engine/api/hostopts.py": "engine/api/docker/hostopts.py",
     "engine/api/inspect_host.py": "engine/api/docker/inspect_host.py",
@@ -117,12 +121,12 @@ MOVES: dict[str, str] = {
     # engine/api: the HTTP server, the Docker translation layer, the route modules.
     "engine/api/http.py": "engine/api/server/http.py",
     "engine/api/router.py": "engine/api/server/router.py",
-    "engine/api/stream.py": "engine/api/server/stream.py",
+    "engine/api/stream.py": "engine/api/docker/stream.py",
     "engine/api/hijack.py": "engine/api/server/hijack.py",
     "engine/api/relay.py": "engine/api/server/relay.py",
     "engine/api/peercred.py": "engine/api/server/peercred.py",
     "engine/api/admission.py": "engine/api/server/admission.py",
-    "engine/api/escape.py": "engine/api/server/escape.py",
+    "engine/api/escape.py": "engine/api/docker/escape.py",
     "engine/api/translate.py": "engine/api/docker/translate.py",
     "engine/api/models.py": "engine/api/docker/models.py",
     "engine/api/render.py": "engine/api/docker/render.py",

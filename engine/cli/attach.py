@@ -2,7 +2,7 @@
 (run, start -a, attach, exec) or a log stream, with the terminal in raw mode for `-t`.
 
 I/O: reads stdin, writes stdout/stderr, reads and writes the hijacked socket; changes and
-restores the terminal's mode. Frames are decoded by `engine.api.server.stream.FrameDecoder`.
+restores the terminal's mode. Frames are decoded by `engine.api.docker.stream.FrameDecoder`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, BinaryIO
 
-from engine.api.server.escape import EscapeScanner
-from engine.api.server.stream import STDERR, SYSTEMERR, FrameDecoder
+from engine.api.docker.escape import EscapeScanner
+from engine.api.docker.stream import STDERR, SYSTEMERR, FrameDecoder
 
 
 class Demuxer:

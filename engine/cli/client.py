@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from engine.api.server.stream import JsonLineDecoder
+from engine.api.docker.stream import JsonLineDecoder
 
 DEFAULT_HOST = "unix:///run/shipslog/shipslog.sock"
 READ_SIZE = 64 * 1024

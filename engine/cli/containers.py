@@ -15,7 +15,7 @@ import json
 import threading
 from typing import Any
 
-from engine.api.server.escape import DEFAULT_DETACH_KEYS, parse_detach_keys
+from engine.api.docker.escape import DEFAULT_DETACH_KEYS, parse_detach_keys
 from engine.cli import attach as stdio
 from engine.cli import images, parse
 from engine.cli.client import ApiError

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, TextIO
 
-from engine.api.server.stream import JsonLineDecoder
+from engine.api.docker.stream import JsonLineDecoder
 from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context

@@ -180,7 +180,7 @@ class LocalReader:
     @contextlib.contextmanager
     def stream_json(self, method: str, path: str, params: Mapping[str, Any] | None = None,
                     body: Any = None) -> Iterator[Iterator[Any]]:
-        from engine.api.server.stream import JsonLineDecoder
+        from engine.api.docker.stream import JsonLineDecoder
 
         with self.stream(method, path, params, body) as chunks:
 

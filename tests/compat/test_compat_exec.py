@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.api.server.stream import FrameDecoder
+from engine.api.docker.stream import FrameDecoder
 from engine.testing.dockercli import docker
 from tests.compat.conftest import Engine
 from tests.integration.test_exec_streams import PATIENCE, Terminal, crlf

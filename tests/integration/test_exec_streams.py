@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.server.stream import FrameDecoder
+from engine.api.docker.stream import FrameDecoder
 from engine.testing.dockercli import needs_docker
 
 pytestmark = [pytest.mark.kernel]

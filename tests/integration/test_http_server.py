@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 
+from engine.api.docker.stream import STDOUT, FrameDecoder
 from engine.api.server import http
 from engine.api.server.hijack import HijackedStream
 from engine.api.server.router import (
@@ -31,7 +32,6 @@ from engine.api.server.router import (
     json_response,
     streaming,
 )
-from engine.api.server.stream import STDOUT, FrameDecoder
 from engine.cli.client import ApiError, Client, DaemonUnreachable
 from engine.core.errors import Conflict, InvalidArgument, Unavailable
 

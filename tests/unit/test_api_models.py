@@ -16,15 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.api.docker import models
-from engine.api.server.router import (
-    Request,
-    Router,
-    decode_json,
-    empty,
-    json_response,
-    split_version,
-)
-from engine.api.server.stream import (
+from engine.api.docker.stream import (
     STDERR,
     STDOUT,
     FrameDecoder,
@@ -33,6 +25,14 @@ from engine.api.server.stream import (
     frame,
     json_line,
     progress,
+)
+from engine.api.server.router import (
+    Request,
+    Router,
+    decode_json,
+    empty,
+    json_response,
+    split_version,
 )
 from engine.core.errors import InvalidArgument, NotFound
 from events.envelope import Actor

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.server.stream import frame
+from engine.api.docker.stream import frame
 from engine.cli.client import ApiError
 from tests.unit.test_cli_fakeclient import FakeClient, cli
 

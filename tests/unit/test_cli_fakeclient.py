@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.api.server.stream import frame
+from engine.api.docker.stream import frame
 from engine.cli.client import ApiError, Response
 from engine.cli.main import run
 

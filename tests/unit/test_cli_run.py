@@ -9,7 +9,7 @@ import os
 import signal
 import termios
 
-from engine.api.server.stream import frame
+from engine.api.docker.stream import frame
 from engine.cli.attach import on_resize, proxy_signals
 from engine.cli.client import ApiError
 from tests.unit.test_cli_fakeclient import FakeClient, cat_container, cli, seq

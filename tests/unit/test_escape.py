@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.api.server.escape import EscapeScanner, parse_detach_keys
+from engine.api.docker.escape import EscapeScanner, parse_detach_keys
 from engine.core.errors import InvalidArgument
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from engine.api.server.escape import EscapeScanner
+from engine.api.docker.escape import EscapeScanner
+from engine.api.docker.stream import FrameDecoder
 from engine.api.server.hijack import HijackedStream
 from engine.api.server.relay import CHUNK, RelayState, relay_exec
-from engine.api.server.stream import FrameDecoder
 
 
 class FakeExec:

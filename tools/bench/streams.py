@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.api.server.stream import FrameDecoder
+from engine.api.docker.stream import FrameDecoder
 from tools.bench.common import build_busybox_tar, fmt_mb, format_table, json_line, log
 
 BUSYBOX_TAR = Path("/tmp/shipslog-tests/busybox.tar")

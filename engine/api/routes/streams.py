@@ -13,10 +13,11 @@ from typing import Any
 
 import trio
 
+from engine.api.docker.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.docker.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
 from engine.api.docker.render import rfc3339
+from engine.api.docker.stream import frame
 from engine.api.routes.system import parse_event_time
-from engine.api.server.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.server.hijack import HijackedStream
 from engine.api.server.relay import RelayState, relay_exec
 from engine.api.server.router import (
@@ -28,7 +29,6 @@ from engine.api.server.router import (
     json_response,
     streaming,
 )
-from engine.api.server.stream import frame
 from engine.core import containers as cc
 from engine.core import errors
 from engine.core.errors import Conflict, InvalidArgument, NotFound, ShipslogError

@@ -9,7 +9,7 @@ import select
 
 import trio
 
-from engine.api.server.stream import frame
+from engine.api.docker.stream import frame
 
 
 class HijackedStream:

@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from engine.api.server.escape import EscapeScanner
+from engine.api.docker.escape import EscapeScanner
 from engine.api.server.hijack import HijackedStream
 
 CHUNK = 32768
