@@ -1,0 +1,212 @@
+"""The supervisor's networking on the recording fake of the network seam (issues 16, 20):
+bridge, macvlan and ipvlan networks and their endpoints, Docker's refusals, and a crash
+between a kernel step and its event, all without root.
+
+I/O: none (the event store in a temporary file).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.api.routes.networks import render_network
+from engine.core.errors import Conflict, InvalidArgument, NotFound
+from engine.drivers.host import failpoints
+from engine.drivers.network.seam import OWNED_ALIAS
+from engine.testing.rig import Machine, load_busybox, open_rig
+from events import vocabulary as v
+from events.envelope import Actor
+from events.values import ContainerConfig
+from projections.fold import fold
+
+USER = Actor(uid=1000, gid=1000, pid=42, command=("shipslog", "network"))
+
+
+@pytest.fixture
+def machine(tmp_path):  # type: ignore[no-untyped-def]
+    failpoints.reset()
+    yield Machine(db=tmp_path / "events.db")
+    failpoints.reset()
+
+
+def cfg(network: str, **kw) -> ContainerConfig:  # type: ignore[no-untyped-def]
+    return ContainerConfig(image="busybox", image_id="", cmd=("sh",), network_mode=network,
+                           **kw)
+
+
+def sandbox(machine: Machine, cid: str) -> dict[str, object]:
+    return machine.net.sandboxes.get(f"/fake/netns/slg-{cid[:12]}", {})
+
+
+async def run(rig, name: str, network: str, **kw) -> str:  # type: ignore[no-untyped-def]
+    cid, _ = await rig.engine.create_container(name=name, config=cfg(network, **kw), env=[],
+                                               actor=USER)
+    await rig.engine.start(cid, USER)
+    return str(cid)
+
+
+def assert_nothing_left(machine: Machine) -> None:
+    """Only the host's own links and the default bridge stay."""
+    assert set(machine.net.links) == {"lo", "eth0", *(
+        n for n, li in machine.net.links.items() if li.kind == "bridge")}
+    assert not machine.net.sandboxes
+
+
+async def test_bridge_endpoint_made_and_taken_down_through_the_seam(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        nid = await rig.engine.create_network("web", USER, subnet="10.77.0.0/24")
+        net = rig.journal.state.networks[nid]
+        assert machine.net.links[net.bridge].kind == "bridge" and nid in machine.net.nft
+        cid = await run(rig, "ca", "web")
+        ep = rig.journal.state.networks[nid].endpoints[cid]
+        assert machine.net.links[ep.endpoint_id].master == net.bridge
+        assert sandbox(machine, cid)["eth0"].addresses == ("10.77.0.2/24",)  # type: ignore[attr-defined]
+        await rig.engine.remove(cid, USER, force=True)
+        await rig.engine.remove_network("web", USER)
+        assert net.bridge not in machine.net.links and nid not in machine.net.nft
+        assert_nothing_left(machine)
+
+
+async def test_macvlan_network_endpoints_and_inspect(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        nid = await rig.engine.create_network(
+            "lan", USER, driver="macvlan", subnet="192.0.2.0/24", gateway="192.0.2.1",
+            ip_range="192.0.2.128/25", aux_addresses={"router": "192.0.2.254"},
+            options={"parent": "eth0"})
+        net = rig.journal.state.networks[nid]
+        shown = render_network(rig.journal.state, net)
+        assert (shown["Driver"], shown["Options"], shown["Internal"]) == (
+            "macvlan", {"parent": "eth0"}, False)
+        assert shown["IPAM"]["Config"] == [{"Subnet": "192.0.2.0/24", "Gateway": "192.0.2.1",
+                                            "IPRange": "192.0.2.128/25",
+                                            "AuxiliaryAddresses": {"router": "192.0.2.254"}}]
+        assert nid not in machine.net.nft  # no NAT, no forward rules: Docker's macvlan
+        a = await run(rig, "ca", "lan", ports=())
+        b = await run(rig, "cb", "lan", ipv4_address="192.0.2.200")
+        eps = rig.journal.state.networks[nid].endpoints
+        assert (eps[a].ip, eps[b].ip) == ("192.0.2.128", "192.0.2.200")
+        link = sandbox(machine, a)["eth0"]
+        assert (link.kind, link.master, link.mode) == ("macvlan", "eth0", "bridge")  # type: ignore[attr-defined]
+        assert rig.network is not None and rig.network.lookup(nid, "cb") == ["192.0.2.200"]
+        await rig.engine.stop(a, USER, timeout=1)
+        assert not sandbox(machine, a) and a not in rig.journal.state.networks[nid].endpoints
+        for cid in (a, b):
+            await rig.engine.remove(cid, USER, force=True)
+        await rig.engine.remove_network("lan", USER)
+        assert "eth0" in machine.net.links  # the user's parent stays
+        assert_nothing_left(machine)
+
+
+async def test_ipvlan_l3_endpoint_routes_without_a_gateway(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        await rig.engine.create_network("l3", USER, driver="ipvlan", subnet="198.51.100.0/24",
+                                        options={"parent": "eth0", "ipvlan_mode": "l3"})
+        cid = await run(rig, "ca", "l3")
+        link = sandbox(machine, cid)["eth0"]
+        assert (link.kind, link.mode) == ("ipvlan", "l3")  # type: ignore[attr-defined]
+        calls = [a for name, a in machine.faults.calls if name == "net.join"]
+        assert calls
+        await rig.engine.remove(cid, USER, force=True)
+        await rig.engine.remove_network("l3", USER)
+        assert_nothing_left(machine)
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"parent": "eth9"}, InvalidArgument, "-o parent interface was not found on the host: eth9"),
+    ({"parent": "eth9.10"}, InvalidArgument,
+     "-o parent interface was not found on the host: eth9"),
+    ({"parent": "lo"}, InvalidArgument, "loopback interface is not a valid macvlan parent link"),
+    ({"parent": "eth0", "macvlan_mode": "nat"}, InvalidArgument,
+     "requested macvlan mode 'nat' is not valid, 'bridge' mode is the macvlan driver default"),
+])
+async def test_docker_refusals_record_nothing(machine, options, error, message) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        with pytest.raises(error) as exc:
+            await rig.engine.create_network("bad", USER, driver="macvlan", options=options)
+        assert exc.value.message == message
+        assert "bad" not in rig.journal.state.network_names
+        assert not [e for e in rig.store.read() if isinstance(e.event, v.NetworkCreated)
+                    and e.event.name == "bad"]
+
+
+async def test_unknown_driver_is_a_missing_plugin(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        with pytest.raises(NotFound, match='plugin "overlay" not found'):
+            await rig.engine.create_network("o", USER, driver="overlay")
+
+
+async def test_overlapping_macvlan_subnets_on_one_parent_are_refused(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await rig.engine.create_network("m1", USER, driver="macvlan", subnet="192.0.2.0/24",
+                                        options={"parent": "eth0"})
+        with pytest.raises(Conflict, match="Pool overlaps with other one on this address "
+                                           r"space \(192.0.2.0/24\)"):
+            await rig.engine.create_network("m2", USER, driver="macvlan",
+                                            subnet="192.0.2.0/25", options={"parent": "eth0"})
+        with pytest.raises(Conflict, match="cannot use mode passthru"):
+            await rig.engine.create_network("m3", USER, driver="macvlan",
+                                            subnet="203.0.113.0/24",
+                                            options={"parent": "eth0", "macvlan_mode":
+                                                     "passthru"})
+
+
+async def test_vlan_parent_made_shared_and_removed_with_the_last_network(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        n1 = await rig.engine.create_network("v1", USER, driver="macvlan",
+                                             subnet="192.0.2.0/24",
+                                             options={"parent": "eth0.10"})
+        assert rig.journal.state.networks[n1].parent_created
+        assert machine.net.links["eth0.10"].alias == OWNED_ALIAS + n1
+        n2 = await rig.engine.create_network("v2", USER, driver="macvlan",
+                                             subnet="203.0.113.0/24",
+                                             options={"parent": "eth0.10"})
+        assert not rig.journal.state.networks[n2].parent_created
+        await rig.engine.remove_network("v1", USER)
+        assert "eth0.10" in machine.net.links  # v2 still hangs off it
+        await rig.engine.remove_network("v2", USER)
+        assert_nothing_left(machine)
+
+
+async def test_internal_macvlan_without_parent_is_an_isolated_dummy(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        nid = await rig.engine.create_network("iso", USER, driver="macvlan", internal=True)
+        net = rig.journal.state.networks[nid]
+        assert net.internal and machine.net.links[net.bridge].kind == "dummy"
+        assert render_network(rig.journal.state, net)["Internal"] is True
+        await rig.engine.remove_network("iso", USER)
+        assert_nothing_left(machine)
+
+
+@pytest.mark.parametrize("point", ["net.after_netns", "net.after_allocate", "net.after_veth",
+                                   "net.after_connected_event"])
+@pytest.mark.parametrize("driver", ["bridge", "macvlan"])
+async def test_crash_mid_connect_leaves_nothing_after_recovery(machine, point, driver) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        await rig.engine.create_network("n", USER, driver=driver, subnet="10.78.0.0/24",
+                                        options={"parent": "eth0"} if driver != "bridge"
+                                        else {})
+        cid, _ = await rig.engine.create_container(name="ca", config=cfg("n"), env=[],
+                                                   actor=USER)
+    failpoints.arm(point, "crash")
+    crashed = False
+    try:
+        async with open_rig(machine) as rig:
+            await rig.engine.start(cid, USER)
+    except BaseException as exc:  # noqa: BLE001 - the crash escapes as an ExceptionGroup
+        crashed = "SimulatedCrash" in repr(exc) or isinstance(exc, failpoints.SimulatedCrash)
+    failpoints.reset()
+    assert crashed
+    machine.runtime.procs.clear()  # the container's process went with the "machine"
+    async with open_rig(machine) as rig:
+        state = rig.journal.state
+        net = state.networks[state.network_names["n"]]
+        assert not net.endpoints and not net.allocations
+        assert fold(rig.store.read()).networks == state.networks
+        assert_nothing_left(machine)
+        await rig.engine.remove(cid, USER, force=True)
+        await rig.engine.remove_network("n", USER)
+        assert_nothing_left(machine)
