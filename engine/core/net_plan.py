@@ -149,6 +149,14 @@ IPVLAN_MODES = ("l2", "l3", "l3s")
 LINK_DRIVERS = ("macvlan", "ipvlan")
 DRIVERS = ("bridge", *LINK_DRIVERS)
 MAX_VLAN = 4094
+# Docker's embedded DNS address inside a container's namespace: macvlan/ipvlan containers
+# are asked there, as the host cannot reach them on the network's gateway (which is not ours)
+EMBEDDED_DNS = "127.0.0.11"
+
+
+def dns_server(driver: str, gateway: str) -> str:
+    """Where a container on a user network of `driver` asks for names."""
+    return EMBEDDED_DNS if driver in LINK_DRIVERS else gateway
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from engine.core.hostfiles import upstream_servers
 from engine.core.ipam import next_free_address
 from engine.core.lookup import find_container
 from engine.core.net_plan import (
+    EMBEDDED_DNS,
     LINK_DRIVERS,
     ParentPlan,
     VethPlan,
@@ -157,6 +158,7 @@ class NetworkOps:
         self.hostfw = kernel.hostfw
         self.hostfw6 = kernel.hostfw6  # networks with EnableIPv6 (issue 13)
         self._dns: dict[str, trio.CancelScope] = {}
+        self._ctr_dns: dict[str, trio.CancelScope] = {}  # macvlan/ipvlan containers' DNS
         self._proxies: dict[str, list[trio.CancelScope]] = {}
         self._ipam_locks: dict[str, trio.Lock] = {}
         self._ruled: set[str] = set()  # containers this process gave nft rules to
@@ -350,7 +352,43 @@ class NetworkOps:
         if state.networks[next(iter(joins))].driver not in LINK_DRIVERS:
             # Docker publishes no ports on macvlan/ipvlan: there is no NAT to do it with.
             await self._publish(c, ips[0], op_id, actor)
+        await self._start_container_dns(c.id)
         return path
+
+    def _dns_network(self, cid: str) -> NetworkView | None:
+        """The network whose names a container asks for (the supervisor's choice: its
+        first user-defined network), when that is a macvlan/ipvlan one."""
+        state = self.journal.state
+        c = state.containers.get(cid)
+        nets = [state.networks.get(nid) for nid in (c.networks if c else {})]
+        first = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
+        return first if first is not None and first.driver in LINK_DRIVERS else None
+
+    async def _start_container_dns(self, cid: str) -> None:
+        """Issue 20: the host cannot reach a macvlan/ipvlan container (nor does it own the
+        gateway), so its names are served inside its own namespace on 127.0.0.11."""
+        net = self._dns_network(cid)
+        if net is None or cid in self._ctr_dns or self.nursery is None:
+            return
+        await self.nursery.start(self._serve_container_dns, cid, net)
+
+    async def _serve_container_dns(self, cid: str, net: NetworkView, *,
+                                   task_status: trio.TaskStatus[None] =
+                                   trio.TASK_STATUS_IGNORED) -> None:
+        upstreams = upstream_servers(self.k.host.resolv_conf())
+        with trio.CancelScope() as scope:
+            self._ctr_dns[cid] = scope
+            try:
+                await self.k.run_dns(net.id, EMBEDDED_DNS, self.lookup, upstreams,
+                                     netns_path=self.k.sandboxes.path(netns_name(cid)),
+                                     task_status=task_status)
+            except (OSError, ShipslogError) as exc:
+                log.warning("DNS for container %s could not listen on %s:53: %s", cid[:12],
+                            EMBEDDED_DNS, exc)
+                task_status.started()
+            finally:
+                if self._ctr_dns.get(cid) is scope:
+                    del self._ctr_dns[cid]
 
     def joined_namespace(self, c: ContainerView) -> JoinedNamespace:
         """`--network container:<name|id>`: the namespace path of the container whose network
@@ -522,6 +560,9 @@ class NetworkOps:
         c = self.journal.state.containers.get(cid)
         for scope in self._proxies.pop(cid, []):
             scope.cancel()
+        dns = self._ctr_dns.pop(cid, None)
+        if dns is not None:
+            dns.cancel()
         if c is None or c.ports or cid in self._ruled:
             # Finding a container's rules means listing the table (~10 ms): only when the log
             # or this process says it has some (`reconcile` finds a crash's leftovers).
@@ -614,6 +655,8 @@ class NetworkOps:
         userland proxies died with the old daemon; start them again for running containers."""
         assert self.nursery is not None
         for c in list(self.journal.state.containers.values()):
+            if c.status in ("running", "paused"):
+                await self._start_container_dns(c.id)  # its sockets died with the daemon
             if c.status not in ("running", "paused") or c.id in self._proxies:
                 continue
             scopes = self._proxies.setdefault(c.id, [])

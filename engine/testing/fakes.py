@@ -621,8 +621,15 @@ async def _serve_nothing(*args: Any,
 
 
 def fake_network(faults: Faults, k: FakeNetKernel | None = None) -> NetworkKernel:
-    """The network seam on a fake kernel (`k`, kept across a simulated crash)."""
+    """The network seam on a fake kernel (`k`, kept across a simulated crash). DNS servers
+    are recorded as `net.dns` (listen address, namespace) and serve nothing."""
     k = k or FakeNetKernel(faults)
+
+    async def dns(network_id: str, listen_ip: str, *args: Any, netns_path: str = "",
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        faults.record("net.dns", listen_ip, netns_path)
+        await _serve_nothing(task_status=task_status)
+
     host = FakeHost(k)
     for name in host.devices:
         k.links.setdefault(name, FakeLink(name=name, kind="", up=True))
@@ -630,5 +637,5 @@ def fake_network(faults: Faults, k: FakeNetKernel | None = None) -> NetworkKerne
         drivers={"bridge": FakeBridgeDriver(k), "macvlan": FakeSubLinkDriver(k, "macvlan"),
                  "ipvlan": FakeSubLinkDriver(k, "ipvlan")},
         sandboxes=FakeSandboxes(k), nft=FakeFirewall(k), hostfw=FakeForward(k),
-        hostfw6=FakeForward(k, 6), host=host, run_dns=_serve_nothing,
+        hostfw6=FakeForward(k, 6), host=host, run_dns=dns,
         run_proxy=_serve_nothing)

@@ -89,9 +89,13 @@ async def test_macvlan_network_endpoints_and_inspect(machine) -> None:  # type: 
         assert (eps[a].ip, eps[b].ip) == ("192.0.2.128", "192.0.2.200")
         link = sandbox(machine, a)["eth0"]
         assert (link.kind, link.master, link.mode) == ("macvlan", "eth0", "bridge")  # type: ignore[attr-defined]
+        # names are served in each container's own namespace, where Docker serves them
         assert rig.network is not None and rig.network.lookup(nid, "cb") == ["192.0.2.200"]
+        assert ("net.dns", ("127.0.0.11", f"/fake/netns/slg-{a[:12]}")) in machine.faults.calls
+        assert set(rig.network._ctr_dns) == {a, b}
         await rig.engine.stop(a, USER, timeout=1)
         assert not sandbox(machine, a) and a not in rig.journal.state.networks[nid].endpoints
+        assert set(rig.network._ctr_dns) == {b}
         for cid in (a, b):
             await rig.engine.remove(cid, USER, force=True)
         await rig.engine.remove_network("lan", USER)
@@ -210,3 +214,44 @@ async def test_crash_mid_connect_leaves_nothing_after_recovery(machine, point, d
         await rig.engine.remove(cid, USER, force=True)
         await rig.engine.remove_network("n", USER)
         assert_nothing_left(machine)
+
+
+class RecordingLinks:
+    """Stands in for the kernel drivers `system reset` opens: records what it deletes."""
+
+    deleted: list[str] = []
+
+    def __init__(self, *args: object) -> None: ...
+
+    def delete_bridge(self, name: str) -> None:
+        self.deleted.append(name)
+
+    def delete_parent(self, plan: object) -> None:
+        self.deleted.append(f"parent-if-marked:{plan.parent}")  # type: ignore[attr-defined]
+
+    def delete_rules_of(self, owner: str) -> None: ...
+
+    def remove_if_unused(self) -> bool:
+        return True
+
+    def close(self) -> None: ...
+
+
+async def test_system_reset_never_deletes_a_macvlan_parent_by_name(machine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`system reset` deleted every network's `bridge` link by name; a macvlan network's is
+    the user's own NIC (eth0)."""
+    from types import SimpleNamespace
+
+    from engine.admin import reset
+
+    async with open_rig(machine) as rig:
+        await rig.engine.create_network("lan", USER, driver="macvlan",
+                                        options={"parent": "eth0"})
+        bridge = rig.journal.state.networks[rig.journal.state.network_names["bridge"]].bridge
+    RecordingLinks.deleted = []
+    for name in ("netlink.Netlink", "nft.Nft", "hostfw.HostForward"):
+        monkeypatch.setattr(f"engine.drivers.network.{name}", RecordingLinks)
+    warnings: list[str] = []
+    reset._networks(SimpleNamespace(db=machine.db), warnings)  # type: ignore[arg-type]
+    assert not warnings
+    assert RecordingLinks.deleted == [bridge, "parent-if-marked:eth0"]
