@@ -58,6 +58,7 @@ from engine.core.net_plan import (
     plan_parent,
     plan_sub_endpoint,
     plan_veth,
+    veth_name,
 )
 from engine.core.networks import decide_network_create, start_networks
 from engine.core.nft_plan import NetworkRules, Publish, publish_rules, replace_transaction
@@ -724,8 +725,10 @@ class NetworkOps:
         made (VLAN, dummy) whose network the log no longer has."""
         state = self.journal.state
         if kind in LINK_DRIVERS:
-            if not name.startswith("slg"):
-                return  # a user's own sub-interface
+            possible = {veth_name(cid, nid) for cid in state.containers
+                        for nid, n in state.networks.items() if n.driver in LINK_DRIVERS}
+            if name not in possible:
+                return  # a user's own, or another engine's on this host
             await trio.to_thread.run_sync(self.k.driver(kind).delete_endpoint, "", name)
             await self._difference(f"link:{name}", "no endpoint", f"{kind} on the host",
                                    "removed", f"a {kind} endpoint that no NetworkConnected "

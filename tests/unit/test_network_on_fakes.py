@@ -255,3 +255,36 @@ async def test_system_reset_never_deletes_a_macvlan_parent_by_name(machine, monk
     reset._networks(SimpleNamespace(db=machine.db), warnings)  # type: ignore[arg-type]
     assert not warnings
     assert RecordingLinks.deleted == [bridge, "parent-if-marked:eth0"]
+
+
+async def test_reconcile_removes_links_no_event_owns_and_keeps_the_users(machine) -> None:  # type: ignore[no-untyped-def]
+    from engine.core.errors import KernelError
+    from engine.core.net_plan import veth_name
+    from engine.testing.fakes import FakeLink
+
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        nid = await rig.engine.create_network("v", USER, driver="macvlan",
+                                              subnet="192.0.2.0/24",
+                                              options={"parent": "eth0.10"})
+        kept = await rig.engine.create_network("w", USER, driver="ipvlan",
+                                               subnet="198.51.100.0/24",
+                                               options={"parent": "eth0"})
+        cid, _ = await rig.engine.create_container(name="ca", config=cfg("w"), env=[],
+                                                   actor=USER)
+        # the VLAN link outlives its network: the kernel refused the removal
+        machine.faults.fail("net.delete_network", KernelError("device busy"))
+        with pytest.raises(KernelError):
+            await rig.engine.remove_network("v", USER)
+    assert "eth0.10" in machine.net.links
+    assert nid
+    stray = veth_name(cid, kept)  # a crash between a sub-interface's creation and its move
+    machine.net.links[stray] = FakeLink(name=stray, kind="ipvlan", master="eth0")
+    machine.net.links["mine0"] = FakeLink(name="mine0", kind="ipvlan", master="eth0")
+    async with open_rig(machine) as rig:
+        found = {e.event.subject: e.event.action for e in rig.store.read()
+                 if isinstance(e.event, v.ReconcileDifferenceFound)}
+        assert found == {f"link:{stray}": "removed", "link:eth0.10": "removed"}
+        assert "mine0" in machine.net.links  # a user's own sub-interface stays
+        del machine.net.links["mine0"]
+        assert_nothing_left(machine)
