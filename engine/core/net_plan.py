@@ -189,7 +189,7 @@ def split_vlan_parent(parent: str) -> tuple[str, int]:
     if not dot or not base or not tag.isdigit():
         return parent, 0
     if not 0 < int(tag) <= MAX_VLAN:
-        raise InvalidArgument(f"vlan id out of range: {tag}",
+        raise InvalidArgument(f"vlan id must be between 1-4094, received: {int(tag)}",
                               hint="a VLAN parent is IFACE.ID with ID from 1 to 4094")
     return base, int(tag)
 

@@ -145,9 +145,14 @@ def _decide_parent(state: EngineState, driver: str, network_id: str, options: di
     base, vlan = split_vlan_parent(parent)
     made = False
     if parent not in links:
-        if not vlan or base not in links:
-            raise InvalidArgument(f"-o parent interface was not found on the host: "
-                                  f"{base if vlan else parent}",
+        # moby macvlan_setup.go createVlanLink: a parent that is not there must be IFACE.ID
+        if not vlan:
+            raise InvalidArgument(f"invalid subinterface vlan name {parent}, example "
+                                  "formatting is eth0.10",
+                                  hint="name an existing interface (ip link show), or "
+                                  "IFACE.VLAN for a VLAN of one")
+        if base not in links:
+            raise InvalidArgument(f"-o parent interface was not found on the host: {base}",
                                   hint="name an existing interface: ip link show")
         made = True
     for other in state.networks.values():

@@ -119,7 +119,9 @@ async def test_ipvlan_l3_endpoint_routes_without_a_gateway(machine) -> None:  # 
 
 
 @pytest.mark.parametrize(("options", "error", "message"), [
-    ({"parent": "eth9"}, InvalidArgument, "-o parent interface was not found on the host: eth9"),
+    ({"parent": "eth9"}, InvalidArgument,
+     "invalid subinterface vlan name eth9, example formatting is eth0.10"),
+    ({"parent": "eth0.5000"}, InvalidArgument, "vlan id must be between 1-4094, received: 5000"),
     ({"parent": "eth9.10"}, InvalidArgument,
      "-o parent interface was not found on the host: eth9"),
     ({"parent": "lo"}, InvalidArgument, "loopback interface is not a valid macvlan parent link"),
@@ -287,4 +289,20 @@ async def test_reconcile_removes_links_no_event_owns_and_keeps_the_users(machine
         assert found == {f"link:{stray}": "removed", "link:eth0.10": "removed"}
         assert "mine0" in machine.net.links  # a user's own sub-interface stays
         del machine.net.links["mine0"]
+        assert_nothing_left(machine)
+
+
+async def test_dual_stack_macvlan_endpoint(machine) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        nid = await rig.engine.create_network(
+            "v6", USER, driver="macvlan", subnet="192.0.2.0/24", enable_ipv6=True,
+            subnet6="2001:db8:9::/64", options={"parent": "eth0"})
+        cid = await run(rig, "ca", "v6", ipv6_address="2001:db8:9::99")
+        ep = rig.journal.state.networks[nid].endpoints[cid]
+        assert (ep.ip, ep.ip6) == ("192.0.2.2", "2001:db8:9::99")
+        assert sandbox(machine, cid)["eth0"].addresses == (  # type: ignore[attr-defined]
+            "192.0.2.2/24", "2001:db8:9::99/64")
+        await rig.engine.remove(cid, USER, force=True)
+        await rig.engine.remove_network("v6", USER)
         assert_nothing_left(machine)
