@@ -138,6 +138,7 @@ class JoinedNamespace(NamedTuple):
     addresses: list[str]
     hostname: str
 
+
 def network_plan(net: NetworkView) -> NetworkPlan:
     """The kernel side of a recorded network, for its driver (pure)."""
     if net.driver in LINK_DRIVERS:
