@@ -53,6 +53,7 @@ RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 SIOCGIFHWADDR = 0x8927
 IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at once (Docker)
+IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # linux/if_link.h enum ipvlan_mode
 _WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
 
 
@@ -86,7 +87,10 @@ def _delete_by_alias(alias: str) -> None:
                     _ignore(exc, errno.ENODEV)
 
 
-def _sublink_hint(code: int) -> str:
+def _sublink_hint(code: int, kind: str) -> str:
+    if code == errno.EOPNOTSUPP:
+        return (f"this kernel has no {kind} support (CONFIG_{kind.upper()}); use another "
+                "network driver")
     if code == errno.EBUSY:
         return ("the parent already has a sub-interface of another mode, or one in passthru "
                 "mode: use another parent")
@@ -170,8 +174,11 @@ class Netlink:
     """One rtnetlink socket in the host namespace, used under a lock (pyroute2's sync API
     is not thread-safe, and the supervisor calls from trio worker threads)."""
 
-    def __init__(self) -> None:
-        self._ipr = IPRoute()
+    def __init__(self, netns: str = "") -> None:
+        # `netns`: a namespace to work in instead of the caller's (the contract suite's lab).
+        # pyroute2 opens its socket when first used, so a Netlink made in a thread that
+        # joined a namespace would still act wherever it is later used: name it here.
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -317,15 +324,32 @@ class Netlink:
                         raise KernelError(f"-o parent interface was not found on the host: "
                                           f"{plan.base}", hint="name an existing interface")
                     extra = {"link": base, "vlan_id": plan.vlan_id}
-                try:
-                    self._ipr.link("add", ifname=plan.parent, kind=plan.make, **extra)
-                except NetlinkError as exc:
-                    _ignore(exc, errno.EEXIST)
+                self._add_parent(plan, extra)
                 index = self._index(plan.parent)
                 if index is None:
                     raise KernelError(f"link {plan.parent} vanished while being created")
                 self._ipr.link("set", index=index, ifalias=OWNED_ALIAS + plan.network_id)
             self._ipr.link("set", index=index, state="up")
+
+    def _add_parent(self, plan: ParentPlan, extra: dict[str, object]) -> None:
+        """Make a VLAN or isolated parent. A kernel without the dummy driver (CONFIG_DUMMY
+        unset, as on some VMs) gets an empty bridge instead: it too is a segment no host
+        port joins, and macvlan/ipvlan children on it reach only each other."""
+        try:
+            self._ipr.link("add", ifname=plan.parent, kind=plan.make, **extra)
+        except NetlinkError as exc:
+            if exc.code == errno.EOPNOTSUPP and plan.make == "dummy":
+                try:
+                    self._ipr.link("add", ifname=plan.parent, kind="bridge")
+                except NetlinkError as again:
+                    _ignore(again, errno.EEXIST)
+                return
+            if exc.code == errno.EOPNOTSUPP:
+                raise KernelError(f"cannot create {plan.parent}: this kernel has no "
+                                  f"{plan.make} links", hint="a VLAN parent needs 802.1Q "
+                                  "support (CONFIG_VLAN_8021Q); make the VLAN link yourself "
+                                  "or name another parent") from exc
+            _ignore(exc, errno.EEXIST)
 
     def delete_parent(self, plan: ParentPlan) -> None:
         """Remove the parent if we made it: it carries our mark (a network that shares a
@@ -359,7 +383,10 @@ class Netlink:
                                       f"{plan.bridge}", hint="name an existing interface")
                 if self._index(eid) is not None:  # left by an interrupted earlier run
                     self._ipr.link("del", ifname=eid)
-                mode = {f"{plan.kind}_mode": plan.mode} if plan.mode else {}
+                mode: dict[str, object] = {}
+                if plan.mode:  # macvlan's modes by name; ipvlan's as the kernel's numbers
+                    mode = {f"{plan.kind}_mode": IPVLAN_MODE.get(plan.mode, plan.mode)
+                            if plan.kind == "ipvlan" else plan.mode}
                 extra: dict[str, object] = {"address": plan.mac} if plan.mac else {}
                 try:
                     self._ipr.link("add", ifname=eid, kind=plan.kind, link=parent, mtu=plan.mtu,
@@ -367,7 +394,7 @@ class Netlink:
                 except NetlinkError as exc:
                     raise KernelError(f"cannot create {plan.kind} on {plan.bridge}: "
                                       f"{os.strerror(exc.code)}",
-                                      hint=_sublink_hint(exc.code)) from exc
+                                      hint=_sublink_hint(exc.code, plan.kind)) from exc
                 index = self._index(eid)
                 try:
                     self._ipr.link("set", index=index, ifalias=eid)
