@@ -335,3 +335,29 @@ def test_macvlan_answers_as_docker_does(lan: Lan, lan_engine: dict[str, str]) ->
     ok("rm", "-f", "da", "db")
     ok("network", "rm", "dmv")
     assert set(lan.links()) == before
+
+
+def test_live_connect_disconnect_and_names_after_a_daemon_restart(
+        lan: Lan, lan_daemon: DaemonProcess) -> None:
+    d = lan_daemon
+    shipslog(d, "network", "create", "-d", "macvlan", "--subnet", SUBNET, "-o",
+             f"parent={lan.parent}", "mv")
+    shipslog(d, "network", "create", "app")
+    shipslog(d, "run", "-d", "--name", "web", "--network", "mv", "busybox", "sleep", "300")
+    shipslog(d, "run", "-d", "--name", "side", "--network", "app", "busybox", "sleep", "300")
+    # a running container joins the segment: a second interface, and it reaches the peer
+    shipslog(d, "network", "connect", "mv", "side")
+    code, out, err = shipslog(d, "exec", "side", "ip", "-o", "addr", "show", "eth1", ok=False)
+    assert code == 0 and "10.254.9." in out, out + err
+    code, out, err = shipslog(d, "exec", "side", "ping", "-c1", "-W3", PEER, ok=False)
+    assert code == 0, out + err
+    shipslog(d, "network", "disconnect", "mv", "side")
+    code, out, _ = shipslog(d, "exec", "side", "ip", "-o", "link", "show", "eth1", ok=False)
+    assert code != 0, f"eth1 is still in the container: {out}"
+    # the daemon restarts; the containers run on, and their names are served again in them
+    d.stop()
+    start_daemon(d, lan.ns)
+    code, out, err = shipslog(d, "exec", "web", "nslookup", "web", "127.0.0.11", ok=False)
+    assert code == 0 and "10.254.9." in out, out + err
+    shipslog(d, "rm", "-f", "web", "side")
+    shipslog(d, "network", "rm", "mv", "app")
