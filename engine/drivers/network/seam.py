@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.core.errors import NotFound
 from engine.core.fwd_plan import FirewallFacts
 from engine.core.hostfiles import ResolvConf
 from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
@@ -150,8 +151,6 @@ class NetworkKernel:
     def driver(self, name: str) -> NetworkDriver:
         found = self.drivers.get(name)
         if found is None:  # the core refused it at create; an old log's unknown driver
-            from engine.core.errors import NotFound
-
             raise NotFound(f"plugin \"{name}\" not found",
                            hint=f"shipslog has the {', '.join(sorted(self.drivers))} drivers")
         return found
