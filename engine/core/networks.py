@@ -144,9 +144,6 @@ def _decide_parent(state: EngineState, driver: str, network_id: str, options: di
                               hint="name the interface of the segment the containers join")
     base, vlan = split_vlan_parent(parent)
     made = False
-    if parent not in links and internal:
-        # moby: an --internal network whose parent is not there gets a dummy link instead
-        return "slg-" + network_id[:11], True, True
     if parent not in links:
         # moby macvlan_setup.go createVlanLink: a parent that is not there must be IFACE.ID
         if not vlan:
