@@ -128,7 +128,8 @@ def _decide_parent(state: EngineState, driver: str, network_id: str, options: di
     Docker's rules and words (moby libnetwork/drivers/macvlan, ipvlan): the mode is checked;
     no parent means a dummy link of our own and an internal network; a parent must exist,
     or be IFACE.VLAN of one that does (we make the VLAN link); `lo` is refused; passthru
-    takes the parent for itself."""
+    takes the parent for itself. A macvlan and an ipvlan network may name one parent, as in
+    Docker: the kernel refuses the second kind's endpoint at start (EBUSY, with a hint)."""
     mode_key = f"{driver}_mode"
     mode = driver_mode(driver, options)
     modes = MACVLAN_MODES if driver == "macvlan" else IPVLAN_MODES
@@ -156,16 +157,17 @@ def _decide_parent(state: EngineState, driver: str, network_id: str, options: di
                                   hint="name an existing interface: ip link show")
         made = True
     for other in state.networks.values():
-        if other.driver not in LINK_DRIVERS or other.bridge != parent:
+        if other.driver != driver or other.bridge != parent or driver != "macvlan":
             continue
-        other_mode = driver_mode(other.driver, other.options)
-        if driver == "macvlan" and "passthru" in (mode, other_mode):
-            raise Conflict(f"cannot use mode passthru, {driver} interface {parent} is already "
-                           f"used by network {other.name}",
+        # moby libnetwork/drivers/macvlan createNetwork, its words
+        if mode == "passthru":
+            raise Conflict(f"cannot use mode passthru, macvlan network {other.id} is already "
+                           f"using parent interface {parent}",
                            hint="a passthru network takes the parent for itself")
-        if other.driver != driver:
-            raise Conflict(f"parent interface {parent} is already used by {other.driver} "
-                           f"network {other.name}", hint="give each driver its own parent")
+        if driver_mode(other.driver, other.options) == "passthru":
+            raise Conflict(f"macvlan network {other.id} is already using parent interface "
+                           f"{parent} in mode passthru",
+                           hint="a passthru network takes the parent for itself")
     return parent, made, internal
 
 

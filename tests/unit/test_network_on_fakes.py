@@ -152,11 +152,14 @@ async def test_overlapping_macvlan_subnets_on_one_parent_are_refused(machine) ->
                                            r"space \(192.0.2.0/24\)"):
             await rig.engine.create_network("m2", USER, driver="macvlan",
                                             subnet="192.0.2.0/25", options={"parent": "eth0"})
-        with pytest.raises(Conflict, match="cannot use mode passthru"):
+        m1 = rig.journal.state.network_names["m1"]
+        with pytest.raises(Conflict) as exc:
             await rig.engine.create_network("m3", USER, driver="macvlan",
                                             subnet="203.0.113.0/24",
                                             options={"parent": "eth0", "macvlan_mode":
                                                      "passthru"})
+        assert exc.value.message == (f"cannot use mode passthru, macvlan network {m1} is "
+                                     "already using parent interface eth0")
 
 
 async def test_vlan_parent_made_shared_and_removed_with_the_last_network(machine) -> None:  # type: ignore[no-untyped-def]
