@@ -137,6 +137,13 @@ def _decide_parent(state: EngineState, driver: str, network_id: str, options: di
         raise InvalidArgument(f"requested {driver} mode '{options[mode_key]}' is not valid, "
                               f"'{modes[0]}' mode is the {driver} driver default",
                               hint=f"use one of {', '.join(modes)}")
+    flag = options.get("ipvlan_flag", "bridge") if driver == "ipvlan" else "bridge"
+    if flag not in ("bridge", "private", "vepa"):
+        raise InvalidArgument(f"requested ipvlan flag '{flag}' is not valid, 'bridge' is the "
+                              "ipvlan driver default", hint="use bridge, private or vepa")
+    if flag != "bridge":  # applied, or refused by name: never silently ignored
+        raise InvalidArgument(f"ipvlan_flag={flag} is not supported by shipslog",
+                              hint="leave out -o ipvlan_flag (bridge)")
     parent = options.get("parent", "")
     if not parent:
         return "slg-" + network_id[:11], True, True

@@ -138,6 +138,22 @@ async def test_docker_refusals_record_nothing(machine, options, error, message) 
                     and e.event.name == "bad"]
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"parent": "eth0", "ipvlan_mode": "l4"},
+     "requested ipvlan mode 'l4' is not valid, 'l2' mode is the ipvlan driver default"),
+    ({"parent": "eth0", "ipvlan_flag": "loud"},
+     "requested ipvlan flag 'loud' is not valid, 'bridge' is the ipvlan driver default"),
+    ({"parent": "eth0", "ipvlan_flag": "private"},
+     "ipvlan_flag=private is not supported by shipslog"),
+])
+async def test_ipvlan_refusals(machine, options, message) -> None:  # type: ignore[no-untyped-def]
+    async with open_rig(machine) as rig:
+        with pytest.raises(InvalidArgument) as exc:
+            await rig.engine.create_network("bad", USER, driver="ipvlan", options=options)
+        assert exc.value.message == message
+        assert "bad" not in rig.journal.state.network_names
+
+
 async def test_unknown_driver_is_a_missing_plugin(machine) -> None:  # type: ignore[no-untyped-def]
     async with open_rig(machine) as rig:
         with pytest.raises(NotFound, match='plugin "overlay" not found'):
