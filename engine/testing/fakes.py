@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import trio
 
-from engine.core.errors import KernelError, NotFound
+from engine.core.errors import InvalidArgument, KernelError, NotFound
 from engine.core.fwd_plan import FirewallFacts
 from engine.core.hostfiles import ResolvConf
 from engine.core.net_plan import VethPlan
@@ -508,6 +508,9 @@ class FakeSandboxes:
         self.k = k
 
     def path(self, name: str) -> str:
+        # as engine/drivers/network/netns.py: a sandbox name is slg-<12 hex>, never a path
+        if not re.fullmatch(r"slg-[0-9a-f]{12}", name):
+            raise InvalidArgument(f"invalid netns name {name!r}", hint="slg-<12 hex>")
         return f"/fake/netns/{name}"
 
     def create(self, name: str) -> str:
