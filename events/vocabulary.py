@@ -363,6 +363,9 @@ class NetworkCreated(BaseEvent, frozen=True, kw_only=True):
     aux_addresses6: dict[str, str] = {}
     ipam_options: dict[str, str] | None = None
     attachable: bool = False  # Docker's Attachable: recorded and shown (swarm's, inert here)
+    # issue 20: a macvlan/ipvlan network's parent link (in `bridge`) is one we make — a VLAN
+    # sub-interface or a dummy — and remove with the network
+    parent_created: bool = False
 
 
 class NetworkAddressAllocated(BaseEvent, frozen=True, kw_only=True):

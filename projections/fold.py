@@ -508,7 +508,7 @@ def _network_created(tx: _Tx, env: Envelope, ev: v.NetworkCreated) -> None:
         gateway6=ev.gateway6, ip_range6=ev.ip_range6, aux_addresses=dict(ev.aux_addresses),
         aux_addresses6=dict(ev.aux_addresses6),
         ipam_options=None if ev.ipam_options is None else dict(ev.ipam_options),
-        attachable=ev.attachable,
+        attachable=ev.attachable, parent_created=ev.parent_created,
     ))
     tx.network_names[ev.name] = ev.network_id
 

@@ -122,6 +122,7 @@ class NetworkView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     aux_addresses6: dict[str, str] = {}  # … of the v6 pool
     ipam_options: dict[str, str] | None = None
     attachable: bool = False
+    parent_created: bool = False  # macvlan/ipvlan: we made the parent link in `bridge`
 
 
 class ExecView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

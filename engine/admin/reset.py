@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 from engine.core.errors import Conflict
+from engine.core.net_plan import LINK_DRIVERS, ParentPlan
 from engine.shell.paths import Paths
 
 
@@ -103,6 +104,9 @@ def _networks(paths: Paths, warnings: list[str]) -> set[str]:
     if found is None:
         return set()
     networks, containers, owners = found
+    # A macvlan/ipvlan network's `bridge` is its parent: often the user's own NIC (issue 20).
+    # Only bridges go by name; a parent goes only if it carries our mark (a VLAN we made).
+    parents = [name for driver, name in networks if driver in LINK_DRIVERS]
     from engine.drivers.network.hostfw import HostForward
     from engine.drivers.network.netlink import Netlink
     from engine.drivers.network.nft import Nft
@@ -112,8 +116,12 @@ def _networks(paths: Paths, warnings: list[str]) -> set[str]:
         for owner in owners:
             nft.delete_rules_of(owner)
             hostfw.delete_rules_of(owner)
-        for bridge in networks:
-            netlink.delete_bridge(bridge)
+        for driver, bridge in networks:
+            if driver == "bridge":
+                netlink.delete_bridge(bridge)
+        for parent in parents:
+            netlink.delete_parent(ParentPlan(driver="macvlan", network_id="", parent=parent,
+                                             mode="", make="vlan"))
         nft.remove_if_unused()
         hostfw.remove_if_unused()
     except Exception as exc:  # noqa: BLE001 - a reset goes on; the user reads what is left
@@ -123,15 +131,17 @@ def _networks(paths: Paths, warnings: list[str]) -> set[str]:
     return containers
 
 
-def _log_facts(db: Path, warnings: list[str]) -> tuple[list[str], set[str], list[str]] | None:
-    """(bridges, container ids, owners of nft rules) from the folded log; when the events
+def _log_facts(db: Path, warnings: list[str]
+               ) -> tuple[list[tuple[str, str]], set[str], list[str]] | None:
+    """((driver, bridge) of each network, container ids, owners of nft rules) from the folded
+    log; when the events
     cannot be folded (a damaged page), from the projection tables, which often can."""
     from engine.admin.check import fold_log
     from events.store import StoreError
 
     try:
         state = fold_log(db)
-        return ([n.bridge for n in state.networks.values()], set(state.containers),
+        return ([(n.driver, n.bridge) for n in state.networks.values()], set(state.containers),
                 [*state.networks, *(c.id for c in state.containers.values() if c.ports)])
     except (sqlite3.Error, StoreError, ValueError) as exc:
         reason = exc
@@ -151,7 +161,8 @@ def _log_facts(db: Path, warnings: list[str]) -> tuple[list[str], set[str], list
                         "root's networks, if any, are left (see `ip link` and `nft list "
                         "ruleset`)")
         return None
-    return ([n.bridge for n in nets], {c.id for c in ctrs},  # type: ignore[attr-defined]
+    return ([(n.driver, n.bridge) for n in nets],  # type: ignore[attr-defined]
+            {c.id for c in ctrs},  # type: ignore[attr-defined]
             [*(n.id for n in nets), *(c.id for c in ctrs if c.ports)])  # type: ignore[attr-defined]
 
 

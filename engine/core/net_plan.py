@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.core.errors import Conflict, InvalidArgument
 
@@ -87,6 +87,10 @@ class VethPlan:
     default_route: bool = True  # only the first network a container joins gets the default
     ip6_cidr: str = ""  # e.g. "2001:db8::2/64"; set without DAD (usable at once, as Docker)
     gateway6: str = ""
+    # issue 20: "veth" (a bridge port), or "macvlan"/"ipvlan" — then `host_ifname` is the
+    # endpoint's id and `bridge` the parent link (`plan_sub_endpoint`)
+    kind: str = "veth"
+    mode: str = ""
 
 
 def _check_ifname(name: str) -> str:
@@ -133,3 +137,90 @@ def plan_veth(container_id: str, network_id: str, *, bridge: str, subnet: str, g
                     netns_path=netns_path, ip_cidr=f"{addr}/{net.prefixlen}", gateway=gateway,
                     mac=mac or mac_for_ip(ip), mtu=mtu, default_route=default_route,
                     ip6_cidr=ip6_cidr, gateway6=gateway6 if ip6 else "")
+
+
+# -- drivers beyond the bridge (issue 20) ----------------------------------------------------
+# Docker's macvlan and ipvlan drivers: every endpoint is a sub-interface of one parent link,
+# made straight inside the container's namespace. The parent is the user's (`-o parent=`),
+# a VLAN sub-interface of it that we make (`parent=eth0.10`), or, for `--internal` without a
+# parent, a dummy link of our own: an isolated segment, as Docker makes one.
+MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+IPVLAN_MODES = ("l2", "l3", "l3s")
+LINK_DRIVERS = ("macvlan", "ipvlan")
+DRIVERS = ("bridge", *LINK_DRIVERS)
+MAX_VLAN = 4094
+# Docker's embedded DNS address inside a container's namespace: macvlan/ipvlan containers
+# are asked there, as the host cannot reach them on the network's gateway (which is not ours)
+EMBEDDED_DNS = "127.0.0.11"
+
+
+def dns_server(driver: str, gateway: str) -> str:
+    """Where a container on a user network of `driver` asks for names."""
+    return EMBEDDED_DNS if driver in LINK_DRIVERS else gateway
+
+
+@dataclass(frozen=True)
+class ParentPlan:
+    """The kernel side of a macvlan/ipvlan network: the parent its endpoints hang off, and
+    what we make of it (`make`: "" the user's link, "vlan" a VLAN of `base` with `vlan_id`,
+    "dummy" an isolated segment). `network_id` marks the links we make (their ifalias), so
+    the reconciler tells ours from a user's."""
+
+    driver: str
+    network_id: str
+    parent: str
+    mode: str
+    make: str = ""
+    base: str = ""
+    vlan_id: int = 0
+
+
+def driver_mode(driver: str, options: dict[str, str]) -> str:
+    """The mode a macvlan/ipvlan network runs in (`-o macvlan_mode=`, `-o ipvlan_mode=`),
+    the driver's default when none is given (bridge; l2), as Docker."""
+    default = "bridge" if driver == "macvlan" else "l2"
+    return options.get(f"{driver}_mode") or default
+
+
+def split_vlan_parent(parent: str) -> tuple[str, int]:
+    """`eth0.10` -> ("eth0", 10); a parent without a VLAN suffix -> (parent, 0). Docker
+    (libnetwork macvlan parseVlan) takes the text after the last dot as the VLAN id."""
+    base, dot, tag = parent.rpartition(".")
+    if not dot or not base or not tag.isdigit():
+        return parent, 0
+    if not 0 < int(tag) <= MAX_VLAN:
+        raise InvalidArgument(f"vlan id must be between 1-4094, received: {int(tag)}",
+                              hint="a VLAN parent is IFACE.ID with ID from 1 to 4094")
+    return base, int(tag)
+
+
+def plan_parent(driver: str, network_id: str, parent: str, mode: str, *, owned: bool
+                ) -> ParentPlan:
+    """What `setup_network` makes for a link driver's network: `owned` (recorded by its
+    NetworkCreated event) says whether the parent is ours to make and remove."""
+    _check_ifname(parent)
+    if not owned:
+        return ParentPlan(driver=driver, network_id=_hex(network_id), parent=parent, mode=mode)
+    base, vlan = split_vlan_parent(parent)
+    if vlan:
+        return ParentPlan(driver=driver, network_id=_hex(network_id), parent=parent, mode=mode,
+                          make="vlan", base=_check_ifname(base), vlan_id=vlan)
+    return ParentPlan(driver=driver, network_id=_hex(network_id), parent=parent, mode=mode,
+                      make="dummy")
+
+
+def plan_sub_endpoint(container_id: str, network_id: str, *, driver: str, mode: str,
+                      parent: str, subnet: str, gateway: str, ip: str, netns_path: str,
+                      ifname: str = "eth0", default_route: bool = True, subnet6: str = "",
+                      gateway6: str = "", ip6: str = "", mac: str = "") -> VethPlan:
+    """One macvlan/ipvlan endpoint, in the shape `configure_peer` takes: `host_ifname` is
+    the endpoint's id (its ifalias inside the namespace), `bridge` the parent link. ipvlan
+    endpoints share the parent's MAC; in l3/l3s the parent routes, so the default route
+    goes out of the device with no gateway (Docker: `default dev eth0`)."""
+    plan = plan_veth(container_id, network_id, bridge=parent, subnet=subnet, gateway=gateway,
+                     ip=ip, netns_path=netns_path, ifname=ifname, default_route=default_route,
+                     subnet6=subnet6, gateway6=gateway6, ip6=ip6, mac=mac)
+    routed = driver == "ipvlan" and mode in ("l3", "l3s")
+    return replace(plan, kind=driver, mode=mode, mac="" if driver == "ipvlan" else plan.mac,
+                   gateway="" if routed else plan.gateway,
+                   gateway6="" if routed else plan.gateway6)

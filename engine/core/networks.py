@@ -14,6 +14,14 @@ from engine.core.decision import Decision, Step
 from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.core.ipam import next_free_address, pick_subnet
 from engine.core.lookup import find_container, find_network
+from engine.core.net_plan import (
+    DRIVERS,
+    IPVLAN_MODES,
+    LINK_DRIVERS,
+    MACVLAN_MODES,
+    driver_mode,
+    split_vlan_parent,
+)
 from engine.core.validate import MAX_NAME
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
@@ -47,11 +55,13 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                           aux_addresses6: dict[str, str] | None = None,
                           ipam_driver: str = "default",
                           ipam_options: dict[str, str] | None = None,
-                          attachable: bool = False) -> Decision:
+                          attachable: bool = False,
+                          host_links: dict[str, str] | None = None) -> Decision:
     """`by_user`: a `network create` (the daemon makes the default bridge itself).
     `aux_addresses(6)`: Docker's IPAM AuxiliaryAddresses of the v4 (v6) pool, reserved by
     the `NetworkCreated` event; `ipam_options`: the default IPAM driver's options, recorded
-    and shown as given (that driver reads none of them, as Docker's)."""
+    and shown as given (that driver reads none of them, as Docker's). `host_links`: the
+    links the host has (name -> kind), which a macvlan/ipvlan parent is checked against."""
     if by_user and name in PREDEFINED:
         # moby daemon.PredefinedNetworkError, trailing space and all; a network named host
         # or none would be a bridge that `--network host` can never reach or remove.
@@ -61,9 +71,9 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
     if name in state.network_names:
         raise Conflict(f"network with name {name} already exists",
                        hint="pick another name or remove the existing network")
-    if driver not in ("bridge",):
-        raise InvalidArgument(f"plugin \"{driver}\" not found",
-                              hint="shipslog supports the bridge driver for new networks")
+    if driver not in DRIVERS:
+        raise NotFound(f"plugin \"{driver}\" not found",
+                       hint=f"shipslog has the {', '.join(DRIVERS)} network drivers")
     if ipam_driver not in ("default", ""):
         # moby: an IPAM driver is a plugin looked up by name; 404 when there is none
         raise NotFound(f"plugin \"{ipam_driver}\" not found",
@@ -95,6 +105,10 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                               hint="add --ipv6 and --subnet with an IPv6 CIDR")
     aux6 = _check_aux(name, v6["subnet6"], v6["gateway6"], aux_addresses6 or {}) if v6 else {}
     bridge = "slg-" + network_id[:11]
+    parent_created = False
+    if driver in LINK_DRIVERS:
+        bridge, parent_created, internal = _decide_parent(
+            state, driver, network_id, options or {}, internal, host_links or {})
     return Decision(op_id=op_id, target=network_id, pending=(
         Pending(stream=stream_of("network", network_id), expected_version=0,
                 event=v.NetworkCreated(network_id=network_id, name=name, driver=driver,
@@ -103,8 +117,65 @@ def decide_network_create(state: EngineState, name: str, *, op_id: str, network_
                                        options=options or {}, bridge=bridge,
                                        enable_ipv6=enable_ipv6, **v6,
                                        aux_addresses=aux, aux_addresses6=aux6,
-                                       ipam_options=ipam_options, attachable=attachable)),),
+                                       ipam_options=ipam_options, attachable=attachable,
+                                       parent_created=parent_created)),),
         plan=(Step(name="network.create", args={"network_id": network_id}),))
+
+
+def _decide_parent(state: EngineState, driver: str, network_id: str, options: dict[str, str],
+                   internal: bool, links: dict[str, str]) -> tuple[str, bool, bool]:
+    """A macvlan/ipvlan network's parent link: (its name, whether we make it, internal).
+    Docker's rules and words (moby libnetwork/drivers/macvlan, ipvlan): the mode is checked;
+    no parent means a dummy link of our own and an internal network; a parent must exist,
+    or be IFACE.VLAN of one that does (we make the VLAN link); `lo` is refused; passthru
+    takes the parent for itself. A macvlan and an ipvlan network may name one parent, as in
+    Docker: the kernel refuses the second kind's endpoint at start (EBUSY, with a hint)."""
+    mode_key = f"{driver}_mode"
+    mode = driver_mode(driver, options)
+    modes = MACVLAN_MODES if driver == "macvlan" else IPVLAN_MODES
+    if mode not in modes:
+        raise InvalidArgument(f"requested {driver} mode '{options[mode_key]}' is not valid, "
+                              f"'{modes[0]}' mode is the {driver} driver default",
+                              hint=f"use one of {', '.join(modes)}")
+    flag = options.get("ipvlan_flag", "bridge") if driver == "ipvlan" else "bridge"
+    if flag not in ("bridge", "private", "vepa"):
+        raise InvalidArgument(f"requested ipvlan flag '{flag}' is not valid, 'bridge' is the "
+                              "ipvlan driver default", hint="use bridge, private or vepa")
+    if flag != "bridge":  # applied, or refused by name: never silently ignored
+        raise InvalidArgument(f"ipvlan_flag={flag} is not supported by shipslog",
+                              hint="leave out -o ipvlan_flag (bridge)")
+    parent = options.get("parent", "")
+    if not parent:
+        return "slg-" + network_id[:11], True, True
+    if parent == "lo":
+        raise InvalidArgument(f"loopback interface is not a valid {driver} parent link",
+                              hint="name the interface of the segment the containers join")
+    base, vlan = split_vlan_parent(parent)
+    made = False
+    if parent not in links:
+        # moby macvlan_setup.go createVlanLink: a parent that is not there must be IFACE.ID
+        if not vlan:
+            raise InvalidArgument(f"invalid subinterface vlan name {parent}, example "
+                                  "formatting is eth0.10",
+                                  hint="name an existing interface (ip link show), or "
+                                  "IFACE.VLAN for a VLAN of one")
+        if base not in links:
+            raise InvalidArgument(f"-o parent interface was not found on the host: {base}",
+                                  hint="name an existing interface: ip link show")
+        made = True
+    for other in state.networks.values():
+        if other.driver != driver or other.bridge != parent or driver != "macvlan":
+            continue
+        # moby libnetwork/drivers/macvlan createNetwork, its words
+        if mode == "passthru":
+            raise Conflict(f"cannot use mode passthru, macvlan network {other.id} is already "
+                           f"using parent interface {parent}",
+                           hint="a passthru network takes the parent for itself")
+        if driver_mode(other.driver, other.options) == "passthru":
+            raise Conflict(f"macvlan network {other.id} is already using parent interface "
+                           f"{parent} in mode passthru",
+                           hint="a passthru network takes the parent for itself")
+    return parent, made, internal
 
 
 def split_ipam(configs: list[tuple[str, str, str]] | list[tuple[str, str, str, dict[str, str]]],

@@ -48,6 +48,7 @@ from engine.daemon.wiring import (
     RealVolumes,
     SpecMaker,
 )
+from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
 from engine.shell.build.session import sweep_step_containers
@@ -198,7 +199,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 *(Pending(stream="daemon", event=v.IngestDiscarded(path=x.path, bytes=x.bytes))
                   for x in discarded)],
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
-            network = NetworkOps(journal, paths.exec_root)
+            network = NetworkOps(journal, linux_network(paths.exec_root))
             await network.start(nursery)
             drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
                               secrets=secrets, layers=storage, specs=SpecMaker(paths),

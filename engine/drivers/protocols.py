@@ -3,7 +3,10 @@
 I/O: none here. Each Protocol has a real implementation in `engine/drivers/` and a recording
 fake in `engine/testing/fakes.py`; the supervisor, the exit watcher and the reconciler only
 ever see these shapes, so their logic is tested fast and deterministically on the fakes and
-the same contract is checked against the real drivers on the real kernel.
+the same contract is checked against the real drivers on the real kernel. The network seam keeps
+its Protocols beside its drivers, as the house style asks of every seam in time:
+`engine/drivers/network/seam.py` (its fake: `engine/testing/fakes.py`, its contract:
+`tests/contracts/test_network_driver.py`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import trio
@@ -47,22 +46,30 @@ from engine.core.hostfiles import upstream_servers
 from engine.core.ipam import next_free_address
 from engine.core.lookup import find_container
 from engine.core.net_plan import (
+    EMBEDDED_DNS,
+    LINK_DRIVERS,
+    ParentPlan,
+    VethPlan,
     check_bridge_capacity,
     container_ifname,
+    driver_mode,
     netns_name,
     plan_bridge,
+    plan_parent,
+    plan_sub_endpoint,
     plan_veth,
+    veth_name,
 )
 from engine.core.networks import decide_network_create, start_networks
 from engine.core.nft_plan import NetworkRules, Publish, publish_rules, replace_transaction
 from engine.drivers.host import failpoints
-from engine.drivers.network import netns
-from engine.drivers.network.dns import run_dns
-from engine.drivers.network.host import free_port, host_routes, is_namespace
-from engine.drivers.network.hostfiles import read_host_resolv_conf
-from engine.drivers.network.hostfw import HostForward, observe
-from engine.drivers.network.netlink import Netlink
-from engine.drivers.network.nft import IP6_FORWARD, Nft, enable_ip_forward, run_proxy
+from engine.drivers.network.seam import (
+    OWNED_ALIAS,
+    NetworkDriver,
+    NetworkKernel,
+    NetworkPlan,
+    all_links,
+)
 from engine.shell.journal import ConcurrencyConflict, Journal
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
@@ -106,6 +113,23 @@ def network_of_or_none(state: EngineState, c: ContainerView) -> NetworkView | No
         return None
 
 
+def endpoint_plan(c: ContainerView, net: NetworkView, ip: str, ip6: str, sandbox: str,
+                  index: int) -> VethPlan:
+    """The endpoint `c` gets on `net` as its `index`th interface, for the network's driver."""
+    mac = c.config.mac_address if index == 0 else ""
+    if net.driver in LINK_DRIVERS:
+        return plan_sub_endpoint(c.id, net.id, driver=net.driver,
+                                 mode=driver_mode(net.driver, net.options), parent=net.bridge,
+                                 subnet=net.subnet, gateway=net.gateway, ip=ip,
+                                 netns_path=sandbox, ifname=container_ifname(index),
+                                 default_route=index == 0, subnet6=net.subnet6,
+                                 gateway6=net.gateway6, ip6=ip6, mac=mac)
+    return plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet, gateway=net.gateway,
+                     ip=ip, netns_path=sandbox, ifname=container_ifname(index),
+                     default_route=index == 0, subnet6=net.subnet6, gateway6=net.gateway6,
+                     ip6=ip6, mac=mac)
+
+
 class JoinedNamespace(NamedTuple):
     """What a `--network container:X` container takes from X."""
 
@@ -114,15 +138,29 @@ class JoinedNamespace(NamedTuple):
     addresses: list[str]
     hostname: str
 
+
+def network_plan(net: NetworkView) -> NetworkPlan:
+    """The kernel side of a recorded network, for its driver (pure)."""
+    if net.driver in LINK_DRIVERS:
+        return plan_parent(net.driver, net.id, net.bridge,
+                           driver_mode(net.driver, net.options), owned=net.parent_created)
+    return plan_bridge(net.bridge, net.subnet, net.gateway, subnet6=net.subnet6,
+                       gateway6=net.gateway6)
+
+
 class NetworkOps:
-    def __init__(self, journal: Journal, exec_root: Path) -> None:
+    """The shell's networking: the core's plans carried out through the network seam
+    (`engine/drivers/network/seam.py`: the drivers by name, sandboxes, firewall, host
+    facts), each kernel step paired with its event."""
+
+    def __init__(self, journal: Journal, kernel: NetworkKernel) -> None:
         self.journal = journal
-        self.netns_dir = exec_root / "netns"
-        self.netlink = Netlink()
-        self.nft = Nft()
-        self.hostfw = HostForward()
-        self.hostfw6 = HostForward(6)  # networks with EnableIPv6 (issue 13)
+        self.k = kernel
+        self.nft = kernel.nft
+        self.hostfw = kernel.hostfw
+        self.hostfw6 = kernel.hostfw6  # networks with EnableIPv6 (issue 13)
         self._dns: dict[str, trio.CancelScope] = {}
+        self._ctr_dns: dict[str, trio.CancelScope] = {}  # macvlan/ipvlan containers' DNS
         self._proxies: dict[str, list[trio.CancelScope]] = {}
         self._ipam_locks: dict[str, trio.Lock] = {}
         self._ruled: set[str] = set()  # containers this process gave nft rules to
@@ -148,7 +186,7 @@ class NetworkOps:
         had_fw6 = await self._owners6(known)
         if DEFAULT_BRIDGE not in self.journal.state.network_names:
             op_id = self.journal.new_id()
-            routes = await trio.to_thread.run_sync(host_routes)
+            routes = await trio.to_thread.run_sync(self.k.host.host_routes)
             for _ in range(3):
                 decision = decide_network_create(
                     self.journal.state, DEFAULT_BRIDGE, op_id=op_id,
@@ -166,7 +204,7 @@ class NetworkOps:
         await self._record_forward_repairs(known, had_fw, jump)
         await self._record_forward6_repairs(known, had_fw6)
         # after the networks' rules are in: the log says what they had to get past
-        for line in findings(await trio.to_thread.run_sync(observe)):
+        for line in findings(await trio.to_thread.run_sync(self.k.host.firewall_facts)):
             log.warning("firewall: %s", line)
 
     async def _record_forward_repairs(self, known: set[str], had: set[str], jump: bool) -> None:
@@ -216,33 +254,38 @@ class NetworkOps:
                                    "the IPv6 forward accept rules were missing (flushed) and "
                                    "were rewritten from the log")
 
+    def driver(self, net: NetworkView) -> NetworkDriver:
+        return self.k.driver(net.driver)
+
     async def setup_network(self, net: NetworkView) -> None:
-        plan = plan_bridge(net.bridge, net.subnet, net.gateway, subnet6=net.subnet6,
-                           gateway6=net.gateway6)
-        await trio.to_thread.run_sync(self.netlink.ensure_bridge, plan)
+        plan = network_plan(net)
+        await trio.to_thread.run_sync(self.driver(net).create_network, plan)
+        if net.driver in LINK_DRIVERS:
+            # No NAT and no forwarding: endpoints sit on the parent's segment (Docker).
+            return
         await trio.to_thread.run_sync(self.nft.apply_network, NetworkRules(
             network_id=net.id, bridge=net.bridge, subnet=net.subnet, internal=net.internal,
             subnet6=net.subnet6))
         # past another firewall's FORWARD drop policy (dockerd's): issue 15, item 5
         await trio.to_thread.run_sync(self.hostfw.apply_network, net.id, net.bridge,
                                       net.internal)
-        await trio.to_thread.run_sync(enable_ip_forward)
+        await trio.to_thread.run_sync(self.k.host.enable_ip_forward, 4)
         if net.subnet6:  # as Docker's bridge driver with --ipv6: v6 forwarding and ip6tables
             await trio.to_thread.run_sync(self.hostfw6.apply_network, net.id, net.bridge,
                                           net.internal)
-            await trio.to_thread.run_sync(enable_ip_forward, IP6_FORWARD)
+            await trio.to_thread.run_sync(self.k.host.enable_ip_forward, 6)
         if net.name != DEFAULT_BRIDGE and net.id not in self._dns and self.nursery is not None:
             # Docker's default bridge has no name resolution; user-defined networks do.
             await self.nursery.start(self._serve_dns, net)
 
     async def _serve_dns(self, net: NetworkView, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        upstreams = upstream_servers(read_host_resolv_conf())
+        upstreams = upstream_servers(self.k.host.resolv_conf())
         with trio.CancelScope() as scope:
             self._dns[net.id] = scope
             try:
-                await run_dns(net.id, net.gateway, self.lookup, upstreams,
-                              task_status=task_status)
+                await self.k.run_dns(net.id, net.gateway, self.lookup, upstreams,
+                                     task_status=task_status)
             except OSError as exc:
                 log.warning("DNS for network %s could not listen on %s:53: %s", net.name,
                             net.gateway, exc)
@@ -271,13 +314,20 @@ class NetworkOps:
         scope = self._dns.pop(net.id, None)
         if scope is not None:
             scope.cancel()
+        if net.driver in LINK_DRIVERS:
+            if not any(n.bridge == net.bridge for n in self.journal.state.networks.values()
+                       if n.id != net.id):
+                # the last network on a parent we made (VLAN, dummy) takes it away
+                plan = plan_parent(net.driver, net.id, net.bridge, "", owned=True)
+                await trio.to_thread.run_sync(self.driver(net).delete_network, plan)
+            return
         await trio.to_thread.run_sync(self.nft.delete_rules_of, net.id)
         await trio.to_thread.run_sync(self.hostfw.delete_rules_of, net.id)
         await trio.to_thread.run_sync(self.hostfw.remove_if_unused)
         if net.subnet6:
             await trio.to_thread.run_sync(self.hostfw6.delete_rules_of, net.id)
             await trio.to_thread.run_sync(self.hostfw6.remove_if_unused)
-        await trio.to_thread.run_sync(self.netlink.delete_bridge, net.bridge)
+        await trio.to_thread.run_sync(self.driver(net).delete_network, network_plan(net))
 
     # -- containers -------------------------------------------------------------------------
 
@@ -296,14 +346,51 @@ class NetworkOps:
                                hint=f"disconnect it: shipslog network disconnect {nid} {c.name}")
         if not joins:
             return None  # disconnected from all before the start: an empty namespace
-        path = await trio.to_thread.run_sync(netns.create_netns, self.netns_dir,
-                                             netns_name(c.id))
+        path = await trio.to_thread.run_sync(self.k.sandboxes.create, netns_name(c.id))
         failpoints.hit("net.after_netns")
         ips = [await self._connect(c, state.networks[nid], path, index, op_id, actor,
                                    ep.aliases, requested=ep.ip, requested6=ep.ip6)
                for index, (nid, ep) in enumerate(joins.items())]
-        await self._publish(c, ips[0], op_id, actor)
+        if state.networks[next(iter(joins))].driver not in LINK_DRIVERS:
+            # Docker publishes no ports on macvlan/ipvlan: there is no NAT to do it with.
+            await self._publish(c, ips[0], op_id, actor)
+        await self._start_container_dns(c.id)
         return path
+
+    def _dns_network(self, cid: str) -> NetworkView | None:
+        """The network whose names a container asks for (the supervisor's choice: its
+        first user-defined network), when that is a macvlan/ipvlan one."""
+        state = self.journal.state
+        c = state.containers.get(cid)
+        nets = [state.networks.get(nid) for nid in (c.networks if c else {})]
+        first = next((n for n in nets if n is not None and n.name != DEFAULT_BRIDGE), None)
+        return first if first is not None and first.driver in LINK_DRIVERS else None
+
+    async def _start_container_dns(self, cid: str) -> None:
+        """Issue 20: the host cannot reach a macvlan/ipvlan container (nor does it own the
+        gateway), so its names are served inside its own namespace on 127.0.0.11."""
+        net = self._dns_network(cid)
+        if net is None or cid in self._ctr_dns or self.nursery is None:
+            return
+        await self.nursery.start(self._serve_container_dns, cid, net)
+
+    async def _serve_container_dns(self, cid: str, net: NetworkView, *,
+                                   task_status: trio.TaskStatus[None] =
+                                   trio.TASK_STATUS_IGNORED) -> None:
+        upstreams = upstream_servers(self.k.host.resolv_conf())
+        with trio.CancelScope() as scope:
+            self._ctr_dns[cid] = scope
+            try:
+                await self.k.run_dns(net.id, EMBEDDED_DNS, self.lookup, upstreams,
+                                     netns_path=self.k.sandboxes.path(netns_name(cid)),
+                                     task_status=task_status)
+            except (OSError, ShipslogError) as exc:
+                log.warning("DNS for container %s could not listen on %s:53: %s", cid[:12],
+                            EMBEDDED_DNS, exc)
+                task_status.started()
+            finally:
+                if self._ctr_dns.get(cid) is scope:
+                    del self._ctr_dns[cid]
 
     def joined_namespace(self, c: ContainerView) -> JoinedNamespace:
         """`--network container:<name|id>`: the namespace path of the container whose network
@@ -326,8 +413,9 @@ class NetworkOps:
                 raise Conflict(f"cannot join network of a non running container: {ref}",
                                hint=f"start it first: shipslog start {ref}")
             target = nxt
-        path = self.netns_dir / netns_name(target.id)
-        if target.config.network_mode in ("host", "none") or not is_namespace(path):
+        path = self.k.sandboxes.path(netns_name(target.id))
+        if target.config.network_mode in ("host", "none") or not self.k.sandboxes.exists(
+                netns_name(target.id)):
             raise Conflict(f"container {target.name} has no network namespace to join "
                            f"(network mode {target.config.network_mode})",
                            hint="join a container that runs on a bridge network")
@@ -345,7 +433,8 @@ class NetworkOps:
         async with self._ipam_locks.setdefault(net.id, trio.Lock()):
             for _ in range(8):
                 net = self.journal.state.networks[net.id]
-                check_bridge_capacity(len(net.endpoints))
+                if net.driver == "bridge":
+                    check_bridge_capacity(len(net.endpoints))
                 taken = [a for a, owner in net.allocations.items()
                          if owner == c.id and (":" in a) == (family == 6)]
                 if taken:
@@ -374,12 +463,10 @@ class NetworkOps:
         ip6 = ""
         if net.subnet6:  # a network with EnableIPv6: a v6 address too, by the same events
             ip6 = await self._allocate(c, net, op_id, actor, requested6, family=6)
-        plan = plan_veth(c.id, net.id, bridge=net.bridge, subnet=net.subnet,
-                         gateway=net.gateway, ip=ip, netns_path=path,
-                         ifname=container_ifname(index), default_route=index == 0,
-                         subnet6=net.subnet6, gateway6=net.gateway6, ip6=ip6,
-                         mac=c.config.mac_address if index == 0 else "")
-        await trio.to_thread.run_sync(self.netlink.connect, plan)
+        plan = endpoint_plan(c, net, ip, ip6, path, index)
+        driver = self.driver(net)
+        await trio.to_thread.run_sync(driver.create_endpoint, plan)
+        await trio.to_thread.run_sync(driver.join, plan)
         try:
             failpoints.hit("net.after_veth")
             await self._append([Pending(stream=stream_of("network", net.id),
@@ -389,7 +476,7 @@ class NetworkOps:
         except Exception:
             # No event owns the veth (the log refused it, F-12): it goes before the error.
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.netlink.disconnect, plan.host_ifname)
+                await trio.to_thread.run_sync(driver.delete_endpoint, path, plan.host_ifname)
             raise
         failpoints.hit("net.after_connected_event")
         return ip
@@ -407,8 +494,8 @@ class NetworkOps:
             return
         resolved = []
         for b in bindings:
-            host_port = b.host_port or await trio.to_thread.run_sync(free_port, b.host_ip,
-                                                                     b.protocol)
+            host_port = b.host_port or await trio.to_thread.run_sync(self.k.host.free_port,
+                                                                     b.host_ip, b.protocol)
             resolved.append(PortBinding(container_port=b.container_port, protocol=b.protocol,
                                         host_ip=b.host_ip, host_port=host_port))
         publishes = [Publish(container_ip=ip, container_port=b.container_port,
@@ -456,8 +543,8 @@ class NetworkOps:
             started = False
             try:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(run_proxy, host, b.host_port, ip, b.container_port,
-                                        b.protocol)
+                    await nursery.start(self.k.run_proxy, host, b.host_port, ip,
+                                        b.container_port, b.protocol)
                     task_status.started(scope)
                     started = True
             except Exception as exc:  # noqa: BLE001 - the nursery wraps the OSError in a group
@@ -475,6 +562,9 @@ class NetworkOps:
         c = self.journal.state.containers.get(cid)
         for scope in self._proxies.pop(cid, []):
             scope.cancel()
+        dns = self._ctr_dns.pop(cid, None)
+        if dns is not None:
+            dns.cancel()
         if c is None or c.ports or cid in self._ruled:
             # Finding a container's rules means listing the table (~10 ms): only when the log
             # or this process says it has some (`reconcile` finds a crash's leftovers).
@@ -485,10 +575,11 @@ class NetworkOps:
             pending += [Pending(stream=stream_of("container", cid), event=v.NetworkPortUnpublished(
                 container_id=cid, binding=p.binding)) for p in c.ports]
         state = self.journal.state
+        sandbox = self.k.sandboxes.path(netns_name(cid))
         for net in state.networks.values():
             if cid in net.endpoints:
                 ep = net.endpoints[cid]
-                await trio.to_thread.run_sync(self.netlink.disconnect, ep.endpoint_id)
+                await self._delete_endpoint(net, sandbox, ep.endpoint_id)
                 pending.append(Pending(stream=stream_of("network", net.id),
                                        event=v.NetworkDisconnected(network_id=net.id,
                                                                    container_id=cid)))
@@ -498,7 +589,7 @@ class NetworkOps:
                                            event=v.NetworkAddressReleased(
                                                network_id=net.id, container_id=cid,
                                                address=address)))
-        await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, netns_name(cid))
+        await trio.to_thread.run_sync(self.k.sandboxes.delete, netns_name(cid))
         failpoints.hit("net.after_detach_kernel")
         if pending:
             await self._append(pending, op_id, actor)
@@ -507,8 +598,8 @@ class NetworkOps:
                            aliases: tuple[str, ...] = (), *, ip: str = "", ip6: str = "") -> None:
         """`network connect` of a running container: one more interface in its namespace,
         at the static address `ip` when one is given."""
-        path = str(self.netns_dir / netns_name(c.id))
-        if not Path(path).exists():
+        path = self.k.sandboxes.path(netns_name(c.id))
+        if not self.k.sandboxes.exists(netns_name(c.id)):
             raise Conflict(f"container {c.name} has no network namespace of its own",
                            hint="only containers on a bridge network can join another")
         try:
@@ -544,7 +635,8 @@ class NetworkOps:
         ep = net.endpoints.get(c.id)
         pending = []
         if ep is not None:
-            await trio.to_thread.run_sync(self.netlink.disconnect, ep.endpoint_id)
+            await self._delete_endpoint(net, self.k.sandboxes.path(netns_name(c.id)),
+                                        ep.endpoint_id)
             pending.append(Pending(stream=stream_of("network", net.id),
                                    event=v.NetworkDisconnected(network_id=net.id,
                                                                container_id=c.id)))
@@ -554,11 +646,19 @@ class NetworkOps:
         if pending:
             await self._append(pending, op_id, actor)
 
+    async def _delete_endpoint(self, net: NetworkView, sandbox: str, endpoint_id: str) -> None:
+        """CNM leave, then delete: the endpoint's interface goes (gone already: fine)."""
+        driver = self.driver(net)
+        await trio.to_thread.run_sync(driver.leave, sandbox, endpoint_id)
+        await trio.to_thread.run_sync(driver.delete_endpoint, sandbox, endpoint_id)
+
     async def readopt(self) -> None:
         """After a daemon restart: the kernel kept bridges, veths and DNAT rules, but the
         userland proxies died with the old daemon; start them again for running containers."""
         assert self.nursery is not None
         for c in list(self.journal.state.containers.values()):
+            if c.status in ("running", "paused"):
+                await self._start_container_dns(c.id)  # its sockets died with the daemon
             if c.status not in ("running", "paused") or c.id in self._proxies:
                 continue
             scopes = self._proxies.setdefault(c.id, [])
@@ -607,14 +707,44 @@ class NetworkOps:
 
     async def _reconcile_links(self) -> None:
         bridges, veths = self._owned_links()
-        for link in await trio.to_thread.run_sync(self.netlink.list_links):
+        bridge = self.k.driver("bridge")
+        for link in await trio.to_thread.run_sync(all_links, self.k):
+            if link.kind in LINK_DRIVERS or link.alias.startswith(OWNED_ALIAS):
+                await self._reconcile_sublink(link.name, link.kind, link.alias)
+                continue
             # Only ports of our own bridges: other engines on this host name theirs slg* too.
             if link.kind != "veth" or link.master not in bridges or link.name in veths:
                 continue
-            await trio.to_thread.run_sync(self.netlink.disconnect, link.name)
+            await trio.to_thread.run_sync(bridge.delete_endpoint, "", link.name)
             await self._difference(f"link:{link.name}", "no endpoint",
                                    f"veth on {link.master}", "removed",
                                    "a veth that no NetworkConnected event owns")
+
+    async def _reconcile_sublink(self, name: str, kind: str, alias: str) -> None:
+        """Issue 20: a macvlan/ipvlan endpoint still in the host namespace (a crash between
+        its creation and its move into the container: no event owns it), or a parent we
+        made (VLAN, dummy) whose network the log no longer has."""
+        state = self.journal.state
+        if kind in LINK_DRIVERS:
+            possible = {veth_name(cid, nid) for cid in state.containers
+                        for nid, n in state.networks.items() if n.driver in LINK_DRIVERS}
+            if name not in possible:
+                return  # a user's own, or another engine's on this host
+            await trio.to_thread.run_sync(self.k.driver(kind).delete_endpoint, "", name)
+            await self._difference(f"link:{name}", "no endpoint", f"{kind} on the host",
+                                   "removed", f"a {kind} endpoint that no NetworkConnected "
+                                   "event owns")
+            return
+        nid = alias[len(OWNED_ALIAS):]
+        if any(n.bridge == name for n in state.networks.values()) or not \
+                await trio.to_thread.run_sync(self._was_ours, nid):
+            return
+        plan = ParentPlan(driver="macvlan", network_id=nid, parent=name, mode="",
+                          make=kind if kind in ("vlan", "dummy") else "dummy")
+        await trio.to_thread.run_sync(self.k.driver("macvlan").delete_network, plan)
+        await self._difference(f"link:{name}", "no link", f"{kind} parent", "removed",
+                               f"a parent link made for network {nid[:12]}, which the log "
+                               "has removed")
 
     async def _reconcile_rules(self) -> None:
         state = self.journal.state
@@ -657,7 +787,7 @@ class NetworkOps:
     async def _reconcile_running(self) -> None:
         state = self.journal.state
         bridges, _ = self._owned_links()
-        present = {link.name for link in await trio.to_thread.run_sync(self.netlink.list_links)
+        present = {link.name for link in await trio.to_thread.run_sync(all_links, self.k)
                    if link.master in bridges}
         rules = {r.owner for r in await trio.to_thread.run_sync(self.nft.list_rules)
                  if r.kind == "ctr"}
@@ -679,6 +809,8 @@ class NetworkOps:
                 continue
             for nid, ep in c.networks.items():
                 on = state.networks.get(nid)
+                if on is not None and on.driver in LINK_DRIVERS:
+                    continue  # its endpoint lives in the container's namespace, not here
                 if ep.endpoint_id and ep.endpoint_id not in present:
                     await self._difference(
                         f"container-{cid}", f"endpoint {ep.endpoint_id} on "
@@ -698,11 +830,11 @@ class NetworkOps:
         state = self.journal.state
         running = {netns_name(cid) for cid, c in state.containers.items()
                    if c.status in RUNNING and network_of_or_none(state, c) is not None}
-        for name in await trio.to_thread.run_sync(netns.list_netns, self.netns_dir):
+        for name in await trio.to_thread.run_sync(self.k.sandboxes.list):
             if name in running:
                 continue
             try:
-                await trio.to_thread.run_sync(netns.delete_netns, self.netns_dir, name)
+                await trio.to_thread.run_sync(self.k.sandboxes.delete, name)
             except (OSError, KernelError) as exc:
                 log.warning("could not remove stale namespace %s: %s", name, exc)
                 continue

@@ -31,7 +31,6 @@ from engine.core.lookup import find_container, find_network
 from engine.core.names import generate_name
 from engine.core.volume_plan import anonymous_needed
 from engine.drivers.host import failpoints
-from engine.drivers.network.host import host_routes
 from engine.shell.image_gate import gate_for
 from engine.shell.journal import ConcurrencyConflict, Journal
 from engine.shell.supervisor import Supervisor
@@ -250,10 +249,13 @@ class Engine:
         ops = self._network_ops()
         nid = self.journal.new_id()
         op_id = self.journal.new_id()
-        routes = await trio.to_thread.run_sync(host_routes)
+        routes = await trio.to_thread.run_sync(ops.k.host.host_routes)
+        # a macvlan/ipvlan parent is checked against the host's links (issue 20)
+        links = await trio.to_thread.run_sync(ops.k.host.links) \
+            if options.get("driver", "bridge") != "bridge" else {}
         d = await self.decide_and_append(lambda s: cn.decide_network_create(
-            s, name, op_id=op_id, network_id=nid, host_routes=routes, by_user=True, **options),
-            actor)
+            s, name, op_id=op_id, network_id=nid, host_routes=routes, by_user=True,
+            host_links=links, **options), actor)
         try:
             await ops.setup_network(self.state.networks[d.target])
             failpoints.hit("net.after_network_setup")

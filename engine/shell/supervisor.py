@@ -24,6 +24,7 @@ import trio
 from engine.core import createopts
 from engine.core.decision import Decision, Step
 from engine.core.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of, user_error
+from engine.core.net_plan import dns_server
 from engine.core.oci_spec import update_resources
 from engine.core.restart import kill_stops_restart, restart_delay_ms
 from engine.drivers.host import failpoints
@@ -384,14 +385,16 @@ class Supervisor(StorageSteps):
             # own; its addresses, DNS server and hostname go into our hosts, resolv.conf and
             # hostname.
             joined = self.d.network.joined_namespace(c)
-            dns = joined.dns_network.gateway if joined.dns_network is not None else ""
+            dns = dns_server(joined.dns_network.driver, joined.dns_network.gateway) \
+                if joined.dns_network is not None else ""
             return joined.path, joined.addresses, dns, joined.hostname
         path = await self.d.network.attach(c, op_id, actor)
         now = self.journal.state.containers[c.id]
         # both families in /etc/hosts, as Docker writes them (issue 13)
         addresses = [a for ep in now.networks.values() for a in (ep.ip, ep.ip6) if a]
         nets = [self.journal.state.networks.get(nid) for nid in now.networks]
-        dns = next((n.gateway for n in nets if n is not None and n.name != "bridge"), "")
+        dns = next((dns_server(n.driver, n.gateway) for n in nets
+                    if n is not None and n.name != "bridge"), "")
         return path, addresses, dns, ""
 
     async def release_network(self, cid: str, op_id: str, *, strict: bool = False) -> None:

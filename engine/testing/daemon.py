@@ -183,7 +183,8 @@ class DaemonProcess:
                 hostfw.delete_rules_of(net.id)
                 if net.subnet6:
                     hostfw6.delete_rules_of(net.id)
-                netlink.delete_bridge(net.bridge)
+                if net.driver == "bridge":  # a macvlan/ipvlan `bridge` is its parent link
+                    netlink.delete_bridge(net.bridge)
             nft.remove_if_unused()
             hostfw.remove_if_unused()
             if any(net.subnet6 for net in nets):

@@ -8,13 +8,20 @@ does), and raises a queued fault when a test asks for one (`fail("runtime.create
 
 from __future__ import annotations
 
+import re
 import signal as signals
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import trio
 
 from engine.core.errors import InvalidArgument, KernelError, NotFound
+from engine.core.fwd_plan import FirewallFacts
+from engine.core.hostfiles import ResolvConf
+from engine.core.net_plan import VethPlan
+from engine.core.nft_plan import NetworkRules, OwnedRule, Publish
+from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo, NetworkKernel
 from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime.execio import ExecResult
 from engine.drivers.snapshots.overlay import validate_container_id
@@ -345,3 +352,317 @@ class FakeFiles:
     def remove_container_files(self, container_id: str) -> None:
         self.f.record("files.remove", container_id)
         self.dirs.discard(container_id)
+
+
+# -- the network seam (issue 16, 20) ---------------------------------------------------------
+
+
+class FakeLink(msgspec.Struct, kw_only=True):
+    """A link as the fake kernel holds it, in the host namespace or in a sandbox."""
+
+    name: str
+    kind: str
+    master: str = ""  # bridge a veth's host end is enslaved to; a sub-interface's parent
+    alias: str = ""
+    peer: str = ""  # a veth's other end: "<sandbox>/<ifname>"
+    mode: str = ""
+    addresses: tuple[str, ...] = ()
+    up: bool = False
+
+
+class FakeNetKernel:
+    """The kernel's side of networking, as the fake drivers change it: links in the host
+    namespace, sandboxes with their interfaces, nft rules and FORWARD accept rules by
+    owner. It survives a simulated crash, as the kernel does."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.f = faults
+        self.links: dict[str, FakeLink] = {}
+        self.sandboxes: dict[str, dict[str, FakeLink]] = {}  # path -> ifname -> link
+        self.nft: dict[str, str] = {}  # owner -> "net" | "ctr"
+        self.forward: dict[int, set[str]] = {4: set(), 6: set()}
+        self.base = False
+
+    def sandbox(self, path: str) -> dict[str, FakeLink]:
+        found = self.sandboxes.get(path)
+        if found is None:
+            raise KernelError(f"cannot open network namespace {path}: no such file")
+        return found
+
+
+class FakeBridgeDriver:
+    """Bridges and veth pairs, as `engine/drivers/network/bridge.py` makes them."""
+
+    def __init__(self, k: FakeNetKernel) -> None:
+        self.k = k
+
+    def create_network(self, plan: Any) -> None:
+        self.k.f.record("net.create_network", plan.name)
+        addresses = (plan.gateway_cidr, plan.gateway6_cidr) if plan.gateway6_cidr else (
+            plan.gateway_cidr,)
+        self.k.links.setdefault(plan.name, FakeLink(name=plan.name, kind="bridge",
+                                                    addresses=addresses, up=True))
+
+    def delete_network(self, plan: Any) -> None:
+        self.k.f.record("net.delete_network", plan.name)
+        self.k.links.pop(plan.name, None)
+        for link in list(self.k.links.values()):
+            if link.kind == "veth" and link.master == plan.name:
+                link.master = ""
+
+    def create_endpoint(self, plan: VethPlan) -> str:
+        self.k.f.record("net.create_endpoint", plan.host_ifname)
+        box = self.k.sandbox(plan.netns_path)
+        if plan.bridge not in self.k.links:
+            raise KernelError(f"bridge {plan.bridge} does not exist",
+                              hint="the network must be created first")
+        peer = f"{plan.netns_path}/{plan.peer_ifname}"
+        mine = self.k.links.get(plan.host_ifname)
+        if mine is not None and (mine.peer != peer or mine.master != plan.bridge):
+            self._drop(plan.host_ifname)
+        other = box.get(plan.peer_ifname)
+        if other is not None and other.alias != plan.host_ifname:
+            raise KernelError(f"cannot create {plan.host_ifname}/{plan.peer_ifname}: "
+                              f"{plan.peer_ifname} is already used in the container",
+                              hint="give each network its own ethN")
+        self.k.links[plan.host_ifname] = FakeLink(name=plan.host_ifname, kind="veth",
+                                                  master=plan.bridge, peer=peer, up=True)
+        box.setdefault(plan.peer_ifname, FakeLink(name=plan.peer_ifname, kind="veth",
+                                                  alias=plan.host_ifname))
+        return plan.host_ifname
+
+    def join(self, plan: VethPlan) -> None:
+        self.k.f.record("net.join", plan.host_ifname)
+        link = self.k.sandbox(plan.netns_path).get(plan.peer_ifname)
+        if link is None:
+            raise KernelError(f"cannot configure {plan.peer_ifname} in {plan.netns_path}: "
+                              "no such device")
+        link.addresses = tuple(a for a in (plan.ip_cidr, plan.ip6_cidr) if a)
+        link.up = True
+
+    def leave(self, sandbox: str, endpoint_id: str) -> None:
+        self.k.f.record("net.leave", endpoint_id)
+
+    def delete_endpoint(self, sandbox: str, endpoint_id: str) -> None:
+        self.k.f.record("net.delete_endpoint", endpoint_id)
+        self._drop(endpoint_id)
+
+    def _drop(self, host_ifname: str) -> None:
+        link = self.k.links.pop(host_ifname, None)
+        if link is not None and link.peer:
+            path, _, ifname = link.peer.rpartition("/")
+            self.k.sandboxes.get(path, {}).pop(ifname, None)
+
+    def list_links(self) -> list[LinkInfo]:
+        return [LinkInfo(name=li.name, kind=li.kind, master=li.master, up=li.up,
+                         alias=li.alias) for li in self.k.links.values()
+                if li.kind in ("bridge", "veth")]
+
+
+class FakeSubLinkDriver:
+    """macvlan/ipvlan endpoints on a parent, as `engine/drivers/network/sublink.py`."""
+
+    def __init__(self, k: FakeNetKernel, kind: str) -> None:
+        self.k = k
+        self.kind = kind
+
+    def create_network(self, plan: Any) -> None:
+        self.k.f.record("net.create_network", plan.parent)
+        if plan.parent in self.k.links:
+            self.k.links[plan.parent].up = True
+            return
+        if not plan.make or (plan.make == "vlan" and plan.base not in self.k.links):
+            raise KernelError("-o parent interface was not found on the host: "
+                              f"{plan.base or plan.parent}",
+                              hint="name an existing interface")
+        self.k.links[plan.parent] = FakeLink(name=plan.parent, kind=plan.make,
+                                             master=plan.base, up=True,
+                                             alias=OWNED_ALIAS + plan.network_id)
+
+    def delete_network(self, plan: Any) -> None:
+        self.k.f.record("net.delete_network", plan.parent)
+        link = self.k.links.get(plan.parent)
+        if plan.make and link is not None and link.alias.startswith(OWNED_ALIAS):
+            del self.k.links[plan.parent]
+
+    def create_endpoint(self, plan: VethPlan) -> str:
+        self.k.f.record("net.create_endpoint", plan.host_ifname)
+        box = self.k.sandbox(plan.netns_path)
+        if any(li.alias == plan.host_ifname for li in box.values()):
+            return plan.host_ifname
+        if plan.bridge not in self.k.links:
+            raise KernelError(f"-o parent interface was not found on the host: {plan.bridge}",
+                              hint="name an existing interface")
+        if plan.peer_ifname in box:
+            raise KernelError(f"cannot move {plan.host_ifname} into the container: "
+                              f"{plan.peer_ifname} is already used in the container")
+        box[plan.peer_ifname] = FakeLink(name=plan.peer_ifname, kind=plan.kind,
+                                         master=plan.bridge, alias=plan.host_ifname,
+                                         mode=plan.mode)
+        return plan.host_ifname
+
+    def join(self, plan: VethPlan) -> None:
+        self.k.f.record("net.join", plan.host_ifname)
+        box = self.k.sandbox(plan.netns_path)
+        link = box.get(plan.peer_ifname)
+        if link is None or link.alias != plan.host_ifname:
+            raise KernelError(f"cannot configure {plan.peer_ifname} in {plan.netns_path}")
+        link.addresses = tuple(a for a in (plan.ip_cidr, plan.ip6_cidr) if a)
+        link.up = True
+
+    def leave(self, sandbox: str, endpoint_id: str) -> None:
+        self.k.f.record("net.leave", endpoint_id)
+
+    def delete_endpoint(self, sandbox: str, endpoint_id: str) -> None:
+        self.k.f.record("net.delete_endpoint", endpoint_id)
+        box = self.k.sandboxes.get(sandbox, {})
+        for ifname, link in list(box.items()):
+            if link.alias == endpoint_id:
+                del box[ifname]
+        self.k.links.pop(endpoint_id, None)
+
+    def list_links(self) -> list[LinkInfo]:
+        return [LinkInfo(name=li.name, kind=li.kind, master="", up=li.up, alias=li.alias)
+                for li in self.k.links.values()
+                if li.kind == self.kind or li.alias.startswith(OWNED_ALIAS)]
+
+
+class FakeSandboxes:
+    def __init__(self, k: FakeNetKernel) -> None:
+        self.k = k
+
+    def path(self, name: str) -> str:
+        # as engine/drivers/network/netns.py: a sandbox name is slg-<12 hex>, never a path
+        if not re.fullmatch(r"slg-[0-9a-f]{12}", name):
+            raise InvalidArgument(f"invalid netns name {name!r}", hint="slg-<12 hex>")
+        return f"/fake/netns/{name}"
+
+    def create(self, name: str) -> str:
+        self.k.f.record("net.sandbox_create", name)
+        self.k.sandboxes.setdefault(self.path(name), {
+            "lo": FakeLink(name="lo", kind="loopback", up=True)})
+        return self.path(name)
+
+    def delete(self, name: str) -> None:
+        self.k.f.record("net.sandbox_delete", name)
+        path = self.path(name)
+        self.k.sandboxes.pop(path, None)
+        # as the kernel: a veth whose peer dies with its namespace goes too
+        for link in list(self.k.links.values()):
+            if link.peer.startswith(path + "/"):
+                del self.k.links[link.name]
+
+    def list(self) -> list[str]:
+        return sorted(p.rsplit("/", 1)[1] for p in self.k.sandboxes)
+
+    def exists(self, name: str) -> bool:
+        return self.path(name) in self.k.sandboxes
+
+
+class FakeFirewall:
+    def __init__(self, k: FakeNetKernel) -> None:
+        self.k = k
+
+    def ensure_base(self) -> None:
+        self.k.f.record("nft.ensure_base")
+        self.k.base = True
+
+    def apply(self, text: str) -> None:
+        self.k.f.record("nft.apply")
+        for kind, owner in re.findall(r'comment "slg:(net|ctr):([0-9a-f]+)"', text):
+            self.k.nft[owner] = kind
+
+    def apply_network(self, net: NetworkRules) -> None:
+        self.k.f.record("nft.apply_network", net.network_id)
+        self.k.nft[net.network_id] = "net"
+
+    def publish(self, container_id: str, publishes: list[Publish]) -> None:
+        self.k.f.record("nft.publish", container_id)
+        self.k.nft[container_id] = "ctr"
+
+    def delete_rules_of(self, owner: str) -> None:
+        self.k.f.record("nft.delete_rules_of", owner)
+        self.k.nft.pop(owner, None)
+
+    def list_rules(self) -> list[OwnedRule]:
+        return [OwnedRule(kind=kind, owner=owner, chain="fake", handle=i)
+                for i, (owner, kind) in enumerate(sorted(self.k.nft.items()))]
+
+
+class FakeForward:
+    def __init__(self, k: FakeNetKernel, family: int = 4) -> None:
+        self.k = k
+        self.family = family
+        self.available = True
+
+    def owners(self) -> set[str]:
+        return set(self.k.forward[self.family])
+
+    def jump_present(self) -> bool:
+        return True
+
+    def apply_network(self, network_id: str, bridge: str, internal: bool) -> bool:
+        self.k.f.record(f"hostfw{self.family}.apply_network", network_id)
+        self.k.forward[self.family].add(network_id)
+        return True
+
+    def delete_rules_of(self, owner: str) -> None:
+        self.k.forward[self.family].discard(owner)
+
+    def remove_if_unused(self) -> bool:
+        return not self.k.forward[self.family]
+
+
+class FakeHost:
+    def __init__(self, k: FakeNetKernel) -> None:
+        self.k = k
+        self.routes: list[str] = []
+        self.devices: dict[str, str] = {"lo": "", "eth0": ""}  # the host's own links
+        self._port = 32768
+
+    def host_routes(self) -> list[str]:
+        return list(self.routes)
+
+    def links(self) -> dict[str, str]:
+        return {**self.devices, **{li.name: li.kind for li in self.k.links.values()}}
+
+    def free_port(self, host_ip: str, proto: str) -> int:
+        self._port += 1
+        return self._port
+
+    def firewall_facts(self) -> FirewallFacts:
+        return FirewallFacts()
+
+    def enable_ip_forward(self, family: int) -> None:
+        self.k.f.record("host.enable_ip_forward", family)
+
+    def resolv_conf(self) -> ResolvConf:
+        return ResolvConf(nameservers=("192.0.2.53",))
+
+
+async def _serve_nothing(*args: Any,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """The DNS server and port proxies of the fake kernel: started, serving nothing."""
+    task_status.started()
+    await trio.sleep_forever()
+
+
+def fake_network(faults: Faults, k: FakeNetKernel | None = None) -> NetworkKernel:
+    """The network seam on a fake kernel (`k`, kept across a simulated crash). DNS servers
+    are recorded as `net.dns` (listen address, namespace) and serve nothing."""
+    k = k or FakeNetKernel(faults)
+
+    async def dns(network_id: str, listen_ip: str, *args: Any, netns_path: str = "",
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        faults.record("net.dns", listen_ip, netns_path)
+        await _serve_nothing(task_status=task_status)
+
+    host = FakeHost(k)
+    for name in host.devices:
+        k.links.setdefault(name, FakeLink(name=name, kind="", up=True))
+    return NetworkKernel(
+        drivers={"bridge": FakeBridgeDriver(k), "macvlan": FakeSubLinkDriver(k, "macvlan"),
+                 "ipvlan": FakeSubLinkDriver(k, "ipvlan")},
+        sandboxes=FakeSandboxes(k), nft=FakeFirewall(k), hostfw=FakeForward(k),
+        hostfw6=FakeForward(k, 6), host=host, run_dns=dns,
+        run_proxy=_serve_nothing)

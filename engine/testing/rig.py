@@ -18,18 +18,21 @@ from pathlib import Path
 import trio
 
 from engine.shell.journal import Journal
+from engine.shell.network import NetworkOps
 from engine.shell.recovery import Recovery
 from engine.shell.service import Engine
 from engine.shell.supervisor import Drivers, Supervisor
 from engine.testing.fakes import (
     FakeFiles,
     FakeLayers,
+    FakeNetKernel,
     FakeRuntime,
     FakeSecrets,
     FakeSnapshots,
     FakeSpecs,
     FakeVolumes,
     Faults,
+    fake_network,
 )
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending, stream_of
@@ -58,6 +61,7 @@ class Machine:
         self.runtime = FakeRuntime(self.faults)
         self.files = FakeFiles(self.faults)
         self.volumes = FakeVolumes(self.faults)
+        self.net = FakeNetKernel(self.faults)
 
     def drivers(self) -> Drivers:
         return Drivers(snapshots=self.snapshots, runtime=self.runtime, secrets=self.secrets,
@@ -73,21 +77,34 @@ class EngineRig:
     supervisor: Supervisor
     engine: Engine
     nursery: trio.Nursery
+    network: NetworkOps | None = None
 
 
 @asynccontextmanager
-async def open_rig(machine: Machine, *, recover: bool = True,
-                   boot_changed: bool = False) -> AsyncIterator[EngineRig]:
+async def open_rig(machine: Machine, *, recover: bool = True, boot_changed: bool = False,
+                   network: bool = True) -> AsyncIterator[EngineRig]:
+    """`network`: the network seam on the machine's fake kernel, started and reconciled as
+    shipslogd does (the default bridge is made on a fresh log)."""
     store = EventStore.open(machine.db, projection=EngineProjection())
     machine.runtime.rebind()
     try:
         async with open_store_writer(store) as writer, trio.open_nursery() as nursery:
             journal = Journal(store, writer)
-            sup = Supervisor(journal, machine.drivers(), nursery)
+            drivers = machine.drivers()
+            net = None
+            if network:
+                net = NetworkOps(journal, fake_network(machine.faults, machine.net))
+                await net.start(nursery)
+                drivers.network = net
+            sup = Supervisor(journal, drivers, nursery)
             engine = Engine(journal, sup, machine.secrets)
             if recover:
                 await Recovery(sup, boot_changed=boot_changed).run()
-            yield EngineRig(machine, store, journal, sup, engine, nursery)
+                if net is not None:
+                    await net.readopt()
+                    await net.reconcile()
+                    await net.sweep()
+            yield EngineRig(machine, store, journal, sup, engine, nursery, net)
             nursery.cancel_scope.cancel()
     finally:
         store.close()

@@ -16,6 +16,7 @@ from engine.core.networks import decide_network_create, split_ipam
 from engine.core.nft_plan import NetworkRules, network_rules
 from engine.drivers.network.dns import local_answer
 from engine.testing.rig import Machine, open_rig
+from events import vocabulary as v
 from events.envelope import Actor, Envelope
 from projections.fold import fold
 from projections.state import EngineState, NetworkView
@@ -146,33 +147,25 @@ def test_inspect_shows_enable_ipv6_and_one_ipam_config_per_pool() -> None:
 # --- a create the kernel refuses is compensated on the record --------------------------------
 
 
-class RefusingNetwork:
-    """The network shell with a kernel that refuses the bridge: records what was undone."""
-
-    def __init__(self) -> None:
-        self.torn_down: list[str] = []
-
-    async def setup_network(self, net: NetworkView) -> None:
-        raise KernelError(f"cannot set up {net.bridge}: Operation not permitted")
-
-    async def teardown_network(self, net: NetworkView) -> None:
-        self.torn_down.append(net.id)
-
-
-async def test_kernel_failure_on_create_is_recorded_and_compensated(tmp_path, monkeypatch) \
-        -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("engine.shell.service.host_routes", list)
-    async with open_rig(Machine(db=tmp_path / "events.db")) as rig:
-        ops = RefusingNetwork()
-        rig.supervisor.d.network = ops
+async def test_kernel_failure_on_create_is_recorded_and_compensated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The network shell with a kernel that refuses the bridge (the fake network seam's
+    injected fault): the create is undone, on the record."""
+    machine = Machine(db=tmp_path / "events.db")
+    async with open_rig(machine) as rig:
+        machine.faults.fail("net.create_network",
+                            KernelError("cannot set up the bridge: Operation not permitted"))
         with pytest.raises(KernelError):
             await rig.engine.create_network("dual", Actor(uid=0, gid=0, pid=1),
                                             enable_ipv6=True, subnet6="fd00:9::/64")
         state = rig.journal.state
-        assert "dual" not in state.network_names and len(ops.torn_down) == 1
-        assert ops.torn_down[0] not in state.networks
-        kinds = [e.event for e in rig.store.read() if type(e.event).__name__ in (
-            "NetworkCreated", "OperationFailed", "NetworkRemoved")]
+        created = [e.event for e in rig.store.read()
+                   if isinstance(e.event, v.NetworkCreated) and e.event.name == "dual"]
+        assert "dual" not in state.network_names and len(created) == 1
+        nid, bridge = created[0].network_id, created[0].bridge
+        assert nid not in state.networks and bridge not in machine.net.links
+        assert ("net.delete_network", (bridge,)) in machine.faults.calls
+        kinds = [e.event for e in rig.store.read() if getattr(e.event, "network_id", "") == nid
+                 or type(e.event).__name__ == "OperationFailed"]
         assert [type(k).__name__ for k in kinds] == ["NetworkCreated", "OperationFailed",
                                                       "NetworkRemoved"]
         assert "Operation not permitted" in kinds[1].error and not kinds[1].needs_cleanup

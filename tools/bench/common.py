@@ -400,6 +400,7 @@ class Dockerd:
     base: Path
     proc: subprocess.Popen[bytes] | None = None
     containerd_pid: int | None = None
+    wrap: tuple[str, ...] = ()  # e.g. nsenter --net=…: run dockerd in a namespace of ours
 
     @property
     def sock(self) -> str:
@@ -430,7 +431,7 @@ class Dockerd:
         conf = self.base / "daemon.json"
         conf.write_text(json.dumps({"deprecated-key-path": str(self.base / "key.json")}))
         log = open(self.base / "dockerd.log", "ab")
-        argv = ["dockerd", "--config-file", str(conf),
+        argv = [*self.wrap, "dockerd", "--config-file", str(conf),
                 "--data-root", str(self.base / "data"), "--exec-root", str(self.exec_root),
                 "-H", "unix://" + self.sock, "--pidfile", str(self.base / "docker.pid"),
                 *self.network_flags,

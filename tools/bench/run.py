@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -130,12 +130,15 @@ def shipslog_cli() -> list[str]:
 # setup
 
 
-def setup_shipslog(work: Path, image: Path, stack: ExitStack) -> tuple[Engine, Engine]:
+def setup_shipslog(work: Path, image: Path, stack: ExitStack,
+                   wrap: Sequence[str] = ()) -> tuple[Engine, Engine]:
+    """`wrap`: a command prefix for the daemon (nsenter --net=…: a namespace of the bench's)."""
     from engine.testing.daemon import DaemonProcess
 
     base = work / "shipslog"
     base.mkdir()
     d = DaemonProcess(base)
+    d.wrap = list(wrap)
     stack.callback(d.cleanup)
     env = dict(d.cli_env(), PYTHONPATH=str(REPO))
     env.pop("DOCKER_CONTEXT", None)

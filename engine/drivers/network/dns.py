@@ -19,11 +19,14 @@ in-memory projection (container names, aliases and short ids on that network).
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Callable, Sequence
 
 import trio
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
+
+from engine.drivers.network.netns import run_in_netns
 
 Lookup = Callable[[str, str], Sequence[str]]
 TTL = 600
@@ -176,15 +179,41 @@ async def _serve_tcp_client(stream: trio.SocketStream, network_id: str, lookup: 
                 return
 
 
+def _bound_sockets(listen_ip: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on listen_ip:port in the calling thread's network
+    namespace (they stay in it for their whole life)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        udp.bind((listen_ip, port))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((listen_ip, port))
+        tcp.listen(128)
+    except OSError:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
+
+
 async def run_dns(network_id: str, listen_ip: str, lookup: Lookup,
                   upstreams: Sequence[tuple[str, int]], *, port: int = 53,
-                  timeout: float = 2.0,
+                  timeout: float = 2.0, netns_path: str = "",
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve DNS for one network on listen_ip:port (UDP and TCP) until cancelled."""
-    udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    """Serve DNS for one network on listen_ip:port (UDP and TCP) until cancelled. With
+    `netns_path` (a macvlan/ipvlan container, issue 20: the host cannot reach it) the
+    sockets are made inside that network namespace, on Docker's 127.0.0.11."""
+    if netns_path:
+        raw_udp, raw_tcp = await trio.to_thread.run_sync(
+            run_in_netns, netns_path, _bound_sockets, listen_ip, port)
+        udp = trio.socket.from_stdlib_socket(raw_udp)
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(raw_tcp))]
+    else:
+        udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     with udp:
-        await udp.bind((listen_ip, port))
-        listeners = await trio.open_tcp_listeners(port, host=listen_ip)
+        if not netns_path:
+            await udp.bind((listen_ip, port))
+            listeners = await trio.open_tcp_listeners(port, host=listen_ip)
 
         async def tcp_handler(stream: trio.SocketStream) -> None:
             await _serve_tcp_client(stream, network_id, lookup, upstreams, timeout)

@@ -25,7 +25,6 @@ import os
 import socket
 import struct
 import threading
-from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,8 +32,11 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from engine.core.errors import KernelError
-from engine.core.net_plan import BridgePlan, VethPlan
+from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
 from engine.drivers.network.netns import run_in_netns, set_link_up
+from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo
+
+__all__ = ["LinkInfo", "Netlink", "configure_peer"]
 
 NETLINK_ROUTE = 0
 RTM_NEWADDR = 20
@@ -47,18 +49,12 @@ NLMSG_ERROR = 2
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 SIOCGIFHWADDR = 0x8927
 IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at once (Docker)
+IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # linux/if_link.h enum ipvlan_mode
 _WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    kind: str  # "bridge", "veth", …
-    master: str  # bridge a port is enslaved to, or ""
-    up: bool
 
 
 def _ignore(exc: NetlinkError, *codes: int) -> None:
@@ -70,6 +66,35 @@ def _hwaddr(ifname: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = fcntl.ioctl(s, SIOCGIFHWADDR, struct.pack("16s24x", ifname.encode()))
     return ":".join(f"{b:02x}" for b in req[18:24])
+
+
+def _find_by_alias(alias: str) -> int:
+    """The index of the link marked `alias` in the calling thread's namespace (0: none)."""
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            if link.get("IFLA_IFALIAS") == alias:
+                return int(link["index"])
+    return 0
+
+
+def _delete_by_alias(alias: str) -> None:
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            if link.get("IFLA_IFALIAS") == alias:
+                try:
+                    ipr.link("del", index=link["index"])
+                except NetlinkError as exc:
+                    _ignore(exc, errno.ENODEV)
+
+
+def _sublink_hint(code: int, kind: str) -> str:
+    if code == errno.EOPNOTSUPP:
+        return (f"this kernel has no {kind} support (CONFIG_{kind.upper()}); use another "
+                "network driver")
+    if code == errno.EBUSY:
+        return ("the parent already has a sub-interface of another mode, or one in passthru "
+                "mode: use another parent")
+    return "check the parent interface and the driver's mode"
 
 
 def configure_peer(plan: VethPlan) -> None:
@@ -126,13 +151,14 @@ def configure_peer(plan: VethPlan) -> None:
 
 
 def _default_route(family: int, gateway: str, index: int) -> rtmsg:
+    """Via `gateway`; with none (ipvlan l3/l3s, issue 20) straight out of the device."""
     route = rtmsg()
     route["family"] = family
     route["table"] = RT_TABLE_MAIN
     route["proto"] = RTPROT_STATIC
-    route["scope"] = RT_SCOPE_UNIVERSE
+    route["scope"] = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
     route["type"] = RTN_UNICAST
-    route["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
+    route["attrs"] = ([("RTA_GATEWAY", gateway)] if gateway else []) + [("RTA_OIF", index)]
     return route
 
 
@@ -148,8 +174,11 @@ class Netlink:
     """One rtnetlink socket in the host namespace, used under a lock (pyroute2's sync API
     is not thread-safe, and the supervisor calls from trio worker threads)."""
 
-    def __init__(self) -> None:
-        self._ipr = IPRoute()
+    def __init__(self, netns: str = "") -> None:
+        # `netns`: a namespace to work in instead of the caller's (the contract suite's lab).
+        # pyroute2 opens its socket when first used, so a Netlink made in a thread that
+        # joined a namespace would still act wherever it is later used: name it here.
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -204,7 +233,7 @@ class Netlink:
                        peer={"ifname": plan.peer_ifname, "net_ns_fd": ns_fd,
                              "address": plan.mac, "mtu": plan.mtu})
 
-    def _make_pair(self, plan: VethPlan, *, keep_existing: bool) -> bool:
+    def make_pair(self, plan: VethPlan, *, keep_existing: bool) -> bool:
         """Create the pair; True when an existing pair on the right bridge was kept."""
         ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -246,7 +275,7 @@ class Netlink:
         """Make the container's endpoint on the bridge; return the host-side veth name.
         Running it again keeps a correct existing pair (no traffic lost) and re-applies the
         address and route; a pair that does not match the plan is replaced."""
-        kept = self._make_pair(plan, keep_existing=True)
+        kept = self.make_pair(plan, keep_existing=True)
         try:
             run_in_netns(plan.netns_path, configure_peer, plan)
             return plan.host_ifname
@@ -254,7 +283,7 @@ class Netlink:
             if not kept:
                 raise KernelError(f"cannot configure {plan.peer_ifname} in "
                                   f"{plan.netns_path}: {exc}") from exc
-        self._make_pair(plan, keep_existing=False)
+        self.make_pair(plan, keep_existing=False)
         try:
             run_in_netns(plan.netns_path, configure_peer, plan)
         except OSError as exc:
@@ -270,21 +299,144 @@ class Netlink:
             except NetlinkError as exc:
                 _ignore(exc, errno.ENODEV)
 
+    # -- parents and sub-interfaces (macvlan, ipvlan: issue 20) ---------------------------
+
+    def link_kinds(self) -> dict[str, str]:
+        """Every link in this namespace: name -> kind."""
+        with self._lock:
+            links = list(self._ipr.get_links())
+        return {link.get("ifname") or "": link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+                or "" for link in links}
+
+    def ensure_parent(self, plan: ParentPlan) -> None:
+        """The parent link, up: the user's must exist; a VLAN or dummy one we make, marked
+        with our alias so that reconciliation knows it is ours."""
+        with self._lock:
+            index = self._index(plan.parent)
+            if index is None and not plan.make:
+                raise KernelError(f"-o parent interface was not found on the host: "
+                                  f"{plan.parent}", hint="name an existing interface")
+            if index is None:
+                extra: dict[str, object] = {}
+                if plan.make == "vlan":
+                    base = self._index(plan.base)
+                    if base is None:
+                        raise KernelError(f"-o parent interface was not found on the host: "
+                                          f"{plan.base}", hint="name an existing interface")
+                    extra = {"link": base, "vlan_id": plan.vlan_id}
+                self._add_parent(plan, extra)
+                index = self._index(plan.parent)
+                if index is None:
+                    raise KernelError(f"link {plan.parent} vanished while being created")
+                self._ipr.link("set", index=index, ifalias=OWNED_ALIAS + plan.network_id)
+            self._ipr.link("set", index=index, state="up")
+
+    def _add_parent(self, plan: ParentPlan, extra: dict[str, object]) -> None:
+        """Make a VLAN or isolated parent. A kernel without the dummy driver (CONFIG_DUMMY
+        unset, as on some VMs) gets an empty bridge instead: it too is a segment no host
+        port joins, and macvlan/ipvlan children on it reach only each other."""
+        try:
+            self._ipr.link("add", ifname=plan.parent, kind=plan.make, **extra)
+        except NetlinkError as exc:
+            if exc.code == errno.EOPNOTSUPP and plan.make == "dummy":
+                try:
+                    self._ipr.link("add", ifname=plan.parent, kind="bridge")
+                except NetlinkError as again:
+                    _ignore(again, errno.EEXIST)
+                return
+            if exc.code == errno.EOPNOTSUPP:
+                raise KernelError(f"cannot create {plan.parent}: this kernel has no "
+                                  f"{plan.make} links", hint="a VLAN parent needs 802.1Q "
+                                  "support (CONFIG_VLAN_8021Q); make the VLAN link yourself "
+                                  "or name another parent") from exc
+            _ignore(exc, errno.EEXIST)
+
+    def delete_parent(self, plan: ParentPlan) -> None:
+        """Remove the parent if we made it: it carries our mark (a network that shares a
+        parent another one made removes it last, so the mark names either)."""
+        if not plan.make:
+            return
+        with self._lock:
+            found = list(self._ipr.get_links(ifname=plan.parent)) \
+                if self._index(plan.parent) is not None else []
+            if not found or not (found[0].get("IFLA_IFALIAS") or "").startswith(OWNED_ALIAS):
+                return  # a user's link (or gone): never ours to remove
+            try:
+                self._ipr.link("del", index=found[0]["index"])
+            except NetlinkError as exc:
+                _ignore(exc, errno.ENODEV)
+
+    def add_sublink(self, plan: VethPlan) -> str:
+        """A macvlan/ipvlan endpoint of `plan.bridge` (the parent) in the container's
+        namespace as `plan.peer_ifname`. It is made in this namespace under its endpoint id,
+        marked with it (ifalias), then moved and renamed in one message; a sub-interface
+        already in the namespace with that mark is kept (a step run again)."""
+        eid = plan.host_ifname
+        if run_in_netns(plan.netns_path, _find_by_alias, eid):
+            return eid
+        ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self._lock:
+                parent = self._index(plan.bridge)
+                if parent is None:
+                    raise KernelError(f"-o parent interface was not found on the host: "
+                                      f"{plan.bridge}", hint="name an existing interface")
+                if self._index(eid) is not None:  # left by an interrupted earlier run
+                    self._ipr.link("del", ifname=eid)
+                mode: dict[str, object] = {}
+                if plan.mode:  # macvlan's modes by name; ipvlan's as the kernel's numbers
+                    mode = {f"{plan.kind}_mode": IPVLAN_MODE.get(plan.mode, plan.mode)
+                            if plan.kind == "ipvlan" else plan.mode}
+                extra: dict[str, object] = {"address": plan.mac} if plan.mac else {}
+                try:
+                    self._ipr.link("add", ifname=eid, kind=plan.kind, link=parent, mtu=plan.mtu,
+                                   **mode, **extra)
+                except NetlinkError as exc:
+                    raise KernelError(f"cannot create {plan.kind} on {plan.bridge}: "
+                                      f"{os.strerror(exc.code)}",
+                                      hint=_sublink_hint(exc.code, plan.kind)) from exc
+                index = self._index(eid)
+                try:
+                    self._ipr.link("set", index=index, ifalias=eid)
+                    self._ipr.link("set", index=index, net_ns_fd=ns_fd,
+                                   ifname=plan.peer_ifname)
+                except NetlinkError as exc:
+                    self._ipr.link("del", index=index)
+                    why = (f"{plan.peer_ifname} is already used in the container"
+                           if exc.code == errno.EEXIST else os.strerror(exc.code))
+                    raise KernelError(f"cannot move {eid} into the container: {why}") from exc
+        finally:
+            os.close(ns_fd)
+        return eid
+
+    def delete_sublink(self, netns_path: str, endpoint_id: str) -> None:
+        """Remove the endpoint marked `endpoint_id` from the namespace (gone already: fine),
+        and a stray of that name left in this namespace by a crash before the move."""
+        if os.path.exists(netns_path):
+            try:
+                run_in_netns(netns_path, _delete_by_alias, endpoint_id)
+            except OSError:
+                pass  # not a namespace any more: its links went with it
+        self.disconnect(endpoint_id)
+
     # -- reading --------------------------------------------------------------------------
 
     def list_links(self) -> list[LinkInfo]:
-        """Every slg* link in the host namespace, for reconciliation."""
+        """Every slg* link in the host namespace, and every link we marked as ours (a VLAN
+        parent, issue 20), for reconciliation."""
         with self._lock:
             links = list(self._ipr.get_links())
         names = {int(link["index"]): link.get("ifname") for link in links}
         out = []
         for link in links:
             name = link.get("ifname") or ""
-            if not name.startswith("slg"):
+            if not name.startswith("slg") and not (link.get("IFLA_IFALIAS") or "").startswith(
+                    OWNED_ALIAS):
                 continue
             master = link.get("master")
             out.append(LinkInfo(name=name,
                                 kind=link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
                                 master=names.get(int(master), "") if master else "",
-                                up=bool(link["flags"] & 1)))
+                                up=bool(link["flags"] & 1),
+                                alias=link.get("IFLA_IFALIAS") or ""))
         return sorted(out, key=lambda li: li.name)
