@@ -1,5 +1,7 @@
-"""The build context: a tar (from the API body) unpacked, confined, into a private directory;
-`.dockerignore` applied; COPY sources resolved and checksummed without leaving the context.
+"""The build context on disk: `.dockerignore` rules, COPY sources resolved and checksummed
+without leaving the context. A context arrives as a tar and is first only indexed
+(ctxindex.py, which answers the same questions without unpacking); what a step that misses the
+cache needs is unpacked into a private directory and answered here.
 
 I/O: filesystem (a temp dir under the state root). Extraction goes through the layer driver's
 confined applier (engine/drivers/layers/tarsafe.py), so `..`, absolute names and symlinks cannot
@@ -56,8 +58,12 @@ def read_dockerignore(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
     path = root / ".dockerignore"
     if path.is_symlink() or not path.is_file():
         return []
+    return dockerignore_rules(path.read_text(errors="replace"))
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
     rules = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -133,19 +139,28 @@ def walk(path: Path) -> Iterator[Path]:
             yield from walk(child)
 
 
+def checksum_line(rel: str, st_mode: int, uid: int, gid: int, payload: str) -> bytes:
+    """One entry's share of a COPY/ADD checksum (`payload`: a file's sha256, a link's target)."""
+    return f"{rel}\0{st_mode:o}\0{uid}:{gid}\0{payload}\n".encode(errors="surrogateescape")
+
+
 def checksum(paths: list[Path], root: Path) -> str:
-    """Content checksum of COPY sources: names, modes, link targets and bytes, never mtimes
-    (Docker's cache rule)."""
+    """Content checksum of COPY/ADD sources: names, modes, uid/gid, link targets and bytes,
+    never mtimes (Docker's cache rule). The same lines as ctxindex.py's, so an image's sources
+    (COPY --from) and the context's index are checksummed alike."""
     h = hashlib.sha256()
     for top in paths:
         for p in walk(top):
             st = os.lstat(p)
-            h.update(os.path.relpath(p, root).encode() + b"\0" + oct(st.st_mode).encode())
+            payload = ""
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(p).encode())
+                payload = os.readlink(p)
             elif stat.S_ISREG(st.st_mode):
+                fh = hashlib.sha256()
                 with open(p, "rb") as f:
                     while chunk := f.read(1 << 20):
-                        h.update(chunk)
-            h.update(b"\n")
+                        fh.update(chunk)
+                payload = fh.hexdigest()
+            h.update(checksum_line(os.path.relpath(p, root), st.st_mode, st.st_uid, st.st_gid,
+                                   payload))
     return "sha256:" + h.hexdigest()
