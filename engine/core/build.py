@@ -9,8 +9,10 @@ image config is handled as the raw OCI `config` mapping so that what Docker keep
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +156,48 @@ def select_stages(plan: Plan, target: str) -> tuple[Stage, ...]:
             return plan.stages[: s.index + 1]
     raise BuildError(f"failed to reach build target {target} in Dockerfile",
                      hint="--target names a stage: FROM IMAGE AS NAME")
+
+
+# --- .dockerignore ------------------------------------------------------------------------
+
+IgnoreRules = list[tuple[bool, re.Pattern[str]]]
+
+
+def _ignore_pattern(p: str) -> re.Pattern[str]:
+    p = p.strip().lstrip("/")
+    p = posixpath.normpath(p) if p else p
+    parts = []
+    for seg in p.split("/"):
+        if seg == "**":
+            parts.append("(?:.*/)?")
+        else:
+            parts.append(fnmatch.translate(seg).replace(r"\Z", "").removeprefix("(?s:")
+                         .removesuffix(")") + "/")
+    rx = "".join(parts).rstrip("/")
+    rx = rx.replace("(?:.*/)?/", "(?:.*/)?")
+    return re.compile(f"(?s:{rx})(?:/.*)?\\Z")
+
+
+def dockerignore_rules(text: str) -> IgnoreRules:
+    """`.dockerignore` rules in order: (exception, regex); "!" re-includes (moby
+    patternmatcher). Shared by the CLI (which leaves ignored files out of the context it
+    sends, as the docker CLI does) and the builder (which drops them from what it gets)."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exc = line.startswith("!")
+        rules.append((exc, _ignore_pattern(line[1:] if exc else line)))
+    return rules
+
+
+def ignored(rel: str, rules: IgnoreRules) -> bool:
+    out = False
+    for exc, rx in rules:
+        if rx.match(rel):
+            out = not exc
+    return out
 
 
 # --- variables ---------------------------------------------------------------------------

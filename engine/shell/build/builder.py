@@ -1,10 +1,11 @@
 """The classic builder's shell: runs a planned Dockerfile step by step through the engine.
 
-I/O: the build context in a temp dir under the state root; RUN steps as short-lived containers
-created, started, waited for and removed through the engine service (so they are recorded,
-networked and cleaned up like any `run`); their overlay upper dir diffed into a gzip layer in
-the content store and unpacked by the layer driver, as a pulled layer is; the journal for the
-build's events (request, every step, every image, the outcome).
+I/O: the build context indexed as it is read (ctxindex.py), and only the sources of a COPY/ADD
+that misses the cache unpacked, into a temp dir under the state root; RUN steps as short-lived
+containers created, started, waited for and removed through the engine service (so they are
+recorded, networked and cleaned up like any `run`); their overlay upper dir diffed into a gzip
+layer in the content store and unpacked by the layer driver, as a pulled layer is; the journal
+for the build's events (request, every step, every image, the outcome).
 
 The build cache is the projection of `BuildStepCompleted` events (engine/core/build.py
 `cache_key`, projections/build_record.py `fold_cache`): a key maps to the image its step made,
@@ -35,6 +36,7 @@ from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
+from engine.shell.build.ctxindex import ContextIndex, Parts, index_context
 from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod, parse_chown
 from engine.shell.build.parse import parse_dockerfile
 from events import vocabulary as v
@@ -66,12 +68,30 @@ class BuildOptions:
 @dataclass
 class Prepared:
     workdir: Path
-    ctx_dir: Path
+    context: ContextIndex
     context_digest: str
     dockerfile: str
     plan: cb.Plan
     stages: tuple[cb.Stage, ...]
     opts: BuildOptions
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class _Sources:
+    """A COPY/ADD's sources: named in the context's index (`named`), or files under `root`."""
+
+    patterns: list[str]
+    dest: str
+    line: int
+    files: str  # their checksum, for the cache key
+    named: list[Parts] = field(default_factory=list)
+    root: Path | None = None
+    paths: list[Path] = field(default_factory=list)
+    cleanup: Callable[[], Awaitable[None]] = _nothing
 
 
 class StepFailed(ShipslogError):
@@ -106,19 +126,23 @@ class Builder:
         (confined), the Dockerfile (parsed), the target. Raises BuildError (a 400)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="build-", dir=self.tmp))
+        index: ContextIndex | None = None
         try:
-            ctx_dir = workdir / "context"
-            ctx_dir.mkdir()
-            digest = await trio.to_thread.run_sync(bctx.unpack_context, context_tar, ctx_dir)
-            dockerfile = await trio.to_thread.run_sync(self._read_dockerfile, ctx_dir,
-                                                       opts.dockerfile)
-            await trio.to_thread.run_sync(bctx.apply_dockerignore, ctx_dir)
+            # Indexed, not unpacked: a step that hits the cache needs only checksums, and a
+            # cached rebuild of a 50 MB context spent ~2 s unpacking it (tools/bench/build.py).
+            index = await trio.to_thread.run_sync(index_context, context_tar, workdir)
+            dockerfile = self._read_dockerfile(index, opts.dockerfile)
+            ignore = index.read_file(".dockerignore")
+            rules = bctx.dockerignore_rules(ignore.decode(errors="replace") if ignore else "")
+            await trio.to_thread.run_sync(index.apply_dockerignore, rules)
             plan = cb.plan_stages(parse_dockerfile(dockerfile))
             stages = cb.select_stages(plan, opts.target)
         except BaseException:
+            if index is not None:
+                index.close()
             await trio.to_thread.run_sync(shutil.rmtree, workdir, True)
             raise
-        return Prepared(workdir, ctx_dir, digest, dockerfile, plan, stages, opts)
+        return Prepared(workdir, index, index.digest, dockerfile, plan, stages, opts)
 
     async def execute(self, p: Prepared, actor: Actor, emit: Emit) -> str:
         """Run a prepared build as one operation: request, steps, outcome in the log."""
@@ -126,8 +150,7 @@ class Builder:
         try:
             op_id = await self._begin(p.opts, actor, p.context_digest, p.dockerfile)
             try:
-                image_id = await self._run(op_id, p.plan, p.stages, p.opts, p.ctx_dir, actor,
-                                           emit)
+                image_id = await self._run(op_id, p.plan, p.stages, p.opts, p, actor, emit)
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     await self._append(op_id, actor, v.OperationFailed(
@@ -136,6 +159,7 @@ class Builder:
             await self._append(op_id, actor, v.OperationCompleted(op_id=op_id))
             return image_id
         finally:
+            p.context.close()
             self.discard(p.workdir)
 
     def discard(self, workdir: Path) -> None:
@@ -155,12 +179,12 @@ class Builder:
 
         self.engine.supervisor.spawn(remove)
 
-    def _read_dockerfile(self, ctx_dir: Path, name: str) -> str:
-        path = bctx.inside(ctx_dir, name or "Dockerfile", 0)
-        if path.is_symlink() or not path.is_file():
+    def _read_dockerfile(self, index: ContextIndex, name: str) -> str:
+        raw = index.read_file(name or "Dockerfile")
+        if raw is None:
             raise cb.BuildError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}",
                                 hint="give its path inside the context with -f")
-        return path.read_text(errors="replace")
+        return raw.decode(errors="replace")
 
     async def _append(self, op_id: str, actor: Actor, *events: v.Event,
                       extra: tuple[Pending, ...] = ()) -> None:
@@ -189,7 +213,7 @@ class Builder:
     # -- stages and steps -------------------------------------------------------------------
 
     async def _run(self, op_id: str, plan: cb.Plan, stages: tuple[cb.Stage, ...],
-                   opts: BuildOptions, ctx_dir: Path, actor: Actor, emit: Emit) -> str:
+                   opts: BuildOptions, ctx: Prepared, actor: Actor, emit: Emit) -> str:
         total = len(plan.meta_args) + sum(1 + len(s.steps) for s in stages)
         n = 0
         meta: dict[str, str] = {}
@@ -228,7 +252,7 @@ class Builder:
                 n += 1
                 await emit({"stream": f"Step {n}/{total} : {ins.original}\n"})
                 began = time.monotonic()
-                s = await self._step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+                s = await self._step(op_id, s, ins, opts, ctx, results, actor, emit,
                                      n, total, stage.index, began)
             if opts.labels and stage is stages[-1]:
                 s = await self._labels(op_id, s, opts, actor)
@@ -273,10 +297,10 @@ class Builder:
                       cb.StageState(config))
 
     async def _step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
-                    ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                    ctx: Prepared, results: dict[str, str], actor: Actor, emit: Emit,
                     n: int, total: int, stage: int, began: float) -> _Stage:
         if ins.cmd in cb.LAYER_STEPS:
-            return await self._layer_step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+            return await self._layer_step(op_id, s, ins, opts, ctx, results, actor, emit,
                                           (n, total, stage, began))
         created_by = cb.apply_metadata(s.st, ins, opts.build_args, {})
         key = cb.cache_key(s.image_id, created_by, config=s.st.config)
@@ -292,7 +316,7 @@ class Builder:
         return s
 
     async def _layer_step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
-                          ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                          ctx: Prepared, results: dict[str, str], actor: Actor, emit: Emit,
                           where: tuple[int, int, int, float]) -> _Stage:
         scope = s.st.scope()
         if ins.cmd == "run":
@@ -305,16 +329,15 @@ class Builder:
                                run_env_digest=msgspec.json.encode(used).decode())
             files = ""
         else:
-            src_root, cleanup, sources, dest = await self._sources(s, ins, scope, ctx_dir,
-                                                                   results)
-            files = await trio.to_thread.run_sync(bctx.checksum, sources, src_root)
+            src = await self._sources(s, ins, scope, ctx, results)
+            files, dest = src.files, src.dest
             created_by = cb.nop(f"{ins.cmd.upper()} {files} in {dest} ")
             key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files)
         hit = None if opts.no_cache else self._cached(key)
         exit_code = 0
         if hit:
             if ins.cmd != "run":
-                await cleanup()
+                await src.cleanup()
             await emit({"stream": " ---> Using cache\n"})
             s = await self._reuse(s, hit)
             layer = s.layers[-1] if s.layers else ""
@@ -329,6 +352,7 @@ class Builder:
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         else:
             try:
+                src_root, sources = await self._on_disk(src, ctx, where[0])
                 chown = parse_chown(cb.expand(ins.flag("chown") or "", scope) or None, ins.line)
                 chmod = parse_chmod(ins.flag("chmod"), ins.line)
 
@@ -338,7 +362,7 @@ class Builder:
 
                 layer, digest = await self._store_layer(write)
             finally:
-                await cleanup()
+                await src.cleanup()
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         await self._record_step(op_id, actor, ins, key, hit is not None, s, layer, exit_code,
                                 where)
@@ -346,8 +370,9 @@ class Builder:
         return s
 
     async def _sources(self, s: _Stage, ins: cb.Instruction, scope: dict[str, str],
-                       ctx_dir: Path, results: dict[str, str]
-                       ) -> tuple[Path, Callable[[], Awaitable[None]], list[Path], str]:
+                       ctx: Prepared, results: dict[str, str]) -> _Sources:
+        """A COPY/ADD's sources and their checksum: from the context's index (nothing
+        unpacked yet) or, with --from, from a stage's or image's rootfs, mounted."""
         words = [cb.expand(w, scope) for w in ins.value]
         if len(words) < 2:
             raise cb.BuildError(f"dockerfile parse error line {ins.line}: {ins.cmd.upper()} "
@@ -360,12 +385,15 @@ class Builder:
                                     hint="download the file into the context and COPY it")
         src_from = ins.flag("from")
 
-        async def nothing() -> None:
-            return None
-
         if not src_from:
-            sources = await trio.to_thread.run_sync(bctx.resolve_sources, ctx_dir, srcs, ins.line)
-            return ctx_dir, nothing, sources, dest
+            index = ctx.context
+
+            def from_index() -> tuple[list[Parts], str]:
+                named = index.sources(srcs, ins.line)
+                return named, index.checksum(named)
+
+            named, files = await trio.to_thread.run_sync(from_index)
+            return _Sources(srcs, dest, ins.line, files, named=named)
         image_id = results.get(src_from.lower())
         if image_id is None:
             try:
@@ -386,10 +414,26 @@ class Builder:
 
         try:
             sources = await trio.to_thread.run_sync(bctx.resolve_sources, rootfs, srcs, ins.line)
+            files = await trio.to_thread.run_sync(bctx.checksum, sources, rootfs)
         except BaseException:
             await unmount()
             raise
-        return rootfs, unmount, sources, dest
+        return _Sources(srcs, dest, ins.line, files, root=rootfs, paths=sources, cleanup=unmount)
+
+    async def _on_disk(self, src: _Sources, ctx: Prepared, step: int) -> tuple[Path, list[Path]]:
+        """The sources as files, for a step that missed the cache: a context's are unpacked
+        now (only them, by the confined applier) and resolved again on disk, where every
+        confinement check of context.py applies as before."""
+        if src.root is not None:
+            return src.root, src.paths
+        target = ctx.workdir / f"step-{step}"
+
+        def unpack() -> list[Path]:
+            target.mkdir()
+            ctx.context.materialize(src.named, target)
+            return bctx.resolve_sources(target, src.patterns, src.line)
+
+        return target, await trio.to_thread.run_sync(unpack)
 
     async def _run_step(self, s: _Stage, ins: cb.Instruction, argv: list[str],
                         opts: BuildOptions, actor: Actor, emit: Emit

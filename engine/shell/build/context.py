@@ -12,7 +12,6 @@ never followed out of it when sources are resolved.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.core.build import BuildError
+from engine.core.build import BuildError, dockerignore_rules, ignored
 from engine.drivers.layers.tarsafe import LayerLimits
 from engine.drivers.layers.unpack import apply_tar
 
@@ -38,46 +37,12 @@ def unpack_context(f: BinaryIO, target: Path) -> str:
     return digest
 
 
-def _pattern(p: str) -> re.Pattern[str]:
-    p = p.strip().lstrip("/")
-    p = os.path.normpath(p) if p else p
-    parts = []
-    for seg in p.split("/"):
-        if seg == "**":
-            parts.append("(?:.*/)?")
-        else:
-            parts.append(fnmatch.translate(seg).replace(r"\Z", "").removeprefix("(?s:")
-                         .removesuffix(")") + "/")
-    rx = "".join(parts).rstrip("/")
-    rx = rx.replace("(?:.*/)?/", "(?:.*/)?")
-    return re.compile(f"(?s:{rx})(?:/.*)?\\Z")
-
-
 def read_dockerignore(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
-    """`.dockerignore` rules in order: (exception, regex); "!" re-includes (moby patternmatcher)."""
+    """`.dockerignore` rules of a context on disk (none if it is missing or a symlink)."""
     path = root / ".dockerignore"
     if path.is_symlink() or not path.is_file():
         return []
     return dockerignore_rules(path.read_text(errors="replace"))
-
-
-def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
-    rules = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        exc = line.startswith("!")
-        rules.append((exc, _pattern(line[1:] if exc else line)))
-    return rules
-
-
-def ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    out = False
-    for exc, rx in rules:
-        if rx.match(rel):
-            out = not exc
-    return out
 
 
 def apply_dockerignore(root: Path) -> None:
