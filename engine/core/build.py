@@ -200,6 +200,46 @@ def ignored(rel: str, rules: IgnoreRules) -> bool:
     return out
 
 
+# --- COPY/ADD --chown ----------------------------------------------------------------------
+
+
+def chown_needs_names(spec: str) -> bool:
+    """Whether `--chown=SPEC` names a user or group (then the image's files are read)."""
+    return any(not part.isdigit() for part in spec.split(":"))
+
+
+def chown_ids(spec: str, passwd: bytes | None, group: bytes | None,
+              line: int) -> tuple[int, int]:
+    """`--chown=user[:group]` as moby's classic builder reads it (builder/dockerfile/
+    internals_linux.go parseChownFlag): numbers as given, names looked up in the step image's
+    /etc/passwd and /etc/group; a lone user is also the group (`--chown=1000` is 1000:1000,
+    `--chown=app` needs a group named app too)."""
+    from engine.core.oci_spec import parse_user_db
+    parts = spec.split(":")
+    if len(parts) > 2:
+        raise BuildError(f"line {line}: invalid chown string format: {spec}",
+                         hint="use --chown=USER[:GROUP]")
+    user, grp = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+    def lookup(name: str, data: bytes | None, what: str, path: str, fields: int) -> int:
+        if name.isdigit():
+            return int(name)
+        if data is None:
+            reason = f"open {path}: no such file or directory"
+        else:
+            row = next((r for r in parse_user_db(data, fields) if r[0] == name
+                        and r[2].isdigit()), None)
+            if row is not None:
+                return int(row[2])
+            reason = f"no such {what}: {name}"
+        raise BuildError(f"line {line}: can't find {'uid' if what == 'user' else 'gid'} for "
+                         f"{what} {name}: {reason}",
+                         hint=f"use a numeric id or a {what} the image's {path} names")
+
+    return (lookup(user, passwd, "user", "/etc/passwd", 7),
+            lookup(grp, group, "group", "/etc/group", 4))
+
+
 # --- variables ---------------------------------------------------------------------------
 
 _VAR = re.compile(r"\\\$|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-+])([^}]*))?\}"

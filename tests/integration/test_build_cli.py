@@ -304,3 +304,33 @@ def test_from_scratch_and_copy_from_an_image(daemon: Any, tmp_path: Path) -> Non
     assert shipslog(daemon, "run", "--rm", "scratchy")[1] == "from scratch\n"
     layers = daemon.client().get_json("/images/scratchy/json")["RootFS"]["Layers"]
     assert len(layers) == 2
+
+
+def _post_build(daemon: Any, body: bytes, **query: str) -> str:
+    r = daemon.client().request("POST", "/build", query or None, body=body,
+                                headers={"Content-Type": "application/x-tar"})
+    text = r.body.decode()
+    assert r.status == 200 and "errorDetail" not in text, text
+    return text
+
+
+def test_owner_and_copy_flags_are_part_of_the_cache_key(daemon: Any) -> None:
+    """Docker's context checksum covers uid/gid (moby tarsum), and a different --chown or
+    --chmod makes a different layer: each must miss the cache, never reuse the old layer."""
+    def body(uid: int, chown: str) -> bytes:
+        f = tarfile.TarInfo("f")
+        f.uid = f.gid = uid
+        df = f"FROM busybox\nCOPY {chown} f /f\n".encode()
+        return _tar([_file("Dockerfile", df), (f, b"same bytes\n")])
+
+    _post_build(daemon, body(0, ""))
+    assert _post_build(daemon, body(0, "")).count("Using cache") == 1
+    assert _post_build(daemon, body(1000, "")).count("Using cache") == 0
+    assert _post_build(daemon, body(1000, "--chown=7:7")).count("Using cache") == 0
+    assert _post_build(daemon, body(1000, "--chown=7:7")).count("Using cache") == 1
+    out = _post_build(daemon, body(1000, "--chown=7:7 --chmod=0600"), t="flags:1")
+    assert out.count("Using cache") == 0
+    code, shown, err = shipslog(daemon, "run", "--rm", "--network", "none", "flags:1", "stat",
+                                "-c", "%u:%g %a", "/f")
+    assert (code, shown) == (0, "7:7 600\n"), err
+

@@ -34,10 +34,11 @@ from engine.core import build as cb
 from engine.core.errors import ShipslogError
 from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
+from engine.drivers.host.info import read_rootfs_file
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
 from engine.shell.build.ctxindex import ContextIndex, Parts, index_context
-from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod, parse_chown
+from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod
 from engine.shell.build.parse import parse_dockerfile
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
@@ -332,7 +333,13 @@ class Builder:
             src = await self._sources(s, ins, scope, ctx, results)
             files, dest = src.files, src.dest
             created_by = cb.nop(f"{ins.cmd.upper()} {files} in {dest} ")
-            key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files)
+            chown_spec = cb.expand(ins.flag("chown") or "", scope)
+            chmod_spec = ins.flag("chmod") or ""
+            # --chown/--chmod change the layer, so they are in the key (a changed owner must
+            # miss); created_by stays Docker's history text.
+            flags = f"\0chown={chown_spec}\0chmod={chmod_spec}" if chown_spec or chmod_spec \
+                else ""
+            key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files + flags)
         hit = None if opts.no_cache else self._cached(key)
         exit_code = 0
         if hit:
@@ -352,9 +359,11 @@ class Builder:
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         else:
             try:
+                chown: tuple[int | None, int | None] = (None, None)
+                if chown_spec:
+                    chown = await self._chown_ids(s, chown_spec, ins.line)
+                chmod = parse_chmod(chmod_spec or None, ins.line)
                 src_root, sources = await self._on_disk(src, ctx, where[0])
-                chown = parse_chown(cb.expand(ins.flag("chown") or "", scope) or None, ins.line)
-                chmod = parse_chmod(ins.flag("chmod"), ins.line)
 
                 def write(out: BinaryIO) -> None:
                     copy_layer(sources, src_root, dest, out, epoch=opts.source_date_epoch,
@@ -419,6 +428,24 @@ class Builder:
             await unmount()
             raise
         return _Sources(srcs, dest, ins.line, files, root=rootfs, paths=sources, cleanup=unmount)
+
+    async def _chown_ids(self, s: _Stage, spec: str, line: int) -> tuple[int, int]:
+        """`--chown` names resolved in the step image's /etc/passwd and /etc/group (read
+        in-root, never following a link out), as Docker does; numbers need no files."""
+        passwd = group = None
+        if cb.chown_needs_names(spec) and s.layers:
+            snaps = self.engine.supervisor.d.snapshots
+            mount_id = self.journal.new_id()
+            rootfs = str(await trio.to_thread.run_sync(
+                snaps.prepare, mount_id, [self.layers.path(d) for d in s.layers]))
+            try:
+                passwd, group = await trio.to_thread.run_sync(
+                    lambda: (read_rootfs_file(rootfs, "etc/passwd"),
+                             read_rootfs_file(rootfs, "etc/group")))
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(snaps.remove, mount_id)
+        return cb.chown_ids(spec, passwd, group, line)
 
     async def _on_disk(self, src: _Sources, ctx: Prepared, step: int) -> tuple[Path, list[Path]]:
         """The sources as files, for a step that missed the cache: a context's are unpacked

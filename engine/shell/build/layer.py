@@ -102,24 +102,6 @@ def _opaque(path: Path) -> bool:
         return False
 
 
-def parse_chown(raw: str | None, line: int) -> tuple[int | None, int | None]:
-    if not raw:
-        return None, None
-    user, _, group = raw.partition(":")
-    ids = {"root": 0, "": None}
-
-    def num(x: str) -> int | None:
-        if x in ids:
-            return ids[x]
-        if not x.isdigit():
-            raise BuildError(f"line {line}: --chown={raw}: only numeric ids and root are "
-                             "supported", hint="use --chown=UID:GID")
-        return int(x)
-
-    uid = num(user)
-    return uid, num(group) if group else uid
-
-
 def parse_chmod(raw: str | None, line: int) -> int | None:
     if not raw:
         return None
