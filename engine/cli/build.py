@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
     p.add_argument("--target", default="")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--pull", action="store_true")
+    p.add_argument("--platform", default="")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--network", default="")
     p.add_argument("--iidfile", default="")
@@ -193,7 +194,9 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
                                                                       from_env=False))):
             if val:
                 query.append((key, json.dumps(val)))
-        for key, flag in (("target", args.target), ("networkmode", args.network)):
+        platform = args.platform or ctx.environ.get("DOCKER_DEFAULT_PLATFORM", "")
+        for key, flag in (("target", args.target), ("networkmode", args.network),
+                          ("platform", platform)):
             if flag:
                 query.append((key, flag))
         for key, on in (("nocache", args.no_cache), ("pull", args.pull), ("q", args.quiet)):

@@ -240,6 +240,31 @@ def chown_ids(spec: str, passwd: bytes | None, group: bytes | None,
             lookup(grp, group, "group", "/etc/group", 4))
 
 
+# --- --platform -------------------------------------------------------------------------
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+
+
+def image_platform(doc: Mapping[str, Any]) -> str:
+    """An image config's OS/ARCH[/VARIANT], normalized as containerd's platforms package."""
+    arch = str(doc.get("architecture") or "amd64")
+    arch = _ARCH_ALIASES.get(arch, arch)
+    variant = str(doc.get("variant") or "")
+    if arch == "arm64" and variant in ("8", "v8"):
+        variant = ""
+    return "/".join(x for x in (str(doc.get("os") or "linux"), arch, variant) if x)
+
+
+def check_platform(ref: str, wanted: str, doc: Mapping[str, Any]) -> None:
+    """`build --platform`: a base of another platform is refused with moby's words
+    (daemon/images/image.go GetImage)."""
+    actual = image_platform(doc)
+    if actual != wanted:
+        raise BuildError(f"image with reference {ref} was found but does not match the "
+                         f"specified platform: wanted {wanted}, actual: {actual}",
+                         hint="build for the platform of this host, or without --platform")
+
+
 # --- variables ---------------------------------------------------------------------------
 
 _VAR = re.compile(r"\\\$|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-+])([^}]*))?\}"

@@ -334,3 +334,49 @@ def test_owner_and_copy_flags_are_part_of_the_cache_key(daemon: Any) -> None:
                                 "-c", "%u:%g %a", "/f")
     assert (code, shown) == (0, "7:7 600\n"), err
 
+
+
+def test_pull_takes_the_registry_base_even_when_one_is_here(daemon: Any,
+                                                            tmp_path: Path) -> None:
+    from engine.testing.localreg import LocalRegistry
+    with LocalRegistry.running() as reg:
+        ref = f"{reg.domain}/base:1"
+        for which in ("registry", "local"):  # the registry holds one image, this host another
+            ctx = tmp_path / which
+            ctx.mkdir()
+            (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {which} > /which\n")
+            code, _, err = shipslog(daemon, "build", "-q", "-t", ref, str(ctx))
+            assert code == 0, err
+            if which == "registry":
+                code, _, err = shipslog(daemon, "push", ref)
+                assert code == 0, err
+        use = tmp_path / "use"
+        use.mkdir()
+        (use / "Dockerfile").write_text(f"FROM {ref}\nRUN cat /which > /seen\n"
+                                        "CMD [\"cat\", \"/seen\"]\n")
+        for args, seen in ((), "local\n"), (("--pull",), "registry\n"):
+            code, out, err = shipslog(daemon, "build", "-t", "based:1", *args, str(use))
+            assert code == 0, err
+            code, out, err = shipslog(daemon, "run", "--rm", "--network", "none", "based:1")
+            assert (code, out) == (0, seen), err
+
+
+def test_platform_of_this_host_is_accepted_others_are_refused(daemon: Any,
+                                                              tmp_path: Path) -> None:
+    import platform as host
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.machine(), host.machine())
+    other = "linux/arm64" if arch != "arm64" else "linux/amd64"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", "-q", "--platform", f"linux/{arch}", str(ctx))
+    assert code == 0, err
+    alias = {"amd64": "linux/x86_64", "arm64": "linux/aarch64"}.get(arch, f"linux/{arch}")
+    assert shipslog(daemon, "build", "-q", "--platform", alias, str(ctx))[0] == 0
+    code, _, err = shipslog(daemon, "build", "--platform", other, str(ctx))
+    assert code != 0
+    assert (f"image with reference busybox was found but does not match the specified "
+            f"platform: wanted {other}, actual: linux/{arch}") in err
+    assert err.count("\n") <= 2  # one line and a hint, no traceback
+    code, _, err = shipslog(daemon, "build", "--platform", "linux/amd64/v1/extra", str(ctx))
+    assert code != 0 and "invalid platform" in err

@@ -145,3 +145,14 @@ def test_chown_errors_are_dockers(spec: str, passwd: bytes | None, message: str)
     with pytest.raises(cb.BuildError, match=message):
         cb.chown_ids(spec, passwd, GROUP, 3)
     assert cb.chown_needs_names("1:2") is False and cb.chown_needs_names("app:2") is True
+
+
+def test_platform_check_uses_dockers_words() -> None:
+    doc = {"os": "linux", "architecture": "x86_64"}
+    assert cb.image_platform(doc) == "linux/amd64"
+    assert cb.image_platform({"architecture": "arm64", "variant": "v8"}) == "linux/arm64"
+    cb.check_platform("busybox", "linux/amd64", doc)
+    with pytest.raises(cb.BuildError, match="image with reference busybox was found but does "
+                       "not match the specified platform: wanted linux/arm64, actual: "
+                       "linux/amd64"):
+        cb.check_platform("busybox", "linux/arm64", doc)

@@ -64,6 +64,8 @@ class BuildOptions:
     network_mode: str = "bridge"
     quiet: bool = False
     source_date_epoch: int | None = None
+    pull: bool = False  # pull every FROM image, even one that is here (`build --pull`)
+    platform: str = ""  # normalized OS/ARCH[/VARIANT]; "" = the host's
 
 
 @dataclass
@@ -119,6 +121,8 @@ class Builder:
         self.tmp = root / "tmp"
         self._new_layers: dict[str, tuple[str, int]] = {}
         self._epoch: int | None = None
+        # `--pull`: set by the API route (which owns the registry service); image id of REF
+        self.pull_image: Callable[[str, Emit], Awaitable[str]] | None = None
 
     # -- the operation ----------------------------------------------------------------------
 
@@ -233,7 +237,7 @@ class Builder:
             await emit({"stream": f"Step {n}/{total} : FROM "
                                   f"{cb.expand(stage.base, meta)}"
                                   f"{' AS ' + stage.name if stage.name else ''}\n"})
-            s = await self._from(stage, meta, results, opts)
+            s = await self._from(stage, meta, results, opts, emit)
             await self.journal.append([Pending(stream=stream_of("op", op_id), event=(
                 v.BuildStepCompleted(op_id=op_id, step=n, total=total, stage=stage.index,
                                      instruction=f"FROM {cb.expand(stage.base, meta)}",
@@ -276,12 +280,15 @@ class Builder:
         return image_id
 
     async def _from(self, stage: cb.Stage, meta: dict[str, str], results: dict[str, str],
-                    opts: BuildOptions) -> _Stage:
+                    opts: BuildOptions, emit: Emit) -> _Stage:
         ref = cb.expand(stage.base, meta)
         if ref.lower() == "scratch":
-            doc = cb.scratch_doc(_arch())
+            doc = cb.scratch_doc(opts.platform.split("/")[1] if opts.platform else _arch())
             return _Stage("", doc, (), (), cb.StageState(dict(doc["config"])))
         image_id = results.get(ref.lower())
+        if image_id is None and opts.pull and self.pull_image is not None:
+            # moby PullParent: the registry's image even when one of that name is here
+            image_id = await self.pull_image(ref, emit)
         if image_id is None:
             try:
                 image_id = find_image(self.journal.state, ref).id
@@ -293,6 +300,8 @@ class Builder:
         raw = await trio.to_thread.run_sync(
             lambda: self.content.read_bytes(image_id, max_size=8 << 20))
         doc = msgspec.json.decode(raw)
+        if opts.platform and ref.lower() not in results:
+            cb.check_platform(ref, opts.platform, doc)
         config = dict(doc.get("config") or {})
         return _Stage(image_id, doc, img.layers, img.layer_digests or img.layers,
                       cb.StageState(config))
