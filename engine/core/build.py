@@ -519,6 +519,11 @@ def cache_key(parent: str, created_by: str, *, config: Mapping[str, Any],
     return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
 
 
+def combine_checksums(*parts: str) -> str:
+    """One checksum of several (a COPY/ADD's context sources and its URL downloads)."""
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def history_entry(created: str, created_by: str, *, empty_layer: bool,
                   comment: str = "") -> dict[str, Any]:
     entry: dict[str, Any] = {"created": created, "created_by": created_by}

@@ -38,6 +38,7 @@ from engine.drivers.host.info import read_rootfs_file
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
 from engine.shell.build.ctxindex import ContextIndex, Parts, index_context
+from engine.shell.build.fetch import fetch, is_url
 from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod
 from engine.shell.build.parse import parse_dockerfile
 from events import vocabulary as v
@@ -94,6 +95,7 @@ class _Sources:
     named: list[Parts] = field(default_factory=list)
     root: Path | None = None
     paths: list[Path] = field(default_factory=list)
+    fetched: list[Path] = field(default_factory=list)  # ADD URL downloads: never unpacked
     cleanup: Callable[[], Awaitable[None]] = _nothing
 
 
@@ -376,7 +378,8 @@ class Builder:
 
                 def write(out: BinaryIO) -> None:
                     copy_layer(sources, src_root, dest, out, epoch=opts.source_date_epoch,
-                               chown=chown, chmod=chmod, add=ins.cmd == "add", line=ins.line)
+                               chown=chown, chmod=chmod, add=ins.cmd == "add", line=ins.line,
+                               raw=set(src.fetched))
 
                 layer, digest = await self._store_layer(write)
             finally:
@@ -396,22 +399,28 @@ class Builder:
             raise cb.BuildError(f"dockerfile parse error line {ins.line}: {ins.cmd.upper()} "
                                 "requires at least two arguments")
         srcs, dest = words[:-1], cb.copy_dest(s.st, words[-1])
-        for src in srcs:
-            if "://" in src:
-                raise cb.BuildError(f"line {ins.line}: ADD {src}: fetching URLs is not "
-                                    "supported by this builder",
-                                    hint="download the file into the context and COPY it")
+        urls = [src for src in srcs if is_url(src)]
         src_from = ins.flag("from")
+        if urls and (ins.cmd == "copy" or src_from):
+            raise cb.BuildError(f"line {ins.line}: source can't be a URL for "
+                                f"{ins.cmd.upper()}{' --from' if src_from else ''}",
+                                hint="use ADD for a URL, or download it into the context")
 
         if not src_from:
             index = ctx.context
+            local = [src for src in srcs if not is_url(src)]
+            fetched = await self._fetch(urls, ctx, ins.line) if urls else []
 
             def from_index() -> tuple[list[Parts], str]:
-                named = index.sources(srcs, ins.line)
-                return named, index.checksum(named)
+                named = index.sources(local, ins.line) if local else []
+                files = index.checksum(named)
+                if fetched:  # a URL's file counts by name, mode, owner and bytes
+                    files = cb.combine_checksums(
+                        files, *(bctx.checksum([f], f.parent) for f in fetched))
+                return named, files
 
             named, files = await trio.to_thread.run_sync(from_index)
-            return _Sources(srcs, dest, ins.line, files, named=named)
+            return _Sources(local, dest, ins.line, files, named=named, fetched=fetched)
         image_id = results.get(src_from.lower())
         if image_id is None:
             try:
@@ -437,6 +446,16 @@ class Builder:
             await unmount()
             raise
         return _Sources(srcs, dest, ins.line, files, root=rootfs, paths=sources, cleanup=unmount)
+
+    async def _fetch(self, urls: list[str], ctx: Prepared, line: int) -> list[Path]:
+        """Download each URL into its own dir under the build's work dir (one GET per build,
+        hit or miss, as the classic builder does: the bytes decide the cache)."""
+        out = []
+        for url in urls:
+            into = Path(await trio.to_thread.run_sync(
+                lambda: tempfile.mkdtemp(prefix="url-", dir=ctx.workdir)))
+            out.append(await fetch(url, into, line=line, limit=bctx.MAX_CONTEXT_BYTES))
+        return out
 
     async def _chown_ids(self, s: _Stage, spec: str, line: int) -> tuple[int, int]:
         """`--chown` names resolved in the step image's /etc/passwd and /etc/group (read
@@ -466,10 +485,14 @@ class Builder:
 
         def unpack() -> list[Path]:
             target.mkdir()
+            if not src.patterns:
+                return []
             ctx.context.materialize(src.named, target)
             return bctx.resolve_sources(target, src.patterns, src.line)
 
-        return target, await trio.to_thread.run_sync(unpack)
+        # URL files come after the context's (moby copies each source in turn; a name both
+        # give is rare, and then the URL's wins)
+        return target, [*await trio.to_thread.run_sync(unpack), *src.fetched]
 
     async def _run_step(self, s: _Stage, ins: cb.Instruction, argv: list[str],
                         opts: BuildOptions, actor: Actor, emit: Emit
