@@ -372,16 +372,19 @@ class _SubsetTar:
         yield b"\0" * (tarfile.BLOCKSIZE * 2)
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
+        parts, have = [self._buf], len(self._buf)
+        while n < 0 or have < n:
             chunk = next(self._chunks, b"")
             if not chunk:
                 break
-            self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)  # one copy per read, not one per piece
+        if n < 0 or n >= len(data):
+            self._buf = b""
+            return data
+        self._buf = data[n:]
+        return data[:n]
 
 
 class _Indexer(Applier):
