@@ -88,7 +88,8 @@ def make_context(ctx: Context, args: argparse.Namespace, out: IO[bytes]) -> str:
             raise CliError("invalid argument: can't use stdin for both build context and "
                            "dockerfile", "give the context as a directory")
         extra = _stdin(ctx).read()
-    with tarfile.open(fileobj=out, mode="w", copybufsize=1 << 20) as tf:
+    with tarfile.open(fileobj=out, mode="w") as tf:
+        tf.copybufsize = 1 << 20  # type: ignore[attr-defined]  # 16 KiB by default
         if args.context == "-":
             data = _stdin(ctx).read()
             try:
