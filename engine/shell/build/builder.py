@@ -31,7 +31,7 @@ import trio
 
 from engine.api.docker.render import rfc3339
 from engine.core import build as cb
-from engine.core.errors import ShipslogError
+from engine.core.errors import ShipslogError, user_error
 from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
 from engine.drivers.host.info import read_rootfs_file
@@ -154,20 +154,32 @@ class Builder:
     async def execute(self, p: Prepared, actor: Actor, emit: Emit) -> str:
         """Run a prepared build as one operation: request, steps, outcome in the log."""
         self._epoch = p.opts.source_date_epoch
+        failed = True
         try:
             op_id = await self._begin(p.opts, actor, p.context_digest, p.dockerfile)
             try:
                 image_id = await self._run(op_id, p.plan, p.stages, p.opts, p, actor, emit)
             except BaseException as exc:
+                # A full disk (or any host error) is the user's to fix: one line, in the log
+                # and in the answer, never "OSError: [Errno 28] …" (RELIABILITY F-07).
+                mine = None if _cancelled(exc) else user_error(exc, "build")
                 with trio.CancelScope(shield=True):
                     await self._append(op_id, actor, v.OperationFailed(
-                        op_id=op_id, step="build", error=_message(exc)))
+                        op_id=op_id, step="build",
+                        error=mine.message if mine is not None else _message(exc)))
+                if mine is not None and mine is not exc:
+                    raise mine from None
                 raise
             await self._append(op_id, actor, v.OperationCompleted(op_id=op_id))
+            failed = False
             return image_id
         finally:
             p.context.close()
-            self.discard(p.workdir)
+            if failed:  # nothing half-done may be left once the error is answered
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(shutil.rmtree, p.workdir, True)
+            else:
+                self.discard(p.workdir)
 
     def discard(self, workdir: Path) -> None:
         """Rename the context dir away now and delete it in the background: removing 50 MB of
@@ -550,8 +562,16 @@ class Builder:
             fresh = not self.layers.has(diff_id)
             size = 0
             if fresh:
-                size = int(self.layers.unpack(self.content.path(digest), media_type=GZIP,
-                                              expected_diff_id=diff_id).size)
+                try:
+                    size = int(self.layers.unpack(self.content.path(digest), media_type=GZIP,
+                                                  expected_diff_id=diff_id).size)
+                except BaseException:
+                    # No event will own this blob (LayerUnpacked comes after): drop it unless
+                    # an image already has it, so a full disk leaves no layer behind.
+                    if not any(digest in (img.layer_digests or ()) for img in
+                               list(self.journal.state.images.values())):
+                        self.content.delete(digest)
+                    raise
             return diff_id, digest, size, fresh
 
         diff_id, digest, size, fresh = await trio.to_thread.run_sync(store)
@@ -649,6 +669,12 @@ def _short(image_id: str) -> str:
 
 def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def _cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 def _message(exc: BaseException) -> str:
