@@ -55,13 +55,17 @@ def _failures(d: DaemonProcess) -> list[str]:
                 if e.type == "OperationFailed"]
 
 
+# How many context-sized files fit besides the spooled context: 1, the COPY's sources do not
+# fit; 2, they do and the layer's tar does not; 3, the layer's tar does and its gzip or blob
+# does not (each with 768 KiB for the events).
+@pytest.mark.parametrize("fits", [1, 2, 3])
 def test_a_build_that_runs_out_of_disk(small_daemon: DaemonProcess, busybox_tar: Path,
-                                       tmp_path: Path) -> None:
+                                       tmp_path: Path, fits: int) -> None:
     d = small_daemon
     load_busybox(d, busybox_tar)
     body = _context(tmp_path)
     before = _state(d)
-    filler = fill(d.root, len(body) + (768 << 10))  # the context is spooled; its layer is not
+    filler = fill(d.root, fits * len(body) + (768 << 10))
 
     r = d.client().request("POST", "/build", {"t": "full:1"}, body=body,
                            headers={"Content-Type": "application/x-tar"})
