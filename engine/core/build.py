@@ -62,6 +62,7 @@ class Stage:
     name: str  # "AS name", lower case; "" if none
     steps: tuple[Instruction, ...]
     line: int
+    platform: str = ""  # `FROM --platform=…`, unexpanded
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _stage(index: int, head: Instruction, steps: list[Instruction]) -> Stage:
     elif len(words) != 1:
         raise BuildError(f"dockerfile parse error line {head.line}: FROM requires either one or "
                          "three arguments")
-    return Stage(index, words[0], name, tuple(steps), head.line)
+    return Stage(index, words[0], name, tuple(steps), head.line, head.flag("platform") or "")
 
 
 def select_stages(plan: Plan, target: str) -> tuple[Stage, ...]:
@@ -253,6 +254,20 @@ def image_platform(doc: Mapping[str, Any]) -> str:
     if arch == "arm64" and variant in ("8", "v8"):
         variant = ""
     return "/".join(x for x in (str(doc.get("os") or "linux"), arch, variant) if x)
+
+
+def normalize_platform(spec: str, line: int) -> str:
+    """`OS[/ARCH[/VARIANT]]` (`FROM --platform=`) as containerd's platforms.Parse normalizes
+    it: linux/x86_64 is linux/amd64, a lone ARCH is linux/ARCH."""
+    parts = spec.strip().lower().split("/")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise BuildError(f"line {line}: invalid platform {spec!r}",
+                         hint="use OS/ARCH[/VARIANT], e.g. linux/amd64")
+    if len(parts) == 1:
+        parts = ["linux", parts[0]]
+    doc = {"os": parts[0], "architecture": parts[1], "variant": parts[2] if len(parts) == 3
+           else ""}
+    return image_platform(doc)
 
 
 def check_platform(ref: str, wanted: str, doc: Mapping[str, Any]) -> None:

@@ -380,3 +380,9 @@ def test_platform_of_this_host_is_accepted_others_are_refused(daemon: Any,
     assert err.count("\n") <= 2  # one line and a hint, no traceback
     code, _, err = shipslog(daemon, "build", "--platform", "linux/amd64/v1/extra", str(ctx))
     assert code != 0 and "invalid platform" in err
+    (ctx / "Dockerfile").write_text(f"FROM --platform={other} busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", str(ctx))
+    assert code != 0 and f"wanted {other}, actual: linux/{arch}" in err
+    (ctx / "Dockerfile").write_text(f"ARG P={alias}\nFROM --platform=$P busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", "-q", str(ctx))
+    assert code == 0, err

@@ -156,3 +156,12 @@ def test_platform_check_uses_dockers_words() -> None:
                        "not match the specified platform: wanted linux/arm64, actual: "
                        "linux/amd64"):
         cb.check_platform("busybox", "linux/arm64", doc)
+
+
+def test_from_platform_is_kept_and_normalized() -> None:
+    plan = _plan("FROM --platform=linux/x86_64 busybox AS a\nRUN true\n")
+    assert plan.stages[0].platform == "linux/x86_64"
+    assert cb.normalize_platform("linux/x86_64", 1) == "linux/amd64"
+    assert cb.normalize_platform("aarch64", 1) == "linux/arm64"
+    with pytest.raises(cb.BuildError, match="invalid platform"):
+        cb.normalize_platform("a/b/c/d", 1)

@@ -314,8 +314,10 @@ class Builder:
         raw = await trio.to_thread.run_sync(
             lambda: self.content.read_bytes(image_id, max_size=8 << 20))
         doc = msgspec.json.decode(raw)
-        if opts.platform and ref.lower() not in results:
-            cb.check_platform(ref, opts.platform, doc)
+        wanted = cb.normalize_platform(cb.expand(stage.platform, meta), stage.line) \
+            if cb.expand(stage.platform, meta) else opts.platform
+        if wanted and ref.lower() not in results:
+            cb.check_platform(ref, wanted, doc)
         config = dict(doc.get("config") or {})
         return _Stage(image_id, doc, img.layers, img.layer_digests or img.layers,
                       cb.StageState(config))
