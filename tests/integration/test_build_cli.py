@@ -386,3 +386,32 @@ def test_platform_of_this_host_is_accepted_others_are_refused(daemon: Any,
     (ctx / "Dockerfile").write_text(f"ARG P={alias}\nFROM --platform=$P busybox\nRUN true\n")
     code, _, err = shipslog(daemon, "build", "-q", str(ctx))
     assert code == 0, err
+
+
+def test_pull_uses_the_logins_the_docker_cli_sends(daemon: Any) -> None:
+    """`docker build --pull` sends its logins in X-Registry-Config (base64url JSON, registry
+    to auth config); a FROM image of a registry that wants a login is pulled with them."""
+    import base64
+    import json
+
+    from engine.testing.localreg import LocalRegistry
+
+    def b64(doc: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+
+    with LocalRegistry.running(users={"builder": "s3cret-pw"}) as reg:
+        repo = f"{reg.domain}/auth/base"
+        c = daemon.client()
+        assert c.request("POST", "/images/busybox/tag", {"repo": repo, "tag": "1"}).status == 201
+        r = c.request("POST", f"/images/{repo}/push", {"tag": "1"}, headers={
+            "X-Registry-Auth": b64({"username": "builder", "password": "s3cret-pw"})})
+        assert r.status == 200 and b"errorDetail" not in r.body, r.body
+        body = _tar([_file("Dockerfile", f"FROM {repo}:1\nRUN true\n".encode())])
+        headers = {"Content-Type": "application/x-tar"}
+        r = c.request("POST", "/build", {"pull": "1"}, body=body, headers=headers)
+        assert b"errorDetail" in r.body  # no login: the registry refuses the pull
+        config = {reg.domain: {"username": "builder", "password": "s3cret-pw",
+                               "serveraddress": reg.domain}}
+        r = c.request("POST", "/build", {"pull": "1"}, body=body,
+                      headers={**headers, "X-Registry-Config": b64(config)})
+        assert r.status == 200 and b"errorDetail" not in r.body, r.body

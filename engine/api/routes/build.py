@@ -21,6 +21,7 @@ from engine.api.server.router import Request, Response, Router, json_response, s
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError
 from engine.core.image_reference import parse_reference
 from engine.core.lookup import find_image
+from engine.registry.auth import from_registry_config
 from engine.registry.manifest import parse_platform, platform_str
 from engine.shell.build.builder import Builder, BuildOptions
 from engine.shell.build.commit import commit
@@ -72,7 +73,10 @@ def _puller(ctx: Any, req: Request, opts: BuildOptions
     platform = parse_platform(opts.platform) if opts.platform else None
 
     async def pull(ref: str, emit: Callable[[dict[str, Any]], Awaitable[None]]) -> str:
-        result = await svc.pull(parse_reference(ref), platform, None, req.actor, emit)
+        parsed = parse_reference(ref)
+        # the docker CLI sends its logins for a build in X-Registry-Config; else ours are used
+        creds = from_registry_config(req.headers.get("x-registry-config"), parsed.domain)
+        result = await svc.pull(parsed, platform, creds, req.actor, emit)
         return result.image_id
 
     return pull
