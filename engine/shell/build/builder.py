@@ -34,13 +34,12 @@ from engine.core import build as cb
 from engine.core.errors import ShipslogError, user_error
 from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
-from engine.drivers.host.info import read_rootfs_file
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
-from engine.shell.build.ctxindex import ContextIndex, Parts, index_context
-from engine.shell.build.fetch import fetch, is_url
+from engine.shell.build.ctxindex import ContextIndex, index_context
 from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod
 from engine.shell.build.parse import parse_dockerfile
+from engine.shell.build.sources import SourceFinder
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.redact import keyed_digest
@@ -80,25 +79,6 @@ class Prepared:
     opts: BuildOptions
 
 
-async def _nothing() -> None:
-    return None
-
-
-@dataclass
-class _Sources:
-    """A COPY/ADD's sources: named in the context's index (`named`), or files under `root`."""
-
-    patterns: list[str]
-    dest: str
-    line: int
-    files: str  # their checksum, for the cache key
-    named: list[Parts] = field(default_factory=list)
-    root: Path | None = None
-    paths: list[Path] = field(default_factory=list)
-    fetched: list[Path] = field(default_factory=list)  # ADD URL downloads: never unpacked
-    cleanup: Callable[[], Awaitable[None]] = _nothing
-
-
 class StepFailed(ShipslogError):
     """A RUN step exited non-zero (Docker's message, a build error rather than a 4xx)."""
 
@@ -123,6 +103,7 @@ class Builder:
         self.tmp = root / "tmp"
         self._new_layers: dict[str, tuple[str, int]] = {}
         self._epoch: int | None = None
+        self.sources = SourceFinder(engine, layers)
         # `--pull`: set by the API route (which owns the registry service); image id of REF
         self.pull_image: Callable[[str, Emit], Awaitable[str]] | None = None
 
@@ -355,7 +336,7 @@ class Builder:
                                run_env_digest=msgspec.json.encode(used).decode())
             files = ""
         else:
-            src = await self._sources(s, ins, scope, ctx, results)
+            src = await self.sources.find(s.st, ins, scope, ctx.context, ctx.workdir, results)
             files, dest = src.files, src.dest
             created_by = cb.nop(f"{ins.cmd.upper()} {files} in {dest} ")
             chown_spec = cb.expand(ins.flag("chown") or "", scope)
@@ -386,9 +367,10 @@ class Builder:
             try:
                 chown: tuple[int | None, int | None] = (None, None)
                 if chown_spec:
-                    chown = await self._chown_ids(s, chown_spec, ins.line)
+                    chown = await self.sources.chown_ids(s.layers, chown_spec, ins.line)
                 chmod = parse_chmod(chmod_spec or None, ins.line)
-                src_root, sources = await self._on_disk(src, ctx, where[0])
+                src_root, sources = await self.sources.on_disk(src, ctx.context, ctx.workdir,
+                                                               where[0])
 
                 def write(out: BinaryIO) -> None:
                     copy_layer(sources, src_root, dest, out, epoch=opts.source_date_epoch,
@@ -403,110 +385,6 @@ class Builder:
                                 where)
         await emit({"stream": f" ---> {_short(s.image_id)}\n"})
         return s
-
-    async def _sources(self, s: _Stage, ins: cb.Instruction, scope: dict[str, str],
-                       ctx: Prepared, results: dict[str, str]) -> _Sources:
-        """A COPY/ADD's sources and their checksum: from the context's index (nothing
-        unpacked yet) or, with --from, from a stage's or image's rootfs, mounted."""
-        words = [cb.expand(w, scope) for w in ins.value]
-        if len(words) < 2:
-            raise cb.BuildError(f"dockerfile parse error line {ins.line}: {ins.cmd.upper()} "
-                                "requires at least two arguments")
-        srcs, dest = words[:-1], cb.copy_dest(s.st, words[-1])
-        urls = [src for src in srcs if is_url(src)]
-        src_from = ins.flag("from")
-        if urls and (ins.cmd == "copy" or src_from):
-            raise cb.BuildError(f"line {ins.line}: source can't be a URL for "
-                                f"{ins.cmd.upper()}{' --from' if src_from else ''}",
-                                hint="use ADD for a URL, or download it into the context")
-
-        if not src_from:
-            index = ctx.context
-            local = [src for src in srcs if not is_url(src)]
-            fetched = await self._fetch(urls, ctx, ins.line) if urls else []
-
-            def from_index() -> tuple[list[Parts], str]:
-                named = index.sources(local, ins.line) if local else []
-                files = index.checksum(named)
-                if fetched:  # a URL's file counts by name, mode, owner and bytes
-                    files = cb.combine_checksums(
-                        files, *(bctx.checksum([f], f.parent) for f in fetched))
-                return named, files
-
-            named, files = await trio.to_thread.run_sync(from_index)
-            return _Sources(local, dest, ins.line, files, named=named, fetched=fetched)
-        image_id = results.get(src_from.lower())
-        if image_id is None:
-            try:
-                image_id = find_image(self.journal.state, src_from).id
-            except ShipslogError:
-                raise cb.BuildError(f"line {ins.line}: COPY --from={src_from}: no stage or image "
-                                    "of that name", hint="name an earlier stage (FROM … AS "
-                                    "name) or an image that is here") from None
-        img = self.journal.state.images[image_id]
-        snaps = self.engine.supervisor.d.snapshots
-        mount_id = self.journal.new_id()
-        rootfs = Path(await trio.to_thread.run_sync(
-            snaps.prepare, mount_id, [self.layers.path(d) for d in img.layers]))
-
-        async def unmount() -> None:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(snaps.remove, mount_id)
-
-        try:
-            sources = await trio.to_thread.run_sync(bctx.resolve_sources, rootfs, srcs, ins.line)
-            files = await trio.to_thread.run_sync(bctx.checksum, sources, rootfs)
-        except BaseException:
-            await unmount()
-            raise
-        return _Sources(srcs, dest, ins.line, files, root=rootfs, paths=sources, cleanup=unmount)
-
-    async def _fetch(self, urls: list[str], ctx: Prepared, line: int) -> list[Path]:
-        """Download each URL into its own dir under the build's work dir (one GET per build,
-        hit or miss, as the classic builder does: the bytes decide the cache)."""
-        out = []
-        for url in urls:
-            into = Path(await trio.to_thread.run_sync(
-                lambda: tempfile.mkdtemp(prefix="url-", dir=ctx.workdir)))
-            out.append(await fetch(url, into, line=line, limit=bctx.MAX_CONTEXT_BYTES))
-        return out
-
-    async def _chown_ids(self, s: _Stage, spec: str, line: int) -> tuple[int, int]:
-        """`--chown` names resolved in the step image's /etc/passwd and /etc/group (read
-        in-root, never following a link out), as Docker does; numbers need no files."""
-        passwd = group = None
-        if cb.chown_needs_names(spec) and s.layers:
-            snaps = self.engine.supervisor.d.snapshots
-            mount_id = self.journal.new_id()
-            rootfs = str(await trio.to_thread.run_sync(
-                snaps.prepare, mount_id, [self.layers.path(d) for d in s.layers]))
-            try:
-                passwd, group = await trio.to_thread.run_sync(
-                    lambda: (read_rootfs_file(rootfs, "etc/passwd"),
-                             read_rootfs_file(rootfs, "etc/group")))
-            finally:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(snaps.remove, mount_id)
-        return cb.chown_ids(spec, passwd, group, line)
-
-    async def _on_disk(self, src: _Sources, ctx: Prepared, step: int) -> tuple[Path, list[Path]]:
-        """The sources as files, for a step that missed the cache: a context's are unpacked
-        now (only them, by the confined applier) and resolved again on disk, where every
-        confinement check of context.py applies as before."""
-        if src.root is not None:
-            return src.root, src.paths
-        target = ctx.workdir / f"step-{step}"
-
-        def unpack() -> list[Path]:
-            target.mkdir()
-            if not src.patterns:
-                return []
-            ctx.context.materialize(src.named, target)
-            return bctx.resolve_sources(target, src.patterns, src.line)
-
-        # URL files come after the context's (moby copies each source in turn; a name both
-        # give is rare, and then the URL's wins)
-        return target, [*await trio.to_thread.run_sync(unpack), *src.fetched]
 
     async def _run_step(self, s: _Stage, ins: cb.Instruction, argv: list[str],
                         opts: BuildOptions, actor: Actor, emit: Emit
