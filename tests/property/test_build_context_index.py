@@ -182,3 +182,16 @@ def test_a_parent_symlink_out_of_the_context_is_forbidden(tmp_path: Path) -> Non
     with pytest.raises(BuildError, match="forbidden path outside the build context"):
         index.sources(["link/passwd"], 2)
     assert index.sources(["link"], 2) == [("link",)]  # the link itself is copied as a link
+
+
+def test_a_glob_matching_a_link_unpacks_what_the_link_points_at(tmp_path: Path) -> None:
+    # found by the property test above: `**/c.txt` where c.txt -> a; on disk the glob's last
+    # plain component must exist with the link followed, so `a` must be unpacked too
+    raw = _tar([("file", "a", "", 0o644, 0, b""), ("sym", "c.txt", "a", 0o777, 0, None)])
+    index = index_context(io.BytesIO(raw), tmp_path)
+    named = index.sources(["**/c.txt"], 1)
+    part = tmp_path / "part"
+    part.mkdir()
+    index.materialize(named, part)
+    assert [p.name for p in bctx.resolve_sources(part, ["**/c.txt"], 1)] == ["c.txt"]
+    index.close()

@@ -284,17 +284,19 @@ class ContextIndex:
     # -- unpacking what a step needs -------------------------------------------------------
 
     def needed(self, sources: list[Parts]) -> set[Parts]:
-        """Every entry the sources reach on disk: their trees, the directories above them and
-        the symlinks their directories go through."""
+        """Every entry the sources reach on disk: their trees, the directories above them,
+        the symlinks their directories go through, and what a source that is a link points
+        at (a glob's last plain component must exist, links followed, as pathlib checks)."""
         out: set[Parts] = set()
         for top in sources:
             for i in range(len(top) + 1):
                 self._trail(top[:i], out)
+            self._trail(top, out, follow_last=True)
             for _, where, _ in self.walk(top):
                 out.add(where)
         return out
 
-    def _trail(self, parts: Parts, out: set[Parts]) -> None:
+    def _trail(self, parts: Parts, out: set[Parts], *, follow_last: bool = False) -> None:
         todo, hops = list(parts), 0
         done: list[str] = []
         while todo and hops <= _LOOPS:
@@ -308,7 +310,7 @@ class ContextIndex:
             if e is None:
                 return
             out.add(here)
-            if e.kind == stat.S_IFLNK and todo:
+            if e.kind == stat.S_IFLNK and (todo or follow_last):
                 hops += 1
                 if e.link.startswith("/"):
                     return
