@@ -97,7 +97,7 @@ def _unpack(raw: bytes, where: Path):
     return _outcome(lambda: bctx.unpack_context(io.BytesIO(raw), where))
 
 
-@settings(max_examples=600, deadline=None,
+@settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(entries=st.lists(members(), max_size=12),
        patterns=st.lists(st.one_of(st.sampled_from(NAMES), paths, st.sampled_from(GLOBS)),
