@@ -10,6 +10,7 @@ import argparse
 import io
 import os
 import secrets
+import stat
 import sys
 import tarfile
 import tempfile
@@ -29,6 +30,7 @@ def register(sub: Any) -> None:
     p.add_argument("--target", default="")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--pull", action="store_true")
+    p.add_argument("--platform", default="")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--network", default="")
     p.add_argument("--iidfile", default="")
@@ -87,6 +89,7 @@ def make_context(ctx: Context, args: argparse.Namespace, out: IO[bytes]) -> str:
                            "dockerfile", "give the context as a directory")
         extra = _stdin(ctx).read()
     with tarfile.open(fileobj=out, mode="w") as tf:
+        tf.copybufsize = 1 << 20  # type: ignore[attr-defined]  # 16 KiB by default
         if args.context == "-":
             data = _stdin(ctx).read()
             try:
@@ -99,8 +102,6 @@ def make_context(ctx: Context, args: argparse.Namespace, out: IO[bytes]) -> str:
             if not os.path.isdir(args.context):
                 raise CliError(f'unable to prepare context: path "{args.context}" not found',
                                "give the build context directory, or - for stdin")
-            tf.add(args.context, arcname=".", recursive=True,
-                   filter=lambda ti: _owned(ti))
             if dockerfile and dockerfile != "-":
                 path = os.path.abspath(dockerfile)
                 inside = os.path.relpath(path, os.path.abspath(args.context))
@@ -109,6 +110,7 @@ def make_context(ctx: Context, args: argparse.Namespace, out: IO[bytes]) -> str:
                         extra = fh.read()
                 else:
                     dockerfile = inside
+            add_directory(tf, args.context, dockerfile or "Dockerfile")
         if extra is not None:
             dockerfile = f".dockerfile.{secrets.token_hex(10)}"
             ti = tarfile.TarInfo(dockerfile)
@@ -117,9 +119,67 @@ def make_context(ctx: Context, args: argparse.Namespace, out: IO[bytes]) -> str:
     return dockerfile or "Dockerfile"
 
 
-def _owned(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+def add_directory(tf: tarfile.TarFile, root: str, dockerfile: str) -> None:
+    """The context directory into `tf` as the docker CLI sends it (cli/command/image/build.go,
+    moby TarWithOptions): what `.dockerignore` excludes is left out (the Dockerfile and
+    `.dockerignore` always go), everything is owned 0:0 with no names, the directory itself
+    is not an entry. One scandir per directory and no user-name lookups: `tarfile.add` spent
+    most of its time in stat and pwd/grp calls for a 2,500-file context."""
+    from engine.core.build import dockerignore_rules, ignored
+    try:
+        with open(os.path.join(root, ".dockerignore"), encoding="utf-8", errors="replace") as fh:
+            rules = dockerignore_rules(fh.read())
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        rules = []
+    keep = {".dockerignore", os.path.normpath(dockerfile)}
+    negations = any(exc for exc, _ in rules)
+    links: dict[tuple[int, int], str] = {}
+
+    def walk(path: str, rel: str) -> None:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            skip = bool(rules) and name not in keep and ignored(name, rules)
+            st = e.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if skip and not (is_dir and negations):
+                continue  # a directory is walked only if a "!" rule may take something back
+            if not skip:
+                _add(tf, e.path, name, st, links)
+            if is_dir:
+                walk(e.path, name)
+
+    walk(root, "")
+
+
+def _add(tf: tarfile.TarFile, path: str, name: str, st: os.stat_result,
+         links: dict[tuple[int, int], str]) -> None:
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.mtime = int(st.st_mtime)
+    ti.uid = ti.gid = 0  # the docker CLI's ChownOpts{0, 0}: COPY gives root:root by default
     ti.uname = ti.gname = ""
-    return ti
+    fmt = stat.S_IFMT(st.st_mode)
+    key = (st.st_dev, st.st_ino)
+    if fmt == stat.S_IFREG and st.st_nlink > 1 and key in links:
+        ti.type, ti.linkname = tarfile.LNKTYPE, links[key]
+        tf.addfile(ti)
+    elif fmt == stat.S_IFREG:
+        links.setdefault(key, name)
+        ti.size = st.st_size
+        with open(path, "rb") as fh:
+            tf.addfile(ti, fh)
+    elif fmt == stat.S_IFDIR:
+        ti.type = tarfile.DIRTYPE
+        tf.addfile(ti)
+    elif fmt == stat.S_IFLNK:
+        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+        tf.addfile(ti)
+    elif fmt == stat.S_IFIFO:
+        ti.type = tarfile.FIFOTYPE
+        tf.addfile(ti)
+    # sockets and device nodes are not sent (the builder would skip them: S-11)
 
 
 def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
@@ -135,7 +195,9 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
                                                                       from_env=False))):
             if val:
                 query.append((key, json.dumps(val)))
-        for key, flag in (("target", args.target), ("networkmode", args.network)):
+        platform = args.platform or ctx.environ.get("DOCKER_DEFAULT_PLATFORM", "")
+        for key, flag in (("target", args.target), ("networkmode", args.network),
+                          ("platform", platform)):
             if flag:
                 query.append((key, flag))
         for key, on in (("nocache", args.no_cache), ("pull", args.pull), ("q", args.quiet)):

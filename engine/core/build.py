@@ -9,8 +9,10 @@ image config is handled as the raw OCI `config` mapping so that what Docker keep
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class Stage:
     name: str  # "AS name", lower case; "" if none
     steps: tuple[Instruction, ...]
     line: int
+    platform: str = ""  # `FROM --platform=…`, unexpanded
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def _stage(index: int, head: Instruction, steps: list[Instruction]) -> Stage:
     elif len(words) != 1:
         raise BuildError(f"dockerfile parse error line {head.line}: FROM requires either one or "
                          "three arguments")
-    return Stage(index, words[0], name, tuple(steps), head.line)
+    return Stage(index, words[0], name, tuple(steps), head.line, head.flag("platform") or "")
 
 
 def select_stages(plan: Plan, target: str) -> tuple[Stage, ...]:
@@ -154,6 +157,127 @@ def select_stages(plan: Plan, target: str) -> tuple[Stage, ...]:
             return plan.stages[: s.index + 1]
     raise BuildError(f"failed to reach build target {target} in Dockerfile",
                      hint="--target names a stage: FROM IMAGE AS NAME")
+
+
+# --- .dockerignore ------------------------------------------------------------------------
+
+IgnoreRules = list[tuple[bool, re.Pattern[str]]]
+
+
+def _ignore_pattern(p: str) -> re.Pattern[str]:
+    p = p.strip().lstrip("/")
+    p = posixpath.normpath(p) if p else p
+    parts = []
+    for seg in p.split("/"):
+        if seg == "**":
+            parts.append("(?:.*/)?")
+        else:
+            parts.append(fnmatch.translate(seg).replace(r"\Z", "").removeprefix("(?s:")
+                         .removesuffix(")") + "/")
+    rx = "".join(parts).rstrip("/")
+    rx = rx.replace("(?:.*/)?/", "(?:.*/)?")
+    return re.compile(f"(?s:{rx})(?:/.*)?\\Z")
+
+
+def dockerignore_rules(text: str) -> IgnoreRules:
+    """`.dockerignore` rules in order: (exception, regex); "!" re-includes (moby
+    patternmatcher). Shared by the CLI (which leaves ignored files out of the context it
+    sends, as the docker CLI does) and the builder (which drops them from what it gets)."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exc = line.startswith("!")
+        rules.append((exc, _ignore_pattern(line[1:] if exc else line)))
+    return rules
+
+
+def ignored(rel: str, rules: IgnoreRules) -> bool:
+    out = False
+    for exc, rx in rules:
+        if rx.match(rel):
+            out = not exc
+    return out
+
+
+# --- COPY/ADD --chown ----------------------------------------------------------------------
+
+
+def chown_needs_names(spec: str) -> bool:
+    """Whether `--chown=SPEC` names a user or group (then the image's files are read)."""
+    return any(not part.isdigit() for part in spec.split(":"))
+
+
+def chown_ids(spec: str, passwd: bytes | None, group: bytes | None,
+              line: int) -> tuple[int, int]:
+    """`--chown=user[:group]` as moby's classic builder reads it (builder/dockerfile/
+    internals_linux.go parseChownFlag): numbers as given, names looked up in the step image's
+    /etc/passwd and /etc/group; a lone user is also the group (`--chown=1000` is 1000:1000,
+    `--chown=app` needs a group named app too)."""
+    from engine.core.oci_spec import parse_user_db
+    parts = spec.split(":")
+    if len(parts) > 2:
+        raise BuildError(f"line {line}: invalid chown string format: {spec}",
+                         hint="use --chown=USER[:GROUP]")
+    user, grp = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+    def lookup(name: str, data: bytes | None, what: str, path: str, fields: int) -> int:
+        if name.isdigit():
+            return int(name)
+        if data is None:
+            reason = f"open {path}: no such file or directory"
+        else:
+            row = next((r for r in parse_user_db(data, fields) if r[0] == name
+                        and r[2].isdigit()), None)
+            if row is not None:
+                return int(row[2])
+            reason = f"no such {what}: {name}"
+        raise BuildError(f"line {line}: can't find {'uid' if what == 'user' else 'gid'} for "
+                         f"{what} {name}: {reason}",
+                         hint=f"use a numeric id or a {what} the image's {path} names")
+
+    return (lookup(user, passwd, "user", "/etc/passwd", 7),
+            lookup(grp, group, "group", "/etc/group", 4))
+
+
+# --- --platform -------------------------------------------------------------------------
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+
+
+def image_platform(doc: Mapping[str, Any]) -> str:
+    """An image config's OS/ARCH[/VARIANT], normalized as containerd's platforms package."""
+    arch = str(doc.get("architecture") or "amd64")
+    arch = _ARCH_ALIASES.get(arch, arch)
+    variant = str(doc.get("variant") or "")
+    if arch == "arm64" and variant in ("8", "v8"):
+        variant = ""
+    return "/".join(x for x in (str(doc.get("os") or "linux"), arch, variant) if x)
+
+
+def normalize_platform(spec: str, line: int) -> str:
+    """`OS[/ARCH[/VARIANT]]` (`FROM --platform=`) as containerd's platforms.Parse normalizes
+    it: linux/x86_64 is linux/amd64, a lone ARCH is linux/ARCH."""
+    parts = spec.strip().lower().split("/")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise BuildError(f"line {line}: invalid platform {spec!r}",
+                         hint="use OS/ARCH[/VARIANT], e.g. linux/amd64")
+    if len(parts) == 1:
+        parts = ["linux", parts[0]]
+    doc = {"os": parts[0], "architecture": parts[1], "variant": parts[2] if len(parts) == 3
+           else ""}
+    return image_platform(doc)
+
+
+def check_platform(ref: str, wanted: str, doc: Mapping[str, Any]) -> None:
+    """`build --platform`: a base of another platform is refused with moby's words
+    (daemon/images/image.go GetImage)."""
+    actual = image_platform(doc)
+    if actual != wanted:
+        raise BuildError(f"image with reference {ref} was found but does not match the "
+                         f"specified platform: wanted {wanted}, actual: {actual}",
+                         hint="build for the platform of this host, or without --platform")
 
 
 # --- variables ---------------------------------------------------------------------------
@@ -408,6 +532,11 @@ def cache_key(parent: str, created_by: str, *, config: Mapping[str, Any],
     doc = json.dumps({"p": parent, "i": created_by, "c": config, "f": files,
                       "a": run_env_digest}, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
+
+
+def combine_checksums(*parts: str) -> str:
+    """One checksum of several (a COPY/ADD's context sources and its URL downloads)."""
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def history_entry(created: str, created_by: str, *, empty_layer: bool,

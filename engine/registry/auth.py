@@ -63,6 +63,28 @@ def from_registry_auth(header: str | None) -> Credentials | None:
     return None if creds.empty else creds
 
 
+def from_registry_config(header: str | None, domain: str) -> Credentials | None:
+    """Docker's `X-Registry-Config` (a build's: base64url JSON mapping each registry to an
+    auth config, as the CLI's config file holds them): the entry for `domain`, or None."""
+    if not header:
+        return None
+    raw = header.strip()
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)) or b"{}")
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("invalid X-Registry-Config header",
+                              "log in again: docker login REGISTRY") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("invalid X-Registry-Config header", "log in again")
+    for key in auth_keys(domain):
+        entry = doc.get(key)
+        if isinstance(entry, dict):
+            creds = _decode_entry(entry)
+            if creds is not None:
+                return creds
+    return None
+
+
 def _decode_entry(entry: Mapping[str, Any]) -> Credentials | None:
     if entry.get("auth"):
         try:

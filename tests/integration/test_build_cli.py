@@ -304,3 +304,114 @@ def test_from_scratch_and_copy_from_an_image(daemon: Any, tmp_path: Path) -> Non
     assert shipslog(daemon, "run", "--rm", "scratchy")[1] == "from scratch\n"
     layers = daemon.client().get_json("/images/scratchy/json")["RootFS"]["Layers"]
     assert len(layers) == 2
+
+
+def _post_build(daemon: Any, body: bytes, **query: str) -> str:
+    r = daemon.client().request("POST", "/build", query or None, body=body,
+                                headers={"Content-Type": "application/x-tar"})
+    text = r.body.decode()
+    assert r.status == 200 and "errorDetail" not in text, text
+    return text
+
+
+def test_owner_and_copy_flags_are_part_of_the_cache_key(daemon: Any) -> None:
+    """Docker's context checksum covers uid/gid (moby tarsum), and a different --chown or
+    --chmod makes a different layer: each must miss the cache, never reuse the old layer."""
+    def body(uid: int, chown: str) -> bytes:
+        f = tarfile.TarInfo("f")
+        f.uid = f.gid = uid
+        df = f"FROM busybox\nCOPY {chown} f /f\n".encode()
+        return _tar([_file("Dockerfile", df), (f, b"same bytes\n")])
+
+    _post_build(daemon, body(0, ""))
+    assert _post_build(daemon, body(0, "")).count("Using cache") == 1
+    assert _post_build(daemon, body(1000, "")).count("Using cache") == 0
+    assert _post_build(daemon, body(1000, "--chown=7:7")).count("Using cache") == 0
+    assert _post_build(daemon, body(1000, "--chown=7:7")).count("Using cache") == 1
+    out = _post_build(daemon, body(1000, "--chown=7:7 --chmod=0600"), t="flags:1")
+    assert out.count("Using cache") == 0
+    code, shown, err = shipslog(daemon, "run", "--rm", "--network", "none", "flags:1", "stat",
+                                "-c", "%u:%g %a", "/f")
+    assert (code, shown) == (0, "7:7 600\n"), err
+
+
+
+def test_pull_takes_the_registry_base_even_when_one_is_here(daemon: Any,
+                                                            tmp_path: Path) -> None:
+    from engine.testing.localreg import LocalRegistry
+    with LocalRegistry.running() as reg:
+        ref = f"{reg.domain}/base:1"
+        for which in ("registry", "local"):  # the registry holds one image, this host another
+            ctx = tmp_path / which
+            ctx.mkdir()
+            (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {which} > /which\n")
+            code, _, err = shipslog(daemon, "build", "-q", "-t", ref, str(ctx))
+            assert code == 0, err
+            if which == "registry":
+                code, _, err = shipslog(daemon, "push", ref)
+                assert code == 0, err
+        use = tmp_path / "use"
+        use.mkdir()
+        (use / "Dockerfile").write_text(f"FROM {ref}\nRUN cat /which > /seen\n"
+                                        "CMD [\"cat\", \"/seen\"]\n")
+        for args, seen in ((), "local\n"), (("--pull",), "registry\n"):
+            code, out, err = shipslog(daemon, "build", "-t", "based:1", *args, str(use))
+            assert code == 0, err
+            code, out, err = shipslog(daemon, "run", "--rm", "--network", "none", "based:1")
+            assert (code, out) == (0, seen), err
+
+
+def test_platform_of_this_host_is_accepted_others_are_refused(daemon: Any,
+                                                              tmp_path: Path) -> None:
+    import platform as host
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.machine(), host.machine())
+    other = "linux/arm64" if arch != "arm64" else "linux/amd64"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", "-q", "--platform", f"linux/{arch}", str(ctx))
+    assert code == 0, err
+    alias = {"amd64": "linux/x86_64", "arm64": "linux/aarch64"}.get(arch, f"linux/{arch}")
+    assert shipslog(daemon, "build", "-q", "--platform", alias, str(ctx))[0] == 0
+    code, _, err = shipslog(daemon, "build", "--platform", other, str(ctx))
+    assert code != 0
+    assert (f"image with reference busybox was found but does not match the specified "
+            f"platform: wanted {other}, actual: linux/{arch}") in err
+    assert err.count("\n") <= 2  # one line and a hint, no traceback
+    code, _, err = shipslog(daemon, "build", "--platform", "linux/amd64/v1/extra", str(ctx))
+    assert code != 0 and "invalid platform" in err
+    (ctx / "Dockerfile").write_text(f"FROM --platform={other} busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", str(ctx))
+    assert code != 0 and f"wanted {other}, actual: linux/{arch}" in err
+    (ctx / "Dockerfile").write_text(f"ARG P={alias}\nFROM --platform=$P busybox\nRUN true\n")
+    code, _, err = shipslog(daemon, "build", "-q", str(ctx))
+    assert code == 0, err
+
+
+def test_pull_uses_the_logins_the_docker_cli_sends(daemon: Any) -> None:
+    """`docker build --pull` sends its logins in X-Registry-Config (base64url JSON, registry
+    to auth config); a FROM image of a registry that wants a login is pulled with them."""
+    import base64
+    import json
+
+    from engine.testing.localreg import LocalRegistry
+
+    def b64(doc: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+
+    with LocalRegistry.running(users={"builder": "s3cret-pw"}) as reg:
+        repo = f"{reg.domain}/auth/base"
+        c = daemon.client()
+        assert c.request("POST", "/images/busybox/tag", {"repo": repo, "tag": "1"}).status == 201
+        r = c.request("POST", f"/images/{repo}/push", {"tag": "1"}, headers={
+            "X-Registry-Auth": b64({"username": "builder", "password": "s3cret-pw"})})
+        assert r.status == 200 and b"errorDetail" not in r.body, r.body
+        body = _tar([_file("Dockerfile", f"FROM {repo}:1\nRUN true\n".encode())])
+        headers = {"Content-Type": "application/x-tar"}
+        r = c.request("POST", "/build", {"pull": "1"}, body=body, headers=headers)
+        assert b"errorDetail" in r.body  # no login: the registry refuses the pull
+        config = {reg.domain: {"username": "builder", "password": "s3cret-pw",
+                               "serveraddress": reg.domain}}
+        r = c.request("POST", "/build", {"pull": "1"}, body=body,
+                      headers={**headers, "X-Registry-Config": b64(config)})
+        assert r.status == 200 and b"errorDetail" not in r.body, r.body

@@ -120,3 +120,48 @@ def test_step_images_are_hidden_like_images_with_children() -> None:
             NS(id="final", source="built", repo_tags=("x:1",), layers=(a, b), created_at=4),
             NS(id="dangling", source="built", repo_tags=(), layers=(b,), created_at=5)]
     assert cb.intermediate_images(imgs) == {"step1", "step2"}
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:5678::/home/app:/bin/sh\n"
+GROUP = b"root:x:0:\nstaff:x:4321:app\napp:x:5678:\n"
+
+
+@pytest.mark.parametrize("spec,ids", [
+    ("app:staff", (1234, 4321)), ("app", (1234, 5678)), ("1000", (1000, 1000)),
+    ("1000:staff", (1000, 4321)), ("root", (0, 0)), ("app:0", (1234, 0)),
+])
+def test_chown_names_are_looked_up_in_the_image(spec: str, ids: tuple[int, int]) -> None:
+    assert cb.chown_ids(spec, PASSWD, GROUP, 3) == ids
+
+
+@pytest.mark.parametrize("spec,passwd,message", [
+    ("ghost", PASSWD, "line 3: can't find uid for user ghost: no such user: ghost"),
+    ("app:ghosts", PASSWD, "can't find gid for group ghosts: no such group: ghosts"),
+    ("staff", PASSWD, "can't find uid for user staff: no such user: staff"),
+    ("app", None, "can't find uid for user app: open /etc/passwd: no such file or directory"),
+    ("a:b:c", PASSWD, "invalid chown string format: a:b:c"),
+])
+def test_chown_errors_are_dockers(spec: str, passwd: bytes | None, message: str) -> None:
+    with pytest.raises(cb.BuildError, match=message):
+        cb.chown_ids(spec, passwd, GROUP, 3)
+    assert cb.chown_needs_names("1:2") is False and cb.chown_needs_names("app:2") is True
+
+
+def test_platform_check_uses_dockers_words() -> None:
+    doc = {"os": "linux", "architecture": "x86_64"}
+    assert cb.image_platform(doc) == "linux/amd64"
+    assert cb.image_platform({"architecture": "arm64", "variant": "v8"}) == "linux/arm64"
+    cb.check_platform("busybox", "linux/amd64", doc)
+    with pytest.raises(cb.BuildError, match="image with reference busybox was found but does "
+                       "not match the specified platform: wanted linux/arm64, actual: "
+                       "linux/amd64"):
+        cb.check_platform("busybox", "linux/arm64", doc)
+
+
+def test_from_platform_is_kept_and_normalized() -> None:
+    plan = _plan("FROM --platform=linux/x86_64 busybox AS a\nRUN true\n")
+    assert plan.stages[0].platform == "linux/x86_64"
+    assert cb.normalize_platform("linux/x86_64", 1) == "linux/amd64"
+    assert cb.normalize_platform("aarch64", 1) == "linux/arm64"
+    with pytest.raises(cb.BuildError, match="invalid platform"):
+        cb.normalize_platform("a/b/c/d", 1)

@@ -10,15 +10,19 @@ before the first message.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 import trio
 
+from engine.api.routes.registry import registry_service
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError
+from engine.core.image_reference import parse_reference
 from engine.core.lookup import find_image
+from engine.registry.auth import from_registry_config
+from engine.registry.manifest import parse_platform, platform_str
 from engine.shell.build.builder import Builder, BuildOptions
 from engine.shell.build.commit import commit
 from engine.shell.build.session import to_lines
@@ -50,7 +54,32 @@ def options_from(req: Request) -> BuildOptions:
         tags=[t for t in req.query.get("t", []) if t], dockerfile=req.arg("dockerfile") or
         "Dockerfile", build_args=args, target=req.arg("target") or "",
         no_cache=req.bool("nocache"), labels=_json_map(req, "labels"), network_mode=network,
-        quiet=req.bool("q"), source_date_epoch=int(epoch) if epoch else None)
+        quiet=req.bool("q"), source_date_epoch=int(epoch) if epoch else None,
+        pull=req.bool("pull"), platform=_platform(req.arg("platform") or ""))
+
+
+def _platform(raw: str) -> str:
+    """`?platform=`: validated and normalized (linux/x86_64 is linux/amd64); "" = the host."""
+    if not raw:
+        return ""
+    return platform_str(parse_platform(raw))
+
+
+def _puller(ctx: Any, req: Request, opts: BuildOptions
+            ) -> Callable[[str, Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[str]]:
+    """`build --pull`: FROM images come from their registry through the daemon's pull
+    service (recorded as any pull is), its progress messages in the build's stream."""
+    svc = registry_service(ctx)
+    platform = parse_platform(opts.platform) if opts.platform else None
+
+    async def pull(ref: str, emit: Callable[[dict[str, Any]], Awaitable[None]]) -> str:
+        parsed = parse_reference(ref)
+        # the docker CLI sends its logins for a build in X-Registry-Config; else ours are used
+        creds = from_registry_config(req.headers.get("x-registry-config"), parsed.domain)
+        result = await svc.pull(parsed, platform, creds, req.actor, emit)
+        return result.image_id
+
+    return pull
 
 
 def build_routes(ctx: Any) -> Router:
@@ -61,6 +90,8 @@ def build_routes(ctx: Any) -> Router:
         opts = options_from(req)
         builder = Builder(ctx.engine, ctx.images.content, ctx.images.layers, ctx.store,
                           ctx.paths.root)
+        if opts.pull:
+            builder.pull_image = _puller(ctx, req, opts)
         tmp = ctx.paths.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=tmp) as f:

@@ -23,7 +23,7 @@ import tarfile
 import threading
 import types
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -428,10 +428,12 @@ def _check_end(stream: TarStream, end: int) -> None:
 
 
 def apply_tar(f: BinaryIO, target_fd: int, limits: LayerLimits, *,
-              applier_class: type[Applier] = Applier) -> tuple[str, Applier]:
+              applier_class: Callable[[int, LayerLimits], Applier] = Applier
+              ) -> tuple[str, Applier]:
     """Apply a (possibly compressed) layer tar to the directory `target_fd`. Returns the diff_id.
 
-    `applier_class`: the Applier (`docker cp` into a container uses a stricter subclass)."""
+    `applier_class`: the Applier (`docker cp` into a container uses a stricter subclass; a
+    build context is indexed by one that records instead of creating)."""
     chunks, counter, _ = decompressed_chunks(f)
     prefetch = Prefetcher(chunks)
     stream = TarStream(prefetch, counter, limits)

@@ -1,10 +1,11 @@
 """The classic builder's shell: runs a planned Dockerfile step by step through the engine.
 
-I/O: the build context in a temp dir under the state root; RUN steps as short-lived containers
-created, started, waited for and removed through the engine service (so they are recorded,
-networked and cleaned up like any `run`); their overlay upper dir diffed into a gzip layer in
-the content store and unpacked by the layer driver, as a pulled layer is; the journal for the
-build's events (request, every step, every image, the outcome).
+I/O: the build context indexed as it is read (ctxindex.py), and only the sources of a COPY/ADD
+that misses the cache unpacked, into a temp dir under the state root; RUN steps as short-lived
+containers created, started, waited for and removed through the engine service (so they are
+recorded, networked and cleaned up like any `run`); their overlay upper dir diffed into a gzip
+layer in the content store and unpacked by the layer driver, as a pulled layer is; the journal
+for the build's events (request, every step, every image, the outcome).
 
 The build cache is the projection of `BuildStepCompleted` events (engine/core/build.py
 `cache_key`, projections/build_record.py `fold_cache`): a key maps to the image its step made,
@@ -30,13 +31,15 @@ import trio
 
 from engine.api.docker.render import rfc3339
 from engine.core import build as cb
-from engine.core.errors import ShipslogError
+from engine.core.errors import ShipslogError, user_error
 from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
-from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod, parse_chown
+from engine.shell.build.ctxindex import ContextIndex, index_context
+from engine.shell.build.layer import copy_layer, diff_upper, gzip_file, parse_chmod
 from engine.shell.build.parse import parse_dockerfile
+from engine.shell.build.sources import SourceFinder
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.redact import keyed_digest
@@ -61,12 +64,14 @@ class BuildOptions:
     network_mode: str = "bridge"
     quiet: bool = False
     source_date_epoch: int | None = None
+    pull: bool = False  # pull every FROM image, even one that is here (`build --pull`)
+    platform: str = ""  # normalized OS/ARCH[/VARIANT]; "" = the host's
 
 
 @dataclass
 class Prepared:
     workdir: Path
-    ctx_dir: Path
+    context: ContextIndex
     context_digest: str
     dockerfile: str
     plan: cb.Plan
@@ -98,6 +103,9 @@ class Builder:
         self.tmp = root / "tmp"
         self._new_layers: dict[str, tuple[str, int]] = {}
         self._epoch: int | None = None
+        self.sources = SourceFinder(engine, layers)
+        # `--pull`: set by the API route (which owns the registry service); image id of REF
+        self.pull_image: Callable[[str, Emit], Awaitable[str]] | None = None
 
     # -- the operation ----------------------------------------------------------------------
 
@@ -106,37 +114,53 @@ class Builder:
         (confined), the Dockerfile (parsed), the target. Raises BuildError (a 400)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="build-", dir=self.tmp))
+        index: ContextIndex | None = None
         try:
-            ctx_dir = workdir / "context"
-            ctx_dir.mkdir()
-            digest = await trio.to_thread.run_sync(bctx.unpack_context, context_tar, ctx_dir)
-            dockerfile = await trio.to_thread.run_sync(self._read_dockerfile, ctx_dir,
-                                                       opts.dockerfile)
-            await trio.to_thread.run_sync(bctx.apply_dockerignore, ctx_dir)
+            # Indexed, not unpacked: a step that hits the cache needs only checksums, and a
+            # cached rebuild of a 50 MB context spent ~2 s unpacking it (tools/bench/build.py).
+            index = await trio.to_thread.run_sync(index_context, context_tar, workdir)
+            dockerfile = self._read_dockerfile(index, opts.dockerfile)
+            ignore = index.read_file(".dockerignore")
+            rules = bctx.dockerignore_rules(ignore.decode(errors="replace") if ignore else "")
+            await trio.to_thread.run_sync(index.apply_dockerignore, rules)
             plan = cb.plan_stages(parse_dockerfile(dockerfile))
             stages = cb.select_stages(plan, opts.target)
         except BaseException:
+            if index is not None:
+                index.close()
             await trio.to_thread.run_sync(shutil.rmtree, workdir, True)
             raise
-        return Prepared(workdir, ctx_dir, digest, dockerfile, plan, stages, opts)
+        return Prepared(workdir, index, index.digest, dockerfile, plan, stages, opts)
 
     async def execute(self, p: Prepared, actor: Actor, emit: Emit) -> str:
         """Run a prepared build as one operation: request, steps, outcome in the log."""
         self._epoch = p.opts.source_date_epoch
+        failed = True
         try:
             op_id = await self._begin(p.opts, actor, p.context_digest, p.dockerfile)
             try:
-                image_id = await self._run(op_id, p.plan, p.stages, p.opts, p.ctx_dir, actor,
-                                           emit)
+                image_id = await self._run(op_id, p.plan, p.stages, p.opts, p, actor, emit)
             except BaseException as exc:
+                # A full disk (or any host error) is the user's to fix: one line, in the log
+                # and in the answer, never "OSError: [Errno 28] …" (RELIABILITY F-07).
+                mine = None if _cancelled(exc) else user_error(exc, "build")
                 with trio.CancelScope(shield=True):
                     await self._append(op_id, actor, v.OperationFailed(
-                        op_id=op_id, step="build", error=_message(exc)))
+                        op_id=op_id, step="build",
+                        error=mine.message if mine is not None else _message(exc)))
+                if mine is not None and mine is not exc:
+                    raise mine from None
                 raise
             await self._append(op_id, actor, v.OperationCompleted(op_id=op_id))
+            failed = False
             return image_id
         finally:
-            self.discard(p.workdir)
+            p.context.close()
+            if failed:  # nothing half-done may be left once the error is answered
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(shutil.rmtree, p.workdir, True)
+            else:
+                self.discard(p.workdir)
 
     def discard(self, workdir: Path) -> None:
         """Rename the context dir away now and delete it in the background: removing 50 MB of
@@ -155,12 +179,12 @@ class Builder:
 
         self.engine.supervisor.spawn(remove)
 
-    def _read_dockerfile(self, ctx_dir: Path, name: str) -> str:
-        path = bctx.inside(ctx_dir, name or "Dockerfile", 0)
-        if path.is_symlink() or not path.is_file():
+    def _read_dockerfile(self, index: ContextIndex, name: str) -> str:
+        raw = index.read_file(name or "Dockerfile")
+        if raw is None:
             raise cb.BuildError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}",
                                 hint="give its path inside the context with -f")
-        return path.read_text(errors="replace")
+        return raw.decode(errors="replace")
 
     async def _append(self, op_id: str, actor: Actor, *events: v.Event,
                       extra: tuple[Pending, ...] = ()) -> None:
@@ -189,7 +213,7 @@ class Builder:
     # -- stages and steps -------------------------------------------------------------------
 
     async def _run(self, op_id: str, plan: cb.Plan, stages: tuple[cb.Stage, ...],
-                   opts: BuildOptions, ctx_dir: Path, actor: Actor, emit: Emit) -> str:
+                   opts: BuildOptions, ctx: Prepared, actor: Actor, emit: Emit) -> str:
         total = len(plan.meta_args) + sum(1 + len(s.steps) for s in stages)
         n = 0
         meta: dict[str, str] = {}
@@ -208,7 +232,7 @@ class Builder:
             await emit({"stream": f"Step {n}/{total} : FROM "
                                   f"{cb.expand(stage.base, meta)}"
                                   f"{' AS ' + stage.name if stage.name else ''}\n"})
-            s = await self._from(stage, meta, results, opts)
+            s = await self._from(stage, meta, results, opts, emit)
             await self.journal.append([Pending(stream=stream_of("op", op_id), event=(
                 v.BuildStepCompleted(op_id=op_id, step=n, total=total, stage=stage.index,
                                      instruction=f"FROM {cb.expand(stage.base, meta)}",
@@ -228,7 +252,7 @@ class Builder:
                 n += 1
                 await emit({"stream": f"Step {n}/{total} : {ins.original}\n"})
                 began = time.monotonic()
-                s = await self._step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+                s = await self._step(op_id, s, ins, opts, ctx, results, actor, emit,
                                      n, total, stage.index, began)
             if opts.labels and stage is stages[-1]:
                 s = await self._labels(op_id, s, opts, actor)
@@ -251,12 +275,15 @@ class Builder:
         return image_id
 
     async def _from(self, stage: cb.Stage, meta: dict[str, str], results: dict[str, str],
-                    opts: BuildOptions) -> _Stage:
+                    opts: BuildOptions, emit: Emit) -> _Stage:
         ref = cb.expand(stage.base, meta)
         if ref.lower() == "scratch":
-            doc = cb.scratch_doc(_arch())
+            doc = cb.scratch_doc(opts.platform.split("/")[1] if opts.platform else _arch())
             return _Stage("", doc, (), (), cb.StageState(dict(doc["config"])))
         image_id = results.get(ref.lower())
+        if image_id is None and opts.pull and self.pull_image is not None:
+            # moby PullParent: the registry's image even when one of that name is here
+            image_id = await self.pull_image(ref, emit)
         if image_id is None:
             try:
                 image_id = find_image(self.journal.state, ref).id
@@ -268,15 +295,19 @@ class Builder:
         raw = await trio.to_thread.run_sync(
             lambda: self.content.read_bytes(image_id, max_size=8 << 20))
         doc = msgspec.json.decode(raw)
+        wanted = cb.normalize_platform(cb.expand(stage.platform, meta), stage.line) \
+            if cb.expand(stage.platform, meta) else opts.platform
+        if wanted and ref.lower() not in results:
+            cb.check_platform(ref, wanted, doc)
         config = dict(doc.get("config") or {})
         return _Stage(image_id, doc, img.layers, img.layer_digests or img.layers,
                       cb.StageState(config))
 
     async def _step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
-                    ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                    ctx: Prepared, results: dict[str, str], actor: Actor, emit: Emit,
                     n: int, total: int, stage: int, began: float) -> _Stage:
         if ins.cmd in cb.LAYER_STEPS:
-            return await self._layer_step(op_id, s, ins, opts, ctx_dir, results, actor, emit,
+            return await self._layer_step(op_id, s, ins, opts, ctx, results, actor, emit,
                                           (n, total, stage, began))
         created_by = cb.apply_metadata(s.st, ins, opts.build_args, {})
         key = cb.cache_key(s.image_id, created_by, config=s.st.config)
@@ -292,7 +323,7 @@ class Builder:
         return s
 
     async def _layer_step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
-                          ctx_dir: Path, results: dict[str, str], actor: Actor, emit: Emit,
+                          ctx: Prepared, results: dict[str, str], actor: Actor, emit: Emit,
                           where: tuple[int, int, int, float]) -> _Stage:
         scope = s.st.scope()
         if ins.cmd == "run":
@@ -305,16 +336,21 @@ class Builder:
                                run_env_digest=msgspec.json.encode(used).decode())
             files = ""
         else:
-            src_root, cleanup, sources, dest = await self._sources(s, ins, scope, ctx_dir,
-                                                                   results)
-            files = await trio.to_thread.run_sync(bctx.checksum, sources, src_root)
+            src = await self.sources.find(s.st, ins, scope, ctx.context, ctx.workdir, results)
+            files, dest = src.files, src.dest
             created_by = cb.nop(f"{ins.cmd.upper()} {files} in {dest} ")
-            key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files)
+            chown_spec = cb.expand(ins.flag("chown") or "", scope)
+            chmod_spec = ins.flag("chmod") or ""
+            # --chown/--chmod change the layer, so they are in the key (a changed owner must
+            # miss); created_by stays Docker's history text.
+            flags = f"\0chown={chown_spec}\0chmod={chmod_spec}" if chown_spec or chmod_spec \
+                else ""
+            key = cb.cache_key(s.image_id, created_by, config=s.st.config, files=files + flags)
         hit = None if opts.no_cache else self._cached(key)
         exit_code = 0
         if hit:
             if ins.cmd != "run":
-                await cleanup()
+                await src.cleanup()
             await emit({"stream": " ---> Using cache\n"})
             s = await self._reuse(s, hit)
             layer = s.layers[-1] if s.layers else ""
@@ -329,67 +365,26 @@ class Builder:
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         else:
             try:
-                chown = parse_chown(cb.expand(ins.flag("chown") or "", scope) or None, ins.line)
-                chmod = parse_chmod(ins.flag("chmod"), ins.line)
+                chown: tuple[int | None, int | None] = (None, None)
+                if chown_spec:
+                    chown = await self.sources.chown_ids(s.layers, chown_spec, ins.line)
+                chmod = parse_chmod(chmod_spec or None, ins.line)
+                src_root, sources = await self.sources.on_disk(src, ctx.context, ctx.workdir,
+                                                               where[0])
 
                 def write(out: BinaryIO) -> None:
                     copy_layer(sources, src_root, dest, out, epoch=opts.source_date_epoch,
-                               chown=chown, chmod=chmod, add=ins.cmd == "add", line=ins.line)
+                               chown=chown, chmod=chmod, add=ins.cmd == "add", line=ins.line,
+                               raw=set(src.fetched))
 
                 layer, digest = await self._store_layer(write)
             finally:
-                await cleanup()
+                await src.cleanup()
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         await self._record_step(op_id, actor, ins, key, hit is not None, s, layer, exit_code,
                                 where)
         await emit({"stream": f" ---> {_short(s.image_id)}\n"})
         return s
-
-    async def _sources(self, s: _Stage, ins: cb.Instruction, scope: dict[str, str],
-                       ctx_dir: Path, results: dict[str, str]
-                       ) -> tuple[Path, Callable[[], Awaitable[None]], list[Path], str]:
-        words = [cb.expand(w, scope) for w in ins.value]
-        if len(words) < 2:
-            raise cb.BuildError(f"dockerfile parse error line {ins.line}: {ins.cmd.upper()} "
-                                "requires at least two arguments")
-        srcs, dest = words[:-1], cb.copy_dest(s.st, words[-1])
-        for src in srcs:
-            if "://" in src:
-                raise cb.BuildError(f"line {ins.line}: ADD {src}: fetching URLs is not "
-                                    "supported by this builder",
-                                    hint="download the file into the context and COPY it")
-        src_from = ins.flag("from")
-
-        async def nothing() -> None:
-            return None
-
-        if not src_from:
-            sources = await trio.to_thread.run_sync(bctx.resolve_sources, ctx_dir, srcs, ins.line)
-            return ctx_dir, nothing, sources, dest
-        image_id = results.get(src_from.lower())
-        if image_id is None:
-            try:
-                image_id = find_image(self.journal.state, src_from).id
-            except ShipslogError:
-                raise cb.BuildError(f"line {ins.line}: COPY --from={src_from}: no stage or image "
-                                    "of that name", hint="name an earlier stage (FROM … AS "
-                                    "name) or an image that is here") from None
-        img = self.journal.state.images[image_id]
-        snaps = self.engine.supervisor.d.snapshots
-        mount_id = self.journal.new_id()
-        rootfs = Path(await trio.to_thread.run_sync(
-            snaps.prepare, mount_id, [self.layers.path(d) for d in img.layers]))
-
-        async def unmount() -> None:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(snaps.remove, mount_id)
-
-        try:
-            sources = await trio.to_thread.run_sync(bctx.resolve_sources, rootfs, srcs, ins.line)
-        except BaseException:
-            await unmount()
-            raise
-        return rootfs, unmount, sources, dest
 
     async def _run_step(self, s: _Stage, ins: cb.Instruction, argv: list[str],
                         opts: BuildOptions, actor: Actor, emit: Emit
@@ -447,8 +442,16 @@ class Builder:
             fresh = not self.layers.has(diff_id)
             size = 0
             if fresh:
-                size = int(self.layers.unpack(self.content.path(digest), media_type=GZIP,
-                                              expected_diff_id=diff_id).size)
+                try:
+                    size = int(self.layers.unpack(self.content.path(digest), media_type=GZIP,
+                                                  expected_diff_id=diff_id).size)
+                except BaseException:
+                    # No event will own this blob (LayerUnpacked comes after): drop it unless
+                    # an image already has it, so a full disk leaves no layer behind.
+                    if not any(digest in (img.layer_digests or ()) for img in
+                               list(self.journal.state.images.values())):
+                        self.content.delete(digest)
+                    raise
             return diff_id, digest, size, fresh
 
         diff_id, digest, size, fresh = await trio.to_thread.run_sync(store)
@@ -546,6 +549,12 @@ def _short(image_id: str) -> str:
 
 def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def _cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 def _message(exc: BaseException) -> str:

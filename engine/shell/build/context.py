@@ -1,5 +1,7 @@
-"""The build context: a tar (from the API body) unpacked, confined, into a private directory;
-`.dockerignore` applied; COPY sources resolved and checksummed without leaving the context.
+"""The build context on disk: `.dockerignore` rules, COPY sources resolved and checksummed
+without leaving the context. A context arrives as a tar and is first only indexed
+(ctxindex.py, which answers the same questions without unpacking); what a step that misses the
+cache needs is unpacked into a private directory and answered here.
 
 I/O: filesystem (a temp dir under the state root). Extraction goes through the layer driver's
 confined applier (engine/drivers/layers/tarsafe.py), so `..`, absolute names and symlinks cannot
@@ -10,7 +12,6 @@ never followed out of it when sources are resolved.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.core.build import BuildError
+from engine.core.build import BuildError, dockerignore_rules, ignored
 from engine.drivers.layers.tarsafe import LayerLimits
 from engine.drivers.layers.unpack import apply_tar
 
@@ -36,42 +37,12 @@ def unpack_context(f: BinaryIO, target: Path) -> str:
     return digest
 
 
-def _pattern(p: str) -> re.Pattern[str]:
-    p = p.strip().lstrip("/")
-    p = os.path.normpath(p) if p else p
-    parts = []
-    for seg in p.split("/"):
-        if seg == "**":
-            parts.append("(?:.*/)?")
-        else:
-            parts.append(fnmatch.translate(seg).replace(r"\Z", "").removeprefix("(?s:")
-                         .removesuffix(")") + "/")
-    rx = "".join(parts).rstrip("/")
-    rx = rx.replace("(?:.*/)?/", "(?:.*/)?")
-    return re.compile(f"(?s:{rx})(?:/.*)?\\Z")
-
-
 def read_dockerignore(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
-    """`.dockerignore` rules in order: (exception, regex); "!" re-includes (moby patternmatcher)."""
+    """`.dockerignore` rules of a context on disk (none if it is missing or a symlink)."""
     path = root / ".dockerignore"
     if path.is_symlink() or not path.is_file():
         return []
-    rules = []
-    for line in path.read_text(errors="replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        exc = line.startswith("!")
-        rules.append((exc, _pattern(line[1:] if exc else line)))
-    return rules
-
-
-def ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    out = False
-    for exc, rx in rules:
-        if rx.match(rel):
-            out = not exc
-    return out
+    return dockerignore_rules(path.read_text(errors="replace"))
 
 
 def apply_dockerignore(root: Path) -> None:
@@ -133,19 +104,28 @@ def walk(path: Path) -> Iterator[Path]:
             yield from walk(child)
 
 
+def checksum_line(rel: str, st_mode: int, uid: int, gid: int, payload: str) -> bytes:
+    """One entry's share of a COPY/ADD checksum (`payload`: a file's sha256, a link's target)."""
+    return f"{rel}\0{st_mode:o}\0{uid}:{gid}\0{payload}\n".encode(errors="surrogateescape")
+
+
 def checksum(paths: list[Path], root: Path) -> str:
-    """Content checksum of COPY sources: names, modes, link targets and bytes, never mtimes
-    (Docker's cache rule)."""
+    """Content checksum of COPY/ADD sources: names, modes, uid/gid, link targets and bytes,
+    never mtimes (Docker's cache rule). The same lines as ctxindex.py's, so an image's sources
+    (COPY --from) and the context's index are checksummed alike."""
     h = hashlib.sha256()
     for top in paths:
         for p in walk(top):
             st = os.lstat(p)
-            h.update(os.path.relpath(p, root).encode() + b"\0" + oct(st.st_mode).encode())
+            payload = ""
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(p).encode())
+                payload = os.readlink(p)
             elif stat.S_ISREG(st.st_mode):
+                fh = hashlib.sha256()
                 with open(p, "rb") as f:
                     while chunk := f.read(1 << 20):
-                        h.update(chunk)
-            h.update(b"\n")
+                        fh.update(chunk)
+                payload = fh.hexdigest()
+            h.update(checksum_line(os.path.relpath(p, root), st.st_mode, st.st_uid, st.st_gid,
+                                   payload))
     return "sha256:" + h.hexdigest()

@@ -102,24 +102,6 @@ def _opaque(path: Path) -> bool:
         return False
 
 
-def parse_chown(raw: str | None, line: int) -> tuple[int | None, int | None]:
-    if not raw:
-        return None, None
-    user, _, group = raw.partition(":")
-    ids = {"root": 0, "": None}
-
-    def num(x: str) -> int | None:
-        if x in ids:
-            return ids[x]
-        if not x.isdigit():
-            raise BuildError(f"line {line}: --chown={raw}: only numeric ids and root are "
-                             "supported", hint="use --chown=UID:GID")
-        return int(x)
-
-    uid = num(user)
-    return uid, num(group) if group else uid
-
-
 def parse_chmod(raw: str | None, line: int) -> int | None:
     if not raw:
         return None
@@ -139,10 +121,11 @@ def _is_tar(path: Path) -> bool:
 
 def copy_layer(sources: list[Path], root: Path, dest: str, out: BinaryIO, *, epoch: int | None,
                chown: tuple[int | None, int | None], chmod: int | None, add: bool,
-               line: int) -> None:
+               line: int, raw: set[Path] | None = None) -> None:
     """COPY/ADD `sources` (inside `root`) to `dest` (absolute, "/" at the end = a directory),
     with Docker's rules: several sources need a directory; a directory's contents are copied,
-    not the directory; ADD unpacks a local tar into the destination directory."""
+    not the directory; ADD unpacks a local tar into the destination directory, never one of
+    `raw` (a URL's download: Docker does not unpack those)."""
     is_dir = dest.endswith("/") or len(sources) > 1
     if len(sources) > 1 and not dest.endswith("/"):
         raise BuildError(f"line {line}: When using COPY with more than one source file, the "
@@ -151,7 +134,7 @@ def copy_layer(sources: list[Path], root: Path, dest: str, out: BinaryIO, *, epo
     uid, gid = chown
     t = _Tar(out, epoch)
     for src in sources:
-        if add and _is_tar(src):
+        if add and src not in (raw or ()) and _is_tar(src):
             _add_tar(t, src, base, line)
             continue
         if src.is_dir() and not src.is_symlink():
