@@ -166,11 +166,35 @@ def describe(env: Envelope) -> str:
         return f"will not join network {ev.network_id[:12]} at start (disconnect recorded)"
     if isinstance(ev, v.ReconcileDifferenceFound):
         return f"reconcile: expected {ev.expected}, saw {ev.observed}; {ev.action}"
+    if isinstance(ev, v.BuildRequested | v.BuildStepCompleted | v.ImageBuilt):
+        return _describe_build(ev)
     fields = msgspec.structs.asdict(ev)
     shown = [f"{k}={_short(val)}" for k, val in fields.items()
              if k not in ("container_id", "config") and val not in ("", (), {}, None, False)]
     name = type(ev).__name__
     return name + (": " + " ".join(shown) if shown else "")
+
+
+def _describe_build(ev: v.BuildRequested | v.BuildStepCompleted | v.ImageBuilt) -> str:
+    """A build's request, steps and images in the words of `docker build`'s output (issue 12:
+    the history of a built image tells how it was built). Build-arg values are digests."""
+    if isinstance(ev, v.BuildRequested):
+        parts = [f"build requested: {ev.dockerfile}",
+                 f"context {ev.context_digest.removeprefix('sha256:')[:12]}"]
+        parts += [f"target {ev.target}"] if ev.target else []
+        parts += [f"tags {', '.join(ev.tags)}"] if ev.tags else []
+        parts += [f"build args {', '.join(sorted(ev.build_args))}"] if ev.build_args else []
+        parts += ["no cache"] if ev.no_cache else []
+        return "; ".join(parts)
+    if isinstance(ev, v.BuildStepCompleted):
+        how = "using cache" if ev.cached else f"ran in {ev.duration_ms} ms"
+        if not ev.cached and ev.exit_code:
+            how += f", exit code {ev.exit_code}"
+        made = f", layer {ev.layer.removeprefix('sha256:')[:12]}" if ev.layer else ""
+        return (f"step {ev.step}/{ev.total} {_short(ev.instruction)}: {how}"
+                f" -> {ev.image_id.removeprefix('sha256:')[:12]}{made}")
+    tags = f" tagged {', '.join(ev.repo_tags)}" if ev.repo_tags else ""
+    return f"image {ev.image_id.removeprefix('sha256:')[:12]} built{tags}"
 
 
 def _short(value: object) -> str:

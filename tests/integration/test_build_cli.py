@@ -164,6 +164,11 @@ def test_provenance_and_steps_come_from_the_log(daemon: Any, tmp_path: Path) -> 
     assert [ln.split()[1] for ln in lines[3:]] == ["-", "hit", "hit"]
     code, _, err = shipslog(daemon, "image", "provenance", "busybox")
     assert code != 0 and "was not built here" in err
+    # `history IMAGE` of a built image tells how it was built: who, every step, the cache
+    code, out, err = shipslog(daemon, "history", "prov:1")
+    assert code == 0, err
+    assert "build requested: Dockerfile" in out and "build args K" in out, out
+    assert "step 2/3 RUN echo hi > /hi: using cache" in out, out
 
 
 def test_commit_with_changes(daemon: Any) -> None:

@@ -216,6 +216,28 @@ def test_describe_says_what_happened_in_one_line(log: Log) -> None:
     assert hist.command_line(("python3", "/venv/bin/shipslog", "rm", "web")) == "shipslog rm web"
 
 
+def test_a_build_is_told_in_docker_builds_words(log: Log) -> None:
+    # Issue 12: the history of a built image tells how it was built, not raw field dumps.
+    env = next(e for e in log.store.read() if isinstance(e.event, v.ContainerStarted))
+    said = [hist.describe(msgspec.structs.replace(env, event=ev)) for ev in (
+        v.BuildRequested(op_id="op", context_digest="sha256:" + "c" * 64,
+                         dockerfile_digest="sha256:" + "d" * 64, tags=("app:1",),
+                         build_args={"TOKEN": "<hmac:ab>"}, target="final"),
+        v.BuildStepCompleted(op_id="op", step=2, total=3, stage=0,
+                             instruction="RUN make", cache_key="k", cached=False,
+                             image_id="sha256:" + "e" * 64, layer="sha256:" + "f" * 64,
+                             duration_ms=1234),
+        v.BuildStepCompleted(op_id="op", step=3, total=3, stage=0, instruction="CMD [\"app\"]",
+                             cache_key="k2", cached=True, image_id="sha256:" + "1" * 64),
+    )]
+    assert said == [
+        "build requested: Dockerfile; context cccccccccccc; target final; tags app:1; "
+        "build args TOKEN",
+        "step 2/3 RUN make: ran in 1234 ms -> eeeeeeeeeeee, layer ffffffffffff",
+        'step 3/3 CMD ["app"]: using cache -> 111111111111',
+    ]
+
+
 def test_replay_rebuild_matches_the_live_projection_and_any_prefix(log: Log) -> None:
     report = replay.replay_to(log.store)
     assert report.ok and report.to_seq == log.store.head() and report.rows["containers"] == 2
