@@ -6,7 +6,7 @@ I/O: none at import time. Every command pays for what this package imports, so (
 - `main.py` builds the argparse parser of the one verb being run; a verb module is imported
   only when its verb (or its management group) is named. A new verb goes into its module's
   `register(sub)` and into `main.MODULE_VERBS`; a new module gets a `MODULE_VERBS` entry.
-- Modules imported by every command (main, context, errors, local, format, parse, and
+- Modules imported by every command (main, context, errors, format, parse, and
   engine.cli.client) import only the standard library's light modules at top level: no trio,
   h11, msgspec, sqlite3, nothing of engine.daemon / drivers / runtime / network / registry, no
   events or projections, and not `dataclasses`, `shutil`, `urllib`, `subprocess`,

@@ -13,7 +13,6 @@ import sys
 import time
 
 from engine.cli.errors import UsageError
-from engine.cli.local import LocalReader
 
 # typing and collections.abc are for the type checker only: importing typing costs
 # every CLI start ~3 ms (issue 17)
@@ -21,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import IO, Any, BinaryIO, NoReturn, TextIO
+
+    from engine.cli.local import LocalReader
 
 
 def _untranslated(message: str) -> str:

@@ -25,7 +25,6 @@ from engine.cli.errors import (
     report,
     translate,
 )
-from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
 
 # typing and collections.abc are for the type checker only: importing typing costs
 # every CLI start ~3 ms (issue 17)
@@ -294,6 +293,9 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
             ctx.clock = clock
         root = args.root
         if root is not None:
+            # only with --root: the reader (and its imports) cost every other command
+            from engine.cli.local import READ_ONLY_VERBS, LocalReader, refuse_root
+
             verb = effective_verb(args.verb, getattr(args, "subverb", None))
             if verb not in READ_ONLY_VERBS and not _root_writer(args) \
                     and not _compose_history(args):
