@@ -442,6 +442,8 @@ class Client:
 
         raw, headers = self._json_body(body)
         sock = socket.socket(fileno=self._open().sock.detach())
+        # the fd keeps the O_NONBLOCK a timeout set; the new object must know its timeout
+        sock.settimeout(self.timeout)
         lines = [
             f"{method} {self._url(path, params)} HTTP/1.1",
             "Host: localhost",
