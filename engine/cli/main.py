@@ -356,11 +356,14 @@ def _flush(stream: TextIO) -> None:
         pass
 
 
-# Verbs that only read from the daemon and write to stdout/stderr: they end with os._exit
-# once both are flushed. The interpreter's own teardown (freeing every module and object, a
-# last GC) frees nothing the kernel does not, and cost `ps` 2-5 ms (issue 17). Verbs that
-# write files or may leave temp files to atexit handlers keep the normal exit.
-QUICK_EXIT_VERBS = frozenset({"ps", "images", "version", "inspect", "info", "logs", "port", "top"})
+# Verbs that only talk to the daemon and write to stdout/stderr (no files, no temp files, no
+# atexit handlers): they end with os._exit once both are flushed. The interpreter's own
+# teardown (freeing every module and object, a last GC) frees nothing the kernel does not, and
+# cost `ps` 2-5 ms (issue 17). Verbs that write files (save, export, cp, build, …) keep the
+# normal exit.
+QUICK_EXIT_VERBS = frozenset(
+    "ps images version inspect info logs port top run create start attach exec stop restart "
+    "kill rm pause unpause wait rename update".split())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""How the `shipslog` command ends (issue 17): a verb that only reads from the daemon and
+"""How the `shipslog` command ends (issue 17): a verb that only talks to the daemon and
 writes to stdout/stderr flushes both and leaves with os._exit and its own exit code (the
 interpreter's teardown cost `ps` a few ms and frees nothing the kernel does not); every other
 verb, and any caller that passes argv itself, leaves through SystemExit as before."""
@@ -46,7 +46,8 @@ def _streams(monkeypatch: pytest.MonkeyPatch) -> tuple[_Stream, _Stream]:
     return out, err
 
 
-@pytest.mark.parametrize("verb", [["ps", "-a"], ["images"], ["inspect", "x"], ["logs", "x"]])
+@pytest.mark.parametrize("verb", [["ps", "-a"], ["images"], ["inspect", "x"], ["logs", "x"],
+                                  ["run", "--rm", "busybox"], ["rm", "-f", "x"]])
 def test_read_verbs_flush_and_exit_with_their_code(
         verb: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     out, err = _streams(monkeypatch)
@@ -68,7 +69,8 @@ def test_version_prints_everything_before_the_quick_exit(
     assert out.flushed
 
 
-@pytest.mark.parametrize("argv", [["rm", "x"], ["run", "busybox"], ["save", "-o", "f", "x"]])
+@pytest.mark.parametrize("argv", [["save", "-o", "f", "x"], ["export", "-o", "f", "x"],
+                                  ["container", "ls"], ["events", "--until", "0"]])
 def test_other_verbs_exit_through_systemexit(
         argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     _streams(monkeypatch)
