@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, BinaryIO
 
 from engine.api.docker.escape import EscapeScanner
 from engine.api.docker.stream import STDERR, SYSTEMERR, FrameDecoder
+
+# typing and collections.abc are for the type checker only: importing typing costs
+# every CLI start ~3 ms (issue 17); socket, threading and signal are imported where used
+# (`logs` and `start` need none of them: ~5 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    import threading
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import IO, Any, BinaryIO
 
 
 class Demuxer:
@@ -79,6 +84,8 @@ def _reader(stdin: IO[bytes]) -> Callable[[], bytes]:
 
 def _forward_stdin(stdin: IO[bytes], sock: socket.socket, escape: EscapeScanner | None,
                    detached: threading.Event | None) -> None:
+    import socket
+
     read = _reader(stdin)
     try:
         while True:
@@ -114,6 +121,8 @@ def pump(sock: socket.socket, *, tty: bool, stdin: IO[bytes] | None,
     err = stderr if stderr is not None else sys.stderr.buffer
     demux = Demuxer(out, err, tty=tty)
     if stdin is not None:
+        import threading
+
         escape = EscapeScanner(detach_keys) if detach_keys else None
         threading.Thread(target=_forward_stdin, args=(stdin, sock, escape, detached),
                          daemon=True).start()
@@ -144,6 +153,9 @@ def proxy_signals(send: Callable[[str], None], enabled: bool = True) -> Iterator
     """While the block runs, a signal the CLI receives is sent to the container instead of
     ending the CLI (Ctrl-C stops the container, which then ends the run with its own status).
     Only the main thread may install handlers; elsewhere this does nothing."""
+    import signal
+    import threading
+
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -168,6 +180,9 @@ def proxy_signals(send: Callable[[str], None], enabled: bool = True) -> Iterator
 @contextlib.contextmanager
 def on_resize(resize: Callable[[], None], enabled: bool = True) -> Iterator[None]:
     """Call `resize` whenever the terminal changes size (SIGWINCH), as `docker run -t` does."""
+    import signal
+    import threading
+
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return

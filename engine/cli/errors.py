@@ -14,9 +14,13 @@ Every error is one line `shipslog: <what went wrong>` and one line `hint: <what 
 
 from __future__ import annotations
 
-from typing import TextIO
-
 from engine.core.errors import ShipslogError
+
+# typing and collections.abc are for the type checker only: importing typing costs
+# every CLI start ~3 ms (issue 17)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 ENGINE_ERROR = 125
 CANNOT_INVOKE = 126

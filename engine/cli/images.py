@@ -9,12 +9,11 @@ the directory with SHIPSLOG_CONFIG).
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from typing import IO, Any, TextIO
 
 from engine.api.docker.stream import JsonLineDecoder
 from engine.cli import format as fmt
@@ -24,6 +23,13 @@ from engine.cli.errors import CliError, UsageError
 from engine.cli.manage import for_each
 from engine.cli.progress import ProgressRenderer
 from engine.cli.timeline import AT_HELP, at_read
+
+# typing and collections.abc are for the type checker only: importing typing costs
+# every CLI start ~3 ms (issue 17)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import IO, Any, TextIO
 
 DEFAULT_REGISTRY = "https://index.docker.io/v1/"
 
@@ -261,7 +267,7 @@ def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-class RepeatedParams(Mapping[str, Any]):
+class RepeatedParams(collections.abc.Mapping):  # of str to Any (typing: not at run time)
     """Query parameters where a key repeats (`names=a&names=b`, as `GET /images/get` wants).
 
     `items()` yields every pair, which is what the API client encodes; as a mapping it shows

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from engine.cli import format as fmt
 from engine.cli import parse
@@ -18,6 +16,13 @@ from engine.cli.client import ApiError
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, from_api
 from engine.cli.timeline import AT_HELP, at_read
+
+# typing and collections.abc are for the type checker only: importing typing costs
+# every CLI start ~3 ms (issue 17)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 
 def register(sub: Any) -> None:

@@ -36,7 +36,8 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds // 3600) // 24 // 365} years"
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# a pattern, compiled (and cached by `re`) on first use: every CLI start imports this module
+_DURATION_PART = r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)"
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
@@ -46,7 +47,7 @@ def parse_go_duration(text: str) -> float:
     if s in ("0", ""):
         return 0.0
     pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
+    for m in re.finditer(_DURATION_PART, s):
         if m.start() != pos:
             break
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]

@@ -208,3 +208,22 @@ def test_json_is_html_safe_like_go() -> None:
 
 def test_container_size_is_always_shown() -> None:
     assert fmt.container_row({"Id": "x"}, now=NOW)["Size"] == "0B"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_go_time_without_datetime_matches_datetime(zone: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # go_time renders with `time` (datetime costs every `ps` ~1 ms to import, issue 17); it
+    # must print what the datetime rendering printed, daylight saving time included
+    import time
+    from datetime import datetime
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        for epoch in (0, 1_700_000_000, 1_720_000_000.75, 1_795_826_622):
+            dt = datetime.fromtimestamp(epoch).astimezone()
+            assert fmt.go_time(epoch) == f"{dt:%Y-%m-%d %H:%M:%S} {dt:%z} {dt.tzname()}"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

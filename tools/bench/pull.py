@@ -379,6 +379,26 @@ def _bench_image(kind: str, ref: str, n: int, work: Path, stack: ExitStack, skip
         e.cleanup()
 
 
+def create_floor(where: Path, count: int = 1000) -> float:
+    """Seconds to create one empty file in `where` (open O_CREAT|O_EXCL, close), the median
+    of `count`: what every engine pays per file of a layer on this filesystem under this
+    load, whatever its unpacker does (issue 17: ~0.5 ms per file on a busy shared host)."""
+    d = where / "create-floor"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    times = []
+    try:
+        for i in range(count):
+            t = time.perf_counter()
+            os.close(os.open(f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o644, dir_fd=fd))
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        shutil.rmtree(d)
+    return median(times) or 0.0
+
+
 def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[float]],
             why: dict[str, str]) -> tuple[str, dict[str, Any]]:
     ours = median(samples.get("shipslog", []))
@@ -399,6 +419,11 @@ def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[fl
                      why.get(name, "")])
     title = (f"{kind} image: {image.get('uncompressed_mb', 0):.0f} MB, "
              f"{image.get('files', 0)} files in the big layer")
+    floor = image.get("create_floor_ms_per_file")
+    if floor is not None:
+        result["create_floor_s"] = floor * image.get("files", 0) / 1000
+        title += (f"; creating one file here took {floor:.3f} ms (median, right after the "
+                  f"pulls): {result['create_floor_s']:.2f} s for the layer's files alone")
     return title + "\n" + format_table(["engine", "median", "min", "shipslog/x", "note"],
                                         rows), result
 
@@ -434,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{image['files']} files in the big layer)")
                 _bench_image(kind, image["ref"], n, work, stack, args.skip,
                              samples[kind], why[kind])
+                image["create_floor_ms_per_file"] = create_floor(work) * 1000
         except KeyboardInterrupt:
             log("interrupted; cleaning up")
             shield_cleanup()

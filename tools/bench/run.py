@@ -20,6 +20,9 @@ All engines use the same busybox image (tools/build_busybox_image.py, loaded int
    summed over the running containers and divided by their count.
 4. CLI start-up (issue 17): `version` and `ps -a`, N interleaved rounds per client after one
    warm-up; the target compares our CLI with the docker CLI against the same shipslogd.
+   `--cli-before DIR` adds another copy of the CLI's source (`git archive OLD engine events
+   projections | tar -x -C DIR`) against the same daemon, in 1 and 4: before and after a
+   change, in one run.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here; the table says why).
@@ -166,6 +169,18 @@ def setup_shipslog(work: Path, image: Path, stack: ExitStack,
     return ours, via_docker
 
 
+def before_cli(work: Path, source: Path, ours: Engine) -> Engine:
+    """Our CLI from another source tree (`--cli-before`), started as the installed script
+    starts (no `-m`, whose runpy costs a few ms), against the same daemon as `ours`."""
+    script = work / "shipslog-before"
+    script.write_text("import sys\nfrom engine.cli.main import main\nsys.exit(main())\n")
+    env = dict(ours.env, PYTHONPATH=str(source.resolve()),
+               PYTHONPYCACHEPREFIX=str(work / "pycache-before"))
+    python = REPO / ".venv" / "bin" / "python"
+    return Engine("shipslog_before", "shipslog (CLI before)",
+                  [str(python if python.exists() else sys.executable), str(script)], env)
+
+
 def setup_docker(work: Path, image: Path, stack: ExitStack) -> Engine:
     d = Dockerd(work / "docker")
     stack.callback(d.stop)
@@ -310,7 +325,9 @@ def report_cli(cli: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]
     result: dict[str, Any] = {}
     for verb, res in cli.items():
         meds = {k: median(v) for k, v in res.items()}
-        for key in ("shipslog", "shipslog_docker_cli", "docker", "podman"):
+        for key in ("shipslog", "shipslog_before", "shipslog_docker_cli", "docker", "podman"):
+            if key == "shipslog_before" and key not in res:
+                continue
             xs = res.get(key, [])
             rows.append([f"{verb}", key, fmt_s(meds.get(key)), fmt_s(min(xs) if xs else None)])
         ours = meds.get("shipslog")
@@ -321,6 +338,11 @@ def report_cli(cli: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]
                         "shipslog_vs_podman": ratio(ours, meds.get("podman"))}
         rows.append([verb, "ratio: shipslog / docker CLI, same daemon",
                      fmt_ratio(result[verb]["shipslog_vs_docker_cli_same_daemon"]), ""])
+        if "shipslog_before" in meds:
+            result[verb]["before_vs_docker_cli_same_daemon"] = ratio(
+                meds["shipslog_before"], meds.get("shipslog_docker_cli"))
+            rows.append([verb, "ratio: shipslog before / docker CLI, same daemon",
+                         fmt_ratio(result[verb]["before_vs_docker_cli_same_daemon"]), ""])
     print("\n".join(["", f"CLI start-up: {n} runs each, interleaved, after 1 warm-up",
                      format_table(["command", "client (daemon)", "median", "min"], rows)]),
           flush=True)
@@ -347,9 +369,12 @@ def report(engines: dict[str, Engine], unavailable: dict[str, str], floor_sample
     notes: list[str] = []
     rows = []
     for key, label in (("shipslog", "shipslog (CLI)"),
+                       ("shipslog_before", "shipslog (CLI before)"),
                        ("shipslog_docker_cli", "shipslog (docker CLI)"),
                        ("docker", "docker (dockerd)"), ("podman", "podman (runc)")):
         e = engines.get(key)
+        if key == "shipslog_before" and e is None:
+            continue
         if e is None or e.error:
             rows.append([label, DASH_ROW, DASH_ROW, DASH_ROW, "unavailable"])
             notes.append(f"{label}: {why(key)}")
@@ -406,6 +431,9 @@ def report(engines: dict[str, Engine], unavailable: dict[str, str], floor_sample
     rrow = [
         ["run --rm median", fmt_ratio(ratio(s_med, d_med)), fmt_ratio(ratio(s_med, p_med))],
         ["run --rm median, both via docker CLI", fmt_ratio(ratio(v_med, d_med)), DASH_ROW],
+        *([["run --rm median, CLI before", fmt_ratio(ratio(med("shipslog_before"), d_med)),
+            fmt_ratio(ratio(med("shipslog_before"), p_med))]]
+          if "shipslog_before" in engines else []),
         [f"{count} parallel run -d", fmt_ratio(ratio(pv("shipslog", "start_s"),
                                                      pv("docker", "start_s"))),
          fmt_ratio(ratio(pv("shipslog", "start_s"), pv("podman", "start_s")))],
@@ -432,6 +460,7 @@ def report(engines: dict[str, Engine], unavailable: dict[str, str], floor_sample
         "shipslog_run_rm_median_s": s_med,
         "shipslog_run_rm_p90_s": _p90(engines.get("shipslog")),
         "shipslog_docker_cli_run_rm_median_s": v_med,
+        "shipslog_before_run_rm_median_s": med("shipslog_before"),
         "docker_run_rm_median_s": d_med,
         "docker_run_rm_p90_s": _p90(engines.get("docker")),
         "podman_run_rm_median_s": p_med,
@@ -480,6 +509,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", action="append", default=[],
                    choices=["docker", "podman", "floor", "shipslog_docker_cli"],
                    help="leave an engine out (repeatable)")
+    p.add_argument("--cli-before", type=Path, default=None, metavar="DIR",
+                   help="another copy of the CLI's source (engine/, events/, projections/) "
+                        "timed beside ours against the same daemon: before and after")
     return p.parse_args(argv)
 
 
@@ -513,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "shipslog_docker_cli" in args.skip:
                     engines.pop("shipslog_docker_cli")
                     unavailable["shipslog_docker_cli"] = "skipped (--skip)"
+                if args.cli_before is not None:
+                    engines["shipslog_before"] = before_cli(work, args.cli_before, pair[0])
             else:
                 unavailable["shipslog"] = unavailable["shipslog_docker_cli"] = str(err)
             setups: dict[str, Callable[[Path, Path, ExitStack], Engine]] = {
@@ -534,8 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                 if err:
                     floor_err.append(err)
 
-            order = [engines[k] for k in ("shipslog", "shipslog_docker_cli", "docker", "podman")
-                     if k in engines]
+            order = [engines[k] for k in ("shipslog", "shipslog_before", "shipslog_docker_cli",
+                                          "docker", "podman") if k in engines]
             log(f"run --rm: {n} rounds over {', '.join(e.key for e in order)}"
                 + (", runc" if floor is not None else ""))
             measure_run_rm(order, floor, n, floor_samples, floor_err)

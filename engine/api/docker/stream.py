@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
-from typing import Any
+
+# typing and collections.abc are for the type checker only: importing typing costs
+# every CLI start ~3 ms (issue 17)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 STDIN = 0
 STDOUT = 1
