@@ -188,6 +188,8 @@ def _describe_build(ev: v.BuildRequested | v.BuildStepCompleted | v.ImageBuilt) 
         return "; ".join(parts)
     if isinstance(ev, v.BuildStepCompleted):
         how = "using cache" if ev.cached else f"ran in {ev.duration_ms} ms"
+        if ev.instruction.upper().startswith("FROM "):  # nothing runs: the stage's base
+            how = "base"
         if not ev.cached and ev.exit_code:
             how += f", exit code {ev.exit_code}"
         made = f", layer {ev.layer.removeprefix('sha256:')[:12]}" if ev.layer else ""
