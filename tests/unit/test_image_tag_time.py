@@ -4,10 +4,10 @@ build -t, commit and import with a repository); pull and load leave it zero."""
 
 from __future__ import annotations
 
+from engine.api.docker.render import ZERO_TIME, image_inspect
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Envelope
 from events.values import ImageConfig
-from engine.api.docker.render import ZERO_TIME, image_inspect
 from projections.fold import fold
 
 LOADED = "sha256:" + "a" * 64
