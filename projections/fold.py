@@ -388,6 +388,13 @@ def _image_arrived(tx: _Tx, env: Envelope, ev: Any, source: str, tags: Iterable[
         _move_tag(tx, env, ref, ev.image_id)
 
 
+def _stamp_tag_time(tx: _Tx, env: Envelope, image_id: str) -> None:
+    img = tx.images.get(image_id)
+    if img is not None:
+        tx.put("images", image_id, replace(img, last_tagged_at=env.recorded_at,
+                                           last_seq=env.seq))
+
+
 @on(v.ImageLoaded)
 def _image_loaded(tx: _Tx, env: Envelope, ev: v.ImageLoaded) -> None:
     _image_arrived(tx, env, ev, "loaded", ev.repo_tags)
@@ -396,11 +403,15 @@ def _image_loaded(tx: _Tx, env: Envelope, ev: v.ImageLoaded) -> None:
 @on(v.ImageImported)
 def _image_imported(tx: _Tx, env: Envelope, ev: v.ImageImported) -> None:
     _image_arrived(tx, env, ev, "imported", ev.repo_tags)
+    if ev.repo_tags:
+        _stamp_tag_time(tx, env, ev.image_id)
 
 
 @on(v.ImageBuilt)
 def _image_built(tx: _Tx, env: Envelope, ev: v.ImageBuilt) -> None:
     _image_arrived(tx, env, ev, "built", ev.repo_tags)
+    if ev.repo_tags:
+        _stamp_tag_time(tx, env, ev.image_id)
 
 
 @on(v.ImagePulled)
@@ -414,6 +425,7 @@ def _image_pulled(tx: _Tx, env: Envelope, ev: v.ImagePulled) -> None:
 @on(v.ImageTagged)
 def _image_tagged(tx: _Tx, env: Envelope, ev: v.ImageTagged) -> None:
     _move_tag(tx, env, ev.reference, ev.image_id)
+    _stamp_tag_time(tx, env, ev.image_id)
 
 
 @on(v.ImageUntagged)

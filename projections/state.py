@@ -85,6 +85,9 @@ class ImageView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: int = 0  # when it entered this engine
     source: str = ""  # "loaded", "pulled", "imported"
     last_seq: int = 0
+    # Docker's Metadata.LastTagTime (ns): when a tag was last given to it by tag, build,
+    # commit or import; 0 when it only came by pull or load, as moby's TagImage alone stamps it
+    last_tagged_at: int = 0
 
 
 class VolumeView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

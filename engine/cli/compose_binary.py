@@ -52,10 +52,17 @@ def _package_dirs(name: str) -> list[Path]:
 
 
 def compose_env(environ: Mapping[str, str], host: str) -> dict[str, str]:
-    """The environment Compose runs in: ours, talking to `host` (never a Docker context)."""
+    """The environment Compose runs in: ours, talking to `host` (never a Docker context).
+
+    `DOCKER_BUILDKIT=0` unless the caller chose: without it the pinned binary builds a
+    `build:` service with its built-in buildx, which finds no BuildKit behind `/grpc` and
+    starts a `moby/buildkit` container pulled from Docker Hub; with it, Compose sends the
+    classic builder's `POST /build`, which shipslogd speaks (docker/cli `BuildKitEnabled`
+    reads only this variable and the server's OS type)."""
     env = dict(environ)
     env["DOCKER_HOST"] = host
     env.pop("DOCKER_CONTEXT", None)
+    env.setdefault("DOCKER_BUILDKIT", "0")
     return env
 
 

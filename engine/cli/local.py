@@ -149,10 +149,10 @@ class LocalReader:
         for env in ctx.store.read(0):
             if until is not None and env.recorded_at > until:
                 break
-            msg = converter.convert(env)
-            if (msg is not None and (since is None or env.recorded_at >= since)
-                    and (not filters or matches(msg, filters))):
-                out.append(msgspec.json.encode(msg) + b"\n")
+            for msg in converter.convert_all(env):
+                if ((since is None or env.recorded_at >= since)
+                        and (not filters or matches(msg, filters))):
+                    out.append(msgspec.json.encode(msg) + b"\n")
         return out
 
     # -- the client's interface ----------------------------------------------------------

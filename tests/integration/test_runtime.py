@@ -406,6 +406,45 @@ async def test_resize_reaches_the_containers_tty(h: Harness) -> None:
     assert b"40 100" in b"".join(b for _, b in h.logs(cid))
 
 
+async def test_kill_signals_init_without_starting_runc(h: Harness, tmp_path: Path) -> None:
+    # `compose down` stops every service at once: no runc process per signal on that path
+    cid = await h.create(("sleep", "1000"))
+    await h.runtime.start(cid)
+    calls = tmp_path / "runc-calls"
+    wrapper = tmp_path / "runc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {h.runtime.runc.binary} "$@"\n')
+    wrapper.chmod(0o755)
+    h.runtime.runc.binary = str(wrapper)
+    await h.runtime.kill(cid, "SIGKILL")  # sleep as pid 1 ignores SIGTERM
+    rec = await h.runtime.wait_exit(cid)
+    assert (rec.exit_code, rec.signal) == (137, 9)
+    assert not calls.exists()
+    # the process is gone: runc gives its answer ("not running")
+    from engine.core.errors import Conflict
+    with pytest.raises(Conflict):
+        await h.runtime.kill(cid, "SIGKILL")
+    assert "kill" in calls.read_text()
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    from engine.drivers.runtime.linux import signal_init
+
+    child = subprocess.Popen(["sleep", "1000"])
+    try:
+        start = int(Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+        state = tmp_path / "state.json"
+        state.write_text(f'{{"init_process_pid": {child.pid}, "init_process_start": {start + 1}}}')
+        assert not signal_init(tmp_path, signal.SIGTERM)  # same pid, another process
+        assert child.poll() is None
+        state.write_text(f'{{"init_process_pid": {child.pid}, "init_process_start": {start}}}')
+        assert signal_init(tmp_path, signal.SIGTERM)
+        assert child.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 async def test_kill_of_an_exited_container_is_a_conflict(h: Harness) -> None:
     from engine.core.errors import Conflict, NotFound
 

@@ -45,7 +45,14 @@ def test_a_missing_compose_names_the_package(monkeypatch: pytest.MonkeyPatch) ->
 def test_compose_talks_to_our_socket_not_a_docker_context() -> None:
     env = compose_env({"DOCKER_HOST": "unix:///var/run/docker.sock", "DOCKER_CONTEXT": "x",
                        "HOME": "/root"}, "unix:///run/shipslog/shipslog.sock")
-    assert env == {"DOCKER_HOST": "unix:///run/shipslog/shipslog.sock", "HOME": "/root"}
+    assert env == {"DOCKER_HOST": "unix:///run/shipslog/shipslog.sock", "HOME": "/root",
+                   "DOCKER_BUILDKIT": "0"}
+
+
+def test_compose_builds_with_the_classic_builder_unless_the_user_chose() -> None:
+    host = "unix:///run/shipslog/shipslog.sock"
+    assert compose_env({}, host)["DOCKER_BUILDKIT"] == "0"
+    assert compose_env({"DOCKER_BUILDKIT": "1"}, host)["DOCKER_BUILDKIT"] == "1"
 
 
 def test_history_prints_each_entry_with_its_services() -> None:

@@ -165,6 +165,29 @@ def test_volume_mount_events_name_the_volume_as_docker_does() -> None:
                                     "propagation": "", "read/write": "false"}
 
 
+def test_a_tagged_build_is_a_tag_event_per_name_and_a_step_image_none() -> None:
+    # moby's classic builder tags its result through TagImage: one `tag` event per -t
+    from engine.api.docker.events import DockerEvents
+    from events.envelope import SYSTEM_ACTOR, Envelope
+    from events.values import ImageConfig
+
+    iid = "sha256:" + "b" * 64
+
+    def built(tags: tuple[str, ...]) -> Envelope:
+        ev = v.ImageBuilt(op_id="o", image_id=iid, repo_tags=tags, layers=(),
+                          config=ImageConfig())
+        return Envelope(seq=1, stream=stream_of("image", iid), stream_version=1,
+                        schema_version=1, recorded_at=10**18, actor=SYSTEM_ACTOR, op_id="o",
+                        event=ev)
+
+    conv = DockerEvents(lambda: EngineProjection().initial())
+    msgs = conv.convert_all(built(("shop-web:latest", "shop-web:1")))
+    assert [(m.Type, m.Action, m.Actor.ID, m.Actor.Attributes) for m in msgs] == [
+        ("image", "tag", iid, {"name": "shop-web:latest"}),
+        ("image", "tag", iid, {"name": "shop-web:1"})]
+    assert conv.convert_all(built(())) == []
+
+
 @pytest.mark.parametrize("verb", ["run", "create"])
 def test_run_help_describes_every_option(verb: str) -> None:
     from engine.cli.main import build_parser, verb_hint

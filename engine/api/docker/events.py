@@ -37,6 +37,16 @@ class DockerEvents:
             attrs.update(c.config.labels)
         return attrs
 
+    def convert_all(self, env: Envelope) -> list[EventMessage]:
+        """Every Docker message for `env`: a tagged build is one `tag` per name, as moby's
+        builder tags the result through TagImage (one event each)."""
+        ev = env.event
+        if isinstance(ev, v.ImageBuilt):
+            return [self._message(env, "image", "tag", ev.image_id, {"name": ref})
+                    for ref in ev.repo_tags]
+        msg = self.convert(env)
+        return [] if msg is None else [msg]
+
     def convert(self, env: Envelope) -> EventMessage | None:
         ev = env.event
         attrs: dict[str, str] = {}
@@ -87,6 +97,11 @@ class DockerEvents:
             attrs["type"] = net.driver if net else "bridge"
             if hasattr(ev, "container_id"):
                 attrs["container"] = ev.container_id  # type: ignore[union-attr]
+        return self._message(env, kind, action, actor_id, attrs)
+
+    @staticmethod
+    def _message(env: Envelope, kind: str, action: str, actor_id: str,
+                 attrs: dict[str, str]) -> EventMessage:
         secs = env.recorded_at // 1_000_000_000
         msg = EventMessage(
             Type=kind,

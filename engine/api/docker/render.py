@@ -594,4 +594,5 @@ def image_inspect(img: ImageView, raw_config: bytes | None = None) -> m.ImageIns
         Size=img.size,
         VirtualSize=img.size,
         RootFS=m.RootFS(Layers=list(img.layers)),
+        Metadata=m.ImageMetadata(LastTagTime=rfc3339(img.last_tagged_at)),
     )

@@ -113,6 +113,10 @@ def build_routes(ctx: Any) -> Router:
                 if opts.quiet and "stream" in msg:
                     continue
                 yield msgspec.json.encode(msg) + b"\r\n"
+                if opts.quiet and isinstance(msg.get("aux"), dict) and msg["aux"].get("ID"):
+                    # moby postBuild: with -q the one thing written is the image ID, which
+                    # `docker build -q` prints
+                    yield msgspec.json.encode({"stream": msg["aux"]["ID"] + "\n"}) + b"\r\n"
 
         return streaming(body())
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from engine.api.docker import render
-from engine.api.docker.translate import parse_filters
+from engine.api.docker.translate import labels_match, parse_filters
 from engine.api.routes.registry import pull_response
 from engine.api.server.router import Request, Response, Router, empty, json_response, streaming
 from engine.core.build import intermediate_images
@@ -95,9 +95,7 @@ def image_routes(ctx: Any) -> Router:
                 for ref in filters["reference"]
             ):
                 continue
-            if "label" in filters and not all(
-                lbl.partition("=")[0] in img.config.labels for lbl in filters["label"]
-            ):
+            if "label" in filters and not labels_match(img.config.labels, filters["label"]):
                 continue
             out.append(render.image_summary(state, img))
         return json_response(out)

@@ -163,13 +163,10 @@ def system_routes(ctx: Any) -> Router:
             async for env in stream:
                 if until is not None and env.recorded_at > until:
                     return
-                msg = converter.convert(env)
-                if (
-                    msg is not None
-                    and (since is None or env.recorded_at >= since)
-                    and (not filters or matches(msg, filters))
-                ):
-                    yield msgspec.json.encode(msg) + b"\n"
+                for msg in converter.convert_all(env):
+                    if ((since is None or env.recorded_at >= since)
+                            and (not filters or matches(msg, filters))):
+                        yield msgspec.json.encode(msg) + b"\n"
                 if history_only and env.seq >= head:
                     return
 

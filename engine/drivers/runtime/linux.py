@@ -65,6 +65,31 @@ class RuntimeState:
     bundle: str
 
 
+def signal_init(state_dir: Path, sig: int) -> bool:
+    """Signal the container's init as `runc kill` does (runc reads its state.json and checks
+    the process start time against PID reuse), without starting runc: a `compose down` of
+    ten services ran ten runc processes at once on the stop path. False when the state is
+    unreadable or the process is not the container's init any more; runc then answers."""
+    try:
+        st = json.loads((state_dir / "state.json").read_bytes())
+        pid, start = int(st["init_process_pid"]), int(st["init_process_start"])
+        fd = os.pidfd_open(pid)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    try:
+        # checked after the pidfd is open: the pidfd pins this process, so a pid reused
+        # between the check and the signal cannot get it
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        if int(fields[19]) != start or fields[0] in (b"Z", b"X"):
+            return False  # not its init, or already dead: runc says "not running"
+        signal_mod.pidfd_send_signal(fd, sig)
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+    finally:
+        os.close(fd)
+
+
 def _signal_number(sig: int | str) -> int:
     if isinstance(sig, int):
         return sig
@@ -188,7 +213,11 @@ class Runtime:
     async def kill(
         self, container_id: str, signal: int | str = "SIGKILL", *, all: bool = False
     ) -> None:
-        await self.runc.kill(container_id, _signal_number(signal), all=all)
+        sig = _signal_number(signal)
+        if not all and signal_init(Path(self.runc.root) / container_id, sig):
+            return
+        # runc's own answer for everything else: not found, not running, --all
+        await self.runc.kill(container_id, sig, all=all)
 
     async def pause(self, container_id: str) -> None:
         await self.runc.pause(container_id)

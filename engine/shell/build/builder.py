@@ -214,7 +214,7 @@ class Builder:
 
     async def _run(self, op_id: str, plan: cb.Plan, stages: tuple[cb.Stage, ...],
                    opts: BuildOptions, ctx: Prepared, actor: Actor, emit: Emit) -> str:
-        total = len(plan.meta_args) + sum(1 + len(s.steps) for s in stages)
+        total = len(plan.meta_args) + sum(1 + len(s.steps) for s in stages) + len(opts.labels)
         n = 0
         meta: dict[str, str] = {}
         for ins in plan.meta_args:
@@ -254,8 +254,11 @@ class Builder:
                 began = time.monotonic()
                 s = await self._step(op_id, s, ins, opts, ctx, results, actor, emit,
                                      n, total, stage.index, began)
-            if opts.labels and stage is stages[-1]:
-                s = await self._labels(op_id, s, opts, actor)
+            if stage is stages[-1]:
+                for label in sorted(opts.labels.items()):
+                    n += 1
+                    s = await self._label(op_id, s, label, opts, actor, emit, (n, total,
+                                          stage.index, time.monotonic()))
             if not s.image_id:
                 s = await self._commit(op_id, s, cb.nop("FROM scratch"), "", "", actor)
             results[str(stage.index)] = s.image_id
@@ -489,12 +492,28 @@ class Builder:
             await self.journal.append(pending, actor=actor, op_id=op_id)
         return _Stage(image_id, doc, layers, digests, s.st)
 
-    async def _labels(self, op_id: str, s: _Stage, opts: BuildOptions, actor: Actor) -> _Stage:
-        labels = dict(s.st.config.get("Labels") or {})
-        labels.update(opts.labels)
-        s.st.config["Labels"] = labels
-        return await self._commit(op_id, s, cb.nop("LABEL " + " ".join(
-            f"{k}={val}" for k, val in sorted(opts.labels.items()))), "", "", actor)
+    async def _label(self, op_id: str, s: _Stage, label: tuple[str, str], opts: BuildOptions,
+                     actor: Actor, emit: Emit, where: tuple[int, int, int, float]) -> _Stage:
+        """A `labels` build option, as moby's buildLabelOptions adds it: one LABEL step per
+        label (sorted, never expanded) at the end of the last stage, cached like any step,
+        so a rebuild with nothing changed (Compose labels every image it builds) is the same
+        image, not a new one each time."""
+        k, val = label
+        ins = cb.Instruction(cmd="label", value=(k, val), original=f"LABEL {k}={val}",
+                             line=0)
+        await emit({"stream": f"Step {where[0]}/{where[1]} : {ins.original}\n"})
+        s.st.config["Labels"] = {**(s.st.config.get("Labels") or {}), k: val}
+        created_by = cb.nop(ins.original)
+        key = cb.cache_key(s.image_id, created_by, config=s.st.config)
+        hit = None if opts.no_cache else self._cached(key)
+        if hit:
+            await emit({"stream": " ---> Using cache\n"})
+            s = await self._reuse(s, hit)
+        else:
+            s = await self._commit(op_id, s, created_by, "", "", actor)
+        await self._record_step(op_id, actor, ins, key, hit is not None, s, "", 0, where)
+        await emit({"stream": f" ---> {_short(s.image_id)}\n"})
+        return s
 
     def _cached(self, key: str) -> str | None:
         """The build cache, a projection of the log: the newest image made under `key`, if it
