@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -249,6 +250,12 @@ def kernel_inventory() -> dict[str, list[str]]:
         t = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                            check=False)
         inv["nft"] = sorted(x for x in t.stdout.splitlines() if "shipslog" in x or "slg" in x)
+        # The rules networks and containers own inside the shared table: a table that stays
+        # (another daemon's) would otherwise hide a leaked DNAT or masquerade rule.
+        r = subprocess.run(["nft", "list", "table", "inet", "shipslog"], capture_output=True,
+                           text=True, check=False)
+        inv["nft rules"] = sorted({m.group(1) for m in re.finditer(
+            r'comment "(slg:(?:net|ctr):[0-9a-f]+)"', r.stdout)})
     if shutil.which("iptables"):
         # our accept rules in the host's FORWARD chain (engine/core/fwd_plan.py)
         f = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True,
