@@ -313,17 +313,8 @@ class Builder:
             return await self._layer_step(op_id, s, ins, opts, ctx, results, actor, emit,
                                           (n, total, stage, began))
         created_by = cb.apply_metadata(s.st, ins, opts.build_args, {})
-        key = cb.cache_key(s.image_id, created_by, config=s.st.config)
-        hit = None if opts.no_cache else self._cached(key)
-        if hit:
-            await emit({"stream": " ---> Using cache\n"})
-            s = await self._reuse(s, hit)
-        else:
-            s = await self._commit(op_id, s, created_by, "", "", actor)
-        await self._record_step(op_id, actor, ins, key, hit is not None, s, "", 0,
-                                (n, total, stage, began))
-        await emit({"stream": f" ---> {_short(s.image_id)}\n"})
-        return s
+        return await self._metadata_step(op_id, s, ins, created_by, opts, actor, emit,
+                                         (n, total, stage, began))
 
     async def _layer_step(self, op_id: str, s: _Stage, ins: cb.Instruction, opts: BuildOptions,
                           ctx: Prepared, results: dict[str, str], actor: Actor, emit: Emit,
@@ -503,7 +494,14 @@ class Builder:
                              line=0)
         await emit({"stream": f"Step {where[0]}/{where[1]} : {ins.original}\n"})
         s.st.config["Labels"] = {**(s.st.config.get("Labels") or {}), k: val}
-        created_by = cb.nop(ins.original)
+        return await self._metadata_step(op_id, s, ins, cb.nop(ins.original), opts, actor,
+                                         emit, where)
+
+    async def _metadata_step(self, op_id: str, s: _Stage, ins: cb.Instruction,
+                             created_by: str, opts: BuildOptions, actor: Actor, emit: Emit,
+                             where: tuple[int, int, int, float]) -> _Stage:
+        """A step that changes only the image config (no layer): taken from the cache when
+        its key is there, else committed; recorded either way."""
         key = cb.cache_key(s.image_id, created_by, config=s.st.config)
         hit = None if opts.no_cache else self._cached(key)
         if hit:
