@@ -688,12 +688,7 @@ def shipslog_routes(ctx: Any) -> Router:
         name = req.params["project"]
 
         def work(reader: EventStore[Any]) -> list[dict[str, Any]]:
-            state = compose_fold(reader.read(after_seq=0))
-            if name not in compose_projects(state):
-                raise NotFound(f"no such Compose project: {name}",
-                               hint="projects are named by Compose's -p or the project's "
-                                    "directory; see 'shipslog ps --filter project=NAME'")
-            return compose_history_of(state, name)
+            return compose_history_of(_compose_project(reader, name), name)
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -703,12 +698,7 @@ def shipslog_routes(ctx: Any) -> Router:
         name = req.params["project"]
 
         def work(reader: EventStore[Any]) -> list[dict[str, Any]]:
-            state = compose_fold(reader.read(after_seq=0))
-            if name not in compose_projects(state):
-                raise NotFound(f"no such Compose project: {name}",
-                               hint="projects are named by Compose's -p or the project's "
-                                    "directory; see 'shipslog ps --filter project=NAME'")
-            return compose_members(state, name)
+            return compose_members(_compose_project(reader, name), name)
 
         return json_response(await in_reader(ctx.store, work))
 
@@ -768,3 +758,14 @@ def _within(row: hist.WhoRow, lo: Point | None, hi: Point | None) -> bool:
         if (value > bound) if before else (value < bound):
             return False
     return True
+
+
+def _compose_project(reader: EventStore[Any], name: str) -> Any:
+    """The Compose projection folded from the log, once `name` is known to be one of its
+    projects (a 404 with the way to find the right name otherwise)."""
+    state = compose_fold(reader.read(after_seq=0))
+    if name not in compose_projects(state):
+        raise NotFound(f"no such Compose project: {name}",
+                       hint="projects are named by Compose's -p or the project's "
+                            "directory; see 'shipslog ps --filter project=NAME'")
+    return state
