@@ -95,11 +95,15 @@ def _restore(lines: list[str]) -> str:
 
 
 def base_transaction(forward: list[str], chain_exists: bool) -> str | None:
-    """Create our chain and the jump into it, as far as they are missing (None: nothing to do)."""
+    """Create our chain and the jump into it, as far as they are missing, and drop extra
+    copies of the jump (two daemons that raced an older, unlocked ensure left two; each
+    would send a packet through our chain twice). None: nothing to do."""
     lines = [] if chain_exists else [f":{CHAIN} - [0:0]"]
     pos = jump_position(forward)
     if pos is not None:
         lines.append(f"-I FORWARD {pos} -j {CHAIN}")
+    extra = [line.strip() for line in forward].count(JUMP) - 1
+    lines += [f"-D FORWARD -j {CHAIN}"] * max(extra, 0)
     return _restore(lines) if lines else None
 
 

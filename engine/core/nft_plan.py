@@ -38,6 +38,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from engine.core.errors import InvalidArgument
 
@@ -143,6 +144,51 @@ def base_ruleset() -> str:
         f"add rule {T} filter_fwd jump isolate {c}",
     ]
     return "\n".join(lines) + "\n"
+
+
+# What `nft -j list table` shows of our base chains: (type, hook, priority) of each, and the
+# comments of the fixed rules `base_ruleset` writes into them, in order.
+_BASE_HOOKS = {
+    "raw_pre": ("filter", "prerouting", -300),
+    "nat_pre": ("nat", "prerouting", -100),
+    "nat_out": ("nat", "output", -100),
+    "nat_post": ("nat", "postrouting", 100),
+    "filter_fwd": ("filter", "forward", 0),
+}
+_BASE_RULES = {
+    "raw_pre": [GUARD_COMMENT, BASE_COMMENT],
+    "nat_pre": [BASE_COMMENT],
+    "nat_out": [BASE_COMMENT],
+    "nat_post": [BASE_COMMENT],
+    "filter_fwd": [BASE_COMMENT],
+}
+
+
+def base_in_place(items: list[dict[str, Any]]) -> bool:
+    """Whether the table (as `nft -j list table` items) already holds the base exactly as
+    `base_ruleset` writes it: every chain declared with its hook, priority and accept policy,
+    and the base chains holding our fixed rules and nothing else, in order. Then the base is
+    left alone, which keeps the S-07 guard's counter (a rewrite resets it) when another daemon
+    on the host, or this one after a restart, ensures it again. Rules are recognised by their
+    comment: a rule edited in place under our comment is not detected here."""
+    chains: dict[str, dict[str, Any]] = {}
+    rules: dict[str, list[str]] = {}
+    for item in items:
+        if "chain" in item:
+            chains[item["chain"].get("name", "")] = item["chain"]
+        elif "rule" in item:
+            rule = item["rule"]
+            rules.setdefault(rule.get("chain", ""), []).append(rule.get("comment", ""))
+    if any(name not in chains for name in OWNED_CHAINS):
+        return False
+    for name, (kind, hook, prio) in _BASE_HOOKS.items():
+        chain = chains.get(name)
+        if chain is None or (chain.get("type"), chain.get("hook"), chain.get("prio"),
+                             chain.get("policy")) != (kind, hook, prio, "accept"):
+            return False
+        if rules.get(name, []) != _BASE_RULES[name]:
+            return False
+    return True
 
 
 def network_rules(net: NetworkRules) -> list[str]:

@@ -45,6 +45,13 @@ def test_the_jump_goes_after_docker_user_or_on_top_and_only_once() -> None:
     assert fp.base_transaction([*docker, "-A FORWARD -j SHIPSLOG-FORWARD"], True) is None
 
 
+def test_base_drops_extra_jumps_two_racing_daemons_left() -> None:
+    jump = "-A FORWARD -j SHIPSLOG-FORWARD"
+    docker = ["-A FORWARD -j DOCKER-USER", jump, jump, "-A FORWARD -j DOCKER-FORWARD", jump]
+    assert fp.base_transaction(docker, chain_exists=True) == (
+        "*filter\n-D FORWARD -j SHIPSLOG-FORWARD\n-D FORWARD -j SHIPSLOG-FORWARD\nCOMMIT\n")
+
+
 def test_replace_rewrites_only_what_differs_and_only_the_owners_rules() -> None:
     mine = fp.network_rules(NID, "slg-ab12")
     theirs = fp.network_rules(OTHER, "slg-cd34")

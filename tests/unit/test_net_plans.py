@@ -178,3 +178,39 @@ def test_planners_stay_pure() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module.split(".")[0])
         assert not imported & banned, f"{path.name} imports {imported & banned}"
+
+
+def _listed_base(**changes: object) -> list[dict[str, object]]:
+    """The items `nft -j list table inet shipslog` shows right after `base_ruleset()`."""
+    items: list[dict[str, object]] = []
+    hooks = {"raw_pre": ("filter", "prerouting", -300), "nat_pre": ("nat", "prerouting", -100),
+             "nat_out": ("nat", "output", -100), "nat_post": ("nat", "postrouting", 100),
+             "filter_fwd": ("filter", "forward", 0)}
+    for name, (kind, hook, prio) in hooks.items():
+        items.append({"chain": {"name": name, "type": kind, "hook": hook, "prio": prio,
+                                "policy": "accept"}})
+    items += [{"chain": {"name": name}} for name in nftplan.OWNED_CHAINS]
+    comments = [("raw_pre", nftplan.GUARD_COMMENT), ("raw_pre", nftplan.BASE_COMMENT),
+                ("nat_pre", "slg:base"), ("nat_out", "slg:base"), ("nat_post", "slg:base"),
+                ("filter_fwd", "slg:base")]
+    items += [{"rule": {"chain": c, "comment": k, "expr": []}} for c, k in comments]
+    items += [{"rule": {"chain": "publish", "comment": "slg:ctr:" + "a" * 64, "expr": []}}]
+    for key, value in changes.items():
+        if key == "extra_rule":
+            items.append({"rule": {"chain": value, "expr": []}})
+        elif key == "drop_chain":
+            items = [i for i in items if i.get("chain", {}).get("name") != value]  # type: ignore[attr-defined]
+        elif key == "policy":
+            for i in items:
+                if i.get("chain", {}).get("name") == "filter_fwd":  # type: ignore[attr-defined]
+                    i["chain"]["policy"] = value  # type: ignore[index]
+    return items
+
+
+def test_a_base_already_in_place_is_left_alone_and_any_difference_rewrites_it() -> None:
+    assert nftplan.base_in_place(_listed_base())  # owned rules in regular chains don't matter
+    assert not nftplan.base_in_place([])
+    assert not nftplan.base_in_place(_listed_base(extra_rule="filter_fwd"))
+    assert not nftplan.base_in_place(_listed_base(drop_chain="isolate"))
+    assert not nftplan.base_in_place(_listed_base(drop_chain="nat_out"))
+    assert not nftplan.base_in_place(_listed_base(policy="drop"))

@@ -15,11 +15,15 @@ call does nothing. `HostForward(6)` does the same in ip6tables for networks with
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.core.errors import KernelError
@@ -42,6 +46,20 @@ BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 UFW_CONF = Path("/etc/ufw/ufw.conf")
 _TIMEOUT = 30
 _ATTEMPTS = 3  # iptables-nft refuses a transaction when another writer raced it; try again
+# Every read-then-write of FORWARD and our chain holds this lock, across all shipslog daemons on
+# the host: two daemons that both saw no jump would each insert one (iptables-restore cannot
+# make an insert conditional). xtables' own lock covers one command, not our read and write.
+HOST_LOCK = Path(os.environ.get("SHIPSLOG_FORWARD_LOCK", "/run/shipslog-forward.lock"))
+
+
+@contextlib.contextmanager
+def _host_locked() -> Iterator[None]:
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class HostForward:
@@ -107,7 +125,7 @@ class HostForward:
         """Our chain and FORWARD's jump into it; True when something was missing."""
         if not self.available:
             return False
-        with self._lock:
+        with self._lock, _host_locked():
             text = base_transaction(self._list("FORWARD") or [], self._list(CHAIN) is not None)
             if text is not None:
                 self._restore(text)
@@ -118,7 +136,7 @@ class HostForward:
         if not self.available:
             return False
         want = network_rules(network_id, bridge, internal=internal)
-        with self._lock:
+        with self._lock, _host_locked():
             text = base_transaction(self._list("FORWARD") or [], self._list(CHAIN) is not None)
             if text is not None:
                 self._restore(text)
@@ -130,7 +148,7 @@ class HostForward:
     def delete_rules_of(self, owner: str) -> None:
         if not self.available:
             return
-        with self._lock:
+        with self._lock, _host_locked():
             text = delete_transaction(self._present(), owner)
             if text is not None:
                 self._restore(text)
@@ -139,7 +157,7 @@ class HostForward:
         """Take our chain and its jump away once no network has a rule there."""
         if not self.available:
             return False
-        with self._lock:
+        with self._lock, _host_locked():
             present = self._list(CHAIN)
             if present is None:
                 return False

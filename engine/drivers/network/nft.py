@@ -34,6 +34,7 @@ from engine.core.nft_plan import (
     NetworkRules,
     OwnedRule,
     Publish,
+    base_in_place,
     base_ruleset,
     delete_table,
     network_rules,
@@ -156,7 +157,12 @@ class Nft:
     # -- writing --------------------------------------------------------------------------
 
     def ensure_base(self) -> None:
-        """Create the table and chains if missing and (re)write the fixed base rules."""
+        """Create the table and chains if missing and (re)write the fixed base rules, unless
+        they are already exactly in place (`base_in_place`: a rewrite would reset the S-07
+        guard's counter under every other daemon on the host)."""
+        with self._lock:
+            if base_in_place(self._table_json()):
+                return
         self.apply(base_ruleset())
 
     def _replace(self, kind: str, owner: str, add: list[str]) -> None:
