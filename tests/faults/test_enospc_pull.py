@@ -12,7 +12,6 @@ only.
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing.cli import shipslog
 from engine.testing.daemon import DaemonProcess
 from engine.testing.localreg import LocalRegistry
 from events.store import EventStore
@@ -57,11 +56,6 @@ def pull_messages(d: DaemonProcess, image: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
-def shipslog(d: DaemonProcess, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": d.host, "HOME": str(d.base)},
-               stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def failed_pulls(d: DaemonProcess) -> list[str]:

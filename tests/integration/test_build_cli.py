@@ -12,18 +12,12 @@ from typing import Any
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing.cli import shipslog
 from events.store import EventStore
 
 pytestmark = [pytest.mark.kernel]
 
 
-def shipslog(daemon: Any, *argv: str, stdin: bytes = b"",
-             env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    environ = {"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base), **(env or {})}
-    code = run(list(argv), environ=environ, stdout=out, stderr=err, stdin=io.BytesIO(stdin))
-    return code, out.getvalue(), err.getvalue()
 
 
 def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:

@@ -4,23 +4,17 @@ until filters pick, and without -f nothing happens unless the user says yes."""
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 from typing import Any
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing.cli import shipslog
 
 pytestmark = [pytest.mark.kernel]
 
 
-def shipslog(daemon: Any, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
-               stdout=out, stderr=err, stdin=io.BytesIO(stdin))
-    return code, out.getvalue(), err.getvalue()
 
 
 def names(daemon: Any) -> set[str]:

@@ -5,7 +5,6 @@ from inside the container, and shown by `inspect` where Docker shows it — or r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing.cli import shipslog
 from engine.testing.dockercli import docker, needs_docker
 from events.store import EventStore
 
@@ -26,12 +25,6 @@ def _run(daemon: Any, *args: str) -> str:
     return docker(daemon, "run", "--rm", *args).stdout
 
 
-def shipslog(daemon: Any, *argv: str) -> tuple[int, str, str]:
-    """Our own CLI: it sends API v1.43's `MacAddress`, which docker 28 sends only to 1.44."""
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
-               stdout=out, stderr=err, stdin=io.BytesIO(b""))
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_limits_and_kernel_settings_reach_the_container(daemon: Any) -> None:

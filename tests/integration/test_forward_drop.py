@@ -13,31 +13,22 @@ it every bridge, veth and rule the daemon made there, goes at the end.
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing import cli
 from engine.testing.daemon import DaemonProcess
+from engine.testing.nsdaemon import daemon_in_netns, in_ns, sh
 from events.store import EventStore
 
 pytestmark = [pytest.mark.kernel]
 
 PEER_DAEMON_SIDE = "10.253.7.1"
 PEER = "10.253.7.2"  # the "outside": a namespace reached only through the daemon's namespace
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=30)
-
-
-def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *argv, check=check)
 
 
 @pytest.fixture
@@ -74,24 +65,12 @@ def docker_like_netns() -> Iterator[str]:
 
 @pytest.fixture
 def ns_daemon(docker_like_netns: str, busybox_tar: Path) -> Iterator[DaemonProcess]:
-    d = DaemonProcess.make()
-    d.wrap = ["nsenter", f"--net=/run/netns/{docker_like_netns}"]
-    try:
-        d.start(timeout=60)
-        with open(busybox_tar, "rb") as f:
-            d.client().upload("POST", "/images/load", f)
+    with daemon_in_netns(docker_like_netns, busybox_tar) as d:
         yield d
-    finally:
-        d.cleanup()
 
 
 def shipslog(d: DaemonProcess, *argv: str, ok: bool = True) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": d.host, "HOME": str(d.base)},
-               stdout=out, stderr=err)
-    if ok:
-        assert code == 0, f"shipslog {' '.join(argv)} -> {code}: {err.getvalue()}"
-    return code, out.getvalue(), err.getvalue()
+    return cli.shipslog(d, *argv, ok=ok)
 
 
 def forward_rules(ns: str) -> list[str]:

@@ -7,22 +7,16 @@ I/O: a daemon (subprocess) and our CLI against its socket; one busybox container
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
 
-from engine.cli.main import run
 from engine.testing import oracle
+from engine.testing.cli import shipslog
 
 pytestmark = [pytest.mark.kernel]
 
 
-def shipslog(daemon: Any, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
-               stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_exec_user_by_name_from_the_containers_passwd(daemon: Any) -> None:

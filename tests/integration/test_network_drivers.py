@@ -14,7 +14,6 @@ link but the parent.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 from collections.abc import Iterator
@@ -23,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from engine.cli.main import run
+from engine.testing import cli
 from engine.testing.daemon import DaemonProcess
+from engine.testing.nsdaemon import daemon_in_netns, in_ns, sh, start_in_netns
 from events.store import EventStore
 
 pytestmark = [pytest.mark.kernel]
@@ -33,14 +33,6 @@ SUBNET, PEER = "10.254.9.0/24", "10.254.9.250"  # the LAN; the peer host on it
 VLAN_SUBNET, VLAN_PEER = "10.254.10.0/24", "10.254.10.250"  # VLAN 10 of the same wire
 L3_SUBNET = "10.254.11.0/24"  # ipvlan l3: a routed subnet behind the daemon's namespace
 L3_VIA = "10.254.9.1"  # the daemon namespace's own address on the segment (l3 routes via it)
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=30)
-
-
-def in_ns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *argv, check=check)
 
 
 class Lan:
@@ -91,30 +83,14 @@ def lan() -> Iterator[Lan]:
         sh("ip", "netns", "del", ns, check=False)
 
 
-def start_daemon(d: DaemonProcess, ns: str, failpoints: str = "") -> None:
-    d.wrap = ["nsenter", f"--net=/run/netns/{ns}"]
-    d.start(timeout=60, failpoints=failpoints)
-
-
 @pytest.fixture
 def lan_daemon(lan: Lan, busybox_tar: Path) -> Iterator[DaemonProcess]:
-    d = DaemonProcess.make()
-    try:
-        start_daemon(d, lan.ns)
-        with open(busybox_tar, "rb") as f:
-            d.client().upload("POST", "/images/load", f)
+    with daemon_in_netns(lan.ns, busybox_tar) as d:
         yield d
-    finally:
-        d.cleanup()
 
 
 def shipslog(d: DaemonProcess, *argv: str, ok: bool = True) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": d.host, "HOME": str(d.base)},
-               stdout=out, stderr=err)
-    if ok:
-        assert code == 0, f"shipslog {' '.join(argv)} -> {code}: {err.getvalue()}"
-    return code, out.getvalue(), err.getvalue()
+    return cli.shipslog(d, *argv, ok=ok)
 
 
 def reaches(d: DaemonProcess, network: str, target: str) -> tuple[bool, str]:
@@ -210,7 +186,7 @@ def test_vlan_parent_is_made_and_removed(lan: Lan, lan_daemon: DaemonProcess) ->
 def test_kill9_mid_connect_leaves_nothing_after_recovery(lan: Lan, busybox_tar: Path) -> None:
     d = DaemonProcess.make()
     try:
-        start_daemon(d, lan.ns)
+        start_in_netns(d, lan.ns)
         with open(busybox_tar, "rb") as f:
             d.client().upload("POST", "/images/load", f)
         parent = f"{lan.parent}.20" if lan.can_make("vlan") else lan.parent
@@ -219,10 +195,10 @@ def test_kill9_mid_connect_leaves_nothing_after_recovery(lan: Lan, busybox_tar: 
         shipslog(d, "create", "--name", "victim", "--network", "crashy", "busybox", "sleep",
                  "300")
         d.stop()
-        start_daemon(d, lan.ns, failpoints="net.after_veth=panic")
+        start_in_netns(d, lan.ns, failpoints="net.after_veth=panic")
         shipslog(d, "start", "victim", ok=False)  # the daemon dies under the request
         assert d.wait_exit(30) != 0
-        start_daemon(d, lan.ns)
+        start_in_netns(d, lan.ns)
         net = d.client().get_json("/networks/crashy")
         assert net["Containers"] == {}, net
         state = d.client().get_json("/containers/victim/json")["State"]
@@ -259,14 +235,8 @@ def lan_engine(request: pytest.FixtureRequest, lan: Lan, busybox_tar: Path
     if subprocess.run(["which", "docker", "dockerd"], capture_output=True).returncode:
         pytest.skip("the docker CLI and dockerd are needed")
     if request.param == "shipslog":
-        d = DaemonProcess.make()
-        try:
-            start_daemon(d, lan.ns)
-            with open(busybox_tar, "rb") as f:
-                d.client().upload("POST", "/images/load", f)
+        with daemon_in_netns(lan.ns, busybox_tar) as d:
             yield dict(d.cli_env())
-        finally:
-            d.cleanup()
         return
     from tools.bench.common import Dockerd, HostTraces, Unavailable, remove_tree
 
@@ -356,7 +326,7 @@ def test_live_connect_disconnect_and_names_after_a_daemon_restart(
     assert code != 0, f"eth1 is still in the container: {out}"
     # the daemon restarts; the containers run on, and their names are served again in them
     d.stop()
-    start_daemon(d, lan.ns)
+    start_in_netns(d, lan.ns)
     code, out, err = shipslog(d, "exec", "web", "nslookup", "web", "127.0.0.11", ok=False)
     assert code == 0 and "10.254.9." in out, out + err
     shipslog(d, "rm", "-f", "web", "side")

@@ -4,7 +4,6 @@ answer also comes from `--root` when asked offline."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -13,17 +12,13 @@ from typing import Any
 import pytest
 
 from engine.cli.client import ApiError
-from engine.cli.main import run
+from engine.testing import cli
 
 pytestmark = [pytest.mark.kernel]
 
 
 def shipslog(daemon: Any, *argv: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
-               stdout=out, stderr=err)
-    assert code == 0, f"shipslog {' '.join(argv)} -> {code}: {err.getvalue()}"
-    return out.getvalue()
+    return cli.shipslog(daemon, *argv, ok=True)[1]
 
 
 def test_system_df_measures_writable_layers_and_volumes(daemon: Any) -> None:

@@ -11,7 +11,6 @@ socket on 127.0.0.1 owned and closed by the test.
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 from collections.abc import Iterator
@@ -20,9 +19,9 @@ from typing import Any
 import pytest
 
 from engine.cli.client import ApiError
-from engine.cli.main import run
 from engine.core.net_plan import netns_name
 from engine.testing import oracle
+from engine.testing.cli import shipslog
 from engine.testing.dockercli import docker, needs_docker
 
 pytestmark = [pytest.mark.kernel]
@@ -37,11 +36,6 @@ def held_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def shipslog(daemon: Any, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = run(list(argv), environ={"SHIPSLOG_HOST": daemon.host, "HOME": str(daemon.base)},
-               stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def allocated(port: int) -> str:
