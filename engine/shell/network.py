@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import trio
 
+from engine.core import dns_names
 from engine.core.errors import (
     Conflict,
     InvalidArgument,
@@ -293,22 +294,9 @@ class NetworkOps:
             finally:
                 self._dns.pop(net.id, None)
 
-    def lookup(self, network_id: str, name: str) -> Sequence[str]:
-        net = self.journal.state.networks.get(network_id)
-        if net is None:
-            return []
-        state = self.journal.state
-        out = []
-        for cid, ep in net.endpoints.items():
-            c = state.containers.get(cid)
-            names = {ep_alias.lower() for ep_alias in ep.aliases}
-            if c is not None:
-                names |= {c.name.lower(), c.id[:12], (c.config.hostname or "").lower()}
-            if name in names and ep.ip:
-                out.append(ep.ip)
-            if name in names and ep.ip6:  # answered as AAAA (engine/drivers/network/dns.py)
-                out.append(ep.ip6)
-        return out
+    def lookup(self, network_id: str, name: str, client_ip: str = "") -> Sequence[str]:
+        """The DNS servers' callback: names on every network of the asking container."""
+        return dns_names.answer(self.journal.state, network_id, name, client_ip=client_ip)
 
     async def teardown_network(self, net: NetworkView) -> None:
         scope = self._dns.pop(net.id, None)
@@ -381,7 +369,12 @@ class NetworkOps:
         with trio.CancelScope() as scope:
             self._ctr_dns[cid] = scope
             try:
-                await self.k.run_dns(net.id, EMBEDDED_DNS, self.lookup, upstreams,
+                def lookup(network_id: str, name: str, _client_ip: str) -> Sequence[str]:
+                    # inside the container's namespace every query comes from 127.0.0.1:
+                    # the asker is the container whose namespace this server lives in
+                    return dns_names.answer(self.journal.state, network_id, name, asker=cid)
+
+                await self.k.run_dns(net.id, EMBEDDED_DNS, lookup, upstreams,
                                      netns_path=self.k.sandboxes.path(netns_name(cid)),
                                      task_status=task_status)
             except (OSError, ShipslogError) as exc:

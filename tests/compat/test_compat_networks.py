@@ -190,3 +190,32 @@ def test_sdk_ipam_pool_with_aux_addresses_and_options(engine: Engine) -> None:
              "Gateway": "10.213.10.1", "AuxiliaryAddresses": {"nas": "10.213.10.5"}}]}
     finally:
         net.remove()
+
+
+def test_names_resolve_on_every_network_the_container_is_on(engine: Engine) -> None:
+    """A container on two user networks resolves names from both (Docker's embedded DNS
+    answers for every network of the asking container), whichever network its resolv.conf
+    names; a container on one network does not see names from the other."""
+    docker(engine, "network", "create", "--subnet", "10.213.8.0/24", "dnsfront")
+    docker(engine, "network", "create", "--subnet", "10.213.9.0/24", "dnsback")
+    try:
+        docker(engine, "run", "-d", "--name", "dnsdb", "--network", "dnsback",
+               "--network-alias", "database", "busybox", "sleep", "1000")
+        docker(engine, "create", "--name", "dnsapp", "--network", "dnsfront", "busybox",
+               "sleep", "1000")
+        docker(engine, "network", "connect", "dnsback", "dnsapp")
+        docker(engine, "start", "dnsapp")
+        docker(engine, "run", "-d", "--name", "dnsweb", "--network", "dnsfront", "busybox",
+               "sleep", "1000")
+        db_ip = docker(engine, "inspect", "-f",
+                       "{{.NetworkSettings.Networks.dnsback.IPAddress}}", "dnsdb").stdout.strip()
+        for name in ("dnsdb", "database"):
+            p = docker(engine, "exec", "dnsapp", "nslookup", name, check=False)
+            assert p.returncode == 0 and db_ip in p.stdout, (name, p.stdout, p.stderr)
+        p = docker(engine, "exec", "dnsapp", "nslookup", "dnsweb", check=False)
+        assert p.returncode == 0 and "10.213.8." in p.stdout, p.stdout
+        p = docker(engine, "exec", "dnsweb", "nslookup", "dnsdb", check=False)
+        assert db_ip not in p.stdout, p.stdout
+    finally:
+        docker(engine, "rm", "-f", "dnsdb", "dnsapp", "dnsweb", check=False)
+        docker(engine, "network", "rm", "dnsfront", "dnsback", check=False)

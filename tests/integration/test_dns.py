@@ -18,8 +18,10 @@ from engine.drivers.network.dns import Lookup, local_answer, run_dns
 NAMES = {"web": ["10.211.140.7"], "db": ["10.211.140.8", "10.211.140.9"]}
 
 
-def lookup_in(network_id: str) -> Lookup:
-    def lookup(net: str, name: str) -> Sequence[str]:
+def lookup_in(network_id: str, askers: list[str] | None = None) -> Lookup:
+    def lookup(net: str, name: str, client: str) -> Sequence[str]:
+        if askers is not None:
+            askers.append(client)
         return NAMES.get(name, []) if net == network_id else []
     return lookup
 
@@ -109,11 +111,15 @@ async def test_names_resolve_from_inside_a_namespace(lab: NetLab) -> None:
     gateway = str(subnet[1])
     async with trio.open_nursery() as nursery:
         up_port = await nursery.start(fake_upstream)
-        await nursery.start(run_dns, nid, gateway, lookup_in(nid), [("127.0.0.1", up_port)])
+        askers: list[str] = []
+        await nursery.start(run_dns, nid, gateway, lookup_in(nid, askers),
+                            [("127.0.0.1", up_port)])
         assert answers(await ask_udp(ep.netns, gateway, query("web"))) == ["10.211.140.7"]
         assert answers(await ask_udp(ep.netns, gateway, query("db"))) == [
             "10.211.140.8", "10.211.140.9"]
         assert answers(await ask_tcp(ep.netns, gateway, query("web"))) == ["10.211.140.7"]
+        # the callback learns who asks (names come from every network of that container)
+        assert set(askers) == {ep.ip}, askers
         # not a container: forwarded to the (fake) host resolver
         assert answers(await ask_udp(ep.netns, gateway, query("elsewhere.example"))) == [
             "10.9.9.9"]

@@ -83,7 +83,7 @@ async def test_user_network_end_to_end(tmp_path: Path,
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 run_dns, nid, gateway,
-                lambda net, name: dns_names.get(name, []) if net == nid else [], [])
+                lambda net, name, _client: dns_names.get(name, []) if net == nid else [], [])
             # two containers join it
             lo_port, any_port = free_port(), free_port()
             for name, host in (("c1", 2), ("c2", 3)):

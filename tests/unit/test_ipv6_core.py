@@ -122,7 +122,7 @@ def test_nft_rules_match_each_family_with_its_own_address_type() -> None:
 
 
 def test_dns_answers_aaaa_with_the_v6_address_and_a_with_the_v4_one() -> None:
-    def lookup(_nid: str, name: str) -> list[str]:
+    def lookup(_nid: str, name: str, _client: str) -> list[str]:
         return ["10.5.0.2", "fd00::2"] if name == "web" else []
 
     aaaa = DNSRecord.parse(local_answer(NID, DNSRecord.question("web", "AAAA").pack(), lookup))

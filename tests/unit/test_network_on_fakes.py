@@ -68,6 +68,34 @@ async def test_bridge_endpoint_made_and_taken_down_through_the_seam(machine) -> 
         assert_nothing_left(machine)
 
 
+async def test_names_answer_from_every_network_of_the_asking_container(machine) -> None:  # type: ignore[no-untyped-def]
+    """Docker's embedded DNS: a container on `front` and `back` resolves a name that is only
+    on `back` through the server its resolv.conf names (front's); a container only on
+    `front` does not; the network asked on wins when both know the name."""
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        front = await rig.engine.create_network("front", USER, subnet="10.78.0.0/24")
+        back = await rig.engine.create_network("back", USER, subnet="10.79.0.0/24")
+        db = await run(rig, "db", "back")
+        app = await run(rig, "app", "front")
+        await rig.engine.connect_network("back", app, USER, aliases=("api",))
+        web = await run(rig, "web", "front")
+        state = rig.journal.state
+        ip = {cid: {nid: ep.ip for nid, net in state.networks.items()
+                    for c, ep in net.endpoints.items() if c == cid} for cid in (db, app, web)}
+        lookup = rig.network.lookup
+        assert lookup(front, "db", ip[app][front]) == [ip[db][back]]
+        assert lookup(front, "DB", ip[app][front]) == [ip[db][back]]
+        assert lookup(back, "api", ip[db][back]) == [ip[app][back]]  # the alias is back's
+        assert lookup(front, "api", ip[web][front]) == []
+        assert lookup(front, "db", ip[web][front]) == []  # web is not on back
+        assert lookup(front, "db", "") == []  # an unknown asker: this network only
+        assert lookup(front, "app", ip[web][front]) == [ip[app][front]]
+        assert lookup(back, "app", ip[db][back]) == [ip[app][back]]  # the asked network first
+        for cid in (db, app, web):
+            await rig.engine.remove(cid, USER, force=True)
+
+
 async def test_macvlan_network_endpoints_and_inspect(machine) -> None:  # type: ignore[no-untyped-def]
     async with open_rig(machine) as rig:
         await load_busybox(rig)

@@ -13,8 +13,9 @@ parsed and built by `dnslib`.
           resolvers (from /etc/resolv.conf, read by the caller), each tried in turn; SERVFAIL
           when none answers in time
 
-`lookup(network_id, name)` must be fast and non-blocking: the supervisor answers it from the
-in-memory projection (container names, aliases and short ids on that network).
+`lookup(network_id, name, client_ip)` must be fast and non-blocking: the supervisor answers it
+from the in-memory projection (engine/core/dns_names.py: names on every network of the
+container that asks, which it finds by the query's source address).
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from engine.drivers.network.netns import run_in_netns
 
-Lookup = Callable[[str, str], Sequence[str]]
+Lookup = Callable[[str, str, str], Sequence[str]]  # (network id, name, client ip) -> addresses
 TTL = 600
 UDP_LIMIT = 512
 MAX_CONCURRENT = 128
 TCP_IDLE_SECONDS = 10.0
 
 
-def local_answer(network_id: str, data: bytes, lookup: Lookup) -> bytes | None:
+def local_answer(network_id: str, data: bytes, lookup: Lookup,
+                 client_ip: str = "") -> bytes | None:
     """The reply for a query about a name on this network, or None to forward it.
     Raises DNSError for a packet that is not a DNS query."""
     request = DNSRecord.parse(data)
@@ -43,7 +45,7 @@ def local_answer(network_id: str, data: bytes, lookup: Lookup) -> bytes | None:
         raise DNSError("not a single-question query")
     q = request.q
     name = str(q.qname).rstrip(".").lower()
-    addresses = list(lookup(network_id, name)) if name else []
+    addresses = list(lookup(network_id, name, client_ip)) if name else []
     if not addresses:
         return None
     reply = request.reply(ra=1, aa=1)
@@ -125,10 +127,10 @@ async def _read_message(stream: trio.abc.ReceiveStream) -> bytes:
 
 async def resolve(network_id: str, data: bytes, lookup: Lookup,
                   upstreams: Sequence[tuple[str, int]], *, timeout: float,
-                  tcp: bool = False) -> bytes | None:
+                  tcp: bool = False, client_ip: str = "") -> bytes | None:
     """The reply to one query (None: not a DNS query, drop it)."""
     try:
-        reply = local_answer(network_id, data, lookup)
+        reply = local_answer(network_id, data, lookup, client_ip)
     except (DNSError, ValueError, IndexError, struct.error):
         return None
     if reply is None:
@@ -143,7 +145,8 @@ async def _serve_udp(sock: trio.socket.SocketType, network_id: str, lookup: Look
 
     async def one(data: bytes, client: tuple[str, int]) -> None:
         async with limiter:
-            reply = await resolve(network_id, data, lookup, upstreams, timeout=timeout)
+            reply = await resolve(network_id, data, lookup, upstreams, timeout=timeout,
+                                  client_ip=client[0])
             if reply is not None:
                 try:
                     await sock.sendto(_fit_udp(reply), client)
@@ -160,6 +163,10 @@ async def _serve_udp(sock: trio.socket.SocketType, network_id: str, lookup: Look
 
 async def _serve_tcp_client(stream: trio.SocketStream, network_id: str, lookup: Lookup,
                             upstreams: Sequence[tuple[str, int]], timeout: float) -> None:
+    try:
+        client_ip = str(stream.socket.getpeername()[0])
+    except OSError:
+        client_ip = ""
     async with stream:
         while True:
             with trio.move_on_after(TCP_IDLE_SECONDS) as idle:
@@ -170,7 +177,7 @@ async def _serve_tcp_client(stream: trio.SocketStream, network_id: str, lookup: 
             if idle.cancelled_caught:
                 return
             reply = await resolve(network_id, data, lookup, upstreams, timeout=timeout,
-                                  tcp=True)
+                                  tcp=True, client_ip=client_ip)
             if reply is None:
                 return
             try:
