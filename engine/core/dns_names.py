@@ -1,4 +1,5 @@
-"""Which addresses a container's DNS question gets: the names Docker's embedded DNS answers.
+"""Which addresses a container's DNS question gets (the names Docker's embedded DNS answers),
+and where the questions about other names go.
 
 I/O: none (pure, over the engine's state). The DNS server of a network (on its gateway, or on
 127.0.0.11 inside a macvlan/ipvlan container) hands each question here with the network it
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from engine.core.createopts import DEFAULT_BRIDGE
 from projections.state import EngineState, NetworkView
 
-__all__ = ["answer", "asker_of"]
+__all__ = ["answer", "asker_of", "upstreams_of"]
 
 
 def asker_of(state: EngineState, network_id: str, client_ip: str) -> str | None:
@@ -69,3 +70,15 @@ def answer(state: EngineState, network_id: str, name: str, *, client_ip: str = "
         if found:
             return found
     return []
+
+
+def upstreams_of(state: EngineState, network_id: str, default: list[tuple[str, int]], *,
+                 client_ip: str = "", asker: str | None = None) -> list[tuple[str, int]]:
+    """Where the server forwards the asking container's other questions: its `--dns` servers
+    (Docker's ExtDNS: they are not in its resolv.conf on a user network), else `default`."""
+    if asker is None:
+        asker = asker_of(state, network_id, client_ip)
+    c = state.containers.get(asker) if asker else None
+    if c is None or not c.config.dns:
+        return default
+    return [(server, 53) for server in c.config.dns]

@@ -139,18 +139,29 @@ def container_resolv_conf(host: ResolvConf, *, embedded_dns: str = "", dns: Sequ
                           dns_search: Sequence[str] = (),
                           dns_options: Sequence[str] = ()) -> bytes:
     """What the container sees. On a user-defined network `embedded_dns` is the network's
-    gateway, where shipslog's DNS server answers container names and forwards the rest to
-    the host's resolvers; elsewhere the host's non-loopback resolvers (or Docker's fallback).
-    `--dns`, `--dns-search`, `--dns-option` override, as in Docker."""
-    if dns:
-        servers = [_ip(s, "--dns") for s in dns]
-    elif embedded_dns:
+    gateway, where shipslog's DNS server answers container names and forwards the rest; as
+    with Docker's 127.0.0.11 it is always the nameserver there, `--dns` servers become what it
+    forwards to for this container (`dns_upstreams`), and `ndots:0` is added unless an ndots
+    option is given. Elsewhere `--dns` or the host's non-loopback resolvers (or Docker's
+    fallback). `--dns-search` and `--dns-option` override the host's, as in Docker."""
+    dns = [_ip(s, "--dns") for s in dns]
+    if embedded_dns:
         servers = [_ip(embedded_dns, "embedded DNS address")]
+    elif dns:
+        servers = dns
     else:
         servers = _not_loopback(host.nameservers) or list(FALLBACK_NAMESERVERS)
     search = tuple(dns_search) if dns_search else host.search
     options = tuple(dns_options) if dns_options else host.options
+    if embedded_dns and not any(o.startswith("ndots:") for o in options):
+        options += ("ndots:0",)  # moby's sandbox_dns_unix.go: names are tried as given first
     return resolv_conf(ResolvConf(tuple(servers), search, options))
+
+
+def dns_upstreams(host: ResolvConf, dns: Sequence[str] = ()) -> list[tuple[str, int]]:
+    """Where the embedded DNS server forwards a container's questions about names it does not
+    own: the container's `--dns` servers when it has some, else the host's resolvers."""
+    return [(s, 53) for s in dns] or upstream_servers(host)
 
 
 def upstream_servers(host: ResolvConf) -> list[tuple[str, int]]:

@@ -281,7 +281,12 @@ class NetworkOps:
 
     async def _serve_dns(self, net: NetworkView, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        upstreams = upstream_servers(self.k.host.resolv_conf())
+        host_servers = upstream_servers(self.k.host.resolv_conf())
+
+        def upstreams(client_ip: str) -> list[tuple[str, int]]:
+            return dns_names.upstreams_of(self.journal.state, net.id, host_servers,
+                                          client_ip=client_ip)
+
         with trio.CancelScope() as scope:
             self._dns[net.id] = scope
             try:
@@ -365,15 +370,19 @@ class NetworkOps:
     async def _serve_container_dns(self, cid: str, net: NetworkView, *,
                                    task_status: trio.TaskStatus[None] =
                                    trio.TASK_STATUS_IGNORED) -> None:
-        upstreams = upstream_servers(self.k.host.resolv_conf())
+        host_servers = upstream_servers(self.k.host.resolv_conf())
+
+        # Inside the container's namespace every query comes from 127.0.0.1: the asker is the
+        # container whose namespace this server lives in.
+        def lookup(network_id: str, name: str, _client_ip: str) -> Sequence[str]:
+            return dns_names.answer(self.journal.state, network_id, name, asker=cid)
+
+        def upstreams(_client_ip: str) -> list[tuple[str, int]]:
+            return dns_names.upstreams_of(self.journal.state, net.id, host_servers, asker=cid)
+
         with trio.CancelScope() as scope:
             self._ctr_dns[cid] = scope
             try:
-                def lookup(network_id: str, name: str, _client_ip: str) -> Sequence[str]:
-                    # inside the container's namespace every query comes from 127.0.0.1:
-                    # the asker is the container whose namespace this server lives in
-                    return dns_names.answer(self.journal.state, network_id, name, asker=cid)
-
                 await self.k.run_dns(net.id, EMBEDDED_DNS, lookup, upstreams,
                                      netns_path=self.k.sandboxes.path(netns_name(cid)),
                                      task_status=task_status)

@@ -219,3 +219,27 @@ def test_names_resolve_on_every_network_the_container_is_on(engine: Engine) -> N
     finally:
         docker(engine, "rm", "-f", "dnsdb", "dnsapp", "dnsweb", check=False)
         docker(engine, "network", "rm", "dnsfront", "dnsback", check=False)
+
+
+def test_dns_option_on_a_user_network_keeps_names_resolving(engine: Engine) -> None:
+    """`--dns` (Compose's `dns:`) on a user network: Docker keeps its embedded server in
+    resolv.conf and forwards other names to the given servers, so container names still
+    resolve; on the default bridge the servers go into resolv.conf as given."""
+    docker(engine, "network", "create", "--subnet", "10.213.10.0/24", "dnsext")
+    try:
+        docker(engine, "run", "-d", "--name", "dnsext-db", "--network", "dnsext", "busybox",
+               "sleep", "1000")
+        db_ip = docker(engine, "inspect", "-f", "{{.NetworkSettings.Networks.dnsext.IPAddress}}",
+                       "dnsext-db").stdout.strip()
+        p = docker(engine, "run", "--rm", "--network", "dnsext", "--dns", "10.213.99.53",
+                   "busybox", "sh", "-c", "cat /etc/resolv.conf; nslookup dnsext-db",
+                   check=False)
+        assert p.returncode == 0 and db_ip in p.stdout, (p.stdout, p.stderr)
+        assert "10.213.99.53" not in p.stdout.split("Server:")[0]  # not in resolv.conf
+        assert "ndots:0" in p.stdout
+        p = docker(engine, "run", "--rm", "--dns", "10.213.99.53", "busybox",
+                   "cat", "/etc/resolv.conf")
+        assert "nameserver 10.213.99.53" in p.stdout
+    finally:
+        docker(engine, "rm", "-f", "dnsext-db", check=False)
+        docker(engine, "network", "rm", "dnsext", check=False)

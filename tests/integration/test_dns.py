@@ -151,3 +151,27 @@ async def test_dead_upstream_gives_servfail_not_silence(lab: NetLab) -> None:
                 await junk.send(b"\xff" * 7)
             assert answers(await ask_udp(ep.netns, gateway, query("web"))) == ["10.211.140.7"]
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.kernel
+async def test_other_names_go_to_the_asking_clients_own_upstreams(lab: NetLab) -> None:
+    """A container with `--dns` has its questions forwarded there (Docker's ExtDNS); a
+    client with no upstream that answers gets SERVFAIL, not silence."""
+    br, subnet, nid = lab.bridge(141)
+    ep = lab.container(br, subnet, nid, host=6)
+    gateway = str(subnet[1])
+    async with trio.open_nursery() as nursery:
+        up_port = await nursery.start(fake_upstream)
+        asked: list[str] = []
+
+        def upstreams(client_ip: str) -> list[tuple[str, int]]:
+            asked.append(client_ip)
+            return [("127.0.0.1", up_port)] if len(asked) == 1 else []
+
+        await nursery.start(run_dns, nid, gateway, lookup_in(nid), upstreams)
+        assert answers(await ask_udp(ep.netns, gateway, query("elsewhere.example"))) == [
+            "10.9.9.9"]
+        reply = DNSRecord.parse(await ask_udp(ep.netns, gateway, query("other.example")))
+        assert reply.header.rcode == RCODE.SERVFAIL
+        assert asked == [ep.ip, ep.ip]
+        nursery.cancel_scope.cancel()

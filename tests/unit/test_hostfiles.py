@@ -11,6 +11,7 @@ from engine.core.errors import InvalidArgument
 from engine.core.hostfiles import (
     ResolvConf,
     container_resolv_conf,
+    dns_upstreams,
     hostname_file,
     hosts_file,
     parse_extra_host,
@@ -110,7 +111,14 @@ def test_container_resolv_conf_bytes() -> None:
     assert container_resolv_conf(host, embedded_dns="10.211.4.1") == (
         b"nameserver 10.211.4.1\n"
         b"search corp.example lab.example\n"
-        b"options edns0 trust-ad\n")
+        b"options edns0 trust-ad ndots:0\n")
+    # a user network keeps its embedded server with --dns (those become its upstreams), and
+    # a user's ndots wins over Docker's ndots:0
+    assert container_resolv_conf(host, embedded_dns="10.211.4.1", dns=["10.0.0.53"],
+                                 dns_options=["ndots:3"]) == (
+        b"nameserver 10.211.4.1\nsearch corp.example lab.example\noptions ndots:3\n")
+    assert dns_upstreams(host, ["10.0.0.53"]) == [("10.0.0.53", 53)]
+    assert dns_upstreams(host) == upstream_servers(host)
     # default bridge: the host's resolvers minus loopback ones
     assert container_resolv_conf(host) == (
         b"nameserver 10.0.0.2\n"

@@ -17,6 +17,7 @@ from engine.testing.rig import Machine, load_busybox, open_rig
 from events import vocabulary as v
 from events.envelope import Actor
 from events.values import ContainerConfig
+from engine.core import dns_names
 from projections.fold import fold
 
 USER = Actor(uid=1000, gid=1000, pid=42, command=("shipslog", "network"))
@@ -93,6 +94,26 @@ async def test_names_answer_from_every_network_of_the_asking_container(machine) 
         assert lookup(front, "app", ip[web][front]) == [ip[app][front]]
         assert lookup(back, "app", ip[db][back]) == [ip[app][back]]  # the asked network first
         for cid in (db, app, web):
+            await rig.engine.remove(cid, USER, force=True)
+
+
+async def test_dns_servers_given_to_a_container_are_its_upstreams_not_its_resolv_conf(machine) -> None:  # type: ignore[no-untyped-def]
+    """Docker's ExtDNS: on a user network `--dns` servers are where the embedded server
+    forwards that container's other questions; its resolv.conf keeps the embedded server."""
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        nid = await rig.engine.create_network("lan", USER, subnet="10.80.0.0/24")
+        own = await run(rig, "own", "lan", dns=("10.0.0.53",))
+        plain = await run(rig, "plain", "lan")
+        eps = rig.journal.state.networks[nid].endpoints
+        default = [("192.0.2.53", 53)]
+        upstreams = dns_names.upstreams_of
+        state = rig.journal.state
+        assert upstreams(state, nid, default, client_ip=eps[own].ip) == [("10.0.0.53", 53)]
+        assert upstreams(state, nid, default, client_ip=eps[plain].ip) == default
+        assert upstreams(state, nid, default, asker=own) == [("10.0.0.53", 53)]
+        assert upstreams(state, nid, default, client_ip="10.80.0.250") == default
+        for cid in (own, plain):
             await rig.engine.remove(cid, USER, force=True)
 
 

@@ -9,9 +9,9 @@ parsed and built by `dnslib`.
     AAAA  the same for its IPv6 addresses (a container on a network with EnableIPv6)
     other types for such a name (or AAAA with no v6 address): an empty NOERROR answer
           (never an NXDOMAIN that would make a stub resolver give up on the A record)
-    anything else, or a name the callback does not know: forwarded unchanged to the host's
-          resolvers (from /etc/resolv.conf, read by the caller), each tried in turn; SERVFAIL
-          when none answers in time
+    anything else, or a name the callback does not know: forwarded unchanged to the asking
+          container's `--dns` servers, or else the host's resolvers (from /etc/resolv.conf,
+          read by the caller), each tried in turn; SERVFAIL when none answers in time
 
 `lookup(network_id, name, client_ip)` must be fast and non-blocking: the supervisor answers it
 from the in-memory projection (engine/core/dns_names.py: names on every network of the
@@ -30,6 +30,9 @@ from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 from engine.drivers.network.netns import run_in_netns
 
 Lookup = Callable[[str, str, str], Sequence[str]]  # (network id, name, client ip) -> addresses
+Servers = Sequence[tuple[str, int]]
+# where to forward: the same servers for everyone, or per asking client (its `--dns` servers)
+Upstreams = Servers | Callable[[str], Servers]
 TTL = 600
 UDP_LIMIT = 512
 MAX_CONCURRENT = 128
@@ -126,7 +129,7 @@ async def _read_message(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 async def resolve(network_id: str, data: bytes, lookup: Lookup,
-                  upstreams: Sequence[tuple[str, int]], *, timeout: float,
+                  upstreams: Upstreams, *, timeout: float,
                   tcp: bool = False, client_ip: str = "") -> bytes | None:
     """The reply to one query (None: not a DNS query, drop it)."""
     try:
@@ -135,12 +138,13 @@ async def resolve(network_id: str, data: bytes, lookup: Lookup,
         return None
     if reply is None:
         forward = forward_tcp if tcp else forward_udp
-        reply = await forward(data, upstreams, timeout) or servfail(data)
+        servers = upstreams(client_ip) if callable(upstreams) else upstreams
+        reply = await forward(data, servers, timeout) or servfail(data)
     return reply
 
 
 async def _serve_udp(sock: trio.socket.SocketType, network_id: str, lookup: Lookup,
-                     upstreams: Sequence[tuple[str, int]], timeout: float) -> None:
+                     upstreams: Upstreams, timeout: float) -> None:
     limiter = trio.CapacityLimiter(MAX_CONCURRENT)
 
     async def one(data: bytes, client: tuple[str, int]) -> None:
@@ -162,7 +166,7 @@ async def _serve_udp(sock: trio.socket.SocketType, network_id: str, lookup: Look
 
 
 async def _serve_tcp_client(stream: trio.SocketStream, network_id: str, lookup: Lookup,
-                            upstreams: Sequence[tuple[str, int]], timeout: float) -> None:
+                            upstreams: Upstreams, timeout: float) -> None:
     try:
         client_ip = str(stream.socket.getpeername()[0])
     except OSError:
@@ -204,7 +208,7 @@ def _bound_sockets(listen_ip: str, port: int) -> tuple[socket.socket, socket.soc
 
 
 async def run_dns(network_id: str, listen_ip: str, lookup: Lookup,
-                  upstreams: Sequence[tuple[str, int]], *, port: int = 53,
+                  upstreams: Upstreams, *, port: int = 53,
                   timeout: float = 2.0, netns_path: str = "",
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve DNS for one network on listen_ip:port (UDP and TCP) until cancelled. With
