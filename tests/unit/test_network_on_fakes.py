@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from engine.api.routes.networks import render_network
+from engine.core import dns_names
 from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.drivers.host import failpoints
 from engine.drivers.network.seam import OWNED_ALIAS
@@ -17,7 +18,6 @@ from engine.testing.rig import Machine, load_busybox, open_rig
 from events import vocabulary as v
 from events.envelope import Actor
 from events.values import ContainerConfig
-from engine.core import dns_names
 from projections.fold import fold
 
 USER = Actor(uid=1000, gid=1000, pid=42, command=("shipslog", "network"))
@@ -97,7 +97,7 @@ async def test_names_answer_from_every_network_of_the_asking_container(machine) 
             await rig.engine.remove(cid, USER, force=True)
 
 
-async def test_dns_servers_given_to_a_container_are_its_upstreams_not_its_resolv_conf(machine) -> None:  # type: ignore[no-untyped-def]
+async def test_dns_servers_of_a_container_are_its_upstreams(machine) -> None:  # type: ignore[no-untyped-def]
     """Docker's ExtDNS: on a user network `--dns` servers are where the embedded server
     forwards that container's other questions; its resolv.conf keeps the embedded server."""
     async with open_rig(machine) as rig:
