@@ -214,6 +214,7 @@ class ExecCreated(BaseEvent, frozen=True, kw_only=True):
     tty: bool = False
     user: str = ""
     working_dir: str = ""
+    privileged: bool = False  # `exec --privileged`: every capability for this process
 
 
 class ExecStarted(BaseEvent, frozen=True, kw_only=True):

@@ -335,7 +335,7 @@ def _exec_created(tx: _Tx, env: Envelope, ev: v.ExecCreated) -> None:
         return
     tx.put("execs", ev.exec_id, ExecView(
         id=ev.exec_id, container_id=ev.container_id, cmd=ev.cmd, tty=ev.tty, user=ev.user,
-        working_dir=ev.working_dir,
+        working_dir=ev.working_dir, privileged=ev.privileged,
     ))
     tx.update_container(env, ev.container_id, execs=c.execs + (ev.exec_id,))
 

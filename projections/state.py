@@ -138,6 +138,7 @@ class ExecView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     running: bool = False
     pid: int = 0
     exit_code: int | None = None
+    privileged: bool = False
 
 
 class OperationView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -337,7 +337,8 @@ def decide_remove(state: EngineState, ref: str, *, op_id: str, force: bool,
 
 
 def decide_exec_create(state: EngineState, ref: str, *, op_id: str, exec_id: str,
-                       cmd: tuple[str, ...], tty: bool, user: str, working_dir: str) -> Decision:
+                       cmd: tuple[str, ...], tty: bool, user: str, working_dir: str,
+                       privileged: bool = False) -> Decision:
     c = find_container(state, ref)
     if c.status == "paused":
         raise Conflict(f"Container {c.id} is paused, unpause the container before exec",
@@ -350,4 +351,4 @@ def decide_exec_create(state: EngineState, ref: str, *, op_id: str, exec_id: str
     check_line(working_dir, "working directory")
     return Decision(op_id=op_id, target=exec_id, pending=(_on(c, v.ExecCreated(
         exec_id=exec_id, container_id=c.id, cmd=cmd, tty=tty, user=user,
-        working_dir=working_dir)),))
+        working_dir=working_dir, privileged=privileged)),))

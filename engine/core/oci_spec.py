@@ -556,10 +556,12 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 def exec_process(config: ContainerConfig, image_env: list[str], env: list[str], *,
                  cmd: Sequence[str], user: str = "", working_dir: str = "",
                  tty: bool = False, passwd: bytes | None = None,
-                 group: bytes | None = None) -> dict[str, Any]:
+                 group: bytes | None = None, privileged: bool = False) -> dict[str, Any]:
     """The OCI process for an exec or a health probe: the container's own settings unless
-    the caller overrides them. A user name (`exec -u nobody`) is resolved in the contents of
-    the container's /etc/passwd and /etc/group (`passwd`, `group`), as `run -u` is."""
+    the caller overrides them (the runtime fills in the container's rlimits and
+    capabilities). A user name (`exec -u nobody`) is resolved in the contents of the
+    container's /etc/passwd and /etc/group (`passwd`, `group`), as `run -u` is.
+    `privileged` (`exec --privileged`) gives this process every capability, as Docker does."""
     if not any(e.startswith("PATH=") for e in image_env + env):
         image_env = [DEFAULT_PATH, *image_env]
     user = user or config.user or "0"
@@ -568,7 +570,7 @@ def exec_process(config: ContainerConfig, image_env: list[str], env: list[str], 
         oci_user: dict[str, Any] = {"uid": int(uid), "gid": int(gid or 0)}
     else:
         oci_user = resolve_user(user, passwd, group)
-    return {
+    process: dict[str, Any] = {
         "args": list(cmd),
         "env": image_env + env + (["TERM=xterm"] if tty else []),
         "cwd": working_dir or config.working_dir or "/",
@@ -576,3 +578,8 @@ def exec_process(config: ContainerConfig, image_env: list[str], env: list[str], 
         "terminal": tty,
         "noNewPrivileges": config.no_new_privileges,
     }
+    if privileged:
+        caps = capabilities_for((), (), privileged=True)
+        process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps,
+                                   "inheritable": [], "ambient": []}
+    return process

@@ -125,3 +125,56 @@ def test_exec_streams_before_stdin_ends(engine: Engine, box: str) -> None:
         pass
     sock.close()
     assert api.exec_inspect(exec_id)["ExitCode"] == 0
+
+
+
+def _all_capabilities_grantable() -> bool:
+    """Whether this host can grant every capability (`--privileged`): runc (under Docker
+    too) fails "unable to apply caps" when the daemon's own bounding set lacks one, as in
+    a sandbox without CAP_SYS_RESOURCE."""
+    for line in open("/proc/self/status"):
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16) == (1 << (int(open(
+                "/proc/sys/kernel/cap_last_cap").read()) + 1)) - 1
+    return False
+
+
+def test_exec_runs_with_the_containers_limits(engine: Engine) -> None:
+    """An exec and a health probe start from the container's own process (moby copies its
+    spec): `--ulimit` applies to them too, as do `--cap-drop`s."""
+    docker(engine, "run", "-d", "--name", "limited", "--network", "none", "--ulimit",
+           "nofile=512:1024", "--cap-drop", "NET_RAW", "--health-cmd",
+           "test $(ulimit -n) = 512", "--health-interval", "1s", "busybox", "sleep", "100000")
+    try:
+        out = docker(engine, "exec", "limited", "sh", "-c",
+                     "ulimit -n; ulimit -Hn; grep CapEff /proc/self/status").stdout.split()
+        assert out[:2] == ["512", "1024"], out
+        own_caps = int(out[-1], 16)
+        assert own_caps and not own_caps & (1 << 13)  # CAP_NET_RAW dropped
+        health = ""
+        for _ in range(60):
+            health = docker(engine, "inspect", "-f", "{{.State.Health.Status}}",
+                            "limited").stdout.strip()
+            if health != "starting":
+                break
+            subprocess.run(["sleep", "0.5"], check=True)
+        assert health == "healthy"
+    finally:
+        docker(engine, "rm", "-f", "limited", check=False)
+
+
+def test_exec_privileged_is_recorded_and_gives_every_capability(engine: Engine) -> None:
+    docker(engine, "run", "-d", "--name", "priv", "--network", "none", "--cap-drop",
+           "NET_RAW", "busybox", "sleep", "100000")
+    try:
+        api = engine.sdk().api
+        x = api.exec_create("priv", ["true"], privileged=True)
+        assert api.exec_inspect(x["Id"])["ProcessConfig"]["privileged"] is True
+        if not _all_capabilities_grantable():
+            pytest.skip("this host's capability bounding set is not complete: no engine can "
+                        "grant every capability here (Docker fails the same way)")
+        priv = docker(engine, "exec", "--privileged", "priv", "grep", "CapEff",
+                      "/proc/self/status").stdout.split()
+        assert int(priv[-1], 16) & (1 << 13)  # NET_RAW, dropped from the container, is back
+    finally:
+        docker(engine, "rm", "-f", "priv", check=False)

@@ -235,3 +235,14 @@ def test_env_values_may_span_lines_but_home_and_nul_may_not() -> None:
     for bad in ("HOME=/x\nroot::0:0::/:/bin/sh", "A=b\x00c", "BAD\nKEY=v"):
         with pytest.raises(InvalidArgument, match="NUL, CR or LF"):
             spec_mod.merge_env([bad])
+
+
+def test_an_exec_leaves_limits_and_capabilities_to_the_container_unless_privileged() -> None:
+    cfg = ContainerConfig(image="busybox", image_id="", cmd=("sh",), cap_drop=("NET_RAW",))
+    plain = spec_mod.exec_process(cfg, [], [], cmd=["true"])
+    # absent: the runtime fills in the container's own (its --ulimit and --cap-drop)
+    assert "rlimits" not in plain and "capabilities" not in plain
+    priv = spec_mod.exec_process(cfg, [], [], cmd=["true"], privileged=True)
+    caps = priv["capabilities"]
+    assert caps["effective"] == caps["bounding"] == list(spec_mod.ALL_CAPABILITIES)
+    assert caps["ambient"] == [] and "CAP_NET_RAW" in caps["effective"]

@@ -196,7 +196,8 @@ def stream_routes(ctx: Any) -> Router:
         env = list(body.Env or [])
         await engine.decide_and_append(lambda s: cc.decide_exec_create(
             s, c.id, op_id=op_id, exec_id=exec_id, cmd=cmd, tty=bool(body.Tty),
-            user=body.User or "", working_dir=body.WorkingDir or ""), req.actor)
+            user=body.User or "", working_dir=body.WorkingDir or "",
+            privileged=bool(body.Privileged)), req.actor)
         if env:
             engine.secrets.put(exec_id, env)
         if body.DetachKeys:
@@ -229,7 +230,7 @@ def stream_routes(ctx: Any) -> Router:
         process = exec_process(c.config, list(image.config.env) if image else [],
                                container_env + exec_env, cmd=x.cmd, user=x.user,
                                working_dir=x.working_dir, tty=x.tty, passwd=passwd,
-                               group=group)
+                               group=group, privileged=x.privileged)
         stdin_wanted = ctx.exec_stdin.pop(x.id, False)
         options = exec_options.pop(x.id, None)
         keys = parse_detach_keys((options and options.DetachKeys) or DEFAULT_DETACH_KEYS)
@@ -300,7 +301,7 @@ def stream_routes(ctx: Any) -> Router:
         return json_response(ExecInspect(
             ID=x.id, ContainerID=x.container_id, Running=x.running,
             ExitCode=x.exit_code, Pid=x.pid,
-            ProcessConfig=ProcessConfig(tty=x.tty, user=x.user,
+            ProcessConfig=ProcessConfig(privileged=x.privileged, tty=x.tty, user=x.user,
                                         entrypoint=x.cmd[0] if x.cmd else "",
                                         arguments=list(x.cmd[1:]))))
 

@@ -54,6 +54,10 @@ DELETE_WAIT_S = 10.0
 Titles = list[str]
 _CONTROL = re.compile(r"[\x00-\x1f]")
 Rows = list[list[str]]
+# What an exec or a health probe takes from the container's process spec when it does not
+# set it itself (moby daemon/exec.go copies the container's `spec.Process`).
+_INHERITED_BY_EXEC = ("rlimits", "capabilities", "apparmorProfile", "selinuxLabel",
+                      "oomScoreAdj")
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,23 @@ class Runtime:
         except (OSError, ValueError):
             return ""
 
+    def _exec_process(self, container_id: str, process: Mapping[str, Any],
+                      tty: bool) -> dict[str, Any]:
+        """An exec's process on top of the container's own, as moby's exec starts from the
+        container's spec: its rlimits (`--ulimit`, Compose `ulimits:`), capabilities,
+        AppArmor/SELinux labels and OOM score unless the exec sets them. runc inherits the
+        capabilities by itself, but not the rlimits: an exec ran with the daemon's."""
+        merged = {**process, "terminal": tty}
+        try:
+            with open(self._bundle_of(container_id) / "config.json", "rb") as f:
+                own = json.loads(f.read()).get("process") or {}
+        except (OSError, ValueError):
+            own = {}  # no bundle (a test's runtime, a foreign container): runc's defaults
+        for key in _INHERITED_BY_EXEC:
+            if key not in merged and key in own:
+                merged[key] = own[key]
+        return merged
+
     def _bundle_of(self, container_id: str) -> Path:
         link = self.paths(container_id).cdir / "bundle"
         try:
@@ -444,7 +465,7 @@ class Runtime:
         For interactive streams use `open_exec`.
         """
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, {**process, "terminal": tty}
+            self.paths(container_id).cdir, self._exec_process(container_id, process, tty)
         )
         try:
             if detach:
@@ -459,7 +480,7 @@ class Runtime:
                     max_output: int) -> ExecResult | None:
         """A health probe in the container; None when it timed out (and was killed)."""
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, {**process, "terminal": False}
+            self.paths(container_id).cdir, self._exec_process(container_id, process, False)
         )
         try:
             return await execio.exec_probe(self.runc, container_id, pfile, timeout_s,
@@ -480,7 +501,7 @@ class Runtime:
         """An attached exec with live streams (`docker exec -i[t]`); `size` is the initial
         (rows, columns) of its terminal; `stdin=False` gives the process /dev/null."""
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, {**process, "terminal": tty}
+            self.paths(container_id).cdir, self._exec_process(container_id, process, tty)
         )
         try:
             async with execio.open_exec(self.runc, container_id, pfile, tty=tty, size=size,
