@@ -186,3 +186,22 @@ def test_env_values_in_inspect_are_redacted_by_shipslog_only(engine: Engine) -> 
     shown = "GREETING=<redacted>" if engine.name == "shipslog" else "GREETING=hello"
     assert shown in env
     assert docker(engine, "exec", "envy", "sh", "-c", "echo $GREETING").stdout == "hello\n"
+
+
+def test_an_unset_stop_signal_is_not_shown_and_masked_paths_are(engine: Engine) -> None:
+    """Docker keeps `Config.StopSignal` as given: absent when neither the request nor the
+    image set one (Compose's config and `commit` would copy an invented one)."""
+    docker(engine, "run", "-d", "--name", "nosig", "--network", "none", "busybox", "sh", "-c",
+           "trap 'exit 7' TERM; while true; do sleep 0.1; done")
+    try:
+        raw = engine.sdk().api.inspect_container("nosig")
+        assert raw["Config"].get("StopSignal") in (None, "")
+        # and the paths the spec masks and makes read-only are shown, as Docker shows them
+        assert {"/proc/kcore", "/proc/keys", "/sys/firmware"} <= set(
+            raw["HostConfig"]["MaskedPaths"])
+        assert {"/proc/sys", "/proc/sysrq-trigger"} <= set(raw["HostConfig"]["ReadonlyPaths"])
+        docker(engine, "stop", "-t", "5", "nosig")
+        assert docker(engine, "inspect", "-f", "{{.State.ExitCode}}",
+                      "nosig").stdout.strip() == "7"
+    finally:
+        docker(engine, "rm", "-f", "nosig", check=False)

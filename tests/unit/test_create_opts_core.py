@@ -92,6 +92,17 @@ def test_each_unsupported_field_is_refused_by_name(field: str, flag: str) -> Non
     refused({field: value}, flag)
 
 
+def test_an_inspected_host_config_sent_back_keeps_its_default_masked_paths() -> None:
+    """inspect shows the default MaskedPaths/ReadonlyPaths; a client that creates a copy
+    from it (SDK round-trips, UIs that duplicate a container) sends them back."""
+    from engine.core.oci_spec import MASKED_PATHS, READONLY_PATHS
+    old_docker = [p for p in MASKED_PATHS if "powercap" not in p]
+    for masked in (list(MASKED_PATHS), old_docker):
+        translate({"MaskedPaths": masked, "ReadonlyPaths": list(READONLY_PATHS)})
+    refused({"MaskedPaths": ["/proc/kcore"]}, "MaskedPaths")
+    refused({"ReadonlyPaths": ["/proc/sys"]}, "ReadonlyPaths")
+
+
 def test_docker_cli_zero_values_are_not_settings() -> None:
     """docker sends every field; zeros mean "not given" and must not be refused."""
     fields, warnings = translate({f: v for f, v in (

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from engine.api.docker.models import ContainerCreateBody, HostConfig
+from engine.core import oci_spec
 from engine.core.errors import InvalidArgument
 from engine.core.hostfiles import check_hostname, parse_extra_host
 from events.values import DeviceMapping, Ulimit
@@ -67,9 +68,20 @@ def _set(value: Any) -> bool:
     return value not in (None, 0, "", [], {}, False)
 
 
+def _default_paths(field: str, value: Any) -> bool:
+    """MaskedPaths/ReadonlyPaths that are the defaults inspect shows (ours, or an older
+    Docker's without /sys/devices/virtual/powercap): a client that sends an inspected
+    HostConfig back asks for nothing unusual."""
+    if field == "MaskedPaths":
+        default = set(oci_spec.MASKED_PATHS)
+        return set(value) in (default, default - {"/sys/devices/virtual/powercap"})
+    return field == "ReadonlyPaths" and set(value) == set(oci_spec.READONLY_PATHS)
+
+
 def refuse_unsupported(host: HostConfig) -> None:
     for field, flag in REFUSED:
-        if _set(getattr(host, field)):
+        value = getattr(host, field)
+        if _set(value) and not _default_paths(field, value):
             raise InvalidArgument(f"{flag} is not supported by shipslog",
                                   hint=f"leave {flag} out; {field} cannot be applied here yet")
 

@@ -18,6 +18,7 @@ import msgspec
 
 from engine.api.docker import inspect_host
 from engine.api.docker import models as m
+from engine.core import oci_spec
 from engine.core.networks import start_networks
 from engine.core.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
@@ -108,7 +109,7 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         WorkingDir=cfg.working_dir,
         Entrypoint=list(cfg.entrypoint) or None,
         Labels=dict(cfg.labels),
-        StopSignal=cfg.stop_signal,
+        StopSignal=cfg.stop_signal or None,
         StopTimeout=cfg.stop_timeout,
         Healthcheck=_health_config(cfg.healthcheck),
         MacAddress=cfg.mac_address or None,  # API 1.43 keeps --mac-address here too
@@ -151,6 +152,9 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
         CapAdd=list(cfg.cap_add) or None,
         CapDrop=list(cfg.cap_drop) or None,
         SecurityOpt=["no-new-privileges"] if cfg.no_new_privileges else None,
+        # what the spec masks and makes read-only (none when privileged), as Docker shows
+        MaskedPaths=None if cfg.privileged else list(oci_spec.MASKED_PATHS),
+        ReadonlyPaths=None if cfg.privileged else list(oci_spec.READONLY_PATHS),
         LogConfig=m.LogConfig(Type=cfg.log_driver, Config=dict(cfg.log_options)),
         **inspect_host.host_config_fields(cfg),
     )

@@ -156,7 +156,8 @@ def merge_image_defaults(
     merged["exposed_ports"] = tuple(
         sorted(set(fields.get("exposed_ports", ())) | {_port_key(p) for p in image.exposed_ports})
     )
-    merged["stop_signal"] = fields.get("stop_signal") or image.stop_signal or "SIGTERM"
+    # unset stays unset (Docker shows no StopSignal; stopping still sends SIGTERM)
+    merged["stop_signal"] = fields.get("stop_signal") or image.stop_signal or ""
     merged["healthcheck"] = health.merge(fields.get("healthcheck"), image.healthcheck)
     mounts = list(fields.get("mounts", ()))
     taken = {m.target for m in mounts}
