@@ -140,6 +140,9 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     mac_address: str = ""  # on eth0, the first network's veth
     volumes_from: tuple[str, ...] = ()  # as given; their mounts are copied into `mounts`
     links: tuple[str, ...] = ()  # legacy `--link`: "<container id>:<alias>"
+    # `--security-opt` as given (a seccomp profile inline); engine/core/security_opts.py
+    # says what each does. Older records have only `no_new_privileges`.
+    security_opt: tuple[str, ...] = ()
 
 
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

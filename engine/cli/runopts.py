@@ -207,7 +207,7 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
         "Init": True if args.init else None,
         "CapAdd": normalize_caps(args.cap_add),
         "CapDrop": normalize_caps(args.cap_drop),
-        "SecurityOpt": args.security_opt,
+        "SecurityOpt": [_security_opt(o, verb) for o in args.security_opt],
         "ExtraHosts": args.add_host,
         "Dns": args.dns,
         "PidsLimit": args.pids_limit,
@@ -247,6 +247,20 @@ def build_create(args: argparse.Namespace, environ: Mapping[str, str],
                                                         ("IPv6Address", args.ip6)) if v}
         body["NetworkingConfig"] = {"EndpointsConfig": {args.network: endpoint}}
     return args.name, body
+
+
+def _security_opt(opt: str, verb: str) -> str:
+    """As the docker CLI does: `seccomp=PATH` sends the profile file's contents."""
+    key, sep, value = opt.replace(":", "=", 1).partition("=") if opt.startswith(
+        "seccomp") else opt.partition("=")
+    if key != "seccomp" or not sep or value in ("unconfined", "builtin"):
+        return opt
+    try:
+        with open(value, "rb") as f:
+            return "seccomp=" + f.read(1 << 20).decode("utf-8", "replace")
+    except OSError as exc:
+        raise UsageError(f"opening seccomp profile ({value}) failed: "
+                         f"{exc.strerror or exc}", verb) from None
 
 
 def normalize_caps(caps: list[str]) -> list[str]:

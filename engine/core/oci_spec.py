@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.core import seccomp
 from engine.core.errors import InvalidArgument
+from engine.core.security_opts import parse_security_opts
 from events.values import ContainerConfig, ImageConfig
 
 OCI_VERSION = "1.0.2-dev"
@@ -524,15 +525,17 @@ def build_spec(
         linux["resources"]["devices"] += [device_rule(r) for r in config.device_cgroup_rules]
     if config.sysctls:
         linux["sysctl"] = dict(config.sysctls)
-    if not privileged:
+    security = parse_security_opts(config.security_opt)
+    if not privileged and not security.unconfined_paths:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+    if not privileged and security.seccomp != "unconfined":
         linux["seccomp"] = seccomp.translate(
-            seccomp.load_default_profile(),
+            security.profile or seccomp.load_default_profile(),
             capabilities=caps,
             goarch=goarch,
             kernel=kernel,
-            native_only=seccomp_native_only,
+            native_only=seccomp_native_only and security.profile is None,
         )
 
     spec: dict[str, Any] = {

@@ -205,3 +205,42 @@ def test_an_unset_stop_signal_is_not_shown_and_masked_paths_are(engine: Engine) 
                       "nosig").stdout.strip() == "7"
     finally:
         docker(engine, "rm", "-f", "nosig", check=False)
+
+
+def test_security_opts_seccomp_and_systempaths_applied(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`--security-opt seccomp=unconfined|PROFILE` and `systempaths=unconfined` do what
+    Docker does (they were accepted with a warning and ignored); inspect shows them."""
+    def run(*opts: str, cmd: str) -> str:
+        flags = [a for o in opts for a in ("--security-opt", o)]
+        return docker(engine, "run", "--rm", "--network", "none", *flags, "busybox", "sh",
+                      "-c", cmd, check=False).stdout + "|"
+
+    seccomp_mode = "grep Seccomp: /proc/self/status"
+    assert "Seccomp:\t2" in run(cmd=seccomp_mode)
+    assert "Seccomp:\t0" in run("seccomp=unconfined", cmd=seccomp_mode)
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": '
+                       '["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}')
+    out = run(f"seccomp={profile}", cmd="mkdir /made 2>&1; ls -d /made 2>&1; true")
+    assert "Operation not permitted" in out, out
+    masked = "grep -c ' /proc/keys ' /proc/mounts; grep -c ' /proc/sys ' /proc/mounts"
+    assert run(cmd=masked).split()[:2] == ["1", "1"]  # /dev/null over keys, /proc/sys ro
+    assert run("systempaths=unconfined", cmd=masked).split()[:2] == ["0", "0"]
+    docker(engine, "create", "--name", "secopt", "--security-opt", "seccomp=unconfined",
+           "--security-opt", "systempaths=unconfined", "busybox")
+    try:
+        host = engine.sdk().api.inspect_container("secopt")["HostConfig"]
+        assert host["SecurityOpt"] == ["seccomp=unconfined"]  # systempaths: the empty lists
+        assert host["MaskedPaths"] == [] and host["ReadonlyPaths"] == []
+    finally:
+        docker(engine, "rm", "-f", "secopt", check=False)
+    api = engine.sdk().api
+    errors = pytest.importorskip("docker.errors")
+    with pytest.raises(errors.APIError) as refused:  # the docker CLI refuses it itself
+        api.create_container("busybox", host_config=api.create_host_config(
+            security_opt=["bogus=1"]))
+    # dockerd 20.10 answers 500 (a server error for a client's mistake); newer ones and we 400
+    assert refused.value.status_code == (400 if engine.name == "shipslog" else
+                                         refused.value.status_code)
+    assert refused.value.status_code in (400, 500)
+    assert "bogus=1" in str(refused.value.explanation)

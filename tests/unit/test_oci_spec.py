@@ -246,3 +246,22 @@ def test_an_exec_leaves_limits_and_capabilities_to_the_container_unless_privileg
     caps = priv["capabilities"]
     assert caps["effective"] == caps["bounding"] == list(spec_mod.ALL_CAPABILITIES)
     assert caps["ambient"] == [] and "CAP_NET_RAW" in caps["effective"]
+
+
+
+def test_security_options_shape_seccomp_and_the_system_paths() -> None:
+    def linux(*opts: str) -> dict[str, Any]:
+        cfg = ContainerConfig(image="busybox", image_id="", cmd=("sh",), security_opt=opts)
+        return build_spec(cfg, None, env=[], rootfs="/r", hostname="h", netns_path=None,
+                          cgroups_path="/x", host_rlimits={})["linux"]  # type: ignore[no-any-return]
+
+    default = linux()
+    assert default["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO" and default["maskedPaths"]
+    assert "seccomp" not in linux("seccomp=unconfined")
+    assert linux("seccomp=builtin")["seccomp"] == default["seccomp"]
+    assert "maskedPaths" not in linux("systempaths=unconfined")
+    assert "readonlyPaths" not in linux("systempaths=unconfined")
+    custom = linux('seccomp={"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": '
+                   '["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}')["seccomp"]
+    assert custom["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert custom["syscalls"] == [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]

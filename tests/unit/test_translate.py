@@ -6,6 +6,8 @@ I/O: none. The two bodies below were captured from the real docker CLI 28.2 (`do
 
 from __future__ import annotations
 
+import re
+
 import ast
 from pathlib import Path
 
@@ -244,9 +246,21 @@ def test_invalid_container_name() -> None:
     assert translate({"Image": "x"}, name="/web.1")[0]["image"] == "x"
 
 
-def test_security_opts_we_do_not_support_warn() -> None:
-    _, _, warnings = translate({"Image": "x", "HostConfig": {"SecurityOpt": ["seccomp=x"]}})
-    assert len(warnings) == 1 and "seccomp=x" in warnings[0]
+def test_security_opts_kept_as_given_and_refused_in_dockers_words() -> None:
+    fields, _, warnings = translate({"Image": "x", "HostConfig": {"SecurityOpt": [
+        "seccomp=unconfined", "systempaths=unconfined", "no-new-privileges:true",
+        "label=disable"]}})
+    assert fields["security_opt"] == ("seccomp=unconfined", "systempaths=unconfined",
+                                      "no-new-privileges:true", "label=disable")
+    assert fields["no_new_privileges"] and warnings == []
+    _, _, warnings = translate({"Image": "x", "HostConfig": {"SecurityOpt": ["apparmor=x"]}})
+    assert len(warnings) == 1 and "apparmor=x" in warnings[0] and "not applied" in warnings[0]
+    for opt, match in (("seccomp=x", "Decoding seccomp profile failed"),
+                       ('seccomp={"syscalls": []}', "no defaultAction"),
+                       ("systempaths=open", 'invalid --security-opt 2: "systempaths=open"'),
+                       ("bogus", 'invalid --security-opt 2: "bogus"')):
+        with pytest.raises(InvalidArgument, match=re.escape(match)):
+            translate({"Image": "x", "HostConfig": {"SecurityOpt": [opt]}})
 
 
 def test_only_v_binds_and_create_mountpoint_make_a_missing_host_dir() -> None:

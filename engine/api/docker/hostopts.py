@@ -72,6 +72,8 @@ def _default_paths(field: str, value: Any) -> bool:
     """MaskedPaths/ReadonlyPaths that are the defaults inspect shows (ours, or an older
     Docker's without /sys/devices/virtual/powercap): a client that sends an inspected
     HostConfig back asks for nothing unusual."""
+    if value == []:
+        return True  # the docker CLI's `--security-opt systempaths=unconfined`
     if field == "MaskedPaths":
         default = set(oci_spec.MASKED_PATHS)
         return set(value) in (default, default - {"/sys/devices/virtual/powercap"})

@@ -20,6 +20,7 @@ from engine.api.docker import inspect_host
 from engine.api.docker import models as m
 from engine.core import oci_spec
 from engine.core.networks import start_networks
+from engine.core.security_opts import SYSTEMPATHS_UNCONFINED, parse_security_opts
 from engine.core.units import human_duration
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
@@ -136,6 +137,14 @@ def health_state(c: ContainerView, results: Sequence[Any] = (),
                                  ExitCode=r.exit_code, Output=r.output) for r in results])
 
 
+def _system_paths(cfg: ContainerConfig, default: Sequence[str]) -> list[str] | None:
+    """Masked or read-only paths as inspect shows them: none when privileged, an empty
+    list with systempaths=unconfined, else the defaults."""
+    if cfg.privileged:
+        return None
+    return [] if parse_security_opts(cfg.security_opt).unconfined_paths else list(default)
+
+
 def host_config(cfg: ContainerConfig) -> m.HostConfig:
     return m.HostConfig(
         NetworkMode=cfg.network_mode,
@@ -151,10 +160,13 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
         Privileged=cfg.privileged,
         CapAdd=list(cfg.cap_add) or None,
         CapDrop=list(cfg.cap_drop) or None,
-        SecurityOpt=["no-new-privileges"] if cfg.no_new_privileges else None,
+        # systempaths=unconfined shows as the empty lists below, as Docker shows it
+        SecurityOpt=[o for o in cfg.security_opt if o != SYSTEMPATHS_UNCONFINED] or (
+            ["no-new-privileges"] if cfg.no_new_privileges and not cfg.security_opt
+            else None),
         # what the spec masks and makes read-only (none when privileged), as Docker shows
-        MaskedPaths=None if cfg.privileged else list(oci_spec.MASKED_PATHS),
-        ReadonlyPaths=None if cfg.privileged else list(oci_spec.READONLY_PATHS),
+        MaskedPaths=_system_paths(cfg, oci_spec.MASKED_PATHS),
+        ReadonlyPaths=_system_paths(cfg, oci_spec.READONLY_PATHS),
         LogConfig=m.LogConfig(Type=cfg.log_driver, Config=dict(cfg.log_options)),
         **inspect_host.host_config_fields(cfg),
     )

@@ -23,6 +23,7 @@ from engine.api.docker.models import ContainerCreateBody, HealthConfig, HostConf
 from engine.core import health
 from engine.core.errors import InvalidArgument
 from engine.core.networks import check_network_name
+from engine.core.security_opts import SYSTEMPATHS_UNCONFINED, parse_security_opts
 from engine.core.volume_plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
 from events.vocabulary import ContainerUpdated
@@ -97,7 +98,9 @@ def create_body_to_config(
         "privileged": bool(host.Privileged),
         "cap_add": _caps(host.CapAdd),
         "cap_drop": _caps(host.CapDrop),
-        "no_new_privileges": _no_new_privileges(host.SecurityOpt, warnings),
+        "no_new_privileges": parse_security_opts(host.SecurityOpt or [],
+                                                 warnings).no_new_privileges,
+        "security_opt": _security_opt(host),
         "network_mode": _network_mode(host.NetworkMode),
         "mounts": _mounts(host, body.Volumes),
         "ports": ports,
@@ -315,17 +318,15 @@ def _caps(caps: list[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _no_new_privileges(opts: list[str] | None, warnings: list[str]) -> bool:
-    result = False
-    for opt in opts or []:
-        key, sep, value = opt.replace(":", "=", 1).partition("=")
-        if key == "no-new-privileges":
-            if sep and value not in ("true", "false"):
-                raise InvalidArgument(f"invalid --security-opt {opt!r}: expected true or false")
-            result = not sep or value == "true"
-        else:
-            warnings.append(f"security option {opt!r} is not supported yet and was ignored")
-    return result
+def _security_opt(host: HostConfig) -> tuple[str, ...]:
+    """The options as given; the docker CLI turns `--security-opt systempaths=unconfined`
+    into empty MaskedPaths and ReadonlyPaths lists (null is the default), which we keep as
+    that option (inspect shows the empty lists, as Docker does, not the option)."""
+    opts = tuple(host.SecurityOpt or ())
+    if (host.MaskedPaths == [] or host.ReadonlyPaths == []) \
+            and SYSTEMPATHS_UNCONFINED not in opts:
+        opts += (SYSTEMPATHS_UNCONFINED,)
+    return opts
 
 
 def _network_mode(mode: str | None) -> str:
