@@ -6,9 +6,8 @@ I/O: none. The two bodies below were captured from the real docker CLI 28.2 (`do
 
 from __future__ import annotations
 
-import re
-
 import ast
+import re
 from pathlib import Path
 
 import msgspec
