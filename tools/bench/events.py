@@ -47,6 +47,7 @@ import trio
 from events.codec import encode_event
 from events.envelope import Actor, Envelope, Pending
 from events.redact import redact_env
+from events.sqlite_backend import SqliteBackend
 from events.store import EventStore
 from events.values import ContainerConfig, RestartPolicy
 from events.vocabulary import (
@@ -430,6 +431,7 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     store: EventStore[Any] = EventStore.open(path)
     # The floor under verify and rebuild: sqlite3 handing Python the rows and nothing else.
     t = time.perf_counter()
+    assert isinstance(store._r, SqliteBackend)
     for _ in store._r.conn.execute("SELECT * FROM events ORDER BY seq"):
         pass
     out["sqlite_fetch_floor_rows_per_s"] = total / (time.perf_counter() - t)
