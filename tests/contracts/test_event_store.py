@@ -11,7 +11,6 @@ second log holding the same rows.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 import sqlite3
 import stat
@@ -26,7 +25,7 @@ import msgspec
 import pytest
 import trio
 
-from engine.testing.postgres import PostgresCluster, postgres_available
+from engine.testing.postgres import PostgresCluster
 from events.codec import CodecError, canonical_bytes
 from events.envelope import Actor, Envelope, Pending
 from events.follow import SlowConsumer, follow, follow_polling
@@ -45,6 +44,7 @@ from events.vocabulary import (
     VolumeRemoved,
 )
 from events.writer import WriterClosed, open_store_writer
+from tests.contracts.conftest import DAEMON_ROLE, fresh_host
 
 ALICE = Actor(uid=1000, gid=1000, pid=4242, loginuid=1000, command=("shipslog", "volume"))
 DAEMON = Actor(uid=0, gid=0, pid=1, via="daemon")
@@ -120,22 +120,6 @@ class Backend:
 
 
 BACKENDS = ["memory", "file", "postgresql"]
-_hosts = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    why = postgres_available()
-    if why is not None:
-        pytest.skip(why)
-    from events.pg_schema import SCHEMA, grant_store_role
-
-    with PostgresCluster.start() as cluster:  # under /tmp: postgres must reach it
-        cluster.psql(SCHEMA)
-        # The daemon's role: SELECT and INSERT on the shared tables, nothing more.
-        cluster.psql("CREATE ROLE daemon LOGIN")
-        cluster.psql(grant_store_role("daemon", "shipslog"))
-        yield cluster
 
 
 @pytest.fixture(params=BACKENDS)
@@ -144,9 +128,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     pg: PostgresCluster | None = None
     if request.param == "postgresql":
         pg = request.getfixturevalue("pg_cluster")
-        location = pg.dsn_for("daemon")
-        host = f"t{next(_hosts)}-{request.node.name[:30].replace('[', '-').strip(']')}"
-        host = "".join(c if c.isalnum() or c in "-_." else "-" for c in host)
+        location = pg.dsn_for(DAEMON_ROLE)
+        host: str | None = fresh_host(request.node.name)
         path = None
     else:
         path = None if request.param == "memory" else tmp_path / "events.db"
@@ -171,7 +154,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def _pg_copy(backend: Backend, store: EventStore[Any]) -> EventStore[Any]:
     """Another host holding `store`'s rows and chain head, copied by the superuser."""
     assert backend.pg is not None
-    name = f"copy{next(_hosts)}"
+    name = fresh_host("copy")
     backend.pg.psql(
         "SET session_replication_role = replica;"
         f"INSERT INTO shipslog.hosts SELECT '{name}', mode, head, last_hash, registered_at "
