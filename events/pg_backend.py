@@ -217,6 +217,9 @@ class PostgresBackend:
                     "grant_store_role(ROLE, DATABASE) for this role") from exc
             raise
 
+    def describe(self) -> str:
+        return f"{display_url(self.url)} (host {self.host})"
+
     def schema_version(self) -> int:
         if self._one("SELECT to_regclass('shipslog.meta')")[0] is None:
             raise StoreError(f"no shipslog event log in {display_url(self.url)}",
@@ -236,12 +239,14 @@ class PostgresBackend:
     # --- errors --------------------------------------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0][:200] if lines else type(exc).__name__
+        hint = ("start PostgreSQL or restore the network to it; nothing of this operation was "
+                "recorded or done, reads keep working")
+        # The hint is in the message too: the API's error body carries the message only.
         error = StoreUnavailable(
-            f"the event store is unavailable: PostgreSQL at {_server(self.url)} "
-            f"({display_url(self.url)}) cannot be reached: {reason}",
-            "start PostgreSQL or restore the network to it; nothing of this operation was "
-            "recorded or done, and reads keep working")
+            f"the event store is unavailable: PostgreSQL at {_server(self.url)} cannot be "
+            f"reached ({reason}) (hint: {hint})", hint)
         error.__cause__ = exc
         return error
 

@@ -210,6 +210,10 @@ class EventStore(Generic[State]):
         self._vcache_head = -1
         self.path = writer.path  # the SQLite file; None for memory and PostgreSQL
         self.location = writer.location
+        # Where `verify` looks for compaction archives by default: beside an SQLite file; a
+        # daemon on PostgreSQL sets its state root's archive/ (the store writes none itself).
+        self.archive_dir: Path | None = (
+            Path(self.path).parent / "archive" if self.path is not None else None)
         # Snapshot the projection every this many events (rebuilds, loads, the daemon's
         # `snapshot_if_due`); `_snapshot_seq` is the newest one written or found.
         self.snapshot_every = SNAPSHOT_EVERY
@@ -276,6 +280,12 @@ class EventStore(Generic[State]):
             store._load_projection()
         return store
 
+    def describe(self) -> str:
+        """Where the log lives, for `info`: the file, or `postgresql://user@host:port/db (host
+        NAME)` (never a password)."""
+        describe = getattr(self._w, "describe", None)
+        return describe() if describe is not None else self.location
+
     def close(self) -> None:
         with self._wlock, self._rlock:
             if self._r is not self._w:
@@ -293,10 +303,12 @@ class EventStore(Generic[State]):
 
         For :memory: there is only one database per connection, so this returns self.
         """
-        if self._r is self._w:
+        if self.location == ":memory:":
             return self
-        backend = self._w.reader()
-        return EventStore(backend, backend, readonly=True, projection=None)
+        backend = self._r.reader()
+        reader: EventStore[State] = EventStore(backend, backend, readonly=True, projection=None)
+        reader.archive_dir = self.archive_dir
+        return reader
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -404,8 +416,8 @@ class EventStore(Generic[State]):
             head = self._r.head()[0]
         limit = head if until_seq is None else min(until_seq, head)
         chain = self._verify_links(limit, workers)
-        if archive_dir is None and self.path is not None:
-            archive_dir = Path(self.path).parent / "archive"
+        if archive_dir is None:
+            archive_dir = self.archive_dir
         with self._rlock:
             compacted = _check_compactions(self._r, limit, archive_dir)
         problems = [p for p in (chain, compacted.problem) if p is not None and p[0] is not None]
