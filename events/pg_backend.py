@@ -163,7 +163,8 @@ class PostgresBackend:
 
     def _in_transaction(self) -> bool:
         conn = self.conn
-        return conn is not None and not conn.closed and \
+        # A broken connection holds no transaction: the server rolled it back.
+        return conn is not None and not conn.closed and not conn.broken and \
             conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def _one(self, query: Any, params: Sequence[Any] | None = None) -> Any:

@@ -162,6 +162,19 @@ def test_appends_fail_fast_while_the_database_is_down_and_resume_after(
         store.close()
 
 
+def test_a_restart_between_two_appends_goes_unnoticed(own_cluster: PostgresCluster) -> None:
+    # The connection died with the old server; the next append reconnects, it does not fail.
+    store: EventStore[Any] = EventStore.open(own_cluster.dsn_for(DAEMON_ROLE),
+                                             host_name="restarted")
+    try:
+        _append(store, "a")
+        own_cluster.restart()
+        assert _append(store, "b") == 2
+        assert store.head() == 2 and store.verify().ok
+    finally:
+        store.close()
+
+
 async def test_the_writer_reports_the_outage_to_every_caller(
         own_cluster: PostgresCluster) -> None:
     store: EventStore[Any] = EventStore.open(own_cluster.dsn_for(DAEMON_ROLE),
