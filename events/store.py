@@ -20,7 +20,7 @@ Guarantees (DESIGN.md, "The event log"):
 - File databases run in WAL mode with `synchronous=FULL` (an acknowledged event survives power
   loss, RELIABILITY F-06) and a finite busy timeout (F-13); files are created 0600 (S-08/S-01).
   The -wal file is preallocated to its checkpoint size, so each commit's fdatasync flushes an
-  overwrite, not a file growth (`StoreBackend.preallocate_wal`); `checkpoint()` lets the
+  overwrite, not a file growth (`SqliteBackend.preallocate_wal`); `checkpoint()` lets the
   daemon's writer checkpoint when idle instead of inside an appender's COMMIT.
 - Inline projections are folded and written in the same transaction as the events
   (read-your-writes); `rebuild()` rebuilds their tables from zero and swaps them in atomically.
