@@ -23,6 +23,9 @@ How the store's guarantees map here:
 - compaction: `shipslog.compact_events` (SECURITY DEFINER, owned by the schema owner) moves
   the rows to tombstones with `shipslog.compacting` set for its transaction only; the store
   writes the archive file as for SQLite;
+- readers (followers, API reads) take connections from a psycopg_pool `ConnectionPool` the
+  writer's backend owns (checked on checkout, so a connection that died with a restarted server
+  is replaced, not handed out); past `_READERS_MAX` held at once a reader gets its own;
 - errors: a lost or refused connection is `StoreUnavailable`, naming the server's host:port;
   a lock wait past the timeout `StoreBusy`; a full disk `StoreFull`; anything else a
   `StoreError`. A broken connection is reopened at the next transaction or read.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import platform
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +48,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from events.backend import EventFilter, Row, RowChangeLike
 from events.hashing import GENESIS_HASH, WindowResult, check_window, verify_chain
@@ -54,6 +59,7 @@ __all__ = ["PostgresBackend", "default_host_name", "display_url"]
 
 _VERIFY_WINDOW = 8192
 _CONNECT_TIMEOUT_S = 5  # unless the URL says otherwise: appends must fail fast when it is down
+_READERS_MAX = 64  # pooled reader connections (followers hold one each while they follow)
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 _EVENT_COLUMNS = (
@@ -112,6 +118,10 @@ class PostgresBackend:
         self.schema = "host_" + re.sub(r"[^a-z0-9_]", "_", host.lower())
         self._ident = sql.Identifier(self.schema)
         self.conn: psycopg.Connection[Any] | None = None
+        # Readers' connections (follow, API reads) come from a pool the writer's backend owns.
+        self._pool: ConnectionPool[Any] | None = None
+        self._pool_lock = threading.Lock()
+        self._borrowed_from: ConnectionPool[Any] | None = None
 
     # --- connection and schema ---------------------------------------------------------
 
@@ -129,7 +139,7 @@ class PostgresBackend:
         backend._open()
         return backend
 
-    def _open(self) -> None:
+    def _conninfo(self) -> str:
         try:
             params = conninfo_to_dict(self.url)
         except psycopg.Error as exc:
@@ -137,16 +147,28 @@ class PostgresBackend:
                              "use postgresql://user@host:port/database?sslmode=…") from exc
         params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
         params.setdefault("application_name", f"shipslogd {self.host}")
-        try:
-            conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
+        return make_conninfo("", **params)
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
         # Durable commits even if the server's default is `off`; a finite lock wait (F-13).
         conn.execute("SET synchronous_commit = on")
         conn.execute(sql.SQL("SET lock_timeout = {}").format(
             sql.Literal(f"{int(self.timeout * 1000)}ms")))
         if self.readonly:
             conn.execute("SET default_transaction_read_only = on")
+
+    def _open(self) -> None:
+        if self._borrowed_from is not None:
+            try:
+                self.conn = self._borrowed_from.getconn(timeout=_CONNECT_TIMEOUT_S)
+            except PoolTimeout as exc:
+                raise self._unavailable(exc) from exc
+            return
+        try:
+            conn = psycopg.connect(self._conninfo(), autocommit=True)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        self._configure(conn)
         self.conn = conn
 
     def _conn(self) -> psycopg.Connection[Any]:
@@ -154,12 +176,18 @@ class PostgresBackend:
         conn = self.conn
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
-                conn.close()
+                self._release(conn)
             self.conn = None
             self._open()
             conn = self.conn
         assert conn is not None
         return conn
+
+    def _release(self, conn: psycopg.Connection[Any]) -> None:
+        if self._borrowed_from is not None:
+            self._borrowed_from.putconn(conn)  # a broken one is discarded by the pool
+        else:
+            conn.close()
 
     def _in_transaction(self) -> bool:
         conn = self.conn
@@ -229,13 +257,32 @@ class PostgresBackend:
         return int(row[0]) if row else 0
 
     def reader(self) -> PostgresBackend:
-        return PostgresBackend.connect(self.url, host_name=self.host, readonly=True,
-                                       timeout=self.timeout)
+        """A read-only backend on a connection from this log's reader pool: an API read
+        costs a checked-out connection (~0.2 ms here), not a new one (~13 ms)."""
+        with self._pool_lock:
+            if self._pool is None:
+                readers = PostgresBackend(self.url, self.host, readonly=True,
+                                          timeout=self.timeout)
+                self._pool = ConnectionPool(
+                    self._conninfo(), kwargs={"autocommit": True}, min_size=0,
+                    max_size=_READERS_MAX, configure=readers._configure,
+                    check=ConnectionPool.check_connection, max_idle=60.0,
+                    name=f"shipslog-readers-{self.host}", open=True)
+        backend = PostgresBackend(self.url, self.host, readonly=True, timeout=self.timeout)
+        stats = self._pool.get_stats()
+        if stats.get("pool_size", 0) < _READERS_MAX or stats.get("pool_available", 0):
+            backend._borrowed_from = self._pool
+        # else every pooled connection is held (long followers): one of its own, not a wait
+        backend._open()
+        return backend
 
     def close(self) -> None:
         if self.conn is not None:
-            self.conn.close()
+            self._release(self.conn)
             self.conn = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     # --- errors --------------------------------------------------------------------------
 
