@@ -26,7 +26,7 @@ a writer needs no UPDATE right on them; a writer registers its host with
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "grant_roles"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "grant_roles", "grant_store_role"]
 
 SCHEMA_VERSION = 1
 
@@ -184,6 +184,60 @@ $$;
 
 INSERT INTO shipslog.meta (key, value) VALUES ('schema_version', '1')
     ON CONFLICT (key) DO NOTHING;
+
+-- Compaction of a host on PostgreSQL (events/pg_backend.py): the one sanctioned DELETE. Runs as
+-- the owner with `shipslog.compacting` on for this transaction only; the tombstones keep each
+-- moved event's own stored hash (taken from its row, not from the caller), and `compaction`
+-- must be the seq the host's ChainCompacted event gets next, which a deferred check requires
+-- to exist at COMMIT: events never leave the log without a summary in the chain.
+CREATE OR REPLACE FUNCTION shipslog.compact_events(name text, seqs bigint[], compaction bigint)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, shipslog AS $$
+DECLARE
+    moved integer;
+BEGIN
+    IF compaction IS DISTINCT FROM (SELECT head + 1 FROM shipslog.hosts WHERE host = name
+                                    AND mode = 'store') THEN
+        RAISE EXCEPTION 'compaction % of host % is not its next event', compaction, name
+            USING ERRCODE = 'SL005';
+    END IF;
+    INSERT INTO shipslog.tombstones (host, seq, hash, compaction)
+        SELECT e.host, e.seq, e.hash, compaction FROM shipslog.events e
+        WHERE e.host = name AND e.seq = ANY (seqs) ORDER BY e.seq;
+    PERFORM set_config('shipslog.compacting', 'on', true);
+    DELETE FROM shipslog.events WHERE host = name AND seq = ANY (seqs);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    PERFORM set_config('shipslog.compacting', 'off', true);
+    IF moved <> cardinality(seqs) THEN
+        RAISE EXCEPTION 'compaction of host % found % of % events', name, moved,
+            cardinality(seqs) USING ERRCODE = 'SL005';
+    END IF;
+    RETURN moved;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION shipslog.compact_events(text, bigint[], bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shipslog.tombstone_summarised() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, shipslog AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM shipslog.events WHERE host = NEW.host
+                   AND seq = NEW.compaction AND type = 'ChainCompacted') THEN
+        RAISE EXCEPTION 'event % of host % was archived without a ChainCompacted event %',
+            NEW.seq, NEW.host, NEW.compaction USING ERRCODE = 'SL005';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tombstones_summarised') THEN
+        CREATE CONSTRAINT TRIGGER tombstones_summarised AFTER INSERT ON shipslog.tombstones
+            DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION shipslog.tombstone_summarised();
+    END IF;
+END
+$$;
 """
 
 
@@ -198,4 +252,17 @@ def grant_roles(role: str) -> str:
         f"GRANT SELECT ON shipslog.hosts, shipslog.meta TO {role};\n"
         f"GRANT EXECUTE ON FUNCTION shipslog.register_host(text, text, bigint) TO {role};\n"
         f"GRANT USAGE ON SEQUENCE shipslog.alerts_id_seq TO {role};\n"
+    )
+
+
+def grant_store_role(role: str, database: str) -> str:
+    """SQL for the role a daemon run with `--store postgresql://…` uses: `grant_roles` (append
+    and read the shared tables), compaction through `shipslog.compact_events` (the owner's
+    function: the role itself still has no UPDATE or DELETE), and CREATE on the database for
+    its host's own schema (`host_<name>`: projection tables and snapshots, derived data)."""
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"invalid database name {database!r}")
+    return grant_roles(role) + (
+        f"GRANT EXECUTE ON FUNCTION shipslog.compact_events(text, bigint[], bigint) TO {role};\n"
+        f"GRANT CREATE ON DATABASE {database} TO {role};\n"
     )

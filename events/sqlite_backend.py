@@ -2,8 +2,9 @@
 tables, snapshots and compaction's tombstones, on one `sqlite3` connection.
 
 I/O: SQLite files, and `/proc/locks` + `/proc/PID/comm` to name the process holding the write
-lock when a write times out. `EventStore` (events/store.py) holds the rules; this class is
-the seam where a PostgreSQL backend would plug in.
+lock when a write times out. `EventStore` (events/store.py) holds the rules; `SqliteBackend`
+implements the public seam `events.backend.StoreBackend`, as events/pg_backend.py does for
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,31 +12,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
+from events.backend import EventFilter, Row, RowChangeLike
 from events.codec import FORBIDDEN_IN_FIELDS, decode_actor, decode_event, decoders
 from events.envelope import Envelope
 from events.hashing import GENESIS_HASH, VerifyResult, WindowResult, check_window, verify_chain
-from events.store_errors import StoreBusy, StoreError
+from events.store_errors import StoreBusy, StoreError, StoreFull
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 2000
 _VERIFY_WINDOW = 8192  # events per SQL read in verify
 
-
-class RowChangeLike(Protocol):
-    """What the store reads from a projection's row changes: `RowChange`, or a projection's
-    own Struct with the same three fields."""
-
-    @property
-    def table(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def doc(self) -> bytes | None: ...
 
 
 _EVENT_COLUMNS = (
@@ -134,21 +125,19 @@ _NO_DELETE_TRIGGER = (
     "    BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END"
 )
 
-Row = tuple[Any, ...]
-
-
-class _SqliteBackend:
-    """Every SQL statement the store runs. A PostgreSQL backend would implement the same."""
+class SqliteBackend:
+    """Every SQL statement the store runs on SQLite (`events.backend.StoreBackend`)."""
 
     def __init__(self, conn: sqlite3.Connection, path: str | None, timeout: float) -> None:
         self.conn = conn
         self.path = path  # None for :memory:
         self.timeout = timeout
+        self.location = path or ":memory:"
 
     # --- connection and schema ---------------------------------------------------------
 
     @classmethod
-    def connect(cls, path: str, *, readonly: bool, timeout: float) -> _SqliteBackend:
+    def connect(cls, path: str, *, readonly: bool, timeout: float) -> SqliteBackend:
         if path == ":memory:":
             conn = sqlite3.connect(
                 ":memory:", isolation_level=None, check_same_thread=False, timeout=timeout
@@ -237,6 +226,29 @@ class _SqliteBackend:
         # No fdatasync here: the first commit's own sync writes the zeros and the new size
         # once; every later commit in this region overwrites.
 
+    def reader(self) -> SqliteBackend:
+        if self.path is None:
+            return self  # one database per :memory: connection
+        return SqliteBackend.connect(self.path, readonly=True, timeout=self.timeout)
+
+    def translate(self, exc: BaseException) -> Exception:
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13)
+                or "disk is full" in str(exc)):
+            error: StoreError = StoreFull(
+                "no space left on device: the event log could not record the operation",
+                "free space on the state root's filesystem; nothing of it was recorded")
+            error.__cause__ = exc
+            return error
+        if isinstance(exc, sqlite3.Error):
+            error = StoreError(f"event log write failed: {exc}", "check disk space and permissions")
+            error.__cause__ = exc
+            return error
+        assert isinstance(exc, Exception)
+        return exc
+
     def schema_version(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return int(row[0]) if row else 0
@@ -265,8 +277,10 @@ class _SqliteBackend:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
-    def checkpoint(self) -> tuple[int, int]:
+    def checkpoint(self) -> tuple[int, int] | None:
         """A PASSIVE checkpoint: (frames in the WAL, frames now copied into the database)."""
+        if self.path is None:
+            return None
         busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(log), int(done)
 
@@ -319,17 +333,33 @@ class _SqliteBackend:
                 "INSERT INTO commands(command_id, first_seq, last_seq) VALUES (?,?,?)", commands
             )
 
-    def select_events(self, where: str, params: Sequence[Any], limit: int) -> list[Row]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?"
+    def select_events(self, after_seq: int, where: EventFilter, limit: int) -> list[Row]:
+        clauses = ["seq > ?"]
+        params: list[Any] = [after_seq]
+        for column, values in (("stream", where.streams), ("type", where.types)):
+            if values is not None:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        for clause, value in (
+            ("recorded_at >= ?", where.since_ns),
+            ("recorded_at <= ?", where.until_ns),
+            ("op_id = ?", where.op_id),
+            ("seq <= ?", where.until_seq),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+               "ORDER BY seq LIMIT ?")
         return self.conn.execute(sql, (*params, limit)).fetchall()
 
-    def cursor_events(self, after_seq: int, until_seq: int) -> sqlite3.Cursor:
+    def events_between(self, after_seq: int, until_seq: int) -> list[Row]:
         cur = self.conn.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
             (after_seq, until_seq),
         )
         cur.arraysize = _CHUNK
-        return cur
+        return cur.fetchall()
 
     def fold_rows(self, after_seq: int, until_seq: int) -> list[Row]:
         return self.conn.execute(
@@ -359,6 +389,17 @@ class _SqliteBackend:
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
         ).fetchone()
         return row is not None
+
+    def has_tombstones(self) -> bool:
+        return self.has_table("tombstones")
+
+    def count_tombstones(self, after_seq: int, until_seq: int) -> int:
+        if not self.has_table("tombstones"):
+            return 0
+        row = self.conn.execute(
+            "SELECT count(*) FROM tombstones WHERE seq > ? AND seq <= ?", (after_seq, until_seq)
+        ).fetchone()
+        return int(row[0])
 
     def stored_hash(self, seq: int) -> str | None:
         """The hash stored for event `seq`, live or archived (None: no such event)."""
@@ -560,9 +601,14 @@ class _SqliteBackend:
             "DELETE FROM projection_snapshots WHERE name=? AND seq>?", (name, after)
         )
 
-    def read_rows(self, table: str) -> list[tuple[str, bytes]]:
+    def read_rows(self, table: str) -> list[tuple[str, bytes]] | None:
         _check_table(table)
-        return self.conn.execute(f"SELECT key, doc FROM {table} ORDER BY key").fetchall()
+        try:
+            return self.conn.execute(f"SELECT key, doc FROM {table} ORDER BY key").fetchall()
+        except sqlite3.OperationalError:
+            if self.has_table(table):
+                raise
+            return None
 
 
 _NUL, _SEPARATOR, _NO_COMMAND = FORBIDDEN_IN_FIELDS
@@ -670,3 +716,7 @@ def _envelope(row: Row) -> Envelope:
         command_id=cmd,
         hash=row[10],
     )
+
+
+# The name it had while it was private (tools and tests of earlier commits).
+_SqliteBackend = SqliteBackend

@@ -1,7 +1,9 @@
-"""The event store: an append-only, hash-chained event log in SQLite, with inline projections.
+"""The event store: an append-only, hash-chained event log, with inline projections.
 
-I/O: SQLite files through `events/sqlite_backend.py` (every SQL statement lives there), and
-worker processes for a parallel `verify` (`events/verification.py`).
+I/O: a database through a `StoreBackend` (events/backend.py): SQLite files through
+`events/sqlite_backend.py` (the default), or PostgreSQL through `events/pg_backend.py` for a
+`postgresql://` location; and worker processes for a parallel `verify` of an SQLite file
+(`events/verification.py`).
 
 Guarantees (DESIGN.md, "The event log"):
 - `seq` is global and gap-free: it is assigned here as head+1 inside a `BEGIN IMMEDIATE`
@@ -18,13 +20,13 @@ Guarantees (DESIGN.md, "The event log"):
 - File databases run in WAL mode with `synchronous=FULL` (an acknowledged event survives power
   loss, RELIABILITY F-06) and a finite busy timeout (F-13); files are created 0600 (S-08/S-01).
   The -wal file is preallocated to its checkpoint size, so each commit's fdatasync flushes an
-  overwrite, not a file growth (`_SqliteBackend.preallocate_wal`); `checkpoint()` lets the
+  overwrite, not a file growth (`SqliteBackend.preallocate_wal`); `checkpoint()` lets the
   daemon's writer checkpoint when idle instead of inside an appender's COMMIT.
 - Inline projections are folded and written in the same transaction as the events
   (read-your-writes); `rebuild()` rebuilds their tables from zero and swaps them in atomically.
 
-SQL lives in `_SqliteBackend` (events/sqlite_backend.py: the seam a PostgreSQL backend would
-implement); errors in events/store_errors.py, re-exported here. `events/writer.py` drives
+SQL lives in the backends (the public seam is `events.backend.StoreBackend`); errors in
+events/store_errors.py, re-exported here. `events/writer.py` drives
 `append_group` from one thread to commit many callers' batches with one fsync.
 """
 
@@ -35,7 +37,6 @@ import gc
 import hashlib
 import logging
 import multiprocessing
-import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -71,24 +72,31 @@ __all__ = [
     "InlineProjection",
     "RowChange",
     "RowChangeLike",
+    "StoreBackend",
     "StoreBusy",
     "StoreError",
     "StoreFull",
+    "StoreUnavailable",
 ]
 
+from events.backend import EventFilter, Row, RowChangeLike, StoreBackend
 from events.sqlite_backend import (
     _CHUNK,
     _CURRENT_DECODERS,
     BUSY_TIMEOUT_S,
     SCHEMA_VERSION,
-    Row,
-    RowChangeLike,
+    SqliteBackend,
     _check_text,
     _decode_payload,
     _envelope,
-    _SqliteBackend,
 )
-from events.store_errors import ConcurrencyConflict, StoreBusy, StoreError, StoreFull
+from events.store_errors import (
+    ConcurrencyConflict,
+    StoreBusy,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from events.verification import (
     ArchiveWriter,
     CompactionReport,
@@ -181,8 +189,8 @@ class EventStore(Generic[State]):
 
     def __init__(
         self,
-        writer: _SqliteBackend,
-        reader: _SqliteBackend,
+        writer: StoreBackend,
+        reader: StoreBackend,
         *,
         readonly: bool,
         projection: InlineProjection[State] | None,
@@ -200,7 +208,12 @@ class EventStore(Generic[State]):
         # under us (another process appended).
         self._vcache: dict[str, int] = {}
         self._vcache_head = -1
-        self.path = writer.path
+        self.path = writer.path  # the SQLite file; None for memory and PostgreSQL
+        self.location = writer.location
+        # Where `verify` looks for compaction archives by default: beside an SQLite file; a
+        # daemon on PostgreSQL sets its state root's archive/ (the store writes none itself).
+        self.archive_dir: Path | None = (
+            Path(self.path).parent / "archive" if self.path is not None else None)
         # Snapshot the projection every this many events (rebuilds, loads, the daemon's
         # `snapshot_if_due`); `_snapshot_seq` is the newest one written or found.
         self.snapshot_every = SNAPSHOT_EVERY
@@ -216,49 +229,62 @@ class EventStore(Generic[State]):
         readonly: bool = False,
         projection: InlineProjection[State] | None = None,
         busy_timeout: float = BUSY_TIMEOUT_S,
+        host_name: str | None = None,
     ) -> EventStore[State]:
-        path = str(path)
-        timeout = busy_timeout
-        if path != ":memory:" and readonly and not Path(path).exists():
-            raise StoreError(f"no event log at {path}", "check --root / SHIPSLOG_ROOT")
-        opened: list[_SqliteBackend] = []
+        """Open the log at `path`: an SQLite file (or ":memory:"), or a PostgreSQL database
+        given as a `postgresql://` URL, where the log is the one of `host_name` (default:
+        this machine's name; see events/pg_backend.py)."""
+        location = str(path)
+        opened: list[StoreBackend] = []
         try:
-            writer = _SqliteBackend.connect(path, readonly=readonly, timeout=timeout)
-            opened.append(writer)
-            if path == ":memory:" or readonly:
-                reader = writer
+            if location.startswith(("postgresql://", "postgres://")):
+                from events.pg_backend import PostgresBackend
+
+                writer: StoreBackend = PostgresBackend.connect(
+                    location, host_name=host_name, readonly=readonly, timeout=busy_timeout)
             else:
-                reader = _SqliteBackend.connect(path, readonly=True, timeout=timeout)
+                if location != ":memory:" and readonly and not Path(location).exists():
+                    raise StoreError(f"no event log at {location}",
+                                     "check --root / SHIPSLOG_ROOT")
+                writer = SqliteBackend.connect(location, readonly=readonly, timeout=busy_timeout)
+            opened.append(writer)
+            reader = writer if readonly else writer.reader()
+            if reader is not writer:
                 opened.append(reader)
             if not readonly:
                 writer.create_schema()
             version = writer.schema_version()
-        except (sqlite3.Error, OSError) as exc:
-            for backend in opened:
-                backend.close()
-            if isinstance(exc, StoreError):
-                raise
-            # A damaged or foreign file must not crash startup with a traceback (F-15).
-            raise StoreError(
-                f"cannot open event log {path}: {exc}",
-                "check the path and its permissions (the log is 0600, owned by root); if the "
-                "file is damaged, restore it from backup",
-            ) from exc
         except StoreError:
             for backend in opened:
                 backend.close()
             raise
+        except Exception as exc:
+            for backend in opened:
+                backend.close()
+            # A damaged or foreign file must not crash startup with a traceback (F-15).
+            raise StoreError(
+                f"cannot open event log {location}: {exc}",
+                "check the path and its permissions (the log is 0600, owned by root); if the "
+                "file is damaged, restore it from backup",
+            ) from exc
         if version > SCHEMA_VERSION:
             for backend in opened:
                 backend.close()
             raise StoreError(
-                f"event log {path} has store schema {version}, this build knows {SCHEMA_VERSION}",
+                f"event log {location} has store schema {version}, this build knows "
+                f"{SCHEMA_VERSION}",
                 "upgrade shipslog",
             )
         store = cls(writer, reader, readonly=readonly, projection=projection)
         if projection is not None:
             store._load_projection()
         return store
+
+    def describe(self) -> str:
+        """Where the log lives, for `info`: the file, or `postgresql://user@host:port/db (host
+        NAME)` (never a password)."""
+        describe = getattr(self._w, "describe", None)
+        return describe() if describe is not None else self.location
 
     def close(self) -> None:
         with self._wlock, self._rlock:
@@ -277,9 +303,12 @@ class EventStore(Generic[State]):
 
         For :memory: there is only one database per connection, so this returns self.
         """
-        if self.path is None:
+        if self.location == ":memory:":
             return self
-        return EventStore.open(self.path, readonly=True)
+        backend = self._r.reader()
+        reader: EventStore[State] = EventStore(backend, backend, readonly=True, projection=None)
+        reader.archive_dir = self.archive_dir
+        return reader
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -324,32 +353,17 @@ class EventStore(Generic[State]):
         Pages by seq (keyset), so no read transaction stays open between pages: a slow
         consumer never holds back WAL checkpoints (RELIABILITY F-13).
         """
-        clauses = ["seq > ?"]
-        params: list[Any] = []
         if stream is not None:
             streams = [stream, *(streams or ())]
-        for column, values in (("stream", streams), ("type", types)):
-            if values is not None:
-                if not values:
-                    return
-                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-                params.extend(values)
-        for clause, value in (
-            ("recorded_at >= ?", since_ns),
-            ("recorded_at <= ?", until_ns),
-            ("op_id = ?", op_id),
-            ("seq <= ?", until_seq),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = " AND ".join(clauses)
+        if (streams is not None and not streams) or (types is not None and not types):
+            return
+        where = EventFilter(streams, types, since_ns, until_ns, op_id, until_seq)
         remaining = limit
         cursor = after_seq
         while remaining is None or remaining > 0:
             page = _CHUNK if remaining is None else min(_CHUNK, remaining)
             with self._rlock:
-                rows = self._r.select_events(where, (cursor, *params), page)
+                rows = self._r.select_events(cursor, where, page)
             for row in rows:
                 yield _envelope(row)
             if len(rows) < page:
@@ -360,14 +374,13 @@ class EventStore(Generic[State]):
 
     def read_rows(self, table: str) -> Iterator[tuple[str, bytes]]:
         """A projection table's rows `(key, doc)`, ordered by key (the CLI's `ps` from the DB)."""
-        try:
-            with self._rlock:
-                rows = self._r.read_rows(f"proj_{table}")
-        except sqlite3.OperationalError as exc:
+        with self._rlock:
+            rows = self._r.read_rows(f"proj_{table}")
+        if rows is None:
             raise StoreError(
-                f"projection table {table!r} is not built in this log: {exc}",
+                f"projection table {table!r} is not built in this log: no such table",
                 "start the daemon once (it builds projections), or run `shipslog system rebuild`",
-            ) from exc
+            )
         yield from rows
 
     def hash_at(self, seq: int) -> str | None:
@@ -378,12 +391,7 @@ class EventStore(Generic[State]):
     def archived_between(self, after_seq: int, until_seq: int) -> int:
         """How many events in seqs after_seq+1..until_seq were moved to an archive."""
         with self._rlock:
-            if not self._r.has_table("tombstones"):
-                return 0
-            row = self._r.conn.execute(
-                "SELECT count(*) FROM tombstones WHERE seq > ? AND seq <= ?",
-                (after_seq, until_seq)).fetchone()
-        return int(row[0])
+            return self._r.count_tombstones(after_seq, until_seq)
 
     def verify(
         self,
@@ -408,8 +416,8 @@ class EventStore(Generic[State]):
             head = self._r.head()[0]
         limit = head if until_seq is None else min(until_seq, head)
         chain = self._verify_links(limit, workers)
-        if archive_dir is None and self.path is not None:
-            archive_dir = Path(self.path).parent / "archive"
+        if archive_dir is None:
+            archive_dir = self.archive_dir
         with self._rlock:
             compacted = _check_compactions(self._r, limit, archive_dir)
         problems = [p for p in (chain, compacted.problem) if p is not None and p[0] is not None]
@@ -518,7 +526,7 @@ class EventStore(Generic[State]):
                         "check free space and permissions under the state root's archive/; "
                         "nothing was compacted") from exc
                 if isinstance(exc, Exception):
-                    raise _wrap(exc) from exc
+                    raise w.translate(exc) from exc
                 raise
             self._state, self._applied = staged, applied
             self._vcache.clear()  # archived streams no longer have rows
@@ -602,7 +610,7 @@ class EventStore(Generic[State]):
 
     @staticmethod
     def _fold_envelopes(
-        backend: _SqliteBackend, lock: threading.RLock, after: int, until: int
+        backend: StoreBackend, lock: threading.RLock, after: int, until: int
     ) -> Iterator[Envelope]:
         """Envelopes (after, until] for a rows-free fold: only the columns a fold reads
         (`hash` is "" and `command_id` None), actors decoded once per distinct blob."""
@@ -641,12 +649,11 @@ class EventStore(Generic[State]):
 
     @staticmethod
     def _chunks(
-        backend: _SqliteBackend, lock: threading.RLock, after: int, until: int
+        backend: StoreBackend, lock: threading.RLock, after: int, until: int
     ) -> Iterator[list[Envelope]]:
         while after < until:
             with lock:
-                cur = backend.cursor_events(after, min(until, after + 10 * _CHUNK))
-                rows = cur.fetchall()
+                rows = backend.events_between(after, min(until, after + 10 * _CHUNK))
             if not rows:
                 return
             for start in range(0, len(rows), _CHUNK):
@@ -702,8 +709,8 @@ class EventStore(Generic[State]):
             w = self._w
             try:
                 w.begin()
-            except (StoreError, sqlite3.Error) as exc:
-                return [_wrap(exc) for _ in batches]
+            except Exception as exc:  # noqa: BLE001 - every caller gets the error
+                return [w.translate(exc) for _ in batches]
             try:
                 head, last_hash = w.head()
                 if head != self._vcache_head:
@@ -737,7 +744,7 @@ class EventStore(Generic[State]):
                 w.rollback()
                 if not isinstance(exc, Exception):
                     raise
-                return [_wrap(exc) for _ in batches]
+                return [w.translate(exc) for _ in batches]
             self._state = staged
             self._applied = applied
             if len(self._vcache) > 100_000:
@@ -758,14 +765,14 @@ class EventStore(Generic[State]):
             return False
         with self._wlock:
             try:
-                log, done = self._w.checkpoint()
-            except sqlite3.Error:
-                return False  # e.g. SQLITE_BUSY: the next idle period tries again
-        return log == done
+                done = self._w.checkpoint()
+            except Exception:  # noqa: BLE001 - e.g. SQLITE_BUSY: the next idle period tries
+                return False
+        return done is not None and done[0] == done[1]
 
     def _stage(
         self,
-        w: _SqliteBackend,
+        w: StoreBackend,
         batches: Sequence[Batch],
         head: int,
         last_hash: str,
@@ -795,7 +802,7 @@ class EventStore(Generic[State]):
                     group.changes.extend(changes)
             except Exception as exc:  # noqa: BLE001 - fails this caller only
                 group.discard()
-                results.append(_wrap(exc))
+                results.append(w.translate(exc))
                 continue
             group.keep()
             if fresh:
@@ -806,7 +813,7 @@ class EventStore(Generic[State]):
             group.changes.extend(changes)
         return group, staged, results
 
-    def _catch_up(self, w: _SqliteBackend, head: int) -> tuple[Any, int]:
+    def _catch_up(self, w: StoreBackend, head: int) -> tuple[Any, int]:
         """Fold events another process appended since our state (e.g. a CLI writing directly)."""
         staged: Any = self._state
         if self.projection is None or head == self._applied:
@@ -816,7 +823,7 @@ class EventStore(Generic[State]):
             w.apply_changes("proj_", changes)
         return staged, head
 
-    def _version(self, w: _SqliteBackend, group: _Group, stream: str) -> int:
+    def _version(self, w: StoreBackend, group: _Group, stream: str) -> int:
         version = group.versions.get(stream)
         if version is None:
             version = self._vcache.get(stream)
@@ -827,7 +834,7 @@ class EventStore(Generic[State]):
         return version
 
     def _prepare(
-        self, w: _SqliteBackend, batch: Batch, group: _Group
+        self, w: StoreBackend, batch: Batch, group: _Group
     ) -> tuple[list[Envelope], bool]:
         """Check one batch against the group's staged view and stage its rows; write nothing."""
         if batch.command_id is not None:
@@ -837,7 +844,7 @@ class EventStore(Generic[State]):
             extent = w.find_command(batch.command_id)
             if extent is not None:
                 count = extent[1] - extent[0] + 1
-                rows = w.select_events("seq > ? AND seq <= ?", (extent[0] - 1, extent[1]), count)
+                rows = w.select_events(extent[0] - 1, EventFilter(until_seq=extent[1]), count)
                 return [_envelope(row) for row in rows], False
         if not batch.pending:
             return [], False
@@ -1115,25 +1122,6 @@ def _snapshot_version(projection: object) -> str:
     # The store's schema too: a snapshot taken under another store schema is not trusted.
     return f"store{SCHEMA_VERSION}:{projection.snapshot_version}"  # type: ignore[attr-defined]
 
-
-
-def _wrap(exc: BaseException) -> Exception:
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, sqlite3.Error) and (
-            getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13)
-            or "disk is full" in str(exc)):
-        error: StoreError = StoreFull(
-            "no space left on device: the event log could not record the operation",
-            "free space on the state root's filesystem; nothing of it was recorded")
-        error.__cause__ = exc
-        return error
-    if isinstance(exc, sqlite3.Error):
-        error = StoreError(f"event log write failed: {exc}", "check disk space and permissions")
-        error.__cause__ = exc
-        return error
-    assert isinstance(exc, Exception)
-    return exc
 
 
 # type name -> (class, decode) for payloads stored at the class's current schema_version.

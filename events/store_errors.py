@@ -41,3 +41,10 @@ class StoreBusy(StoreError):
     """The write lock stayed held past the busy timeout."""
 
 
+
+
+class StoreUnavailable(StoreError):
+    """The database holding the log cannot be reached (a PostgreSQL server down or
+    unreachable): nothing of the batch was recorded; the API answers 503."""
+
+    status = 503

@@ -3,7 +3,7 @@ read view the selection uses, the tombstones' digest, the checks of each `ChainC
 summary against its tombstones and archive, and the chain check of one window of seqs (run
 in a worker process for parallel verify).
 
-I/O: reads SQLite through the backend and archive files under the state root.
+I/O: reads the log through its backend and archive files under the state root.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from events.archive import (
     read_archive,
 )
 from events.archive import canonical as archive_canonical
+from events.backend import Row, StoreBackend
 from events.codec import decode_event
 from events.envelope import Envelope
 from events.hashing import WindowResult, chain_hash
-from events.sqlite_backend import BUSY_TIMEOUT_S, Row, _envelope, _SqliteBackend
+from events.sqlite_backend import BUSY_TIMEOUT_S, SqliteBackend, _envelope
 from events.vocabulary import ChainCompacted
 
 State = TypeVar("State")
@@ -53,7 +54,7 @@ ArchiveWriter = Callable[[str, ArchiveHeader, Sequence[ArchivedEvent]], tuple[Pa
 class CompactionView(Generic[State]):
     """The log as a compaction's `choose` sees it, inside the compaction's transaction."""
 
-    def __init__(self, backend: _SqliteBackend, state: State) -> None:
+    def __init__(self, backend: StoreBackend, state: State) -> None:
         self._backend = backend
         self.state = state
 
@@ -90,18 +91,17 @@ class _CompactionCheck(msgspec.Struct, frozen=True):
 
 
 def _check_compactions(
-    r: _SqliteBackend, limit: int, archive_dir: str | Path | None
+    r: StoreBackend, limit: int, archive_dir: str | Path | None
 ) -> _CompactionCheck:
     """Check each compaction up to `limit`: its tombstones against its ChainCompacted event,
     and, when its archive file is found, the file's sha256 and every archived event's link."""
-    if not r.has_table("tombstones"):
+    if not r.has_tombstones():
         return _CompactionCheck(None, 0, 0, ())
     problems: list[tuple[int, str]] = []
     orphan = r.orphan_tombstone(limit)
     if orphan is not None:
         problems.append((orphan, f"event {orphan} is archived, but no compaction recorded it"))
-    archived = int(r.conn.execute(
-        "SELECT count(*) FROM tombstones WHERE seq <= ?", (limit,)).fetchone()[0])
+    archived = r.count_tombstones(0, limit)
     checked = 0
     missing: list[str] = []
     for seq, payload, schema_version in r.compactions(limit):
@@ -137,7 +137,7 @@ def _check_compactions(
     return _CompactionCheck(problem, archived, checked, tuple(missing))
 
 
-def _check_archive(r: _SqliteBackend, path: Path, summary: ChainCompacted,
+def _check_archive(r: StoreBackend, path: Path, summary: ChainCompacted,
                    tombs: list[tuple[int, str]]) -> tuple[int, str] | None:
     """The first archived event whose line no longer hashes to its tombstone, else a problem
     with the file as a whole (sha256, count), else None."""
@@ -164,8 +164,8 @@ def _check_archive(r: _SqliteBackend, path: Path, summary: ChainCompacted,
 
 
 def _check_span_in_process(path: str, lo: int, hi: int) -> WindowResult:
-    """`_SqliteBackend.check_span` in a worker process (parallel verify)."""
-    backend = _SqliteBackend.connect(path, readonly=True, timeout=BUSY_TIMEOUT_S)
+    """`StoreBackend.check_span` in a worker process (parallel verify)."""
+    backend = SqliteBackend.connect(path, readonly=True, timeout=BUSY_TIMEOUT_S)
     try:
         return backend.check_span(lo, hi)
     finally:

@@ -118,6 +118,10 @@ def hint_for(status: int, message: str) -> str:
 def from_api(status: int, message: str) -> CliError:
     """A daemon error response as Docker prints it ("Error response from daemon: …")."""
     text = message.strip() or f"HTTP {status}"
+    # A daemon error that carries its own hint ("… (hint: …)", the event store's): that one.
+    head, sep, own = text.rpartition(" (hint: ")
+    if sep and own.endswith(")") and head:
+        return CliError(f"Error response from daemon: {head}", own[:-1], ENGINE_ERROR)
     return CliError(f"Error response from daemon: {text}", hint_for(status, text), ENGINE_ERROR)
 
 

@@ -259,6 +259,8 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         f" Name: {info.get('Name', '')}",
         f" ID: {info.get('ID', '')}",
         f" Docker Root Dir: {info.get('DockerRootDir', '')}",
+        *(f" Store: {pair[1]}" for pair in info.get("DriverStatus") or []
+          if pair[0] == "Event log"),
         f" Debug Mode: {str(bool(info.get('Debug'))).lower()}",
     ]
     firewall = info.get("FirewallBackend") or {}

@@ -52,7 +52,7 @@ from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
 from engine.shell.build.session import sweep_step_containers
-from engine.shell.compaction import run_auto_compaction
+from engine.shell.compaction import archive_dir, run_auto_compaction
 from engine.shell.images import ImageOps
 from engine.shell.journal import Journal
 from engine.shell.leftovers import Leftover, discard_uncommitted
@@ -109,11 +109,14 @@ def take_lock(paths: Paths) -> int:
     return fd
 
 
-def open_log(paths: Paths) -> EventStore[Any]:
-    """The event log, or one clear error when SQLite finds it damaged (RELIABILITY F-15): a
-    corrupt page must not end the daemon in a traceback."""
+def open_log(paths: Paths, store: str | None = None,
+             host_name: str | None = None) -> EventStore[Any]:
+    """The event log (`store`: a `postgresql://` URL, default the SQLite file under the root),
+    or one clear error when SQLite finds it damaged (RELIABILITY F-15): a corrupt page must
+    not end the daemon in a traceback."""
     try:
-        return EventStore.open(paths.db, projection=EngineProjection())
+        return EventStore.open(store or paths.db, projection=EngineProjection(),
+                               host_name=host_name)
     except (sqlite3.DatabaseError, StoreError) as exc:
         damaged = damaged_log(exc, paths)
         if damaged is None:
@@ -179,7 +182,9 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
     clean = paths.clean_shutdown_marker.exists()
     paths.clean_shutdown_marker.unlink(missing_ok=True)
 
-    store = await trio.to_thread.run_sync(open_log, paths)
+    store = await trio.to_thread.run_sync(
+        open_log, paths, getattr(args, "store", None), getattr(args, "host_name", None))
+    store.archive_dir = archive_dir(paths.root)  # where compaction writes (any backend)
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(paths.db) + suffix)
         if p.exists():
@@ -341,6 +346,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runtime state (socket, runc state, bundles)")
     p.add_argument("-H", "--host", default=None, help="unix:///path of the API socket")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--store", default=os.environ.get("SHIPSLOG_STORE") or None,
+                   metavar="URL", help="keep the event log in PostgreSQL "
+                   "(postgresql://user@host:port/db?sslmode=…; default: events.db under --root)")
+    p.add_argument("--host-name", default=os.environ.get("SHIPSLOG_HOST_NAME") or None,
+                   help="this host's name in a shared PostgreSQL log (default: the hostname)")
     p.add_argument("--compact-after", type=_duration, default=None, metavar="DURATION",
                    help="archive the events of objects removed more than DURATION ago "
                         "(e.g. 720h; default: never)")

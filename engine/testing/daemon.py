@@ -159,8 +159,13 @@ class DaemonProcess:
     def _remove_networks(self) -> None:
         """Bridges and nft rules outlive a daemon on purpose (as docker0 does); a test's
         daemon takes its own away, found through its log."""
-        db = self.root / "events.db"
-        if not db.exists():
+        db: Path | str = self.root / "events.db"
+        host_name = None
+        if "--store" in self.flags:  # a daemon whose log is in PostgreSQL
+            db = self.flags[self.flags.index("--store") + 1]
+            if "--host-name" in self.flags:
+                host_name = self.flags[self.flags.index("--host-name") + 1]
+        elif not Path(db).exists():
             return
         from engine.drivers.network.hostfw import HostForward
         from engine.drivers.network.netlink import Netlink
@@ -169,7 +174,7 @@ class DaemonProcess:
         from projections.fold import fold
 
         try:
-            store: EventStore[Any] = EventStore.open(db, readonly=True)
+            store: EventStore[Any] = EventStore.open(db, readonly=True, host_name=host_name)
             try:
                 nets = list(fold(store.read()).networks.values())
             finally:

@@ -1,8 +1,11 @@
 """Contract suite for the event store, run against every backend.
 
-Backends: in-memory SQLite and file SQLite. A PostgreSQL backend joins by adding a param to
-`BACKENDS` whose factory opens a store on a fresh database; tests that need a second
-connection or a file copy ask `Backend.shared_file` / `Backend.copy`.
+Backends: in-memory SQLite, file SQLite, and PostgreSQL (events/pg_backend.py: a private
+cluster for the session, a fresh host's log per test, opened as a role that may only SELECT and
+INSERT the shared tables; skipped with the reason where no PostgreSQL 15 is installed). Tests
+that tamper with stored rows go through `Backend.sql` (one statement per dialect, run past the
+triggers, as an attacker with the database's owner rights would); `Backend.copy` gives a
+second log holding the same rows.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import msgspec
 import pytest
 import trio
 
+from engine.testing.postgres import PostgresCluster
 from events.codec import CodecError, canonical_bytes
 from events.envelope import Actor, Envelope, Pending
 from events.follow import SlowConsumer, follow, follow_polling
@@ -40,6 +44,7 @@ from events.vocabulary import (
     VolumeRemoved,
 )
 from events.writer import WriterClosed, open_store_writer
+from tests.contracts.conftest import DAEMON_ROLE, fresh_host
 
 ALICE = Actor(uid=1000, gid=1000, pid=4242, loginuid=1000, command=("shipslog", "volume"))
 DAEMON = Actor(uid=0, gid=0, pid=1, via="daemon")
@@ -85,35 +90,81 @@ class Backend:
     name: str
     open: Callable[..., EventStore[Any]]
     path: Path | None  # file-backed stores only
+    pg: PostgresCluster | None = None  # the PostgreSQL leg's cluster
+    durable: bool = False  # the log outlives its store (a file, or a server)
 
     def copy(self, store: EventStore[Any]) -> EventStore[Any]:
-        """A second store holding a byte copy of `store`'s database (to tamper with)."""
+        """A second store holding a copy of `store`'s log (to tamper with)."""
+        if self.pg is not None:
+            return _pg_copy(self, store)
         target: EventStore[Any] = EventStore.open(
             ":memory:" if self.path is None else self.path.with_name("c.db")
         )
         store._w.conn.backup(target._w.conn)
         return target
 
+    def sql(self, store: EventStore[Any], sqlite: str, pg: str, *params: Any) -> list[Any]:
+        """Run one statement on `store`'s log past its triggers: SQLite's on the store's own
+        connection (triggers dropped first where the test did), PostgreSQL's as the cluster's
+        superuser with triggers off (`session_replication_role = replica`); `%(host)s` in
+        it is the store's host."""
+        if self.pg is None:
+            return store._w.conn.execute(sqlite, params).fetchall()
+        import psycopg
 
-BACKENDS = ["memory", "file"]
+        with psycopg.connect(self.pg.dsn, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            args = {"host": store._w.host, **{f"p{i}": v for i, v in enumerate(params)}}
+            cur = conn.execute(pg.replace("{schema}", store._w.schema), args)
+            return cur.fetchall() if cur.description else []
+
+
+BACKENDS = ["memory", "file", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     opened: list[EventStore[Any]] = []
-    path = None if request.param == "memory" else tmp_path / "events.db"
+    pg: PostgresCluster | None = None
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_cluster")
+        location = pg.dsn_for(DAEMON_ROLE)
+        host: str | None = fresh_host(request.node.name)
+        path = None
+    else:
+        path = None if request.param == "memory" else tmp_path / "events.db"
+        location = ":memory:" if path is None else str(path)
+        host = None
 
     def open_store(**kwargs: Any) -> EventStore[Any]:
-        store = EventStore.open(":memory:" if path is None else path, **kwargs)
+        if host is not None:
+            kwargs.setdefault("host_name", host)
+        store = EventStore.open(location, **kwargs)
         opened.append(store)
         return store
 
-    yield Backend(request.param, open_store, path)
+    yield Backend(request.param, open_store, path, pg, durable=request.param != "memory")
     for store in opened:
         try:
             store.close()
         except sqlite3.ProgrammingError:
             pass
+
+
+def _pg_copy(backend: Backend, store: EventStore[Any]) -> EventStore[Any]:
+    """Another host holding `store`'s rows and chain head, copied by the superuser."""
+    assert backend.pg is not None
+    name = fresh_host("copy")
+    backend.pg.psql(
+        "SET session_replication_role = replica;"
+        f"INSERT INTO shipslog.hosts SELECT '{name}', mode, head, last_hash, registered_at "
+        f"FROM shipslog.hosts WHERE host = '{store._w.host}';"
+        f"INSERT INTO shipslog.events SELECT '{name}', seq, stream, stream_version, "
+        "schema_version, type, recorded_at, actor, op_id, command_id, payload, hash "
+        f"FROM shipslog.events WHERE host = '{store._w.host}';"
+        f"INSERT INTO shipslog.commands SELECT '{name}', command_id, first_seq, last_seq "
+        f"FROM shipslog.commands WHERE host = '{store._w.host}';")
+    return backend.open(host_name=name)
 
 
 def vol(name: str, expected: int | None = None, **kw: Any) -> Pending:
@@ -189,6 +240,15 @@ def test_empty_batch_records_nothing(backend: Backend) -> None:
 def test_update_and_delete_are_refused(backend: Backend) -> None:
     store = backend.open()
     append(store, vol("a"))
+    if backend.pg is not None:
+        # The daemon's own role has no right to (tests/contracts/test_pg_store.py: nor has
+        # the owner, past the triggers).
+        for statement in ("UPDATE shipslog.events SET payload = '\\x00'",
+                          "DELETE FROM shipslog.events"):
+            with pytest.raises(StoreError, match="permission denied"):
+                store._w._run(statement)
+        assert store.verify().ok and store.head() == 1
+        return
     conn = store._w.conn
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE events SET payload = x'00'")
@@ -242,11 +302,12 @@ def test_sql_canonical_bytes_equal_python_canonical_bytes(backend: Backend) -> N
     store = backend.open()
     append(store, vol("ü-ä"), op_id="öp-✓", command_id="çmd")
     append(store, Pending(stream="container-é", event=ContainerStarted(container_id="é", pid=7)))
-    rows = store._r.canonical_rows(store.head()).fetchall()
+    rows = list(store._r.canonical_rows(store.head()))
     for env, (seq, stored_hash, canonical) in zip(store.read(), rows, strict=True):
-        raw = store._r.conn.execute(
-            "SELECT actor, payload FROM events WHERE seq=?", (seq,)
-        ).fetchone()
+        [raw] = backend.sql(
+            store, "SELECT actor, payload FROM events WHERE seq=?",
+            "SELECT actor, payload FROM shipslog.events WHERE host=%(host)s AND seq=%(p0)s", seq,
+        )
         assert canonical == canonical_bytes(
             seq=env.seq,
             stream=env.stream,
@@ -268,17 +329,21 @@ def _log_of(backend: Backend, n: int = 6) -> tuple[EventStore[Any], EventStore[A
     for i in range(n):
         append(store, vol(f"v{i}"), command_id=f"c{i}" if i % 2 else None)
     copy = backend.copy(store)
-    copy._w.conn.execute("DROP TRIGGER events_no_update")
-    copy._w.conn.execute("DROP TRIGGER events_no_delete")
+    if backend.pg is None:
+        copy._w.conn.execute("DROP TRIGGER events_no_update")
+        copy._w.conn.execute("DROP TRIGGER events_no_delete")
     assert copy.verify().ok and copy.verify().checked == n
     return store, copy
 
 
 def test_verify_detects_an_altered_payload(backend: Backend) -> None:
     _, copy = _log_of(backend)
-    copy._w.conn.execute(
+    backend.sql(
+        copy,
         "UPDATE events SET payload = CAST(replace(CAST(payload AS TEXT), 'v3', 'v9') AS BLOB) "
-        "WHERE seq=4"
+        "WHERE seq=4",
+        "UPDATE shipslog.events SET payload = convert_to(replace(convert_from(payload, 'UTF8'),"
+        " 'v3', 'v9'), 'UTF8') WHERE host=%(host)s AND seq=4",
     )
     result = copy.verify()
     assert (result.ok, result.first_bad_seq, result.checked) == (False, 4, 3)
@@ -288,23 +353,27 @@ def test_verify_detects_an_altered_payload(backend: Backend) -> None:
 
 def test_verify_detects_an_altered_envelope_field(backend: Backend) -> None:
     _, copy = _log_of(backend)
-    copy._w.conn.execute("UPDATE events SET actor = CAST('{\"uid\":0}' AS BLOB) WHERE seq=2")
+    backend.sql(
+        copy, "UPDATE events SET actor = CAST('{\"uid\":0}' AS BLOB) WHERE seq=2",
+        "UPDATE shipslog.events SET actor = convert_to('{\"uid\":0}', 'UTF8') "
+        "WHERE host=%(host)s AND seq=2",
+    )
     assert copy.verify().first_bad_seq == 2
 
 
 def test_verify_detects_a_reordered_pair(backend: Backend) -> None:
     _, copy = _log_of(backend)
-    conn = copy._w.conn
-    conn.execute("UPDATE events SET seq = -1 WHERE seq = 3")
-    conn.execute("UPDATE events SET seq = 3 WHERE seq = 4")
-    conn.execute("UPDATE events SET seq = 4 WHERE seq = -1")
+    for a, b in ((3, 1_000_000), (4, 3), (1_000_000, 4)):
+        backend.sql(copy, f"UPDATE events SET seq = {b} WHERE seq = {a}",
+                    f"UPDATE shipslog.events SET seq = {b} WHERE host=%(host)s AND seq = {a}")
     result = copy.verify()
     assert (result.ok, result.first_bad_seq) == (False, 3)
 
 
 def test_verify_detects_a_deleted_row(backend: Backend) -> None:
     _, copy = _log_of(backend)
-    copy._w.conn.execute("DELETE FROM events WHERE seq = 2")
+    backend.sql(copy, "DELETE FROM events WHERE seq = 2",
+                "DELETE FROM shipslog.events WHERE host=%(host)s AND seq = 2")
     result = copy.verify()
     assert (result.ok, result.first_bad_seq) == (False, 2)
     assert "missing" in result.reason
@@ -313,15 +382,18 @@ def test_verify_detects_a_deleted_row(backend: Backend) -> None:
 def test_verify_detects_a_rehashed_alteration_at_the_next_event(backend: Backend) -> None:
     # An attacker who recomputes the altered event's own hash still breaks the next link.
     _, copy = _log_of(backend)
-    conn = copy._w.conn
-    conn.execute("UPDATE events SET op_id = 'forged' WHERE seq = 2")
-    seq, _, canonical = conn.execute(
-        "SELECT seq, hash, " + _canonical_sql() + " FROM events WHERE seq = 2"
-    ).fetchone()
+    backend.sql(copy, "UPDATE events SET op_id = 'forged' WHERE seq = 2",
+                "UPDATE shipslog.events SET op_id = 'forged' WHERE host=%(host)s AND seq = 2")
+    [(canonical,)] = backend.sql(
+        copy, "SELECT " + _canonical_sql() + " FROM events WHERE seq = 2",
+        "SELECT shipslog.canonical(e) FROM shipslog.events e WHERE host=%(host)s AND seq = 2")
     from events.hashing import chain_hash
 
-    prev = conn.execute("SELECT hash FROM events WHERE seq = 1").fetchone()[0]
-    conn.execute("UPDATE events SET hash = ? WHERE seq = 2", (chain_hash(prev, canonical),))
+    [(prev,)] = backend.sql(copy, "SELECT hash FROM events WHERE seq = 1",
+                            "SELECT hash FROM shipslog.events WHERE host=%(host)s AND seq = 1")
+    backend.sql(copy, "UPDATE events SET hash = ? WHERE seq = 2",
+                "UPDATE shipslog.events SET hash = %(p0)s WHERE host=%(host)s AND seq = 2",
+                chain_hash(prev, canonical))
     assert copy.verify().first_bad_seq == 3
 
 
@@ -446,7 +518,9 @@ def test_rebuild_equals_incremental(backend: Backend) -> None:
     store.rebuild()
     assert _tables(store) == incremental
     assert store.state == state
-    names = {r[0] for r in store._w.conn.execute("SELECT name FROM sqlite_master")}
+    names = {r[0] for r in backend.sql(
+        store, "SELECT name FROM sqlite_master",
+        "SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'")}
     assert not any(n.startswith("proj_new_") for n in names)
     assert store.fold_to(VolumeProjection()) == state
 
@@ -474,6 +548,11 @@ def _file_only(backend: Backend) -> Path:
     return backend.path
 
 
+def _durable(backend: Backend) -> None:
+    if not backend.durable:
+        pytest.skip("needs a log that outlives its store (a file or a server)")
+
+
 def test_files_are_private(backend: Backend) -> None:
     path = _file_only(backend)
     store = backend.open()
@@ -486,7 +565,7 @@ def test_files_are_private(backend: Backend) -> None:
 
 
 def test_reopen_keeps_log_and_projection(backend: Backend) -> None:
-    path = _file_only(backend)
+    _durable(backend)
     store = backend.open(projection=VolumeProjection())
     append(store, vol("a"), vol("b"))
     tables, state = _tables(store), store.state
@@ -501,11 +580,10 @@ def test_reopen_keeps_log_and_projection(backend: Backend) -> None:
     third = backend.open(projection=VolumeProjection())
     assert sorted(k for k, _ in third.read_rows("volumes")) == ["a", "b", "c"]
     assert third._r.applied_seq("volumes-test") == 3
-    assert path.exists()
 
 
 def test_foreign_writer_events_reach_the_projection(backend: Backend) -> None:
-    _file_only(backend)
+    _durable(backend)
     daemon = backend.open(projection=VolumeProjection())
     cli = backend.open()
     append(daemon, vol("a"))
@@ -768,7 +846,7 @@ def test_many_writer_processes_share_the_file_without_locked_errors(backend: Bac
     # RELIABILITY F-13: BEGIN IMMEDIATE + busy timeout: every writer gets through, in turn.
     import threading
 
-    _file_only(backend)
+    _durable(backend)
     stores = [backend.open() for _ in range(24)]
     errors: list[BaseException] = []
 
@@ -815,7 +893,11 @@ async def test_a_failed_commit_is_reported_to_every_caller(backend: Backend) -> 
     async with open_store_writer(store) as writer:
         await writer.append([vol("a")], actor=ALICE, op_id="o", now_ns=1)
         before = store.state
-        store._w.conn.execute("PRAGMA query_only=ON")  # every write now fails inside SQLite
+        # Every write now fails inside the database.
+        if backend.pg is None:
+            store._w.conn.execute("PRAGMA query_only=ON")
+        else:
+            store._w.conn.execute("SET default_transaction_read_only = on")
         failures: list[BaseException] = []
 
         async def appender(i: int) -> None:
@@ -830,7 +912,10 @@ async def test_a_failed_commit_is_reported_to_every_caller(backend: Backend) -> 
         assert len(failures) == 10
         assert all("write failed" in str(f) and f.hint for f in failures)  # type: ignore[attr-defined]
         assert store.state is before and store.head() == 1
-        store._w.conn.execute("PRAGMA query_only=OFF")
+        if backend.pg is None:
+            store._w.conn.execute("PRAGMA query_only=OFF")
+        else:
+            store._w.conn.execute("SET default_transaction_read_only = off")
         envs = await writer.append([vol("b")], actor=ALICE, op_id="o", now_ns=3)
     assert envs[0].seq == 2 and store.verify().ok
     assert sorted(k for k, _ in store.read_rows("volumes")) == ["a", "b"]
@@ -867,11 +952,22 @@ def _engine_store(backend: Backend, volumes: int) -> EventStore[Any]:
     store = backend.open(projection=EngineProjection())
     for i in range(volumes):
         append(store, vol(f"v{i}"), now_ns=1_000 + i)
+    _backend_of[id(store)] = backend
     return store
 
 
+_backend_of: dict[int, Backend] = {}
+
+
 def _tamper(store: EventStore[Any], sql: str, *params: Any) -> None:
-    store._w.conn.execute(sql, params)
+    backend = _backend_of.get(id(store))
+    if backend is None or backend.pg is None:
+        store._w.conn.execute(sql, params)
+        return
+    parts = sql.replace("projection_snapshots", "{schema}.projection_snapshots").split("?")
+    pg = "".join(part + (f"%(p{i})s" if i < len(parts) - 1 else "")
+                 for i, part in enumerate(parts))
+    backend.sql(store, sql, pg, *params)
 
 
 def test_time_travel_uses_a_snapshot_only_when_every_check_passes(backend: Backend) -> None:
@@ -911,8 +1007,7 @@ def test_time_travel_uses_a_snapshot_only_when_every_check_passes(backend: Backe
 
 
 def test_restart_loads_the_newest_snapshot_plus_the_tail(backend: Backend) -> None:
-    if backend.path is None:
-        pytest.skip("a restart needs the database to outlive the store")
+    _durable(backend)
     from projections.engine import EngineProjection
 
     store = _engine_store(backend, 5)
@@ -921,6 +1016,7 @@ def test_restart_loads_the_newest_snapshot_plus_the_tail(backend: Backend) -> No
     expected = store.state
     store.close()
     store = backend.open(projection=EngineProjection())
+    _backend_of[id(store)] = backend
     assert store.state == expected == store.fold_to(store.projection, from_zero=True)
     # The restart trusted the snapshot: a forged one (consistent digest) shows through.
     from projections.snapshot import encode_state
@@ -930,6 +1026,7 @@ def test_restart_loads_the_newest_snapshot_plus_the_tail(backend: Backend) -> No
             hashlib.sha256(forged).hexdigest())
     store.close()
     store = backend.open(projection=EngineProjection())
+    _backend_of[id(store)] = backend
     assert sorted(store.state.volumes.keys()) == ["v0", "v5", "v6"]
     store.rebuild()  # the reference: from zero, and fresh snapshots
     assert store.state == expected
@@ -984,8 +1081,11 @@ def test_the_rows_free_fold_decodes_like_read(backend: Backend,
     monkeypatch.undo()
     # A damaged payload is the same CodecError on both paths, naming the type.
     copy = backend.copy(store)
-    copy._w.conn.execute("DROP TRIGGER events_no_update")
-    copy._w.conn.execute("UPDATE events SET payload = CAST('{\"type\":' AS BLOB) WHERE seq = 3")
+    if backend.pg is None:
+        copy._w.conn.execute("DROP TRIGGER events_no_update")
+    backend.sql(copy, "UPDATE events SET payload = CAST('{\"type\":' AS BLOB) WHERE seq = 3",
+                "UPDATE shipslog.events SET payload = convert_to('{\"type\":', 'UTF8') "
+                "WHERE host=%(host)s AND seq = 3")
     with pytest.raises(CodecError, match="VolumeCreated"):
         list(copy.read())
     with pytest.raises(CodecError, match="VolumeCreated"):

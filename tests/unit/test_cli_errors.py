@@ -49,6 +49,15 @@ def test_api_errors_become_docker_lines_with_hints() -> None:
     assert from_api(500, "boom").hint.startswith("the daemon failed")
 
 
+def test_a_daemon_error_with_its_own_hint_keeps_it() -> None:
+    # The event store's 503 (issue 19) says what to do; the generic 503 hint would mislead.
+    err = from_api(503, "the event store is unavailable: PostgreSQL at db:5432 cannot be "
+                        "reached (connection refused) (hint: start PostgreSQL)")
+    assert err.message == ("Error response from daemon: the event store is unavailable: "
+                           "PostgreSQL at db:5432 cannot be reached (connection refused)")
+    assert err.hint == "start PostgreSQL"
+
+
 def test_translate_known_exceptions() -> None:
     assert translate(ApiError(409, "name in use")).exit_code == 125
     unreachable = translate(DaemonUnreachable("cannot connect to the daemon at unix:///x.sock"))

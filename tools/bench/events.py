@@ -7,6 +7,9 @@ LAST line one JSON object with the numbers (for CI to compare over time).
     python3 -m tools.bench.events --quick    # smaller sizes, whole run < 2 minutes
     python3 -m tools.bench.events --appends  # only the append measurements (durable, concurrent)
 
+The durable and concurrent runs are repeated on the PostgreSQL backend (`pg_*`, a private
+cluster started and stopped by pid; `--no-postgres` skips them), with ratios to SQLite's.
+
 Measured: durable single appends (file DB, synchronous=FULL, one event per transaction) vs
 eventsourcing's `SQLiteApplicationRecorder` with the same payload size and its own durable
 settings (WAL, synchronous as reported in `eventsourcing_pragmas`); the fdatasync floor of this
@@ -47,6 +50,7 @@ import trio
 from events.codec import encode_event
 from events.envelope import Actor, Envelope, Pending
 from events.redact import redact_env
+from events.sqlite_backend import SqliteBackend
 from events.store import EventStore
 from events.values import ContainerConfig, RestartPolicy
 from events.vocabulary import (
@@ -137,6 +141,12 @@ def _log_batches(total: int, containers: int) -> Iterator[list[Pending]]:
 
 def bench_durable(tmp: Path, n: int) -> dict[str, float]:
     store: EventStore[Any] = EventStore.open(tmp / "durable.db")
+    run = _durable_run(store, n)  # the floor replays this run's rows
+    return {**bench_durable_floor(tmp / "durable.db", tmp), **run}
+
+
+def _durable_run(store: EventStore[Any], n: int) -> dict[str, float]:
+    """One appender, one event per transaction, each acknowledged once durable."""
     latencies = []
     started = time.perf_counter()
     for i in range(n):
@@ -153,7 +163,6 @@ def bench_durable(tmp: Path, n: int) -> dict[str, float]:
     store.close()
     latencies.sort()
     return {
-        **bench_durable_floor(tmp / "durable.db", tmp),
         "durable_appends_per_s": n / elapsed,
         "append_p50_ms": latencies[len(latencies) // 2] * 1e3,
         "append_p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
@@ -238,7 +247,8 @@ def bench_eventsourcing(tmp: Path, n: int, payload_size: int) -> tuple[float, fl
     return n / elapsed, statistics.median(latencies) * 1e3, f"{journal}/{synchronous}"
 
 
-def bench_concurrent(tmp: Path, per_task: int, tasks: int) -> tuple[float, int]:
+def bench_concurrent(tmp: Path, per_task: int, tasks: int, *, location: str | None = None,
+                     host_name: str | None = None) -> tuple[float, int]:
     """Appends/s of `tasks` trio tasks through the daemon's writer with its inline projection.
 
     Each task owns a container (created before the clock starts) and appends one event per
@@ -247,7 +257,8 @@ def bench_concurrent(tmp: Path, per_task: int, tasks: int) -> tuple[float, int]:
     """
     from projections.engine import EngineProjection
 
-    store: EventStore[Any] = EventStore.open(tmp / "concurrent.db", projection=EngineProjection())
+    store: EventStore[Any] = EventStore.open(location or tmp / "concurrent.db",
+                                             projection=EngineProjection(), host_name=host_name)
     for i in range(tasks):
         store.append(_create(i), actor=ACTOR, op_id=f"create-{i}", now_ns=i)
     first = store.head()
@@ -284,6 +295,30 @@ def bench_concurrent(tmp: Path, per_task: int, tasks: int) -> tuple[float, int]:
     assert store.head() == first + per_task * tasks and store.verify().ok
     store.close()
     return rate, commits  # the log stays for bench_concurrent_floor
+
+
+def bench_postgres(n: int, per_task: int, tasks: int) -> dict[str, Any]:
+    """The same durable and concurrent runs on the PostgreSQL backend (issue 19): a private
+    cluster on this machine (fsync and synchronous_commit on, loopback TCP), the store opened
+    as the daemon's SELECT+INSERT-only role. Empty when PostgreSQL 15 is not installed."""
+    from engine.testing.postgres import PostgresCluster, postgres_available
+    from events.pg_schema import SCHEMA, grant_store_role
+
+    why = postgres_available()
+    if why is not None:
+        return {"pg_skipped": why}
+    with PostgresCluster.start() as pg:
+        pg.psql(SCHEMA)
+        pg.psql("CREATE ROLE daemon LOGIN")
+        pg.psql(grant_store_role("daemon", "shipslog"))
+        url = pg.dsn_for("daemon")
+        out = {f"pg_{k}": v for k, v in _durable_run(
+            EventStore.open(url, host_name="bench-durable"), n).items()}
+        rate, commits = bench_concurrent(Path(), per_task, tasks, location=url,
+                                         host_name="bench-concurrent")
+    out["pg_concurrent_appends_per_s"] = rate
+    out["pg_concurrent_events_per_commit"] = per_task * tasks / commits
+    return out
 
 
 def bench_concurrent_floor(source: Path, tmp: Path, tasks: int) -> dict[str, float]:
@@ -430,6 +465,7 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     store: EventStore[Any] = EventStore.open(path)
     # The floor under verify and rebuild: sqlite3 handing Python the rows and nothing else.
     t = time.perf_counter()
+    assert isinstance(store._r, SqliteBackend)
     for _ in store._r.conn.execute("SELECT * FROM events ORDER BY seq"):
         pass
     out["sqlite_fetch_floor_rows_per_s"] = total / (time.perf_counter() - t)
@@ -586,6 +622,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--appends", action="store_true", help="only the append measurements")
     parser.add_argument("--repeat", type=int, default=1, help="runs; numbers are their medians")
     parser.add_argument("--dir", help="where to put the databases (default: a temp dir)")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="skip the PostgreSQL backend's durable and concurrent runs")
     args = parser.parse_args(argv)
     runs = [_run(args) for _ in range(max(1, args.repeat))]
     results = {
@@ -640,6 +678,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         results["concurrent_commits"] = commits
         results["concurrent_events_per_commit"] = conc_per_task * 32 / commits
         results.update(bench_concurrent_floor(tmp / "concurrent.db", tmp, 32))
+        if not args.no_postgres:
+            pg = bench_postgres(durable_n, conc_per_task, 32)
+            results.update(pg)
+            if "pg_durable_appends_per_s" in pg:
+                results["pg_vs_sqlite_durable"] = (
+                    pg["pg_durable_appends_per_s"] / results["durable_appends_per_s"])
+                results["pg_vs_sqlite_concurrent"] = (
+                    pg["pg_concurrent_appends_per_s"] / results["concurrent_appends_per_s"])
         if not args.appends:
             results["bulk_load_events_per_s"] = build_log(tmp / "log.db", log_total, containers)
             results.update(bench_log(tmp / "log.db", log_total))

@@ -153,7 +153,7 @@ def seq_of(store: EventStore[Any], point: Point) -> int:
     return first_seq_at(store, point.time_ns + 1) - 1
 
 
-_SNAPSHOTS: dict[tuple[str | None, int], EngineState] = {}  # (log path, seq) -> state
+_SNAPSHOTS: dict[tuple[str | None, int], EngineState] = {}  # (log name, seq) -> state
 _KEEP_SNAPSHOTS = 4
 
 
@@ -164,15 +164,17 @@ def state_at(store: EventStore[Any], seq: int) -> EngineState:
     stretch once."""
     from projections.engine import EngineProjection
 
+    # The log's name: its file, or its PostgreSQL database and host (issue 19).
+    name = None if store.location == ":memory:" else store.describe()
     base_seq, base = 0, None
     for (path, at), state in _SNAPSHOTS.items():
-        if path is not None and path == store.path and base_seq < at <= seq:
+        if path is not None and path == name and base_seq < at <= seq:
             base_seq, base = at, state
     result = base if base_seq == seq and base is not None else store.fold_to(
         EngineProjection(), until_seq=seq, base=None if base is None else (base_seq, base))
-    if store.path is None:  # :memory: logs have no name to remember them by
+    if name is None:  # :memory: logs have no name to remember them by
         return result
-    _SNAPSHOTS[(store.path, seq)] = result
+    _SNAPSHOTS[(name, seq)] = result
     while len(_SNAPSHOTS) > _KEEP_SNAPSHOTS:
         del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
     return result

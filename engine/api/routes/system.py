@@ -132,8 +132,9 @@ def system_routes(ctx: Any) -> Router:
                 SecurityOptions=["name=seccomp,profile=builtin"],
                 DriverStatus=[
                     ["Backing Filesystem", "overlay"],
-                    ["Event log", str(ctx.paths.db)],
-                    ["Events", str(ctx.store.head())],
+                    ["Event log", ctx.store.describe()],
+                    # The folded head, not a query: `info` answers while the store is down.
+                    ["Events", str(ctx.store.applied_seq)],
                 ],
                 FirewallBackend=firewall,
                 Warnings=_waiting_outcomes(ctx),
