@@ -53,6 +53,7 @@ from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
 from engine.shell.build.session import sweep_step_containers
 from engine.shell.compaction import run_auto_compaction
+from engine.shell.files import FileService
 from engine.shell.images import ImageOps
 from engine.shell.journal import Journal
 from engine.shell.leftovers import Leftover, discard_uncommitted
@@ -90,6 +91,7 @@ class DaemonContext:
     clock: Any
     engine_id: str
     runc_version: str = ""
+    files: FileService | None = None  # cp, diff, export, stats (None: no daemon, no files)
     exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
 
 
@@ -201,9 +203,10 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
             network = NetworkOps(journal, linux_network(paths.exec_root))
             await network.start(nursery)
-            drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
+            snapshots, volumes = RealSnapshots(paths.root), RealVolumes(paths)
+            drivers = Drivers(snapshots=snapshots, runtime=runtime,
                               secrets=secrets, layers=storage, specs=SpecMaker(paths),
-                              files=ContainerFiles(paths), volumes=RealVolumes(paths),
+                              files=ContainerFiles(paths), volumes=volumes,
                               network=network)
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
@@ -219,7 +222,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,
                                                paths.root / "tmp"),
                 store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
-                engine_id=_engine_id(store), runc_version=runc_version)
+                engine_id=_engine_id(store), runc_version=runc_version,
+                files=FileService(engine, snapshots.s, storage, volumes.store.path, paths.root))
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),

@@ -31,17 +31,13 @@ KNOWN: set[tuple[str, str, str]] = {
     # Landed with builds, Compose and the log readers on the day of the restructure:
     # the builder renders image configs with the API's renderer (a core image-config
     # builder clears it); the Compose runner starts the Compose binary (a client tool, not
-    # kernel work: a drivers/host runner clears it); user names and the container's passwd
-    # are read by routes (a shell service clears them); export reuses the /shipslog routes'
-    # readers (a shared read model clears it, as for local mode below).
+    # kernel work: a drivers/host runner clears it); export reuses the /shipslog routes'
+    # readers (a shared read model clears it, as for local mode below). Routes reach
+    # files, logs, disk usage, users and host facts through engine/shell/files.py.
     ('below the server nothing imports it',
      'engine.shell.build.builder', 'engine.api.docker.render'),
     ('only drivers use kernel tools',
      'engine.cli.compose_binary', 'subprocess'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.shipslog', 'engine.drivers.host.users'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.streams', 'engine.drivers.host.info'),
     ('the CLI never imports the server',
      'engine.cli.export', 'engine.api.routes.shipslog'),
     # reset stops the daemon through daemon.main
@@ -57,23 +53,6 @@ KNOWN: set[tuple[str, str, str]] = {
      'engine.registry.pull', 'engine.drivers.host.mountsys'),
     ('only drivers use kernel tools',
      'engine.shell.image_archive', 'engine.drivers.host.mountsys'),
-    # cp/export/stats/df/logs need a files service in engine/shell (issue 16, "files")
-    ('routes call the shell, never drivers',
-     'engine.api.routes.archive', 'engine.drivers.runtime'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.archive', 'engine.drivers.runtime.stats'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.archive', 'engine.drivers.snapshots'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.archive', 'engine.drivers.snapshots.rootfs_access'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.df', 'engine.drivers.host.diskusage'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.prune', 'engine.drivers.host.diskusage'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.streams', 'engine.drivers.runtime.logs'),
-    ('routes call the shell, never drivers',
-     'engine.api.routes.system', 'engine.drivers.network.hostfw'),
     # local mode serves the read-only routes in-process (a shared read model is the fix)
     ('the CLI never imports the server',
      'engine.cli.compact', 'engine.api.routes.compact'),

@@ -421,7 +421,7 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
 def actor_filter_of(filters: dict[str, list[str]]) -> ActorFilter:
     """The `actor`/`uid`/`command`/`outcome` filters, user names resolved from the host's
     passwd now (the log stores uids only)."""
-    from engine.drivers.host.users import uid_of
+    from engine.shell.files import uid_of
 
     try:
         return actor_filter(filters, uid_of)
