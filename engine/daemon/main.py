@@ -40,14 +40,7 @@ from engine.api.routes.system import VERSION, system_routes
 from engine.api.routes.volumes import volume_routes
 from engine.api.server.http import App, Limits, serve_unix
 from engine.core.errors import ShipslogError
-from engine.daemon.wiring import (
-    ContainerFiles,
-    ImageStorage,
-    RealRuntime,
-    RealSnapshots,
-    RealVolumes,
-    SpecMaker,
-)
+from engine.daemon.wiring import ImageStorage, LinuxRuntime, real_drivers
 from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
@@ -61,7 +54,7 @@ from engine.shell.network import NetworkOps
 from engine.shell.paths import Paths
 from engine.shell.recovery import Recovery, run_bounded
 from engine.shell.service import Engine
-from engine.shell.supervisor import Drivers, Supervisor
+from engine.shell.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending
 from events.store import EventStore, StoreError
@@ -87,7 +80,7 @@ class DaemonContext:
     store: EventStore
     writer: StoreWriter
     paths: Paths
-    runtime: RealRuntime
+    runtime: LinuxRuntime
     clock: Any
     engine_id: str
     runc_version: str = ""
@@ -186,7 +179,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
         p = Path(str(paths.db) + suffix)
         if p.exists():
             os.chmod(p, 0o600)
-    runtime = RealRuntime(paths)
+    runtime = LinuxRuntime(paths)
     runc_version = await runtime.check()
     storage = ImageStorage(paths.root)
     secrets = SecretStore(paths.secrets)
@@ -203,11 +196,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
             network = NetworkOps(journal, linux_network(paths.exec_root))
             await network.start(nursery)
-            snapshots, volumes = RealSnapshots(paths.root), RealVolumes(paths)
-            drivers = Drivers(snapshots=snapshots, runtime=runtime,
-                              secrets=secrets, layers=storage, specs=SpecMaker(paths),
-                              files=ContainerFiles(paths), volumes=volumes,
-                              network=network)
+            drivers = real_drivers(paths, runtime=runtime, secrets=secrets, storage=storage,
+                                   network=network)
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
             await network.readopt()
@@ -223,7 +213,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                                                paths.root / "tmp"),
                 store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
                 engine_id=_engine_id(store), runc_version=runc_version,
-                files=FileService(engine, snapshots.s, storage, volumes.store.path, paths.root))
+                files=FileService(engine, drivers.snapshots, drivers.layers,
+                                  drivers.volumes.path, paths.root))
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),

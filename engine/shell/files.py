@@ -22,7 +22,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,6 +31,7 @@ from engine.core.lookup import find_container
 from engine.drivers.host.diskusage import tree_size
 from engine.drivers.host.info import user_db
 from engine.drivers.host.users import uid_of
+from engine.drivers.layers.seam import Layers
 from engine.drivers.network.hostfw import observe as observe_host_firewall
 from engine.drivers.runtime.logs import follow_logs, read_logs
 from engine.drivers.runtime.stats import host_memory, read_sample
@@ -45,6 +46,7 @@ from engine.drivers.snapshots.rootfs_access import (
     resolved_dir,
     upper_entries,
 )
+from engine.drivers.snapshots.seam import Snapshots
 from projections.state import ContainerView
 
 if TYPE_CHECKING:
@@ -63,30 +65,11 @@ LIVE = ("running", "paused", "restarting")
 NO_ROOTFS = ("creating", "removing", "dead")
 
 
-class SnapshotDirs(Protocol):
-    """The snapshot seam as the files service sees it: mount, unmount, and where a
-    container's directories are."""
-
-    def prepare(self, container_id: str, layer_paths: list[str]) -> str: ...
-
-    def unmount(self, container_id: str) -> None: ...
-
-    def mounted(self) -> set[str]: ...
-
-    def container_dir(self, container_id: str) -> Path: ...
-
-    def rootfs(self, container_id: str) -> Path: ...
-
-
-class LayerPaths(Protocol):
-    def path(self, diff_id: str) -> str: ...
-
-
 class FileService:
     """A container's files for `cp`, `diff`, `export` and `stats`; disk usage for `df` and
     `prune`."""
 
-    def __init__(self, engine: Engine, snapshots: SnapshotDirs, layers: LayerPaths,
+    def __init__(self, engine: Engine, snapshots: Snapshots, layers: Layers,
                  volume_dir: Callable[[str], str], root: str | os.PathLike[str]) -> None:
         self.engine = engine
         self.snapshots = snapshots

@@ -22,7 +22,7 @@ import trio
 from engine.core.decision import Step
 from engine.core.errors import NotFound, ShipslogError
 from engine.core.restart import restart_on_daemon_start
-from engine.drivers.protocols import RuntimeState
+from engine.drivers.runtime.seam import RuntimeState
 from engine.shell.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending, stream_of

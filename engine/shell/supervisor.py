@@ -1,6 +1,6 @@
 """The supervisor: carries out decided plans through the kernel drivers and records outcomes.
 
-I/O: through the driver Protocols only (`engine/drivers/protocols.py`), plus the journal.
+I/O: through the driver Protocols only (`engine/drivers/<seam>/seam.py`), plus the journal.
 
 Every step follows one shape: the intent is already in the log (the decision appended it),
 the step does its kernel work (idempotent, keyed by the op id), hits a failpoint, and appends
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import trio
@@ -28,7 +28,12 @@ from engine.core.net_plan import dns_server
 from engine.core.oci_spec import update_resources
 from engine.core.restart import kill_stops_restart, restart_delay_ms
 from engine.drivers.host import failpoints
-from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
+from engine.drivers.host.seam import Files
+from engine.drivers.layers.seam import Layers
+from engine.drivers.runtime.seam import ExitRecord, Runtime, SpecMaker
+from engine.drivers.secrets.seam import Secrets
+from engine.drivers.snapshots.seam import Snapshots
+from engine.drivers.volumes.seam import Volumes
 from engine.shell.health import HealthChecks
 from engine.shell.journal import Journal
 from engine.shell.outcomes import OutcomeRecorder
@@ -37,33 +42,9 @@ from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from events.store import StoreError
 from projections.fold import updated_config
-from projections.state import ContainerView, ImageView
+from projections.state import ContainerView
 
 log = logging.getLogger("shipslog.supervisor")
-
-
-class SpecMaker(Protocol):
-    def make(self, container: ContainerView, image: ImageView, env: list[str],
-             rootfs: str, mounts: list[dict[str, Any]] | None = None,
-             rootfs_propagation: str = "", netns_path: str | None = None,
-             addresses: Sequence[str] = (), embedded_dns: str = "",
-             hostname: str = "") -> dict[str, Any]: ...
-
-
-class Layers(Protocol):
-    def path(self, diff_id: str) -> str: ...
-
-    def delete(self, diff_id: str) -> None: ...
-
-    def delete_blob(self, digest: str) -> None: ...
-
-
-class Files(Protocol):
-    """Per-container files that are not the rootfs: the state dir with its log."""
-
-    def log_path(self, container_id: str) -> str: ...
-
-    def remove_container_files(self, container_id: str) -> None: ...
 
 
 @dataclass

@@ -23,8 +23,8 @@ from engine.core.hostfiles import ResolvConf
 from engine.core.net_plan import VethPlan
 from engine.core.nft_plan import NetworkRules, OwnedRule, Publish
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo, NetworkKernel
-from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime.execio import ExecResult
+from engine.drivers.runtime.seam import ExitRecord, RuntimeState
 from engine.drivers.snapshots.overlay import validate_container_id
 from events.redact import RedactError, check_env
 
