@@ -228,7 +228,7 @@ class Recovery:
             await self.d.runtime.delete(c.id, force=True)
         except ShipslogError as exc:
             log.warning("deleting runtime state of %s failed: %s", c.id, exc)
-        await self.sup.release_network(c.id, "recovery")
+        await self.sup.network.release(c.id, "recovery")
 
     async def _orphans(self, runtime: dict[str, RuntimeState]) -> None:
         known = self.journal.state.containers
