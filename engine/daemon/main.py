@@ -10,7 +10,6 @@ marker; containers keep running (their monitors hold them) and are adopted at th
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import signal
@@ -41,6 +40,7 @@ from engine.api.routes.volumes import volume_routes
 from engine.api.server.http import App, Limits, serve_unix
 from engine.core.errors import ShipslogError
 from engine.daemon.wiring import ImageStorage, LinuxRuntime, real_drivers
+from engine.drivers.host.statelock import take_lock
 from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
@@ -67,10 +67,6 @@ DEFAULT_ROOT = "/var/lib/shipslog"
 DEFAULT_EXEC_ROOT = "/run/shipslog"
 
 
-class AlreadyRunning(ShipslogError):
-    pass
-
-
 @dataclass
 class DaemonContext:
     """What the API handlers reach: the engine, the log, the runtime and the paths."""
@@ -86,22 +82,6 @@ class DaemonContext:
     runc_version: str = ""
     files: FileService | None = None  # cp, diff, export, stats (None: no daemon, no files)
     exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
-
-
-def take_lock(paths: Paths) -> int:
-    """flock the state root (RELIABILITY F-14): a second daemon exits naming the holder."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise AlreadyRunning(
-            f"another daemon holds {paths.lock} (pid {holder})",
-            hint="stop it first, or give this one its own --root and --exec-root") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def open_log(paths: Paths) -> EventStore[Any]:

@@ -40,19 +40,6 @@ KNOWN: set[tuple[str, str, str]] = {
      'engine.cli.compose_binary', 'subprocess'),
     ('the CLI never imports the server',
      'engine.cli.export', 'engine.api.routes.shipslog'),
-    # reset stops the daemon through daemon.main
-    ('below the server nothing imports it',
-     'engine.admin.reset', 'engine.daemon.main'),
-    # reset's process handling belongs in drivers/host; the image arch and registry helpers
-    # need a host-facts call through drivers/host
-    ('only drivers use kernel tools',
-     'engine.admin.reset', 'subprocess'),
-    ('only drivers use kernel tools',
-     'engine.registry.auth', 'subprocess'),
-    ('only drivers use kernel tools',
-     'engine.registry.pull', 'engine.drivers.host.mountsys'),
-    ('only drivers use kernel tools',
-     'engine.shell.image_archive', 'engine.drivers.host.mountsys'),
     # local mode serves the read-only routes in-process (a shared read model is the fix)
     ('the CLI never imports the server',
      'engine.cli.compact', 'engine.api.routes.compact'),
