@@ -29,13 +29,10 @@ KERNEL_TOOLS = {"pyroute2", "ctypes", "subprocess", "engine.drivers.host.mountsy
 # (rule, importer, imported): wrong-way imports that the restructure moved but did not yet fix.
 KNOWN: set[tuple[str, str, str]] = {
     # Landed with builds, Compose and the log readers on the day of the restructure:
-    # the builder renders image configs with the API's renderer (a core image-config
-    # builder clears it); the Compose runner starts the Compose binary (a client tool, not
+    # the Compose runner starts the Compose binary (a client tool, not
     # kernel work: a drivers/host runner clears it); export reuses the /shipslog routes'
     # readers (a shared read model clears it, as for local mode below). Routes reach
     # files, logs, disk usage, users and host facts through engine/shell/files.py.
-    ('below the server nothing imports it',
-     'engine.shell.build.builder', 'engine.api.docker.render'),
     ('only drivers use kernel tools',
      'engine.cli.compose_binary', 'subprocess'),
     ('the CLI never imports the server',
