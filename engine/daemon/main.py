@@ -332,7 +332,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _duration(text: str) -> int:
     """A duration flag (`720h`, `90m`, `30s`, Go syntax) in nanoseconds."""
-    from engine.cli.parse import parse_go_duration
+    from engine.core.units import parse_go_duration
 
     try:
         seconds = parse_go_duration(text.strip())

@@ -25,12 +25,12 @@ from engine.api.docker.models import (
 )
 from engine.api.docker.render import rfc3339
 from engine.api.docker.translate import parse_filters
-from engine.api.routes.log_time import first_seq_at
 from engine.api.routes.off import off_routes
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument
 from engine.core.fwd_plan import findings
 from engine.shell.files import observe_host_firewall
+from engine.shell.logread import first_seq_at
 from engine.shell.outcomes import summary
 from events.follow import follow
 
