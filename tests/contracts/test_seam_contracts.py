@@ -119,6 +119,16 @@ def test_snapshot_prepare_is_idempotent_and_mounted(snapshots: Snapshots,
     assert cid in snapshots.mounted()
 
 
+def test_snapshot_names_its_rootfs_and_dir(snapshots: Snapshots, layers: list[str]) -> None:
+    """Where prepare mounts is where `rootfs` says (the files service reaches it there), and
+    it is inside the container's snapshot dir, beside the writable layer."""
+    cid = new_id()
+    path = snapshots.prepare(cid, layers)
+    assert str(snapshots.rootfs(cid)) == path
+    assert snapshots.rootfs(cid).parent == snapshots.container_dir(cid)
+    assert snapshots.container_dir(cid).name == cid
+
+
 def test_snapshot_unmount_then_prepare_again(snapshots: Snapshots, layers: list[str]) -> None:
     cid = new_id()
     path = snapshots.prepare(cid, layers)
@@ -187,6 +197,13 @@ def test_volume_prepare_gives_an_entry_per_mount(volumes: Volumes, tmp_path: Pat
     volumes.release(cid)
     volumes.release(cid)  # idempotent
     volumes.remove("data")
+
+
+def test_volume_path_is_its_data_dir(volumes: Volumes) -> None:
+    name = "v" + new_id()[:12]
+    volumes.create(name, {})
+    path = volumes.path(name)
+    assert os.path.isabs(path) and path.endswith(f"/{name}/_data")
 
 
 def test_volume_prepare_of_a_missing_volume_is_not_found(volumes: Volumes,
