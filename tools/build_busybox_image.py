@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from engine.drivers.host.mountsys import machine_arch
+from engine.drivers.host.info import machine_arch
 from engine.drivers.layers.content import ContentStore
 from engine.shell.image_archive import ImageToSave, build_image_config, save_archive
 from events.values import ImageConfig

@@ -452,3 +452,9 @@ def restore_quarantined(paths: Paths) -> list[Restored]:
         note_path.unlink(missing_ok=True)
         out.append(item)
     return out
+
+
+def finding_json(f: Finding) -> dict[str, str]:
+    """A finding in the API's (and the CLI's `--root`) JSON shape."""
+    return {"Kind": f.kind, "Subject": f.subject, "Problem": f.problem, "Action": f.action,
+            "Path": f.path, "Uncertain": f.uncertain}  # type: ignore[dict-item]

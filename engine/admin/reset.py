@@ -8,21 +8,22 @@ exec root, monitors whose pid files live there, mounts under either directory, c
 by its container ids, and the bridges and nft rules of networks its log names (when the log
 can be read; otherwise a warning says what may be left).
 
-I/O: runc, signals to monitor pids (checked against their command line), umount, cgroupfs,
-netlink and nftables, and the removal of everything under the root and the exec root.
+I/O: through drivers/host (runc, signals to monitor pids, umount, cgroupfs: `teardown.py`;
+the root's lock: `statelock.py`) and drivers/network (netlink and nftables), and the removal
+of everything under the root and the exec root.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 from engine.core.errors import Conflict
 from engine.core.net_plan import LINK_DRIVERS, ParentPlan
+from engine.drivers.host.statelock import AlreadyRunning, take_lock
+from engine.drivers.host.teardown import remove_cgroups, stop_runtime, unmount_all_under
 from engine.shell.paths import Paths
 
 
@@ -31,15 +32,11 @@ def reset(paths: Paths) -> list[str]:
     warnings: list[str] = []
     lock = _lock(paths)
     try:
-        ids = _stop_runtime(paths, warnings)
+        ids = stop_runtime(paths.exec_root / "runc", paths.exec_root, warnings)
         ids |= _container_dirs(paths)
         ids |= _networks(paths, warnings)
-        for target in reversed(_mounts_under(paths.root, paths.exec_root)):
-            done = subprocess.run(["umount", "-l", target], capture_output=True, text=True,
-                                  check=False)
-            if done.returncode != 0:
-                warnings.append(f"cannot unmount {target}: {done.stderr.strip()}")
-        _remove_cgroups(ids, warnings)
+        unmount_all_under(paths.root, paths.exec_root, warnings=warnings)
+        remove_cgroups(ids, warnings)
         for top in (paths.root, paths.exec_root):
             for child in sorted(top.iterdir()) if top.is_dir() else []:
                 if child == paths.lock:
@@ -58,8 +55,6 @@ def reset(paths: Paths) -> list[str]:
 
 
 def _lock(paths: Paths) -> int:
-    from engine.daemon.main import AlreadyRunning, take_lock
-
     paths.root.mkdir(parents=True, exist_ok=True)
     try:
         return take_lock(paths)
@@ -67,28 +62,6 @@ def _lock(paths: Paths) -> int:
         holder = exc.message.rsplit("(pid ", 1)[-1].rstrip(")")
         raise Conflict(f"the daemon (pid {holder}) runs on {paths.root}; it cannot be reset "
                        "under it", hint="stop shipslogd first, then run the reset again") from None
-
-
-def _stop_runtime(paths: Paths, warnings: list[str]) -> set[str]:
-    runc_root = paths.exec_root / "runc"
-    ids: set[str] = set()
-    if runc_root.is_dir():
-        listed = subprocess.run(["runc", "--root", str(runc_root), "list", "-q"],
-                                capture_output=True, text=True, check=False)
-        ids = set(listed.stdout.split())
-        for cid in sorted(ids):
-            done = subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid],
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                warnings.append(f"runc delete {cid[:12]}: {done.stderr.strip()}")
-    for pid_file in paths.exec_root.glob("containers/*/conmon.pid"):
-        try:
-            pid = int(pid_file.read_text().strip())
-            if b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            continue  # gone already, or not our monitor
-    return ids
 
 
 def _container_dirs(paths: Paths) -> set[str]:
@@ -164,30 +137,3 @@ def _log_facts(db: Path, warnings: list[str]
     return ([(n.driver, n.bridge) for n in nets],  # type: ignore[attr-defined]
             {c.id for c in ctrs},  # type: ignore[attr-defined]
             [*(n.id for n in nets), *(c.id for c in ctrs if c.ports)])  # type: ignore[attr-defined]
-
-
-def _mounts_under(*dirs: Path) -> list[str]:
-    prefixes = tuple(str(d.absolute()) + "/" for d in dirs)
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4]
-        if target.startswith(prefixes):
-            found.append(target)
-    return found
-
-
-def _remove_cgroups(ids: set[str], warnings: list[str]) -> None:
-    for ctl in Path("/sys/fs/cgroup").iterdir():
-        for cid in ids:
-            cg = ctl / "shipslog" / cid
-            if cg.is_dir():
-                for sub in sorted(cg.rglob("*"), reverse=True):
-                    if sub.is_dir():
-                        try:
-                            sub.rmdir()
-                        except OSError:
-                            pass
-                try:
-                    cg.rmdir()
-                except OSError as exc:
-                    warnings.append(f"cannot remove cgroup {cg}: {exc.strerror}")

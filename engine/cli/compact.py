@@ -60,9 +60,8 @@ def cmd_compact(ctx: Context, args: argparse.Namespace) -> int:
 
 def compact_offline(root: str, before: str) -> dict[str, Any]:
     """Compact a state root no daemon is running on (the flock proves it)."""
-    from engine.api.routes.compact import before_ns_of, report_json
     from engine.core.errors import ShipslogError
-    from engine.shell.compaction import compact, live_events
+    from engine.shell.compaction import before_ns_of, compact, live_events, report_json
     from events.envelope import Actor
     from events.store import EventStore, StoreError
     from projections.engine import EngineProjection

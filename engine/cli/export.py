@@ -80,7 +80,7 @@ def envelopes(ctx: Context, args: argparse.Namespace) -> Iterator[Any]:
 def _local(ctx: Context, params: dict[str, str]) -> Iterator[Any]:
     """With --root: straight from the database (a 1M-event export must not build the whole
     stream in memory first, as the read-only router's GET does)."""
-    from engine.api.routes.shipslog import first_seq_at, point_of, seq_of, shown_envelopes
+    from engine.shell.logread import first_seq_at, point_of, seq_of, shown_envelopes
 
     assert ctx.local is not None
     store = ctx.local.context().store

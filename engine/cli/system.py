@@ -120,12 +120,11 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _offline_check(root: str, exec_root: str) -> dict[str, Any]:
-    from engine.admin.check import check_offline
-    from engine.api.routes.check import _finding
+    from engine.admin.check import check_offline, finding_json
     from engine.shell.paths import Paths
 
     report = check_offline(Paths.of(root, exec_root))
-    return {"Findings": [_finding(f) for f in report.findings],
+    return {"Findings": [finding_json(f) for f in report.findings],
             "NeedsCleanup": report.needs_cleanup, "Integrity": report.integrity}
 
 

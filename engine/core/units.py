@@ -55,3 +55,20 @@ def parse_go_duration(text: str) -> float:
     if pos != len(s):
         raise ValueError(f"time: invalid duration \"{text}\"")
     return total
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(ns: int) -> str:
+    """Docker's RFC 3339 with nanoseconds (`2024-01-02T03:04:05.123456789Z`); the API's
+    renderer and the builder's image configs both write it."""
+    # datetime is imported here, not at the top: the CLI imports this module for its
+    # durations, and each `shipslog ps` start pays for every module it loads (issue 17)
+    from datetime import UTC, datetime
+
+    if ns <= 0:
+        return ZERO_TIME
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"

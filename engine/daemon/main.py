@@ -10,7 +10,6 @@ marker; containers keep running (their monitors hold them) and are adopted at th
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import signal
@@ -40,19 +39,14 @@ from engine.api.routes.system import VERSION, system_routes
 from engine.api.routes.volumes import volume_routes
 from engine.api.server.http import App, Limits, serve_unix
 from engine.core.errors import ShipslogError
-from engine.daemon.wiring import (
-    ContainerFiles,
-    ImageStorage,
-    RealRuntime,
-    RealSnapshots,
-    RealVolumes,
-    SpecMaker,
-)
+from engine.daemon.wiring import ImageStorage, LinuxRuntime, real_drivers
+from engine.drivers.host.statelock import take_lock
 from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
 from engine.shell.build.session import sweep_step_containers
 from engine.shell.compaction import archive_dir, run_auto_compaction
+from engine.shell.files import FileService
 from engine.shell.images import ImageOps
 from engine.shell.journal import Journal
 from engine.shell.leftovers import Leftover, discard_uncommitted
@@ -60,7 +54,7 @@ from engine.shell.network import NetworkOps
 from engine.shell.paths import Paths
 from engine.shell.recovery import Recovery, run_bounded
 from engine.shell.service import Engine
-from engine.shell.supervisor import Drivers, Supervisor
+from engine.shell.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending
 from events.store import EventStore, StoreError
@@ -73,10 +67,6 @@ DEFAULT_ROOT = "/var/lib/shipslog"
 DEFAULT_EXEC_ROOT = "/run/shipslog"
 
 
-class AlreadyRunning(ShipslogError):
-    pass
-
-
 @dataclass
 class DaemonContext:
     """What the API handlers reach: the engine, the log, the runtime and the paths."""
@@ -86,27 +76,12 @@ class DaemonContext:
     store: EventStore
     writer: StoreWriter
     paths: Paths
-    runtime: RealRuntime
+    runtime: LinuxRuntime
     clock: Any
     engine_id: str
     runc_version: str = ""
+    files: FileService | None = None  # cp, diff, export, stats (None: no daemon, no files)
     exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
-
-
-def take_lock(paths: Paths) -> int:
-    """flock the state root (RELIABILITY F-14): a second daemon exits naming the holder."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise AlreadyRunning(
-            f"another daemon holds {paths.lock} (pid {holder})",
-            hint="stop it first, or give this one its own --root and --exec-root") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def open_log(paths: Paths, store: str | None = None,
@@ -189,7 +164,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
         p = Path(str(paths.db) + suffix)
         if p.exists():
             os.chmod(p, 0o600)
-    runtime = RealRuntime(paths)
+    runtime = LinuxRuntime(paths)
     runc_version = await runtime.check()
     storage = ImageStorage(paths.root)
     secrets = SecretStore(paths.secrets)
@@ -206,10 +181,8 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 actor=SYSTEM_ACTOR, op_id="daemon-" + journal.new_id()[:12])
             network = NetworkOps(journal, linux_network(paths.exec_root))
             await network.start(nursery)
-            drivers = Drivers(snapshots=RealSnapshots(paths.root), runtime=runtime,
-                              secrets=secrets, layers=storage, specs=SpecMaker(paths),
-                              files=ContainerFiles(paths), volumes=RealVolumes(paths),
-                              network=network)
+            drivers = real_drivers(paths, runtime=runtime, secrets=secrets, storage=storage,
+                                   network=network)
             supervisor = Supervisor(journal, drivers, nursery)
             restart = await Recovery(supervisor, boot_changed=boot_changed).run()
             await network.readopt()
@@ -224,7 +197,9 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,
                                                paths.root / "tmp"),
                 store=store, writer=writer, paths=paths, runtime=runtime, clock=journal.clock,
-                engine_id=_engine_id(store), runc_version=runc_version)
+                engine_id=_engine_id(store), runc_version=runc_version,
+                files=FileService(engine, drivers.snapshots, drivers.layers,
+                                  drivers.volumes.path, paths.root))
             app = App(system_routes(ctx), container_routes(ctx), image_routes(ctx),
                       stream_routes(ctx), shipslog_routes(ctx), volume_routes(ctx),
                       registry_routes(ctx), network_routes(ctx), check_routes(ctx),
@@ -367,7 +342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _duration(text: str) -> int:
     """A duration flag (`720h`, `90m`, `30s`, Go syntax) in nanoseconds."""
-    from engine.cli.parse import parse_go_duration
+    from engine.core.units import parse_go_duration
 
     try:
         seconds = parse_go_duration(text.strip())

@@ -16,16 +16,14 @@ import base64
 import binascii
 import json
 import os
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.core.errors import InvalidArgument
+from engine.drivers.host.credhelper import helper_get
 from engine.registry.challenge import auth_keys
-
-HELPER_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -107,18 +105,13 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def run_helper(helper: str, server: str) -> Credentials | None:
-    """`docker-credential-<helper> get`: server URL on stdin, JSON on stdout."""
-    if not helper or not all(c.isalnum() or c in "-_." for c in helper):
+    """`docker-credential-<helper> get`: server URL on stdin, JSON on stdout (run by
+    engine/drivers/host/credhelper.py)."""
+    answer = helper_get(helper, server)
+    if answer is None:
         return None
     try:
-        out = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
-                             capture_output=True, timeout=HELPER_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None  # "credentials not found in native keychain"
-    try:
-        doc = json.loads(out.stdout)
+        doc = json.loads(answer)
     except ValueError:
         return None
     user, secret = str(doc.get("Username") or ""), str(doc.get("Secret") or "")

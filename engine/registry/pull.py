@@ -53,7 +53,7 @@ from engine.core.image_documents import (
 )
 from engine.core.image_reference import Reference
 from engine.drivers.host import failpoints
-from engine.drivers.host.mountsys import machine_arch
+from engine.drivers.host.info import machine_arch
 from engine.drivers.layers.content import ContentStore, DigestMismatch
 from engine.drivers.layers.unpack import LayerStore
 from engine.registry.challenge import pull_scope

@@ -59,7 +59,7 @@ from engine.core.image_documents import (
     parse_image_config,
 )
 from engine.core.image_reference import InvalidReference, parse_reference, validate_digest
-from engine.drivers.host.mountsys import machine_arch
+from engine.drivers.host.info import machine_arch
 from engine.drivers.layers.content import ContentError, ContentStore, sha256_bytes
 from engine.drivers.layers.unpack import (
     LAYER_MEDIA_TYPES,

@@ -22,7 +22,7 @@ import trio
 from engine.core.decision import Step
 from engine.core.errors import NotFound, ShipslogError
 from engine.core.restart import restart_on_daemon_start
-from engine.drivers.protocols import RuntimeState
+from engine.drivers.runtime.seam import RuntimeState
 from engine.shell.supervisor import Supervisor
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Pending, stream_of
@@ -228,7 +228,7 @@ class Recovery:
             await self.d.runtime.delete(c.id, force=True)
         except ShipslogError as exc:
             log.warning("deleting runtime state of %s failed: %s", c.id, exc)
-        await self.sup.release_network(c.id, "recovery")
+        await self.sup.network.release(c.id, "recovery")
 
     async def _orphans(self, runtime: dict[str, RuntimeState]) -> None:
         known = self.journal.state.containers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -55,6 +55,11 @@ class Engine:
     @property
     def state(self) -> EngineState:
         return self.journal.state
+
+    def locked(self, cid: str) -> AbstractAsyncContextManager[None]:
+        """Hold container `cid`'s lock: no start, stop or removal of it runs meanwhile (the
+        files service mounts a stopped container's rootfs under it)."""
+        return self._locked(cid)  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def _locked(self, cid: str):  # type: ignore[no-untyped-def]

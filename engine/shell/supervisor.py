@@ -1,6 +1,6 @@
 """The supervisor: carries out decided plans through the kernel drivers and records outcomes.
 
-I/O: through the driver Protocols only (`engine/drivers/protocols.py`), plus the journal.
+I/O: through the driver Protocols only (`engine/drivers/<seam>/seam.py`), plus the journal.
 
 Every step follows one shape: the intent is already in the log (the decision appended it),
 the step does its kernel work (idempotent, keyed by the op id), hits a failpoint, and appends
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import trio
@@ -24,46 +24,27 @@ import trio
 from engine.core import createopts
 from engine.core.decision import Decision, Step
 from engine.core.errors import Conflict, KernelError, NotFound, ShipslogError, leaf_of, user_error
-from engine.core.net_plan import dns_server
 from engine.core.oci_spec import update_resources
 from engine.core.restart import kill_stops_restart, restart_delay_ms
 from engine.drivers.host import failpoints
-from engine.drivers.protocols import ExitRecord, Runtime, Secrets, Snapshots, Volumes
+from engine.drivers.host.seam import Files
+from engine.drivers.layers.seam import Layers
+from engine.drivers.runtime.seam import ExitRecord, Runtime, SpecMaker
+from engine.drivers.secrets.seam import Secrets
+from engine.drivers.snapshots.seam import Snapshots
+from engine.drivers.volumes.seam import Volumes
 from engine.shell.health import HealthChecks
 from engine.shell.journal import Journal
 from engine.shell.outcomes import OutcomeRecorder
+from engine.shell.supervisor_network import NetworkSteps
 from engine.shell.supervisor_storage import StorageSteps
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from events.store import StoreError
 from projections.fold import updated_config
-from projections.state import ContainerView, ImageView
+from projections.state import ContainerView
 
 log = logging.getLogger("shipslog.supervisor")
-
-
-class SpecMaker(Protocol):
-    def make(self, container: ContainerView, image: ImageView, env: list[str],
-             rootfs: str, mounts: list[dict[str, Any]] | None = None,
-             rootfs_propagation: str = "", netns_path: str | None = None,
-             addresses: Sequence[str] = (), embedded_dns: str = "",
-             hostname: str = "") -> dict[str, Any]: ...
-
-
-class Layers(Protocol):
-    def path(self, diff_id: str) -> str: ...
-
-    def delete(self, diff_id: str) -> None: ...
-
-    def delete_blob(self, digest: str) -> None: ...
-
-
-class Files(Protocol):
-    """Per-container files that are not the rootfs: the state dir with its log."""
-
-    def log_path(self, container_id: str) -> str: ...
-
-    def remove_container_files(self, container_id: str) -> None: ...
 
 
 @dataclass
@@ -117,7 +98,7 @@ def exit_code_for_start_error(message: str) -> int:
     return 128
 
 
-class Supervisor(StorageSteps):
+class Supervisor:
     def __init__(self, journal: Journal, drivers: Drivers, nursery: trio.Nursery) -> None:
         self.journal = journal
         self.outcomes = OutcomeRecorder(journal)
@@ -133,6 +114,10 @@ class Supervisor(StorageSteps):
         self._sessions_idle = trio.Event()
         self._sessions_idle.set()
         self.health = HealthChecks(journal, drivers.runtime, drivers.secrets, self._append)
+        # The steps' collaborators: storage (volumes, image GC) and networking; the
+        # container lifecycle (rootfs, runtime, exits) is the supervisor's own.
+        self.storage = StorageSteps(journal, drivers.volumes, drivers.layers, self._append)
+        self.network = NetworkSteps(journal, drivers.network)
         self._steps: dict[str, Callable[[str, dict[str, str], Actor], Awaitable[None]]] = {
             "rootfs.prepare": self._rootfs_prepare,
             "container.start": self._start,
@@ -142,9 +127,9 @@ class Supervisor(StorageSteps):
             "container.unpause": self._unpause,
             "container.remove": self._remove,
             "container.update": self._update,
-            "image.gc": self._image_gc,
-            "volume.create": self._volume_create,
-            "volume.remove": self._volume_remove,
+            "image.gc": self.storage.image_gc,
+            "volume.create": self.storage.volume_create,
+            "volume.remove": self.storage.volume_remove,
         }
 
     # -- background work ------------------------------------------------------------------
@@ -241,7 +226,7 @@ class Supervisor(StorageSteps):
         c = self._container(cid)
         try:
             rootfs = await self._prepare_rootfs(c)
-            await trio.to_thread.run_sync(self._prepare_volumes, c, rootfs)
+            await trio.to_thread.run_sync(self.storage.prepare_volumes, c, rootfs)
             failpoints.hit("create.after_rootfs")
         except ShipslogError as exc:
             await self._undo_create(op_id, c, "rootfs.prepare", str(exc), actor)
@@ -268,7 +253,7 @@ class Supervisor(StorageSteps):
         try:
             await trio.to_thread.run_sync(self.d.snapshots.remove, c.id)
             self.d.secrets.wipe(c.id)
-            dropped = await self._drop_anonymous_volumes(c)
+            dropped = await self.storage.drop_anonymous_volumes(c)
         except (OSError, ShipslogError) as exc:
             log.warning("cleanup after failed create of %s failed: %s", c.id, exc)
             cleanup_failed = True
@@ -279,7 +264,7 @@ class Supervisor(StorageSteps):
                 Pending(stream=_c(c.id), event=v.ContainerRemoved(container_id=c.id)),
                 Pending(stream=stream_of("name", c.name),
                         event=v.NameReleased(name=c.name, container_id=c.id)),
-                *self._volumes_removed(dropped),
+                *self.storage.volumes_removed(dropped),
             ]
         await self._append(pending, op_id, actor)
 
@@ -294,14 +279,14 @@ class Supervisor(StorageSteps):
             rootfs = await self._prepare_rootfs(c)
             image = self.journal.state.images[c.config.image_id]
             step = "mounts.prepare"
-            plan = self._mount_plan(c)
+            plan = self.storage.mount_plan(c)
             mounts = await trio.to_thread.run_sync(
-                self.d.volumes.prepare, cid, plan, rootfs, self._volume_options()
+                self.d.volumes.prepare, cid, plan, rootfs, self.storage.volume_options()
             ) if plan.mounts else []
             if plan.mounts:
                 failpoints.hit("start.after_volume_mount")
             step = "network.attach"
-            netns_path, addresses, dns, hostname = await self._attach_network(c, op_id, actor)
+            netns_path, addresses, dns, hostname = await self.network.attach(c, op_id, actor)
             step = "runtime.create"
             env = self.d.secrets.get(cid) if c.config.env else []
             # `--link` hosts and env, `--pid container:X`: read from the others now
@@ -374,48 +359,10 @@ class Supervisor(StorageSteps):
             except trio.EndOfChannel:
                 raise KernelError(f"attaching to container {cid[:12]} failed") from None
 
-    async def _attach_network(self, c: ContainerView, op_id: str, actor: Actor
-                              ) -> tuple[str | None, list[str], str, str]:
-        """(netns path, addresses, embedded DNS server, hostname taken from a joined
-        container — "" for the container's own)."""
-        if self.d.network is None:
-            return None, [], "", ""
-        if c.config.network_mode.startswith("container:"):
-            # Docker's container mode: the other container's namespace, no endpoint of our
-            # own; its addresses, DNS server and hostname go into our hosts, resolv.conf and
-            # hostname.
-            joined = self.d.network.joined_namespace(c)
-            dns = dns_server(joined.dns_network.driver, joined.dns_network.gateway) \
-                if joined.dns_network is not None else ""
-            return joined.path, joined.addresses, dns, joined.hostname
-        path = await self.d.network.attach(c, op_id, actor)
-        now = self.journal.state.containers[c.id]
-        # both families in /etc/hosts, as Docker writes them (issue 13)
-        addresses = [a for ep in now.networks.values() for a in (ep.ip, ep.ip6) if a]
-        nets = [self.journal.state.networks.get(nid) for nid in now.networks]
-        dns = next((dns_server(n.driver, n.gateway) for n in nets
-                    if n is not None and n.name != "bridge"), "")
-        return path, addresses, dns, ""
-
-    async def release_network(self, cid: str, op_id: str, *, strict: bool = False) -> None:
-        """Take down the container's endpoints and record it. `strict` (rm): a failure is
-        the caller's error, so the removal is not reported done while the log still holds
-        the endpoints; otherwise (exits, failed starts) it is logged and reconcile retries."""
-        c = self.journal.state.containers.get(cid)
-        if self.d.network is None or (c is not None and c.config.network_mode in (
-                "none", "host") and not c.networks and not c.ports):
-            return  # nothing was attached: no kernel calls on the hot path
-        try:
-            await self.d.network.detach(cid, op_id)
-        except (ShipslogError, OSError, StoreError) as exc:
-            if strict:
-                raise
-            log.warning("network teardown of %s failed: %s", cid[:12], _message(exc))
-
     async def _start_failed(self, op_id: str, cid: str, step: str, error: str,
                             actor: Actor) -> None:
         cleanup_failed = False
-        await self.release_network(cid, op_id)
+        await self.network.release(cid, op_id)
         try:
             await self.d.runtime.delete(cid, force=True)
         except (ShipslogError, OSError) as exc:
@@ -465,7 +412,7 @@ class Supervisor(StorageSteps):
         finally:
             self._watching.discard(cid)
         await self.record_exit(cid, record)
-        await self.release_network(cid, "exit-" + cid[:12])
+        await self.network.release(cid, "exit-" + cid[:12])
         self._exited.pop(cid, trio.Event()).set()
         await self._after_exit(cid)
 
@@ -668,7 +615,7 @@ class Supervisor(StorageSteps):
             if c.config.mounts:
                 await trio.to_thread.run_sync(self.d.volumes.release, cid)
                 failpoints.hit("remove.after_volume_unmount")
-            await self.release_network(cid, op_id, strict=True)
+            await self.network.release(cid, op_id, strict=True)
             failpoints.hit("remove.after_runtime_delete")
             await trio.to_thread.run_sync(self.d.snapshots.remove, cid)
             failpoints.hit("remove.after_rootfs")
@@ -677,7 +624,7 @@ class Supervisor(StorageSteps):
             await trio.to_thread.run_sync(self.d.files.remove_container_files, cid)
             dropped: list[str] = []
             if args.get("volumes") == "true" or c.config.auto_remove:
-                dropped = await self._drop_anonymous_volumes(c)
+                dropped = await self.storage.drop_anonymous_volumes(c)
         except (ShipslogError, OSError, StoreError) as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
                 op_id=op_id, step="remove", error=_message(exc), needs_cleanup=True))],
@@ -690,6 +637,6 @@ class Supervisor(StorageSteps):
             Pending(stream=_c(cid), event=v.ContainerRemoved(container_id=cid)),
             Pending(stream=stream_of("name", c.name),
                     event=v.NameReleased(name=c.name, container_id=cid)),
-            *self._volumes_removed(dropped),
+            *self.storage.volumes_removed(dropped),
             Pending(stream=_opstream(op_id), event=v.OperationCompleted(op_id=op_id)),
         ], op_id, actor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal as signals
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -22,8 +23,8 @@ from engine.core.hostfiles import ResolvConf
 from engine.core.net_plan import VethPlan
 from engine.core.nft_plan import NetworkRules, OwnedRule, Publish
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo, NetworkKernel
-from engine.drivers.protocols import ExitRecord, RuntimeState
 from engine.drivers.runtime.execio import ExecResult
+from engine.drivers.runtime.seam import ExitRecord, RuntimeState
 from engine.drivers.snapshots.overlay import validate_container_id
 from events.redact import RedactError, check_env
 
@@ -80,6 +81,12 @@ class FakeSnapshots:
 
     def mounted(self) -> set[str]:
         return set(self.mounts)
+
+    def container_dir(self, container_id: str) -> Path:
+        return Path("/fake/containers") / validate_container_id(container_id)
+
+    def rootfs(self, container_id: str) -> Path:
+        return self.container_dir(container_id) / "rootfs"
 
 
 class _Proc:
@@ -335,6 +342,10 @@ class FakeVolumes:
             out.append(m.oci(source=source))  # the entries the real mounter gives
         self.staged[container_id] = [m.target for m in plan.mounts]
         return out
+
+    def path(self, name: str) -> str:
+        """Where the volume's files are (the local driver's `_data`)."""
+        return f"/fake/volumes/{name}/_data"
 
     def release(self, container_id: str) -> None:
         self.staged.pop(container_id, None)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from engine.shell.files import FileService
 from engine.shell.journal import Journal
 from engine.shell.network import NetworkOps
 from engine.shell.recovery import Recovery
@@ -78,6 +79,7 @@ class EngineRig:
     engine: Engine
     nursery: trio.Nursery
     network: NetworkOps | None = None
+    files: FileService | None = None
 
 
 @asynccontextmanager
@@ -104,7 +106,9 @@ async def open_rig(machine: Machine, *, recover: bool = True, boot_changed: bool
                     await net.readopt()
                     await net.reconcile()
                     await net.sweep()
-            yield EngineRig(machine, store, journal, sup, engine, nursery, net)
+            files = FileService(engine, machine.snapshots, machine.layers, machine.volumes.path,
+                                "/fake")
+            yield EngineRig(machine, store, journal, sup, engine, nursery, net, files)
             nursery.cancel_scope.cancel()
     finally:
         store.close()

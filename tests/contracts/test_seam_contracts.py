@@ -1,6 +1,6 @@
-"""Contract suites for the kernel seams (issue 16): each Protocol in engine/drivers/protocols.py
+"""Contract suites for the kernel seams (issue 16): each Protocol (engine/drivers/<seam>/seam.py)
 is checked with the same assertions against its recording fake (engine/testing/fakes.py) and
-against the real driver in the shape the supervisor sees (engine/daemon/wiring.py), so a fake
+against the real driver the daemon wires (engine/daemon/wiring.py), so a fake
 cannot drift from what the kernel does without a test failing. The engine-on-fakes tests are
 only as true as these contracts.
 
@@ -24,7 +24,10 @@ import trio
 
 from engine.core.errors import NotFound, ShipslogError
 from engine.core.volume_plan import MountPlan, PlannedMount
-from engine.drivers.protocols import Runtime, Secrets, Snapshots, Volumes
+from engine.drivers.runtime.seam import Runtime
+from engine.drivers.secrets.seam import Secrets
+from engine.drivers.snapshots.seam import Snapshots
+from engine.drivers.volumes.seam import Volumes
 from engine.testing.fakes import FakeRuntime, FakeSecrets, FakeSnapshots, FakeVolumes, Faults
 from engine.testing.rootfs import make_busybox_rootfs
 
@@ -85,13 +88,13 @@ def snapshots(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Snapsh
     if request.param == "fake":
         yield FakeSnapshots(Faults(), layer_exists=os.path.isdir)
         return
-    from engine.daemon.wiring import RealSnapshots
+    from engine.drivers.snapshots.overlay import Snapshotter
 
-    real = RealSnapshots(tmp_path / "root")
+    real = Snapshotter(tmp_path / "root")
     try:
         yield real
     finally:
-        for cid in real.mounted() | set(real.s.list_snapshots()):
+        for cid in real.mounted() | set(real.list_snapshots()):
             real.remove(cid)
         assert real.mounted() == set()
 
@@ -114,6 +117,16 @@ def test_snapshot_prepare_is_idempotent_and_mounted(snapshots: Snapshots,
     assert os.path.isabs(path)
     assert snapshots.prepare(cid, layers) == path
     assert cid in snapshots.mounted()
+
+
+def test_snapshot_names_its_rootfs_and_dir(snapshots: Snapshots, layers: list[str]) -> None:
+    """Where prepare mounts is where `rootfs` says (the files service reaches it there), and
+    it is inside the container's snapshot dir, beside the writable layer."""
+    cid = new_id()
+    path = snapshots.prepare(cid, layers)
+    assert str(snapshots.rootfs(cid)) == path
+    assert snapshots.rootfs(cid).parent == snapshots.container_dir(cid)
+    assert snapshots.container_dir(cid).name == cid
 
 
 def test_snapshot_unmount_then_prepare_again(snapshots: Snapshots, layers: list[str]) -> None:
@@ -159,12 +172,12 @@ def volumes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Volumes]
     if request.param == "fake":
         yield FakeVolumes(Faults())
         return
-    from engine.daemon.wiring import RealVolumes
+    from engine.drivers.volumes.linux import LocalVolumes
     from engine.shell.paths import Paths
 
     paths = Paths.of(tmp_path / "root", tmp_path / "exec")
     paths.ensure()
-    yield RealVolumes(paths)
+    yield LocalVolumes(paths.root, paths.exec_root)
 
 
 def volume_plan(*mounts: PlannedMount) -> MountPlan:
@@ -184,6 +197,13 @@ def test_volume_prepare_gives_an_entry_per_mount(volumes: Volumes, tmp_path: Pat
     volumes.release(cid)
     volumes.release(cid)  # idempotent
     volumes.remove("data")
+
+
+def test_volume_path_is_its_data_dir(volumes: Volumes) -> None:
+    name = "v" + new_id()[:12]
+    volumes.create(name, {})
+    path = volumes.path(name)
+    assert os.path.isabs(path) and path.endswith(f"/{name}/_data")
 
 
 def test_volume_prepare_of_a_missing_volume_is_not_found(volumes: Volumes,
@@ -256,13 +276,13 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path,
         return
     if not (shutil.which("runc") and shutil.which("conmon")):
         pytest.skip("needs runc and conmon")
-    from engine.daemon.wiring import RealRuntime
     from engine.drivers.runtime import cgroups
+    from engine.drivers.runtime.driver import LinuxRuntime
     from engine.shell.paths import Paths
 
     paths = Paths.of(tmp_path / "root", tmp_path / "exec")
     paths.ensure()
-    real = RuntimeRig(RealRuntime(paths), busybox_rootfs, tmp_path)
+    real = RuntimeRig(LinuxRuntime(paths), busybox_rootfs, tmp_path)
     try:
         yield real
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.drivers.host import mountsys
+from engine.drivers.host import info
 from engine.drivers.layers.content import ContentStore
 from engine.drivers.layers.unpack import LayerStore
 from engine.drivers.snapshots.overlay import Snapshotter
@@ -62,7 +62,7 @@ def test_loads_into_the_content_store(archive: tuple[Path, str], tmp_path: Path)
     assert img.repo_tags == ("busybox:latest",)
     assert img.config.cmd == ("sh",)
     assert any(e.startswith("PATH=") and "/bin" in e for e in img.config.env)
-    assert img.config.architecture == mountsys.machine_arch()
+    assert img.config.architecture == info.machine_arch()
     assert img.config.os == "linux"
     assert len(img.layers) == 1
 

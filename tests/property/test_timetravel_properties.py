@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.api.routes.shipslog import seq_of, state_at
+from engine.shell.logread import seq_of, state_at
 from events.envelope import Actor, Pending
 from events.store import EventStore
 from projections.engine import EngineProjection

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.routes.shipslog import seq_of, state_at
+from engine.shell.logread import seq_of, state_at
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.store import EventStore

@@ -11,7 +11,7 @@ import itertools
 import operator
 import shlex
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -21,20 +21,10 @@ from engine.api.docker import models as m
 from engine.core import oci_spec
 from engine.core.networks import start_networks
 from engine.core.security_opts import SYSTEMPATHS_UNCONFINED, parse_security_opts
-from engine.core.units import human_duration
+from engine.core.units import ZERO_TIME as ZERO_TIME  # re-exported: callers import it here
+from engine.core.units import human_duration, rfc3339
 from events.values import ContainerConfig, HealthCheck, ImageConfig
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def rfc3339(ns: int) -> str:
-    """Docker's RFC 3339 with nanoseconds (`2024-01-02T03:04:05.123456789Z`)."""
-    if ns <= 0:
-        return ZERO_TIME
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}Z"
 
 
 def status_template(c: ContainerView) -> tuple[str, int | None, str]:

@@ -2,16 +2,16 @@
 /containers/{id}/archive` (docker cp), `GET /containers/{id}/changes` (docker diff),
 `GET /containers/{id}/export` and `GET /containers/{id}/stats`.
 
-I/O: the container's root filesystem through `engine/drivers/snapshots/rootfs_access.py` (in-root
-resolution only), its cgroup counters through `engine/drivers/runtime/stats.py`, and the
+I/O: the container's root filesystem (in-root resolution only) and its cgroup counters
+through the files service (`engine/shell/files.py`), and the
 log: a copy out, a copy in and an export are each recorded with the caller as actor
 (`ContainerPathArchived`, `ContainerPathExtracted`, `ContainerExported`), which
 `docker events` shows as archive-path / extract-to-dir / export.
 
-A stopped container's root filesystem may not be mounted (after a daemon restart): it is
-mounted for the request, under the container's lock so no start or removal runs meanwhile,
-and unmounted afterwards. Volumes and bind mounts are mounted in the container's own mount
-namespace, not under the rootfs we reach, so a path at or below one (as asked, or as it
+A stopped container's root filesystem may not be mounted (after a daemon restart): the files
+service mounts it for the request, under the container's lock so no start or removal runs
+meanwhile, and unmounts it afterwards. Volumes and bind mounts are mounted in the container's
+own mount namespace, not under the rootfs we reach, so a path at or below one (as asked, or as it
 resolved in the rootfs) is reached in the volume's `_data` or the bind's host directory
 instead, running or stopped, resolved in-root there (Docker's cp reaches them too;
 RELIABILITY S-04/S-05: no symlink leads out of the mount). tmpfs mounts (their files exist
@@ -30,7 +30,7 @@ import os
 import posixpath
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from typing import Any, BinaryIO, cast
 
 import trio
@@ -48,8 +48,7 @@ from engine.core.fs_plan import (
 )
 from engine.core.lookup import find_container
 from engine.core.stats_shape import StatsSample, shape_stats
-from engine.drivers.runtime import stats as container_stats
-from engine.drivers.snapshots import rootfs_access
+from engine.shell import files as files_
 from events import vocabulary as v
 from events.envelope import Actor, Pending, stream_of
 from events.values import MountSpec
@@ -57,7 +56,6 @@ from projections.state import ContainerView
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 _LIVE = ("running", "paused", "restarting")
-_NO_ROOTFS = ("creating", "removing", "dead")
 STATS_INTERVAL = 1.0  # seconds between samples (dockerd's collector ticks every second)
 DRAIN_LIMIT = 256 << 20  # bytes of a refused upload read (and dropped) so the answer arrives
 DRAIN_SECONDS = 30.0
@@ -122,7 +120,7 @@ def _live_pid(c: ContainerView) -> int:
     return c.pid if c.status in ("running", "paused") and c.pid else 0
 
 
-def encode_path_stat(st: rootfs_access.PathStat) -> str:
+def encode_path_stat(st: files_.PathStat) -> str:
     """The X-Docker-Container-Path-Stat header: base64 of Docker's ContainerPathStat JSON."""
     body = {"name": st.name, "size": st.size, "mode": st.mode, "mtime": rfc3339(st.mtime_ns),
             "linkTarget": st.link_target}
@@ -198,42 +196,8 @@ class _BodyReader:
 def archive_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
-    drivers = engine.supervisor.d
-
-    def rootfs_of(cid: str) -> str:
-        return str(drivers.snapshots.s.rootfs(cid))
-
-    def layer_paths(c: ContainerView) -> list[str]:
-        image = engine.state.images.get(c.config.image_id)
-        if image is None:
-            raise Conflict(f"the image of container {c.name} is gone",
-                           hint="its files cannot be reached without the image's layers")
-        return [drivers.layers.path(d) for d in image.layers]
-
-    @asynccontextmanager
-    async def container_root(ref: str) -> AsyncIterator[tuple[ContainerView, str]]:
-        """The container and its mounted rootfs; mounted just for this when it was not."""
-        c = find_container(engine.state, ref)
-        if c.status in _NO_ROOTFS:
-            raise Conflict(f"container {c.name} is {c.status}",
-                           hint="its root filesystem is not available now")
-        if c.status in _LIVE:
-            yield c, rootfs_of(c.id)
-            return
-        async with engine._locked(c.id):  # no start/rm while we may mount and unmount
-            c = find_container(engine.state, c.id)
-            if c.status in _NO_ROOTFS:
-                raise Conflict(f"container {c.name} is {c.status}",
-                               hint="its root filesystem is not available now")
-            mounted = c.id in await trio.to_thread.run_sync(drivers.snapshots.mounted)
-            if not mounted:
-                await trio.to_thread.run_sync(drivers.snapshots.prepare, c.id, layer_paths(c))
-            try:
-                yield c, rootfs_of(c.id)
-            finally:
-                if not mounted and c.status not in _LIVE:
-                    with trio.CancelScope(shield=True):
-                        await trio.to_thread.run_sync(drivers.snapshots.unmount, c.id)
+    files = ctx.files
+    container_root = files.container_root
 
     async def record(c: ContainerView, event: v.Event, actor: Actor, verb: str) -> None:
         await engine.journal.append([Pending(stream=stream_of("container", c.id), event=event)],
@@ -242,7 +206,7 @@ def archive_routes(ctx: Any) -> Router:
     def mount_dir(c: ContainerView, m: MountSpec, asked: str) -> str:
         """The host directory standing for mount `m`'s tree."""
         if m.type == "volume" and m.source:
-            return str(drivers.volumes.store.path(m.source))
+            return files.volume_dir(m.source)
         if m.type == "bind":
             return m.source
         raise InvalidArgument(
@@ -260,7 +224,7 @@ def archive_routes(ctx: Any) -> Router:
         head, rest = path, ""
         while True:
             try:
-                resolved = rootfs_access.resolved_dir(rootfs, head)
+                resolved = files_.resolved_dir(rootfs, head)
                 break
             except NotFound:
                 if head == "/":
@@ -272,7 +236,7 @@ def archive_routes(ctx: Any) -> Router:
         return (full, m) if m is not None else (path, None)
 
     def resolve(c: ContainerView, rootfs: str, plan: CopyPath, stat_only: bool
-                ) -> rootfs_access.Resource:
+                ) -> files_.Resource:
         """The resource as the container sees it: in a mount's host directory when the path
         (as asked, or as it resolves in the rootfs) is at or below a mount point. (A stat
         in a tmpfs looks beneath it: the CLI stats before it copies, and only the copy's
@@ -282,11 +246,11 @@ def archive_routes(ctx: Any) -> Router:
         if m is None:
             parent, m = in_mount(c, rootfs, plan.parent)
             if m is None:
-                return rootfs_access.Resource(rootfs, plan, _live_pid(c))
+                return files_.Resource(rootfs, plan, _live_pid(c))
             plan = plan_resolved(plan, parent if plan.entry is None
                                  else posixpath.join(parent, plan.entry))
         if m.type == "tmpfs" and stat_only:
-            return rootfs_access.Resource(rootfs, asked, _live_pid(c))
+            return files_.Resource(rootfs, asked, _live_pid(c))
         host, target = mount_dir(c, m, plan.requested), _target(m)
         if m.type == "bind" and _is_file(host):
             # a bind of one file: the resource is that file, reached as an entry of its host
@@ -294,13 +258,13 @@ def archive_routes(ctx: Any) -> Router:
             if _full(plan) != target:
                 raise NotFound(f"Could not find the file {plan.requested} in container")
             parent, name = posixpath.split(host)
-            return rootfs_access.Resource(
+            return files_.Resource(
                 parent, CopyPath(plan.requested, "/", name, plan.name, plan.rebase),
                 at=posixpath.dirname(target))
-        return rootfs_access.Resource(host, plan_in_mount(plan, target), at=target)
+        return files_.Resource(host, plan_in_mount(plan, target), at=target)
 
     async def open_resource(req: Request, *, stat_only: bool = False
-                            ) -> tuple[AsyncExitStack, ContainerView, rootfs_access.Resource]:
+                            ) -> tuple[AsyncExitStack, ContainerView, files_.Resource]:
         """The requested path resolved in the container's view; the stack releases it."""
         plan = plan_copy_path(req.arg("path") or "")
         stack = AsyncExitStack()
@@ -325,12 +289,12 @@ def archive_routes(ctx: Any) -> Router:
         clean, m = in_mount(c, rootfs, posixpath.normpath(posixpath.join("/", path)))
         if m is None:
             if not _live_pid(c):
-                dest, resolved = rootfs_access.open_directory(rootfs, path)
+                dest, resolved = files_.open_directory(rootfs, path)
                 return dest, resolved, None
-            dest, resolved, elsewhere = rootfs_access.open_live_directory(rootfs, c.pid, path)
+            dest, resolved, elsewhere = files_.open_live_directory(rootfs, c.pid, path)
             if elsewhere:  # a mount in its namespace we do not know of (/dev/shm, /proc)
                 os.close(dest)
-                raise rootfs_access.other_mount(path)
+                raise files_.other_mount(path)
             return dest, resolved, None
         target, host = _target(m), mount_dir(c, m, path)
         if m.type == "bind" and _is_file(host):
@@ -339,7 +303,7 @@ def archive_routes(ctx: Any) -> Router:
             raise InvalidArgument(f"extraction point {path} is not a directory",
                                   hint="it is a bind mount of a single file")
         inner = "/" + posixpath.relpath(clean, target) if clean != target else "/"
-        dest, resolved = rootfs_access.open_directory(host, inner, at=target, asked=path)
+        dest, resolved = files_.open_directory(host, inner, at=target, asked=path)
         return dest, resolved, m
 
     @r.route("HEAD", "/containers/{id}/archive")
@@ -403,7 +367,7 @@ def archive_routes(ctx: Any) -> Router:
             try:
                 body = cast(BinaryIO, _BodyReader(req.stream_body()))
                 stats = await trio.to_thread.run_sync(functools.partial(
-                    rootfs_access.extract_into, dest, body,
+                    files_.extract_into, dest, body,
                     no_overwrite_dir_non_dir=req.bool("noOverwriteDirNonDir")))
             except ShipslogError as exc:  # refused part-way: what was refused is on record
                 await record(c, v.ContainerPathExtracted(
@@ -426,16 +390,16 @@ def archive_routes(ctx: Any) -> Router:
             await stack.aclose()
             raise
         return Response(200, [("Content-Type", "application/x-tar")],
-                        stream=_ChunkStream(rootfs_access.export_rootfs(rootfs), stack.aclose))
+                        stream=_ChunkStream(files_.export_rootfs(rootfs), stack.aclose))
 
     @r.route("GET", "/containers/{id}/changes")
     async def changes(req: Request) -> Response:
         c = find_container(engine.state, req.params["id"])
         if c.status in ("creating", "removing"):
             raise Conflict(f"container {c.name} is {c.status}", hint="try again when it is done")
-        upper = str(drivers.snapshots.s.container_dir(c.id) / "upper")
-        lowers = list(reversed(layer_paths(c)))
-        entries = await trio.to_thread.run_sync(rootfs_access.upper_entries, upper, lowers)
+        upper = files.upper_dir(c.id)
+        lowers = list(reversed(files.layer_paths(c)))
+        entries = await trio.to_thread.run_sync(files_.upper_entries, upper, lowers)
         return json_response([{"Path": path, "Kind": kind}
                               for path, kind in classify_changes(entries)])
 
@@ -443,14 +407,14 @@ def archive_routes(ctx: Any) -> Router:
     async def stats(req: Request) -> Response:
         c = find_container(engine.state, req.params["id"])
         stream, one_shot = req.bool("stream", True), req.bool("one-shot")
-        host_memory = await trio.to_thread.run_sync(container_stats.host_memory)
+        host_memory = await trio.to_thread.run_sync(files_.host_memory)
 
         async def sample() -> StatsSample:
             cur = engine.state.containers.get(c.id)
             if cur is None or cur.status not in _LIVE:
                 return StatsSample(read_ns=ctx.clock())
             return await trio.to_thread.run_sync(
-                container_stats.read_sample, f"/shipslog/{c.id}", cur.pid)
+                files_.read_sample, f"/shipslog/{c.id}", cur.pid)
 
         def shaped(now: StatsSample, before: StatsSample | None) -> dict[str, Any]:
             cur = engine.state.containers.get(c.id)

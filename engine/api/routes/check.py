@@ -24,6 +24,7 @@ import trio
 from engine.admin.check import (
     Finding,
     Restored,
+    finding_json,
     restore_quarantined,
     run_check,
     runtime_disagreements,
@@ -35,11 +36,6 @@ from engine.shell.outcomes import summary
 from events import vocabulary as v
 from events.envelope import Pending
 from events.store import StoreError
-
-
-def _finding(f: Finding) -> dict[str, str]:
-    return {"Kind": f.kind, "Subject": f.subject, "Problem": f.problem, "Action": f.action,
-            "Path": f.path, "Uncertain": f.uncertain}  # type: ignore[dict-item]
 
 
 def _unquarantine_all(findings: list[Finding]) -> None:
@@ -111,7 +107,7 @@ def check_routes(ctx: Any) -> Router:
                 raise
         extra = {} if restored is None else {"Restored": [_restored(x) for x in restored]}
         return json_response({
-            "Findings": [_finding(f) for f in report.findings],
+            "Findings": [finding_json(f) for f in report.findings],
             "NeedsCleanup": report.needs_cleanup,
             "Waiting": [summary(waiting)] if waiting else [],
             "Integrity": report.integrity,

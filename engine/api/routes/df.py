@@ -22,7 +22,7 @@ from engine.api.docker.render import image_summary, summary
 from engine.api.routes.volumes import render_volume
 from engine.api.server.router import Request, Response, Router, json_response
 from engine.core.errors import InvalidArgument
-from engine.drivers.host.diskusage import tree_size
+from engine.shell.files import rw_size, volume_size
 from engine.shell.leftovers import unattributed
 from projections.state import EngineState, ImageView
 
@@ -92,9 +92,9 @@ def _kinds(req: Request) -> frozenset[str]:
 def measure(state: EngineState, root: Path, kinds: frozenset[str]
             ) -> tuple[dict[str, int], dict[str, int]]:
     """The sizes only the disk knows: containers' writable layers and volumes' contents."""
-    rw = ({cid: tree_size(root / "containers" / cid / "upper") for cid in state.containers}
+    rw = ({cid: rw_size(root, cid) for cid in state.containers}
           if "container" in kinds else {})
-    volumes = ({name: tree_size(root / "volumes" / name / "_data") for name in state.volumes}
+    volumes = ({name: volume_size(root, name) for name in state.volumes}
                if "volume" in kinds else {})
     return rw, volumes
 

@@ -18,7 +18,7 @@ from engine.api.routes.system import parse_event_time
 from engine.api.server.router import Request, Response, Router, json_response
 from engine.core.errors import InvalidArgument, ShipslogError
 from engine.core.units import parse_go_duration
-from engine.drivers.host.diskusage import tree_size
+from engine.shell.files import rw_size
 from projections.state import ContainerView
 
 STOPPED = ("created", "exited", "dead")
@@ -70,7 +70,7 @@ def prune_routes(ctx: Any) -> Router:
         root = Path(ctx.paths.root)
         deleted, reclaimed = [], 0
         for c in chosen:
-            size = await trio.to_thread.run_sync(tree_size, root / "containers" / c.id / "upper")
+            size = await trio.to_thread.run_sync(rw_size, root, c.id)
             try:
                 await engine.remove(c.id, req.actor)
             except ShipslogError:

@@ -28,8 +28,7 @@ frozen; `--at` here and `shipslog --root DIR` (engine/cli/local.py) both answer 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,16 +38,23 @@ import msgspec
 import trio
 
 from engine.api.docker.translate import parse_filters
-from engine.api.routes.log_time import first_seq_at, time_of
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError
 from engine.core.lookup import find_container, find_image
 from engine.shell import replay
+from engine.shell.logread import (
+    first_seq_at,
+    point_of,
+    seq_of,
+    shown_actor,
+    shown_envelopes,
+    state_at,
+    time_of,
+)
 from events import vocabulary as v
 from events.archive import events_of_streams
 from events.envelope import Actor, Envelope, stream_of
 from events.follow import follow
-from events.redact import redact_argv
 from events.store import EventStore
 from projections import history as hist
 from projections.actors import (
@@ -65,7 +71,7 @@ from projections.compose import history as compose_history_of
 from projections.compose import members as compose_members
 from projections.compose import projects as compose_projects
 from projections.state import EngineState
-from projections.timetravel import Point, PointError, diff, parse_point
+from projections.timetravel import Point, diff
 
 KINDS = ("container", "image", "volume", "network")
 _WHO_KEYS = ACTOR_KEYS  # history and audit who: filters by who acted (issue 18)
@@ -130,56 +136,6 @@ def read_only_router(ctx: ReadOnlyContext, *, with_streams: bool = False) -> Rou
 # ------------------------------------------------------------------------ shared helpers
 
 
-def point_of(text: str | None, now_ns: int, what: str = "at") -> Point:
-    if not text:
-        raise InvalidArgument(f"missing '{what}'", hint="give seq:N, Unix seconds, RFC 3339 "
-                              "or a duration such as 2h")
-    try:
-        point = parse_point(text, now_ns)
-    except PointError as exc:
-        raise InvalidArgument(str(exc), hint="use seq:N, Unix seconds, RFC 3339 or 2h") from None
-    if what == "until" and point.time_ns is not None and text.strip().isdigit():
-        # `--until $(date +%s)` means up to the end of that second (issue 18).
-        point = Point(time_ns=point.time_ns + 999_999_999)
-    return point
-
-
-def seq_of(store: EventStore[Any], point: Point) -> int:
-    """The last seq at or before `point`."""
-    head = store.head()
-    if point.seq is not None:
-        return min(point.seq, head)
-    assert point.time_ns is not None
-    return first_seq_at(store, point.time_ns + 1) - 1
-
-
-_SNAPSHOTS: dict[tuple[str | None, int], EngineState] = {}  # (log name, seq) -> state
-_KEEP_SNAPSHOTS = 4
-
-
-def state_at(store: EventStore[Any], seq: int) -> EngineState:
-    """The state after event `seq`: folded forward from the nearest earlier state asked for
-    before (events never change, so an old answer stays right) or stored snapshot, else from
-    zero. Stepping through time (`ps --at` at one point after another) then folds each
-    stretch once."""
-    from projections.engine import EngineProjection
-
-    # The log's name: its file, or its PostgreSQL database and host (issue 19).
-    name = None if store.location == ":memory:" else store.describe()
-    base_seq, base = 0, None
-    for (path, at), state in _SNAPSHOTS.items():
-        if path is not None and path == name and base_seq < at <= seq:
-            base_seq, base = at, state
-    result = base if base_seq == seq and base is not None else store.fold_to(
-        EngineProjection(), until_seq=seq, base=None if base is None else (base_seq, base))
-    if name is None:  # :memory: logs have no name to remember them by
-        return result
-    _SNAPSHOTS[(name, seq)] = result
-    while len(_SNAPSHOTS) > _KEEP_SNAPSHOTS:
-        del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
-    return result
-
-
 async def in_reader(store: EventStore[Any], fn: Callable[[EventStore[Any]], Any]) -> Any:
     """Run `fn` on a fresh read-only connection in a worker thread."""
 
@@ -218,33 +174,6 @@ class EventLine(msgspec.Struct, frozen=True):
 
 
 _LINES = msgspec.json.Encoder()
-
-
-def shown_actor(actor: Actor) -> Actor:
-    """The actor as it may leave the daemon. Events recorded before issue 15 hold callers'
-    command lines verbatim (`-e K=secret`); they stay so in the log (rewriting it would break
-    the chain), and every answer that shows them applies today's rule: `<redacted>`."""
-    if not actor.command:
-        return actor
-    command = _shown_command(actor.command)
-    return actor if command == actor.command else msgspec.structs.replace(actor, command=command)
-
-
-@functools.lru_cache(maxsize=4096)
-def _shown_command(command: tuple[str, ...]) -> tuple[str, ...]:
-    return redact_argv(command)  # without the key: old values show as `<redacted>`
-
-
-def shown_envelopes(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
-    """`envelopes` with `shown_actor` applied (a batch shares one actor: redacted once)."""
-    seen: Actor | None = None
-    shown: Actor | None = None
-    for env in envelopes:
-        if env.actor != seen:
-            seen = env.actor
-            shown = shown_actor(seen)
-            shown = None if shown is seen else shown
-        yield env if shown is None else msgspec.structs.replace(env, actor=shown)
 
 
 def event_lines(envelopes: list[Envelope]) -> bytes:
@@ -423,7 +352,7 @@ def event_filter(state: EngineState, filters: dict[str, list[str]],
 def actor_filter_of(filters: dict[str, list[str]]) -> ActorFilter:
     """The `actor`/`uid`/`command`/`outcome` filters, user names resolved from the host's
     passwd now (the log stores uids only)."""
-    from engine.drivers.host.users import uid_of
+    from engine.shell.files import uid_of
 
     try:
         return actor_filter(filters, uid_of)

@@ -34,7 +34,7 @@ from engine.core import errors
 from engine.core.errors import Conflict, InvalidArgument, NotFound, ShipslogError
 from engine.core.lookup import find_container
 from engine.core.oci_spec import exec_process
-from engine.drivers.runtime.logs import follow_logs, read_logs
+from engine.shell.files import follow_logs, read_logs, user_db
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 
@@ -454,6 +454,4 @@ async def _pump_stdin(conn: HijackedStream, session: Any,
 async def _user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
     """The container's /etc/passwd and /etc/group when `user` names a user or group (issue
     18: `exec -u nobody`), read inside the rootfs without following its symlinks."""
-    from engine.drivers.host.info import user_db
-
     return await trio.to_thread.run_sync(user_db, rootfs, user)

@@ -25,12 +25,12 @@ from engine.api.docker.models import (
 )
 from engine.api.docker.render import rfc3339
 from engine.api.docker.translate import parse_filters
-from engine.api.routes.log_time import first_seq_at
 from engine.api.routes.off import off_routes
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument
 from engine.core.fwd_plan import findings
-from engine.drivers.network.hostfw import observe
+from engine.shell.files import observe_host_firewall
+from engine.shell.logread import first_seq_at
 from engine.shell.outcomes import summary
 from events.follow import follow
 
@@ -101,7 +101,7 @@ def system_routes(ctx: Any) -> Router:
             mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError):
             mem = 0
-        facts = await trio.to_thread.run_sync(observe)
+        facts = await trio.to_thread.run_sync(observe_host_firewall)
         firewall = FirewallBackendInfo(
             Driver="nftables+iptables" if facts.iptables else "nftables",
             Info=[["Detected", line] for line in findings(facts)])

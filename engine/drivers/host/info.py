@@ -1,8 +1,9 @@
 """Facts about the host and the image's files that the OCI spec builder needs.
 
-I/O: reads rlimits and uname, and files inside a container rootfs — opened in-root, never
-following a symlink, size-capped and only if regular (RELIABILITY I-13; CVE-2024-9676:
-an image's /etc/passwd pointing at a host file or a FIFO).
+I/O: reads rlimits and uname (the kernel, and the machine's architecture in OCI spelling),
+and files inside a container rootfs — opened in-root, never following a symlink, size-capped
+and only if regular (RELIABILITY I-13; CVE-2024-9676: an image's /etc/passwd pointing at a
+host file or a FIFO).
 """
 
 from __future__ import annotations
@@ -77,3 +78,17 @@ def user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
     if not rootfs or ((not name or name.isdigit()) and (not grp or grp.isdigit())):
         return None, None
     return read_rootfs_file(rootfs, "etc/passwd"), read_rootfs_file(rootfs, "etc/group")
+
+
+def machine_arch() -> str:
+    """The host architecture in OCI/GOARCH spelling (image-spec config `architecture`)."""
+    m = platform.machine()
+    return {
+        "x86_64": "amd64",
+        "aarch64": "arm64",
+        "armv7l": "arm",
+        "i686": "386",
+        "ppc64le": "ppc64le",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+    }.get(m, m)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import platform
 from dataclasses import dataclass
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -231,17 +230,3 @@ def read_mountinfo() -> list[MountInfo]:
 
 def page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE")
-
-
-def machine_arch() -> str:
-    """The host architecture in OCI/GOARCH spelling (image-spec config `architecture`)."""
-    m = platform.machine()
-    return {
-        "x86_64": "amd64",
-        "aarch64": "arm64",
-        "armv7l": "arm",
-        "i686": "386",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-        "riscv64": "riscv64",
-    }.get(m, m)

@@ -288,3 +288,31 @@ class Mounter:
         """Drop the container's staging mounts (idempotent); call after `runc create` (the
         container holds its own copies), after a failed start, and at stop/remove."""
         self.stager.release(container_id)
+
+
+class LocalVolumes:
+    """The volume seam (`engine/drivers/volumes/seam.py`) on Linux: the local volume store
+    under the state root and the fd-safe mounter, with bind staging under the exec root."""
+
+    def __init__(self, root: str | os.PathLike[str], exec_root: str | os.PathLike[str]) -> None:
+        self.store = VolumeStore(root)
+        self.mounter = Mounter(self.store, bindsafe.BindStager(Path(exec_root) / "containers"))
+
+    def create(self, name: str, options: dict[str, str]) -> None:
+        self.store.create(name, options)
+
+    def remove(self, name: str) -> None:
+        self.store.remove(name)
+
+    def seed(self, name: str, rootfs: str, target: str, options: dict[str, str]) -> None:
+        self.store.seed(name, rootfs, target, options)
+
+    def prepare(self, container_id: str, plan: Any, rootfs: str,
+                volume_options: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        return self.mounter.prepare(container_id, plan, rootfs, volume_options=volume_options)
+
+    def release(self, container_id: str) -> None:
+        self.mounter.release(container_id)
+
+    def path(self, name: str) -> str:
+        return self.store.path(name)

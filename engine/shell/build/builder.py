@@ -29,11 +29,11 @@ from typing import Any, BinaryIO
 import msgspec
 import trio
 
-from engine.api.docker.render import rfc3339
 from engine.core import build as cb
 from engine.core.errors import ShipslogError, user_error
 from engine.core.image_documents import parse_image_config
 from engine.core.lookup import find_image
+from engine.core.units import rfc3339
 from engine.drivers.runtime.logs import follow_logs
 from engine.shell.build import context as bctx
 from engine.shell.build.ctxindex import ContextIndex, index_context
