@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from events.codec import canonical_bytes, decode_actor, decode_event
 from events.envelope import Envelope
 from events.hashing import GENESIS_HASH, VerifyResult, verify_chain
-from events.pg_schema import SCHEMA
+from events.pg_schema import REPLICA_SCHEMA, SCHEMA
 
 __all__ = [
     "CentralError", "CentralLog", "HostEnvelope", "Refused", "Row", "Unreachable",
@@ -104,6 +104,7 @@ def ensure_schema(url: str) -> None:
     """Create the shared schema (idempotent); needs the owner's rights, not a replicator's."""
     with _connect(url) as conn:
         conn.execute(SCHEMA)
+        conn.execute(REPLICA_SCHEMA)
 
 
 def _connect(url: str, timeout: float = 5.0) -> Any:
@@ -183,11 +184,20 @@ class CentralLog:
             "SELECT head, last_hash FROM shipslog.hosts WHERE host = %s", (host,)).fetchone())
         return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
 
-    def insert(self, host: str, rows: Sequence[Row]) -> None:
-        """One batch in one transaction: all of it is stored, or none of it."""
-        sql = (f"INSERT INTO shipslog.events (host, {COLUMNS}) "
-               "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-        self._run(lambda c: c.cursor().executemany(sql, [(host, *r) for r in rows]))
+    def insert(self, host: str, rows: Sequence[Row]) -> bool:
+        """One batch in one transaction through `shipslog.ingest`: all of it is stored, or none
+        of it (then the center has recorded an alert and this raises Refused). False: the
+        center already held every row (a duplicate batch, a no-op)."""
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        outcome = self._run(lambda c: c.execute(
+            "SELECT shipslog.ingest(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (host, *columns)).fetchone()[0])
+        if outcome is None:
+            return True
+        if outcome == "duplicate":
+            return False
+        state, _, message = str(outcome).partition(" ")
+        raise Refused(message, state)
 
     def alert(self, host: str, at_ns: int, kind: str, detail: str) -> None:
         self._run(lambda c: c.execute(

@@ -94,7 +94,7 @@ class FakeCenter:
         rows = self.events.get(host, [])
         return (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS_HASH)
 
-    def insert(self, host: str, rows: Sequence[Row]) -> None:
+    def insert(self, host: str, rows: Sequence[Row]) -> bool:
         self._check()
         held = self.events[host]
         head, last = self.head(host)
@@ -111,6 +111,7 @@ class FakeCenter:
         if self.lose_reply:
             self.lose_reply -= 1
             raise Unreachable("server closed the connection unexpectedly")
+        return True
 
     def alert(self, host: str, at_ns: int, kind: str, detail: str) -> None:
         self._check()
