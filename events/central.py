@@ -216,6 +216,25 @@ class CentralLog:
             f"SELECT host, at, kind, detail FROM shipslog.alerts {where} ORDER BY id",
             params).fetchall()))
 
+    def streams(self, prefix: str, host: str | None = None,
+                limit: int = 50) -> list[tuple[str, str]]:
+        """(host, stream) of the streams that start with `prefix` (an id prefix): a range scan
+        of the `events_stream` index, not of the log."""
+        where, params = "stream >= %s AND stream < %s", [prefix, prefix + "~"]
+        if host is not None:
+            where += " AND host = %s"
+            params.append(host)
+        return [(str(h), str(st)) for h, st in self._run(lambda c: c.execute(
+            f"SELECT DISTINCT host, stream FROM shipslog.events WHERE {where} "
+            "ORDER BY host, stream LIMIT %s", (*params, limit)).fetchall())]
+
+    def stream_events(self, host: str, streams: Sequence[str]) -> list[Envelope]:
+        """One host's events of these streams, in seq order (the `events_stream` index)."""
+        rows = self._run(lambda c: c.execute(
+            f"SELECT {COLUMNS} FROM shipslog.events WHERE stream = ANY(%s) AND host = %s "
+            "ORDER BY seq", (list(streams), host)).fetchall())
+        return [envelope_of(_row(r)) for r in rows]
+
     def rows(self, host: str, after_seq: int = 0) -> Iterator[Row]:
         """One host's events in seq order, as stored (keyset pages: no long transaction)."""
         cursor = after_seq

@@ -54,6 +54,8 @@ class Source(Protocol):
 
     def rows_after(self, seq: int, limit: int) -> list[Row]: ...
 
+    def recorded_at(self, seq: int) -> int: ...
+
 
 class Center(Protocol):
     """The central log, as one host's replicator writes it (events/central.CentralLog)."""
@@ -90,6 +92,11 @@ class SqliteSource:
     def hash_at(self, seq: int) -> str | None:
         row = self._c().execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
         return None if row is None else str(row[0])
+
+    def recorded_at(self, seq: int) -> int:
+        row = self._c().execute("SELECT recorded_at FROM events WHERE seq = ?",
+                                (seq,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def rows_after(self, seq: int, limit: int) -> list[Row]:
         rows = self._c().execute(
@@ -201,6 +208,13 @@ class Replicator:
             verdict = Resume(rows[-1].seq)
         return await self._alert(center, verdict)
 
+    def compaction_bound(self) -> int:
+        """The newest `recorded_at` an automatic compaction may archive up to: that of the
+        last acknowledged event (0 until one is), so that compaction never removes an event
+        the center does not hold yet (call on a worker thread: it reads SQLite)."""
+        acked = self.status.acknowledged
+        return self.source.recorded_at(acked) if acked else 0
+
     async def _resume(self, center: Center, head: int, last_hash: str) -> Resume | Stop:
         local_head = await trio.to_thread.run_sync(self.source.head)
         self.status.head = local_head
@@ -231,6 +245,14 @@ class Replicator:
             log.error("replication: could not record the %s alert at the center: %s",
                       stop.kind, exc.message)
         return stop
+
+
+def default_host_name() -> str:
+    """The short hostname, as the center's host key (`--host-name` overrides it)."""
+    import socket
+
+    name = socket.gethostname().split(".", 1)[0] or "localhost"
+    return name[:63]
 
 
 def subscription_waiter(writer: Any, poll_s: float = 1.0) -> Callable[[float], Awaitable[None]]:

@@ -50,6 +50,9 @@ class FakeSource:
             return None
         return self.rows[seq - 1].hash
 
+    def recorded_at(self, seq: int) -> int:
+        return self.rows[seq - 1].recorded_at if 0 < seq <= len(self.rows) else 0
+
     def rows_after(self, seq: int, limit: int) -> list[Row]:
         return [r for r in self.rows[seq:] if r.seq not in self.removed][:limit]
 

@@ -140,8 +140,9 @@ def test_center_stopped_and_restarted_mid_load_loses_and_repeats_nothing(
                 await trio.sleep(0.005)
             await trio.to_thread.run_sync(lambda: pg.stop(fast=False))  # a crash, not a shutdown
             await trio.to_thread.run_sync(append, store, 100)
-            await trio.sleep(0.5)
-            assert rep.status.state == "retrying"
+            with trio.fail_after(30):  # the replicator noticed the outage (not a timing check)
+                while rep.status.state != "retrying":
+                    await trio.sleep(0.02)
             await trio.to_thread.run_sync(pg.run)
 
         trio.run(partial(replicate, during=outage), db, pg.dsn_for("replicator"), "charlie", 200)
