@@ -254,7 +254,8 @@ class CentralLog:
 
     def events(self, *, host: str | None = None, stream: str | None = None,
                since_ns: int | None = None, until_ns: int | None = None,
-               types: Sequence[str] | None = None) -> Iterator[HostEnvelope]:
+               types: Sequence[str] | None = None,
+               limit: int | None = None) -> Iterator[HostEnvelope]:
         """Events of one host or all, ordered by (recorded_at, host, seq). A `stream` query
         uses the `events_stream (stream, recorded_at)` index; a time window the
         `events_recorded_at` one."""
@@ -269,14 +270,18 @@ class CentralLog:
             clauses.append("type = ANY(%s)")
             params.append(list(types))
         key: tuple[Any, ...] = (-1, "", 0)
-        while True:
-            page = self._run(lambda c, k=key: c.execute(
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = _PAGE if remaining is None else min(_PAGE, remaining)
+            page = self._run(lambda c, k=key, n=size: c.execute(
                 f"SELECT host, {COLUMNS} FROM shipslog.events WHERE {' AND '.join(clauses)} "
-                "ORDER BY recorded_at, host, seq LIMIT %s", (*k, *params, _PAGE)).fetchall())
+                "ORDER BY recorded_at, host, seq LIMIT %s", (*k, *params, n)).fetchall())
             for r in page:
                 yield HostEnvelope(str(r[0]), envelope_of(_row(r[1:])))
-            if len(page) < _PAGE:
+            if len(page) < size:
                 return
+            if remaining is not None:
+                remaining -= len(page)
             last = page[-1]
             key = (last[6], last[0], last[1])
 

@@ -179,13 +179,10 @@ class FleetReader:
         since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))
         types, stream = _event_filters(params.get("filters"))
         limit = params.get("limit")
-        sent = 0
         for item in self._open().events(host=self.host, since_ns=since, until_ns=until,
-                                        types=types, stream=stream):
+                                        types=types, stream=stream,
+                                        limit=None if limit is None else int(limit)):
             yield _event_line(item.host, item.envelope)
-            sent += 1
-            if limit is not None and sent >= int(limit):
-                return
 
 
 def _shown(envelopes: Iterable[Envelope]) -> Iterator[Envelope]:
