@@ -71,8 +71,10 @@ class FleetReader:
             return self._history(path[len("/shipslog/history/"):], params.get("kind"))
         if path == "/shipslog/audit/who":
             return self._who(params)
+        if path == "/shipslog/at/containers/json":
+            return self._ps_at(params)
         raise CliError(f"--store does not serve {path}",
-                       "fleet queries: events, history, audit verify, audit who")
+                       "fleet queries: events, history, audit verify, audit who, ps --at")
 
     @contextlib.contextmanager
     def stream_json(self, method: str, path: str, params: Mapping[str, Any] | None = None,
@@ -175,6 +177,33 @@ class FleetReader:
         rows.sort(key=lambda r: (r["time_ns"], r["host"], r["seq"]))
         return rows
 
+    def _ps_at(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """`ps --at T`: each host's state folded from its events up to T (projections/fold),
+        listed as the daemon's `GET /containers/json` lists it, with a `Host` field."""
+        import msgspec
+
+        from engine.api.docker.render import status_line, summary
+        from projections.fold import fold
+
+        if params.get("filters"):
+            raise UsageError("--filter is not served from --store", "ps")
+        at = _ns_point(params.get("at"))
+        assert at is not None
+        show_all = bool(params.get("all"))
+        found: list[tuple[int, dict[str, Any]]] = []
+        for host in self.hosts():
+            state = fold(h.envelope for h in self._open().events(host=host, until_ns=at))
+            for c in state.containers.values():
+                if not show_all and c.status not in ("running", "paused", "restarting"):
+                    continue
+                doc = msgspec.to_builtins(msgspec.structs.replace(
+                    summary(state, c, now_ns=0), Status=status_line(c, at)))
+                found.append((c.created_at, {"Host": host, **doc}))
+        found.sort(key=lambda item: item[0], reverse=True)
+        limit = int(params.get("limit") or 0)
+        rows = [doc for _, doc in found]
+        return rows[:limit] if limit > 0 else rows
+
     def _events(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))
         types, stream = _event_filters(params.get("filters"))
@@ -244,7 +273,8 @@ def _event_filters(raw: Any) -> tuple[list[str] | None, str | None]:
 
 def refuse_store(verb: str) -> CliError:
     return CliError(f"'{verb}' is not a fleet query; --store serves events, history, audit "
-                    "verify and audit who", f"run 'shipslog {verb}' against a host's daemon")
+                    "verify, audit who and ps --at TIME",
+                    f"run 'shipslog {verb}' against a host's daemon")
 
 
 def add_host_flag(parser: Any) -> None:

@@ -307,7 +307,8 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
         if args.store is not None:  # issue 19: a fleet's central log, no daemon
             from engine.cli.fleet import FleetReader, refuse_store
 
-            if args.verb not in ("events", "history", "audit") or \
+            if args.verb not in ("events", "history", "audit", "ps") or \
+                    (args.verb == "ps" and not args.at) or \
                     getattr(args, "audit_verb", "verify") not in ("verify", "who"):
                 raise refuse_store(args.verb)
             # it answers the reads a LocalReader answers (ctx.read, stream_json)

@@ -129,3 +129,16 @@ def test_a_verb_that_is_not_a_fleet_query_is_refused_in_one_line(center: str) ->
     assert code != 0 and "not a fleet query" in err and "Traceback" not in err
     code, _, err = cli("--store", center, "history", "web", "--host", "nowhere")
     assert code != 0 and "no host 'nowhere'" in err
+
+
+def test_ps_at_a_time_across_hosts_and_on_one(center: str) -> None:
+    # alpha's containers exist from T0, bravo's from T0+1s, charlie's from T0+2s
+    at = f"{(T0 + 1_500_000_000) / 1e9:.3f}"
+    code, out, err = cli("--store", center, "ps", "-a", "--at", at)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["HOST", "CONTAINER", "ID"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["alpha", "alpha", "bravo", "bravo"]
+    code, out, err = cli("--store", center, "ps", "-a", "--at", at, "--host", "alpha",
+                         "--format", "{{.Host}} {{.Names}}")
+    assert code == 0 and sorted(out.splitlines()) == ["alpha db-alpha", "alpha web"], err
