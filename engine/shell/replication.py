@@ -161,7 +161,7 @@ class Replicator:
         while True:
             center: Center | None = None
             try:
-                center = await trio.to_thread.run_sync(self.connect)
+                center = await _at_center(self.connect)
                 stop = await self._replicate(center)
             except Unreachable as exc:
                 self.status.state, self.status.error = "retrying", exc.message
@@ -174,7 +174,7 @@ class Replicator:
                 stop = Stop("error", exc.message)
             finally:
                 if center is not None:
-                    await trio.to_thread.run_sync(center.close)
+                    await _at_center(center.close)
             self.status.state, self.status.error = "stopped", f"{stop.kind}: {stop.detail}"
             log.error("replication to %s stopped (%s): %s; nothing more is shipped until this "
                       "is resolved (see shipslog.alerts at the center)", self.status.url,
@@ -183,7 +183,7 @@ class Replicator:
 
     async def _replicate(self, center: Center) -> Stop:
         """Ship from the center's head on; returns only to stop (Unreachable propagates)."""
-        head, last_hash = await trio.to_thread.run_sync(center.register, self.host, self.clock())
+        head, last_hash = await _at_center(center.register, self.host, self.clock())
         verdict = await self._resume(center, head, last_hash)
         while isinstance(verdict, Resume):
             acked = verdict.after_seq
@@ -195,9 +195,9 @@ class Replicator:
                 return await self._alert(center, shippable)
             rows = rows[:shippable]
             try:
-                await trio.to_thread.run_sync(center.insert, self.host, rows)
+                await _at_center(center.insert, self.host, rows)
             except Refused as exc:
-                head, last_hash = await trio.to_thread.run_sync(center.head, self.host)
+                head, last_hash = await _at_center(center.head, self.host)
                 again = await self._resume(center, head, last_hash)
                 verdict = after_refusal(acked, rows[0].seq, rows[-1].seq, again, exc.message)
                 if isinstance(verdict, Resume):
@@ -239,12 +239,18 @@ class Replicator:
 
     async def _alert(self, center: Center, stop: Stop) -> Stop:
         try:
-            await trio.to_thread.run_sync(center.alert, self.host, self.clock(), stop.kind,
-                                          stop.detail)
+            await _at_center(center.alert, self.host, self.clock(), stop.kind, stop.detail)
         except CentralError as exc:
             log.error("replication: could not record the %s alert at the center: %s",
                       stop.kind, exc.message)
         return stop
+
+
+async def _at_center(fn: Callable[..., Any], *args: Any) -> Any:
+    """A call to the center on a worker thread that a daemon shutdown does not wait for: a
+    center that hangs (a partition, a stuck lock) must not hold the daemon up. Abandoning an
+    insert is safe: it commits whole or not at all, and the next start asks the center which."""
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 
 def default_host_name() -> str:

@@ -10,6 +10,7 @@ that makes a naive sender ship a batch twice).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import trio
@@ -77,6 +78,9 @@ class FakeCenter:
         self.down = False
         self.lose_reply = 0  # inserts to commit and then fail as if the reply was lost
         self.connections = 0
+        # the real center serialises one host's inserts (the trigger locks its hosts row); a
+        # replicator cancelled mid-insert leaves its thread running beside the next one
+        self._lock = threading.Lock()
 
     def connect(self) -> FakeCenter:
         self._check()
@@ -98,6 +102,10 @@ class FakeCenter:
         return (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS_HASH)
 
     def insert(self, host: str, rows: Sequence[Row]) -> bool:
+        with self._lock:
+            return self._insert(host, rows)
+
+    def _insert(self, host: str, rows: Sequence[Row]) -> bool:
         self._check()
         held = self.events[host]
         head, last = self.head(host)
