@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from events.codec import canonical_bytes, decode_actor, decode_event
 from events.envelope import Envelope
 from events.hashing import GENESIS_HASH, VerifyResult, verify_chain
-from events.pg_schema import REPLICA_SCHEMA, SCHEMA
+from events.pg_replica import REPLICA_SCHEMA
+from events.pg_schema import SCHEMA
 
 __all__ = [
     "CentralError", "CentralLog", "HostEnvelope", "Refused", "Row", "Unreachable",

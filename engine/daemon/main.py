@@ -359,25 +359,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replicate-to", default=None, metavar="URL",
                    help="ship the event log to a central PostgreSQL (postgresql://…; libpq's "
                         "sslmode/sslrootcert/… parameters are passed through)")
-    p.add_argument("--host-name", default=None, metavar="NAME", type=_host_name,
-                   help="this host's name at the center (default: the short hostname)")
+    if not any("--host-name" in a.option_strings for a in p._actions):
+        # one flag with `--store postgresql://…` (issue 19 part 1), which names the host too
+        p.add_argument("--host-name", default=None, metavar="NAME",
+                       help="this host's name at the center (default: the short hostname)")
     p.add_argument("--compact-interval", type=lambda t: _duration(t) / 1e9, default=600.0,
                    metavar="DURATION", help="how often to check for compaction (default 10m)")
     args = p.parse_args(argv)
     if args.host is None:
         args.host = f"unix://{args.exec_root}/shipslog.sock"
-    if args.replicate_to and args.host_name is None:
-        args.host_name = default_host_name()
+    if args.replicate_to:
+        _check_replication(p, args)
     return args
 
 
-def _host_name(text: str) -> str:
+def _check_replication(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--replicate-to` ships a SQLite log: a valid host name, and not a PostgreSQL store."""
     from events.central import valid_host_name
 
-    if not valid_host_name(text):
-        raise argparse.ArgumentTypeError(
-            f"invalid host name {text!r}: letters, digits, '.', '_' and '-', at most 63")
-    return text
+    if getattr(args, "store", None):
+        p.error("--replicate-to ships this host's SQLite log; with --store the log is "
+                "already in PostgreSQL (give the daemon one or the other)")
+    if args.host_name is None:
+        args.host_name = default_host_name()
+    if not valid_host_name(args.host_name):
+        p.error(f"invalid host name {args.host_name!r}: letters, digits, '.', '_' and '-', "
+                "at most 63")
 
 
 def _duration(text: str) -> int:

@@ -157,18 +157,20 @@ class Replicator:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Replicate until cancelled, or until a fork or a gap stops it (an alert is recorded)."""
         task_status.started()
-        delay = self.backoff[0]
+        self.delay = self.backoff[0]
         while True:
             center: Center | None = None
             try:
                 center = await _at_center(self.connect)
                 stop = await self._replicate(center)
-            except Unreachable as exc:
-                self.status.state, self.status.error = "retrying", exc.message
+            except (Unreachable, sqlite3.Error) as exc:
+                # the center is away, or the local log is busy: neither loses an event
+                message = exc.message if isinstance(exc, Unreachable) else f"local log: {exc}"
+                self.status.state, self.status.error = "retrying", message
                 log.warning("replication to %s: %s; retrying in %.1fs", self.status.url,
-                            exc.message, delay)
-                await trio.sleep(delay)
-                delay = min(self.backoff[1], delay * 2)
+                            message, self.delay)
+                await trio.sleep(self.delay)
+                self.delay = min(self.backoff[1], self.delay * 2)
                 continue
             except CentralError as exc:
                 stop = Stop("error", exc.message)
@@ -184,6 +186,7 @@ class Replicator:
     async def _replicate(self, center: Center) -> Stop:
         """Ship from the center's head on; returns only to stop (Unreachable propagates)."""
         head, last_hash = await _at_center(center.register, self.host, self.clock())
+        self.delay = self.backoff[0]  # connected: the next outage backs off from the start
         verdict = await self._resume(center, head, last_hash)
         while isinstance(verdict, Resume):
             acked = verdict.after_seq
@@ -206,6 +209,7 @@ class Replicator:
                              rows[-1].seq)
                 continue
             verdict = Resume(rows[-1].seq)
+            self.status.acknowledged = verdict.after_seq
         return await self._alert(center, verdict)
 
     def compaction_bound(self) -> int:

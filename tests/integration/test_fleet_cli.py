@@ -22,7 +22,7 @@ from engine.testing.postgres import PostgresCluster, postgres_available
 from events import vocabulary as v
 from events.central import CentralLog, ensure_schema
 from events.envelope import Actor, Pending
-from events.pg_schema import grant_replica
+from events.pg_replica import grant_replica
 from events.store import EventStore
 from events.values import ContainerConfig
 

@@ -20,7 +20,7 @@ from engine.shell.replication import SqliteSource
 from engine.testing.daemon import DaemonProcess
 from engine.testing.postgres import PostgresCluster, postgres_available
 from events.central import CentralLog, Row, ensure_schema
-from events.pg_schema import grant_replica
+from events.pg_replica import grant_replica
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow,
               pytest.mark.skipif(postgres_available() is not None,

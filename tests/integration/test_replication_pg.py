@@ -23,7 +23,7 @@ from engine.testing.postgres import PostgresCluster, postgres_available
 from events import vocabulary as v
 from events.central import CentralLog, Row, ensure_schema
 from events.envelope import SYSTEM_ACTOR, Pending
-from events.pg_schema import grant_replica
+from events.pg_replica import grant_replica
 from events.store import EventStore
 
 pytestmark = pytest.mark.skipif(postgres_available() is not None,

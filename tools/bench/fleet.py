@@ -44,7 +44,7 @@ from engine.testing.postgres import PostgresCluster
 from events import vocabulary as v
 from events.central import CentralLog, ensure_schema
 from events.envelope import SYSTEM_ACTOR, Pending
-from events.pg_schema import grant_replica
+from events.pg_replica import grant_replica
 from events.store import EventStore
 from tools.bench.common import fmt_s, format_table, json_line, log
 
