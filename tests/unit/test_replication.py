@@ -44,9 +44,9 @@ def test_ships_every_event_in_order_in_bounded_batches() -> None:
     async def main() -> None:
         async with trio.open_nursery() as n:
             await n.start(rep.run)
-            await until(lambda: len(held(center)) == 25)
+            await until(lambda: rep.status.acknowledged == 25)
             source.append(5)
-            await until(lambda: len(held(center)) == 30)
+            await until(lambda: rep.status.acknowledged == 30)
             n.cancel_scope.cancel()
 
     run(main)
