@@ -21,6 +21,7 @@ from typing import Any
 from engine.cli import format as fmt
 from engine.cli.context import Context
 from engine.cli.errors import CliError
+from engine.cli.fleet import add_host_flag
 from engine.cli.logargs import filter_params, point_arg, when
 
 
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     v.add_argument("--archive", default=None, metavar="DIR",
                    help="where the compaction archives are (default: <root>/archive)")
     v.add_argument("--format", default="")
+    add_host_flag(v)
     v.set_defaults(func=cmd_verify)
 
     w = asub.add_parser("who", help="Which users and processes acted on what")
@@ -46,6 +48,7 @@ def register(sub: Any) -> None:
     w.add_argument("--since", default="", help="seq:N, Unix time, RFC 3339 or a duration")
     w.add_argument("--until", default="")
     w.add_argument("--format", default="")
+    add_host_flag(w)
     w.set_defaults(func=cmd_who)
 
     from engine.cli.export import register_export  # issue 18: the log in other formats
@@ -167,8 +170,10 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         if result["ok"]:
             rate = result["checked"] / took if took > 0 else 0
             speed = f" ({rate:,.0f} events/s)" if result["checked"] >= 100_000 else ""
-            ctx.out(f"chain ok: {result['checked']} events verified, head {result['head']} "
-                    f"({result['last_hash'][:16]}…) in {took:.2f}s{speed}")
+            hosts = result.get("hosts")  # a fleet query (--store): which hosts' chains
+            of = f" of host{'s' if len(hosts) != 1 else ''} {', '.join(hosts)}" if hosts else ""
+            ctx.out(f"chain ok{of}: {result['checked']} events verified, head "
+                    f"{result['head']} ({result['last_hash'][:16]}…) in {took:.2f}s{speed}")
             _archived_lines(ctx, result)
         if checkpoint is not None and len(problems) == (0 if result["ok"] else 1) and \
                 result["ok"]:
@@ -218,7 +223,9 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
     if args.format:
         ctx.stdout.write(fmt.render_list(args.format, rows, "", {}))
         return 0
-    lines = ["TIME\tSEQ\tUSER\tUID\tPID\tCOMMAND\tOPERATION\tTARGET\tOUTCOME"]
+    fleet = bool(rows) and "host" in rows[0]  # --store: a HOST column first
+    lines = [("HOST\t" if fleet else "")
+             + "TIME\tSEQ\tUSER\tUID\tPID\tCOMMAND\tOPERATION\tTARGET\tOUTCOME"]
     for r in rows:
         who = "daemon\t-" if r["via"] == "daemon" else f"{r['user']}\t{r['uid']}"
         command = fmt.ellipsis(command_line(tuple(r.get("command") or ())), 30) or "-"
@@ -226,8 +233,8 @@ def cmd_who(ctx: Context, args: argparse.Namespace) -> int:
         kind, _, ident = target.partition("-")
         shown = f"{kind} {ident[:12]}" if len(ident) > 12 else target
         outcome = r["outcome"] + (f": {fmt.ellipsis(r['error'], 40)}" if r.get("error") else "")
-        lines.append(f"{when(r['time_ns'])}\t{r['seq']}\t{who}\t{r['pid']}\t{command}\t"
-                     f"{r['kind']}\t{shown}\t{outcome}")
+        lines.append(f"{r['host'] + chr(9) if fleet else ''}{when(r['time_ns'])}\t{r['seq']}\t"
+                     f"{who}\t{r['pid']}\t{command}\t{r['kind']}\t{shown}\t{outcome}")
     ctx.stdout.write(fmt.tabulate(lines))
     return 0
 

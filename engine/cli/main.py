@@ -44,6 +44,9 @@ def build_parser(verb: str | None = None) -> CliParser:
                         help="daemon socket to connect to (unix:///path)")
     parser.add_argument("--root", default=None,
                         help="read-only queries straight from this state root")
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="fleet queries (events, history, audit) from a central "
+                        "PostgreSQL: postgresql://…")
     parser.add_argument("-D", "--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-v", "--version", action="store_true",
                         help="print version information and quit")
@@ -144,7 +147,7 @@ VERBS = frozenset(
     "wait rename update images rmi tag history load save import pull push login logout version "
     "info events container image system audit state replay debug volume network cp diff export "
     "stats compose build commit builder".split())
-_GLOBAL_WITH_VALUE = ("-H", "--host", "--root")
+_GLOBAL_WITH_VALUE = ("-H", "--host", "--root", "--store")
 
 
 def verb_hint(argv: Sequence[str]) -> str | None:
@@ -301,6 +304,16 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
                     and not _compose_history(args):
                 raise refuse_root(verb)
             ctx.local = LocalReader(root)
+        if args.store is not None:  # issue 19: a fleet's central log, no daemon
+            from engine.cli.fleet import FleetReader, refuse_store
+
+            if args.verb not in ("events", "history", "audit", "ps") or \
+                    (args.verb == "ps" and not args.at) or \
+                    getattr(args, "audit_verb", "verify") not in ("verify", "who"):
+                raise refuse_store(args.verb)
+            # it answers the reads a LocalReader answers (ctx.read, stream_json)
+            ctx.local = FleetReader(  # type: ignore[assignment]
+                args.store, getattr(args, "fleet_host", None))
         code = int(args.func(ctx, args) or 0)
         out.flush()
         return code

@@ -15,6 +15,7 @@ from engine.cli import parse
 from engine.cli.client import ApiError
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError, from_api
+from engine.cli.fleet import add_host_flag
 from engine.cli.timeline import AT_HELP, at_read
 
 # typing and collections.abc are for the type checker only: importing typing costs
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format", default="")
     p.add_argument("--at", default=None, metavar="TIME|seq:N", help=AT_HELP)
+    add_host_flag(p)
     p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("inspect", help="Return low-level information on objects")
@@ -124,6 +126,10 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
     containers = containers or []
     rows = [fmt.container_row(c, now=now, trunc=not args.no_trunc) for c in containers]
     table = fmt.CONTAINER_TABLE
+    if containers and "Host" in containers[0]:  # a fleet query (--store): HOST first
+        for row, c in zip(rows, containers, strict=True):
+            row["Host"] = c["Host"]
+        table = "table {{.Host}}\t" + table[len("table "):]
     if args.size:
         table += "\t{{.Size}}"
     if args.quiet:

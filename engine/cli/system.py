@@ -16,6 +16,7 @@ from engine.cli import parse
 from engine.cli.client import ApiError, DaemonUnreachable
 from engine.cli.context import Context
 from engine.cli.errors import CliError, UsageError, translate
+from engine.cli.fleet import add_host_flag
 
 # typing and collections.abc are for the type checker only: importing typing costs
 # every CLI start ~3 ms (issue 17)
@@ -60,6 +61,7 @@ def register(sub: Any) -> None:
                    "seq and hash (and the one before) for the receiver to check the chain")
     p.add_argument("--syslog-address", default="unix:///dev/log",
                    help="with --to syslog: unix:///PATH or udp://HOST:PORT")
+    add_host_flag(p)
     p.set_defaults(func=cmd_events)
 
 
@@ -268,6 +270,9 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         detected = [pair[1] for pair in firewall.get("Info") or [] if pair[0] == "Detected"]
         lines.append(f" Firewall Backend: {firewall.get('Driver', '')}")
         lines.append(f" Firewall: {'; '.join(detected) or 'no other firewall manager detected'}")
+    replication = info.get("Replication")
+    if replication:  # issue 19: `shipslogd --replicate-to`
+        lines.append(replication_line(replication))
     labels = info.get("Labels") or []
     if labels:
         lines.append(" Labels:")
@@ -276,6 +281,14 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
     for warning in info.get("Warnings") or []:
         ctx.err(warning)
     return 0
+
+
+def replication_line(doc: dict[str, Any]) -> str:
+    line = (f" Replication: {doc.get('URL', '')}, host {doc.get('Host', '')}, acknowledged "
+            f"{doc.get('Acknowledged', 0)} of {doc.get('Head', 0)} (lag {doc.get('Lag', 0)})")
+    if doc.get("State") in ("stopped", "retrying"):
+        line += f", {doc['State']}: {doc.get('Error', '')}"
+    return line
 
 
 def events_params(args: argparse.Namespace, now: float) -> dict[str, Any]:
@@ -330,7 +343,8 @@ def full_event_line(e: Mapping[str, Any]) -> str:
     payload = {k: val for k, val in (e.get("event") or {}).items() if k != "type"}
     detail = " ".join(f"{k}={_brief(val)}" for k, val in payload.items()
                       if k not in ("config",) and val not in ("", [], {}, None))
-    return (f"{rfc3339_nano(e['timeNano'])} #{e['seq']} {e['type']} {e['stream'][:40]} "
+    host = f"{e['host']} " if "host" in e else ""  # a fleet query (--store)
+    return (f"{host}{rfc3339_nano(e['timeNano'])} #{e['seq']} {e['type']} {e['stream'][:40]} "
             f"op={e['op_id'][:12]} by={who} {detail}").rstrip()
 
 
@@ -357,7 +371,7 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
                    for f in args.filter)
     if args.to == "syslog":
         return _to_syslog(ctx, source, args, params)
-    if args.all or args.format == "json" or by_actor:
+    if args.all or args.format == "json" or by_actor or getattr(source, "fleet", False):
         return _full_events(ctx, source, args, params)
     for flag in ("since", "until"):
         if str(params.get(flag, "")).startswith("seq:"):

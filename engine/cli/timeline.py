@@ -15,6 +15,7 @@ from engine.cli import format as fmt
 from engine.cli import parse
 from engine.cli.context import Context
 from engine.cli.errors import CliError, ExitStatus, UsageError
+from engine.cli.fleet import add_host_flag
 from engine.cli.logargs import filter_params, when
 
 # typing and collections.abc are for the type checker only: importing typing costs
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
     p.add_argument("--since", default="", help="with --html: draw from this time (Unix "
                    "time, RFC 3339, or a duration such as 2h)")
     p.add_argument("--until", default="", help="with --html: draw up to this time")
+    add_host_flag(p)
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("state", help="Compare the engine's state at two points of the log")
@@ -142,14 +144,16 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     name = tl.get("name") or ""
     title = f"{tl['kind']} {name} {ident}" if name and name != tl["id"] else f"{tl['kind']} {ident}"
     status = " (removed)" if tl.get("removed") else ""
-    ctx.out(f"{title}{status}: {len(entries)} events, {len(tl.get('ops') or [])} "
+    host = tl.get("host")  # a fleet query (--store): which host's log
+    ctx.out(f"{title}{status}{f' on host {host}' if host else ''}: {len(entries)} events, "
+            f"{len(tl.get('ops') or [])} "
             f"operations, {len(tl.get('runs') or [])} runs, {tl.get('restarts', 0)} restarts, "
             f"{tl.get('oom_kills', 0)} OOM kills")
-    lines = ["TIME\tSEQ\tACTOR\tOP\tEVENT"]
+    lines = [("HOST\t" if host else "") + "TIME\tSEQ\tACTOR\tOP\tEVENT"]
     for e in entries:
         op = e["op_id"] if args.no_trunc else e["op_id"][:12]
-        lines.append(f"{when(e['time_ns'])}\t{e['seq']}\t{actor_text(e['actor'])}\t{op}\t"
-                     f"{e['summary']}")
+        lines.append(f"{host + chr(9) if host else ''}{when(e['time_ns'])}\t{e['seq']}\t"
+                     f"{actor_text(e['actor'])}\t{op}\t{e['summary']}")
     ctx.stdout.write(fmt.tabulate(lines))
     ops = tl.get("ops") or []
     if ops:

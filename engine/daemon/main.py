@@ -53,6 +53,7 @@ from engine.shell.leftovers import Leftover, discard_uncommitted
 from engine.shell.network import NetworkOps
 from engine.shell.paths import Paths
 from engine.shell.recovery import Recovery, run_bounded
+from engine.shell.replication import default_host_name, open_replicator
 from engine.shell.service import Engine
 from engine.shell.supervisor import Supervisor
 from events import vocabulary as v
@@ -82,6 +83,7 @@ class DaemonContext:
     runc_version: str = ""
     files: FileService | None = None  # cp, diff, export, stats (None: no daemon, no files)
     exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
+    replication: Any = None  # engine.shell.replication.ReplicationStatus (--replicate-to)
 
 
 def open_log(paths: Paths, store: str | None = None,
@@ -207,10 +209,17 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                       build_routes(ctx),
                       limits=Limits.parse(os.environ.get("SHIPSLOG_API_LIMITS", "")),
                       secret_key=secrets.key())
+            replicator = None
+            if args.replicate_to:  # issue 19: ship the log to a central PostgreSQL
+                replicator = open_replicator(args.replicate_to, args.host_name, paths.db,
+                                             writer, journal.clock)
+                ctx.replication = replicator.status
+                nursery.start_soon(replicator.run)
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,
                 max_events=args.compact_max_events, interval_s=args.compact_interval,
-                actor=SYSTEM_ACTOR))
+                actor=SYSTEM_ACTOR,
+                hold=None if replicator is None else replicator.compaction_bound))
             api = _Api()
             sock = await nursery.start(api.serve, socket_path(args.host), app)
             log.info("shipslogd %s serving on %s (root %s)", VERSION, sock, paths.root)
@@ -332,12 +341,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compact-max-events", type=_positive, default=None, metavar="N",
                    help="archive the events of every removed object once the live log holds "
                         "more than N events (default: no limit)")
+    p.add_argument("--replicate-to", default=None, metavar="URL",
+                   help="ship the event log to a central PostgreSQL (postgresql://…; libpq's "
+                        "sslmode/sslrootcert/… parameters are passed through)")
+    if not any("--host-name" in a.option_strings for a in p._actions):
+        # one flag with `--store postgresql://…` (issue 19 part 1), which names the host too
+        p.add_argument("--host-name", default=None, metavar="NAME",
+                       help="this host's name at the center (default: the short hostname)")
     p.add_argument("--compact-interval", type=lambda t: _duration(t) / 1e9, default=600.0,
                    metavar="DURATION", help="how often to check for compaction (default 10m)")
     args = p.parse_args(argv)
     if args.host is None:
         args.host = f"unix://{args.exec_root}/shipslog.sock"
+    if args.replicate_to:
+        _check_replication(p, args)
     return args
+
+
+def _check_replication(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--replicate-to` ships a SQLite log: a valid host name, and not a PostgreSQL store."""
+    from events.central import valid_host_name
+
+    if getattr(args, "store", None):
+        p.error("--replicate-to ships this host's SQLite log; with --store the log is "
+                "already in PostgreSQL (give the daemon one or the other)")
+    if args.host_name is None:
+        args.host_name = default_host_name()
+    if not valid_host_name(args.host_name):
+        p.error(f"invalid host name {args.host_name!r}: letters, digits, '.', '_' and '-', "
+                "at most 63")
 
 
 def _duration(text: str) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +123,19 @@ def auto_before(now_ns: int, *, after_ns: int | None, max_events: int | None,
 
 async def run_auto_compaction(writer: StoreWriter, root: str | Path, clock: Any, *,
                               after_ns: int | None, max_events: int | None,
-                              interval_s: float, actor: Actor) -> None:
-    """The daemon's periodic task (runs until cancelled)."""
+                              interval_s: float, actor: Actor,
+                              hold: Callable[[], int] | None = None) -> None:
+    """The daemon's periodic task (runs until cancelled). `hold` (replication, issue 19):
+    the newest recorded_at compaction may reach, so that no event leaves the live log before
+    the center acknowledged it."""
     if after_ns is None and max_events is None:
         return
     while True:
         live = await trio.to_thread.run_sync(live_events, writer.store)
         now = int(clock())
         before = auto_before(now, after_ns=after_ns, max_events=max_events, live=live)
+        if before is not None and hold is not None:
+            before = min(before, await trio.to_thread.run_sync(hold))
         if before is not None:
             try:
                 report = await compact_in_writer(writer, root, before_ns=before, actor=actor,

@@ -137,6 +137,8 @@ UNLISTED = {("EventMessage", "status"), ("EventMessage", "id"), ("EventMessage",
 # Fields of later API versions we send already: FirewallBackend (v1.48) says which firewall
 # managers would drop our bridges' traffic (issue 15, item 5).
 UNLISTED |= {("SystemInfo", "FirewallBackend")}
+# shipslog's own: `shipslogd --replicate-to`'s progress (issue 19); Docker's clients ignore it.
+UNLISTED |= {("SystemInfo", "Replication")}
 
 
 @pytest.mark.parametrize(("struct_type", "where"), CHECKED, ids=lambda x: getattr(x, "__name__", x))

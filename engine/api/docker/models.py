@@ -574,6 +574,8 @@ class SystemInfo(_Out):
     SecurityOptions: list[str] = []
     Warnings: list[str] = []
     FirewallBackend: FirewallBackendInfo | None = None
+    # shipslog's own (issue 19): `shipslogd --replicate-to`'s progress, None when not set
+    Replication: dict[str, object] | None = None
 
 
 class EventActor(_Out):

@@ -137,7 +137,8 @@ def system_routes(ctx: Any) -> Router:
                     ["Events", str(ctx.store.applied_seq)],
                 ],
                 FirewallBackend=firewall,
-                Warnings=_waiting_outcomes(ctx),
+                Warnings=_waiting_outcomes(ctx) + _replication_warning(ctx),
+                Replication=_replication(ctx),
             )
         )
 
@@ -202,6 +203,19 @@ def _os_name() -> str:
     except OSError:
         pass
     return sys.platform
+
+
+def _replication(ctx: Any) -> dict[str, object] | None:
+    status = getattr(ctx, "replication", None)
+    return None if status is None else status.document()  # type: ignore[no-any-return]
+
+
+def _replication_warning(ctx: Any) -> list[str]:
+    """A stopped replication (a fork, a gap) needs a person: say so where `info` warns."""
+    status = getattr(ctx, "replication", None)
+    if status is None or status.state != "stopped":
+        return []
+    return [f"WARNING: replication to {status.url} stopped: {status.error}"]
 
 
 def _waiting_outcomes(ctx: Any) -> list[str]:
