@@ -48,8 +48,8 @@ BEGIN
            OR NOT EXISTS (SELECT 1 FROM shipslog.events e
                           WHERE e.host = h AND e.seq = u.s AND e.hash = u.hh)
         ORDER BY u.ord;
-    EXCEPTION WHEN SQLSTATE 'SL001' OR SQLSTATE 'SL002' OR foreign_key_violation
-                   OR unique_violation THEN
+    EXCEPTION WHEN SQLSTATE 'SL001' OR SQLSTATE 'SL002' OR SQLSTATE 'SL006'
+                   OR foreign_key_violation OR unique_violation THEN
         INSERT INTO shipslog.alerts (host, at, kind, detail)
             VALUES (h, (extract(epoch FROM clock_timestamp()) * 1e9)::bigint, 'refused',
                     SQLSTATE || ' ' || SQLERRM);

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS shipslog.hosts (
     last_hash text NOT NULL DEFAULT repeat('0', 64),
     registered_at bigint NOT NULL
 );
+-- The role that registered the host: only it (or the schema's owner, or a superuser) may
+-- write that host's chain (`shipslog.may_write`); a role holding another host's
+-- INSERT right cannot append to this one, even with a correctly linked hash.
+ALTER TABLE shipslog.hosts ADD COLUMN IF NOT EXISTS owner text;
 
 CREATE TABLE IF NOT EXISTS shipslog.events (
     host text NOT NULL REFERENCES shipslog.hosts (host),
@@ -134,16 +138,48 @@ BEGIN
 END
 $$;
 
+-- Whether the session's role may write `name`'s chain: the role that registered it, the
+-- schema's owner (and its members) or a superuser. SECURITY DEFINER: session_user is still
+-- the role that logged in.
+CREATE OR REPLACE FUNCTION shipslog.may_write(name text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, shipslog AS $$
+    SELECT coalesce((SELECT h.owner IS NULL OR h.owner = session_user::text
+                     FROM shipslog.hosts h WHERE h.host = name), true)
+        OR coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false)
+        OR pg_has_role(session_user, (SELECT nspowner FROM pg_namespace
+                                      WHERE nspname = 'shipslog'), 'MEMBER')
+$$;
+
+CREATE OR REPLACE FUNCTION shipslog.owner_only() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, shipslog AS $$
+BEGIN
+    IF NOT shipslog.may_write(NEW.host) THEN
+        RAISE EXCEPTION 'host % belongs to another role: % may not write its log', NEW.host,
+            session_user USING ERRCODE = 'SL006',
+            HINT = 'each host writes with the role that registered it';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 -- A writer registers its host through this (it has no INSERT right on hosts); idempotent, and a
--- host keeps the mode it was registered with (a host is either a store or a replica).
+-- host keeps the mode it was registered with (a host is either a store or a replica) and the
+-- role that registered it first (a host registered before owners existed is claimed by the
+-- next role to register it).
 CREATE OR REPLACE FUNCTION shipslog.register_host(name text, how text, now_ns bigint)
 RETURNS shipslog.hosts
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, shipslog AS $$
 DECLARE
     h shipslog.hosts%ROWTYPE;
 BEGIN
-    INSERT INTO shipslog.hosts (host, mode, registered_at) VALUES (name, how, now_ns)
-        ON CONFLICT (host) DO NOTHING;
+    INSERT INTO shipslog.hosts (host, mode, registered_at, owner)
+        VALUES (name, how, now_ns, session_user) ON CONFLICT (host) DO NOTHING;
+    IF NOT shipslog.may_write(name) THEN
+        RAISE EXCEPTION 'host % is registered by another role: % may not write its log',
+            name, session_user USING ERRCODE = 'SL006',
+            HINT = 'give each host a name of its own, or connect with the role that registered it';
+    END IF;
+    UPDATE shipslog.hosts SET owner = session_user WHERE host = name AND owner IS NULL;
     SELECT * INTO h FROM shipslog.hosts WHERE host = name;
     IF h.mode <> how THEN
         RAISE EXCEPTION 'host % is registered as a %, not a %', name, h.mode, how
@@ -178,6 +214,14 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION shipslog.refuse_change();
         CREATE TRIGGER alerts_no_change BEFORE UPDATE OR DELETE ON shipslog.alerts
             FOR EACH ROW EXECUTE FUNCTION shipslog.refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_owner') THEN
+        CREATE TRIGGER events_owner BEFORE INSERT ON shipslog.events
+            FOR EACH ROW EXECUTE FUNCTION shipslog.owner_only();
+        CREATE TRIGGER commands_owner BEFORE INSERT ON shipslog.commands
+            FOR EACH ROW EXECUTE FUNCTION shipslog.owner_only();
+        CREATE TRIGGER tombstones_owner BEFORE INSERT ON shipslog.tombstones
+            FOR EACH ROW EXECUTE FUNCTION shipslog.owner_only();
     END IF;
 END
 $$;

@@ -18,7 +18,9 @@ import pytest
 import trio
 
 from engine.testing.postgres import PostgresCluster, postgres_available
+from events.codec import canonical_bytes
 from events.envelope import Actor, Pending
+from events.hashing import chain_hash
 from events.pg_backend import PostgresBackend, display_url
 from events.pg_schema import SCHEMA, grant_store_role
 from events.store import EventStore, StoreError, StoreUnavailable
@@ -246,3 +248,37 @@ def test_backend_satisfies_the_public_interface() -> None:
                                        timeout=1)
     sqlite: StoreBackend = SqliteBackend.connect(":memory:", readonly=False, timeout=1)
     assert pg.location.startswith("postgresql://") and sqlite.location == ":memory:"
+
+
+def test_a_host_s_chain_is_written_only_by_the_role_that_registered_it(
+        pg_cluster: PostgresCluster, daemon_store: EventStore[Any]) -> None:
+    """Every writer role may INSERT into the shared tables; what stops one host's role from
+    appending correctly linked but forged events to another host's chain is the owner
+    check (a compromised host must not write the history of the others)."""
+    _append(daemon_store, "a")
+    victim = daemon_store._w.host
+    pg_cluster.psql("CREATE ROLE intruder LOGIN")
+    pg_cluster.psql(grant_store_role("intruder", "shipslog"))
+    with psycopg.connect(pg_cluster.dsn_for("intruder"), autocommit=True) as conn:
+        with pytest.raises(psycopg.DatabaseError, match="registered by another role") as exc:
+            conn.execute("SELECT shipslog.register_host(%s, 'store', 0)", (victim,))
+        assert exc.value.sqlstate == "SL006"
+        head, last = conn.execute("SELECT head, last_hash FROM shipslog.hosts WHERE host = %s",
+                                  (victim,)).fetchone()
+        forged = dict(seq=head + 1, stream="volume-x", stream_version=1, schema_version=1,
+                      recorded_at=1, actor=b"{}", op_id="op", command_id=None,
+                      type_name="VolumeCreated", payload=b'{"name":"x"}')
+        digest = chain_hash(last, canonical_bytes(**forged))  # a perfectly linked event
+        with pytest.raises(psycopg.DatabaseError, match="belongs to another role") as exc:
+            conn.execute(
+                "INSERT INTO shipslog.events (host, seq, stream, stream_version, schema_version,"
+                " type, recorded_at, actor, op_id, command_id, payload, hash) VALUES (%s, %s,"
+                " 'volume-x', 1, 1, 'VolumeCreated', 1, %s, 'op', NULL, %s, %s)",
+                (victim, head + 1, b"{}", b'{"name":"x"}', digest))
+        assert exc.value.sqlstate == "SL006"
+        with pytest.raises(psycopg.DatabaseError, match="belongs to another role"):
+            conn.execute("INSERT INTO shipslog.commands VALUES (%s, 'c9', 1, 1)", (victim,))
+        # its own host is its own
+        conn.execute("SELECT shipslog.register_host('intruders-own', 'store', 0)")
+    _append(daemon_store, "b")  # the owner goes on writing
+    assert daemon_store.verify().ok and daemon_store.head() == 2
