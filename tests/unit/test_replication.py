@@ -158,6 +158,9 @@ def test_a_center_that_is_down_is_retried_with_back_off() -> None:
     async def main() -> None:
         async with trio.open_nursery() as n:
             await n.start(rep.run)
+            # The first attempt runs in a worker thread, and the mock clock jumps while it
+            # does: wait for its failure, not for a mock-time deadline (flaky under load).
+            await until(lambda: rep.status.state == "retrying")
             await trio.sleep(30)  # mock time: several back-off rounds
             assert rep.status.state == "retrying" and not held(center)
             center.down = False
