@@ -12,6 +12,7 @@ I/O: kernel (rtnetlink, network namespaces, bind mounts under tmp_path).
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,36 +72,30 @@ class Lab:
 
     def peers(self, plans: list[VethPlan]) -> list[str]:
         """The container ends still in the sandboxes."""
-        def read() -> list[str]:
-            return [name for _, name in socket_names()]
         found = []
         for p in plans:
-            found += [f"{p.netns_path}:{n}" for n in netns.run_in_netns(p.netns_path, read)
-                      if n != "lo"]
+            names = netns.run_in_netns(p.netns_path, socket.if_nameindex)
+            found += [f"{p.netns_path}:{n}" for _, n in names if n != "lo"]
         return found
-
-
-def socket_names() -> list[tuple[int, str]]:
-    import socket
-
-    return socket.if_nameindex()
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    host = netns.create_netns(tmp_path / "labns", "slg-" + os.urandom(6).hex())
-    netlink = Netlink(netns=host, owner=str(tmp_path))
-    made = Lab(root=tmp_path, host=host, netlink=netlink, driver=BridgeDriver(netlink))
-    try:
+    name = "slg-" + os.urandom(6).hex()
+    host = netns.create_netns(tmp_path / "labns", name)
+    netlink: Netlink | None = None
+    try:  # from here on everything made is removed, whatever fails
+        netlink = Netlink(netns=host, owner=str(tmp_path))
         netlink.ensure_bridge(plan_bridge(BRIDGE, "10.232.0.0/24", "10.232.0.1"))
-        yield made
+        yield Lab(root=tmp_path, host=host, netlink=netlink, driver=BridgeDriver(netlink))
     finally:
-        for name in netns.list_netns(tmp_path / "netns"):
-            netns.delete_netns(tmp_path / "netns", name)
-        netlink.close()
-        netns.delete_netns(tmp_path / "labns", Path(host).name)
+        for sandbox in netns.list_netns(tmp_path / "netns"):
+            netns.delete_netns(tmp_path / "netns", sandbox)
+        if netlink is not None:
+            netlink.close()
+        netns.delete_netns(tmp_path / "labns", name)
 
 
 def _delete_together(lab: Lab, plans: list[VethPlan]) -> None:
