@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import trio
 
 from engine.core import hostfiles
 from engine.core.errors import InvalidArgument
@@ -83,7 +84,8 @@ class RealRuntime:
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
         await self.rt.delete(container_id, force=force)
-        shutil.rmtree(self.paths.bundle_dir(container_id), ignore_errors=True)
+        # in a thread: an rmtree on the event loop stalled every concurrent removal (issue 14)
+        await trio.to_thread.run_sync(shutil.rmtree, self.paths.bundle_dir(container_id), True)
 
     async def pause(self, container_id: str) -> None:
         await self.rt.pause(container_id)
