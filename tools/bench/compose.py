@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             for engine, env in envs.items():  # alternate, so load drifts hit both alike
                 log(f"round {r + 1}/{args.rounds}: {engine}")
                 up, down = one_round(env, project, f"bench{r}")
+                log(f"  {engine}: up {up * 1000:.0f} ms, down {down * 1000:.0f} ms")
                 times[engine]["up"].append(up)
                 times[engine]["down"].append(down)
     finally:
