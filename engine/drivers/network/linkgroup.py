@@ -1,9 +1,11 @@
-"""Who is in a link group: one RTM_GETLINK dump, read for IFLA_GROUP and IFLA_IFNAME only.
+"""Link groups over a raw rtnetlink socket: move links into a group, see who is in it, and
+delete it — what a batched veth deletion does (issue 14; `Netlink._delete_links`).
 
 I/O: kernel (a raw rtnetlink socket, opened in the namespace the caller names). pyroute2
-decodes every attribute of every link (~0.5 ms a link here); a batched deletion asks this
-question once per batch, just before it deletes the group, so it reads the two attributes it
-needs from the raw dump and asks the kernel to leave the statistics out.
+decodes every attribute of every link (~0.5 ms a link here) and runs one request per call;
+these few messages are encoded by hand so that moving a batch's links is ONE write (one
+RTM_NEWLINK per link, acked together), the membership check reads only IFLA_GROUP and
+IFLA_IFNAME from a dump without statistics, and the group goes in one RTM_DELLINK.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from engine.drivers.network.netns import run_in_netns
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 IFLA_IFNAME = 3
 IFLA_GROUP = 27
@@ -77,7 +81,10 @@ def group_members(sock: socket.socket, group: int, seq: int = 1) -> set[str]:
         data = sock.recv(1 << 16)
         offset = 0
         while offset + _HDR.size <= len(data):
-            length, kind, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
+            length, kind, _flags, got, _pid = _HDR.unpack_from(data, offset)
+            if got != seq:  # a late answer to an earlier request that failed half-way
+                offset += _align(length)
+                continue
             if kind == NLMSG_DONE:
                 return members
             if kind == NLMSG_ERROR:
@@ -88,3 +95,44 @@ def group_members(sock: socket.socket, group: int, seq: int = 1) -> set[str]:
                 if name is not None:
                     members.add(name)
             offset += _align(length)
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    data = _RTA.pack(_RTA.size + len(payload), kind) + payload
+    return data + b"\0" * (_align(len(data)) - len(data))
+
+
+def _link_message(mtype: int, seq: int, attrs: bytes) -> bytes:
+    body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
+    return _HDR.pack(_HDR.size + len(body), mtype, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+
+
+def _acks(sock: socket.socket, expected: set[int]) -> dict[int, int]:
+    """seq -> errno (0: done) of the acks for the messages numbered `expected`."""
+    codes: dict[int, int] = {}
+    while not expected.issubset(codes):
+        data = sock.recv(1 << 16)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, kind, _flags, seq, _pid = _HDR.unpack_from(data, offset)
+            if kind == NLMSG_ERROR and seq in expected:
+                codes[seq] = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+            offset += _align(length)
+    return codes
+
+
+def set_group(sock: socket.socket, names: list[str], group: int, seq: int) -> dict[str, int]:
+    """Move each named link into `group`, all in one write; name -> errno (0: moved).
+    The messages are numbered seq, seq+1, …"""
+    wanted = {seq + i: name for i, name in enumerate(names)}
+    sock.send(b"".join(
+        _link_message(RTM_NEWLINK, n, _attr(IFLA_IFNAME, name.encode() + b"\0")
+                      + _attr(IFLA_GROUP, struct.pack("=I", group)))
+        for n, name in wanted.items()))
+    return {wanted[n]: code for n, code in _acks(sock, set(wanted)).items()}
+
+
+def delete_group(sock: socket.socket, group: int, seq: int) -> int:
+    """`ip link delete group N`: every link in the group, one RTM_DELLINK; errno (0: done)."""
+    sock.send(_link_message(RTM_DELLINK, seq, _attr(IFLA_GROUP, struct.pack("=I", group))))
+    return _acks(sock, {seq})[seq]

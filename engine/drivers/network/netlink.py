@@ -44,7 +44,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from engine.core.errors import KernelError
 from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
 from engine.drivers.network.linkbatch import LinkBatcher
-from engine.drivers.network.linkgroup import group_members, open_rtnl
+from engine.drivers.network.linkgroup import delete_group, group_members, open_rtnl, set_group
 from engine.drivers.network.netns import run_in_netns, set_link_up
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo
 
@@ -343,42 +343,41 @@ class Netlink:
                 return errors
             group = self.group_range[self._batches % GROUP_SPAN]
             self._batches += 1
+            if self._raw is None:
+                self._raw = open_rtnl(self._netns)
             moved = set()
-            for name in names:
-                try:
-                    self._ipr.link("set", ifname=name, group=group)
+            for name, code in set_group(self._raw, names, group, self._next_seq(len(names))
+                                        ).items():
+                if code == 0:
                     moved.add(name)
-                except NetlinkError as exc:
-                    if exc.code != errno.ENODEV:  # gone already: fine
-                        errors[name] = KernelError(f"netlink: {os.strerror(exc.code)}")
+                elif code != errno.ENODEV:  # gone already: fine
+                    errors[name] = KernelError(f"netlink: {os.strerror(code)}")
             if moved:
                 self._delete_group(group, moved, errors)
         return errors
 
+    def _next_seq(self, count: int = 1) -> int:
+        """The first of `count` fresh sequence numbers on the raw socket."""
+        seq = self._seq + 1
+        self._seq += count
+        return seq
+
     def _delete_group(self, group: int, moved: set[str], errors: dict[str, BaseException]
                       ) -> None:
         """Delete `group` if it holds exactly `moved`; otherwise each of those on its own."""
-        if self._raw is None:
-            self._raw = open_rtnl(self._netns)
-        self._seq += 1
-        members = group_members(self._raw, group, self._seq)
+        assert self._raw is not None
+        members = group_members(self._raw, group, self._next_seq())
         if members <= moved:  # a link gone meanwhile is fine; another's never goes with ours
-            try:
-                self._ipr.link("del", group=group)
+            code = delete_group(self._raw, group, self._next_seq())
+            if code in (0, errno.ENODEV):  # ENODEV: someone deleted them between the steps
                 return
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
-                    return  # someone deleted them between the two steps
         else:
             log.warning("link group %#x holds links that are not ours (%s): deleting ours "
                         "one by one", group, ", ".join(sorted(members - moved)))
         for name in sorted(moved):
             self._delete_one(name, errors)
             if name in errors:  # still here: it must not go with a later batch's group
-                try:
-                    self._ipr.link("set", ifname=name, group=0)
-                except NetlinkError:
-                    pass  # the error its caller gets says enough
+                set_group(self._raw, [name], 0, self._next_seq())
 
     def _delete_one(self, name: str, errors: dict[str, BaseException]) -> None:
         try:
