@@ -106,22 +106,6 @@ def _signal_number(sig: int | str) -> int:
         ) from None
 
 
-def _write_bundle(paths: MonitorPaths, bundle: Path, spec: Mapping[str, Any],
-                  log_path: str) -> None:
-    """The bundle's config.json, the runtime dir's link to it, the log's dir (blocking)."""
-    bundle.mkdir(parents=True, exist_ok=True)
-    paths.cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    link = paths.cdir / "bundle"
-    link.unlink(missing_ok=True)
-    link.symlink_to(bundle)
-    tmp = bundle / "config.json.tmp"
-    # 0600: the spec carries the environment, secrets included (RELIABILITY S-08).
-    write_private(tmp, json.dumps(spec).encode())
-    os.replace(tmp, bundle / "config.json")
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-
-
 def _remove_runtime_files(paths: MonitorPaths, container_id: str, cgroups_path: str) -> None:
     """A deleted container's runtime dir, exit file and empty cgroups (blocking)."""
     shutil.rmtree(paths.cdir, ignore_errors=True)
@@ -182,14 +166,22 @@ class Runtime:
             if await self.runc.state(container_id) is not None:
                 return monitor.read_monitor_pid(paths)
         bundle = Path(bundle_dir).absolute()
-        # Off the event loop, like `delete`'s files: Compose starts a project's containers
-        # at once, and these mkdirs and writes cost milliseconds on a disk-backed root.
-        await trio.to_thread.run_sync(_write_bundle, paths, bundle, spec, log_path)
+        bundle.mkdir(parents=True, exist_ok=True)
+        paths.cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        link = paths.cdir / "bundle"
+        link.unlink(missing_ok=True)
+        link.symlink_to(bundle)
+        tmp = bundle / "config.json.tmp"
+        # 0600: the spec carries the environment, secrets included (RELIABILITY S-08).
+        write_private(tmp, json.dumps(spec).encode())
+        os.replace(tmp, bundle / "config.json")
         opts = dict(log_opts or {})
         size_max, max_file = log_limits(opts)
         # conmon's own cap truncates in place: exactly Docker's max-file=1. With more files
         # the daemon rotates (`run_log_rotation`), and conmon must not truncate behind it.
         conmon_cap = size_max if max_file == 1 else 0
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         argv = monitor.conmon_argv(
             paths,
             bundle=str(bundle),
