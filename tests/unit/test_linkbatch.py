@@ -6,6 +6,7 @@ The kernel call is a recording function; threads are ordered by events, never by
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -31,9 +32,14 @@ class Recorder:
 
 
 def _queued(batcher: LinkBatcher, n: int) -> None:
-    """Wait until `n` callers are queued behind the batch in the kernel."""
-    with batcher._cond:
-        assert batcher._cond.wait_for(lambda: len(batcher._queue) == n, timeout=30)
+    """Wait until `n` callers are queued (checked often: queueing notifies no one)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with batcher._cond:
+            if len(batcher._queue) == n:
+                return
+        assert time.monotonic() < deadline, "callers did not queue"
+        time.sleep(0.001)
 
 
 def _call(batcher: LinkBatcher, name: str, raised: dict[str, BaseException]
@@ -71,6 +77,23 @@ def test_deletions_arriving_during_a_batch_go_together_in_the_next() -> None:
     for t in [first, *later]:
         t.join(30)
     assert rec.batches == [["slg0"], [f"slg{i}" for i in range(1, 6)]]
+    assert raised == {}
+
+
+def test_a_lone_leader_lingers_and_takes_those_on_its_heels() -> None:
+    rec = Recorder()
+    rec.release.set()
+    batcher = LinkBatcher(rec, linger=60)
+    raised: dict[str, BaseException] = {}
+    first = _call(batcher, "slg0", raised)
+    _queued(batcher, 1)
+    later = [_call(batcher, f"slg{i}", raised) for i in range(1, 4)]
+    _queued(batcher, 4)  # the leader is still lingering: nothing was taken yet
+    with batcher._cond:
+        batcher._cond.notify_all()  # end the linger now rather than in 60 s
+    for t in [first, *later]:
+        t.join(30)
+    assert rec.batches == [[f"slg{i}" for i in range(4)]]
     assert raised == {}
 
 

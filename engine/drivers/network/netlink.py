@@ -70,6 +70,7 @@ IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at onc
 IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # linux/if_link.h enum ipvlan_mode
 GROUP_TAG = 0x53 << 24  # our link groups: 0x53HHHHNN (H: owner hash, N: batch counter)
 GROUP_SPAN = 0x100
+LINGER_S = 0.002  # a lone deletion waits this long for others to join its batch
 _WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
 
 
@@ -203,7 +204,7 @@ class Netlink:
         self._raw: socket.socket | None = None  # for group_members, opened on first batch
         self._seq = 0
         self._batches = 0
-        self._deleter = LinkBatcher(self._delete_links)
+        self._deleter = LinkBatcher(self._delete_links, linger=LINGER_S)
 
     def close(self) -> None:
         with self._lock:
