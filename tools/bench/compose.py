@@ -9,6 +9,11 @@ Prints a table, and as its LAST line one JSON object.
 
     python3 -m tools.bench.compose               # 10 services, 3 rounds
     python3 -m tools.bench.compose --services 20 --rounds 5
+    python3 -m tools.bench.compose --daemon-before DIR   # + shipslogd from an older tree
+
+`--daemon-before DIR` (`git archive OLD engine events projections | tar -x -C DIR`) runs a
+second shipslogd from that source beside ours, so a change is measured before and after in
+the same run, with Docker, under the same load.
 
 Each round, on each engine: `up -d --wait` (create the project network, create and start every
 service, wait until every healthcheck passes), then `down -v`. Compose's own start-up is in
@@ -53,10 +58,20 @@ def one_round(env: dict[str, str], project: Path, name: str) -> tuple[float, flo
     return up, down
 
 
+def before_daemon(tree: Path) -> DaemonProcess:
+    """A shipslogd from another source tree: `env -C` makes it the daemon's working dir and
+    import path (`-m` puts the working dir first on sys.path, ahead of this checkout)."""
+    d = DaemonProcess.make()
+    d.wrap = ["env", "-C", str(tree.resolve()), f"PYTHONPATH={tree.resolve()}"]
+    return d
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python3 -m tools.bench.compose")
     p.add_argument("--services", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--daemon-before", type=Path, default=None, metavar="DIR",
+                   help="also run a shipslogd from this older source tree (before/after)")
     args = p.parse_args(argv)
     interrupts_unwind()
     if not BUSYBOX.exists():
@@ -65,15 +80,20 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-compose-"))
     project = many_services(work / "proj", args.services)
     ours = DaemonProcess.make()
+    daemons = {"shipslog": ours}
+    if args.daemon_before is not None:
+        daemons["shipslog_before"] = before_daemon(args.daemon_before)
     docker = Dockerd(work / "dockerd")
-    times: dict[str, dict[str, list[float]]] = {
-        e: {"up": [], "down": []} for e in ("shipslog", "docker")}
+    engines = [*daemons, "docker"]
+    times: dict[str, dict[str, list[float]]] = {e: {"up": [], "down": []} for e in engines}
     docker_note = ""
     try:
-        ours.start()
-        with open(BUSYBOX, "rb") as f:
-            ours.client().upload("POST", "/images/load", f)
-        envs = {"shipslog": ours.cli_env()}
+        envs: dict[str, dict[str, str]] = {}
+        for name, d in daemons.items():
+            d.start()
+            with open(BUSYBOX, "rb") as f:
+                d.client().upload("POST", "/images/load", f)
+            envs[name] = d.cli_env()
         try:
             docker.start()
             run(["docker", "load", "-i", str(BUSYBOX)], env=docker.env, timeout=300)
@@ -85,23 +105,30 @@ def main(argv: list[str] | None = None) -> None:
             for engine, env in envs.items():  # alternate, so load drifts hit both alike
                 log(f"round {r + 1}/{args.rounds}: {engine}")
                 up, down = one_round(env, project, f"bench{r}")
+                log(f"  {engine}: up {up * 1000:.0f} ms, down {down * 1000:.0f} ms")
                 times[engine]["up"].append(up)
                 times[engine]["down"].append(down)
     finally:
         shield_cleanup()
-        ours.cleanup()
+        for d in daemons.values():
+            d.cleanup()
         docker.stop()
         remove_tree(work)
     rows = []
     result: dict[str, object] = {"bench": "compose", "services": args.services,
                                  "rounds": args.rounds}
+    med = {e: {step: statistics.median(times[e][step]) if times[e][step] else None
+               for step in ("up", "down")} for e in engines}
     for step in ("up", "down"):
-        s = statistics.median(times["shipslog"][step]) if times["shipslog"][step] else None
-        d = statistics.median(times["docker"][step]) if times["docker"][step] else None
-        rows.append(["up -d --wait" if step == "up" else "down -v", fmt_s(s), fmt_s(d),
-                     fmt_ratio(ratio(s, d))])
-        result.update({f"{step}_shipslog_s": s, f"{step}_docker_s": d,
-                       f"{step}_ratio": ratio(s, d)})
+        theirs = med["docker"][step]
+        for e in daemons:
+            mine = med[e][step]
+            rows.append([("up -d --wait" if step == "up" else "down -v")
+                         + (" (before)" if e != "shipslog" else ""), fmt_s(mine),
+                         fmt_s(theirs), fmt_ratio(ratio(mine, theirs))])
+            key = step if e == "shipslog" else f"{step}_before"
+            result.update({f"{key}_shipslog_s": mine, f"{key}_ratio": ratio(mine, theirs)})
+        result[f"{step}_docker_s"] = theirs
     print(format_table(["step", "shipslog", "docker", "ratio"], rows))
     print(f"{args.services} services (busybox, healthcheck each), median of {args.rounds}; "
           f"Compose v{PINNED}; stop_signal SIGKILL (sleep ignores SIGTERM)")

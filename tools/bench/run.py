@@ -22,7 +22,8 @@ All engines use the same busybox image (tools/build_busybox_image.py, loaded int
    warm-up; the target compares our CLI with the docker CLI against the same shipslogd.
    `--cli-before DIR` adds another copy of the CLI's source (`git archive OLD engine events
    projections | tar -x -C DIR`) against the same daemon, in 1 and 4: before and after a
-   change, in one run.
+   change, in one run. `--daemon-before DIR` instead runs a second shipslogd from that
+   source, driven by our CLI: a daemon change before and after, in 1 and 4.
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here; the table says why).
@@ -41,7 +42,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,12 @@ def shipslog_cli() -> list[str]:
 
 
 def setup_shipslog(work: Path, image: Path, stack: ExitStack,
-                   wrap: Sequence[str] = ()) -> tuple[Engine, Engine]:
-    """`wrap`: a command prefix for the daemon (nsenter --net=…: a namespace of the bench's)."""
+                   wrap: Sequence[str] = (), name: str = "shipslog") -> tuple[Engine, Engine]:
+    """`wrap`: a command prefix for the daemon (nsenter --net=…: a namespace of the bench's;
+    `env -C DIR PYTHONPATH=DIR`: a daemon from another source tree)."""
     from engine.testing.daemon import DaemonProcess
 
-    base = work / "shipslog"
+    base = work / name
     base.mkdir()
     d = DaemonProcess(base)
     d.wrap = list(wrap)
@@ -179,6 +181,15 @@ def before_cli(work: Path, source: Path, ours: Engine) -> Engine:
     python = REPO / ".venv" / "bin" / "python"
     return Engine("shipslog_before", "shipslog (CLI before)",
                   [str(python if python.exists() else sys.executable), str(script)], env)
+
+
+def before_daemon(work: Path, image: Path, stack: ExitStack, source: Path) -> Engine:
+    """Our CLI against a second shipslogd run from another source tree (`--daemon-before`):
+    `env -C` makes that tree the daemon's working dir, which `-m` puts first on sys.path."""
+    tree = str(source.resolve())
+    ours, _ = setup_shipslog(work, image, stack, wrap=["env", "-C", tree, f"PYTHONPATH={tree}"],
+                             name="shipslog-before")
+    return replace(ours, key="shipslog_before", label="shipslog (daemon before)")
 
 
 def setup_docker(work: Path, image: Path, stack: ExitStack) -> Engine:
@@ -379,7 +390,7 @@ def report(engines: dict[str, Engine], unavailable: dict[str, str], floor_sample
             rows.append([label, DASH_ROW, DASH_ROW, DASH_ROW, "unavailable"])
             notes.append(f"{label}: {why(key)}")
             continue
-        rows.append([label, fmt_s(median(e.samples)), fmt_s(p90(e.samples)),
+        rows.append([e.label, fmt_s(median(e.samples)), fmt_s(p90(e.samples)),
                      fmt_s(min(e.samples)), fmt_ratio(ratio(median(e.samples), floor_med))])
     if floor_err is None:
         rows.append(["runc run (floor)", fmt_s(floor_med), fmt_s(p90(floor_samples)),
@@ -431,7 +442,7 @@ def report(engines: dict[str, Engine], unavailable: dict[str, str], floor_sample
     rrow = [
         ["run --rm median", fmt_ratio(ratio(s_med, d_med)), fmt_ratio(ratio(s_med, p_med))],
         ["run --rm median, both via docker CLI", fmt_ratio(ratio(v_med, d_med)), DASH_ROW],
-        *([["run --rm median, CLI before", fmt_ratio(ratio(med("shipslog_before"), d_med)),
+        *([["run --rm median, before", fmt_ratio(ratio(med("shipslog_before"), d_med)),
             fmt_ratio(ratio(med("shipslog_before"), p_med))]]
           if "shipslog_before" in engines else []),
         [f"{count} parallel run -d", fmt_ratio(ratio(pv("shipslog", "start_s"),
@@ -509,9 +520,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", action="append", default=[],
                    choices=["docker", "podman", "floor", "shipslog_docker_cli"],
                    help="leave an engine out (repeatable)")
-    p.add_argument("--cli-before", type=Path, default=None, metavar="DIR",
-                   help="another copy of the CLI's source (engine/, events/, projections/) "
-                        "timed beside ours against the same daemon: before and after")
+    before = p.add_mutually_exclusive_group()
+    before.add_argument("--cli-before", type=Path, default=None, metavar="DIR",
+                        help="another copy of the CLI's source (engine/, events/, "
+                             "projections/) timed beside ours against the same daemon: "
+                             "before and after")
+    before.add_argument("--daemon-before", type=Path, default=None, metavar="DIR",
+                        help="a second shipslogd from another copy of the source, driven "
+                             "by our CLI: the daemon before and after")
     return p.parse_args(argv)
 
 
@@ -547,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                     unavailable["shipslog_docker_cli"] = "skipped (--skip)"
                 if args.cli_before is not None:
                     engines["shipslog_before"] = before_cli(work, args.cli_before, pair[0])
+                if args.daemon_before is not None:
+                    engines["shipslog_before"] = before_daemon(work, image, stack,
+                                                               args.daemon_before)
             else:
                 unavailable["shipslog"] = unavailable["shipslog_docker_cli"] = str(err)
             setups: dict[str, Callable[[Path, Path, ExitStack], Engine]] = {

@@ -75,7 +75,7 @@ def registry(netlink: Netlink) -> dict[str, NetworkDriver]:
 
 
 def linux_network(exec_root: Path) -> NetworkKernel:
-    netlink = Netlink()
+    netlink = Netlink(owner=str(exec_root))  # its link groups (batched deletions)
     return NetworkKernel(drivers=registry(netlink), sandboxes=NamespaceDir(exec_root / "netns"),
                          nft=Nft(), hostfw=HostForward(), hostfw6=HostForward(6),
                          host=LinuxHost(netlink), run_dns=run_dns, run_proxy=run_proxy)

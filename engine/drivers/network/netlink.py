@@ -14,6 +14,14 @@ missing link.
 
 Teardown order matters: `disconnect` each endpoint *before* `delete_netns`, because the kernel
 frees a namespace (and the veths in it) asynchronously after its last reference goes.
+
+Disconnects that overlap in time are deleted together (`linkbatch.LinkBatcher`): their host
+ends are moved into a link group of this `Netlink`'s own and that group is deleted in one
+RTM_DELLINK (`ip link delete group N`), one RCU wait for the batch instead of one per veth
+(issue 14). The group ids come from a range derived from the owner's identity (the daemon's
+exec root), never 0 (every link's default); each batch takes the next id, and the group is
+deleted only when a dump just before shows nothing in it but the batch's links (otherwise the
+batch's links go one by one), so a link that is not ours never goes with ours.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import logging
 import os
 import socket
 import struct
 import threading
+import zlib
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,10 +43,14 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from engine.core.errors import KernelError
 from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
+from engine.drivers.network.linkbatch import LinkBatcher
+from engine.drivers.network.linkgroup import delete_group, group_members, open_rtnl, set_group
 from engine.drivers.network.netns import run_in_netns, set_link_up
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo
 
 __all__ = ["LinkInfo", "Netlink", "configure_peer"]
+
+log = logging.getLogger("shipslog.network")
 
 NETLINK_ROUTE = 0
 RTM_NEWADDR = 20
@@ -54,6 +68,9 @@ RTN_UNICAST = 1
 SIOCGIFHWADDR = 0x8927
 IFA_F_NODAD = 0x02  # no duplicate address detection: a v6 address usable at once (Docker)
 IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # linux/if_link.h enum ipvlan_mode
+GROUP_TAG = 0x53 << 24  # our link groups: 0x53HHHHNN (H: owner hash, N: batch counter)
+GROUP_SPAN = 0x100
+LINGER_S = 0.002  # a lone deletion waits this long for others to join its batch
 _WHAT = {1: "address", 2: "default route", 3: "IPv6 address", 4: "IPv6 default route"}
 
 
@@ -174,16 +191,26 @@ class Netlink:
     """One rtnetlink socket in the host namespace, used under a lock (pyroute2's sync API
     is not thread-safe, and the supervisor calls from trio worker threads)."""
 
-    def __init__(self, netns: str = "") -> None:
+    def __init__(self, netns: str = "", owner: str = "") -> None:
         # `netns`: a namespace to work in instead of the caller's (the contract suite's lab).
         # pyroute2 opens its socket when first used, so a Netlink made in a thread that
         # joined a namespace would still act wherever it is later used: name it here.
+        # `owner`: what the link groups of batched deletions are derived from (the daemon's
+        # exec root); none: a random one, this object's alone.
         self._ipr = IPRoute(netns=netns) if netns else IPRoute()
         self._lock = threading.Lock()
+        self._owner = owner or os.urandom(8).hex()
+        self._netns = netns
+        self._raw: socket.socket | None = None  # for group_members, opened on first batch
+        self._seq = 0
+        self._batches = 0
+        self._deleter = LinkBatcher(self._delete_links, linger=LINGER_S)
 
     def close(self) -> None:
         with self._lock:
             self._ipr.close()
+            if self._raw is not None:
+                self._raw.close()
 
     def _index(self, name: str) -> int | None:
         found = self._ipr.link_lookup(ifname=name)
@@ -292,12 +319,73 @@ class Netlink:
         return plan.host_ifname
 
     def disconnect(self, host_ifname: str) -> None:
-        """Delete the pair by its host end (the peer in the container goes with it)."""
+        """Delete the pair by its host end (the peer in the container goes with it), in one
+        batch with the disconnects running at the same time."""
+        self._deleter.delete(host_ifname)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """How many links each recent batched deletion carried (debugging, tests)."""
+        return list(self._deleter.sizes)
+
+    @property
+    def group_range(self) -> range:
+        """The link groups batched deletions take in turn: 0x53HHHH00-ff, H from the owner."""
+        seed = zlib.crc32(self._owner.encode()) & 0xffff
+        return range(GROUP_TAG | seed << 8, (GROUP_TAG | seed << 8) + GROUP_SPAN)
+
+    def _delete_links(self, names: list[str]) -> dict[str, BaseException]:
+        """`LinkBatcher`'s kernel call: the links gone, one RTM_DELLINK for all of them."""
+        names = sorted(set(names))
+        errors: dict[str, BaseException] = {}
         with self._lock:
-            try:
-                self._ipr.link("del", ifname=host_ifname)
-            except NetlinkError as exc:
-                _ignore(exc, errno.ENODEV)
+            if len(names) == 1:  # alone: a group would only add messages
+                self._delete_one(names[0], errors)
+                return errors
+            group = self.group_range[self._batches % GROUP_SPAN]
+            self._batches += 1
+            if self._raw is None:
+                self._raw = open_rtnl(self._netns)
+            moved = set()
+            for name, code in set_group(self._raw, names, group, self._next_seq(len(names))
+                                        ).items():
+                if code == 0:
+                    moved.add(name)
+                elif code != errno.ENODEV:  # gone already: fine
+                    errors[name] = KernelError(f"netlink: {os.strerror(code)}")
+            if moved:
+                self._delete_group(group, moved, errors)
+        return errors
+
+    def _next_seq(self, count: int = 1) -> int:
+        """The first of `count` fresh sequence numbers on the raw socket."""
+        seq = self._seq + 1
+        self._seq += count
+        return seq
+
+    def _delete_group(self, group: int, moved: set[str], errors: dict[str, BaseException]
+                      ) -> None:
+        """Delete `group` if it holds exactly `moved`; otherwise each of those on its own."""
+        assert self._raw is not None
+        members = group_members(self._raw, group, self._next_seq())
+        if members <= moved:  # a link gone meanwhile is fine; another's never goes with ours
+            code = delete_group(self._raw, group, self._next_seq())
+            if code in (0, errno.ENODEV):  # ENODEV: someone deleted them between the steps
+                return
+        else:
+            log.warning("link group %#x holds links that are not ours (%s): deleting ours "
+                        "one by one", group, ", ".join(sorted(members - moved)))
+        for name in sorted(moved):
+            self._delete_one(name, errors)
+            if name in errors:  # still here: it must not go with a later batch's group
+                set_group(self._raw, [name], 0, self._next_seq())
+
+    def _delete_one(self, name: str, errors: dict[str, BaseException]) -> None:
+        try:
+            self._ipr.link("del", ifname=name)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                errors[name] = KernelError(f"netlink: {os.strerror(exc.code)}")
 
     # -- parents and sub-interfaces (macvlan, ipvlan: issue 20) ---------------------------
 

@@ -14,6 +14,8 @@ import shutil
 import signal as signals
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from engine.drivers.runtime.linux import Runtime as RuncConmon
 from engine.drivers.runtime.monitor import ExitRecord as MonitorRecord
 from engine.drivers.runtime.seam import ExitRecord, RuntimeState
@@ -72,7 +74,8 @@ class LinuxRuntime:
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
         await self.rt.delete(container_id, force=force)
-        shutil.rmtree(self.paths.bundle_dir(container_id), ignore_errors=True)
+        # in a thread: an rmtree on the event loop stalled every concurrent removal (issue 14)
+        await trio.to_thread.run_sync(shutil.rmtree, self.paths.bundle_dir(container_id), True)
 
     async def pause(self, container_id: str) -> None:
         await self.rt.pause(container_id)

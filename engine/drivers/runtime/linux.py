@@ -110,6 +110,14 @@ def _signal_number(sig: int | str) -> int:
         ) from None
 
 
+def _remove_runtime_files(paths: MonitorPaths, container_id: str, cgroups_path: str) -> None:
+    """A deleted container's runtime dir, exit file and empty cgroups (blocking)."""
+    shutil.rmtree(paths.cdir, ignore_errors=True)
+    (paths.exit_dir / container_id).unlink(missing_ok=True)
+    if cgroups_path:
+        cgroups.remove_empty(cgroups_path)
+
+
 class Runtime:
     """runc and conmon for every container under one exec root."""
 
@@ -334,10 +342,9 @@ class Runtime:
         if fd is not None:
             with trio.move_on_after(DELETE_WAIT_S):
                 await monitor.wait_pidfd(fd)
-        shutil.rmtree(paths.cdir, ignore_errors=True)
-        (paths.exit_dir / container_id).unlink(missing_ok=True)
-        if cg:
-            cgroups.remove_empty(cg)
+        # Off the event loop: on a disk-backed exec root each unlink and cgroup rmdir can
+        # take milliseconds, and Compose's `down` removes all its containers at once.
+        await trio.to_thread.run_sync(_remove_runtime_files, paths, container_id, cg)
 
     # -- log rotation ---------------------------------------------------------------------
 
