@@ -16,7 +16,8 @@ before `before_ns`, and only when folding the log without it gives the same engi
   effect on a container view ends when the container is removed). Network names are unique
   while a network exists (engine/core/networks.py), so `network_names` is unaffected.
 - `op-<id>`: a finished operation (not pending, not `needs_cleanup`) whose target is one of
-  the streams above, with only operation events on it.
+  the streams above, with only operation events on it. An object goes only together with
+  every operation on it that was read: one left behind could never be found again.
 
 Volumes and images are never archived: their stream names are reused when an object with
 the same name or digest comes back, and the stream version must then continue.
@@ -67,11 +68,28 @@ def select_archivable(
             _removed_container(name, envelopes, state) or _removed_network(name, envelopes,
                                                                            state))
     }
-    ops = {
-        name for name, envelopes in streams.items()
-        if _old(envelopes, before_ns) and _finished_op(name, envelopes, state, objects)
-    }
-    return frozenset(objects | ops)
+    while True:
+        ops = {
+            name for name, envelopes in streams.items()
+            if _old(envelopes, before_ns) and _finished_op(name, envelopes, state, objects)
+        }
+        # An object goes only with every operation on it: its operation streams are found
+        # through its own events, so one left behind (too young at this cut) could never be
+        # found again once the object's stream is archived (compacting twice must equal
+        # compacting once at the later time).
+        staying = {_target(envs) for name, envs in streams.items()
+                   if name.startswith("op-") and name not in ops} & objects
+        if not staying:
+            return frozenset(objects | ops)
+        objects -= staying
+
+
+def _target(envelopes: Sequence[Envelope]) -> str | None:
+    """The stream an operation's stream is about (its OperationRequested's target)."""
+    for env in envelopes:
+        if isinstance(env.event, v.OperationRequested):
+            return env.event.target
+    return None
 
 
 def op_streams_of(envelopes: Iterable[Envelope]) -> set[str]:
