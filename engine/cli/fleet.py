@@ -130,7 +130,6 @@ class FleetReader:
     def _history(self, ref: str, kind: str | None) -> dict[str, Any]:
         import msgspec
 
-        from events.envelope import stream_of
         from projections import history as hist
 
         found = self._matches(ref, kind)
@@ -143,30 +142,48 @@ class FleetReader:
             raise CliError(f"{ref} names several objects: {places}",
                            "give more of the id, or --host NAME")
         host, k, stream = found[0]
-        log = self._open()
-        own = log.stream_events(host, [stream])
-        ops = [stream_of("op", op) for op in hist.op_ids_of(own) if not op.startswith("exit-")]
-        envs = sorted(own + (log.stream_events(host, ops) if ops else []), key=lambda e: e.seq)
+        envs = self._object_events(host, stream)
         ident = stream[len(k) + 1:]
         doc = msgspec.to_builtins(hist.build_timeline(k, ident, _shown(envs)))
         return {**doc, "host": host}
 
+    def _object_events(self, host: str, stream: str) -> list[Any]:
+        """An object's own events on `host` and those of the operations that acted on it."""
+        from events.envelope import stream_of
+        from projections import history as hist
+
+        log = self._open()
+        own = log.stream_events(host, [stream])
+        ops = [stream_of("op", op) for op in hist.op_ids_of(own) if not op.startswith("exit-")]
+        return sorted(own + (log.stream_events(host, ops) if ops else []), key=lambda e: e.seq)
+
     def _who(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Who did what, per host: every operation, or those on OBJECT (on each host where
+        that name or id is found), filtered as the daemon filters them."""
         import msgspec
 
         from projections import history as hist
+        from projections.actors import filter_who
 
-        if params.get("filters") or params.get("object"):
-            raise UsageError("OBJECT and --filter are not served from --store yet; use "
-                             "--host, --uid, --since, --until", "audit")
+        who = _actor_filter(params.get("filters"))
         since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))
         uid = params.get("uid")
-        rows: list[dict[str, Any]] = []
-        for host in self.hosts():
-            envs = (h.envelope for h in self._open().events(
+        ref = params.get("object")
+        if ref:
+            found = self._matches(str(ref), params.get("kind") or None)
+            if not found:
+                where = f"host {self.host}" if self.host else "any host"
+                raise CliError(f"No such object: {ref} on {where}",
+                               "it never reached the center; check the name or --host")
+            sources = [(host, self._object_events(host, stream)) for host, _, stream in found]
+        else:
+            sources = [(host, [h.envelope for h in self._open().events(
                 host=host, types=["OperationRequested", "OperationCompleted",
-                                  "OperationFailed", "OperationCompensated"]))
-            for row in hist.who(_shown(envs)):
+                                  "OperationFailed", "OperationCompensated"])])
+                       for host in self.hosts()]
+        rows: list[dict[str, Any]] = []
+        for host, envs in sources:
+            for row in filter_who(hist.who(_shown(envs)), who):
                 doc = msgspec.to_builtins(row)
                 if uid is not None and doc["uid"] != int(uid):
                     continue
@@ -244,6 +261,22 @@ def _event_line(host: str, env: Envelope) -> dict[str, Any]:
             "op_id": env.op_id, "actor": msgspec.to_builtins(env.actor),
             "event": msgspec.to_builtins(env.event), "hash": env.hash,
             "command_id": env.command_id}
+
+
+def _actor_filter(raw: Any) -> Any:
+    """`--filter actor=|uid=|command=|outcome=` as the daemon reads them (user names from this
+    machine's passwd: the log keeps uids)."""
+    from engine.api.docker.translate import parse_filters
+    from engine.core.errors import InvalidArgument
+    from engine.shell.files import uid_of
+    from projections.actors import ACTOR_KEYS, UnknownUser, actor_filter
+
+    try:
+        return actor_filter(parse_filters(raw, ACTOR_KEYS) if raw else {}, uid_of)
+    except InvalidArgument as exc:
+        raise UsageError(exc.message, "audit") from None
+    except (UnknownUser, ValueError) as exc:
+        raise UsageError(str(exc), "audit") from None
 
 
 def _ns_point(value: Any) -> int | None:

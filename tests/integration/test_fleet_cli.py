@@ -124,6 +124,30 @@ def test_audit_who_has_a_host_column(center: str) -> None:
     assert {json.loads(line)["host"] for line in out.splitlines()} == {"alpha"}
 
 
+def test_audit_who_of_an_object_on_every_host_and_filtered_by_actor(center: str) -> None:
+    """`audit who OBJECT` answers for each host where the name or id is found (a HOST
+    column tells them apart); `--filter` works as against a daemon."""
+    code, out, err = cli("--store", center, "audit", "who", "web", "--format", "json")
+    assert code == 0, err
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert sorted(d["host"] for d in docs) == sorted(HOSTS)
+    assert {d["kind"] for d in docs} == {"container.create"}
+    assert all(d["target"].startswith("container-") for d in docs)
+    code, out, err = cli("--store", center, "audit", "who", "web", "--host", "bravo",
+                         "--format", "json")
+    assert code == 0 and [json.loads(line)["host"] for line in out.splitlines()] == ["bravo"]
+    code, out, _ = cli("--store", center, "audit", "who", "--filter", "uid=1000", "--format",
+                       "json")
+    assert len(out.splitlines()) == 6
+    code, out, _ = cli("--store", center, "audit", "who", "--filter", "uid=0", "--format",
+                       "json")
+    assert out.strip() == ""
+    code, _, err = cli("--store", center, "audit", "who", "nothing-like-it")
+    assert code != 0 and "No such object: nothing-like-it" in err
+    code, _, err = cli("--store", center, "audit", "who", "--filter", "color=red")
+    assert code != 0 and "invalid filter 'color'" in err and "Traceback" not in err
+
+
 def test_a_verb_that_is_not_a_fleet_query_is_refused_in_one_line(center: str) -> None:
     code, _, err = cli("--store", center, "ps")
     assert code != 0 and "not a fleet query" in err and "Traceback" not in err
