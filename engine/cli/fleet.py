@@ -79,6 +79,9 @@ class FleetReader:
     @contextlib.contextmanager
     def stream_json(self, method: str, path: str, params: Mapping[str, Any] | None = None,
                     body: Any = None) -> Iterator[Iterator[Any]]:
+        if path == "/events":
+            yield self._docker_events(dict(params or {}))
+            return
         if path != "/shipslog/events":
             raise CliError(f"--store does not serve {path}", "use 'events --all'")
         yield self._events(dict(params or {}))
@@ -220,6 +223,46 @@ class FleetReader:
         limit = int(params.get("limit") or 0)
         rows = [doc for _, doc in found]
         return rows[:limit] if limit > 0 else rows
+
+    def _docker_events(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """`events` as `docker events` prints them (what a daemon's `/events` sends), from
+        every host's log in time order, each with its `host`. Docker's filters (type,
+        event, container, image, volume, network, label) apply to the messages."""
+        import msgspec
+
+        from engine.api.docker.events import DockerEvents, matches
+        from engine.api.docker.translate import parse_filters
+        from engine.core.errors import InvalidArgument
+        from projections.fold import fold
+
+        since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))
+        try:
+            filters = parse_filters(params.get("filters"))
+        except InvalidArgument as exc:
+            raise UsageError(exc.message, "events") from None
+        log = self._open()
+        converters: dict[str, DockerEvents] = {}
+
+        def converter(host: str) -> DockerEvents:
+            # Names and images come from the create events on the way; a container created
+            # before the window is looked up in that host's state, folded once when needed.
+            if host not in converters:
+                state: list[Any] = []
+
+                def state_of(h: str = host) -> Any:
+                    if not state:
+                        state.append(fold(e.envelope for e in log.events(host=h,
+                                                                         until_ns=until)))
+                    return state[0]
+
+                converters[host] = DockerEvents(state_of)
+            return converters[host]
+
+        for item in log.events(host=self.host, until_ns=until):
+            for msg in converter(item.host).convert_all(next(_shown([item.envelope]))):
+                if (since is None or item.envelope.recorded_at >= since) and (
+                        not filters or matches(msg, filters)):
+                    yield {"host": item.host, **msgspec.to_builtins(msg)}
 
     def _events(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))

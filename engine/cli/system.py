@@ -371,10 +371,11 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
                    for f in args.filter)
     if args.to == "syslog":
         return _to_syslog(ctx, source, args, params)
-    if args.all or args.format == "json" or by_actor or getattr(source, "fleet", False):
+    if args.all or args.format == "json" or by_actor:
         return _full_events(ctx, source, args, params)
+    fleet = getattr(source, "fleet", False)  # --store: each line starts with its host
     for flag in ("since", "until"):
-        if str(params.get(flag, "")).startswith("seq:"):
+        if str(params.get(flag, "")).startswith("seq:") and not fleet:
             params[flag] = _seq_time(source, params[flag])
     template = None
     if args.format:
@@ -382,7 +383,7 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     with source.stream_json("GET", "/events", params) as events:
         for event in events:
             if template is None:
-                ctx.out(event_line(event))
+                ctx.out(f"{event['host']} {event_line(event)}" if fleet else event_line(event))
             else:
                 ctx.stdout.write(fmt.render_each(template, [event]))
             ctx.stdout.flush()

@@ -85,7 +85,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 
 
 def test_events_across_all_hosts_and_of_one(center: str) -> None:
-    code, out, err = cli("--store", center, "events")
+    code, out, err = cli("--store", center, "events", "--all")
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 3 * 10 and {line.split()[0] for line in lines} == set(HOSTS)
@@ -93,8 +93,26 @@ def test_events_across_all_hosts_and_of_one(center: str) -> None:
     docs = [json.loads(line) for line in out.splitlines()]
     assert {d["host"] for d in docs} == {"bravo"} and [d["seq"] for d in docs] == list(
         range(1, 11))
-    code, out, _ = cli("--store", center, "events", "--filter", "type=ContainerCreated")
+    code, out, _ = cli("--store", center, "events", "--all", "--filter",
+                       "type=ContainerCreated")
     assert len(out.splitlines()) == 6
+
+
+def test_events_as_docker_events_prints_them_with_the_host_first(center: str) -> None:
+    """Without --all, `events` answers as against a daemon: Docker's event lines (and its
+    filters and templates), here with the host each came from."""
+    code, out, err = cli("--store", center, "events")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3 * 2 and all(" container create " in line for line in lines)
+    assert [line.split()[0] for line in lines] == ["alpha", "alpha", "bravo", "bravo",
+                                                   "charlie", "charlie"]
+    assert all(line.endswith(("name=web)", f"name=db-{line.split()[0]})")) for line in lines)
+    code, out, _ = cli("--store", center, "events", "--filter", "container=web",
+                       "--format", "{{.host}} {{.Action}} {{.Actor.Attributes.name}}")
+    assert out.splitlines() == [f"{h} create web" for h in HOSTS]
+    code, _, err = cli("--store", center, "events", "--since", "seq:3")
+    assert code != 0 and "seq:N names a point in one host's log" in err
 
 
 def test_history_of_a_name_on_one_host_and_ambiguous_across_hosts(center: str) -> None:

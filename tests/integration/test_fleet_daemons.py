@@ -116,9 +116,12 @@ def test_three_hosts_replicate_through_a_center_crash_and_a_host_kill(
 
     code, out, err = cli("--store", pg.dsn, "audit", "verify", "--host", "alpha")
     assert code == 0 and out.startswith("chain ok of host alpha"), err
-    code, out, err = cli("--store", pg.dsn, "events", "--filter", "type=VolumeCreated")
+    code, out, err = cli("--store", pg.dsn, "events", "--all", "--filter", "type=VolumeCreated")
     assert code == 0, err
     assert {line.split()[0] for line in out.splitlines()} == set(HOSTS)
+    code, out, err = cli("--store", pg.dsn, "events", "--filter", "type=volume")  # Docker's
+    assert code == 0 and {line.split()[0] for line in out.splitlines()} == set(HOSTS), err
+    assert all(" volume create " in line for line in out.splitlines())
     code, out, err = cli("--store", pg.dsn, "history", "web", "--host", "bravo")
     assert code == 0 and "on host bravo" in out, err
 
