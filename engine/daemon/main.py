@@ -84,6 +84,7 @@ class DaemonContext:
     files: FileService | None = None  # cp, diff, export, stats (None: no daemon, no files)
     exec_stdin: dict[str, bool] = field(default_factory=dict)  # exec id -> AttachStdin
     replication: Any = None  # engine.shell.replication.ReplicationStatus (--replicate-to)
+    compaction_hold: Any = None  # () -> ns: compaction stops at the center's last event
 
 
 def open_log(paths: Paths, store: str | None = None,
@@ -214,6 +215,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
                 replicator = open_replicator(args.replicate_to, args.host_name, paths.db,
                                              writer, journal.clock)
                 ctx.replication = replicator.status
+                ctx.compaction_hold = replicator.compaction_bound
                 nursery.start_soon(replicator.run)
             nursery.start_soon(lambda: run_auto_compaction(
                 writer, paths.root, journal.clock, after_ns=args.compact_after,

@@ -72,3 +72,35 @@ def test_automatic_compaction_stops_at_the_acknowledged_event(
 
     trio.run(main)
     assert asked and set(asked) == {acked_at}  # not now - 1h: those were never shipped
+
+
+def test_a_manual_compaction_also_stops_at_the_acknowledged_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shipslog system compact` while replicating: archiving past what the center holds
+    would leave a gap the replicator must stop at; the route holds back as the timer does."""
+    from engine.api.routes import compact as route
+    from engine.api.server.router import Request
+    from events.envelope import Actor
+
+    asked: list[int] = []
+
+    async def compact_in_writer(writer: Any, root: Any, *, before_ns: int, **_: Any) -> Any:
+        asked.append(before_ns)
+        return object()
+
+    now = 1000 * HOUR
+    acked_at = now - 800 * HOUR
+    monkeypatch.setattr(route, "compact_in_writer", compact_in_writer)
+    monkeypatch.setattr(route, "before_ns_of", lambda store, text, now_ns: now_ns - HOUR)
+    monkeypatch.setattr(route, "live_events", lambda store: 0)
+    monkeypatch.setattr(route, "report_json", lambda report, live: {})
+    ctx = type("Ctx", (), {"writer": type("W", (), {"store": None})(), "store": None,
+                           "paths": type("P", (), {"root": "/nonexistent"})(),
+                           "clock": staticmethod(lambda: now),
+                           "compaction_hold": staticmethod(lambda: acked_at)})()
+    handler, _ = route.compact_routes(ctx).match("POST", "/shipslog/system/compact")
+    req = Request(method="POST", path="/shipslog/system/compact", params={},
+                  query={"before": ["1h"]}, headers={}, api_version="1.43",
+                  actor=Actor(uid=0, gid=0, pid=1))
+    trio.run(handler.handler, req)
+    assert asked == [acked_at]

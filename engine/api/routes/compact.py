@@ -21,7 +21,9 @@ from engine.shell.compaction import before_ns_of, compact_in_writer, live_events
 
 
 def compact_routes(ctx: Any) -> Router:
-    """`ctx`: `.writer`, `.store`, `.paths` (the state root), `.clock()`."""
+    """`ctx`: `.writer`, `.store`, `.paths` (the state root), `.clock()`, and
+    `.compaction_hold` (with `--replicate-to`: the newest recorded_at the center holds; a
+    manual compaction stops there too, as the automatic one does)."""
     r = Router()
 
     @r.route("POST", "/shipslog/system/compact")
@@ -29,6 +31,9 @@ def compact_routes(ctx: Any) -> Router:
         now = int(ctx.clock())
         reader = ctx.store
         before = await trio.to_thread.run_sync(before_ns_of, reader, req.arg("before"), now)
+        hold = getattr(ctx, "compaction_hold", None)
+        if hold is not None:  # --replicate-to: nothing leaves before the center holds it
+            before = min(before, await trio.to_thread.run_sync(hold))
         report = await compact_in_writer(ctx.writer, ctx.paths.root, before_ns=before,
                                          actor=req.actor, now_ns=now)
         live = await trio.to_thread.run_sync(live_events, ctx.writer.store)
