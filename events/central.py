@@ -253,6 +253,43 @@ class CentralLog:
         """Re-walk `host`'s chain from the center's rows (events/hashing.verify_chain)."""
         return verify_chain((r.seq, r.hash, r.canonical()) for r in self.rows(host))
 
+    def follow(self, *, host: str | None = None, after: dict[str, int] | None = None,
+               wait_s: float = 1.0) -> Iterator[HostEnvelope]:
+        """Every event appended after `after` (host -> last seq seen; a host not in it from
+        its first event), then each new one as it commits, per host in seq order; never
+        ends (the caller stops iterating). A notification on shipslog_events (the schema's
+        insert trigger) wakes it; `wait_s` is the longest it sleeps without one, so a
+        connection that dropped its notifications still follows. None lost or doubled: the
+        rows come from the table, after the last seq seen of each host."""
+        import psycopg
+
+        last = dict(after or {})
+        listener = _connect(self.url)
+        try:
+            listener.autocommit = True
+            listener.execute("LISTEN shipslog_events")
+            while True:
+                hosts = [host] if host is not None else [h for h, _, _ in self.hosts()]
+                for name in hosts:
+                    while True:
+                        rows = self._run(lambda c, n=name: c.execute(
+                            f"SELECT {COLUMNS} FROM shipslog.events WHERE host = %s AND "
+                            "seq > %s ORDER BY seq LIMIT %s",
+                            (n, last.get(n, 0), _PAGE)).fetchall())
+                        for r in rows:
+                            last[name] = int(r[0])
+                            yield HostEnvelope(name, envelope_of(_row(r)))
+                        if len(rows) < _PAGE:
+                            break
+                try:
+                    for _ in listener.notifies(timeout=wait_s, stop_after=1):
+                        pass
+                except psycopg.OperationalError as exc:
+                    raise Unreachable(f"lost {display_url(self.url)}: {_first_line(exc)}",
+                                      "follow again when the center is back") from None
+        finally:
+            listener.close()
+
     def events(self, *, host: str | None = None, stream: str | None = None,
                since_ns: int | None = None, until_ns: int | None = None,
                types: Sequence[str] | None = None,

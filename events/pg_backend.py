@@ -15,9 +15,10 @@ How the store's guarantees map here:
   forced `on` for our sessions, whatever the server's default);
 - follow: the daemon's followers are fed by its own writer (events/follow.py), exactly as on
   SQLite, since the daemon is the host's only appender (the database refuses a second chain).
-  Each commit also sends `NOTIFY shipslog_events, '<host> <head>'` (delivered at COMMIT, never
-  for a rolled-back group), so another process can LISTEN and then `SELECT seq > last`: the
-  notification only says "look", the rows come from the table, so none is lost or doubled.
+  Each commit also notifies `shipslog_events` with '<host> <head>' (the schema's statement
+  trigger, delivered at COMMIT, never for a rolled-back group), so another process can LISTEN
+  and then `SELECT seq > last` (`events.central.CentralLog.follow`): the notification only says
+  "look", the rows come from the table, so none is lost or doubled.
   LISTEN/NOTIFY over logical decoding: no replication slot to create, retain WAL for and clean
   up; the table is already the ordered, gap-free record a reader needs.
 - compaction: `shipslog.compact_events` (SECURITY DEFINER, owned by the schema owner) moves
@@ -398,13 +399,11 @@ class PostgresBackend:
         host = self.host
         try:
             with self._conn().cursor() as cur:
+                # The schema's statement trigger notifies shipslog_events at COMMIT.
                 cur.executemany(
                     f"INSERT INTO shipslog.events (host, {_EVENT_COLUMNS}) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                     [(host, *row) for row in rows])
-                # Delivered at COMMIT only: a listener learns of committed events, then reads.
-                cur.execute("SELECT pg_notify('shipslog_events', %s)",
-                            (f"{host} {rows[-1][0]}",))
         except psycopg.Error as exc:
             raise self.translate(exc) from exc
 

@@ -189,6 +189,23 @@ BEGIN
 END
 $$;
 
+-- Followers (`CentralLog.follow`, `shipslog --store … events -f`) LISTEN on shipslog_events:
+-- one notification per host per inserting statement, '<host> <newest seq>', delivered at
+-- COMMIT only (never for a rolled-back batch). It only says "look": the rows are read from the
+-- table after the last seq a follower saw, so none is lost or doubled. Every writer's inserts
+-- notify alike, a daemon's store and a replicator's batches.
+CREATE OR REPLACE FUNCTION shipslog.notify_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT host, max(seq) AS head FROM added GROUP BY host LOOP
+        PERFORM pg_notify('shipslog_events', r.host || ' ' || r.head);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION shipslog.refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -214,6 +231,11 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION shipslog.refuse_change();
         CREATE TRIGGER alerts_no_change BEFORE UPDATE OR DELETE ON shipslog.alerts
             FOR EACH ROW EXECUTE FUNCTION shipslog.refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_notify') THEN
+        CREATE TRIGGER events_notify AFTER INSERT ON shipslog.events
+            REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+            EXECUTE FUNCTION shipslog.notify_events();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_owner') THEN
         CREATE TRIGGER events_owner BEFORE INSERT ON shipslog.events

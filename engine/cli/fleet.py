@@ -258,16 +258,35 @@ class FleetReader:
                 converters[host] = DockerEvents(state_of)
             return converters[host]
 
-        for item in log.events(host=self.host, until_ns=until):
+        for item in self._history_then_live(params, until):
             for msg in converter(item.host).convert_all(next(_shown([item.envelope]))):
                 if (since is None or item.envelope.recorded_at >= since) and (
                         not filters or matches(msg, filters)):
                     yield {"host": item.host, **msgspec.to_builtins(msg)}
 
+    def _history_then_live(self, params: dict[str, Any], until: int | None) -> Iterator[Any]:
+        """Every host's events up to `until`; with `follow` (and no `until`), then each new
+        one as the center commits it (LISTEN/NOTIFY: CentralLog.follow)."""
+        log = self._open()
+        seen: dict[str, int] = {}
+        for item in log.events(host=self.host, until_ns=until):
+            seen[item.host] = item.envelope.seq
+            yield item
+        if params.get("follow") and until is None:
+            yield from log.follow(host=self.host, after=seen)
+
     def _events(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         since, until = _ns_point(params.get("since")), _ns_point(params.get("until"))
         types, stream = _event_filters(params.get("filters"))
         limit = params.get("limit")
+        if params.get("follow") and limit is None:
+            for item in self._history_then_live(params, until):
+                env = item.envelope
+                if (since is None or env.recorded_at >= since) and (
+                        types is None or env.type in types) and (
+                        stream is None or env.stream == stream):
+                    yield _event_line(item.host, env)
+            return
         for item in self._open().events(host=self.host, since_ns=since, until_ns=until,
                                         types=types, stream=stream,
                                         limit=None if limit is None else int(limit)):

@@ -374,6 +374,8 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     if args.all or args.format == "json" or by_actor:
         return _full_events(ctx, source, args, params)
     fleet = getattr(source, "fleet", False)  # --store: each line starts with its host
+    if fleet and args.follow:
+        params["follow"] = True  # the center's history, then what it commits (NOTIFY)
     for flag in ("since", "until"):
         if str(params.get(flag, "")).startswith("seq:") and not fleet:
             params[flag] = _seq_time(source, params[flag])

@@ -282,3 +282,37 @@ def test_a_host_s_chain_is_written_only_by_the_role_that_registered_it(
         conn.execute("SELECT shipslog.register_host('intruders-own', 'store', 0)")
     _append(daemon_store, "b")  # the owner goes on writing
     assert daemon_store.verify().ok and daemon_store.head() == 2
+
+
+def test_a_follower_at_the_center_sees_another_writers_events_once_in_order(
+        pg_cluster: PostgresCluster, daemon_store: EventStore[Any]) -> None:
+    """LISTEN/NOTIFY: `CentralLog.follow` reads history, then wakes on the insert trigger's
+    notification for each commit of another process's store. `wait_s` is an hour, so only
+    a notification can wake it within the test's patience; rows come from the table after
+    the last seq seen, so none is lost or doubled."""
+    import threading
+
+    from events.central import CentralLog
+
+    _append(daemon_store, "a")
+    host = daemon_store._w.host
+    got: list[int] = []
+    done = threading.Event()
+
+    def follower() -> None:
+        follow = CentralLog(pg_cluster.dsn).follow(host=host, wait_s=3600)
+        for item in follow:
+            got.append(item.envelope.seq)
+            if len(got) == 4:
+                break
+        follow.close()
+        done.set()
+
+    thread = threading.Thread(target=follower, daemon=True)
+    thread.start()
+    while not got:  # history first
+        done.wait(0.05)
+    for name in ("b", "c", "d"):  # three commits, each notified at COMMIT
+        _append(daemon_store, name)
+    assert done.wait(60), f"the follower saw {got} and no notification woke it"
+    assert got == [1, 2, 3, 4]

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(postgres_available() is not None,
                                 reason=str(postgres_available()))
 
 HOSTS = ("alpha", "bravo", "charlie")
+DBS: dict[str, Path] = {}  # host -> its SQLite log (the center fixture's)
 USER = Actor(uid=1000, gid=1000, pid=4242, command=("shipslog", "run"), via="api")
 T0 = 1_765_000_000_000_000_000
 
@@ -70,7 +71,7 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pg.psql("CREATE ROLE replicator LOGIN; " + grant_replica("replicator"))
         base = tmp_path_factory.mktemp("fleet")
         for i, host in enumerate(HOSTS):
-            db = base / f"{host}.db"
+            db = DBS[host] = base / f"{host}.db"
             with EventStore.open(db) as store:
                 lifecycle(store, f"{i + 1:x}" * 64, "web", T0 + i * 10**9)
                 lifecycle(store, os.urandom(32).hex(), f"db-{host}", T0 + i * 10**9 + 10**8)
@@ -184,3 +185,34 @@ def test_ps_at_a_time_across_hosts_and_on_one(center: str) -> None:
     code, out, err = cli("--store", center, "ps", "-a", "--at", at, "--host", "alpha",
                          "--format", "{{.Host}} {{.Names}}")
     assert code == 0 and sorted(out.splitlines()) == ["alpha db-alpha", "alpha web"], err
+
+
+def test_events_follow_prints_what_the_center_commits_next(center: str) -> None:
+    """`events --all --follow`: the center's history, then each event as a replicated batch
+    commits (woken by the insert trigger's notification), until interrupted."""
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "--store", center, "events", "--all", "--follow",
+         "--host", "alpha"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=dict(os.environ, PYTHONPATH=str(repo), TZ="UTC"))
+    try:
+        assert proc.stdout is not None
+        history = [proc.stdout.readline() for _ in range(10)]
+        assert all(line.startswith("alpha ") for line in history), history
+        with EventStore.open(DBS["alpha"]) as store:
+            lifecycle(store, "a" * 64, "late", T0 + 10 * 10**9)
+        trio.run(replicate, DBS["alpha"], center.replace("shipslog@", "replicator@"), "alpha")
+        new = [proc.stdout.readline() for _ in range(5)]
+        assert [line.split()[2] for line in new] == ["#11", "#12", "#13", "#14", "#15"], new
+        assert "ContainerCreateRequested" in new[1] and "name=late" in new[1]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
