@@ -21,13 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from events.codec import canonical_bytes, decode_actor, decode_event
 from events.envelope import Envelope
 from events.hashing import GENESIS_HASH, VerifyResult, verify_chain
 from events.pg_replica import REPLICA_SCHEMA
 from events.pg_schema import SCHEMA
+from events.pgurl import display_url
 
 __all__ = [
     "CentralError", "CentralLog", "HostEnvelope", "Refused", "Row", "Unreachable",
@@ -88,13 +88,6 @@ class Refused(CentralError):
         self.sqlstate = sqlstate
 
 
-def display_url(url: str) -> str:
-    """`postgresql://user@host:port/db`: no password, no query (it may hold a key path)."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 def valid_host_name(name: str) -> bool:

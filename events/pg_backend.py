@@ -54,6 +54,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from events.backend import EventFilter, Row, RowChangeLike
 from events.hashing import GENESIS_HASH, WindowResult, check_window, verify_chain
 from events.pg_schema import SCHEMA
+from events.pgurl import display_url
 from events.store_errors import StoreBusy, StoreError, StoreFull, StoreUnavailable
 
 __all__ = ["PostgresBackend", "default_host_name", "display_url"]
@@ -91,13 +92,6 @@ def default_host_name() -> str:
     return platform.node().split(".")[0] or "localhost"
 
 
-def display_url(url: str) -> str:
-    """`postgresql://user@host:port/db`: the URL without its password or query string."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 def _server(url: str) -> str:
