@@ -258,11 +258,17 @@ class CentralLog:
 
         last = dict(after or {})
         listener = _connect(self.url)
+        woken: set[str] | None = None  # hosts a notification named; None: look at all
         try:
             listener.autocommit = True
             listener.execute("LISTEN shipslog_events")
             while True:
-                hosts = [host] if host is not None else [h for h, _, _ in self.hosts()]
+                if host is not None:
+                    hosts = [host]
+                elif woken is not None:
+                    hosts = sorted(woken)
+                else:
+                    hosts = [h for h, _, _ in self.hosts()]
                 for name in hosts:
                     while True:
                         rows = self._run(lambda c, n=name: c.execute(
@@ -275,8 +281,13 @@ class CentralLog:
                         if len(rows) < _PAGE:
                             break
                 try:
-                    for _ in listener.notifies(timeout=wait_s, stop_after=1):
-                        pass
+                    # Wake on the first notification, then take those already queued: only
+                    # the hosts they name are read; after a quiet `wait_s`, every host is.
+                    woken = {n.payload.partition(" ")[0]
+                             for n in listener.notifies(timeout=wait_s, stop_after=1)} or None
+                    if woken is not None:
+                        woken |= {n.payload.partition(" ")[0]
+                                  for n in listener.notifies(timeout=0)}
                 except psycopg.OperationalError as exc:
                     raise Unreachable(f"lost {display_url(self.url)}: {_first_line(exc)}",
                                       "follow again when the center is back") from None

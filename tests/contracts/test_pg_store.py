@@ -316,3 +316,42 @@ def test_a_follower_at_the_center_sees_another_writers_events_once_in_order(
         _append(daemon_store, name)
     assert done.wait(60), f"the follower saw {got} and no notification woke it"
     assert got == [1, 2, 3, 4]
+
+
+def test_a_follower_of_every_host_reads_the_hosts_a_notification_names(
+        pg_cluster: PostgresCluster, daemon_store: EventStore[Any]) -> None:
+    """Following all hosts: a host that registers after the follower started is read from
+    its first event when its first commit notifies, with the others untouched."""
+    import threading
+
+    from events.central import CentralLog
+
+    _append(daemon_store, "a")
+    ours = daemon_store._w.host
+    late_name = fresh_host("late")
+    got: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def follower() -> None:
+        follow = CentralLog(pg_cluster.dsn).follow(wait_s=3600)
+        for item in follow:
+            if item.host in (ours, late_name):
+                got.append((item.host, item.envelope.seq))
+            if len(got) == 4:
+                break
+        follow.close()
+        done.set()
+
+    thread = threading.Thread(target=follower, daemon=True)
+    thread.start()
+    while not got:
+        done.wait(0.05)
+    late: EventStore[Any] = EventStore.open(pg_cluster.dsn_for(DAEMON_ROLE), host_name=late_name)
+    try:
+        _append(late, "x")
+        _append(late, "y")
+        _append(daemon_store, "b")
+    finally:
+        late.close()
+    assert done.wait(60), f"the follower saw {got}"
+    assert sorted(got) == sorted([(ours, 1), (late_name, 1), (late_name, 2), (ours, 2)])
