@@ -22,10 +22,16 @@ from dataclasses import dataclass
 
 import trio
 
+from engine.core.errors import ShipslogError
 from engine.shell.journal import Journal
 from events.envelope import Actor, Pending
 from events.store import ConcurrencyConflict, StoreError
 from events.writer import WriterClosed
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line an outcome records for a failure: our errors' message, else str()."""
+    return exc.message if isinstance(exc, (ShipslogError, StoreError)) else str(exc)
 
 log = logging.getLogger("shipslog.outcomes")
 

@@ -35,7 +35,7 @@ from engine.drivers.snapshots.seam import Snapshots
 from engine.drivers.volumes.seam import Volumes
 from engine.shell.health import HealthChecks
 from engine.shell.journal import Journal
-from engine.shell.outcomes import OutcomeRecorder
+from engine.shell.outcomes import OutcomeRecorder, error_message
 from engine.shell.supervisor_network import NetworkSteps
 from engine.shell.supervisor_storage import StorageSteps
 from events import vocabulary as v
@@ -65,10 +65,6 @@ def _c(cid: str) -> str:
 
 def _opstream(op_id: str) -> str:
     return stream_of("op", op_id)
-
-
-def _message(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, (ShipslogError, StoreError)) else str(exc)
 
 
 def step_error(raw: Exception, doing: str) -> ShipslogError | StoreError:
@@ -210,7 +206,7 @@ class Supervisor:
                     await undo(exc.message)
                 except (ShipslogError, OSError, StoreError) as undo_exc:
                     log.warning("undo of %s failed: %s; recovery settles it at the next "
-                                "start", op_id, _message(undo_exc))
+                                "start", op_id, error_message(undo_exc))
             raise
 
     def _container(self, cid: str) -> ContainerView:
@@ -315,7 +311,7 @@ class Supervisor:
             if step in ("mounts.prepare", "network.attach"):
                 # staging mounts made before `runc create` (which drops them) was reached
                 await trio.to_thread.run_sync(self.d.volumes.release, cid)
-            await self._start_failed(op_id, cid, step, _message(exc), actor)
+            await self._start_failed(op_id, cid, step, error_message(exc), actor)
             if exc is raw:
                 raise
             raise exc from None
@@ -627,7 +623,7 @@ class Supervisor:
                 dropped = await self.storage.drop_anonymous_volumes(c)
         except (ShipslogError, OSError, StoreError) as exc:
             await self._append([Pending(stream=_opstream(op_id), event=v.OperationFailed(
-                op_id=op_id, step="remove", error=_message(exc), needs_cleanup=True))],
+                op_id=op_id, step="remove", error=error_message(exc), needs_cleanup=True))],
                 op_id, actor)
             if isinstance(exc, (ShipslogError, StoreError)):
                 raise

@@ -14,15 +14,12 @@ from typing import Any
 from engine.core.errors import ShipslogError
 from engine.core.net_plan import dns_server
 from engine.shell.journal import Journal
+from engine.shell.outcomes import error_message
 from events.envelope import Actor
 from events.store import StoreError
 from projections.state import ContainerView
 
 log = logging.getLogger("shipslog.supervisor")
-
-
-def _message(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, (ShipslogError, StoreError)) else str(exc)
 
 
 class NetworkSteps:
@@ -69,4 +66,4 @@ class NetworkSteps:
         except (ShipslogError, OSError, StoreError) as exc:
             if strict:
                 raise
-            log.warning("network teardown of %s failed: %s", cid[:12], _message(exc))
+            log.warning("network teardown of %s failed: %s", cid[:12], error_message(exc))
