@@ -54,7 +54,12 @@ HOST_LOCK = Path(os.environ.get("SHIPSLOG_FORWARD_LOCK", "/run/shipslog-forward.
 
 @contextlib.contextmanager
 def _host_locked() -> Iterator[None]:
-    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:  # no writable /run: this daemon's own lock still orders its writes
+        log.debug("no host-wide forward lock at %s: %s", HOST_LOCK, exc)
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
