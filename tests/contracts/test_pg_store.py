@@ -299,22 +299,31 @@ def test_a_follower_at_the_center_sees_another_writers_events_once_in_order(
     got: list[int] = []
     done = threading.Event()
 
+    errors: list[BaseException] = []
+
     def follower() -> None:
-        follow = CentralLog(pg_cluster.dsn).follow(host=host, wait_s=3600)
-        for item in follow:
-            got.append(item.envelope.seq)
-            if len(got) == 4:
-                break
-        follow.close()
+        try:
+            follow = CentralLog(pg_cluster.dsn).follow(host=host, wait_s=3600)
+            for item in follow:
+                got.append(item.envelope.seq)
+                if len(got) == 4:
+                    break
+            follow.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            errors.append(exc)
         done.set()
 
     thread = threading.Thread(target=follower, daemon=True)
     thread.start()
-    while not got:  # history first
+    for _ in range(1200):  # history first (up to a minute)
+        if got or done.is_set():
+            break
         done.wait(0.05)
+    assert not errors and got, (errors, got)
     for name in ("b", "c", "d"):  # three commits, each notified at COMMIT
         _append(daemon_store, name)
     assert done.wait(60), f"the follower saw {got} and no notification woke it"
+    assert not errors, errors
     assert got == [1, 2, 3, 4]
 
 
@@ -332,20 +341,32 @@ def test_a_follower_of_every_host_reads_the_hosts_a_notification_names(
     got: list[tuple[str, int]] = []
     done = threading.Event()
 
+    errors: list[BaseException] = []
+    # Other tests' hosts share this cluster (some with events only their test decodes): the
+    # follower starts after their last events, so it reads only what this test writes.
+    with CentralLog(pg_cluster.dsn) as center:
+        after = {h: head for h, _, head in center.hosts() if h != ours}
+
     def follower() -> None:
-        follow = CentralLog(pg_cluster.dsn).follow(wait_s=3600)
-        for item in follow:
-            if item.host in (ours, late_name):
-                got.append((item.host, item.envelope.seq))
-            if len(got) == 4:
-                break
-        follow.close()
+        try:
+            follow = CentralLog(pg_cluster.dsn).follow(after=after, wait_s=3600)
+            for item in follow:
+                if item.host in (ours, late_name):
+                    got.append((item.host, item.envelope.seq))
+                if len(got) == 4:
+                    break
+            follow.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            errors.append(exc)
         done.set()
 
     thread = threading.Thread(target=follower, daemon=True)
     thread.start()
-    while not got:
+    for _ in range(1200):  # our history first (up to a minute)
+        if got or done.is_set():
+            break
         done.wait(0.05)
+    assert not errors and got, (errors, got)
     late: EventStore[Any] = EventStore.open(pg_cluster.dsn_for(DAEMON_ROLE), host_name=late_name)
     try:
         _append(late, "x")
@@ -354,4 +375,5 @@ def test_a_follower_of_every_host_reads_the_hosts_a_notification_names(
     finally:
         late.close()
     assert done.wait(60), f"the follower saw {got}"
+    assert not errors, errors
     assert sorted(got) == sorted([(ours, 1), (late_name, 1), (late_name, 2), (ours, 2)])
