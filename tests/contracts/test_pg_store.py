@@ -284,45 +284,59 @@ def test_a_host_s_chain_is_written_only_by_the_role_that_registered_it(
     assert daemon_store.verify().ok and daemon_store.head() == 2
 
 
+
+class _Follower:
+    """`CentralLog.follow` in a thread of its own, keeping (host, seq) of the hosts asked
+    for until it has `count` of them; its errors are kept for the test to see."""
+
+    def __init__(self, dsn: str, hosts: set[str], count: int, **follow: Any) -> None:
+        import threading
+
+        self.got: list[tuple[str, int]] = []
+        self.errors: list[BaseException] = []
+        self.done = threading.Event()
+        self._args = (dsn, hosts, count, follow)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from events.central import CentralLog
+
+        dsn, hosts, count, follow = self._args
+        try:
+            items = CentralLog(dsn).follow(wait_s=3600, **follow)
+            for item in items:
+                if item.host in hosts:
+                    self.got.append((item.host, item.envelope.seq))
+                if len(self.got) == count:
+                    break
+            items.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.errors.append(exc)
+        self.done.set()
+
+    def wait_for_history(self) -> None:
+        for _ in range(1200):  # up to a minute
+            if self.got or self.done.is_set():
+                break
+            self.done.wait(0.05)
+
+
 def test_a_follower_at_the_center_sees_another_writers_events_once_in_order(
         pg_cluster: PostgresCluster, daemon_store: EventStore[Any]) -> None:
     """LISTEN/NOTIFY: `CentralLog.follow` reads history, then wakes on the insert trigger's
     notification for each commit of another process's store. `wait_s` is an hour, so only
     a notification can wake it within the test's patience; rows come from the table after
     the last seq seen, so none is lost or doubled."""
-    import threading
-
-    from events.central import CentralLog
-
     _append(daemon_store, "a")
     host = daemon_store._w.host
-    got: list[int] = []
-    done = threading.Event()
-
-    errors: list[BaseException] = []
-
-    def follower() -> None:
-        try:
-            follow = CentralLog(pg_cluster.dsn).follow(host=host, wait_s=3600)
-            for item in follow:
-                got.append(item.envelope.seq)
-                if len(got) == 4:
-                    break
-            follow.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test below
-            errors.append(exc)
-        done.set()
-
-    thread = threading.Thread(target=follower, daemon=True)
-    thread.start()
-    for _ in range(1200):  # history first (up to a minute)
-        if got or done.is_set():
-            break
-        done.wait(0.05)
+    follower = _Follower(pg_cluster.dsn, {host}, 4, host=host)
+    follower.wait_for_history()  # history first
+    got, errors = [seq for _, seq in follower.got], follower.errors
     assert not errors and got, (errors, got)
     for name in ("b", "c", "d"):  # three commits, each notified at COMMIT
         _append(daemon_store, name)
-    assert done.wait(60), f"the follower saw {got} and no notification woke it"
+    assert follower.done.wait(60), f"the follower saw {follower.got} and no notification woke it"
+    got = [seq for _, seq in follower.got]
     assert not errors, errors
     assert got == [1, 2, 3, 4]
 
@@ -331,41 +345,18 @@ def test_a_follower_of_every_host_reads_the_hosts_a_notification_names(
         pg_cluster: PostgresCluster, daemon_store: EventStore[Any]) -> None:
     """Following all hosts: a host that registers after the follower started is read from
     its first event when its first commit notifies, with the others untouched."""
-    import threading
-
     from events.central import CentralLog
 
     _append(daemon_store, "a")
     ours = daemon_store._w.host
     late_name = fresh_host("late")
-    got: list[tuple[str, int]] = []
-    done = threading.Event()
-
-    errors: list[BaseException] = []
     # Other tests' hosts share this cluster (some with events only their test decodes): the
     # follower starts after their last events, so it reads only what this test writes.
     with CentralLog(pg_cluster.dsn) as center:
         after = {h: head for h, _, head in center.hosts() if h != ours}
-
-    def follower() -> None:
-        try:
-            follow = CentralLog(pg_cluster.dsn).follow(after=after, wait_s=3600)
-            for item in follow:
-                if item.host in (ours, late_name):
-                    got.append((item.host, item.envelope.seq))
-                if len(got) == 4:
-                    break
-            follow.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test below
-            errors.append(exc)
-        done.set()
-
-    thread = threading.Thread(target=follower, daemon=True)
-    thread.start()
-    for _ in range(1200):  # our history first (up to a minute)
-        if got or done.is_set():
-            break
-        done.wait(0.05)
+    follower = _Follower(pg_cluster.dsn, {ours, late_name}, 4, after=after)
+    follower.wait_for_history()  # our history first
+    got, errors = follower.got, follower.errors
     assert not errors and got, (errors, got)
     late: EventStore[Any] = EventStore.open(pg_cluster.dsn_for(DAEMON_ROLE), host_name=late_name)
     try:
@@ -374,6 +365,6 @@ def test_a_follower_of_every_host_reads_the_hosts_a_notification_names(
         _append(daemon_store, "b")
     finally:
         late.close()
-    assert done.wait(60), f"the follower saw {got}"
+    assert follower.done.wait(60), f"the follower saw {got}"
     assert not errors, errors
     assert sorted(got) == sorted([(ours, 1), (late_name, 1), (late_name, 2), (ours, 2)])
