@@ -31,6 +31,7 @@ from projections.state import ContainerView, OperationView
 log = logging.getLogger("shipslog.recovery")
 
 RUNNING = ("running", "paused", "restarting")
+STOP_SETTLE_S = 10.0  # a stop resumed at start waits this long for its SIGKILL's exit
 RESTORE_CONCURRENCY = 16  # containers restored (or restarted by policy) at once at start
 T = TypeVar("T")
 
@@ -99,6 +100,11 @@ class Recovery:
             # The user asked for it to stop; the grace period went with the old daemon.
             try:
                 await self.d.runtime.kill(cid, "SIGKILL")
+                # Wait for the exit (a SIGKILL lands in milliseconds), so the container
+                # pass below sees it stopped and records it before the daemon serves: a
+                # stop the user asked for is settled at start, not later by a watcher.
+                with trio.move_on_after(STOP_SETTLE_S):
+                    await self.d.runtime.wait_exit(cid)
             except NotFound:
                 pass  # already gone: the container pass below records the exit
             except ShipslogError as exc:
