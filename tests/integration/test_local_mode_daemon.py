@@ -1,0 +1,61 @@
+"""Local mode (`shipslog --root DIR`) and the daemon answer each read-only verb with the same
+bytes (issue 16: both go through the read model, engine/shell/readmodel.py and
+engine/api/docker/reads.py), asked of one state root while nothing appends. What only the
+running daemon knows (runc's version, its fds and tasks, health probes, the image configs in
+its content store) is left out of the comparison by the verbs' formats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.test_history_cli import cli, head, settle
+
+pytestmark = pytest.mark.kernel
+
+VERBS = [
+    ["ps", "-a", "--no-trunc", "--format",
+     "{{.ID}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Names}}|{{.Ports}}|{{.Labels}}"],
+    ["ps", "-a", "--format", "{{.Names}} {{.Status}}", "--filter", "status=exited"],
+    ["inspect", "--format", "{{json .State}} {{json .Config}} {{json .HostConfig}} "
+     "{{json .Mounts}} {{.LogPath}} {{.Name}} {{.RestartCount}}", "job"],
+    ["port", "web"],
+    ["images", "--no-trunc"],
+    ["logs", "job"], ["logs", "-t", "--tail", "1", "job"],
+    ["info", "--format", "{{.ID}} {{.Containers}} {{.ContainersStopped}} {{.Images}} "
+     "{{.DockerRootDir}} {{.KernelVersion}} {{.OperatingSystem}} {{.NCPU}}"],
+    ["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"],
+    ["system", "df"], ["system", "df", "--format", "json"],
+    ["history", "job"], ["history", "web", "--format", "json"], ["history", "job", "--changes"],
+    ["audit", "verify"], ["audit", "who"], ["audit", "who", "web"],
+    ["replay"], ["replay", "--explain", "job"],
+    ["events", "--all", "--format", "json"], ["events", "--all", "--filter", "container=job"],
+]
+
+
+@pytest.fixture
+def scene(daemon: Any) -> int:
+    cli(daemon, "volume", "create", "data")
+    cli(daemon, "run", "-d", "--name", "web", "-p", "127.0.0.1::80", "-v", "data:/data",
+        "busybox", "sleep", "1000")
+    settle(daemon, "web", "running")
+    cli(daemon, "run", "-d", "--name", "job", "--label", "tier=batch", "busybox", "sh", "-c",
+        "echo out; echo err >&2; exit 3")
+    settle(daemon, "job", "exited")
+    return head(daemon)
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=lambda a: " ".join(a)[:40])
+def test_root_and_daemon_say_the_same(daemon: Any, scene: int, argv: list[str]) -> None:
+    served = cli(daemon, *argv)
+    local = cli(daemon, *argv, root=True)
+    assert head(daemon) == scene, "something appended while the two were asked"
+    assert local == served
+
+
+def test_time_travel_and_state_diff_from_the_root(daemon: Any, scene: int) -> None:
+    for argv in (["ps", "-a", "--at", f"seq:{scene - 3}", "--format", "{{.Names}} {{.State}}"],
+                 ["state", "diff", "seq:1", f"seq:{scene}"],
+                 ["events", "--since", "0", "--until", "1999999999", "--format", "json"]):
+        assert cli(daemon, *argv, root=True) == cli(daemon, *argv), argv
