@@ -158,7 +158,7 @@ def stream_routes(ctx: Any) -> Router:
         c = find_container(engine.state, req.params["id"])
         if c.status not in ("running", "paused"):
             raise Conflict(f"Container {c.id} is not running", hint="start it first")
-        await ctx.runtime.rt.resize(c.id, req.int("h", 24) or 24, req.int("w", 80) or 80)
+        await ctx.runtime.resize(c.id, req.int("h", 24) or 24, req.int("w", 80) or 80)
         return empty(200)
 
     @r.route("GET", "/containers/{id}/top")
@@ -166,7 +166,7 @@ def stream_routes(ctx: Any) -> Router:
         c = find_container(engine.state, req.params["id"])
         if c.status not in ("running", "paused"):
             raise Conflict(f"Container {c.id} is not running", hint="start it first")
-        titles, rows = await ctx.runtime.rt.top(c.id, req.arg("ps_args") or "-ef")
+        titles, rows = await ctx.runtime.top(c.id, req.arg("ps_args") or "-ef")
         return json_response({"Titles": titles, "Processes": rows})
 
     @r.route("POST", "/containers/{id}/exec")
@@ -240,7 +240,7 @@ def stream_routes(ctx: Any) -> Router:
             code, known = 126, False
             ep: Any = None
             try:
-                async with ctx.runtime.rt.open_exec(c.id, process, tty=x.tty, size=size,
+                async with ctx.runtime.open_exec(c.id, process, tty=x.tty, size=size,
                                                     stdin=stdin_wanted) as ep:
                     live_execs[x.id] = ep
                     if await ep.started():
@@ -323,7 +323,7 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
     async def background() -> None:
         code = 126
         try:
-            async with ctx.runtime.rt.open_exec(container_id, process, stdin=False) as ep:
+            async with ctx.runtime.open_exec(container_id, process, stdin=False) as ep:
                 async with trio.open_nursery() as nursery:
                     tail = bytearray()
                     nursery.start_soon(_drain, ep.stdout, None)

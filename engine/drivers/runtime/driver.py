@@ -3,8 +3,7 @@
 
 I/O: all of it, through `linux.Runtime` (runc, conmon, cgroups, pidfds) with bundles under
 the exec root. The records conmon writes carry the killing signal as a number; the seam's
-`ExitRecord` names it, as Docker's API does. `rt` is the full runc + conmon toolkit, which
-the exec, top and resize endpoints use beyond what the supervisor needs.
+`ExitRecord` names it, as Docker's API does.
 """
 
 from __future__ import annotations
@@ -12,16 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal as signals
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from engine.drivers.runtime.linux import Runtime as RuncConmon
 from engine.drivers.runtime.monitor import ExitRecord as MonitorRecord
-from engine.drivers.runtime.seam import ExitRecord, RuntimeState
+from engine.drivers.runtime.seam import ExitRecord, Rows, RuntimeState, Titles
 
 if TYPE_CHECKING:
-    from engine.drivers.runtime.execio import AttachSession
+    from engine.drivers.runtime.execio import AttachSession, ExecProcess
     from engine.shell.paths import Paths
 
 
@@ -104,3 +104,15 @@ class LinuxRuntime:
     async def rotate_logs(self, container_id: str, log_path: str,
                           log_opts: dict[str, str]) -> None:
         await self.rt.run_log_rotation(container_id, log_path, log_opts)
+
+    def open_exec(self, container_id: str, process: dict[str, Any], *, tty: bool = False,
+                  size: tuple[int, int] | None = None,
+                  stdin: bool = True) -> AbstractAsyncContextManager[ExecProcess]:
+        return self.rt.open_exec(container_id, process, tty=tty, size=size, stdin=stdin)
+
+    async def top(self, container_id: str,
+                  ps_args: str = "-ef") -> tuple[Titles, Rows]:
+        return await self.rt.top(container_id, ps_args)
+
+    async def resize(self, container_id: str, height: int, width: int) -> None:
+        await self.rt.resize(container_id, height, width)
