@@ -15,8 +15,8 @@ from engine.drivers.host.seam import Files
 from engine.drivers.layers.seam import Layers
 from engine.drivers.layers.storage import ImageStorage
 from engine.drivers.network.seam import NetworkKernel
-from engine.drivers.runtime.driver import LinuxRuntime
 from engine.drivers.runtime.execio import ExecProcess as LinuxExec
+from engine.drivers.runtime.linux import LinuxRuntime
 from engine.drivers.runtime.seam import ExecProcess, Runtime, SpecMaker
 from engine.drivers.runtime.specs import SpecMaker as LinuxSpecMaker
 from engine.drivers.secrets.seam import Secrets

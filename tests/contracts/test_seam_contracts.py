@@ -289,7 +289,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path,
     if not (shutil.which("runc") and shutil.which("conmon")):
         pytest.skip("needs runc and conmon")
     from engine.drivers.runtime import cgroups
-    from engine.drivers.runtime.driver import LinuxRuntime
+    from engine.drivers.runtime.linux import LinuxRuntime
     from engine.shell.paths import Paths
 
     paths = Paths.of(tmp_path / "root", tmp_path / "exec")

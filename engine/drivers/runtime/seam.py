@@ -1,7 +1,7 @@
 """The runtime seam: what the supervisor, the exit watcher and the reconciler ask of the OCI
 runtime, as Protocols, and the records it answers with.
 
-I/O: none here. The Linux implementation is `driver.LinuxRuntime` (runc + conmon, bundles
+I/O: none here. The Linux implementation is `linux.LinuxRuntime` (runc + conmon, bundles
 under the exec root) with `specs.SpecMaker` (the OCI spec, read from the rootfs and the host);
 the recording fakes are `FakeRuntime` and `FakeSpecs` in `engine/testing/fakes.py`; the
 contract is `tests/contracts/test_seam_contracts.py`, and `engine/testing/seams.py` has mypy
