@@ -525,7 +525,14 @@ class ReadModel:
 
         return unattributed(Path(self.paths.root))
 
+    def release(self) -> tuple[str, str, str]:
+        """What `version` says of the host: Python's version, Go's name for the
+        architecture (amd64, arm64), the kernel release (uname, asked once per process)."""
+        return host_release()
+
     def host(self, firewall: bool = False) -> HostFacts:
+        """What `info` says of the host (blocking: /proc, /etc/os-release and, with
+        `firewall`, iptables and nft)."""
         firewall_facts = None
         if firewall:
             from engine.drivers.network.hostfw import observe
@@ -544,6 +551,12 @@ class ReadModel:
             open_fds=len(os.listdir("/proc/self/fd")),
             cgroup_version="2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
             firewall=firewall_facts)
+
+
+def host_release() -> tuple[str, str, str]:
+    machine = platform.machine()
+    return (platform.python_version(), {"x86_64": "amd64", "aarch64": "arm64"}.get(
+        machine, machine), platform.release())
 
 
 def _os_name() -> str:

@@ -332,7 +332,7 @@ def network_inspect(model: ReadModel, ref: str) -> dict[str, Any]:
 
 
 def version(model: ReadModel) -> SystemVersion:
-    host = model.host()
+    python_version, arch, kernel = model.release()
     return SystemVersion(
         Components=[
             ComponentVersion(Name="Engine", Version=VERSION,
@@ -340,9 +340,9 @@ def version(model: ReadModel) -> SystemVersion:
             ComponentVersion(Name="runc", Version=model.runc_version),
         ],
         Version=VERSION,
-        GoVersion="python" + host.python_version,
-        Arch=host.arch,
-        KernelVersion=host.kernel,
+        GoVersion="python" + python_version,
+        Arch=arch,
+        KernelVersion=kernel,
         BuildTime="",
     )
 
