@@ -2,7 +2,7 @@
 bytes (issue 16: both go through the read model, engine/shell/readmodel.py and
 engine/api/docker/reads.py), asked of one state root while nothing appends. What only the
 running daemon knows (runc's version, its fds and tasks, health probes, the image configs in
-its content store) is left out of the comparison by the verbs' formats."""
+its content store) and how long a verify took are left out by the verbs' formats."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ VERBS = [
     ["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"],
     ["system", "df"], ["system", "df", "--format", "json"],
     ["history", "job"], ["history", "web", "--format", "json"], ["history", "job", "--changes"],
-    ["audit", "verify"], ["audit", "who"], ["audit", "who", "web"],
+    ["audit", "verify", "--format", "json"], ["audit", "who"], ["audit", "who", "web"],
     ["replay"], ["replay", "--explain", "job"],
     ["events", "--all", "--format", "json"], ["events", "--all", "--filter", "container=job"],
 ]
