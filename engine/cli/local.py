@@ -239,11 +239,12 @@ def _shipslog(model: Any, path: str, args: Any) -> list[bytes]:
     from engine.api.docker import reads
     from engine.api.docker.translate import parse_filters
     from engine.shell import readmodel as rm
+    from engine.shell.logobjects import event_filter
 
     store, now = model.store, model.now()
     if path == "/shipslog/events":
         filters = parse_filters(args.arg("filters"))
-        keep = rm.event_filter(model.state, filters, store) if filters else None
+        keep = event_filter(model.state, filters, store) if filters else None
         after, last = rm.events_window(store, args.arg("since"), args.arg("until"), now)
         return list(rm.event_chunks(store, after, last, keep, args.int("limit")))
     if path.startswith("/shipslog/at/"):

@@ -41,12 +41,13 @@ from engine.api.docker import reads
 from engine.api.docker.translate import parse_filters
 from engine.api.server.router import Request, Response, Router, json_response, streaming
 from engine.core.errors import InvalidArgument
+from engine.shell import logobjects
 from engine.shell import readmodel as rm
 from events.follow import follow
 from events.store import EventStore
 from projections.state import EngineState
 
-KINDS = rm.KINDS
+KINDS = logobjects.KINDS
 
 
 # ------------------------------------------------------------------------ read-only contexts
@@ -140,7 +141,7 @@ def shipslog_routes(ctx: Any) -> Router:
         filters = parse_filters(req.arg("filters"))
         keep = None
         if filters:
-            keep = await in_reader(ctx.store, lambda rd: rm.event_filter(ctx.engine.state,
+            keep = await in_reader(ctx.store, lambda rd: logobjects.event_filter(ctx.engine.state,
                                                                           filters, rd))
         since, until = req.arg("since"), req.arg("until")
         follow_live = req.bool("follow") and not until and ctx.writer is not None
