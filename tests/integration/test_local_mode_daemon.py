@@ -6,6 +6,7 @@ its content store) and how long a verify took are left out by the verbs' formats
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -43,7 +44,19 @@ def make_scene(daemon: Any) -> int:
     cli(daemon, "run", "-d", "--name", "job", "--label", "tier=batch", "busybox", "sh", "-c",
         "echo out; echo err >&2; exit 3")
     settle(daemon, "job", "exited")
-    return head(daemon)
+    return still_head(daemon)
+
+
+def still_head(daemon: Any) -> int:
+    """The head once the log stands still (the run's last outcomes land after its exit)."""
+    last = head(daemon)
+    for _ in range(100):
+        time.sleep(0.2)
+        now = head(daemon)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the log never stood still")
 
 
 def test_root_and_daemon_say_the_same(daemon: Any) -> None:
