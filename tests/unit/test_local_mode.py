@@ -2,7 +2,8 @@
 (engine/shell/readmodel.py, engine/api/docker/reads.py), not through the server (issue 16):
 each read-only verb, in a fresh interpreter, loads no server or route module, and the plain
 ones no trio or h11 either; an image's inspect is answered from the log (it used to fail on
-the missing content store). Pure of the kernel: the root is a file log written as the engine
+the missing content store), and `top` of a running container says it needs the daemon (it
+failed with an AttributeError). Pure of the kernel: the root is a file log written as the engine
 writes it (tests/unit/test_log_readers.py's `FileLog`)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import run
-from tests.unit.test_history import CID
+from tests.unit.test_history import CID, OTHER
 from tests.unit.test_log_readers import ROOT, FileLog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     op = log.decide(cc.decide_start(log.state, CID, op_id=log.op()), actor=ROOT)
     log.started(CID, op, pid=100, actor=ROOT)
     log.exit(CID, 3, ran_ms=2000)
+    log.create(OTHER, "db")
+    op = log.decide(cc.decide_start(log.state, OTHER, op_id=log.op()), actor=ROOT)
+    log.started(OTHER, op, pid=200, actor=ROOT)
     log.store.close()
     return path
 
@@ -82,3 +86,12 @@ def test_an_image_is_inspected_from_the_log(root: Path) -> None:
     assert code == 0, err.getvalue()
     [image] = json.loads(out.getvalue())
     assert image["RepoTags"] == ["busybox:latest"]
+
+
+def test_top_of_a_running_container_says_it_needs_the_daemon(root: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = run(["--root", str(root), "top", "db"], environ={"HOME": str(root)},
+               stdout=out, stderr=err)
+    assert code != 0
+    assert "through the daemon" in err.getvalue()
+    assert "unexpected error" not in err.getvalue()
