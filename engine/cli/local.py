@@ -1,16 +1,16 @@
 """`--root DIR`: read-only verbs (ps, inspect, images, events, logs, history, audit, …) answered
 straight from a state root's event database while the daemon is down.
 
-I/O: opens `DIR/events.db` read-only (SQLite), reads container log files under `DIR`; runs the
-daemon's own GET handlers in-process under `trio.run`.
+I/O: opens `DIR/events.db` read-only (SQLite), reads container log files under `DIR`, and
+host facts for `info`; all through the read model.
 
 The state is the fold of the whole log (`EventStore.fold_to`), the same fold the daemon keeps
-in memory, and every GET is dispatched to the same route handlers the daemon serves
-(`engine.api.routes.shipslog.read_only_router` and `shipslog_routes`) over a read-only
-context, so the output is the same with and without the daemon. Docker's `/events` is the
-history part of the daemon's stream (nothing is appending, so there is no live part). A verb
-that needs the daemon (run, stop, pull, …) refuses `--root` outright, since it would have to
-write.
+in memory, and every GET is answered by the functions the daemon's routes call: the log's
+answers in `engine.shell.readmodel`, Docker's shapes in `engine.api.docker.reads` (`GETS`), so
+the output is the same with and without the daemon, and no server module is loaded. Docker's
+`/events` is the history part of the daemon's stream (nothing is appending, so there is no
+live part). A verb that needs the daemon (run, stop, pull, …) refuses `--root` outright, since
+it would have to write.
 """
 
 from __future__ import annotations
@@ -59,14 +59,15 @@ class LocalReader:
                            "pass the directory that holds events.db, e.g. --root "
                            "/var/lib/shipslog")
 
-    # -- the read-only context -----------------------------------------------------------
+    # -- the read model ------------------------------------------------------------------
 
     def context(self) -> Any:
+        """The read model of the root (opened once)."""
         if self._ctx is not None:
             return self._ctx
         self.check()
-        from engine.api.routes.shipslog import ReadOnlyContext
         from engine.shell.paths import Paths
+        from engine.shell.readmodel import ReadModel
         from events.store import EventStore, StoreError
 
         try:
@@ -80,10 +81,11 @@ class LocalReader:
             engine_id = first.hash[:12].upper() if first else ""
         except Exception:  # noqa: BLE001 - a damaged first event: `audit verify` says which
             engine_id = ""
-        self._ctx = ReadOnlyContext(
-            engine=_LazyEngine(store, self.database), store=store,  # type: ignore[arg-type]
-            paths=Paths.of(self.root, os.environ.get("SHIPSLOG_EXEC_ROOT", "/run/shipslog")),
-            now_ns=time.time_ns(), engine_id=engine_id)
+        folded = _LazyState(store, self.database)
+        now_ns = time.time_ns()
+        self._ctx = ReadModel(
+            store=store, state=folded.get, clock=lambda: now_ns, engine_id=engine_id,
+            paths=Paths.of(self.root, os.environ.get("SHIPSLOG_EXEC_ROOT", "/run/shipslog")))
         return self._ctx
 
     def close(self) -> None:
@@ -94,66 +96,17 @@ class LocalReader:
 
     def _call(self, method: str, path: str, params: Mapping[str, Any] | None) -> tuple[
             int, list[bytes]]:
-        """Run the daemon's handler for a GET; the status and the whole body."""
-        import trio
-
-        from engine.api.routes.shipslog import read_only_router, shipslog_routes
-        from engine.api.server.router import Request, Router, split_version
+        """Answer a GET as the daemon would: the status and the whole body."""
         from engine.core.errors import ShipslogError
-        from events.envelope import Actor
 
         if method != "GET":
             raise CliError(f"--root serves read-only queries, not {method} {path}",
                            "start shipslogd and run the command without --root")
-        ctx = self.context()
-        router = Router()
-        router.include(shipslog_routes(ctx))
-        router.include(read_only_router(ctx, with_streams=True))
         query = {k: [_encode_param(val)] for k, val in (params or {}).items() if val is not None}
-        _, bare = split_version(path)
-
-        async def run() -> tuple[int, list[bytes]]:
-            try:
-                if bare == "/events":
-                    return 200, await self._docker_events(query)
-                route, matched = router.match("GET", bare)
-                req = Request(method="GET", path=bare, params=matched, query=query, headers={},
-                              api_version="1.43", actor=Actor(uid=os.getuid(), gid=os.getgid(),
-                                                              pid=os.getpid(), via="cli"))
-                resp = await route.handler(req)
-            except ShipslogError as exc:
-                return exc.status, [json.dumps({"message": exc.message}).encode()]
-            chunks = [resp.body] if resp.body else []
-            if resp.stream is not None:
-                async for chunk in resp.stream:
-                    chunks.append(chunk)
-            return resp.status, chunks
-
-        return trio.run(run)
-
-    async def _docker_events(self, query: dict[str, list[str]]) -> list[bytes]:
-        """Docker's `/events`, history only: there is no daemon appending."""
-        import msgspec
-
-        from engine.api.docker.events import DockerEvents, matches
-        from engine.api.docker.translate import parse_filters
-        from engine.api.routes.system import parse_event_time, parse_event_until
-
-        ctx = self.context()
-        arg = {k: v[0] for k, v in query.items()}
-        since = parse_event_time(arg.get("since"), ctx.now_ns)
-        until = parse_event_until(arg.get("until"), ctx.now_ns)
-        filters = parse_filters(arg.get("filters"))
-        converter = DockerEvents(lambda: ctx.engine.state)
-        out: list[bytes] = []
-        for env in ctx.store.read(0):
-            if until is not None and env.recorded_at > until:
-                break
-            for msg in converter.convert_all(env):
-                if ((since is None or env.recorded_at >= since)
-                        and (not filters or matches(msg, filters))):
-                    out.append(msgspec.json.encode(msg) + b"\n")
-        return out
+        try:
+            return 200, _answer(self.context(), _bare(path), query)
+        except ShipslogError as exc:
+            return exc.status, [json.dumps({"message": exc.message}).encode()]
 
     # -- the client's interface ----------------------------------------------------------
 
@@ -202,7 +155,7 @@ class LocalReader:
                         "start shipslogd and run the command without --root")
 
 
-class _LazyEngine:
+class _LazyState:
     """The engine's state as the log says, folded on first use: `audit verify` must work on
     a log so damaged that it no longer folds."""
 
@@ -211,8 +164,7 @@ class _LazyEngine:
         self.database = database
         self._state: Any = None
 
-    @property
-    def state(self) -> Any:
+    def get(self) -> Any:
         if self._state is None:
             from projections.engine import EngineProjection
 
@@ -223,6 +175,149 @@ class _LazyEngine:
                                "run 'shipslog --root DIR audit verify' to find the damaged "
                                "event") from None
         return self._state
+
+
+def _bare(path: str) -> str:
+    """The path without its API version prefix (`/v1.43/info` -> `/info`)."""
+    if path.startswith("/v") and "/" in path[1:]:
+        head, rest = path[1:].split("/", 1)
+        if head[1:].replace(".", "").isdigit():
+            return "/" + rest
+    return path
+
+
+def _json(answer: Any) -> list[bytes]:
+    """A body as the daemon's `json_response` encodes it (bytes are already JSON)."""
+    import msgspec
+
+    if isinstance(answer, bytes):
+        return [answer]
+    return [msgspec.json.encode(answer) + b"\n"]
+
+
+def _answer(model: Any, path: str, query: dict[str, list[str]]) -> list[bytes]:
+    """The body of `GET path`: the log's answers, Docker's, a container's log, or Docker's
+    event history."""
+    from engine.api.docker import reads
+    from engine.core.errors import Conflict, InvalidArgument, NotFound
+
+    args = reads.QueryArgs(query)
+    if path == "/events":
+        return _docker_events(model, args)
+    if path.startswith("/shipslog/"):
+        return _shipslog(model, path, args)
+    try:
+        pattern, params = reads.match(path, [*reads.GETS, *_STREAMS])
+    except NotFound:
+        raise NotFound("page not found") from None
+    if pattern == "/containers/{id}/logs":
+        from engine.shell.readmodel import parse_event_time
+
+        now = model.now()
+        since = parse_event_time(args.arg("since"), now) or 0
+        until = parse_event_time(args.arg("until"), now) or 0
+        _, chunks = reads.container_logs(model, params["id"], args, since=since, until=until)
+        return list(chunks)
+    if pattern == "/containers/{id}/top":
+        from engine.core.lookup import find_container
+
+        c = find_container(model.state, params["id"])
+        if c.status not in ("running", "paused"):
+            raise Conflict(f"Container {c.id} is not running", hint="start it first")
+        raise InvalidArgument("top lists a container's processes through the daemon",
+                              hint="start shipslogd and run 'shipslog top' without --root")
+    return _json(reads.GETS[pattern](model, params, args))
+
+
+_STREAMS = ("/containers/{id}/logs", "/containers/{id}/top")
+
+
+def _shipslog(model: Any, path: str, args: Any) -> list[bytes]:
+    """`/shipslog/…`: the log's own answers (nothing appends, so `events` never follows)."""
+    from pathlib import Path
+
+    from engine.api.docker import reads
+    from engine.api.docker.translate import parse_filters
+    from engine.shell import readmodel as rm
+    from engine.shell.logobjects import event_filter
+
+    store, now = model.store, model.now()
+    if path == "/shipslog/events":
+        filters = parse_filters(args.arg("filters"))
+        keep = event_filter(model.state, filters, store) if filters else None
+        after, last = rm.events_window(store, args.arg("since"), args.arg("until"), now)
+        return list(rm.event_chunks(store, after, last, keep, args.int("limit")))
+    if path.startswith("/shipslog/at/"):
+        state, _, when = rm.state_at_point(store, args.arg("at"), now)
+        frozen = rm.ReadModel(store=store, paths=model.paths, state=lambda: state,
+                              clock=lambda: when, engine_id=model.engine_id)
+        inner = "/" + path[len("/shipslog/at/"):].lstrip("/")
+        pattern, params = reads.match(inner, reads.GETS)
+        if pattern not in reads.AT_PATHS:
+            from engine.core.errors import InvalidArgument
+
+            raise InvalidArgument(f"GET {inner} cannot be asked at a point in time",
+                                  hint="time travel serves ps, inspect, images, volume ls, "
+                                       "network ls and info")
+        return _json(reads.GETS[pattern](frozen, params, args))
+    pattern, params = reads.match(path, _LOG_ANSWERS)
+    archive = Path(model.paths.root) / "archive"
+    return _json(_LOG_ANSWERS[pattern](rm, model, params, args, archive))
+
+
+def _who_filters(args: Any) -> Any:
+    from engine.api.docker.translate import parse_filters
+    from engine.shell.readmodel import WHO_KEYS
+
+    return parse_filters(args.arg("filters"), WHO_KEYS)
+
+
+# `/shipslog/…` path -> its answer: (readmodel module, model, path params, query, archive)
+_LOG_ANSWERS: dict[str, Any] = {
+    "/shipslog/history/{ref:path}": lambda rm, m, p, a, arc: rm.history(
+        m.store, m.state, p["ref"], a.arg("kind") or None, _who_filters(a), arc,
+        changes=a.bool("changes")),
+    "/shipslog/audit/head": lambda rm, m, p, a, arc: rm.audit_head(m.store),
+    "/shipslog/audit/verify": lambda rm, m, p, a, arc: rm.audit_verify(
+        m.store, a.int("seq"), a.int("until"), a.arg("archive") or None),
+    "/shipslog/audit/who": lambda rm, m, p, a, arc: rm.audit_who(
+        m.store, m.state, m.now(), ref=a.arg("object"), kind=a.arg("kind") or None,
+        uid=a.int("uid"), since=a.arg("since"), until=a.arg("until"),
+        filters=_who_filters(a)),
+    "/shipslog/state/diff": lambda rm, m, p, a, arc: rm.state_diff(
+        m.store, a.arg("a"), a.arg("b"), m.now()),
+    "/shipslog/replay": lambda rm, m, p, a, arc: rm.replay_report(m.store, a.int("to")),
+    "/shipslog/replay/explain/{ref:path}": lambda rm, m, p, a, arc: rm.explain(
+        m.store, m.state, p["ref"]),
+    "/shipslog/compose/{project}/history": lambda rm, m, p, a, arc: rm.compose_history(
+        m.store, p["project"]),
+    "/shipslog/compose/{project}/containers": lambda rm, m, p, a, arc: rm.compose_containers(
+        m.store, p["project"]),
+}
+
+
+def _docker_events(model: Any, args: Any) -> list[bytes]:
+    """Docker's `/events`, history only: there is no daemon appending."""
+    import msgspec
+
+    from engine.api.docker.events import DockerEvents, matches
+    from engine.api.docker.translate import parse_filters
+    from engine.shell.readmodel import parse_event_time, parse_event_until
+
+    now = model.now()
+    since = parse_event_time(args.arg("since"), now)
+    until = parse_event_until(args.arg("until"), now)
+    filters = parse_filters(args.arg("filters"))
+    converter = DockerEvents(lambda: model.state)
+    out: list[bytes] = []
+    for env in model.store.read(0):
+        if until is not None and env.recorded_at > until:
+            break
+        for msg in converter.convert_all(env):
+            if ((since is None or env.recorded_at >= since)
+                    and (not filters or matches(msg, filters))):
+                out.append(msgspec.json.encode(msg) + b"\n")
+    return out
 
 
 def refuse_root(verb: str) -> CliError:

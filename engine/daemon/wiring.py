@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.drivers.host.files import ContainerFiles
 from engine.drivers.layers.storage import ImageStorage
-from engine.drivers.runtime.driver import LinuxRuntime
+from engine.drivers.runtime.linux import LinuxRuntime
 from engine.drivers.runtime.specs import SpecMaker
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter

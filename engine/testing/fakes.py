@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import re
 import signal as signals
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
 
-from engine.core.errors import InvalidArgument, KernelError, NotFound
+from engine.core.errors import Conflict, InvalidArgument, KernelError, NotFound
 from engine.core.fwd_plan import FirewallFacts
 from engine.core.hostfiles import ResolvConf
 from engine.core.net_plan import VethPlan
 from engine.core.nft_plan import NetworkRules, OwnedRule, Publish
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo, NetworkKernel
 from engine.drivers.runtime.execio import ExecResult
-from engine.drivers.runtime.seam import ExitRecord, RuntimeState
+from engine.drivers.runtime.seam import ExitRecord, Rows, RuntimeState, Titles
 from engine.drivers.snapshots.overlay import validate_container_id
 from events.redact import RedactError, check_env
 
@@ -110,6 +111,9 @@ class FakeRuntime:
         # Health probes: exit codes to answer in turn per container (None: a timeout);
         # 0 once a container's script has run out.
         self.probe_script: dict[str, list[int | None]] = {}
+        # Execs: (output, exit code) to answer in turn per container; (b"", 0) once run out.
+        self.exec_script: dict[str, list[tuple[bytes, int]]] = {}
+        self.execs: dict[str, list[FakeExec]] = {}
 
     async def create(self, container_id: str, spec: dict[str, Any], *, tty: bool,
                      open_stdin: bool, stdin_once: bool, log_path: str,
@@ -227,6 +231,37 @@ class FakeRuntime:
         code = script.pop(0) if script else 0
         return None if code is None else ExecResult(code, b"probe output", b"")
 
+    @asynccontextmanager
+    async def open_exec(self, container_id: str, process: dict[str, Any], *,
+                        tty: bool = False, size: tuple[int, int] | None = None,
+                        stdin: bool = True) -> AsyncIterator[FakeExec]:
+        self.f.record("runtime.exec", container_id, tuple(process["args"]))
+        p = self.procs.get(container_id)
+        running = p is not None and p.status == "running"
+        script = self.exec_script.get(container_id)
+        output, code = script.pop(0) if script else (b"", 0)
+        self._next_pid += 1
+        # As runc: a container that is not running starts no exec (no pid, code 126).
+        ep = (FakeExec(self._next_pid, output, code, tty=tty, size=size) if running
+              else FakeExec(0, b"", 126, tty=tty, size=size,
+                            error=f"container {container_id} is not running\n".encode()))
+        self.execs.setdefault(container_id, []).append(ep)
+        yield ep
+
+    async def top(self, container_id: str,
+                  ps_args: str = "-ef") -> tuple[Titles, Rows]:
+        self.f.record("runtime.top", container_id, ps_args)
+        p = self.procs.get(container_id)
+        if p is None or p.status not in ("running", "paused"):
+            raise KernelError(f"container {container_id} is not running")
+        return (["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+                [["root", str(p.pid), "0", "0", "00:00", "?", "00:00:00", "sh"]])
+
+    async def resize(self, container_id: str, height: int, width: int) -> None:
+        self.f.record("runtime.resize", container_id, height, width)
+        if container_id not in self.procs:
+            raise NotFound(f"container {container_id} is not running")
+
     def rebind(self) -> None:
         """A new daemon (new trio run) watches the same processes: fresh events."""
         for p in self.procs.values():
@@ -257,6 +292,76 @@ class FakeAttach:
 
     def close(self) -> None:
         self.closed = True
+
+
+class _Output(trio.abc.ReceiveStream):
+    """A stream that gives its bytes once, then the end."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        size = len(self.data) if max_bytes is None else max_bytes
+        chunk, self.data = self.data[:size], self.data[size:]
+        return chunk
+
+    async def aclose(self) -> None:
+        self.data = b""
+
+
+class _Input(trio.abc.SendStream):
+    """A stream that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.data += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class FakeExec:
+    """An exec whose output and exit code the test scripted (`FakeRuntime.exec_script`)."""
+
+    def __init__(self, pid: int, output: bytes, code: int, *, tty: bool,
+                 size: tuple[int, int] | None, error: bytes = b"") -> None:
+        self.pid = pid
+        self.code = code
+        self.stdin = _Input()
+        self.stdout = _Output(output if not tty else output + error)
+        self.stderr: _Output | None = None if tty else _Output(error)
+        self._tty = tty
+        self.sizes: list[tuple[int, int]] = [size] if size else []
+        self.returncode: int | None = None
+
+    @property
+    def tty(self) -> bool:
+        return self._tty
+
+    async def started(self) -> int:
+        await trio.lowlevel.checkpoint()
+        return self.pid
+
+    async def close_stdin(self) -> None:
+        await self.stdin.aclose()
+
+    async def wait(self) -> int:
+        await trio.lowlevel.checkpoint()
+        self.returncode = self.code
+        return self.code
+
+    def resize(self, height: int, width: int) -> None:
+        if not self._tty:
+            raise Conflict("this exec has no terminal", "resize needs an exec with tty")
+        self.sizes.append((height, width))
 
 
 class FakeSecrets:

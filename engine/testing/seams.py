@@ -15,8 +15,9 @@ from engine.drivers.host.seam import Files
 from engine.drivers.layers.seam import Layers
 from engine.drivers.layers.storage import ImageStorage
 from engine.drivers.network.seam import NetworkKernel
-from engine.drivers.runtime.driver import LinuxRuntime
-from engine.drivers.runtime.seam import Runtime, SpecMaker
+from engine.drivers.runtime.execio import ExecProcess as LinuxExec
+from engine.drivers.runtime.linux import LinuxRuntime
+from engine.drivers.runtime.seam import ExecProcess, Runtime, SpecMaker
 from engine.drivers.runtime.specs import SpecMaker as LinuxSpecMaker
 from engine.drivers.secrets.seam import Secrets
 from engine.drivers.secrets.store import SecretStore
@@ -25,6 +26,7 @@ from engine.drivers.snapshots.seam import Snapshots
 from engine.drivers.volumes.linux import LocalVolumes
 from engine.drivers.volumes.seam import Volumes
 from engine.testing.fakes import (
+    FakeExec,
     FakeFiles,
     FakeLayers,
     FakeRuntime,
@@ -38,6 +40,7 @@ from engine.testing.fakes import (
 # module complete
 SEAMS: dict[type, tuple[type, type]] = {
     Runtime: (LinuxRuntime, FakeRuntime),
+    ExecProcess: (LinuxExec, FakeExec),
     SpecMaker: (LinuxSpecMaker, FakeSpecs),
     Snapshots: (Snapshotter, FakeSnapshots),
     Layers: (ImageStorage, FakeLayers),
@@ -48,6 +51,10 @@ SEAMS: dict[type, tuple[type, type]] = {
 
 
 def runtime(real: LinuxRuntime, fake: FakeRuntime) -> tuple[Runtime, Runtime]:
+    return real, fake
+
+
+def execs(real: LinuxExec, fake: FakeExec) -> tuple[ExecProcess, ExecProcess]:
     return real, fake
 
 

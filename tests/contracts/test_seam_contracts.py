@@ -260,6 +260,18 @@ class RuntimeRig:
                                   log_opts={})
         return cid
 
+    def exec_process(self, cid: str, line: str, code: int) -> dict[str, Any]:
+        """A process that prints `line` and ends with `code` (the fake is told so)."""
+        cmd = ("sh", "-c", f"echo {line}; exit {code}")
+        if isinstance(self.runtime, FakeRuntime):
+            self.runtime.exec_script.setdefault(cid, []).append((f"{line}\n".encode(), code))
+            return {"args": list(cmd)}
+        from engine.core.oci_spec import exec_process
+        from events.values import ContainerConfig
+
+        config = ContainerConfig(image="busybox", image_id="sha256:" + "0" * 64, cmd=("sh",))
+        return exec_process(config, [], [], cmd=cmd)
+
     def make_exit(self, cid: str, code: int) -> None:
         if isinstance(self.runtime, FakeRuntime):
             self.runtime.exit(cid, code)
@@ -277,7 +289,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path,
     if not (shutil.which("runc") and shutil.which("conmon")):
         pytest.skip("needs runc and conmon")
     from engine.drivers.runtime import cgroups
-    from engine.drivers.runtime.driver import LinuxRuntime
+    from engine.drivers.runtime.linux import LinuxRuntime
     from engine.shell.paths import Paths
 
     paths = Paths.of(tmp_path / "root", tmp_path / "exec")
@@ -354,3 +366,50 @@ async def test_runtime_knows_nothing_of_an_unknown_container(rig: RuntimeRig) ->
     assert rig.runtime.exit_record(cid) is None
     with pytest.raises(ShipslogError):
         await rig.runtime.start(cid)
+
+
+async def _read_all(stream: Any) -> bytes:
+    out = bytearray()
+    while data := await stream.receive_some(65536):
+        out += data
+    return bytes(out)
+
+
+async def test_runtime_exec_runs_beside_the_container(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    process = rig.exec_process(cid, "from-exec", 4)
+    with trio.fail_after(30):
+        async with rig.runtime.open_exec(cid, process, stdin=False) as ep:
+            assert not ep.tty
+            assert await ep.started() > 0
+            assert await _read_all(ep.stdout) == b"from-exec\n"
+            assert await ep.wait() == 4
+            assert ep.returncode == 4
+    assert await status(rig, cid) == "running"  # the container's own process runs on
+
+
+async def test_runtime_exec_without_a_terminal_cannot_be_resized(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    with trio.fail_after(30):
+        async with rig.runtime.open_exec(cid, rig.exec_process(cid, "x", 0),
+                                         stdin=False) as ep:
+            with pytest.raises(ShipslogError):
+                ep.resize(30, 100)
+            await ep.wait()
+
+
+async def test_runtime_top_lists_the_container_process(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    pid = await rig.runtime.start(cid)
+    titles, rows = await rig.runtime.top(cid)
+    assert "PID" in titles
+    assert str(pid) in {row[titles.index("PID")] for row in rows}
+
+
+async def test_runtime_resize_of_a_running_container(rig: RuntimeRig) -> None:
+    cid = await rig.create()
+    await rig.runtime.start(cid)
+    await rig.runtime.resize(cid, 30, 100)  # no terminal: nothing to size, and no error
+    assert await status(rig, cid) == "running"

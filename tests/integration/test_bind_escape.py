@@ -25,11 +25,12 @@ from engine.core.oci_spec import build_spec
 from engine.core.volume_plan import plan_mounts
 from engine.drivers.host import mountsys
 from engine.drivers.runtime import cgroups
-from engine.drivers.runtime.linux import Runtime, host_spec_inputs
+from engine.drivers.runtime.linux import LinuxRuntime, host_spec_inputs
 from engine.drivers.runtime.logs import read_logs
 from engine.drivers.volumes import bindsafe
 from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
 from engine.drivers.volumes.linux import Mounter, VolumeStore
+from engine.shell.paths import Paths
 from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig, MountSpec
 
@@ -190,7 +191,7 @@ class Env:
         self.base = base
         self.store = VolumeStore(base / "root")
         self.mounter = Mounter(self.store, BindStager(base / "exec" / "mounts"))
-        self.runtime = Runtime(base / "exec")
+        self.runtime = LinuxRuntime(Paths.of(base / "state", base / "exec"))
         self.cgroup_parent = f"/slg-test-{secrets.token_hex(4)}"
         self.ids: list[str] = []
 
@@ -211,7 +212,7 @@ class Env:
                           extra_mounts=extra, **host_spec_inputs(str(rootfs)))
         log = self.base / "logs" / f"{cid}.log"
         try:
-            await self.runtime.create(cid, self.base / "bundles" / cid, spec, log_path=str(log))
+            await self.runtime.create(cid, spec, log_path=str(log))
         finally:
             self.mounter.release(cid)
         await self.runtime.start(cid)

@@ -22,8 +22,9 @@ import trio
 
 from engine.core.oci_spec import build_spec
 from engine.drivers.runtime import cgroups
-from engine.drivers.runtime.linux import Runtime, host_spec_inputs, read_rootfs_file
+from engine.drivers.runtime.linux import LinuxRuntime, host_spec_inputs, read_rootfs_file
 from engine.drivers.runtime.logs import follow_logs, read_logs
+from engine.shell.paths import Paths
 from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig
 
@@ -46,7 +47,7 @@ class Harness:
     def __init__(self, base: Path, rootfs: Path) -> None:
         self.base = base
         self.rootfs = rootfs
-        self.runtime = Runtime(base / "exec")
+        self.runtime = LinuxRuntime(Paths.of(base / "state", base / "exec"))
         self.cgroup_parent = f"/slg-test-{secrets.token_hex(4)}"
         self.ids: list[str] = []
 
@@ -76,7 +77,6 @@ class Harness:
         spec = self.spec(cid, cmd=cmd, **cfg)
         await self.runtime.create(
             cid,
-            self.base / "bundles" / cid,
             spec,
             tty=bool(cfg.get("tty")),
             open_stdin=bool(cfg.get("open_stdin")),
@@ -117,10 +117,10 @@ async def h(tmp_path: Path, rootfs: Path) -> AsyncIterator[Harness]:
 
 async def test_echo_hello_is_logged_and_exit_zero(h: Harness) -> None:
     cid, rec = await h.run(("echo", "hello"))
-    assert rec.exit_code == 0 and rec.signal == 0 and not rec.oom_killed
+    assert rec.exit_code == 0 and rec.signal == "" and not rec.oom_killed
     assert rec.finished_at_ns > 0
     assert h.logs(cid) == [("stdout", b"hello\n")]
-    bundle_cfg = h.base / "bundles" / cid / "config.json"
+    bundle_cfg = h.runtime.state_paths.bundle_dir(cid) / "config.json"
     assert bundle_cfg.stat().st_mode & 0o777 == 0o600  # it holds the environment
     await h.runtime.delete(cid)
     assert await h.runtime.state(cid) is None
@@ -137,10 +137,10 @@ async def test_sigkill_gives_137(h: Harness) -> None:
     pid = await h.runtime.start(cid)
     assert pid > 0
     st = await h.runtime.state(cid)
-    assert st is not None and st.status == "running" and st.monitor_pid > 0
+    assert st is not None and st.status == "running" and h.runtime.monitor_pid(cid) > 0
     await h.runtime.kill(cid, "SIGKILL")
     rec = await h.runtime.wait_exit(cid)
-    assert (rec.exit_code, rec.signal, rec.oom_killed) == (137, 9, False)
+    assert (rec.exit_code, rec.signal, rec.oom_killed) == (137, "SIGKILL", False)
 
 
 async def test_tty_container_logs_through_the_pty(h: Harness) -> None:
@@ -176,7 +176,7 @@ async def test_cpu_quota_from_nano_cpus(h: Harness) -> None:
 async def test_no_log_driver_writes_no_file(h: Harness) -> None:
     cid = h.new_id()
     spec = h.spec(cid, cmd=("echo", "unlogged"))
-    await h.runtime.create(cid, h.base / "bundles" / cid, spec, log_path="")
+    await h.runtime.create(cid, spec, log_path="")
     await h.runtime.start(cid)
     rec = await h.runtime.wait_exit(cid)
     assert rec.exit_code == 0
@@ -256,8 +256,8 @@ async def test_pause_and_resume(h: Harness) -> None:
 async def test_create_and_delete_are_idempotent(h: Harness) -> None:
     cid = await h.create(("true",))
     spec = h.spec(cid, cmd=("true",))
-    again = await h.runtime.create(cid, h.base / "bundles" / cid, spec)
-    assert again == (await h.runtime.state(cid)).monitor_pid  # type: ignore[union-attr]
+    again = await h.runtime.create(cid, spec)
+    assert again == h.runtime.monitor_pid(cid)
     await h.runtime.delete(cid, force=True)
     await h.runtime.delete(cid, force=True)
     await h.runtime.delete("0" * 64)
@@ -281,11 +281,12 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     script = textwrap.dedent(
         f"""
         import json, os, signal, trio
-        from engine.drivers.runtime.linux import Runtime, host_spec_inputs, read_rootfs_file
+        from engine.drivers.runtime.linux import LinuxRuntime
+        from engine.shell.paths import Paths
         async def main():
-            rt = Runtime({str(h.runtime.exec_root)!r})
+            rt = LinuxRuntime(Paths.of({str(h.base / "state")!r}, {str(h.runtime.exec_root)!r}))
             spec = json.load(open({str(tmp_path / "spec.json")!r}))
-            await rt.create({cid!r}, {str(h.base / "bundles" / cid)!r}, spec, open_stdin=True,
+            await rt.create({cid!r}, spec, open_stdin=True,
                             log_path={str(h.log_path(cid))!r})
             await rt.start({cid!r})
             print("started", flush=True)
@@ -308,12 +309,12 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
     session = await h.runtime.attach(cid)
     await session.send(b"go\n")
     session.close()
-    fd = os.pidfd_open(st.monitor_pid)
+    fd = os.pidfd_open(h.runtime.monitor_pid(cid))
     await trio.lowlevel.wait_readable(fd)
     os.close(fd)
     # ... and a fresh Runtime, as after a daemon restart, finds the record conmon left.
-    adopted = Runtime(h.runtime.exec_root)
-    rec = adopted.exit_record_nowait(cid)
+    adopted = LinuxRuntime(h.runtime.state_paths)
+    rec = adopted.exit_record(cid)
     assert rec is not None and rec.exit_code == 5 and rec.finished_at_ns > 0
     assert (await adopted.wait_exit(cid)) == rec
     assert [b for _, b in h.logs(cid)] == []  # stdin is not logged
@@ -322,7 +323,7 @@ async def test_monitor_outlives_the_process_that_started_it(h: Harness, tmp_path
 async def test_adopted_container_exit_is_waited_on(h: Harness) -> None:
     cid = await h.create(("sh", "-c", "read x; exit 6"), open_stdin=True)
     await h.runtime.start(cid)
-    adopted = Runtime(h.runtime.exec_root)  # knows nothing in memory about cid
+    adopted = LinuxRuntime(h.runtime.state_paths)  # knows nothing in memory about cid
     async with trio.open_nursery() as nursery:
         result: list[Any] = []
 
@@ -345,7 +346,7 @@ async def test_log_rotation_keeps_max_file_files(h: Harness) -> None:
     opts = {"max-size": "1k", "max-file": "3"}
     log = str(h.log_path(cid))
     async with trio.open_nursery() as nursery:
-        await nursery.start(h.runtime.run_log_rotation, cid, log, opts)
+        await nursery.start(h.runtime.rotate_logs, cid, log, opts)
         await h.runtime.start(cid)
         rec = await h.runtime.wait_exit(cid)
     assert rec.exit_code == 0
@@ -364,8 +365,7 @@ async def test_max_file_one_is_conmons_cap(h: Harness) -> None:
         cid, cmd=("sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); done")
     )
     log = h.log_path(cid)
-    await h.runtime.create(cid, h.base / "bundles" / cid, spec, log_path=str(log),
-                           log_opts={"max-size": "2k"})  # fmt: skip
+    await h.runtime.create(cid, spec, log_path=str(log), log_opts={"max-size": "2k"})
     await h.runtime.start(cid)
     await h.runtime.wait_exit(cid)
     assert log.stat().st_size <= 2048
@@ -379,8 +379,8 @@ async def test_monitor_killed_gives_a_lost_exit(h: Harness) -> None:
     cid = await h.create(("sleep", "1000"))
     await h.runtime.start(cid)
     st = await h.runtime.state(cid)
-    assert st is not None and st.monitor_pid > 0
-    os.kill(st.monitor_pid, signal.SIGKILL)
+    assert st is not None and h.runtime.monitor_pid(cid) > 0
+    os.kill(h.runtime.monitor_pid(cid), signal.SIGKILL)
     async with trio.open_nursery() as nursery:
         result: list[Any] = []
 
@@ -417,7 +417,7 @@ async def test_kill_signals_init_without_starting_runc(h: Harness, tmp_path: Pat
     h.runtime.runc.binary = str(wrapper)
     await h.runtime.kill(cid, "SIGKILL")  # sleep as pid 1 ignores SIGTERM
     rec = await h.runtime.wait_exit(cid)
-    assert (rec.exit_code, rec.signal) == (137, 9)
+    assert (rec.exit_code, rec.signal) == (137, "SIGKILL")
     assert not calls.exists()
     # the process is gone: runc gives its answer ("not running")
     from engine.core.errors import Conflict
@@ -559,9 +559,10 @@ async def test_only_stdio_fds_reach_the_container(h: Harness) -> None:
 async def test_missing_runtime_binaries_are_clear_errors(tmp_path: Path, rootfs: Path) -> None:
     from engine.core.errors import Unavailable
 
-    rt = Runtime(tmp_path / "exec", runc_binary="/nonexistent/runc")
+    paths = Paths.of(tmp_path / "state", tmp_path / "exec")
+    rt = LinuxRuntime(paths, runc_binary="/nonexistent/runc")
     with pytest.raises(Unavailable, match="not found"):
         await rt.check()
-    rt = Runtime(tmp_path / "exec", conmon_binary="/nonexistent/conmon")
+    rt = LinuxRuntime(paths, conmon_binary="/nonexistent/conmon")
     with pytest.raises(Unavailable, match="conmon"):
-        await rt.create("c1", tmp_path / "bundle", {"ociVersion": "1.0.2"})
+        await rt.create("c1" * 32, {"ociVersion": "1.0.2"})

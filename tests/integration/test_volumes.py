@@ -24,10 +24,11 @@ from engine.core.oci_spec import build_spec
 from engine.core.volume_plan import CREATE_HOST_PATH, MountPlan, anonymous_needed, plan_mounts
 from engine.drivers.host import mountsys
 from engine.drivers.runtime import cgroups
-from engine.drivers.runtime.linux import Runtime, host_spec_inputs
+from engine.drivers.runtime.linux import LinuxRuntime, host_spec_inputs
 from engine.drivers.runtime.logs import read_logs
 from engine.drivers.volumes.bindsafe import BindSourceError, BindStager
 from engine.drivers.volumes.linux import Mounter, VolumeStore
+from engine.shell.paths import Paths
 from engine.testing.rootfs import make_busybox_rootfs
 from events.values import ContainerConfig, ImageConfig, MountSpec
 
@@ -58,7 +59,7 @@ class Env:
         self.store = VolumeStore(base / "root")
         self.stager = BindStager(base / "exec" / "mounts")
         self.mounter = Mounter(self.store, self.stager)
-        self.runtime = Runtime(base / "exec")
+        self.runtime = LinuxRuntime(Paths.of(base / "state", base / "exec"))
         self.cgroup_parent = f"/slg-test-{secrets.token_hex(4)}"
         self.ids: list[str] = []
         self.volume_options: dict[str, dict[str, str]] = {}
@@ -93,7 +94,7 @@ class Env:
             spec["linux"]["rootfsPropagation"] = plan.rootfs_propagation
         log = self.base / "logs" / f"{cid}.log"
         try:
-            await self.runtime.create(cid, self.base / "bundles" / cid, spec, log_path=str(log))
+            await self.runtime.create(cid, spec, log_path=str(log))
         finally:
             # The container holds its own copies of the mounts once `runc create` is done.
             self.mounter.release(cid)

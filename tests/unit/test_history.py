@@ -1,5 +1,5 @@
 """The timeline of one object (projections/history.py), the object reads behind it
-(engine/api/routes/shipslog.py: resolve, object_events, event filters), `audit who`, and
+(engine/shell/logobjects.py: resolve, object_events, event filters), `audit who`, and
 replay's rebuild comparison and decision re-runs — over a real in-memory event store whose
 log was written the way the daemon writes it (decide_* for commands, the supervisor's
 outcome events)."""
@@ -9,10 +9,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.api.routes.shipslog import event_filter, object_events, resolve
 from engine.core import containers as cc
 from engine.core.errors import NotFound
 from engine.shell import replay
+from engine.shell.logobjects import event_filter, object_events, resolve
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
 from events.store import EventStore

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from dnslib import QTYPE, DNSRecord
 
-from engine.api.routes.networks import render_network
+from engine.api.docker.reads import render_network
 from engine.cli.errors import UsageError
 from engine.cli.networks import ipam_configs
 from engine.core.errors import Conflict, InvalidArgument, KernelError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.routes.networks import render_network
+from engine.api.docker.reads import render_network
 from engine.core import dns_names
 from engine.core.errors import Conflict, InvalidArgument, NotFound
 from engine.drivers.host import failpoints

@@ -17,7 +17,7 @@ came from (one `ReconcileDifferenceFound` each), then checks; the answer adds `"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -36,6 +36,9 @@ from engine.shell.outcomes import summary
 from events import vocabulary as v
 from events.envelope import Pending
 from events.store import StoreError
+
+if TYPE_CHECKING:
+    from engine.drivers.runtime.seam import Runtime
 
 
 def _unquarantine_all(findings: list[Finding]) -> None:
@@ -61,8 +64,7 @@ async def _restore(ctx: Any, actor: Any) -> list[Restored]:
     return restored
 
 
-async def _runtime_findings(supervisor: Any, state: Any) -> list[Finding]:
-    runtime = supervisor.d.runtime
+async def _runtime_findings(runtime: Runtime, supervisor: Any, state: Any) -> list[Finding]:
     try:
         status = {st.id: st.status for st in await runtime.list()}
     except (ShipslogError, OSError) as exc:  # no view to compare with: say so, move nothing
@@ -79,7 +81,7 @@ async def _runtime_findings(supervisor: Any, state: Any) -> list[Finding]:
 
 
 def check_routes(ctx: Any) -> Router:
-    """`ctx`: `.paths`, `.engine` (state and journal)."""
+    """`ctx`: `.paths`, `.engine` (state and journal), `.runtime` (the runtime seam)."""
     r = Router()
 
     @r.route("POST", "/shipslog/system/check")
@@ -90,7 +92,7 @@ def check_routes(ctx: Any) -> Router:
         state = journal.state
         supervisor = ctx.engine.supervisor
         waiting = supervisor.outcomes.waiting()
-        disagreements = await _runtime_findings(supervisor, state)
+        disagreements = await _runtime_findings(ctx.runtime, supervisor, state)
         report = await trio.to_thread.run_sync(
             lambda: run_check(ctx.paths, state, repair=repair))
         report.findings += disagreements  # reported, never "repaired": the log tells

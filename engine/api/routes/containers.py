@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.api.docker import render
+from engine.api.docker import reads, render
 from engine.api.docker.models import (
     ContainerCreateBody,
     ContainerCreateResponse,
@@ -22,18 +22,16 @@ from engine.api.docker.models import (
 )
 from engine.api.docker.translate import (
     create_body_to_config,
-    labels_match,
     merge_image_defaults,
-    parse_filters,
     update_changes,
 )
+from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, empty, json_response
 from engine.core.errors import InvalidArgument
 from engine.core.lookup import find_container, find_image
 from engine.core.validate import check_name
 from events.values import ContainerConfig
 from projections.fold import UPDATE_FIELDS
-from projections.state import ContainerView
 
 
 def _config(state: Any, fields: dict[str, Any], env: list[str]) -> ContainerConfig:
@@ -44,47 +42,12 @@ def _config(state: Any, fields: dict[str, Any], env: list[str]) -> ContainerConf
     return ContainerConfig(image_id="", **clean)
 
 
-def _matches(c: ContainerView, filters: dict[str, list[str]], state: Any) -> bool:
-    for key, values in filters.items():
-        if key == "status" and render._docker_status(c) not in values:
-            return False
-        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
-            return False
-        if key == "id" and not any(c.id.startswith(v) for v in values):
-            return False
-        if key == "label" and not labels_match(c.config.labels, values):
-            return False
-        # shipslog's own: a Compose project by name (issue 14), as `label=` on Compose's label
-        if key == "project" and c.config.labels.get("com.docker.compose.project") not in values:
-            return False
-        if key == "exited" and not (c.status == "exited" and str(c.exit_code) in values):
-            return False
-        if key == "health" and (c.health or "none") not in values:
-            return False  # Docker: starting, healthy, unhealthy or none
-        if key == "ancestor":
-            ids = set()
-            for ref in values:
-                try:
-                    ids.add(find_image(state, ref).id)
-                except Exception:  # noqa: BLE001 - an unknown ancestor matches nothing
-                    pass
-            if c.config.image_id not in ids:
-                return False
-    return True
-
-
 def container_routes(ctx: Any) -> Router:
     """`ctx` is the daemon context: `.engine`, `.paths`, `.clock()`."""
     r = Router()
     engine = ctx.engine
     summaries = render.SummaryCache()  # `ps` over thousands of containers
-
-    def _health(c: Any) -> Any:
-        """State.Health with the last probes, which only the running daemon remembers."""
-        checks = getattr(getattr(engine, "supervisor", None), "health", None)
-        if checks is None:
-            return None
-        return render.health_state(c, checks.results(c.id), checks.failing_streak(c.id))
+    model = read_model(ctx)
 
     @r.route("POST", "/containers/create")
     async def create(req: Request) -> Response:
@@ -102,35 +65,12 @@ def container_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/containers/json")
     async def list_(req: Request) -> Response:
-        state = engine.state
-        filters = parse_filters(req.arg("filters"))
-        show_all = req.bool("all")
-        limit = req.int("limit", -1) or -1
-        now = ctx.clock()
-        if filters:
-            chosen = [
-                c for c in summaries.listing(state)
-                if (show_all or c.status in ("running", "paused", "restarting")
-                    or "status" in filters)
-                and _matches(c, filters, state)
-            ]
-        else:
-            chosen = summaries.listing(state, show_all=show_all)  # shared: never changed
-        if limit > 0:
-            chosen = chosen[:limit]
-        body = summaries.encoded(state, chosen, now_ns=now) + b"\n"
+        body = reads.container_list(model, req, summaries)
         return Response(200, [("Content-Type", "application/json")], body)
 
     @r.route("GET", "/containers/{id}/json")
     async def inspect(req: Request) -> Response:
-        state = engine.state
-        c = find_container(state, req.params["id"])
-        return json_response(
-            render.inspect_container(
-                state, c, log_path=str(ctx.paths.log_path(c.id)), now_ns=ctx.clock(),
-                health=_health(c), volumes_root=str(ctx.paths.root / "volumes"),
-            )
-        )
+        return json_response(reads.container_inspect(model, req.params["id"]))
 
     @r.route("POST", "/containers/{id}/start")
     async def start(req: Request) -> Response:

@@ -7,45 +7,18 @@ everything else through the engine service and the projection.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from engine.api.docker import render
-from engine.api.docker.translate import labels_match, parse_filters
+from engine.api.docker import reads, render
+from engine.api.docker.translate import parse_filters
+from engine.api.routes.reading import read_model
 from engine.api.routes.registry import pull_response
 from engine.api.server.router import Request, Response, Router, empty, json_response, streaming
-from engine.core.build import intermediate_images
 from engine.core.errors import InvalidArgument, ShipslogError
 from engine.core.image_reference import InvalidReference, parse_reference
 from engine.core.lookup import find_image
-
-
-def layer_history(img: Any, config_blob: bytes, layer_sizes: dict[str, int]
-                  ) -> list[dict[str, Any]]:
-    """Docker's `image history`: one row per history entry, newest first; entries that made a
-    layer carry its size, the newest carries the image id and tags."""
-    doc = msgspec.json.decode(config_blob)
-    entries = doc.get("history") or [{} for _ in img.layers]
-    layers = list(img.layers)
-    rows: list[dict[str, Any]] = []
-    for entry in entries:
-        size = 0
-        if not entry.get("empty_layer") and layers:
-            size = layer_sizes.get(layers.pop(0), 0)
-        created = entry.get("created", "")
-        try:
-            when = int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            when = 0
-        rows.append({"Id": "<missing>", "Created": when, "CreatedBy": entry.get("created_by", ""),
-                     "Tags": None, "Size": size, "Comment": entry.get("comment", "")})
-    rows.reverse()
-    if rows:
-        rows[0]["Id"] = img.id
-        rows[0]["Tags"] = list(img.repo_tags) or None
-    return rows
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -74,47 +47,19 @@ def image_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
     ops = ctx.images
+    model = read_model(ctx)
 
     @r.route("GET", "/images/json")
     async def list_(req: Request) -> Response:
-        state = engine.state
-        filters = parse_filters(req.arg("filters"))
-        out = []
-        # build step images are hidden as Docker hides images with children (issue 12)
-        hidden = set() if req.bool("all") else intermediate_images(list(state.images.values()))
-        for img in sorted(state.images.values(), key=lambda i: i.created_at, reverse=True):
-            if img.id in hidden:
-                continue
-            if "dangling" in filters:
-                dangling = not img.repo_tags
-                if (filters["dangling"][0] in ("true", "1")) != dangling:
-                    continue
-            if "reference" in filters and not any(
-                t.split(":")[0] == ref.split(":")[0] and (":" not in ref or t == ref)
-                for t in img.repo_tags
-                for ref in filters["reference"]
-            ):
-                continue
-            if "label" in filters and not labels_match(img.config.labels, filters["label"]):
-                continue
-            out.append(render.image_summary(state, img))
-        return json_response(out)
+        return json_response(reads.image_list(model, req))
 
     @r.route("GET", "/images/{name:path}/json")
     async def inspect(req: Request) -> Response:
-        img = find_image(engine.state, req.params["name"])
-        try:
-            raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
-        except (ShipslogError, OSError):
-            raw = None  # answered from the log (render._config_from_view)
-        return json_response(render.image_inspect(img, raw))
+        return json_response(reads.image_inspect(model, req.params["name"]))
 
     @r.route("GET", "/images/{name:path}/history")
     async def history(req: Request) -> Response:
-        state = engine.state
-        img = find_image(state, req.params["name"])
-        raw = ctx.images.content.read_bytes(img.id, max_size=8 << 20)
-        return json_response(layer_history(img, raw, dict(state.layers.items())))
+        return json_response(reads.image_history(model, req.params["name"]))
 
     @r.route("DELETE", "/images/{name:path}")
     async def remove(req: Request) -> Response:

@@ -12,15 +12,17 @@ from typing import Any
 import msgspec
 import trio
 
-from engine.api.docker.render import rfc3339
-from engine.api.docker.translate import labels_match, parse_filters
+from engine.api.docker import reads
+from engine.api.docker.reads import network_matches
+from engine.api.docker.translate import parse_filters
 from engine.api.routes.off import NOT_A_MANAGER
+from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, empty, json_response
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError, Unavailable
 from engine.core.hostfiles import check_hostname
 from engine.core.lookup import find_container, find_network
 from engine.core.networks import split_ipam
-from projections.state import EngineState, NetworkView
+from projections.state import EngineState
 
 
 class IPAMConfigBody(msgspec.Struct, kw_only=True):
@@ -76,47 +78,6 @@ class DisconnectBody(msgspec.Struct, kw_only=True):
     Force: bool | None = None
 
 
-def render_network(state: EngineState, net: NetworkView) -> dict[str, Any]:
-    containers = {}
-    for cid, ep in net.endpoints.items():
-        c = state.containers.get(cid)
-        prefix = net.subnet.split("/")[-1]
-        prefix6 = net.subnet6.split("/")[-1]
-        containers[cid] = {"Name": c.name if c else "", "EndpointID": ep.endpoint_id,
-                           "MacAddress": ep.mac, "IPv4Address": f"{ep.ip}/{prefix}",
-                           "IPv6Address": f"{ep.ip6}/{prefix6}" if ep.ip6 else ""}
-    configs = []
-    for subnet, gateway, ip_range, aux in (
-            (net.subnet, net.gateway, net.ip_range, net.aux_addresses),
-            (net.subnet6, net.gateway6, net.ip_range6, net.aux_addresses6)):
-        if subnet:  # Docker lists one entry per pool, v4 first
-            config: dict[str, Any] = {"Subnet": subnet, "Gateway": gateway}
-            if ip_range:
-                config["IPRange"] = ip_range
-            if aux:  # omitempty, as Docker's IPAMConfig
-                config["AuxiliaryAddresses"] = dict(aux)
-            configs.append(config)
-    return {
-        "Name": net.name, "Id": net.id, "Created": rfc3339(net.created_at), "Scope": "local",
-        "Driver": net.driver, "EnableIPv6": net.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": _ipam_options(net), "Config": configs},
-        "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
-        "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-        "Options": _options(net),
-        "Labels": dict(net.labels),
-    }
-
-
-def _options(net: NetworkView) -> dict[str, str]:
-    """Exactly the options the user passed, as Docker reports them: Compose compares them
-    with its file and recreates a network whose options differ (issue 14). Only the default
-    bridge names its link, as Docker's does (`docker0`)."""
-    if net.name == "bridge":
-        return {"com.docker.network.bridge.default_bridge": "true",
-                "com.docker.network.bridge.name": net.bridge, **net.options}
-    return dict(net.options)
-
-
 class SwarmOff(InvalidArgument):
     """Docker's errdefs.Forbidden (403) for what only swarm mode can make."""
 
@@ -146,44 +107,18 @@ def check_local_only(body: NetworkCreateBody, state: EngineState) -> None:
                               "supported by shipslog", hint="create the network itself")
 
 
-def _ipam_options(net: NetworkView) -> dict[str, str] | None:
-    """As given (issue 13); a network created without them shows null, as Docker's do —
-    the docker CLI always sends them, so its networks show {}."""
-    return None if net.ipam_options is None else dict(net.ipam_options)
-
-
-def _matches(net: NetworkView, filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in net.name for v in values):
-            return False
-        if key == "id" and not any(net.id.startswith(v) for v in values):
-            return False
-        if key == "driver" and net.driver not in values:
-            return False
-        if key == "type":
-            kind = "builtin" if net.name == "bridge" else "custom"
-            if kind not in values:
-                return False
-        if key == "label" and not labels_match(net.labels, values):
-            return False
-    return True
-
-
 def network_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
+    model = read_model(ctx)
 
     @r.route("GET", "/networks")
     async def list_(req: Request) -> Response:
-        state = engine.state
-        filters = parse_filters(req.arg("filters"))
-        nets = sorted(state.networks.values(), key=lambda n: n.name)
-        return json_response([render_network(state, n) for n in nets if _matches(n, filters)])
+        return json_response(reads.network_list(model, req))
 
     @r.route("GET", "/networks/{id}")
     async def inspect(req: Request) -> Response:
-        state = engine.state
-        return json_response(render_network(state, find_network(state, req.params["id"])))
+        return json_response(reads.network_inspect(model, req.params["id"]))
 
     @r.route("POST", "/networks/create")
     async def create(req: Request) -> Response:
@@ -261,7 +196,7 @@ def network_routes(ctx: Any) -> Router:
         filters = parse_filters(req.arg("filters"))
         deleted = []
         for net in list(state.networks.values()):
-            if net.name == "bridge" or net.endpoints or not _matches(net, filters):
+            if net.name == "bridge" or net.endpoints or not network_matches(net, filters):
                 continue
             try:
                 await engine.remove_network(net.id, req.actor)

@@ -14,11 +14,11 @@ from typing import Any
 import trio
 
 from engine.api.docker.translate import labels_match, parse_filters
-from engine.api.routes.system import parse_event_time
 from engine.api.server.router import Request, Response, Router, json_response
 from engine.core.errors import InvalidArgument, ShipslogError
 from engine.core.units import parse_go_duration
 from engine.shell.files import rw_size
+from engine.shell.readmodel import parse_event_time
 from projections.state import ContainerView
 
 STOPPED = ("created", "exited", "dead")

@@ -7,17 +7,15 @@ socket, runs `runc exec` through the runtime driver, and records exec sessions a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
+from engine.api.docker import reads
 from engine.api.docker.escape import DEFAULT_DETACH_KEYS, EscapeScanner, parse_detach_keys
 from engine.api.docker.models import ExecConfig, ExecInspect, ExecStartConfig, ProcessConfig
-from engine.api.docker.render import rfc3339
-from engine.api.docker.stream import frame
-from engine.api.routes.system import parse_event_time
+from engine.api.routes.reading import read_model
 from engine.api.server.hijack import HijackedStream
 from engine.api.server.relay import RelayState, relay_exec
 from engine.api.server.router import (
@@ -35,24 +33,12 @@ from engine.core.errors import Conflict, InvalidArgument, NotFound, ShipslogErro
 from engine.core.lookup import find_container
 from engine.core.oci_spec import exec_process
 from engine.shell.files import follow_logs, read_logs, user_db
+from engine.shell.readmodel import parse_event_time
 from events import vocabulary as v
 from events.envelope import Pending, stream_of
 
 log = logging.getLogger("shipslog.api")
 
-STREAM_IDS = {"stdout": 1, "stderr": 2}
-
-
-def _tail(arg: str) -> int | None:
-    """moby daemon/logs.go: `strconv.Atoi(tail)`, and anything it cannot parse ("all",
-    "abc") means every line."""
-    return int(arg) if re.fullmatch(r"[+-]?[0-9]+", arg) else None
-
-
-def _payload(stream: str, ts: int, data: bytes, *, tty: bool, timestamps: bool) -> bytes:
-    if timestamps:
-        data = rfc3339(ts).encode() + b" " + data
-    return data if tty else frame(STREAM_IDS.get(stream, 1), data)
 
 
 def stream_routes(ctx: Any) -> Router:
@@ -60,6 +46,7 @@ def stream_routes(ctx: Any) -> Router:
     engine = ctx.engine
     exec_options: dict[str, ExecConfig] = {}  # exec id -> its create body, until it starts
     live_execs: dict[str, Any] = {}  # exec id -> its ExecProcess while it runs (resize)
+    model = read_model(ctx)
 
     @r.route("GET", "/containers/{id}/logs")
     async def logs(req: Request) -> Response:
@@ -71,39 +58,34 @@ def stream_routes(ctx: Any) -> Router:
         now = ctx.clock()
         since = parse_event_time(req.arg("since"), now) or 0
         until = parse_event_time(req.arg("until"), now) or 0
-        tail = _tail(req.arg("tail") or "all")
+        if not (req.bool("follow") and c.status in ("running", "paused", "restarting")):
+            _, chunks = await trio.to_thread.run_sync(lambda: _listed(
+                reads.container_logs(model, c.id, req, since=since, until=until)))
+            return streaming(_each(chunks), content_type=reads.logs_content_type(c))
+        tail = reads.log_tail(req.arg("tail") or "all")
         timestamps, tty = req.bool("timestamps"), c.config.tty
         path = ctx.paths.log_path(c.id)
-        content_type = ("application/vnd.docker.raw-stream" if tty
-                        else "application/vnd.docker.multiplexed-stream")
 
         async def body() -> AsyncIterator[bytes]:
-            if req.bool("follow") and c.status in ("running", "paused", "restarting"):
-                stop = trio.Event()
+            stop = trio.Event()
 
-                async def watch_exit() -> None:
-                    await engine.journal.wait_for(
-                        lambda s: s.containers.get(c.id) is None
-                        or s.containers[c.id].status not in ("running", "paused",
-                                                             "restarting"))
-                    stop.set()
+            async def watch_exit() -> None:
+                await engine.journal.wait_for(
+                    lambda s: s.containers.get(c.id) is None
+                    or s.containers[c.id].status not in ("running", "paused", "restarting"))
+                stop.set()
 
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(watch_exit)
-                    async for stream, ts, data in follow_logs(
-                            path, stop=stop, stdout=stdout, stderr=stderr, since_ns=since,
-                            tail=tail):
-                        if until and ts > until:
-                            break
-                        yield _payload(stream, ts, data, tty=tty, timestamps=timestamps)
-                    nursery.cancel_scope.cancel()
-                return
-            records = await trio.to_thread.run_sync(lambda: list(read_logs(
-                path, stdout=stdout, stderr=stderr, since_ns=since, until_ns=until, tail=tail)))
-            for stream, ts, data in records:
-                yield _payload(stream, ts, data, tty=tty, timestamps=timestamps)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_exit)
+                async for stream, ts, data in follow_logs(
+                        path, stop=stop, stdout=stdout, stderr=stderr, since_ns=since,
+                        tail=tail):
+                    if until and ts > until:
+                        break
+                    yield reads.log_payload(stream, ts, data, tty=tty, timestamps=timestamps)
+                nursery.cancel_scope.cancel()
 
-        return streaming(body(), content_type=content_type)
+        return streaming(body(), content_type=reads.logs_content_type(c))
 
     @r.route("POST", "/containers/{id}/attach")
     async def attach(req: Request) -> Response:
@@ -154,7 +136,7 @@ def stream_routes(ctx: Any) -> Router:
                             if tty:
                                 await conn.send_all(data)
                             else:
-                                await conn.send_frame(STREAM_IDS.get(stream, 1), data)
+                                await conn.send_frame(reads.STREAM_IDS.get(stream, 1), data)
                     nursery.cancel_scope.cancel()
             finally:
                 session.close()
@@ -164,7 +146,8 @@ def stream_routes(ctx: Any) -> Router:
                 records = await trio.to_thread.run_sync(lambda: list(read_logs(
                     log_path, stdout=want["stdout"], stderr=want["stderr"])))
                 for stream, _ts, data in records:
-                    await conn.send_all(_payload(stream, 0, data, tty=tty, timestamps=False))
+                    await conn.send_all(reads.log_payload(stream, 0, data, tty=tty,
+                                                          timestamps=False))
             if with_stream:
                 await run(conn)
 
@@ -175,7 +158,7 @@ def stream_routes(ctx: Any) -> Router:
         c = find_container(engine.state, req.params["id"])
         if c.status not in ("running", "paused"):
             raise Conflict(f"Container {c.id} is not running", hint="start it first")
-        await ctx.runtime.rt.resize(c.id, req.int("h", 24) or 24, req.int("w", 80) or 80)
+        await ctx.runtime.resize(c.id, req.int("h", 24) or 24, req.int("w", 80) or 80)
         return empty(200)
 
     @r.route("GET", "/containers/{id}/top")
@@ -183,7 +166,7 @@ def stream_routes(ctx: Any) -> Router:
         c = find_container(engine.state, req.params["id"])
         if c.status not in ("running", "paused"):
             raise Conflict(f"Container {c.id} is not running", hint="start it first")
-        titles, rows = await ctx.runtime.rt.top(c.id, req.arg("ps_args") or "-ef")
+        titles, rows = await ctx.runtime.top(c.id, req.arg("ps_args") or "-ef")
         return json_response({"Titles": titles, "Processes": rows})
 
     @r.route("POST", "/containers/{id}/exec")
@@ -257,7 +240,7 @@ def stream_routes(ctx: Any) -> Router:
             code, known = 126, False
             ep: Any = None
             try:
-                async with ctx.runtime.rt.open_exec(c.id, process, tty=x.tty, size=size,
+                async with ctx.runtime.open_exec(c.id, process, tty=x.tty, size=size,
                                                     stdin=stdin_wanted) as ep:
                     live_execs[x.id] = ep
                     if await ep.started():
@@ -340,7 +323,7 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
     async def background() -> None:
         code = 126
         try:
-            async with ctx.runtime.rt.open_exec(container_id, process, stdin=False) as ep:
+            async with ctx.runtime.open_exec(container_id, process, stdin=False) as ep:
                 async with trio.open_nursery() as nursery:
                     tail = bytearray()
                     nursery.start_soon(_drain, ep.stdout, None)
@@ -455,3 +438,14 @@ async def _user_db(rootfs: str, user: str) -> tuple[bytes | None, bytes | None]:
     """The container's /etc/passwd and /etc/group when `user` names a user or group (issue
     18: `exec -u nobody`), read inside the rootfs without following its symlinks."""
     return await trio.to_thread.run_sync(user_db, rootfs, user)
+
+
+def _listed(answer: tuple[Any, Any]) -> tuple[Any, list[bytes]]:
+    """The log's chunks, read in the worker thread (not lazily on the event loop)."""
+    c, chunks = answer
+    return c, list(chunks)
+
+
+async def _each(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk

@@ -1,146 +1,42 @@
 """Docker API handlers for the engine itself: version, info and the event stream.
 
-I/O: reads /proc, uname and the host's firewall (iptables, nftables) for `info`; the event
-stream reads the log (history, then live).
+I/O: none here: the read model reads /proc, uname and the host's firewall (iptables,
+nftables) for `info`, in a worker thread; the event stream reads the log (history, then
+live).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import msgspec
 import trio
 
+from engine.api.docker import reads
 from engine.api.docker.events import DockerEvents, matches
-from engine.api.docker.models import (
-    ComponentVersion,
-    FirewallBackendInfo,
-    SystemInfo,
-    SystemVersion,
-)
-from engine.api.docker.render import rfc3339
+from engine.api.docker.reads import VERSION as VERSION  # the daemon logs it at start
 from engine.api.docker.translate import parse_filters
 from engine.api.routes.off import off_routes
+from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, json_response, streaming
-from engine.core.errors import InvalidArgument
-from engine.core.fwd_plan import findings
-from engine.shell.files import observe_host_firewall
 from engine.shell.logread import first_seq_at
-from engine.shell.outcomes import summary
+from engine.shell.readmodel import parse_event_time, parse_event_until
 from events.follow import follow
-
-VERSION = "0.1.0"
-
-
-def parse_event_time(value: str | None, now_ns: int) -> int | None:
-    """Docker sends `since`/`until` as Unix seconds (`1700000000.123456789`); we also take
-    RFC 3339 from other clients."""
-    if not value:
-        return None
-    try:
-        secs, _, frac = value.partition(".")
-        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
-    except ValueError:
-        pass
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
-    except ValueError:
-        raise InvalidArgument(
-            f"invalid time {value!r}", hint="use Unix seconds or RFC 3339"
-        ) from None
-
-
-def parse_event_until(value: str | None, now_ns: int) -> int | None:
-    """An events `until`: whole Unix seconds (`--until $(date +%s)`) include that whole
-    second, or the events of its last fraction are dropped (issue 18)."""
-    until = parse_event_time(value, now_ns)
-    if until is not None and value is not None and value.strip().isdigit():
-        until += 999_999_999
-    return until
-
-
-def _arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 def system_routes(ctx: Any) -> Router:
     r = Router()
+    model = read_model(ctx)
 
     @r.route("GET", "/version")
     async def version(req: Request) -> Response:
-        runc = getattr(ctx, "runc_version", "")
-        return json_response(
-            SystemVersion(
-                Components=[
-                    ComponentVersion(
-                        Name="Engine",
-                        Version=VERSION,
-                        Details={"ApiVersion": "1.43", "Os": "linux"},
-                    ),
-                    ComponentVersion(Name="runc", Version=runc),
-                ],
-                Version=VERSION,
-                GoVersion="python" + platform.python_version(),
-                Arch=_arch(),
-                KernelVersion=platform.release(),
-                BuildTime="",
-            )
-        )
+        return json_response(reads.version(model))
 
     @r.route("GET", "/info")
     async def info(req: Request) -> Response:
-        state = ctx.engine.state
-        statuses = [c.status for c in state.containers.values()]
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            mem = 0
-        facts = await trio.to_thread.run_sync(observe_host_firewall)
-        firewall = FirewallBackendInfo(
-            Driver="nftables+iptables" if facts.iptables else "nftables",
-            Info=[["Detected", line] for line in findings(facts)])
-        return json_response(
-            SystemInfo(
-                ID=ctx.engine_id,
-                Containers=len(statuses),
-                ContainersRunning=statuses.count("running"),
-                ContainersPaused=statuses.count("paused"),
-                ContainersStopped=len(statuses)
-                - statuses.count("running")
-                - statuses.count("paused"),
-                Images=len(state.images),
-                DockerRootDir=str(ctx.paths.root),
-                NFd=len(os.listdir("/proc/self/fd")),
-                NGoroutines=trio.lowlevel.current_statistics().tasks_living,
-                SystemTime=rfc3339(ctx.clock()),
-                KernelVersion=platform.release(),
-                OperatingSystem=_os_name(),
-                OSType="linux",
-                Architecture=platform.machine(),
-                NCPU=os.cpu_count() or 1,
-                MemTotal=mem,
-                Name=platform.node(),
-                ServerVersion=VERSION,
-                CgroupVersion="2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
-                Runtimes={"runc": {"path": "runc"}},
-                SecurityOptions=["name=seccomp,profile=builtin"],
-                DriverStatus=[
-                    ["Backing Filesystem", "overlay"],
-                    ["Event log", ctx.store.describe()],
-                    # The folded head, not a query: `info` answers while the store is down.
-                    ["Events", str(ctx.store.applied_seq)],
-                ],
-                FirewallBackend=firewall,
-                Warnings=_waiting_outcomes(ctx) + _replication_warning(ctx),
-                Replication=_replication(ctx),
-            )
-        )
+        host = await trio.to_thread.run_sync(model.host, True)
+        return json_response(reads.info(model, host))
 
     @r.route("GET", "/events")
     async def events(req: Request) -> Response:
@@ -192,35 +88,3 @@ async def _ending_at(events: AsyncIterator[Any], deadline: float) -> AsyncIterat
         if item is nothing:  # the deadline came first; the cancelled `events` has ended
             return
         yield item
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return sys.platform
-
-
-def _replication(ctx: Any) -> dict[str, object] | None:
-    status = getattr(ctx, "replication", None)
-    return None if status is None else status.document()  # type: ignore[no-any-return]
-
-
-def _replication_warning(ctx: Any) -> list[str]:
-    """A stopped replication (a fork, a gap) needs a person: say so where `info` warns."""
-    status = getattr(ctx, "replication", None)
-    if status is None or status.state != "stopped":
-        return []
-    return [f"WARNING: replication to {status.url} stopped: {status.error}"]
-
-
-def _waiting_outcomes(ctx: Any) -> list[str]:
-    """Docker's `info` warnings, plus the outcomes the log refused that the supervisor is
-    still retrying (issue 15): a read-only context has no supervisor, hence nothing waiting."""
-    outcomes = getattr(getattr(ctx.engine, "supervisor", None), "outcomes", None)
-    waiting = outcomes.waiting() if outcomes is not None else []
-    return [f"WARNING: {summary(waiting)}"] if waiting else []

@@ -10,13 +10,14 @@ from typing import Any
 
 import msgspec
 
-from engine.api.docker.render import rfc3339
-from engine.api.docker.translate import labels_match, parse_filters
+from engine.api.docker import reads
+from engine.api.docker.reads import render_volume, volume_matches
+from engine.api.docker.translate import parse_filters
+from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, empty, json_response
 from engine.core.errors import ShipslogError
 from engine.core.lookup import find_volume
 from engine.core.volumes import volume_users
-from projections.state import EngineState, VolumeView
 
 
 class VolumeCreateBody(msgspec.Struct, kw_only=True):
@@ -26,46 +27,14 @@ class VolumeCreateBody(msgspec.Struct, kw_only=True):
     Labels: dict[str, str] | None = None
 
 
-def render_volume(state: EngineState, vol: VolumeView, root: Any) -> dict[str, Any]:
-    return {
-        "Name": vol.name,
-        "Driver": vol.driver,
-        "Mountpoint": str(root / "volumes" / vol.name / "_data"),
-        "CreatedAt": rfc3339(vol.created_at),
-        "Labels": dict(vol.labels) or None,
-        "Scope": "local",
-        "Options": dict(vol.options) or None,
-        "UsageData": {"Size": -1, "RefCount": len(volume_users(state, vol.name))},
-    }
-
-
-def _matches(state: EngineState, vol: VolumeView, filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in vol.name for v in values):
-            return False
-        if key == "driver" and vol.driver not in values:
-            return False
-        if key == "dangling":
-            dangling = not volume_users(state, vol.name)
-            if (values[0] in ("true", "1")) != dangling:
-                return False
-        if key == "label" and not labels_match(vol.labels, values):
-            return False
-    return True
-
-
 def volume_routes(ctx: Any) -> Router:
     r = Router()
     engine = ctx.engine
+    model = read_model(ctx)
 
     @r.route("GET", "/volumes")
     async def list_(req: Request) -> Response:
-        state = engine.state
-        filters = parse_filters(req.arg("filters"))
-        vols = [render_volume(state, vol, ctx.paths.root)
-                for vol in sorted(state.volumes.values(), key=lambda x: x.name)
-                if _matches(state, vol, filters)]
-        return json_response({"Volumes": vols, "Warnings": []})
+        return json_response(reads.volume_list(model, req))
 
     @r.route("POST", "/volumes/create")
     async def create(req: Request) -> Response:
@@ -79,9 +48,7 @@ def volume_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/volumes/{name}")
     async def inspect(req: Request) -> Response:
-        state = engine.state
-        return json_response(render_volume(state, find_volume(state, req.params["name"]),
-                                           ctx.paths.root))
+        return json_response(reads.volume_inspect(model, req.params["name"]))
 
     @r.route("DELETE", "/volumes/{name}")
     async def remove(req: Request) -> Response:
@@ -95,7 +62,7 @@ def volume_routes(ctx: Any) -> Router:
         everything = filters.pop("all", ["false"])[0] in ("true", "1")
         deleted = []
         for vol in list(state.volumes.values()):
-            if volume_users(state, vol.name) or not _matches(state, vol, filters):
+            if volume_users(state, vol.name) or not volume_matches(state, vol, filters):
                 continue
             if not vol.anonymous and not everything:
                 continue  # Docker 23+: prune takes anonymous volumes unless --all

@@ -1,12 +1,16 @@
-"""The container runtime driver the supervisor calls: runc + conmon behind one async class.
+"""The runtime seam's Linux implementation (engine/drivers/runtime/seam.py's `Runtime`): runc
++ conmon behind one async class, `LinuxRuntime`, which satisfies the Protocol directly.
 
 I/O: writes bundles' config.json, spawns conmon/runc/ps, reads exit files and cgroup
-files, waits on pidfds and inotify. Exec and attach streams are in `execio.py`; reading
-the image's /etc/passwd safely and the host's limits are in `hostinfo.py` (re-exported).
+files, waits on pidfds and inotify. runc's commands are in `runc.py`, conmon's spawning and
+exit records in `monitor.py`, exec and attach streams in `execio.py`; reading the image's
+/etc/passwd safely and the host's limits are in `engine/drivers/host/info.py` (re-exported).
 
-Layout: `<exec-root>/runc` is runc's state root, `<exec-root>/containers/<id>/` holds
-conmon's pid files and exit/oom records, `<exec-root>/exits/<id>` is conmon's exit file.
-Logs live wherever the caller says (normally `<root>/containers/<id>/…log`).
+Layout: `<exec-root>/bundles/<id>` is the OCI bundle, `<exec-root>/runc` is runc's state
+root, `<exec-root>/containers/<id>/` holds conmon's pid files and exit/oom records,
+`<exec-root>/exits/<id>` is conmon's exit file. Logs live wherever the caller says
+(normally `<root>/containers/<id>/…log`). The records conmon writes carry the killing
+signal as a number; the seam's `ExitRecord` names it, as Docker's API does.
 
 Every operation is idempotent: creating a container that exists returns its monitor,
 deleting a missing one succeeds, waiting on an exited one returns its record at once —
@@ -24,9 +28,8 @@ import signal as signal_mod
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -35,15 +38,20 @@ from engine.drivers.host.info import host_spec_inputs, read_rootfs_file
 from engine.drivers.runtime import cgroups, execio, monitor
 from engine.drivers.runtime import logs as logs_mod
 from engine.drivers.runtime.execio import AttachSession, ExecProcess, ExecResult
-from engine.drivers.runtime.monitor import ExitRecord, MonitorPaths
+from engine.drivers.runtime.monitor import ExitRecord as MonitorRecord
+from engine.drivers.runtime.monitor import MonitorPaths
 from engine.drivers.runtime.runc import Runc
+from engine.drivers.runtime.seam import ExitRecord, Rows, RuntimeState, Titles
+
+if TYPE_CHECKING:
+    from engine.shell.paths import Paths
 
 __all__ = [
     "AttachSession",
     "ExecProcess",
     "ExecResult",
     "ExitRecord",
-    "Runtime",
+    "LinuxRuntime",
     "RuntimeState",
     "host_spec_inputs",
     "log_limits",
@@ -51,22 +59,24 @@ __all__ = [
 ]
 
 DELETE_WAIT_S = 10.0
-Titles = list[str]
 _CONTROL = re.compile(r"[\x00-\x1f]")
-Rows = list[list[str]]
 # What an exec or a health probe takes from the container's process spec when it does not
 # set it itself (moby daemon/exec.go copies the container's `spec.Process`).
 _INHERITED_BY_EXEC = ("rlimits", "capabilities", "apparmorProfile", "selinuxLabel",
                       "oomScoreAdj")
 
 
-@dataclass(frozen=True)
-class RuntimeState:
-    id: str
-    status: str  # created, running, paused, stopped
-    pid: int
-    monitor_pid: int
-    bundle: str
+def signal_name(num: int) -> str:
+    try:
+        return signal_mod.Signals(num).name if num else ""
+    except ValueError:
+        return str(num)
+
+
+def _record(rec: MonitorRecord) -> ExitRecord:
+    return ExitRecord(exit_code=rec.exit_code, signal=signal_name(rec.signal),
+                      oom_killed=rec.oom_killed, finished_at_ns=rec.finished_at_ns,
+                      lost=rec.lost, reason=rec.reason)
 
 
 def signal_init(state_dir: Path, sig: int) -> bool:
@@ -118,23 +128,27 @@ def _remove_runtime_files(paths: MonitorPaths, container_id: str, cgroups_path: 
         cgroups.remove_empty(cgroups_path)
 
 
-class Runtime:
-    """runc and conmon for every container under one exec root."""
+class LinuxRuntime:
+    """runc and conmon for every container under one exec root (`paths.exec_root`)."""
 
     def __init__(
         self,
-        exec_root: str | os.PathLike[str],
+        paths: Paths,
         *,
-        runc_binary: str = "/usr/sbin/runc",
-        conmon_binary: str = monitor.CONMON,
+        runc_binary: str | None = None,
+        conmon_binary: str | None = None,
     ) -> None:
-        self.exec_root = Path(exec_root)
+        self.state_paths = paths
+        self.exec_root = Path(paths.exec_root)
+        # Full paths, found once: a PATH search per container costs a dozen execve calls.
+        runc_binary = (runc_binary or os.environ.get("SHIPSLOG_RUNC") or shutil.which("runc")
+                       or "/usr/sbin/runc")
         self.runc_binary = shutil.which(runc_binary) or runc_binary
-        self.conmon_binary = conmon_binary
+        self.conmon_binary = conmon_binary or shutil.which("conmon") or monitor.CONMON
         self.runc = Runc(str(self.exec_root / "runc"), self.runc_binary)
         self._exec_seq = 0
 
-    def paths(self, container_id: str) -> MonitorPaths:
+    def monitor_paths(self, container_id: str) -> MonitorPaths:
         if not container_id or "/" in container_id or container_id in (".", ".."):
             raise InvalidArgument(f"invalid container id {container_id!r}", "")
         return MonitorPaths(
@@ -152,7 +166,6 @@ class Runtime:
     async def create(
         self,
         container_id: str,
-        bundle_dir: str | os.PathLike[str],
         spec: Mapping[str, Any],
         *,
         tty: bool = False,
@@ -163,13 +176,13 @@ class Runtime:
         name: str = "",
     ) -> int:
         """Write config.json, start conmon (which runs `runc create`); return monitor pid."""
-        paths = self.paths(container_id)
+        paths = self.monitor_paths(container_id)
         # runc keeps <root>/<id>/state.json per container: a cheap existence check on the
         # hot path; `runc state` confirms only when it is there.
         if (Path(self.runc.root) / container_id / "state.json").exists():
             if await self.runc.state(container_id) is not None:
                 return monitor.read_monitor_pid(paths)
-        bundle = Path(bundle_dir).absolute()
+        bundle = self.state_paths.bundle_dir(container_id).absolute()
         bundle.mkdir(parents=True, exist_ok=True)
         paths.cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         link = paths.cdir / "bundle"
@@ -182,7 +195,7 @@ class Runtime:
         opts = dict(log_opts or {})
         size_max, max_file = log_limits(opts)
         # conmon's own cap truncates in place: exactly Docker's max-file=1. With more files
-        # the daemon rotates (`run_log_rotation`), and conmon must not truncate behind it.
+        # the daemon rotates (`rotate_logs`), and conmon must not truncate behind it.
         conmon_cap = size_max if max_file == 1 else 0
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +229,7 @@ class Runtime:
         except Conflict as e:
             if "already running" not in str(e):
                 raise
-        pid = _read_int(self.paths(container_id).pidfile)
+        pid = _read_int(self.monitor_paths(container_id).pidfile)
         if pid <= 0:
             st = await self.runc.state(container_id)
             pid = st.pid if st else 0
@@ -236,7 +249,7 @@ class Runtime:
 
     async def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """Apply new limits (OCI `linux.resources` parts) to a running container."""
-        f = execio.write_process_file(self.paths(container_id).cdir, resources)
+        f = execio.write_process_file(self.monitor_paths(container_id).cdir, resources)
         try:
             await self.runc.update(container_id, str(f))
         finally:
@@ -245,10 +258,15 @@ class Runtime:
     async def resume(self, container_id: str) -> None:
         await self.runc.resume(container_id)
 
-    def exit_record_nowait(self, container_id: str) -> ExitRecord | None:
+    def exit_record(self, container_id: str) -> ExitRecord | None:
+        """The recorded exit, if the monitor wrote one (read after a daemon restart)."""
+        rec = self._monitor_record(container_id)
+        return None if rec is None else _record(rec)
+
+    def _monitor_record(self, container_id: str) -> MonitorRecord | None:
         """conmon's record if the container has exited. The OOM flag is conmon's `oom` file
         or, if conmon missed the event, the cgroup's own oom_kill counter."""
-        rec = monitor.read_exit_record(self.paths(container_id))
+        rec = monitor.read_exit_record(self.monitor_paths(container_id))
         if rec is not None and not rec.oom_killed and self._oom_in_cgroup(container_id):
             rec = dataclasses.replace(rec, oom_killed=True)
         return rec
@@ -282,7 +300,7 @@ class Runtime:
         return merged
 
     def _bundle_of(self, container_id: str) -> Path:
-        link = self.paths(container_id).cdir / "bundle"
+        link = self.monitor_paths(container_id).cdir / "bundle"
         try:
             return Path(os.readlink(link))
         except OSError:
@@ -291,9 +309,12 @@ class Runtime:
     async def wait_exit(self, container_id: str) -> ExitRecord:
         """Wait for the container to exit and return conmon's record of it. Works for
         containers started by an earlier daemon: it waits on conmon's pidfd."""
-        paths = self.paths(container_id)
+        return _record(await self._wait_monitor_record(container_id))
+
+    async def _wait_monitor_record(self, container_id: str) -> MonitorRecord:
+        paths = self.monitor_paths(container_id)
         while True:
-            rec = self.exit_record_nowait(container_id)
+            rec = self._monitor_record(container_id)
             if rec is not None:
                 # conmon writes the exit file, then drains the last output into the log and
                 # exits: wait for that (briefly), so `logs` right after an exit is complete.
@@ -306,12 +327,12 @@ class Runtime:
             if fd is not None:
                 await monitor.wait_pidfd(fd)
                 continue
-            rec = self.exit_record_nowait(container_id)
+            rec = self._monitor_record(container_id)
             if rec is not None:
                 return rec
             return await self._wait_unmonitored(container_id)
 
-    async def _wait_unmonitored(self, container_id: str) -> ExitRecord:
+    async def _wait_unmonitored(self, container_id: str) -> MonitorRecord:
         """The monitor died without an exit record (RELIABILITY F-10): watch the container's
         own pid; its exit code is then unknowable, so report 255 "lost" as Docker does."""
         st = await self.runc.state(container_id)
@@ -320,7 +341,7 @@ class Runtime:
             fd = monitor.open_pidfd(st.pid)
             if fd is not None:
                 await monitor.wait_pidfd(fd)
-        return ExitRecord(
+        return MonitorRecord(
             exit_code=255,
             signal=0,
             oom_killed=self._oom_in_cgroup(container_id),
@@ -331,7 +352,7 @@ class Runtime:
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
         """Remove the container from runc and its runtime files; the log stays."""
-        paths = self.paths(container_id)
+        paths = self.monitor_paths(container_id)
         cg = self._cgroups_path(container_id)
         # No `runc state` first: runc refuses to delete a live container without --force
         # ("not stopped" → Conflict) and a missing one is NotFound, i.e. already done.
@@ -345,6 +366,9 @@ class Runtime:
         # Off the event loop: on a disk-backed exec root each unlink and cgroup rmdir can
         # take milliseconds, and Compose's `down` removes all its containers at once.
         await trio.to_thread.run_sync(_remove_runtime_files, paths, container_id, cg)
+        # in a thread: an rmtree on the event loop stalled every concurrent removal (issue 14)
+        await trio.to_thread.run_sync(shutil.rmtree,
+                                      self.state_paths.bundle_dir(container_id), True)
 
     # -- log rotation ---------------------------------------------------------------------
 
@@ -354,7 +378,7 @@ class Runtime:
         shift_log_files(Path(log_path), max_file)
         await self.reopen_log(container_id)
 
-    async def run_log_rotation(
+    async def rotate_logs(
         self,
         container_id: str,
         log_path: str,
@@ -372,7 +396,7 @@ class Runtime:
             return  # nothing to do, or conmon's own cap does it
         base = Path(log_path)
         base.parent.mkdir(parents=True, exist_ok=True)
-        pidfd = monitor.monitor_pidfd(self.paths(container_id))
+        pidfd = monitor.monitor_pidfd(self.monitor_paths(container_id))
         if pidfd is None:
             task_status.started()
             return
@@ -418,27 +442,15 @@ class Runtime:
         st = await self.runc.state(container_id)
         if st is None:
             return None
-        return RuntimeState(
-            id=st.id,
-            status=st.status,
-            pid=st.pid,
-            monitor_pid=monitor.read_monitor_pid(self.paths(container_id)),
-            bundle=st.bundle,
-        )
+        return RuntimeState(id=st.id, status=st.status, pid=st.pid)
+
+    def monitor_pid(self, container_id: str) -> int:
+        """conmon's pid for the container (0 when it has none)."""
+        return monitor.read_monitor_pid(self.monitor_paths(container_id))
 
     async def list(self) -> list[RuntimeState]:
-        out = []
-        for st in await self.runc.list():
-            out.append(
-                RuntimeState(
-                    id=st.id,
-                    status=st.status,
-                    pid=st.pid,
-                    monitor_pid=monitor.read_monitor_pid(self.paths(st.id)),
-                    bundle=st.bundle,
-                )
-            )
-        return out
+        return [RuntimeState(id=st.id, status=st.status, pid=st.pid)
+                for st in await self.runc.list()]
 
     async def top(self, container_id: str, ps_args: str = "-ef") -> tuple[Titles, Rows]:
         """Docker's `top`: run host `ps <ps_args>` and keep the container's processes (the
@@ -472,7 +484,7 @@ class Runtime:
         For interactive streams use `open_exec`.
         """
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, self._exec_process(container_id, process, tty)
+            self.monitor_paths(container_id).cdir, self._exec_process(container_id, process, tty)
         )
         try:
             if detach:
@@ -487,7 +499,7 @@ class Runtime:
                     max_output: int) -> ExecResult | None:
         """A health probe in the container; None when it timed out (and was killed)."""
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, self._exec_process(container_id, process, False)
+            self.monitor_paths(container_id).cdir, self._exec_process(container_id, process, False)
         )
         try:
             return await execio.exec_probe(self.runc, container_id, pfile, timeout_s,
@@ -508,7 +520,7 @@ class Runtime:
         """An attached exec with live streams (`docker exec -i[t]`); `size` is the initial
         (rows, columns) of its terminal; `stdin=False` gives the process /dev/null."""
         pfile = execio.write_process_file(
-            self.paths(container_id).cdir, self._exec_process(container_id, process, tty)
+            self.monitor_paths(container_id).cdir, self._exec_process(container_id, process, tty)
         )
         try:
             async with execio.open_exec(self.runc, container_id, pfile, tty=tty, size=size,

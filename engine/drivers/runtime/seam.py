@@ -1,7 +1,7 @@
 """The runtime seam: what the supervisor, the exit watcher and the reconciler ask of the OCI
 runtime, as Protocols, and the records it answers with.
 
-I/O: none here. The Linux implementation is `driver.LinuxRuntime` (runc + conmon, bundles
+I/O: none here. The Linux implementation is `linux.LinuxRuntime` (runc + conmon, bundles
 under the exec root) with `specs.SpecMaker` (the OCI spec, read from the rootfs and the host);
 the recording fakes are `FakeRuntime` and `FakeSpecs` in `engine/testing/fakes.py`; the
 contract is `tests/contracts/test_seam_contracts.py`, and `engine/testing/seams.py` has mypy
@@ -11,11 +11,20 @@ check that both satisfy these Protocols.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from projections.state import ContainerView, ImageView
+
+if TYPE_CHECKING:
+    from trio.abc import ReceiveStream, SendStream
+
+
+# `top`'s answer: `ps` titles and rows (aliases: `Runtime.list` shadows `list` in the class).
+Titles = list[str]
+Rows = list[list[str]]
 
 
 class ExitRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +54,37 @@ class AttachSession(Protocol):
     def close_stdin(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class ExecProcess(Protocol):
+    """A process running in a container beside its own (`docker exec`), with live streams:
+    with a terminal, `stdout` is the terminal (stderr merged) and `stdin` writes to it."""
+
+    @property
+    def stdin(self) -> SendStream | None: ...
+
+    @property
+    def stdout(self) -> ReceiveStream: ...
+
+    @property
+    def stderr(self) -> ReceiveStream | None: ...
+
+    @property
+    def tty(self) -> bool: ...
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once known (negative: the signal that ended the runtime)."""
+
+    async def started(self) -> int:
+        """The process's pid once it runs, or 0 when the runtime could not start it."""
+
+    async def close_stdin(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+    def resize(self, height: int, width: int) -> None:
+        """A new terminal size (Conflict without a terminal)."""
 
 
 class Runtime(Protocol):
@@ -95,6 +135,21 @@ class Runtime(Protocol):
     async def rotate_logs(self, container_id: str, log_path: str,
                           log_opts: dict[str, str]) -> None:
         """Keep `max-size`/`max-file` while the container runs; returns when it exits."""
+
+    def open_exec(self, container_id: str, process: dict[str, Any], *, tty: bool = False,
+                  size: tuple[int, int] | None = None,
+                  stdin: bool = True) -> AbstractAsyncContextManager[ExecProcess]:
+        """Run `process` (an OCI process object) in the container while the block runs;
+        `size` is its terminal's first (rows, columns); `stdin=False` gives it /dev/null.
+        Leaving the block stops a process still running."""
+
+    async def top(self, container_id: str,
+                  ps_args: str = "-ef") -> tuple[Titles, Rows]:
+        """Docker's `top`: the titles and rows of `ps ps_args` for the container's
+        processes."""
+
+    async def resize(self, container_id: str, height: int, width: int) -> None:
+        """A new size for the container's terminal."""
 
 
 class SpecMaker(Protocol):
