@@ -310,6 +310,9 @@ class Engine:
         ops = self._network_ops()
         net = find_network(self.state, net_ref)
         c = find_container(self.state, container_ref)
+        if (ip or ip6) and net.name == "bridge":
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only", hint="connect to a network you created")
         if c.id in net.endpoints:
             raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}",
                            hint="it is connected already")
@@ -320,8 +323,26 @@ class Engine:
                 s, net.id, c.id, op_id=op_id, ip=ip, aliases=aliases, ip6=ip6), actor,
                 lock=c.id)
             return
-        async with self._locked(c.id):
-            await ops.connect_live(c, net, self.journal.new_id(), actor, aliases)
+        if not ip and not ip6:
+            async with self._locked(c.id):
+                await ops.connect_live(c, net, self.journal.new_id(), actor, aliases)
+            return
+        # A static address is recorded first (NetworkAddressAllocated, checked by IPAM); the
+        # connect then keeps the allocation it finds, and a refused connect gives it back.
+        if ip6 and not net.subnet6:
+            raise InvalidArgument(f"network {net.name} has no IPv6 subnet for {ip6}",
+                                  hint="create the network with --ipv6 --subnet <v6 CIDR>")
+        op_id = self.journal.new_id()
+        try:
+            if ip:
+                await ops.reserve_address(c, net, ip, op_id, actor)
+            if ip6:  # issue 13: `network connect --ip6`
+                await ops.reserve_address(c, net, ip6, op_id, actor, family=6)
+            await self.connect_network(net.id, c.id, actor, aliases=aliases)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await ops.release_reserved(c.id, net.id, op_id, actor)
+            raise
 
     async def disconnect_network(self, net_ref: str, container_ref: str, actor: Actor) -> None:
         ops = self._network_ops()

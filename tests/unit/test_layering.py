@@ -197,9 +197,7 @@ def test_the_rules_catch_a_wrong_import() -> None:
 # (`runtime.rt`, the runc class under the seam; `supervisor.d`, the supervisor's drivers)
 # instead of calling the seam the daemon context holds.
 PAST_THE_SEAM = {"rt", "d"}
-# `supervisor.d.network` is the shell's NetworkOps (reserving an address for a connect),
-# not a driver; a connect service on the engine would clear it.
-KNOWN_REACHES = {("engine.api.routes.networks", "d")}
+KNOWN_REACHES: set[tuple[str, str]] = set()
 
 
 def reaches(path: Path) -> set[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import trio
 
 from engine.api.docker import reads
 from engine.api.docker.reads import network_matches
@@ -20,7 +19,6 @@ from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, empty, json_response
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError, Unavailable
 from engine.core.hostfiles import check_hostname
-from engine.core.lookup import find_container, find_network
 from engine.core.networks import split_ipam
 from projections.state import EngineState
 
@@ -148,40 +146,8 @@ def network_routes(ctx: Any) -> Router:
         ip = ep.IPAMConfig.IPv4Address if ep.IPAMConfig and ep.IPAMConfig.IPv4Address else ""
         ip6 = ep.IPAMConfig.IPv6Address if ep.IPAMConfig and ep.IPAMConfig.IPv6Address else ""
         aliases = tuple(check_hostname(a, "alias") for a in ep.Aliases or () if a)
-        if not ip and not ip6:
-            await engine.connect_network(req.params["id"], body.Container, req.actor,
-                                         aliases=aliases)
-            return empty(200)
-        # A static address is recorded first (NetworkAddressAllocated, checked by IPAM); the
-        # connect then keeps the allocation it finds, and a refused connect gives it back.
-        state = engine.state
-        net = find_network(state, req.params["id"])
-        c = find_container(state, body.Container)
-        if net.name == "bridge":
-            raise InvalidArgument("user specified IP address is supported on user defined "
-                                  "networks only", hint="connect to a network you created")
-        if c.status not in ("running", "paused"):  # recorded, taken at start
-            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases, ip=ip,
-                                         ip6=ip6)
-            return empty(200)
-        if c.id in net.endpoints:
-            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)  # refuses
-            return empty(200)
-        ops = ctx.engine.supervisor.d.network
-        op_id = ctx.engine.journal.new_id()
-        if ip6 and not net.subnet6:
-            raise InvalidArgument(f"network {net.name} has no IPv6 subnet for {ip6}",
-                                  hint="create the network with --ipv6 --subnet <v6 CIDR>")
-        try:
-            if ip:
-                await ops.reserve_address(c, net, ip, op_id, req.actor)
-            if ip6:  # issue 13: `network connect --ip6`
-                await ops.reserve_address(c, net, ip6, op_id, req.actor, family=6)
-            await engine.connect_network(net.id, c.id, req.actor, aliases=aliases)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await ops.release_reserved(c.id, net.id, op_id, req.actor)
-            raise
+        await engine.connect_network(req.params["id"], body.Container, req.actor,
+                                     aliases=aliases, ip=ip, ip6=ip6)
         return empty(200)
 
     @r.route("POST", "/networks/{id}/disconnect")
