@@ -582,7 +582,7 @@ class EventStore(Generic[State]):
             return state
         every = self.snapshot_every if snapshot and _snapshots_of(projection) else 0
         builder = getattr(projection, "fold_builder", None) if every else None
-        if builder is not None:
+        if builder is not None and after < until:  # (nothing to fold: keep the state as is)
             return self._fold_building(projection, builder(state), after, until, every)
         writing: threading.Thread | None = None
         try:
