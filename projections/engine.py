@@ -7,13 +7,13 @@ view for readers that only have the database (the CLI with `--root`, while the d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
 from events.envelope import Envelope, RowChange
 from projections import snapshot
-from projections.fold import TABLES, fold, fold_batch
+from projections.fold import TABLES, FoldBuilder, fold, fold_batch
 from projections.state import (
     ContainerView,
     EngineState,
@@ -57,6 +57,11 @@ class EngineProjection:
         """The same fold without rows: rebuilds and time travel, several times faster."""
         return fold(envelopes, state)
 
+    def fold_builder(self, state: EngineState) -> StateBuilder:
+        """`fold_state` kept open across stretches: what a rebuild or a load that snapshots
+        on its way uses (events/store.py `_fold_range`)."""
+        return StateBuilder(state)
+
     def encode_state(self, state: EngineState) -> bytes:
         """The whole state as a snapshot (the store keeps it with the seq it covers)."""
         return snapshot.encode_state(state)
@@ -68,6 +73,27 @@ class EngineProjection:
         """Every row of every table for `state` (what a rebuild writes)."""
         return [RowChange(table, key, _encode(view)) for table in self.tables
                 for key, view in getattr(state, table).items()]
+
+
+class StateBuilder:
+    """A `FoldBuilder` as the store drives it: feed stretches, take snapshots on the way,
+    freeze the state once at the end. Pure; `snapshot()` returns the part of the encoding
+    that may run on another thread while the fold goes on."""
+
+    def __init__(self, state: EngineState) -> None:
+        self._fold = FoldBuilder(state)
+
+    def feed(self, envelopes: Iterable[Envelope]) -> None:
+        self._fold.feed(envelopes)
+
+    def snapshot(self) -> Callable[[], bytes]:
+        """Encode the state folded so far now (it changes with the next `feed`); the
+        returned call compresses it into what `encode_state` would give for that state."""
+        raw = snapshot.encode_maps(self._fold.seq, self._fold.maps())
+        return lambda: snapshot.compress(raw)
+
+    def state(self) -> EngineState:
+        return self._fold.state()
 
 
 def decode_row(table: str, doc: bytes) -> object:

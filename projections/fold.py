@@ -657,13 +657,40 @@ def apply(state: EngineState, envelope: Envelope) -> EngineState:
 
 def fold(envelopes: Iterable[Envelope], state: EngineState | None = None) -> EngineState:
     """Fold any number of envelopes without computing rows (rebuild and time travel)."""
-    tx = _Tx(state or EngineState(), rebuild=True)
-    get = HANDLERS.get
-    env = None
-    for env in envelopes:
-        handler = get(type(env.event))
-        if handler is not None:
-            handler(tx, env, env.event)
-    if env is not None:  # no handler reads tx.seq: set it once, not per event
-        tx.seq = env.seq
-    return tx.finish()
+    builder = FoldBuilder(state or EngineState())
+    builder.feed(envelopes)
+    return builder.state()
+
+
+class FoldBuilder:
+    """A rows-free fold kept open across many stretches of the log (a rebuild that snapshots
+    on its way): its maps stay plain dicts between `feed`s, so each stretch costs only its
+    events, not two copies of the whole state (persistent maps → dicts → persistent maps).
+    `state()` freezes what has been folded so far; the builder can go on after it."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, state: EngineState) -> None:
+        self._tx = _Tx(state, rebuild=True)
+
+    @property
+    def seq(self) -> int:
+        return self._tx.seq
+
+    def feed(self, envelopes: Iterable[Envelope]) -> None:
+        tx = self._tx
+        get = HANDLERS.get
+        env = None
+        for env in envelopes:
+            handler = get(type(env.event))
+            if handler is not None:
+                handler(tx, env, env.event)
+        if env is not None:  # no handler reads tx.seq: set it once, not per event
+            tx.seq = env.seq
+
+    def maps(self) -> dict[str, dict[str, Any]]:
+        """The live dicts, by `EngineState` field name: read them, never keep them."""
+        return {name: getattr(self._tx, name) for name in _MAPS}
+
+    def state(self) -> EngineState:
+        return self._tx.finish()

@@ -27,7 +27,11 @@ Floors, measured beside the store so a target can be checked against what this m
 this schema allow at all: `fdatasync_*` (one sync), `concurrent_floor_*` (the concurrent run's
 own rows and projection rows replayed by SQLite alone, 32 events per commit),
 `sqlite_fetch_floor_*` (sqlite3 handing Python every row, the floor under a rebuild) and
-`verify_*_floor_*` (building the canonical bytes, and sha256 over them, apart).
+`verify_*_floor_*` (building the canonical bytes, and sha256 over them, apart). The issue 17
+ratios are printed as `concurrent_vs_floor`, `rebuild_vs_fetch_floor` and
+`fold_from_zero_vs_fetch_floor`; `concurrent_handoff_us_per_append` is what the concurrent
+run pays outside the store (the trio round trip of each append, over a store that only
+sleeps), which no commit overlaps while every appender waits on the same commit.
 """
 
 from __future__ import annotations
@@ -295,6 +299,53 @@ def bench_concurrent(tmp: Path, per_task: int, tasks: int, *, location: str | No
     assert store.head() == first + per_task * tasks and store.verify().ok
     store.close()
     return rate, commits  # the log stays for bench_concurrent_floor
+
+
+def bench_handoff(per_task: int, tasks: int) -> dict[str, float]:
+    """What the concurrent run pays outside the store: the same `tasks` trio appenders
+    through `StoreWriter`, against a store whose `append_group` does nothing but sleep
+    (letting go of the GIL, as a commit's fsync does). The wall time minus the sleeps, per
+    append, is the trio task's round trip (wake-up, the appender's own code, the hand-off
+    to the writer thread), paid between two commits while no commit runs: with 32
+    appenders waiting on every commit, no commit overlaps it."""
+
+    class _Sleeper:
+        def head(self) -> int:
+            return 0
+
+        def append_group(self, batches: list[Any]) -> list[list[Envelope]]:
+            time.sleep(0.001)
+            return [[] for _ in batches]
+
+        def checkpoint(self) -> bool:
+            return True
+
+    async def main() -> tuple[float, int]:
+        async with open_store_writer(_Sleeper()) as writer:  # type: ignore[arg-type]
+            async def appender(t: int) -> None:
+                cid = _cid(t)
+                for j in range(per_task):
+                    await writer.append(
+                        [Pending(stream=f"container-{cid}",
+                                 event=ContainerStarted(container_id=cid, pid=j))],
+                        actor=ACTOR, op_id="op", now_ns=j)
+
+            started = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for t in range(tasks):
+                    nursery.start_soon(appender, t)
+            return time.perf_counter() - started, writer.commits
+
+    sleep = statistics.median(_timed_sleep(0.001) for _ in range(50))
+    elapsed, groups = trio.run(main)
+    return {"concurrent_handoff_us_per_append":
+            max(0.0, elapsed - groups * sleep) / (per_task * tasks) * 1e6}
+
+
+def _timed_sleep(seconds: float) -> float:
+    t = time.perf_counter()
+    time.sleep(seconds)
+    return time.perf_counter() - t
 
 
 def bench_postgres(n: int, per_task: int, tasks: int) -> dict[str, Any]:
@@ -678,6 +729,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         results["concurrent_commits"] = commits
         results["concurrent_events_per_commit"] = conc_per_task * 32 / commits
         results.update(bench_concurrent_floor(tmp / "concurrent.db", tmp, 32))
+        results["concurrent_vs_floor"] = rate / results["concurrent_floor_events_per_s"]
+        results.update(bench_handoff(conc_per_task, 32))
         if not args.no_postgres:
             pg = bench_postgres(durable_n, conc_per_task, 32)
             results.update(pg)
@@ -689,6 +742,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.appends:
             results["bulk_load_events_per_s"] = build_log(tmp / "log.db", log_total, containers)
             results.update(bench_log(tmp / "log.db", log_total))
+            floor = results["sqlite_fetch_floor_rows_per_s"]
+            results["rebuild_vs_fetch_floor"] = results["rebuild_events_per_s"] / floor
+            results["fold_from_zero_vs_fetch_floor"] = (
+                results["fold_from_zero_events_per_s"] / floor)
             results["log_events"] = log_total
     return results
 
