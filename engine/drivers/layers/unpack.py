@@ -32,6 +32,7 @@ import zstandard
 
 from engine.core.image_reference import InvalidReference, digest_hex, validate_digest
 from engine.drivers.host import mountsys
+from engine.drivers.layers.placement import mark_top_of_trees
 from engine.drivers.layers.tarsafe import (
     Applier,
     InvalidLayer,
@@ -515,6 +516,8 @@ class LayerStore:
         self.limits = limits or LayerLimits()
         self.root.mkdir(mode=0o700, exist_ok=True)
         self.layers_dir.mkdir(mode=0o700, exist_ok=True)
+        # Each layer is its own tree: spread them over the disk (placement.py, issue 17).
+        mark_top_of_trees(self.layers_dir)
 
     def path(self, diff_id: str) -> str:
         """The overlay lowerdir of a layer (whether or not it exists)."""
