@@ -22,10 +22,12 @@ import stat
 import tarfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.drivers.layers import tarsafe
 from engine.drivers.layers.unpack import CHUNK, LayerLimits, apply_tar
 
 ROOT = os.geteuid() == 0
@@ -151,12 +153,15 @@ def extract_tarfile(blob: bytes, dest: Path) -> None:
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
-@given(layers())
-def test_applier_makes_the_tree_tarfile_makes(tmp_path: Path, entries: list[Entry]) -> None:
+@given(layers(), st.sampled_from([tarsafe._DIR_CACHE_MAX, 1, 2]))
+def test_applier_makes_the_tree_tarfile_makes(tmp_path: Path, entries: list[Entry],
+                                              dir_cache: int) -> None:
     blob = build(entries)
     case = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
     case.mkdir()
-    extract_ours(blob, case / "ours")
+    # A tiny directory-fd cache makes every entry evict and reopen parents.
+    with mock.patch.object(tarsafe, "_DIR_CACHE_MAX", dir_cache):
+        extract_ours(blob, case / "ours")
     extract_tarfile(blob, case / "tarfile")
     named = {"/".join(e["path"]) for e in entries}
     implied = {"/".join(e["path"][:i]) for e in entries for i in range(1, len(e["path"]))}

@@ -169,9 +169,12 @@ class Applier:
         return fd
 
     def _trim_cache(self) -> None:
-        # Called only between entries, so no fd handed out is still in use.
+        # Called only between entries, so no fd handed out is still in use. The older half
+        # goes (insertion order): a layer is written directory by directory, so the recent
+        # ones are those its next entries need.
         if len(self._dirs) > _DIR_CACHE_MAX:
-            self.close()
+            for key in list(self._dirs)[: len(self._dirs) // 2]:
+                os.close(self._dirs.pop(key))
 
     def _remove(self, parent: tuple[str, ...], pfd: int, name: str) -> None:
         """Remove whatever is at `name` under pfd (dir trees too); drop cached fds below it."""
