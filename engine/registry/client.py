@@ -21,6 +21,8 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -101,12 +103,36 @@ def retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when - now)
 
 
+_tls_lock = threading.Lock()
+_tls_default: ssl.SSLContext | None = None
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """The system's CA certificates, parsed once per process. httpx parses them again for
+    every client it makes (verify=True): 30-150 ms of CPU here, on the event loop, that the
+    first pull of a freshly started daemon waited for (issue 17). The daemon calls this in a
+    worker thread as it starts (`warm_tls`); an SSLContext can be shared by clients."""
+    global _tls_default
+    with _tls_lock:
+        if _tls_default is None:
+            # trust_env=False: SSL_CERT_FILE/SSL_CERT_DIR are not read, as by the client.
+            _tls_default = httpx.create_ssl_context(verify=True, trust_env=False)
+        return _tls_default
+
+
+def warm_tls() -> None:
+    """Load the CA certificates ahead of the first pull (run it in a worker thread)."""
+    default_tls_context()
+
+
 class Transport:
     """The daemon's connection pool. Redirects are ours to follow (`follow_redirects=False`)."""
 
     def __init__(self, *, verify: Any = True, timeout: float = 60.0) -> None:
         # httpx logs every request at INFO; the daemon's log is for what we decide.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        if verify is True:
+            verify = default_tls_context()
         self.http = httpx.AsyncClient(
             follow_redirects=False, verify=verify, trust_env=False,
             timeout=httpx.Timeout(timeout, connect=15.0),
