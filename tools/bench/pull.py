@@ -422,6 +422,8 @@ def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[fl
     result: dict[str, Any] = {"image": image, "runs": n, "median_s": {}, "min_s": {},
                               "shipslog_ratio": {}}
     for name in ENGINES:
+        if name == "shipslog_before" and name not in samples and name not in why:
+            continue  # no --daemon-before: not a row
         xs = samples.get(name, [])
         med = median(xs)
         result["median_s"][name] = med
