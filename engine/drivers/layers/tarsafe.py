@@ -18,7 +18,9 @@ Rules (OCI image-spec `layer.md`, containerd `archive/tar.go`, go-archive):
   `trusted.overlay.opaque=y` on its directory; `.wh.`, `.wh..`, `.wh...` are errors (I-09);
   other `.wh..wh.*` names are aufs bookkeeping and are skipped;
 - owner, mode (with setuid/setgid/sticky) and mtime are kept; tar xattrs are dropped
-  (`security.capability` included, S-11);
+  (`security.capability` included, S-11); a directory given twice ends with its last entry's
+  owner, mode and mtime, as with tarfile and go-archive (tests/property/test_unpack_vs_tarfile.py
+  compares the trees both make);
 - caps on entry count, path depth and path length (I-12) raise LayerTooLarge.
 """
 
