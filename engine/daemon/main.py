@@ -44,6 +44,7 @@ from engine.drivers.host.statelock import take_lock
 from engine.drivers.network.linux import linux_network
 from engine.drivers.secrets.store import SecretStore
 from engine.drivers.snapshots.overlay import Snapshotter
+from engine.registry.client import warm_tls
 from engine.shell.build.session import sweep_step_containers
 from engine.shell.compaction import archive_dir, run_auto_compaction
 from engine.shell.files import FileService
@@ -196,6 +197,7 @@ async def _serve(args: argparse.Namespace, paths: Paths, task_status: Any) -> No
             nursery.start_soon(sweep_step_containers, engine)  # a build cut by a crash
             nursery.start_soon(run_bounded, partial(_start_quietly, engine), restart)
             nursery.start_soon(_snapshot_periodically, store, writer)
+            nursery.start_soon(trio.to_thread.run_sync, warm_tls)  # before the first pull
             ctx = DaemonContext(
                 engine=engine, images=ImageOps(journal, storage.content, storage.layers,
                                                paths.root / "tmp"),

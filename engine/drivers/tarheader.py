@@ -35,6 +35,25 @@ def _octal(field: bytes | bytearray) -> int:
     return int(field.decode("ascii").strip() or "0", 8)
 
 
+_ENDS = (0, 32)  # NUL or space: how writers end a number field
+
+
+def _number(buf: bytes | bytearray, start: int, end: int) -> int:
+    """`_octal(buf[start:end])`, without its slicing and decoding for the usual fields: one
+    that starts with NUL (0; tarfile leaves device numbers so), or octal digits ended by NUL
+    or space in the last byte -- then the bytes before it are the field up to its first NUL
+    (a NUL among them makes int() fail), and int() strips and parses them as `_octal` does.
+    Anything else goes `_octal`'s way."""
+    if not buf[start]:
+        return 0
+    if buf[end - 1] in _ENDS:
+        try:
+            return int(buf[start:end - 1], 8)
+        except ValueError:
+            pass
+    return _octal(buf[start:end])
+
+
 def _text(field: bytes | bytearray, encoding: str, errors: str) -> str:
     # tarfile.nts
     p = field.find(b"\0")
@@ -57,9 +76,8 @@ class FastTarInfo(tarfile.TarInfo):
     def _fast(cls, buf: bytes | bytearray, encoding: str, errors: str) -> FastTarInfo | None:
         if len(buf) != _BLOCK or buf[156:157] in _SLOW_TYPES or buf[148] & 0x80:
             return None
-        for off, _ in _NUMERIC:
-            if buf[off] & 0x80:
-                return None  # base-256 (GNU/star): tarfile knows it
+        if (buf[100] | buf[108] | buf[116] | buf[124] | buf[136] | buf[329] | buf[337]) & 0x80:
+            return None  # base-256 (GNU/star) in a number field (_NUMERIC): tarfile knows it
         try:
             chksum = _octal(buf[148:156])
             # The unsigned sum with the checksum field read as spaces (POSIX ustar). A header
@@ -68,18 +86,18 @@ class FastTarInfo(tarfile.TarInfo):
                 return None
             obj = cls()
             obj.name = _text(buf[0:100], encoding, errors)
-            obj.mode = _octal(buf[100:108])
-            obj.uid = _octal(buf[108:116])
-            obj.gid = _octal(buf[116:124])
-            obj.size = _octal(buf[124:136])
-            obj.mtime = _octal(buf[136:148])
+            obj.mode = _number(buf, 100, 108)
+            obj.uid = _number(buf, 108, 116)
+            obj.gid = _number(buf, 116, 124)
+            obj.size = _number(buf, 124, 136)
+            obj.mtime = _number(buf, 136, 148)
+            obj.devmajor = _number(buf, 329, 337)
+            obj.devminor = _number(buf, 337, 345)
             obj.chksum = chksum
             obj.type = buf[156:157]  # type: ignore[assignment]  # as tarfile does
             obj.linkname = _text(buf[157:257], encoding, errors)
             obj.uname = _text(buf[265:297], encoding, errors)
             obj.gname = _text(buf[297:329], encoding, errors)
-            obj.devmajor = _octal(buf[329:337])
-            obj.devminor = _octal(buf[337:345])
             prefix = _text(buf[345:500], encoding, errors)
         except ValueError:  # UnicodeError and bad octal alike: let tarfile raise its error
             return None

@@ -6,6 +6,7 @@ verification only, no unpack) in one run (issue 4).
     python3 -m tools.bench.pull --quick    # 1 pull per engine
     python3 -m tools.bench.pull -n 5 --skip podman
     python3 -m tools.bench.pull --skip-image synthetic   # only the real-content image
+    python3 -m tools.bench.pull --daemon-before DIR      # + shipslogd from an older tree
 
 Two images, each the busybox layer plus one big layer: `synthetic`, ~170 MB uncompressed (a
 tree of ~2,000 files of mixed sizes, part random, part text-like, so gzip does real work), and
@@ -18,7 +19,10 @@ directory for skopeo. The engines take turns pull by pull (round-robin), so a ch
 load of a shared machine falls on all of them alike. Timed: the client command's wall
 time, until the image is usable (for skopeo: until the OCI directory is complete). Median and
 min per engine, and ratios of our CLI's median to each. `shipslog_docker_cli` is the docker
-CLI against shipslogd: the same daemon work without our CLI's start-up.
+CLI against shipslogd: the same daemon work without our CLI's start-up. `--daemon-before DIR`
+(`git archive OLD engine events projections | tar -x -C DIR`) adds `shipslog_before`: our CLI
+against a shipslogd run from that tree, taking its turn with the others (before and after a
+daemon change, in one run).
 
 Prints progress on stderr, a readable table on stdout, and as the LAST stdout line one JSON
 object (null for whatever could not be measured here).
@@ -238,10 +242,12 @@ class ShipslogPull(PullEngine):
     """Our CLI, or (`docker_cli`) the docker CLI against shipslogd: the same daemon work
     without our CLI's start-up. A fresh daemon and root per pull (started outside the timing)."""
 
-    def __init__(self, ref: str, *, docker_cli: bool = False) -> None:
+    def __init__(self, ref: str, *, docker_cli: bool = False, tree: Path | None = None) -> None:
         super().__init__(ref)
         self.docker_cli = docker_cli
-        self.name = "shipslog_docker_cli" if docker_cli else "shipslog"
+        self.tree = tree  # another source tree for the daemon (--daemon-before)
+        self.name = ("shipslog_docker_cli" if docker_cli else
+                     "shipslog_before" if tree is not None else "shipslog")
 
     def setup(self) -> None:
         if self.docker_cli and shutil.which("docker") is None:
@@ -249,6 +255,11 @@ class ShipslogPull(PullEngine):
 
     def pull_once(self, i: int) -> float:
         d = DaemonProcess.make()
+        if self.tree is not None:
+            # `env -C` makes that tree the daemon's working dir, which `-m` puts first on
+            # sys.path (as tools.bench.run's --daemon-before).
+            tree = str(self.tree.resolve())
+            d.wrap = ["env", "-C", tree, f"PYTHONPATH={tree}"]
         try:
             d.start()
             env = dict(d.cli_env(), PYTHONPATH=str(REPO))
@@ -333,24 +344,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", action="append", default=[],
                    choices=["shipslog_docker_cli", "docker", "podman", "skopeo"],
                    help="leave an engine out")
+    p.add_argument("--daemon-before", type=Path, default=None, metavar="DIR",
+                   help="also pull with a shipslogd run from this older source tree")
     p.add_argument("--skip-image", action="append", default=[], choices=list(IMAGES),
                    help="leave an image out (synthetic: ~2,000 generated files; real: "
                         "~10,000 files of this machine's python and docs)")
     return p.parse_args(argv)
 
 
-ENGINES = ("shipslog", "shipslog_docker_cli", "docker", "podman", "skopeo")
+ENGINES = ("shipslog", "shipslog_before", "shipslog_docker_cli", "docker", "podman", "skopeo")
 IMAGES = ("synthetic", "real")
 
 
 def _bench_image(kind: str, ref: str, n: int, work: Path, stack: ExitStack, skip: list[str],
-                 samples: dict[str, list[float]], why: dict[str, str]) -> None:
+                 samples: dict[str, list[float]], why: dict[str, str],
+                 before: Path | None = None) -> None:
     """Every engine pulls `ref` n times, taking turns (round-robin); fills samples/why."""
     base = work / kind[0]  # short: podman refuses a runroot path over 50 characters
     base.mkdir()
-    engines: list[PullEngine] = [
-        ShipslogPull(ref), ShipslogPull(ref, docker_cli=True), DockerPull(ref, base / "docker"),
-        PodmanPull(ref, base / "podman"), SkopeoPull(ref, base)]
+    engines: list[PullEngine] = [ShipslogPull(ref)]
+    if before is not None:
+        engines.append(ShipslogPull(ref, tree=before))
+    engines += [ShipslogPull(ref, docker_cli=True), DockerPull(ref, base / "docker"),
+                PodmanPull(ref, base / "podman"), SkopeoPull(ref, base)]
     ready: list[PullEngine] = []
     for e in engines:
         if e.name in skip:
@@ -406,11 +422,13 @@ def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[fl
     result: dict[str, Any] = {"image": image, "runs": n, "median_s": {}, "min_s": {},
                               "shipslog_ratio": {}}
     for name in ENGINES:
+        if name == "shipslog_before" and name not in samples and name not in why:
+            continue  # no --daemon-before: not a row
         xs = samples.get(name, [])
         med = median(xs)
         result["median_s"][name] = med
         result["min_s"][name] = min(xs) if xs else None
-        mine = name.startswith("shipslog")
+        mine = name in ("shipslog", "shipslog_docker_cli")  # shipslog_before gets a ratio
         r = None if mine else ratio(ours, med)
         if not mine:
             result["shipslog_ratio"][name] = r
@@ -419,6 +437,10 @@ def _report(kind: str, n: int, image: dict[str, Any], samples: dict[str, list[fl
                      why.get(name, "")])
     title = (f"{kind} image: {image.get('uncompressed_mb', 0):.0f} MB, "
              f"{image.get('files', 0)} files in the big layer")
+    load = image.get("loadavg")
+    if load:
+        result["loadavg"] = load
+        title += f"; load average {load[0]:.1f} before, {load[1]:.1f} after (the host is shared)"
     floor = image.get("create_floor_ms_per_file")
     if floor is not None:
         result["create_floor_s"] = floor * image.get("files", 0) / 1000
@@ -457,8 +479,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"image {image['ref']}: {image['uncompressed_mb']:.0f} MB in "
                     f"{image['layers']} layers ({image['compressed_mb']:.0f} MB gzip, "
                     f"{image['files']} files in the big layer)")
+                load_before = os.getloadavg()[0]
                 _bench_image(kind, image["ref"], n, work, stack, args.skip,
-                             samples[kind], why[kind])
+                             samples[kind], why[kind], args.daemon_before)
+                image["loadavg"] = [load_before, os.getloadavg()[0]]
                 image["create_floor_ms_per_file"] = create_floor(work) * 1000
         except KeyboardInterrupt:
             log("interrupted; cleaning up")

@@ -18,7 +18,9 @@ Rules (OCI image-spec `layer.md`, containerd `archive/tar.go`, go-archive):
   `trusted.overlay.opaque=y` on its directory; `.wh.`, `.wh..`, `.wh...` are errors (I-09);
   other `.wh..wh.*` names are aufs bookkeeping and are skipped;
 - owner, mode (with setuid/setgid/sticky) and mtime are kept; tar xattrs are dropped
-  (`security.capability` included, S-11);
+  (`security.capability` included, S-11); a directory given twice ends with its last entry's
+  owner, mode and mtime, as with tarfile and go-archive (tests/property/test_unpack_vs_tarfile.py
+  compares the trees both make);
 - caps on entry count, path depth and path length (I-12) raise LayerTooLarge.
 """
 
@@ -90,7 +92,9 @@ class ApplyStats:
     files_bytes: int = 0
     skipped_devices: int = 0
     whiteouts: int = 0
-    dirs: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
+    # directory -> mtime (ns) to set at the end; the last entry of a directory wins (as tarfile
+    # and go-archive do), and a directory removed or replaced later is dropped from it
+    dirs: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
 class DataSource(Protocol):
@@ -121,6 +125,8 @@ class Applier:
         self.limits = limits
         self.stats = ApplyStats()
         self._dirs: dict[tuple[str, ...], int] = {}
+        # whether a directory is setgid: what is created in one takes its group, not ours
+        self._sgid: dict[tuple[str, ...], bool] = {}
         self._is_root = os.geteuid() == 0
         self._umask = current_umask()
 
@@ -165,9 +171,12 @@ class Applier:
         return fd
 
     def _trim_cache(self) -> None:
-        # Called only between entries, so no fd handed out is still in use.
+        # Called only between entries, so no fd handed out is still in use. The older half
+        # goes (insertion order): a layer is written directory by directory, so the recent
+        # ones are those its next entries need.
         if len(self._dirs) > _DIR_CACHE_MAX:
-            self.close()
+            for key in list(self._dirs)[: len(self._dirs) // 2]:
+                os.close(self._dirs.pop(key))
 
     def _remove(self, parent: tuple[str, ...], pfd: int, name: str) -> None:
         """Remove whatever is at `name` under pfd (dir trees too); drop cached fds below it."""
@@ -179,6 +188,10 @@ class Applier:
             gone = parent + (name,)
             for key in [k for k in self._dirs if k[: len(gone)] == gone]:
                 os.close(self._dirs.pop(key))
+            for key in [k for k in self.stats.dirs if k[: len(gone)] == gone]:
+                del self.stats.dirs[key]  # its mtime would land on whatever replaces it
+            for key in [k for k in self._sgid if k[: len(gone)] == gone]:
+                del self._sgid[key]
             shutil.rmtree(name, dir_fd=pfd)
         else:
             os.unlink(name, dir_fd=pfd)
@@ -210,9 +223,10 @@ class Applier:
     def _apply_root(self, m: tarfile.TarInfo) -> None:
         if not m.isdir():
             raise InvalidLayer("invalid archive: the layer root is not a directory")
-        self._chown(self.root_fd, None, m.uid, m.gid)
+        self._chown(self.root_fd, None, m.uid, m.gid, fresh=False)
         os.chmod(self.root_fd, m.mode & 0o7777)
-        self.stats.dirs.append(((), int(m.mtime * 1_000_000_000)))
+        self._sgid[()] = bool(m.mode & stat.S_ISGID)
+        self.stats.dirs[()] = int(m.mtime * 1_000_000_000)
 
     def _whiteout(self, parent: tuple[str, ...], base: str) -> None:
         if base == _OPAQUE:
@@ -232,9 +246,20 @@ class Applier:
         os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
         self.stats.whiteouts += 1
 
-    def _chown(self, fd: int | None, name_pfd: tuple[str, int] | None, uid: int, gid: int) -> None:
-        if not self._is_root or (uid == 0 and gid == 0):
-            return  # files we create as root are already 0:0
+    def _setgid(self, parts: tuple[str, ...], fd: int) -> bool:
+        """Whether the directory `parts` (open as fd) is setgid; one fstat per directory."""
+        sgid = self._sgid.get(parts)
+        if sgid is None:
+            sgid = self._sgid[parts] = bool(os.fstat(fd).st_mode & stat.S_ISGID)
+        return sgid
+
+    def _chown(self, fd: int | None, name_pfd: tuple[str, int] | None, uid: int, gid: int,
+               *, fresh: bool) -> None:
+        """`fresh`: made just now by us, as root, in a directory that is not setgid, so it is
+        0:0 already. Anything else gets its owner set, 0:0 included, as tarfile and Docker
+        do (an existing directory given again, or a group taken from a setgid parent)."""
+        if not self._is_root or (fresh and uid == 0 and gid == 0):
+            return
         if fd is not None:
             os.fchown(fd, uid, gid)
         elif name_pfd is not None:
@@ -261,7 +286,7 @@ class Applier:
             try:
                 if m.size:
                     data.copy_to_fd(fd, m.size)
-                self._chown(fd, None, m.uid, m.gid)
+                self._chown(fd, None, m.uid, m.gid, fresh=not self._setgid(parts[:-1], pfd))
                 # chown clears setuid/setgid, and the umask may have dropped bits: chmod last.
                 if mode & 0o7000 or mode & self._umask:
                     os.fchmod(fd, mode)
@@ -270,23 +295,33 @@ class Applier:
                 os.close(fd)
             self.stats.files_bytes += m.size
         elif m.isdir():
+            made = True
             try:
                 os.mkdir(base, mode & 0o777, dir_fd=pfd)
             except FileExistsError:
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
+                if stat.S_ISDIR(st.st_mode):
+                    made = False  # implied earlier, or a duplicate entry: its mode is not ours
+                else:
                     self._remove(parts[:-1], pfd, base)
                     os.mkdir(base, mode & 0o777, dir_fd=pfd)
-            self._chown(None, (base, pfd), m.uid, m.gid)
-            os.chmod(base, mode, dir_fd=pfd, follow_symlinks=False)
-            self.stats.dirs.append((parts, mtime))
+            in_sgid = self._setgid(parts[:-1], pfd)
+            self._chown(None, (base, pfd), m.uid, m.gid, fresh=made and not in_sgid)
+            # A directory made just now has its mode unless the umask took bits, it needs
+            # setuid/setgid/sticky (mkdir ignores those) or its parent's setgid was inherited:
+            # chmod only then (issue 17; glibc does a no-follow chmodat in four syscalls).
+            if not made or in_sgid or mode & 0o7000 or mode & self._umask:
+                os.chmod(base, mode, dir_fd=pfd, follow_symlinks=False)
+            self._sgid[parts] = bool(mode & stat.S_ISGID)
+            self.stats.dirs[parts] = mtime
         elif m.issym():
             try:
                 os.symlink(m.linkname, base, dir_fd=pfd)
             except FileExistsError:
                 self._remove(parts[:-1], pfd, base)
                 os.symlink(m.linkname, base, dir_fd=pfd)
-            self._chown(None, (base, pfd), m.uid, m.gid)
+            self._chown(None, (base, pfd), m.uid, m.gid,
+                        fresh=not self._setgid(parts[:-1], pfd))
             os.utime(base, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
         elif m.islnk():
             self._hardlink(m, pfd, parts, base)
@@ -301,7 +336,8 @@ class Applier:
             except FileExistsError:
                 self._remove(parts[:-1], pfd, base)
                 os.mkfifo(base, mode & 0o777, dir_fd=pfd)
-            self._chown(None, (base, pfd), m.uid, m.gid)
+            self._chown(None, (base, pfd), m.uid, m.gid,
+                        fresh=not self._setgid(parts[:-1], pfd))
             os.chmod(base, mode, dir_fd=pfd, follow_symlinks=False)
             os.utime(base, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
         elif m.ischr() or m.isblk():
@@ -334,8 +370,9 @@ class Applier:
         os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def finish(self) -> None:
-        """Set directory mtimes last (creating children changed them), deepest first."""
-        for parts, mtime in reversed(self.stats.dirs):
+        """Set directory mtimes last (creating children changed them). Order does not matter:
+        setting a directory's times does not change its parent's."""
+        for parts, mtime in self.stats.dirs.items():
             try:
                 if parts:
                     pfd = self._dir(parts[:-1], create=False)

@@ -32,6 +32,7 @@ import zstandard
 
 from engine.core.image_reference import InvalidReference, digest_hex, validate_digest
 from engine.drivers.host import mountsys
+from engine.drivers.layers.placement import mark_top_of_trees
 from engine.drivers.layers.tarsafe import (
     Applier,
     InvalidLayer,
@@ -43,15 +44,18 @@ from engine.drivers.tarheader import FastTarInfo
 
 _inflate: types.ModuleType
 _INFLATE_ERRORS: tuple[type[Exception], ...]
+_igzip: types.ModuleType | None
 try:
     # ISA-L's inflate: the same API as zlib's, about twice as fast (0.31 s against 0.57 s of
     # CPU for a 200 MB layer here; issue 17). zlib stays the fallback where isal is missing.
-    from isal import isal_zlib
+    from isal import igzip_lib, isal_zlib
 
     _inflate = isal_zlib
+    _igzip = igzip_lib
     _INFLATE_ERRORS = (zlib.error, isal_zlib.error)  # type: ignore[assignment]
 except ImportError:  # pragma: no cover - isal is a dependency; this keeps a bare venv working
     _inflate = zlib
+    _igzip = None
     _INFLATE_ERRORS = (zlib.error,)
 
 __all__ = [
@@ -113,6 +117,39 @@ def _plain(src: _Counting, first: bytes) -> Iterator[bytes]:
 
 
 def _gunzip(src: _Counting, first: bytes) -> Iterator[bytes]:
+    if _igzip is not None:
+        return _gunzip_igzip(src, first, _igzip)
+    return _gunzip_zlib(src, first)
+
+
+def _gunzip_igzip(src: _Counting, first: bytes, igzip: types.ModuleType) -> Iterator[bytes]:
+    """ISA-L's IgzipDecompressor: it keeps the input it has not used yet, where zlib's
+    decompressobj hands it back (`unconsumed_tail`) and is given it again -- a copy of up to
+    a chunk per call, half of the inflate time for a 1 MiB read (issue 17)."""
+    d = igzip.IgzipDecompressor(flag=igzip.DECOMP_GZIP)
+    buf = first
+    try:
+        while True:
+            if d.eof:
+                # Multi-member gzip is legal (RFC 1952 §2.2) and docker's reader accepts it.
+                buf = d.unused_data or src.read(CHUNK)
+                if not buf:
+                    return
+                d = igzip.IgzipDecompressor(flag=igzip.DECOMP_GZIP)
+            elif d.needs_input and not buf:
+                buf = src.read(CHUNK)
+                if not buf:
+                    raise InvalidLayer("invalid archive: truncated gzip stream")
+            # max_length bounds memory per step whatever the compression ratio (I-12).
+            out = d.decompress(buf, CHUNK)
+            buf = b""
+            if out:
+                yield out
+    except (*_INFLATE_ERRORS, igzip.IsalError) as e:
+        raise InvalidLayer(f"invalid archive: gzip: {e}") from None
+
+
+def _gunzip_zlib(src: _Counting, first: bytes) -> Iterator[bytes]:
     # Multi-member gzip is legal (RFC 1952 §2.2) and docker's reader accepts it.
     d = _inflate.decompressobj(31)
     buf = first
@@ -479,6 +516,8 @@ class LayerStore:
         self.limits = limits or LayerLimits()
         self.root.mkdir(mode=0o700, exist_ok=True)
         self.layers_dir.mkdir(mode=0o700, exist_ok=True)
+        # Each layer is its own tree: spread them over the disk (placement.py, issue 17).
+        mark_top_of_trees(self.layers_dir)
 
     def path(self, diff_id: str) -> str:
         """The overlay lowerdir of a layer (whether or not it exists)."""

@@ -455,8 +455,7 @@ class _Indexer(Applier):
             old = idx.entries.get(parts)
             if old is not None and old.kind == stat.S_IFDIR:
                 old.mode = mode
-                if (uid, gid) != (0, 0):  # the applier's _chown skips 0:0 ("already ours")
-                    old.uid, old.gid = uid, gid
+                old.uid, old.gid = uid, gid  # the applier sets an existing directory's owner
             else:
                 idx._remove(parts)
                 idx._put(parts, Entry(stat.S_IFDIR, mode, uid, gid))
