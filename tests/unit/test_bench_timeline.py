@@ -17,6 +17,8 @@ def ev(action: str, cid: str, t_ns: int) -> dict[str, object]:
 def test_phases_of_two_containers() -> None:
     t0 = 100 * S
     events = [
+        {"Type": "network", "Action": "create", "id": "n", "timeNano": t0 + S // 20},
+        {"Type": "network", "Action": "connect", "id": "n", "timeNano": t0 + S // 2},
         ev("create", "a", t0 + S // 10), ev("create", "b", t0 + S // 5),
         ev("start", "a", t0 + 3 * S // 10), ev("start", "b", t0 + 4 * S // 10),
         ev("health_status: healthy", "a", t0 + 13 * S // 10),
@@ -24,7 +26,7 @@ def test_phases_of_two_containers() -> None:
         ev("health_status: healthy", "b", t0 + 19 * S // 10),  # a later verdict: ignored
     ]
     got = phases(events, t0, t0 + 2 * S)
-    assert got == pytest.approx({"created": 0.2, "started": 0.4, "healthy": 1.6,
+    assert got == pytest.approx({"network": 0.05, "created": 0.2, "started": 0.4, "healthy": 1.6,
                                  "exit": 2.0, "probe": 1.1, "poll": 0.4})
 
 

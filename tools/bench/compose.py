@@ -70,9 +70,11 @@ def one_round(env: dict[str, str], project: Path, name: str
 
 
 def up_events(env: dict[str, str], t0_ns: int, t1_ns: int) -> list[dict[str, object]]:
-    """The container events between two instants, through the docker CLI (both engines)."""
+    """The container and network events between two instants, through the docker CLI (the
+    same for both engines)."""
     out = run(["docker", "events", "--since", f"{t0_ns / 1e9:.9f}", "--until",
-               f"{t1_ns / 1e9:.9f}", "--filter", "type=container", "--format",
+               f"{t1_ns / 1e9:.9f}", "--filter", "type=container", "--filter",
+               "type=network", "--format",
                "{{json .}}"], env=env, timeout=60).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -157,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(["up's phase (s from its start, median)", *engines],
                        [[k, *(fmt_s(statistics.median(steps[e][k])) if steps[e].get(k)
                               else "-" for e in engines)] for k in names]))
-    print("created/started/healthy: the last container's event; probe: start → first "
-          "healthy, per container; poll: last healthy → Compose's exit")
+    print("network: the project network's create; created/started/healthy: the last "
+          "container's event; probe: start → first healthy, per container; poll: last "
+          "healthy → Compose's exit")
     result["phases"] = {e: {k: statistics.median(xs) for k, xs in steps[e].items()}
                         for e in engines}
     print(f"{args.services} services (busybox, healthcheck each), median of {args.rounds}; "

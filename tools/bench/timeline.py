@@ -14,12 +14,13 @@ from typing import Any
 
 from tools.bench.common import median
 
-PHASES = ("created", "started", "healthy", "exit")
+PHASES = ("network", "created", "started", "healthy", "exit")
 
 
 def phases(events: Iterable[Mapping[str, Any]], t0_ns: int, t1_ns: int) -> dict[str, float]:
-    """Seconds from `t0_ns` (the command's start) to the last container `create`, the last
-    `start`, the last first `health_status: healthy` and the command's exit (`t1_ns`), plus
+    """Seconds from `t0_ns` (the command's start) to the last network `create`, the last
+    container `create`, the last `start`, the last first `health_status: healthy` and the
+    command's exit (`t1_ns`), plus
     `probe` (median over containers of start → first healthy) and `poll` (last healthy →
     exit: the client noticing). A phase with no event is left out."""
     last: dict[str, int] = {}
@@ -31,7 +32,10 @@ def phases(events: Iterable[Mapping[str, Any]], t0_ns: int, t1_ns: int) -> dict[
         t = int(ev.get("timeNano", 0))
         if not t or not t0_ns <= t <= t1_ns:
             continue
-        if action == "create":
+        if ev.get("Type") == "network":
+            if action == "create":
+                last["network"] = max(last.get("network", 0), t)
+        elif action == "create":
             last["created"] = max(last.get("created", 0), t)
         elif action == "start":
             last["started"] = max(last.get("started", 0), t)
