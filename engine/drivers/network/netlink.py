@@ -46,7 +46,7 @@ from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
 from engine.drivers.network.linkbatch import LinkBatcher
 from engine.drivers.network.linkgroup import delete_group, group_members, open_rtnl, set_group
 from engine.drivers.network.netns import run_in_netns, set_link_up
-from engine.drivers.network.rawveth import add_veth, link_index
+from engine.drivers.network.rawveth import add_veth, delete_link, link_index
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo
 
 __all__ = ["LinkInfo", "Netlink", "configure_peer"]
@@ -248,10 +248,9 @@ class Netlink:
 
     def delete_bridge(self, name: str) -> None:
         with self._lock:
-            try:
-                self._ipr.link("del", ifname=name)
-            except NetlinkError as exc:
-                _ignore(exc, errno.ENODEV)
+            code = delete_link(self._rtnl(), name, self._next_seq())
+            if code not in (0, errno.ENODEV):
+                raise KernelError(f"netlink: {os.strerror(code)}")
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -268,13 +267,12 @@ class Netlink:
         ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with self._lock:
-                if self._raw is None:
-                    self._raw = open_rtnl(self._netns)
-                bridge_index = link_index(self._raw, plan.bridge, self._next_seq())
+                raw = self._rtnl()
+                bridge_index = link_index(raw, plan.bridge, self._next_seq())
                 if bridge_index is None:
                     raise KernelError(f"bridge {plan.bridge} does not exist",
                                       hint="the network must be created first")
-                code = add_veth(self._raw, plan, bridge_index, ns_fd, self._next_seq())
+                code = add_veth(raw, plan, bridge_index, ns_fd, self._next_seq())
                 if code == 0:
                     return False
                 if code == errno.EXFULL:  # BR_MAX_PORTS (RELIABILITY L-02)
@@ -386,11 +384,15 @@ class Netlink:
                 set_group(self._raw, [name], 0, self._next_seq())
 
     def _delete_one(self, name: str, errors: dict[str, BaseException]) -> None:
-        try:
-            self._ipr.link("del", ifname=name)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                errors[name] = KernelError(f"netlink: {os.strerror(exc.code)}")
+        code = delete_link(self._rtnl(), name, self._next_seq())
+        if code not in (0, errno.ENODEV):
+            errors[name] = KernelError(f"netlink: {os.strerror(code)}")
+
+    def _rtnl(self) -> socket.socket:
+        """The raw rtnetlink socket (call it under the lock); opened on first use."""
+        if self._raw is None:
+            self._raw = open_rtnl(self._netns)
+        return self._raw
 
     # -- parents and sub-interfaces (macvlan, ipvlan: issue 20) ---------------------------
 

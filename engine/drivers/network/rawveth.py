@@ -1,5 +1,7 @@
 """A veth pair made with one RTM_NEWLINK on a raw rtnetlink socket: what a container's
-start does for each bridge network it joins (`Netlink.make_pair`).
+start does for each bridge network it joins (`Netlink.make_pair`); and a link deleted by
+name the same way (a lone veth, a bridge), so that a `down` after an `up` does not meet
+pyroute2's per-thread setup for the first time either.
 
 I/O: kernel (the raw rtnetlink socket the caller owns and passes in). pyroute2's sync API
 sets up an asyncio event loop and a netlink socket of its own in every thread that first
@@ -21,6 +23,7 @@ from engine.core.net_plan import VethPlan
 from engine.drivers.network.linkgroup import _HDR, _IFI, _align, _attr
 
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -101,4 +104,12 @@ def add_veth(sock: socket.socket, plan: VethPlan, bridge_index: int, ns_fd: int,
              seq: int) -> int:
     """Create the pair; the kernel's errno (0: made; EEXIST: a link of that name is there)."""
     sock.send(veth_message(plan, bridge_index, ns_fd, seq))
+    return _answer(sock, seq)[0]
+
+
+def delete_link(sock: socket.socket, name: str, seq: int) -> int:
+    """RTM_DELLINK by name; the kernel's errno (0: deleted; ENODEV: there was none)."""
+    body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(IFLA_IFNAME, name)
+    sock.send(_HDR.pack(_HDR.size + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0)
+              + body)
     return _answer(sock, seq)[0]
