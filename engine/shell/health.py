@@ -60,8 +60,11 @@ class HealthChecks:
         self._results.pop(cid, None)
         self._streaks.pop(cid, None)
 
-    async def run(self, cid: str, exited: trio.Event) -> None:
-        """Probe until the container exits (`exited` is set)."""
+    async def run(self, cid: str, exited: trio.Event, since: float | None = None) -> None:
+        """Probe until the container exits (`exited` is set). The first probe comes one
+        interval after `since` (trio time; default now): Docker starts that interval when the
+        task has started, before it records the start, so a start whose outcome took a
+        while to record must not push its first probe later than Docker's (issue 14)."""
         c = self.journal.state.containers.get(cid)
         probe = probe_of(c.config.healthcheck) if c is not None else None
         if c is None or probe is None:
@@ -73,15 +76,19 @@ class HealthChecks:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(stop_on_exit)
-            await self._loop(cid, probe)
+            await self._loop(cid, probe, trio.current_time() if since is None else since)
 
-    async def _loop(self, cid: str, probe: Probe) -> None:
+    async def _loop(self, cid: str, probe: Probe, since: float) -> None:
         c = self.journal.state.containers[cid]
         status = c.health or "starting"
         streak = c.health_failing_streak
         self._streaks[cid] = streak
+        # Each later interval runs from the end of the previous probe (Docker resets its
+        # timer after handling the result).
+        due = since + probe.interval_s
         while True:
-            await trio.sleep(probe.interval_s)
+            await trio.sleep_until(due)
+            due = trio.current_time() + probe.interval_s
             c = self.journal.state.containers.get(cid)
             if c is None or c.status not in ("running", "paused"):
                 return
@@ -97,6 +104,7 @@ class HealthChecks:
             if verdict.status != status and await self._record(cid, verdict.status, streak,
                                                                result.exit_code):
                 status = verdict.status
+            due = trio.current_time() + probe.interval_s
 
     async def _probe_once(self, c: Any, probe: Probe) -> ProbeResult:
         start = self.journal.clock()

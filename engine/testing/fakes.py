@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal as signals
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -405,10 +406,16 @@ class FakeLayers:
 
 
 class FakeSpecs:
+    def __init__(self) -> None:
+        # The thread each spec was made on: the real one writes files, which must not
+        # hold the event loop while a project's containers start at once (issue 14).
+        self.threads: list[str] = []
+
     def make(self, container: Any, image: Any, env: list[str], rootfs: str,
              mounts: list[dict[str, Any]] | None = None, rootfs_propagation: str = "",
              netns_path: str | None = None, addresses: Any = (),
              embedded_dns: str = "", hostname: str = "") -> dict[str, Any]:
+        self.threads.append(threading.current_thread().name)
         return {"root": {"path": rootfs}, "process": {"env": env}, "mounts": mounts or []}
 
 

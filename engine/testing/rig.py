@@ -63,10 +63,11 @@ class Machine:
         self.files = FakeFiles(self.faults)
         self.volumes = FakeVolumes(self.faults)
         self.net = FakeNetKernel(self.faults)
+        self.specs = FakeSpecs()
 
     def drivers(self) -> Drivers:
         return Drivers(snapshots=self.snapshots, runtime=self.runtime, secrets=self.secrets,
-                       layers=self.layers, specs=FakeSpecs(), files=self.files,
+                       layers=self.layers, specs=self.specs, files=self.files,
                        volumes=self.volumes)
 
 

@@ -100,3 +100,42 @@ async def test_probe_loop_records_only_changes_of_verdict(machine) -> None:  # t
         assert len([r for r in machine.faults.calls if r[0] == "runtime.probe"]) == calls
         await rig.engine.remove("web", USER)
         assert rig.engine.supervisor.health.results(cid) == []
+
+
+async def test_first_probe_one_interval_after_the_process_started(machine, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """Docker starts a container's health interval when its task has started, before it
+    records the start; recording our start (one group commit, under load several) must not
+    push the first probe later than that (issue 14). Virtual time: the record is made to
+    take 0.3 s of it."""
+    autojump_clock.autojump_threshold = 1.0  # the writer commits in a thread: not idle
+    check = HealthCheck(test=("CMD", "probe"), interval_ns=1000 * MS)
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        cid, _ = await rig.engine.create_container(
+            name="web", config=ContainerConfig(image="busybox", image_id="", cmd=("sh",),
+                                               healthcheck=check), env=[], actor=USER)
+        seen: dict[str, float] = {}
+        real_start, real_probe, real_append = (machine.runtime.start, machine.runtime.probe,
+                                               rig.journal.append)
+
+        async def start(container_id: str) -> int:
+            pid = await real_start(container_id)
+            seen["started"] = trio.current_time()
+            return pid
+
+        async def probe(container_id: str, process, **kw):  # type: ignore[no-untyped-def]
+            seen.setdefault("probed", trio.current_time())
+            return await real_probe(container_id, process, **kw)
+
+        async def slow_append(pending, **kw):  # type: ignore[no-untyped-def]
+            if any(isinstance(p.event, v.ContainerStarted) for p in pending):
+                await trio.sleep(0.3)
+            return await real_append(pending, **kw)
+
+        machine.runtime.start, machine.runtime.probe = start, probe  # type: ignore[method-assign]
+        rig.journal.append = slow_append  # type: ignore[method-assign]
+        assert await rig.engine.start("web", USER)
+        await rig.journal.wait_for(lambda s: s.containers[cid].health == "healthy")
+        assert seen["probed"] - seen["started"] == pytest.approx(1.0, abs=0.05)
+        machine.runtime.exit(cid, 0)
+        await rig.engine.wait(cid)

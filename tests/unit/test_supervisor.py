@@ -4,6 +4,7 @@ their compensation, exits and restart policies, and recovery after a simulated c
 from __future__ import annotations
 
 import errno
+import threading
 
 import pytest
 import trio
@@ -403,3 +404,14 @@ async def test_start_failure_of_any_kind_is_one_line_and_an_outcome(  # type: ig
         assert len(failed) == 1 and words in failed[0].error  # type: ignore[attr-defined]
         assert cid not in machine.runtime.procs
         consistent(rig)
+
+
+async def test_a_start_makes_its_spec_off_the_event_loop(machine) -> None:  # type: ignore[no-untyped-def]
+    """The spec maker writes the container's /etc files: on the trio thread, a project's
+    starts (Compose starts them all at once) waited for each other's writes (issue 14)."""
+    async with open_rig(machine) as rig:
+        await load_busybox(rig)
+        await rig.engine.create_container(name="web", config=cfg(), env=[], actor=USER)
+        assert await rig.engine.start("web", USER)
+        assert len(machine.specs.threads) == 1
+        assert machine.specs.threads[0] != threading.main_thread().name

@@ -17,14 +17,19 @@ the same run, with Docker, under the same load.
 
 Each round, on each engine: `up -d --wait` (create the project network, create and start every
 service, wait until every healthcheck passes), then `down -v`. Compose's own start-up is in
-both numbers alike.
+both numbers alike. After each `up` the engine's container events of that window (`docker
+events`, the same CLI for both) give its phases (`tools/bench/timeline.py`): when the last
+container was created, started and first reported healthy, each one's start → healthy, and
+how long Compose took to notice; a second table shows their medians side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from engine.cli.compose_binary import PINNED, compose_binary
@@ -46,16 +51,32 @@ from tools.bench.common import (
     shield_cleanup,
     timed,
 )
+from tools.bench.timeline import PHASES, phases
 
 BUSYBOX = Path("/tmp/shipslog-tests/busybox.tar")
 
 
-def one_round(env: dict[str, str], project: Path, name: str) -> tuple[float, float]:
+def one_round(env: dict[str, str], project: Path, name: str
+              ) -> tuple[float, float, dict[str, float]]:
+    """(up, down, the up's phases as the engine's event stream tells them)."""
     binary = str(compose_binary())
     base = [binary, "--project-directory", str(project), "-p", name, "--ansi", "never"]
+    t0 = time.time_ns()
     up, _ = timed([*base, "up", "-d", "--wait"], env=env, timeout=600)
+    t1 = time.time_ns()
+    steps = phases(up_events(env, t0, t1), t0, t1)
     down, _ = timed([*base, "down", "-v"], env=env, timeout=600)
-    return up, down
+    return up, down, steps
+
+
+def up_events(env: dict[str, str], t0_ns: int, t1_ns: int) -> list[dict[str, object]]:
+    """The container and network events between two instants, through the docker CLI (the
+    same for both engines)."""
+    out = run(["docker", "events", "--since", f"{t0_ns / 1e9:.9f}", "--until",
+               f"{t1_ns / 1e9:.9f}", "--filter", "type=container", "--filter",
+               "type=network", "--format",
+               "{{json .}}"], env=env, timeout=60).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def before_daemon(tree: Path) -> DaemonProcess:
@@ -86,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     docker = Dockerd(work / "dockerd")
     engines = [*daemons, "docker"]
     times: dict[str, dict[str, list[float]]] = {e: {"up": [], "down": []} for e in engines}
+    steps: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
     docker_note = ""
     try:
         envs: dict[str, dict[str, str]] = {}
@@ -104,8 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             for engine, env in envs.items():  # alternate, so load drifts hit both alike
                 log(f"round {r + 1}/{args.rounds}: {engine}")
-                up, down = one_round(env, project, f"bench{r}")
-                log(f"  {engine}: up {up * 1000:.0f} ms, down {down * 1000:.0f} ms")
+                up, down, got = one_round(env, project, f"bench{r}")
+                log(f"  {engine}: up {up * 1000:.0f} ms, down {down * 1000:.0f} ms; up's "
+                    + ", ".join(f"{k} {v * 1000:.0f}" for k, v in got.items()))
+                for k, val in got.items():
+                    steps[engine].setdefault(k, []).append(val)
                 times[engine]["up"].append(up)
                 times[engine]["down"].append(down)
     finally:
@@ -130,6 +155,15 @@ def main(argv: list[str] | None = None) -> None:
             result.update({f"{key}_shipslog_s": mine, f"{key}_ratio": ratio(mine, theirs)})
         result[f"{step}_docker_s"] = theirs
     print(format_table(["step", "shipslog", "docker", "ratio"], rows))
+    names = [*PHASES, "probe", "poll"]
+    print(format_table(["up's phase (s from its start, median)", *engines],
+                       [[k, *(fmt_s(statistics.median(steps[e][k])) if steps[e].get(k)
+                              else "-" for e in engines)] for k in names]))
+    print("network: the project network's create; created/started/healthy: the last "
+          "container's event; probe: start → first healthy, per container; poll: last "
+          "healthy → Compose's exit")
+    result["phases"] = {e: {k: statistics.median(xs) for k, xs in steps[e].items()}
+                        for e in engines}
     print(f"{args.services} services (busybox, healthcheck each), median of {args.rounds}; "
           f"Compose v{PINNED}; stop_signal SIGKILL (sleep ignores SIGTERM)")
     if docker_note:

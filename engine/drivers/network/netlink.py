@@ -46,6 +46,7 @@ from engine.core.net_plan import BridgePlan, ParentPlan, VethPlan
 from engine.drivers.network.linkbatch import LinkBatcher
 from engine.drivers.network.linkgroup import delete_group, group_members, open_rtnl, set_group
 from engine.drivers.network.netns import run_in_netns, set_link_up
+from engine.drivers.network.rawveth import add_veth, delete_link, link_index
 from engine.drivers.network.seam import OWNED_ALIAS, LinkInfo
 
 __all__ = ["LinkInfo", "Netlink", "configure_peer"]
@@ -201,7 +202,7 @@ class Netlink:
         self._lock = threading.Lock()
         self._owner = owner or os.urandom(8).hex()
         self._netns = netns
-        self._raw: socket.socket | None = None  # for group_members, opened on first batch
+        self._raw: socket.socket | None = None  # make_pair and batched deletions; opened on use
         self._seq = 0
         self._batches = 0
         self._deleter = LinkBatcher(self._delete_links, linger=LINGER_S)
@@ -247,10 +248,9 @@ class Netlink:
 
     def delete_bridge(self, name: str) -> None:
         with self._lock:
-            try:
-                self._ipr.link("del", ifname=name)
-            except NetlinkError as exc:
-                _ignore(exc, errno.ENODEV)
+            code = delete_link(self._rtnl(), name, self._next_seq())
+            if code not in (0, errno.ENODEV):
+                raise KernelError(f"netlink: {os.strerror(code)}")
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -261,21 +261,24 @@ class Netlink:
                              "address": plan.mac, "mtu": plan.mtu})
 
     def make_pair(self, plan: VethPlan, *, keep_existing: bool) -> bool:
-        """Create the pair; True when an existing pair on the right bridge was kept."""
+        """Create the pair; True when an existing pair on the right bridge was kept.
+        The common case is two messages on the raw socket (`rawveth`); a pair already
+        there (a retried start) takes the pyroute2 path below."""
         ns_fd = os.open(plan.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with self._lock:
-                bridge_index = self._index(plan.bridge)
+                raw = self._rtnl()
+                bridge_index = link_index(raw, plan.bridge, self._next_seq())
                 if bridge_index is None:
                     raise KernelError(f"bridge {plan.bridge} does not exist",
                                       hint="the network must be created first")
-                try:
-                    self._add_veth(plan, bridge_index, ns_fd)
+                code = add_veth(raw, plan, bridge_index, ns_fd, self._next_seq())
+                if code == 0:
                     return False
-                except NetlinkError as exc:
-                    if exc.code == errno.EXFULL:  # BR_MAX_PORTS (RELIABILITY L-02)
-                        raise KernelError(f"bridge {plan.bridge} has no free port") from exc
-                    _ignore(exc, errno.EEXIST)
+                if code == errno.EXFULL:  # BR_MAX_PORTS (RELIABILITY L-02)
+                    raise KernelError(f"bridge {plan.bridge} has no free port")
+                if code != errno.EEXIST:
+                    raise KernelError(f"netlink: {os.strerror(code)}")
                 existing = list(self._ipr.get_links(ifname=plan.host_ifname)) \
                     if self._index(plan.host_ifname) is not None else []
                 if keep_existing and existing and existing[0].get("master") == bridge_index:
@@ -381,11 +384,15 @@ class Netlink:
                 set_group(self._raw, [name], 0, self._next_seq())
 
     def _delete_one(self, name: str, errors: dict[str, BaseException]) -> None:
-        try:
-            self._ipr.link("del", ifname=name)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                errors[name] = KernelError(f"netlink: {os.strerror(exc.code)}")
+        code = delete_link(self._rtnl(), name, self._next_seq())
+        if code not in (0, errno.ENODEV):
+            errors[name] = KernelError(f"netlink: {os.strerror(code)}")
+
+    def _rtnl(self) -> socket.socket:
+        """The raw rtnetlink socket (call it under the lock); opened on first use."""
+        if self._raw is None:
+            self._raw = open_rtnl(self._netns)
+        return self._raw
 
     # -- parents and sub-interfaces (macvlan, ipvlan: issue 20) ---------------------------
 
