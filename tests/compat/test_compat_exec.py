@@ -44,6 +44,9 @@ def _session(engine: Engine) -> Terminal:
 def test_docker_exec_it_prompt_echo_detach_and_exit_code(engine: Engine, box: str) -> None:
     term = _session(engine)
     term.send(b"exec sleep 4242\r")
+    # The shell echoes the line once it has read it: detach only then, or the detach
+    # can race the shell to the line (seen on dockerd: no `sleep 4242` afterwards).
+    term.expect(b"exec sleep 4242\r\n")
     term.send(b"\x10\x11")  # ctrl-p ctrl-q
     code = term.wait()
     # Docker's CLI reports an exec detach as an error ("read escape sequence") on either

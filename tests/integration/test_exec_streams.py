@@ -163,6 +163,9 @@ def test_exec_it_prompt_echo_detach_and_exit_code(daemon: Any, cli: str) -> None
     argv0 = SHIPSLOG if cli == "shipslog" else "docker"
     term = _interactive_session(daemon, [argv0, "exec", "-it", "box", "sh"])
     term.send(b"exec sleep 4242\r")
+    # The shell echoes the line once it has read it: detach only then, or the detach
+    # can race the shell to the line (seen on dockerd: no `sleep 4242` afterwards).
+    term.expect(b"exec sleep 4242\r\n")
     term.send(b"\x10\x11")  # ctrl-p ctrl-q
     code = term.wait()
     if cli == "shipslog":
