@@ -200,8 +200,9 @@ def _answer(model: Any, path: str, query: dict[str, list[str]]) -> list[bytes]:
     event history."""
     from engine.api.docker import reads
     from engine.core.errors import Conflict, InvalidArgument, NotFound
+    from engine.core.queryargs import QueryArgs
 
-    args = reads.QueryArgs(query)
+    args = QueryArgs(query)
     if path == "/events":
         return _docker_events(model, args)
     if path.startswith("/shipslog/"):

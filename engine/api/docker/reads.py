@@ -488,35 +488,6 @@ def container_logs(model: ReadModel, ref: str, args: Args, *, since: int, until:
 
 Answer = Callable[["ReadModel", dict[str, str], Args], Any]
 _PARAM = re.compile(r"{(\w+)(?::(path))?}")
-_FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
-
-
-class QueryArgs:
-    """A query string's values read as the server's `Request` reads them (Go's
-    `r.Form.Get`), for answers asked without a server (local mode)."""
-
-    def __init__(self, query: dict[str, list[str]]) -> None:
-        self.query = query
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else default
-
-    def bool(self, name: str, default: bool = False) -> bool:
-        value = self.arg(name)
-        if value is None:
-            return default
-        return value.strip().lower() not in _FALSE_WORDS
-
-    def int(self, name: str, default: int | None = None) -> int | None:
-        value = self.arg(name)
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidArgument(
-                f"invalid value for {name!r}: {value!r} is not an integer") from None
 
 
 @functools.cache

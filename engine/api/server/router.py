@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from engine.core.errors import InvalidArgument, NotFound, ShipslogError, from_os_error, leaf_of
+from engine.core.queryargs import QueryArgs
 from events.envelope import Actor
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 _VERSION_PREFIX = re.compile(r"^/v([0-9]+(?:\.[0-9]+)?)(/.*)$")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
-_FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
 
 
 class PayloadTooLarge(ShipslogError):
@@ -99,7 +99,10 @@ class BodySource:
 
 
 @dataclass
-class Request:
+class Request(QueryArgs):
+    """One request: its route's parameters, its query (read through `QueryArgs`), headers,
+    the caller, and its body."""
+
     method: str
     path: str  # without the version prefix, still percent-encoded
     params: dict[str, str]
@@ -110,30 +113,6 @@ class Request:
     streaming: bool = False  # the route takes an unbounded body through stream_body()
     _body: bytes | None = None
     _source: BodySource | None = field(default=None, repr=False)
-
-    # -- query helpers ------------------------------------------------------------------------
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        """The first value of a query parameter, as Go's `r.Form.Get` returns it."""
-        values = self.query.get(name)
-        return values[0] if values else default
-
-    def bool(self, name: str, default: bool = False) -> bool:
-        value = self.arg(name)
-        if value is None:
-            return default
-        return value.strip().lower() not in _FALSE_WORDS
-
-    def int(self, name: str, default: builtins.int | None = None) -> builtins.int | None:
-        value = self.arg(name)
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidArgument(
-                f"invalid value for {name!r}: {value!r} is not an integer"
-            ) from None
 
     # -- body ---------------------------------------------------------------------------------
 
