@@ -7,26 +7,13 @@ follow is written in engine/cli/__init__.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from engine.testing.cli import imported_by
 from engine.testing.daemon import DaemonProcess
 
 pytestmark = pytest.mark.kernel
 
-REPO = Path(__file__).resolve().parents[2]
-# Print the modules a command imported, after running it as the `shipslog` script does.
-PROBE = """
-import sys
-from engine.cli.main import run
-code = run(sys.argv[1:])
-sys.stdout.flush()
-print("MODULES", *sorted(sys.modules), file=sys.stderr)
-sys.exit(code)
-"""
 FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.shell", "engine.drivers",
                       "engine.core.oci_spec", "engine.core.seccomp", "engine.core.net_plan",
                       "engine.core.nft_plan", "engine.core.fwd_plan", "engine.registry",
@@ -46,12 +33,7 @@ FORBIDDEN_PREFIXES = ("trio", "h11", "engine.daemon", "engine.shell", "engine.dr
 
 
 def imported(daemon: DaemonProcess, *argv: str) -> list[str]:
-    env = dict(daemon.cli_env(), PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-c", PROBE, *argv], env=env, capture_output=True,
-                       text=True, timeout=60, cwd=REPO)
-    assert p.returncode == 0, p.stderr
-    line = next(x for x in p.stderr.splitlines() if x.startswith("MODULES "))
-    return line.split()[1:]
+    return imported_by(list(argv), dict(daemon.cli_env()))
 
 
 @pytest.mark.parametrize("argv", [["version"], ["ps", "-a"], ["images"], ["inspect", "probe"],

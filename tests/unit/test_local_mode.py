@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.cli.main import run
+from engine.testing.cli import imported_by
 from tests.unit.test_history import CID, OTHER
 from tests.unit.test_log_readers import ROOT, FileLog
 
-REPO = Path(__file__).resolve().parents[2]
-PROBE = """
-import sys
-from engine.cli.main import run
-code = run(sys.argv[1:])
-sys.stdout.flush()
-print("MODULES", *sorted(sys.modules), file=sys.stderr)
-sys.exit(code)
-"""
 SERVER = ("engine.api.server", "engine.api.routes", "engine.daemon")
 LOOP = ("trio", "h11")
 
@@ -52,12 +42,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def imported(root: Path, *argv: str) -> list[str]:
-    p = subprocess.run([sys.executable, "-c", PROBE, "--root", str(root), *argv],
-                       env={"PYTHONPATH": str(REPO), "HOME": str(root), "PATH": "/usr/bin:/bin"},
-                       capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert p.returncode == 0, p.stderr
-    line = next(x for x in p.stderr.splitlines() if x.startswith("MODULES "))
-    return line.split()[1:]
+    return imported_by(["--root", str(root), *argv],
+                       {"HOME": str(root), "PATH": "/usr/bin:/bin"})
 
 
 # The plain reads: no event loop, no server.
