@@ -20,6 +20,7 @@ which is what a daemon adopting containers after a restart needs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -289,14 +290,14 @@ class LinuxRuntime:
         AppArmor/SELinux labels and OOM score unless the exec sets them. runc inherits the
         capabilities by itself, but not the rlimits: an exec ran with the daemon's."""
         merged = {**process, "terminal": tty}
+        config = self._bundle_of(container_id) / "config.json"
         try:
-            with open(self._bundle_of(container_id) / "config.json", "rb") as f:
-                own = json.loads(f.read()).get("process") or {}
+            st = os.stat(config)
+            own = _inherited_by_exec(str(config), st.st_mtime_ns, st.st_size)
         except (OSError, ValueError):
             own = {}  # no bundle (a test's runtime, a foreign container): runc's defaults
-        for key in _INHERITED_BY_EXEC:
-            if key not in merged and key in own:
-                merged[key] = own[key]
+        for key, value in own.items():
+            merged.setdefault(key, value)
         return merged
 
     def _bundle_of(self, container_id: str) -> Path:
@@ -596,3 +597,15 @@ def _read_int(path: Path) -> int:
         return int(path.read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
+
+
+@functools.lru_cache(maxsize=512)
+def _inherited_by_exec(config: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """What an exec takes from the container's own process (`_INHERITED_BY_EXEC`), read
+    from its bundle's config.json once per version of the file (keyed by its mtime and
+    size): every exec and health probe asked for it, and the file holds the whole seccomp
+    profile. Callers copy the values into a new process; nothing mutates them."""
+    del mtime_ns, size  # the cache key: a rewritten file is read again
+    with open(config, "rb") as f:
+        own = json.loads(f.read()).get("process") or {}
+    return {key: own[key] for key in _INHERITED_BY_EXEC if key in own}
