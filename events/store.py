@@ -595,12 +595,8 @@ class EventStore(Generic[State]):
                     if every and after % every == 0:
                         # States are immutable: encode, deflate and store this one on the
                         # other core (zlib and SQLite let go of the GIL) while folding on.
-                        if writing is not None:
-                            writing.join()
-                        writing = threading.Thread(
-                            target=self._try_snapshot, args=(projection, state, after),
-                            name=f"snapshot@{after}", daemon=True)
-                        writing.start()
+                        writing = _beside(writing, after, self._try_snapshot,
+                                          projection, state, after)
         finally:
             if writing is not None:
                 writing.join()
@@ -623,13 +619,8 @@ class EventStore(Generic[State]):
                     builder.feed(self._fold_envelopes(self._r, self._rlock, after, stop))
                     after = stop
                     if after % every == 0:
-                        finish = builder.snapshot()
-                        if writing is not None:
-                            writing.join()
-                        writing = threading.Thread(
-                            target=self._try_snapshot_blob, args=(projection, finish, after),
-                            name=f"snapshot@{after}", daemon=True)
-                        writing.start()
+                        writing = _beside(writing, after, self._try_snapshot_blob,
+                                          projection, builder.snapshot(), after)
                 return builder.state()  # type: ignore[no-any-return]
         finally:
             if writing is not None:
@@ -1137,6 +1128,17 @@ class EventStore(Generic[State]):
                 w.rollback()
                 raise
             self._state, self._applied = state, now_head
+
+
+def _beside(previous: threading.Thread | None, seq: int, store: Callable[..., Any],
+            *args: Any) -> threading.Thread:
+    """Store the snapshot at `seq` on the other core while the fold goes on, once the one
+    before it is stored (one writer at a time)."""
+    if previous is not None:
+        previous.join()
+    thread = threading.Thread(target=store, args=args, name=f"snapshot@{seq}", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager
