@@ -6,7 +6,9 @@ blocking store (DESIGN.md, "one writer in the daemon"; `events/follow.py` builds
 subscriptions it offers).
 
 Group commit: appends that arrive while a commit is in flight queue up; the thread drains
-them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). When no append came for
+them all into one `BEGIN IMMEDIATE … COMMIT` (one fsync). A trio run's appends are handed to
+the thread once per scheduler pass, together (`StoreWriter._hand_over`), so appenders woken
+by one commit form the next group whole. When no append came for
 `IDLE_CHECKPOINT_S` and `IDLE_CHECKPOINT_COMMITS` commits are not checkpointed yet (so sparse
 traffic does not pay two extra fsyncs per append), the thread checkpoints the WAL
 (`EventStore.checkpoint`),
@@ -108,7 +110,7 @@ class Published(NamedTuple):
 
 
 class _Request:
-    __slots__ = ("batch", "call", "task", "result", "token", "future")
+    __slots__ = ("batch", "call", "task", "result", "token", "future", "last")
 
     def __init__(self, batch: Any) -> None:
         self.batch = batch
@@ -117,6 +119,7 @@ class _Request:
         self.task: trio.lowlevel.Task | None = None
         self.token: trio.lowlevel.TrioToken | None = None
         self.future: Future[list[Envelope]] | None = None
+        self.last = False  # the writer's final append: refuse everything queued after it
 
 
 class StoreWriter:
@@ -135,6 +138,9 @@ class StoreWriter:
         self._uncheckpointed = 0  # commits since the last idle checkpoint
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
+        # Appends of the current trio scheduler pass, per trio run, not yet handed to the
+        # thread (only touched on that run's own thread).
+        self._gathering: dict[trio.lowlevel.TrioToken, list[_Request]] = {}
         self._closing = False
         self._subscribers: set[Subscription] = set()
         self._sub_lock = threading.Lock()
@@ -206,17 +212,48 @@ class StoreWriter:
         # Sleep without a cancel point (Abort.FAILED): a cancelled caller still learns whether
         # its events were recorded. Cheaper than an Event plus a shielded CancelScope, which
         # matters on this path (one per append).
+        if self._closing:
+            raise WriterClosed("the event writer is shut down", "the daemon is stopping")
         request.task = trio.lowlevel.current_task()
-        request.token = trio.lowlevel.current_trio_token()
-        self._submit(request, last=last)
+        token = request.token = trio.lowlevel.current_trio_token()
+        request.last = last
+        gathering = self._gathering.get(token)
+        if gathering is None:
+            # The first append of this scheduler pass: hand the pass's appends over together
+            # once every task the pass runs has had its turn (see `_hand_over`).
+            gathering = self._gathering[token] = []
+            token.run_sync_soon(self._hand_over, token)
+        gathering.append(request)
         return await trio.lowlevel.wait_task_rescheduled(_uncancellable)
 
-    def _submit(self, request: _Request, *, last: bool = False) -> None:
+    def _hand_over(self, token: trio.lowlevel.TrioToken) -> None:
+        """On the trio thread, one scheduler pass after the first append of a pass: queue
+        every append that pass's tasks made, in order, with one wakeup of the writer thread.
+
+        Appenders woken by the same commit run in the same pass, so they reach the thread
+        as one group (one commit), and the thread is not woken, to compete for the GIL with
+        the trio thread, while they are still being submitted: queued one at a time, a busy
+        trio thread split every such group in two and paid a GIL hand-off for each."""
+        requests = self._gathering.pop(token)
+        refused: list[tuple[trio.lowlevel.Task, Any]] = []
+        with self._cond:
+            for request in requests:
+                if self._closing:  # a `last` append went ahead, or the writer was closed
+                    assert request.task is not None
+                    refused.append((request.task, WriterClosed(
+                        "the event writer is shut down", "the daemon is stopping")))
+                    continue
+                self._queue.append(request)
+                self._closing = request.last  # under the lock: nothing can queue behind it
+            self._cond.notify()
+        if refused:
+            _reschedule_all(refused)
+
+    def _submit(self, request: _Request) -> None:
         with self._cond:
             if self._closing:
                 raise WriterClosed("the event writer is shut down", "the daemon is stopping")
             self._queue.append(request)
-            self._closing = last  # under the same lock: nothing can queue behind it
             self._cond.notify()
 
     # --- the writer thread -----------------------------------------------------------------

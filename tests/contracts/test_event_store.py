@@ -14,6 +14,7 @@ import hashlib
 import shutil
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import immutables
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from engine.testing.postgres import PostgresCluster
 from events.codec import CodecError, canonical_bytes
@@ -692,6 +694,57 @@ async def test_a_last_append_is_the_last_one_recorded(backend: Backend) -> None:
             await trio.to_thread.run_sync(
                 lambda: writer.append_sync([vol("late2")], actor=DAEMON, op_id="t", now_ns=4))
     assert last[0].seq == store.head() == 2
+
+
+async def test_appends_made_in_one_scheduler_pass_commit_together(backend: Backend) -> None:
+    # Appenders woken together (by one commit, or one event) form one group, even when the
+    # trio thread lets go of the GIL between them (a blocking call, a slow handler): queued
+    # one at a time, the writer thread took the first alone and the rest waited a commit.
+    store = backend.open()
+    async with open_store_writer(store) as writer:
+        go = trio.Event()
+
+        async def appender(i: int) -> None:
+            await go.wait()
+            time.sleep(0.002)  # the writer thread gets the GIL here
+            await writer.append([vol(f"v{i}")], actor=ALICE, op_id=f"op-{i}", now_ns=i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(16):
+                nursery.start_soon(appender, i)
+            await trio.testing.wait_all_tasks_blocked()
+            before = writer.commits
+            go.set()
+        assert writer.commits - before == 1
+    assert store.head() == 16 and store.verify().ok
+
+
+async def test_appends_gathered_with_a_last_one_never_land_after_it(backend: Backend) -> None:
+    # However the appends of one pass are ordered, nothing is recorded after the `last` one:
+    # each is recorded before it or refused.
+    store = backend.open()
+    outcome: dict[int, int | None] = {}
+    async with open_store_writer(store) as writer:
+        go = trio.Event()
+
+        async def appender(i: int) -> None:
+            await go.wait()
+            try:
+                envs = await writer.append(
+                    [vol(f"v{i}")], actor=DAEMON, op_id=f"op-{i}", now_ns=i, last=(i == 5))
+                outcome[i] = envs[0].seq
+            except WriterClosed:
+                outcome[i] = None
+
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                nursery.start_soon(appender, i)
+            await trio.testing.wait_all_tasks_blocked()
+            go.set()
+    last = outcome[5]
+    assert last == store.head()
+    recorded = sorted(seq for seq in outcome.values() if seq is not None)
+    assert recorded == list(range(1, last + 1))  # nothing after it, no gaps before it
 
 
 async def test_follow_sees_every_event_exactly_once(backend: Backend) -> None:
