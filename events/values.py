@@ -32,6 +32,9 @@ class MountSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     propagation: str = ""
     tmpfs_size: int = 0
     options: tuple[str, ...] = ()
+    # `Mounts[].Mode` as Docker reports it, from what the client wrote (`-v a:/b:ro,z` →
+    # "ro,z"; a named volume without options → "z"); None in records made before it was kept.
+    mode: str | None = None
 
 
 class Ulimit(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -143,6 +146,11 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     # `--security-opt` as given (a seccomp profile inline); engine/core/security_opts.py
     # says what each does. Older records have only `no_new_privileges`.
     security_opt: tuple[str, ...] = ()
+    # `HostConfig.Binds` and `HostConfig.Tmpfs` as the client wrote them (inspect shows them
+    # so, as Docker does: an explicit `:rw`, a size in the user's units); None in records made
+    # before they were kept, whose inspect rebuilds them from `mounts`.
+    binds_given: tuple[str, ...] | None = None
+    tmpfs_given: dict[str, str] | None = None
 
 
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

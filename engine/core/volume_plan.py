@@ -321,7 +321,7 @@ def plan_mounts(mounts: Sequence[MountSpec], image: ImageConfig | None = None, *
             what = "mount target"
         requests.append((spec, clean_target(spec.target, what)))
     for target in sorted(image.volumes if image else ()):
-        requests.append((MountSpec(type="volume", target=target),
+        requests.append((MountSpec(type="volume", target=target, mode=""),
                          clean_target(target, "image VOLUME")))
 
     chosen: dict[str, MountSpec] = {}
@@ -361,7 +361,8 @@ def plan_mounts(mounts: Sequence[MountSpec], image: ImageConfig | None = None, *
                 if name not in known and name not in to_create:
                     to_create[name] = VolumeToCreate(name=name, anonymous=True)
                 spec = MountSpec(type="volume", target=target, source=name,
-                                 read_only=spec.read_only, options=spec.options)
+                                 read_only=spec.read_only, options=spec.options,
+                                 mode=spec.mode)
             elif pm.source not in known and pm.source not in to_create:
                 to_create[pm.source] = VolumeToCreate(name=pm.source, anonymous=False)
         planned.append(pm)

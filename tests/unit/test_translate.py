@@ -116,11 +116,14 @@ def test_real_docker_run_body() -> None:
         PortBinding(container_port=53, protocol="udp", host_ip="127.0.0.1", host_port=0),
         PortBinding(container_port=80, protocol="tcp", host_ip="", host_port=8080),
     ]
+    # kept as written, for inspect (Docker shows them so)
+    assert fields["binds_given"] == ("/tmp:/data:ro", "vol1:/v")
+    assert fields["tmpfs_given"] == {"/run": "size=64m,noexec"}
     assert fields["mounts"] == (
         MountSpec(type="bind", target="/data", source="/tmp", read_only=True,
-                  options=(CREATE_HOST_PATH,)),
-        MountSpec(type="volume", target="/v", source="vol1"),
-        MountSpec(type="tmpfs", target="/scratch", tmpfs_size=1_000_000),
+                  options=(CREATE_HOST_PATH,), mode="ro"),
+        MountSpec(type="volume", target="/v", source="vol1", mode="z"),
+        MountSpec(type="tmpfs", target="/scratch", tmpfs_size=1_000_000, mode=""),
         MountSpec(type="tmpfs", target="/run", tmpfs_size=64 * 1024 * 1024, options=("noexec",)),
     )
     # Everything it produced fits the event value type.
@@ -288,12 +291,13 @@ def test_anonymous_volumes_and_mount_options() -> None:
     }
     mounts = translate(body)[0]["mounts"]
     assert mounts == (
-        MountSpec(type="volume", target="/v", source="named", read_only=True, options=("nocopy",)),
+        MountSpec(type="volume", target="/v", source="named", read_only=True, options=("nocopy",),
+                  mode="ro,nocopy"),
         MountSpec(type="bind", target="/h", source="/host", propagation="rshared",
-                  options=(CREATE_HOST_PATH,)),
-        MountSpec(type="volume", target="/anon", options=("nocopy",)),
-        MountSpec(type="tmpfs", target="/t", options=("mode=1777",)),
-        MountSpec(type="volume", target="/data"),  # /v is already a named volume
+                  options=(CREATE_HOST_PATH,), mode="rshared"),
+        MountSpec(type="volume", target="/anon", options=("nocopy",), mode="z"),
+        MountSpec(type="tmpfs", target="/t", options=("mode=1777",), mode=""),
+        MountSpec(type="volume", target="/data", mode=""),  # /v is already a named volume
     )
 
 
@@ -323,7 +327,7 @@ def test_merge_inherits_everything_when_unset() -> None:
     assert fields["working_dir"] == "/srv" and fields["user"] == "www"
     assert fields["stop_signal"] == "SIGQUIT"
     assert fields["exposed_ports"] == ("80/tcp",)
-    assert fields["mounts"] == (MountSpec(type="volume", target="/var/cache"),)
+    assert fields["mounts"] == (MountSpec(type="volume", target="/var/cache", mode=""),)
     assert env == ["PATH=/usr/bin", "NGINX_VERSION=1"]
     ContainerConfig(image_id="sha256:" + "0" * 64, **fields)
 
@@ -359,7 +363,7 @@ def test_merge_user_values_win() -> None:
     assert fields["working_dir"] == "/w" and fields["stop_signal"] == "SIGTERM"
     assert fields["exposed_ports"] == ("443/tcp", "80/tcp")
     assert fields["mounts"] == (MountSpec(type="bind", target="/var/cache", source="/host",
-                                          options=(CREATE_HOST_PATH,)),)
+                                          options=(CREATE_HOST_PATH,), mode=""),)
 
 
 # -- filters ------------------------------------------------------------------------------------

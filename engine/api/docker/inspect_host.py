@@ -24,11 +24,12 @@ def host_config_fields(cfg: ContainerConfig) -> dict[str, Any]:
     """The HostConfig fields beyond those `render.host_config` fills itself."""
     swap = cfg.memory_swap or (2 * cfg.memory if cfg.memory else 0)  # moby adaptContainer…
     return {
-        "Binds": binds(cfg) or None,
+        "Binds": (list(cfg.binds_given) if cfg.binds_given is not None else binds(cfg)) or None,
         "PortBindings": port_bindings(cfg),
         "PublishAllPorts": cfg.publish_all,
-        "Tmpfs": {t.target: ",".join(_tmpfs_opts(t)) for t in cfg.mounts
-                  if t.type == "tmpfs"} or None,
+        "Tmpfs": (dict(cfg.tmpfs_given) if cfg.tmpfs_given is not None
+                  else {t.target: ",".join(_tmpfs_opts(t)) for t in cfg.mounts
+                        if t.type == "tmpfs"}) or None,
         "MemorySwap": swap,
         "MemoryReservation": cfg.memory_reservation,
         "MemorySwappiness": None if cfg.memory_swappiness < 0 else cfg.memory_swappiness,
@@ -72,7 +73,8 @@ def _tmpfs_opts(t: Any) -> list[str]:
 
 
 def binds(cfg: ContainerConfig) -> list[str]:
-    """Docker's `Binds` form: `source:target[:ro]` for host paths and named volumes."""
+    """Docker's `Binds` form, `source:target[:ro]` for host paths and named volumes, rebuilt
+    for a container recorded before `binds_given` was kept."""
     out = []
     for mt in cfg.mounts:
         if mt.type == "bind" or (mt.type == "volume" and mt.source and not _anonymous(mt)):
@@ -96,18 +98,25 @@ def port_bindings(cfg: ContainerConfig) -> dict[str, list[m.PortBindingBody] | N
 def mount_points(c: ContainerView, volumes_root: str = "") -> list[m.MountPoint]:
     """`Mounts`: binds with their host path, volumes with their name and data dir."""
     names = {v.destination: v for v in c.mounts}
+    given_tmpfs = c.config.tmpfs_given
     out = []
     for mt in c.config.mounts:
         if mt.type == "bind":
+            mode = mt.mode if mt.mode is not None else "ro" if mt.read_only else ""
             out.append(m.MountPoint(Type="bind", Source=mt.source, Destination=mt.target,
-                                    Mode="ro" if mt.read_only else "", RW=not mt.read_only,
+                                    Mode=mode, RW=not mt.read_only,
                                     Propagation=mt.propagation or "rprivate"))
         elif mt.type == "volume":
             name = names[mt.target].name if mt.target in names else mt.source
+            mode = mt.mode if mt.mode is not None else "ro" if mt.read_only else "z"
             out.append(m.MountPoint(
                 Type="volume", Name=name, Driver="local", Destination=mt.target,
                 Source=f"{volumes_root}/{name}/_data" if volumes_root and name else "",
-                Mode="ro" if mt.read_only else "z", RW=not mt.read_only))
+                Mode=mode, RW=not mt.read_only))
+        elif given_tmpfs is not None and mt.target not in given_tmpfs:
+            # a `--mount type=tmpfs` (Docker lists those; `--tmpfs` ones it does not)
+            out.append(m.MountPoint(Type="tmpfs", Destination=mt.target, Mode="",
+                                    RW=not mt.read_only))
     seen = {p.Destination for p in out}
     out += [m.MountPoint(Type="volume", Name=v.name, Destination=v.destination,
                          Driver="local", RW=not v.read_only,

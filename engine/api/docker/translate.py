@@ -103,6 +103,8 @@ def create_body_to_config(
         "security_opt": _security_opt(host),
         "network_mode": _network_mode(host.NetworkMode),
         "mounts": _mounts(host, body.Volumes),
+        "binds_given": tuple(host.Binds or ()),
+        "tmpfs_given": {target: opts or "" for target, opts in (host.Tmpfs or {}).items()},
         "ports": ports,
         "publish_all": bool(host.PublishAllPorts),
         "exposed_ports": exposed,
@@ -166,7 +168,7 @@ def merge_image_defaults(
     taken = {m.target for m in mounts}
     for target in image.volumes:
         if target not in taken:  # image VOLUMEs become anonymous volumes, as in Docker
-            mounts.append(MountSpec(type="volume", target=target))
+            mounts.append(MountSpec(type="volume", target=target, mode=""))
             taken.add(target)
     merged["mounts"] = tuple(mounts)
     user_keys = {item.split("=", 1)[0] for item in env}
@@ -461,7 +463,7 @@ def _source(value: str, spec: str) -> tuple[str, str]:
 def _bind(spec: str) -> MountSpec:
     parts = spec.split(":")
     if len(parts) == 1:
-        return MountSpec(type="volume", target=_target(parts[0], "mount target"))
+        return MountSpec(type="volume", target=_target(parts[0], "mount target"), mode="")
     if len(parts) > 3:
         raise InvalidArgument(f"invalid bind spec {spec!r}: too many colons")
     kind, source = _source(parts[0], spec)
@@ -481,6 +483,7 @@ def _bind(spec: str) -> MountSpec:
             raise InvalidArgument(f"invalid bind spec {spec!r}: unknown option {opt!r}")
     if kind == "bind":
         options.append(CREATE_HOST_PATH)  # `-v /missing:/x` makes /missing, as Docker does
+    given = parts[2] if len(parts) == 3 else ""
     return MountSpec(
         type=kind,
         target=target,
@@ -488,6 +491,7 @@ def _bind(spec: str) -> MountSpec:
         read_only=read_only,
         propagation=propagation,
         options=tuple(options),
+        mode=given or ("z" if kind == "volume" else ""),  # Docker's default label option
     )
 
 
@@ -512,6 +516,7 @@ def _mount(body: MountBody) -> MountSpec:
             propagation=propagation,
             options=(CREATE_HOST_PATH,) if body.BindOptions and body.BindOptions.CreateMountpoint
             else (),
+            mode="",
         )
     if kind == "volume":
         if source and _source(source, label)[0] != "volume":
@@ -523,6 +528,7 @@ def _mount(body: MountBody) -> MountSpec:
             source=source,
             read_only=bool(body.ReadOnly),
             options=("nocopy",) if nocopy else (),
+            mode="z",
         )
     if kind == "tmpfs":
         if source:
@@ -537,6 +543,7 @@ def _mount(body: MountBody) -> MountSpec:
             read_only=bool(body.ReadOnly),
             tmpfs_size=size or 0,
             options=(f"mode={mode:o}",) if mode else (),
+            mode="",
         )
     raise InvalidArgument(f"invalid mount type {body.Type!r}: use bind, volume or tmpfs")
 
@@ -580,7 +587,7 @@ def _mounts(host: HostConfig, volumes: Mapping[str, Any] | None) -> tuple[MountS
     for target in volumes or {}:  # Config.Volumes (`-v /data`): anonymous volumes
         path = _target(target, "volume target")
         if path not in seen:
-            mounts.append(MountSpec(type="volume", target=path))
+            mounts.append(MountSpec(type="volume", target=path, mode=""))
             seen.add(path)
     return tuple(mounts)
 
