@@ -19,10 +19,12 @@ environment variables go to libpq unchanged; nothing here downgrades them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from events.codec import canonical_bytes, decode_actor, decode_event
+import msgspec
+
+from events.codec import CodecError, canonical_bytes, decode_actor, decode_event
 from events.envelope import Envelope
 from events.hashing import GENESIS_HASH, VerifyResult, verify_chain
 from events.pg_replica import REPLICA_SCHEMA
@@ -30,7 +32,7 @@ from events.pg_schema import SCHEMA
 from events.pgurl import display_url
 
 __all__ = [
-    "CentralError", "CentralLog", "HostEnvelope", "Refused", "Row", "Unreachable",
+    "CentralError", "CentralLog", "HostEnvelope", "Refused", "Row", "Unreachable", "Unreadable",
     "display_url", "ensure_schema",
 ]
 
@@ -66,6 +68,17 @@ class Row(NamedTuple):
 class HostEnvelope(NamedTuple):
     host: str
     envelope: Envelope
+
+
+class Unreadable(NamedTuple):
+    """A stored event this build cannot decode (a type or schema version from a newer host,
+    or a damaged row): what a lenient reader is told instead of the envelope."""
+
+    host: str
+    seq: int
+    type: str
+    message: str
+    hint: str
 
 
 class CentralError(Exception):
@@ -119,9 +132,14 @@ def _first_line(exc: BaseException) -> str:
 class CentralLog:
     """One connection to the center, for one replicator or one CLI command."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str,
+                 on_unreadable: Callable[[Unreadable], None] | None = None) -> None:
+        """`on_unreadable`: the readers leave out an event they cannot decode and call it
+        (a fleet mixes versions while it upgrades: a newer host's event must not stop an
+        older reader's whole answer); without it they raise, as a local read does."""
         self.url = url
         self.conn: Any = None
+        self.on_unreadable = on_unreadable
 
     def open(self) -> CentralLog:
         if self.conn is None:
@@ -227,7 +245,8 @@ class CentralLog:
         rows = self._run(lambda c: c.execute(
             f"SELECT {COLUMNS} FROM shipslog.events WHERE stream = ANY(%s) AND host = %s "
             "ORDER BY seq", (list(streams), host)).fetchall())
-        return [envelope_of(_row(r)) for r in rows]
+        envelopes = (self._envelope(host, _row(r)) for r in rows)
+        return [e for e in envelopes if e is not None]
 
     def rows(self, host: str, after_seq: int = 0) -> Iterator[Row]:
         """One host's events in seq order, as stored (keyset pages: no long transaction)."""
@@ -277,7 +296,9 @@ class CentralLog:
                             (n, last.get(n, 0), _PAGE)).fetchall())
                         for r in rows:
                             last[name] = int(r[0])
-                            yield HostEnvelope(name, envelope_of(_row(r)))
+                            env = self._envelope(name, _row(r))
+                            if env is not None:
+                                yield HostEnvelope(name, env)
                         if len(rows) < _PAGE:
                             break
                 try:
@@ -319,13 +340,29 @@ class CentralLog:
                 f"SELECT host, {COLUMNS} FROM shipslog.events WHERE {' AND '.join(clauses)} "
                 "ORDER BY recorded_at, host, seq LIMIT %s", (*k, *params, n)).fetchall())
             for r in page:
-                yield HostEnvelope(str(r[0]), envelope_of(_row(r[1:])))
+                env = self._envelope(str(r[0]), _row(r[1:]))
+                if env is not None:
+                    yield HostEnvelope(str(r[0]), env)
             if len(page) < size:
                 return
             if remaining is not None:
                 remaining -= len(page)
             last = page[-1]
             key = (last[6], last[0], last[1])
+
+
+    def _envelope(self, host: str, row: Row) -> Envelope | None:
+        try:
+            return envelope_of(row)
+        except (CodecError, msgspec.MsgspecError) as exc:
+            if self.on_unreadable is None:
+                raise
+            if isinstance(exc, CodecError):
+                message, hint = str(exc), exc.hint
+            else:  # the actor's bytes
+                message, hint = f"cannot decode the actor: {exc}", "run `shipslog audit verify`"
+            self.on_unreadable(Unreadable(host, row.seq, row.type, message, hint))
+            return None
 
 
 def _row(r: Sequence[Any]) -> Row:

@@ -18,9 +18,10 @@ from engine.cli.errors import CliError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any
 
+    from events.central import Unreadable
     from events.envelope import Envelope
 
 FLEET_VERBS = ("events", "history", "audit")
@@ -32,12 +33,25 @@ class FleetReader:
 
     fleet = True
 
-    def __init__(self, url: str, host: str | None = None) -> None:
+    def __init__(self, url: str, host: str | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         from events.central import CentralLog
 
         self.url = url
         self.host = host
-        self.log = CentralLog(url)
+        self.warn = warn
+        self.left_out: dict[tuple[str, str], int] = {}  # (host, type) -> events left out
+        self.log = CentralLog(url, on_unreadable=self._left_out)
+
+    def _left_out(self, what: Unreadable) -> None:
+        """An event this build cannot read: the answer goes on without it, and the user is
+        told once per host and event type (a host running a newer version writes many)."""
+        key = (what.host, what.type)
+        seen = self.left_out.get(key, 0)
+        self.left_out[key] = seen + 1
+        if not seen and self.warn is not None:
+            self.warn(f"warning: left out events of type {what.type} from host {what.host} "
+                      f"(first: seq {what.seq}): {what.message}; {what.hint}")
 
     def _open(self) -> Any:
         from events.central import CentralError

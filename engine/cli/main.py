@@ -313,7 +313,7 @@ def run(argv: Sequence[str], *, environ: Mapping[str, str] | None = None,
                 raise refuse_store(args.verb)
             # it answers the reads a LocalReader answers (ctx.read, stream_json)
             ctx.local = FleetReader(  # type: ignore[assignment]
-                args.store, getattr(args, "fleet_host", None))
+                args.store, getattr(args, "fleet_host", None), warn=ctx.err)
         code = int(args.func(ctx, args) or 0)
         out.flush()
         return code
