@@ -77,12 +77,13 @@ def binds(cfg: ContainerConfig) -> list[str]:
     for a container recorded before `binds_given` was kept."""
     out = []
     for mt in cfg.mounts:
-        if mt.type == "bind" or (mt.type == "volume" and mt.source and not _anonymous(mt)):
+        if mt.type == "bind" or (mt.type == "volume" and mt.source and not anonymous(mt)):
             out.append(f"{mt.source}:{mt.target}" + (":ro" if mt.read_only else ""))
     return out
 
 
-def _anonymous(mt: Any) -> bool:
+def anonymous(mt: Any) -> bool:
+    """A volume named by the engine (64 hex digits): an anonymous one."""
     return len(mt.source) == 64 and all(c in "0123456789abcdef" for c in mt.source)
 
 
@@ -141,4 +142,6 @@ def with_bridge_settings(settings: m.NetworkSettings) -> m.NetworkSettings:
         return settings
     return msgspec.structs.replace(
         settings, EndpointID=ep.EndpointID, Gateway=ep.Gateway, IPAddress=ep.IPAddress,
-        IPPrefixLen=ep.IPPrefixLen, MacAddress=ep.MacAddress)
+        IPPrefixLen=ep.IPPrefixLen, MacAddress=ep.MacAddress,
+        GlobalIPv6Address=ep.GlobalIPv6Address, GlobalIPv6PrefixLen=ep.GlobalIPv6PrefixLen,
+        IPv6Gateway=ep.IPv6Gateway)

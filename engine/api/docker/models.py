@@ -357,6 +357,15 @@ class NetworkSettings(_Out):
     IPAddress: str = ""
     IPPrefixLen: int = 0
     MacAddress: str = ""
+    # the default bridge's IPv6 endpoint, repeated here as Docker does; the rest is legacy
+    # Docker still sends (templates read them: a missing key prints "<no value>")
+    GlobalIPv6Address: str = ""
+    GlobalIPv6PrefixLen: int = 0
+    IPv6Gateway: str = ""
+    LinkLocalIPv6Address: str = ""
+    LinkLocalIPv6PrefixLen: int = 0
+    SecondaryIPAddresses: list[str] | None = None
+    SecondaryIPv6Addresses: list[str] | None = None
     Networks: dict[str, NetworkEndpoint] = {}
 
 

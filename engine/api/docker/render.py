@@ -23,7 +23,7 @@ from engine.core.networks import start_networks
 from engine.core.security_opts import SYSTEMPATHS_UNCONFINED, parse_security_opts
 from engine.core.units import ZERO_TIME as ZERO_TIME  # re-exported: callers import it here
 from engine.core.units import human_duration, rfc3339
-from events.values import ContainerConfig, HealthCheck, ImageConfig
+from events.values import ContainerConfig, HealthCheck, ImageConfig, MountSpec
 from projections.state import ContainerView, EngineState, ImageView, NetworkView
 
 
@@ -96,7 +96,7 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         Env=image_env + _env_keys(cfg),
         Cmd=list(cfg.cmd) or None,
         Image=cfg.image,
-        Volumes={mt.target: {} for mt in cfg.mounts if mt.type == "volume"} or None,
+        Volumes={mt.target: {} for mt in cfg.mounts if _anonymous_volume(mt)} or None,
         WorkingDir=cfg.working_dir,
         Entrypoint=list(cfg.entrypoint) or None,
         Labels=dict(cfg.labels),
@@ -105,6 +105,15 @@ def container_config(c: ContainerView, image: ImageView | None) -> m.DockerConta
         Healthcheck=_health_config(cfg.healthcheck),
         MacAddress=cfg.mac_address or None,  # API 1.43 keeps --mac-address here too
     )
+
+
+def _anonymous_volume(mt: MountSpec) -> bool:
+    """`Config.Volumes` lists the anonymous volumes (`-v /data`, the image's VOLUMEs), as
+    Docker's does; a named volume or bind is in `HostConfig.Binds`/`Mounts` only. A record
+    made before mounts kept their mode tells them by their generated 64-hex name."""
+    if mt.type != "volume" or (mt.mode is not None and mt.mode != ""):
+        return False
+    return not mt.source or inspect_host.anonymous(mt)
 
 
 def _health_config(check: HealthCheck | None) -> m.HealthConfig | None:
@@ -215,11 +224,21 @@ def _endpoints(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpo
             MacAddress=ep.mac,
             Gateway=n.gateway if n else "",
             IPPrefixLen=_prefix(_net(state, nid)),
-            Aliases=list(ep.aliases) or None,
+            Aliases=_aliases(_net(state, nid), c, ep.aliases),
             **_v6_fields(_net(state, nid), ep.ip6),
         )
         for nid, ep in c.networks.items()
     } or _planned_networks(state, c)
+
+
+def _aliases(net: NetworkView | None, c: ContainerView, given: Sequence[str]) -> list[str] | None:
+    """An endpoint's aliases: the ones asked for, and on a user network the container's short
+    ID (moby daemon.updateNetworkConfig), which Compose reads to tell its containers apart and
+    our DNS answers (engine/core/dns_names.py)."""
+    aliases = list(given)
+    if net is not None and net.name != "bridge" and c.id[:12] not in aliases:
+        aliases.append(c.id[:12])
+    return aliases or None
 
 
 def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.NetworkEndpoint]:
@@ -229,11 +248,8 @@ def _planned_networks(state: EngineState, c: ContainerView) -> dict[str, m.Netwo
     out = {}
     for nid, ep in start_networks(state, c).items():
         net = _net(state, nid)
-        aliases = list(ep.aliases)
-        if net is not None and net.name != "bridge" and c.id[:12] not in aliases:
-            aliases.append(c.id[:12])
         out[net.name if net else nid] = m.NetworkEndpoint(
-            NetworkID=nid, Aliases=aliases or None,
+            NetworkID=nid, Aliases=_aliases(net, c, ep.aliases),
             IPAMConfig={"IPv4Address": ep.ip} if ep.ip else None)
     return out
 
