@@ -8,6 +8,7 @@ container; the shape is API v1.43's (`/work/shared/spec/docker-engine-api-v1.43.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -124,6 +125,27 @@ def mount_points(c: ContainerView, volumes_root: str = "") -> list[m.MountPoint]
                          Source=f"{volumes_root}/{v.name}/_data" if volumes_root else "")
             for v in c.mounts if v.destination not in seen]
     return out
+
+
+def graph_driver(root: str, layers: Sequence[str], container_id: str = "") -> m.GraphDriverData:
+    """`GraphDriver`: the overlay directories under the state root `root`, named as Docker's
+    overlay2 names them, for scripts that reach a container's files from the host
+    (`{{.GraphDriver.Data.MergedDir}}`). `layers` are diff_ids, bottom first; LowerDir lists
+    them top first, as overlayfs takes them. A container's MergedDir is its root filesystem
+    (mounted while it runs); an image has no merged or work directory here, so it names only
+    its layers (Docker names directories for it that need not exist)."""
+    if not root:
+        return m.GraphDriverData()
+    diffs = [f"{root}/layers/{d.partition(':')[2]}/diff" for d in reversed(layers)]
+    if container_id:
+        cdir = f"{root}/containers/{container_id}"
+        data = {"LowerDir": ":".join(diffs), "MergedDir": f"{cdir}/rootfs",
+                "UpperDir": f"{cdir}/upper", "WorkDir": f"{cdir}/work"}
+        return m.GraphDriverData(Data={k: v for k, v in data.items() if v})
+    data = {"UpperDir": diffs[0]} if diffs else {}
+    if len(diffs) > 1:
+        data["LowerDir"] = ":".join(diffs[1:])
+    return m.GraphDriverData(Data=data)
 
 
 def finish(state: EngineState, c: ContainerView, got: m.ContainerInspect) -> m.ContainerInspect:

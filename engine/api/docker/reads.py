@@ -119,6 +119,7 @@ def container_inspect(model: ReadModel, ref: str) -> Any:
     return render.inspect_container(
         state, c, log_path=str(model.paths.log_path(c.id)), now_ns=model.now(),
         health=model.health_of(c), volumes_root=str(model.paths.root / "volumes"),
+        state_root=str(model.paths.root),
     )
 
 
@@ -196,7 +197,8 @@ def image_list(model: ReadModel, args: Args) -> list[Any]:
 def image_inspect(model: ReadModel, ref: str) -> Any:
     img = find_image(model.state, ref)
     # without the config blob, answered from the log (render._config_from_view)
-    return render.image_inspect(img, model.image_config(img.id, strict=False))
+    return render.image_inspect(img, model.image_config(img.id, strict=False),
+                                state_root=str(model.paths.root))
 
 
 def image_history(model: ReadModel, ref: str) -> list[dict[str, Any]]:

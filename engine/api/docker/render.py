@@ -173,7 +173,7 @@ def host_config(cfg: ContainerConfig) -> m.HostConfig:
 
 def inspect_container(
     state: EngineState, c: ContainerView, *, log_path: str = "", now_ns: int,
-    health: m.Health | None = None, volumes_root: str = "",
+    health: m.Health | None = None, volumes_root: str = "", state_root: str = "",
 ) -> m.ContainerInspect:
     image = state.images.get(c.config.image_id)
     args = list(c.config.entrypoint) + list(c.config.cmd)
@@ -203,6 +203,8 @@ def inspect_container(
         RestartCount=c.restart_count,
         ExecIDs=list(c.execs) or None,
         HostConfig=host_config(c.config),
+        GraphDriver=inspect_host.graph_driver(
+            state_root, image.layers if image is not None else (), c.id),
         Mounts=inspect_host.mount_points(c, volumes_root),
         Config=container_config(c, image),
         NetworkSettings=m.NetworkSettings(Ports=_ports(c), Networks=_endpoints(state, c)),
@@ -586,7 +588,8 @@ def _config_from_view(cfg: ImageConfig) -> dict[str, Any]:
     })
 
 
-def image_inspect(img: ImageView, raw_config: bytes | None = None) -> m.ImageInspect:
+def image_inspect(img: ImageView, raw_config: bytes | None = None, *,
+                  state_root: str = "") -> m.ImageInspect:
     """`raw_config`: the image's config blob. Docker answers from it, and clients of API 1.43
     still read its `ContainerConfig` (docker-compose 1.29: `KeyError: 'ContainerConfig'` on
     recreate); an image built without one (BuildKit) gets Docker 24's empty config."""
@@ -615,6 +618,7 @@ def image_inspect(img: ImageView, raw_config: bytes | None = None) -> m.ImageIns
         Os=cfg.os,
         Size=img.size,
         VirtualSize=img.size,
+        GraphDriver=inspect_host.graph_driver(state_root, img.layers),
         RootFS=m.RootFS(Layers=list(img.layers)),
         Metadata=m.ImageMetadata(LastTagTime=rfc3339(img.last_tagged_at)),
     )
