@@ -227,16 +227,16 @@ def resolve_user(user: str, passwd: bytes | None, group: bytes | None) -> dict[s
             gid = int(g[2])
     if uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
         raise InvalidArgument(f"uid/gid out of range in user {user!r}", "")
-    extra: list[int] = []
+    # The process keeps its primary group among its supplementary ones, as under Docker
+    # (`id` prints `groups=GID,…`): files shared through it stay reachable after a process
+    # changes its gid. The image's /etc/group adds the user's memberships (implicit group).
+    extra = [gid]
     if username and not group_part:
         for g in groups:
             members = g[3].split(",") if g[3] else []
-            if username in members and g[2].isdigit() and int(g[2]) != gid:
+            if username in members and g[2].isdigit():
                 extra.append(int(g[2]))
-    out: dict[str, Any] = {"uid": uid, "gid": gid}
-    if extra:
-        out["additionalGids"] = sorted(set(extra))
-    return out
+    return {"uid": uid, "gid": gid, "additionalGids": sorted(set(extra))}
 
 
 def group_ids(groups: Sequence[str], group: bytes | None) -> list[int]:
@@ -257,7 +257,11 @@ def group_ids(groups: Sequence[str], group: bytes | None) -> list[int]:
 
 
 def merge_env(*layers: Sequence[str]) -> list[str]:
-    """Later layers override earlier ones by key; order of first appearance is kept."""
+    """Later layers override earlier ones by key; order of first appearance is kept.
+
+    A bare `KEY` (`docker run --env KEY` with KEY unset in the client's environment) is kept in
+    the container's config, as Docker keeps it, but sets nothing: the process gets no KEY,
+    not even the image's."""
     merged: dict[str, str] = {}
     for layer in layers:
         for entry in layer:
@@ -266,10 +270,13 @@ def merge_env(*layers: Sequence[str]) -> list[str]:
             if key == "HOME" or "\x00" in value:
                 # Other values may span lines, as Docker's do (a PEM key given with -e).
                 _check_line_safe("environment variable", value)
-            if not key or not sep:
+            if not key:
                 raise InvalidArgument(
-                    f"invalid environment entry {entry.split('=')[0]!r}", "use KEY=VALUE"
+                    f"invalid environment entry {entry!r}", "use KEY=VALUE"
                 )
+            if not sep:
+                merged.pop(key, None)
+                continue
             merged[key] = entry
     return list(merged.values())
 

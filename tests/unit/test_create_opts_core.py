@@ -228,7 +228,7 @@ def test_devices_and_group_add() -> None:
     assert s["linux"]["devices"] == [{k: v for k, v in dev.items() if k != "access"}]
     assert {"allow": True, "type": "c", "major": 10, "minor": 229,
             "access": "rw"} in s["linux"]["resources"]["devices"]
-    assert s["process"]["user"]["additionalGids"] == [29, 4321]
+    assert s["process"]["user"]["additionalGids"] == [0, 29, 4321]  # with the primary gid
     with pytest.raises(InvalidArgument, match="Unable to find group video"):
         spec(group=group, group_add=("video",))
 

@@ -199,16 +199,18 @@ def test_tmpfs_mounts_and_extra_mounts() -> None:
 
 
 def test_user_resolution() -> None:
-    assert resolve_user("", PASSWD, GROUP) == {"uid": 0, "gid": 0}
+    # the primary group is always a supplementary one too, as under Docker
+    assert resolve_user("", PASSWD, GROUP) == {"uid": 0, "gid": 0, "additionalGids": [0]}
     assert resolve_user("app", PASSWD, GROUP) == {
         "uid": 1000,
         "gid": 1001,
-        "additionalGids": [10, 29],
+        "additionalGids": [10, 29, 1001],
     }
     assert resolve_user("1000", PASSWD, GROUP)["gid"] == 1001
-    assert resolve_user("4242", PASSWD, GROUP) == {"uid": 4242, "gid": 0}
-    assert resolve_user("app:wheel", PASSWD, GROUP) == {"uid": 1000, "gid": 10}
-    assert resolve_user("5:7", None, None) == {"uid": 5, "gid": 7}
+    assert resolve_user("4242", PASSWD, GROUP) == {"uid": 4242, "gid": 0, "additionalGids": [0]}
+    assert resolve_user("app:wheel", PASSWD, GROUP) == {"uid": 1000, "gid": 10,
+                                                        "additionalGids": [10]}
+    assert resolve_user("5:7", None, None) == {"uid": 5, "gid": 7, "additionalGids": [7]}
     with pytest.raises(InvalidArgument, match="unable to find user"):
         resolve_user("ghost", PASSWD, GROUP)
     with pytest.raises(InvalidArgument, match="unable to find group"):

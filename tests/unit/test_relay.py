@@ -121,7 +121,7 @@ async def test_a_client_gone_releases_without_ending_the_process() -> None:
 
 
 def test_runc_messages_in_both_of_its_log_formats() -> None:
-    from engine.api.routes.streams import _runc_message
+    from engine.core.runc_messages import runc_message as _runc_message
 
     want = 'exec failed: exec: "nosuch": executable file not found in $PATH'
     piped = 'time="2026-12-07T05:47:32Z" level=error msg="exec failed: exec: \\"nosuch\\": ' \

@@ -156,7 +156,10 @@ def container_routes(ctx: Any) -> Router:
             # The server sends the headers before the first chunk, so the client knows the
             # wait has begun before it starts the container (`docker run --rm` relies on it).
             done = await waiting
-            error = WaitExitError(Message=done.error) if done.error else None
+            # A removal clears the container's error (moby State.SetRemoved): `docker run --rm`
+            # of a container that failed to start hears no "Error waiting for container".
+            error = WaitExitError(Message=done.error) if done.error and condition != "removed" \
+                else None
             yield (
                 msgspec.json.encode(ContainerWaitResponse(StatusCode=done.exit_code, Error=error))
                 + b"\n"

@@ -32,6 +32,7 @@ from engine.core import errors
 from engine.core.errors import Conflict, InvalidArgument, NotFound, ShipslogError
 from engine.core.lookup import find_container
 from engine.core.oci_spec import exec_process
+from engine.core.runc_messages import runc_message
 from engine.shell.files import follow_logs, read_logs, user_db
 from engine.shell.readmodel import parse_event_time
 from events import vocabulary as v
@@ -348,7 +349,7 @@ async def _start_detached(ctx: Any, container_id: str, exec_id: str, process: An
     if not outcome.get("pid"):
         # Docker's words for an exec the runtime could not start; the CLI maps them to
         # 127 (not found) or 126 (cannot run).
-        reason = _runc_message(outcome.get("error") or "the exec did not start")
+        reason = runc_message(outcome.get("error") or "the exec did not start")
         raise errors.KernelError(f"OCI runtime exec failed: {reason}: unknown",
                                  hint="check the command and the container's PATH")
     return empty(200)
@@ -368,38 +369,13 @@ async def _tell_start_failure(conn: HijackedStream, ep: Any, *, raw: bool) -> in
             break
         err += data
     await ep.wait()
-    message = _runc_message(err.decode("utf-8", "replace") or "the exec did not start")
+    message = runc_message(err.decode("utf-8", "replace") or "the exec did not start")
     line = f"OCI runtime exec failed: {message}: unknown\r\n".encode()
     try:
         await (conn.send_all(line) if raw else conn.send_frame(1, line))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     return _start_failure_code(bytes(err))
-
-
-def _runc_message(stderr: str) -> str:
-    """The message of runc's last log line: `time=… level=error msg="…"` on a pipe,
-    `ERRO[0000] …` (coloured) on a terminal; else the line itself."""
-    lines = [ln for ln in _strip_colours(stderr).splitlines() if ln.strip()]
-    line = lines[-1].strip() if lines else stderr
-    _, found, rest = line.partition('msg="')
-    if found:
-        return rest.rsplit('"', 1)[0].replace('\\"', '"')
-    level, bracket, rest = line.partition("[")
-    if bracket and level.isupper() and len(level) == 4 and "] " in rest:
-        return rest.split("] ", 1)[1]  # `ERRO[0000] …`
-    return line
-
-
-def _strip_colours(text: str) -> str:
-    """Without ANSI colour sequences (ESC [ … m) and carriage returns."""
-    out, i = [], 0
-    while (j := text.find("\x1b[", i)) >= 0:
-        out.append(text[i:j])
-        end = text.find("m", j)
-        i = len(text) if end < 0 else end + 1
-    out.append(text[i:])
-    return "".join(out).replace("\r", "")
 
 
 async def _drain(source: trio.abc.ReceiveStream, tail: bytearray | None) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import trio
 
 from engine.core.errors import InvalidArgument, KernelError, Unavailable
+from engine.core.runc_messages import runc_message
 from engine.drivers.runtime.runc import RuncError
 
 CONMON = "conmon"
@@ -195,10 +196,12 @@ async def spawn(
         )
     pid = int(msg.get("data", -1))  # type: ignore[call-overload]
     if pid <= 0:
+        said = str(msg.get("message", ""))
+        # Docker's words around runc's own message (a missing command: exit 127 at the CLI)
         raise RuncError(
-            f"runc create {paths.container_id}: {str(msg.get('message', '')).strip()}",
+            f"OCI runtime create failed: {runc_message(said) or 'no message'}: unknown",
             "see the runtime's message",
-            stderr=str(msg.get("message", "")),
+            stderr=said,
         )
     return read_monitor_pid(paths), pid
 
