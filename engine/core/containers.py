@@ -54,7 +54,8 @@ def claim_name(state: EngineState, name: str, container_id: str) -> Pending:
     if holder is not None:
         raise Conflict(
             f'Conflict. The container name "/{name}" is already in use by container '
-            f'"{holder}".',
+            f'"{holder}". You have to remove (or rename) that container to be able to reuse '
+            "that name.",
             hint="remove or rename that container, or pick another name",
         )
     stream, version = _name_stream(state, name)

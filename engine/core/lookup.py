@@ -6,6 +6,7 @@ I/O: none. Used by every `decide_*` and by the API's read handlers.
 from __future__ import annotations
 
 from engine.core.errors import InvalidArgument, NotFound
+from engine.core.validate import ID_RE
 from projections.state import ContainerView, EngineState, ImageView, NetworkView, VolumeView
 
 
@@ -64,8 +65,10 @@ def find_image(state: EngineState, ref: str) -> ImageView:
                     image_id = img.id
                     break
     if image_id is None or image_id not in state.images:
+        # Docker names the reference as it parsed it (`nosuch` → `nosuch:latest`), an id as given
+        shown = ref if ref.startswith("sha256:") or ID_RE.fullmatch(ref) else normalize_ref(ref)
         raise NotFound(
-            f"No such image: {ref}",
+            f"No such image: {shown}",
             hint="load it with: shipslog load -i IMAGE.tar (or pull it from a registry)",
         )
     return state.images[image_id]

@@ -21,8 +21,13 @@ MAX_NAME = 253
 def check_name(name: str, kind: str = "container") -> str:
     if len(name) > MAX_NAME or not NAME_RE.fullmatch(name) or name.endswith("."):
         shown = name if len(name) <= 64 else name[:61] + "..."
+        if kind == "container":  # Docker's words
+            message = (f"Invalid container name ({shown}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                       "are allowed")
+        else:
+            message = f"invalid {kind} name {shown!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         raise InvalidArgument(
-            f"invalid {kind} name {shown!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            message,
             hint=f"pick a {kind} name of letters, digits, '_', '.' and '-' "
                  "(not starting with a symbol, not ending in '.')",
         )

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import trio
 
 from engine.core import images as ci
-from engine.core.errors import ShipslogError
+from engine.core.errors import NotFound, ShipslogError
 from engine.core.lookup import find_image
 from engine.drivers.layers.content import ContentStore
 from engine.drivers.layers.unpack import LayerStore
@@ -148,7 +148,10 @@ class ImageOps:
         state = self.journal.state
         wanted = []
         for ref in refs:
-            img = find_image(state, ref)
+            try:
+                img = find_image(state, ref)
+            except NotFound as exc:  # moby's save names the reference as given
+                raise NotFound(f"No such image: {ref}", hint=exc.hint) from None
             wanted.append(ImageToSave(image_id=img.id, repo_tags=_tags_to_save(img, ref),
                                       layer_digests=img.layer_digests or img.layers))
         fd, name = tempfile.mkstemp(dir=self.tmp_dir)

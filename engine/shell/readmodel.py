@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -287,6 +287,13 @@ class ReadModel:
 
         return list(read_logs(self.paths.log_path(container_id), stdout=stdout,
                               stderr=stderr, since_ns=since_ns, until_ns=until_ns, tail=tail))
+
+    def rw_sizes(self, container_ids: Iterable[str]) -> dict[str, int]:
+        """The writable layers' sizes of these containers (`ps -s`; walks their upper dirs)."""
+        from engine.shell.files import rw_size
+
+        root = Path(self.paths.root)
+        return {cid: rw_size(root, cid) for cid in container_ids}
 
     def sizes(self, state: EngineState, kinds: frozenset[str]
               ) -> tuple[dict[str, int], dict[str, int]]:

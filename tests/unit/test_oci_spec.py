@@ -93,11 +93,17 @@ def test_env_merges_image_then_container_with_defaults() -> None:
     assert "A=img" not in env
 
 
-@pytest.mark.parametrize("bad", ["HOME=/x\nroot::0:0::/:/bin/sh", "HOME=/x\r", "A=\x00", "=x",
-                                 "NOEQ"])
+@pytest.mark.parametrize("bad", ["HOME=/x\nroot::0:0::/:/bin/sh", "HOME=/x\r", "A=\x00", "=x"])
 def test_env_with_control_bytes_or_no_key_is_rejected(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         make(env=[bad])
+
+
+def test_a_bare_env_key_sets_nothing_and_hides_the_images() -> None:
+    # `docker run --env KEY` with KEY unset in the client's environment (Docker keeps the
+    # entry in the config; the process gets no KEY)
+    env = spec_mod.merge_env(["PATH=/bin", "NOEQ=from-image"], ["NOEQ", "A=1"])
+    assert env == ["PATH=/bin", "A=1"]
 
 
 def test_literal_backslash_n_is_not_a_newline() -> None:

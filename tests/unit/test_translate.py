@@ -228,7 +228,8 @@ def test_bad_host_config_is_a_clear_400(host: dict, match: str) -> None:
         ({"Image": "x", "Env": ["HOME=/x\nroot::0:0::/:/bin/sh"]}, "control characters"),
         ({"Image": "x", "Env": ["A=b\0c"]}, "NUL"),
         ({"Image": "x", "Env": ["=v"]}, "empty name"),
-        ({"Image": "x", "StopSignal": "NOT A SIGNAL"}, "invalid signal"),
+        ({"Image": "x", "StopSignal": "NOT A SIGNAL"}, "Invalid signal"),
+        ({"Image": "x", "StopSignal": "NOSUCH"}, "Invalid signal: NOSUCH"),
         ({"Image": "x", "ExposedPorts": {"0/tcp": {}}}, "1-65535"),
     ],
 )

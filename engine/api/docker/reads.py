@@ -110,7 +110,19 @@ def container_list(model: ReadModel, args: Args, summaries: render.SummaryCache)
         chosen = summaries.listing(state, show_all=show_all)  # shared: never changed
     if limit > 0:
         chosen = chosen[:limit]
+    if args.bool("size"):  # `ps -s`: walks the writable layers (the route runs it in a thread)
+        rw = model.rw_sizes(c.id for c in chosen)
+        return msgspec.json.encode([_with_sizes(state, summary(state, c, now_ns=now), c, rw[c.id])
+                                    for c in chosen]) + b"\n"
     return summaries.encoded(state, chosen, now_ns=now) + b"\n"
+
+
+def _with_sizes(state: EngineState, doc: Any, c: ContainerView, rw: int) -> Any:
+    """A summary with Docker's SizeRw (the writable layer) and SizeRootFs (it and the
+    image's layers)."""
+    base = state.images.get(c.config.image_id)
+    return msgspec.structs.replace(
+        doc, SizeRw=rw, SizeRootFs=rw + (_disk_size(state, base) if base is not None else 0))
 
 
 def container_inspect(model: ReadModel, ref: str) -> Any:
@@ -426,11 +438,8 @@ def disk_usage(state: EngineState, root: Path, *, now_ns: int, kinds: frozenset[
     if "container" in kinds:
         containers = []
         for c in state.containers.values():
-            rw = container_rw.get(c.id, 0)
-            base = state.images.get(c.config.image_id)
-            containers.append(msgspec.structs.replace(
-                summary(state, c, now_ns=now_ns), SizeRw=rw,
-                SizeRootFs=rw + (_disk_size(state, base) if base is not None else 0)))
+            containers.append(_with_sizes(state, summary(state, c, now_ns=now_ns), c,
+                                          container_rw.get(c.id, 0)))
         out["Containers"] = containers
     if "volume" in kinds:
         volumes = []

@@ -24,6 +24,7 @@ from engine.core import health
 from engine.core.errors import InvalidArgument
 from engine.core.networks import check_network_name
 from engine.core.security_opts import SYSTEMPATHS_UNCONFINED, parse_security_opts
+from engine.core.signals import parse_signal_name
 from engine.core.volume_plan import CREATE_HOST_PATH, PROPAGATIONS
 from events.values import HealthCheck, ImageConfig, MountSpec, PortBinding, RestartPolicy
 from events.vocabulary import ContainerUpdated
@@ -379,14 +380,7 @@ def _endpoint(body: ContainerCreateBody, mode: str) -> Fields:
 
 
 def _signal(value: str) -> str:
-    value = value.strip().upper()
-    if value.isdigit():
-        if not 1 <= int(value) <= 64:
-            raise InvalidArgument(f"invalid signal: {value}")
-        return value
-    if not re.fullmatch(r"(SIG)?[A-Z0-9+-]+", value):
-        raise InvalidArgument(f"invalid signal: {value}")
-    return value if value.startswith("SIG") else "SIG" + value
+    return parse_signal_name(value)  # Docker refuses an unknown StopSignal at create
 
 
 # -- ports --------------------------------------------------------------------------------------

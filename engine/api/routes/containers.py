@@ -11,6 +11,7 @@ import signal as signals
 from typing import Any
 
 import msgspec
+import trio
 
 from engine.api.docker import reads, render
 from engine.api.docker.models import (
@@ -65,7 +66,10 @@ def container_routes(ctx: Any) -> Router:
 
     @r.route("GET", "/containers/json")
     async def list_(req: Request) -> Response:
-        body = reads.container_list(model, req, summaries)
+        if req.bool("size"):  # walks the writable layers: not on the event loop
+            body = await trio.to_thread.run_sync(reads.container_list, model, req, summaries)
+        else:
+            body = reads.container_list(model, req, summaries)
         return Response(200, [("Content-Type", "application/json")], body)
 
     @r.route("GET", "/containers/{id}/json")
@@ -177,9 +181,9 @@ def normalize_signal(sig: str) -> str:
             return signals.Signals(int(s)).name
         except ValueError:
             raise InvalidArgument(
-                f"invalid signal: {sig}", hint="use a name like SIGTERM"
+                f"Invalid signal: {sig}", hint="use a name like SIGTERM"
             ) from None
     name = s if s.startswith("SIG") else "SIG" + s
     if name not in signals.Signals.__members__:
-        raise InvalidArgument(f"invalid signal: {sig}", hint="use a name like SIGTERM or 15")
+        raise InvalidArgument(f"Invalid signal: {sig}", hint="use a name like SIGTERM or 15")
     return name

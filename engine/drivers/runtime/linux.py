@@ -117,7 +117,7 @@ def _signal_number(sig: int | str) -> int:
         return int(signal_mod.Signals[s])
     except KeyError:
         raise InvalidArgument(
-            f"invalid signal: {sig}", "use a name like SIGTERM or a number"
+            f"Invalid signal: {sig}", "use a name like SIGTERM or a number"
         ) from None
 
 
