@@ -112,9 +112,10 @@ class _Tx:
         c = self.containers.get(cid)
         if c is None:
             return
+        changes["last_seq"] = env.seq
         if env.stream == "container-" + cid:  # the version optimistic concurrency checks
             changes["stream_version"] = env.stream_version
-        self.containers[cid] = replace(c, last_seq=env.seq, **changes)
+        self.containers[cid] = replace(c, **changes)
         if self.track:
             self.touched.add(("containers", cid))
 
