@@ -980,13 +980,11 @@ class EventStore(Generic[State]):
         self._snapshot_seq = max([s for s in seqs if s <= head], default=0)
         writers: list[threading.Thread] = []
         try:
-            with _gc_paused():  # the tables' rows too: see `rebuild`
-                state = self._fold_range(projection, state, base, head,
-                                         snapshot=not self.readonly, leave=writers)
-                self._state, self._applied = state, head
-                if not self.readonly and stored != head:
-                    self._swap_in(projection, state, head,
-                                  self._rows_of(projection, state, head))
+            state = self._fold_range(projection, state, base, head,
+                                     snapshot=not self.readonly, leave=writers)
+            self._state, self._applied = state, head
+            if not self.readonly and stored != head:
+                self._swap_in(projection, state, head, self._rows_of(projection, state, head))
         finally:
             for writer in writers:
                 writer.join()
@@ -1030,14 +1028,11 @@ class EventStore(Generic[State]):
             head = self._r.head()[0]
         writers: list[threading.Thread] = []
         try:
-            # No cyclic GC through the rows and the swap either: with the whole state alive,
-            # its passes over the tables' rows were a tenth of a rebuild.
-            with _gc_paused():
-                state = self._fold_range(projection, projection.initial(), 0, head,
-                                         snapshot=True, leave=writers)
-                # The last snapshot is deflated and stored while the rows are encoded and
-                # written; it is there when `rebuild` returns.
-                self._swap_in(projection, state, head, self._rows_of(projection, state, head))
+            state = self._fold_range(projection, projection.initial(), 0, head,
+                                     snapshot=True, leave=writers)
+            # The last snapshot is deflated and stored while the rows are encoded and
+            # written; it is there when `rebuild` returns.
+            self._swap_in(projection, state, head, self._rows_of(projection, state, head))
         finally:
             for writer in writers:
                 writer.join()
