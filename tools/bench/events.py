@@ -521,6 +521,7 @@ def bench_fold_parts(store: EventStore[Any], projection: Any, total: int) -> dic
 
     who = getattr(projection, "fold_who_types", None)
     backend, lock = store._r, store._rlock
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         t = time.perf_counter()
@@ -532,7 +533,8 @@ def bench_fold_parts(store: EventStore[Any], projection: Any, total: int) -> dic
             pass
         envelopes = time.perf_counter() - t
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
     return {"fold_part_fetch_us": fetch / total * 1e6,
             "fold_part_decode_envelope_us": (envelopes - fetch) / total * 1e6}
 
