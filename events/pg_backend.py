@@ -71,6 +71,10 @@ _EVENT_COLUMNS = (
 _FOLD_COLUMNS = (
     "seq, stream, stream_version, schema_version, type, recorded_at, actor, op_id, payload"
 )
+_FOLD_COLUMNS_WHO = (
+    "seq, stream, stream_version, schema_version, type, recorded_at, "
+    "CASE WHEN type = ANY(%s) THEN actor END, CASE WHEN type = ANY(%s) THEN op_id END, payload"
+)
 _HOST_TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.projection_meta (
     name text PRIMARY KEY, applied_seq bigint NOT NULL
@@ -437,10 +441,18 @@ class PostgresBackend:
             f"SELECT {_EVENT_COLUMNS} FROM shipslog.events WHERE host = %s AND seq > %s "
             "AND seq <= %s ORDER BY seq", (self.host, after_seq, until_seq)).fetchall()
 
-    def fold_rows(self, after_seq: int, until_seq: int) -> list[Row]:
+    def fold_rows(
+        self, after_seq: int, until_seq: int, who_types: Sequence[str] | None = None
+    ) -> list[Row]:
+        if who_types is None:
+            return self._run(
+                f"SELECT {_FOLD_COLUMNS} FROM shipslog.events WHERE host = %s AND seq > %s "
+                "AND seq <= %s ORDER BY seq", (self.host, after_seq, until_seq)).fetchall()
+        types = list(who_types)
         return self._run(
-            f"SELECT {_FOLD_COLUMNS} FROM shipslog.events WHERE host = %s AND seq > %s "
-            "AND seq <= %s ORDER BY seq", (self.host, after_seq, until_seq)).fetchall()
+            f"SELECT {_FOLD_COLUMNS_WHO} FROM shipslog.events WHERE host = %s AND seq > %s "
+            "AND seq <= %s ORDER BY seq", (types, types, self.host, after_seq, until_seq)
+        ).fetchall()
 
     def last_seq_before(self, until_ns: int) -> int:
         row = self._one("SELECT max(seq) FROM shipslog.events WHERE host = %s "

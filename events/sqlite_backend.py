@@ -117,6 +117,12 @@ CREATE TABLE IF NOT EXISTS projection_snapshots (
 _FOLD_COLUMNS = (
     "seq, stream, stream_version, schema_version, type, recorded_at, actor, op_id, payload"
 )
+# ... and with `actor` and `op_id` only where the fold reads them (`fold_rows(who_types=)`).
+_FOLD_COLUMNS_WHO = (
+    "seq, stream, stream_version, schema_version, type, recorded_at, "
+    "CASE WHEN type IN ({types}) THEN actor END, CASE WHEN type IN ({types}) THEN op_id END, "
+    "payload"
+)
 
 # The one sanctioned DELETE (compaction) drops this trigger and recreates it in the same
 # transaction: no other statement ever runs without it.
@@ -361,10 +367,19 @@ class SqliteBackend:
         cur.arraysize = _CHUNK
         return cur.fetchall()
 
-    def fold_rows(self, after_seq: int, until_seq: int) -> list[Row]:
+    def fold_rows(
+        self, after_seq: int, until_seq: int, who_types: Sequence[str] | None = None
+    ) -> list[Row]:
+        if who_types is None:
+            return self.conn.execute(
+                f"SELECT {_FOLD_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after_seq, until_seq),
+            ).fetchall()
+        marks = ",".join("?" * len(who_types)) or "NULL"
         return self.conn.execute(
-            f"SELECT {_FOLD_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
-            (after_seq, until_seq),
+            f"SELECT {_FOLD_COLUMNS_WHO.format(types=marks)} FROM events "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (*who_types, *who_types, after_seq, until_seq),
         ).fetchall()
 
     def last_seq_before(self, until_ns: int) -> int:

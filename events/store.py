@@ -570,12 +570,15 @@ class EventStore(Generic[State]):
 
     def _fold_range(
         self, projection: InlineProjection[State], state: State, after: int, until: int, *,
-        snapshot: bool,
+        snapshot: bool, leave: list[threading.Thread] | None = None,
     ) -> State:
         """Fold events (after, until] onto `state` without computing rows; with `snapshot`,
         store a snapshot at every multiple of `snapshot_every` on the way (the fold is
-        there anyway, so the next restart or time travel can skip what it covered)."""
+        there anyway, so the next restart or time travel can skip what it covered).
+        With `leave`, the last snapshot's writer is put there, still running, for the
+        caller to join (so it overlaps the caller's table writes), instead of joined here."""
         fast = getattr(projection, "fold_state", None)
+        who_types = getattr(projection, "fold_who_types", None)
         if fast is None:
             for chunk in self._chunks(self._r, self._rlock, after, until):
                 state, _ = projection.fold(state, chunk)
@@ -583,14 +586,15 @@ class EventStore(Generic[State]):
         every = self.snapshot_every if snapshot and _snapshots_of(projection) else 0
         builder = getattr(projection, "fold_builder", None) if every else None
         if builder is not None and after < until:  # (nothing to fold: keep the state as is)
-            return self._fold_building(projection, builder(state), after, until, every)
+            return self._fold_building(projection, builder(state), after, until, every, leave)
         writing: threading.Thread | None = None
         try:
             with _gc_paused():
                 while after < until:
                     stop = min(until, (after // every + 1) * every) if every else until
                     # One fold per stretch: no per-chunk copies of state.
-                    state = fast(state, self._fold_envelopes(self._r, self._rlock, after, stop))
+                    state = fast(state, self._fold_envelopes(self._r, self._rlock, after, stop,
+                                                             who_types))
                     after = stop
                     if every and after % every == 0:
                         # States are immutable: encode, deflate and store this one on the
@@ -598,13 +602,12 @@ class EventStore(Generic[State]):
                         writing = _beside(writing, after, self._try_snapshot,
                                           projection, state, after)
         finally:
-            if writing is not None:
-                writing.join()
+            _hand_over(writing, leave)
         return state
 
     def _fold_building(
         self, projection: InlineProjection[State], builder: Any, after: int, until: int,
-        every: int,
+        every: int, leave: list[threading.Thread] | None,
     ) -> State:
         """`_fold_range` with snapshots, through the projection's `fold_builder`: one open
         fold for the whole range, so a stretch between two snapshots costs its events only
@@ -616,15 +619,16 @@ class EventStore(Generic[State]):
             with _gc_paused():
                 while after < until:
                     stop = min(until, (after // every + 1) * every)
-                    builder.feed(self._fold_envelopes(self._r, self._rlock, after, stop))
+                    builder.feed(self._fold_envelopes(
+                        self._r, self._rlock, after, stop,
+                        getattr(projection, "fold_who_types", None)))
                     after = stop
                     if after % every == 0:
                         writing = _beside(writing, after, self._try_snapshot_blob,
                                           projection, builder.snapshot(), after)
                 return builder.state()  # type: ignore[no-any-return]
         finally:
-            if writing is not None:
-                writing.join()
+            _hand_over(writing, leave)
 
     def _try_snapshot(self, projection: InlineProjection[State], state: State, seq: int) -> None:
         """A snapshot on the way of a fold: an optimisation, so a failure (a full disk, say)
@@ -641,27 +645,33 @@ class EventStore(Generic[State]):
 
     @staticmethod
     def _fold_envelopes(
-        backend: StoreBackend, lock: threading.RLock, after: int, until: int
+        backend: StoreBackend, lock: threading.RLock, after: int, until: int,
+        who_types: Sequence[str] | None = None,
     ) -> Iterator[Envelope]:
         """Envelopes (after, until] for a rows-free fold: only the columns a fold reads
-        (`hash` is "" and `command_id` None), actors decoded once per distinct blob."""
-        actors: dict[bytes, Actor] = {}
+        (`hash` is "" and `command_id` None; with `who_types`, the projection's
+        `fold_who_types`, `actor` and `op_id` are None for every other event type),
+        actors decoded once per distinct blob."""
+        actors: dict[bytes | None, Actor | None] = {None: None}
         current = _CURRENT_DECODERS
+        # (type, schema_version) -> decode, for payloads at their class's current version.
+        fast = {(name, cls.schema_version): decode for name, (cls, decode) in current.items()}
         while after < until:
             with lock:
-                rows = backend.fold_rows(after, min(until, after + 10 * _CHUNK))
+                rows = backend.fold_rows(after, min(until, after + 10 * _CHUNK), who_types)
             if not rows:
                 return
             for seq, stream, version, schema, type_name, at, actor, op_id, payload in rows:
-                who = actors.get(actor)
-                if who is None:
+                if actor in actors:
+                    who = actors[actor]
+                else:
                     who = actors[actor] = decode_actor(actor)
                 # `_decode_payload` inlined for the common case (one call less per event).
-                fast = current.get(type_name)
+                decode = fast.get((type_name, schema))
                 event = None
-                if fast is not None and fast[0].schema_version == schema:
+                if decode is not None:
                     try:
-                        event = fast[1](payload)
+                        event = decode(payload)
                     except msgspec.MsgspecError:
                         pass
                 if event is None:
@@ -672,7 +682,7 @@ class EventStore(Generic[State]):
                     stream_version=version,
                     schema_version=schema,
                     recorded_at=at,
-                    actor=who,
+                    actor=who,  # type: ignore[arg-type]  # None: see `who_types`
                     op_id=op_id,
                     event=event,
                 )
@@ -968,10 +978,16 @@ class EventStore(Generic[State]):
             seqs = self._r.snapshot_seqs(projection.name)
         base, state = self._snapshot_before(projection, head) or (0, projection.initial())
         self._snapshot_seq = max([s for s in seqs if s <= head], default=0)
-        state = self._fold_range(projection, state, base, head, snapshot=not self.readonly)
-        self._state, self._applied = state, head
-        if not self.readonly and stored != head:
-            self._swap_in(projection, state, head, self._rows_of(projection, state, head))
+        writers: list[threading.Thread] = []
+        try:
+            state = self._fold_range(projection, state, base, head,
+                                     snapshot=not self.readonly, leave=writers)
+            self._state, self._applied = state, head
+            if not self.readonly and stored != head:
+                self._swap_in(projection, state, head, self._rows_of(projection, state, head))
+        finally:
+            for writer in writers:
+                writer.join()
 
     def _rows_of(
         self, projection: InlineProjection[State], state: State, head: int
@@ -1010,8 +1026,16 @@ class EventStore(Generic[State]):
             self._snapshot_seq = 0
         with self._rlock:
             head = self._r.head()[0]
-        state = self._fold_range(projection, projection.initial(), 0, head, snapshot=True)
-        self._swap_in(projection, state, head, self._rows_of(projection, state, head))
+        writers: list[threading.Thread] = []
+        try:
+            state = self._fold_range(projection, projection.initial(), 0, head,
+                                     snapshot=True, leave=writers)
+            # The last snapshot is deflated and stored while the rows are encoded and
+            # written; it is there when `rebuild` returns.
+            self._swap_in(projection, state, head, self._rows_of(projection, state, head))
+        finally:
+            for writer in writers:
+                writer.join()
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -1139,6 +1163,16 @@ def _beside(previous: threading.Thread | None, seq: int, store: Callable[..., An
     thread = threading.Thread(target=store, args=args, name=f"snapshot@{seq}", daemon=True)
     thread.start()
     return thread
+
+
+def _hand_over(writing: threading.Thread | None, leave: list[threading.Thread] | None) -> None:
+    """The last snapshot writer of a fold: to the caller (`leave`), or joined now."""
+    if writing is None:
+        return
+    if leave is not None:
+        leave.append(writing)
+    else:
+        writing.join()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import msgspec
 
 from events.envelope import Envelope, RowChange
 from projections import snapshot
-from projections.fold import TABLES, FoldBuilder, fold, fold_batch
+from projections.fold import TABLES, WHO_TYPES, FoldBuilder, fold, fold_batch
 from projections.state import (
     ContainerView,
     EngineState,
@@ -44,6 +44,8 @@ class EngineProjection:
     name = "engine"
     tables: Sequence[str] = TABLES
     snapshot_version = snapshot.SNAPSHOT_VERSION
+    # `fold_state`/`fold_builder` read `actor` and `op_id` of these event types only.
+    fold_who_types: Sequence[str] = tuple(sorted(WHO_TYPES))
 
     def initial(self) -> EngineState:
         return EngineState()

@@ -49,6 +49,7 @@ from events.writer import WriterClosed, open_store_writer
 from tests.contracts.conftest import DAEMON_ROLE, fresh_host
 
 ALICE = Actor(uid=1000, gid=1000, pid=4242, loginuid=1000, command=("shipslog", "volume"))
+BOB = Actor(uid=1001, gid=1001, pid=4343)
 DAEMON = Actor(uid=0, gid=0, pid=1, via="daemon")
 
 
@@ -1082,6 +1083,30 @@ def test_restart_loads_the_newest_snapshot_plus_the_tail(backend: Backend) -> No
     _backend_of[id(store)] = backend
     assert sorted(store.state.volumes.keys()) == ["v0", "v5", "v6"]
     store.rebuild()  # the reference: from zero, and fresh snapshots
+    assert store.state == expected
+
+
+def test_folds_get_the_actor_only_of_the_types_that_read_it(backend: Backend) -> None:
+    """A rows-free fold asks the backend for `actor` and `op_id` of the projection's
+    `fold_who_types` only (a third of a rebuild's fetch): they arrive for those types, as
+    None for the rest, and time travel and a rebuild equal the fold of the full envelopes."""
+    from events.values import ContainerConfig
+    from events.vocabulary import ContainerCreateRequested
+    from projections.fold import fold
+
+    store = _engine_store(backend, 2)
+    cid = "ab" * 32
+    config = ContainerConfig(image="busybox", image_id="sha256:" + "cd" * 32)
+    append(store, Pending(stream=f"container-{cid}", event=ContainerCreateRequested(
+        container_id=cid, name="web", config=config)), actor=BOB, op_id="op-2", now_ns=2_000)
+    rows = store._r.fold_rows(0, 3, ["ContainerCreateRequested"])
+    assert [(r[6] is None, r[7]) for r in rows] == [(True, None), (True, None), (False, "op-2")]
+    assert [r[:6] + r[8:] for r in rows] == [r[:6] + r[8:] for r in store._r.fold_rows(0, 3)]
+    expected = fold(store.read())
+    assert expected.containers[cid].created_by == BOB.uid
+    assert store.fold_to(store.projection, from_zero=True) == expected
+    store.snapshot_every = 2
+    store.rebuild()
     assert store.state == expected
 
 

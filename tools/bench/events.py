@@ -29,7 +29,9 @@ own rows and projection rows replayed by SQLite alone, 32 events per commit),
 `sqlite_fetch_floor_*` (sqlite3 handing Python every row, the floor under a rebuild) and
 `verify_*_floor_*` (building the canonical bytes, and sha256 over them, apart). The issue 17
 ratios are printed as `concurrent_vs_floor`, `rebuild_vs_fetch_floor` and
-`fold_from_zero_vs_fetch_floor`; `concurrent_handoff_us_per_append` is what the concurrent
+`fold_from_zero_vs_fetch_floor`, and the rebuild's gap to its floor per event in its parts
+as `fold_part_*_us` (fetch, decode and envelopes, handlers, what the rebuild adds);
+`concurrent_handoff_us_per_append` is what the concurrent
 run pays outside the store (the trio round trip of each append, over a store that only
 sleeps), which no commit overlaps while every appender waits on the same commit.
 """
@@ -530,6 +532,34 @@ def bench_verify(store: EventStore[Any], total: int, repeat: int = 3) -> dict[st
     return out
 
 
+def bench_fold_parts(store: EventStore[Any], projection: Any, total: int) -> dict[str, float]:
+    """Where the fold's time goes, per event (issue 17), each part timed alone with the
+    collector paused as the store pauses it: the fold's own fetch (only the columns it
+    reads), then that plus decoding payloads into envelopes. `_run` adds the handlers
+    (the rows-free fold from zero minus both) and what a rebuild adds to its fold
+    (snapshots, the tables' rows, the swap)."""
+    import gc
+
+    who = getattr(projection, "fold_who_types", None)
+    backend, lock = store._r, store._rlock
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        for after in range(0, total, 20_000):
+            backend.fold_rows(after, min(total, after + 20_000), who)
+        fetch = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in store._fold_envelopes(backend, lock, 0, total, who):
+            pass
+        envelopes = time.perf_counter() - t
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {"fold_part_fetch_us": fetch / total * 1e6,
+            "fold_part_decode_envelope_us": (envelopes - fetch) / total * 1e6}
+
+
 def bench_log(path: Path, total: int) -> dict[str, float]:
     from projections.engine import EngineProjection, decode_row
 
@@ -557,6 +587,7 @@ def bench_log(path: Path, total: int) -> dict[str, float]:
     store.rebuild()  # the reference: from zero, tables swapped in, fresh snapshots
     out["rebuild_events_per_s"] = total / (time.perf_counter() - t)
     assert store.state == reference
+    out.update(bench_fold_parts(store, projection, total))
     every = store.snapshot_every
     out["snapshots"] = len(store.snapshot_seqs())
     store.close()
@@ -762,6 +793,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             results["rebuild_vs_fetch_floor"] = results["rebuild_events_per_s"] / floor
             results["fold_from_zero_vs_fetch_floor"] = (
                 results["fold_from_zero_events_per_s"] / floor)
+            # The floor-to-rebuild gap per event, in its parts (`bench_fold_parts`).
+            fold_us = 1e6 / results["fold_from_zero_events_per_s"]
+            results["fold_part_floor_us"] = 1e6 / floor
+            results["fold_part_handlers_us"] = fold_us - (
+                results["fold_part_fetch_us"] + results["fold_part_decode_envelope_us"])
+            results["fold_part_rebuild_extra_us"] = (
+                1e6 / results["rebuild_events_per_s"] - fold_us)
             results["log_events"] = log_total
     return results
 
