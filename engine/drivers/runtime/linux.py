@@ -36,7 +36,7 @@ import trio
 
 from engine.core.errors import Conflict, InvalidArgument
 from engine.drivers.host.info import host_spec_inputs, read_rootfs_file
-from engine.drivers.runtime import cgroups, execio, monitor
+from engine.drivers.runtime import cgroups, execfifo, execio, monitor
 from engine.drivers.runtime import logs as logs_mod
 from engine.drivers.runtime.execio import AttachSession, ExecProcess, ExecResult
 from engine.drivers.runtime.monitor import ExitRecord as MonitorRecord
@@ -223,13 +223,16 @@ class LinuxRuntime:
         return monitor_pid
 
     async def start(self, container_id: str) -> int:
-        """`runc start`; returns the container's pid. Starting a running one is a no-op.
-        One runc process on the hot path: the pid comes from conmon's pid file."""
-        try:
-            await self.runc.start(container_id)
-        except Conflict as e:
-            if "already running" not in str(e):
-                raise
+        """Start a created container; returns its pid. Starting a running one is a no-op.
+        No runc process on the hot path: init is released through its exec fifo
+        (`execfifo.py`; `runc start` answers when that cannot), the pid comes from conmon's
+        pid file."""
+        if not await execfifo.release_init(Path(self.runc.root) / container_id):
+            try:
+                await self.runc.start(container_id)
+            except Conflict as e:
+                if "already running" not in str(e):
+                    raise
         pid = _read_int(self.monitor_paths(container_id).pidfile)
         if pid <= 0:
             st = await self.runc.state(container_id)
