@@ -36,7 +36,7 @@ import trio
 
 from engine.core.errors import Conflict, InvalidArgument
 from engine.drivers.host.info import host_spec_inputs, read_rootfs_file
-from engine.drivers.runtime import cgroups, execfifo, execio, monitor
+from engine.drivers.runtime import cgroups, execfifo, execio, monitor, sealedexe
 from engine.drivers.runtime import logs as logs_mod
 from engine.drivers.runtime.execio import AttachSession, ExecProcess, ExecResult
 from engine.drivers.runtime.monitor import ExitRecord as MonitorRecord
@@ -146,7 +146,10 @@ class LinuxRuntime:
                        or "/usr/sbin/runc")
         self.runc_binary = shutil.which(runc_binary) or runc_binary
         self.conmon_binary = conmon_binary or shutil.which("conmon") or monitor.CONMON
-        self.runc = Runc(str(self.exec_root / "runc"), self.runc_binary)
+        # runc runs from a sealed in-memory copy, which spares each `runc init` its own
+        # copy-protection dance (`sealedexe.py`; CVE-2019-5736)
+        self.runc_exec = sealedexe.sealed_copy(self.runc_binary)
+        self.runc = Runc(str(self.exec_root / "runc"), self.runc_exec)
         self._exec_seq = 0
 
     def monitor_paths(self, container_id: str) -> MonitorPaths:
@@ -203,7 +206,7 @@ class LinuxRuntime:
         argv = monitor.conmon_argv(
             paths,
             bundle=str(bundle),
-            runc_binary=self.runc_binary,
+            runc_binary=self.runc_exec,
             runc_root=self.runc.root,
             log_path=log_path,
             log_size_max=conmon_cap,
