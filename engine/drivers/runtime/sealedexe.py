@@ -5,14 +5,15 @@ I/O: reads the runc binary once, creates a memfd (memfd_create, F_ADD_SEALS).
 Why (issue 14): for CVE-2019-5736 every `runc init` (a container's start, and every `exec`,
 health probes included) makes sure it does not run from the host's binary, which a container
 could otherwise overwrite through /proc/self/exe. runc 1.1.5 as Debian ships it
-(`libcontainer/nsenter/cloned_binary.c`, with the CVE-2024-21626 backports) does it by
-bind-mounting /proc/self/exe read-only on a file in its state dir, reopening it, detaching the
-mount (`umount2(MNT_DETACH)`) and re-executing itself. With ten `runc init`s at once the
+(`libcontainer/nsenter/cloned_binary.c`) does it by bind-mounting /proc/self/exe read-only on
+a file in its state dir, reopening it, detaching the mount (`umount2(MNT_DETACH)`) and
+re-executing itself (`try_bindfd`; a memfd copy is its fallback). With ten `runc init`s at once the
 detaches queue on the host's mount lock and RCU: strace of ten concurrent `runc create`s here
 showed single `umount2` calls of 0.2–80 ms. runc skips all of it when /proc/self/exe is
 already a memfd sealed with exactly F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE
 (`is_self_cloned`, RUNC_MEMFD_SEALS): the copy runc itself would make. This module makes that
-copy once; the daemon, and conmon through `/proc/<daemon pid>/fd/<n>`, run runc from it.
+copy once; the daemon, and conmon through `/proc/<daemon pid>/fd/<n>`, run runc from it (runc
+ships the same idea as a service of its own, `contrib/cmd/memfd-bind`).
 
 When a memfd cannot be made or sealed (an old kernel, `vm.memfd_noexec=2`), the binary's own
 path is used and runc protects itself as before.
