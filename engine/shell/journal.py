@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ class Journal:
         self.clock = clock
         self.new_id = ids
         self._changed = trio.Event()
+        # Appends submitted and not yet answered, per stream: IPAM chains its allocations
+        # only onto a stream no one else is writing (engine/shell/ipam_staging.py).
+        self._in_flight: Counter[str] = Counter()
 
     @property
     def state(self) -> EngineState:
@@ -46,12 +50,26 @@ class Journal:
         if failpoints.armed():
             for kind in sorted({type(p.event).__name__ for p in pending}):
                 failpoints.hit(failpoints.APPEND_PREFIX + kind, _store_error)
-        envs: list[Envelope] = await self._writer.append(
-            list(pending), actor=actor, op_id=op_id, command_id=command_id, now_ns=self.clock(),
-            last=last)
-        self._changed.set()
-        self._changed = trio.Event()
+        streams = {p.stream for p in pending}
+        self._in_flight.update(streams)
+        try:
+            envs: list[Envelope] = await self._writer.append(
+                list(pending), actor=actor, op_id=op_id, command_id=command_id,
+                now_ns=self.clock(), last=last)
+        finally:
+            for stream in streams:  # drop zeros: op and container streams are one-offs
+                if self._in_flight[stream] <= 1:
+                    del self._in_flight[stream]
+                else:
+                    self._in_flight[stream] -= 1
+            # A refused append wakes the waiters too: one may wait for the stream to be quiet.
+            self._changed.set()
+            self._changed = trio.Event()
         return envs
+
+    def in_flight(self, stream: str) -> int:
+        """How many appends touching `stream` are submitted and not yet answered."""
+        return self._in_flight[stream]
 
     async def wait_for(self, predicate: Callable[[EngineState], Any]) -> Any:
         """Wait until `predicate(state)` is truthy; return its value."""

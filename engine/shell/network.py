@@ -7,7 +7,8 @@ for the events.
 
 Order of a container's attach (RELIABILITY: an address is recorded before it is used):
 `NetworkAddressAllocated` (optimistic on the network's stream, so two containers never get one
-address) → namespace + veth → `NetworkConnected` → nft DNAT + proxy → `NetworkPortPublished`.
+address; concurrent starts' allocations chained into one commit, `engine/shell/ipam_staging.py`)
+→ namespace + veth → `NetworkConnected` → nft DNAT + proxy → `NetworkPortPublished`.
 Detach undoes it in reverse, each step idempotent, then records `NetworkPortUnpublished`,
 `NetworkDisconnected` and `NetworkAddressReleased`. A failpoint (`engine.drivers.host.failpoints`)
 sits at
@@ -44,7 +45,6 @@ from engine.core.errors import (
 )
 from engine.core.fwd_plan import CHAIN, findings
 from engine.core.hostfiles import upstream_servers
-from engine.core.ipam import next_free_address
 from engine.core.lookup import find_container
 from engine.core.net_plan import (
     EMBEDDED_DNS,
@@ -71,6 +71,7 @@ from engine.drivers.network.seam import (
     NetworkPlan,
     all_links,
 )
+from engine.shell.ipam_staging import AddressStager, taken_by
 from engine.shell.journal import ConcurrencyConflict, Journal
 from events import vocabulary as v
 from events.envelope import SYSTEM_ACTOR, Actor, Pending, stream_of
@@ -163,7 +164,7 @@ class NetworkOps:
         self._dns: dict[str, trio.CancelScope] = {}
         self._ctr_dns: dict[str, trio.CancelScope] = {}  # macvlan/ipvlan containers' DNS
         self._proxies: dict[str, list[trio.CancelScope]] = {}
-        self._ipam_locks: dict[str, trio.Lock] = {}
+        self._stager = AddressStager(journal)
         self._ruled: set[str] = set()  # containers this process gave nft rules to
         self.nursery: trio.Nursery | None = None
 
@@ -430,26 +431,19 @@ class NetworkOps:
     async def _allocate(self, c: ContainerView, net: NetworkView, op_id: str, actor: Actor,
                         requested: str = "", family: int = 4) -> str:
         # The stream version guards against every other writer; within the daemon, starts on
-        # one network take turns choosing, or a burst of them (200 `run -d` at once) would
-        # keep conflicting on each other's NetworkConnected events and give up.
-        async with self._ipam_locks.setdefault(net.id, trio.Lock()):
-            for _ in range(8):
-                net = self.journal.state.networks[net.id]
-                if net.driver == "bridge":
-                    check_bridge_capacity(len(net.endpoints))
-                taken = [a for a, owner in net.allocations.items()
-                         if owner == c.id and (":" in a) == (family == 6)]
-                if taken:
-                    return taken[0]  # allocated before a crash: keep it
-                address = next_free_address(net, requested=requested, family=family)
-                try:
-                    await self._append([Pending(
-                        stream=stream_of("network", net.id),
-                        expected_version=net.stream_version,
-                        event=v.NetworkAddressAllocated(network_id=net.id, container_id=c.id,
-                                                        address=address))], op_id, actor)
-                except ConcurrencyConflict:
-                    continue
+        # one network chain their choices so that a burst of them (Compose's `up`, 200 `run
+        # -d` at once) commits together instead of one commit after another, and none keeps
+        # conflicting on the others' events (engine/shell/ipam_staging.py).
+        for _ in range(8):
+            net = self.journal.state.networks[net.id]
+            if net.driver == "bridge":
+                check_bridge_capacity(len(net.endpoints))
+            if taken := taken_by(net, c.id, family):
+                return taken  # allocated before a crash: keep it
+            address = await self._stager.allocate(
+                net.id, c.id, lambda pending: self._append(pending, op_id, actor),
+                requested=requested, family=family)
+            if address is not None:
                 failpoints.hit("net.after_allocate")
                 return address
         raise Conflict(f"network {net.name} kept changing while an address was chosen",

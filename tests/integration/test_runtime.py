@@ -426,6 +426,74 @@ async def test_kill_signals_init_without_starting_runc(h: Harness, tmp_path: Pat
     assert "kill" in calls.read_text()
 
 
+async def test_runc_runs_from_a_sealed_copy_and_init_skips_its_own(h: Harness) -> None:
+    # runc's CVE-2019-5736 guard bind-mounts and detaches its binary for every `runc init`
+    # unless it already runs from a memfd sealed its way; ten at once queue on that unmount
+    import fcntl
+
+    from engine.drivers.runtime.sealedexe import RUNC_MEMFD_SEALS
+
+    assert h.runtime.runc_exec.startswith(f"/proc/{os.getpid()}/fd/")
+    fd = os.open(h.runtime.runc_exec, os.O_RDWR)
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == RUNC_MEMFD_SEALS
+        with pytest.raises(PermissionError):  # F_SEAL_WRITE: no one rewrites it
+            os.write(fd, b"x")
+    finally:
+        os.close(fd)  # a writable fd left open would make every exec of it ETXTBSY
+    cid = await h.create(("sh", "-c", "echo up; exec sleep 1000"))
+    st = await h.runtime.state(cid)
+    assert st is not None and st.status == "created"
+    # init waits on its exec fifo, still runc: from the memfd, not re-executed from a copy
+    assert os.readlink(f"/proc/{st.pid}/exe").startswith("/memfd:runc")
+    assert b"init" in Path(f"/proc/{st.pid}/cmdline").read_bytes()
+    pid = await h.runtime.start(cid)
+    proc = {"args": ["echo", "inside"], "cwd": "/", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}  # fmt: skip
+    res = await h.runtime.exec(cid, proc)
+    assert (res.exit_code, res.stdout, pid > 0) == (0, b"inside\n", True)
+    await h.runtime.kill(cid, "SIGKILL")
+    assert (await h.runtime.wait_exit(cid)).exit_code == 137
+    assert h.logs(cid) == [("stdout", b"up\n")]
+
+
+async def test_start_releases_init_without_starting_runc(h: Harness, tmp_path: Path) -> None:
+    # Compose starts every service at once: no runc process per start on that path
+    calls = tmp_path / "runc-calls"
+    wrapper = tmp_path / "runc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {h.runtime.runc.binary} "$@"\n')
+    wrapper.chmod(0o755)
+    h.runtime.runc.binary = str(wrapper)
+    cid = await h.create(("sh", "-c", "echo started; exec sleep 1000"))
+    calls.unlink(missing_ok=True)
+    pid = await h.runtime.start(cid)
+    assert not calls.exists()
+    st = await h.runtime.state(cid)  # runc's own view: running, with that init
+    assert st is not None and (st.status, st.pid) == ("running", pid)
+    assert b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    proc = {"args": ["echo", "inside"], "cwd": "/", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}  # fmt: skip
+    res = await h.runtime.exec(cid, proc)
+    assert (res.exit_code, res.stdout) == (0, b"inside\n")
+    assert await h.runtime.start(cid) == pid  # a running container: runc says so, no-op
+    assert "start" in calls.read_text()
+    await h.runtime.kill(cid, "SIGKILL")
+    rec = await h.runtime.wait_exit(cid)
+    assert (rec.exit_code, rec.signal) == (137, "SIGKILL")
+    assert h.logs(cid) == [("stdout", b"started\n")]
+
+
+async def test_start_of_a_created_container_whose_init_died_is_runcs_error(h: Harness) -> None:
+    from engine.core.errors import ShipslogError
+    from engine.drivers.runtime.linux import signal_init
+
+    cid = await h.create(("true",))
+    assert signal_init(Path(h.runtime.runc.root) / cid, signal.SIGKILL)
+    await h.runtime.wait_exit(cid)
+    with pytest.raises(ShipslogError):
+        await h.runtime.start(cid)
+
+
 def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     from engine.drivers.runtime.linux import signal_init
 
