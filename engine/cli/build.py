@@ -249,8 +249,11 @@ def _show(ctx: Context, msg: Any, quiet: bool) -> str:
     if not isinstance(msg, dict):
         return ""
     if "errorDetail" in msg or "error" in msg:
-        text = (msg.get("errorDetail") or {}).get("message") or msg.get("error") or "build failed"
-        raise CliError(text, "the step and its command are named above")
+        detail = msg.get("errorDetail") or {}
+        text = detail.get("message") or msg.get("error") or "build failed"
+        code = detail.get("code")  # a failed RUN's exit code: exit with it, as docker does
+        raise CliError(text, "the step and its command are named above",
+                       **({"exit_code": code} if isinstance(code, int) and code > 0 else {}))
     if "stream" in msg and not quiet:
         ctx.stdout.write(str(msg["stream"]))
         ctx.stdout.flush()

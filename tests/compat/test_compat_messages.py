@@ -39,3 +39,13 @@ def test_a_taken_name_and_ps_sizes(engine: Engine) -> None:
         assert size.startswith("0B (virtual ") and size.endswith("MB)"), size
     finally:
         docker(engine, "rm", "-f", "taken", check=False)
+
+
+def test_a_failed_run_step_exits_with_its_code_and_shows_its_steps(engine: Engine) -> None:
+    # The docker CLI exits with a failed RUN's code (moby sends it in errorDetail), and with
+    # -q prints the output the daemon held back, once the build failed.
+    dockerfile = "FROM busybox\nRUN echo before-failing && exit 7\n"
+    p = docker(engine, "build", "-q", "-", input=dockerfile, check=False, timeout=120)
+    assert p.returncode == 7, p.stderr
+    assert "returned a non-zero code: 7" in p.stderr
+    assert "Step 2/2 : RUN echo before-failing && exit 7" in p.stderr

@@ -108,10 +108,17 @@ def build_routes(ctx: Any) -> Router:
             prepared = await builder.prepare(f, opts)  # type: ignore[arg-type]
 
         async def body() -> AsyncIterator[bytes]:
+            held: list[bytes] = []  # -q: the steps' output, sent only if the build fails
             async for msg in to_lines(lambda emit: builder.execute(prepared, req.actor, emit),
                                       ctx.engine.supervisor.spawn):
                 if opts.quiet and "stream" in msg:
+                    held.append(msgspec.json.encode(msg) + b"\r\n")
                     continue
+                if held and "errorDetail" in msg:
+                    # moby postBuild: a quiet build that fails flushes what it held back,
+                    # which `docker build -q` prints before the error
+                    yield b"".join(held)
+                    held.clear()
                 yield msgspec.json.encode(msg) + b"\r\n"
                 if opts.quiet and isinstance(msg.get("aux"), dict) and msg["aux"].get("ID"):
                     # moby postBuild: with -q the one thing written is the image ID, which

@@ -80,7 +80,13 @@ class Prepared:
 
 
 class StepFailed(ShipslogError):
-    """A RUN step exited non-zero (Docker's message, a build error rather than a 4xx)."""
+    """A RUN step exited non-zero (Docker's message, a build error rather than a 4xx); `code`
+    is the step's exit code, which the build's error message carries (the docker CLI exits
+    with it)."""
+
+    def __init__(self, message: str, hint: str = "", code: int = 0) -> None:
+        super().__init__(message, hint)
+        self.code = code
 
 
 @dataclass
@@ -355,7 +361,8 @@ class Builder:
             if exit_code != 0:
                 await self._record_step(op_id, actor, ins, key, False, s, "", exit_code, where)
                 raise StepFailed(f"The command '{' '.join(argv)}' returned a non-zero code: "
-                                 f"{exit_code}", hint=f"step {where[0]}: {ins.original}")
+                                 f"{exit_code}", hint=f"step {where[0]}: {ins.original}",
+                                 code=exit_code)
             s = await self._commit(op_id, s, created_by, layer, digest, actor)
         else:
             try:

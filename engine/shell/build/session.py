@@ -52,8 +52,11 @@ async def to_lines(run: Callable[[Emit], Awaitable[str]],
                 try:
                     await run(emit)
                 except ShipslogError as exc:
-                    await send.send({"errorDetail": {"message": exc.message},
-                                     "error": exc.message})
+                    # moby's JSONError: a failed RUN's exit code rides along as `code`
+                    code = getattr(exc, "code", 0)
+                    detail = {"code": code, "message": exc.message} if code else \
+                        {"message": exc.message}
+                    await send.send({"errorDetail": detail, "error": exc.message})
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the reader is gone; the build was recorded as failed
 
