@@ -97,15 +97,16 @@ def write_project(project_dir: Path) -> Path:
     return project_dir
 
 
-def many_services(project_dir: Path, n: int) -> Path:
-    """`n` independent busybox services with a healthcheck each (the benchmark's project).
-    `sleep` as PID 1 ignores SIGTERM: SIGKILL, or every `down` would time each engine's
-    10 s stop timeout rather than its own work."""
+def many_services(project_dir: Path, n: int, *, healthcheck: bool = True) -> Path:
+    """`n` independent busybox services, with a healthcheck each unless told otherwise (the
+    benchmark's project). `sleep` as PID 1 ignores SIGTERM: SIGKILL, or every `down` would
+    time each engine's 10 s stop timeout rather than its own work."""
     lines = ["services:"]
     for i in range(n):
         lines += [f"  s{i}:", "    image: busybox", '    command: ["sleep", "3600"]',
-                  "    stop_signal: SIGKILL",
-                  "    healthcheck:", '      test: ["CMD", "true"]', "      interval: 1s"]
+                  "    stop_signal: SIGKILL"]
+        if healthcheck:
+            lines += ["    healthcheck:", '      test: ["CMD", "true"]', "      interval: 1s"]
     project_dir.mkdir(parents=True, exist_ok=True)
     (project_dir / "compose.yaml").write_text("\n".join(lines) + "\n")
     return project_dir
