@@ -586,7 +586,8 @@ class EventStore(Generic[State]):
         every = self.snapshot_every if snapshot and _snapshots_of(projection) else 0
         builder = getattr(projection, "fold_builder", None) if every else None
         if builder is not None and after < until:  # (nothing to fold: keep the state as is)
-            return self._fold_building(projection, builder(state), after, until, every, leave)
+            return self._fold_building(projection, builder(state), after, until, every, leave,
+                                       who_types)
         writing: threading.Thread | None = None
         try:
             with _gc_paused():
@@ -607,7 +608,7 @@ class EventStore(Generic[State]):
 
     def _fold_building(
         self, projection: InlineProjection[State], builder: Any, after: int, until: int,
-        every: int, leave: list[threading.Thread] | None,
+        every: int, leave: list[threading.Thread] | None, who_types: Sequence[str] | None,
     ) -> State:
         """`_fold_range` with snapshots, through the projection's `fold_builder`: one open
         fold for the whole range, so a stretch between two snapshots costs its events only
@@ -619,9 +620,8 @@ class EventStore(Generic[State]):
             with _gc_paused():
                 while after < until:
                     stop = min(until, (after // every + 1) * every)
-                    builder.feed(self._fold_envelopes(
-                        self._r, self._rlock, after, stop,
-                        getattr(projection, "fold_who_types", None)))
+                    builder.feed(self._fold_envelopes(self._r, self._rlock, after, stop,
+                                                      who_types))
                     after = stop
                     if after % every == 0:
                         writing = _beside(writing, after, self._try_snapshot_blob,

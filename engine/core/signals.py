@@ -11,7 +11,7 @@ import signal as signals
 
 from engine.core.errors import InvalidArgument
 
-__all__ = ["parse_signal_name"]
+__all__ = ["parse_signal_name", "signal_name"]
 
 _REALTIME = re.compile(r"SIGRT(MIN|MAX)([+-]\d+)?")
 
@@ -34,6 +34,16 @@ def parse_signal_name(raw: str) -> str:
         if signals.SIGRTMIN <= number <= signals.SIGRTMAX:
             return name
     raise _invalid(raw)
+
+
+def signal_name(raw: str) -> str:
+    """`raw` as the name of a signal this host defines (`15` → `SIGTERM`): what `kill` hands
+    the runtime, which sends it by number."""
+    value = parse_signal_name(raw)
+    try:
+        return (signals.Signals(int(value)) if value.isdigit() else signals.Signals[value]).name
+    except (ValueError, KeyError):
+        raise _invalid(raw) from None
 
 
 def _invalid(raw: str) -> InvalidArgument:

@@ -299,11 +299,10 @@ class ReadModel:
               ) -> tuple[dict[str, int], dict[str, int]]:
         """The sizes only the disk knows: containers' writable layers and volumes'
         contents."""
-        from engine.shell.files import rw_size, volume_size
+        from engine.shell.files import volume_size
 
         root = Path(self.paths.root)
-        rw = ({cid: rw_size(root, cid) for cid in state.containers}
-              if "container" in kinds else {})
+        rw = self.rw_sizes(state.containers) if "container" in kinds else {}
         volumes = ({name: volume_size(root, name) for name in state.volumes}
                    if "volume" in kinds else {})
         return rw, volumes

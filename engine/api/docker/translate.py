@@ -110,7 +110,7 @@ def create_body_to_config(
         "publish_all": bool(host.PublishAllPorts),
         "exposed_ports": exposed,
         "healthcheck": health_check(body.Healthcheck),
-        "stop_signal": _signal(body.StopSignal) if body.StopSignal else None,
+        "stop_signal": parse_signal_name(body.StopSignal) if body.StopSignal else None,
         "stop_timeout": body.StopTimeout,
         "log_driver": (host.LogConfig.Type if host.LogConfig and host.LogConfig.Type else "")
         or "json-file",
@@ -377,10 +377,6 @@ def _endpoint(body: ContainerCreateBody, mode: str) -> Fields:
     if ip6:
         out["ipv6_address"] = ip6
     return out
-
-
-def _signal(value: str) -> str:
-    return parse_signal_name(value)  # Docker refuses an unknown StopSignal at create
 
 
 # -- ports --------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ or reads the projection. Streams (logs, attach, exec, top) live in `routes_strea
 
 from __future__ import annotations
 
-import signal as signals
 from typing import Any
 
 import msgspec
@@ -30,6 +29,7 @@ from engine.api.routes.reading import read_model
 from engine.api.server.router import Request, Response, Router, empty, json_response
 from engine.core.errors import InvalidArgument
 from engine.core.lookup import find_container, find_image
+from engine.core.signals import signal_name
 from engine.core.validate import check_name
 from events.values import ContainerConfig
 from projections.fold import UPDATE_FIELDS
@@ -91,7 +91,7 @@ def container_routes(ctx: Any) -> Router:
     @r.route("POST", "/containers/{id}/kill")
     async def kill(req: Request) -> Response:
         sig = req.arg("signal") or "SIGKILL"
-        await engine.kill(req.params["id"], req.actor, signal=normalize_signal(sig))
+        await engine.kill(req.params["id"], req.actor, signal=signal_name(sig))
         return empty(204)
 
     @r.route("POST", "/containers/{id}/restart")
@@ -172,18 +172,3 @@ def container_routes(ctx: Any) -> Router:
         return Response(200, [("Content-Type", "application/json")], stream=body())
 
     return r
-
-
-def normalize_signal(sig: str) -> str:
-    s = sig.upper()
-    if s.isdigit():
-        try:
-            return signals.Signals(int(s)).name
-        except ValueError:
-            raise InvalidArgument(
-                f"Invalid signal: {sig}", hint="use a name like SIGTERM"
-            ) from None
-    name = s if s.startswith("SIG") else "SIG" + s
-    if name not in signals.Signals.__members__:
-        raise InvalidArgument(f"Invalid signal: {sig}", hint="use a name like SIGTERM or 15")
-    return name
